@@ -33,7 +33,9 @@ def ensure_utc(value: datetime) -> datetime:
 
 def stable_id(prefix: str, *parts: Any) -> str:
     """A short deterministic id: the same inputs always give the same id (idempotent ingest)."""
-    text = "\x1f".join("" if p is None else (p.isoformat() if isinstance(p, datetime) else str(p)) for p in parts)
+    text = "\x1f".join(
+        "" if p is None else (p.isoformat() if isinstance(p, datetime) else str(p)) for p in parts
+    )
     return f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 

@@ -2,15 +2,320 @@
 
 from __future__ import annotations
 
+import shutil
+from datetime import UTC, date, datetime, time, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from routewatch.model import Activity, CoverageAssumption
+from routewatch.workspace import Workspace
+
+console = Console()
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", help="Workspace folder (default: ROUTEWATCH_WORKSPACE or .)"),
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Store URL, e.g. postgresql+psycopg://user@host/db (default: ROUTEWATCH_DB or the "
+        "workspace's SQLite file)",
+    ),
+]
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option("--as-of", help="Judge as of this date (YYYY-MM-DD, end of that UTC day) or ISO time"),
+]
+CoverageOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--coverage",
+        "-c",
+        help="Declared coverage instead of the ledger: a schedule named in the watchlist (near-daily) or "
+        "sensor:every_days:usable (planetscope:1:0.56); repeat to combine",
+    ),
+]
+
+
+def parse_as_of(text: str | None) -> datetime:
+    """A date means the end of that UTC day (evidence of the whole day counts); a time is taken as given."""
+    if not text:
+        return datetime.now(UTC)
+    try:
+        if len(text) == 10:
+            d = date.fromisoformat(text)
+            return datetime.combine(d + timedelta(days=1), time(0, 0), tzinfo=UTC) - timedelta(microseconds=1)
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date (YYYY-MM-DD) or ISO time") from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def resolve_coverage(specs: list[str] | None, watchlist: object) -> tuple[CoverageAssumption, ...] | None:
+    from routewatch.watchlist import parse_coverage_spec
+
+    if not specs:
+        return None
+    out: list[CoverageAssumption] = []
+    named = getattr(watchlist, "coverage", {})
+    for spec in specs:
+        if spec in named:
+            out.extend(named[spec])
+        elif ":" in spec:
+            try:
+                out.append(parse_coverage_spec(spec))
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from None
+        else:
+            raise typer.BadParameter(
+                f"unknown coverage schedule {spec!r}; named ones: {', '.join(named) or 'none'}"
+            )
+    return tuple(out)
+
+
+def open_workspace(workspace: Path | None, db: str | None) -> tuple[Workspace, object, object]:
+    """The workspace, its validated watchlist and its store (schema created or upgraded)."""
+    from routewatch.store import Store
+    from routewatch.watchlist import WatchlistError, load_watchlist
+
+    ws = Workspace.open(workspace, db)
+    if not ws.watchlist_path.exists():
+        console.print(
+            f"[red]No watchlist at {ws.watchlist_path}[/red]: run `routewatch init {ws.root}` first."
+        )
+        raise typer.Exit(2)
+    try:
+        watchlist = load_watchlist(ws.watchlist_path)
+    except WatchlistError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    store = Store.open(ws.db_url)
+    store.upsert_watchlist(watchlist)
+    return ws, watchlist, store
+
+
+STATUS_STYLE = {
+    "active": "green",
+    "slowing": "yellow",
+    "paused": "red",
+    "resumed": "cyan",
+    "undetermined": "magenta",
+}
+
+
+def status_table(activities: list[Activity], watchlist: object, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in (
+        "route",
+        "status",
+        "P",
+        "last activity",
+        "days quiet",
+        "P(silence | running)",
+        "quiet looks",
+        "95 % call in",
+        "trips",
+        "coverage",
+    ):
+        table.add_column(col, overflow="fold")
+    for a in activities:
+        routes = getattr(watchlist, "routes", {})
+        name = routes[a.route].name if a.route in routes else a.route
+        style = STATUS_STYLE.get(a.status.value, "white")
+        call = (
+            "now"
+            if a.days_to_confident_call == 0
+            else (
+                f"{a.days_to_confident_call:.0f} d"
+                if a.days_to_confident_call is not None
+                else "not reachable"
+            )
+        )
+        table.add_row(
+            name,
+            f"[{style}]{a.status.value}[/{style}]",
+            f"{a.probability:.2f}",
+            f"{a.last_activity:%Y-%m-%d}" if a.last_activity else "-",
+            f"{a.days_quiet:.0f}" if a.days_quiet is not None else "-",
+            f"{a.p_silence_if_active:.3f}" if a.p_silence_if_active is not None else "-",
+            str(a.usable_looks_quiet),
+            call,
+            str(a.trips_total),
+            a.coverage,
+        )
+    return table
 
 
 def register(app: typer.Typer) -> None:
     """Add the core commands to the main app."""
+    import_app = typer.Typer(help="Import evidence into the store.", no_args_is_help=True)
+    simulate_app = typer.Typer(help="Simulations for planning and testing.", no_args_is_help=True)
+    app.add_typer(import_app, name="import")
+    app.add_typer(simulate_app, name="simulate")
 
     @app.command()
-    def version() -> None:
-        """Print the routewatch version."""
-        from routewatch import __version__
+    def init(
+        directory: Annotated[Path, typer.Argument(help="Folder for the new workspace")],
+        example: Annotated[
+            str | None, typer.Option(help="Start from a shipped example (rajin: the reference case)")
+        ] = None,
+        force: Annotated[bool, typer.Option(help="Overwrite an existing watchlist")] = False,
+    ) -> None:
+        """Create a workspace: a watchlist, the store and folders for AIS, scenes, chips and reports.
 
-        typer.echo(__version__)
+        Example: routewatch init my-case --example rajin
+        """
+        ws = Workspace.open(directory).ensure()
+        if ws.watchlist_path.exists() and not force:
+            console.print(f"{ws.watchlist_path} exists; keeping it (use --force to replace).")
+        else:
+            src = _example_file(example or "blank", "watchlist.toml")
+            shutil.copyfile(src, ws.watchlist_path)
+            if example:
+                for extra in ("observations.csv", "SOURCES.md", "published_estimates.csv"):
+                    shutil.copyfile(_example_file(example, extra), ws.root / extra)
+        _, _, _store = open_workspace(ws.root, None)
+        console.print(f"Workspace ready at [bold]{ws.root}[/bold] (store: {ws.db_url}).")
+
+    @import_app.command("observations")
+    def import_observations_cmd(
+        files: Annotated[list[Path], typer.Argument(help="CSV or JSON files of analyst observations")],
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+    ) -> None:
+        """Import dated analyst observations (sightings, negative looks, counts) with their sources.
+
+        A file is imported whole or not at all; importing it again adds nothing. Schema: docs/observations.md.
+
+        Example: routewatch import observations examples/observations.csv -w my-case
+        """
+        from routewatch.sources.reports.observations import ObservationError, import_observations
+
+        _, watchlist, store = open_workspace(workspace, db)
+        failed = False
+        for f in files:
+            try:
+                result = import_observations(store, f, watchlist)
+            except ObservationError as exc:
+                console.print(f"[red]{exc}[/red]")
+                failed = True
+                continue
+            console.print(f"{f}: {result}")
+        if failed:
+            raise typer.Exit(1)
+
+    @app.command()
+    def analyze(
+        as_of: AsOfOpt = None,
+        coverage: CoverageOpt = None,
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+    ) -> None:
+        """Derive visits, trips and each route's status as of a date, using no later evidence.
+
+        Example: routewatch analyze --as-of 2024-03-02 --coverage near-daily -w my-case
+        """
+        from routewatch.pipeline import analyze as run
+
+        _, watchlist, store = open_workspace(workspace, db)
+        when = parse_as_of(as_of)
+        result = run(store, watchlist, when, coverage=resolve_coverage(coverage, watchlist))
+        console.print(f"{len(result.visits)} visits, {len(result.trips)} trips derived.")
+        console.print(
+            status_table(list(result.activities.values()), watchlist, f"Routes as of {when:%Y-%m-%d}")
+        )
+        for a in result.activities.values():
+            console.print(f"[bold]{a.route}[/bold]: {a.explanation}")
+
+    @app.command()
+    def status(
+        as_of: AsOfOpt = None,
+        coverage: CoverageOpt = None,
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+    ) -> None:
+        """One line per route: status, probability, last activity, days quiet, coverage.
+
+        Example: routewatch status --as-of 2024-03-20 -w my-case
+        """
+        from routewatch.pipeline import analyze as run
+
+        _, watchlist, store = open_workspace(workspace, db)
+        when = parse_as_of(as_of)
+        result = run(store, watchlist, when, coverage=resolve_coverage(coverage, watchlist), persist=False)
+        for a in result.activities.values():
+            last = f"{a.last_activity:%Y-%m-%d}" if a.last_activity else "never"
+            quiet = f"{a.days_quiet:.0f} days quiet" if a.days_quiet is not None else ""
+            console.print(
+                f"{a.route}\t{a.status.value}\tP={a.probability:.2f}\tlast {last}\t{quiet}\t[{a.coverage}]"
+            )
+
+    @app.command()
+    def demo(
+        workspace: WorkspaceOpt = None,
+        as_of: Annotated[str, typer.Option(help="Judge as of this date")] = "2024-03-02",
+        imagery: Annotated[bool, typer.Option(help="Also run the simulated-imagery part")] = True,
+    ) -> None:
+        """Build the reference-case workspace (Rajin -> Dunai/Vostochny) and print the route judgement.
+
+        Example: routewatch demo --as-of 2024-03-20
+        """
+        from routewatch.demo import run_demo
+
+        run_demo(
+            Workspace.open(workspace or Path("demo-workspace")),
+            parse_as_of(as_of),
+            imagery=imagery,
+            console=console,
+        )
+
+    @simulate_app.command("coverage")
+    def simulate_coverage_cmd(
+        sensors: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--sensors", "-s", help="A sensor mix: sensor:every_days:usable joined with '+'; repeat"
+            ),
+        ] = None,
+        cadence_days: Annotated[
+            float, typer.Option(help="Mean days between calls of the simulated route")
+        ] = 6.0,
+        shape: Annotated[float, typer.Option(help="Regularity of the gaps (gamma shape; 1 = Poisson)")] = 2.0,
+        years: Annotated[float, typer.Option(help="Simulated years of running route per mix")] = 20.0,
+        seed: Annotated[int, typer.Option(help="Random seed")] = 1,
+    ) -> None:
+        """Days from a stop to a 95 % call, and false alarms per year, for each sensor mix.
+
+        Example: routewatch simulate coverage -s sentinel-1:12:1.0 -s planetscope:1:0.55
+        """
+        from routewatch.simulate.coverage import DEFAULT_MIXES, parse_sensor_mix, simulate_coverage
+
+        mixes = [parse_sensor_mix(s) for s in sensors] if sensors else list(DEFAULT_MIXES)
+        results = simulate_coverage(mixes, cadence_days=cadence_days, shape=shape, years=years, seed=seed)
+        table = Table(title=f"Coverage planning: route calling every {cadence_days:g} days (shape {shape:g})")
+        for col in (
+            "sensor mix",
+            "median days stop -> 95 % call",
+            "IQR",
+            "false alarms / year",
+            "calls missed",
+        ):
+            table.add_column(col)
+        for r in results:
+            table.add_row(*r.row())
+        console.print(table)
+
+
+def _example_file(example: str, name: str) -> Path:
+    base = resources.files("routewatch.examples")
+    path = Path(str(base / example / name))
+    if not path.exists():
+        raise typer.BadParameter(f"no example {example!r} (file {name})")
+    return path

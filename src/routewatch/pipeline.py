@@ -1,0 +1,123 @@
+"""The analysis chain over a store: sightings and looks -> visits -> trips -> route activity -> estimates.
+
+This is the one place that reads the store for analysis and writes the derived tables back; the steps themselves
+are pure functions in ``routewatch.analysis``. Re-running it for the same ``as_of`` gives the same records (ids are
+deterministic) and replaces the derived tables in one transaction, so it is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from routewatch.analysis.activity import JudgementConfig, judge_route
+from routewatch.analysis.trips import build_trips
+from routewatch.analysis.visits import build_visits
+from routewatch.model import (
+    Activity,
+    AggregateObservation,
+    CoverageAssumption,
+    Estimate,
+    Route,
+    Trip,
+    Visit,
+    ensure_utc,
+)
+from routewatch.watchlist import Watchlist
+
+
+@dataclass
+class AnalysisResult:
+    """What one analysis run found, as of ``as_of``; ``coverage`` is the stated coverage assumption."""
+
+    as_of: datetime
+    visits: list[Visit]
+    trips: list[Trip]
+    activities: dict[str, Activity]
+    aggregates: list[AggregateObservation]
+    estimates: dict[str, list[Estimate]] = field(default_factory=dict)
+    coverage: str = "actual looks in the coverage ledger"
+
+
+def route_aggregates(
+    route: Route, aggregates: Sequence[AggregateObservation], watchlist: Watchlist
+) -> list[AggregateObservation]:
+    """Aggregates about this route: scope ``origin>destination`` with the origin among the route's origin sites and
+    the destination one of its destination sites, a group of them, or the route's own key."""
+    out = []
+    for agg in aggregates:
+        if ">" not in agg.scope:
+            continue
+        origin, dest = (p.strip() for p in agg.scope.split(">", 1))
+        if origin not in route.origin:
+            continue
+        dest_sites = set(watchlist.expand([dest])) if dest in watchlist.groups else {dest}
+        if dest == route.key or dest_sites & set(route.destination):
+            out.append(agg)
+    return out
+
+
+def analyze(
+    store: object,
+    watchlist: Watchlist,
+    as_of: datetime,
+    *,
+    coverage: Sequence[CoverageAssumption] | None = None,
+    config: JudgementConfig | None = None,
+    persist: bool = True,
+) -> AnalysisResult:
+    """Run the chain as of ``as_of`` (nothing later is read) and, with ``persist``, store what it derived."""
+    as_of = ensure_utc(as_of)
+    sightings = store.sightings(until=as_of)  # type: ignore[attr-defined]
+    looks = store.looks(until=as_of)  # type: ignore[attr-defined]
+    aggregates = [a for a in store.aggregates() if a.start <= as_of]  # type: ignore[attr-defined]
+    visits = build_visits(sightings, looks, as_of, vessels=watchlist.vessels)
+    trips: list[Trip] = []
+    activities: dict[str, Activity] = {}
+    estimates: dict[str, list[Estimate]] = {}
+    lengths = watchlist.vessel_lengths()
+    for route in watchlist.routes.values():
+        aggs = route_aggregates(route, aggregates, watchlist)
+        route_trips = build_trips(
+            route, visits, as_of, vessels=watchlist.vessels, aggregates=aggs, sites=watchlist.sites
+        )
+        trips.extend(route_trips)
+        activities[route.key] = judge_route(
+            route,
+            as_of=as_of,
+            visits=visits,
+            trips=route_trips,
+            looks=looks,
+            aggregates=aggs,
+            vessel_lengths=lengths,
+            coverage=coverage,
+            config=config,
+        )
+        estimates[route.key] = route_estimates(route, route_trips, aggs, aggregates, watchlist, as_of)
+    if persist:
+        store.replace_derived(visits, trips)  # type: ignore[attr-defined]
+        store.add_activities(list(activities.values()))  # type: ignore[attr-defined]
+    label = next(iter(activities.values())).coverage if activities else "actual looks in the coverage ledger"
+    return AnalysisResult(as_of, visits, trips, activities, aggregates, estimates, label)
+
+
+def route_estimates(
+    route: Route,
+    trips: Sequence[Trip],
+    route_aggs: Sequence[AggregateObservation],
+    all_aggs: Sequence[AggregateObservation],
+    watchlist: Watchlist,
+    as_of: datetime,
+) -> list[Estimate]:
+    """Cargo estimates for a route from its trips and the published counts (see analysis.estimates)."""
+    from routewatch.analysis import estimates as est
+
+    return est.route_cargo_estimates(
+        route=route,
+        trips=trips,
+        route_aggregates=route_aggs,
+        aggregates=all_aggs,
+        vessels=watchlist.vessels,
+        as_of=as_of,
+    )

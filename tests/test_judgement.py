@@ -1,0 +1,241 @@
+"""Unit tests of the silence model and the route judgement against hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from scipy.stats import gamma
+
+from routewatch.analysis.activity import JudgementConfig, coverage_looks, judge_route
+from routewatch.analysis.silence import RouteProcess, silence_survival, survival_standard_error
+from routewatch.model import (
+    SENSOR_DETECTION,
+    AggregateObservation,
+    CoverageAssumption,
+    DetectionModel,
+    Look,
+    Route,
+    SourceKind,
+    Status,
+    Visit,
+)
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def test_single_look_poisson_matches_closed_form() -> None:
+    # Poisson arrivals (shape 1) at rate 1/5 per day, every call lasts exactly 2 days, one look at day 10 that
+    # detects a vessel present with probability 0.8. A call is in progress at day 10 iff one arrived in [8, 10]:
+    # P = 1 - exp(-2/5). So S = 1 - 0.8 * (1 - exp(-0.4)) = 0.73624...
+    process = RouteProcess(mean_gap_days=5.0, shape=1.0, dwell_days_low=2.0, dwell_days_high=2.0)
+    n = 200_000
+    s = silence_survival(np.array([10.0]), np.array([0.8]), process, n_paths=n, rng=np.random.default_rng(3))
+    expected = 1 - 0.8 * (1 - math.exp(-0.4))
+    assert abs(s[0] - expected) < 4 * survival_standard_error(expected, n)
+
+
+def test_dense_perfect_looks_reduce_to_first_gap() -> None:
+    # Looks every 0.25 day that always detect, calls lasting at least a day: every call that starts before the
+    # last look is seen, so silence up to look m = P(first gap > t_m) = gamma survival function.
+    process = RouteProcess(mean_gap_days=6.0, shape=2.0, dwell_days_low=1.0, dwell_days_high=1.0)
+    t = np.arange(0.25, 20.0, 0.25)
+    n = 100_000
+    s = silence_survival(t, np.ones_like(t), process, n_paths=n, rng=np.random.default_rng(5))
+    for m in (3, 20, 40, len(t) - 1):
+        exact = gamma.sf(t[m], a=2.0, scale=3.0)
+        assert abs(s[m] - exact) < 4 * survival_standard_error(exact, n) + 1e-4
+    assert np.all(np.diff(s) <= 1e-12), "silence can only become less likely as looks accumulate"
+
+
+def test_repeated_looks_of_one_call_are_not_independent() -> None:
+    # Two looks an hour apart see the same calls: they are worth barely more than one look. A naive independent
+    # product (1 - f q)^2 would square the miss probability; the renewal model must not.
+    process = RouteProcess(mean_gap_days=5.0, shape=1.0, dwell_days_low=2.0, dwell_days_high=2.0)
+    one = silence_survival(np.array([10.0]), np.array([1.0]), process, n_paths=100_000)[0]
+    two = silence_survival(np.array([10.0, 10.04]), np.array([1.0, 1.0]), process, n_paths=100_000)[-1]
+    assert two == pytest.approx(one, abs=0.01)
+    assert two > one**2 + 0.2
+
+
+def test_coverage_looks_schedule() -> None:
+    # Sentinel-1 every 12 days over 30 days: looks at 6 and 18 and 30 days, each with the S-1 detection probability.
+    cov = [CoverageAssumption("sentinel-1", 12.0, 1.0)]
+    t, p = coverage_looks(cov, ("a",), T0, T0 + timedelta(days=30), 120.0)
+    assert list(t) == [6.0, 18.0, 30.0]
+    assert p == pytest.approx([SENSOR_DETECTION["sentinel-1"].probability(120.0)] * 3)
+
+
+def _route() -> Route:
+    return Route("r", "A to B", origin=("a",), destination=("b",), vessels=("v1",))
+
+
+def _visit(site: str, day: float, vessel: str = "v1") -> Visit:
+    start = T0 + timedelta(days=day)
+    return Visit(f"{site}-{day}", site, vessel, start, start + timedelta(days=1), 0.9, (f"s-{site}-{day}",))
+
+
+def _regular_visits(n: int, every: float) -> list[Visit]:
+    return [_visit("a", i * every) for i in range(n)] + [_visit("b", i * every + 2) for i in range(n)]
+
+
+def test_recent_activity_is_active() -> None:
+    visits = _regular_visits(10, 5.0)  # last activity: b at day 47-48
+    as_of = T0 + timedelta(days=49)
+    act = judge_route(
+        _route(),
+        as_of=as_of,
+        visits=visits,
+        trips=[],
+        vessel_lengths={"v1": 120.0},
+        coverage=[CoverageAssumption("planetscope", 1.0, 0.6)],
+    )
+    assert act.status is Status.ACTIVE
+    assert act.days_quiet == pytest.approx(1.0)
+    assert act.p_silence_if_active is not None and act.p_silence_if_active > 0.5
+
+
+def test_long_silence_with_daily_looks_is_paused_and_sentinel1_is_not() -> None:
+    visits = _regular_visits(10, 5.0)
+    as_of = T0 + timedelta(days=48 + 30)
+    cfg = JudgementConfig(n_paths=20_000)
+    daily = judge_route(
+        _route(),
+        as_of=as_of,
+        visits=visits,
+        trips=[],
+        vessel_lengths={"v1": 120.0},
+        coverage=[CoverageAssumption("planetscope", 1.0, 0.8)],
+        config=cfg,
+    )
+    # The arithmetic: calls every 5 days (9 gaps from day 0 to 45), gamma shape 2; 30 quiet days with a look a day
+    # that sees a present vessel with p = 0.8 x 0.97. Even the perfect-coverage floor is gamma.sf(30, 2, 2.5):
+    floor = gamma.sf(30, a=2, scale=2.5)
+    assert floor < 1e-4
+    assert daily.status is Status.PAUSED
+    assert daily.probability >= 0.95
+    assert daily.p_silence_if_active >= floor - 1e-3
+    s1 = judge_route(
+        _route(),
+        as_of=as_of,
+        visits=visits,
+        trips=[],
+        vessel_lengths={"v1": 120.0},
+        coverage=[CoverageAssumption("sentinel-1", 12.0, 1.0)],
+        config=cfg,
+    )
+    # Two or three S-1 looks in 30 days can each miss a 1-4 day call: not enough to call.
+    assert s1.status is Status.UNDETERMINED
+    assert s1.probability < 0.95
+    assert "Not enough coverage" in s1.explanation
+
+
+def test_no_looks_in_ledger_cannot_call_a_pause() -> None:
+    visits = _regular_visits(10, 5.0)
+    as_of = T0 + timedelta(days=80)
+    act = judge_route(_route(), as_of=as_of, visits=visits, trips=[], vessel_lengths={"v1": 120.0})
+    assert act.status is Status.UNDETERMINED
+    assert act.usable_looks_quiet == 0
+    assert act.p_silence_if_active == 1.0
+
+
+def test_ledger_looks_are_used_and_unusable_ones_ignored() -> None:
+    visits = _regular_visits(10, 5.0)
+    as_of = T0 + timedelta(days=80)
+    model = DetectionModel(l50_m=15.0, scale_m=4.0, p_max=0.97)
+    looks = [
+        Look(
+            f"l{d}",
+            "a",
+            T0 + timedelta(days=d, hours=12),
+            "planetscope",
+            1.0,
+            model,
+            SourceKind.IMAGE,
+            vessels_seen=0,
+        )
+        for d in range(50, 80)
+    ] + [
+        Look(f"u{d}", "a", T0 + timedelta(days=d, hours=6), "planetscope", 0.0, model, SourceKind.IMAGE)
+        for d in range(50, 80)
+    ]
+    act = judge_route(
+        _route(), as_of=as_of, visits=visits, trips=[], looks=looks, vessel_lengths={"v1": 120.0}
+    )
+    assert act.usable_looks_quiet == 30
+    assert act.status is Status.PAUSED
+
+
+def test_resumed_after_a_pause() -> None:
+    visits = [*_regular_visits(10, 5.0), _visit("a", 100.0)]
+    as_of = T0 + timedelta(days=105)
+    act = judge_route(
+        _route(),
+        as_of=as_of,
+        visits=visits,
+        trips=[],
+        vessel_lengths={"v1": 120.0},
+        coverage=[CoverageAssumption("planetscope", 1.0, 0.8)],
+    )
+    assert act.status is Status.RESUMED
+    assert act.details["resumed_after_gap"][1].startswith("2024-04-10")
+    # Without the coverage to have called the gap a pause, the return of activity is just activity.
+    s1 = judge_route(
+        _route(),
+        as_of=as_of,
+        visits=visits,
+        trips=[],
+        vessel_lengths={"v1": 120.0},
+        coverage=[CoverageAssumption("sentinel-1", 12.0, 1.0)],
+    )
+    assert s1.status is Status.ACTIVE
+
+
+def test_reported_trip_count_sets_the_cadence() -> None:
+    # Only two calls seen 40 days apart, but a report says at least 20 trips in those 40 days: cadence 2 days.
+    visits = [_visit("a", 0.0), _visit("a", 40.0)]
+    agg = AggregateObservation(
+        "g",
+        T0,
+        T0 + timedelta(days=40),
+        "a>b",
+        "trip_count",
+        20,
+        None,
+        "at least 20",
+        ("e",),
+        lower_bound=True,
+    )
+    act = judge_route(
+        _route(),
+        as_of=T0 + timedelta(days=45),
+        visits=visits,
+        trips=[],
+        aggregates=[agg],
+        vessel_lengths={"v1": 120.0},
+        coverage=[CoverageAssumption("planetscope", 1.0, 0.8)],
+    )
+    assert act.expected_gap_days == pytest.approx(40.0 / 20)  # the count's own span: 40 days, 20 trips
+    assert "at least 20 trips" in act.details["cadence_basis"]
+
+
+def test_later_evidence_does_not_change_the_answer() -> None:
+    visits = _regular_visits(10, 5.0)
+    as_of = T0 + timedelta(days=70)
+    cov = [CoverageAssumption("planetscope", 1.0, 0.8)]
+    before = judge_route(
+        _route(), as_of=as_of, visits=visits, trips=[], vessel_lengths={"v1": 120.0}, coverage=cov
+    )
+    later = [*visits, _visit("a", 75.0), _visit("b", 90.0)]
+    after = judge_route(
+        _route(), as_of=as_of, visits=later, trips=[], vessel_lengths={"v1": 120.0}, coverage=cov
+    )
+    assert before == after
+
+
+def test_no_activity_is_undetermined() -> None:
+    act = judge_route(_route(), as_of=T0, visits=[], trips=[])
+    assert act.status is Status.UNDETERMINED
+    assert act.last_activity is None
