@@ -81,10 +81,15 @@ def test_paused_on_2_march_with_near_daily_looks_and_undetermined_with_sentinel1
     assert floor < 0.05  # so a call is possible at all
 
     # Near-daily: recompute P(silence | running) from the declared looks with an independent random stream.
-    length = min(watchlist.vessel_lengths()[v] for v in watchlist.routes[ROUTE].vessels if v in watchlist.vessel_lengths())
+    length = min(
+        watchlist.vessel_lengths()[v]
+        for v in watchlist.routes[ROUTE].vessels
+        if v in watchlist.vessel_lengths()
+    )
     assert length == 120.0
     t, p = coverage_looks(watchlist.coverage["near-daily"], ("rajin",), last, as_of, length)
-    assert near.usable_looks_quiet == len(t) == 19 + 7 + 2  # PlanetScope 19, Sentinel-2 7, Sentinel-1 2
+    # PlanetScope at 0.5, 1.5, ... 18.5 (19); Sentinel-2 at 1.25 + 2.5k (8); Sentinel-1 at 6 and 18 (2).
+    assert near.usable_looks_quiet == len(t) == 19 + 8 + 2
     process = RouteProcess(mean_gap, config.shape, *config.dwell_days, rate_evidence_calls=32)
     n = 40_000
     s = silence_survival(t, p, process, n_paths=n, rng=np.random.default_rng(12345))[-1]
@@ -110,7 +115,9 @@ def test_paused_on_2_march_with_near_daily_looks_and_undetermined_with_sentinel1
 
 def test_resumed_on_20_march(case) -> None:  # type: ignore[no-untyped-def]
     store, watchlist = case
-    act = analyze(store, watchlist, parse_as_of("2024-03-20"), coverage=watchlist.coverage["near-daily"]).activities[ROUTE]
+    act = analyze(
+        store, watchlist, parse_as_of("2024-03-20"), coverage=watchlist.coverage["near-daily"]
+    ).activities[ROUTE]
     # LADY R at Rajin on 10 and 12 March, at Vostochny 14-15 March, after the 12 Feb - 10 Mar gap.
     assert act.status is Status.RESUMED
     assert act.last_activity is not None and act.last_activity.date().isoformat() == "2024-03-15"
@@ -127,7 +134,7 @@ def test_later_evidence_changes_nothing(case, tmp_path: Path) -> None:  # type: 
     later.write_text(
         "date_start,date_end,subject,subject_kind,site,event,detail,source,confidence\n"
         "2024-03-05,2024-03-05,MARIA,vessel,rajin,present,a later call,test,primary\n"
-        "2024-02-20,2024-02-20,imagery,vessel,rajin,none_seen,empty berth reported later,test,primary\n"
+        "2024-03-25,2024-03-25,imagery,vessel,rajin,none_seen,an empty berth after the date,test,primary\n"
     )
     import_observations(store, later, watchlist)
     after = analyze(store, watchlist, as_of, coverage=watchlist.coverage["near-daily"], persist=False)

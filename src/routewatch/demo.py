@@ -167,6 +167,15 @@ def summary_lines(
             f"{e.name}: {e.value:,.0f} {e.unit} ({e.level:.0%} interval {e.low:,.0f} - {e.high:,.0f})"
         )
     lines.append(f"Published: {PUBLISHED_CARGO}.")
+    from routewatch.analysis.estimates import conversion_range
+
+    lo152, hi152 = conversion_range(6700, "152mm")
+    lo122, hi122 = conversion_range(6700, "122mm")
+    lines.append(
+        f"The published conversion, recomputed: 6,700 containers x 400-460 = {lo152 / 1e6:.2f}-{hi152 / 1e6:.2f} million "
+        f"152 mm shells, or x 75-80 = {lo122 / 1e6:.2f}-{hi122 / 1e6:.2f} million 122 mm rockets. The trip count "
+        "drives the total: see `routewatch analyze` for the sensitivity table."
+    )
     return lines
 
 

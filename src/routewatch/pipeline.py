@@ -110,14 +110,31 @@ def route_estimates(
     watchlist: Watchlist,
     as_of: datetime,
 ) -> list[Estimate]:
-    """Cargo estimates for a route from its trips and the published counts (see analysis.estimates)."""
-    from routewatch.analysis import estimates as est
+    """Cargo estimates for a route: trips (counted, and the largest published count as a lower bound) x containers
+    per trip (observed container stacks at the origin, else vessel capacity x load) x rounds per container."""
+    from routewatch.analysis.estimates import ContainersPerTrip, PublishedCount, estimate_cargo
 
-    return est.route_cargo_estimates(
-        route=route,
-        trips=trips,
-        route_aggregates=route_aggs,
-        aggregates=all_aggs,
-        vessels=watchlist.vessels,
-        as_of=as_of,
-    )
+    stacks = [
+        a
+        for a in all_aggs
+        if a.event == "container_stack" and a.scope in route.origin and a.count and a.end <= as_of
+    ]
+    if stacks:
+        containers = ContainersPerTrip.from_stacks(
+            [a.count or 0 for a in stacks], "container stacks seen at the origin"
+        )
+    else:
+        capacities = [watchlist.vessels[v].capacity_teu for v in route.vessels if v in watchlist.vessels]
+        known = [c for c in capacities if c]
+        if not known:
+            return []
+        containers = ContainersPerTrip.from_capacity(
+            min(known), basis=f"smallest fleet capacity {min(known):g} TEU"
+        )
+    counts = [a for a in route_aggs if a.event == "trip_count" and a.count and a.end <= as_of]
+    published = None
+    if counts:
+        best = max(counts, key=lambda a: a.count or 0)
+        published = PublishedCount(float(best.count or 0), best.lower_bound, best.detail, best.evidence_ids)
+    seed = int.from_bytes(route.key.encode()[:4].ljust(4, b"\0"), "little")
+    return estimate_cargo(trips, containers, published=published, seed=seed)
