@@ -58,7 +58,7 @@ def test_paused_on_2_march_with_near_daily_looks_and_undetermined_with_sentinel1
     ledger = analyze(store, watchlist, as_of).activities[ROUTE]
 
     # The last shipment seen: MAIA-1 unloading at Rajin on 12 Feb (the row says so; the end of that UTC day).
-    last_row = [r for r in _rows() if r["subject"] == "MAIA-1" and r["site"] == "rajin"][0]
+    last_row = next(r for r in _rows() if r["subject"] == "MAIA-1" and r["site"] == "rajin")
     assert last_row["date_end"] == "2024-02-12"
     last = datetime(2024, 2, 13, tzinfo=UTC) - timedelta(microseconds=1)
     for act in (near, s1, ledger):
@@ -68,7 +68,7 @@ def test_paused_on_2_march_with_near_daily_looks_and_undetermined_with_sentinel1
     assert near.days_quiet == pytest.approx(days_quiet) and round(days_quiet) == 19
 
     # Cadence: "at least 32 trips" from 1 Aug 2023, its span cut at the last activity: 196 days / 32.
-    trip_row = [r for r in _rows() if r["event"] == "trip_count" and r["site"] == "rajin>russia"][0]
+    trip_row = next(r for r in _rows() if r["event"] == "trip_count" and r["site"] == "rajin>russia")
     span = (last - datetime(2023, 8, 1, tzinfo=UTC)).total_seconds() / 86400
     mean_gap = span / int(trip_row["count"])
     assert near.expected_gap_days == pytest.approx(mean_gap)
