@@ -286,30 +286,78 @@ def register(app: typer.Typer) -> None:
         ] = None,
         cadence_days: Annotated[
             float, typer.Option(help="Mean days between calls of the simulated route")
-        ] = 6.0,
+        ] = 7.0,
         shape: Annotated[float, typer.Option(help="Regularity of the gaps (gamma shape; 1 = Poisson)")] = 2.0,
-        years: Annotated[float, typer.Option(help="Simulated years of running route per mix")] = 20.0,
-        seed: Annotated[int, typer.Option(help="Random seed")] = 1,
+        years: Annotated[float, typer.Option(help="Years of running route simulated per mix")] = 100.0,
+        stop_after_days: Annotated[
+            float, typer.Option(help="Days each simulated route runs before it stops")
+        ] = 180.0,
+        vessel_length_m: Annotated[float, typer.Option(help="Length of the route's vessels, metres")] = 120.0,
+        seed: Annotated[int, typer.Option(help="Random seed (same seed, same table)")] = 0,
     ) -> None:
-        """Days from a stop to a 95 % call, and false alarms per year, for each sensor mix.
+        """Per sensor mix: the median days from a stop to a 95 % pause call, and false alarms per year.
 
-        Example: routewatch simulate coverage -s sentinel-1:12:1.0 -s planetscope:1:0.55
+        Each mix is sensor:every_days:usable terms joined with '+'. The default table has Sentinel-1 alone,
+        Sentinel-2 with cloud, daily PlanetScope and a Sentinel-1 + Sentinel-2 mix.
+
+        Example: routewatch simulate coverage -s sentinel-1:12:1.0 -s planetscope:1:0.55+sentinel-1:12:1.0
         """
+        from rich.progress import Progress
+
         from routewatch.simulate.coverage import DEFAULT_MIXES, parse_sensor_mix, simulate_coverage
 
-        mixes = [parse_sensor_mix(s) for s in sensors] if sensors else list(DEFAULT_MIXES)
-        results = simulate_coverage(mixes, cadence_days=cadence_days, shape=shape, years=years, seed=seed)
-        table = Table(title=f"Coverage planning: route calling every {cadence_days:g} days (shape {shape:g})")
+        try:
+            mixes = (
+                [parse_sensor_mix(s) for s in sensors]
+                if sensors
+                else [parse_sensor_mix(m) for m in DEFAULT_MIXES]
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        results = []
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("simulating sensor mixes", total=len(mixes))
+            for mix in mixes:
+                results += simulate_coverage(
+                    [mix],
+                    cadence_days=cadence_days,
+                    shape=shape,
+                    years=years,
+                    stop_after_days=stop_after_days,
+                    seed=seed,
+                    vessel_length_m=vessel_length_m,
+                )
+                progress.advance(task)
+        table = Table(
+            title=f"Coverage planning: a route calling every {cadence_days:g} days (gamma shape {shape:g}), "
+            f"{vessel_length_m:g} m vessels, stopping after {stop_after_days:g} days; {years:g} years per mix",
+            title_justify="left",
+        )
         for col in (
             "sensor mix",
+            "usable looks / year",
             "median days stop -> 95 % call",
-            "IQR",
+            "IQR (days)",
+            "never called",
             "false alarms / year",
-            "calls missed",
+            "false alarms / quiet run",
         ):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for r in results:
-            table.add_row(*r.row())
+            median = (
+                "not reached"
+                if r.median_days_to_call == float("inf")
+                else (f"{r.median_days_to_call:.1f} ± {r.median_se:.1f}")
+            )
+            table.add_row(
+                r.label,
+                f"{r.usable_looks_per_year:.0f}",
+                median,
+                f"{r.q25_days:.0f}-{r.q75_days:.0f}",
+                f"{r.censored}/{r.stops}",
+                f"{r.false_alarms_per_year:.2f} ± {r.false_alarms_per_year_se:.2f}",
+                f"{r.false_alarms_per_quiet_run:.3f}",
+            )
         console.print(table)
 
 

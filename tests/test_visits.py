@@ -1,0 +1,161 @@
+"""Visits from sightings and looks: gap and empty-look splits, size classes, bounds, as_of, frame parity."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from routewatch.analysis.visits import (
+    build_visits,
+    build_visits_frame,
+    frame_to_visits,
+    looks_to_frame,
+    sightings_to_frame,
+    size_class,
+)
+from routewatch.model import SENSOR_DETECTION, Look, Sighting, SourceKind, Vessel
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+SHIP = Vessel(key="lady_r", name="LADY R", length_m=120.0)
+
+
+def day(d: float) -> datetime:
+    return T0 + timedelta(days=d)
+
+
+def sighting(i: int, d: float, *, site: str = "rajin", vessel: str | None = "lady_r", length: float | None = None,
+             conf: float = 0.7, end: float | None = None, kind: str = "vessel") -> Sighting:
+    return Sighting(
+        id=f"s{i}", time=day(d), time_end=None if end is None else day(end), source_kind=SourceKind.REPORT,
+        site=site, vessel=vessel, length_m=length, confidence=conf, evidence_ids=(f"e{i}",), object_kind=kind,
+    )
+
+
+def look(i: int, d: float, *, site: str = "rajin", sensor: str = "planetscope", usable: float = 1.0,
+         seen: int | None = 0) -> Look:
+    return Look(id=f"l{i}", site=site, time=day(d), sensor=sensor, usable_fraction=usable,
+                detection=SENSOR_DETECTION[sensor], source_kind=SourceKind.IMAGE, vessels_seen=seen,
+                evidence_ids=(f"le{i}",))
+
+
+def test_gap_longer_than_max_gap_starts_a_new_visit() -> None:
+    s = [sighting(1, 0), sighting(2, 3), sighting(3, 3 + 4.5)]
+    visits = build_visits(s, [], day(30), vessels=[SHIP])
+    assert [v.sighting_ids for v in visits] == [("s1", "s2"), ("s3",)]
+    # 1 - (1 - 0.7)^2 = 0.91
+    assert visits[0].confidence == pytest.approx(0.91)
+    assert visits[0].size_class == "100-150m"
+
+
+def test_report_span_counts_as_presence_for_the_gap() -> None:
+    # a report covering days 0-6 makes a sighting on day 9 only 3 days after the last presence
+    s = [sighting(1, 0, end=6), sighting(2, 9)]
+    visits = build_visits(s, [], day(30), vessels=[SHIP])
+    assert len(visits) == 1 and visits[0].end == day(9)
+
+
+def test_empty_look_with_high_detection_probability_splits_the_visit() -> None:
+    s = [sighting(1, 0), sighting(2, 2)]
+    # PlanetScope for a 120 m ship: 0.97 / (1 + exp(-(120 - 15) / 4)) ~ 0.97 >= 0.8: splits
+    split = build_visits(s, [look(1, 1)], day(30), vessels=[SHIP])
+    assert len(split) == 2
+    # half the site usable: 0.5 * 0.97 = 0.485 < 0.8: does not split
+    kept = build_visits(s, [look(1, 1, usable=0.5)], day(30), vessels=[SHIP])
+    assert len(kept) == 1
+    # a look that saw vessels, or did not say, is not an empty look
+    assert len(build_visits(s, [look(1, 1, seen=2)], day(30), vessels=[SHIP])) == 1
+    assert len(build_visits(s, [look(1, 1, seen=None)], day(30), vessels=[SHIP])) == 1
+
+
+def test_sentinel1_empty_look_does_not_split_a_small_unidentified_vessel() -> None:
+    # a 40 m object is in class 0-50m, weighed at 10 m: S1 p = 0.95 / (1 + exp(-(10 - 60) / 12)) ~ 0.015
+    s = [sighting(1, 0, vessel=None, length=40), sighting(2, 2, vessel=None, length=42)]
+    visits = build_visits(s, [look(1, 1, sensor="sentinel-1")], day(30))
+    assert len(visits) == 1 and visits[0].vessel is None and visits[0].size_class == "0-50m"
+
+
+def test_bounds_are_the_nearest_empty_looks_and_carry_their_evidence() -> None:
+    s = [sighting(1, 5), sighting(2, 6)]
+    looks = [look(1, 1), look(2, 3), look(3, 8), look(4, 9), look(5, 4, usable=0.0)]
+    (v,) = build_visits(s, looks, day(30), vessels=[SHIP])
+    assert v.start_bound == day(3) and v.end_bound == day(8)
+    assert set(v.evidence_ids) == {"e1", "e2", "le2", "le3"}
+    (unbounded,) = build_visits(s, [], day(30), vessels=[SHIP])
+    assert unbounded.start_bound is None and unbounded.end_bound is None
+
+
+def test_unidentified_sightings_group_by_size_class() -> None:
+    s = [sighting(1, 0, vessel=None, length=115), sighting(2, 1, vessel=None, length=118),
+         sighting(3, 1, vessel=None, length=30), sighting(4, 1, vessel=None), sighting(5, 1, kind="containers")]
+    visits = build_visits(s, [], day(30))
+    assert sorted((v.size_class, v.sighting_ids) for v in visits) == [
+        ("0-50m", ("s3",)), ("100-150m", ("s1", "s2")), ("unknown", ("s4",))]
+    assert size_class(50.0) == "50-100m" and size_class(None) == "unknown" and size_class(300) == "250m+"
+
+
+def test_identified_vessel_length_falls_back_to_median_measured_length() -> None:
+    s = [sighting(1, 0, vessel="x", length=60), sighting(2, 1, vessel="x", length=200),
+         sighting(3, 2, vessel="x", length=70)]
+    (v,) = build_visits(s, [], day(30))
+    assert v.size_class == "50-100m"  # median of 60, 70, 200 = 70 m
+
+
+def test_later_evidence_changes_nothing() -> None:
+    base_s = [sighting(1, 0), sighting(2, 2, end=20)]
+    base_l = [look(1, 5, usable=0.4)]
+    as_of = day(10)
+    before = build_visits(base_s, base_l, as_of, vessels=[SHIP])
+    after = build_visits(base_s + [sighting(3, 11), sighting(4, 1, vessel=None, length=100)][:1],
+                         [*base_l, look(2, 10.5), look(3, 12)], as_of, vessels=[SHIP])
+    assert before == after
+    assert before[0].end == as_of  # the report's span is cut at as_of
+
+
+def test_naive_as_of_is_refused() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        build_visits([], [], datetime(2024, 1, 1))
+
+
+def _random_case(seed: int) -> tuple[list[Sighting], list[Look], list[Vessel]]:
+    rnd = random.Random(seed)
+    sites = ["a", "b", "c"]
+    vessels = [Vessel(key="v1", name="V1", length_m=120.0), Vessel(key="v2", name="V2"),
+               Vessel(key="v3", name="V3", length_m=40.0)]
+    sightings = []
+    for i in range(rnd.randint(0, 120)):
+        ident = rnd.choice(["v1", "v2", "v3", None, None])
+        d = rnd.uniform(0, 60)
+        sightings.append(Sighting(
+            id=f"s{i:03d}", time=day(round(d, 3)), source_kind=rnd.choice(list(SourceKind)),
+            site=rnd.choice(sites), vessel=ident,
+            time_end=day(round(d + rnd.uniform(0, 5), 3)) if rnd.random() < 0.2 else None,
+            length_m=rnd.choice([None, rnd.uniform(20, 300)]), confidence=rnd.uniform(0.2, 0.95),
+            identification_confidence=rnd.choice([None, 0.8]),
+            evidence_ids=tuple(f"e{rnd.randint(0, 40)}" for _ in range(rnd.randint(0, 2))),
+            object_kind="vessel" if rnd.random() < 0.95 else "containers",
+        ))
+    looks = [
+        Look(id=f"l{j:03d}", site=rnd.choice(sites), time=day(round(rnd.uniform(0, 65), 3)),
+             sensor=(sensor := rnd.choice(["sentinel-1", "sentinel-2", "planetscope"])),
+             usable_fraction=rnd.choice([0.0, 0.5, 1.0, 1.0]), detection=SENSOR_DETECTION[sensor],
+             source_kind=SourceKind.IMAGE, vessels_seen=rnd.choice([0, 0, 1, None]),
+             evidence_ids=(f"le{j}",))
+        for j in range(rnd.randint(0, 80))
+    ]
+    return sightings, looks, vessels
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_frame_version_agrees_with_record_version(seed: int) -> None:
+    sightings, looks, vessels = _random_case(seed)
+    as_of = day(45)
+    expected = build_visits(sightings, looks, as_of, vessels=vessels, max_gap_days=3.0)
+    frame = build_visits_frame(sightings_to_frame(sightings), looks_to_frame(looks), as_of,
+                               vessels=vessels, max_gap_days=3.0)
+    got = frame_to_visits(frame)
+    assert [v.id for v in got] == [v.id for v in expected]
+    for g, e in zip(got, expected, strict=True):
+        assert g.confidence == pytest.approx(e.confidence)
+        assert g == type(e)(**{**{f: getattr(e, f) for f in e.__slots__}, "confidence": g.confidence})
