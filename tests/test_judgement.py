@@ -239,3 +239,27 @@ def test_no_activity_is_undetermined() -> None:
     act = judge_route(_route(), as_of=T0, visits=[], trips=[])
     assert act.status is Status.UNDETERMINED
     assert act.last_activity is None
+
+
+def test_slowing_from_coverage_normalised_counts() -> None:
+    # Daily usable looks for 30 weeks; a call every 3 days for 20 weeks, then every 10 days. The latest call is
+    # recent, so the route is not quiet: the drop in rate is what the change-point test must find.
+    model = DetectionModel(l50_m=15.0, scale_m=4.0, p_max=0.97)
+    looks = [
+        Look(f"l{d}", "a", T0 + timedelta(days=d, hours=12), "planetscope", 1.0, model, SourceKind.IMAGE)
+        for d in range(0, 210)
+    ]
+    fast = [_visit("a", float(d)) for d in range(0, 140, 3)]
+    slow = [_visit("a", float(d)) for d in range(143, 210, 10)]
+    as_of = T0 + timedelta(days=205)
+    act = judge_route(
+        _route(), as_of=as_of, visits=fast + slow, trips=[], looks=looks, vessel_lengths={"v1": 120.0}
+    )
+    assert act.status is Status.SLOWING, act.explanation
+    assert act.probability >= 0.5
+    # The same calls at the old pace throughout: active.
+    steady = [_visit("a", float(d)) for d in range(0, 205, 3)]
+    act2 = judge_route(
+        _route(), as_of=as_of, visits=steady, trips=[], looks=looks, vessel_lengths={"v1": 120.0}
+    )
+    assert act2.status is Status.ACTIVE

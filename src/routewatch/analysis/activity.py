@@ -552,10 +552,8 @@ def _slowing(
     Uses a one-sided Poisson CUSUM on weekly counts against the route's cadence when the ledger has looks in every
     week; without a ledger, weekly counts of reports say more about reporting than about ships, so no call is made.
     """
-    try:
-        from routewatch.analysis.changepoint import poisson_cusum
-    except ImportError:  # pragma: no cover - the change-point module ships with the package
-        return None
+    from routewatch.analysis.changepoint import bocpd, poisson_cusum
+
     calls = [e for e in events if e.at_origin]
     if len(calls) < 6 or not looks:
         return None
@@ -564,31 +562,34 @@ def _slowing(
     if weeks < 8:
         return None
     counts = np.zeros(weeks)
-    exposure = np.zeros(weeks)
+    looked = np.zeros(weeks)
     for e in calls:
         k = int(_days(start, e.start) // 7)
         if 0 <= k < weeks:
             counts[k] += 1
-    looked = np.zeros(weeks)
     for lk in looks:
         k = int(_days(start, lk.time) // 7)
-        if 0 <= k < weeks and lk.usable:
+        if 0 <= k < weeks and lk.usable and lk.site in {e.site for e in calls}:
             looked[k] += 1
     if np.any(looked == 0):
         return None
-    # Exposure: share of the week's days that had a usable look, a proxy for the chance a call was seen.
-    exposure = np.minimum(looked / 7.0, 1.0) * 7.0
+    # Exposure: look-days per week (at most 7): a week with fewer usable looks could show fewer calls.
+    exposure = np.minimum(looked, 7.0)
     rate0 = float(counts.sum() / exposure.sum())
     if rate0 <= 0:
         return None
-    result = poisson_cusum(counts, exposure, rate0, rate0 * config.slowing_factor, 4.0)
-    alarm = getattr(result, "alarm_index", None)
-    if alarm is None and isinstance(result, tuple):
-        alarm = result[0]
-    if alarm is None or alarm < weeks - 8:
+    cusum = poisson_cusum(counts, exposure, rate0, rate0 * config.slowing_factor, 4.0)
+    recent = 8
+    if cusum.alarm_index is None or cusum.alarm_index < weeks - recent:
+        return None
+    # Was there a change in rate at all (any run length shorter than the whole history), to a lower rate?
+    online = bocpd(counts, exposure)
+    change = online.prob_change_within(weeks - 1)
+    if change < 0.5 or online.rate_mean >= rate0:
         return None
     return {
-        "slowing_probability": 0.95,
-        "slowing_basis": f"Poisson CUSUM on weekly calls per usable look-day alarmed in week {alarm + 1} of {weeks} "
-        f"(rate {rate0:.3f}/day against half that)",
+        "slowing_probability": change,
+        "slowing_basis": f"a Poisson CUSUM on weekly calls per usable look-day alarmed in week {cusum.alarm_index + 1} "
+        f"of {weeks} (rate {rate0:.3f} calls per look-day against half that); Bayesian change-point probability "
+        f"of a change to a lower rate {change:.2f} (current rate {online.rate_mean:.3f})",
     }
