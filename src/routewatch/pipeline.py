@@ -13,12 +13,13 @@ from datetime import datetime
 
 from routewatch.analysis.activity import JudgementConfig, judge_route
 from routewatch.analysis.trips import build_trips
-from routewatch.analysis.visits import build_visits
+from routewatch.analysis.visits import build_visits_frame, frame_to_visits
 from routewatch.model import (
     Activity,
     AggregateObservation,
     CoverageAssumption,
     Estimate,
+    Look,
     Route,
     Trip,
     Visit,
@@ -69,24 +70,35 @@ def analyze(
 ) -> AnalysisResult:
     """Run the chain as of ``as_of`` (nothing later is read) and, with ``persist``, store what it derived."""
     as_of = ensure_utc(as_of)
-    sightings = store.sightings(until=as_of)  # type: ignore[attr-defined]
-    looks = store.looks(until=as_of)  # type: ignore[attr-defined]
+    # Columnar reads and visit building: the analysis must stay fast at millions of sightings.
+    sightings = store.sightings_frame(until=as_of, with_evidence=True)  # type: ignore[attr-defined]
+    looks_frame = store.looks_frame(until=as_of, with_evidence=True)  # type: ignore[attr-defined]
     aggregates = [a for a in store.aggregates() if a.start <= as_of]  # type: ignore[attr-defined]
-    visits = build_visits(sightings, looks, as_of, vessels=watchlist.vessels)
+    visits = frame_to_visits(build_visits_frame(sightings, looks_frame, as_of, vessels=watchlist.vessels))
+    by_site: dict[str, list[Visit]] = {}
+    for v in visits:
+        by_site.setdefault(v.site, []).append(v)
+    site_looks: dict[str, list[Look]] = {}
     trips: list[Trip] = []
     activities: dict[str, Activity] = {}
     estimates: dict[str, list[Estimate]] = {}
     lengths = watchlist.vessel_lengths()
     for route in watchlist.routes.values():
         aggs = route_aggregates(route, aggregates, watchlist)
+        mine = [v for k in (*route.origin, *route.destination) for v in by_site.get(k, ())]
         route_trips = build_trips(
-            route, visits, as_of, vessels=watchlist.vessels, aggregates=aggs, sites=watchlist.sites
+            route, mine, as_of, vessels=watchlist.vessels, aggregates=aggs, sites=watchlist.sites
         )
         trips.extend(route_trips)
+        looks: list[Look] = []
+        for k in route.origin:  # the judgement needs the coverage ledger at the origin only
+            if k not in site_looks:
+                site_looks[k] = store.looks(site=k, until=as_of)  # type: ignore[attr-defined]
+            looks.extend(site_looks[k])
         activities[route.key] = judge_route(
             route,
             as_of=as_of,
-            visits=visits,
+            visits=mine,
             trips=route_trips,
             looks=looks,
             aggregates=aggs,

@@ -1,10 +1,170 @@
-"""CLI verbs of the surfaces stage (registered on the main app by `register`)."""
+"""CLI verbs of the surfaces: report, export, serve, watch (thin over routewatch.report, .web and .alerts)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from routewatch.cli.core import (
+    AsOfOpt,
+    CoverageOpt,
+    DbOpt,
+    WorkspaceOpt,
+    console,
+    parse_as_of,
+    resolve_coverage,
+)
+from routewatch.workspace import Workspace
+
+TilesOpt = Annotated[str | None, typer.Option(
+    help="Optional map tile URL template, e.g. https://tile.example.org/{z}/{x}/{y}.png (off by default: "
+         "the map is drawn from the site polygons and nothing is fetched)")]
+
+
+def _open(workspace: Path | None, db: str | None) -> tuple[Workspace, Any, Any]:
+    """Workspace, watchlist (None when the workspace has none) and store."""
+    from routewatch.store import Store
+    from routewatch.watchlist import WatchlistError, load_watchlist
+
+    ws = Workspace.open(workspace, db)
+    watchlist = None
+    if ws.watchlist_path.exists():
+        try:
+            watchlist = load_watchlist(ws.watchlist_path)
+        except WatchlistError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    if watchlist is None and not ws.db_url_override and not (ws.root / "routewatch.sqlite").exists():
+        console.print(f"[red]No watchlist or store in {ws.root}[/red]: run `routewatch init {ws.root}` first.")
+        raise typer.Exit(2)
+    store = Store.open(ws.db_url)
+    if watchlist is not None:
+        store.upsert_watchlist(watchlist)
+    return ws, watchlist, store
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
-    return None
+
+    @app.command()
+    def report(
+        as_of: AsOfOpt = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file to write")] = None,
+        coverage: CoverageOpt = None,
+        tiles: TilesOpt = None,
+        stored: Annotated[bool, typer.Option(help="Use the judgements already in the store instead of analyzing")] = False,
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+    ) -> None:
+        """Write the self-contained HTML report (opens offline; charts and chips inside the file).
+
+        Example: routewatch report --as-of 2024-03-02 -o report.html -w demo-workspace
+        """
+        import time
+
+        from routewatch.report import build_report
+
+        ws, watchlist, store = _open(workspace, db)
+        when = parse_as_of(as_of)
+        started = time.perf_counter()
+        analysis = None
+        if watchlist is not None and not stored:
+            from routewatch.pipeline import analyze
+
+            with console.status("analyzing"):
+                analysis = analyze(store, watchlist, when, coverage=resolve_coverage(coverage, watchlist),
+                                   persist=False)
+        out = output or ws.reports_dir / f"report-{when:%Y-%m-%d}.html"
+        with console.status("writing the report"):
+            build_report(store, when, out, analysis=analysis, tiles=tiles, workspace_root=ws.root)
+        console.print(f"report written to {out} ({out.stat().st_size / 1024:.0f} KiB, "
+                      f"{time.perf_counter() - started:.1f} s)")
+
+    @app.command()
+    def export(
+        fmt: Annotated[str, typer.Option("--format", "-f", help="geojson, kml (or .kmz output), gpkg or csv")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="file to write (a folder for csv)")],
+        as_of: AsOfOpt = None,
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+    ) -> None:
+        """Export sites, detections and trips for QGIS (gpkg), Google Earth (kml/kmz), or as GeoJSON/CSV.
+
+        Example: routewatch export --format kml -o case.kmz -w demo-workspace
+        """
+        from routewatch.report import FORMATS, gather
+        from routewatch.report import export as run
+
+        if fmt not in FORMATS:
+            raise typer.BadParameter(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}", param_hint="--format")
+        ws, _, store = _open(workspace, db)
+        data = gather(store, parse_as_of(as_of), workspace_root=ws.root)
+        path = run(data, fmt, output)
+        console.print(f"{fmt} written to {path}: {len(data.sites)} sites, {len(data.sightings)} sightings, "
+                      f"{len(data.trips)} trips")
+
+    @app.command()
+    def serve(
+        host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1 keeps it on this machine)")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+        token: Annotated[str | None, typer.Option(envvar="ROUTEWATCH_TOKEN", help="Bearer token for write "
+                                                  "endpoints (none: read-only)")] = None,
+        as_of: Annotated[str | None, typer.Option("--as-of", help="Show records up to this date (default: now)")] = None,
+        tiles: TilesOpt = None,
+        max_upload: Annotated[int, typer.Option(help="Largest request body accepted, bytes")] = 1_000_000,
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+    ) -> None:
+        """Serve the dashboard and the JSON API (docs at /api/docs); read-only unless a token is set.
+
+        Example: ROUTEWATCH_TOKEN=secret routewatch serve --port 8000 -w demo-workspace
+        """
+        import uvicorn
+
+        from routewatch.web import create_app
+
+        ws, _, store = _open(workspace, db)
+        app = create_app(store, token=token, as_of=parse_as_of(as_of) if as_of else None, workspace_root=ws.root,
+                         tiles=tiles, max_body_bytes=max_upload)
+        console.print(f"serving {ws.root} on http://{host}:{port}/ ({'writes need the token' if token else 'read-only'})")
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+
+    @app.command()
+    def watch(
+        every: Annotated[str, typer.Option(help="Interval between cycles: 30m, 6h, 1d")] = "6h",
+        webhook: Annotated[str | None, typer.Option(help="URL to POST each alert to (JSON)")] = None,
+        log: Annotated[Path | None, typer.Option("--log", help="File to append each alert to (JSON lines)")] = None,
+        sensor: Annotated[list[str] | None, typer.Option(help="Fetch and detect this sensor each cycle (repeat)")] = None,
+        cycles: Annotated[int | None, typer.Option(help="Stop after this many cycles (default: run forever)")] = None,
+        attempts: Annotated[int, typer.Option(help="Webhook attempts per cycle")] = 5,
+        backoff: Annotated[float, typer.Option(help="First retry wait in seconds (doubles each retry)")] = 2.0,
+        notify_initial: Annotated[bool, typer.Option(help="Also alert the first status seen per route")] = False,
+        coverage: CoverageOpt = None,
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+    ) -> None:
+        """Run the chain every interval and alert (webhook and/or log) once per route status change.
+
+        Example: routewatch watch --every 6h --webhook https://hooks.example.org/rw --log alerts.jsonl -w my-case
+        """
+        from routewatch.alerts import AlertConfig, default_chain, parse_every
+        from routewatch.alerts import watch as run
+
+        try:
+            interval = parse_every(every)
+            cfg = AlertConfig(webhook, log, attempts=attempts, backoff_s=backoff, notify_initial=notify_initial)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        ws, watchlist, store = _open(workspace, db)
+        if watchlist is None:
+            console.print(f"[red]No watchlist at {ws.watchlist_path}[/red]: watch needs one to analyze.")
+            raise typer.Exit(2)
+        chain = default_chain(ws, store, watchlist, tuple(sensor or ()), resolve_coverage(coverage, watchlist))
+
+        def report_cycle(n: int, sent: list[dict]) -> None:
+            changes = ", ".join(f"{a['route']}: {a['old_status']} -> {a['new_status']}" for a in sent) or "no change"
+            console.print(f"cycle {n}: {changes}")
+
+        run(store, chain, cfg, interval, cycles=cycles, on_cycle=report_cycle)

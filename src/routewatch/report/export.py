@@ -1,0 +1,224 @@
+"""Exports for other tools: GeoJSON, KML/KMZ (Google Earth), GeoPackage (QGIS, via pyogrio) and CSV.
+
+Every layer carries the ids and evidence ids of its records, so a feature picked in QGIS can be walked back to
+its sources. Geometries are WGS84 longitude/latitude (EPSG:4326); times are ISO-8601 UTC.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import numpy as np
+from shapely.geometry import LineString, Point, mapping
+
+from routewatch.report.data import ReportData, chip_path
+
+FORMATS = ("geojson", "kml", "gpkg", "csv")
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") else value
+
+
+def _site_point(data: ReportData, key: str | None) -> tuple[float, float] | None:
+    site = data.sites.get(key or "")
+    return site.centroid_lonlat if site else None
+
+
+def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
+    """(layer, shapely geometry, properties) for sites, detections (sightings with a position) and trips."""
+    out: list[tuple[str, Any, dict[str, Any]]] = []
+    for s in data.sites.values():
+        out.append(("sites", s.geometry, {"id": s.key, "name": s.name, "kind": str(s.kind), "country": s.country or "",
+                                         "notes": s.notes}))
+    for s in data.sightings:
+        if s.lon is None or s.lat is None:
+            continue
+        out.append(("detections", Point(s.lon, s.lat), {
+            "id": s.id, "time": _iso(s.time), "source_kind": str(s.source_kind), "site": s.site or "",
+            "vessel": s.vessel or "", "event": s.event, "length_m": s.length_m, "width_m": s.width_m,
+            "score": s.score, "confidence": s.confidence, "simulated": bool(s.simulated),
+            "evidence_ids": ",".join(s.evidence_ids)}))
+    visits = {v.id: v for v in data.visits}
+    for t in data.trips:
+        route = data.routes.get(t.route)
+        a = _site_point(data, visits[t.origin_visit].site if t.origin_visit in visits else (route.origin[0] if route else None))
+        b = _site_point(data, visits[t.destination_visit].site if t.destination_visit in visits
+                        else (route.destination[0] if route and route.destination else None))
+        if a is None or b is None:
+            continue
+        out.append(("trips", LineString([a, b]), {
+            "id": t.id, "route": t.route, "vessel": t.vessel or "", "depart": _iso(t.depart),
+            "arrive": _iso(t.arrive) if t.arrive else None, "kind": t.kind, "confidence": t.confidence,
+            "distance_nm": t.distance_nm, "evidence_ids": ",".join(t.evidence_ids)}))
+    return out
+
+
+def write_geojson(data: ReportData, path: Path) -> Path:
+    """One FeatureCollection; each feature's ``layer`` property says sites, detections or trips."""
+    feats = [{"type": "Feature", "geometry": mapping(g), "properties": {"layer": layer, **props}}
+             for layer, g, props in features(data)]
+    _atomic_text(path, json.dumps({"type": "FeatureCollection", "features": feats}, indent=1))
+    return path
+
+
+def write_gpkg(data: ReportData, path: Path) -> Path:
+    """One GeoPackage layer per kind (sites, detections, trips), EPSG:4326, written with pyogrio."""
+    from pyogrio.raw import write
+
+    tmp = path.with_name(path.stem + ".part.gpkg")  # GDAL wants the .gpkg extension on the file it writes
+    tmp.unlink(missing_ok=True)
+    by_layer: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+    for layer, geom, props in features(data):
+        by_layer.setdefault(layer, []).append((geom, props))
+    gtypes = {"sites": "MultiPolygon", "detections": "Point", "trips": "LineString"}
+    for i, (layer, rows) in enumerate(by_layer.items()):
+        names = list(rows[0][1])
+        cols = []
+        for n in names:
+            vals = [r[1][n] for r in rows]
+            if all((isinstance(v, float | int) and not isinstance(v, bool)) or v is None for v in vals) and any(
+                    v is not None for v in vals):
+                cols.append(np.array([np.nan if v is None else float(v) for v in vals], dtype="float64"))
+            else:
+                cols.append(np.array(["" if v is None else str(v) for v in vals], dtype=object))
+        geoms = np.array([g.wkb for g, _ in rows], dtype=object)
+        write(str(tmp), geoms, cols, names, layer=layer, driver="GPKG", geometry_type=gtypes[layer],
+              crs="EPSG:4326", append=i > 0, promote_to_multi=layer == "sites")
+    if not by_layer:
+        raise ValueError("nothing to export: the store has no sites, detections or trips")
+    tmp.replace(path)
+    return path
+
+
+def write_csv(data: ReportData, folder: Path) -> Path:
+    """One CSV per record kind in ``folder`` (sites, looks, sightings, visits, trips, activities)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tables: dict[str, tuple[list[str], list[list[Any]]]] = {
+        "sites": (["key", "name", "kind", "lon", "lat", "wkt"],
+                  [[s.key, s.name, s.kind, *s.centroid_lonlat, s.geometry.wkt] for s in data.sites.values()]),
+        "looks": (["id", "site", "time", "sensor", "usable_fraction", "scene_id", "vessels_seen", "simulated"],
+                  [[x.id, x.site, _iso(x.time), x.sensor, x.usable_fraction, x.scene_id, x.vessels_seen, x.simulated]
+                   for x in data.looks]),
+        "sightings": (["id", "time", "time_end", "source_kind", "site", "vessel", "event", "lon", "lat", "length_m",
+                       "confidence", "simulated", "evidence_ids"],
+                      [[x.id, _iso(x.time), _iso(x.time_end), x.source_kind, x.site, x.vessel, x.event, x.lon, x.lat,
+                        x.length_m, x.confidence, x.simulated, " ".join(x.evidence_ids)] for x in data.sightings]),
+        "visits": (["id", "site", "vessel", "start", "end", "confidence", "sighting_ids"],
+                   [[x.id, x.site, x.vessel, _iso(x.start), _iso(x.end), x.confidence, " ".join(x.sighting_ids)]
+                    for x in data.visits]),
+        "trips": (["id", "route", "vessel", "depart", "arrive", "kind", "confidence", "distance_nm", "evidence_ids"],
+                  [[x.id, x.route, x.vessel, _iso(x.depart), _iso(x.arrive), x.kind, x.confidence, x.distance_nm,
+                    " ".join(x.evidence_ids)] for x in data.trips]),
+        "activities": (["route", "as_of", "status", "probability", "last_activity", "days_quiet", "coverage"],
+                       [[a.route, _iso(a.as_of), a.status, a.probability, _iso(a.last_activity), a.days_quiet,
+                         a.coverage] for a in data.activities.values()]),
+    }
+    for name, (header, rows) in tables.items():
+        tmp = folder / f"{name}.csv.part"
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows([["" if v is None else str(v) for v in row] for row in rows])
+        tmp.replace(folder / f"{name}.csv")
+    return folder
+
+
+def kml_document(data: ReportData, chip_href: Callable[[str], str | None]) -> str:
+    """KML: site polygons, detections (with chips in their balloons) and trips as lines with time spans."""
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<kml xmlns="http://www.opengis.net/kml/2.2"><Document>',
+             f"<name>routewatch as of {escape(_iso(data.as_of))}</name>",
+             '<Style id="site"><PolyStyle><color>5514a5ff</color></PolyStyle></Style>',
+             '<Style id="trip"><LineStyle><color>ff2020c0</color><width>2</width></LineStyle></Style>']
+    chips_by_sighting = {}
+    for s in data.sightings:
+        for eid in s.evidence_ids:
+            ev = data.evidence.get(eid)
+            if ev is not None and str(ev.kind) == "chip":
+                href = chip_href(_safe_name(eid))
+                if href:
+                    chips_by_sighting[s.id] = href
+    parts.append("<Folder><name>sites</name>")
+    for s in data.sites.values():
+        polys = [s.geometry] if s.geometry.geom_type == "Polygon" else list(getattr(s.geometry, "geoms", []))
+        rings = "".join("<Polygon><outerBoundaryIs><LinearRing><coordinates>"
+                        + " ".join(f"{x:.6f},{y:.6f}" for x, y, *_ in p.exterior.coords)
+                        + "</coordinates></LinearRing></outerBoundaryIs></Polygon>" for p in polys)
+        parts.append(f"<Placemark><name>{escape(s.name)}</name><styleUrl>#site</styleUrl>"
+                     f"<MultiGeometry>{rings}</MultiGeometry></Placemark>")
+    parts.append("</Folder><Folder><name>detections</name>")
+    for layer, geom, p in features(data):
+        if layer != "detections":
+            continue
+        desc = escape(f"{p['source_kind']} {p['event']} at {p['site']}, vessel {p['vessel'] or 'unidentified'}, "
+                      f"length {p['length_m'] or '?'} m, evidence {p['evidence_ids']}")
+        if p["id"] in chips_by_sighting:
+            desc += escape(f'<br/><img src="{chips_by_sighting[p["id"]]}" width="128"/>')
+        parts.append(f"<Placemark><name>{escape(p['vessel'] or p['source_kind'])}</name>"
+                     f"<TimeStamp><when>{p['time']}</when></TimeStamp><description>{desc}</description>"
+                     f"<Point><coordinates>{geom.x:.6f},{geom.y:.6f}</coordinates></Point></Placemark>")
+    parts.append("</Folder><Folder><name>trips</name>")
+    for layer, geom, p in features(data):
+        if layer != "trips":
+            continue
+        end = f"<end>{p['arrive']}</end>" if p["arrive"] else ""
+        coords = " ".join(f"{x:.6f},{y:.6f}" for x, y in geom.coords)
+        parts.append(f"<Placemark><name>{escape(p['route'])} {escape(p['vessel'])}</name><styleUrl>#trip</styleUrl>"
+                     f"<TimeSpan><begin>{p['depart']}</begin>{end}</TimeSpan>"
+                     f"<description>{escape(p['kind'])}, confidence {p['confidence']:.2f}, evidence "
+                     f"{escape(p['evidence_ids'])}</description>"
+                     f"<LineString><tessellate>1</tessellate><coordinates>{coords}</coordinates></LineString></Placemark>")
+    parts.append("</Folder></Document></kml>\n")
+    return "".join(parts)
+
+
+def _safe_name(eid: str) -> str:
+    """A file name from an evidence id that cannot climb out of the chips folder."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", eid).lstrip(".") or "chip"
+
+
+def write_kml(data: ReportData, path: Path) -> Path:
+    """``.kmz``: one zip with the chips inside; ``.kml``: chips copied beside it in ``<name>_chips/``."""
+    chips = {_safe_name(eid): p for eid, ev in data.evidence.items()
+             if str(ev.kind) == "chip" and (p := chip_path(ev, data.workspace_root)) is not None}
+    if path.suffix.lower() == ".kmz":
+        doc = kml_document(data, lambda eid: f"files/{eid}{chips[eid].suffix}" if eid in chips else None)
+        tmp = path.with_name(path.name + ".part")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("doc.kml", doc)
+            for eid, p in chips.items():
+                zf.write(p, f"files/{eid}{p.suffix}")
+        tmp.replace(path)
+        return path
+    folder = path.with_name(path.stem + "_chips")
+    if chips:
+        folder.mkdir(parents=True, exist_ok=True)
+        for eid, p in chips.items():
+            (folder / f"{eid}{p.suffix}").write_bytes(p.read_bytes())
+    doc = kml_document(data, lambda eid: f"{folder.name}/{eid}{chips[eid].suffix}" if eid in chips else None)
+    _atomic_text(path, doc)
+    return path
+
+
+def export(data: ReportData, fmt: str, output: Path) -> Path:
+    """Write ``data`` in ``fmt`` (geojson, kml, gpkg, csv) to ``output`` (a folder for csv)."""
+    output = Path(output)
+    writers = {"geojson": write_geojson, "kml": write_kml, "gpkg": write_gpkg, "csv": write_csv}
+    if fmt not in writers:
+        raise ValueError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt != "csv":
+        output.parent.mkdir(parents=True, exist_ok=True)
+    return writers[fmt](data, output)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,109 @@
+"""The dashboard application: FastAPI with server-rendered pages, a JSON API and bundled static files.
+
+Read-only unless a token is configured; uploads larger than ``max_body_bytes`` are refused with 413 before they
+are read into memory; pages carry a Content-Security-Policy that keeps every request on this server (map tiles
+from a user-given URL template are the one, explicit, exception).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from routewatch.web import api, pages
+from routewatch.web.state import SnapshotHolder
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 1_000_000
+log = logging.getLogger("routewatch.web")
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413: by Content-Length first, then while streaming."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await JSONResponse({"detail": f"request body over {self.limit} bytes"}, 413)(scope, receive, send)
+            return
+        seen = 0
+        too_large = False
+
+        async def limited() -> Message:
+            nonlocal seen, too_large
+            if too_large:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:  # stop the app reading: it sees a disconnect, and its answer is dropped
+                too_large = True
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Message) -> None:
+            if not too_large:
+                await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large:
+            await JSONResponse({"detail": f"request body over {self.limit} bytes"}, 413)(scope, receive, send)
+
+
+def create_app(store: Any, *, token: str | None = None, as_of: datetime | None = None,
+               workspace_root: Path | None = None, tiles: str | None = None,
+               max_body_bytes: int = MAX_BODY_BYTES, refresh_s: float = 10.0) -> FastAPI:
+    """The app over an open store. ``as_of`` None follows the clock; ``tiles`` is an optional URL template."""
+    app = FastAPI(title="routewatch", version="1", docs_url=None, redoc_url=None,
+                  openapi_url="/api/openapi.json",
+                  description="Sites, routes, the coverage ledger (looks), sightings, visits, trips and route "
+                              "status. Reads are open; writes need `Authorization: Bearer <token>`.")
+    app.state.store = store
+    app.state.token = token
+    app.state.tiles = tiles
+    app.state.snapshots = SnapshotHolder(store, as_of, workspace_root, ttl_s=refresh_s)
+    tile_host = f" {urlparse(tiles).scheme}://{urlparse(tiles).netloc}" if tiles else ""
+    csp = (f"default-src 'self'; img-src 'self' data:{tile_host}; style-src 'self' 'unsafe-inline'; "
+           "script-src 'self'; frame-ancestors 'none'")
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", csp)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("error serving %s", request.url.path)
+        return JSONResponse({"detail": "internal error"}, 500)
+
+    @app.get("/api/docs", include_in_schema=False, response_class=HTMLResponse)
+    def api_docs(request: Request) -> HTMLResponse:
+        """The API described from its OpenAPI document, rendered here (Swagger UI would load from a CDN)."""
+        return pages.templates.TemplateResponse(request, "api_docs.html", {
+            "spec": app.openapi(), "data": app.state.snapshots.get().data})
+
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    return app

@@ -1,0 +1,105 @@
+"""What the dashboard serves: an in-memory snapshot of the store, refreshed in the background.
+
+Reads never wait on the database: requests are answered from the current snapshot (records already turned into
+JSON-ready dicts), and a stale snapshot is replaced by a background thread while the old one keeps serving. Writes
+through the API refresh it at once, so a client reads its own write. This is what keeps API reads in milliseconds
+under many concurrent clients; a store that outgrows memory would need SQL-side paging instead (docs/web.md).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from routewatch.report.charts import timeline_svg
+from routewatch.report.data import ReportData, gather
+from routewatch.web.serialize import to_json
+
+_PLOT_LOCK = threading.Lock()  # matplotlib is not thread-safe
+
+
+@dataclass
+class Snapshot:
+    data: ReportData
+    loaded: float
+    json: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    timelines: dict[str, str] = field(default_factory=dict)
+    pages: dict[str, bytes] = field(default_factory=dict)  # rendered pages: a snapshot never changes
+
+    @classmethod
+    def load(cls, store: Any, as_of: datetime | None, root: Path | None) -> Snapshot:
+        data = gather(store, as_of or datetime.now(UTC), workspace_root=root)
+        snap = cls(data, time.monotonic())
+        snap.json = {
+            "sites": [to_json(s) for s in data.sites.values()],
+            "routes": [to_json(r) for r in data.routes.values()],
+            "vessels": [to_json(v) for v in data.vessels.values()],
+            "looks": [to_json(x) for x in data.looks],
+            "sightings": [to_json(x) for x in data.sightings],
+            "visits": [to_json(x) for x in data.visits],
+            "trips": [to_json(x) for x in data.trips],
+            "status": [status_json(data, v.route.key) for v in data.views],
+        }
+        return snap
+
+    def timeline(self, route_key: str) -> str:
+        """The route's timeline SVG, drawn once per snapshot."""
+        if route_key not in self.timelines:
+            view = next(v for v in self.data.views if v.route.key == route_key)
+            with _PLOT_LOCK:
+                names = {k: v.name for k, v in self.data.vessels.items()}
+                self.timelines[route_key] = timeline_svg(view, names)
+        return self.timelines[route_key]
+
+
+def status_json(data: ReportData, route_key: str) -> dict[str, Any]:
+    """One route's judgement plus the coverage of its quiet period and whether it rests on simulated data."""
+    view = next(v for v in data.views if v.route.key == route_key)
+    act = view.activity
+    return {
+        "route": route_key, "name": view.route.name, "as_of": to_json(act.as_of) if act else None,
+        "status": to_json(act.status) if act else None, "probability": act.probability if act else None,
+        "last_activity": to_json(act.last_activity) if act else None,
+        "days_quiet": act.days_quiet if act else None, "coverage_assumption": act.coverage if act else None,
+        "quiet_coverage": {"looks": view.quiet.looks, "usable_looks": view.quiet.usable_looks,
+                           "mean_p_detect": view.quiet.mean_p_detect, "vessel_length_m": view.quiet.vessel_length_m,
+                           "text": view.quiet.describe()},
+        "simulated": view.simulated, "simulated_notes": view.simulated_notes,
+        "evidence_ids": list(act.evidence_ids) if act else [],
+    }
+
+
+class SnapshotHolder:
+    """Holds the current snapshot; ``get`` starts a background refresh when it is older than ``ttl_s``."""
+
+    def __init__(self, store: Any, as_of: datetime | None, root: Path | None, ttl_s: float = 10.0) -> None:
+        self.store, self.as_of, self.root, self.ttl_s = store, as_of, root, ttl_s
+        self._lock = threading.Lock()
+        self._refreshing = False
+        self._snap = Snapshot.load(store, as_of, root)
+
+    def get(self) -> Snapshot:
+        snap = self._snap
+        if time.monotonic() - snap.loaded > self.ttl_s:
+            with self._lock:
+                start = not self._refreshing
+                self._refreshing = True
+            if start:
+                threading.Thread(target=self._refresh_background, daemon=True).start()
+        return snap
+
+    def _refresh_background(self) -> None:
+        try:
+            self._snap = Snapshot.load(self.store, self.as_of, self.root)
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+    def refresh(self) -> Snapshot:
+        """Reload now (after a write), so the writer reads what it wrote."""
+        self._snap = Snapshot.load(self.store, self.as_of, self.root)
+        return self._snap

@@ -1,0 +1,160 @@
+"""Alerts: one per route status change, delivered to a webhook on 127.0.0.1 with retries, never twice."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from routewatch.alerts import AlertConfig, check, parse_every, watch
+from routewatch.model import Status
+from routewatch.report.sample import AS_OF, ROUTE, write_sample
+from routewatch.store import Store
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that answers with the queued status codes (then 200)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.codes: list[int] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.bodies.append(body)
+                code = outer.codes.pop(0) if outer.codes else 200
+                self.send_response(code)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture
+def history(store, tmp_path: Path):
+    """The sample store with an earlier judgement (active) before the stored one (paused)."""
+    write_sample(store, tmp_path)
+    paused = next(a for a in store.activities(route=ROUTE) if a.as_of == AS_OF)
+    active = replace(paused, as_of=AS_OF - timedelta(days=10), status=Status.ACTIVE)
+    store.add_activities([active])
+    return active, paused
+
+
+def no_sleep(_: float) -> None:
+    pass
+
+
+def test_retry_after_500_and_no_duplicate_after_restart(store, db_url: str, history, receiver: Receiver) -> None:
+    _, paused = history
+    receiver.codes = [500]
+    cfg = AlertConfig(webhook=receiver.url, backoff_s=0.0)
+    sent = check(store, [paused], cfg, no_sleep)
+    assert [b["new_status"] for b in sent] == ["paused"]
+    assert len(receiver.bodies) == 2 and receiver.bodies[0]["id"] == receiver.bodies[1]["id"]
+    assert receiver.bodies[1]["old_status"] == "active" and receiver.bodies[1]["route"] == ROUTE
+    assert receiver.bodies[1]["probability"] == pytest.approx(paused.probability)
+    # a restarted watcher: a fresh Store on the same database, the same judgement again
+    again = Store.open(db_url)
+    try:
+        assert watch(again, lambda _now: [paused], cfg, timedelta(seconds=1), cycles=2, sleep=no_sleep) == 0
+    finally:
+        again.close()
+    assert len(receiver.bodies) == 2
+
+
+def test_undelivered_alert_is_retried_next_cycle_once(store, history, receiver: Receiver) -> None:
+    _, paused = history
+    receiver.codes = [500, 500, 500]
+    cfg = AlertConfig(webhook=receiver.url, attempts=3, backoff_s=0.0)
+    waits: list[float] = []
+    assert check(store, [paused], cfg, waits.append) == []
+    assert len(receiver.bodies) == 3 and waits == [0.0, 0.0]
+    assert len(check(store, [paused], cfg, no_sleep)) == 1  # the receiver is back
+    assert len(check(store, [paused], cfg, no_sleep)) == 0
+    assert len(receiver.bodies) == 4
+
+
+def test_backoff_doubles(store, history, receiver: Receiver) -> None:
+    _, paused = history
+    receiver.codes = [503, 503, 503]
+    waits: list[float] = []
+    check(store, [paused], AlertConfig(webhook=receiver.url, attempts=4, backoff_s=0.5), waits.append)
+    assert waits == [0.5, 1.0, 2.0]
+
+
+def test_client_error_is_not_retried(store, history, receiver: Receiver) -> None:
+    _, paused = history
+    receiver.codes = [404]
+    assert check(store, [paused], AlertConfig(webhook=receiver.url, backoff_s=0.0), no_sleep) == []
+    assert len(receiver.bodies) == 1
+
+
+def test_each_change_once_and_log_lines(store, history, receiver: Receiver, tmp_path: Path) -> None:
+    _, paused = history
+    log = tmp_path / "alerts.jsonl"
+    cfg = AlertConfig(webhook=receiver.url, log_path=log, backoff_s=0.0)
+    resumed = replace(paused, as_of=AS_OF + timedelta(days=5), status=Status.RESUMED)
+    statuses = []
+    for act in (paused, paused, resumed, resumed, paused):
+        store.add_activities([act])
+        statuses += [b["new_status"] for b in check(store, [act], cfg, no_sleep)]
+    assert statuses == ["paused", "resumed"]  # going back to an older judgement is not a change of the latest
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["new_status"] for x in lines] == statuses
+
+
+def test_first_status_is_a_baseline_unless_asked(store, tmp_path: Path, receiver: Receiver) -> None:
+    write_sample(store, tmp_path)
+    (paused,) = store.activities(route=ROUTE)
+    assert check(store, [paused], AlertConfig(webhook=receiver.url), no_sleep) == []
+    assert receiver.bodies == []
+
+
+def test_first_status_with_notify_initial(store, tmp_path: Path, receiver: Receiver) -> None:
+    write_sample(store, tmp_path)
+    (paused,) = store.activities(route=ROUTE)
+    sent = check(store, [paused], AlertConfig(webhook=receiver.url, notify_initial=True), no_sleep)
+    assert [(b["old_status"], b["new_status"]) for b in sent] == [(None, "paused")]
+
+
+def test_failing_chain_is_recorded_and_the_watch_goes_on(store, tmp_path: Path) -> None:
+    calls = []
+
+    def chain(now):
+        calls.append(now)
+        raise RuntimeError("imagery endpoint down")
+
+    assert watch(store, chain, AlertConfig(log_path=tmp_path / "a.log"), timedelta(hours=6), cycles=2,
+                 sleep=no_sleep) == 0
+    assert len(calls) == 2
+    assert any("imagery endpoint down" in f.message for f in store.failures(stage="watch"))
+
+
+def test_parse_every_and_config() -> None:
+    assert parse_every("6h") == timedelta(hours=6)
+    assert parse_every("30m") == timedelta(minutes=30)
+    assert parse_every("1.5d") == timedelta(days=1.5)
+    for bad in ("", "6", "h6", "-1h", "0s"):
+        with pytest.raises(ValueError):
+            parse_every(bad)
+    with pytest.raises(ValueError, match="webhook"):
+        AlertConfig()

@@ -1,0 +1,163 @@
+"""The HTML report: headline numbers, coverage of the quiet period, simulated-data warning, self-containment."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from routewatch.model import Status
+from routewatch.report import build_report, gather, render_report
+from routewatch.report.sample import AS_OF, ROUTE, write_sample
+from routewatch.store import Store
+
+
+class Tags(HTMLParser):
+    """Collect tags with their attributes, and the visible text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(html: str) -> Tags:
+    p = Tags()
+    p.feed(html)
+    return p
+
+
+@pytest.fixture
+def sample_store(tmp_path: Path):
+    store = Store.open(f"sqlite:///{tmp_path / 'routewatch.sqlite'}")
+    write_sample(store, tmp_path, simulated=True)
+    yield store
+    store.close()
+
+
+def test_headline_shows_judgement_and_quiet_coverage(sample_store, tmp_path: Path) -> None:
+    out = build_report(sample_store, AS_OF, tmp_path / "r.html", workspace_root=tmp_path)
+    html = out.read_text()
+    text = " ".join(" ".join(parse(html).text).split())
+    act = next(a for a in sample_store.activities(route=ROUTE) if a.as_of == AS_OF)
+    assert f"paused, probability {act.probability:.0%}, {act.days_quiet:.0f} days quiet" in text
+    assert f"{act.last_activity:%Y-%m-%d %H:%M} UTC" in text
+    assert act.coverage in text
+    # the quiet-period coverage, counted here from the store's looks
+    quiet = [lk for lk in sample_store.looks(site="rajin") if act.last_activity < lk.time <= AS_OF]
+    usable = sum(lk.usable for lk in quiet)
+    assert 0 < usable < len(quiet)
+    assert f"{usable} usable of {len(quiet)} looks" in text
+
+
+def test_simulated_data_is_said_plainly_and_only_when_true(tmp_path: Path) -> None:
+    sim = Store.open(f"sqlite:///{tmp_path / 'sim.sqlite'}")
+    real = Store.open(f"sqlite:///{tmp_path / 'real.sqlite'}")
+    write_sample(sim, tmp_path, simulated=True)
+    write_sample(real, tmp_path, simulated=False)
+    sim_html = render_report(gather(sim, AS_OF, workspace_root=tmp_path))
+    real_html = render_report(gather(real, AS_OF, workspace_root=tmp_path))
+    assert 'id="simulated-warning"' in sim_html and "rests on simulated data" in sim_html
+    assert "simulated-warning" not in real_html and "rests on simulated data" not in real_html
+
+
+def test_report_is_self_contained(sample_store, tmp_path: Path) -> None:
+    html = build_report(sample_store, AS_OF, tmp_path / "r.html", workspace_root=tmp_path).read_text()
+    tags = parse(html).tags
+    assert not [t for t, a in tags if t in ("script", "link", "iframe")], "no external scripts or stylesheets"
+    imgs = [a.get("src") or "" for t, a in tags if t == "img"]
+    assert imgs and all(src.startswith("data:image/png;base64,") for src in imgs)
+    assert not re.search(r"""(src|href)=["']//""", html)
+    assert not [a for t, a in tags if t == "image"], "no map tiles unless asked for"
+    assert html.count("<svg") >= 2  # the map and one timeline per route
+
+
+def test_every_trip_row_links_its_evidence(sample_store, tmp_path: Path) -> None:
+    html = render_report(gather(sample_store, AS_OF, workspace_root=tmp_path))
+    trips = sample_store.trips(route=ROUTE)
+    rows = re.findall(r'<tr id="trip-([^"]+)">(.*?)</tr>', html, re.S)
+    assert sorted(r[0] for r in rows) == sorted(t.id for t in trips)
+    evidence = sample_store.evidence([e for t in trips for e in t.evidence_ids])
+    for trip_id, row in rows:
+        trip = next(t for t in trips if t.id == trip_id)
+        reports = [evidence[e] for e in trip.evidence_ids if str(evidence[e].kind) == "report"]
+        assert all(f'href="{r.uri}"' in row for r in reports)
+        assert "data:image/png;base64," in row  # the chip
+        assert "AIS positions" in row
+        assert "sentinel-2" in row or "planetscope" in row  # the scene behind the image sighting
+
+
+def test_map_draws_sites_and_detections(sample_store, tmp_path: Path) -> None:
+    data = gather(sample_store, AS_OF, workspace_root=tmp_path)
+    html = render_report(data)
+    map_svg = html[html.index('<svg xmlns="http://www.w3.org/2000/svg" class="map"'):]
+    map_svg = map_svg[: map_svg.index("</svg>")]
+    assert map_svg.count("<polygon") == len(sample_store.sites())
+    with_pos = [s for s in sample_store.sightings(until=AS_OF) if s.lon is not None]
+    assert map_svg.count("<circle") == len(with_pos)
+
+
+def test_tiles_only_when_configured(sample_store, tmp_path: Path) -> None:
+    html = render_report(gather(sample_store, AS_OF), tiles="https://tiles.invalid/{z}/{x}/{y}.png")
+    assert "https://tiles.invalid/" in html
+    assert "Content-Security-Policy" not in html  # the CSP that blocks remote images is dropped only then
+
+
+def test_earlier_date_leaves_out_later_records(sample_store) -> None:
+    as_of = AS_OF - timedelta(days=60)
+    data = gather(sample_store, as_of)
+    assert data.trips and all(t.depart <= as_of for t in data.trips)
+    assert len(data.trips) < len(sample_store.trips())
+    assert ROUTE not in data.activities  # the only judgement is dated later
+    assert "not analysed for this date" in render_report(data)
+
+
+def test_estimate_interval_and_methods(sample_store) -> None:
+    html = render_report(gather(sample_store, AS_OF))
+    act = next(a for a in sample_store.activities(route=ROUTE) if a.as_of == AS_OF)
+    est = act.details["estimates"][0]
+    assert f"{est['low']:,.0f} – {est['high']:,.0f} {est['unit']}" in html
+    assert "containers_per_trip" in html
+    assert 'id="methods"' in html and "detection probability" in html
+
+
+def test_status_other_than_paused(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'a.sqlite'}")
+    write_sample(store, tmp_path, status=Status.ACTIVE)
+    assert "active, probability 80%" in render_report(gather(store, AS_OF))
+
+
+def test_cli_report_from_stored_judgements_is_fast(tmp_path: Path) -> None:
+    from routewatch.cli import app
+
+    store = Store.open(f"sqlite:///{tmp_path / 'routewatch.sqlite'}")
+    write_sample(store, tmp_path)
+    store.close()
+    out = tmp_path / "out" / "report.html"
+    started = time.perf_counter()
+    result = CliRunner().invoke(app, ["report", "--stored", "--as-of", "2024-03-01", "-o", str(out), "-w",
+                                      str(tmp_path)])
+    elapsed = time.perf_counter() - started
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and "Rajin → Vostochny" in out.read_text()
+    assert not list(out.parent.glob("*.part"))
+    assert elapsed < 5.0
+
+
+def test_cli_report_refuses_empty_folder(tmp_path: Path) -> None:
+    from routewatch.cli import app
+
+    result = CliRunner().invoke(app, ["report", "-w", str(tmp_path / "nothing")])
+    assert result.exit_code == 2
+    assert "routewatch init" in result.output

@@ -1,0 +1,197 @@
+"""The JSON API over real HTTP (uvicorn on 127.0.0.1), on SQLite and PostgreSQL: reads, paging, validation,
+tokens, injection- and traversal-shaped input, oversized uploads."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from routewatch.report.sample import AS_OF, ROUTE, write_sample
+from routewatch.web import create_app
+
+TOKEN = "s3cret-token"
+
+
+@contextlib.contextmanager
+def running_server(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free 127.0.0.1 port; yield its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def api(store, tmp_path: Path) -> Iterator[tuple[httpx.Client, Any]]:
+    write_sample(store, tmp_path)
+    app = create_app(store, token=TOKEN, workspace_root=tmp_path, max_body_bytes=20_000)
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+        yield client, store
+
+
+def test_status_matches_the_stored_judgement(api) -> None:
+    client, store = api
+    body = client.get("/api/v1/status").json()
+    act = next(a for a in store.activities(route=ROUTE) if a.as_of == AS_OF)
+    (item,) = body["items"]
+    assert item["route"] == ROUTE and item["status"] == "paused"
+    assert item["probability"] == pytest.approx(act.probability)
+    assert item["days_quiet"] == pytest.approx(act.days_quiet)
+    assert item["coverage_assumption"] == act.coverage
+    assert item["simulated"] is True
+
+
+def test_pagination_walks_every_look_once(api) -> None:
+    client, store = api
+    expected = sorted(lk.id for lk in store.looks())
+    seen: list[str] = []
+    url: str | None = "/api/v1/looks?limit=7"
+    pages = 0
+    while url:
+        page = client.get(url).json()
+        assert page["total"] == len(expected) and len(page["items"]) <= 7
+        seen += [x["id"] for x in page["items"]]
+        url = page["next"]
+        pages += 1
+    assert sorted(seen) == expected and len(seen) == len(set(seen))
+    assert pages == -(-len(expected) // 7)
+
+
+def test_filters(api) -> None:
+    client, store = api
+    since, until = "2023-10-01T00:00:00Z", "2023-12-01T00:00:00Z"
+    got = client.get("/api/v1/looks", params={"site": "rajin", "since": since, "until": until, "limit": 1000}).json()
+    want = [lk for lk in store.looks(site="rajin") if "2023-10-01" <= lk.time.isoformat()[:10] < "2023-12-01"]
+    assert got["total"] == len(want) > 0
+    trips = client.get("/api/v1/trips", params={"route": ROUTE, "vessel": "angara"}).json()
+    assert trips["total"] == sum(1 for t in store.trips() if t.vessel == "angara")
+    assert client.get("/api/v1/sites/rajin").json()["geometry"]["type"] == "Polygon"
+    assert client.get("/api/v1/routes/nowhere").status_code == 404
+
+
+@pytest.mark.parametrize("params", [
+    {"limit": 0}, {"limit": 100_000}, {"offset": -1}, {"site": "rajin' OR '1'='1"}, {"site": "x; DROP TABLE looks"},
+    {"site": "../../etc/passwd"}, {"since": "2024-01-01T00:00:00"}, {"since": "yesterday"},
+])
+def test_bad_query_values_are_refused(api, params: dict) -> None:
+    client, store = api
+    r = client.get("/api/v1/looks", params=params)
+    assert r.status_code == 422
+    assert "Traceback" not in r.text and "sqlalchemy" not in r.text.lower()
+    assert len(store.looks()) > 0  # nothing was dropped
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/sites/..%2F..%2Fetc%2Fpasswd", "/api/v1/sites/rajin%27%20OR%201=1--", "/chips/..%2F..%2Fetc%2Fpasswd",
+    "/chips/%2Fetc%2Fpasswd", "/static/..%2F..%2F..%2Fetc%2Fpasswd", "/scenes/..%2Fapp.py", "/routes/%00",
+])
+def test_traversal_shaped_paths_do_not_leak(api, path: str) -> None:
+    client, _ = api
+    r = client.get(path)
+    assert r.status_code in (400, 404, 422)
+    assert "root:" not in r.text and "Traceback" not in r.text and "import" not in r.text
+
+
+def test_write_endpoints_need_the_right_token(api) -> None:
+    client, _ = api
+    site = {"key": "tumangang", "name": "Tumangang rail yard", "kind": "rail_yard",
+            "geometry": {"type": "Polygon", "coordinates": [[[130.58, 42.40], [130.66, 42.40], [130.66, 42.44],
+                                                             [130.58, 42.44], [130.58, 42.40]]]}}
+    assert client.post("/api/v1/sites", json=site).status_code == 401
+    assert client.post("/api/v1/sites", json=site, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert client.get("/api/v1/sites/tumangang").status_code == 404
+    ok = client.post("/api/v1/sites", json=site, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 201
+    assert client.get("/api/v1/sites/tumangang").json()["name"] == "Tumangang rail yard"
+    bad = dict(site, key="x' OR 1=1 --")
+    assert client.post("/api/v1/sites", json=bad, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 422
+
+
+def test_observations_import_is_idempotent(api) -> None:
+    client, _ = api
+    obs = [{"time": "2024-02-20T06:00:00Z", "site": "rajin", "vessel": "angara", "event": "loading",
+            "source": "analyst note", "url": "https://example.org/note/1", "detail": "seen loading at pier 2"}]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    first = client.post("/api/v1/observations", json=obs, headers=auth)
+    assert first.status_code == 201 and first.json()["added"] == 1
+    again = client.post("/api/v1/observations", json=obs, headers=auth)
+    assert again.status_code == 201 and again.json()["added"] == 0
+    found = client.get("/api/v1/sightings", params={"site": "rajin", "since": "2024-02-20T00:00:00Z",
+                                                    "until": "2024-02-21T00:00:00Z"}).json()
+    assert [x["source_kind"] for x in found["items"]] == ["report"]
+    unknown = [dict(obs[0], site="atlantis")]
+    assert client.post("/api/v1/observations", json=unknown, headers=auth).status_code == 422
+    naive = [dict(obs[0], time="2024-02-20T06:00:00")]
+    assert client.post("/api/v1/observations", json=naive, headers=auth).status_code == 422
+
+
+def test_oversized_uploads_are_refused(api) -> None:
+    client, store = api
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    obs = {"time": "2024-02-20T06:00:00Z", "site": "rajin", "source": "x", "detail": "y" * 4000}
+    before = len(store.sightings())
+    assert client.post("/api/v1/observations", json=[obs] * 10, headers=auth).status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while streaming
+        yield b"["
+        for _ in range(40):
+            yield b'{"time": "2024-02-20T06:00:00Z", "site": "rajin", "source": "x", "detail": "' + b"z" * 1000 + b'"},'
+        yield b"{}]"
+
+    r = client.post("/api/v1/observations", content=chunks(), headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert len(store.sightings()) == before
+
+
+def test_read_only_without_a_configured_token(store, tmp_path: Path) -> None:
+    write_sample(store, tmp_path)
+    with running_server(create_app(store, workspace_root=tmp_path)) as base:
+        r = httpx.post(f"{base}/api/v1/observations", json=[], headers={"Authorization": "Bearer anything"})
+        assert r.status_code == 403
+        assert httpx.get(f"{base}/api/v1/status").status_code == 200
+
+
+def test_openapi_and_docs_without_cdn(api) -> None:
+    client, _ = api
+    spec = client.get("/api/openapi.json").json()
+    for path in ("/api/v1/sites", "/api/v1/routes", "/api/v1/looks", "/api/v1/sightings", "/api/v1/visits",
+                 "/api/v1/trips", "/api/v1/status", "/api/v1/observations"):
+        assert path in spec["paths"]
+    docs = client.get("/api/docs")
+    assert docs.status_code == 200 and "/api/v1/looks" in docs.text
+    assert "cdn" not in docs.text.lower() and "http://" not in docs.text.replace(str(client.base_url), "")
+
+
+def test_pages_and_chips(api) -> None:
+    client, store = api
+    page = client.get(f"/routes/{ROUTE}")
+    assert page.status_code == 200 and "paused, probability" in page.text
+    chip_ids = [e for t in store.trips() for e in t.evidence_ids if e.startswith("ev-")]
+    chips = [i for i, e in store.evidence(chip_ids).items() if str(e.kind) == "chip"]
+    r = client.get(f"/chips/{chips[0]}")
+    assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
+    scene = store.looks()[0].scene_id
+    assert client.get(f"/scenes/{scene}").status_code == 200
+    sighting = store.sightings()[0].id
+    assert client.get(f"/sightings/{sighting}").status_code == 200
