@@ -1,10 +1,121 @@
-"""CLI verbs of the imagery stage (registered on the main app by `register`)."""
+"""CLI verbs of the imagery stage: `fetch` (STAC, windowed, cached, resumable) and `scenes add FOLDER`."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from routewatch.workspace import Workspace
+
+console = Console(stderr=True)
+
+WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w",
+                                                   help="Workspace folder (default: ROUTEWATCH_WORKSPACE or .)")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="Store URL (default: ROUTEWATCH_DB or the workspace's "
+                                                         "SQLite file)")]
+
+
+def _day(text: str, end: bool = False) -> datetime:
+    """YYYY-MM-DD (start of the UTC day, or its end for --to) or an ISO time."""
+    try:
+        if len(text) == 10:
+            d = date.fromisoformat(text)
+            if end:
+                return datetime.combine(d + timedelta(days=1), time(0), tzinfo=UTC) - timedelta(microseconds=1)
+            return datetime.combine(d, time(0), tzinfo=UTC)
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date (YYYY-MM-DD) or ISO time") from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _failures(rows: list[tuple[str, str]]) -> None:
+    for path, message in rows:
+        console.print(f"[yellow]skipped[/yellow] {path}: {message}" if path not in message else
+                      f"[yellow]skipped[/yellow] {message}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
-    return None
+
+    @app.command("fetch")
+    def fetch_cmd(
+        site: Annotated[str, typer.Option("--site", help="site key from the watchlist")],
+        start: Annotated[str, typer.Option("--from", help="first day (YYYY-MM-DD, UTC)")],
+        end: Annotated[str, typer.Option("--to", help="last day (YYYY-MM-DD, UTC, inclusive)")],
+        sensor: Annotated[str, typer.Option("--sensor", help="sentinel-1 or sentinel-2")] = "sentinel-2",
+        endpoint: Annotated[str, typer.Option(
+            "--stac", help="planetary-computer, earth-search, or a STAC API URL")] = "planetary-computer",
+        token_url: Annotated[str | None, typer.Option(
+            "--token-url", help="SAS token endpoint for signing asset URLs (Planetary Computer style)")] = None,
+        max_cloud: Annotated[float | None, typer.Option(
+            "--max-cloud", help="skip Sentinel-2 scenes cloudier than this fraction (0-1)")] = None,
+        max_items: Annotated[int | None, typer.Option("--max-items", help="stop after this many scenes")] = None,
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+    ) -> None:
+        """Find scenes over a site and download only the site window of each (cached; resumes if interrupted).
+
+        Example: routewatch fetch --site rajin --from 2023-08-01 --to 2024-03-02 --sensor sentinel-1
+        """
+        from routewatch.sources.imagery.ingest import fetch_site, open_store, resolve_site
+
+        if sensor not in ("sentinel-1", "sentinel-2"):
+            raise typer.BadParameter(f"--sensor must be sentinel-1 or sentinel-2, not {sensor!r}")
+        ws = Workspace.open(workspace, db).ensure()
+        store = open_store(ws)
+        try:
+            site_rec = resolve_site(ws, site, store)
+        except KeyError as exc:
+            console.print(f"[red]error:[/red] {exc.args[0]}")
+            raise typer.Exit(2) from None
+        result = fetch_site(ws, site_rec, _day(start), _day(end, end=True), sensor, endpoint=endpoint,
+                            token_url=token_url, max_cloud=max_cloud, max_items=max_items, store=store)
+        _failures(result.failures)
+        console.print(f"{result.found} scenes found, {len(result.scenes)} stored "
+                      f"({result.cached} from the cache), {len(result.failures)} failed")
+        if result.failures and not result.scenes:
+            raise typer.Exit(1)
+
+    scenes_app = typer.Typer(help="Manage scenes in the store (your own GeoTIFFs and COGs).", no_args_is_help=True)
+    app.add_typer(scenes_app, name="scenes")
+
+    @scenes_app.command("add")
+    def scenes_add_cmd(
+        folder: Annotated[Path, typer.Argument(help="folder of GeoTIFFs/COGs (searched recursively)")],
+        sensor: Annotated[str | None, typer.Option(
+            "--sensor", help="sensor name: planetscope, skysat, maxar, sentinel-2, sentinel-1, ...")] = None,
+        bands: Annotated[str | None, typer.Option(
+            "--bands", help="band names in file order, e.g. red,green,blue,nir")] = None,
+        when: Annotated[str | None, typer.Option(
+            "--time", help="acquisition time (ISO, UTC) when the files do not say")] = None,
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+    ) -> None:
+        """Add your own images (any CRS, any band layout) as scenes; bad files are reported and skipped.
+
+        Example: routewatch scenes add ~/planet/rajin --sensor planetscope --bands blue,green,red,nir
+        """
+        from routewatch.sources.imagery.ingest import add_folder, open_store
+
+        if not folder.is_dir():
+            console.print(f"[red]error:[/red] {folder}: not a folder")
+            raise typer.Exit(2)
+        ws = Workspace.open(workspace, db).ensure()
+        store = open_store(ws)
+        result = add_folder(folder, store=store, bands=bands.split(",") if bands else None,
+                            when=_day(when) if when else None, sensor=sensor)
+        table = Table("scene", "sensor", "time (UTC)", "pixel (m)", "bands", "note")
+        for s in result.scenes:
+            table.add_row(Path(s.uri or "").name, s.sensor, f"{s.acquired:%Y-%m-%d %H:%M}", f"{s.resolution_m:.2f}",
+                          ",".join(s.attributes.get("bands", {})), "SIMULATED" if s.simulated else "")
+        Console().print(table)
+        _failures(result.failures)
+        console.print(f"{len(result.scenes)} scenes added, {len(result.failures)} files skipped")
+        if result.failures and not result.scenes:
+            raise typer.Exit(1)

@@ -1,0 +1,174 @@
+"""Georeferencing of image grids: affine or ground control points, ground pixel size, site windows.
+
+A grid is located either by an affine transform in a CRS (GeoTIFFs, COGs, our cached windows) or by ground control
+points (Sentinel-1 GRD in its own slant geometry, whose advertised affine must not be trusted). ``GridGeoref``
+hides the difference so the water mask, the usable fraction and the lon/lat of detections use one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import shapely
+from affine import Affine
+from pyproj import CRS, Geod, Transformer
+from rasterio.control import GroundControlPoint
+from rasterio.features import rasterize
+from rasterio.transform import GCPTransformer
+from rasterio.windows import Window
+from shapely.geometry import mapping
+from shapely.geometry.base import BaseGeometry
+
+WGS84 = CRS.from_epsg(4326)
+_GEOD = Geod(ellps="WGS84")
+
+
+def _to_wgs84(crs: Any) -> Transformer | None:
+    src = CRS.from_user_input(crs)
+    if src.equals(WGS84):
+        return None
+    return Transformer.from_crs(src, WGS84, always_xy=True)
+
+
+def _from_wgs84(crs: Any) -> Transformer | None:
+    dst = CRS.from_user_input(crs)
+    if dst.equals(WGS84):
+        return None
+    return Transformer.from_crs(WGS84, dst, always_xy=True)
+
+
+@dataclass
+class GridGeoref:
+    """Where the pixels of an array lie on Earth: ``transform`` + ``crs``, or ``gcps`` (+ their CRS).
+
+    Pixel (row, col) = (0, 0) is the upper-left corner of the first pixel (rasterio convention); detections give
+    centres as ``row + 0.5``. When GCPs are present they win over any affine (Sentinel-1 GRD).
+    """
+
+    shape: tuple[int, int]
+    transform: Affine | None = None
+    crs: CRS | None = None
+    gcps: list[GroundControlPoint] | None = None
+    gcps_crs: CRS | None = None
+    _gcp_tr: GCPTransformer | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.gcps:
+            self._gcp_tr = GCPTransformer(self.gcps)
+        elif self.transform is None or self.crs is None:
+            raise ValueError("grid has neither an affine transform with a CRS nor ground control points")
+
+    @property
+    def uses_gcps(self) -> bool:
+        return self._gcp_tr is not None
+
+    def pixel_to_lonlat(self, rows: Sequence[float] | np.ndarray, cols: Sequence[float] | np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Map pixel coordinates (corner convention: add 0.5 for centres) to WGS84 lon/lat degrees."""
+        r = np.atleast_1d(np.asarray(rows, dtype=float))
+        c = np.atleast_1d(np.asarray(cols, dtype=float))
+        if self._gcp_tr is not None:
+            xs, ys = self._gcp_tr.xy(r, c, offset="ul")
+            crs = self.gcps_crs or WGS84
+        else:
+            assert self.transform is not None
+            t = self.transform
+            xs = t.c + t.a * c + t.b * r
+            ys = t.f + t.d * c + t.e * r
+            crs = self.crs
+        xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+        tr = _to_wgs84(crs)
+        if tr is None:
+            return xs, ys
+        lon, lat = tr.transform(xs, ys)
+        return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+
+    def lonlat_to_pixel(self, lons: np.ndarray, lats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse of :meth:`pixel_to_lonlat`: fractional (row, col) in corner convention."""
+        lons = np.atleast_1d(np.asarray(lons, dtype=float))
+        lats = np.atleast_1d(np.asarray(lats, dtype=float))
+        crs = (self.gcps_crs or WGS84) if self._gcp_tr is not None else self.crs
+        tr = _from_wgs84(crs)
+        xs, ys = (lons, lats) if tr is None else tr.transform(lons, lats)
+        if self._gcp_tr is not None:
+            rows, cols = self._gcp_tr.rowcol(np.asarray(xs), np.asarray(ys), op=lambda v: v)
+            return np.asarray(rows, dtype=float), np.asarray(cols, dtype=float)
+        assert self.transform is not None
+        inv = ~self.transform
+        cols = inv.a * np.asarray(xs) + inv.b * np.asarray(ys) + inv.c
+        rows = inv.d * np.asarray(xs) + inv.e * np.asarray(ys) + inv.f
+        return np.asarray(rows, dtype=float), np.asarray(cols, dtype=float)
+
+    def ground_pixel_size_m(self) -> float:
+        """Mean ground size of a pixel near the grid centre, in metres (geodesic; so Web Mercator is corrected)."""
+        h, w = self.shape
+        r0, c0 = h / 2.0, w / 2.0
+        lon, lat = self.pixel_to_lonlat([r0, r0, r0 + 1.0], [c0, c0 + 1.0, c0])
+        _, _, dx = _GEOD.inv(lon[0], lat[0], lon[1], lat[1])
+        _, _, dy = _GEOD.inv(lon[0], lat[0], lon[2], lat[2])
+        return float(np.sqrt(abs(dx) * abs(dy)))
+
+    def footprint(self) -> BaseGeometry:
+        """The grid outline as a WGS84 polygon (edges sampled so that curved mappings stay close)."""
+        from shapely.geometry import Polygon
+
+        h, w = self.shape
+        n = 8
+        top = [(0.0, w * i / n) for i in range(n)]
+        right = [(h * i / n, float(w)) for i in range(n)]
+        bottom = [(float(h), w * (n - i) / n) for i in range(n)]
+        left = [(h * (n - i) / n, 0.0) for i in range(n)]
+        pts = top + right + bottom + left
+        lon, lat = self.pixel_to_lonlat([p[0] for p in pts], [p[1] for p in pts])
+        return Polygon(zip(lon, lat, strict=True)).buffer(0)
+
+    def rasterize(self, geometry_wgs84: BaseGeometry | None) -> np.ndarray:
+        """Boolean mask of the pixels whose centre lies inside a WGS84 geometry."""
+        h, w = self.shape
+        if geometry_wgs84 is None or geometry_wgs84.is_empty:
+            return np.zeros((h, w), dtype=bool)
+
+        def to_pixel(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            rows, cols = self.lonlat_to_pixel(x, y)
+            return cols, rows  # pixel space: x = col, y = row
+
+        pix = shapely.transform(geometry_wgs84, to_pixel, interleaved=False)
+        if pix.is_empty:
+            return np.zeros((h, w), dtype=bool)
+        out = rasterize([(mapping(pix), 1)], out_shape=(h, w), transform=Affine.identity(), fill=0, dtype="uint8")
+        return out.astype(bool)
+
+    def window(self, window: Window) -> GridGeoref:
+        """The georeference of a sub-window (GCPs shifted into the window's pixel frame)."""
+        shape = (int(window.height), int(window.width))
+        if self.gcps:
+            r0, c0 = float(window.row_off), float(window.col_off)
+            shifted = [GroundControlPoint(row=g.row - r0, col=g.col - c0, x=g.x, y=g.y, z=g.z, id=g.id)
+                       for g in self.gcps]
+            return GridGeoref(shape, gcps=shifted, gcps_crs=self.gcps_crs)
+        assert self.transform is not None
+        from rasterio.windows import transform as window_transform
+
+        return GridGeoref(shape, transform=window_transform(window, self.transform), crs=self.crs)
+
+
+def site_window(grid: GridGeoref, geometry_wgs84: BaseGeometry, pad_px: int = 16) -> Window | None:
+    """The pixel window (clipped to the grid, padded) that covers a WGS84 geometry, or None when disjoint."""
+    minx, miny, maxx, maxy = geometry_wgs84.bounds
+    n = 16
+    xs = np.concatenate([np.linspace(minx, maxx, n)] * 2 + [np.full(n, minx), np.full(n, maxx)])
+    ys = np.concatenate([np.full(n, miny), np.full(n, maxy)] + [np.linspace(miny, maxy, n)] * 2)
+    rows, cols = grid.lonlat_to_pixel(xs, ys)
+    if not (np.all(np.isfinite(rows)) and np.all(np.isfinite(cols))):
+        return None
+    h, w = grid.shape
+    r0 = max(int(np.floor(rows.min())) - pad_px, 0)
+    r1 = min(int(np.ceil(rows.max())) + pad_px, h)
+    c0 = max(int(np.floor(cols.min())) - pad_px, 0)
+    c1 = min(int(np.ceil(cols.max())) + pad_px, w)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    return Window(c0, r0, c1 - c0, r1 - r0)

@@ -1,0 +1,161 @@
+"""Scenes into the store: `fetch` (STAC search + windowed download) and `scenes add` (local folders).
+
+Each scene lands with its scene Evidence in one transaction; a scene that fails is recorded with
+``store.record_failure`` (naming the file or URL) and the run goes on with the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from shapely import wkt
+
+from routewatch.model import Evidence, EvidenceKind, Scene, Site, stable_id
+from routewatch.sources.imagery.fetch import FetchError, fetch_scene_window
+from routewatch.sources.imagery.local import AddResult, scan_folder
+from routewatch.sources.imagery.stac import SceneCandidate, Signer, default_signer, endpoint_for, search
+from routewatch.workspace import Workspace
+
+
+def open_store(ws: Workspace) -> Any:
+    from routewatch.store import Store
+
+    return Store.open(ws.db_url)
+
+
+def write_together(store: Any, *, evidence: Sequence[Evidence] = (), scenes: Sequence[Scene] = (),
+                   looks: Sequence[Any] = (), sightings: Sequence[Any] = ()) -> None:
+    """Write records of one scene so they land together or not at all."""
+    with store.transaction() as conn:
+        if evidence:
+            store.add_evidence(list(evidence), conn=conn)
+        if scenes:
+            store.add_scenes(list(scenes), conn=conn)
+        if looks:
+            store.add_looks(list(looks), conn=conn)
+        if sightings:
+            store.add_sightings(list(sightings), conn=conn)
+
+
+def resolve_site(ws: Workspace, key: str, store: Any | None = None) -> Site:
+    """A site by key from the store (the watchlist once imported), else from the workspace watchlist file."""
+    if store is not None:
+        sites = store.sites()
+        found = sites.get(key) if isinstance(sites, dict) else next((s for s in sites if s.key == key), None)
+        if found is not None:
+            return found
+    if ws.watchlist_path.exists():
+        from routewatch.watchlist import load_watchlist
+
+        w = load_watchlist(ws.watchlist_path)
+        if key in w.sites:
+            return w.sites[key]
+        raise KeyError(f"site {key!r} is not in {ws.watchlist_path} (sites: {', '.join(sorted(w.sites))})")
+    raise KeyError(f"site {key!r} not found in the store or the watchlist of {ws.root}")
+
+
+@dataclass
+class FetchResult:
+    """What a fetch did: scenes stored (new and from cache) and failures (URL or file, reason)."""
+
+    scenes: list[Scene] = field(default_factory=list)
+    cached: int = 0
+    found: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def scene_from_fetch(cand: SceneCandidate, site: Site, folder: Path, manifest: dict[str, Any]
+                     ) -> tuple[Scene, Evidence]:
+    """The stored Scene for a fetched window (footprint = the window actually held, not the whole product)."""
+    bands = {b: {"path": str(folder / f), "index": 1} for b, f in manifest["bands"].items() if b != "scl"}
+    attrs: dict[str, Any] = {
+        "kind": "sar" if cand.sensor == "sentinel-1" else "optical", "bands": bands, "source": "stac",
+        "item_id": cand.item_id, "site": site.key, "window": manifest.get("window"),
+        "geolocation": manifest.get("geolocation"), "platform": cand.properties.get("platform"),
+    }
+    if "scl" in manifest["bands"]:
+        attrs["scl"] = {"path": str(folder / manifest["bands"]["scl"]), "index": 1}
+    scene_id = folder.name
+    scene = Scene(id=scene_id, sensor=cand.sensor, acquired=cand.acquired,
+                  footprint=wkt.loads(manifest["footprint_wkt"]), resolution_m=round(manifest["pixel_size_m"], 3),
+                  cloud_cover=cand.cloud_cover, uri=str(folder), collection=cand.collection, attributes=attrs)
+    ev = Evidence(id=stable_id("evidence", scene_id), kind=EvidenceKind.SCENE,
+                  description=f"{cand.collection} {cand.item_id}, window over {site.key}",
+                  source=cand.self_href or cand.collection, uri=cand.self_href, observed_at=cand.acquired,
+                  attributes={"scene_id": scene_id, "item_id": cand.item_id})
+    return scene, ev
+
+
+def fetch_site(ws: Workspace, site: Site, start: datetime, end: datetime, sensor: str, *,
+               endpoint: str = "planetary-computer", token_url: str | None = None, signer: Signer | None = None,
+               max_cloud: float | None = None, max_items: int | None = None, store: Any | None = None,
+               progress: bool = True, strip_rows: int = 256) -> FetchResult:
+    """Search, fetch the site window of each scene (cache + resume), and store Scene + Evidence per scene."""
+    ep = endpoint_for(endpoint, sensor, token_url)
+    sign = signer if signer is not None else default_signer(ep)
+    cands = search(ep, sensor, site.geometry, start, end, max_cloud=max_cloud, max_items=max_items, signer=sign)
+    result = FetchResult(found=len(cands))
+    ws.ensure()
+    with _progress(progress) as bar:
+        task = bar.add_task(f"fetch {sensor} over {site.key}", total=None) if bar else None
+
+        def plan(n: int) -> None:
+            if bar is not None and task is not None:
+                current = bar.tasks[task].total or 0
+                bar.update(task, total=current + n)
+
+        def step(n: int) -> None:
+            if bar is not None and task is not None:
+                bar.advance(task, n)
+
+        for cand in cands:
+            folder = ws.scenes_dir / stable_id("scene", cand.collection, cand.item_id, site.key)
+            base = {"item_id": cand.item_id, "collection": cand.collection, "site": site.key,
+                    "acquired": cand.acquired.isoformat()}
+            try:
+                got = fetch_scene_window(cand.hrefs, site.geometry, folder, base, strip_rows=strip_rows,
+                                         on_strip=step, on_plan=plan)
+            except FetchError as exc:
+                result.failures.append((cand.self_href or cand.item_id, str(exc)))
+                if store is not None:
+                    store.record_failure("fetch", cand.self_href or cand.item_id, str(exc))
+                continue
+            scene, ev = scene_from_fetch(cand, site, folder, got.manifest)
+            result.cached += int(got.cached)
+            if store is not None:
+                write_together(store, evidence=[ev], scenes=[scene])
+            result.scenes.append(scene)
+    return result
+
+
+def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str] | None = None,
+               when: datetime | None = None, sensor: str | None = None) -> AddResult:
+    """`scenes add`: describe each scene in a folder and store it with its evidence; failures are recorded."""
+    result = scan_folder(folder, bands=bands, when=when, sensor=sensor)
+    if store is not None:
+        for scene, ev in zip(result.scenes, result.evidence, strict=True):
+            write_together(store, evidence=[ev], scenes=[scene])
+        for path, message in result.failures:
+            store.record_failure("scenes add", path, message)
+    return result
+
+
+class _NoBar:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+

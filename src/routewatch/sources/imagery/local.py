@@ -1,0 +1,223 @@
+"""`routewatch scenes add FOLDER`: the analyst's own GeoTIFFs/COGs (Planet, Maxar, simulated, ...) as scenes.
+
+Any CRS, any band layout. How a folder becomes scenes:
+
+* files in one folder whose names are band names (``B02.tiff``, ``B03.tif``, ``nir.tif``, ``VV.tif``) form one
+  scene with one file per band (they must have the same size); every other GeoTIFF is a scene by itself;
+* band names come from the band descriptions, else from ``--bands red,green,blue,nir`` (in file order), else by
+  count: 1 band = pan (SAR sensors: the polarisation ``sar``), 3 = red, green, blue, 4 = blue, green, red, nir
+  (PlanetScope and Sentinel order);
+* the acquisition time comes from ``--time``, else tags (``ACQUISITION_DATETIME``, ``TIFFTAG_DATETIME``, ...),
+  else a date in the file name (``20231021``, ``2023-10-21``, ``20231021T021530``), else a sen2ships-style
+  ``annotations_coco.json`` beside the files;
+* the sensor comes from ``--sensor``, else the ``ROUTEWATCH_SENSOR`` tag, else ``sentinel-2`` for B0x names,
+  else ``geotiff`` (whose detection model is derived from the pixel size alone).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from routewatch.model import Evidence, EvidenceKind, Scene, ensure_utc, stable_id
+from routewatch.sources.imagery.looks import is_sar
+from routewatch.sources.imagery.raster import SceneReadError, georef_of
+
+SUFFIXES = (".tif", ".tiff", ".gtiff")
+BAND_ALIASES = {
+    "b02": "blue", "b2": "blue", "blue": "blue", "b03": "green", "b3": "green", "green": "green",
+    "b04": "red", "b4": "red", "red": "red", "b08": "nir", "b8": "nir", "nir": "nir", "b8a": "nir08",
+    "scl": "scl", "vv": "vv", "vh": "vh", "hh": "hh", "hv": "hv", "pan": "pan", "sar": "sar",
+}
+TIME_TAGS = ("ACQUISITION_DATETIME", "ACQUISITION_DATE", "DATETIME", "TIFFTAG_DATETIME", "acquired",
+             "datetime", "SENSING_TIME", "PRODUCT_START_TIME")
+_NAME_TIME = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?:[T_]?(\d{2}):?(\d{2}):?(\d{2}))?(?!\d)")
+
+
+@dataclass
+class AddResult:
+    """What ``scenes add`` did: the scenes (with their evidence) and the files it refused, with why."""
+
+    scenes: list[Scene] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an ISO time or a TIFF ``YYYY:MM:DD HH:MM:SS`` time; naive times are taken as UTC."""
+    t = text.strip()
+    m = re.fullmatch(r"(\d{4}):(\d{2}):(\d{2}) (\d{2}):(\d{2}):(\d{2})", t)
+    if m:
+        return datetime(*map(int, m.groups()), tzinfo=UTC)
+    value = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else ensure_utc(value)
+
+
+def _time_from(files: list[Path], tags: dict[str, str]) -> datetime | None:
+    for key in TIME_TAGS:
+        if tags.get(key):
+            try:
+                return parse_time(tags[key])
+            except ValueError:
+                continue
+    for f in files:
+        m = _NAME_TIME.search(f.stem)
+        if m and 1990 < int(m.group(1)) < 2100 and 1 <= int(m.group(2)) <= 12:
+            parts = [int(g) if g else 0 for g in m.groups()]
+            try:
+                return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+            except ValueError:
+                continue
+    coco = files[0].parent / "annotations_coco.json"
+    if coco.exists():
+        try:
+            info = json.loads(coco.read_text()).get("info", {})
+            if info.get("acquisition_date"):
+                return parse_time(str(info["acquisition_date"]))
+        except (ValueError, OSError):
+            return None
+    return None
+
+
+def group_files(folder: Path) -> list[list[Path]]:
+    """Scenes in a folder tree: band-named files of one directory together, any other GeoTIFF alone."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
+                   and not p.name.startswith("."))
+    by_dir: dict[Path, list[Path]] = {}
+    groups: list[list[Path]] = []
+    for f in files:
+        if f.stem.lower() in BAND_ALIASES:
+            by_dir.setdefault(f.parent, []).append(f)
+        else:
+            groups.append([f])
+    groups.extend(by_dir.values())
+    return sorted(groups, key=lambda g: str(g[0]))
+
+
+def _check_readable(ds: Any, path: Path) -> None:
+    """Read the first and last row of every band: a truncated file fails here, not halfway through detection."""
+    for i in range(1, ds.count + 1):
+        ds.read(i, window=Window(0, 0, ds.width, 1))
+        ds.read(i, window=Window(0, ds.height - 1, ds.width, 1))
+
+
+def _default_names(count: int, sar: bool) -> list[str]:
+    if count == 1:
+        return ["sar" if sar else "pan"]
+    if count == 3:
+        return ["red", "green", "blue"]
+    if count == 4:
+        return ["blue", "green", "red", "nir"]
+    if sar:
+        return [f"sar{i}" for i in range(1, count + 1)]
+    return [f"band{i}" for i in range(1, count + 1)]
+
+
+def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when: datetime | None = None,
+                     sensor: str | None = None) -> tuple[Scene, Evidence]:
+    """Check one scene's files and describe them as a Scene (+ its scene Evidence). Errors name the file."""
+    refs: dict[str, dict[str, Any]] = {}
+    tags: dict[str, str] = {}
+    shape0: tuple[int, int] | None = None
+    georef = None
+    first = files[0]
+    for f in files:
+        try:
+            with rasterio.open(f) as ds:
+                g = georef_of(ds, str(f))
+                tags = {**ds.tags(), **tags}
+                if shape0 is None:
+                    shape0, georef, first = (ds.height, ds.width), g, f
+                elif (ds.height, ds.width) != shape0 and f.stem.lower() != "scl":
+                    raise SceneReadError(f"{f}: {ds.width} x {ds.height} px but {first.name} is {shape0[1]} x "
+                                         f"{shape0[0]} px; band files of one scene must have the same size")
+                _check_readable(ds, f)
+                sensor_hint = sensor or tags.get("ROUTEWATCH_SENSOR") or ""
+                if len(files) > 1:
+                    refs[BAND_ALIASES[f.stem.lower()]] = {"path": str(f.resolve()), "index": 1}
+                    continue
+                descs = [(d or "").strip().lower() for d in ds.descriptions]
+                if bands:
+                    if len(bands) != ds.count:
+                        raise SceneReadError(f"{f}: --bands names {len(bands)} bands but the file has {ds.count}")
+                    names = [b.strip().lower() for b in bands]
+                elif all(descs) and len(set(descs)) == len(descs):
+                    names = [BAND_ALIASES.get(d, d) for d in descs]
+                else:
+                    names = _default_names(ds.count, is_sar(sensor_hint))
+                for i, n in enumerate(names, start=1):
+                    refs[n] = {"path": str(f.resolve()), "index": i}
+        except SceneReadError:
+            raise
+        except (RasterioError, OSError) as exc:
+            raise SceneReadError(f"{f}: not a readable GeoTIFF (corrupt or truncated?): {exc}") from exc
+    assert georef is not None
+    acquired = ensure_utc(when) if when else _time_from(files, tags)
+    if acquired is None:
+        raise SceneReadError(f"{first}: no acquisition time in tags, file name or annotations; give --time")
+    if sensor:
+        sensor_name = sensor
+    elif tags.get("ROUTEWATCH_SENSOR"):
+        sensor_name = tags["ROUTEWATCH_SENSOR"]
+    elif len(files) > 1 and any(f.stem.lower().startswith("b0") for f in files):
+        sensor_name = "sentinel-2"
+    else:
+        sensor_name = "geotiff"
+    simulated = tags.get("ROUTEWATCH_SIMULATED") == "1"
+    kind = "sar" if is_sar(sensor_name) or set(refs) & {"vv", "vh", "hh", "hv", "sar"} else "optical"
+    attributes: dict[str, Any] = {"kind": kind, "bands": {k: v for k, v in refs.items() if k != "scl"},
+                                  "files": [str(f.resolve()) for f in files], "source": "local"}
+    if "scl" in refs:
+        attributes["scl"] = refs["scl"]
+    if georef.uses_gcps:
+        attributes["geolocation"] = "gcps"
+    cloud = tags.get("CLOUD_COVER")
+    key_parts = [f"{f.resolve()}:{f.stat().st_size}" for f in files]
+    scene_id = stable_id("scene", "local", *key_parts)
+    uri = str(first.resolve()) if len(files) == 1 else str(first.parent.resolve())
+    scene = Scene(id=scene_id, sensor=sensor_name, acquired=acquired, footprint=georef.footprint(),
+                  resolution_m=round(georef.ground_pixel_size_m(), 3),
+                  cloud_cover=float(cloud) if cloud not in (None, "") else None, uri=uri, collection="local",
+                  simulated=simulated, attributes=attributes)
+    label = "simulated scene" if simulated else "scene"
+    evidence = Evidence(id=stable_id("evidence", scene_id), kind=EvidenceKind.SCENE,
+                        description=f"{label} {Path(uri).name} ({sensor_name}, {acquired:%Y-%m-%d %H:%M} UTC)",
+                        source="local file", uri=Path(uri).as_uri(), observed_at=acquired,
+                        attributes={"scene_id": scene_id, "simulated": simulated})
+    return scene, evidence
+
+
+def scan_folder(folder: str | Path, *, bands: list[str] | None = None, when: datetime | None = None,
+                sensor: str | None = None) -> AddResult:
+    """Describe every scene in a folder; bad files become failures (file and reason), the rest go on."""
+    root = Path(folder)
+    result = AddResult()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    for group in group_files(root):
+        try:
+            scene, ev = scene_from_files(group, bands=bands, when=when, sensor=sensor)
+        except SceneReadError as exc:
+            result.failures.append((str(group[0]), str(exc)))
+            continue
+        result.scenes.append(scene)
+        result.evidence.append(ev)
+    return result
+
+
+def scl_cloud_fraction(path: str, index: int) -> float:
+    """Cloud share of a whole scene from its SCL band (for scenes without a provider cloud figure)."""
+    from routewatch.sources.imagery.looks import SCL_CLOUDY
+
+    with rasterio.open(path) as ds:
+        scl = ds.read(index, out_shape=(min(ds.height, 512), min(ds.width, 512)))
+    return float(np.isin(scl, SCL_CLOUDY).mean())

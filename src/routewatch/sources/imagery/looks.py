@@ -1,0 +1,170 @@
+"""Looks: how much of a site's water one scene imaged, and how likely it was to show a vessel of a given length.
+
+The usable fraction of a look is ``clear site water / expected site water``, where
+
+* site water is the site polygon intersected with the water mask (user polygons, else derived from the image);
+* clear means imaged (inside the grid, not no-data) and not cloud or cloud shadow (Sentinel-2 SCL classes
+  3 shadow, 8 and 9 cloud, 10 thin cirrus) when the product says so;
+* the expected site water also counts the part of the site that is outside the image or hidden (no-data, cloud):
+  with a user polygon that part is known exactly; with an image-derived mask it is estimated by assuming the hidden
+  part of the site holds water in the same share as the visible part.
+
+The detection model of a look is the sensor's logistic curve in vessel length (``model.SENSOR_DETECTION``),
+rescaled to the scene's actual resolution; see docs/coverage.md for the numbers and how they were calibrated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from routewatch.model import SENSOR_DETECTION, DetectionModel
+
+SCL_CLOUDY = (3, 8, 9, 10)  # cloud shadow, cloud medium/high probability, thin cirrus
+SCL_NODATA = (0, 1)  # no data, saturated or defective
+
+# nominal pixel size (metres) that the SENSOR_DETECTION priors refer to
+_NOMINAL_RES_M = {
+    "sentinel-1": 10.0,
+    "sentinel-2": 10.0,
+    "planetscope": 3.0,
+    "skysat": 0.8,
+    "airbus": 0.5,
+    "maxar": 0.5,
+}
+
+
+def sensor_family(sensor: str) -> str:
+    """The SENSOR_DETECTION key for a sensor name ("simulated-sar" -> "sentinel-1", "s2" -> "sentinel-2")."""
+    s = sensor.lower()
+    if s in SENSOR_DETECTION:
+        return s
+    if "sentinel-1" in s or s in ("s1", "sar") or s.endswith("-sar") or "sar" in s.split("-"):
+        return "sentinel-1"
+    if "sentinel-2" in s or s in ("s2", "optical") or s.endswith("-optical"):
+        return "sentinel-2"
+    for key in SENSOR_DETECTION:
+        if key in s:
+            return key
+    return s
+
+
+def is_sar(sensor: str) -> bool:
+    """True for radar sensors (chooses the detector and the water-mask method)."""
+    s = sensor.lower()
+    return sensor_family(s) == "sentinel-1" or "sar" in s or s in ("iceye", "capella", "umbra")
+
+
+def detection_model_for(sensor: str, resolution_m: float | None) -> DetectionModel:
+    """The detection-probability curve for a look by this sensor at this ground pixel size.
+
+    A known sensor keeps its prior shape, scaled by resolution / nominal resolution when coarser than nominal (a
+    vessel needs about the same number of resolution cells to be seen). An unknown sensor gets l50 = 4.5 pixels, scale = 1 pixel.
+    """
+    fam = sensor_family(sensor)
+    prior = SENSOR_DETECTION.get(fam)
+    if prior is None:
+        res = resolution_m if resolution_m and resolution_m > 0 else 3.0
+        return DetectionModel(l50_m=4.5 * res, scale_m=1.0 * res, p_max=0.95)
+    nominal = _NOMINAL_RES_M.get(fam)
+    if not resolution_m or not nominal or resolution_m <= 0:
+        return prior
+    # a product resampled finer than the sensor (sen2ships: 10 m Web Mercator = 5.8 m at 54 N) does not see more
+    ratio = max(resolution_m / nominal, 1.0)
+    if ratio < 1.15:
+        return prior
+    return DetectionModel(l50_m=prior.l50_m * ratio, scale_m=prior.scale_m * ratio, p_max=prior.p_max)
+
+
+@dataclass(frozen=True)
+class UsableFraction:
+    """The usable fraction of a look and what it was made of (pixel counts of the site's water)."""
+
+    fraction: float
+    water_px: float
+    clear_water_px: int
+    cloud_px: int
+    nodata_px: int
+    outside_fraction: float
+    reason: str = ""
+
+
+def usable_fraction(site_in_grid: np.ndarray, site_outside_fraction: float, water: np.ndarray, valid: np.ndarray,
+                    cloud: np.ndarray | None = None, water_known_everywhere: bool = False) -> UsableFraction:
+    """Share of the site's water imaged clear of cloud and no-data.
+
+    ``site_in_grid``: site pixels inside the image grid; ``site_outside_fraction``: share of the site area outside
+    the grid (0..1); ``water``: water mask; ``valid``: pixel has data; ``cloud``: cloud/shadow mask or None.
+    ``water_known_everywhere``: the water mask comes from polygons, so water under cloud/no-data is known.
+    """
+    cloud = np.zeros_like(valid) if cloud is None else cloud
+    site_in_grid = site_in_grid.astype(bool)
+    hidden = site_in_grid & (~valid | cloud)
+    seen = site_in_grid & valid & ~cloud
+    clear_water = int((seen & water).sum())
+    n_site = int(site_in_grid.sum())
+    cloud_px = int((site_in_grid & valid & cloud).sum())
+    nodata_px = int((site_in_grid & ~valid).sum())
+    if n_site == 0:
+        return UsableFraction(0.0, 0.0, 0, 0, 0, 1.0, "site is not in the image")
+    if water_known_everywhere:
+        water_in_grid = float((site_in_grid & water).sum())
+        share_out = water_in_grid / n_site if n_site else 0.0
+    else:
+        n_seen = int(seen.sum())
+        share_out = clear_water / n_seen if n_seen else 0.0
+        water_in_grid = clear_water + share_out * int(hidden.sum())
+    outside = min(max(site_outside_fraction, 0.0), 1.0)
+    # site pixels outside the grid, in pixel units, with the same water share
+    outside_px = n_site * outside / max(1.0 - outside, 1e-9) if outside < 1.0 else 0.0
+    expected = water_in_grid + share_out * outside_px
+    if expected <= 0:
+        reason = "no water imaged in the site (empty water mask)" if n_site else "site is not in the image"
+        if int(seen.sum()) == 0:
+            reason = "no clear pixel over the site (all cloud or no data)"
+        return UsableFraction(0.0, 0.0, 0, cloud_px, nodata_px, outside, reason)
+    frac = min(clear_water / expected, 1.0)
+    reason = ""
+    if frac == 0.0:
+        reason = "all of the site's water is under cloud or no-data"
+    return UsableFraction(float(frac), float(expected), clear_water, cloud_px, nodata_px, outside, reason)
+
+
+def scl_cloud(scl: np.ndarray) -> np.ndarray:
+    """Cloud and cloud-shadow pixels from a Sentinel-2 scene classification layer."""
+    return np.isin(scl, SCL_CLOUDY)
+
+
+def fit_detection_model(lengths_m: Sequence[float], detected: Sequence[bool], p_max: float | None = None
+                        ) -> DetectionModel:
+    """Maximum-likelihood logistic curve p(L) = p_max / (1 + exp(-(L - l50) / scale)) from labelled outcomes.
+
+    This is how the curves in docs/coverage.md are calibrated: simulated ships of known length through the
+    detector, and the real labelled ports (each truth ship detected or not under the xView3 matching rule).
+    """
+    from scipy.optimize import minimize
+
+    x = np.asarray(lengths_m, dtype=float)
+    y = np.asarray(detected, dtype=float)
+    if x.size < 5 or (y.min() == y.max() and x.size < 20):
+        raise ValueError("need at least 5 outcomes with both detections and misses to fit a detection model")
+
+    def nll(theta: np.ndarray) -> float:
+        l50, log_s = theta[0], theta[1]
+        pm = p_max if p_max is not None else 1.0 / (1.0 + math.exp(-theta[2]))
+        z = np.clip((x - l50) / math.exp(log_s), -50, 50)
+        p = np.clip(pm / (1.0 + np.exp(-z)), 1e-6, 1 - 1e-6)
+        return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).sum())
+
+    start = [float(np.median(x)), math.log(max(np.std(x) / 4, 1.0))] + ([] if p_max is not None else [3.0])
+    # bounded, so that a flat outcome (every length seen equally often) gives a steep curve at the shortest
+    # length, not a runaway fit
+    bounds = [(0.0, 500.0), (math.log(0.5), math.log(200.0))] + ([] if p_max is not None else [(-5.0, 8.0)])
+    start[0] = min(max(start[0], 0.0), 500.0)
+    res = minimize(nll, np.asarray(start), method="L-BFGS-B", bounds=bounds)
+    l50, log_s = float(res.x[0]), float(res.x[1])
+    pm = p_max if p_max is not None else float(1.0 / (1.0 + math.exp(-res.x[2])))
+    return DetectionModel(l50_m=round(l50, 2), scale_m=round(math.exp(log_s), 2), p_max=round(pm, 3))

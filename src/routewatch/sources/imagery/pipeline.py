@@ -1,0 +1,292 @@
+"""`routewatch detect --site SITE --since DATE`: every stored scene over a site into one look and its sightings.
+
+Per scene (a pure function, so it runs the same in-process or on Dask workers): read the site window, build the
+water mask (user polygons first, else from the image), measure the usable fraction, run the detector inside clear
+water, put detections on the map (GCPs for Sentinel-1, else the affine), keep those inside the site, write a PNG
+chip per detection, and return a Look (also when nothing was seen, or the scene was unusable) with the sightings.
+The main process writes each scene's records in one transaction and records failures; nothing half-written lands.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time as _time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from shapely.geometry import Point
+from shapely.geometry.base import BaseGeometry
+
+from routewatch.detect.water import WaterMaskError, image_water, load_water_polygons, ship_zone
+from routewatch.model import (
+    Evidence,
+    EvidenceKind,
+    Look,
+    Scene,
+    Sighting,
+    Site,
+    SourceKind,
+    ensure_utc,
+    stable_id,
+)
+from routewatch.sources.imagery.ingest import _progress, open_store, resolve_site, write_together
+from routewatch.sources.imagery.looks import detection_model_for, scl_cloud, usable_fraction
+from routewatch.sources.imagery.raster import SceneRaster, SceneReadError, read_scene
+from routewatch.sources.imagery.sentinel1 import locate_detections
+from routewatch.workspace import Workspace
+
+Detector = Callable[[str, dict[str, np.ndarray], float, np.ndarray], list[Any]]
+CHIP_PX = 64
+OPTICAL_SHORE_REACH_M = 30.0  # measured on the shared ports: see routewatch.detect.water.ship_zone
+
+
+def default_detector(kind: str, bands: dict[str, np.ndarray], pixel_size_m: float, water: np.ndarray) -> list[Any]:
+    """The packaged detectors: CFAR for SAR (first polarisation), the optical model for blue/green/red/nir."""
+    if kind == "sar":
+        from routewatch.detect.sar import detect_sar
+
+        pol = next((p for p in ("vv", "hh", "sar", "vh", "hv") if p in bands), next(iter(bands)))
+        return detect_sar(bands[pol], pixel_size_m=pixel_size_m, water=water)
+    from routewatch.detect.optical import detect_optical
+
+    missing = {"blue", "green", "red", "nir"} - set(bands)
+    if missing:
+        raise SceneReadError(f"optical detection needs blue, green, red and nir bands; missing {sorted(missing)}")
+    return detect_optical({k: bands[k] for k in ("blue", "green", "red", "nir")}, pixel_size_m=pixel_size_m,
+                          water=water)
+
+
+@dataclass
+class SceneOutcome:
+    """What one scene gave for one site: its look, sightings, chip evidence, and a failure message if any."""
+
+    scene_id: str
+    look: Look
+    sightings: list[Sighting] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    failure: tuple[str, str] | None = None
+
+
+@dataclass
+class PipelineResult:
+    """Summary of a `detect --site` run (the records themselves are in the store)."""
+
+    site: str
+    scenes: int = 0
+    looks: int = 0
+    usable_looks: int = 0
+    sightings: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    simulated: bool = False
+    elapsed_s: float = 0.0
+    look_ids: list[str] = field(default_factory=list)
+
+
+def scene_evidence_id(scene_id: str) -> str:
+    return stable_id("evidence", scene_id)
+
+
+def _display(raster: SceneRaster) -> np.ndarray:
+    """An 8-bit image for chips: true colour for optical, log amplitude for SAR (2-98 % stretch)."""
+    if raster.kind == "optical" and {"red", "green", "blue"} <= set(raster.bands):
+        stack = np.stack([raster.bands[b].astype(np.float32) for b in ("red", "green", "blue")], axis=-1)
+    else:
+        band = next(iter(raster.bands.values())).astype(np.float32)
+        stack = np.log10(np.maximum(band, 1e-6))[..., None].repeat(3, axis=-1)
+    ok = raster.valid
+    lo, hi = (np.percentile(stack[ok], [2, 98]) if ok.any() else (0.0, 1.0))
+    return np.clip((stack - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+
+
+def make_chip(display: np.ndarray, row: float, col: float, size: int = CHIP_PX) -> bytes:
+    """A PNG of ``size`` x ``size`` pixels centred on (row, col), padded black at the image edge."""
+    from PIL import Image
+
+    h, w = display.shape[:2]
+    r0, c0 = round(row) - size // 2, round(col) - size // 2
+    chip = np.zeros((size, size, 3), dtype=np.uint8)
+    rs, cs = max(r0, 0), max(c0, 0)
+    re, ce = min(r0 + size, h), min(c0 + size, w)
+    if re > rs and ce > cs:
+        chip[rs - r0:re - r0, cs - c0:ce - c0] = display[rs:re, cs:ce]
+    buf = io.BytesIO()
+    Image.fromarray(chip).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _unusable(scene: Scene, site: Site, note: str) -> Look:
+    return Look(id=stable_id("look", scene.id, site.key), site=site.key, time=scene.acquired, sensor=scene.sensor,
+                usable_fraction=0.0, detection=detection_model_for(scene.sensor, scene.resolution_m),
+                source_kind=SourceKind.IMAGE, scene_id=scene.id, evidence_ids=(scene_evidence_id(scene.id),),
+                vessels_seen=None, simulated=scene.simulated, note=note)
+
+
+def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None, chips_dir: str,
+                  detector: Detector | None = None) -> SceneOutcome:
+    """One scene over one site into a Look and Sightings (never raises for bad input: it reports a failure)."""
+    detector = detector or default_detector
+    try:
+        raster = read_scene(scene, site.geometry)
+    except SceneReadError as exc:
+        return SceneOutcome(scene.id, _unusable(scene, site, f"unreadable: {exc}"), failure=(scene.uri or "", str(exc)))
+    path = raster.path
+    site_px = raster.georef.rasterize(site.geometry)
+    imaged = raster.georef.footprint().intersection(site.geometry).area
+    outside = 1.0 - min(imaged / site.geometry.area, 1.0) if site.geometry.area > 0 else 0.0
+    cloud = scl_cloud(raster.scl) if raster.scl is not None else None
+    try:
+        if water_geometry is not None:
+            water, method = raster.georef.rasterize(water_geometry), "user polygons"
+        else:
+            water, method = image_water(raster.bands, raster.kind, raster.valid, raster.scl,
+                                        raster.pixel_size_m)
+    except WaterMaskError as exc:
+        msg = f"{path}: {exc}"
+        return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg))
+    uf = usable_fraction(site_px, outside, water, raster.valid, cloud, water_known_everywhere=water_geometry is not None)
+    evid = scene_evidence_id(scene.id)
+    model = detection_model_for(scene.sensor, scene.resolution_m or raster.pixel_size_m)
+    if uf.fraction <= 0.0:
+        empty_water = not (site_px & water).any() and (cloud is None or not (site_px & cloud).any())
+        what = f"empty water mask over site {site.key} ({method})" if empty_water else uf.reason
+        msg = f"{path}: {what}; look recorded as unusable"
+        return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg))
+    clear = raster.valid & (~cloud if cloud is not None else True)
+    # hulls at a berth lie just outside an image-derived water mask: search a shore rim for them (optical only:
+    # in SAR the rim is bright quay returns, see docs/imagery.md); user polygons already include berths
+    reach = 0.0 if water_geometry is not None or raster.kind == "sar" else OPTICAL_SHORE_REACH_M
+    zone = ship_zone(water, raster.pixel_size_m, reach) & clear
+    try:
+        found = detector(raster.kind, raster.bands, raster.pixel_size_m, zone)
+    except Exception as exc:  # a detector error costs this scene's look, never the whole run
+        msg = f"{path}: detector failed: {type(exc).__name__}: {exc}"
+        return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg))
+    located = locate_detections(found, raster.georef)
+    inside = [d for d in located if site.geometry.covers(Point(d.lon, d.lat))]
+    look_id = stable_id("look", scene.id, site.key)
+    display = _display(raster) if any(d.chip_png is None for d in inside) else None
+    sightings: list[Sighting] = []
+    evidence: list[Evidence] = []
+    label = "simulated " if scene.simulated else ""
+    for d in inside:
+        sid = stable_id("sighting", look_id, f"{d.lon:.6f}", f"{d.lat:.6f}")
+        png = d.chip_png if d.chip_png is not None else make_chip(display, d.row, d.col)  # type: ignore[arg-type]
+        chip_path = Path(chips_dir) / f"{sid}.png"
+        _write_atomic(chip_path, png)
+        chip_ev = Evidence(id=stable_id("chip", sid), kind=EvidenceKind.CHIP,
+                           description=f"{label}image chip of a {d.length_m:.0f} m detection at {site.key}",
+                           source=f"scene {scene.id}", uri=chip_path.resolve().as_uri(), observed_at=scene.acquired,
+                           attributes={"scene_id": scene.id, "row": d.row, "col": d.col, "simulated": scene.simulated})
+        evidence.append(chip_ev)
+        sightings.append(Sighting(
+            id=sid, time=scene.acquired, source_kind=SourceKind.IMAGE, site=site.key, event="detection",
+            lon=d.lon, lat=d.lat, length_m=round(float(d.length_m), 1), width_m=round(float(d.width_m), 1),
+            heading_deg=round(float(d.heading_deg), 1), score=float(d.score), confidence=float(d.score),
+            look_id=look_id, evidence_ids=(evid, chip_ev.id), simulated=scene.simulated,
+            detail=f"{label}{scene.sensor} detection: {d.length_m:.0f} m x {d.width_m:.0f} m, heading "
+                   f"{d.heading_deg:.0f} deg, score {d.score:.2f}, pixel ({d.row:.1f}, {d.col:.1f})"))
+    note = f"water: {method}; usable {uf.fraction:.0%}"
+    if cloud is None and raster.kind == "optical":
+        note += "; no cloud mask in this product (assumed clear)"
+    look = Look(id=look_id, site=site.key, time=scene.acquired, sensor=scene.sensor, usable_fraction=round(uf.fraction, 4),
+                detection=model, source_kind=SourceKind.IMAGE, scene_id=scene.id, evidence_ids=(evid,),
+                vessels_seen=len(sightings), simulated=scene.simulated, note=note)
+    return SceneOutcome(scene.id, look, sightings, evidence)
+
+
+def site_water_geometry(ws: Workspace, site_key: str, water: str | Path | None = None) -> BaseGeometry | None:
+    """User water polygons: the given file, else ``water/<site>.geojson|gpkg`` or ``water.geojson|gpkg``."""
+    if water is not None:
+        return load_water_polygons(water)
+    for p in (ws.root / "water" / f"{site_key}.geojson", ws.root / "water" / f"{site_key}.gpkg",
+              ws.root / "water.geojson", ws.root / "water.gpkg"):
+        if p.exists():
+            return load_water_polygons(p)
+    return None
+
+
+def _run(scenes: list[Scene], site: Site, water: BaseGeometry | None, chips: str, detector: Detector | None,
+         workers: int | None, scheduler: str | None, processes: bool) -> Iterator[SceneOutcome]:
+    if (not workers or workers <= 1) and not scheduler:  # one worker: in-process, no cluster to start
+        for s in scenes:
+            yield process_scene(s, site, water, chips, detector)
+        return
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=processes,
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        site_f, water_f = client.scatter(site, broadcast=True), client.scatter(water, broadcast=True)
+        futures = [client.submit(process_scene, s, site_f, water_f, chips, detector, pure=False) for s in scenes]
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def detect_site(workspace: Workspace | str | Path | None, site_key: str, since: datetime,
+                until: datetime | None = None, workers: int | None = None, scheduler: str | None = None, *,
+                detector: Detector | None = None, water: str | Path | None = None, db: str | None = None,
+                progress: bool = True, processes: bool = True) -> PipelineResult:
+    """Detect over every stored scene of a site in [since, until]; store looks and sightings per scene."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace, db)
+    ws.ensure()
+    started = _time.perf_counter()
+    store = open_store(ws)
+    site = resolve_site(ws, site_key, store)
+    water_geom = site_water_geometry(ws, site_key, water)
+    if water_geom is not None:
+        water_geom = water_geom.intersection(site.geometry.buffer(0.01))
+    since = ensure_utc(since)
+    until = ensure_utc(until) if until else None
+    scenes = [s for s in store.scenes(since=since, until=until, bbox=site.geometry.bounds)
+              if s.footprint is None or s.footprint.intersects(site.geometry)]
+    result = PipelineResult(site=site.key, scenes=len(scenes), simulated=any(s.simulated for s in scenes))
+    with _progress(progress) as bar:
+        task = bar.add_task(f"detect over {site.key}", total=len(scenes)) if bar else None
+        for out in _run(scenes, site, water_geom, str(ws.chips_dir), detector, workers, scheduler, processes):
+            write_together(store, evidence=out.evidence, looks=[out.look], sightings=out.sightings)
+            if out.failure:
+                store.record_failure("detect", out.failure[0], out.failure[1])
+                result.failures.append(out.failure)
+            result.looks += 1
+            result.usable_looks += int(out.look.usable)
+            result.sightings += len(out.sightings)
+            result.look_ids.append(out.look.id)
+            if bar is not None and task is not None:
+                bar.advance(task)
+    result.elapsed_s = round(_time.perf_counter() - started, 3)
+    if progress:
+        _summary(result)
+    return result
+
+
+def _summary(r: PipelineResult) -> None:
+    from rich.console import Console
+
+    con = Console(stderr=True)
+    for path, message in r.failures:
+        con.print(f"[yellow]recorded failure[/yellow] {message if path in message else f'{path}: {message}'}")
+    label = " [bold]SIMULATED scenes[/bold]" if r.simulated else ""
+    con.print(f"{r.site}: {r.scenes} scenes -> {r.looks} looks ({r.usable_looks} usable), {r.sightings} sightings, "
+              f"{len(r.failures)} failures in {r.elapsed_s:.1f} s{label}")
+

@@ -1,0 +1,145 @@
+"""Read a stored scene's pixels over a site: bands, validity, cloud classes and the georeference.
+
+A stored ``model.Scene`` names its files in ``attributes``::
+
+    kind          "sar" or "optical"
+    bands         {"blue": {"path": ..., "index": 1}, ...}   (SAR: one band such as "vv", "hh" or "sar")
+    scl           {"path": ..., "index": 1}                  Sentinel-2 scene classification, optional
+    nodata        the no-data value, optional
+    geolocation   "gcps" to locate by ground control points only (Sentinel-1 GRD)
+
+Every error names the file that caused it (:class:`SceneReadError`), so a bad scene is reported and skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+from shapely.geometry.base import BaseGeometry
+
+from routewatch.model import Scene
+from routewatch.sources.imagery.geo import GridGeoref, site_window
+
+
+class SceneReadError(ValueError):
+    """A scene file is missing, corrupt, unlocated or inconsistent; the message names the file."""
+
+
+@dataclass
+class SceneRaster:
+    """Pixels of one scene (possibly a window of it) ready for water masking and detection."""
+
+    bands: dict[str, np.ndarray]
+    valid: np.ndarray
+    georef: GridGeoref
+    pixel_size_m: float
+    kind: str
+    scl: np.ndarray | None
+    path: str
+    window: Window | None = None
+
+
+def _band_refs(scene: Scene) -> dict[str, dict[str, Any]]:
+    refs = scene.attributes.get("bands")
+    if not refs:
+        if not scene.uri:
+            raise SceneReadError(f"scene {scene.id}: no band files recorded")
+        return {"sar" if scene.attributes.get("kind") == "sar" else "band1": {"path": scene.uri, "index": 1}}
+    return {k: (v if isinstance(v, dict) else {"path": v, "index": 1}) for k, v in refs.items()}
+
+
+def georef_of(ds: Any, path: str, gcps_only: bool = False) -> GridGeoref:
+    """The georeference of an open dataset: GCPs when present (always for Sentinel-1 GRD), else the affine."""
+    gcps, gcps_crs = ds.gcps
+    if gcps:
+        return GridGeoref((ds.height, ds.width), gcps=list(gcps), gcps_crs=gcps_crs)
+    if gcps_only:
+        raise SceneReadError(f"{path}: scene must be located by ground control points but the file has none")
+    if ds.crs is None:
+        raise SceneReadError(f"{path}: no CRS and no ground control points; cannot place it on the map")
+    if ds.transform.is_identity:
+        raise SceneReadError(f"{path}: identity geotransform; the file is not georeferenced")
+    return GridGeoref((ds.height, ds.width), transform=ds.transform, crs=ds.crs)
+
+
+def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: int = 32) -> SceneRaster:
+    """Read the scene's bands (only the site window when a site is given) with validity and SCL."""
+    refs = _band_refs(scene)
+    kind = str(scene.attributes.get("kind") or ("sar" if "sar" in scene.sensor or "sentinel-1" in scene.sensor
+                                                 else "optical"))
+    gcps_only = scene.attributes.get("geolocation") == "gcps"
+    nodata_attr = scene.attributes.get("nodata")
+    bands: dict[str, np.ndarray] = {}
+    georef: GridGeoref | None = None
+    window: Window | None = None
+    valid: np.ndarray | None = None
+    first_path = ""
+    shape0: tuple[int, int] | None = None
+    all_refs = dict(refs)
+    if scene.attributes.get("scl"):
+        ref = scene.attributes["scl"]
+        all_refs["__scl__"] = ref if isinstance(ref, dict) else {"path": ref, "index": 1}
+    scl = None
+    for name, ref in all_refs.items():
+        path = str(ref["path"])
+        if not Path(path).exists() and "://" not in path:
+            raise SceneReadError(f"{path}: band file not found (band {name!r} of scene {scene.id})")
+        try:
+            with rasterio.open(path) as ds:
+                if shape0 is None:
+                    shape0 = (ds.height, ds.width)
+                    first_path = path
+                    georef = georef_of(ds, path, gcps_only)
+                    if site_geometry is not None:
+                        window = site_window(georef, site_geometry, pad_px)
+                        if window is None:
+                            raise SceneReadError(f"{path}: the site does not intersect this scene")
+                elif (ds.height, ds.width) != shape0 and name != "__scl__":
+                    raise SceneReadError(
+                        f"{path}: band {name!r} is {ds.width} x {ds.height} px but {first_path} is "
+                        f"{shape0[1]} x {shape0[0]} px; band files of one scene must have the same size")
+                idx = int(ref.get("index", 1))
+                if idx > ds.count:
+                    raise SceneReadError(f"{path}: band index {idx} for {name!r} but the file has {ds.count}")
+                if name == "__scl__" and (ds.height, ds.width) != shape0:
+                    scl = _read_resampled(ds, idx, shape0, window)
+                    continue
+                arr = ds.read(idx, window=window)
+                nod = ds.nodatavals[idx - 1] if nodata_attr is None else nodata_attr
+        except SceneReadError:
+            raise
+        except (RasterioError, OSError, ValueError) as exc:
+            raise SceneReadError(f"{path}: cannot read band {name!r}: {exc}") from exc
+        if name == "__scl__":
+            scl = arr
+            continue
+        ok = np.ones(arr.shape, dtype=bool) if nod is None else arr != nod
+        if np.issubdtype(arr.dtype, np.floating):
+            ok &= np.isfinite(arr)
+        valid = ok if valid is None else valid & ok
+        bands[name] = arr
+    assert georef is not None and valid is not None
+    grid = georef.window(window) if window is not None else georef
+    if scl is not None:
+        valid &= ~np.isin(scl, (0, 1))
+    return SceneRaster(bands=bands, valid=valid, georef=grid, pixel_size_m=grid.ground_pixel_size_m(), kind=kind,
+                       scl=scl, path=str(scene.uri or first_path), window=window)
+
+
+def _read_resampled(ds: Any, idx: int, shape0: tuple[int, int], window: Window | None) -> np.ndarray:
+    """Read a coarser layer (SCL at 20 m) onto the 10 m band grid by nearest neighbour."""
+    from rasterio.enums import Resampling
+
+    fy, fx = ds.height / shape0[0], ds.width / shape0[1]
+    if window is not None:
+        w = Window(window.col_off * fx, window.row_off * fy, window.width * fx, window.height * fy)
+        out_shape = (int(window.height), int(window.width))
+    else:
+        w, out_shape = None, shape0
+    return ds.read(idx, window=w, out_shape=out_shape, resampling=Resampling.nearest)

@@ -1,0 +1,122 @@
+"""`scenes add`: the analyst's own GeoTIFFs in any CRS and band layout, and bad files reported by name."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from typer.testing import CliRunner
+
+from routewatch.cli import app
+from routewatch.model import stable_id
+from routewatch.sources.imagery.cog import write_cog
+from routewatch.sources.imagery.ingest import add_folder, open_store
+from routewatch.sources.imagery.local import scan_folder
+from routewatch.sources.imagery.raster import read_scene
+from routewatch.workspace import Workspace
+
+UTM52 = "EPSG:32652"
+T = Affine(3.0, 0, 500000, 0, -3.0, 4675000)
+
+
+def _tif(path: Path, count: int = 4, shape=(60, 80), crs: str | None = UTM52, **kw) -> Path:
+    arrays = [np.full(shape, 100 * (i + 1), dtype=np.uint16) for i in range(count)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", width=shape[1], height=shape[0], count=count, dtype="uint16",
+                       crs=crs, transform=T if crs else Affine.identity(), **kw) as ds:
+        ds.write(np.stack(arrays))
+    return path
+
+
+def test_sen2ships_folders_become_sentinel2_scenes(shared_dir: Path) -> None:
+    result = scan_folder(shared_dir / "data" / "sen2ships")
+    assert result.failures == [] and len(result.scenes) == 8
+    busan = next(s for s in result.scenes if s.uri.endswith("busan"))
+    assert busan.sensor == "sentinel-2" and busan.acquired == datetime(2022, 5, 14, tzinfo=UTC)
+    assert set(busan.attributes["bands"]) == {"blue", "green", "red", "nir"}
+    # EPSG:3857 pixels of 10 m are 10 m x cos(35.1 N) on the ground
+    assert busan.resolution_m == pytest.approx(10.0 * np.cos(np.radians(35.1)), rel=0.02)
+    lon, lat = busan.footprint.centroid.x, busan.footprint.centroid.y
+    assert 129.0 < lon < 129.2 and 35.0 < lat < 35.2
+    raster = read_scene(busan)
+    with rasterio.open(shared_dir / "data" / "sen2ships" / "busan" / "B08.tiff") as ds:
+        assert np.array_equal(raster.bands["nir"], ds.read(1))
+
+
+def test_band_names_time_and_sensor_from_the_user(tmp_path: Path) -> None:
+    _tif(tmp_path / "a" / "planet_scene.tif", count=4)
+    _tif(tmp_path / "b" / "rgb_20231021T013000.tif", count=3)
+    res = scan_folder(tmp_path / "a", bands=["red", "green", "blue", "nir"], sensor="planetscope",
+                      when=datetime(2023, 10, 21, 1, 30, tzinfo=UTC))
+    scene = res.scenes[0]
+    assert scene.sensor == "planetscope" and scene.resolution_m == pytest.approx(3.0, rel=0.01)
+    assert scene.attributes["bands"]["red"]["index"] == 1 and scene.attributes["bands"]["nir"]["index"] == 4
+    rgb = scan_folder(tmp_path / "b").scenes[0]
+    assert rgb.acquired == datetime(2023, 10, 21, 1, 30, tzinfo=UTC)  # from the file name
+    assert [rgb.attributes["bands"][b]["index"] for b in ("red", "green", "blue")] == [1, 2, 3]
+    assert rgb.sensor == "geotiff"
+    # descriptions win over position
+    p = _tif(tmp_path / "c" / "x_2023-10-01.tif", count=2)
+    with rasterio.open(p, "r+") as ds:
+        ds.set_band_description(1, "nir")
+        ds.set_band_description(2, "red")
+    desc = scan_folder(tmp_path / "c").scenes[0]
+    assert desc.attributes["bands"]["nir"]["index"] == 1 and desc.attributes["bands"]["red"]["index"] == 2
+
+
+def test_bad_files_are_named_and_skipped(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    good = _tif(folder / "good_20231001.tif")
+    _tif(folder / "nocrs_20231001.tif", crs=None)
+    broken = folder / "broken_20231001.tif"
+    data = good.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    (folder / "garbage_20231001.tif").write_bytes(b"II*\x00 this is not a tiff")
+    _tif(folder / "notime.tif")
+    _tif(folder / "s2" / "B02.tif", count=1, crs=UTM52, shape=(60, 80))
+    _tif(folder / "s2" / "B03.tif", count=1, crs=UTM52, shape=(60, 81))
+    ws = Workspace.open(tmp_path / "ws").ensure()
+    store = open_store(ws)
+    res = add_folder(folder, store=store)
+    assert [Path(s.uri).name for s in res.scenes] == ["good_20231001.tif"]
+    why = {Path(p).name: m for p, m in res.failures}
+    assert "no CRS" in why["nocrs_20231001.tif"]
+    assert "broken_20231001.tif" in why["broken_20231001.tif"]
+    assert "garbage_20231001.tif" in why["garbage_20231001.tif"]
+    assert "--time" in why["notime.tif"]
+    assert "same size" in why["B02.tif"] and "B03.tif" in why["B02.tif"]
+    assert len(store.failures("scenes add")) == 5
+    assert [s.id for s in store.scenes()] == [res.scenes[0].id]
+    assert store.evidence([stable_id("evidence", res.scenes[0].id)])
+    # adding again is idempotent
+    add_folder(folder, store=store)
+    assert len(store.scenes()) == 1
+
+
+def test_cli_scenes_add_marks_simulated(tmp_path: Path) -> None:
+    from shapely.geometry import box
+
+    from routewatch.model import Site, SiteKind
+    from routewatch.simulate import simulate_scene
+
+    site = Site("rajin", "Rajin", SiteKind.PORT, box(130.265, 42.215, 130.310, 42.250))
+    simulate_scene(site, datetime(2023, 10, 1, 9, tzinfo=UTC), "simulated-sar", [], tmp_path / "sim" / "s.tif")
+    ws = tmp_path / "ws"
+    out = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "sim"), "--workspace", str(ws)])
+    assert out.exit_code == 0, out.output
+    assert "SIMULATED" in out.output and "1 scenes added" in out.output
+    scenes = open_store(Workspace.open(ws)).scenes()
+    assert len(scenes) == 1 and scenes[0].simulated and scenes[0].sensor == "simulated-sar"
+    missing = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "nope"), "--workspace", str(ws)])
+    assert missing.exit_code == 2 and "not a folder" in " ".join(missing.output.split())
+
+
+def test_write_cog_is_tiled_and_located(tmp_path: Path) -> None:
+    p = write_cog(tmp_path / "x.tif", [np.zeros((300, 300), np.uint16)], transform=T, crs=UTM52)
+    with rasterio.open(p) as ds:
+        assert ds.profile["tiled"] and ds.crs.to_string() == UTM52 and ds.overviews(1)
+    assert not list(tmp_path.glob(".*tmp"))

@@ -1,0 +1,152 @@
+"""Looks: usable fraction arithmetic, detection models by sensor and resolution, calibration, GCP geolocation,
+and simulated scenes (georeferenced, labelled simulated, ships where the truth says)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.control import GroundControlPoint
+from shapely.geometry import box
+
+from routewatch.model import SENSOR_DETECTION, DetectionModel, Site, SiteKind
+from routewatch.simulate import ShipSpec, simulate_scene
+from routewatch.sources.imagery.geo import GridGeoref
+from routewatch.sources.imagery.looks import (
+    detection_model_for,
+    fit_detection_model,
+    is_sar,
+    scl_cloud,
+    usable_fraction,
+)
+from routewatch.sources.imagery.sentinel1 import locate_detections
+
+SITE = Site("rajin", "Rajin", SiteKind.PORT, box(130.265, 42.215, 130.310, 42.250))
+
+
+def test_usable_fraction_counts_cloud_nodata_and_the_part_outside() -> None:
+    site = np.zeros((100, 100), dtype=bool)
+    site[:, :] = True
+    water = np.zeros_like(site)
+    water[:, 50:] = True  # half the site is water
+    valid = np.ones_like(site)
+    cloud = np.zeros_like(site)
+    cloud[:50, 50:] = True  # a quarter of the site, half of its water
+    uf = usable_fraction(site, 0.0, water, valid, cloud, water_known_everywhere=True)
+    assert uf.fraction == pytest.approx(0.5)
+    # the water under cloud is unknown when the mask comes from the image: estimated from the visible share
+    hidden_water = water & ~cloud
+    uf2 = usable_fraction(site, 0.0, hidden_water, valid, cloud, water_known_everywhere=False)
+    # visible: 7500 px, 2500 of them water (1/3); hidden 2500 px -> 833 water expected; 2500 / 3333 clear
+    assert uf2.fraction == pytest.approx(2500 / (2500 + 2500 / 3), rel=1e-3)
+    # half the site outside the image: the imaged half is all there is to see
+    uf3 = usable_fraction(site, 0.5, water, valid, None, water_known_everywhere=True)
+    assert uf3.fraction == pytest.approx(0.5)
+    assert usable_fraction(site, 0.0, water, valid, np.ones_like(site)).fraction == 0.0
+    nodata = usable_fraction(site, 0.0, water, np.zeros_like(site), None)
+    assert nodata.fraction == 0.0 and "no clear pixel" in nodata.reason
+    assert usable_fraction(np.zeros_like(site), 1.0, water, valid).reason == "site is not in the image"
+
+
+def test_scl_cloud_classes() -> None:
+    scl = np.array([[3, 4, 5, 6], [8, 9, 10, 11]])
+    assert scl_cloud(scl).tolist() == [[True, False, False, False], [True, True, True, False]]
+
+
+def test_detection_model_by_sensor_and_resolution() -> None:
+    assert detection_model_for("sentinel-2", 10.0) == SENSOR_DETECTION["sentinel-2"]
+    # resampled finer than the sensor does not help; coarser hurts in proportion
+    assert detection_model_for("sentinel-2", 5.8) == SENSOR_DETECTION["sentinel-2"]
+    coarse = detection_model_for("sentinel-1", 20.0)
+    assert coarse.l50_m == pytest.approx(2 * SENSOR_DETECTION["sentinel-1"].l50_m)
+    assert detection_model_for("simulated-sar", 10.0) == SENSOR_DETECTION["sentinel-1"]
+    assert detection_model_for("simulated-optical", 10.0) == SENSOR_DETECTION["sentinel-2"]
+    own = detection_model_for("geotiff", 0.5)
+    assert own.probability(10.0) > 0.9 and own.probability(1.0) < 0.2
+    assert is_sar("sentinel-1") and is_sar("simulated-sar") and not is_sar("planetscope")
+
+
+def test_fit_recovers_a_known_curve() -> None:
+    truth = DetectionModel(l50_m=55.0, scale_m=9.0, p_max=0.9)
+    rng = np.random.default_rng(7)
+    lengths = rng.uniform(5, 250, 4000)
+    detected = rng.random(4000) < np.array([truth.probability(x) for x in lengths])
+    fit = fit_detection_model(lengths, detected)
+    assert fit.l50_m == pytest.approx(55.0, abs=5.0)
+    assert fit.scale_m == pytest.approx(9.0, abs=3.0)
+    assert fit.p_max == pytest.approx(0.9, abs=0.03)
+    with pytest.raises(ValueError):
+        fit_detection_model([10.0, 20.0], [True, False])
+
+
+@dataclass
+class _Det:
+    row: float
+    col: float
+    lon: float | None = None
+    lat: float | None = None
+
+
+def test_gcp_geolocation_of_a_rotated_grid() -> None:
+    # a grid rotated by 12 degrees and stretched (like a descending GRD): no affine could be trusted
+    h, w = 1000, 1200
+    lon0, lat0 = 130.28, 42.23
+    ang = math.radians(12)
+
+    def truth(r: float, c: float) -> tuple[float, float]:
+        x, y = c * 1.1e-4, -r * 0.85e-4
+        return lon0 + x * math.cos(ang) - y * math.sin(ang), lat0 + x * math.sin(ang) + y * math.cos(ang)
+
+    gcps = [GroundControlPoint(row=r, col=c, x=truth(r, c)[0], y=truth(r, c)[1])
+            for r in np.linspace(0, h, 6) for c in np.linspace(0, w, 6)]
+    grid = GridGeoref((h, w), gcps=gcps, gcps_crs=rasterio.crs.CRS.from_epsg(4326))
+    dets = locate_detections([_Det(row=400.0, col=700.0), _Det(row=10.0, col=1100.0)], grid)
+    for d in dets:
+        lon, lat = truth(d.row + 0.5, d.col + 0.5)
+        assert d.lon == pytest.approx(lon, abs=2e-6) and d.lat == pytest.approx(lat, abs=2e-6)
+    rows, cols = grid.lonlat_to_pixel(np.array([dets[0].lon]), np.array([dets[0].lat]))
+    assert rows[0] == pytest.approx(400.5, abs=0.05) and cols[0] == pytest.approx(700.5, abs=0.05)
+    # ground pixel size from the GCP fit: about 1.1e-4 deg of longitude x 0.85e-4 deg of latitude at 42 N
+    expected = math.sqrt(1.1e-4 * 111320 * math.cos(math.radians(42.23)) * 0.85e-4 * 110950)
+    assert grid.ground_pixel_size_m() == pytest.approx(expected, rel=0.03)
+    # a window keeps the geolocation
+    from rasterio.windows import Window
+
+    sub = grid.window(Window(600, 300, 200, 200))
+    lon, lat = sub.pixel_to_lonlat([100.5], [100.5])
+    assert (lon[0], lat[0]) == pytest.approx(truth(400.5, 700.5), abs=2e-6)
+
+
+def test_simulated_scenes_are_georeferenced_and_labelled(tmp_path) -> None:
+    ship = ShipSpec(150, heading_deg=30, lon=130.300, lat=42.235)
+    sar = simulate_scene(SITE, datetime(2023, 10, 1, 9, tzinfo=UTC), "simulated-sar", [ship, ShipSpec(80)],
+                         tmp_path / "sar.tif", seed=3)
+    opt = simulate_scene(SITE, datetime(2023, 10, 1, 2, tzinfo=UTC), "simulated-optical", [ship],
+                         tmp_path / "opt.tif", seed=3, cloud_cover=0.3)
+    assert len(sar.ships) == 2 and sar.ships[0].lon == pytest.approx(130.300, abs=2e-4)
+    with rasterio.open(sar.path) as ds:
+        assert ds.crs.to_epsg() == 32652 and ds.tags()["ROUTEWATCH_SIMULATED"] == "1"
+        img = ds.read(1).astype(float)
+        grid = GridGeoref((ds.height, ds.width), transform=ds.transform, crs=ds.crs)
+    assert grid.footprint().contains(SITE.geometry)
+    assert abs(grid.ground_pixel_size_m() - 10.0) < 0.5
+    r, c = grid.lonlat_to_pixel(np.array([130.300]), np.array([42.235]))
+    ship_px = img[int(r[0]), int(c[0])]
+    assert ship_px > 10 * np.median(img)  # a ship is far brighter than the sea
+    with rasterio.open(opt.path) as ds:
+        assert ds.descriptions == ("blue", "green", "red", "nir", "scl")
+        scl = ds.read(5)
+    assert abs((scl == 9).mean() - 0.3) < 0.02 and opt.cloud_fraction == pytest.approx((scl == 9).mean())
+    truth_file = tmp_path / "sar.truth.geojson"
+    assert truth_file.exists() and '"simulated": true' in truth_file.read_text()
+    # ships of the same seed and time are placed identically (reproducible demos)
+    again = simulate_scene(SITE, datetime(2023, 10, 1, 9, tzinfo=UTC), "simulated-sar", [ship, ShipSpec(80)],
+                           tmp_path / "sar2.tif", seed=3)
+    assert [(s.lon, s.lat) for s in again.ships] == [(s.lon, s.lat) for s in sar.ships]
+    with pytest.raises(ValueError, match="on land"):
+        simulate_scene(SITE, datetime(2023, 10, 1, 9, tzinfo=UTC), "simulated-sar",
+                       [ShipSpec(100, lon=130.266, lat=42.2325)], tmp_path / "bad.tif", seed=3)

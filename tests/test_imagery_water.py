@@ -1,0 +1,108 @@
+"""Water masks: user polygons (GeoJSON/GeoPackage, any CRS), NDWI on the real shared ports, SAR statistics."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from shapely.geometry import box, mapping
+
+from routewatch.detect.water import (
+    WaterMaskError,
+    image_water,
+    load_water_polygons,
+    ndwi_water,
+    sar_water,
+    ship_zone,
+)
+from routewatch.model import Site, SiteKind
+from routewatch.simulate import simulate_scene
+from routewatch.sources.imagery.geo import GridGeoref
+
+SITE = Site("rajin", "Rajin", SiteKind.PORT, box(130.265, 42.215, 130.310, 42.250))
+
+
+def _port(port_dir: Path) -> tuple[dict[str, np.ndarray], GridGeoref, list[tuple[int, int]]]:
+    bands = {}
+    for name, stem in (("green", "B03"), ("nir", "B08")):
+        with rasterio.open(port_dir / f"{stem}.tiff") as ds:
+            bands[name] = ds.read(1)
+            grid = GridGeoref((ds.height, ds.width), transform=ds.transform, crs=ds.crs)
+    ann = json.loads((port_dir / "annotations_coco.json").read_text())["annotations"]
+    centres = [(int(a["bbox"][1] + a["bbox"][3] / 2), int(a["bbox"][0] + a["bbox"][2] / 2)) for a in ann]
+    return bands, grid, centres
+
+
+def test_ndwi_zone_holds_the_labelled_ships_of_the_shared_ports(shared_dir: Path) -> None:
+    ports = sorted(p for p in (shared_dir / "data" / "sen2ships").iterdir() if p.is_dir())
+    total = in_water = in_zone = 0
+    for port in ports:
+        bands, grid, centres = _port(port)
+        water = ndwi_water(bands["green"], bands["nir"], pixel_size_m=grid.ground_pixel_size_m())
+        zone = ship_zone(water, grid.ground_pixel_size_m())
+        assert 0.2 < water.mean() < 0.95, f"{port.name}: a port scene has both land and water"
+        assert zone.mean() - water.mean() < 0.15  # the rim is narrow: not the whole image
+        total += len(centres)
+        in_water += sum(bool(water[r, c]) for r, c in centres)
+        in_zone += sum(bool(zone[r, c]) for r, c in centres)
+    assert total == 211
+    assert in_zone / total >= 0.97  # hulls at a berth are searched in the rim (docs/imagery.md)
+    assert in_water / total < in_zone / total
+
+
+def test_polygons_geojson_and_geopackage(tmp_path: Path) -> None:
+    import pyogrio.raw
+    import shapely
+    from pyproj import Transformer
+    from shapely import to_wkb
+
+    water = box(130.28, 42.22, 130.30, 42.24)
+    gj = tmp_path / "water.geojson"
+    gj.write_text(json.dumps({"type": "FeatureCollection",
+                              "features": [{"type": "Feature", "properties": {}, "geometry": mapping(water)}]}))
+    got = load_water_polygons(gj)
+    assert got.symmetric_difference(water).area < 1e-9
+    # the same polygon in UTM 52N inside a GeoPackage
+    tr = Transformer.from_crs(4326, 32652, always_xy=True)
+    utm = shapely.transform(water, lambda x, y: tr.transform(x, y), interleaved=False)
+    gpkg = tmp_path / "water.gpkg"
+    pyogrio.raw.write(str(gpkg), np.array([to_wkb(utm)], dtype=object), field_data=[], fields=[],
+                      geometry_type="Polygon", crs="EPSG:32652", layer="water", driver="GPKG")
+    back = load_water_polygons(gpkg)
+    assert back.symmetric_difference(water).area / water.area < 1e-3
+    points = tmp_path / "points.geojson"
+    points.write_text(json.dumps({"type": "Feature", "properties": {},
+                                  "geometry": {"type": "Point", "coordinates": [130.3, 42.23]}}))
+    with pytest.raises(WaterMaskError, match=r"points\.geojson"):
+        load_water_polygons(points)
+    with pytest.raises(WaterMaskError, match=r"missing\.gpkg"):
+        load_water_polygons(tmp_path / "missing.gpkg")
+
+
+def test_sar_water_matches_the_simulated_coast(tmp_path: Path) -> None:
+    sim = simulate_scene(SITE, datetime(2023, 10, 1, 9, tzinfo=UTC), "simulated-sar", [], tmp_path / "s.tif",
+                         seed=5)
+    with rasterio.open(sim.path) as ds:
+        img = ds.read(1)
+        grid = GridGeoref((ds.height, ds.width), transform=ds.transform, crs=ds.crs)
+    truth = grid.rasterize(load_water_polygons(tmp_path / "s.water.geojson"))
+    got = sar_water(img, pixel_size_m=10.0)
+    iou = (got & truth).sum() / (got | truth).sum()
+    assert 0.2 < truth.mean() < 0.95 and iou > 0.95
+    # all sea, no coast in view: the whole image is water (an open anchorage)
+    rng = np.random.default_rng(0)
+    sea = (np.sqrt(rng.gamma(4.4, 0.01 / 4.4, (200, 200))) * 1000).astype(np.uint16)
+    assert sar_water(sea).mean() == 1.0
+
+
+def test_scl_water_and_no_bands(tmp_path: Path) -> None:
+    scl = np.full((50, 50), 5, dtype=np.uint8)
+    scl[:, 20:] = 6
+    mask, method = image_water({}, "optical", scl=scl)
+    assert method == "scl" and mask[:, 25:].all() and not mask[:, :15].any()
+    with pytest.raises(WaterMaskError, match="green and nir"):
+        image_water({"red": np.zeros((5, 5))}, "optical")
