@@ -1,0 +1,429 @@
+"""The ``Store``: canonical records in SQL, written as idempotent upserts, read back as model records or frames.
+
+Every write method takes an optional ``conn``: without it the write is its own transaction; with a connection from
+``store.transaction()`` several writes land together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Boolean, Connection, Engine, Float, Select, Table, delete, func, select, text
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.sql.elements import ColumnElement
+
+from routewatch.model import (
+    Activity,
+    AggregateObservation,
+    Evidence,
+    Look,
+    Route,
+    Scene,
+    Sighting,
+    Site,
+    Trip,
+    Vessel,
+    Visit,
+    ensure_utc,
+)
+from routewatch.store import convert, frames
+from routewatch.store import schema as t
+from routewatch.store.engine import WRITE_OPTION, make_engine, upgrade
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from routewatch.watchlist import Watchlist
+
+CHUNK = 10_000  # rows per executemany batch
+ID_CHUNK = 5_000  # ids per IN (...) query (well under SQLite's 32,766 parameters)
+BBox = tuple[float, float, float, float]  # min_lon, min_lat, max_lon, max_lat in WGS84 degrees
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A recorded failure of one input in one stage (the run went on without it)."""
+
+    id: int
+    stage: str
+    path: str
+    message: str
+    created: datetime
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _unique_by_id(records: Iterable[Any], key: Callable[[Any], Any]) -> list[Any]:
+    """Last one wins when a batch repeats an id (an upsert of the same id twice is one upsert)."""
+    return list({key(r): r for r in records}.values())
+
+
+def _bulk(conn: Connection, stmt: Any, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Execute ``stmt`` for many rows through the DBAPI's executemany, in chunks.
+
+    SQLAlchemy's own executemany processes every parameter of every row in Python (about half of the time of a
+    bulk load); here the statement is compiled once and only the columns whose type needs it (times, JSON,
+    booleans) are converted, with the same bind processors SQLAlchemy would use.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    names = list(rows[0])
+    compiled = stmt.compile(dialect=dialect, column_keys=names)
+    positional = compiled.positiontup is not None
+    order = list(compiled.positiontup) if positional else names
+    found = [(i, _processor(table.c[n].type, dialect)) for i, n in enumerate(order)]
+    procs = [(i, p) for i, p in found if p is not None]
+    get = itemgetter(*order)
+    sql = str(compiled)
+    for chunk in _chunks(rows, CHUNK):
+        values = [get(r) for r in chunk] if len(order) > 1 else [(get(r),) for r in chunk]
+        if procs:
+            values = [_apply(v, procs) for v in values]
+        conn.exec_driver_sql(sql, values if positional else [dict(zip(order, v, strict=True)) for v in values])
+
+
+def _processor(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """The bind processor SQLAlchemy would apply; none for what sqlite3 takes as is (floats, booleans)."""
+    if dialect.name == "sqlite" and isinstance(type_, Float | Boolean):
+        return None
+    return type_.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _apply(values: tuple[Any, ...], procs: list[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...]:
+    out = list(values)
+    for i, p in procs:
+        out[i] = p(out[i])
+    return tuple(out)
+
+
+class Store:
+    """Open with ``Store.open(url)``; the schema is created or upgraded on open."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Open (and migrate) the store at ``url``: ``sqlite:///path.sqlite`` or ``postgresql+psycopg://...``."""
+        engine = make_engine(url)
+        upgrade(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A connection in a write transaction: committed when the block ends, rolled back if it raises."""
+        with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _writing(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.transaction() as own:
+                yield own
+
+    # ---- generic upserts -------------------------------------------------------------------------------------
+
+    def _insert(self, table: Table) -> Any:
+        return (pg_dialect if self.dialect == "postgresql" else sqlite_dialect).insert(table)
+
+    def _upsert(self, conn: Connection, table: Table, rows: list[dict[str, Any]], key: str,
+                conflict: Sequence[str] | None = None) -> set[Any]:
+        """Insert or update ``rows`` by primary key; return the keys that were already stored."""
+        if not rows:
+            return set()
+        existing = self._existing(conn, table.c[key], [r[key] for r in rows])
+        conflict = list(conflict or [c.name for c in table.primary_key.columns])
+        stmt = self._insert(table)
+        updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in conflict}
+        _bulk(conn, stmt.on_conflict_do_update(index_elements=conflict, set_=updates), table, rows)
+        return existing
+
+    def _existing(self, conn: Connection, column: Any, keys: list[Any]) -> set[Any]:
+        found: set[Any] = set()
+        if conn.execute(select(func.count()).select_from(column.table)).scalar_one() == 0:
+            return found
+        for chunk in _chunks(keys, ID_CHUNK):
+            found.update(conn.execute(select(column).where(column.in_(list(chunk)))).scalars())
+        return found
+
+    def _write_links(self, conn: Connection, kind: str, owners: list[tuple[str, Sequence[str]]],
+                     replace: set[str]) -> None:
+        """Record which evidence each owner rests on, replacing the links of owners that were already stored."""
+        link = t.evidence_links
+        for chunk in _chunks(sorted(replace), ID_CHUNK):
+            conn.execute(delete(link).where(link.c.owner_kind == kind, link.c.owner_id.in_(list(chunk))))
+        rows = [
+            {"owner_kind": kind, "owner_id": owner, "evidence_id": ev, "position": i}
+            for owner, ids in owners
+            for i, ev in enumerate(dict.fromkeys(ids))
+        ]
+        _bulk(conn, self._insert(link).on_conflict_do_nothing(), link, rows)
+
+    def _add_linked(self, table: Table, kind: str, records: Iterable[Any], to_row: Callable[[Any], dict[str, Any]],
+                    conn: Connection | None, key: Callable[[Any], str] = lambda r: r.id) -> int:
+        items = _unique_by_id(records, key)
+        rows = [to_row(r) for r in items]
+        with self._writing(conn) as c:
+            existing = self._upsert(c, table, rows, "id", conflict=["route", "as_of"] if kind == "activity" else None)
+            self._write_links(c, kind, [(key(r), r.evidence_ids) for r in items], existing)
+        return len(items) - len(existing)
+
+    def _links(self, conn: Connection, kind: str, owners: Select[Any] | None = None) -> dict[str, tuple[str, ...]]:
+        link = t.evidence_links
+        q = select(link.c.owner_id, link.c.evidence_id).where(link.c.owner_kind == kind)
+        if owners is not None:
+            q = q.where(link.c.owner_id.in_(owners))
+        out: dict[str, list[str]] = {}
+        for owner, ev in conn.execute(q.order_by(link.c.owner_id, link.c.position)):
+            out.setdefault(owner, []).append(ev)
+        return {k: tuple(v) for k, v in out.items()}
+
+    # ---- watchlist -------------------------------------------------------------------------------------------
+
+    def upsert_watchlist(self, watchlist: Watchlist, conn: Connection | None = None) -> dict[str, int]:
+        """Store the watchlist's sites, routes and vessels (upsert by key); return how many of each were new."""
+        added = {}
+        with self._writing(conn) as c:
+            for name, table, rows in (
+                ("sites", t.sites, [convert.site_row(x) for x in watchlist.sites.values()]),
+                ("routes", t.routes, [convert.route_row(x) for x in watchlist.routes.values()]),
+                ("vessels", t.vessels, [convert.vessel_row(x) for x in watchlist.vessels.values()]),
+            ):
+                added[name] = len(rows) - len(self._upsert(c, table, rows, "key"))
+        return added
+
+    def sites(self) -> dict[str, Site]:
+        with self.engine.connect() as c:
+            return {r.key: convert.site_from(r) for r in c.execute(select(t.sites).order_by(t.sites.c.key))}
+
+    def routes(self) -> dict[str, Route]:
+        with self.engine.connect() as c:
+            return {r.key: convert.route_from(r) for r in c.execute(select(t.routes).order_by(t.routes.c.key))}
+
+    def vessels(self) -> dict[str, Vessel]:
+        with self.engine.connect() as c:
+            return {r.key: convert.vessel_from(r) for r in c.execute(select(t.vessels).order_by(t.vessels.c.key))}
+
+    def sites_in_bbox(self, box: BBox) -> list[str]:
+        """Keys of sites whose bounding box meets ``box`` (spatial index: R*Tree on SQLite, GiST on PostGIS)."""
+        return self._keys_in_bbox("sites", "key", "site_rtree", box)
+
+    def _bbox_clause(self, table: str, rtree: str, box: BBox) -> ColumnElement[bool]:
+        x0, y0, x1, y1 = (float(v) for v in box)
+        params = {"x0": x0, "y0": y0, "x1": x1, "y1": y1}
+        if self.dialect == "postgresql":
+            sql = f"{table}.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)"
+        else:
+            sql = (f"{table}.rowid IN (SELECT id FROM {rtree} WHERE max_lon >= :x0 AND min_lon <= :x1 "
+                   f"AND max_lat >= :y0 AND min_lat <= :y1)")
+        return text(sql).bindparams(**params)  # type: ignore[return-value]
+
+    def _keys_in_bbox(self, table: str, key: str, rtree: str, box: BBox) -> list[str]:
+        tab = t.metadata.tables[table]
+        q = select(tab.c[key]).where(self._bbox_clause(table, rtree, box)).order_by(tab.c[key])
+        with self.engine.connect() as c:
+            return list(c.execute(q).scalars())
+
+    # ---- evidence and observations ---------------------------------------------------------------------------
+
+    def add_evidence(self, items: Iterable[Evidence], conn: Connection | None = None) -> int:
+        rows = [convert.evidence_row(e) for e in _unique_by_id(items, lambda e: e.id)]
+        with self._writing(conn) as c:
+            return len(rows) - len(self._upsert(c, t.evidence, rows, "id"))
+
+    def evidence(self, ids: Iterable[str]) -> dict[str, Evidence]:
+        """The stored evidence among ``ids`` (ids not stored are simply absent)."""
+        wanted = sorted(set(ids))
+        out: dict[str, Evidence] = {}
+        with self.engine.connect() as c:
+            for chunk in _chunks(wanted, ID_CHUNK):
+                for r in c.execute(select(t.evidence).where(t.evidence.c.id.in_(list(chunk)))):
+                    out[r.id] = convert.evidence_from(r)
+        return out
+
+    def add_scenes(self, items: Iterable[Scene], conn: Connection | None = None) -> int:
+        rows = [convert.scene_row(s) for s in _unique_by_id(items, lambda s: s.id)]
+        with self._writing(conn) as c:
+            return len(rows) - len(self._upsert(c, t.scenes, rows, "id"))
+
+    def scenes(self, sensor: str | None = None, since: datetime | None = None, until: datetime | None = None,
+               bbox: BBox | None = None) -> list[Scene]:
+        """Scenes acquired in [since, until] (inclusive), optionally of one sensor or meeting a WGS84 box."""
+        s = t.scenes
+        q = select(s).order_by(s.c.acquired, s.c.id)
+        if sensor is not None:
+            q = q.where(s.c.sensor == sensor)
+        if since is not None:
+            q = q.where(s.c.acquired >= ensure_utc(since))
+        if until is not None:
+            q = q.where(s.c.acquired <= ensure_utc(until))
+        if bbox is not None:
+            q = q.where(self._bbox_clause("scenes", "scene_rtree", bbox))
+        with self.engine.connect() as c:
+            return [convert.scene_from(r) for r in c.execute(q)]
+
+    def add_looks(self, items: Iterable[Look], conn: Connection | None = None) -> int:
+        return self._add_linked(t.looks, "look", items, convert.look_row, conn)
+
+    def looks(self, site: str | None = None, since: datetime | None = None,
+              until: datetime | None = None) -> list[Look]:
+        """Looks at ``site`` (all sites when None) with time in [since, until] (inclusive), oldest first."""
+        q = select(t.looks).where(*frames.look_filters(site, since, until)).order_by(t.looks.c.time, t.looks.c.id)
+        with self.engine.connect() as c:
+            links = self._links(c, "look", q.with_only_columns(t.looks.c.id))
+            return [convert.look_from(r, links.get(r.id, ())) for r in c.execute(q)]
+
+    def add_sightings(self, items: Iterable[Sighting], conn: Connection | None = None) -> int:
+        return self._add_linked(t.sightings, "sighting", items, convert.sighting_row, conn)
+
+    def sightings(self, site: str | None = None, vessel: str | None = None, since: datetime | None = None,
+                  until: datetime | None = None) -> list[Sighting]:
+        """Sightings whose period [time, time_end or time] meets [since, until], oldest first."""
+        s = t.sightings
+        q = select(s).where(*frames.sighting_filters(site, vessel, since, until)).order_by(s.c.time, s.c.id)
+        with self.engine.connect() as c:
+            links = self._links(c, "sighting", q.with_only_columns(s.c.id))
+            return [convert.sighting_from(r, links.get(r.id, ())) for r in c.execute(q)]
+
+    def add_aggregates(self, items: Iterable[AggregateObservation], conn: Connection | None = None) -> int:
+        return self._add_linked(t.aggregates, "aggregate", items, convert.aggregate_row, conn)
+
+    def aggregates(self, scope: str | None = None) -> list[AggregateObservation]:
+        a = t.aggregates
+        q = select(a).order_by(a.c.start_time, a.c.id)
+        if scope is not None:
+            q = q.where(a.c.scope == scope)
+        with self.engine.connect() as c:
+            links = self._links(c, "aggregate", q.with_only_columns(a.c.id))
+            return [convert.aggregate_from(r, links.get(r.id, ())) for r in c.execute(q)]
+
+    # ---- columnar reads ----------------------------------------------------------------------------------------
+
+    def sightings_frame(self, since: datetime | None = None, until: datetime | None = None,
+                        site: str | None = None, vessel: str | None = None, with_evidence: bool = False,
+                        columns: Sequence[str] | None = None, reader: str | None = None,
+                        sort: bool = True) -> pl.DataFrame:
+        """Sightings as a polars frame, one column per model field (``columns`` picks some: fewer is faster;
+        ``id`` and ``time`` always come), times ``Datetime("us", "UTC")``, sorted by (time, id) unless
+        ``sort=False``. The same window as ``sightings()``. ``with_evidence`` adds ``evidence_ids`` (list of str).
+        ``reader``: ``connectorx`` (default for files and servers) or ``dbapi``."""
+        return frames.sightings_frame(self.engine, since, until, site, vessel, with_evidence, columns, reader,
+                                      sort)
+
+    def looks_frame(self, since: datetime | None = None, until: datetime | None = None,
+                    site: str | None = None, with_evidence: bool = False,
+                    columns: Sequence[str] | None = None, reader: str | None = None,
+                    sort: bool = True) -> pl.DataFrame:
+        """Looks as a polars frame (detection model as columns ``l50_m``, ``scale_m``, ``p_max``); the same
+        window as ``looks()``, sorted by (time, id) unless ``sort=False``."""
+        return frames.looks_frame(self.engine, since, until, site, with_evidence, columns, reader, sort)
+
+    # ---- derived records ---------------------------------------------------------------------------------------
+
+    def replace_derived(self, visits: Iterable[Visit], trips: Iterable[Trip],
+                        conn: Connection | None = None) -> tuple[int, int]:
+        """Wipe and rewrite visits and trips (and their evidence links) in one transaction."""
+        v_items = _unique_by_id(visits, lambda v: v.id)
+        t_items = _unique_by_id(trips, lambda x: x.id)
+        with self._writing(conn) as c:
+            c.execute(delete(t.evidence_links).where(t.evidence_links.c.owner_kind.in_(["visit", "trip"])))
+            c.execute(delete(t.trips))
+            c.execute(delete(t.visits))
+            for table, kind, items, to_row in ((t.visits, "visit", v_items, convert.visit_row),
+                                               (t.trips, "trip", t_items, convert.trip_row)):
+                _bulk(c, table.insert(), table, [to_row(x) for x in items])
+                self._write_links(c, kind, [(x.id, x.evidence_ids) for x in items], set())
+        return len(v_items), len(t_items)
+
+    def visits(self, site: str | None = None, vessel: str | None = None) -> list[Visit]:
+        v = t.visits
+        q = select(v).order_by(v.c.start_time, v.c.id)
+        if site is not None:
+            q = q.where(v.c.site == site)
+        if vessel is not None:
+            q = q.where(v.c.vessel == vessel)
+        with self.engine.connect() as c:
+            links = self._links(c, "visit", q.with_only_columns(v.c.id))
+            return [convert.visit_from(r, links.get(r.id, ())) for r in c.execute(q)]
+
+    def trips(self, route: str | None = None) -> list[Trip]:
+        tr = t.trips
+        q = select(tr).order_by(tr.c.depart, tr.c.id)
+        if route is not None:
+            q = q.where(tr.c.route == route)
+        with self.engine.connect() as c:
+            links = self._links(c, "trip", q.with_only_columns(tr.c.id))
+            return [convert.trip_from(r, links.get(r.id, ())) for r in c.execute(q)]
+
+    def add_activities(self, items: Iterable[Activity], conn: Connection | None = None) -> int:
+        """Upsert route judgements by (route, as_of): one row per route and date, so history is kept."""
+        def key(a: Activity) -> str:
+            return convert.activity_id(a.route, a.as_of)
+
+        return self._add_linked(t.activities, "activity", items, convert.activity_row, conn, key=key)
+
+    def activities(self, route: str | None = None) -> list[Activity]:
+        a = t.activities
+        q = select(a).order_by(a.c.route, a.c.as_of)
+        if route is not None:
+            q = q.where(a.c.route == route)
+        with self.engine.connect() as c:
+            links = self._links(c, "activity", q.with_only_columns(a.c.id))
+            return [convert.activity_from(r, links.get(r.id, ())) for r in c.execute(q)]
+
+    # ---- bookkeeping -------------------------------------------------------------------------------------------
+
+    def record_failure(self, stage: str, path: str, message: str, conn: Connection | None = None) -> None:
+        row = {"stage": stage, "path": str(path), "message": message, "created": datetime.now(UTC)}
+        with self._writing(conn) as c:
+            c.execute(t.failures.insert(), row)
+
+    def failures(self, stage: str | None = None) -> list[Failure]:
+        f = t.failures
+        q = select(f).order_by(f.c.id)
+        if stage is not None:
+            q = q.where(f.c.stage == stage)
+        with self.engine.connect() as c:
+            return [Failure(r.id, r.stage, r.path, r.message, r.created) for r in c.execute(q)]
+
+    def record_import(self, sha256: str, path: str, kind: str, rows: int, conn: Connection | None = None) -> None:
+        """Remember that a file (by content hash) was imported; re-recording updates path, rows and time."""
+        row = {"sha256": sha256, "path": str(path), "kind": kind, "rows": rows, "imported_at": datetime.now(UTC)}
+        with self._writing(conn) as c:
+            self._upsert(c, t.imports, [row], "sha256")
+
+    def has_import(self, sha256: str) -> bool:
+        with self.engine.connect() as c:
+            q = select(func.count()).select_from(t.imports).where(t.imports.c.sha256 == sha256)
+            return c.execute(q).scalar_one() > 0
+
+    def table_counts(self) -> dict[str, int]:
+        """Rows per table: what a test or an operator compares before and after an import."""
+        with self.engine.connect() as c:
+            return {name: c.execute(select(func.count()).select_from(tab)).scalar_one()
+                    for name, tab in sorted(t.metadata.tables.items())}
