@@ -147,7 +147,18 @@ def test_trips_and_cargo_against_the_published_figures(case) -> None:  # type: i
     result = analyze(store, watchlist, parse_as_of("2024-03-02"))
     act = result.activities[ROUTE]
     # Counted trips are what the evidence shows one by one; the published "at least 32" is kept beside them.
-    assert 1 <= act.trips_total < 32
+    # From the rows: LADY R at Rajin 4 Feb then Vostochny 8 Feb (observed); ANGARA at Rajin 9 Dec and 8 Jan, later
+    # seen at the Zhoushan shipyard, and MAIA-1 at Rajin 12 Feb, later off Vladivostok (each left the origin, its
+    # destination unseen: origin_only); the White House's Sep 2023 Najin-Dunay shipment (reported).
+    kinds = sorted((t.kind, t.vessel or "-", t.depart.date().isoformat()) for t in result.trips)
+    assert kinds == [
+        ("observed", "lady-r", "2024-02-04"),
+        ("origin_only", "angara", "2023-12-09"),
+        ("origin_only", "angara", "2024-01-08"),
+        ("origin_only", "maia-1", "2024-02-12"),
+        ("reported", "-", "2023-09-07"),
+    ]
+    assert act.trips_total == 5
     published = [a for a in result.aggregates if a.event == "trip_count" and a.count == 32]
     assert published and published[0].lower_bound
     estimates = result.estimates[ROUTE]

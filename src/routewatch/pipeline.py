@@ -76,8 +76,11 @@ def analyze(
     aggregates = [a for a in store.aggregates() if a.start <= as_of]  # type: ignore[attr-defined]
     visits = frame_to_visits(build_visits_frame(sightings, looks_frame, as_of, vessels=watchlist.vessels))
     by_site: dict[str, list[Visit]] = {}
+    by_vessel: dict[str, list[Visit]] = {}
     for v in visits:
         by_site.setdefault(v.site, []).append(v)
+        if v.vessel is not None:
+            by_vessel.setdefault(v.vessel, []).append(v)
     site_looks: dict[str, list[Look]] = {}
     trips: list[Trip] = []
     activities: dict[str, Activity] = {}
@@ -86,8 +89,12 @@ def analyze(
     for route in watchlist.routes.values():
         aggs = route_aggregates(route, aggregates, watchlist)
         mine = [v for k in (*route.origin, *route.destination) for v in by_site.get(k, ())]
+        # A fleet vessel seen elsewhere (an anchorage, a shipyard) shows it left the origin: trips need those too.
+        route_sites = {*route.origin, *route.destination}
+        fleet = route.vessels or tuple(by_vessel)
+        elsewhere = [v for f in fleet for v in by_vessel.get(f, ()) if v.site not in route_sites]
         route_trips = build_trips(
-            route, mine, as_of, vessels=watchlist.vessels, aggregates=aggs, sites=watchlist.sites
+            route, mine + elsewhere, as_of, vessels=watchlist.vessels, aggregates=aggs, sites=watchlist.sites
         )
         trips.extend(route_trips)
         looks: list[Look] = []
