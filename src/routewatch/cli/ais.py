@@ -1,10 +1,226 @@
-"""CLI verbs of the ais stage (registered on the main app by `register`)."""
+"""CLI verbs of the ais stage: ``ais ingest``, ``ais visits``, ``ais gaps`` and the top-level ``fuse``."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from routewatch.cli.core import DbOpt, WorkspaceOpt, console, open_workspace
+
+ais_app = typer.Typer(help="AIS: ingest NMEA and provider CSVs, port visits, gaps and cues.", no_args_is_help=True)
+
+
+def _time(text: str | None, name: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{name}: {text!r} is not an ISO date or time") from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+def _mmsi_map(ws, watchlist):
+    from routewatch.sources.ais.registry import mmsi_to_vessel, vessel_registry
+
+    reg = vessel_registry(ws.ais_dir)
+    lengths = {int(m): float(v) for m, v in reg.select("mmsi", "length_m").drop_nulls().iter_rows()}
+    return mmsi_to_vessel(watchlist.vessels, reg), lengths
+
+
+def _days(ws, since, until, label):
+    from routewatch.sources.ais.partitions import day_dirs, iter_days
+
+    s, u = _time(since, "--since"), _time(until, "--until")
+    days = day_dirs(ws.ais_dir, s.date() if s else None, u.date() if u else None)
+    if not days:
+        console.print(f"[red]No AIS partitions in {ws.ais_dir}[/red]: run `routewatch ais ingest FILES` first.")
+        raise typer.Exit(2)
+
+    def gen(progress):
+        task = progress.add_task(label, total=len(days))
+        for _, frame in iter_days(ws.ais_dir, s.date() if s else None, u.date() if u else None):
+            yield frame
+            progress.advance(task)
+    return gen
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
-    return None
+    app.add_typer(ais_app, name="ais")
+
+    @ais_app.command("ingest")
+    def ingest(
+        files: Annotated[list[Path], typer.Argument(help="NMEA files (.txt, .nmea, .gz) or provider CSVs")],
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+        default_time: Annotated[str | None, typer.Option(help="UTC time for NMEA lines that carry none")] = None,
+        mapping: Annotated[Path | None, typer.Option(help="TOML column mapping for other CSV layouts")] = None,
+        force: Annotated[bool, typer.Option(help="Re-read files already in the manifest (still adds nothing twice)")] = False,
+    ) -> None:
+        """Ingest AIS into the workspace's day partitions and vessel registry; bad lines are reported, not fatal.
+
+        Example: routewatch ais ingest feed-2024-01-*.nmea marinecadastre_2023_01_11.csv -w rajin-case
+        """
+        from routewatch.sources.ais.ingest import ingest_file
+        from routewatch.sources.ais.providers import load_mapping
+        from routewatch.sources.ais.records import registry_rows, store_ais
+        from routewatch.sources.ais.registry import link_watchlist, vessel_registry
+
+        ws, watchlist, store = open_workspace(workspace, db)
+        cmap = load_mapping(mapping) if mapping else None
+        table = Table("file", "kind", "added", "duplicates", "bad lines", "static")
+        failed = 0
+        with _progress() as progress:
+            task = progress.add_task("ingest", total=len(files))
+            for f in files:
+                try:
+                    s = ingest_file(f, ws.ais_dir, default_time=_time(default_time, "--default-time"),
+                                    mapping=cmap, force=force)
+                except (OSError, ValueError) as exc:
+                    failed += 1
+                    store.record_failure("ais", str(f), str(exc))
+                    console.print(f"[red]{f}: {exc}[/red]")
+                    continue
+                finally:
+                    progress.advance(task)
+                if s.skipped:
+                    table.add_row(f.name, s.kind, "0", "-", "-", "already ingested")
+                    continue
+                table.add_row(f.name, s.kind, f"{s.added:,}", f"{s.duplicates:,}", f"{s.report.bad_total:,}",
+                              f"{s.statics_added:,}")
+                for line, reason, text in s.report.examples[:10]:
+                    console.print(f"  [yellow]{f.name}:{line}[/yellow] {reason}: {text}")
+        console.print(table)
+        linked = link_watchlist(vessel_registry(ws.ais_dir), watchlist.vessels)
+        store_ais(store, vessels=registry_rows(linked))
+        if failed:
+            raise typer.Exit(1)
+
+    @ais_app.command("visits")
+    def visits(
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+        since: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD)")] = None,
+        until: Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD)")] = None,
+        entry_m: Annotated[float, typer.Option(help="Entry distance from the site polygon, metres")] = 1000.0,
+        exit_m: Annotated[float, typer.Option(help="Exit distance (hysteresis), metres")] = 2000.0,
+        min_level: Annotated[int, typer.Option(help="Keep visits of at least this GFW-style level (1-4)")] = 2,
+        out: Annotated[Path | None, typer.Option(help="Also write the visits as CSV")] = None,
+    ) -> None:
+        """Port visits at the watched sites from the AIS partitions, stored as AIS sightings with evidence.
+
+        Example: routewatch ais visits -w rajin-case --since 2023-08-01 --min-level 2 --out visits.csv
+        """
+        from routewatch.analysis.port_visits import VisitConfig, port_visits
+        from routewatch.sources.ais.records import store_ais, visit_records
+
+        ws, watchlist, store = open_workspace(workspace, db)
+        cfg = VisitConfig(entry_m=entry_m, exit_m=exit_m, min_level=min_level)
+        gen = _days(ws, since, until, "visits")
+        with _progress() as progress:
+            frame = port_visits(gen(progress), watchlist.sites, cfg)
+        mmsi_vessel, lengths = _mmsi_map(ws, watchlist)
+        _, sightings, evidence = visit_records(frame, mmsi_vessel, lengths)
+        store_ais(store, sightings=sightings, evidence=evidence)
+        if out:
+            frame.write_csv(out)
+        table = Table("site", "visits", "identified", "mean confidence")
+        for site, g in frame.group_by("site", maintain_order=True):
+            ident = sum(1 for m in g["mmsi"] if int(m) in mmsi_vessel)
+            table.add_row(str(site[0]), str(g.height), str(ident), f"{g['confidence'].mean():.2f}")
+        console.print(table)
+        console.print(f"{frame.height} AIS visits stored as sightings (event ais_visit).")
+
+    @ais_app.command("gaps")
+    def gaps(
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+        since: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD)")] = None,
+        until: Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD)")] = None,
+        min_gap_h: Annotated[float, typer.Option(help="Report silences longer than this, hours")] = 6.0,
+        max_speed_kn: Annotated[float, typer.Option(help="Fastest the ship could sail while dark, knots")] = 18.0,
+        min_dwell_h: Annotated[float, typer.Option(help="Least time at a site to count it reachable, hours")] = 2.0,
+        out: Annotated[Path | None, typer.Option(help="Also write the cues (site, window, MMSI) as CSV")] = None,
+    ) -> None:
+        """AIS gaps with the watched sites each ship could have visited while dark: cues for imagery.
+
+        Example: routewatch ais gaps -w rajin-case --min-gap-h 12 --max-speed-kn 14 --out cues.csv
+        """
+        from routewatch.analysis.gaps import GapConfig, cues_frame, visits_and_gaps
+        from routewatch.sources.ais.records import gap_rows, store_ais
+
+        ws, watchlist, store = open_workspace(workspace, db)
+        gen = _days(ws, since, until, "gaps")
+        with _progress() as progress:
+            _, frame = visits_and_gaps(gen(progress), watchlist.sites, None,
+                                       GapConfig(min_gap_h, max_speed_kn, min_dwell_h))
+        mmsi_vessel, _ = _mmsi_map(ws, watchlist)
+        rows, evidence = gap_rows(frame, mmsi_vessel)
+        store_ais(store, evidence=evidence, gaps=rows)
+        cues = cues_frame(frame)
+        if out:
+            cues.write_csv(out)
+        table = Table("mmsi", "vessel", "site", "window start (UTC)", "window end (UTC)")
+        for r in cues.head(30).iter_rows(named=True):
+            table.add_row(str(r["mmsi"]), mmsi_vessel.get(int(r["mmsi"]), "-"), r["site"],
+                          f"{r['window_start']:%Y-%m-%d %H:%M}", f"{r['window_end']:%Y-%m-%d %H:%M}")
+        console.print(table)
+        console.print(f"{frame.height} gaps over {min_gap_h:g} h, {cues.height} cues stored in ais_gaps.")
+
+    @app.command("fuse")
+    def fuse(
+        detections: Annotated[Path | None, typer.Option(help="Detections GeoJSON (default: image sightings in the store)")] = None,
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+        time: Annotated[str | None, typer.Option(help="Image time (UTC) for a GeoJSON without 'time' properties")] = None,
+        since: Annotated[str | None, typer.Option(help="Store sightings from this time")] = None,
+        until: Annotated[str | None, typer.Option(help="Store sightings until this time")] = None,
+        lookback_days: Annotated[float, typer.Option(help="AIS days before an image used for reachability")] = 3.0,
+        out: Annotated[Path, typer.Option(help="Result file: .geojson or .csv")] = Path("fused.geojson"),
+    ) -> None:
+        """Match ship detections to AIS (identified or dark) and score dark ships against the watchlist.
+
+        Example: routewatch fuse --detections rajin-2023-10-21.geojson --time 2023-10-21T01:52Z -w rajin-case
+        """
+        import polars as pl
+
+        from routewatch.fuse import FusionInputs, fuse_detections, fused_sightings
+        from routewatch.fuse.io import detections_from_sightings, read_detections_geojson, write_result
+        from routewatch.sources.ais.partitions import scan_positions
+
+        ws, watchlist, store = open_workspace(workspace, db)
+        if detections:
+            try:
+                det = read_detections_geojson(detections, _time(time, "--time"))
+            except (OSError, ValueError, KeyError) as exc:
+                console.print(f"[red]{detections}: {exc}[/red]")
+                raise typer.Exit(2) from None
+        else:
+            det = detections_from_sightings(store.sightings(since=_time(since, "--since"), until=_time(until, "--until")))
+        if det.height == 0:
+            console.print("[yellow]No detections to fuse.[/yellow]")
+            raise typer.Exit(0)
+        t0, t1 = det["time"].min(), det["time"].max()
+        positions = scan_positions(ws.ais_dir, t0 - timedelta(days=lookback_days), t1 + timedelta(hours=1)).collect()
+        mmsi_vessel, lengths = _mmsi_map(ws, watchlist)
+        result = fuse_detections(det, positions, FusionInputs(watchlist.vessels, watchlist.routes, mmsi_vessel, lengths))
+        sightings, evidence = fused_sightings(result)
+        with store.transaction() as conn:
+            store.add_evidence(evidence, conn=conn)
+            store.add_sightings(sightings, conn=conn)
+        write_result(result, out)
+        counts = result.group_by("status").len()
+        console.print(" ".join(f"{r['status']}: {r['len']}" for r in counts.iter_rows(named=True)))
+        named = result.filter(pl.col("status").eq("dark") & pl.col("vessel").is_not_null()).height
+        console.print(f"{named} dark detections named a watchlist vessel; results in {out}.")

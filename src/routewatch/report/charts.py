@@ -95,13 +95,32 @@ def _tile_xy(lon: float, lat: float, z: int) -> tuple[float, float]:
 
 def map_svg(data: ReportData, width: int = 900, height: int = 480, tiles: str | None = None) -> str:
     """Sites (polygons), routes (lines between group centroids) and detections (dots) as one inline SVG."""
+    # The map frames the routes' own sites: a watchlist site far away (a depot, a shipyard) would shrink the ports
+    # to dots. Sites and detections outside the frame are named in a note instead of drawn.
+    route_keys = {k for r in data.routes.values() for k in (*r.origin, *r.destination) if k in data.sites}
+    framed = route_keys or set(data.sites)
     pts: list[tuple[float, float]] = []
-    for site in data.sites.values():
+    for key in framed:
+        site = data.sites[key]
         for ring in _rings(site.geometry):
             pts.extend(ring)
         pts.append(site.centroid_lonlat)
-    dets = [s for s in data.sightings if s.lon is not None and s.lat is not None]
+    if pts:
+        fx0, fx1 = min(p[0] for p in pts), max(p[0] for p in pts)
+        fy0, fy1 = min(p[1] for p in pts), max(p[1] for p in pts)
+        mx, my = max((fx1 - fx0) * 0.25, 0.05), max((fy1 - fy0) * 0.25, 0.05)
+
+        def inside(lon: float, lat: float) -> bool:
+            return fx0 - mx <= lon <= fx1 + mx and fy0 - my <= lat <= fy1 + my
+    else:
+
+        def inside(lon: float, lat: float) -> bool:
+            return True
+
+    dets = [s for s in data.sightings if s.lon is not None and s.lat is not None and inside(s.lon, s.lat)]
     pts.extend((float(s.lon), float(s.lat)) for s in dets)  # type: ignore[arg-type]
+    shown = {k: site for k, site in data.sites.items() if k in framed or inside(*site.centroid_lonlat)}
+    off_map = sorted(site.name for k, site in data.sites.items() if k not in shown)
     if not pts:
         return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="60"><text x="10" y="30">no sites</text></svg>'
     lon0, lon1 = min(p[0] for p in pts), max(p[0] for p in pts)
@@ -121,7 +140,7 @@ def map_svg(data: ReportData, width: int = 900, height: int = 480, tiles: str | 
     if tiles:
         out.append(_tiles(tiles, lon0, lon1, lat0, lat1, xy))
     colour = {k: SITE_COLOURS[i % len(SITE_COLOURS)] for i, k in enumerate(sorted(data.sites))}
-    for key, site in sorted(data.sites.items()):
+    for key, site in sorted(shown.items()):
         for ring in _rings(site.geometry):
             d = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(*p[:2]) for p in ring))
             out.append(f'<polygon points="{d}" fill="{colour[key]}" fill-opacity="0.25" stroke="{colour[key]}">'
@@ -145,6 +164,9 @@ def map_svg(data: ReportData, width: int = 900, height: int = 480, tiles: str | 
         out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{fill}" stroke="white" stroke-width="0.8">'
                    f"<title>{escape(label)}</title></circle>")
     out.append(_scale_bar(w, h, scale, kx))
+    if off_map:
+        out.append(f'<text x="8" y="16" font-size="11" font-family="sans-serif" fill="#555">'
+                   f"Off this map: {escape(', '.join(off_map))}</text>")
     out.append("</svg>")
     return "".join(out)
 

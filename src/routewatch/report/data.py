@@ -76,6 +76,17 @@ class RouteView:
     def simulated(self) -> bool:
         return bool(self.simulated_notes)
 
+    @property
+    def quiet_text(self) -> str:
+        """The coverage of the quiet period as the judgement used it: a declared schedule says so, beside the
+        ledger's own looks, so a reader never takes an assumption for observed coverage."""
+        ledger = self.quiet.describe()
+        a = self.activity
+        if a is not None and a.coverage.startswith("declared"):
+            return (f"{a.usable_looks_quiet} looks assumed by the declared schedule (an assumption, not observed "
+                    f"coverage); in the ledger: {ledger}")
+        return ledger
+
 
 @dataclass
 class ReportData:

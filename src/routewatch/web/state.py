@@ -67,7 +67,7 @@ def status_json(data: ReportData, route_key: str) -> dict[str, Any]:
         "days_quiet": act.days_quiet if act else None, "coverage_assumption": act.coverage if act else None,
         "quiet_coverage": {"looks": view.quiet.looks, "usable_looks": view.quiet.usable_looks,
                            "mean_p_detect": view.quiet.mean_p_detect, "vessel_length_m": view.quiet.vessel_length_m,
-                           "text": view.quiet.describe()},
+                           "text": view.quiet_text},
         "simulated": view.simulated, "simulated_notes": view.simulated_notes,
         "evidence_ids": list(act.evidence_ids) if act else [],
     }

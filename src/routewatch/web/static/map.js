@@ -7,22 +7,27 @@
   var data = JSON.parse(document.getElementById("map-data").textContent);
   var map = L.map(el, { attributionControl: false, zoomSnap: 0.25 });
   var layers = [];
+  // The view frames the routes (a far-away depot or shipyard would shrink the ports to dots); all sites are drawn.
   var bounds = L.latLngBounds([]);
+  var siteBounds = L.latLngBounds([]);
   data.sites.forEach(function (s) {
     var layer = L.geoJSON(s.geometry, { style: { color: "#1f77b4", weight: 2, fillOpacity: 0.2 } });
     layer.bindTooltip(s.name + " (" + s.kind + ")", { permanent: true, direction: "right" });
-    bounds.extend(layer.getBounds());
+    siteBounds.extend(layer.getBounds());
     layers.push(layer);
   });
   data.routes.forEach(function (r) {
     layers.push(L.polyline([r.from, r.to], { color: "#444", weight: 2, dashArray: "6 4" }).bindTooltip(r.name));
+    bounds.extend(r.from);
+    bounds.extend(r.to);
   });
+  if (!bounds.isValid()) { bounds = siteBounds; }
   var colours = { image: "#c00000", ais: "#e07000", report: "#1f5fbf" };
   data.detections.forEach(function (d) {
     layers.push(L.circleMarker([d.lat, d.lon], { radius: 4, color: "#fff", weight: 1, fillColor: colours[d.kind] || "#555", fillOpacity: 0.9 })
       .bindTooltip(d.time + " " + d.kind + " " + (d.vessel || "unidentified"))
       .on("click", function () { window.location.href = "/sightings/" + encodeURIComponent(d.id); }));
-    bounds.extend([d.lat, d.lon]);
+    if (!data.routes.length) { bounds.extend([d.lat, d.lon]); }
   });
   if (bounds.isValid()) { map.fitBounds(bounds.pad(0.1)); } else { map.setView([0, 0], 2); }
   if (el.dataset.tiles) { L.tileLayer(el.dataset.tiles, { maxZoom: 18 }).addTo(map); }

@@ -1,0 +1,119 @@
+"""Fusion of image detections with AIS: identified or dark, and which watchlist vessel a dark ship probably is.
+
+``fuse_detections`` takes detections (one frame, any number of image times) and the AIS positions around them,
+matches each image's detections to AIS interpolated to its time (:mod:`.match`), and scores the dark ones against
+the watchlist (:mod:`.identify`). ``fused_sightings`` turns the result into new sightings with deterministic ids
+(the detections' own records are never changed) and the evidence each label rests on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+import polars as pl
+
+from routewatch.fuse.identify import UNKNOWN, IdentifyConfig, LastSeen, identify_dark
+from routewatch.fuse.match import FuseConfig, interpolate_ais, match_detections
+from routewatch.model import Evidence, EvidenceKind, Route, Sighting, SourceKind, Vessel, stable_id
+
+__all__ = ["UNKNOWN", "FuseConfig", "IdentifyConfig", "fuse_detections", "fused_sightings"]
+
+RESULT_COLUMNS = ["id", "time", "lon", "lat", "length_m", "width_m", "heading_deg", "score", "site", "status",
+                  "mmsi", "match_distance_m", "match_confidence", "ais_method", "ais_evidence", "vessel",
+                  "identification_confidence", "probabilities", "reasons"]
+
+
+@dataclass(frozen=True)
+class FusionInputs:
+    vessels: Mapping[str, Vessel]
+    routes: Mapping[str, Route]
+    mmsi_vessel: Mapping[int, str]  # MMSI -> watchlist key (watchlist and registry links)
+    ais_length: Mapping[int, float]  # MMSI -> length from static reports
+
+
+def _last_seen(positions: pl.DataFrame, when, mmsi_vessel: Mapping[int, str]) -> dict[str, LastSeen]:
+    wanted = list(mmsi_vessel)
+    if not wanted or positions.height == 0:
+        return {}
+    last = (positions.filter(pl.col("mmsi").is_in(wanted) & (pl.col("timestamp") <= when))
+            .sort("timestamp").group_by("mmsi").agg(pl.all().last()))
+    return {mmsi_vessel[int(r["mmsi"])]: LastSeen(r["timestamp"], r["lon"], r["lat"]) for r in last.iter_rows(named=True)}
+
+
+def fuse_detections(
+    detections: pl.DataFrame,
+    positions: pl.DataFrame,
+    inputs: FusionInputs,
+    config: FuseConfig | None = None,
+    identify: IdentifyConfig | None = None,
+) -> pl.DataFrame:
+    """Label every detection identified or dark (see RESULT_COLUMNS); ``positions`` should cover each image time
+    +- ``window_min`` (and, for reachability, some days before)."""
+    cfg = config or FuseConfig()
+    icfg = identify or IdentifyConfig()
+    det = detections
+    for col in ("length_m", "width_m", "heading_deg", "score", "site"):
+        if col not in det.columns:
+            det = det.with_columns(pl.lit(None, pl.String if col == "site" else pl.Float64).alias(col))
+    out: list[pl.DataFrame] = []
+    for (when,), group in det.partition_by("time", as_dict=True, maintain_order=True).items():
+        window = positions.filter(pl.col("timestamp").is_between(when - timedelta(minutes=cfg.window_min),
+                                                                  when + timedelta(minutes=cfg.window_min)))
+        ais = interpolate_ais(window, when, cfg)
+        matched = match_detections(group, ais, dict(inputs.ais_length), cfg)
+        last_seen = _last_seen(positions, when, inputs.mmsi_vessel)
+        located = {inputs.mmsi_vessel[int(m)] for m in ais["mmsi"] if int(m) in inputs.mmsi_vessel}
+        matched_keys = {inputs.mmsi_vessel.get(int(m)) for m in matched["mmsi"].drop_nulls()}
+        vessel, conf, probs, reasons = [], [], [], []
+        for d, m in zip(group.iter_rows(named=True), matched.iter_rows(named=True), strict=True):
+            if m["status"] == "identified":
+                key = inputs.mmsi_vessel.get(int(m["mmsi"]))
+                vessel.append(key)
+                conf.append(m["match_confidence"] if key else None)
+                probs.append(json.dumps({key or f"MMSI {m['mmsi']}": round(m["match_confidence"], 4)}))
+                reasons.append(f"AIS MMSI {m['mmsi']} {m['match_distance_m']:.0f} m away ({m['ais_method']})")
+                continue
+            ident = identify_dark(
+                length_m=d["length_m"], width_m=d["width_m"], lon=d["lon"], lat=d["lat"], time=when,
+                site=d["site"], vessels=inputs.vessels, routes=inputs.routes, last_seen=last_seen,
+                seen_elsewhere=(located | matched_keys) - {None}, config=icfg)
+            vessel.append(ident.best)
+            conf.append(ident.best_probability)
+            probs.append(json.dumps({k: round(v, 4) for k, v in sorted(ident.probabilities.items(),
+                                                                       key=lambda kv: -kv[1])}))
+            reasons.append(json.dumps(ident.reasons))
+        out.append(group.join(matched, on="id", how="left").with_columns(
+            pl.Series("vessel", vessel, pl.String), pl.Series("identification_confidence", conf, pl.Float64),
+            pl.Series("probabilities", probs, pl.String), pl.Series("reasons", reasons, pl.String)))
+    if not out:
+        return pl.DataFrame(schema={c: pl.String for c in RESULT_COLUMNS})
+    return pl.concat(out, how="diagonal_relaxed").select(RESULT_COLUMNS + [c for c in ("evidence_ids",)
+                                                                           if c in det.columns])
+
+
+def fused_sightings(result: pl.DataFrame, source_kind: SourceKind = SourceKind.IMAGE) -> tuple[list[Sighting], list[Evidence]]:
+    """New sightings (ids derived from the detection ids) carrying the fusion's label, and its evidence."""
+    sightings, evidence = [], []
+    for r in result.iter_rows(named=True):
+        ev = Evidence(
+            id=stable_id("fusion", r["id"]), kind=EvidenceKind.DERIVED,
+            description=(f"detection {r['id']} {r['status']}"
+                         + (f": AIS MMSI {r['mmsi']} at {r['match_distance_m']:.0f} m" if r["mmsi"] is not None else "")),
+            observed_at=r["time"],
+            attributes={"status": r["status"], "mmsi": r["mmsi"], "match_distance_m": r["match_distance_m"],
+                        "ais_message": r["ais_evidence"], "probabilities": json.loads(r["probabilities"] or "{}")},
+        )
+        evidence.append(ev)
+        base = tuple(r.get("evidence_ids") or ())
+        sightings.append(Sighting(
+            id=stable_id("fused", r["id"]), time=r["time"], source_kind=source_kind, site=r["site"],
+            vessel=r["vessel"], event="detection", lon=r["lon"], lat=r["lat"], length_m=r["length_m"],
+            width_m=r["width_m"], heading_deg=r["heading_deg"], score=r["score"],
+            confidence=float(r["score"]) if r["score"] is not None else 0.7,
+            identification_confidence=r["identification_confidence"], evidence_ids=(*base, ev.id),
+            detail=f"{r['status']}; " + (r["probabilities"] or ""),
+        ))
+    return sightings, evidence

@@ -1,0 +1,151 @@
+"""Image detections against AIS: positions interpolated to the image time, then a Hungarian assignment.
+
+The cost of pairing detection i with vessel j is a chi-square-like sum of normalised disagreements:
+
+    (distance / sigma_pos)^2 + ((length_det - length_ais) / sigma_len)^2 + (heading difference / sigma_hdg)^2
+
+where sigma_pos grows with the time between the image and the nearest AIS message (a ship at 12 kn moves 370 m a
+minute), the length and heading terms are used only when both sides know them, and headings are compared as
+axes (an image often cannot tell bow from stern). Pairs farther than the gate are never matched; a detection left
+unmatched is dark. Each match gets an identification confidence: its likelihood against every other candidate
+and against the detection being a vessel without AIS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+from scipy.optimize import linear_sum_assignment
+
+from routewatch.analysis.port_visits import haversine_m
+
+KN_TO_MS = 1852.0 / 3600.0
+BIG = 1e9
+
+
+@dataclass(frozen=True)
+class FuseConfig:
+    window_min: float = 30.0  # AIS messages within this many minutes of the image are used
+    max_extrapolate_min: float = 10.0  # dead reckoning only this far past the last (or before the first) message
+    position_sigma_m: float = 150.0  # image georeference and AIS position error together, 1 sigma
+    motion_sigma_frac: float = 0.2  # share of the distance sailed since the nearest message that is uncertain
+    gate_m: float = 2000.0  # never match farther than this
+    gate_sigma: float = 4.0  # nor farther than this many sigma
+    length_sigma_frac: float = 0.15  # detection length error, as a share of the length ...
+    length_sigma_min_m: float = 10.0  # ... but at least this (about one resolution cell of a 10 m sensor)
+    heading_sigma_deg: float = 25.0
+    dark_cost: float = 16.0  # cost (chi-square) at which "a vessel without AIS" is as likely as the match
+
+
+def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig | None = None) -> pl.DataFrame:
+    """Each MMSI's position at ``when``: linear between the messages around it, or dead-reckoned from SOG/COG for
+    at most ``max_extrapolate_min``. Columns: mmsi, lon, lat, sog_kn, cog_deg, heading_deg, dt_s (seconds to
+    the nearest message), method ("interpolated" or "extrapolated"), source, line."""
+    cfg = config or FuseConfig()
+    cols = ["mmsi", "timestamp", "lon", "lat", "sog_kn", "cog_deg", "heading_deg", "source", "line"]
+    p = positions.select(cols).sort("mmsi", "timestamp")
+    before = p.filter(pl.col("timestamp") <= when).group_by("mmsi").agg(pl.all().last())
+    after = p.filter(pl.col("timestamp") > when).group_by("mmsi").agg(pl.all().first())
+    j = before.join(after, on="mmsi", how="full", coalesce=True, suffix="_a")
+    t = pl.lit(when).cast(pl.Datetime("us", "UTC"))
+    dtb = (t - pl.col("timestamp")).dt.total_microseconds() / 1e6
+    dta = (pl.col("timestamp_a") - t).dt.total_microseconds() / 1e6
+    frac = dtb / (dtb + dta)
+    both = pl.col("timestamp").is_not_null() & pl.col("timestamp_a").is_not_null()
+    j = j.with_columns(dtb.alias("dtb"), dta.alias("dta"), frac.alias("frac"), both.alias("both"))
+    rows = []
+    lim = cfg.max_extrapolate_min * 60
+    for r in j.iter_rows(named=True):
+        if r["both"]:
+            f = r["frac"]
+            lon = r["lon"] + f * (r["lon_a"] - r["lon"])
+            lat = r["lat"] + f * (r["lat_a"] - r["lat"])
+            near = "" if r["dtb"] <= r["dta"] else "_a"
+            rows.append((r["mmsi"], lon, lat, r["sog_kn" + near], r["cog_deg" + near], r["heading_deg" + near],
+                         min(r["dtb"], r["dta"]), "interpolated", r["source" + near], r["line" + near]))
+            continue
+        side, dt_s, sign = ("", r["dtb"], 1.0) if r["timestamp"] is not None else ("_a", r["dta"], -1.0)
+        if dt_s is None or dt_s > lim:
+            continue
+        sog, cog = r["sog_kn" + side], r["cog_deg" + side]
+        lon, lat = r["lon" + side], r["lat" + side]
+        if sog is not None and cog is not None:
+            d = sign * sog * KN_TO_MS * dt_s
+            lat = lat + d * math.cos(math.radians(cog)) / 111_320.0
+            lon = lon + d * math.sin(math.radians(cog)) / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
+        rows.append((r["mmsi"], lon, lat, sog, cog, r["heading_deg" + side], dt_s, "extrapolated",
+                     r["source" + side], r["line" + side]))
+    return pl.DataFrame(rows, schema={
+        "mmsi": pl.Int32, "lon": pl.Float64, "lat": pl.Float64, "sog_kn": pl.Float32, "cog_deg": pl.Float32,
+        "heading_deg": pl.Float32, "dt_s": pl.Float64, "method": pl.String, "source": pl.String, "line": pl.Int64,
+    }, orient="row")
+
+
+def axis_difference_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Smallest angle between two headings read as axes (0-90 degrees)."""
+    d = np.abs((np.asarray(a) - np.asarray(b)) % 180.0)
+    return np.minimum(d, 180.0 - d)
+
+
+def cost_matrix(det: pl.DataFrame, ais: pl.DataFrame, ais_length: dict[int, float], cfg: FuseConfig):
+    """(cost, distance_m) matrices of detections x AIS vessels; gated pairs cost BIG."""
+    dl, da = det["lon"].to_numpy()[:, None], det["lat"].to_numpy()[:, None]
+    al, aa = ais["lon"].to_numpy()[None, :], ais["lat"].to_numpy()[None, :]
+    dist = haversine_m(dl, da, al, aa)
+    sog = np.nan_to_num(ais["sog_kn"].to_numpy().astype(float), nan=10.0)
+    moved = sog * KN_TO_MS * ais["dt_s"].to_numpy()
+    sigma = np.sqrt(cfg.position_sigma_m**2 + (cfg.motion_sigma_frac * moved) ** 2)[None, :]
+    cost = (dist / sigma) ** 2
+    length = det["length_m"].to_numpy().astype(float)[:, None] if "length_m" in det.columns else None
+    if length is not None:
+        alen = np.array([ais_length.get(int(m), np.nan) for m in ais["mmsi"]], float)[None, :]
+        sl = np.maximum(cfg.length_sigma_min_m, cfg.length_sigma_frac * np.nan_to_num(length, nan=0.0))
+        cost = cost + np.nan_to_num(((length - alen) / sl) ** 2, nan=0.0)
+    if "heading_deg" in det.columns:
+        dh = det["heading_deg"].to_numpy().astype(float)[:, None]
+        ah = ais["heading_deg"].to_numpy().astype(float)
+        ah = np.where(np.isnan(ah), ais["cog_deg"].to_numpy().astype(float), ah)[None, :]
+        slow = (sog < 1.0)[None, :] & np.isnan(ais["heading_deg"].to_numpy().astype(float))[None, :]
+        term = np.nan_to_num((axis_difference_deg(dh, ah) / cfg.heading_sigma_deg) ** 2, nan=0.0)
+        cost = cost + np.where(slow, 0.0, term)  # a drifting ship's course says nothing about its axis
+    gated = (dist > cfg.gate_m) | (dist > cfg.gate_sigma * sigma)
+    return np.where(gated, BIG, cost), dist
+
+
+def match_detections(
+    det: pl.DataFrame, ais: pl.DataFrame, ais_length: dict[int, float], config: FuseConfig | None = None
+) -> pl.DataFrame:
+    """One row per detection: status (identified/dark), mmsi, match_distance_m, cost, confidence."""
+    cfg = config or FuseConfig()
+    n = det.height
+    status = ["dark"] * n
+    mmsi: list[int | None] = [None] * n
+    dist_out: list[float | None] = [None] * n
+    cost_out: list[float | None] = [None] * n
+    conf: list[float | None] = [None] * n
+    method: list[str | None] = [None] * n
+    src: list[str | None] = [None] * n
+    if n and ais.height:
+        cost, dist = cost_matrix(det, ais, ais_length, cfg)
+        rows, cols = linear_sum_assignment(cost)
+        like = np.where(cost < BIG, np.exp(-0.5 * cost), 0.0)
+        for i, j in zip(rows, cols, strict=True):
+            if cost[i, j] >= BIG:
+                continue
+            status[i] = "identified"
+            mmsi[i] = int(ais["mmsi"][int(j)])
+            dist_out[i] = float(dist[i, j])
+            cost_out[i] = float(cost[i, j])
+            conf[i] = float(like[i, j] / (like[i].sum() + math.exp(-0.5 * cfg.dark_cost)))
+            method[i] = ais["method"][int(j)]
+            src[i] = f"{ais['source'][int(j)]}:{ais['line'][int(j)]}"
+    return det.select("id").with_columns(
+        pl.Series("status", status, pl.String), pl.Series("mmsi", mmsi, pl.Int32),
+        pl.Series("match_distance_m", dist_out, pl.Float64), pl.Series("match_cost", cost_out, pl.Float64),
+        pl.Series("match_confidence", conf, pl.Float64), pl.Series("ais_method", method, pl.String),
+        pl.Series("ais_evidence", src, pl.String),
+    )

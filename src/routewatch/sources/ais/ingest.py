@@ -1,0 +1,148 @@
+"""Ingest AIS files (NMEA or provider CSV) into the workspace's day partitions and vessel registry.
+
+Re-ingesting adds nothing: a file already in the manifest (by content hash) is skipped, and even a forced re-read
+drops every position already present. Large NMEA files are read in chunks of lines so memory stays bounded; a
+multipart message cut by a chunk boundary is carried into the next chunk.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from routewatch.sources.ais.nmea import ReadReport, read_nmea_lines
+from routewatch.sources.ais.partitions import read_manifest, record_in_manifest, write_positions
+from routewatch.sources.ais.providers import ColumnMapping, detect_layout, read_provider_csv
+from routewatch.sources.ais.registry import merge_statics, statics_frame
+
+CHUNK_LINES = 1_000_000
+_FRAGMENT = re.compile(r"!..VD[MO],(\d),(\d),")
+Progress = Callable[[str, int], None]  # (file name, lines done in this step)
+
+
+@dataclass
+class FileSummary:
+    path: str
+    kind: str  # nmea, or the CSV layout's name
+    skipped: bool = False  # already in the manifest
+    added: int = 0
+    duplicates: int = 0
+    statics_added: int = 0
+    report: ReadReport = field(default_factory=ReadReport)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="ascii", errors="replace")
+    return path.open("r", encoding="ascii", errors="replace")
+
+
+def _is_csv(path: Path) -> bool:
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".csv"):
+        return True
+    with _open_text(path) as fh:
+        head = fh.readline()
+    return detect_layout(head) is not None
+
+
+def nmea_chunks(path: Path, chunk_lines: int = CHUNK_LINES) -> Iterator[tuple[int, list[str]]]:
+    """(first line number, lines) chunks; trailing fragments of an unfinished multipart message move on."""
+    carry: list[str] = []
+    first = 1
+    with _open_text(path) as fh:
+        while True:
+            block = carry + [ln.rstrip("\r\n") for _, ln in zip(range(chunk_lines), fh, strict=False)]
+            if len(block) == len(carry):
+                if carry:
+                    yield first, carry
+                return
+            cut = len(block)
+            for i in range(len(block) - 1, max(len(block) - 10, -1), -1):
+                m = _FRAGMENT.search(block[i])
+                if m and int(m.group(2)) < int(m.group(1)):
+                    cut = i
+                    break
+            if cut == 0 or len(block) - cut > 9:
+                cut = len(block)
+            yield first, block[:cut]
+            first += cut
+            carry = block[cut:]
+
+
+def ingest_file(
+    path: Path,
+    ais_dir: Path,
+    *,
+    default_time: datetime | None = None,
+    mapping: ColumnMapping | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    chunk_lines: int = CHUNK_LINES,
+) -> FileSummary:
+    """Read one file into the partitions; bad lines are counted in the summary's report, never raised."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    digest = file_digest(path)
+    csv = mapping is not None or _is_csv(path)
+    summary = FileSummary(str(path), (mapping.name if mapping else "csv") if csv else "nmea")
+    if not force and digest in read_manifest(ais_dir):
+        summary.skipped = True
+        return summary
+    label = f"{digest}"
+    if csv:
+        if mapping is None:
+            with _open_text(path) as fh:
+                mapping = detect_layout(fh.readline())
+        summary.kind = mapping.name if mapping else "csv"
+        res = read_provider_csv(path, mapping)
+        stats = write_positions(ais_dir, res.positions, label)
+        summary.added, summary.duplicates, summary.report = stats.added, stats.duplicates, res.report
+        summary.statics_added = merge_statics(ais_dir, statics_frame(res.statics, path.name))
+        if progress:
+            progress(path.name, res.report.lines)
+    else:
+        total = summary.report
+        for first, lines in nmea_chunks(path, chunk_lines):
+            res = read_nmea_lines(lines, source=path.name, default_time=default_time, first_line=first)
+            stats = write_positions(ais_dir, res.positions, f"{label}:{first}")
+            summary.added += stats.added
+            summary.duplicates += stats.duplicates
+            summary.statics_added += merge_statics(ais_dir, statics_frame(res.statics, path.name))
+            _merge_reports(total, res.report)
+            if progress:
+                progress(path.name, len(lines))
+    record_in_manifest(ais_dir, digest, {
+        "path": str(path), "kind": summary.kind, "ingested_at": datetime.now(UTC).isoformat(),
+        "added": summary.added, "duplicates": summary.duplicates, "bad": summary.report.bad,
+    })
+    return summary
+
+
+def _merge_reports(total: ReadReport, part: ReadReport) -> None:
+    for name in ("lines", "messages", "positions", "statics", "fast_path", "untimed"):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    for reason, n in part.bad.items():
+        total.bad[reason] = total.bad.get(reason, 0) + n
+    for ex in part.examples:
+        if sum(1 for e in total.examples if e[1] == ex[1]) < 5:
+            total.examples.append(ex)
+
+
+def ingest_files(paths: list[Path], ais_dir: Path, **kwargs) -> list[FileSummary]:
+    """Ingest several files in order; an unreadable file raises with its name (bad lines inside do not)."""
+    return [ingest_file(Path(p), ais_dir, **kwargs) for p in paths]

@@ -1,0 +1,317 @@
+"""Read NMEA 0183 AIS sentences (``!AIVDM``/``!AIVDO`` and other talkers) into positions and static reports.
+
+What a receiver or a feed writes varies, so the reader accepts, per line: an optional leading ISO timestamp, an
+optional NMEA 4 tag block (``\\s:station,c:unix-seconds*hh\\``), the sentence, and optional trailing fields after the
+checksum ending in a unix timestamp (``...*5C,1241544035``). Single-sentence position reports go through the
+vectorised decoder (:mod:`.sixbit`); everything else is reassembled (multipart messages keyed on source station,
+channel, sequence id and fragment count, with a timeout for stale fragments) and decoded with pyais.
+
+A bad line is counted with its reason and line number and never aborts the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+from pyais import decode as pyais_decode
+
+from routewatch.model import ensure_utc
+from routewatch.sources.ais.schema import POSITION_SCHEMA, empty_positions
+from routewatch.sources.ais.sixbit import POSITION_PAYLOAD_CHARS, decode_positions
+
+_SENTENCE = r"!([A-Z]{2}VD[MO],[^*!\\]*)\*([0-9A-Fa-f]{2})"
+_ISO_PREFIX = r"^\s*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?)"
+_TRAILING_EPOCH = r"^,(?:[^,]*,)*\s*(\d{9,13})(?:\.\d+)?\s*$"
+POSITION_TYPES_SLOW = {1, 2, 3, 18, 19, 27}
+STATIC_TYPES = {5, 19, 24}
+MAX_EXAMPLES = 5
+
+
+@dataclass
+class ReadReport:
+    """What happened to each line of one input: counts by outcome and the first examples of each problem."""
+
+    lines: int = 0
+    messages: int = 0  # decoded AIS messages (a multipart message counts once)
+    positions: int = 0
+    statics: int = 0
+    fast_path: int = 0
+    untimed: int = 0  # decoded positions without any time (give a default time to keep them)
+    bad: dict[str, int] = field(default_factory=dict)
+    examples: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, text)
+
+    def add_bad(self, reason: str, line: int, text: str, count: int = 1) -> None:
+        self.bad[reason] = self.bad.get(reason, 0) + count
+        if (self.bad[reason] <= MAX_EXAMPLES or count == 0) and sum(
+                1 for e in self.examples if e[1] == reason) < MAX_EXAMPLES:
+            self.examples.append((line, reason, text[:120]))
+
+    @property
+    def bad_total(self) -> int:
+        return sum(self.bad.values())
+
+
+@dataclass
+class NmeaResult:
+    positions: pl.DataFrame  # POSITION_SCHEMA
+    statics: list[dict[str, Any]]  # one dict per static report: mmsi, time, imo, name, call_sign, dims...
+    report: ReadReport
+
+
+def _binary_buffers(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (n + 1) and bytes of a string column, zero-copy through Arrow."""
+    arr = series.cast(pl.Binary).rechunk().to_arrow()
+    _, offs_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(offs_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return offsets, data
+
+
+def nmea_checksum_ok(bodies: pl.Series, checksums: pl.Series) -> np.ndarray:
+    """XOR of the characters between ``!`` and ``*`` against the two hex digits, vectorised with reduceat."""
+    offsets, data = _binary_buffers(bodies.fill_null(""))
+    starts = offsets[:-1]
+    lengths = np.diff(offsets)
+    if data.size == 0:
+        return np.zeros(len(bodies), bool)
+    xor = np.bitwise_xor.reduceat(np.append(data, 0), np.minimum(starts, data.size))
+    xor = np.where(lengths > 0, xor, 0)
+    expected = checksums.fill_null("zz").str.to_integer(base=16, strict=False).fill_null(-1).to_numpy()
+    return xor.astype(np.int64) == expected
+
+
+def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) -> pl.DataFrame:
+    """Split every line into its parts with polars string kernels (no Python loop)."""
+    df = pl.DataFrame({"raw": pl.Series(lines, dtype=pl.String)}).with_row_index("line", offset=first_line)
+    sent = pl.col("raw").str.extract_groups(_SENTENCE)
+    df = df.with_columns(
+        sent.struct.field("1").alias("body"),
+        sent.struct.field("2").alias("cs"),
+        pl.col("raw").str.extract(r"\\([^\\]*)\\", 1).alias("tag"),
+        pl.col("raw").str.extract(r"\*[0-9A-Fa-f]{2}(,.*)$", 1).alias("trailer"),
+        pl.col("raw").str.extract(_ISO_PREFIX, 1).alias("iso"),
+    )
+    parts = pl.col("body").str.split_exact(",", 7).struct
+    epoch = pl.col("tag").str.extract(r"(?:^|,)c:(\d{9,13})", 1).cast(pl.Int64, strict=False)
+    epoch = pl.coalesce(epoch, pl.col("trailer").str.extract(_TRAILING_EPOCH, 1).cast(pl.Int64, strict=False))
+    epoch_us = pl.when(epoch > 10**11).then(epoch * 1000).otherwise(epoch * 1_000_000)
+    iso_us = (
+        pl.col("iso").str.replace(" ", "T").str.to_datetime(strict=False, time_unit="us")
+        .dt.epoch("us")
+    )
+    df = df.with_columns(
+        parts.field("field_1").cast(pl.Int32, strict=False).alias("count"),
+        parts.field("field_2").cast(pl.Int32, strict=False).alias("index"),
+        parts.field("field_3").alias("seq"),
+        parts.field("field_4").alias("channel"),
+        parts.field("field_5").alias("payload"),
+        parts.field("field_6").cast(pl.Int32, strict=False).alias("fill"),
+        parts.field("field_7").alias("extra"),
+        pl.col("tag").str.extract(r"(?:^|,)s:([^,*]*)", 1).alias("station"),
+        pl.coalesce(epoch_us, iso_us, pl.lit(default_us, dtype=pl.Int64)).alias("t_us"),
+    )
+    return df.drop("tag", "trailer", "iso")
+
+
+def read_nmea_lines(
+    lines: Iterable[str],
+    *,
+    source: str = "",
+    default_time: datetime | None = None,
+    fragment_timeout_s: float = 60.0,
+    fragment_max_lines: int = 200,
+    fast: bool = True,
+    first_line: int = 1,
+) -> NmeaResult:
+    """Decode NMEA lines; ``fast=False`` sends every message through pyais (the reference the tests compare to).
+
+    ``default_time`` (UTC) is given to messages that carry no time of their own; without it they are decoded and
+    counted as ``untimed`` but not returned as positions, because a position without a time cannot be placed.
+    """
+    lines = list(lines)
+    report = ReadReport(lines=len(lines))
+    default_us = None if default_time is None else int(ensure_utc(default_time).timestamp() * 1_000_000)
+    if not lines:
+        return NmeaResult(empty_positions(), [], report)
+    df = _parse_lines(lines, default_us, first_line)
+    has_sentence = df["body"].is_not_null().to_numpy()
+    ok_cs = nmea_checksum_ok(df["body"], df["cs"]) & has_sentence
+    well_formed = (
+        df["count"].is_not_null() & df["index"].is_not_null() & df["fill"].is_not_null()
+        & df["extra"].is_null() & (df["index"] <= df["count"]) & (df["index"] >= 1)
+    ).fill_null(False).to_numpy()
+    nonempty = df["payload"].fill_null("").str.len_bytes().to_numpy() > 0
+    raw = df["raw"]
+    for mask, reason in (
+        (~has_sentence, "no AIS sentence"),
+        (has_sentence & ~ok_cs, "checksum mismatch"),
+        (ok_cs & ~well_formed, "malformed fields"),
+        (ok_cs & well_formed & ~nonempty, "empty payload"),
+    ):
+        where = np.flatnonzero(mask)
+        for i in where[:MAX_EXAMPLES]:  # keep the first examples, count them all
+            report.add_bad(reason, int(i) + first_line, raw[int(i)], count=0)
+        if where.size:
+            report.bad[reason] = report.bad.get(reason, 0) + int(where.size)
+    good = ok_cs & well_formed & nonempty
+    frames: list[pl.DataFrame] = []
+    fast_mask = np.zeros(len(df), bool)
+    if fast:
+        fast_mask = good & (
+            (df["count"] == 1) & (df["fill"] == 0)
+            & (df["payload"].str.len_bytes() == POSITION_PAYLOAD_CHARS)
+            & df["payload"].str.slice(0, 1).is_in(["1", "2", "3", "B"])
+        ).fill_null(False).to_numpy()
+        frames.append(_fast_positions(df.filter(pl.Series(fast_mask)), source, report))
+    slow = df.filter(pl.Series(good & ~fast_mask))
+    slow_pos, statics = _slow_path(slow, source, report, fragment_timeout_s, fragment_max_lines)
+    frames.append(slow_pos)
+    positions = pl.concat([f for f in frames if f.height], how="vertical") if any(f.height for f in frames) \
+        else empty_positions()
+    timed = positions.filter(pl.col("timestamp").is_not_null())
+    report.untimed += positions.height - timed.height
+    report.positions = timed.height
+    return NmeaResult(timed, statics, report)
+
+
+def _fast_positions(df: pl.DataFrame, source: str, report: ReadReport) -> pl.DataFrame:
+    if df.height == 0:
+        return empty_positions()
+    offsets, data = _binary_buffers(df["payload"])
+    start = int(offsets[0])
+    payload = data[start : start + df.height * POSITION_PAYLOAD_CHARS].reshape(df.height, POSITION_PAYLOAD_CHARS)
+    dec = decode_positions(payload)
+    ok = dec.pop("ok")
+    report.messages += int(ok.sum())
+    report.fast_path += int(ok.sum())
+    for i in np.flatnonzero(~ok):
+        report.add_bad("decode error", int(df["line"][int(i)]), df["raw"][int(i)])
+    has_pos = ok & ~np.isnan(dec["lon"]) & ~np.isnan(dec["lat"])
+    if (ok & ~has_pos).any():
+        report.bad["position not available"] = report.bad.get("position not available", 0) + int((ok & ~has_pos).sum())
+    nav = dec["nav_status"]
+    out = pl.DataFrame({
+        "mmsi": dec["mmsi"], "timestamp": df["t_us"], "lon": dec["lon"], "lat": dec["lat"],
+        "sog_kn": dec["sog_kn"], "cog_deg": dec["cog_deg"], "heading_deg": dec["heading_deg"],
+        "nav_status": np.where(nav < 0, 0, nav), "msg_type": dec["msg_type"], "line": df["line"].to_numpy(),
+    }).with_columns(
+        pl.when(pl.Series(nav) >= 0).then(pl.col("nav_status")).otherwise(None).alias("nav_status"),
+    )
+    return _finish(out.filter(pl.Series(has_pos)), source)
+
+
+def _finish(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Give a frame of decoded columns the canonical schema; NaN speeds become nulls."""
+    frame = frame.with_columns(
+        pl.col("timestamp").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        pl.lit(source).alias("source"),
+        *(pl.col(c).fill_nan(None) for c in ("sog_kn", "cog_deg", "heading_deg")),
+    )
+    return frame.select([pl.col(k).cast(v) for k, v in POSITION_SCHEMA.items()])
+
+
+def _slow_path(
+    df: pl.DataFrame, source: str, report: ReadReport, timeout_s: float, max_lines: int
+) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """Multipart reassembly and pyais decoding for everything the fast path does not take."""
+    rows: list[dict[str, Any]] = []
+    statics: list[dict[str, Any]] = []
+    pending: dict[tuple, list[tuple[int, int | None, str, str]]] = {}
+    cache: dict[str, Any] = {}
+    cols = [df[c].to_list() for c in ("line", "raw", "body", "cs", "count", "index", "seq", "channel", "station", "t_us")]
+
+    def emit(line: int, t_us: int | None, sentences: list[str], raw: str) -> None:
+        key = "\n".join(sentences)
+        try:
+            msg = cache.get(key)
+            if msg is None:
+                msg = pyais_decode(*[s.encode() for s in sentences]).asdict()
+                if len(cache) < 200_000:
+                    cache[key] = msg
+        except Exception as exc:  # pyais raises many exception types for bad payloads
+            report.add_bad("decode error", line, f"{raw} ({type(exc).__name__})")
+            return
+        report.messages += 1
+        _collect(msg, line, t_us, rows, statics, report)
+
+    for line, raw, body, cs, count, index, seq, channel, station, t_us in zip(*cols, strict=True):
+        sentence = f"!{body}*{cs}"
+        if count == 1:
+            emit(line, t_us, [sentence], raw)
+            continue
+        key = (station, channel, seq, count)
+        frags = pending.get(key)
+        if index == 1:
+            if frags:
+                report.add_bad("incomplete multipart message", frags[0][0], frags[0][2])
+            pending[key] = [(line, t_us, raw, sentence)]
+            continue
+        stale = frags is not None and (
+            line - frags[-1][0] > max_lines
+            or (t_us is not None and frags[-1][1] is not None and abs(t_us - frags[-1][1]) > timeout_s * 1e6)
+        )
+        if frags is None or len(frags) != index - 1 or stale:
+            if frags:
+                report.add_bad("incomplete multipart message", frags[0][0], frags[0][2])
+                del pending[key]
+            report.add_bad("orphan fragment", line, raw)
+            continue
+        frags.append((line, t_us, raw, sentence))
+        if index == count:
+            del pending[key]
+            emit(frags[0][0], frags[0][1], [f[3] for f in frags], frags[0][2])
+    for frags in pending.values():
+        report.add_bad("incomplete multipart message", frags[0][0], frags[0][2])
+    if not rows:
+        return empty_positions(), statics
+    frame = pl.DataFrame(rows, schema={
+        "mmsi": pl.Int64, "timestamp": pl.Int64, "lon": pl.Float64, "lat": pl.Float64, "sog_kn": pl.Float32,
+        "cog_deg": pl.Float32, "heading_deg": pl.Float32, "nav_status": pl.Int8, "msg_type": pl.Int8,
+        "line": pl.Int64,
+    })
+    return _finish(frame, source), statics
+
+
+def _na(value: Any, missing: float) -> Any:
+    return None if value is None or value == missing else value
+
+
+def _collect(msg: dict[str, Any], line: int, t_us: int | None, rows: list, statics: list, report: ReadReport) -> None:
+    """Turn one pyais message dict into a position row and/or a static record."""
+    mtype = int(msg.get("msg_type", 0))
+    if mtype in POSITION_TYPES_SLOW:
+        lon, lat = msg.get("lon"), msg.get("lat")
+        if lon is None or lat is None or abs(lon) > 180 or abs(lat) > 90:
+            report.bad["position not available"] = report.bad.get("position not available", 0) + 1
+        else:
+            status = msg.get("status")
+            heading = _na(msg.get("heading"), 511)
+            rows.append({
+                "mmsi": int(msg["mmsi"]), "timestamp": t_us, "lon": float(lon), "lat": float(lat),
+                "sog_kn": _na(msg.get("speed"), 102.3), "cog_deg": _na(msg.get("course"), 360.0),
+                "heading_deg": heading if heading is None or heading < 360 else None,
+                "nav_status": None if status is None else int(status), "msg_type": mtype, "line": line,
+            })
+    if mtype in STATIC_TYPES:
+        report.statics += 1
+        bow, stern = msg.get("to_bow"), msg.get("to_stern")
+        port, starboard = msg.get("to_port"), msg.get("to_starboard")
+        statics.append({
+            "mmsi": int(msg["mmsi"]), "t_us": t_us, "line": line, "msg_type": mtype,
+            "imo": msg.get("imo") or None, "name": (msg.get("shipname") or "").strip("@ ") or None,
+            "call_sign": (msg.get("callsign") or "").strip("@ ") or None,
+            "ship_type": None if msg.get("ship_type") is None else int(msg["ship_type"]),
+            "length_m": (bow + stern) if bow and stern else None,
+            "beam_m": (port + starboard) if port and starboard else None,
+        })
+
+
+def split_lines(data: bytes) -> list[str]:
+    """Bytes of a file to lines (ASCII; undecodable bytes kept as replacement characters so they are reported)."""
+    return data.decode("ascii", errors="replace").splitlines()
+

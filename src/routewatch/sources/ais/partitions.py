@@ -1,0 +1,139 @@
+"""AIS positions as Parquet partitioned by UTC day: ``<ais_dir>/positions/day=YYYY-MM-DD/part-<id>.parquet``.
+
+Each part is sorted by (mmsi, timestamp) so that readers can stream a day and prune row groups by MMSI. Writes are
+idempotent: rows already present in a day (same mmsi, timestamp, lon, lat) are dropped before writing, parts are
+written under a temporary name and renamed only once every day of the batch is written, so a failed ingest leaves
+nothing half-written that a reader would see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import polars as pl
+
+from routewatch.model import stable_id
+from routewatch.sources.ais.schema import DEDUPE_KEY, POSITION_SCHEMA
+
+POSITIONS = "positions"
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class WriteStats:
+    added: int = 0
+    duplicates: int = 0
+    days: int = 0
+    parts: tuple[str, ...] = ()
+
+
+def positions_dir(ais_dir: Path) -> Path:
+    return Path(ais_dir) / POSITIONS
+
+
+def day_dirs(ais_dir: Path, start: date | None = None, end: date | None = None) -> list[tuple[date, Path]]:
+    """Day partitions present, in date order, optionally limited to [start, end] (inclusive)."""
+    root = positions_dir(ais_dir)
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        if p.is_dir() and p.name.startswith("day="):
+            d = date.fromisoformat(p.name[4:])
+            if (start is None or d >= start) and (end is None or d <= end):
+                out.append((d, p))
+    return sorted(out)
+
+
+def part_files(day_dir: Path) -> list[Path]:
+    return sorted(day_dir.glob("part-*.parquet"))
+
+
+def read_day(day_dir: Path, columns: list[str] | None = None) -> pl.DataFrame:
+    """One day's positions sorted by (mmsi, timestamp); parts written by several ingests are merged."""
+    files = part_files(day_dir)
+    if not files:
+        return pl.DataFrame(schema={k: v for k, v in POSITION_SCHEMA.items() if columns is None or k in columns})
+    frame = pl.read_parquet(files, columns=columns)
+    if len(files) > 1:
+        frame = frame.sort(["mmsi", "timestamp"])
+    return frame
+
+
+def scan_positions(ais_dir: Path, start: datetime | None = None, end: datetime | None = None) -> pl.LazyFrame:
+    """A lazy frame over the day partitions that can hold positions in [start, end]."""
+    days = day_dirs(ais_dir, start.astimezone(UTC).date() if start else None, end.astimezone(UTC).date() if end else None)
+    files = [f for _, d in days for f in part_files(d)]
+    if not files:
+        return pl.LazyFrame(schema=POSITION_SCHEMA)
+    lf = pl.scan_parquet(files)
+    if start is not None:
+        lf = lf.filter(pl.col("timestamp") >= start)
+    if end is not None:
+        lf = lf.filter(pl.col("timestamp") <= end)
+    return lf
+
+
+def write_positions(ais_dir: Path, frame: pl.DataFrame, batch_label: str = "", compression: str = "lz4") -> WriteStats:
+    """Add positions to the day partitions, dropping any already there; returns what was added."""
+    stats = WriteStats()
+    if frame.height == 0:
+        return stats
+    n_in = frame.height
+    frame = frame.unique(subset=list(DEDUPE_KEY), keep="first", maintain_order=False)
+    frame = frame.with_columns(pl.col("timestamp").dt.date().alias("_day"))
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for (day,), part in frame.partition_by("_day", as_dict=True, include_key=False).items():
+            ddir = positions_dir(ais_dir) / f"day={day.isoformat()}"
+            existing = part_files(ddir)
+            if existing:
+                keys = pl.read_parquet(existing, columns=list(DEDUPE_KEY))
+                part = part.join(keys, on=list(DEDUPE_KEY), how="anti", nulls_equal=True)
+            if part.height == 0:
+                continue
+            part = part.sort(["mmsi", "timestamp"])
+            pid = stable_id("part", batch_label, day, part.height, part["mmsi"][0], part["timestamp"][0],
+                            part["line"][-1])
+            ddir.mkdir(parents=True, exist_ok=True)
+            final = ddir / f"{pid}.parquet"
+            tmp = ddir / f".{pid}.parquet.tmp"
+            part.write_parquet(tmp, compression=compression, statistics=True, row_group_size=256_000)
+            staged.append((tmp, final))
+            stats.added += part.height
+            stats.days += 1
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    stats.duplicates = n_in - stats.added
+    stats.parts = tuple(str(f) for _, f in staged)
+    return stats
+
+
+def read_manifest(ais_dir: Path) -> dict[str, dict]:
+    path = Path(ais_dir) / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def record_in_manifest(ais_dir: Path, digest: str, entry: dict) -> None:
+    """Remember an ingested file by content hash (atomic rewrite of a small JSON file)."""
+    manifest = read_manifest(ais_dir)
+    manifest[digest] = entry
+    path = Path(ais_dir) / MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def iter_days(ais_dir: Path, start: date | None = None, end: date | None = None, columns: list[str] | None = None):
+    """Yield (day, positions sorted by mmsi and time) one day at a time: memory stays at one day's worth."""
+    for d, ddir in day_dirs(ais_dir, start, end):
+        yield d, read_day(ddir, columns)

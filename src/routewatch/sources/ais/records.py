@@ -1,0 +1,123 @@
+"""AIS visits, gaps and the registry as routewatch records, and their place in the store.
+
+An AIS visit becomes a ``Visit`` (source_kinds ``("ais",)``), one ``Sighting`` spanning it (event ``ais_visit``,
+which is what the route analysis consumes) and one ``Evidence`` of kind ais naming the MMSI, the first and last
+message times and the file and line of each. The vessel is the watchlist key when the MMSI (or, through the
+registry, the IMO or call sign) matches; otherwise None, with the MMSI in the evidence. Ids are deterministic, so
+storing the same visits twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+from sqlalchemy import delete
+
+from routewatch.model import Evidence, EvidenceKind, Sighting, SourceKind, Visit, stable_id
+
+
+def _lines(src: str, line: int) -> str:
+    return f"{src}:{line}"
+
+
+def visit_records(
+    visits: pl.DataFrame, mmsi_vessel: Mapping[int, str], lengths: Mapping[int, float] | None = None
+) -> tuple[list[Visit], list[Sighting], list[Evidence]]:
+    """Model records for a visits frame from :func:`routewatch.analysis.port_visits.port_visits`."""
+    lengths = lengths or {}
+    out_v, out_s, out_e = [], [], []
+    for r in visits.iter_rows(named=True):
+        mmsi = int(r["mmsi"])
+        vessel = mmsi_vessel.get(mmsi)
+        seen = [k for k in ("entry", "exit", "stop", "gap") if r[k]]
+        ev = Evidence(
+            id=stable_id("ais", mmsi, r["site"], r["start"], r["end"]), kind=EvidenceKind.AIS,
+            description=f"AIS MMSI {mmsi} at {r['site']}: {r['positions']} positions "
+                        f"{r['start']:%Y-%m-%d %H:%M} to {r['end']:%Y-%m-%d %H:%M} UTC (seen: {', '.join(seen) or 'presence'})",
+            source=r["first_source"], uri=None, observed_at=r["start"],
+            attributes={"mmsi": mmsi, "first_time": r["start"].isoformat(), "last_time": r["end"].isoformat(),
+                        "first": _lines(r["first_source"], r["first_line"]),
+                        "last": _lines(r["last_source"], r["last_line"]), "positions": int(r["positions"]),
+                        "level": int(r["level"]), "seen": seen},
+        )
+        sighting = Sighting(
+            id=stable_id("aissight", mmsi, r["site"], r["start"]), time=r["start"], time_end=r["end"],
+            source_kind=SourceKind.AIS, site=r["site"], vessel=vessel, event="ais_visit",
+            length_m=lengths.get(mmsi), confidence=float(r["confidence"]),
+            identification_confidence=0.95 if vessel else None, evidence_ids=(ev.id,),
+            detail=f"MMSI {mmsi}; GFW-style level {r['level']}",
+        )
+        visit = Visit(
+            id=stable_id("aisvisit", mmsi, r["site"], r["start"]), site=r["site"], vessel=vessel,
+            start=r["start"], end=r["end"], confidence=float(r["confidence"]), sighting_ids=(sighting.id,),
+            evidence_ids=(ev.id,), source_kinds=("ais",),
+        )
+        out_v.append(visit)
+        out_s.append(sighting)
+        out_e.append(ev)
+    return out_v, out_s, out_e
+
+
+def gap_rows(gaps: pl.DataFrame, mmsi_vessel: Mapping[int, str]) -> tuple[list[dict[str, Any]], list[Evidence]]:
+    """Rows for the ``ais_gaps`` table (cues in ``reachable_sites``) and the evidence of each gap's two ends."""
+    rows, evidence = [], []
+    for r in gaps.iter_rows(named=True):
+        mmsi = int(r["mmsi"])
+        ev = Evidence(
+            id=stable_id("aisgap-ev", mmsi, r["start"], r["end"]), kind=EvidenceKind.AIS,
+            description=f"AIS MMSI {mmsi} silent {r['duration_h']:.1f} h from {r['start']:%Y-%m-%d %H:%M} UTC "
+                        f"({r['distance_nm']:.1f} nm apart, {r['implied_speed_kn']:.1f} kn implied)",
+            source=r["source_before"], observed_at=r["start"],
+            attributes={"mmsi": mmsi, "first_time": r["start"].isoformat(), "last_time": r["end"].isoformat(),
+                        "before": _lines(r["source_before"], r["line_before"]),
+                        "after": _lines(r["source_after"], r["line_after"])},
+        )
+        evidence.append(ev)
+        rows.append({
+            "id": stable_id("aisgap", mmsi, r["start"]), "mmsi": str(mmsi), "vessel": mmsi_vessel.get(mmsi),
+            "start_time": r["start"], "end_time": r["end"], "lon_before": r["lon_before"],
+            "lat_before": r["lat_before"], "lon_after": r["lon_after"], "lat_after": r["lat_after"],
+            "distance_nm": r["distance_nm"], "implied_speed_kn": r["implied_speed_kn"],
+            "reachable_sites": [{"site": c["site"], "window_start": c["window_start"].isoformat(),
+                                 "window_end": c["window_end"].isoformat()} for c in (r["cues"] or [])],
+            "evidence_ids": [ev.id],
+        })
+    return rows, evidence
+
+
+def registry_rows(linked: pl.DataFrame) -> list[dict[str, Any]]:
+    """Rows for ``ais_vessels`` from :func:`routewatch.sources.ais.registry.link_watchlist` output."""
+    out = []
+    for r in linked.iter_rows(named=True):
+        out.append({
+            "mmsi": str(r["mmsi"]), "imo": None if r["imo"] is None else str(r["imo"]), "name": r["name"],
+            "call_sign": r["call_sign"], "length_m": r["length_m"], "beam_m": r["beam_m"],
+            "ship_type": r["ship_type"], "vessel": r.get("vessel"), "first_seen": r["first_seen"],
+            "last_seen": r["last_seen"],
+        })
+    return out
+
+
+def _replace(conn, table, rows: list[dict[str, Any]], key: str) -> None:
+    """Delete then insert by key in the caller's transaction: an idempotent upsert on SQLite and PostgreSQL."""
+    ids = [r[key] for r in rows]
+    for i in range(0, len(ids), 500):
+        conn.execute(delete(table).where(table.c[key].in_(ids[i : i + 500])))
+    for i in range(0, len(rows), 1000):
+        conn.execute(table.insert(), rows[i : i + 1000])
+
+
+def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=()) -> dict[str, int]:
+    """Write AIS records in one transaction, so a failure leaves the store as it was."""
+    from routewatch.store import schema
+
+    with store.transaction() as conn:
+        store.add_evidence(list(evidence), conn=conn)
+        store.add_sightings(list(sightings), conn=conn)
+        if gaps:
+            _replace(conn, schema.ais_gaps, list(gaps), "id")
+        if vessels:
+            _replace(conn, schema.ais_vessels, list(vessels), "mmsi")
+    return {"sightings": len(sightings), "evidence": len(evidence), "gaps": len(gaps), "vessels": len(vessels)}

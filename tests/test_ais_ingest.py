@@ -1,0 +1,126 @@
+"""Provider CSV layouts (MarineCadastre, Danish Maritime Authority, a mapping) and idempotent ingest."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+from pyproj import Transformer
+
+from routewatch.model import Vessel
+from routewatch.sources.ais import ingest_files, read_provider_csv, vessel_registry
+from routewatch.sources.ais.partitions import day_dirs, read_day
+from routewatch.sources.ais.providers import load_mapping
+from routewatch.sources.ais.registry import link_watchlist
+
+SHARED = Path(os.environ.get("ROUTEWATCH_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
+AIS = SHARED / "data" / "ais"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"shared data missing: {path} (the ../shared folder beside the repository)")
+    return path
+
+
+@pytest.mark.shared
+def test_marinecadastre_rows_read_as_the_csv_module_reads_them():
+    path = _need(AIS / "marinecadastre_sample_20230111.csv")
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    res = read_provider_csv(path)
+    assert res.positions.height == len(rows) == 1000 and res.report.bad_total == 0
+    got = res.positions.sort("line")
+    for k in (0, 1, 500, 999):
+        ref, row = rows[k], got.row(k, named=True)
+        assert row["line"] == k + 2
+        assert row["mmsi"] == int(ref["MMSI"])
+        assert row["lat"] == pytest.approx(float(ref["LAT"])) and row["lon"] == pytest.approx(float(ref["LON"]))
+        assert row["timestamp"] == datetime.fromisoformat(ref["BaseDateTime"]).replace(tzinfo=UTC)
+        heading = float(ref["Heading"])
+        assert row["heading_deg"] == (None if heading == 511 else pytest.approx(heading))
+    naisha = res.statics.filter(pl.col("mmsi") == 636021061).row(0, named=True)
+    assert (naisha["name"], naisha["imo"], naisha["length_m"], naisha["beam_m"]) == ("MSC NAISHA III", 9307839, 208, 30)
+
+
+def _write_dma(tmp_path: Path) -> tuple[Path, list[dict]]:
+    """A Danish Maritime Authority layout file from the shared (EPSG:32632) GeoJSON, reprojected to WGS84."""
+    data = json.loads(_need(AIS / "dma_ais_utm32N.geojson").read_text())
+    to_wgs84 = Transformer.from_crs(32632, 4326, always_xy=True)
+    header = ["# Timestamp", "Type of mobile", "MMSI", "Latitude", "Longitude", "Navigational status", "ROT", "SOG",
+              "COG", "Heading", "IMO", "Callsign", "Name", "Ship type", "Cargo type", "Width", "Length"]
+    truth = []
+    path = tmp_path / "aisdk_20170705.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for f in data["features"]:
+            p = f["properties"]
+            lon, lat = to_wgs84.transform(*f["geometry"]["coordinates"])
+            truth.append({"mmsi": p["MMSI"], "lon": lon, "lat": lat, "ts": p["Timestamp"], "status": p["NavStatus"]})
+            w.writerow([p["Timestamp"], "Class A", p["MMSI"], f"{lat:.6f}", f"{lon:.6f}", p["NavStatus"], "",
+                        p["SOG"], p["COG"], "", "Unknown", "", p["Name"], p["ShipType"], "", "", ""])
+        w.writerow(["31/02/2017 19:00:00", "Class A", "219000000", "56.0", "11.0", "Moored"] + [""] * 11)
+    return path, truth
+
+
+@pytest.mark.shared
+def test_danish_layout_read_from_reprojected_shared_positions(tmp_path):
+    path, truth = _write_dma(tmp_path)
+    res = read_provider_csv(path)
+    assert res.positions.height == len(truth) == 257
+    assert res.report.bad == {"unparsable or out-of-range row": 1}
+    assert res.report.examples[0][0] == len(truth) + 2  # the impossible date's line number
+    got = res.positions.sort("line")
+    for k in (0, 100, 256):
+        row, ref = got.row(k, named=True), truth[k]
+        assert row["mmsi"] == ref["mmsi"]
+        assert row["lon"] == pytest.approx(ref["lon"], abs=1e-6) and row["lat"] == pytest.approx(ref["lat"], abs=1e-6)
+        assert row["timestamp"] == datetime.strptime(ref["ts"], "%d/%m/%Y %H:%M:%S").replace(tzinfo=UTC)
+    assert got.filter(pl.col("mmsi") == 265410000)["nav_status"].unique().to_list() == [0]  # "Under way using engine"
+    assert got["lat"].min() > 54 and got["lat"].max() < 59  # Kattegat, not the UTM metres
+
+
+def test_column_mapping_reads_another_layout(tmp_path):
+    (tmp_path / "m.toml").write_text('name = "mine"\nmmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\n'
+                                     'time_format = "%Y%m%d %H%M%S"\nsog_kn = "speed"\n')
+    data = tmp_path / "feed.csv"
+    data.write_text("ship,when,x,y,speed\n273210440,20240101 120000,130.29,42.23,0.1\n1,bad,0,0,0\n")
+    res = read_provider_csv(data, load_mapping(tmp_path / "m.toml"))
+    assert res.positions.height == 1 and res.report.bad_total == 1
+    assert res.positions["timestamp"][0] == datetime(2024, 1, 1, 12, tzinfo=UTC)
+    with pytest.raises(ValueError, match="lacks lat"):
+        (tmp_path / "bad.toml").write_text('mmsi = "a"\ntimestamp = "b"\nlon = "c"\n')
+        load_mapping(tmp_path / "bad.toml")
+
+
+@pytest.mark.shared
+def test_ingest_twice_adds_nothing_and_partitions_by_day(tmp_path):
+    files = [_need(AIS / "marinecadastre_sample_20230111.csv"), AIS / "pyais_nmea_data_sample.txt"]
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    first = ingest_files(files, tmp_path, default_time=t0)
+    assert first[0].added == 1000 and first[1].added > 700
+    again = ingest_files(files, tmp_path, default_time=t0)
+    assert all(s.skipped for s in again)
+    forced = ingest_files(files, tmp_path, default_time=t0, force=True)
+    assert [s.added for s in forced] == [0, 0]
+    days = day_dirs(tmp_path)
+    assert [d.isoformat() for d, _ in days] == ["2023-01-11", "2024-01-01"]
+    day = read_day(days[0][1])
+    assert day.height == 1000 and day.equals(day.sort("mmsi", "timestamp"))
+    reg = vessel_registry(tmp_path)
+    assert reg.filter(pl.col("mmsi") == 636021061)["name"][0] == "MSC NAISHA III"
+    linked = link_watchlist(reg, {"naisha": Vessel("naisha", "MSC Naisha III", imo="9307839")})
+    assert linked.filter(pl.col("vessel") == "naisha")["link"].to_list() == ["imo"]
+
+
+def test_unknown_csv_layout_names_the_file(tmp_path):
+    p = tmp_path / "odd.csv"
+    p.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match=r"odd\.csv: line 1: unknown CSV layout"):
+        read_provider_csv(p)

@@ -1,0 +1,140 @@
+"""NMEA reader: the shared real sample against pyais, tag blocks, multipart, and a property-based test."""
+
+from __future__ import annotations
+
+import os
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyais import decode, encode_dict
+
+from routewatch.sources.ais.nmea import read_nmea_lines
+
+SHARED = Path(os.environ.get("ROUTEWATCH_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
+SAMPLE = SHARED / "data" / "ais" / "pyais_nmea_data_sample.txt"
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _sample_lines() -> list[str]:
+    if not SAMPLE.exists():
+        pytest.skip(f"shared data missing: {SAMPLE} (the ../shared folder beside the repository)")
+    return SAMPLE.read_text().splitlines()
+
+
+@pytest.mark.shared
+def test_shared_sample_counts_match_pyais_line_by_line():
+    lines = _sample_lines()
+    positions, empty, first_fragments = {}, 0, 0
+    for i, line in enumerate(lines, start=1):
+        parts = line.split(",")
+        if parts[5] == "":
+            empty += 1
+            continue
+        if parts[1] != "1":
+            first_fragments += 1
+            continue
+        msg = decode(line).asdict()
+        if msg["msg_type"] in (1, 2, 3, 18, 19) and abs(msg["lon"]) <= 180 and abs(msg["lat"]) <= 90:
+            positions[i] = msg
+    res = read_nmea_lines(lines, source="sample", default_time=T0)
+    assert res.report.lines == len(lines) == 898
+    assert res.report.bad["empty payload"] == empty == 100
+    assert res.report.bad["incomplete multipart message"] == first_fragments == 20
+    assert res.positions.height == len(positions)
+    for row in res.positions.iter_rows(named=True):
+        ref = positions[row["line"]]
+        assert row["mmsi"] == ref["mmsi"]
+        assert row["lon"] == pytest.approx(ref["lon"], abs=1e-9)
+        assert row["lat"] == pytest.approx(ref["lat"], abs=1e-9)
+    examples = {reason: line for line, reason, _ in res.report.examples}
+    assert lines[examples["empty payload"] - 1].split(",")[5] == ""
+
+
+@pytest.mark.shared
+def test_fast_path_equals_pyais_path():
+    lines = _sample_lines()
+    fast = read_nmea_lines(lines, default_time=T0)
+    slow = read_nmea_lines(lines, default_time=T0, fast=False)
+    assert fast.report.fast_path > 700 and slow.report.fast_path == 0
+    assert fast.positions.sort("line").equals(slow.positions.sort("line"))
+
+
+def test_times_from_tag_block_trailing_epoch_and_iso_prefix_and_untimed():
+    s = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    lines = [f"\\s:rx1,c:1700000000*00\\{s}", f"{s},1700000060", f"2023-11-14 22:15:00 {s}", s]
+    res = read_nmea_lines(lines)
+    assert res.report.untimed == 1
+    got = dict(zip(res.positions["line"], res.positions["timestamp"], strict=True))
+    assert got[1] == datetime.fromtimestamp(1700000000, UTC)
+    assert got[2] == datetime.fromtimestamp(1700000060, UTC)
+    assert got[3] == datetime(2023, 11, 14, 22, 15, tzinfo=UTC)
+
+
+def _static_sentences(seq: str = "3") -> list[str]:
+    data = {"type": 5, "mmsi": 273210440, "imo": 9179842, "callsign": "UBYT2", "shipname": "ANGARA",
+            "to_bow": 100, "to_stern": 20, "to_port": 10, "to_starboard": 8}
+    return encode_dict(data, radio_channel="A", talker_id="AI", seq_id=int(seq))
+
+
+def test_multipart_reassembled_across_interleaved_lines_and_stale_fragments_reported():
+    frags = _static_sentences()
+    assert len(frags) == 2
+    pos = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    res = read_nmea_lines([frags[0], pos, frags[1]], default_time=T0)
+    assert res.report.statics == 1 and res.positions.height == 1
+    st_ = res.statics[0]
+    assert (st_["mmsi"], st_["name"], st_["call_sign"], st_["length_m"], st_["beam_m"]) == (
+        273210440, "ANGARA", "UBYT2", 120, 18)
+    stale = read_nmea_lines([frags[0], *[pos] * 5, frags[1]], default_time=T0, fragment_max_lines=3)
+    assert stale.report.statics == 0
+    assert stale.report.bad["incomplete multipart message"] == 1
+    assert stale.report.bad["orphan fragment"] == 1
+
+
+def test_checksum_mismatch_and_garbage_are_counted_with_line_numbers():
+    good = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    res = read_nmea_lines(["hello", good.replace("*6C", "*6D"), good], default_time=T0)
+    assert res.positions.height == 1
+    assert res.report.bad == {"no AIS sentence": 1, "checksum mismatch": 1}
+    assert [(ln, r) for ln, r, _ in res.report.examples] == [(1, "no AIS sentence"), (2, "checksum mismatch")]
+
+
+position = st.fixed_dictionaries({
+    "type": st.sampled_from([1, 2, 3, 18]),
+    "mmsi": st.integers(1, 999_999_999),
+    "lon": st.integers(-108_000_000, 108_000_000).map(lambda v: v / 600000),
+    "lat": st.integers(-54_000_000, 54_000_000).map(lambda v: v / 600000),
+    "speed": st.integers(0, 1022).map(lambda v: v / 10),
+    "course": st.integers(0, 3599).map(lambda v: v / 10),
+    "heading": st.integers(0, 359),
+})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(position, min_size=1, max_size=30), st.lists(st.text(max_size=90), max_size=10), st.randoms())
+def test_reader_never_crashes_and_never_loses_a_valid_message(messages, garbage, rnd: random.Random):
+    valid = [encode_dict(m, radio_channel="B", talker_id="AI")[0] for m in messages]
+    mutated = []
+    for s in valid[:5]:
+        i = rnd.randrange(1, len(s))
+        ch = rnd.choice("0123456789ABCDEFabc,*!\\")
+        if s[i] != ch:
+            mutated.append(s[:i] + ch + s[i + 1:])
+    lines = [(s, True) for s in valid] + [(g, False) for g in garbage] + [(m, False) for m in mutated]
+    rnd.shuffle(lines)
+    res = read_nmea_lines([text for text, _ in lines], default_time=T0)
+    got = {(r["line"]): r for r in res.positions.iter_rows(named=True)}
+    for lineno, (text, is_valid) in enumerate(lines, start=1):
+        if not is_valid:
+            continue
+        ref = decode(text).asdict()
+        assert lineno in got, f"lost valid message on line {lineno}: {text}"
+        assert got[lineno]["mmsi"] == ref["mmsi"]
+        assert got[lineno]["lon"] == pytest.approx(ref["lon"], abs=1e-9)
+        assert got[lineno]["lat"] == pytest.approx(ref["lat"], abs=1e-9)
+        if ref["speed"] < 102.3:
+            assert got[lineno]["sog_kn"] == pytest.approx(ref["speed"], abs=1e-4)

@@ -1,0 +1,149 @@
+"""Port visits and gaps on hand-built tracks with known answers, by day batches and on a Dask LocalCluster."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+from pyproj import Geod
+from shapely.geometry import box
+
+from routewatch.analysis.gaps import GapConfig, cues_frame, visits_and_gaps
+from routewatch.analysis.port_visits import VisitConfig, port_visits
+from routewatch.model import Site, SiteKind
+from routewatch.sources.ais.partitions import iter_days, write_positions
+from routewatch.sources.ais.records import gap_rows, visit_records
+from routewatch.sources.ais.schema import conform
+
+SITES = {
+    "rajin": Site("rajin", "Rajin", SiteKind.PORT, box(130.265, 42.215, 130.31, 42.25)),
+    "vostochny": Site("vostochny", "Vostochny", SiteKind.PORT, box(133.02, 42.71, 133.10, 42.76)),
+}
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+KM_LON = 1 / (111.32 * 0.7408)  # degrees of longitude per km at 42.23 N
+
+
+class Track:
+    def __init__(self, mmsi: int, t: datetime = T0):
+        self.mmsi, self.t, self.rows = mmsi, t, []
+
+    def run(self, n: int, lon: float, lat: float, dlon: float = 0.0, sog: float = 0.0, every_min: float = 6):
+        for i in range(n):
+            self.rows.append({"mmsi": self.mmsi, "timestamp": self.t, "lon": lon + i * dlon, "lat": lat,
+                              "sog_kn": sog, "source": "hand", "line": len(self.rows) + 1})
+            self.t += timedelta(minutes=every_min)
+        return self
+
+    def silent(self, hours: float):
+        self.t += timedelta(hours=hours)
+        return self
+
+
+def frame(*tracks: Track) -> pl.DataFrame:
+    return conform(pl.DataFrame([r for t in tracks for r in t.rows])).sort("mmsi", "timestamp")
+
+
+def by_day(df: pl.DataFrame) -> list[pl.DataFrame]:
+    parts = df.with_columns(d=pl.col("timestamp").dt.date()).partition_by("d", as_dict=True, include_key=False)
+    return [parts[k] for k in sorted(parts)]
+
+
+def call_at_rajin(mmsi=1, hours_in_port=10.0):
+    # east of the box edge (130.31) at 10 kn, heading west, stop inside, then leave east
+    tr = Track(mmsi).run(20, 130.31 + 5 * KM_LON, 42.23, dlon=-0.3 * KM_LON, sog=10.0)
+    tr.run(int(hours_in_port * 10), 130.29, 42.23, sog=0.0)
+    return tr.run(30, 130.30, 42.23, dlon=0.3 * KM_LON, sog=10.0)
+
+
+def test_one_call_with_entry_stop_exit_is_level_four_with_known_times():
+    tr = call_at_rajin()
+    v = port_visits([frame(tr)], SITES)
+    assert v.height == 1
+    r = v.row(0, named=True)
+    assert (r["site"], r["entry"], r["exit"], r["stop"], r["gap"], r["level"]) == ("rajin", True, True, True, False, 4)
+    # entry: first position within 1 km of the edge: 130.31 + (5 - 0.3 i) km <= 1 km -> i = 14
+    assert r["start"] == T0 + timedelta(minutes=6 * 14)
+    # exit at 2 km: first position beyond, 130.30 + 0.3 k km > 130.31 + 2 km -> the visit ends on the one before
+    last_in = next(x for x in reversed(tr.rows) if (x["lon"] - 130.31) / KM_LON <= 2.0)
+    assert r["end"] == last_in["timestamp"]
+
+
+def test_hysteresis_keeps_one_visit_when_swinging_between_entry_and_exit_distance():
+    tr = Track(2).run(10, 130.31 + 0.5 * KM_LON, 42.23, sog=0.1)
+    for _ in range(5):  # 1.5 km: outside entry, inside exit -> still in port
+        tr.run(5, 130.31 + 1.5 * KM_LON, 42.23, sog=0.1).run(5, 130.31 + 0.5 * KM_LON, 42.23, sog=0.1)
+    tr.run(5, 130.31 + 3 * KM_LON, 42.23, sog=8)
+    v = port_visits([frame(tr)], SITES)
+    assert v.height == 1 and v["exit"][0] and not v["entry"][0]
+
+
+def test_day_batches_give_the_same_visits_as_one_batch_and_in_port_gap_is_seen():
+    tr = call_at_rajin(3, hours_in_port=30)
+    tr2 = Track(4, T0 + timedelta(hours=20)).run(5, 130.28, 42.23).silent(10).run(40, 130.28, 42.23)
+    df = frame(tr, tr2)
+    whole = port_visits([df], SITES)
+    days = port_visits(by_day(df), SITES)
+    assert len(by_day(df)) == 2  # the 30 h call crosses midnight
+    assert whole.equals(days)
+    g = days.filter(pl.col("mmsi") == 4).row(0, named=True)
+    assert g["gap"] and not g["entry"] and g["positions"] == 45
+
+
+def test_long_silence_splits_visit_and_min_level_filters():
+    tr = Track(5).run(5, 130.28, 42.23).silent(100).run(5, 130.28, 42.23)
+    assert port_visits([frame(tr)], SITES).height == 2
+    passing = Track(6).run(100, 130.31 + 5 * KM_LON, 42.23, dlon=-0.3 * KM_LON, sog=10)  # sails through, no stop
+    assert port_visits([frame(passing)], SITES, VisitConfig(min_level=2)).height == 0
+
+
+def test_gap_context_and_reachable_sites():
+    # dark for 30 h after leaving Rajin, reappears near Vostochny (about 240 km east): both sites reachable
+    tr = call_at_rajin(7).silent(30).run(5, 133.2, 42.73, dlon=-0.01, sog=10)
+    short = call_at_rajin(8).silent(3).run(3, 131.0, 42.23, sog=10)  # 3 h silence: under the threshold
+    _, gaps = visits_and_gaps(by_day(frame(tr, short)), SITES, None, GapConfig(min_gap_h=6, max_speed_kn=18))
+    assert gaps.height == 1
+    g = gaps.row(0, named=True)
+    assert g["mmsi"] == 7 and g["duration_h"] == pytest.approx(30 + 0.1, abs=1e-6)
+    before = next(r for r in reversed(tr.rows) if r["lon"] < 131)
+    metres = Geod(ellps="WGS84").inv(before["lon"], before["lat"], 133.2, 42.73)[2]
+    assert g["distance_nm"] == pytest.approx(metres / 1852, rel=0.005)  # sphere vs ellipsoid
+    assert g["implied_speed_kn"] == pytest.approx(g["distance_nm"] / g["duration_h"])
+    cues = cues_frame(gaps)
+    assert sorted(cues["site"]) == ["rajin", "vostochny"]
+    vo = cues.filter(pl.col("site") == "vostochny").row(0, named=True)
+    assert g["start"] < vo["window_start"] < vo["window_end"] <= g["end"]
+    # at 4 kn the ~127 nm take 32 h, more than the 30 h gap: nothing is reachable
+    _, slow = visits_and_gaps([frame(tr)], SITES, None, GapConfig(min_gap_h=6, max_speed_kn=4))
+    assert cues_frame(slow).height == 0
+    rows, ev = gap_rows(gaps, {7: "angara"})
+    assert rows[0]["vessel"] == "angara" and rows[0]["reachable_sites"][0]["site"] in SITES
+    assert ev[0].attributes["before"].startswith("hand:")
+
+
+def test_visit_records_carry_vessel_and_evidence():
+    v = port_visits([frame(call_at_rajin(273210440))], SITES)
+    visits, sightings, evidence = visit_records(v, {273210440: "angara"}, {273210440: 120.0})
+    assert visits[0].vessel == "angara" and visits[0].source_kinds == ("ais",)
+    assert sightings[0].event == "ais_visit" and sightings[0].time_end == visits[0].end
+    assert evidence[0].attributes["mmsi"] == 273210440 and evidence[0].attributes["first"].startswith("hand:")
+    assert visit_records(v, {}, {})[0][0].vessel is None
+    assert visit_records(v, {}, {})[0][0].id == visits[0].id
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_matches_single_machine(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    tracks = [call_at_rajin(m, hours_in_port=20 + m) for m in range(10, 16)]
+    tracks.append(call_at_rajin(99).silent(30).run(5, 133.05, 42.73))
+    df = frame(*tracks)
+    write_positions(tmp_path, df, "test")
+    local = visits_and_gaps((f for _, f in iter_days(tmp_path)), SITES)
+    from routewatch.sources.ais.parallel import visits_and_gaps_dask
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        visits, gaps = visits_and_gaps_dask(client, tmp_path, SITES, buckets=3)
+    assert visits.height == 8
+    assert visits.equals(local[0].sort("mmsi", "start"))
+    assert gaps.drop("cues").equals(local[1].drop("cues"))
