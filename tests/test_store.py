@@ -359,6 +359,10 @@ def test_frames_keep_awkward_text_and_do_not_break_sqlite_locks(store: Store) ->
     store.add_sightings([sighting(i, detail=text, width_m=None) for i, text in enumerate(awkward)])
     frame = store.sightings_frame(with_evidence=True)
     assert frame.sort("id")["detail"].to_list() == awkward
+    if store.dialect == "sqlite":  # the large-store reader (connectorx in a child process) gives the same frame
+        other = store.sightings_frame(with_evidence=True, reader="connectorx-process")
+        assert other.equals(frame), (other, frame)
+        assert store.looks_frame(reader="connectorx-process").equals(store.looks_frame(reader="dbapi"))
     assert frame["width_m"].null_count() == len(awkward)
     assert frame["evidence_ids"].to_list() == [[f"ev-{i}"] for i in range(len(awkward))]
     # Write, read, write again on the same store object, then count every table.

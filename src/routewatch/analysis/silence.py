@@ -52,9 +52,9 @@ class RouteProcess:
 
     def p_no_arrival(self, days: float) -> float:
         """P(no call arrives within ``days`` of a call): the silence a perfectly watched, running route shows."""
-        from scipy.stats import gamma
+        from scipy.special import gammaincc  # the gamma survival function, without importing scipy.stats
 
-        return float(gamma.sf(days, a=self.shape, scale=self.mean_gap_days / self.shape))
+        return float(gammaincc(self.shape, max(days, 0.0) * self.shape / self.mean_gap_days))
 
 
 def _mean_gaps(process: RouteProcess, n_paths: int, rng: np.random.Generator) -> np.ndarray:
@@ -101,20 +101,33 @@ def silence_survival(
         more = rng.gamma(shape=process.shape, scale=scale[:, None], size=(n_paths, n_calls))
         arrivals = np.concatenate([arrivals, arrivals[:, -1:] + np.cumsum(more, axis=1)], axis=1)
     dwell = rng.uniform(process.dwell_days_low, process.dwell_days_high, size=arrivals.shape)
-    departures = arrivals + dwell
-    # present[n, j]: a call is in progress at look j on path n. Loop over calls, not a 3-D array, to bound memory.
-    present = np.zeros((n_paths, t.size), dtype=bool)
-    for i in range(arrivals.shape[1]):
-        a = arrivals[:, i : i + 1]
-        if np.all(a[:, 0] > horizon):
-            break
-        present |= (a <= t[None, :]) & (t[None, :] <= departures[:, i : i + 1])
+    present = _present(arrivals, arrivals + dwell, t)
     detected = present & (rng.random((n_paths, t.size)) < p[None, :])
     first = np.where(detected.any(axis=1), detected.argmax(axis=1), t.size)
     counts = np.bincount(first, minlength=t.size + 1)
     # P(first detection index > m) for each m.
     survival = 1.0 - np.cumsum(counts[:-1]) / n_paths
     return survival
+
+
+def _present(arrivals: np.ndarray, departures: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """present[n, j]: on path n some call is in port at look time t[j].
+
+    A call is in port at t when it arrived at or before t and has not left: with calls sorted by arrival, that is
+    "the latest departure among the calls that arrived by t is at or after t" (calls may overlap). The number of
+    arrivals by t is found for every path at once with one global searchsorted over row-offset arrivals.
+    """
+    n_paths, n_calls = arrivals.shape
+    latest_departure = np.maximum.accumulate(departures, axis=1)
+    span = float(max(arrivals.max(), t.max())) + 1.0
+    offsets = (np.arange(n_paths, dtype=float) * span)[:, None]
+    flat = (arrivals + offsets).ravel()
+    queries = (t[None, :] + offsets).ravel()
+    arrived = np.searchsorted(flat, queries, side="right").reshape(n_paths, t.size)
+    arrived -= (np.arange(n_paths) * n_calls)[:, None]
+    rows = np.broadcast_to(np.arange(n_paths)[:, None], arrived.shape)
+    last = latest_departure[rows, np.maximum(arrived - 1, 0)]
+    return (arrived > 0) & (last >= t[None, :])
 
 
 def survival_standard_error(s: float, n_paths: int) -> float:

@@ -10,6 +10,9 @@ sorts by its own keys saves about a second per million rows).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +21,7 @@ from urllib.parse import quote
 
 import connectorx as cx
 import polars as pl
-from sqlalchemy import BigInteger, Column, Engine, Select, case, cast, func, select
+from sqlalchemy import BigInteger, Column, Engine, Select, cast, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from routewatch.model import ensure_utc
@@ -27,20 +30,47 @@ from routewatch.store import schema as t
 TIME = pl.Datetime("us", "UTC")
 
 SIGHTING_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
-    "id": pl.String, "time": TIME, "time_end": TIME, "source_kind": pl.String, "site": pl.String,
-    "vessel": pl.String, "object_kind": pl.String, "event": pl.String, "lon": pl.Float64, "lat": pl.Float64,
-    "length_m": pl.Float64, "width_m": pl.Float64, "heading_deg": pl.Float64, "score": pl.Float64,
-    "count": pl.Int64, "confidence": pl.Float64, "identification_confidence": pl.Float64, "look_id": pl.String,
-    "detail": pl.String, "simulated": pl.Boolean,
+    "id": pl.String,
+    "time": TIME,
+    "time_end": TIME,
+    "source_kind": pl.String,
+    "site": pl.String,
+    "vessel": pl.String,
+    "object_kind": pl.String,
+    "event": pl.String,
+    "lon": pl.Float64,
+    "lat": pl.Float64,
+    "length_m": pl.Float64,
+    "width_m": pl.Float64,
+    "heading_deg": pl.Float64,
+    "score": pl.Float64,
+    "count": pl.Int64,
+    "confidence": pl.Float64,
+    "identification_confidence": pl.Float64,
+    "look_id": pl.String,
+    "detail": pl.String,
+    "simulated": pl.Boolean,
 }
 LOOK_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
-    "id": pl.String, "site": pl.String, "time": TIME, "sensor": pl.String, "usable_fraction": pl.Float64,
-    "l50_m": pl.Float64, "scale_m": pl.Float64, "p_max": pl.Float64, "source_kind": pl.String,
-    "scene_id": pl.String, "vessels_seen": pl.Int64, "simulated": pl.Boolean, "note": pl.String,
+    "id": pl.String,
+    "site": pl.String,
+    "time": TIME,
+    "sensor": pl.String,
+    "usable_fraction": pl.Float64,
+    "l50_m": pl.Float64,
+    "scale_m": pl.Float64,
+    "p_max": pl.Float64,
+    "source_kind": pl.String,
+    "scene_id": pl.String,
+    "vessels_seen": pl.Int64,
+    "simulated": pl.Boolean,
+    "note": pl.String,
 }
 
 
-def look_filters(site: str | None, since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
+def look_filters(
+    site: str | None, since: datetime | None, until: datetime | None
+) -> list[ColumnElement[bool]]:
     """Looks at ``site`` with time in [since, until], both inclusive."""
     c = t.looks.c
     out = []
@@ -53,8 +83,9 @@ def look_filters(site: str | None, since: datetime | None, until: datetime | Non
     return out
 
 
-def sighting_filters(site: str | None, vessel: str | None, since: datetime | None,
-                     until: datetime | None) -> list[ColumnElement[bool]]:
+def sighting_filters(
+    site: str | None, vessel: str | None, since: datetime | None, until: datetime | None
+) -> list[ColumnElement[bool]]:
     """Sightings whose period [time, time_end or time] meets [since, until] (inclusive ends)."""
     c = t.sightings.c
     out = []
@@ -69,18 +100,27 @@ def sighting_filters(site: str | None, vessel: str | None, since: datetime | Non
     return out
 
 
-def reader_for(engine: Engine) -> str:
-    """``connectorx`` (Arrow straight from the server) for PostgreSQL; ``sqlite-text`` for SQLite.
+SMALL_SQLITE_BYTES = 64 * 1024 * 1024
 
-    connectorx is never used on SQLite: it links its own copy of SQLite, and two copies of SQLite in one process
-    break each other's POSIX locks on the same file (closing one copy's file handle drops the other's locks), which
-    shows up as "disk I/O error" and can corrupt a database in WAL mode. ``sqlite-text`` has SQLite itself format
-    each chunk of rows as delimited text (``quote()`` per value, ``group_concat`` per chunk of rows), so Python
-    handles a few hundred strings instead of a million rows, and polars parses them in one vectorised pass.
+
+def reader_for(engine: Engine) -> str:
+    """``connectorx`` (Arrow straight from the server) for PostgreSQL; for a SQLite file, ``connectorx-process``
+    when it is large and ``dbapi`` (the cursor) when it is small or in memory.
+
+    connectorx is never run on SQLite inside this process: it links its own copy of SQLite, and two copies of
+    SQLite in one process break each other's POSIX locks on the same file (closing one copy's file handle drops the
+    other's locks), which shows up as "disk I/O error" and can corrupt a database in WAL mode. Locks are per
+    process, so a short-lived child process reads the file with connectorx and hands the Arrow table back through
+    a temporary IPC file; that costs about 0.3 s to start, which pays off only on large stores.
     """
-    if engine.url.get_backend_name() == "sqlite":
-        return "sqlite-text"
-    return "connectorx"
+    url = engine.url
+    if url.get_backend_name() != "sqlite":
+        return "connectorx"
+    if url.database in (None, "", ":memory:"):
+        return "dbapi"
+    path = Path(url.database)
+    size = path.stat().st_size if path.exists() else 0
+    return "connectorx-process" if size >= SMALL_SQLITE_BYTES else "dbapi"
 
 
 def _connectorx_url(engine: Engine) -> str:
@@ -98,8 +138,15 @@ def _raw(column: Column[Any], dialect: str) -> ColumnElement[Any]:
     return column
 
 
-def _frame(engine: Engine, table: Any, schema: dict[str, Any], filters: list[ColumnElement[bool]],
-           columns: Sequence[str] | None, reader: str | None, sort: bool = True) -> pl.DataFrame:
+def _frame(
+    engine: Engine,
+    table: Any,
+    schema: dict[str, Any],
+    filters: list[ColumnElement[bool]],
+    columns: Sequence[str] | None,
+    reader: str | None,
+    sort: bool = True,
+) -> pl.DataFrame:
     names = list(schema) if columns is None else list(dict.fromkeys(["id", "time", *columns]))
     unknown = [n for n in names if n not in schema]
     if unknown:
@@ -125,42 +172,43 @@ def _read(engine: Engine, q: Select[Any], names: list[str], reader: str | None) 
         if frame.width == 0:  # connectorx gives no columns for an empty SQLite result
             frame = pl.DataFrame(schema=dict.fromkeys(names, pl.String))
         return frame
-    if reader == "sqlite-text":
-        return _read_sqlite_text(engine, q, names)
+    if reader == "connectorx-process":
+        sql = str(q.compile(engine, compile_kwargs={"literal_binds": True}))
+        frame = _connectorx_in_child(_connectorx_url(engine), sql)
+        if frame.width == 0:
+            frame = pl.DataFrame(schema=dict.fromkeys(names, pl.String))
+        return frame
     if reader == "dbapi":
         with engine.connect() as conn:
             result = conn.execute(q)
             rows = result.cursor.fetchall()  # the DBAPI rows: no per-value processing
             result.close()
         return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
-    raise ValueError(f"unknown reader {reader!r}: use connectorx, sqlite-text or dbapi")
+    raise ValueError(f"unknown reader {reader!r}: use connectorx, connectorx-process or dbapi")
 
 
-SEP = "\x1f"  # ASCII unit separator between values
-CHUNK_ROWS = 20_000
+_CHILD = (
+    "import sys, connectorx as cx, pyarrow.ipc as ipc\n"
+    "t = cx.read_sql(sys.argv[1], sys.stdin.read(), return_type='arrow')\n"
+    "with ipc.new_file(sys.argv[2], t.schema) as w:\n"
+    "    w.write_table(t)\n"
+)
 
 
-def _read_sqlite_text(engine: Engine, q: Select[Any], names: list[str]) -> pl.DataFrame:
-    """SQLite formats rows as text (NULL -> empty field, strings quoted with '' escapes), polars parses them."""
-    inner = q.subquery("q")
-
-    def field(n: str) -> ColumnElement[Any]:  # quote(NULL) is the text NULL: make it an empty field instead
-        return case((inner.c[n].is_(None), ""), else_=func.quote(inner.c[n]))
-
-    line = field(names[0])
-    for n in names[1:]:
-        line = line.op("||")(SEP).op("||")(field(n))
-    numbered = select(line.label("line"), (func.row_number().over() - 1).label("rn")).subquery("n")
-    chunks = select(func.group_concat(numbered.c.line, "\n")).group_by(numbered.c.rn / CHUNK_ROWS)
-    with engine.connect() as conn:
-        texts = [row[0] for row in conn.execute(chunks)]
-    if not texts:
-        return pl.DataFrame(schema=dict.fromkeys(names, pl.String))
-    data = ("\n".join(texts) + "\n").encode()
-    return pl.read_csv(
-        data, has_header=False, new_columns=names, separator=SEP, quote_char="'",
-        schema_overrides=dict.fromkeys(names, pl.String),
-    )
+def _connectorx_in_child(url: str, sql: str) -> pl.DataFrame:
+    """Run connectorx in a child process (see ``reader_for``) and read its Arrow IPC output."""
+    with tempfile.TemporaryDirectory(prefix="routewatch-frame-") as tmp:
+        out = Path(tmp) / "frame.arrow"
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD, url, str(out)],
+            input=sql,
+            text=True,
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"reading the store with connectorx failed: {done.stderr.strip()[-2000:]}")
+        return pl.read_ipc(out)
 
 
 def _convert(frame: pl.DataFrame, name: str, dtype: Any) -> pl.Expr:
@@ -173,8 +221,11 @@ def _convert(frame: pl.DataFrame, name: str, dtype: Any) -> pl.Expr:
         if have.is_integer():
             return pl.from_epoch(col, "us").dt.replace_time_zone("UTC")
         if isinstance(have, pl.Datetime):
-            return col.dt.convert_time_zone("UTC").dt.cast_time_unit("us") if have.time_zone else \
-                col.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+            return (
+                col.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+                if have.time_zone
+                else col.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+            )
         return col.cast(TIME)
     if have == pl.String and dtype == pl.Boolean:  # SQLite's 0/1 as text
         return col.cast(pl.Int64).cast(pl.Boolean)
@@ -185,24 +236,42 @@ def _with_evidence(engine: Engine, frame: pl.DataFrame, kind: str, reader: str |
     link = t.evidence_links
     q = select(link.c.owner_id, link.c.evidence_id, link.c.position).where(link.c.owner_kind == kind)
     links = _read(engine, q, ["owner_id", "evidence_id", "position"], reader)
-    grouped = (links.sort("owner_id", "position")
-               .group_by("owner_id", maintain_order=True)
-               .agg(pl.col("evidence_id").cast(pl.String).alias("evidence_ids"))
-               .rename({"owner_id": "id"}).with_columns(pl.col("id").cast(pl.String)))
+    grouped = (
+        links.sort("owner_id", "position")
+        .group_by("owner_id", maintain_order=True)
+        .agg(pl.col("evidence_id").cast(pl.String).alias("evidence_ids"))
+        .rename({"owner_id": "id"})
+        .with_columns(pl.col("id").cast(pl.String))
+    )
     out = frame.join(grouped, on="id", how="left", maintain_order="left")
     return out.with_columns(pl.col("evidence_ids").fill_null(pl.lit([], dtype=pl.List(pl.String))))
 
 
-def sightings_frame(engine: Engine, since: datetime | None, until: datetime | None, site: str | None,
-                    vessel: str | None, with_evidence: bool, columns: Sequence[str] | None = None,
-                    reader: str | None = None, sort: bool = True) -> pl.DataFrame:
+def sightings_frame(
+    engine: Engine,
+    since: datetime | None,
+    until: datetime | None,
+    site: str | None,
+    vessel: str | None,
+    with_evidence: bool,
+    columns: Sequence[str] | None = None,
+    reader: str | None = None,
+    sort: bool = True,
+) -> pl.DataFrame:
     filters = sighting_filters(site, vessel, since, until)
     frame = _frame(engine, t.sightings, SIGHTING_COLUMNS, filters, columns, reader, sort)
     return _with_evidence(engine, frame, "sighting", reader) if with_evidence else frame
 
 
-def looks_frame(engine: Engine, since: datetime | None, until: datetime | None, site: str | None,
-                with_evidence: bool, columns: Sequence[str] | None = None,
-                reader: str | None = None, sort: bool = True) -> pl.DataFrame:
+def looks_frame(
+    engine: Engine,
+    since: datetime | None,
+    until: datetime | None,
+    site: str | None,
+    with_evidence: bool,
+    columns: Sequence[str] | None = None,
+    reader: str | None = None,
+    sort: bool = True,
+) -> pl.DataFrame:
     frame = _frame(engine, t.looks, LOOK_COLUMNS, look_filters(site, since, until), columns, reader, sort)
     return _with_evidence(engine, frame, "look", reader) if with_evidence else frame
