@@ -171,9 +171,9 @@ def baseline(sightings: pl.DataFrame, looks: pl.DataFrame) -> dict[str, float]:
     return {"sample": s.height, "records_s": t_rec, "columnar_s": t_col, "visits": len(records)}
 
 
-def write_markdown(section: str) -> None:
+def write_markdown(section: str, key: str = "analysis") -> None:
     path = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
-    start, end = "<!-- analysis start -->", "<!-- analysis end -->"
+    start, end = f"<!-- {key} start -->", f"<!-- {key} end -->"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     block = f"{start}\n{section}\n{end}"
     if start in text and end in text:
@@ -188,9 +188,17 @@ def main() -> None:
     ap.add_argument("--sightings", type=int, default=1_000_000)
     ap.add_argument("--looks", type=int, default=100_000)
     ap.add_argument("--db", default=None, help="store URL (default: a temporary SQLite file)")
+    ap.add_argument("--postgres", action="store_true",
+                    help="run on a throwaway PostgreSQL/PostGIS cluster started for the run (as the tests do)")
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = ap.parse_args()
     sightings, looks = generate(args.sightings, args.looks)
+    server = None
+    if args.postgres:
+        from tests.pg import PostgresServer
+
+        server = PostgresServer.start()
+        args.db = server.url(server.create_database())
     with tempfile.TemporaryDirectory() as tmp:
         url = args.db or f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
         write_store(url, sightings, looks)
@@ -201,6 +209,8 @@ def main() -> None:
         result = queue.get()
         proc.join()
         result.update(read_frames(url))
+    if server is not None:
+        server.stop()
     base = baseline(sightings, looks)
     table = Table(title="analysis benchmark")
     for col in ("step", "value"):
@@ -219,11 +229,13 @@ def main() -> None:
         table.add_row(*r)
     console.print(table)
     if not args.no_write:
-        db = "SQLite (temporary file)" if args.db is None else args.db.split(":", 1)[0]
-        lines = [f"## analysis\n\n`python -m benchmarks.bench_analysis` on {platform.machine()}, "
+        db = "SQLite (temporary file)" if args.db is None else (
+            "PostgreSQL 15 + PostGIS (throwaway cluster)" if args.postgres else args.db.split(":", 1)[0])
+        flag = " --postgres" if args.postgres else ""
+        lines = [f"## analysis ({db})\n\n`python -m benchmarks.bench_analysis{flag}` on {platform.machine()}, "
                  f"{mp.cpu_count()} CPUs, store: {db}.\n", "| step | figure |", "|---|---|"]
         lines += [f"| {a} | {b} |" for a, b in rows]
-        write_markdown("\n".join(lines))
+        write_markdown("\n".join(lines), "analysis-postgres" if args.postgres else "analysis")
 
 
 if __name__ == "__main__":

@@ -244,9 +244,9 @@ def parse_watchlist(text: str, path: Path | None = None) -> Watchlist:
         tup = _str_tuple(members, ("groups",), name, err)
         if name in sites:
             raise err(("groups",), name, "a group cannot have the same name as a site")
-        for m in tup:
-            if m not in sites:
-                raise err(("groups",), name, f"unknown site {m!r}")
+        for member in tup:
+            if member not in sites:
+                raise err(("groups",), name, f"unknown site {member!r}")
         groups[name] = tup
 
     vessels: dict[str, Vessel] = {}

@@ -25,6 +25,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -350,7 +351,7 @@ def judge_route(
     seed = _seed(route.key, as_of.isoformat(), coverage_text)
     recent_cut = as_of - timedelta(days=config.recent_days)
     trips_recent = sum(1 for t in trips_known if t.depart >= recent_cut)
-    base = dict(
+    base: dict[str, Any] = dict(
         route=route.key,
         as_of=as_of,
         trips_total=len(trips_known),
@@ -423,7 +424,7 @@ def judge_route(
         look_ids=look_ids[:200],
     )
     evidence = tuple(dict.fromkeys(last.evidence + cadence.evidence))
-    common = dict(
+    common: dict[str, Any] = dict(
         **base,
         last_activity=last_activity,
         last_activity_evidence=last.evidence,
@@ -546,7 +547,7 @@ def _slowing(
     as_of: datetime,
     cadence: _Cadence,
     config: JudgementConfig,
-) -> dict[str, object] | None:
+) -> dict[str, Any] | None:
     """A drop in the rate of calls seen at the origin, normalised by the looks that could have seen them.
 
     Uses a one-sided Poisson CUSUM on weekly counts against the route's cadence when the ledger has looks in every

@@ -31,7 +31,9 @@ class CusumResult:
     statistic: np.ndarray
 
 
-def _as_arrays(counts: Sequence[float], exposure: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
+def _as_arrays(
+    counts: Sequence[float] | np.ndarray, exposure: Sequence[float] | np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(counts, dtype=float)
     e = np.ones_like(x) if exposure is None else np.asarray(exposure, dtype=float)
     if x.ndim != 1 or x.shape != e.shape:
@@ -42,8 +44,8 @@ def _as_arrays(counts: Sequence[float], exposure: Sequence[float] | None) -> tup
 
 
 def poisson_cusum(
-    counts: Sequence[float],
-    exposure: Sequence[float] | None,
+    counts: Sequence[float] | np.ndarray,
+    exposure: Sequence[float] | np.ndarray | None,
     rate_in_control: float,
     rate_out: float,
     threshold: float,
@@ -97,14 +99,17 @@ def _log_predictive(x: float, e: float, alpha: np.ndarray, beta: np.ndarray) -> 
     if e == 0:
         return np.zeros_like(alpha) if x == 0 else np.full_like(alpha, -np.inf)
     return (
-        gammaln(alpha + x) - gammaln(alpha) - gammaln(x + 1.0)
-        + alpha * np.log(beta / (beta + e)) + x * np.log(e / (beta + e))
+        gammaln(alpha + x)
+        - gammaln(alpha)
+        - gammaln(x + 1.0)
+        + alpha * np.log(beta / (beta + e))
+        + x * np.log(e / (beta + e))
     )
 
 
 def bocpd(
-    counts: Sequence[float],
-    exposure: Sequence[float] | None = None,
+    counts: Sequence[float] | np.ndarray,
+    exposure: Sequence[float] | np.ndarray | None = None,
     *,
     hazard: float = 1.0 / 20.0,
     prior_shape: float = 1.0,
