@@ -253,9 +253,8 @@ def register(app: typer.Typer) -> None:
         for a in result.activities.values():
             last = f"{a.last_activity:%Y-%m-%d}" if a.last_activity else "never"
             quiet = f"{a.days_quiet:.0f} days quiet" if a.days_quiet is not None else ""
-            console.print(
-                f"{a.route}\t{a.status.value}\tP={a.probability:.2f}\tlast {last}\t{quiet}\t[{a.coverage}]"
-            )
+            # Plain tab-separated text (no rich markup) so scripts can cut it.
+            typer.echo(f"{a.route}\t{a.status.value}\tP={a.probability:.2f}\tlast {last}\t{quiet}\t{a.coverage}")
 
     @app.command()
     def demo(

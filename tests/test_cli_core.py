@@ -1,0 +1,72 @@
+"""The core commands as a user runs them: init, import observations, analyze, status, simulate coverage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from routewatch.cli import app
+
+runner = CliRunner()
+ENV = {"COLUMNS": "220"}
+
+
+def run(*args: str) -> str:
+    result = runner.invoke(app, list(args), env=ENV)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_init_import_analyze_status(tmp_path: Path) -> None:
+    ws = tmp_path / "case"
+    run("init", str(ws), "--example", "rajin")
+    assert (ws / "watchlist.toml").exists() and (ws / "observations.csv").exists()
+    out = run("import", "observations", str(ws / "observations.csv"), "-w", str(ws))
+    assert "added 20 sightings" in out
+    again = run("import", "observations", str(ws / "observations.csv"), "-w", str(ws))
+    assert "already imported" in again
+    out = run("analyze", "--as-of", "2024-03-02", "--coverage", "near-daily", "-w", str(ws))
+    assert "paused" in out and "5 trips derived" in out
+    out = run("status", "--as-of", "2024-03-02", "--coverage", "sentinel-1:12:1.0", "-w", str(ws))
+    assert out.startswith("rajin-russia\tundetermined")
+    out = run("status", "--as-of", "2024-03-20", "-c", "near-daily", "-w", str(ws))
+    assert "\tresumed\t" in out
+
+
+def test_bad_observation_file_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+    ws = tmp_path / "case"
+    run("init", str(ws), "--example", "rajin")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "date_start,date_end,subject,subject_kind,site,event,detail,source,confidence\n"
+        "2024-02-01,2024-02-01,ANGARA,vessel,rajin,present,fine,test,primary\n"
+        "2024-02-03,2024-02-02,ANGARA,vessel,rajin,present,ends before it starts,test,primary\n"
+    )
+    result = runner.invoke(app, ["import", "observations", str(bad), "-w", str(ws)], env=ENV)
+    assert result.exit_code == 1
+    assert "bad.csv:3: date_end:" in result.output.replace("\n", "")
+    out = run("analyze", "--as-of", "2024-03-02", "-w", str(ws))
+    assert "0 visits" in out
+
+
+def test_bad_coverage_and_missing_watchlist_are_clear(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["analyze", "-w", str(tmp_path)], env=ENV)
+    assert result.exit_code == 2 and "No watchlist" in result.output
+    ws = tmp_path / "case"
+    run("init", str(ws), "--example", "rajin")
+    result = runner.invoke(app, ["analyze", "-c", "landsat:16:0.5", "-w", str(ws)], env=ENV)
+    assert result.exit_code != 0 and "unknown sensor" in result.output
+
+
+@pytest.mark.parametrize("command", [["init"], ["import", "observations"], ["analyze"], ["status"], ["demo"],
+                                     ["simulate", "coverage"]])
+def test_every_core_command_has_help_with_an_example(command: list[str]) -> None:
+    out = run(*command, "--help")
+    assert "Example: routewatch" in out
+
+
+def test_simulate_coverage_small_run() -> None:
+    out = run("simulate", "coverage", "-s", "sentinel-1:12:1.0", "-s", "planetscope:1:0.55", "--years", "4")
+    assert "sentinel-1 every 12 days" in out and "planetscope daily" in out
