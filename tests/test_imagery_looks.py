@@ -150,3 +150,16 @@ def test_simulated_scenes_are_georeferenced_and_labelled(tmp_path) -> None:
     with pytest.raises(ValueError, match="on land"):
         simulate_scene(SITE, datetime(2023, 10, 1, 9, tzinfo=UTC), "simulated-sar",
                        [ShipSpec(100, lon=130.266, lat=42.2325)], tmp_path / "bad.tif", seed=3)
+
+
+def test_automatic_looks_never_claim_more_than_the_detector_achieves() -> None:
+    from routewatch.model import SENSOR_DETECTION
+    from routewatch.sources.imagery.looks import AUTOMATIC_P_MAX, automatic_detection_model
+
+    prior = SENSOR_DETECTION["sentinel-1"]
+    capped = automatic_detection_model(prior, "sar", user_water=False)
+    assert capped.p_max == AUTOMATIC_P_MAX[("sar", False)] < prior.p_max
+    assert (capped.l50_m, capped.scale_m) == (prior.l50_m, prior.scale_m)
+    assert automatic_detection_model(prior, "sar", user_water=True).p_max == AUTOMATIC_P_MAX[("sar", True)]
+    weak = type(prior)(l50_m=10.0, scale_m=2.0, p_max=0.3)
+    assert automatic_detection_model(weak, "optical", user_water=False) == weak

@@ -79,6 +79,27 @@ def detection_model_for(sensor: str, resolution_m: float | None) -> DetectionMod
     return DetectionModel(l50_m=prior.l50_m * ratio, scale_m=prior.scale_m * ratio, p_max=prior.p_max)
 
 
+# The ceiling of the *automatic* detectors' detection probability at a port, measured (docs/coverage.md):
+# SAR from the simulation calibration (ships at berths merge with quays unless the user gives water polygons),
+# optical from the leave-one-port-out recall on the real sen2ships ports (docs/evaluation.md). A look made by the
+# detector never claims more than this, whatever the sensor's prior: the judgement then weighs an empty automatic
+# look as the weak evidence it is.
+AUTOMATIC_P_MAX: dict[tuple[str, bool], float] = {
+    ("sar", True): 0.74,  # SAR, user water polygons
+    ("sar", False): 0.41,  # SAR, water mask derived from the image
+    ("optical", True): 0.55,
+    ("optical", False): 0.55,
+}
+
+
+def automatic_detection_model(model: DetectionModel, kind: str, user_water: bool) -> DetectionModel:
+    """Cap a sensor's detection curve at what the packaged detector achieves (``AUTOMATIC_P_MAX``)."""
+    ceiling = AUTOMATIC_P_MAX.get((kind, user_water))
+    if ceiling is None or model.p_max <= ceiling:
+        return model
+    return DetectionModel(l50_m=model.l50_m, scale_m=model.scale_m, p_max=ceiling)
+
+
 @dataclass(frozen=True)
 class UsableFraction:
     """The usable fraction of a look and what it was made of (pixel counts of the site's water)."""

@@ -35,7 +35,12 @@ from routewatch.model import (
     stable_id,
 )
 from routewatch.sources.imagery.ingest import _progress, open_store, resolve_site, write_together
-from routewatch.sources.imagery.looks import detection_model_for, scl_cloud, usable_fraction
+from routewatch.sources.imagery.looks import (
+    automatic_detection_model,
+    detection_model_for,
+    scl_cloud,
+    usable_fraction,
+)
 from routewatch.sources.imagery.raster import SceneRaster, SceneReadError, read_scene
 from routewatch.sources.imagery.sentinel1 import locate_detections
 from routewatch.workspace import Workspace
@@ -157,7 +162,10 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
         return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg))
     uf = usable_fraction(site_px, outside, water, raster.valid, cloud, water_known_everywhere=water_geometry is not None)
     evid = scene_evidence_id(scene.id)
-    model = detection_model_for(scene.sensor, scene.resolution_m or raster.pixel_size_m)
+    model = automatic_detection_model(
+        detection_model_for(scene.sensor, scene.resolution_m or raster.pixel_size_m), raster.kind,
+        user_water=water_geometry is not None,
+    )
     if uf.fraction <= 0.0:
         empty_water = not (site_px & water).any() and (cloud is None or not (site_px & cloud).any())
         what = f"empty water mask over site {site.key} ({method})" if empty_water else uf.reason
