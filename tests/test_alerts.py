@@ -158,3 +158,21 @@ def test_parse_every_and_config() -> None:
             parse_every(bad)
     with pytest.raises(ValueError, match="webhook"):
         AlertConfig()
+
+
+def test_watch_judges_under_a_declared_coverage_schedule(tmp_path: Path) -> None:
+    """``watch --coverage NAME``: the alert states the declared schedule it was judged under; unknown names refused."""
+    from typer.testing import CliRunner
+
+    from routewatch.cli import app
+
+    ws, log = tmp_path / "case", tmp_path / "alerts.jsonl"
+    runner = CliRunner()
+    assert runner.invoke(app, ["demo", "--no-imagery", "--workspace", str(ws)]).exit_code == 0
+    args = ["watch", "--cycles", "1", "--every", "1h", "--notify-initial", "--log", str(log), "-w", str(ws)]
+    result = runner.invoke(app, [*args, "--coverage", "sentinel-1"])
+    assert result.exit_code == 0, result.output
+    alerts = [json.loads(line) for line in log.read_text().splitlines()]
+    assert alerts and all(a["coverage"].startswith("declared") and "sentinel-1" in a["coverage"] for a in alerts)
+    refused = runner.invoke(app, [*args, "--coverage", "no-such-schedule"])
+    assert refused.exit_code == 2 and "no-such-schedule" in refused.output

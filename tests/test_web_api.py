@@ -195,3 +195,73 @@ def test_pages_and_chips(api) -> None:
     assert client.get(f"/scenes/{scene}").status_code == 200
     sighting = store.sightings()[0].id
     assert client.get(f"/sightings/{sighting}").status_code == 200
+
+
+def test_cached_reads_follow_writes_made_outside_the_server(store, tmp_path: Path) -> None:
+    """Repeated reads come from the response cache, yet a write by another process (an ingest) shows up."""
+    from datetime import timedelta
+
+    from routewatch.model import Sighting, SourceKind
+
+    write_sample(store, tmp_path)
+    app = create_app(store, as_of=AS_OF, workspace_root=tmp_path, refresh_s=0.5)
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+        first = client.get("/api/v1/sightings?site=rajin&limit=1000")
+        again = client.get("/api/v1/sightings?site=rajin&limit=1000")
+        assert first.status_code == again.status_code == 200 and first.content == again.content
+        assert "content-security-policy" in again.headers  # a cached answer keeps the security headers
+        before = first.json()["total"]
+        new = Sighting("sig-outside-write", AS_OF - timedelta(days=1), SourceKind.REPORT, "rajin", None, "vessel",
+                       "present", detail="written by another process")
+        assert store.add_sightings([new]) == 1
+        deadline = time.monotonic() + 10
+        total = before
+        while total == before and time.monotonic() < deadline:
+            time.sleep(0.2)
+            total = client.get("/api/v1/sightings?site=rajin&limit=1000").json()["total"]
+        assert total == before + 1
+        for _ in range(2):  # refusals are never cached into answers
+            assert client.get("/api/v1/looks?limit=0").status_code == 422
+            assert client.get("/api/v1/sites/x;DROP").status_code == 422
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_declared_coverage_is_judged_and_stated(store, tmp_path: Path) -> None:
+    """``serve --coverage``: the routes are judged under the declared schedule, and the pages say which."""
+    from routewatch.model import CoverageAssumption
+
+    sample = write_sample(store, tmp_path)
+    daily = (CoverageAssumption("planetscope", 1.0, 0.56),)
+    sparse = (CoverageAssumption("sentinel-1", 12.0, 1.0),)
+    found = {}
+    for name, cov in (("daily", daily), ("sparse", sparse)):
+        app = create_app(store, as_of=AS_OF, workspace_root=tmp_path, watchlist=sample.watchlist, coverage=cov,
+                         coverage_name=name)
+        with running_server(app) as base, httpx.Client(base_url=base, timeout=30) as client:
+            body = client.get("/api/v1/status").json()
+            assert body["declared_coverage"].startswith(f"{name}: ") and cov[0].sensor in body["declared_coverage"]
+            (item,) = body["items"]
+            assert item["coverage_assumption"].startswith("declared") and cov[0].sensor in item["coverage_assumption"]
+            for page in ("/", f"/routes/{ROUTE}"):
+                text = client.get(page).text
+                assert "Judged under a declared coverage schedule" in text and f"{name}: " in text
+            found[name] = item
+    stored = next(a for a in store.activities(route=ROUTE) if a.as_of == AS_OF)
+    assert found["daily"]["probability"] != pytest.approx(found["sparse"]["probability"])
+    assert stored.coverage not in (found["daily"]["coverage_assumption"], found["sparse"]["coverage_assumption"])
+    with running_server(create_app(store, as_of=AS_OF, workspace_root=tmp_path)) as base:
+        plain = httpx.get(f"{base}/api/v1/status").json()
+        assert plain["declared_coverage"] is None and "declared coverage" not in httpx.get(base + "/").text
+
+
+def test_serve_refuses_an_unknown_coverage_schedule(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from routewatch.cli import app
+    from routewatch.store import Store
+
+    s = Store.open(f"sqlite:///{tmp_path / 'routewatch.sqlite'}")
+    write_sample(s, tmp_path)
+    s.close()
+    result = CliRunner().invoke(app, ["serve", "--coverage", "no-such-schedule", "-w", str(tmp_path)])
+    assert result.exit_code == 2 and "no-such-schedule" in result.output

@@ -45,6 +45,37 @@ def _open(workspace: Path | None, db: str | None) -> tuple[Workspace, Any, Any]:
     return ws, watchlist, store
 
 
+SERVE_ENV = "ROUTEWATCH_SERVE_SETTINGS"
+
+
+def _serve_app(settings: dict[str, Any], token: str | None, store: Any = None, watchlist: Any = None) -> Any:
+    """The dashboard app for ``serve``'s settings (one process, or each worker of several)."""
+    from datetime import datetime
+
+    from routewatch.store import Store
+    from routewatch.watchlist import load_watchlist
+    from routewatch.web import create_app
+
+    root = Path(settings["workspace"])
+    if store is None:  # a worker: open without writing (the parent already brought the store up to date)
+        store = Store.open(settings["db"])
+        ws = Workspace.open(root, settings["db"])
+        watchlist = load_watchlist(ws.watchlist_path) if ws.watchlist_path.exists() else None
+    specs = settings.get("coverage") or []
+    return create_app(store, token=token, as_of=datetime.fromisoformat(settings["as_of"]) if settings["as_of"] else None,
+                      workspace_root=root, tiles=settings["tiles"], max_body_bytes=settings["max_upload"],
+                      watchlist=watchlist, coverage=resolve_coverage(specs, watchlist),
+                      coverage_name=", ".join(specs) or None, cache=settings.get("cache", True))
+
+
+def serve_app_from_env() -> Any:
+    """Factory for uvicorn's worker processes (``serve --workers N``): settings from the environment."""
+    import json
+    import os
+
+    return _serve_app(json.loads(os.environ[SERVE_ENV]), os.environ.get("ROUTEWATCH_TOKEN") or None)
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
 
@@ -112,24 +143,46 @@ def register(app: typer.Typer) -> None:
         token: Annotated[str | None, typer.Option(envvar="ROUTEWATCH_TOKEN", help="Bearer token for write "
                                                   "endpoints (none: read-only)")] = None,
         as_of: Annotated[str | None, typer.Option("--as-of", help="Show records up to this date (default: now)")] = None,
+        coverage: CoverageOpt = None,
         tiles: TilesOpt = None,
         max_upload: Annotated[int, typer.Option(help="Largest request body accepted, bytes")] = 1_000_000,
+        workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes (each holds its own snapshot)")] = 1,
+        cache: Annotated[bool, typer.Option(help="Answer repeated reads from whole responses kept per snapshot")] = True,
         workspace: WorkspaceOpt = None,
         db: DbOpt = None,
     ) -> None:
         """Serve the dashboard and the JSON API (docs at /api/docs); read-only unless a token is set.
 
-        Example: ROUTEWATCH_TOKEN=secret routewatch serve --port 8000 -w demo-workspace
+        With --coverage the routes are judged under that declared schedule (named in the watchlist, or
+        sensor:every_days:usable), and every page says so.
+
+        Example: ROUTEWATCH_TOKEN=secret routewatch serve --port 8000 --coverage near-daily -w demo-workspace
         """
+        import json
+        import os
+
         import uvicorn
 
-        from routewatch.web import create_app
-
-        ws, _, store = _open(workspace, db)
-        app = create_app(store, token=token, as_of=parse_as_of(as_of) if as_of else None, workspace_root=ws.root,
-                         tiles=tiles, max_body_bytes=max_upload)
-        console.print(f"serving {ws.root} on http://{host}:{port}/ ({'writes need the token' if token else 'read-only'})")
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        ws, watchlist, store = _open(workspace, db)
+        declared = resolve_coverage(coverage, watchlist)
+        if declared and watchlist is None:
+            console.print(f"[red]No watchlist at {ws.watchlist_path}[/red]: --coverage needs one to judge the routes.")
+            raise typer.Exit(2)
+        when = parse_as_of(as_of) if as_of else None
+        settings = {"workspace": str(ws.root), "db": ws.db_url, "as_of": when.isoformat() if when else None,
+                    "coverage": list(coverage or []), "tiles": tiles, "max_upload": max_upload, "cache": cache}
+        mode = "writes need the token" if token else "read-only"
+        console.print(f"serving {ws.root} on http://{host}:{port}/ ({mode}, {workers} worker(s))")
+        if workers == 1:
+            app_ = _serve_app(settings, token, store=store, watchlist=watchlist)
+            uvicorn.run(app_, host=host, port=port, log_level="warning")
+            return
+        store.close()
+        os.environ[SERVE_ENV] = json.dumps(settings)  # the workers are fresh processes: they read it back
+        if token:
+            os.environ["ROUTEWATCH_TOKEN"] = token
+        uvicorn.run("routewatch.cli.surfaces:serve_app_from_env", factory=True, workers=workers, host=host,
+                    port=port, log_level="warning")
 
     @app.command()
     def watch(

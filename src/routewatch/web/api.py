@@ -12,12 +12,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, HttpUrl, field_validator
 from shapely.geometry import shape
 
 from routewatch.model import Evidence, EvidenceKind, Sighting, Site, SiteKind, SourceKind, stable_id
+from routewatch.web.serialize import FastJSON as JSONResponse
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,199}$"
 KeyPath = Annotated[str, PathParam(pattern=KEY_PATTERN, max_length=200)]
@@ -130,7 +130,8 @@ async def list_trips(request: Request, route: OptKey = None, vessel: OptKey = No
 async def list_status(request: Request, route: OptKey = None) -> JSONResponse:
     snap = snapshot(request)
     items = [x for x in snap.json["status"] if not route or x["route"] == route]
-    return JSONResponse({"as_of": snap.data.as_of.isoformat().replace("+00:00", "Z"), "items": items})
+    return JSONResponse({"as_of": snap.data.as_of.isoformat().replace("+00:00", "Z"),
+                         "declared_coverage": request.app.state.declared_coverage, "items": items})
 
 
 class SiteIn(BaseModel):

@@ -2,7 +2,8 @@
 
 Read-only unless a token is configured; uploads larger than ``max_body_bytes`` are refused with 413 before they
 are read into memory; pages carry a Content-Security-Policy that keeps every request on this server (map tiles
-from a user-given URL template are the one, explicit, exception).
+from a user-given URL template are the one, explicit, exception). Repeated GETs are answered from whole responses
+kept per snapshot (``web.cache``); every layer is plain ASGI, so a cached read costs no task and no thread.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routewatch.web import api, pages
+from routewatch.web.cache import ReadCache, SecurityHeaders
 from routewatch.web.state import SnapshotHolder
 
 STATIC = Path(__file__).parent / "static"
@@ -67,29 +69,44 @@ class BodyLimit:
             await JSONResponse({"detail": f"request body over {self.limit} bytes"}, 413)(scope, receive, send)
 
 
+def coverage_text(name: str | None, coverage: Any) -> str | None:
+    """How a declared coverage schedule is stated on the pages and in the status API."""
+    if not coverage:
+        return None
+    terms = "; ".join(c.describe() + (f" at {c.site}" if c.site else "") for c in coverage)
+    return f"{name}: {terms}" if name else terms
+
+
 def create_app(store: Any, *, token: str | None = None, as_of: datetime | None = None,
                workspace_root: Path | None = None, tiles: str | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES, refresh_s: float = 10.0) -> FastAPI:
-    """The app over an open store. ``as_of`` None follows the clock; ``tiles`` is an optional URL template."""
+               max_body_bytes: int = MAX_BODY_BYTES, refresh_s: float = 10.0, watchlist: Any = None,
+               coverage: Any = None, coverage_name: str | None = None, cache: bool = True) -> FastAPI:
+    """The app over an open store. ``as_of`` None follows the clock; ``tiles`` is an optional URL template.
+
+    With ``coverage`` (CoverageAssumption values; needs ``watchlist``) every snapshot is judged afresh under that
+    declared schedule instead of showing the stored judgements, and the pages and the status API say so.
+    """
     app = FastAPI(title="routewatch", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json",
                   description="Sites, routes, the coverage ledger (looks), sightings, visits, trips and route "
                               "status. Reads are open; writes need `Authorization: Bearer <token>`.")
+    analyzer = None
+    if coverage:
+        if watchlist is None:
+            raise ValueError("a declared coverage schedule needs the watchlist to judge the routes")
+        from routewatch.pipeline import analyze
+
+        def analyzer(when: datetime) -> Any:
+            return analyze(store, watchlist, when, coverage=tuple(coverage), persist=False)
+
     app.state.store = store
     app.state.token = token
     app.state.tiles = tiles
-    app.state.snapshots = SnapshotHolder(store, as_of, workspace_root, ttl_s=refresh_s)
+    app.state.declared_coverage = coverage_text(coverage_name, coverage)
+    app.state.snapshots = SnapshotHolder(store, as_of, workspace_root, ttl_s=refresh_s, analyzer=analyzer)
     tile_host = f" {urlparse(tiles).scheme}://{urlparse(tiles).netloc}" if tiles else ""
     csp = (f"default-src 'self'; img-src 'self' data:{tile_host}; style-src 'self' 'unsafe-inline'; "
            "script-src 'self'; frame-ancestors 'none'")
-
-    @app.middleware("http")
-    async def headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", csp)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
@@ -105,5 +122,8 @@ def create_app(store: Any, *, token: str | None = None, as_of: datetime | None =
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(SecurityHeaders, csp=csp)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    if cache:
+        app.add_middleware(ReadCache, holder=app.state.snapshots)
     return app

@@ -23,16 +23,11 @@ router = APIRouter(include_in_schema=False)
 
 
 def _render(request: Request, name: str, **context: Any) -> HTMLResponse:
+    """A page; repeated requests are answered from the response cache (web.cache), not rendered again."""
     snap = snapshot(request)
-    response = templates.TemplateResponse(request, name, {"data": snap.data, "tiles": request.app.state.tiles,
-                                                          "headline": headline, **context})
-    snap.pages[str(request.url)] = bytes(response.body)
-    return response
-
-
-def _cached(request: Request) -> HTMLResponse | None:
-    body = snapshot(request).pages.get(str(request.url))
-    return None if body is None else HTMLResponse(body)
+    return templates.TemplateResponse(request, name, {
+        "data": snap.data, "tiles": request.app.state.tiles, "headline": headline,
+        "declared_coverage": request.app.state.declared_coverage, **context})
 
 
 def _map_json(snap: Any) -> str:
@@ -53,8 +48,6 @@ def _map_json(snap: Any) -> str:
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request) -> HTMLResponse:
-    if (hit := _cached(request)) is not None:
-        return hit
     snap = snapshot(request)
     return _render(request, "index.html", views=snap.data.views, status=snap.json["status"], map_json=_map_json(snap))
 
@@ -68,8 +61,6 @@ def _view(snap: Any, key: str) -> Any:
 
 @router.get("/routes/{key}", response_class=HTMLResponse)
 def route_page(request: Request, key: Id) -> HTMLResponse:
-    if (hit := _cached(request)) is not None:
-        return hit
     snap = snapshot(request)
     view = _view(snap, key)
     trips = [{"trip": t, "evidence": snap.data.trip_evidence(t), "scenes": snap.data.trip_scenes(t)} for t in view.trips]

@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+import orjson
+from fastapi.responses import JSONResponse
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
@@ -29,3 +31,10 @@ def to_json(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+class FastJSON(JSONResponse):
+    """JSON encoded by orjson (several times faster than the standard library for the API's pages of records)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)

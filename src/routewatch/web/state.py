@@ -1,15 +1,20 @@
-"""What the dashboard serves: an in-memory snapshot of the store, refreshed in the background.
+"""What the dashboard serves: an in-memory snapshot of the store, replaced in the background when the store changes.
 
 Reads never wait on the database: requests are answered from the current snapshot (records already turned into
-JSON-ready dicts), and a stale snapshot is replaced by a background thread while the old one keeps serving. Writes
-through the API refresh it at once, so a client reads its own write. This is what keeps API reads in milliseconds
-under many concurrent clients; a store that outgrows memory would need SQL-side paging instead (docs/web.md).
+JSON-ready dicts), and a new snapshot is built by a background thread while the old one keeps serving. A SQLite
+store is watched by the size and modification time of its files (checked at most once a second, a few
+microseconds), so a snapshot is rebuilt only when something was written, by this server, another worker or an
+ingest; other stores (PostgreSQL), and a server that follows the clock (no ``as_of``), are rebuilt every
+``ttl_s``. Writes through the API rebuild it at once, so a client reads its own write. A store that outgrows
+memory would need SQL-side paging instead (docs/web.md).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,11 +33,13 @@ class Snapshot:
     loaded: float
     json: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     timelines: dict[str, str] = field(default_factory=dict)
-    pages: dict[str, bytes] = field(default_factory=dict)  # rendered pages: a snapshot never changes
 
     @classmethod
-    def load(cls, store: Any, as_of: datetime | None, root: Path | None) -> Snapshot:
-        data = gather(store, as_of or datetime.now(UTC), workspace_root=root)
+    def load(cls, store: Any, as_of: datetime | None, root: Path | None,
+             analyzer: Callable[[datetime], Any] | None = None) -> Snapshot:
+        """Read the store; ``analyzer`` (as_of -> AnalysisResult) judges afresh, e.g. under declared coverage."""
+        when = as_of or datetime.now(UTC)
+        data = gather(store, when, analysis=analyzer(when) if analyzer else None, workspace_root=root)
         snap = cls(data, time.monotonic())
         snap.json = {
             "sites": [to_json(s) for s in data.sites.values()],
@@ -73,18 +80,47 @@ def status_json(data: ReportData, route_key: str) -> dict[str, Any]:
     }
 
 
-class SnapshotHolder:
-    """Holds the current snapshot; ``get`` starts a background refresh when it is older than ``ttl_s``."""
+def store_version(store: Any) -> tuple[int, ...] | None:
+    """A cheap fingerprint that changes when a SQLite store is written (its file and WAL); None for other stores."""
+    engine = getattr(store, "engine", None)
+    url = getattr(engine, "url", None)
+    if url is None or url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    out: list[int] = []
+    for suffix in ("", "-wal"):
+        try:
+            st = os.stat(url.database + suffix)
+            out += [st.st_mtime_ns, st.st_size]
+        except OSError:
+            out += [0, 0]
+    return tuple(out)
 
-    def __init__(self, store: Any, as_of: datetime | None, root: Path | None, ttl_s: float = 10.0) -> None:
+
+class SnapshotHolder:
+    """Holds the current snapshot; ``get`` starts a background rebuild when the store changed (or ``ttl_s`` passed
+    where a change cannot be seen, or the clock is followed)."""
+
+    def __init__(self, store: Any, as_of: datetime | None, root: Path | None, ttl_s: float = 10.0,
+                 analyzer: Callable[[datetime], Any] | None = None, check_s: float = 1.0) -> None:
         self.store, self.as_of, self.root, self.ttl_s = store, as_of, root, ttl_s
+        self.analyzer, self.check_s = analyzer, check_s
         self._lock = threading.Lock()
         self._refreshing = False
-        self._snap = Snapshot.load(store, as_of, root)
+        self._checked = time.monotonic()
+        self._version = store_version(store)
+        self._snap = Snapshot.load(store, as_of, root, analyzer)
+
+    def _stale(self, now: float) -> bool:
+        if now - self._checked < self.check_s:
+            return False
+        self._checked = now
+        if self._version is None or self.as_of is None:
+            return now - self._snap.loaded > self.ttl_s
+        return store_version(self.store) != self._version
 
     def get(self) -> Snapshot:
         snap = self._snap
-        if time.monotonic() - snap.loaded > self.ttl_s:
+        if self._stale(time.monotonic()):
             with self._lock:
                 start = not self._refreshing
                 self._refreshing = True
@@ -92,14 +128,19 @@ class SnapshotHolder:
                 threading.Thread(target=self._refresh_background, daemon=True).start()
         return snap
 
+    def _load(self) -> Snapshot:
+        version = store_version(self.store)  # before reading: a write during the read is caught next time
+        snap = Snapshot.load(self.store, self.as_of, self.root, self.analyzer)
+        self._version, self._snap = version, snap
+        return snap
+
     def _refresh_background(self) -> None:
         try:
-            self._snap = Snapshot.load(self.store, self.as_of, self.root)
+            self._load()
         finally:
             with self._lock:
                 self._refreshing = False
 
     def refresh(self) -> Snapshot:
         """Reload now (after a write), so the writer reads what it wrote."""
-        self._snap = Snapshot.load(self.store, self.as_of, self.root)
-        return self._snap
+        return self._load()
