@@ -124,3 +124,13 @@ def test_unknown_csv_layout_names_the_file(tmp_path):
     p.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match=r"odd\.csv: line 1: unknown CSV layout"):
         read_provider_csv(p)
+
+
+def test_padded_times_parse_and_bad_times_are_counted_by_line(tmp_path):
+    p = tmp_path / "mc.csv"
+    p.write_text("MMSI,BaseDateTime,LAT,LON,SOG\n273210440,2023-01-11T00:00:00,42.2,130.3,1\n"
+                 "273210441, 2023-01-11T00:00:01 ,42.2,130.3,1\n273210442,11/01/2023,42.2,130.3,1\n")
+    res = read_provider_csv(p)
+    assert res.positions.sort("line")["timestamp"].to_list() == [
+        datetime(2023, 1, 11, tzinfo=UTC), datetime(2023, 1, 11, 0, 0, 1, tzinfo=UTC)]
+    assert res.report.bad == {"unparsable or out-of-range row": 1} and res.report.examples[0][0] == 4

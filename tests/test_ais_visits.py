@@ -147,3 +147,19 @@ def test_dask_local_cluster_matches_single_machine(tmp_path):
     assert visits.height == 8
     assert visits.equals(local[0].sort("mmsi", "start"))
     assert gaps.drop("cues").equals(local[1].drop("cues"))
+
+
+@pytest.mark.parametrize("hours", [1, 5, 7])
+def test_any_batch_cut_gives_the_same_visits_and_gaps_as_one_batch(hours):
+    """Vessels missing from whole batches, visits and gaps spanning cuts: the carried rows must join them up."""
+    a = call_at_rajin(11, hours_in_port=40)
+    b = Track(12, T0 + timedelta(hours=3)).run(10, 130.28, 42.23).silent(30).run(10, 130.28, 42.23)
+    c = Track(13).run(30, 130.40, 42.23, dlon=0.001, sog=12.0).silent(20).run(30, 130.29, 42.24)
+    df = frame(a, b, c)
+    cut = df.with_columns(k=(pl.col("timestamp").dt.epoch("us") // (hours * 3_600_000_000)))
+    parts = [p.drop("k") for _, p in sorted(cut.partition_by("k", as_dict=True).items())]
+    assert len(parts) >= 2 and any(p["mmsi"].n_unique() < 3 for p in parts)
+    whole_v, whole_g = visits_and_gaps([df], SITES)
+    cut_v, cut_g = visits_and_gaps(parts, SITES)
+    assert whole_v.equals(cut_v) and whole_g.equals(cut_g)
+    assert whole_v.height >= 3 and whole_g.height == 2

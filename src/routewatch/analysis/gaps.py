@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from routewatch.analysis.port_visits import US_PER_H, VisitConfig, VisitScanner, haversine_m
+from routewatch.analysis.port_visits import US_PER_H, Batch, VisitConfig, VisitScanner, haversine_m
 from routewatch.model import Site
 
 M_PER_NM = 1852.0
@@ -52,22 +52,27 @@ class GapDetector:
         self.keys = list(sites)
         self._parts: list[pl.DataFrame] = []
 
-    def feed(self, frame: pl.DataFrame, vstart: np.ndarray, dt_h: np.ndarray, site: np.ndarray, dist) -> None:
+    def feed(self, batch: Batch, vstart: np.ndarray, dt_h: np.ndarray, site: np.ndarray, dist) -> None:
         after = np.flatnonzero(~vstart & (dt_h > self.config.min_gap_h))
         if after.size == 0:
             return
         before = after - 1
-        a, b = frame[before], frame[after]
-        d_m = haversine_m(a["lon"].to_numpy(), a["lat"].to_numpy(), b["lon"].to_numpy(), b["lat"].to_numpy())
+        t = batch.t
+        (lon_b, lat_b), (lon_a, lat_a) = batch.lonlat(before), batch.lonlat(after)
+        d_m = haversine_m(lon_b, lat_b, lon_a, lat_a)
         hours = dt_h[after]
         near = [[self.keys[i] if i >= 0 else None for i in site[idx].tolist()] for idx in (before, after)]
+        src_b, line_b = batch.refs(before)
+        src_a, line_a = batch.refs(after)
         self._parts.append(pl.DataFrame({
-            "mmsi": b["mmsi"], "start": a["timestamp"], "end": b["timestamp"], "duration_h": hours,
-            "lon_before": a["lon"], "lat_before": a["lat"], "lon_after": b["lon"], "lat_after": b["lat"],
+            "mmsi": batch.mmsi[after].astype(np.int32),
+            "start": pl.Series(t[before]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+            "end": pl.Series(t[after]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"), "duration_h": hours,
+            "lon_before": lon_b, "lat_before": lat_b, "lon_after": lon_a, "lat_after": lat_a,
             "distance_nm": d_m / M_PER_NM, "implied_speed_kn": d_m / M_PER_NM / hours,
             "site_before": pl.Series(near[0], dtype=pl.String), "site_after": pl.Series(near[1], dtype=pl.String),
-            "source_before": a["source"], "line_before": a["line"], "source_after": b["source"],
-            "line_after": b["line"],
+            "source_before": pl.Series(src_b.tolist(), dtype=pl.String), "line_before": line_b,
+            "source_after": pl.Series(src_a.tolist(), dtype=pl.String), "line_after": line_a,
         }))
 
     def finish(self) -> pl.DataFrame:

@@ -70,7 +70,7 @@ class SiteIndex:
         xs = x0 + (np.arange(nx) + 0.5) * cell_m
         ys = y0 + (np.arange(ny) + 0.5) * cell_m
         gx, gy = np.meshgrid(xs, ys)
-        dist = shapely.distance(local, shapely.points(gx.ravel(), gy.ravel())).reshape(ny, nx)
+        dist = _distance_to(local, gx.ravel(), gy.ravel()).reshape(ny, nx)
         return _SiteRaster(key, lon0, lat0, kx, x0, y0, cell_m, dist.astype(np.float32))
 
     def lookup(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,8 +89,13 @@ class SiteIndex:
         if near.size == 0:
             return site, dist
         cand_near = cand[near]
+        # Group the positions by candidate site once (a counting sort) instead of scanning them once per site.
+        order = np.argsort(cand_near, kind="stable")
+        bounds = np.searchsorted(cand_near[order], np.arange(-2, len(self.rasters) + 1))
+        shared = near[order[bounds[0]:bounds[1]]]  # cells near several sites: test each of them
         for i, r in enumerate(self.rasters):
-            sel = near[(cand_near == i) | (cand_near == -2)]
+            own = near[order[bounds[i + 2]:bounds[i + 3]]]
+            sel = np.concatenate([own, shared]) if shared.size else own
             if sel.size == 0:
                 continue
             ix = (((lon[sel] - r.lon0) * r.kx - r.x0) / r.cell_m).astype(np.int64)
@@ -103,6 +108,28 @@ class SiteIndex:
             dist[sel[better]] = d[better]
             site[sel[better]] = i
         return site, dist
+
+
+def _distance_to(geom, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Distance (local metres) from points to a polygonal geometry, 0 inside: an inside test plus the nearest
+    boundary segment, in numpy, so no point objects are built (that was most of the cost of building an index)."""
+    parts = [np.asarray(part.coords) for part in shapely.get_parts(shapely.boundary(geom))] \
+        if geom.geom_type in ("Polygon", "MultiPolygon") else []
+    if not parts:
+        return shapely.distance(geom, shapely.points(x, y))
+    a = np.concatenate([c[:-1, :2] for c in parts])
+    b = np.concatenate([c[1:, :2] for c in parts])
+    best = np.full(x.size, np.inf)
+    step = max(1, 4_000_000 // max(x.size, 1))
+    for k in range(0, a.shape[0], step):
+        ax, ay = a[k:k + step, 0][None, :], a[k:k + step, 1][None, :]
+        dx, dy = b[k:k + step, 0][None, :] - ax, b[k:k + step, 1][None, :] - ay
+        len2 = np.maximum(dx * dx + dy * dy, 1e-12)
+        u = np.clip(((x[:, None] - ax) * dx + (y[:, None] - ay) * dy) / len2, 0.0, 1.0)
+        ex, ey = ax + u * dx - x[:, None], ay + u * dy - y[:, None]
+        np.minimum(best, np.sqrt(ex * ex + ey * ey).min(axis=1), out=best)
+    best[shapely.contains_xy(geom, x, y)] = 0.0
+    return best
 
 
 def haversine_m(lon1, lat1, lon2, lat2):
@@ -148,10 +175,71 @@ def _ffill(ev: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Carry:
-    """What links one batch to the next: each vessel's last position and state, and its open visit."""
+    """What links one batch to the next: each vessel's last position and state (numpy arrays keyed like
+    :class:`Batch`, sorted by MMSI), and its open visit."""
 
-    rows: pl.DataFrame | None = None  # COLUMNS + state, stop
+    rows: dict[str, np.ndarray] | None = None
     open: dict[int, dict] | None = None
+
+
+class Batch:
+    """One batch as numpy arrays (mmsi, t in epoch microseconds, sog, nearest site and its distance), with the
+    previous batch's last row of each vessel merged in front of that vessel's rows.
+
+    Only five narrow arrays are merged; positions, sources and line numbers are looked up for the few rows that
+    become evidence or gaps, so a day's strings are never copied.
+    """
+
+    def __init__(self, day: pl.DataFrame, carry: dict[str, np.ndarray] | None, index: SiteIndex):
+        mmsi = day["mmsi"].to_numpy()
+        if mmsi.size > 1 and not bool(np.all(mmsi[1:] >= mmsi[:-1])):
+            day = day.sort("mmsi", "timestamp")
+            mmsi = day["mmsi"].to_numpy()
+        self.day = day
+        self.day_lon, self.day_lat = day["lon"].to_numpy(), day["lat"].to_numpy()
+        site, dist = index.lookup(self.day_lon, self.day_lat)
+        arr = {"mmsi": mmsi, "t": day["timestamp"].dt.cast_time_unit("us").to_physical().to_numpy(),
+               "sog": day["sog_kn"].to_numpy(), "site": site, "dist": dist}
+        self.carry = carry if carry is not None and carry["mmsi"].size else None
+        self.carry_pos = np.zeros(0, np.int64)
+        if self.carry is not None:
+            ins = np.searchsorted(mmsi, self.carry["mmsi"], side="left")  # a vessel's carried row goes first
+            for k in arr:
+                arr[k] = np.insert(arr[k], ins, self.carry[k])
+            self.carry_pos = ins + np.arange(ins.size)
+        self.mmsi, self.t, self.sog, self.site, self.dist = (arr[k] for k in ("mmsi", "t", "sog", "site", "dist"))
+        self.n = self.mmsi.size
+
+    def origin(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(is a carried row, row in the day or in the carry) of merged rows ``idx``."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if self.carry is None:
+            return np.zeros(idx.size, bool), idx
+        j = np.searchsorted(self.carry_pos, idx, side="left")
+        is_carry = (j < self.carry_pos.size) & (self.carry_pos[np.minimum(j, self.carry_pos.size - 1)] == idx)
+        return is_carry, np.where(is_carry, j, idx - j)
+
+    def lonlat(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c, o = self.origin(idx)
+        if self.carry is None:
+            return self.day_lon[o], self.day_lat[o]
+        oc, od = np.where(c, o, 0), np.where(c, 0, o)
+        return (np.where(c, self.carry["lon"][oc], self.day_lon[od]),
+                np.where(c, self.carry["lat"][oc], self.day_lat[od]))
+
+    def refs(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(source file, line) of merged rows ``idx``."""
+        c, o = self.origin(idx)
+        src = np.empty(o.size, object)
+        line = np.empty(o.size, np.int64)
+        if (~c).any():
+            part = self.day.select("source", "line")[o[~c]]
+            src[~c] = part["source"].to_numpy()
+            line[~c] = part["line"].to_numpy()
+        if c.any():
+            src[c] = self.carry["source"][o[c]]
+            line[c] = self.carry["line"][o[c]]
+        return src, line
 
 
 def _empty_visits() -> pl.DataFrame:
@@ -176,46 +264,43 @@ class VisitScanner:
 
     def feed(self, day: pl.DataFrame) -> None:
         cfg = self.config
-        day = day.select(COLUMNS).with_columns(pl.lit(NONE, pl.Int16).alias("state"), pl.lit(NONE, pl.Int8).alias("stop"))
         self.positions += day.height
-        frame = day if self.carry.rows is None else pl.concat([self.carry.rows, day], how="vertical")
-        if self.carry.rows is not None and self.carry.rows.height:
-            order = np.argsort(frame["mmsi"].to_numpy(), kind="stable")  # two sorted runs: a linear merge
-            frame = frame[order]
-        if frame.height == 0:
+        if day.height == 0:
             return
-        mmsi = frame["mmsi"].to_numpy()
-        t = frame["timestamp"].dt.epoch("us").to_numpy()
-        lon, lat = frame["lon"].to_numpy(), frame["lat"].to_numpy()
-        site, dist = self.index.lookup(lon, lat)
-        n = frame.height
+        b = Batch(day, self.carry.rows, self.index)
+        mmsi, t, n, site, dist = b.mmsi, b.t, b.n, b.site, b.dist
         vstart = np.ones(n, bool)
         vstart[1:] = mmsi[1:] != mmsi[:-1]
-        dt_h = np.full(n, np.inf)
-        dt_h[1:] = (t[1:] - t[:-1]) / US_PER_H
+        dt_h = np.empty(n)
+        dt_h[0] = np.inf
+        np.multiply(np.diff(t), 1.0 / US_PER_H, out=dt_h[1:])
         dt_h[vstart] = np.inf
         reset = dt_h > cfg.split_h
         ev = np.where(dist <= cfg.entry_m, site, np.where(dist > cfg.exit_m, -1, NONE)).astype(np.int16)
-        carried = frame["state"].to_numpy()
-        ev = np.where(carried != NONE, carried, ev)
+        if b.carry is not None:
+            ev[b.carry_pos] = b.carry["state"]
         ev[(vstart | reset) & (ev == NONE)] = -1
         state = _ffill(ev)
-        sog = frame["sog_kn"].to_numpy().astype(np.float64)
+        sog = b.sog
         sev = np.where(sog < cfg.stop_kn, 1, np.where(sog > cfg.restart_kn, 0, NONE)).astype(np.int8)
-        sev = np.where(np.isnan(sog), NONE, sev).astype(np.int8)
-        cstop = frame["stop"].to_numpy()
-        sev = np.where(cstop != NONE, cstop, sev)
+        sev[np.isnan(sog)] = NONE
+        if b.carry is not None:
+            sev[b.carry_pos] = b.carry["stop"]
         sev[(vstart | reset) & (sev == NONE)] = 0
         stop = _ffill(sev)
         if self.gap_detector is not None:
-            self.gap_detector.feed(frame, vstart, dt_h, site, dist)
-        self._runs(frame, mmsi, t, state, stop, vstart, dt_h, reset, final=False)
+            self.gap_detector.feed(b, vstart, dt_h, site, dist)
+        self._runs(b, state, stop, vstart, dt_h, reset, final=False)
         last = np.flatnonzero(np.append(vstart[1:], True))
-        self.carry.rows = frame[last].with_columns(
-            pl.Series("state", state[last], pl.Int16), pl.Series("stop", stop[last], pl.Int8))
+        src, line = b.refs(last)
+        lon, lat = b.lonlat(last)
+        self.carry.rows = {"mmsi": mmsi[last], "t": t[last], "sog": b.sog[last], "site": site[last],
+                           "dist": dist[last], "lon": lon, "lat": lat, "state": state[last], "stop": stop[last],
+                           "source": src, "line": line}
 
-    def _runs(self, frame, mmsi, t, state, stop, vstart, dt_h, reset, final: bool) -> None:
+    def _runs(self, b: Batch, state, stop, vstart, dt_h, reset, final: bool) -> None:
         cfg = self.config
+        mmsi, t = b.mmsi, b.t
         n = state.size
         inn = state >= 0
         prev = np.empty(n, np.int16)
@@ -236,21 +321,20 @@ class VisitScanner:
         has_next = (ends + 1 < n) & ~np.append(vstart[1:], True)[ends]
         exit_ = has_next & ~reset[after]
         is_open = ~has_next & (not final)
-        carry_start = frame["state"].to_numpy()[starts] != NONE
-        src, line = frame["source"], frame["line"].to_numpy()
+        carry_start = b.origin(starts)[0]
+        s_src, s_line = b.refs(starts)
+        e_src, e_line = b.refs(ends)
         opened = self.carry.open
         for k in range(starts.size):
             s, e = int(starts[k]), int(ends[k])
             rec = {"mmsi": int(mmsi[s]), "site": int(state[s]), "start": int(t[s]), "end": int(t[e]),
                    "positions": e - s + 1, "entry": bool(entry[k]), "exit": bool(exit_[k]), "stop": bool(stp[k]),
-                   "gap": bool(gap[k]), "first": (s, None), "last": (e, None)}
+                   "gap": bool(gap[k]), "first": (-1, (s_src[k], int(s_line[k]))),
+                   "last": (-1, (e_src[k], int(e_line[k])))}
             if carry_start[k] and rec["mmsi"] in opened:
                 old = opened.pop(rec["mmsi"])
                 rec.update(start=old["start"], entry=old["entry"], positions=old["positions"] + e - s,
                            stop=old["stop"] or rec["stop"], gap=old["gap"] or rec["gap"], first=old["first"])
-            if rec["first"][1] is None:
-                rec["first"] = (-1, (src[s], int(line[s])))
-            rec["last"] = (-1, (src[e], int(line[e])))
             if is_open[k]:
                 opened[rec["mmsi"]] = rec
             else:

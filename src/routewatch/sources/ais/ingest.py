@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,20 +98,38 @@ def ingest_file(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    digest = file_digest(path)
     csv = mapping is not None or _is_csv(path)
     summary = FileSummary(str(path), (mapping.name if mapping else "csv") if csv else "nmea")
-    if not force and digest in read_manifest(ais_dir):
-        summary.skipped = True
-        return summary
-    label = f"{digest}"
+    manifest = read_manifest(ais_dir)
+    stat = path.stat()
+    seen_before = any(e.get("path") == str(path) and e.get("size") == stat.st_size
+                      and e.get("mtime_ns") == stat.st_mtime_ns for e in manifest.values())
+    pending = None
+    if csv and not force and not seen_before:
+        # A new CSV: hash it in a thread while polars parses it (hashlib and polars both release the GIL).
+        pool = ThreadPoolExecutor(1)
+        pending = pool.submit(file_digest, path)
+        pool.shutdown(wait=False)
+        digest = None
+    else:
+        digest = file_digest(path)
+        if not force and digest in manifest:
+            summary.skipped = True
+            return summary
     if csv:
         if mapping is None:
             with _open_text(path) as fh:
                 mapping = detect_layout(fh.readline())
         summary.kind = mapping.name if mapping else "csv"
-        res = read_provider_csv(path, mapping)
-        stats = write_positions(ais_dir, res.positions, label)
+        try:
+            res = read_provider_csv(path, mapping)
+        finally:
+            if pending is not None:
+                digest = pending.result()
+        if not force and digest in manifest:  # same content under another name or time: still nothing to add
+            summary.skipped = True
+            return summary
+        stats = write_positions(ais_dir, res.positions, digest)
         summary.added, summary.duplicates, summary.report = stats.added, stats.duplicates, res.report
         summary.statics_added = merge_statics(ais_dir, statics_frame(res.statics, path.name))
         if progress:
@@ -119,7 +138,7 @@ def ingest_file(
         total = summary.report
         for first, lines in nmea_chunks(path, chunk_lines):
             res = read_nmea_lines(lines, source=path.name, default_time=default_time, first_line=first)
-            stats = write_positions(ais_dir, res.positions, f"{label}:{first}")
+            stats = write_positions(ais_dir, res.positions, f"{digest}:{first}")
             summary.added += stats.added
             summary.duplicates += stats.duplicates
             summary.statics_added += merge_statics(ais_dir, statics_frame(res.statics, path.name))
@@ -128,6 +147,7 @@ def ingest_file(
                 progress(path.name, len(lines))
     record_in_manifest(ais_dir, digest, {
         "path": str(path), "kind": summary.kind, "ingested_at": datetime.now(UTC).isoformat(),
+        "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
         "added": summary.added, "duplicates": summary.duplicates, "bad": summary.report.bad,
     })
     return summary

@@ -84,12 +84,25 @@ def detect_layout(header: str) -> ColumnMapping | None:
 @dataclass
 class CsvResult:
     positions: pl.DataFrame
-    statics: pl.DataFrame  # mmsi, timestamp, line, name, imo, call_sign, length_m, beam_m
+    statics: pl.DataFrame  # mmsi, first_seen, last_seen, timestamp (= last), line, name, imo, call_sign, length_m, beam_m
     report: ReadReport
 
 
+def _scan(path: Path, columns: list[str], overrides: dict[str, pl.DataType]) -> pl.LazyFrame:
+    """Typed columns parsed by the CSV reader itself; times stay text and are parsed with their known format."""
+    kwargs = {"schema_overrides": overrides, "ignore_errors": True, "infer_schema": False}
+    if path.suffix == ".gz":  # the lazy reader wants plain text; a compressed file is read eagerly
+        return pl.read_csv(path, columns=columns, **kwargs).lazy()
+    return pl.scan_csv(path, **kwargs).select(columns)
+
+
 def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: str | None = None) -> CsvResult:
-    """Read one provider CSV into canonical positions (see :mod:`.schema`) and static rows."""
+    """Read one provider CSV into canonical positions (see :mod:`.schema`) and static records.
+
+    One lazy query: numbers are parsed by the CSV reader (no text columns to cast afterwards), times with the
+    layout's explicit format, and static columns are reduced to one row per distinct (mmsi, static fields) record
+    with the span it was heard, so a day file of millions of rows gives thousands of registry rows.
+    """
     path = Path(path)
     with path.open("r", encoding="utf-8", errors="replace") as fh:
         header = fh.readline()
@@ -106,13 +119,17 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     overrides = {v: (numeric.get(k, pl.String)) for k, v in wanted.items()}
     if "nav_status" in wanted and not mapping.nav_status_words:
         overrides[wanted["nav_status"]] = pl.Float32
-    raw = pl.read_csv(path, columns=list(dict.fromkeys(wanted.values())), schema_overrides=overrides,
-                      ignore_errors=True, infer_schema=False)
-    frame = raw.select([pl.col(v).alias(k) for k, v in wanted.items()]).with_row_index("line", offset=2)
-    ts = pl.col("timestamp").str.strip_chars()
-    ts = ts.str.to_datetime(mapping.time_format, strict=False, time_unit="us") if mapping.time_format \
-        else ts.str.to_datetime(strict=False, time_unit="us")
-    exprs = [ts.dt.replace_time_zone("UTC").alias("timestamp"), pl.col("line").cast(pl.Int64),
+    sources = list(dict.fromkeys(wanted.values()))
+    frame = _scan(path, sources, {c: overrides[c] for c in sources}).select(
+        [pl.col(v).alias(k) for k, v in wanted.items()]).with_row_index("line", offset=2)
+    def parse(text: pl.Expr) -> pl.Expr:
+        return text.str.to_datetime(mapping.time_format, strict=False, time_unit="us") if mapping.time_format \
+            else text.str.to_datetime(strict=False, time_unit="us")
+
+    # Times padded with blanks are rare: parse as written; the rows that fail are parsed again without the
+    # blanks below (a when/then here would strip and parse every row a second time).
+    frame = frame.with_columns(pl.col("timestamp").alias("_raw"))
+    exprs = [parse(pl.col("timestamp")).dt.replace_time_zone("UTC").alias("timestamp"), pl.col("line").cast(pl.Int64),
              pl.lit(source or path.name).alias("source"), pl.lit(0, pl.Int8).alias("msg_type")]
     if "nav_status" in wanted:
         if mapping.nav_status_words:
@@ -123,28 +140,45 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     for col, missing in (("sog_kn", 102.3), ("cog_deg", 360.0), ("heading_deg", 511.0)):
         if col in wanted:
             exprs.append(pl.when(pl.col(col) < missing - 1e-3).then(pl.col(col)).otherwise(None).alias(col))
-    frame = frame.with_columns(exprs)
     valid = (
         pl.col("mmsi").is_between(1, 999_999_999) & pl.col("timestamp").is_not_null()
         & pl.col("lon").is_between(-180, 180) & pl.col("lat").is_between(-90, 90)
     ).fill_null(False)
-    frame = frame.with_columns(valid.alias("_ok"))
+    frame = frame.with_columns(exprs).collect()
+    retry = frame.select(pl.col("timestamp").is_null() & pl.col("_raw").is_not_null()).to_series()
+    if retry.any():
+        fixed = parse(pl.col("_raw").str.strip_chars()).dt.replace_time_zone("UTC")
+        frame = frame.with_columns(pl.when(retry).then(fixed).otherwise(pl.col("timestamp")).alias("timestamp"))
+    frame = frame.drop("_raw").with_columns(valid.alias("_ok"))
     report = ReadReport(lines=frame.height + 1)
-    bad = frame.filter(~pl.col("_ok"))
-    if bad.height:
+    n_good = int(frame["_ok"].sum())
+    if n_good < frame.height:
+        bad = frame.filter(~pl.col("_ok"))
         report.bad["unparsable or out-of-range row"] = bad.height
         for row in bad.head(5).iter_rows(named=True):
             report.examples.append((int(row["line"]), "unparsable or out-of-range row",
                                     f"mmsi={row['mmsi']} time={row['timestamp']} lon={row['lon']} lat={row['lat']}"))
-    good = frame.filter(pl.col("_ok"))
-    positions = conform(good)
+        frame = frame.filter(pl.col("_ok"))
+    positions = conform(frame)
     report.messages = report.positions = positions.height
-    static_cols = [c for c in STATIC_FIELDS if c in wanted]
-    statics = good.select(["mmsi", "timestamp", "line", *static_cols])
-    if "imo" in static_cols:
-        statics = statics.with_columns(pl.col("imo").str.extract(r"(\d{7})", 1).cast(pl.Int64, strict=False))
-    if static_cols:
-        statics = statics.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in static_cols))
-        statics = statics.unique(["mmsi", *static_cols], keep="last", maintain_order=True)
+    statics = _static_records(frame, [c for c in STATIC_FIELDS if c in wanted])
     report.statics = statics.height
     return CsvResult(positions, statics, report)
+
+
+def _static_records(good: pl.DataFrame, static_cols: list[str]) -> pl.DataFrame:
+    """One row per distinct (mmsi, static fields): first and last time heard, first line (group-by on hashes)."""
+    if not static_cols:
+        return pl.DataFrame(schema={"mmsi": pl.Int64, "timestamp": pl.Datetime("us", "UTC"), "line": pl.Int64})
+    return (
+        good.lazy().select("mmsi", "timestamp", "line", *static_cols)
+        .filter(pl.any_horizontal(pl.col(c).is_not_null() for c in static_cols))
+        .group_by("mmsi", *static_cols)
+        .agg(pl.col("timestamp").min().alias("first_seen"), pl.col("timestamp").max().alias("last_seen"),
+             pl.col("line").min())
+        .with_columns(pl.col("last_seen").alias("timestamp"),
+                      *([pl.col("imo").str.extract(r"(\d{7})", 1).cast(pl.Int64, strict=False)]
+                        if "imo" in static_cols else []))
+        .sort("mmsi", "first_seen")
+        .collect()
+    )

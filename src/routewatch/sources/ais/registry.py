@@ -43,7 +43,7 @@ def statics_frame(records: list[dict] | pl.DataFrame, source: str) -> pl.DataFra
     exprs = []
     for k, v in STATIC_SCHEMA.items():
         if k in ("first_seen", "last_seen"):
-            exprs.append(pl.col("timestamp").cast(v).alias(k))
+            exprs.append(pl.col(k if k in frame.columns else "timestamp").cast(v).alias(k))
         elif k == "source":
             exprs.append(pl.lit(source).alias(k))
         else:

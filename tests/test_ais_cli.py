@@ -1,0 +1,230 @@
+"""The AIS commands end to end (`ais ingest`, `ais visits`, `ais gaps`, `fuse`) on a workspace made by `init`.
+
+Expected answers come from the input files themselves (read with the csv module) or from hand-built tracks, never
+from the code under test. Bad input files must give a clear error naming the file or line, let the run go on with
+the other files, and leave nothing half-written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from routewatch.cli import app
+from routewatch.sources.ais.partitions import day_dirs, read_day, read_manifest
+from routewatch.store import Store, schema
+from routewatch.workspace import Workspace
+
+runner = CliRunner()
+HOUSTON = (-95.3, 29.6, -94.9, 29.85)  # lon_min, lat_min, lon_max, lat_max: Houston ship channel and Galveston Bay
+MC_HEADER = ["MMSI", "BaseDateTime", "LAT", "LON", "SOG", "COG", "Heading", "VesselName", "IMO", "CallSign",
+             "VesselType", "Status", "Length", "Width", "Draft", "Cargo", "TransceiverClass"]
+DARK_MMSI = 111000111
+T_GAP = datetime(2023, 1, 12, tzinfo=UTC)
+
+
+def _inside(lon: float, lat: float, bbox=HOUSTON, pad: float = 0.0) -> bool:
+    return bbox[0] - pad <= lon <= bbox[2] + pad and bbox[1] - pad <= lat <= bbox[3] + pad
+
+
+def _watchlist(known_mmsi: str) -> str:
+    return f"""
+[sites.houston]
+name = "Houston"
+kind = "port"
+bbox = [{HOUSTON[0]}, {HOUSTON[1]}, {HOUSTON[2]}, {HOUSTON[3]}]
+sources = ["test fixture"]
+
+[sites.far-port]
+name = "A port on the other side of the Earth"
+kind = "port"
+bbox = [130.265, 42.215, 130.310, 42.250]
+sources = ["test fixture"]
+
+[routes.test-route]
+name = "Houston to the far port"
+origin = ["houston"]
+destination = ["far-port"]
+mode = "sea"
+vessels = ["known"]
+
+[vessels.known]
+name = "KNOWN"
+mmsi = "{known_mmsi}"
+length_m = 100
+sources = ["test fixture"]
+
+[coverage.sentinel-1]
+sensors = ["sentinel-1:12:1.0"]
+"""
+
+
+def _init(root: Path, known_mmsi: str = "999999999") -> Workspace:
+    res = runner.invoke(app, ["init", str(root)])
+    assert res.exit_code == 0, res.output
+    ws = Workspace.open(root)
+    ws.watchlist_path.write_text(_watchlist(known_mmsi))
+    return ws
+
+
+def _run(*args: str, code: int = 0) -> str:
+    res = runner.invoke(app, list(args))
+    assert res.exit_code == code, res.output
+    return " ".join(res.output.split())  # rich wraps long lines; compare on words
+
+
+def _mc_rows(path: Path) -> list[dict]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _stopped_in_houston(rows: list[dict]) -> list[dict]:
+    """Rows inside the site and stopped (< 0.2 kn): each is a one-position visit of GFW level 2 (a stop)."""
+    return [r for r in rows if _inside(float(r["LON"]), float(r["LAT"])) and float(r["SOG"] or "nan") < 0.2]
+
+
+def _write_track_csv(path: Path) -> list[tuple[datetime, float, float]]:
+    """One ship sailing off Galveston, silent 12 h, then back 20 km further on (a gap that could reach Houston)."""
+    fixes = [(T_GAP + timedelta(minutes=10 * i), -94.5 + 0.002 * i, 29.0) for i in range(7)]
+    fixes += [(T_GAP + timedelta(hours=13, minutes=10 * i), -94.3 + 0.002 * i, 29.05) for i in range(7)]
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(MC_HEADER)
+        for t, lon, lat in fixes:
+            w.writerow([DARK_MMSI, f"{t:%Y-%m-%dT%H:%M:%S}", lat, lon, 10.0, 90.0, 90, "DARK ONE", "", "D1",
+                        70, 0, 150, 25, 8.0, 70, "A"])
+    return fixes
+
+
+def _no_tmp_files(ws: Workspace) -> bool:
+    return not any(p.name.endswith(".tmp") for p in ws.ais_dir.rglob("*"))
+
+
+@pytest.mark.shared
+def test_ingest_reports_bad_files_and_lines_and_goes_on(tmp_path, shared_dir, monkeypatch):
+    mc = shared_dir / "data" / "ais" / "marinecadastre_sample_20230111.csv"
+    nmea = shared_dir / "data" / "ais" / "pyais_nmea_data_sample.txt"
+    rows = _mc_rows(mc)
+    known = _stopped_in_houston(rows)[0]["MMSI"]
+    ws = _init(tmp_path / "ws", known)
+    monkeypatch.chdir(tmp_path)  # relative names keep the messages short enough not to wrap
+    good = nmea.read_text().splitlines()[:40]
+    bad = Path("bad.nmea")
+    bad.write_text("\n".join([good[0], good[1][:-1] + ("0" if good[1][-1] != "0" else "1"), "hello world",
+                              *good[2:]]) + "\n")
+    odd = Path("odd.csv")
+    odd.write_text("a,b\n1,2\n")
+    out = _run("ais", "ingest", str(odd), str(mc), "missing.nmea", str(bad), str(nmea), "-w", "ws",
+               "--default-time", "2024-01-01T00:00Z", code=1)
+    assert "odd.csv: line 1: unknown CSV layout" in out
+    assert "missing.nmea: no such file" in out
+    assert "bad.nmea:2 checksum mismatch" in out and "bad.nmea:3 no AIS sentence" in out
+    failures = {f.path for f in Store.open(ws.db_url).failures("ais")}
+    assert {"odd.csv", "missing.nmea"} <= failures
+    # the run went on: the good files are in, the bad ones are not half-in
+    days = dict(day_dirs(ws.ais_dir))
+    assert read_day(days[datetime(2023, 1, 11).date()]).height == len(rows) == 1000
+    manifest = {Path(e["path"]).name for e in read_manifest(ws.ais_dir).values()}
+    assert manifest == {mc.name, "bad.nmea", nmea.name} and _no_tmp_files(ws)
+    # the registry reached the store, linked to the watchlist by MMSI
+    with Store.open(ws.db_url).engine.connect() as conn:
+        vessels = {r.mmsi: r for r in conn.execute(select(schema.ais_vessels))}
+    with_static = {r["MMSI"] for r in rows if r["VesselName"] or r["IMO"] or r["CallSign"]}
+    assert with_static <= set(vessels)
+    assert vessels[known].vessel == "known"
+    # again: every file is known by its content, nothing is added
+    total = sum(read_day(d).height for _, d in day_dirs(ws.ais_dir))
+    out = _run("ais", "ingest", str(mc), str(nmea), "-w", "ws", "--default-time", "2024-01-01T00:00Z")
+    assert out.count("already ingested") == 2
+    out = _run("ais", "ingest", str(mc), "-w", "ws", "--force")
+    assert sum(read_day(d).height for _, d in day_dirs(ws.ais_dir)) == total
+
+
+@pytest.mark.shared
+def test_visits_from_the_marinecadastre_sample_are_stored_once(tmp_path, shared_dir):
+    mc = shared_dir / "data" / "ais" / "marinecadastre_sample_20230111.csv"
+    rows = _mc_rows(mc)
+    stopped = _stopped_in_houston(rows)
+    near = [r for r in rows if _inside(float(r["LON"]), float(r["LAT"]), pad=0.04)]
+    inside = [r for r in rows if _inside(float(r["LON"]), float(r["LAT"]))]
+    assert len(near) == len(inside) and len(stopped) > 10  # no ship between the entry and exit distances
+    ws = _init(tmp_path / "ws", stopped[0]["MMSI"])
+    _run("ais", "ingest", str(mc), "-w", str(ws.root))
+    visits_csv = tmp_path / "visits.csv"
+    out = _run("ais", "visits", "-w", str(ws.root), "--out", str(visits_csv))
+    assert f"{len(stopped)} AIS visits stored" in out
+    got = _mc_rows(visits_csv)
+    assert sorted(r["mmsi"] for r in got) == sorted(r["MMSI"] for r in stopped)
+    assert {r["site"] for r in got} == {"houston"} and {r["level"] for r in got} == {"2"}
+    _run("ais", "visits", "-w", str(ws.root))  # a second run replaces, never duplicates
+    sightings = [s for s in Store.open(ws.db_url).sightings(site="houston") if s.event == "ais_visit"]
+    assert len(sightings) == len(stopped)
+    assert [s.vessel for s in sightings if s.vessel] == ["known"]
+
+
+def test_gaps_give_cues_for_reachable_sites_only(tmp_path):
+    ws = _init(tmp_path / "ws")
+    fixes = _write_track_csv(tmp_path / "track.csv")
+    _run("ais", "ingest", str(tmp_path / "track.csv"), "-w", str(ws.root))
+    cues_csv = tmp_path / "cues.csv"
+    for _ in range(2):  # idempotent: the same gap id replaces itself
+        out = _run("ais", "gaps", "-w", str(ws.root), "--min-gap-h", "6", "--out", str(cues_csv))
+    assert "1 gaps over 6 h, 1 cues" in out
+    cues = _mc_rows(cues_csv)
+    assert [(c["mmsi"], c["site"]) for c in cues] == [(str(DARK_MMSI), "houston")]
+    start, end = fixes[6][0], fixes[7][0]
+    w0, w1 = (datetime.fromisoformat(cues[0][k]) for k in ("window_start", "window_end"))
+    assert start < w0 < w1 < end
+    with Store.open(ws.db_url).engine.connect() as conn:
+        gaps = list(conn.execute(select(schema.ais_gaps)))
+    assert len(gaps) == 1 and gaps[0].mmsi == str(DARK_MMSI)
+    assert [c["site"] for c in gaps[0].reachable_sites] == ["houston"]
+    assert gaps[0].end_time - gaps[0].start_time == end - start
+
+
+def test_fuse_identifies_the_ais_ship_and_leaves_the_other_dark(tmp_path, monkeypatch):
+    ws = _init(tmp_path / "ws")
+    fixes = _write_track_csv(tmp_path / "track.csv")
+    _run("ais", "ingest", str(tmp_path / "track.csv"), "-w", str(ws.root))
+    (t0, lon0, lat0), (t1, lon1, _) = fixes[2], fixes[3]
+    when = t0 + (t1 - t0) / 2
+    det = tmp_path / "det.geojson"
+    det.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [(lon0 + lon1) / 2, lat0]},
+         "properties": {"id": "near", "length_m": 150, "width_m": 25, "heading_deg": 90, "score": 0.9}},
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-94.0, 28.7]},
+         "properties": {"id": "far", "length_m": 100, "width_m": 18, "heading_deg": 10, "score": 0.8}},
+    ]}))
+    out_file = tmp_path / "fused.geojson"
+    _run("fuse", "--detections", str(det), "--time", when.isoformat(), "-w", str(ws.root), "--out", str(out_file))
+    feats = {f["properties"]["id"]: f["properties"] for f in json.loads(out_file.read_text())["features"]}
+    assert feats["near"]["status"] == "identified" and int(feats["near"]["mmsi"]) == DARK_MMSI
+    assert feats["far"]["status"] == "dark" and feats["far"]["mmsi"] is None
+    fused = [s for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")]
+    assert len(fused) == 2
+    # a broken detections file: the error names it, nothing is written
+    monkeypatch.chdir(tmp_path)
+    Path("broken.geojson").write_text('{"type": "FeatureCollection", "features": [{"geometry": {"type": "Pol')
+    out = _run("fuse", "--detections", "broken.geojson", "--time", when.isoformat(), "-w", "ws",
+               "--out", "broken-out.geojson", code=2)
+    assert "broken.geojson" in out
+    assert not Path("broken-out.geojson").exists()
+    assert len([s for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")]) == 2
+
+
+def test_visits_without_partitions_says_what_to_do(tmp_path):
+    ws = _init(tmp_path / "ws")
+    out = _run("ais", "visits", "-w", str(ws.root), code=2)
+    assert "No AIS partitions" in out and "routewatch ais ingest" in out
+
+
+@pytest.mark.parametrize("verb", [["ais", "ingest"], ["ais", "visits"], ["ais", "gaps"], ["fuse"]])
+def test_every_verb_has_help_with_an_example(verb):
+    out = _run(*verb, "--help")
+    assert "Example: routewatch" in out and "--workspace" in out
