@@ -2,9 +2,235 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=2)
+
+
+def read_image(path: Path) -> tuple[np.ndarray, Any, Any]:
+    """(array, transform, crs) of a GeoTIFF, or (array, None, None) for a plain image without georeference."""
+    if not path.is_file():
+        raise _fail(f"{path}: no such file")
+    if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"):
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("L") if im.mode not in ("L", "I;16", "I") else im)
+        except OSError as exc:
+            raise _fail(f"{path}: cannot read image ({exc})") from exc
+        return arr, None, None
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                arr = ds.read(1)
+                crs = ds.crs
+                transform = ds.transform if crs is not None else None
+    except (RasterioIOError, OSError) as exc:
+        raise _fail(f"{path}: cannot read raster ({exc})") from exc
+    return arr, transform, crs
+
+
+def _pixel_size(path: Path, shape: tuple[int, int], transform: Any, crs: Any, given: float | None) -> float:
+    from routewatch.detect.measure import ground_pixel_size
+
+    if given is not None:
+        return given
+    if transform is None or crs is None:
+        raise _fail(f"{path}: no georeference; give the ground pixel size with --pixel-size METRES")
+    return float(np.mean(ground_pixel_size(transform, crs, shape)))
+
+
+def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any, chips: Path | None) -> None:
+    from routewatch.detect.base import attach_lonlat, to_geojson
+
+    if transform is not None and crs is not None:
+        dets = attach_lonlat(dets, transform, crs)
+    fc = to_geojson(dets, meta)
+    if chips is not None:
+        chips.mkdir(parents=True, exist_ok=True)
+        for d, f in zip(dets, fc["features"], strict=True):
+            if d.chip_png:
+                name = f"{out.stem}_{f['properties']['id']:04d}.png"
+                (chips / name).write_bytes(d.chip_png)
+                f["properties"]["chip"] = str(chips / name)
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_text(json.dumps(fc, indent=1))
+    tmp.replace(out)  # never leave a half-written file under the final name
+    console.print(f"{len(dets)} ships -> {out}")
+
+
+def _user_model(model: Path, data: Any, px: float) -> list:
+    from routewatch.detect.onnx import load_detector
+
+    try:
+        return load_detector(model)(data, pixel_size_m=px)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
 
 
 def register(app: typer.Typer) -> None:
-    """Add the detection commands to the main app."""
-    return None
+    """Add the `detect` group and the `evaluate` group to the main app."""
+    detect = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+    evaluate = typer.Typer(no_args_is_help=True,
+                           help="Score outputs against labelled truth. Example: routewatch evaluate detections det.geojson --truth truth.json")
+    app.add_typer(detect, name="detect")
+    app.add_typer(evaluate, name="evaluate")
+
+    @detect.callback()
+    def detect_site_cmd(
+        ctx: typer.Context,
+        site: str = typer.Option(None, "--site", help="site key from the watchlist"),
+        since: datetime = typer.Option(None, "--since", help="first acquisition date (UTC)"),
+        until: datetime = typer.Option(None, "--until", help="last acquisition date (UTC), default now"),
+        workers: int = typer.Option(1, "--workers", help="local Dask workers"),
+        scheduler: str = typer.Option(None, "--scheduler", help="address of a running Dask scheduler"),
+        workspace: Path = typer.Option(None, "--workspace", help="workspace folder (default: current)"),
+        db: str = typer.Option(None, "--db", envvar="ROUTEWATCH_DB", help="store URL (default: workspace SQLite)"),
+    ) -> None:
+        """Find ships: over a site's stored scenes (into sightings and looks), or in files with `sar` / `optical`.
+
+        Example: routewatch detect --site rajin --since 2023-08-01 --until 2024-03-02 --workers 2
+        """
+        if ctx.invoked_subcommand is not None:
+            return
+        if not site or since is None:
+            console.print(ctx.get_help())
+            raise _fail("give --site and --since (or use `detect sar` / `detect optical` on files)")
+        from datetime import UTC
+
+        from routewatch.sources.imagery.pipeline import detect_site
+        from routewatch.workspace import Workspace
+
+        s = since if since.tzinfo else since.replace(tzinfo=UTC)
+        u = until if until is None or until.tzinfo else until.replace(tzinfo=UTC)
+        res = detect_site(Workspace.open(workspace, db), site, s, u, workers, scheduler)
+        console.print(f"{site}: {getattr(res, 'scenes', '?')} scenes, {getattr(res, 'looks', '?')} looks, "
+                      f"{getattr(res, 'sightings', '?')} sightings stored")
+        for path, message in getattr(res, "failures", []) or []:
+            console.print(f"[yellow]failed:[/yellow] {path}: {message}")
+
+    @detect.command("sar")
+    def detect_sar_cmd(
+        image: Path = typer.Argument(..., help="SAR GeoTIFF (amplitude/intensity) or a plain 8-bit image"),
+        out: Path = typer.Option(..., "-o", "--out", help="output GeoJSON"),
+        pixel_size: float = typer.Option(None, "--pixel-size", help="ground pixel size in metres (needed without georeference)"),
+        chips: Path = typer.Option(None, "--chips", help="folder for PNG chips around each ship"),
+        model: Path = typer.Option(None, "--model", help="your own ONNX detector instead of the CFAR"),
+    ) -> None:
+        """Find ships in a SAR image with the CFAR detector (or your own ONNX model).
+
+        Example: routewatch detect sar S1A_rajin_VV.tif -o det.geojson
+                 routewatch detect sar chip.jpg --pixel-size 10 -o det.geojson
+        """
+        from routewatch.detect.base import add_chips
+        from routewatch.detect.sar import detect_sar, to_single_band
+
+        arr, transform, crs = read_image(image)
+        px = _pixel_size(image, arr.shape[:2], transform, crs, pixel_size)
+        band = to_single_band(arr)
+        dets = _user_model(model, band, px) if model else detect_sar(band, pixel_size_m=px)
+        dets = add_chips(dets, band)
+        _write(dets, out, {"image": str(image), "pixel_size_m": px, "detector": str(model) if model else "sar-cfar",
+                           "georeferenced": transform is not None}, transform, crs, chips)
+
+    @detect.command("optical")
+    def detect_optical_cmd(
+        band: list[str] = typer.Option(..., "--band", help="NAME=FILE for blue, green, red, nir"),
+        out: Path = typer.Option(..., "-o", "--out", help="output GeoJSON"),
+        pixel_size: float = typer.Option(None, "--pixel-size", help="ground pixel size in metres (needed without georeference)"),
+        chips: Path = typer.Option(None, "--chips", help="folder for PNG chips around each ship"),
+        model: Path = typer.Option(None, "--model", help="your own ONNX detector instead of the packaged one"),
+    ) -> None:
+        """Find ships in co-registered optical bands with the packaged network (or your own ONNX model).
+
+        Example: routewatch detect optical --band blue=B02.tiff --band green=B03.tiff --band red=B04.tiff --band nir=B08.tiff -o det.geojson
+        """
+        from routewatch.detect.base import add_chips
+        from routewatch.detect.optical import BAND_ORDER, detect_optical
+
+        bands: dict[str, np.ndarray] = {}
+        transform = crs = None
+        first: Path | None = None
+        for spec in band:
+            name, sep, file = spec.partition("=")
+            if not sep or name not in BAND_ORDER:
+                raise _fail(f"--band {spec!r}: expected NAME=FILE with NAME one of {', '.join(BAND_ORDER)}")
+            arr, tr, cr = read_image(Path(file))
+            if bands and arr.shape != next(iter(bands.values())).shape:
+                raise _fail(f"{file}: size {arr.shape} differs from {first} {next(iter(bands.values())).shape}")
+            bands[name] = arr
+            if first is None:
+                first, transform, crs = Path(file), tr, cr
+        assert first is not None
+        px = _pixel_size(first, next(iter(bands.values())).shape, transform, crs, pixel_size)
+        try:
+            dets = _user_model(model, bands, px) if model else detect_optical(bands, pixel_size_m=px)
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
+        rgb = np.stack([bands[b] for b in ("red", "green", "blue")], axis=-1).astype(np.float32)
+        dets = add_chips(dets, rgb)
+        _write(dets, out, {"image": str(first), "pixel_size_m": px,
+                           "detector": str(model) if model else "optical-unet",
+                           "georeferenced": transform is not None}, transform, crs, chips)
+
+    @evaluate.command("detections")
+    def evaluate_detections_cmd(
+        detections: Path = typer.Argument(..., help="GeoJSON written by `routewatch detect`"),
+        truth: Path = typer.Option(..., "--truth", help="COCO JSON or Pascal VOC XML in pixel coordinates"),
+        pixel_size: float = typer.Option(None, "--pixel-size", help="ground pixel size in metres (default: from the GeoJSON)"),
+        max_px: float = typer.Option(20.0, "--max-px", help="hit radius in pixels when no ground scale is known"),
+        water: Path = typer.Option(None, "--water", help="water mask raster (non-zero = water) for the near-shore F1"),
+    ) -> None:
+        """Precision, recall, F1 (xView3 rule: Hungarian matching, hit within 200 m) and length error.
+
+        Example: routewatch evaluate detections det.geojson --truth annotations_coco.json --water water.tif
+        """
+        from routewatch.detect.base import read_geojson
+        from routewatch.detect.evaluate import distance_to_shore_px, load_truth, score
+
+        try:
+            dets, meta = read_geojson(json.loads(detections.read_text()), str(detections))
+        except (OSError, ValueError) as exc:
+            raise _fail(f"{detections}: {exc}") from exc
+        px = pixel_size or meta.get("pixel_size_m")
+        try:
+            tru = load_truth(truth, px)
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
+        shore = None
+        if water is not None:
+            mask, _, _ = read_image(water)
+            shore = distance_to_shore_px(mask > 0)
+        s = score(dets, tru, pixel_size_m=px, max_px=max_px, shore_distance_px=shore)
+        t = Table(title=f"{detections.name} against {truth.name}")
+        t.add_column("measure")
+        t.add_column("value", justify="right")
+        radius = "200 m" if px else f"{max_px:g} px (no ground scale)"
+        rows = [("truth ships", str(s.tp + s.fn)), ("detections", str(s.tp + s.fp)), ("hit radius", radius),
+                ("true positives", str(s.tp)), ("precision", f"{s.precision:.3f}"), ("recall", f"{s.recall:.3f}"),
+                ("F1", f"{s.f1:.3f}"),
+                ("F1 near shore (<= 2 km)", f"{s.f1_near_shore:.3f}" if s.f1_near_shore is not None else "n/a (no water mask or nothing near shore)"),
+                ("length MAE", f"{s.length_mae_m:.1f} m" if s.length_mae_m is not None else "n/a (truth has no lengths)")]
+        for r in rows:
+            t.add_row(*r)
+        Console().print(t)

@@ -1,0 +1,99 @@
+"""Plug-in hook: run a user's own ONNX ship detector and get the same :class:`Detection` records.
+
+Two output conventions are accepted, recognised from the model's first output:
+
+* a score map ``(1, 1, H, W)`` (probabilities, or logits with ``logits=True``): ships are the connected
+  regions above the threshold, measured like the packaged optical detector;
+* boxes ``(N, 5)`` or ``(1, N, 5)``: ``x0, y0, x1, y1, score`` in input pixels; length and width come from the
+  box sides (heading 0 or 90 degrees, since an axis-aligned box cannot say more).
+
+The input is ``(1, C, H, W)`` float32; ``preprocess`` turns the caller's array(s) into that (default: the image
+as one channel scaled to [0, 1] by its dtype's range, or :func:`~routewatch.detect.optical.optical_features`
+for a band dictionary). onnxruntime is a dependency; the model is the user's, nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from routewatch.detect.base import Detection
+from routewatch.detect.optical import OpticalParams, detections_from_probability, optical_features
+
+Preprocess = Callable[[np.ndarray | dict[str, np.ndarray]], np.ndarray]
+
+
+def default_preprocess(data: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+    """A band dictionary gives the optical features; a single image becomes one [0, 1] channel."""
+    if isinstance(data, dict):
+        return optical_features(data)
+    img = np.asarray(data)
+    if img.ndim == 3 and img.shape[2] in (3, 4):
+        img = img[..., :3].mean(axis=2)
+    if img.ndim != 2:
+        raise ValueError(f"expected an (H, W) image, got shape {img.shape}")
+    scale = float(np.iinfo(img.dtype).max) if np.issubdtype(img.dtype, np.integer) else 1.0
+    return (img.astype(np.float32) / scale)[None]
+
+
+@dataclass
+class OnnxDetector:
+    """A user's ONNX model wrapped as a detector with the same call shape as the packaged ones."""
+
+    model_path: Path
+    preprocess: Preprocess = default_preprocess
+    logits: bool = False
+    threshold: float = 0.5
+    params: OpticalParams = field(default_factory=lambda: OpticalParams(threshold=0.5, min_pixels=2,
+                                                                       measure_threshold=None))
+
+    def __post_init__(self) -> None:
+        import onnxruntime as ort
+
+        self.model_path = Path(self.model_path)
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"ONNX model {self.model_path} not found")
+        try:
+            self._sess = ort.InferenceSession(str(self.model_path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ValueError(f"{self.model_path}: not a loadable ONNX model ({exc})") from exc
+        self._input = self._sess.get_inputs()[0].name
+
+    def __call__(
+        self, data: np.ndarray | dict[str, np.ndarray], *, pixel_size_m: float, water: np.ndarray | None = None
+    ) -> list[Detection]:
+        x = np.asarray(self.preprocess(data), dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        out = np.asarray(self._sess.run(None, {self._input: x})[0])
+        h, w = x.shape[2], x.shape[3]
+        if out.ndim == 4:
+            prob = out[0, 0]
+            if self.logits:
+                prob = 1.0 / (1.0 + np.exp(-prob))
+            if prob.shape != (h, w):
+                raise ValueError(f"{self.model_path}: score map {prob.shape} does not match the input {(h, w)}")
+            params = replace(self.params, threshold=self.threshold)
+            return detections_from_probability(prob, pixel_size_m=pixel_size_m, water=water, params=params)
+        boxes = out.reshape(-1, out.shape[-1])
+        if boxes.shape[-1] < 5:
+            raise ValueError(f"{self.model_path}: output shape {out.shape} is neither a score map nor (N, 5) boxes")
+        dets = []
+        for x0, y0, x1, y1, s in boxes[:, :5]:
+            if s < self.threshold:
+                continue
+            r, c = (y0 + y1) / 2 - 0.5, (x0 + x1) / 2 - 0.5
+            if water is not None and not water[int(np.clip(round(r), 0, h - 1)), int(np.clip(round(c), 0, w - 1))]:
+                continue
+            bw, bh = abs(x1 - x0) * pixel_size_m, abs(y1 - y0) * pixel_size_m
+            dets.append(Detection(row=float(r), col=float(c), length_m=float(max(bw, bh)), width_m=float(min(bw, bh)),
+                                  heading_deg=0.0 if bh >= bw else 90.0, score=float(s)))
+        return dets
+
+
+def load_detector(model_path: str | Path, **kwargs: object) -> OnnxDetector:
+    """Load a user's ONNX detector; keyword arguments as for :class:`OnnxDetector`."""
+    return OnnxDetector(Path(model_path), **kwargs)  # type: ignore[arg-type]

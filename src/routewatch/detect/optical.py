@@ -1,0 +1,175 @@
+"""Optical ship detection (Sentinel-2 10 m bands, or high-resolution RGB(N) GeoTIFFs).
+
+A classical threshold detector confuses quays, cranes and moored ships (most labelled ships lie alongside quays),
+so the detector is a small fully-convolutional segmentation network trained here on the labelled ports
+(``python -m routewatch.detect.train``), shipped as ONNX in ``detect/models/`` and run with onnxruntime
+(no torch at inference). The network outputs a ship probability per pixel; ships are the connected regions above
+``threshold``, measured from their pixels (:mod:`routewatch.detect.measure`).
+
+Input normalisation keeps band ratios: each band becomes ``log(1 + x)`` minus the image-wide median of all bands'
+logs, so a gain that differs between products (L1C/L2A offsets, 8-bit renderings) does not matter, plus the
+NDWI ``(green - nir) / (green + nir)`` when a near-infrared band is given (RGB-only images get a zero channel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from routewatch.detect.base import Detection
+from routewatch.detect.measure import measure_pixels
+
+BAND_ORDER = ("blue", "green", "red", "nir")
+MODEL_DIR = Path(__file__).with_name("models")
+DEFAULT_MODEL = MODEL_DIR / "optical_s2.onnx"
+
+
+@dataclass(frozen=True)
+class OpticalParams:
+    """Post-processing of the probability map, fixed in code (not tuned per image)."""
+
+    threshold: float = 0.9  # a ship is a region whose core is above this
+    min_pixels: int = 8  # ... and has at least this many core pixels
+    measure_threshold: float | None = 0.3  # measure on the region above this around the core (None: the core)
+    min_length_m: float = 15.0
+    max_length_m: float = 500.0
+
+
+def optical_features(bands: dict[str, np.ndarray]) -> np.ndarray:
+    """Stack bands into the network input (5, H, W) float32: 4 log bands relative to the image median, NDWI."""
+    missing = [b for b in ("blue", "green", "red") if b not in bands]
+    if missing:
+        raise ValueError(f"optical detection needs bands blue, green, red (and ideally nir); missing {missing}")
+    shapes = {k: np.shape(v) for k, v in bands.items()}
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"band arrays differ in size: {shapes}")
+    arrs = [np.asarray(bands[b], dtype=np.float32) for b in BAND_ORDER if b in bands]
+    logs = [np.log1p(np.maximum(a, 0.0)) for a in arrs]
+    valid = np.isfinite(np.stack(logs))
+    med = float(np.median(np.stack(logs)[valid])) if valid.any() else 0.0
+    feats = [lg - med for lg in logs]
+    if "nir" in bands:
+        g, n = arrs[1], arrs[3]
+        ndwi = (g - n) / np.maximum(g + n, 1e-6)
+    else:
+        feats.append(np.zeros_like(feats[0]))  # no NIR band: a zero channel keeps the network's input shape
+        ndwi = np.zeros_like(arrs[0])
+    feats.append(ndwi.astype(np.float32))
+    out = np.stack(feats).astype(np.float32)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+_SESSIONS: dict[str, object] = {}
+
+
+def _session(model_path: Path) -> object:
+    import onnxruntime as ort
+
+    key = str(model_path)
+    if key not in _SESSIONS:
+        if not model_path.is_file():
+            raise FileNotFoundError(f"detector model {model_path} not found; train it with python -m routewatch.detect.train")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 2
+        opts.log_severity_level = 3
+        _SESSIONS[key] = ort.InferenceSession(key, opts, providers=["CPUExecutionProvider"])
+    return _SESSIONS[key]
+
+
+def probability_map(features: np.ndarray, model_path: Path | str = DEFAULT_MODEL, tile: int = 1024) -> np.ndarray:
+    """Per-pixel ship probability (H, W) from the ONNX network, tiled with overlap for large images."""
+    sess = _session(Path(model_path))
+    _, h, w = features.shape
+    pad = 48  # margin for the network's receptive field (about 45 px), a multiple of its downsampling (4)
+    prob = np.zeros((h, w), np.float32)
+    for r0 in range(0, h, tile):
+        for c0 in range(0, w, tile):
+            r1, c1 = min(h, r0 + tile), min(w, c0 + tile)
+            a0, b0 = max(0, r0 - pad), max(0, c0 - pad)
+            a1, b1 = min(h, r1 + pad), min(w, c1 + pad)
+            x = features[:, a0:a1, b0:b1]
+            ph, pw = (-x.shape[1]) % 4, (-x.shape[2]) % 4
+            x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(x.shape[1:]) > 4 else "edge")
+            logit = sess.run(None, {"input": x[None]})[0][0, 0]  # type: ignore[attr-defined]
+            p = 1.0 / (1.0 + np.exp(-logit[: a1 - a0, : b1 - b0]))
+            prob[r0:r1, c0:c1] = p[r0 - a0 : r1 - a0, c0 - b0 : c1 - b0]
+    return prob
+
+
+def detections_from_probability(
+    prob: np.ndarray,
+    *,
+    pixel_size_m: float | tuple[float, float],
+    water: np.ndarray | None = None,
+    params: OpticalParams = OpticalParams(),
+) -> list[Detection]:
+    """Connected regions above the threshold become ships, measured from their pixels and scored by peak probability.
+
+    With ``measure_threshold`` (hysteresis), the outline measured is the region above that lower threshold that
+    holds the core, so confident cores do not shorten the ship; when that region holds several cores (ships
+    moored together), each core is measured on its own pixels grown by one pixel.
+    """
+    eight = np.ones((3, 3), bool)
+    mask = prob > params.threshold
+    labels, n = ndimage.label(mask, structure=eight)
+    if n == 0:
+        return []
+    low_labels = None
+    cores_per_low: np.ndarray | None = None
+    if params.measure_threshold is not None and params.measure_threshold < params.threshold:
+        low_labels, n_low = ndimage.label(prob > params.measure_threshold, structure=eight)
+        # Number of cores inside each low region.
+        first = ndimage.labeled_comprehension(low_labels, labels, np.arange(1, n + 1), np.max, np.int64, 0)
+        cores_per_low = np.bincount(first, minlength=n_low + 1)
+    near_water = None
+    if water is not None:
+        w = np.asarray(water, bool)
+        if w.shape != prob.shape:
+            raise ValueError(f"water mask shape {w.shape} differs from image shape {prob.shape}")
+        near_water = ndimage.binary_dilation(w, iterations=3)  # berthed ships overlap the mask's quay edge
+    out = []
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        rr, cc = np.nonzero(labels[sl] == i)
+        if rr.size < params.min_pixels:
+            continue
+        rr, cc = rr + sl[0].start, cc + sl[1].start
+        r, c = float(rr.mean()), float(cc.mean())
+        if near_water is not None and not near_water[round(r), round(c)]:
+            continue
+        mr, mc = rr, cc
+        if low_labels is not None and cores_per_low is not None:
+            lab = int(low_labels[rr[0], cc[0]])
+            if cores_per_low[lab] == 1:
+                mr, mc = np.nonzero(low_labels == lab)
+            else:
+                core = np.zeros(prob.shape, bool)
+                core[rr, cc] = True
+                mr, mc = np.nonzero(ndimage.binary_dilation(core, eight) & (low_labels == lab))
+        shape = measure_pixels(mr, mc, pixel_size_m)
+        if not params.min_length_m <= shape.length_m <= params.max_length_m:
+            continue
+        out.append(Detection(row=r, col=c, length_m=shape.length_m, width_m=shape.width_m,
+                             heading_deg=shape.heading_deg, score=round(float(prob[rr, cc].max()), 4)))
+    return out
+
+
+def detect_optical(
+    bands: dict[str, np.ndarray],
+    *,
+    pixel_size_m: float | tuple[float, float],
+    water: np.ndarray | None = None,
+    model_path: Path | str = DEFAULT_MODEL,
+    params: OpticalParams = OpticalParams(),
+) -> list[Detection]:
+    """Find ships in co-registered optical bands (names blue/green/red/nir), in pixel coordinates of the input.
+
+    ``pixel_size_m`` is the ground pixel size (for EPSG:3857 Sentinel-2 crops: 10 m x cos(latitude)).
+    """
+    feats = optical_features(bands)
+    prob = probability_map(feats, model_path)
+    return detections_from_probability(prob, pixel_size_m=pixel_size_m, water=water, params=params)

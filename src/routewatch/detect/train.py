@@ -1,0 +1,407 @@
+"""Train the optical ship segmentation network on the shared labelled ports, reproducibly, on the CPU.
+
+    python -m routewatch.detect.train            # train on all ports, write detect/models/optical_s2.onnx
+    python -m routewatch.detect.train --lopo     # leave-one-port-out estimate for unseen ports
+
+Needs the ``train`` extra (PyTorch, CPU build); inference does not (the model is exported to ONNX).
+Fixed seed, fixed number of steps, two threads: the same command gives the same weights on the same machine.
+Targets are the labelled ship outlines, with the pixels where two ships touch set to background so that ships
+moored side by side come out as separate regions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from routewatch.detect.evaluate import LabelledPort, Scores, load_sen2ships_port, score, sen2ships_ports
+from routewatch.detect.optical import (
+    DEFAULT_MODEL,
+    OpticalParams,
+    detections_from_probability,
+    optical_features,
+)
+
+SEED = 20240302
+CROP = 64
+BATCH = 16
+STEPS = 3000
+
+
+def shared_root() -> Path:
+    """The shared data folder beside the repository, or ``ROUTEWATCH_SHARED``."""
+    env = os.environ.get("ROUTEWATCH_SHARED")
+    return Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared"
+
+
+def port_targets(port: LabelledPort) -> tuple[np.ndarray, np.ndarray]:
+    """Ship mask with touching-instance borders removed, and per-pixel loss weights."""
+    h, w = port.bands["red"].shape
+    lab = np.zeros((h, w), np.int32)
+    for i, t in enumerate(port.truth, start=1):
+        if t.mask_rows is not None:
+            lab[t.mask_rows, t.mask_cols] = i
+        else:
+            x, y, bw, bh = (round(v) for v in t.bbox)
+            lab[y : y + bh, x : x + bw] = i
+    mx = ndimage.maximum_filter(lab, 3)
+    big = np.where(lab == 0, np.iinfo(np.int32).max, lab)
+    mn = ndimage.minimum_filter(big, 3)
+    border = (lab > 0) & ((mx != lab) | (mn != lab))
+    target = ((lab > 0) & ~border).astype(np.float32)
+    weight = np.ones((h, w), np.float32)
+    weight[border] = 3.0
+    weight[ndimage.binary_dilation(lab > 0, iterations=2) & (lab == 0)] = 2.0  # the quay right beside a ship
+    return target, weight
+
+
+def build_net(in_ch: int = 5, width: int = 16):  # type: ignore[no-untyped-def]
+    """A small U-Net (about 60 k weights): two poolings, dilated middle for quay-scale context."""
+    import torch
+    from torch import nn
+
+    def conv(ci: int, co: int, dil: int = 1) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(ci, co, 3, padding=dil, dilation=dil, bias=False), nn.BatchNorm2d(co),
+                             nn.ReLU(inplace=True))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            w = width
+            self.e1 = nn.Sequential(conv(in_ch, w), conv(w, w))
+            self.e2 = nn.Sequential(conv(w, 2 * w), conv(2 * w, 2 * w))
+            self.mid = nn.Sequential(conv(2 * w, 3 * w), conv(3 * w, 3 * w, 2), conv(3 * w, 3 * w, 4))
+            self.d2 = conv(5 * w, 2 * w)
+            self.d1 = conv(3 * w, w)
+            self.head = nn.Conv2d(w, 1, 1)
+            self.pool = nn.MaxPool2d(2)
+            self.up = nn.Upsample(scale_factor=2, mode="nearest")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a = self.e1(x)
+            b = self.e2(self.pool(a))
+            m = self.mid(self.pool(b))
+            b2 = self.d2(torch.cat([self.up(m), b], 1))
+            a2 = self.d1(torch.cat([self.up(b2), a], 1))
+            return self.head(a2)
+
+    return Net()
+
+
+def _sample(rng: np.random.Generator, data: list[tuple[np.ndarray, np.ndarray, np.ndarray, list]]) -> tuple:
+    """One augmented batch: crops centred near a ship (60 %) or anywhere, random dihedral flips, gain jitter."""
+    xs, ys, ws = [], [], []
+    sizes = np.array([d[0].shape[1] * d[0].shape[2] for d in data], float)
+    p = np.sqrt(sizes) / np.sqrt(sizes).sum()
+    for _ in range(BATCH):
+        f, t, w, centres = data[rng.choice(len(data), p=p)]
+        _, h, wd = f.shape
+        if centres and rng.random() < 0.6:
+            r, c = centres[rng.integers(len(centres))]
+            r0 = int(np.clip(r - CROP // 2 + rng.integers(-24, 25), 0, h - CROP))
+            c0 = int(np.clip(c - CROP // 2 + rng.integers(-24, 25), 0, wd - CROP))
+        else:
+            r0, c0 = int(rng.integers(0, h - CROP + 1)), int(rng.integers(0, wd - CROP + 1))
+        sl = (slice(r0, r0 + CROP), slice(c0, c0 + CROP))
+        x, y, ww = f[:, sl[0], sl[1]].copy(), t[sl].copy(), w[sl].copy()
+        x[:4] += rng.normal(0, 0.15)  # product-to-product gain
+        k = int(rng.integers(4))
+        x, y, ww = np.rot90(x, k, (1, 2)), np.rot90(y, k), np.rot90(ww, k)
+        if rng.random() < 0.5:
+            x, y, ww = x[:, :, ::-1], y[:, ::-1], ww[:, ::-1]
+        xs.append(np.ascontiguousarray(x))
+        ys.append(np.ascontiguousarray(y))
+        ws.append(np.ascontiguousarray(ww))
+    return np.stack(xs), np.stack(ys)[:, None], np.stack(ws)[:, None]
+
+
+def train_net(ports: list[LabelledPort], steps: int = STEPS, seed: int = SEED, progress: bool = True,
+              threads: int = 2, device: str = "cpu"):  # type: ignore[no-untyped-def]
+    """Fit the network on the given ports; returns the torch module (on the CPU) in eval mode.
+
+    ``device="cuda"`` only speeds up validation runs; the shipped weights are trained on the CPU.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    data = []
+    for port in ports:
+        t, w = port_targets(port)
+        data.append((optical_features(port.bands), t, w, [(round(o.row), round(o.col)) for o in port.truth]))
+    net = build_net().to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+    net.train()
+    t0 = time.perf_counter()
+    for step in range(steps):
+        x, y, w = (torch.from_numpy(a).to(device) for a in _sample(rng, data))
+        logit = net(x)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, y, weight=w,
+                                                                  pos_weight=torch.tensor(2.0, device=device))
+        p = torch.sigmoid(logit)
+        dice = 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
+        loss = bce + 0.5 * dice
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if progress and (step + 1) % 100 == 0:
+            print(f"  step {step + 1}/{steps} loss {loss.item():.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return net.cpu().eval()
+
+
+def export_onnx(net, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Write the network as ONNX with free image height and width (multiples of 4)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.onnx")
+    torch.onnx.export(net, torch.zeros(1, 5, 64, 64), str(tmp), input_names=["input"], output_names=["logit"],
+                      dynamic_axes={"input": {2: "h", 3: "w"}, "logit": {2: "h", 3: "w"}}, opset_version=17,
+                      dynamo=False)
+    tmp.replace(path)
+
+
+def evaluate_port(port: LabelledPort, model_path: Path, save_map: Path | None = None,
+                  params: OpticalParams = OpticalParams()) -> Scores:
+    """Score the detector on one labelled port (lengths in ground metres, 200 m hit radius)."""
+    from routewatch.detect.optical import probability_map
+
+    prob = probability_map(optical_features(port.bands), model_path)
+    if save_map is not None:
+        save_map.mkdir(parents=True, exist_ok=True)
+        np.save(save_map / f"{port.name}.npy", prob.astype(np.float16))
+    return score_probability(port, prob, params)
+
+
+_SHORE: dict[str, np.ndarray] = {}
+
+
+def port_shore_distance(port: LabelledPort) -> np.ndarray:
+    """Pixels to the nearest land, from an NDWI > 0 water mask: only used to split the near-shore figures."""
+    from routewatch.detect.evaluate import distance_to_shore_px
+
+    if port.name not in _SHORE:
+        _SHORE[port.name] = distance_to_shore_px(optical_features(port.bands)[4] > 0.0)
+    return _SHORE[port.name]
+
+
+def score_probability(port: LabelledPort, prob: np.ndarray, params: OpticalParams = OpticalParams()) -> Scores:
+    """Score a probability map of a labelled port with the given post-processing."""
+    dets = detections_from_probability(prob, pixel_size_m=port.pixel_size_m, params=params)
+    px = float(np.mean(port.pixel_size_m))
+    return score(dets, port.truth, pixel_size_m=px, shore_distance_px=port_shore_distance(port))
+
+
+def load_ports(cache: Path | None = None) -> list[LabelledPort]:
+    """The labelled ports from ../shared, or from a pickle of them (``--cache``, for machines without rasterio)."""
+    if cache is not None:
+        import lzma
+        import pickle
+
+        opener = lzma.open if cache.suffix == ".xz" else open
+        with opener(cache, "rb") as f:  # type: ignore[operator]
+            return pickle.load(f)  # our own file of the shared ports (see --cache)
+    root = shared_root() / "data" / "sen2ships"
+    if not root.is_dir():
+        raise SystemExit(f"labelled ports not found at {root} (set ROUTEWATCH_SHARED)")
+    return [load_sen2ships_port(p) for p in sen2ships_ports(root)]
+
+
+def _fold(args: tuple[Path | None, int, int, int, Path | None, str]) -> tuple[str, dict]:
+    """Train without one port and score the held-out port (one process per fold)."""
+    import tempfile
+
+    cache, held_index, steps, threads, maps, device = args
+    ports = load_ports(cache)
+    held = ports[held_index]
+    net = train_net([p for i, p in enumerate(ports) if i != held_index], steps, progress=False, threads=threads,
+                    device=device)
+    with tempfile.TemporaryDirectory() as tmp:
+        mp = Path(tmp) / "fold.onnx"
+        export_onnx(net, mp)
+        s = evaluate_port(held, mp, maps)
+    return held.name, {**s.as_dict(), "length_errors_m": s.length_errors_m}
+
+
+SAR_GRID = {
+    "k": (4.0, 5.0, 6.0),
+    "min_pixels": (4, 8, 12),
+    "cluster_gap_px": (1, 2),
+    "windows_m": ((150.0, 300.0), (250.0, 400.0)),
+}
+
+
+def sar_selection(pixel_size_m: float = 10.0) -> dict:
+    """Choose the CFAR settings on the shared SAR chips, leave-one-chip-out.
+
+    For each chip, the grid point with the best pooled F1 on the other chips is scored on that chip: the pooled
+    held-out result estimates what fixed settings do on an unseen image. The settings chosen on all chips are
+    the ones to put in :class:`~routewatch.detect.sar.CfarParams`.
+    """
+    import itertools
+
+    from routewatch.detect.evaluate import load_gray, load_voc, sar_chips
+    from routewatch.detect.sar import CfarParams, detect_sar
+
+    chips = [(img.name, load_gray(img), load_voc(xml)) for img, xml in sar_chips(shared_root() / "data" / "sar-chips")]
+    grid = [CfarParams(k=k, min_pixels=mp, cluster_gap_px=gap, guard_m=g, background_m=b)
+            for k, mp, gap, (g, b) in itertools.product(*SAR_GRID.values())]
+    table = [[score(detect_sar(img, pixel_size_m=pixel_size_m, params=p), tru, pixel_size_m=pixel_size_m)
+              for _, img, tru in chips] for p in grid]
+
+    def best(exclude: int | None) -> int:
+        pooled = [sum((row[i] for i in range(len(chips)) if i != exclude), Scores(0, 0, 0)).f1 for row in table]
+        return int(np.argmax(pooled))
+
+    held = Scores(0, 0, 0)
+    per_chip = {}
+    for i, (name, _, _) in enumerate(chips):
+        j = best(i)
+        held = held + table[j][i]
+        per_chip[name] = {**table[j][i].as_dict(), "chosen": grid[j].__dict__}
+    final = best(None)
+    return {"held_out": held.as_dict(), "per_chip": per_chip, "chosen_on_all": grid[final].__dict__,
+            "all_chips_with_chosen": sum(table[final], Scores(0, 0, 0)).as_dict()}
+
+
+POST_GRID = {"threshold": (0.5, 0.7, 0.8, 0.9, 0.95, 0.97), "min_pixels": (2, 4, 8, 12, 16)}
+
+
+def select_postprocessing(maps: Path, cache: Path | None = None) -> dict:
+    """Choose the probability threshold and minimum size on held-out maps (from ``--lopo --maps``).
+
+    Nested leave-one-port-out: for each port, the grid point best on the other ports' held-out maps is scored on
+    it, which estimates the whole recipe on an unseen port; the point best on all maps is the shipped setting.
+    """
+    import itertools
+
+    ports = load_ports(cache)
+    grid = [OpticalParams(threshold=t, min_pixels=m) for t, m in itertools.product(*POST_GRID.values())]
+    probs = {p.name: np.load(maps / f"{p.name}.npy").astype(np.float32) for p in ports}
+    table = [[score_probability(p, probs[p.name], g) for p in ports] for g in grid]
+
+    def best(exclude: int | None) -> int:
+        pooled = [sum((row[i] for i in range(len(ports)) if i != exclude), Scores(0, 0, 0)).f1 for row in table]
+        return int(np.argmax(pooled))
+
+    held, per_port = Scores(0, 0, 0), {}
+    for i, p in enumerate(ports):
+        j = best(i)
+        held = held + table[j][i]
+        per_port[p.name] = {**table[j][i].as_dict(), "chosen": grid[j].__dict__}
+    final = best(None)
+    return {"held_out": held.as_dict(), "per_port": per_port, "chosen_on_all": grid[final].__dict__,
+            "default_setting_held_out": sum(table[grid.index(OpticalParams())], Scores(0, 0, 0)).as_dict()}
+
+
+def draw_figures(folder: Path) -> dict[str, dict]:
+    """Score the packaged detectors on every shared port and chip, and draw one picture each."""
+    from routewatch.detect.evaluate import load_gray, load_voc, render_figure, sar_chips
+    from routewatch.detect.optical import detect_optical
+    from routewatch.detect.sar import detect_sar
+
+    results: dict[str, dict] = {}
+    total = Scores(0, 0, 0)
+    for port in load_ports():
+        dets = detect_optical(port.bands, pixel_size_m=port.pixel_size_m)
+        s = score(dets, port.truth, pixel_size_m=float(np.mean(port.pixel_size_m)))
+        total = total + s
+        results[port.name] = s.as_dict()
+        rgb = np.stack([port.bands[b] for b in ("red", "green", "blue")], axis=-1)
+        render_figure(rgb, port.truth, dets, folder / f"eval_{port.name}.png")
+    results["overall"] = total.as_dict()
+    sar_total = Scores(0, 0, 0)
+    tiles = []
+    for img_path, xml in sar_chips(shared_root() / "data" / "sar-chips"):
+        img, tru = load_gray(img_path), load_voc(xml)
+        dets = detect_sar(img, pixel_size_m=10.0)
+        s = score(dets, tru, pixel_size_m=10.0)
+        sar_total = sar_total + s
+        results[f"sar:{img_path.stem}"] = s.as_dict()
+        tiles.append((img, tru, dets))
+    results["sar_overall"] = sar_total.as_dict()
+    from PIL import Image
+
+    parts = []
+    for i, (img, tru, dets) in enumerate(tiles):
+        tmp = folder / f".tile{i}.png"
+        render_figure(np.stack([img] * 3, axis=-1), tru, dets, tmp, max_width=160)
+        parts.append(np.asarray(Image.open(tmp).convert("RGB")))
+        tmp.unlink()
+    rows = [np.concatenate(parts[i : i + 4], axis=1) for i in range(0, len(parts), 4) if len(parts[i : i + 4]) == 4]
+    if rows:
+        Image.fromarray(np.concatenate(rows, axis=0)).quantize(colors=64).save(folder / "eval_sar_chips.png",
+                                                                               optimize=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lopo", action="store_true", help="leave-one-port-out validation instead of the final model")
+    ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--out", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--report", type=Path, default=None, help="write the scores as JSON here")
+    ap.add_argument("--cache", type=Path, default=None, help="read the ports from this pickle instead of ../shared")
+    ap.add_argument("--jobs", type=int, default=1, help="folds trained at once (--lopo), one thread each when > 1")
+    ap.add_argument("--maps", type=Path, default=None, help="(--lopo) save held-out probability maps here")
+    ap.add_argument("--device", default="cpu", help="(--lopo) torch device for the folds, e.g. cuda")
+    ap.add_argument("--select-post", type=Path, default=None, help="choose post-processing on held-out maps here")
+    ap.add_argument("--figures", type=Path, default=None, help="draw truth and detections per port/chip here")
+    ap.add_argument("--sar", action="store_true", help="choose the SAR CFAR settings, leave-one-chip-out")
+    args = ap.parse_args(argv)
+    results: dict[str, dict] = {}
+    if args.select_post is not None:
+        results = select_postprocessing(args.select_post, args.cache)
+        print(json.dumps({k: v for k, v in results.items() if k != "per_port"}, indent=1))
+    elif args.figures is not None:
+        results = draw_figures(args.figures)
+        print(json.dumps(results["overall"], indent=1))
+    elif args.sar:
+        results = sar_selection()
+        print(json.dumps({k: v for k, v in results.items() if k != "per_chip"}, indent=1))
+    elif args.lopo:
+        n = len(load_ports(args.cache))
+        folds = [(args.cache, i, args.steps, 1 if args.jobs > 1 else 2, args.maps, args.device) for i in range(n)]
+        if args.jobs > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(args.jobs) as pool:
+                done = pool.map(_fold, folds)
+        else:
+            done = [_fold(f) for f in folds]
+        total = Scores(0, 0, 0)
+        for name, d in done:
+            s = Scores(d["tp"], d["fp"], d["fn"], d["length_errors_m"], d["near_tp"], d["near_fp"], d["near_fn"])
+            total = total + s
+            results[name] = {k: v for k, v in d.items() if k != "length_errors_m"}
+            print(f"  held out {name}: P {s.precision:.3f} R {s.recall:.3f} F1 {s.f1:.3f} "
+                  f"length MAE {s.length_mae_m or float('nan'):.1f} m", flush=True)
+        results["overall"] = total.as_dict()
+        print(f"overall held-out: F1 {total.f1:.3f} length MAE {total.length_mae_m or float('nan'):.1f} m")
+    else:
+        ports = load_ports(args.cache)
+        net = train_net(ports, args.steps)
+        export_onnx(net, args.out)
+        print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
+        total = Scores(0, 0, 0)
+        for p in ports:
+            s = evaluate_port(p, args.out)
+            total = total + s
+            results[p.name] = s.as_dict()
+        results["overall"] = total.as_dict()
+        print(f"training-set F1 {total.f1:.3f} (optimistic; see --lopo for unseen ports)")
+    if args.report:
+        args.report.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The detect / evaluate commands, driven in-process on files the tests write (and on the shared data)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from PIL import Image
+from typer.testing import CliRunner
+
+from routewatch.cli import app
+
+runner = CliRunner()
+
+
+def sar_scene() -> np.ndarray:
+    rng = np.random.default_rng(4)
+    img = np.clip(np.sqrt(rng.standard_exponential((300, 300))) * 200, 0, 65535).astype(np.uint16)
+    img[100:120, 148:152] = 3000  # a 200 m x 40 m ship, bow up
+    return img
+
+
+def test_detect_sar_geotiff_gives_lonlat(tmp_path: Path) -> None:
+    tif = tmp_path / "s1.tif"
+    tr = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4_700_000.0)  # UTM 52N, near Rajin
+    with rasterio.open(tif, "w", driver="GTiff", width=300, height=300, count=1, dtype="uint16",
+                       crs="EPSG:32652", transform=tr) as ds:
+        ds.write(sar_scene(), 1)
+    out = tmp_path / "det.geojson"
+    res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out), "--chips", str(tmp_path / "chips")])
+    assert res.exit_code == 0, res.output
+    fc = json.loads(out.read_text())
+    assert len(fc["features"]) == 1
+    f = fc["features"][0]
+    lon, lat = f["geometry"]["coordinates"]
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs(4326, 32652, always_xy=True).transform(lon, lat)
+    assert x == pytest.approx(500000 + 150 * 10, abs=15) and y == pytest.approx(4_700_000 - 110 * 10, abs=15)
+    assert f["properties"]["length_m"] == pytest.approx(200, abs=20)
+    assert set(f["properties"]) >= {"row", "col", "length_m", "width_m", "heading_deg", "score"}
+    assert Path(f["properties"]["chip"]).read_bytes()[:4] == b"\x89PNG"
+    assert fc["routewatch"]["pixel_size_m"] == pytest.approx(10.0, rel=0.01)
+
+
+def test_detect_sar_plain_image_needs_pixel_size(tmp_path: Path) -> None:
+    png = tmp_path / "chip.png"
+    Image.fromarray((sar_scene() // 16).clip(0, 255).astype(np.uint8)).save(png)
+    out = tmp_path / "det.geojson"
+    res = runner.invoke(app, ["detect", "sar", str(png), "-o", str(out)])
+    assert res.exit_code == 2 and "--pixel-size" in res.output and "chip.png" in res.output
+    assert not out.exists()
+    res = runner.invoke(app, ["detect", "sar", str(png), "-o", str(out), "--pixel-size", "10"])
+    assert res.exit_code == 0, res.output
+    f = json.loads(out.read_text())["features"][0]
+    assert "pixel coordinates" in f["properties"]["note"]
+    assert f["geometry"]["coordinates"] == pytest.approx([149.5, 109.5], abs=1.0)
+
+
+def test_detect_sar_corrupt_file_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"II*\x00garbage")
+    res = runner.invoke(app, ["detect", "sar", str(bad), "-o", str(tmp_path / "x.geojson")])
+    assert res.exit_code == 2 and "broken.tif" in res.output
+
+
+def test_evaluate_detections_prints_scores(tmp_path: Path) -> None:
+    png = tmp_path / "chip.png"
+    Image.fromarray((sar_scene() // 16).clip(0, 255).astype(np.uint8)).save(png)
+    det = tmp_path / "det.geojson"
+    assert runner.invoke(app, ["detect", "sar", str(png), "-o", str(det), "--pixel-size", "10"]).exit_code == 0
+    truth = tmp_path / "truth.xml"
+    truth.write_text("<annotation><object><bndbox><xmin>148</xmin><ymin>100</ymin><xmax>152</xmax><ymax>120</ymax>"
+                     "</bndbox></object><object><bndbox><xmin>10</xmin><ymin>10</ymin><xmax>14</xmax><ymax>30</ymax>"
+                     "</bndbox></object></annotation>")
+    res = runner.invoke(app, ["evaluate", "detections", str(det), "--truth", str(truth)])
+    assert res.exit_code == 0, res.output
+    assert "200 m" in res.output
+    lines = {ln.split("│")[1].strip(): ln.split("│")[2].strip() for ln in res.output.splitlines() if ln.count("│") >= 3}
+    assert lines["precision"] == "1.000" and lines["recall"] == "0.500" and lines["F1"] == "0.667"
+
+
+def test_detect_site_calls_the_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    fake = types.ModuleType("routewatch.sources.imagery.pipeline")
+    fake.detect_site = lambda *a: calls.append(a) or types.SimpleNamespace(scenes=2, looks=2, sightings=5, failures=[])  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "routewatch.sources.imagery.pipeline", fake)
+    res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-08-01", "--workers", "2",
+                              "--workspace", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    ws, site, since, until, workers, scheduler = calls[0]
+    assert site == "rajin" and workers == 2 and until is None and scheduler is None
+    assert since.tzinfo is not None and since.year == 2023 and ws.root == tmp_path.resolve()
+    assert "5 sightings" in res.output
+    res = runner.invoke(app, ["detect", "--site", "rajin"])
+    assert res.exit_code == 2 and "--since" in res.output
+
+
+@pytest.mark.shared
+def test_detect_optical_on_a_shared_port(shared_dir: Path, tmp_path: Path) -> None:
+    port = shared_dir / "data" / "sen2ships" / "honolulu"
+    out = tmp_path / "det.geojson"
+    args = ["detect", "optical", "-o", str(out)]
+    for name, f in (("blue", "B02"), ("green", "B03"), ("red", "B04"), ("nir", "B08")):
+        args += ["--band", f"{name}={port / (f + '.tiff')}"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    fc = json.loads(out.read_text())
+    assert fc["features"], "no ships found in Honolulu harbour"
+    for f in fc["features"]:
+        lon, lat = f["geometry"]["coordinates"]
+        assert -158.0 < lon < -157.8 and 21.2 < lat < 21.4
+    res = runner.invoke(app, ["evaluate", "detections", str(out), "--truth", str(port / "annotations_coco.json")])
+    assert res.exit_code == 0 and "length MAE" in res.output
+
+
+@pytest.mark.shared
+def test_detect_optical_band_size_mismatch(shared_dir: Path, tmp_path: Path) -> None:
+    a = shared_dir / "data" / "sen2ships" / "honolulu" / "B02.tiff"
+    b = shared_dir / "data" / "sen2ships" / "casablanca" / "B03.tiff"
+    res = runner.invoke(app, ["detect", "optical", "--band", f"blue={a}", "--band", f"green={b}", "--band",
+                              f"red={a}", "-o", str(tmp_path / "x.geojson")])
+    assert res.exit_code == 2 and "B03.tiff" in res.output and "differs" in res.output
+
+
+def test_detect_sar_with_a_user_onnx_model(tmp_path: Path) -> None:
+    pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the test model")
+    from test_detect_onnx import score_map_model
+
+    png = tmp_path / "chip.png"
+    img = np.zeros((64, 64), np.uint8)
+    img[10:30, 20:23] = 255
+    Image.fromarray(img).save(png)
+    out = tmp_path / "det.geojson"
+    model = score_map_model(tmp_path / "m.onnx")  # outputs logits; 40 * (x - 0.5) > 0 only on the ship
+    res = runner.invoke(app, ["detect", "sar", str(png), "--pixel-size", "5", "--model", str(model), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    fc = json.loads(out.read_text())
+    assert len(fc["features"]) == 1 and fc["features"][0]["properties"]["length_m"] == pytest.approx(100.0)
+    assert fc["routewatch"]["detector"].endswith("m.onnx")

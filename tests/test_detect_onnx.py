@@ -1,0 +1,74 @@
+"""The ONNX plug-in hook, driven by tiny models that the test builds (no download, no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the test models")
+from onnx import TensorProto, helper  # noqa: E402
+
+from routewatch.detect.onnx import OnnxDetector, load_detector  # noqa: E402
+
+
+def score_map_model(path: Path) -> Path:
+    """logit = 40 * (x - 0.5): a bright-pixel detector with free image size."""
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, "h", "w"])
+    y = helper.make_tensor_value_info("logit", TensorProto.FLOAT, [1, 1, "h", "w"])
+    half = helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])
+    gain = helper.make_tensor("gain", TensorProto.FLOAT, [], [40.0])
+    nodes = [helper.make_node("Sub", ["image", "half"], ["d"]), helper.make_node("Mul", ["d", "gain"], ["logit"])]
+    graph = helper.make_graph(nodes, "bright", [x], [y], initializer=[half, gain])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def boxes_model(path: Path, boxes: np.ndarray) -> Path:
+    """Ignores the image and returns fixed boxes (x0, y0, x1, y1, score): tests the box convention."""
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, "h", "w"])
+    y = helper.make_tensor_value_info("boxes", TensorProto.FLOAT, list(boxes.shape))
+    const = helper.make_tensor("b", TensorProto.FLOAT, list(boxes.shape), boxes.ravel().tolist())
+    nodes = [helper.make_node("Constant", [], ["boxes"], value=const)]
+    graph = helper.make_graph(nodes, "boxes", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_score_map_model_gives_measured_ships(tmp_path: Path) -> None:
+    img = np.zeros((120, 160), np.uint8)
+    img[20:50, 30:34] = 255  # 30 x 4 px vertical ship
+    img[90:93, 100:120] = 255  # 3 x 20 px horizontal ship
+    detector = load_detector(score_map_model(tmp_path / "m.onnx"), logits=True)
+    dets = sorted(detector(img, pixel_size_m=10.0), key=lambda d: d.row)
+    assert len(dets) == 2
+    assert dets[0].row == pytest.approx(34.5) and dets[0].col == pytest.approx(31.5)
+    assert dets[0].length_m == pytest.approx(300.0) and dets[0].heading_deg == pytest.approx(0.0)
+    assert dets[1].length_m == pytest.approx(200.0) and dets[1].heading_deg == pytest.approx(90.0)
+    water = np.ones(img.shape, bool)
+    water[:60] = False
+    assert len(detector(img, pixel_size_m=10.0, water=water)) == 1
+
+
+def test_box_model_and_threshold(tmp_path: Path) -> None:
+    boxes = np.array([[10, 20, 14, 50, 0.9], [60, 60, 90, 66, 0.8], [0, 0, 5, 5, 0.1]], np.float32)
+    detector = OnnxDetector(boxes_model(tmp_path / "b.onnx", boxes), threshold=0.5)
+    dets = detector(np.zeros((100, 100), np.uint8), pixel_size_m=2.0)
+    assert len(dets) == 2
+    assert dets[0].length_m == pytest.approx(60.0) and dets[0].width_m == pytest.approx(8.0)
+    assert dets[0].heading_deg == 0.0 and dets[1].heading_deg == 90.0
+    assert dets[0].score == pytest.approx(0.9)
+
+
+def test_bad_model_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"missing\.onnx"):
+        load_detector(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match=r"junk\.onnx"):
+        load_detector(junk)
