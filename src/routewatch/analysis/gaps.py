@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -35,7 +36,7 @@ class GapConfig:
     min_dwell_h: float = 2.0
 
 
-GAP_SCHEMA = {
+GAP_SCHEMA: dict[str, Any] = {
     "mmsi": pl.Int32, "start": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"), "duration_h": pl.Float64,
     "lon_before": pl.Float64, "lat_before": pl.Float64, "lon_after": pl.Float64, "lat_after": pl.Float64,
     "distance_nm": pl.Float64, "implied_speed_kn": pl.Float64, "site_before": pl.String, "site_after": pl.String,

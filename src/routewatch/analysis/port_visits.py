@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -179,7 +180,7 @@ class Carry:
     :class:`Batch`, sorted by MMSI), and its open visit."""
 
     rows: dict[str, np.ndarray] | None = None
-    open: dict[int, dict] | None = None
+    open: dict[int, dict] = field(default_factory=dict)
 
 
 class Batch:
@@ -237,6 +238,7 @@ class Batch:
             src[~c] = part["source"].to_numpy()
             line[~c] = part["line"].to_numpy()
         if c.any():
+            assert self.carry is not None  # rows from the carry exist only when there is one
             src[c] = self.carry["source"][o[c]]
             line[c] = self.carry["line"][o[c]]
         return src, line
@@ -327,16 +329,17 @@ class VisitScanner:
         opened = self.carry.open
         for k in range(starts.size):
             s, e = int(starts[k]), int(ends[k])
-            rec = {"mmsi": int(mmsi[s]), "site": int(state[s]), "start": int(t[s]), "end": int(t[e]),
+            key = int(mmsi[s])
+            rec: dict[str, Any] = {"mmsi": key, "site": int(state[s]), "start": int(t[s]), "end": int(t[e]),
                    "positions": e - s + 1, "entry": bool(entry[k]), "exit": bool(exit_[k]), "stop": bool(stp[k]),
                    "gap": bool(gap[k]), "first": (-1, (s_src[k], int(s_line[k]))),
                    "last": (-1, (e_src[k], int(e_line[k])))}
-            if carry_start[k] and rec["mmsi"] in opened:
-                old = opened.pop(rec["mmsi"])
+            if carry_start[k] and key in opened:
+                old = opened.pop(key)
                 rec.update(start=old["start"], entry=old["entry"], positions=old["positions"] + e - s,
                            stop=old["stop"] or rec["stop"], gap=old["gap"] or rec["gap"], first=old["first"])
             if is_open[k]:
-                opened[rec["mmsi"]] = rec
+                opened[key] = rec
             else:
                 self._out.append(rec)
 
