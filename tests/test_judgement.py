@@ -116,7 +116,16 @@ def test_long_silence_with_daily_looks_is_paused_and_sentinel1_is_not() -> None:
     assert floor < 1e-4
     assert daily.status is Status.PAUSED
     assert daily.probability >= 0.95
-    assert daily.p_silence_if_active >= floor - 1e-3
+    # Recompute from the parts with another random stream: 30 daily looks from 0.5 days after the last activity.
+    t, p = coverage_looks(
+        [CoverageAssumption("planetscope", 1.0, 0.8)], ("a",), T0 + timedelta(days=48), as_of, 120.0
+    )
+    assert len(t) == 30 and p[0] == pytest.approx(0.8 * SENSOR_DETECTION["planetscope"].probability(120.0))
+    process = RouteProcess(daily.expected_gap_days, 2.0, 1.0, 4.0, rate_evidence_calls=9)
+    again = silence_survival(t, p, process, n_paths=20_000, rng=np.random.default_rng(99))[-1]
+    assert daily.p_silence_if_active == pytest.approx(
+        again, abs=4 * survival_standard_error(max(again, 1e-3), 20_000)
+    )
     s1 = judge_route(
         _route(),
         as_of=as_of,
@@ -263,3 +272,100 @@ def test_slowing_from_coverage_normalised_counts() -> None:
         _route(), as_of=as_of, visits=steady, trips=[], looks=looks, vessel_lengths={"v1": 120.0}
     )
     assert act2.status is Status.ACTIVE
+
+
+def test_a_count_published_after_as_of_is_not_used() -> None:
+    # The count's period ends 12 hours after as_of: as of then, nobody had published it.
+    visits = _regular_visits(10, 5.0)
+    as_of = T0 + timedelta(days=49)
+    agg = AggregateObservation(
+        "g", T0, as_of + timedelta(hours=12), "a>b", "trip_count", 40, None, "40 trips", ("e",)
+    )
+    act = judge_route(
+        _route(), as_of=as_of, visits=visits, trips=[], aggregates=[agg], vessel_lengths={"v1": 120.0}
+    )
+    assert "calls at the origin" in act.details["cadence_basis"]
+    later = judge_route(
+        _route(),
+        as_of=as_of + timedelta(hours=12),
+        visits=visits,
+        trips=[],
+        aggregates=[agg],
+        vessel_lengths={"v1": 120.0},
+    )
+    assert "40 trips reported" in later.details["cadence_basis"]
+
+
+def test_one_call_seen_twice_counts_once() -> None:
+    # The same call reported by name and detected unidentified in an image: overlapping visits, one call.
+    named = [_visit("a", float(d)) for d in range(0, 50, 10)]
+    unnamed = [
+        Visit(
+            f"u{d}",
+            "a",
+            None,
+            T0 + timedelta(days=d, hours=6),
+            T0 + timedelta(days=d, hours=20),
+            0.5,
+            (f"s-u{d}",),
+            size_class="100-150m",
+        )
+        for d in range(0, 50, 10)
+    ]
+    act = judge_route(
+        _route(),
+        as_of=T0 + timedelta(days=52),
+        visits=named + unnamed,
+        trips=[],
+        vessel_lengths={"v1": 120.0},
+    )
+    assert act.expected_gap_days == pytest.approx(10.0)  # 5 calls over 40 days, not 10 calls
+    assert act.details["cadence_basis"].startswith("5 calls")
+
+
+def test_an_overdue_silence_is_not_hidden_by_an_earlier_resumption() -> None:
+    # A busy route (at least 30 trips in 45 days: a call every 1.5 days) pauses from day 48 to day 100, returns for
+    # one call, then is silent again. Five days later it is overdue (gamma(2) gaps of mean 1.5 days: P(no call in
+    # 5 days) = exp(-6.67) x 7.67 ~ 0.01), and no Sentinel-1 look has come yet: the current silence decides
+    # (undetermined), even though activity returned on day 100 after a gap that Sentinel-1 looks showed was a pause.
+    visits = [*_regular_visits(10, 5.0), _visit("a", 100.0)]
+    agg = AggregateObservation(
+        "g",
+        T0,
+        T0 + timedelta(days=45),
+        "a>b",
+        "trip_count",
+        30,
+        None,
+        "at least 30",
+        ("e",),
+        lower_bound=True,
+    )
+    cov = [CoverageAssumption("sentinel-1", 12.0, 1.0)]
+    as_of = T0 + timedelta(days=101 + 5)
+    act = judge_route(
+        _route(),
+        as_of=as_of,
+        visits=visits,
+        trips=[],
+        aggregates=[agg],
+        vessel_lengths={"v1": 120.0},
+        coverage=cov,
+    )
+    assert act.details["p_silence_perfect_coverage"] == pytest.approx(
+        gamma.sf(5.0, a=2, scale=0.75), rel=1e-6
+    )
+    assert act.details["p_silence_perfect_coverage"] < 0.05
+    assert act.usable_looks_quiet == 0
+    assert act.status is Status.UNDETERMINED
+    # Right after the return the same data is a resumption: the gap was called paused before the ship came back.
+    back = judge_route(
+        _route(),
+        as_of=T0 + timedelta(days=101, hours=12),
+        visits=visits,
+        trips=[],
+        aggregates=[agg],
+        vessel_lengths={"v1": 120.0},
+        coverage=cov,
+    )
+    assert back.status is Status.RESUMED

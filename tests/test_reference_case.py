@@ -166,3 +166,16 @@ def test_trips_and_cargo_against_the_published_figures(case) -> None:  # type: i
     for e in estimates:
         assert e.low <= e.value <= e.high
         assert e.assumptions
+
+
+def test_28_february_is_overdue_but_not_yet_called(case) -> None:  # type: ignore[no-untyped-def]
+    store, watchlist = case
+    # Sixteen days after MAIA-1's call, before NK Pro's count (published for the period to 29 Feb) existed: the
+    # cadence rests on what was known then, and the silence is not yet a pause, nor is any earlier gap a
+    # "resumption" that could hide it.
+    act = analyze(
+        store, watchlist, parse_as_of("2024-02-28"), coverage=watchlist.coverage["near-daily"]
+    ).activities[ROUTE]
+    assert "32 trips" not in act.details["cadence_basis"]
+    assert act.status is not Status.RESUMED
+    assert act.status in (Status.ACTIVE, Status.UNDETERMINED)

@@ -122,3 +122,15 @@ def test_coverage_spec() -> None:
         parse_coverage_spec("landsat:16:0.5")
     with pytest.raises(ValueError, match="usable"):
         parse_coverage_spec("sentinel-1:12:1.5")
+
+
+def test_non_table_entries_and_booleans_are_located_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("length_m = 120", "length_m = true"))
+    with pytest.raises(WatchlistError, match=r":21: vessels\.v\.length_m: must be a positive number"):
+        load_watchlist(path)
+    path = write(tmp_path, GOOD + '\n[vessels]\nw = "not a table"\n')
+    with pytest.raises(WatchlistError, match="toml|must be a table"):
+        load_watchlist(path)
+    path = write(tmp_path, GOOD + '\n[coverage]\ndaily = "planetscope:1:0.5"\n')
+    with pytest.raises(WatchlistError, match=r"coverage\.daily\.sensors: must be a table"):
+        load_watchlist(path)

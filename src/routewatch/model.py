@@ -351,9 +351,11 @@ class CoverageAssumption:
 class Activity:
     """A route's state as of a date: the judgement, with the numbers behind it.
 
-    ``probability`` is the probability of ``status`` (for paused: that the route has stopped; for active: that it
-    is still running). ``p_silence_if_active`` is the chance of the observed silence had the route kept its
-    cadence; ``coverage`` says whether that rests on actual looks or a declared schedule.
+    ``probability`` depends on the status (docs/judgement.md): for paused and undetermined it is the evidence of a
+    pause, 1 - ``p_silence_if_active``; for active it is ``p_silence_if_active`` itself (how unremarkable the
+    silence is), for resumed the pause probability of the gap that ended, for slowing the change-point
+    probability. ``p_silence_if_active`` is the chance of the observed silence had the route kept its cadence;
+    ``coverage`` says whether that rests on actual looks or a declared schedule.
     """
 
     route: str

@@ -254,9 +254,11 @@ def parse_watchlist(text: str, path: Path | None = None) -> Watchlist:
         where = ("vessels", key)
         if not KEY_RE.match(key):
             raise err(where, "key", "vessel keys are lower-case letters, digits, '-' and '_'")
+        if not isinstance(entry, dict):
+            raise err(where, "key", "must be a table")
         for num in ("length_m", "beam_m", "capacity_teu"):
             v = entry.get(num)
-            if v is not None and (not isinstance(v, int | float) or v <= 0):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v <= 0):
                 raise err(where, num, f"must be a positive number, got {v!r}")
         vessels[key] = Vessel(
             key=key,
@@ -293,6 +295,8 @@ def parse_watchlist(text: str, path: Path | None = None) -> Watchlist:
         where = ("routes", key)
         if not KEY_RE.match(key):
             raise err(where, "key", "route keys are lower-case letters, digits, '-' and '_'")
+        if not isinstance(entry, dict):
+            raise err(where, "key", "must be a table")
         origin = resolve(where, "origin", _str_tuple(entry.get("origin"), where, "origin", err))
         destination = resolve(
             where, "destination", _str_tuple(entry.get("destination"), where, "destination", err)
@@ -310,7 +314,7 @@ def parse_watchlist(text: str, path: Path | None = None) -> Watchlist:
             raise err(where, "mode", f"unknown mode {mode!r}; one of sea, rail, air") from None
         for num in ("max_speed_kn", "max_transit_days"):
             v = entry.get(num)
-            if v is not None and (not isinstance(v, int | float) or v <= 0):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v <= 0):
                 raise err(where, num, f"must be a positive number, got {v!r}")
         routes[key] = Route(
             key=key,
@@ -328,6 +332,8 @@ def parse_watchlist(text: str, path: Path | None = None) -> Watchlist:
     coverage: dict[str, tuple[CoverageAssumption, ...]] = {}
     for name, entry in (data.get("coverage") or {}).items():
         where = ("coverage", name)
+        if not isinstance(entry, dict):
+            raise err(where, "sensors", "must be a table with a sensors list")
         specs = _str_tuple(entry.get("sensors"), where, "sensors", err)
         try:
             items = [parse_coverage_spec(s) for s in specs]

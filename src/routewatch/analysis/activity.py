@@ -178,12 +178,33 @@ def _events(route: Route, visits: Sequence[Visit], as_of: datetime) -> list[_Eve
 
 
 def _scope_matches(scope: str, route: Route) -> bool:
+    """A count scoped ``origin>destination`` from one of the route's origin sites. The destination side (a site, a
+    group name such as ``russia``, or the route key) is matched by the caller, which knows the watchlist's groups
+    (``pipeline.route_aggregates``); here only a destination that is itself an origin site is refused."""
     if ">" not in scope:
         return False
     origin, dest = (part.strip() for part in scope.split(">", 1))
-    return origin in route.origin and (
-        dest in route.destination or dest == route.key or dest not in route.origin
-    )
+    return origin in route.origin and dest not in route.origin
+
+
+def _origin_calls(events: Sequence[_Event]) -> list[_Event]:
+    """Calls at the origin, one per port call: visits at the same site that overlap in time (one ship reported by
+    name and also detected unidentified in an image) are one call, not two."""
+    merged: list[_Event] = []
+    for e in sorted((e for e in events if e.at_origin), key=lambda e: (e.site, e.start)):
+        last = merged[-1] if merged else None
+        if last is not None and last.site == e.site and e.start <= last.end:
+            merged[-1] = _Event(
+                start=last.start,
+                end=max(last.end, e.end),
+                site=last.site,
+                vessel=last.vessel or e.vessel,
+                evidence=last.evidence + e.evidence,
+                at_origin=True,
+            )
+        else:
+            merged.append(e)
+    return sorted(merged, key=lambda e: e.start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +229,7 @@ def _cadence(
     how busy the route was.
     """
     candidates: list[_Cadence] = []
-    calls = [e for e in events if e.at_origin]
+    calls = _origin_calls(events)
     if len(calls) >= 2:
         span = _days(calls[0].start, calls[-1].start)
         if span > 0:
@@ -222,12 +243,14 @@ def _cadence(
                 )
             )
     for agg in aggregates:
-        if agg.end > as_of + timedelta(days=1) or agg.event != "trip_count" or not agg.count:
+        if agg.end > as_of or agg.event != "trip_count" or not agg.count:
             continue
         if not _scope_matches(agg.scope, route):
             continue
-        # The count covers [start, end]; if the route went quiet inside that span, the trips fell before it.
-        end = min(agg.end, last_activity) if last_activity > agg.start else agg.end
+        # The count covers [start, end]; if the route went quiet inside that span, its trips fell before the
+        # silence: the span ends at the last activity known by the end of the count (whatever came later).
+        known = [e.end for e in events if e.start <= agg.end and e.end >= agg.start]
+        end = min(agg.end, max(known)) if known else agg.end
         span = _days(agg.start, end)
         if span <= 0:
             continue
@@ -330,6 +353,7 @@ def judge_route(
     vessel_lengths: dict[str, float] | None = None,
     coverage: Sequence[CoverageAssumption] | None = None,
     config: JudgementConfig | None = None,
+    check_resumption: bool = True,
 ) -> Activity:
     """Judge one route as of ``as_of`` (UTC), using only evidence up to then.
 
@@ -339,7 +363,7 @@ def judge_route(
     config = config or JudgementConfig()
     as_of = ensure_utc(as_of)
     looks = [lk for lk in looks if lk.time <= as_of]
-    aggregates = [a for a in aggregates if a.end <= as_of + timedelta(days=1) and a.start <= as_of]
+    aggregates = [a for a in aggregates if a.end <= as_of]  # a count is known once its period has ended
     trips_known = [t for t in trips if t.route == route.key and t.depart <= as_of]
     length_m = _fleet_length(route, vessel_lengths or {}, config)
     coverage_text = (
@@ -455,7 +479,29 @@ def judge_route(
         process, t, p, quiet_days=quiet_days, future=future, config=config, seed=seed + 1
     )
     details["days_to_confident_call"] = days_to_call
-    resumed = _resumption(route, events, looks, coverage, process, length_m, as_of, config, seed)
+    overdue = p_floor < 1.0 - config.level
+    if overdue:
+        level_txt = f"{config.level:.0%}"
+        when = (
+            f"a {level_txt} call would come after about {days_to_call:.0f} more days of silence under this coverage"
+            if days_to_call is not None
+            else f"this coverage would not reach a {level_txt} call within {config.horizon_days:.0f} days"
+        )
+        return Activity(
+            **common,
+            status=Status.UNDETERMINED,
+            probability=pause_prob,
+            days_to_confident_call=days_to_call,
+            explanation=head
+            + f" Not enough coverage to call: the route is overdue, but P(pause) = {pause_prob:.3f} < "
+            f"{config.level:.2f}; {when}.",
+            details=details,
+        )
+    resumed = (
+        _resumption(route, events, visits, trips, looks, aggregates, vessel_lengths, coverage, as_of, config)
+        if check_resumption
+        else None
+    )
     if resumed is not None:
         gap_start, gap_end, gap_pause = resumed
         details.update(
@@ -467,25 +513,9 @@ def judge_route(
             probability=gap_pause,
             days_to_confident_call=days_to_call,
             explanation=head
-            + f" Resumed: activity returned on {gap_end:%Y-%m-%d} after a {_days(gap_start, gap_end):.0f}-day gap "
-            f"that was a pause with probability {gap_pause:.3f}.",
-            details=details,
-        )
-    overdue = p_floor < 1.0 - config.level
-    if overdue:
-        when = (
-            f"a 95 % call would come after about {days_to_call:.0f} more days of silence under this coverage"
-            if days_to_call is not None
-            else f"this coverage would not reach a 95 % call within {config.horizon_days:.0f} days"
-        )
-        return Activity(
-            **common,
-            status=Status.UNDETERMINED,
-            probability=pause_prob,
-            days_to_confident_call=days_to_call,
-            explanation=head
-            + f" Not enough coverage to call: the route is overdue, but P(pause) = {pause_prob:.3f} < "
-            f"{config.level:.2f}; {when}.",
+            + f" Resumed: activity returned on {gap_end:%Y-%m-%d} after a {_days(gap_start, gap_end):.0f}-day gap; "
+            f"judged with what was known just before it returned, the route was then paused with probability "
+            f"{gap_pause:.3f}.",
             details=details,
         )
     slowing = _slowing(events, looks, as_of, cadence, config)
@@ -512,15 +542,17 @@ def judge_route(
 def _resumption(
     route: Route,
     events: Sequence[_Event],
+    visits: Sequence[Visit],
+    trips: Sequence[Trip],
     looks: Sequence[Look],
+    aggregates: Sequence[AggregateObservation],
+    vessel_lengths: dict[str, float] | None,
     coverage: Sequence[CoverageAssumption] | None,
-    process: RouteProcess,
-    length_m: float,
     as_of: datetime,
     config: JudgementConfig,
-    seed: int,
 ) -> tuple[datetime, datetime, float] | None:
-    """The latest gap between activities that was, by the same test, a pause, if activity returned recently."""
+    """The latest recent gap that ended a pause: activity returned within ``resumed_days`` after a silence that
+    the same judgement, run just before the activity returned (with only what was known then), called paused."""
     cutoff = as_of - timedelta(days=config.resumed_days)
     ordered = sorted(events, key=lambda e: e.start)
     best: tuple[datetime, datetime, float] | None = None
@@ -528,16 +560,23 @@ def _resumption(
     for e in ordered[1:]:
         gap_start, gap_end = running_end, e.start
         running_end = max(running_end, e.end)
-        if gap_end < cutoff or _days(gap_start, gap_end) <= 0:
+        if gap_end < cutoff or gap_end > as_of or _days(gap_start, gap_end) <= 0:
             continue
-        if process.p_no_arrival(_days(gap_start, gap_end)) >= 1.0 - config.level:
-            continue  # even perfect coverage could not have called this gap a pause
-        t, p, _ = _looks_between(
-            gap_start, gap_end, route=route, looks=looks, coverage=coverage, length_m=length_m
+        before = gap_end - timedelta(microseconds=1)
+        then = judge_route(
+            route,
+            as_of=before,
+            visits=visits,
+            trips=trips,
+            looks=looks,
+            aggregates=aggregates,
+            vessel_lengths=vessel_lengths,
+            coverage=coverage,
+            config=config,
+            check_resumption=False,
         )
-        s, _ = _silence(t, p, process, config.n_paths, seed + 7)
-        if 1.0 - s >= config.level:
-            best = (gap_start, gap_end, 1.0 - s)
+        if then.status is Status.PAUSED:
+            best = (gap_start, gap_end, then.probability)
     return best
 
 
@@ -555,11 +594,11 @@ def _slowing(
     """
     from routewatch.analysis.changepoint import bocpd, poisson_cusum
 
-    calls = [e for e in events if e.at_origin]
+    calls = _origin_calls(events)
     if len(calls) < 6 or not looks:
         return None
     start = calls[0].start
-    weeks = int(_days(start, as_of) // 7)
+    weeks = math.ceil(_days(start, as_of) / 7)  # the last, partial week counts with the look-days it had
     if weeks < 8:
         return None
     counts = np.zeros(weeks)
@@ -568,14 +607,20 @@ def _slowing(
         k = int(_days(start, e.start) // 7)
         if 0 <= k < weeks:
             counts[k] += 1
-    for lk in looks:
-        k = int(_days(start, lk.time) // 7)
-        if 0 <= k < weeks and lk.usable and lk.site in {e.site for e in calls}:
+    call_sites = {e.site for e in calls}
+    look_days = {
+        lk.time.date() for lk in looks if lk.usable and lk.site in call_sites and start <= lk.time <= as_of
+    }
+    for day in look_days:
+        k = int(_days(start, datetime.combine(day, datetime.min.time(), tzinfo=start.tzinfo)) // 7)
+        if 0 <= k < weeks:
             looked[k] += 1
+    if looked[-1] == 0:  # a partial last week with no look yet says nothing
+        counts, looked, weeks = counts[:-1], looked[:-1], weeks - 1
     if np.any(looked == 0):
         return None
-    # Exposure: look-days per week (at most 7): a week with fewer usable looks could show fewer calls.
-    exposure = np.minimum(looked, 7.0)
+    # Exposure: days with a usable look per week: a week with fewer could show fewer calls.
+    exposure = looked
     rate0 = float(counts.sum() / exposure.sum())
     if rate0 <= 0:
         return None

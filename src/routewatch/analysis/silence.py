@@ -64,7 +64,9 @@ def _mean_gaps(process: RouteProcess, n_paths: int, rng: np.random.Generator) ->
     n = process.rate_evidence_calls
     rate_hat = 1.0 / process.mean_gap_days
     rates = rng.gamma(shape=n, scale=rate_hat / n, size=n_paths)
-    return 1.0 / np.maximum(rates, 1e-9)
+    # A drawn rate above ten times the estimate has probability below e^-10 even for one call (n = 1); capping it
+    # there changes nothing measurable and bounds the number of simulated calls (memory).
+    return 1.0 / np.clip(rates, 1e-9, 10.0 * rate_hat)
 
 
 def silence_survival(

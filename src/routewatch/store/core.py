@@ -331,7 +331,8 @@ class Store:
         """Sightings as a polars frame, one column per model field (``columns`` picks some: fewer is faster;
         ``id`` and ``time`` always come), times ``Datetime("us", "UTC")``, sorted by (time, id) unless
         ``sort=False``. The same window as ``sightings()``. ``with_evidence`` adds ``evidence_ids`` (list of str).
-        ``reader``: ``connectorx`` (default for files and servers) or ``dbapi``."""
+        ``reader``: default ``frames.reader_for`` (connectorx for PostgreSQL; for SQLite the cursor when small,
+        connectorx in a child process when large), or ``dbapi`` to force the cursor."""
         return frames.sightings_frame(self.engine, since, until, site, vessel, with_evidence, columns, reader,
                                       sort)
 

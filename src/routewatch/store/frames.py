@@ -165,8 +165,9 @@ def _frame(
 def _read(engine: Engine, q: Select[Any], names: list[str], reader: str | None) -> pl.DataFrame:
     """Run a SELECT into a frame with columns ``names`` (types as the reader found them)."""
     reader = reader or reader_for(engine)
-    if reader == "connectorx" and engine.url.get_backend_name() == "sqlite":
-        reader = "connectorx-process"  # never a second SQLite copy in this process (see reader_for)
+    if reader in ("connectorx", "connectorx-process") and engine.url.get_backend_name() == "sqlite":
+        # never a second SQLite copy in this process (see reader_for); an in-memory database has no file to share
+        reader = "dbapi" if engine.url.database in (None, "", ":memory:") else "connectorx-process"
     if reader == "connectorx":
         sql = str(q.compile(engine, compile_kwargs={"literal_binds": True}))
         frame = pl.from_arrow(cx.read_sql(_connectorx_url(engine), sql, return_type="arrow"))
