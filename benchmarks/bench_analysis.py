@@ -101,16 +101,27 @@ def write_store(url: str, sightings: pl.DataFrame, looks: pl.DataFrame) -> None:
         pl.col("time").dt.strftime(fmt), sensor=pl.lit("sentinel-1"), source_kind=pl.lit("image"),
         simulated=pl.lit(True), note=pl.lit(""),
     ).to_dicts()
+    # One evidence record per scene-day and a link per sighting and look, as detections carry (scene evidence):
+    # the analysis reads the links too, so the benchmark must have them.
+    ev_ids = sorted({f"ev-{r['time'][:10]}" for r in s_rows})
+    ev_rows = [{"id": e, "kind": "scene", "description": "benchmark scene", "source": "", "uri": None,
+                "observed_at": None, "attributes": "{}"} for e in ev_ids]
+    links = [{"owner_kind": "sighting", "owner_id": r["id"], "evidence_id": f"ev-{r['time'][:10]}", "position": 0}
+             for r in s_rows]
+    links += [{"owner_kind": "look", "owner_id": r["id"], "evidence_id": f"ev-{r['time'][:10]}", "position": 0}
+              for r in l_rows]
+    mark = "%s" if store.engine.dialect.name == "postgresql" else "?"
     with store.engine.begin() as conn:
-        conn.exec_driver_sql("DELETE FROM sightings")
-        conn.exec_driver_sql("DELETE FROM looks")
-        for table, rows in ((t.sightings, s_rows), (t.looks, l_rows)):
+        for name in ("evidence_links", "sightings", "looks", "evidence"):
+            conn.exec_driver_sql(f"DELETE FROM {name}")
+        for table, rows in ((t.evidence, ev_rows), (t.sightings, s_rows), (t.looks, l_rows),
+                            (t.evidence_links, links)):
             given = set(rows[0])
             fill = {c.name: ("" if c.name in ("detail", "note") else None) for c in table.columns
                     if c.name not in given}
             rows = [{**r, **fill} for r in rows]
-            cols = list(rows[0])
-            sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+            cols = [c for c in rows[0] if c in table.columns]
+            sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join(mark for _ in cols)})"
             step = 100_000
             for i in track(range(0, len(rows), step), description=f"writing {table.name}", console=console):
                 conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows[i : i + step]])

@@ -8,6 +8,7 @@ deterministic) and replaces the derived tables in one transaction, so it is idem
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -111,10 +112,13 @@ def analyze(
     """Run the chain as of ``as_of`` (nothing later is read) and, with ``persist``, store what it derived."""
     as_of = ensure_utc(as_of)
     # Columnar reads and visit building: the analysis must stay fast at millions of sightings.
-    sightings = store.sightings_frame(  # type: ignore[attr-defined]
-        until=as_of, with_evidence=True, sort=False, columns=VISIT_SIGHTING_COLUMNS
-    )
-    looks_frame = store.looks_frame(until=as_of, with_evidence=True, sort=False)  # type: ignore[attr-defined]
+    # The two reads overlap: on a large SQLite store each runs in child processes, on PostgreSQL in connectorx.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        looks_job = pool.submit(store.looks_frame, until=as_of, with_evidence=True, sort=False)  # type: ignore[attr-defined]
+        sightings = store.sightings_frame(  # type: ignore[attr-defined]
+            until=as_of, with_evidence=True, sort=False, columns=VISIT_SIGHTING_COLUMNS
+        )
+        looks_frame = looks_job.result()
     aggregates = [a for a in store.aggregates() if a.start <= as_of]  # type: ignore[attr-defined]
     visits = frame_to_visits(build_visits_frame(sightings, looks_frame, as_of, vessels=watchlist.vessels))
     by_site: dict[str, list[Visit]] = {}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -75,7 +75,7 @@ class JudgementConfig:
     default_vessel_length_m: float = 100.0
     resumed_days: float = 30.0
     recent_days: float = 30.0
-    n_paths: int = 20_000
+    n_paths: int = 10_000
     horizon_days: float = 120.0
     slowing_factor: float = 0.5
     extra: dict[str, float] = field(default_factory=dict)
@@ -310,7 +310,7 @@ def _days_to_call(
     all_t = np.concatenate([t, quiet_days + ft])
     all_p = np.concatenate([p, fp])
     s = silence_survival(
-        all_t, all_p, process, n_paths=max(2000, config.n_paths // 4), rng=np.random.default_rng(seed)
+        all_t, all_p, process, n_paths=max(2000, config.n_paths // 10), rng=np.random.default_rng(seed)
     )
     hit = np.nonzero(1.0 - s >= config.level)[0]
     hit = hit[hit >= t.size]
@@ -354,6 +354,7 @@ def judge_route(
     coverage: Sequence[CoverageAssumption] | None = None,
     config: JudgementConfig | None = None,
     check_resumption: bool = True,
+    known_events: Sequence[_Event] | None = None,
 ) -> Activity:
     """Judge one route as of ``as_of`` (UTC), using only evidence up to then.
 
@@ -371,7 +372,16 @@ def judge_route(
         if coverage
         else "actual looks in the coverage ledger"
     )
-    events = _events(route, visits, as_of)
+    # ``known_events``: the route's events already built for a later date (the resumption check re-judges the
+    # same route as of earlier dates); only what had started by ``as_of`` is kept, cut at ``as_of``.
+    events = (
+        _events(route, visits, as_of)
+        if known_events is None
+        else sorted(
+            (replace(e, end=min(e.end, as_of)) for e in known_events if e.start <= as_of),
+            key=lambda e: (e.end, e.start),
+        )
+    )
     seed = _seed(route.key, as_of.isoformat(), coverage_text)
     recent_cut = as_of - timedelta(days=config.recent_days)
     trips_recent = sum(1 for t in trips_known if t.depart >= recent_cut)
@@ -574,6 +584,7 @@ def _resumption(
             coverage=coverage,
             config=config,
             check_resumption=False,
+            known_events=events,
         )
         if then.status is Status.PAUSED:
             best = (gap_start, gap_end, then.probability)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -235,10 +236,13 @@ def _convert(frame: pl.DataFrame, name: str, dtype: Any) -> pl.Expr:
     return col.cast(dtype)
 
 
-def _with_evidence(engine: Engine, frame: pl.DataFrame, kind: str, reader: str | None) -> pl.DataFrame:
+def _links_frame(engine: Engine, kind: str, reader: str | None) -> pl.DataFrame:
     link = t.evidence_links
     q = select(link.c.owner_id, link.c.evidence_id, link.c.position).where(link.c.owner_kind == kind)
-    links = _read(engine, q, ["owner_id", "evidence_id", "position"], reader)
+    return _read(engine, q, ["owner_id", "evidence_id", "position"], reader)
+
+
+def _attach_evidence(frame: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
     grouped = (
         links.sort("owner_id", "position")
         .group_by("owner_id", maintain_order=True)
@@ -248,6 +252,29 @@ def _with_evidence(engine: Engine, frame: pl.DataFrame, kind: str, reader: str |
     )
     out = frame.join(grouped, on="id", how="left", maintain_order="left")
     return out.with_columns(pl.col("evidence_ids").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+
+
+def _frame_with_evidence(
+    engine: Engine,
+    table: Any,
+    schema: dict[str, Any],
+    filters: list[ColumnElement[bool]],
+    columns: Sequence[str] | None,
+    reader: str | None,
+    sort: bool,
+    kind: str | None,
+) -> pl.DataFrame:
+    """The rows, and (with ``kind``) their evidence ids. When the reads run outside the Python interpreter
+    (connectorx, here or in a child process) the rows and the links are read at the same time, one per core."""
+    if kind is None:
+        return _frame(engine, table, schema, filters, columns, reader, sort)
+    if (reader or reader_for(engine)) == "dbapi":
+        frame = _frame(engine, table, schema, filters, columns, reader, sort)
+        return _attach_evidence(frame, _links_frame(engine, kind, reader))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        rows = pool.submit(_frame, engine, table, schema, filters, columns, reader, sort)
+        links = pool.submit(_links_frame, engine, kind, reader)
+        return _attach_evidence(rows.result(), links.result())
 
 
 def sightings_frame(
@@ -262,8 +289,8 @@ def sightings_frame(
     sort: bool = True,
 ) -> pl.DataFrame:
     filters = sighting_filters(site, vessel, since, until)
-    frame = _frame(engine, t.sightings, SIGHTING_COLUMNS, filters, columns, reader, sort)
-    return _with_evidence(engine, frame, "sighting", reader) if with_evidence else frame
+    kind = "sighting" if with_evidence else None
+    return _frame_with_evidence(engine, t.sightings, SIGHTING_COLUMNS, filters, columns, reader, sort, kind)
 
 
 def looks_frame(
@@ -276,5 +303,6 @@ def looks_frame(
     reader: str | None = None,
     sort: bool = True,
 ) -> pl.DataFrame:
-    frame = _frame(engine, t.looks, LOOK_COLUMNS, look_filters(site, since, until), columns, reader, sort)
-    return _with_evidence(engine, frame, "look", reader) if with_evidence else frame
+    filters = look_filters(site, since, until)
+    kind = "look" if with_evidence else None
+    return _frame_with_evidence(engine, t.looks, LOOK_COLUMNS, filters, columns, reader, sort, kind)
