@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import connectorx as cx
 import polars as pl
-from sqlalchemy import BigInteger, Column, Engine, Select, cast, func, select
+from sqlalchemy import BigInteger, Column, Engine, Select, cast, func, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from routewatch.model import ensure_utc
@@ -177,11 +177,13 @@ def _read(engine: Engine, q: Select[Any], names: list[str], reader: str | None) 
             frame = pl.DataFrame(schema=dict.fromkeys(names, pl.String))
         return frame
     if reader == "connectorx-process":
+        # The child splits the scan by rowid into one partition per core (connectorx reads them in parallel).
+        q = q.add_columns(literal_column("rowid").label(_ROWID))
         sql = str(q.compile(engine, compile_kwargs={"literal_binds": True}))
         frame = _connectorx_in_child(_connectorx_url(engine), sql)
         if frame.width == 0:
-            frame = pl.DataFrame(schema=dict.fromkeys(names, pl.String))
-        return frame
+            return pl.DataFrame(schema=dict.fromkeys(names, pl.String))
+        return frame.drop(_ROWID)
     if reader == "dbapi":
         with engine.connect() as conn:
             result = conn.execute(q)
@@ -191,9 +193,15 @@ def _read(engine: Engine, q: Select[Any], names: list[str], reader: str | None) 
     raise ValueError(f"unknown reader {reader!r}: use connectorx, connectorx-process or dbapi")
 
 
+_ROWID = "_routewatch_rowid"
 _CHILD = (
-    "import sys, connectorx as cx, pyarrow.ipc as ipc\n"
-    "t = cx.read_sql(sys.argv[1], sys.stdin.read(), return_type='arrow')\n"
+    "import os, sys, connectorx as cx, pyarrow.ipc as ipc\n"
+    "sql = sys.stdin.read()\n"
+    "parts = max(1, min(os.cpu_count() or 1, 4))\n"
+    "try:\n"
+    "    t = cx.read_sql(sys.argv[1], sql, return_type='arrow', partition_on=sys.argv[3], partition_num=parts)\n"
+    "except Exception:\n"
+    "    t = cx.read_sql(sys.argv[1], sql, return_type='arrow')  # e.g. an empty result: nothing to partition\n"
     "with ipc.new_file(sys.argv[2], t.schema) as w:\n"
     "    w.write_table(t)\n"
 )
@@ -204,7 +212,7 @@ def _connectorx_in_child(url: str, sql: str) -> pl.DataFrame:
     with tempfile.TemporaryDirectory(prefix="routewatch-frame-") as tmp:
         out = Path(tmp) / "frame.arrow"
         done = subprocess.run(
-            [sys.executable, "-c", _CHILD, url, str(out)],
+            [sys.executable, "-c", _CHILD, url, str(out), _ROWID],
             input=sql,
             text=True,
             capture_output=True,
