@@ -138,7 +138,7 @@ def main() -> None:
     n, n_looks = args.sightings, args.looks
     steps = [("load", "store: add_sightings + add_looks"),
              ("load_baseline", "baseline: SQLAlchemy executemany upsert"),
-             ("frame", "store: sightings_frame + looks_frame (connectorx)"),
+             ("frame", "store: sightings_frame + looks_frame (connectorx in a reader process)"),
              ("frame_columns", "store: sightings_frame, 5 of 20 columns"),
              ("frame_dbapi", "baseline: the same frames through the DBAPI cursor"),
              ("records", "baseline: Store.sightings() records")]
