@@ -226,7 +226,8 @@ def register(app: typer.Typer) -> None:
 
         _, watchlist, store = open_workspace(workspace, db)
         when = parse_as_of(as_of)
-        result = run(store, watchlist, when, coverage=resolve_coverage(coverage, watchlist))
+        with console.status(f"reading evidence up to {when:%Y-%m-%d} and judging {len(watchlist.routes)} routes"):
+            result = run(store, watchlist, when, coverage=resolve_coverage(coverage, watchlist))
         console.print(f"{len(result.visits)} visits, {len(result.trips)} trips derived.")
         console.print(
             status_table(list(result.activities.values()), watchlist, f"Routes as of {when:%Y-%m-%d}")
