@@ -269,3 +269,16 @@ def test_cli_fetch_against_the_local_api(server: StacServer, stac_assets: dict, 
     assert "2 stored (2 from the cache)" in " ".join(again.output.split())
     unknown = CliRunner().invoke(app, [*args[:2], "nowhere", *args[3:]])
     assert unknown.exit_code == 2 and "nowhere" in unknown.output
+
+
+def test_a_finished_band_clears_strips_left_by_a_killed_run(tmp_path: Path) -> None:
+    # Killed between writing the band (atomically) and removing its strips: the next run must not keep the strips.
+    from routewatch.sources.imagery.fetch import fetch_band
+
+    dest = tmp_path / "blue.tif"
+    dest.write_bytes(b"finished band")
+    partial = tmp_path / "blue.partial"
+    partial.mkdir()
+    (partial / "strip-00000.npy").write_bytes(b"left over")
+    out = fetch_band("http://127.0.0.1:9/never-contacted.tif", None, dest)  # type: ignore[arg-type]
+    assert out.path == dest and not partial.exists()

@@ -61,22 +61,32 @@ VISIT_SIGHTING_COLUMNS = (
 
 def looks_from_frame(frame: pl.DataFrame) -> list[Look]:
     """Look records from the store's looks frame (the judgement needs records, only for the origin sites)."""
+    cols = ["id", "site", "time", "sensor", "usable_fraction", "l50_m", "scale_m", "p_max", "source_kind",
+            "scene_id", "vessels_seen", "simulated", "note"]
+    with_evidence = "evidence_ids" in frame.columns
+    if with_evidence:
+        cols.append("evidence_ids")
+    models: dict[tuple[float, float, float], DetectionModel] = {}
     out = []
-    for r in frame.sort("time", "id").iter_rows(named=True):
+    for row in frame.sort("time", "id").select(cols).iter_rows():
+        key = (row[5], row[6], row[7])
+        model = models.get(key)
+        if model is None:
+            model = models[key] = DetectionModel(*key)
         out.append(
             Look(
-                id=r["id"],
-                site=r["site"],
-                time=r["time"],
-                sensor=r["sensor"],
-                usable_fraction=float(r["usable_fraction"]),
-                detection=DetectionModel(r["l50_m"], r["scale_m"], r["p_max"]),
-                source_kind=SourceKind(r["source_kind"]),
-                scene_id=r["scene_id"],
-                evidence_ids=tuple(r.get("evidence_ids") or ()),
-                vessels_seen=r["vessels_seen"],
-                simulated=bool(r["simulated"]),
-                note=r["note"] or "",
+                id=row[0],
+                site=row[1],
+                time=row[2],
+                sensor=row[3],
+                usable_fraction=float(row[4]),
+                detection=model,
+                source_kind=SourceKind(row[8]),
+                scene_id=row[9],
+                evidence_ids=tuple(row[13] or ()) if with_evidence else (),
+                vessels_seen=row[10],
+                simulated=bool(row[11]),
+                note=row[12] or "",
             )
         )
     return out

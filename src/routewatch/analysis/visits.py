@@ -475,13 +475,14 @@ def build_visits_frame(
 
 
 def frame_to_visits(frame: pl.DataFrame) -> list[Visit]:
-    """Rows of a ``build_visits_frame`` result as ``Visit`` records (for small frames and tests)."""
+    """Rows of a ``build_visits_frame`` result as ``Visit`` records (plain row tuples: no dict per row)."""
+    cols = ("id", "site", "vessel", "start", "end", "confidence", "sighting_ids", "evidence_ids", "size_class",
+            "start_bound", "end_bound", "source_kinds")
     return [
         Visit(
-            id=r["id"], site=r["site"], vessel=r["vessel"], start=r["start"], end=r["end"],
-            confidence=float(r["confidence"]), sighting_ids=tuple(r["sighting_ids"]),
-            evidence_ids=tuple(r["evidence_ids"]), size_class=r["size_class"], start_bound=r["start_bound"],
-            end_bound=r["end_bound"], source_kinds=tuple(r["source_kinds"]),
+            id=vid, site=site, vessel=vessel, start=start, end=end, confidence=float(conf),
+            sighting_ids=tuple(sids), evidence_ids=tuple(eids), size_class=size, start_bound=sb, end_bound=eb,
+            source_kinds=tuple(kinds),
         )
-        for r in frame.iter_rows(named=True)
+        for vid, site, vessel, start, end, conf, sids, eids, size, sb, eb, kinds in frame.select(cols).iter_rows()
     ]

@@ -95,9 +95,10 @@ def reference_grid(href: str, geometry: BaseGeometry, pad_px: int = 32) -> Targe
 def fetch_band(href: str, grid: TargetGrid, dest: Path, *, strip_rows: int = 256, resampling: str = "nearest",
                on_strip: Callable[[int], None] | None = None) -> BandFetch:
     """Read ``grid``'s window of one asset into ``dest`` (a COG), strip by strip, resuming finished strips."""
-    if dest.exists():
-        return BandFetch(dest, 0, 0)
     partial = dest.with_suffix(".partial")
+    if dest.exists():  # written atomically; strips left by a run killed just after writing it are clutter
+        shutil.rmtree(partial, ignore_errors=True)
+        return BandFetch(dest, 0, 0)
     partial.mkdir(parents=True, exist_ok=True)
     marker = partial / "source.json"
     key = {"href": _public(href), "window": [grid.window.col_off, grid.window.row_off, grid.window.width,
