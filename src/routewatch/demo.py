@@ -53,6 +53,7 @@ def run_demo(
     ws: Workspace, as_of: datetime, *, imagery: bool = True, console: Console | None = None
 ) -> dict[str, object]:
     """Build, import, analyse and print; returns the rows and the HTML summary path (for tests)."""
+    from routewatch.cli.core import describe_call
     from routewatch.pipeline import analyze
     from routewatch.sources.reports.observations import import_observations
     from routewatch.store import Store
@@ -93,15 +94,7 @@ def run_demo(
         table.add_column(col, overflow="fold")
     for row in rows:
         a = row.activity
-        call = (
-            "now"
-            if a.days_to_confident_call == 0
-            else (
-                f"{a.days_to_confident_call:.0f} more days"
-                if a.days_to_confident_call is not None
-                else "not reachable"
-            )
-        )
+        call = describe_call(a.days_to_confident_call)
         table.add_row(
             row.label,
             a.status.value,

@@ -101,6 +101,13 @@ def open_workspace(workspace: Path | None, db: str | None) -> tuple[Workspace, o
     return ws, watchlist, store
 
 
+def describe_call(days: float | None) -> str:
+    """When a pause call would come under the same coverage: now, in N more days, or not reachable."""
+    if days is None:
+        return "not reachable"
+    return "now" if days == 0 else f"{days:.0f} more days"
+
+
 STATUS_STYLE = {
     "active": "green",
     "slowing": "yellow",
@@ -129,15 +136,7 @@ def status_table(activities: list[Activity], watchlist: object, title: str) -> T
         routes = getattr(watchlist, "routes", {})
         name = routes[a.route].name if a.route in routes else a.route
         style = STATUS_STYLE.get(a.status.value, "white")
-        call = (
-            "now"
-            if a.days_to_confident_call == 0
-            else (
-                f"{a.days_to_confident_call:.0f} d"
-                if a.days_to_confident_call is not None
-                else "not reachable"
-            )
-        )
+        call = describe_call(a.days_to_confident_call)
         table.add_row(
             name,
             f"[{style}]{a.status.value}[/{style}]",
