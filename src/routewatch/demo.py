@@ -53,7 +53,7 @@ def run_demo(
     ws: Workspace, as_of: datetime, *, imagery: bool = True, console: Console | None = None
 ) -> dict[str, object]:
     """Build, import, analyse and print; returns the rows and the HTML summary path (for tests)."""
-    from routewatch.cli.core import describe_call
+    from routewatch.analysis.activity import describe_call
     from routewatch.pipeline import analyze
     from routewatch.sources.reports.observations import import_observations
     from routewatch.store import Store

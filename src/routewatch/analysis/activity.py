@@ -268,6 +268,13 @@ def _cadence(
     return min(candidates, key=lambda c: c.mean_gap_days)
 
 
+def describe_call(days: float | None) -> str:
+    """``Activity.days_to_confident_call`` in words: now, in N more days, or not reachable."""
+    if days is None:
+        return "not reachable"
+    return "now" if days == 0 else f"{days:.0f} more days"
+
+
 def _silence(
     t: np.ndarray, p: np.ndarray, process: RouteProcess, n_paths: int, seed: int
 ) -> tuple[float, float]:
@@ -446,7 +453,6 @@ def judge_route(
     p_silence, se = _silence(t, p, process, config.n_paths, seed)
     p_floor = process.p_no_arrival(quiet_days)
     pause_prob = 1.0 - p_silence
-    future = _future_looks(route, looks, coverage, as_of, length_m, config.horizon_days)
     details.update(
         cadence_basis=cadence.basis,
         mean_gap_days=cadence.mean_gap_days,
@@ -485,6 +491,8 @@ def judge_route(
             + f" Paused: P(pause) = 1 - {p_silence:.3f} = {pause_prob:.3f} >= {config.level:.2f}.",
             details=details,
         )
+    # Only a route not yet called paused needs the coverage going forward.
+    future = _future_looks(route, looks, coverage, as_of, length_m, config.horizon_days)
     days_to_call = _days_to_call(
         process, t, p, quiet_days=quiet_days, future=future, config=config, seed=seed + 1
     )

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from routewatch.analysis.activity import describe_call
 from routewatch.model import Activity, CoverageAssumption
 from routewatch.workspace import Workspace
 
@@ -99,13 +100,6 @@ def open_workspace(workspace: Path | None, db: str | None) -> tuple[Workspace, o
     store = Store.open(ws.db_url)
     store.upsert_watchlist(watchlist)
     return ws, watchlist, store
-
-
-def describe_call(days: float | None) -> str:
-    """When a pause call would come under the same coverage: now, in N more days, or not reachable."""
-    if days is None:
-        return "not reachable"
-    return "now" if days == 0 else f"{days:.0f} more days"
 
 
 STATUS_STYLE = {
