@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import platform
 import resource
 import tempfile
@@ -125,6 +126,9 @@ def write_store(url: str, sightings: pl.DataFrame, looks: pl.DataFrame) -> None:
             step = 100_000
             for i in track(range(0, len(rows), step), description=f"writing {table.name}", console=console):
                 conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows[i : i + step]])
+    # Close as `routewatch import` does when it exits: SQLite checkpoints its write-ahead log into the database
+    # file. Left open, the whole store would sit in the log and the timed run would read it from there.
+    store.close()
 
 
 def timed_run(url: str, queue: mp.Queue) -> None:
@@ -145,7 +149,17 @@ def timed_run(url: str, queue: mp.Queue) -> None:
     for act in result.activities.values():
         statuses[act.status.value] = statuses.get(act.status.value, 0) + 1
     queue.put({"total": total, "visits": len(result.visits), "trips": len(result.trips), "statuses": statuses,
-               "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+               "max_rss_mb": peak_rss_mib()})
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory. ``ru_maxrss`` is not used: Linux carries it over from the parent
+    through fork and exec, so a spawned child would report the parent's (large) peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def read_frames(url: str) -> dict[str, float]:
@@ -213,6 +227,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = args.db or f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
         write_store(url, sightings, looks)
+        os.sync()  # the timed run must not share the disk with the write-back of the store just written
         ctx = mp.get_context("spawn")
         queue: mp.Queue = ctx.Queue()
         proc = ctx.Process(target=timed_run, args=(url, queue))

@@ -159,3 +159,21 @@ def test_frame_version_agrees_with_record_version(seed: int) -> None:
     for g, e in zip(got, expected, strict=True):
         assert g.confidence == pytest.approx(e.confidence)
         assert g == type(e)(**{**{f: getattr(e, f) for f in e.__slots__}, "confidence": g.confidence})
+
+
+def test_frame_ids_spell_times_as_isoformat_does() -> None:
+    """The columnar ids hash a polars-formatted time: whole seconds (no fraction in ``isoformat``), microseconds,
+    identified and unidentified vessels must all give the record version's ids."""
+    sightings = [
+        sighting(1, 1.0),
+        sighting(2, 10.0 + 1.5e-6 / 86400, vessel=None, length=80.0),
+        sighting(3, 20.0 + 0.123456 / 86400, vessel=None, length=None),
+        sighting(4, 30.25, site="dunai"),
+    ]
+    expected = build_visits(sightings, [], day(40), vessels=[SHIP])
+    got = frame_to_visits(build_visits_frame(sightings_to_frame(sightings), looks_to_frame([]), day(40),
+                                             vessels=[SHIP]))
+    micros = [v.start.microsecond for v in expected]
+    assert 0 in micros and any(m != 0 for m in micros)
+    assert [v.id for v in got] == [v.id for v in expected]
+    assert len(got) == 4
