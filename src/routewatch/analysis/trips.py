@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 
 from routewatch.analysis.seadistance import min_transit_days, site_distance
 from routewatch.analysis.visits import size_class, vessel_map
@@ -90,14 +91,16 @@ def _pair(
     sites: Mapping[str, Site],
     cache: dict[tuple[str, str], _Leg],
 ) -> list[tuple[Visit, Visit | None, _Leg | None, float]]:
-    """Each origin visit with its destination visit (or None), the leg and the timing factor."""
+    """Each origin visit with its destination visit (or None), the leg and the timing factor. Both lists come
+    sorted by start."""
     out: list[tuple[Visit, Visit | None, _Leg | None, float]] = []
     used: set[str] = set()
+    dest_starts = [d.start for d in dests]  # dests are sorted by start: those at or before o.end are a prefix
     for i, o in enumerate(origins):
         next_origin = origins[i + 1].start if i + 1 < len(origins) else None
         match: tuple[Visit, _Leg, float] | None = None
-        for d in dests:
-            if d.id in used or d.start <= o.end:
+        for d in islice(dests, bisect_right(dest_starts, o.end), None):
+            if d.id in used:
                 continue
             if next_origin is not None and d.start >= next_origin:
                 break
