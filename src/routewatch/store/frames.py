@@ -10,6 +10,7 @@ sorts by its own keys saves about a second per million rows).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -139,88 +140,104 @@ def _raw(column: Column[Any], dialect: str) -> ColumnElement[Any]:
     return column
 
 
-def _frame(
+def _rows_query(
     engine: Engine,
     table: Any,
     schema: dict[str, Any],
     filters: list[ColumnElement[bool]],
     columns: Sequence[str] | None,
-    reader: str | None,
-    sort: bool = True,
-) -> pl.DataFrame:
+    reader: str,
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The SELECT for the wanted columns, and those columns' declared types."""
     names = list(schema) if columns is None else list(dict.fromkeys(["id", "time", *columns]))
     unknown = [n for n in names if n not in schema]
     if unknown:
         raise ValueError(f"unknown {table.name} columns {unknown}; known: {', '.join(schema)}")
-    wanted = {n: schema[n] for n in names}
     dialect = engine.dialect.name
-    if (reader or reader_for(engine)) == "dbapi":
+    if reader == "dbapi":
         q = select(*(_raw(table.c[n], dialect) for n in names)).where(*filters)
     else:
         q = select(*(table.c[n] for n in names)).where(*filters)
-    frame = _read(engine, q, names, reader)
-    frame = frame.select(_convert(frame, n, d) for n, d in wanted.items())
-    return frame.sort("time", "id") if sort else frame
+    return q, {n: schema[n] for n in names}
 
 
-def _read(engine: Engine, q: Select[Any], names: list[str], reader: str | None) -> pl.DataFrame:
-    """Run a SELECT into a frame with columns ``names`` (types as the reader found them)."""
+def _effective_reader(engine: Engine, reader: str | None) -> str:
     reader = reader or reader_for(engine)
     if reader in ("connectorx", "connectorx-process") and engine.url.get_backend_name() == "sqlite":
         # never a second SQLite copy in this process (see reader_for); an in-memory database has no file to share
-        reader = "dbapi" if engine.url.database in (None, "", ":memory:") else "connectorx-process"
+        return "dbapi" if engine.url.database in (None, "", ":memory:") else "connectorx-process"
+    if reader not in ("connectorx", "connectorx-process", "dbapi"):
+        raise ValueError(f"unknown reader {reader!r}: use connectorx, connectorx-process or dbapi")
+    return reader
+
+
+def _read_many(engine: Engine, queries: Sequence[tuple[Select[Any], list[str]]], reader: str) -> list[pl.DataFrame]:
+    """Run SELECTs into frames with the given column names (types as the reader found them).
+
+    connectorx on PostgreSQL runs the queries at the same time (the work is in the server and in connectorx's own
+    threads); on a SQLite file one child process runs them in turn, each split by rowid over the cores, so the
+    child's start-up (about 0.2 s) is paid once."""
     if reader == "connectorx":
-        sql = str(q.compile(engine, compile_kwargs={"literal_binds": True}))
-        frame = pl.from_arrow(cx.read_sql(_connectorx_url(engine), sql, return_type="arrow"))
-        assert isinstance(frame, pl.DataFrame)
-        if frame.width == 0:  # connectorx gives no columns for an empty SQLite result
-            frame = pl.DataFrame(schema=dict.fromkeys(names, pl.String))
-        return frame
+        url = _connectorx_url(engine)
+
+        def one(q: Select[Any], names: list[str]) -> pl.DataFrame:
+            sql = str(q.compile(engine, compile_kwargs={"literal_binds": True}))
+            frame = pl.from_arrow(cx.read_sql(url, sql, return_type="arrow"))
+            assert isinstance(frame, pl.DataFrame)
+            return frame if frame.width else pl.DataFrame(schema=dict.fromkeys(names, pl.String))
+
+        if len(queries) == 1:
+            return [one(*queries[0])]
+        with ThreadPoolExecutor(max_workers=len(queries)) as pool:
+            jobs = [pool.submit(one, q, names) for q, names in queries]
+            return [j.result() for j in jobs]
     if reader == "connectorx-process":
-        # The child splits the scan by rowid into one partition per core (connectorx reads them in parallel).
-        q = q.add_columns(literal_column("rowid").label(_ROWID))
-        sql = str(q.compile(engine, compile_kwargs={"literal_binds": True}))
-        frame = _connectorx_in_child(_connectorx_url(engine), sql)
-        if frame.width == 0:
-            return pl.DataFrame(schema=dict.fromkeys(names, pl.String))
-        return frame.drop(_ROWID)
-    if reader == "dbapi":
-        with engine.connect() as conn:
+        sqls = []
+        for q, _names in queries:
+            q = q.add_columns(literal_column("rowid").label(_ROWID))
+            sqls.append(str(q.compile(engine, compile_kwargs={"literal_binds": True})))
+        frames = _connectorx_in_child(_connectorx_url(engine), sqls)
+        return [
+            f.drop(_ROWID) if f.width else pl.DataFrame(schema=dict.fromkeys(names, pl.String))
+            for f, (_q, names) in zip(frames, queries, strict=True)
+        ]
+    out = []
+    with engine.connect() as conn:
+        for q, names in queries:
             result = conn.execute(q)
             rows = result.cursor.fetchall()  # the DBAPI rows: no per-value processing
             result.close()
-        return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
-    raise ValueError(f"unknown reader {reader!r}: use connectorx, connectorx-process or dbapi")
+            out.append(pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None))
+    return out
 
 
 _ROWID = "_routewatch_rowid"
 _CHILD = (
-    "import os, sys, connectorx as cx, pyarrow.ipc as ipc\n"
-    "sql = sys.stdin.read()\n"
+    "import json, os, sys, connectorx as cx, pyarrow.ipc as ipc\n"
     "parts = max(1, min(os.cpu_count() or 1, 4))\n"
-    "try:\n"
-    "    t = cx.read_sql(sys.argv[1], sql, return_type='arrow', partition_on=sys.argv[3], partition_num=parts)\n"
-    "except Exception:\n"
-    "    t = cx.read_sql(sys.argv[1], sql, return_type='arrow')  # e.g. an empty result: nothing to partition\n"
-    "with ipc.new_file(sys.argv[2], t.schema) as w:\n"
-    "    w.write_table(t)\n"
+    "for i, sql in enumerate(json.load(sys.stdin)):\n"
+    "    try:\n"
+    "        t = cx.read_sql(sys.argv[1], sql, return_type='arrow', partition_on=sys.argv[3], partition_num=parts)\n"
+    "    except Exception:\n"
+    "        t = cx.read_sql(sys.argv[1], sql, return_type='arrow')  # e.g. an empty result: nothing to partition\n"
+    "    with ipc.new_file(os.path.join(sys.argv[2], f'{i}.arrow'), t.schema) as w:\n"
+    "        w.write_table(t)\n"
 )
 
 
-def _connectorx_in_child(url: str, sql: str) -> pl.DataFrame:
-    """Run connectorx in a child process (see ``reader_for``) and read its Arrow IPC output."""
+def _connectorx_in_child(url: str, sqls: Sequence[str]) -> list[pl.DataFrame]:
+    """Run connectorx in a child process (see ``reader_for``) and read its Arrow IPC output, one frame per query."""
     with tempfile.TemporaryDirectory(prefix="routewatch-frame-") as tmp:
-        out = Path(tmp) / "frame.arrow"
         done = subprocess.run(
-            [sys.executable, "-c", _CHILD, url, str(out), _ROWID],
-            input=sql,
+            [sys.executable, "-c", _CHILD, url, tmp, _ROWID],
+            input=json.dumps(list(sqls)),
             text=True,
             capture_output=True,
             check=False,
         )
         if done.returncode != 0:
             raise RuntimeError(f"reading the store with connectorx failed: {done.stderr.strip()[-2000:]}")
-        return pl.read_ipc(out)
+        return [pl.read_ipc(Path(tmp) / f"{i}.arrow") for i in range(len(sqls))]
 
 
 def _convert(frame: pl.DataFrame, name: str, dtype: Any) -> pl.Expr:
@@ -244,7 +261,10 @@ def _convert(frame: pl.DataFrame, name: str, dtype: Any) -> pl.Expr:
     return col.cast(dtype)
 
 
-def _links_frame(engine: Engine, kind: str, reader: str | None) -> pl.DataFrame:
+LINK_NAMES = ["owner_id", "evidence_id", "position"]
+
+
+def _links_query(engine: Engine, kind: str) -> Select[Any]:
     link = t.evidence_links
     owner_kind: ColumnElement[Any] = link.c.owner_kind
     if engine.dialect.name == "sqlite" and kind == "sighting":
@@ -252,8 +272,7 @@ def _links_frame(engine: Engine, kind: str, reader: str | None) -> pl.DataFrame:
         # table is wanted, a sequential scan beats an index walk that fetches every row by rowid (0.6 s against
         # 0.9 s per million links). For the other kinds, a small share of the table, the index stays faster.
         owner_kind = literal_column("+owner_kind")
-    q = select(link.c.owner_id, link.c.evidence_id, link.c.position).where(owner_kind == kind)
-    return _read(engine, q, ["owner_id", "evidence_id", "position"], reader)
+    return select(link.c.owner_id, link.c.evidence_id, link.c.position).where(owner_kind == kind)
 
 
 def _attach_evidence(frame: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
@@ -278,17 +297,16 @@ def _frame_with_evidence(
     sort: bool,
     kind: str | None,
 ) -> pl.DataFrame:
-    """The rows, and (with ``kind``) their evidence ids. When the reads run outside the Python interpreter
-    (connectorx, here or in a child process) the rows and the links are read at the same time, one per core."""
-    if kind is None:
-        return _frame(engine, table, schema, filters, columns, reader, sort)
-    if (reader or reader_for(engine)) == "dbapi":
-        frame = _frame(engine, table, schema, filters, columns, reader, sort)
-        return _attach_evidence(frame, _links_frame(engine, kind, reader))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        rows = pool.submit(_frame, engine, table, schema, filters, columns, reader, sort)
-        links = pool.submit(_links_frame, engine, kind, reader)
-        return _attach_evidence(rows.result(), links.result())
+    """The rows, and (with ``kind``) their evidence ids, read together (see ``_read_many``)."""
+    how = _effective_reader(engine, reader)
+    q, wanted = _rows_query(engine, table, schema, filters, columns, how)
+    queries = [(q, list(wanted))]
+    if kind is not None:
+        queries.append((_links_query(engine, kind), LINK_NAMES))
+    frames = _read_many(engine, queries, how)
+    frame = frames[0].select(_convert(frames[0], n, d) for n, d in wanted.items())
+    frame = frame.sort("time", "id") if sort else frame
+    return frame if kind is None else _attach_evidence(frame, frames[1])
 
 
 def sightings_frame(
