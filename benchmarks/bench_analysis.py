@@ -216,6 +216,7 @@ def main() -> None:
     ap.add_argument("--postgres", action="store_true",
                     help="run on a throwaway PostgreSQL/PostGIS cluster started for the run (as the tests do)")
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs, each in a fresh process (default 3)")
     args = ap.parse_args()
     sightings, looks = generate(args.sightings, args.looks)
     server = None
@@ -229,11 +230,15 @@ def main() -> None:
         write_store(url, sightings, looks)
         os.sync()  # the timed run must not share the disk with the write-back of the store just written
         ctx = mp.get_context("spawn")
-        queue: mp.Queue = ctx.Queue()
-        proc = ctx.Process(target=timed_run, args=(url, queue))
-        proc.start()
-        result = queue.get()
-        proc.join()
+        runs = []
+        for _ in range(args.runs):  # each in a fresh process: imports, store opening and reads all count
+            queue: mp.Queue = ctx.Queue()
+            proc = ctx.Process(target=timed_run, args=(url, queue))
+            proc.start()
+            runs.append(queue.get())
+            proc.join()
+        result = max(runs, key=lambda r: r["total"])  # the worst run is the one reported against the target
+        result["all_totals"] = [r["total"] for r in runs]
         result.update(read_frames(url))
     if server is not None:
         server.stop()
@@ -244,7 +249,9 @@ def main() -> None:
     rows = [
         ("rows read (sightings, looks)", f"{result['rows'][0]:,}, {result['rows'][1]:,}"),
         ("read frames with evidence ids (part of the whole)", f"{result['read']:.2f} s"),
-        ("whole analysis: read, visits, trips, judgement of 20 routes", f"{result['total']:.2f} s (target < 10 s)"),
+        ("whole analysis: read, visits, trips, judgement of 20 routes (worst run)",
+         f"{result['total']:.2f} s (target < 10 s)"),
+        ("every timed run", ", ".join(f"{x:.2f} s" for x in result["all_totals"])),
         ("derived", f"{result['visits']:,} visits, {result['trips']:,} trips; statuses {result['statuses']}"),
         ("peak memory (max RSS of the timed process)", f"{result['max_rss_mb']:.0f} MiB"),
         (f"baseline: record-by-record build_visits, {base['sample']:,} sightings", f"{base['records_s']:.2f} s"),
@@ -261,6 +268,14 @@ def main() -> None:
         lines = [f"## analysis ({db})\n\n`python -m benchmarks.bench_analysis{flag}` on {platform.machine()}, "
                  f"{mp.cpu_count()} CPUs, store: {db}.\n", "| step | figure |", "|---|---|"]
         lines += [f"| {a} | {b} |" for a, b in rows]
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        lines.append(
+            f"\nRun {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, Python {platform.python_version()}; load "
+            f"average (1, 5, 15 min) after the runs: {load}. The store is written, closed (its write-ahead log "
+            "checkpointed) and synced to disk before the timed runs. The spread between runs on this shared "
+            "2-core virtual machine comes mostly from the read: a store file the kernel has dropped from its page "
+            "cache is read from disk again."
+        )
         write_markdown("\n".join(lines), "analysis-postgres" if args.postgres else "analysis")
 
 

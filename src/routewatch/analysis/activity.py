@@ -167,7 +167,7 @@ def _events(route: Route, visits: Sequence[Visit], as_of: datetime) -> list[_Eve
         out.append(
             _Event(
                 start=v.start,
-                end=min(v.end, as_of),
+                end=v.end if v.end <= as_of else as_of,
                 site=v.site,
                 vessel=v.vessel,
                 evidence=v.evidence_ids or v.sighting_ids,
@@ -385,7 +385,7 @@ def judge_route(
         _events(route, visits, as_of)
         if known_events is None
         else sorted(
-            (replace(e, end=min(e.end, as_of)) for e in known_events if e.start <= as_of),
+            (e if e.end <= as_of else replace(e, end=as_of) for e in known_events if e.start <= as_of),
             key=lambda e: (e.end, e.start),
         )
     )
