@@ -28,7 +28,9 @@ def test_init_import_analyze_status(tmp_path: Path) -> None:
     again = run("import", "observations", str(ws / "observations.csv"), "-w", str(ws))
     assert "already imported" in again
     out = run("analyze", "--as-of", "2024-03-02", "--coverage", "near-daily", "-w", str(ws))
-    assert "paused" in out and "5 trips derived" in out
+    assert "paused" in out and "5 trips derived as of 2024-03-02" in out and "replacing" not in out
+    out = run("analyze", "--as-of", "2024-02-10", "-w", str(ws))
+    assert "trips derived as of 2024-02-10" in out and "replacing those as of 2024-03-02" in out
     out = run("status", "--as-of", "2024-03-02", "--coverage", "sentinel-1:12:1.0", "-w", str(ws))
     assert out.startswith("rajin-russia\tundetermined")
     out = run("status", "--as-of", "2024-03-20", "-c", "near-daily", "-w", str(ws))

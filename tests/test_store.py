@@ -213,18 +213,22 @@ def test_replace_derived_wipes_and_rewrites(store: Store) -> None:
     v2 = Visit("v2", "vostochny", "angara", T0 + timedelta(days=3), T0 + timedelta(days=4), 0.7, ("sig-2",))
     trip = Trip("t1", "rajin-russia", "angara", "v1", "v2", T0 + timedelta(days=1), T0 + timedelta(days=3), 0.6,
                 ("ev-1", "ev-2"), "observed", 190.5)
-    assert store.replace_derived([v1, v2], [trip]) == (2, 1)
+    assert store.derived_as_of() is None
+    assert store.replace_derived([v1, v2], [trip], T0 + timedelta(days=5)) == (2, 1)
     assert store.visits() == [v1, v2] and store.trips() == [trip]
+    assert store.derived_as_of() == T0 + timedelta(days=5)
     assert store.visits(site="vostochny") == [v2] and store.trips(route="other") == []
     v3 = replace(v1, id="v3")
-    store.replace_derived([v3], [])
+    store.replace_derived([v3], [], T0 + timedelta(days=2))
     assert store.visits() == [v3] and store.trips() == []
+    assert store.derived_as_of() == T0 + timedelta(days=2)  # the tables say which analysis they hold
     links = store.table_counts()["evidence_links"]
     assert links == 1  # only v3's link is left
     orphan = replace(trip, id="t2", origin_visit="nowhere")
     with pytest.raises(IntegrityError):
-        store.replace_derived([v1], [orphan])
+        store.replace_derived([v1], [orphan], T0 + timedelta(days=9))
     assert store.visits() == [v3]  # the failed rewrite left the previous derived state
+    assert store.derived_as_of() == T0 + timedelta(days=2)
 
 
 def test_activities_keep_history_by_route_and_date(store: Store) -> None:

@@ -219,9 +219,14 @@ def register(app: typer.Typer) -> None:
 
         _, watchlist, store = open_workspace(workspace, db)
         when = parse_as_of(as_of)
+        before = store.derived_as_of()
         with console.status(f"reading evidence up to {when:%Y-%m-%d} and judging {len(watchlist.routes)} routes"):
             result = run(store, watchlist, when, coverage=resolve_coverage(coverage, watchlist))
-        console.print(f"{len(result.visits)} visits, {len(result.trips)} trips derived.")
+        replaced = f" (replacing those as of {before:%Y-%m-%d %H:%M} UTC)" if before and before != when else ""
+        console.print(
+            f"{len(result.visits)} visits, {len(result.trips)} trips derived as of {when:%Y-%m-%d %H:%M} UTC and "
+            f"saved{replaced}."
+        )
         console.print(
             status_table(list(result.activities.values()), watchlist, f"Routes as of {when:%Y-%m-%d}")
         )

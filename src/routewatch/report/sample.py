@@ -137,7 +137,7 @@ def write_sample(store: Any, root: Path, simulated: bool = True, status: Status 
     store.add_scenes(scenes)
     store.add_looks(looks)
     store.add_sightings(sightings)
-    store.replace_derived(visits, trips)
+    store.replace_derived(visits, trips, AS_OF)
     store.add_activities([activity])
     counts = {"looks": len(looks), "sightings": len(sightings), "visits": len(visits), "trips": len(trips)}
     return Sample(wl, AS_OF, counts)

@@ -346,9 +346,10 @@ class Store:
 
     # ---- derived records ---------------------------------------------------------------------------------------
 
-    def replace_derived(self, visits: Iterable[Visit], trips: Iterable[Trip],
+    def replace_derived(self, visits: Iterable[Visit], trips: Iterable[Trip], as_of: datetime,
                         conn: Connection | None = None) -> tuple[int, int]:
-        """Wipe and rewrite visits and trips (and their evidence links) in one transaction."""
+        """Wipe and rewrite visits and trips (and their evidence links) in one transaction, recording the
+        ``as_of`` they were derived for (``derived_as_of``): the tables hold one analysis, the latest run's."""
         v_items = _unique_by_id(visits, lambda v: v.id)
         t_items = _unique_by_id(trips, lambda x: x.id)
         with self._writing(conn) as c:
@@ -359,7 +360,19 @@ class Store:
                                                (t.trips, "trip", t_items, convert.trip_row)):
                 _bulk(c, table.insert(), table, [to_row(x) for x in items])
                 self._write_links(c, kind, [(x.id, x.evidence_ids) for x in items], set())
+            c.execute(delete(t.derived_runs).where(t.derived_runs.c.name == "visits_trips"))
+            c.execute(t.derived_runs.insert().values(
+                name="visits_trips", as_of=ensure_utc(as_of), written_at=datetime.now(UTC),
+                visits=len(v_items), trips=len(t_items),
+            ))
         return len(v_items), len(t_items)
+
+    def derived_as_of(self) -> datetime | None:
+        """The ``as_of`` of the analysis whose visits and trips the store holds (None before any analysis)."""
+        with self.engine.connect() as c:
+            return c.execute(
+                select(t.derived_runs.c.as_of).where(t.derived_runs.c.name == "visits_trips")
+            ).scalar_one_or_none()
 
     def visits(self, site: str | None = None, vessel: str | None = None) -> list[Visit]:
         v = t.visits

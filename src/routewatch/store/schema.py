@@ -290,6 +290,18 @@ activities = Table(
     Column("details", JSON, nullable=False),
 )
 
+# Which analysis the derived tables (visits, trips) hold: they are replaced as a whole by each run, so a reader of
+# the tables (a GIS, the API) must know the as_of they were derived for and when.
+derived_runs = Table(
+    "derived_runs",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("as_of", UTCDateTime, nullable=False),
+    Column("written_at", UTCDateTime, nullable=False),
+    Column("visits", Integer, nullable=False),
+    Column("trips", Integer, nullable=False),
+)
+
 imports = Table(
     "imports",
     metadata,
