@@ -271,10 +271,9 @@ def main() -> None:
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         lines.append(
             f"\nRun {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, Python {platform.python_version()}; load "
-            f"average (1, 5, 15 min) after the runs: {load}. The store is written, closed (its write-ahead log "
-            "checkpointed) and synced to disk before the timed runs. The spread between runs on this shared "
-            "2-core virtual machine comes mostly from the read: a store file the kernel has dropped from its page "
-            "cache is read from disk again."
+            f"average (1, 5, 15 min) after the runs: {load}. The store is written, closed"
+            + (" (its write-ahead log checkpointed into the file)" if not args.postgres else "")
+            + " and synced to disk before the timed runs, each in a fresh process."
         )
         write_markdown("\n".join(lines), "analysis-postgres" if args.postgres else "analysis")
 
