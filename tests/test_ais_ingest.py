@@ -134,3 +134,52 @@ def test_padded_times_parse_and_bad_times_are_counted_by_line(tmp_path):
     assert res.positions.sort("line")["timestamp"].to_list() == [
         datetime(2023, 1, 11, tzinfo=UTC), datetime(2023, 1, 11, 0, 0, 1, tzinfo=UTC)]
     assert res.report.bad == {"unparsable or out-of-range row": 1} and res.report.examples[0][0] == 4
+
+
+def _position_lines(n: int, t0: datetime) -> list[str]:
+    """``n`` timed type-1 position reports (tag block ``c:`` seconds), five ships, one report a minute."""
+    from pyais import encode_dict
+
+    out = []
+    for i in range(n):
+        msg = {"type": 1, "mmsi": 273_000_000 + i % 5, "lon": 131.0 + i * 1e-3, "lat": 42.0, "speed": 5.0,
+               "course": 90.0, "heading": 90}
+        sentence = encode_dict(msg, radio_channel="A", talker_id="AI")[0]
+        out.append(f"\\c:{int(t0.timestamp()) + 60 * i}*00\\{sentence}")
+    return out
+
+
+def test_nmea_file_read_in_chunks_lands_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A file read in several chunks: an error in a later chunk leaves no part of it (no visible part, no temporary
+    file, nothing in the manifest); the next run stores every position once, repeats across chunks dropped."""
+    from routewatch.sources.ais import ingest as ingest_mod
+    from routewatch.sources.ais.ingest import ingest_file
+    from routewatch.sources.ais.partitions import read_manifest
+
+    t0 = datetime(2024, 1, 5, tzinfo=UTC)
+    lines = _position_lines(30, t0)
+    path = tmp_path / "feed.nmea"
+    path.write_text("\n".join(lines + lines[:5]) + "\n")  # the last chunk repeats the first five reports
+    ais = tmp_path / "ais"
+    real = ingest_mod.read_nmea_lines
+    calls = {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_mod, "read_nmea_lines", failing)
+    with pytest.raises(OSError, match="disk went away"):
+        ingest_file(path, ais, chunk_lines=10)
+    assert calls["n"] == 3  # two chunks were read and written (staged) before the failure
+    assert day_dirs(ais) == [] or all(not any(d.iterdir()) for _, d in day_dirs(ais))
+    assert not list(ais.rglob("*.tmp")) and read_manifest(ais) == {}
+
+    monkeypatch.setattr(ingest_mod, "read_nmea_lines", real)
+    done = ingest_file(path, ais, chunk_lines=10)
+    assert (done.added, done.duplicates) == (30, 5)
+    (day, ddir), = day_dirs(ais)
+    assert day.isoformat() == "2024-01-05" and read_day(ddir).height == 30
+    assert len(list(ddir.glob("part-*.parquet"))) == 3 and not list(ais.rglob("*.tmp"))

@@ -2,7 +2,8 @@
 
 Re-ingesting adds nothing: a file already in the manifest (by content hash) is skipped, and even a forced re-read
 drops every position already present. Large NMEA files are read in chunks of lines so memory stays bounded; a
-multipart message cut by a chunk boundary is carried into the next chunk.
+multipart message cut by a chunk boundary is carried into the next chunk, and the chunks' parts are published
+together when the whole file has been read.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from routewatch.sources.ais.nmea import ReadReport, read_nmea_lines
-from routewatch.sources.ais.partitions import read_manifest, record_in_manifest, write_positions
+from routewatch.sources.ais.partitions import (
+    discard,
+    publish,
+    read_manifest,
+    record_in_manifest,
+    write_positions,
+)
 from routewatch.sources.ais.providers import ColumnMapping, detect_layout, read_provider_csv
 from routewatch.sources.ais.registry import merge_statics, statics_frame
 
@@ -135,16 +142,24 @@ def ingest_file(
         if progress:
             progress(path.name, res.report.lines)
     else:
+        # Chunks keep memory bounded; their parts stay staged until the whole file is read, so an interrupted
+        # ingest leaves nothing behind and a reader never sees part of a file.
         total = summary.report
-        for first, lines in nmea_chunks(path, chunk_lines):
-            res = read_nmea_lines(lines, source=path.name, default_time=default_time, first_line=first)
-            stats = write_positions(ais_dir, res.positions, f"{digest}:{first}")
-            summary.added += stats.added
-            summary.duplicates += stats.duplicates
-            summary.statics_added += merge_statics(ais_dir, statics_frame(res.statics, path.name))
-            _merge_reports(total, res.report)
-            if progress:
-                progress(path.name, len(lines))
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for first, lines in nmea_chunks(path, chunk_lines):
+                res = read_nmea_lines(lines, source=path.name, default_time=default_time, first_line=first)
+                stats = write_positions(ais_dir, res.positions, f"{digest}:{first}", staged=staged)
+                summary.added += stats.added
+                summary.duplicates += stats.duplicates
+                summary.statics_added += merge_statics(ais_dir, statics_frame(res.statics, path.name))
+                _merge_reports(total, res.report)
+                if progress:
+                    progress(path.name, len(lines))
+        except BaseException:
+            discard(staged)
+            raise
+        publish(staged)
     record_in_manifest(ais_dir, digest, {
         "path": str(path), "kind": summary.kind, "ingested_at": datetime.now(UTC).isoformat(),
         "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,

@@ -121,11 +121,22 @@ def _day_of(day_index: int) -> date:
     return date.fromordinal(date(1970, 1, 1).toordinal() + int(day_index))
 
 
-def write_positions(ais_dir: Path, frame: pl.DataFrame, batch_label: str = "", compression: str = "lz4") -> WriteStats:
+def write_positions(
+    ais_dir: Path,
+    frame: pl.DataFrame,
+    batch_label: str = "",
+    compression: str = "lz4",
+    staged: list[tuple[Path, Path]] | None = None,
+) -> WriteStats:
     """Add positions to the day partitions, dropping any already there; returns what was added.
 
     Vectorised throughout: one sort (which also dedupes), a split by day, an anti-join only for days that already
     hold parts, and Parquet written with column statistics so readers can prune row groups by MMSI and time.
+
+    With ``staged`` (a list the caller keeps across batches) the new parts stay under their temporary names and
+    are appended to it; later batches are checked against them too, and the caller makes them visible all at once
+    with ``publish(staged)`` or drops them with ``discard(staged)``: how a file read in chunks lands whole or not
+    at all.
     """
     stats = WriteStats()
     if frame.height == 0:
@@ -136,11 +147,11 @@ def write_positions(ais_dir: Path, frame: pl.DataFrame, batch_label: str = "", c
     if constant_source:  # moving one repeated string through the sort costs more than the sort itself
         frame = frame.drop("source")
     frame = _sorted_unique(frame)
-    staged: list[tuple[Path, Path]] = []
+    mine: list[tuple[Path, Path]] = []
     try:
         for day, part in _by_day(frame):
             ddir = positions_dir(ais_dir) / f"day={day.isoformat()}"
-            existing = part_files(ddir)
+            existing = part_files(ddir) + [tmp for tmp, _final in (staged or ()) if tmp.parent == ddir]
             if existing:
                 keys = pl.read_parquet(existing, columns=list(DEDUPE_KEY))
                 part = part.join(keys, on=list(DEDUPE_KEY), how="anti", nulls_equal=True, maintain_order="left")
@@ -155,18 +166,33 @@ def write_positions(ais_dir: Path, frame: pl.DataFrame, batch_label: str = "", c
             final = ddir / f"{pid}.parquet"
             tmp = ddir / f".{pid}.parquet.tmp"
             part.write_parquet(tmp, compression=compression, statistics=True, row_group_size=256_000)
-            staged.append((tmp, final))
+            mine.append((tmp, final))
             stats.added += part.height
             stats.days += 1
-        for tmp, final in staged:
-            os.replace(tmp, final)
     except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
+        discard(mine)
         raise
+    if staged is None:
+        publish(mine)
+    else:
+        staged.extend(mine)
     stats.duplicates = n_in - stats.added
-    stats.parts = tuple(str(f) for _, f in staged)
+    stats.parts = tuple(str(f) for _, f in mine)
     return stats
+
+
+def publish(staged: list[tuple[Path, Path]]) -> None:
+    """Rename staged parts to their final names (each rename is atomic; readers only look at final names)."""
+    for tmp, final in staged:
+        os.replace(tmp, final)
+    staged.clear()
+
+
+def discard(staged: list[tuple[Path, Path]]) -> None:
+    """Remove staged parts that will not be published."""
+    for tmp, _final in staged:
+        tmp.unlink(missing_ok=True)
+    staged.clear()
 
 
 def read_manifest(ais_dir: Path) -> dict[str, dict]:

@@ -9,6 +9,7 @@ abort the file. Static columns (name, IMO, call sign, length, width) feed the ve
 from __future__ import annotations
 
 import tomllib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,9 +84,20 @@ def detect_layout(header: str) -> ColumnMapping | None:
 
 @dataclass
 class CsvResult:
+    """Canonical positions, the read report, and the static records (mmsi, first_seen, last_seen, timestamp (= last),
+    line, name, imo, call_sign, length_m, beam_m). The static records are reduced in a background thread (polars
+    releases the GIL) so that the caller can sort and write the positions meanwhile; ``statics`` waits for them."""
+
     positions: pl.DataFrame
-    statics: pl.DataFrame  # mmsi, first_seen, last_seen, timestamp (= last), line, name, imo, call_sign, length_m, beam_m
     report: ReadReport
+    _statics: Future[pl.DataFrame] | pl.DataFrame
+
+    @property
+    def statics(self) -> pl.DataFrame:
+        if isinstance(self._statics, Future):
+            self._statics = self._statics.result()
+            self.report.statics = self._statics.height
+        return self._statics
 
 
 def _scan(path: Path, columns: list[str], overrides: dict[str, pl.DataType]) -> pl.LazyFrame:
@@ -161,9 +173,10 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         frame = frame.filter(pl.col("_ok"))
     positions = conform(frame)
     report.messages = report.positions = positions.height
-    statics = _static_records(frame, [c for c in STATIC_FIELDS if c in wanted])
-    report.statics = statics.height
-    return CsvResult(positions, statics, report)
+    pool = ThreadPoolExecutor(1)
+    statics = pool.submit(_static_records, frame, [c for c in STATIC_FIELDS if c in wanted])
+    pool.shutdown(wait=False)
+    return CsvResult(positions, report, statics)
 
 
 def _static_records(good: pl.DataFrame, static_cols: list[str]) -> pl.DataFrame:
