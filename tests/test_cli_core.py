@@ -31,6 +31,8 @@ def test_init_import_analyze_status(tmp_path: Path) -> None:
     assert "paused" in out and "5 trips derived as of 2024-03-02" in out and "replacing" not in out
     out = run("analyze", "--as-of", "2024-02-10", "-w", str(ws))
     assert "trips derived as of 2024-02-10" in out and "replacing those as of 2024-03-02" in out
+    again = run("analyze", "--as-of", "2024-02-10", "-w", str(ws))
+    assert "trips derived as of 2024-02-10" in again and "replacing" not in again
     out = run("status", "--as-of", "2024-03-02", "--coverage", "sentinel-1:12:1.0", "-w", str(ws))
     assert out.startswith("rajin-russia\tundetermined")
     out = run("status", "--as-of", "2024-03-20", "-c", "near-daily", "-w", str(ws))

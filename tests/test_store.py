@@ -375,3 +375,16 @@ def test_frames_keep_awkward_text_and_do_not_break_sqlite_locks(store: Store) ->
     store.looks_frame()
     store.add_sightings([sighting(11)])
     assert store.table_counts()["sightings"] == len(awkward) + 2
+
+
+def test_frames_keep_evidence_in_link_order_with_every_reader(store: Store) -> None:
+    """Several evidence ids per sighting come back in the order they were given (the links' ``position``), not in
+    alphabetical or insertion order of the table, with every reader (sighting links are read by a table scan)."""
+    store.upsert_watchlist(watchlist())
+    store.add_evidence([Evidence(e, EvidenceKind.REPORT, "x") for e in ("z", "a", "m", "b")])
+    store.add_sightings([sighting(0, evidence_ids=("z", "a", "m")), sighting(1, evidence_ids=("b", "z")),
+                         sighting(2, evidence_ids=())])
+    readers = ["dbapi", "connectorx-process"] if store.dialect == "sqlite" else ["dbapi", "connectorx"]
+    for reader in readers:
+        frame = store.sightings_frame(with_evidence=True, reader=reader).sort("id")
+        assert frame["evidence_ids"].to_list() == [["z", "a", "m"], ["b", "z"], []], reader

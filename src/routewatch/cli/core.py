@@ -222,10 +222,10 @@ def register(app: typer.Typer) -> None:
         before = store.derived_as_of()
         with console.status(f"reading evidence up to {when:%Y-%m-%d} and judging {len(watchlist.routes)} routes"):
             result = run(store, watchlist, when, coverage=resolve_coverage(coverage, watchlist))
-        replaced = f" (replacing those as of {before:%Y-%m-%d %H:%M} UTC)" if before and before != when else ""
+        replaced = f" (replacing those as of {before:%Y-%m-%d %H:%M:%S} UTC)" if before and before != when else ""
         console.print(
-            f"{len(result.visits)} visits, {len(result.trips)} trips derived as of {when:%Y-%m-%d %H:%M} UTC and "
-            f"saved{replaced}."
+            f"{len(result.visits)} visits, {len(result.trips)} trips derived as of {when:%Y-%m-%d %H:%M:%S} UTC "
+            f"and saved{replaced}."
         )
         console.print(
             status_table(list(result.activities.values()), watchlist, f"Routes as of {when:%Y-%m-%d}")

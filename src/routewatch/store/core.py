@@ -346,7 +346,7 @@ class Store:
 
     # ---- derived records ---------------------------------------------------------------------------------------
 
-    def replace_derived(self, visits: Iterable[Visit], trips: Iterable[Trip], as_of: datetime,
+    def replace_derived(self, visits: Iterable[Visit], trips: Iterable[Trip], as_of: datetime, *,
                         conn: Connection | None = None) -> tuple[int, int]:
         """Wipe and rewrite visits and trips (and their evidence links) in one transaction, recording the
         ``as_of`` they were derived for (``derived_as_of``): the tables hold one analysis, the latest run's."""
