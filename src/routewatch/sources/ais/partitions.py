@@ -125,7 +125,7 @@ def write_positions(
     ais_dir: Path,
     frame: pl.DataFrame,
     batch_label: str = "",
-    compression: str = "lz4",
+    compression: str = "snappy",
     staged: list[tuple[Path, Path]] | None = None,
 ) -> WriteStats:
     """Add positions to the day partitions, dropping any already there; returns what was added.
