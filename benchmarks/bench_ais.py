@@ -21,6 +21,8 @@ import numpy as np
 import polars as pl
 from shapely.geometry import box
 
+from benchmarks.memory import peak_rss_mib
+
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
@@ -138,16 +140,6 @@ def synthetic_tracks(n_vessels: int, per_vessel: int, days: int, sites: dict) ->
 
 # ---- measured stages (each in its own process) ---------------------------------------------------------------
 
-def _peak_mib() -> float:
-    """This process's own peak resident memory (VmHWM; ru_maxrss would include the parent's, kept across exec)."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def st_nmea(path: str, out: str) -> dict:
     from routewatch.sources.ais.ingest import ingest_file
     from routewatch.sources.ais.nmea import read_nmea_lines
@@ -253,7 +245,7 @@ def st_write_tracks(ais_dir: str, n_vessels: int, per_vessel: int, days: int, n_
 
 def _child(q, fn, args):
     out = globals()[fn](*args)
-    out["peak_mib"] = _peak_mib()
+    out["peak_mib"] = peak_rss_mib()
     q.put(out)
 
 

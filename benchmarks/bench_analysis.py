@@ -12,7 +12,6 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
-import resource
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from rich.progress import track
 from rich.table import Table
 from shapely.geometry import box
 
+from benchmarks.memory import peak_rss_mib
 from routewatch.model import Mode, Route, Site, SiteKind, Vessel
 
 T0 = datetime(2023, 1, 1, tzinfo=UTC)
@@ -150,16 +150,6 @@ def timed_run(url: str, queue: mp.Queue) -> None:
         statuses[act.status.value] = statuses.get(act.status.value, 0) + 1
     queue.put({"total": total, "visits": len(result.visits), "trips": len(result.trips), "statuses": statuses,
                "max_rss_mb": peak_rss_mib()})
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory. ``ru_maxrss`` is not used: Linux carries it over from the parent
-    through fork and exec, so a spawned child would report the parent's (large) peak."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def read_frames(url: str) -> dict[str, float]:

@@ -17,12 +17,13 @@ import argparse
 import multiprocessing as mp
 import platform
 import re
-import resource
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from benchmarks.memory import peak_rss_mib
 
 T0 = datetime(2023, 8, 1, tzinfo=UTC)
 SECTION = "store"
@@ -46,10 +47,6 @@ def looks(n: int) -> list[Any]:
     return [Look(f"look-{i:010d}", f"site-{i % 20}", T0 + i * step, "sentinel-2", 0.5 + (i % 50) / 100,
                  SENSOR_DETECTION["sentinel-2"], SourceKind.IMAGE, scene_id=f"scene-{i // 20}",
                  evidence_ids=(f"ev-scene-{i // 20}",), vessels_seen=i % 3) for i in range(n)]
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _step(name: str, url: str, n: int, n_looks: int, queue: Any) -> None:
@@ -100,7 +97,7 @@ def _step(name: str, url: str, n: int, n_looks: int, queue: Any) -> None:
         raise ValueError(name)
     seconds = time.perf_counter() - t
     store.close()
-    queue.put((seconds, _peak_mib(), detail))
+    queue.put((seconds, peak_rss_mib(), detail))
 
 
 def run_step(name: str, url: str, n: int, n_looks: int) -> tuple[float, float, str]:
