@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import platform
 import re
 import tempfile
@@ -155,9 +156,10 @@ def main() -> None:
     for col in ("step", "time", "peak memory", "what"):
         table.add_column(col)
     lines = [f"## {SECTION}", "",
-             f"`python -m benchmarks.bench_store` on {platform.machine()}, {mp.cpu_count()} CPUs (shared with other "
-             f"work), SQLite file store, {datetime.now(UTC):%Y-%m-%d}. Each step in its own process; peak memory is "
-             "that process's max RSS (data generation included).", "",
+             f"`python -m benchmarks.bench_store` on {platform.machine()}, {mp.cpu_count()} CPUs (load average "
+             f"{os.getloadavg()[0]:.2f} at the end), SQLite file store, {datetime.now(UTC):%Y-%m-%d}. Each step in "
+             "its own process; peak memory is that process's own peak resident set (VmHWM, data generation "
+             "included).", "",
              "| step | time | peak memory | what |", "|---|---|---|---|"]
     for label, seconds, mib, detail in results:
         table.add_row(label, f"{seconds:.2f} s", f"{mib:.0f} MiB", detail)
