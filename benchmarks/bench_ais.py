@@ -10,7 +10,6 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
-import re
 import resource
 import tempfile
 import time
@@ -21,7 +20,7 @@ import numpy as np
 import polars as pl
 from shapely.geometry import box
 
-from benchmarks.memory import peak_rss_mib
+from benchmarks.common import peak_rss_mib, write_section
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -338,18 +337,7 @@ def main() -> None:
                  f"fresh process after `os.sync()`).")
     text = "\n".join(lines)
     print(text)
-    write_section(Path(__file__).resolve().parents[1] / "BENCHMARKS.md", "ais", "## AIS\n\n" + text)
-
-
-def write_section(path: Path, area: str, body: str) -> None:
-    start, end = f"<!-- {area} start -->", f"<!-- {area} end -->"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{start}\n{body}\n{end}"
-    if start in old and end in old:
-        new = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, old, flags=re.S)
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
+    write_section("ais", "## AIS\n\n" + text)
 
 
 if __name__ == "__main__":

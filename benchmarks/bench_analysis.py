@@ -24,7 +24,7 @@ from rich.progress import track
 from rich.table import Table
 from shapely.geometry import box
 
-from benchmarks.memory import peak_rss_mib
+from benchmarks.common import peak_rss_mib, write_section
 from routewatch.model import Mode, Route, Site, SiteKind, Vessel
 
 T0 = datetime(2023, 1, 1, tzinfo=UTC)
@@ -186,18 +186,6 @@ def baseline(sightings: pl.DataFrame, looks: pl.DataFrame) -> dict[str, float]:
     return {"sample": s.height, "records_s": t_rec, "columnar_s": t_col, "visits": len(records)}
 
 
-def write_markdown(section: str, key: str = "analysis") -> None:
-    path = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
-    start, end = f"<!-- {key} start -->", f"<!-- {key} end -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{start}\n{section}\n{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sightings", type=int, default=1_000_000)
@@ -269,7 +257,7 @@ def main() -> None:
             + (" (its write-ahead log checkpointed into the file)" if not args.postgres else "")
             + " and synced to disk before the timed runs, each in a fresh process."
         )
-        write_markdown("\n".join(lines), "analysis-postgres" if args.postgres else "analysis")
+        write_section("analysis-postgres" if args.postgres else "analysis", "\n".join(lines))
 
 
 if __name__ == "__main__":

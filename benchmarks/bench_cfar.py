@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import write_section
 from routewatch.detect.sar import CfarParams, cfar_hits, cfar_hits_reference, detect_sar
 
 PIXEL_M = 10.0
@@ -90,11 +90,10 @@ def run(rows: int, cols: int) -> dict[str, float]:
     }
 
 
-def write_section(res: dict[str, float], path: Path = Path("BENCHMARKS.md")) -> None:
-    """Replace (or append) the cfar section of BENCHMARKS.md, leaving other sections alone."""
+def cfar_section(res: dict[str, float]) -> str:
+    """The cfar section of BENCHMARKS.md."""
     p = CfarParams()
-    body = f"""<!-- cfar start -->
-## cfar: SAR ship CFAR speed (`python -m benchmarks.bench_cfar`)
+    return f"""## cfar: SAR ship CFAR speed (`python -m benchmarks.bench_cfar`)
 
 Synthetic K-like clutter, uint16, {res['rows']:,} x {res['cols']:,} pixels (Sentinel-1 IW size), 10 m pixels,
 k = {p.k}, guard {p.guard_m:.0f} m, background {p.background_m:.0f} m, 2 threads; best of 3 runs.
@@ -109,15 +108,7 @@ k = {p.k}, guard {p.guard_m:.0f} m, background {p.background_m:.0f} m, 2 threads
 
 Peak resident memory of the whole process: {res['peak_rss_gb']:.2f} GB (of which the input array and its
 generation: {res['input_rss_gb']:.2f} GB). Planted ships found: {res['ships_found']} / {res['ships_planted']}
-({res['detections']} detections in all). Speed-up over the reference: {res['fast_mpx_s'] / res['ref_mpx_s']:.0f}x.
-<!-- cfar end -->"""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = text.find("<!-- cfar start -->"), text.find("<!-- cfar end -->")
-    if start >= 0 and end > start:
-        text = text[:start] + body + text[end + len("<!-- cfar end -->") :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + body + "\n"
-    path.write_text(text)
+({res['detections']} detections in all). Speed-up over the reference: {res['fast_mpx_s'] / res['ref_mpx_s']:.0f}x."""
 
 
 def main() -> None:
@@ -130,7 +121,7 @@ def main() -> None:
     for k, v in res.items():
         print(f"{k:>26}: {v:.3f}" if isinstance(v, float) else f"{k:>26}: {v}")
     if not args.no_write:
-        write_section(res)
+        write_section("cfar", cfar_section(res))
 
 
 if __name__ == "__main__":

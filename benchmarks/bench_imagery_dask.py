@@ -19,6 +19,7 @@ from pathlib import Path
 
 from shapely.geometry import box
 
+from benchmarks.common import write_section
 from routewatch.model import Site, SiteKind
 from routewatch.simulate import simulate_site_scenes
 from routewatch.sources.imagery.ingest import add_folder, open_store
@@ -89,18 +90,6 @@ def section(r: dict[str, object]) -> str:
     ])
 
 
-def write_markdown(text: str) -> None:
-    path = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
-    start, end = "<!-- imagery start -->", "<!-- imagery end -->"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{start}\n{text}\n{end}"
-    if start in old and end in old:
-        new = old[: old.index(start)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    path.write_text(new)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scenes", type=int, default=12)
@@ -111,7 +100,7 @@ def main() -> None:
     text = section(result)
     print(text)
     if not args.no_write:
-        write_markdown(text)
+        write_section("imagery", text)
 
 
 if __name__ == "__main__":

@@ -17,14 +17,13 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
-import re
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.memory import peak_rss_mib
+from benchmarks.common import peak_rss_mib, write_section
 
 T0 = datetime(2023, 8, 1, tzinfo=UTC)
 SECTION = "store"
@@ -111,17 +110,6 @@ def run_step(name: str, url: str, n: int, n_looks: int) -> tuple[float, float, s
     return result  # type: ignore[no-any-return]
 
 
-def write_section(path: Path, body: str) -> None:
-    start, end = f"<!-- {SECTION} start -->", f"<!-- {SECTION} end -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    if start in text and end in text:
-        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     from rich.console import Console
     from rich.table import Table
@@ -166,7 +154,7 @@ def main() -> None:
         lines.append(f"| {label} | {seconds:.2f} s | {mib:.0f} MiB | {detail} |")
     console.print(table)
     if not args.no_write:
-        write_section(Path(__file__).resolve().parents[1] / "BENCHMARKS.md", "\n".join(lines))
+        write_section(SECTION, "\n".join(lines))
 
 
 if __name__ == "__main__":

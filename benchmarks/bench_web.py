@@ -31,6 +31,8 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.common import write_section
+
 AS_OF = "2024-03-02"
 ROUTE = "rajin-russia"
 API = ["/api/v1/status", f"/api/v1/status?route={ROUTE}", "/api/v1/sites", "/api/v1/routes", f"/api/v1/routes/{ROUTE}",
@@ -161,17 +163,6 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"<!-- web start -->\n{text.rstrip()}\n<!-- web end -->"
-    if "<!-- web start -->" in doc:
-        doc = re.sub(r"<!-- web start -->.*?<!-- web end -->", lambda _m: block, doc, flags=re.S)
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    path.write_text(doc)
-
-
 def row(name: str, r: dict[str, float]) -> str:
     return (f"| {name} | {r['n']} ({r['n'] / r['wall']:.0f}/s) | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | "
             f"{r['max']:.0f} | {r['errors']} |")
@@ -271,7 +262,7 @@ smaller sample workspace). The `--no-cache` row is the same server answering eve
 validation and JSON encoding from the in-memory snapshot.
 """
     print(text)
-    write_section(text)
+    write_section("web", text)
     tmp.cleanup()
 
 
