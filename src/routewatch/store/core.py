@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Boolean, Connection, Engine, Float, Select, Table, delete, func, select, text
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 CHUNK = 10_000  # rows per executemany batch
 ID_CHUNK = 5_000  # ids per IN (...) query (well under SQLite's 32,766 parameters)
+_R = TypeVar("_R")
 BBox = tuple[float, float, float, float]  # min_lon, min_lat, max_lon, max_lat in WGS84 degrees
 
 
@@ -203,6 +204,14 @@ class Store:
             out.setdefault(owner, []).append(ev)
         return {k: tuple(v) for k, v in out.items()}
 
+    def _read_linked(self, q: Select[Any], kind: str,
+                     from_row: Callable[[Any, tuple[str, ...]], _R]) -> list[_R]:
+        """Records from the rows of ``q`` (a SELECT of a whole table with an ``id`` column), each with its evidence
+        ids in link order, read in one connection."""
+        with self.engine.connect() as c:
+            links = self._links(c, kind, q.with_only_columns(q.selected_columns.id))
+            return [from_row(r, links.get(r.id, ())) for r in c.execute(q)]
+
     # ---- watchlist -------------------------------------------------------------------------------------------
 
     def upsert_watchlist(self, watchlist: Watchlist, conn: Connection | None = None) -> dict[str, int]:
@@ -294,9 +303,7 @@ class Store:
               until: datetime | None = None) -> list[Look]:
         """Looks at ``site`` (all sites when None) with time in [since, until] (inclusive), oldest first."""
         q = select(t.looks).where(*frames.look_filters(site, since, until)).order_by(t.looks.c.time, t.looks.c.id)
-        with self.engine.connect() as c:
-            links = self._links(c, "look", q.with_only_columns(t.looks.c.id))
-            return [convert.look_from(r, links.get(r.id, ())) for r in c.execute(q)]
+        return self._read_linked(q, "look", convert.look_from)
 
     def add_sightings(self, items: Iterable[Sighting], conn: Connection | None = None) -> int:
         return self._add_linked(t.sightings, "sighting", items, convert.sighting_row, conn)
@@ -306,9 +313,7 @@ class Store:
         """Sightings whose period [time, time_end or time] meets [since, until], oldest first."""
         s = t.sightings
         q = select(s).where(*frames.sighting_filters(site, vessel, since, until)).order_by(s.c.time, s.c.id)
-        with self.engine.connect() as c:
-            links = self._links(c, "sighting", q.with_only_columns(s.c.id))
-            return [convert.sighting_from(r, links.get(r.id, ())) for r in c.execute(q)]
+        return self._read_linked(q, "sighting", convert.sighting_from)
 
     def add_aggregates(self, items: Iterable[AggregateObservation], conn: Connection | None = None) -> int:
         return self._add_linked(t.aggregates, "aggregate", items, convert.aggregate_row, conn)
@@ -318,9 +323,7 @@ class Store:
         q = select(a).order_by(a.c.start_time, a.c.id)
         if scope is not None:
             q = q.where(a.c.scope == scope)
-        with self.engine.connect() as c:
-            links = self._links(c, "aggregate", q.with_only_columns(a.c.id))
-            return [convert.aggregate_from(r, links.get(r.id, ())) for r in c.execute(q)]
+        return self._read_linked(q, "aggregate", convert.aggregate_from)
 
     # ---- columnar reads ----------------------------------------------------------------------------------------
 
@@ -381,18 +384,14 @@ class Store:
             q = q.where(v.c.site == site)
         if vessel is not None:
             q = q.where(v.c.vessel == vessel)
-        with self.engine.connect() as c:
-            links = self._links(c, "visit", q.with_only_columns(v.c.id))
-            return [convert.visit_from(r, links.get(r.id, ())) for r in c.execute(q)]
+        return self._read_linked(q, "visit", convert.visit_from)
 
     def trips(self, route: str | None = None) -> list[Trip]:
         tr = t.trips
         q = select(tr).order_by(tr.c.depart, tr.c.id)
         if route is not None:
             q = q.where(tr.c.route == route)
-        with self.engine.connect() as c:
-            links = self._links(c, "trip", q.with_only_columns(tr.c.id))
-            return [convert.trip_from(r, links.get(r.id, ())) for r in c.execute(q)]
+        return self._read_linked(q, "trip", convert.trip_from)
 
     def add_activities(self, items: Iterable[Activity], conn: Connection | None = None) -> int:
         """Upsert route judgements by (route, as_of): one row per route and date, so history is kept."""
@@ -406,9 +405,7 @@ class Store:
         q = select(a).order_by(a.c.route, a.c.as_of)
         if route is not None:
             q = q.where(a.c.route == route)
-        with self.engine.connect() as c:
-            links = self._links(c, "activity", q.with_only_columns(a.c.id))
-            return [convert.activity_from(r, links.get(r.id, ())) for r in c.execute(q)]
+        return self._read_linked(q, "activity", convert.activity_from)
 
     # ---- bookkeeping -------------------------------------------------------------------------------------------
 
