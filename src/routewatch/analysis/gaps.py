@@ -24,9 +24,8 @@ import numpy as np
 import polars as pl
 
 from routewatch.analysis.port_visits import US_PER_H, Batch, VisitConfig, VisitScanner, haversine_m
+from routewatch.analysis.seadistance import METRES_PER_NM
 from routewatch.model import Site
-
-M_PER_NM = 1852.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ class GapDetector:
             "start": pl.Series(t[before]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
             "end": pl.Series(t[after]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"), "duration_h": hours,
             "lon_before": lon_b, "lat_before": lat_b, "lon_after": lon_a, "lat_after": lat_a,
-            "distance_nm": d_m / M_PER_NM, "implied_speed_kn": d_m / M_PER_NM / hours,
+            "distance_nm": d_m / METRES_PER_NM, "implied_speed_kn": d_m / METRES_PER_NM / hours,
             "site_before": pl.Series(near[0], dtype=pl.String), "site_after": pl.Series(near[1], dtype=pl.String),
             "source_before": pl.Series(src_b.tolist(), dtype=pl.String), "line_before": line_b,
             "source_after": pl.Series(src_a.tolist(), dtype=pl.String), "line_after": line_a,
@@ -99,7 +98,7 @@ def add_reachable_sites(gaps: pl.DataFrame, sites: Mapping[str, Site], config: G
     la, aa = gaps["lon_after"].to_numpy()[:, None], gaps["lat_after"].to_numpy()[:, None]
     d_in = np.maximum(haversine_m(lb, ab, cx[None, :], cy[None, :]) - radius, 0.0)
     d_out = np.maximum(haversine_m(cx[None, :], cy[None, :], la, aa) - radius, 0.0)
-    v = config.max_speed_kn * M_PER_NM  # metres per hour
+    v = config.max_speed_kn * METRES_PER_NM  # metres per hour
     hours = gaps["duration_h"].to_numpy()[:, None]
     ok = (d_in + d_out) / v <= hours - config.min_dwell_h
     t0 = gaps["start"].dt.epoch("us").to_numpy()[:, None]

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from routewatch.analysis.port_visits import haversine_m
+from routewatch.analysis.seadistance import METRES_PER_NM
 from routewatch.model import Route, Vessel
 
 UNKNOWN = "unknown vessel"
-KN_TO_MS = 1852.0 / 3600.0
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def identify_dark(
         ls = last_seen.get(key)
         if ls is not None:
             hours = (time - ls.time).total_seconds() / 3600.0
-            dist_nm = float(haversine_m(ls.lon, ls.lat, lon, lat)) / 1852.0
+            dist_nm = float(haversine_m(ls.lon, ls.lat, lon, lat)) / METRES_PER_NM
             if hours >= 0 and dist_nm > cfg.max_speed_kn * hours:
                 weights[key] = 0.0
                 reasons[key] = (f"last AIS {dist_nm:.0f} nm away {hours:.1f} h before: "

@@ -21,9 +21,10 @@ import numpy as np
 import polars as pl
 from scipy.optimize import linear_sum_assignment
 
-from routewatch.analysis.port_visits import haversine_m
+from routewatch.analysis.port_visits import EARTH_M_PER_DEG, haversine_m
+from routewatch.analysis.seadistance import METRES_PER_NM
 
-KN_TO_MS = 1852.0 / 3600.0
+KN_TO_MS = METRES_PER_NM / 3600.0
 BIG = 1e9
 
 
@@ -75,8 +76,8 @@ def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig 
         lon, lat = r["lon" + side], r["lat" + side]
         if sog is not None and cog is not None:
             d = sign * sog * KN_TO_MS * dt_s
-            lat = lat + d * math.cos(math.radians(cog)) / 111_320.0
-            lon = lon + d * math.sin(math.radians(cog)) / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
+            lat = lat + d * math.cos(math.radians(cog)) / EARTH_M_PER_DEG
+            lon = lon + d * math.sin(math.radians(cog)) / (EARTH_M_PER_DEG * max(math.cos(math.radians(lat)), 1e-6))
         rows.append((r["mmsi"], lon, lat, sog, cog, r["heading_deg" + side], dt_s, "extrapolated",
                      r["source" + side], r["line" + side]))
     return pl.DataFrame(rows, schema={
