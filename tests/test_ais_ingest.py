@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from datetime import UTC, datetime
@@ -134,6 +135,42 @@ def test_padded_times_parse_and_bad_times_are_counted_by_line(tmp_path):
     assert res.positions.sort("line")["timestamp"].to_list() == [
         datetime(2023, 1, 11, tzinfo=UTC), datetime(2023, 1, 11, 0, 0, 1, tzinfo=UTC)]
     assert res.report.bad == {"unparsable or out-of-range row": 1} and res.report.examples[0][0] == 4
+
+
+def test_csv_line_numbers_hold_across_the_readers_batches(tmp_path):
+    """The reader parses a large file in batches on several threads; every position must still carry the line
+    it came from (the evidence link), including a bad row deep in the file."""
+    n = 250_000
+    p = tmp_path / "big.csv"
+    rows = [f"{200_000_000 + k % 997},2023-01-11T{k // 3600 % 24:02d}:{k // 60 % 60:02d}:{k % 60:02d},"
+            f"{20 + k * 1e-6:.6f},{-120 + k * 1e-6:.6f},{k % 20}" for k in range(n)]
+    rows[200_000] = "273210442,not a time,42.2,130.3,1"
+    p.write_text("MMSI,BaseDateTime,LAT,LON,SOG\n" + "\n".join(rows) + "\n")
+    res = read_provider_csv(p)
+    assert res.report.examples[0][0] == 200_002 and res.positions.height == n - 1
+    got = res.positions.select("line", "mmsi", "lat").sort("line")
+    k = got["line"].to_numpy() - 2
+    assert (got["mmsi"].to_numpy() == 200_000_000 + k % 997).all()
+    assert abs(got["lat"].to_numpy() - (20 + k * 1e-6)).max() < 1e-9
+
+
+def test_manifest_written_with_sha256_digests_still_adds_nothing(tmp_path):
+    """Workspaces ingested before the manifest used XXH3 list files by SHA-256: a file ingested again is read
+    once more, adds nothing, and is then listed under its new digest."""
+    p = tmp_path / "mc.csv"
+    p.write_text("MMSI,BaseDateTime,LAT,LON,SOG\n273210440,2023-01-11T00:00:00,42.2,130.3,1\n"
+                 "273210441,2023-01-11T00:00:01,42.3,130.4,1\n")
+    ais = tmp_path / "ais"
+    assert ingest_files([p], ais)[0].added == 2
+    manifest_path = ais / "manifest.json"
+    (digest, entry), = json.loads(manifest_path.read_text()).items()
+    assert digest.startswith("xxh3-128:") and len(digest) == len("xxh3-128:") + 32
+    manifest_path.write_text(json.dumps({hashlib.sha256(p.read_bytes()).hexdigest(): entry}))
+    again = ingest_files([p], ais)[0]
+    assert (again.skipped, again.added, again.duplicates) == (False, 0, 2)
+    assert digest in json.loads(manifest_path.read_text())
+    assert ingest_files([p], ais)[0].skipped
+    assert sum(read_day(d).height for _, d in day_dirs(ais)) == 2
 
 
 def _position_lines(n: int, t0: datetime) -> list[str]:

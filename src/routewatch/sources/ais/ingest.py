@@ -9,13 +9,14 @@ together when the whole file has been read.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import xxhash
 
 from routewatch.sources.ais.nmea import ReadReport, read_nmea_lines
 from routewatch.sources.ais.partitions import (
@@ -44,12 +45,23 @@ class FileSummary:
     report: ReadReport = field(default_factory=ReadReport)
 
 
+DIGEST_PREFIX = "xxh3-128:"
+
+
 def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
+    """The file's identity in the manifest: XXH3-128 of its bytes, written ``xxh3-128:<hex>``.
+
+    A non-cryptographic hash is enough here (the manifest only answers "was this content ingested?", and a
+    re-read drops repeated positions anyway) and runs at about 12 GB/s against SHA-256's 1.6 GB/s: on a 230 MB
+    provider day file that is 0.02 s instead of 0.15 s of CPU taken from the parser. Manifests written with
+    SHA-256 digests (plain hex) stay readable: a file listed under its old digest is read once more if ingested
+    again, adds nothing (every position is already present), and is then listed under its new digest.
+    """
+    h = xxhash.xxh3_128()
     with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
+        for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
-    return h.hexdigest()
+    return DIGEST_PREFIX + h.hexdigest()
 
 
 def _open_text(path: Path):
