@@ -115,3 +115,23 @@ def test_tiled_probability_map_matches_one_pass(shared_dir: Path) -> None:
     assert whole.shape == port.bands["red"].shape
     assert whole.max() > 0.5  # ships are there, so the comparison is not between two empty maps
     assert np.abs(whole - tiled).max() < 0.05
+
+
+def test_detection_outcomes_mark_each_labelled_ship_found_or_missed() -> None:
+    """The outcomes behind the detection curve of optical looks: a ship is found when a post-processed region
+    matches it under the xView3 rule; a region far from every ship finds nothing."""
+    from routewatch.detect.evaluate import LabelledPort, TruthObject
+    from routewatch.detect.train import detection_outcomes
+    from routewatch.sources.imagery.looks import fit_detection_model
+
+    prob = np.zeros((100, 100), np.float32)
+    prob[18:23, 15:26] = 0.99  # a 110 m x 50 m region over the first ship
+    prob[60:65, 2:13] = 0.99  # another, 60 px (600 m) from the second ship
+    truth = [TruthObject(20.0, 20.0, (15, 18, 11, 5), length_m=100.0),
+             TruthObject(62.0, 70.0, (65, 60, 10, 4), length_m=80.0),
+             TruthObject(90.0, 50.0, (45, 88, 10, 4), length_m=None)]  # no length: not an outcome
+    port = LabelledPort("p", {}, None, None, (10.0, 10.0), truth)
+    lengths, hits, where = detection_outcomes([port], {"p": prob})
+    assert lengths.tolist() == [100.0, 80.0] and hits.tolist() == [True, False] and where.tolist() == [0, 0]
+    with pytest.raises(ValueError, match="at least 5 outcomes"):
+        fit_detection_model(lengths, hits)

@@ -161,5 +161,26 @@ def test_automatic_looks_never_claim_more_than_the_detector_achieves() -> None:
     assert capped.p_max == AUTOMATIC_P_MAX[("sar", False)] < prior.p_max
     assert (capped.l50_m, capped.scale_m) == (prior.l50_m, prior.scale_m)
     assert automatic_detection_model(prior, "sar", user_water=True).p_max == AUTOMATIC_P_MAX[("sar", True)]
-    weak = type(prior)(l50_m=10.0, scale_m=2.0, p_max=0.3)
+
+
+def test_automatic_optical_looks_follow_the_detectors_measured_curve() -> None:
+    from routewatch.model import SENSOR_DETECTION, DetectionModel
+    from routewatch.sources.imagery.looks import OPTICAL_DETECTOR_CURVE, automatic_detection_model
+
+    s2 = SENSOR_DETECTION["sentinel-2"]
+    auto = automatic_detection_model(s2, "optical", user_water=False, resolution_m=10.0)
+    assert auto == OPTICAL_DETECTOR_CURVE
+    # a 120 m ship (the reference case's ships) is seen less than half the time; the sensor prior said 0.95
+    assert 0.40 < auto.probability(120.0) < 0.50 < s2.probability(120.0)
+    assert auto.probability(300.0) > 0.7 and auto.probability(60.0) < 0.3
+    # coarser pixels stretch the curve; finer pixels earn no credit (the network was trained on 10 m pixels)
+    coarse = automatic_detection_model(s2, "optical", user_water=True, resolution_m=20.0)
+    assert (coarse.l50_m, coarse.scale_m) == pytest.approx((2 * OPTICAL_DETECTOR_CURVE.l50_m,
+                                                           2 * OPTICAL_DETECTOR_CURVE.scale_m), abs=0.01)
+    planet = automatic_detection_model(SENSOR_DETECTION["planetscope"], "optical", user_water=False, resolution_m=3.0)
+    assert planet == OPTICAL_DETECTOR_CURVE
+    # a sensor curve weaker than the detector's stays as it is, with the lower ceiling
+    weak = DetectionModel(l50_m=200.0, scale_m=20.0, p_max=0.3)
     assert automatic_detection_model(weak, "optical", user_water=False) == weak
+    assert automatic_detection_model(DetectionModel(200.0, 20.0, 0.95), "optical", False).p_max == \
+        OPTICAL_DETECTOR_CURVE.p_max

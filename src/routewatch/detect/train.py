@@ -2,6 +2,7 @@
 
     python -m routewatch.detect.train            # train on all ports, write detect/models/optical_s2.onnx
     python -m routewatch.detect.train --lopo     # leave-one-port-out estimate for unseen ports
+    python -m routewatch.detect.train --detection-curve MAPS   # detection probability by length, held out
 
 Needs the ``train`` extra (PyTorch, CPU build); inference does not (the model is exported to ONNX).
 Fixed seed, fixed number of steps, two threads: the same command gives the same weights on the same machine.
@@ -12,6 +13,7 @@ moored side by side come out as separate regions.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -303,6 +305,52 @@ def select_postprocessing(maps: Path, cache: Path | None = None) -> dict:
             "default_setting_held_out": sum(table[grid.index(OpticalParams())], Scores(0, 0, 0)).as_dict()}
 
 
+def detection_outcomes(ports: list[LabelledPort], probs: dict[str, np.ndarray],
+                       params: OpticalParams = OpticalParams()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(truth length m, detected, port index) for every labelled ship, detected meaning matched under the xView3
+    rule by the post-processed probability map of its port."""
+    from routewatch.detect.evaluate import MATCH_DISTANCE_M, match
+
+    lengths, hits, where = [], [], []
+    for k, port in enumerate(ports):
+        dets = detections_from_probability(probs[port.name], pixel_size_m=port.pixel_size_m, params=params)
+        det_rc = np.array([[d.row, d.col] for d in dets], float).reshape(-1, 2)
+        tru_rc = np.array([[t.row, t.col] for t in port.truth], float).reshape(-1, 2)
+        found = {j for _, j in match(det_rc, tru_rc, MATCH_DISTANCE_M / float(np.mean(port.pixel_size_m)))}
+        for j, t in enumerate(port.truth):
+            if t.length_m is not None:
+                lengths.append(t.length_m)
+                hits.append(j in found)
+                where.append(k)
+    return np.array(lengths), np.array(hits, bool), np.array(where)
+
+
+def detection_curve(maps: Path, cache: Path | None = None, resamples: int = 200) -> dict:
+    """Fit the optical detector's detection probability by vessel length to held-out maps (from ``--lopo
+    --maps``), with 90 % intervals from resampling whole ports (ships of one port are not independent)."""
+    from routewatch.sources.imagery.looks import fit_detection_model
+
+    ports = load_ports(cache)
+    probs = {p.name: np.load(maps / f"{p.name}.npy").astype(np.float32) for p in ports}
+    lengths, hits, where = detection_outcomes(ports, probs)
+    fit = fit_detection_model(lengths, hits)
+    rng = np.random.default_rng(SEED)
+    boot = []
+    for _ in range(resamples):
+        idx = np.concatenate([np.flatnonzero(where == k) for k in rng.integers(0, len(ports), len(ports))])
+        if hits[idx].any() and not hits[idx].all():
+            boot.append(fit_detection_model(lengths[idx], hits[idx]))
+    interval = {k: [round(float(v), 3) for v in np.percentile([getattr(b, k) for b in boot], [5, 95])]
+                for k in ("l50_m", "scale_m", "p_max")}
+    bins = {}
+    for lo, hi in ((0, 75), (75, 125), (125, 175), (175, 225), (225, 1000)):
+        sel = (lengths >= lo) & (lengths < hi)
+        bins[f"{lo}-{hi} m"] = {"ships": int(sel.sum()), "recall": round(float(hits[sel].mean()), 3) if sel.any()
+                                else None}
+    return {"fit": dataclasses.asdict(fit), "interval_90": interval, "ships": int(lengths.size),
+            "recall": round(float(hits.mean()), 3), "recall_by_length": bins}
+
+
 def draw_figures(folder: Path) -> dict[str, dict]:
     """Score the packaged detectors on every shared port and chip, and draw one picture each."""
     from routewatch.detect.evaluate import load_gray, load_voc, render_figure, sar_chips
@@ -357,11 +405,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--select-post", type=Path, default=None, help="choose post-processing on held-out maps here")
     ap.add_argument("--figures", type=Path, default=None, help="draw truth and detections per port/chip here")
     ap.add_argument("--sar", action="store_true", help="choose the SAR CFAR settings, leave-one-chip-out")
+    ap.add_argument("--detection-curve", type=Path, default=None,
+                    help="fit detection probability by vessel length to the held-out maps here")
     args = ap.parse_args(argv)
     results: dict[str, dict] = {}
     if args.select_post is not None:
         results = select_postprocessing(args.select_post, args.cache)
         print(json.dumps({k: v for k, v in results.items() if k != "per_port"}, indent=1))
+    elif args.detection_curve is not None:
+        results = detection_curve(args.detection_curve, args.cache)
+        print(json.dumps(results, indent=1))
     elif args.figures is not None:
         results = draw_figures(args.figures)
         print(json.dumps(results["overall"], indent=1))

@@ -164,7 +164,7 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     evid = scene_evidence_id(scene.id)
     model = automatic_detection_model(
         detection_model_for(scene.sensor, scene.resolution_m or raster.pixel_size_m), raster.kind,
-        user_water=water_geometry is not None,
+        user_water=water_geometry is not None, resolution_m=scene.resolution_m or raster.pixel_size_m,
     )
     if uf.fraction <= 0.0:
         empty_water = not (site_px & water).any() and (cloud is None or not (site_px & cloud).any())
