@@ -154,9 +154,9 @@ def test_csv_line_numbers_hold_across_the_readers_batches(tmp_path):
     assert abs(got["lat"].to_numpy() - (20 + k * 1e-6)).max() < 1e-9
 
 
-def test_manifest_written_with_sha256_digests_still_adds_nothing(tmp_path):
-    """Workspaces ingested before the manifest used XXH3 list files by SHA-256: a file ingested again is read
-    once more, adds nothing, and is then listed under its new digest."""
+def test_manifest_written_with_sha256_digests_still_skips_its_files(tmp_path):
+    """Workspaces ingested before the manifest used XXH3 list files by SHA-256: such a file, ingested again (also
+    under another name), is skipped without being read and is then listed under its new digest, once."""
     p = tmp_path / "mc.csv"
     p.write_text("MMSI,BaseDateTime,LAT,LON,SOG\n273210440,2023-01-11T00:00:00,42.2,130.3,1\n"
                  "273210441,2023-01-11T00:00:01,42.3,130.4,1\n")
@@ -165,12 +165,18 @@ def test_manifest_written_with_sha256_digests_still_adds_nothing(tmp_path):
     manifest_path = ais / "manifest.json"
     (digest, entry), = json.loads(manifest_path.read_text()).items()
     assert digest.startswith("xxh3-128:") and len(digest) == len("xxh3-128:") + 32
-    manifest_path.write_text(json.dumps({hashlib.sha256(p.read_bytes()).hexdigest(): entry}))
-    again = ingest_files([p], ais)[0]
-    assert (again.skipped, again.added, again.duplicates) == (False, 0, 2)
-    assert digest in json.loads(manifest_path.read_text())
+    old = hashlib.sha256(p.read_bytes()).hexdigest()
+    other = "0" * 64  # another file of the old manifest, never ingested again
+    manifest_path.write_text(json.dumps({old: entry, other: {**entry, "path": "gone.csv"}}))
+    copy = tmp_path / "renamed.csv"
+    copy.write_bytes(p.read_bytes())
+    again = ingest_files([p, copy], ais)
+    assert [(s.skipped, s.added) for s in again] == [(True, 0), (True, 0)]
+    assert json.loads(manifest_path.read_text()) == {digest: entry, other: {**entry, "path": "gone.csv"}}
     assert ingest_files([p], ais)[0].skipped
     assert sum(read_day(d).height for _, d in day_dirs(ais)) == 2
+    forced = ingest_files([p], ais, force=True)[0]  # --force still reads it, and still adds nothing
+    assert (forced.skipped, forced.added, forced.duplicates) == (False, 0, 2)
 
 
 def _position_lines(n: int, t0: datetime) -> list[str]:

@@ -179,8 +179,14 @@ def test_automatic_optical_looks_follow_the_detectors_measured_curve() -> None:
                                                            2 * OPTICAL_DETECTOR_CURVE.scale_m), abs=0.01)
     planet = automatic_detection_model(SENSOR_DETECTION["planetscope"], "optical", user_water=False, resolution_m=3.0)
     assert planet == OPTICAL_DETECTOR_CURVE
+    # never above the detector's curve; above the Sentinel-2 prior only in the fitted tail under 35 m
+    for length in np.arange(0.0, 400.0, 2.5):
+        assert auto.probability(length) <= OPTICAL_DETECTOR_CURVE.probability(length) + 1e-12
+        if length >= 35.0:
+            assert auto.probability(length) <= s2.probability(length) + 1e-12
+    assert auto.probability(10.0) > s2.probability(10.0)  # the documented exception
     # a sensor curve weaker than the detector's stays as it is, with the lower ceiling
     weak = DetectionModel(l50_m=200.0, scale_m=20.0, p_max=0.3)
     assert automatic_detection_model(weak, "optical", user_water=False) == weak
-    assert automatic_detection_model(DetectionModel(200.0, 20.0, 0.95), "optical", False).p_max == \
-        OPTICAL_DETECTOR_CURVE.p_max
+    assert automatic_detection_model(DetectionModel(200.0, 20.0, 0.95), "optical", False) == \
+        DetectionModel(200.0, 20.0, OPTICAL_DETECTOR_CURVE.p_max)

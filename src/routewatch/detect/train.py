@@ -219,7 +219,8 @@ def load_ports(cache: Path | None = None) -> list[LabelledPort]:
 
 
 def _fold(args: tuple[Path | None, int, int, int, Path | None, str]) -> tuple[str, dict]:
-    """Train without one port and score the held-out port (one process per fold)."""
+    """Train without one port and score the held-out port (one process per fold). With ``maps``, the fold's
+    network is kept there too (``<port>.onnx``), so inference-side changes can be scored held out later."""
     import tempfile
 
     cache, held_index, steps, threads, maps, device = args
@@ -228,7 +229,7 @@ def _fold(args: tuple[Path | None, int, int, int, Path | None, str]) -> tuple[st
     net = train_net([p for i, p in enumerate(ports) if i != held_index], steps, progress=False, threads=threads,
                     device=device)
     with tempfile.TemporaryDirectory() as tmp:
-        mp = Path(tmp) / "fold.onnx"
+        mp = (maps / f"{held.name}.onnx") if maps is not None else Path(tmp) / "fold.onnx"
         export_onnx(net, mp)
         s = evaluate_port(held, mp, maps)
     return held.name, {**s.as_dict(), "length_errors_m": s.length_errors_m}

@@ -200,9 +200,12 @@ def read_manifest(ais_dir: Path) -> dict[str, dict]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def record_in_manifest(ais_dir: Path, digest: str, entry: dict) -> None:
-    """Remember an ingested file by content hash (atomic rewrite of a small JSON file)."""
+def record_in_manifest(ais_dir: Path, digest: str, entry: dict, replaces: str | None = None) -> None:
+    """Remember an ingested file by content hash (atomic rewrite of a small JSON file); ``replaces`` is an older
+    key of the same file, dropped in the same write."""
     manifest = read_manifest(ais_dir)
+    if replaces is not None:
+        manifest.pop(replaces, None)
     manifest[digest] = entry
     path = Path(ais_dir) / MANIFEST
     path.parent.mkdir(parents=True, exist_ok=True)

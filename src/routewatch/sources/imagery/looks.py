@@ -91,7 +91,8 @@ AUTOMATIC_P_MAX: dict[tuple[str, bool], float] = {
 # Optical: the packaged network's whole curve in vessel length, fitted (``fit_detection_model``) to the held-out
 # outcomes of the 211 labelled ships on the eight real sen2ships ports, each port scored by a network trained on
 # the other seven with the shipped post-processing (``python -m routewatch.detect.train --detection-curve MAPS``).
-# Port-bootstrap 90 % intervals: l50 0-145 m, scale 40-200 m, p_max 0.73-1.0. Recall by length there: 0.34 at
+# Port-bootstrap 90 % intervals: l50 0-145 m, scale 40-200 m, p_max 0.73-1.0 (the l50 and scale ends are the
+# fitter's bounds: the data do not pin the curve's shape down). Recall by length there: 0.34 at
 # 75-125 m, 0.59-0.61 at 125-225 m, 0.79 above 225 m. Measured on 10 m Sentinel-2 pixels; coarser images stretch the
 # curve by the resolution ratio, finer ones get no credit (the network was trained at 10 m).
 OPTICAL_DETECTOR_CURVE = DetectionModel(l50_m=102.2, scale_m=67.2, p_max=0.806)
@@ -103,8 +104,12 @@ def automatic_detection_model(model: DetectionModel, kind: str, user_water: bool
     """The detection curve of a look made by the packaged detector: the sensor's curve, held to what the detector
     was measured to achieve (SAR: ``AUTOMATIC_P_MAX``; optical: ``OPTICAL_DETECTOR_CURVE``).
 
-    For optical looks the result is the curve with the later midpoint (the weaker one for most lengths; with the
-    sensor priors, always the detector's) with the lower of the two ceilings.
+    For optical looks the result is the curve with the later midpoint (with the sensor priors, always the
+    detector's) with the lower of the two ceilings. One logistic cannot follow the lower of two curves
+    everywhere: the detector's fitted curve is flat (scale 67 m), so for small vessels its tail lies above a
+    steep sensor prior (below 32 m for Sentinel-2, by at most 0.14). That tail is an extrapolation (11 labelled
+    ships under 75 m) for vessels far shorter than a route's ships; at every length of 35 m and more the result is
+    at or below both curves.
     """
     if kind == "optical":
         ratio = max((resolution_m or OPTICAL_DETECTOR_RES_M) / OPTICAL_DETECTOR_RES_M, 1.0)
