@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import xxhash
 
@@ -58,11 +59,15 @@ def file_digest(path: Path) -> str:
     SHA-256 digests (plain hex) stay valid: a file whose SHA-256 is listed is skipped and listed under its new
     digest instead (see :func:`_listed_under_sha256`).
     """
-    h = xxhash.xxh3_128()
+    return DIGEST_PREFIX + _hash_file(path, xxhash.xxh3_128())
+
+
+def _hash_file(path: Path, h: Any) -> str:
+    """Feed the file to a hashlib-style object in 4 MiB blocks; its hex digest."""
     with Path(path).open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
-    return DIGEST_PREFIX + h.hexdigest()
+    return str(h.hexdigest())
 
 
 _SHA256_KEY = re.compile(r"[0-9a-f]{64}")
@@ -76,11 +81,7 @@ def _listed_under_sha256(path: Path, manifest: dict[str, dict]) -> str | None:
     """
     if not any(_SHA256_KEY.fullmatch(k) for k in manifest):
         return None
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    key = h.hexdigest()
+    key = _hash_file(path, hashlib.sha256())
     return key if key in manifest else None
 
 
