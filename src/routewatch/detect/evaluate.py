@@ -207,6 +207,23 @@ def match(
     return [(int(i), int(j)) for i, j in zip(ri, ci, strict=True) if d[i, j] <= max_distance]
 
 
+def _centres(objects: Sequence[Detection] | Sequence[TruthObject]) -> np.ndarray:
+    return np.array([[o.row, o.col] for o in objects], float).reshape(-1, 2)
+
+
+def _radius_px(pixel_size_m: float | None, max_px: float) -> float:
+    """The hit radius in pixels: 200 m on the ground, or ``max_px`` without a ground scale."""
+    return MATCH_DISTANCE_M / pixel_size_m if pixel_size_m else max_px
+
+
+def match_objects(
+    detections: Sequence[Detection], truth: Sequence[TruthObject], *, pixel_size_m: float | None = None,
+    max_px: float = 20.0,
+) -> list[tuple[int, int]]:
+    """(detection index, truth index) pairs under the xView3 rule, as :func:`score` counts them."""
+    return match(_centres(detections), _centres(truth), _radius_px(pixel_size_m, max_px))
+
+
 def score(
     detections: Sequence[Detection],
     truth: Sequence[TruthObject],
@@ -220,10 +237,8 @@ def score(
     With ``pixel_size_m`` (ground metres per pixel) the hit radius is 200 m; without, ``max_px`` pixels.
     ``shore_distance_px`` (from :func:`distance_to_shore_px`) enables the near-shore figures.
     """
-    radius = MATCH_DISTANCE_M / pixel_size_m if pixel_size_m else max_px
-    det_rc = np.array([[d.row, d.col] for d in detections], float).reshape(-1, 2)
-    tru_rc = np.array([[t.row, t.col] for t in truth], float).reshape(-1, 2)
-    pairs = match(det_rc, tru_rc, radius)
+    det_rc, tru_rc = _centres(detections), _centres(truth)
+    pairs = match(det_rc, tru_rc, _radius_px(pixel_size_m, max_px))
     tp = len(pairs)
     s = Scores(tp=tp, fp=len(det_rc) - tp, fn=len(tru_rc) - tp)
     for i, j in pairs:

@@ -310,14 +310,12 @@ def detection_outcomes(ports: list[LabelledPort], probs: dict[str, np.ndarray],
                        params: OpticalParams = OpticalParams()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(truth length m, detected, port index) for every labelled ship, detected meaning matched under the xView3
     rule by the post-processed probability map of its port."""
-    from routewatch.detect.evaluate import MATCH_DISTANCE_M, match
+    from routewatch.detect.evaluate import match_objects
 
     lengths, hits, where = [], [], []
     for k, port in enumerate(ports):
         dets = detections_from_probability(probs[port.name], pixel_size_m=port.pixel_size_m, params=params)
-        det_rc = np.array([[d.row, d.col] for d in dets], float).reshape(-1, 2)
-        tru_rc = np.array([[t.row, t.col] for t in port.truth], float).reshape(-1, 2)
-        found = {j for _, j in match(det_rc, tru_rc, MATCH_DISTANCE_M / float(np.mean(port.pixel_size_m)))}
+        found = {j for _, j in match_objects(dets, port.truth, pixel_size_m=float(np.mean(port.pixel_size_m)))}
         for j, t in enumerate(port.truth):
             if t.length_m is not None:
                 lengths.append(t.length_m)
