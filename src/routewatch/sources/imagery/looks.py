@@ -76,7 +76,12 @@ def detection_model_for(sensor: str, resolution_m: float | None) -> DetectionMod
     ratio = max(resolution_m / nominal, 1.0)
     if ratio < 1.15:
         return prior
-    return DetectionModel(l50_m=prior.l50_m * ratio, scale_m=prior.scale_m * ratio, p_max=prior.p_max)
+    return _stretched(prior, ratio)
+
+
+def _stretched(model: DetectionModel, ratio: float) -> DetectionModel:
+    """The curve for pixels ``ratio`` times coarser: a vessel needs as many resolution cells to be seen."""
+    return DetectionModel(l50_m=model.l50_m * ratio, scale_m=model.scale_m * ratio, p_max=model.p_max)
 
 
 # What the *automatic* detectors achieve at a port, measured (docs/coverage.md). A look made by a detector never
@@ -113,9 +118,7 @@ def automatic_detection_model(model: DetectionModel, kind: str, user_water: bool
     """
     if kind == "optical":
         ratio = max((resolution_m or OPTICAL_DETECTOR_RES_M) / OPTICAL_DETECTOR_RES_M, 1.0)
-        measured = DetectionModel(l50_m=round(OPTICAL_DETECTOR_CURVE.l50_m * ratio, 2),
-                                  scale_m=round(OPTICAL_DETECTOR_CURVE.scale_m * ratio, 2),
-                                  p_max=OPTICAL_DETECTOR_CURVE.p_max)
+        measured = _stretched(OPTICAL_DETECTOR_CURVE, ratio)
         later = measured if measured.l50_m >= model.l50_m else model
         return DetectionModel(l50_m=later.l50_m, scale_m=later.scale_m, p_max=min(model.p_max, measured.p_max))
     ceiling = AUTOMATIC_P_MAX.get((kind, user_water))
