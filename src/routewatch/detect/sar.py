@@ -65,6 +65,14 @@ def _above(x: np.ndarray, thr: np.ndarray) -> np.ndarray:
     return x > thr + 1e-7 * np.maximum(1.0, np.abs(thr))
 
 
+def _ring_stats(count: np.ndarray, total: np.ndarray, total_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The clutter model's mean and standard deviation from a ring's pixel count, sum and sum of squares (an empty
+    ring counts as one pixel; rounding never makes the variance negative)."""
+    n = np.maximum(count, 1.0)
+    mean = total / n
+    return mean, np.sqrt(np.maximum(total_sq / n - mean * mean, 0.0))
+
+
 def _as_water(water: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
     if water is None:
         return None
@@ -87,10 +95,7 @@ def cfar_hits_reference(
         outer = ndimage.uniform_filter(arr, size=2 * b + 1, mode="reflect") * (2 * b + 1) ** 2
         inner = ndimage.uniform_filter(arr, size=2 * g + 1, mode="reflect") * (2 * g + 1) ** 2
         sums.append(outer - inner)
-    n, s1, s2 = sums
-    n = np.maximum(n, 1.0)
-    mean = s1 / n
-    std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+    mean, std = _ring_stats(*sums)
     hit = _above(x, mean + params.k * std)
     if w is not None:
         hit &= w
@@ -146,9 +151,7 @@ def _block_thresholds(
                     - ii[o + s : o + s + h, o : o + w] + ii[o : o + h, o : o + w])
 
         ring.append(box(bb) - box(gb))
-    n = np.maximum(ring[0], 1.0)
-    mean = ring[1] / n
-    std = np.sqrt(np.maximum(ring[2] / n - mean * mean, 0.0))
+    mean, std = _ring_stats(*ring)
     thr = (mean + k * std).astype(np.float32)
     low = ndimage.minimum_filter(mean + PRESCREEN * k * std, size=3, mode="nearest").astype(np.float32)
     return thr, low
@@ -198,9 +201,7 @@ def ring_threshold_at(
         sums = [_box_at(a, lr, lc, b) - _box_at(a, lr, lc, g) for a in ii]
         if water is None:
             sums.insert(0, np.full(lr.size, float((2 * b + 1) ** 2 - (2 * g + 1) ** 2)))
-        n = np.maximum(sums[0], 1.0)
-        mean = sums[1] / n
-        std = np.sqrt(np.maximum(sums[2] / n - mean * mean, 0.0))
+        mean, std = _ring_stats(*sums)
         out[idx] = mean + k * std
     return out
 
