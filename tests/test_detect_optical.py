@@ -132,3 +132,54 @@ def test_detection_outcomes_mark_each_labelled_ship_found_or_missed() -> None:
     port = LabelledPort("p", {}, None, None, (10.0, 10.0), truth)
     lengths, hits, where = detection_outcomes([port], {"p": prob})
     assert lengths.tolist() == [100.0, 80.0] and hits.tolist() == [True, False] and where.tolist() == [0, 0]
+
+
+def test_pasted_ship_lands_on_open_water_beside_the_quay_with_its_target() -> None:
+    """Copy-paste augmentation (``train --paste``): a labelled ship cut from one port is set down in a crop's open
+    water, next to the land when it can be, never over land or another ship, and the target and loss weights
+    follow it, so the network is taught that this hull is a ship."""
+    from routewatch.detect.evaluate import LabelledPort, TruthObject
+    from routewatch.detect.train import _paste, ship_cutouts
+
+    # Source port: one 9 x 3 px ship with distinctive values in water.
+    feats = np.zeros((5, 40, 40), np.float32)
+    feats[4] = 0.5  # NDWI > 0: water
+    rr, cc = np.mgrid[10:13, 15:24]
+    feats[:4, rr, cc] = 3.0
+    truth = [TruthObject(11.0, 19.0, (15, 10, 9, 3), mask_rows=rr.ravel(), mask_cols=cc.ravel())]
+    cuts = ship_cutouts(feats, LabelledPort("src", {}, None, None, (10.0, 10.0), truth))
+    assert len(cuts) == 1 and cuts[0].mask.sum() == 27 and cuts[0].mask.shape == (7, 13)
+
+    # Target crop: land in the left third (NDWI < 0), a ship already in the water at the bottom right.
+    x = np.zeros((5, 64, 64), np.float32)
+    x[4, :, :20] = -0.5
+    x[4, :, 20:] = 0.5
+    y = np.zeros((64, 64), np.float32)
+    y[55:58, 50:60] = 1.0
+    w = np.ones((64, 64), np.float32)
+    rng = np.random.default_rng(3)
+    beside_land = 0
+    for _ in range(20):
+        xx, yy, ww = x.copy(), y.copy(), w.copy()
+        assert _paste(rng, xx, yy, ww, cuts[0])
+        new = (yy > 0) & (y == 0)
+        assert new.sum() == 27  # the whole outline, nothing else
+        assert not new[:, :20].any()  # never on land
+        assert not (new & ndimage_dilate(y > 0, 2)).any()  # never on or against the ship already there
+        assert np.allclose(xx[:4][:, new], 3.0)  # the hull's pixels are the source's
+        ring = ndimage_dilate(new, 2) & ~new & (y == 0)
+        assert (ww[ring] >= 2.0).all()  # the water and quay right beside it weigh double, as in port_targets
+        beside_land += bool(ndimage_dilate(new, 3)[:, :20].any())
+    assert beside_land >= 12  # mostly set down at the quay, where labelled ships lie
+
+    # No room (all land): nothing is pasted and nothing changes.
+    land = x.copy()
+    land[4] = -0.5
+    yy = y.copy()
+    assert not _paste(rng, land, yy, w.copy(), cuts[0]) and (yy == y).all()
+
+
+def ndimage_dilate(mask: np.ndarray, n: int) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, iterations=n)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, signal
 
 from routewatch.detect.evaluate import LabelledPort, Scores, load_sen2ships_port, score, sen2ships_ports
 from routewatch.detect.optical import (
@@ -96,8 +96,76 @@ def build_net(in_ch: int = 5, width: int = 16):  # type: ignore[no-untyped-def]
     return Net()
 
 
-def _sample(rng: np.random.Generator, data: list[tuple[np.ndarray, np.ndarray, np.ndarray, list]]) -> tuple:
-    """One augmented batch: crops centred near a ship (60 %) or anywhere, random dihedral flips, gain jitter."""
+@dataclasses.dataclass(frozen=True)
+class ShipCutout:
+    """One labelled ship cut from a training port: its features with a margin, and its outline."""
+
+    features: np.ndarray  # (5, h + 2m, w + 2m)
+    mask: np.ndarray  # (h + 2m, w + 2m) bool, the labelled outline
+
+
+PASTE_MARGIN = 2
+
+
+def ship_cutouts(feats: np.ndarray, port: LabelledPort, max_size: int = CROP // 2) -> list[ShipCutout]:
+    """The port's labelled ships with outlines, each cut out with a margin so that it can be blended in."""
+    m = PASTE_MARGIN
+    _, h, w = feats.shape
+    out = []
+    for t in port.truth:
+        if t.mask_rows is None or len(t.mask_rows) < 4:
+            continue
+        rr, cc = np.asarray(t.mask_rows), np.asarray(t.mask_cols)
+        r0, r1, c0, c1 = rr.min() - m, rr.max() + m + 1, cc.min() - m, cc.max() + m + 1
+        if r0 < 0 or c0 < 0 or r1 > h or c1 > w or max(r1 - r0, c1 - c0) > max_size:
+            continue
+        mask = np.zeros((r1 - r0, c1 - c0), bool)
+        mask[rr - r0, cc - c0] = True
+        out.append(ShipCutout(feats[:, r0:r1, c0:c1].copy(), mask))
+    return out
+
+
+def _paste(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, w: np.ndarray, cut: ShipCutout) -> bool:
+    """Paste a ship from another place into open water of the crop, beside the land where there is any (most
+    labelled ships lie at quays, and the network must learn to tell a hull at a quay from the quay).
+
+    The cutout is turned by a random multiple of 90 degrees and mirrored, and blended over a soft edge so that no
+    hard seam gives it away; targets and weights are set as :func:`port_targets` sets them."""
+    k = int(rng.integers(4))
+    f, mk = np.rot90(cut.features, k, (1, 2)), np.rot90(cut.mask, k)
+    if rng.random() < 0.5:
+        f, mk = f[:, :, ::-1], mk[:, ::-1]
+    ph, pw = mk.shape
+    H, W = y.shape
+    if ph >= H or pw >= W:
+        return False
+    water = x[4] > 0.0
+    blocked = ~water | ndimage.binary_dilation(y > 0, iterations=2)
+    # Top-left corners where no outline pixel falls on land or near another ship ("valid" correlation).
+    ok = signal.correlate(blocked.astype(np.float32), mk.astype(np.float32), mode="valid") < 0.5
+    if not ok.any():
+        return False
+    ring = ndimage.binary_dilation(np.pad(mk, 2), iterations=2)[2:-2, 2:-2].astype(np.float32)
+    touch = signal.correlate((~water).astype(np.float32), ring, mode="valid") > 0.5
+    choice = ok & touch if (ok & touch).any() and rng.random() < 0.8 else ok
+    cand = np.flatnonzero(choice)
+    r0, c0 = divmod(int(cand[rng.integers(cand.size)]), W - pw + 1)
+    sl = (slice(r0, r0 + ph), slice(c0, c0 + pw))
+    alpha = np.clip(ndimage.gaussian_filter(mk.astype(np.float32), 0.6) * 1.5, 0.0, 1.0)
+    alpha[mk] = 1.0
+    x[:, sl[0], sl[1]] = alpha * f + (1.0 - alpha) * x[:, sl[0], sl[1]]
+    ys, ws = y[sl], w[sl]
+    ys[mk] = 1.0
+    ws[mk] = 1.0
+    near = ndimage.binary_dilation(mk, iterations=2) & ~mk
+    ws[near] = np.maximum(ws[near], 2.0)
+    return True
+
+
+def _sample(rng: np.random.Generator, data: list[tuple[np.ndarray, np.ndarray, np.ndarray, list]],
+            cutouts: list[ShipCutout] | None = None, paste: float = 0.0) -> tuple:
+    """One augmented batch: crops centred near a ship (60 %) or anywhere, with a chance ``paste`` of one or two
+    ships from elsewhere pasted beside the crop's quays, random dihedral flips, gain jitter."""
     xs, ys, ws = [], [], []
     sizes = np.array([d[0].shape[1] * d[0].shape[2] for d in data], float)
     p = np.sqrt(sizes) / np.sqrt(sizes).sum()
@@ -112,6 +180,9 @@ def _sample(rng: np.random.Generator, data: list[tuple[np.ndarray, np.ndarray, n
             r0, c0 = int(rng.integers(0, h - CROP + 1)), int(rng.integers(0, wd - CROP + 1))
         sl = (slice(r0, r0 + CROP), slice(c0, c0 + CROP))
         x, y, ww = f[:, sl[0], sl[1]].copy(), t[sl].copy(), w[sl].copy()
+        if cutouts and rng.random() < paste:
+            for _ in range(int(rng.integers(1, 3))):
+                _paste(rng, x, y, ww, cutouts[rng.integers(len(cutouts))])
         x[:4] += rng.normal(0, 0.15)  # product-to-product gain
         k = int(rng.integers(4))
         x, y, ww = np.rot90(x, k, (1, 2)), np.rot90(y, k), np.rot90(ww, k)
@@ -124,7 +195,8 @@ def _sample(rng: np.random.Generator, data: list[tuple[np.ndarray, np.ndarray, n
 
 
 def train_net(ports: list[LabelledPort], steps: int = STEPS, seed: int = SEED, progress: bool = True,
-              threads: int = 2, device: str = "cpu"):  # type: ignore[no-untyped-def]
+              threads: int = 2, device: str = "cpu", width: int = 16,
+              paste: float = 0.0):  # type: ignore[no-untyped-def]
     """Fit the network on the given ports; returns the torch module (on the CPU) in eval mode.
 
     ``device="cuda"`` only speeds up validation runs; the shipped weights are trained on the CPU.
@@ -134,17 +206,20 @@ def train_net(ports: list[LabelledPort], steps: int = STEPS, seed: int = SEED, p
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
-    data = []
+    data, cutouts = [], []
     for port in ports:
         t, w = port_targets(port)
-        data.append((optical_features(port.bands), t, w, [(round(o.row), round(o.col)) for o in port.truth]))
-    net = build_net().to(device)
+        feats = optical_features(port.bands)
+        data.append((feats, t, w, [(round(o.row), round(o.col)) for o in port.truth]))
+        if paste > 0:
+            cutouts.extend(ship_cutouts(feats, port))
+    net = build_net(width=width).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     net.train()
     t0 = time.perf_counter()
     for step in range(steps):
-        x, y, w = (torch.from_numpy(a).to(device) for a in _sample(rng, data))
+        x, y, w = (torch.from_numpy(a).to(device) for a in _sample(rng, data, cutouts, paste))
         logit = net(x)
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, y, weight=w,
                                                                   pos_weight=torch.tensor(2.0, device=device))
@@ -218,16 +293,16 @@ def load_ports(cache: Path | None = None) -> list[LabelledPort]:
     return [load_sen2ships_port(p) for p in sen2ships_ports(root)]
 
 
-def _fold(args: tuple[Path | None, int, int, int, Path | None, str]) -> tuple[str, dict]:
+def _fold(args: tuple[Path | None, int, int, int, Path | None, str, int, float]) -> tuple[str, dict]:
     """Train without one port and score the held-out port (one process per fold). With ``maps``, the fold's
     network is kept there too (``<port>.onnx``), so inference-side changes can be scored held out later."""
     import tempfile
 
-    cache, held_index, steps, threads, maps, device = args
+    cache, held_index, steps, threads, maps, device, width, paste = args
     ports = load_ports(cache)
     held = ports[held_index]
     net = train_net([p for i, p in enumerate(ports) if i != held_index], steps, progress=False, threads=threads,
-                    device=device)
+                    device=device, width=width, paste=paste)
     with tempfile.TemporaryDirectory() as tmp:
         mp = (maps / f"{held.name}.onnx") if maps is not None else Path(tmp) / "fold.onnx"
         export_onnx(net, mp)
@@ -396,6 +471,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lopo", action="store_true", help="leave-one-port-out validation instead of the final model")
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--out", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--width", type=int, default=16, help="channels of the network's first level (shipped: 16)")
+    ap.add_argument("--paste", type=float, default=0.0,
+                    help="chance that a training crop gets ships from elsewhere pasted beside its quays (shipped: 0)")
     ap.add_argument("--report", type=Path, default=None, help="write the scores as JSON here")
     ap.add_argument("--cache", type=Path, default=None, help="read the ports from this pickle instead of ../shared")
     ap.add_argument("--jobs", type=int, default=1, help="folds trained at once (--lopo), one thread each when > 1")
@@ -422,7 +500,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({k: v for k, v in results.items() if k != "per_chip"}, indent=1))
     elif args.lopo:
         n = len(load_ports(args.cache))
-        folds = [(args.cache, i, args.steps, 1 if args.jobs > 1 else 2, args.maps, args.device) for i in range(n)]
+        folds = [(args.cache, i, args.steps, 1 if args.jobs > 1 else 2, args.maps, args.device, args.width, args.paste)
+                 for i in range(n)]
         if args.jobs > 1:
             import multiprocessing as mp
 
@@ -441,7 +520,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"overall held-out: F1 {total.f1:.3f} length MAE {total.length_mae_m or float('nan'):.1f} m")
     else:
         ports = load_ports(args.cache)
-        net = train_net(ports, args.steps)
+        net = train_net(ports, args.steps, width=args.width, paste=args.paste)
         export_onnx(net, args.out)
         print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
         total = Scores(0, 0, 0)
