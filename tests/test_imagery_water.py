@@ -106,3 +106,37 @@ def test_scl_water_and_no_bands(tmp_path: Path) -> None:
     assert method == "scl" and mask[:, 25:].all() and not mask[:, :15].any()
     with pytest.raises(WaterMaskError, match="green and nir"):
         image_water({"red": np.zeros((5, 5))}, "optical")
+
+
+def _coast_8bit(seed: int = 1) -> np.ndarray:
+    """An 8-bit SAR rendering: bright speckled land on the left, calm sea that renders mostly as 0 on the right."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((256, 256), np.uint8)
+    img[:, :90] = np.clip(rng.gamma(2.0, 60.0, (256, 90)), 0, 255).astype(np.uint8)
+    sea = rng.random((256, 166)) < 0.15
+    img[:, 90:][sea] = rng.integers(1, 40, int(sea.sum()))
+    return img
+
+
+def test_sar_water_takes_zero_pixels_for_calm_water_unless_told_they_are_no_data() -> None:
+    img = _coast_8bit()
+    water = sar_water(img, pixel_size_m=10.0)
+    assert water[:, 100:].mean() > 0.95 and water[:, :80].mean() < 0.05
+    valid = np.ones(img.shape, bool)
+    valid[:, 200:] = False  # a GRD border: the reader's no-data mask
+    water = sar_water(img, valid, pixel_size_m=10.0)
+    assert not water[:, 200:].any() and water[:, 100:190].mean() > 0.95
+
+
+def test_sar_water_gives_bright_ships_back_but_keeps_islands_land() -> None:
+    """Ships are bright islands in the water: those that fit in a square of the longest ship are water again (so
+    the CFAR searches them); a 1.2 km island stays land."""
+    img = _coast_8bit()
+    img[40:60, 150:190] = 255  # a 400 m x 200 m block of ships moored together, at 10 m
+    img[120:240, 120:240] = np.clip(np.random.default_rng(2).gamma(2.0, 60.0, (120, 120)), 0, 255).astype(np.uint8)
+    water = sar_water(img, pixel_size_m=10.0)
+    assert water[40:60, 150:190].all()
+    assert water[140:220, 140:220].mean() < 0.05
+    # at 2 m pixels the same 80 x 40 px block is far under the longest ship: still given back; the island of
+    # 120 px (240 m) too, which is why islets that small must be digitised as land
+    assert sar_water(img, pixel_size_m=2.0)[40:60, 150:190].all()

@@ -77,12 +77,13 @@ def ndwi(green: np.ndarray, nir: np.ndarray) -> np.ndarray:
     return out
 
 
-def _clean(mask: np.ndarray, min_area_px: int, open_px: int = 0) -> np.ndarray:
+def _clean(mask: np.ndarray, min_area_px: int, open_px: int = 0, max_hole_px: int | None = None) -> np.ndarray:
     """Give ships back to the water, drop specks and fill small holes.
 
     A ship at a berth is bright (SAR) or not water-coloured (optical) and touches the quay, so it is cut out of
     the raw mask together with the land. Opening the land with a square of ``open_px`` (wider than a hull, narrower
-    than a pier) removes hulls from the land but keeps piers and quays; enclosed holes (ships at anchor) are filled.
+    than a pier) removes hulls from the land but keeps piers and quays; enclosed holes (ships at anchor) up to
+    ``max_hole_px`` pixels (default: four times ``min_area_px``, at least 400) are filled.
     """
     if not mask.any():
         return mask
@@ -100,7 +101,7 @@ def _clean(mask: np.ndarray, min_area_px: int, open_px: int = 0) -> np.ndarray:
     if hn:
         hsizes = ndimage.sum(holes, hl, index=np.arange(1, hn + 1))
         small = np.zeros(hn + 1, dtype=bool)
-        small[1:] = hsizes <= max(min_area_px * 4, 400)
+        small[1:] = hsizes <= (max_hole_px if max_hole_px is not None else max(min_area_px * 4, 400))
         mask = mask | small[hl]
     return mask
 
@@ -162,20 +163,25 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 
 def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int = 5,
-              min_area_px: int = 200, pixel_size_m: float = 10.0) -> np.ndarray:
+              min_area_px: int = 200, pixel_size_m: float = 10.0, max_ship_m: float = 500.0) -> np.ndarray:
     """Water in a SAR intensity/amplitude image: the dark mode of smoothed log backscatter (Otsu), cleaned.
 
-    Smoothing first averages speckle down so the two modes (sea clutter, land) separate; ships are small bright
-    holes in the water and are filled back in.
+    Smoothing first averages speckle down so the two modes (sea clutter, land) separate; ships are bright
+    islands in the water and are given back: any island that water encloses and that fits in a square of the
+    longest ship (``max_ship_m``) plus the smoothing and sidelobe spread is taken for ships, not land. Zero
+    pixels are data (calm water in an 8-bit rendering is 0) unless ``valid`` says otherwise: readers of
+    GeoTIFFs pass their no-data mask as ``valid``.
     """
     img = image.astype(np.float32)
-    ok = np.isfinite(img) & (img > 0)
+    ok = np.isfinite(img)
     if valid is not None:
         ok &= valid
     if ok.sum() < 100:
         return np.zeros(img.shape, dtype=bool)
+    positive = ok & (img > 0)
+    floor = float(img[positive].min()) if positive.any() else 1.0
     logi = np.zeros_like(img)
-    logi[ok] = np.log10(img[ok])
+    logi[ok] = np.log10(np.maximum(img[ok], floor))  # zeros sit at the darkest value the image has
     fill = float(np.median(logi[ok]))
     logi[~ok] = fill
     smooth = ndimage.uniform_filter(logi, size=smooth_px)
@@ -186,10 +192,12 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
         # modes under 2.5 dB apart: no coast in view. Watched sites are water-bound, so an unsplit image is
         # taken as all sea (open anchorage); the CFAR still rejects clutter there.
         return ok.copy()
-    mask = _clean((smooth <= t) & ok, min_area_px, open_px_for(pixel_size_m)) & ok
+    open_px = open_px_for(pixel_size_m)
+    ship_px = int(np.ceil(max_ship_m / max(pixel_size_m, 1e-6))) + 2 * smooth_px
+    mask = _clean((smooth <= t) & ok, min_area_px, open_px, max_hole_px=ship_px * ship_px) & ok
     # smoothing lets the water reach a pixel or two into the land (darker patches of land texture fall below the
     # split); keep a guard band off the big land masses so their edge is not taken for targets
-    land = ndimage.binary_opening(~mask, structure=np.ones((open_px_for(pixel_size_m),) * 2, dtype=bool))
+    land = ndimage.binary_opening(~mask, structure=np.ones((open_px,) * 2, dtype=bool))
     return mask & ~ndimage.binary_dilation(land, iterations=smooth_px // 2)
 
 
