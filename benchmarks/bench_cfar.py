@@ -11,6 +11,8 @@ Figures go to the "cfar" section of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import resource
 import time
 
@@ -108,7 +110,10 @@ k = {p.k}, guard {p.guard_m:.0f} m, background {p.background_m:.0f} m, 2 threads
 
 Peak resident memory of the whole process: {res['peak_rss_gb']:.2f} GB (of which the input array and its
 generation: {res['input_rss_gb']:.2f} GB). Planted ships found: {res['ships_found']} / {res['ships_planted']}
-({res['detections']} detections in all). Speed-up over the reference: {res['fast_mpx_s'] / res['ref_mpx_s']:.0f}x."""
+({res['detections']} detections in all). Speed-up over the reference: {res['fast_mpx_s'] / res['ref_mpx_s']:.0f}x.
+
+Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, {os.cpu_count()} CPUs, Python \
+{platform.python_version()}; load average (1, 5, 15 min) after the runs: {', '.join(f'{x:.2f}' for x in os.getloadavg())}."""
 
 
 def main() -> None:

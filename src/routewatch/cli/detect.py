@@ -79,6 +79,31 @@ def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any
     console.print(f"{len(dets)} ships -> {out}")
 
 
+def _sar_water(image: Path, band: np.ndarray, water: str, px: float) -> tuple[np.ndarray | None, str]:
+    """The water mask the CFAR searches: derived from the image (``auto``), none, or the user's raster."""
+    from routewatch.detect.water import WaterMaskError, sar_water
+
+    if water == "none":
+        return None, "none"
+    if water == "auto":
+        valid = None
+        if image.suffix.lower() in (".tif", ".tiff"):
+            import rasterio
+
+            with rasterio.open(image) as ds:
+                if ds.nodata is not None:
+                    valid = band != ds.nodata  # GRD borders are no-data, not calm water
+        try:
+            return sar_water(band, valid, pixel_size_m=px), "derived from the image (sar-otsu)"
+        except WaterMaskError as exc:
+            raise _fail(f"{image}: {exc}") from exc
+    path = Path(water)
+    mask, _, _ = read_image(path)
+    if mask.shape[:2] != band.shape:
+        raise _fail(f"--water {path}: size {mask.shape[:2]} differs from the image's {band.shape}")
+    return np.asarray(mask).reshape(band.shape[0], band.shape[1], -1)[..., 0] != 0, str(path)
+
+
 def _user_model(model: Path, data: Any, px: float) -> list:
     from routewatch.detect.onnx import load_detector
 
@@ -136,11 +161,14 @@ def register(app: typer.Typer) -> None:
         pixel_size: float = typer.Option(None, "--pixel-size", help="ground pixel size in metres (needed without georeference)"),
         chips: Path = typer.Option(None, "--chips", help="folder for PNG chips around each ship"),
         model: Path = typer.Option(None, "--model", help="your own ONNX detector instead of the CFAR"),
+        water: str = typer.Option("auto", "--water",
+                                  help="auto (derive from the image), none, or a raster of the same size (non-zero = water)"),
     ) -> None:
-        """Find ships in a SAR image with the CFAR detector (or your own ONNX model).
+        """Find ships in a SAR image with the CFAR detector (or your own ONNX model), inside a water mask.
 
         Example: routewatch detect sar S1A_rajin_VV.tif -o det.geojson
                  routewatch detect sar chip.jpg --pixel-size 10 -o det.geojson
+                 routewatch detect sar S1A_rajin_VV.tif --water harbour_water.tif -o det.geojson
         """
         from routewatch.detect.base import add_chips
         from routewatch.detect.sar import detect_sar, to_single_band
@@ -148,10 +176,11 @@ def register(app: typer.Typer) -> None:
         arr, transform, crs = read_image(image)
         px = _pixel_size(image, arr.shape[:2], transform, crs, pixel_size)
         band = to_single_band(arr)
-        dets = _user_model(model, band, px) if model else detect_sar(band, pixel_size_m=px)
+        mask, method = _sar_water(image, band, water, px)
+        dets = _user_model(model, band, px) if model else detect_sar(band, pixel_size_m=px, water=mask)
         dets = add_chips(dets, band)
         _write(dets, out, {"image": str(image), "pixel_size_m": px, "detector": str(model) if model else "sar-cfar",
-                           "georeferenced": transform is not None}, transform, crs, chips)
+                           "water": method, "georeferenced": transform is not None}, transform, crs, chips)
 
     @detect.command("optical")
     def detect_optical_cmd(

@@ -311,44 +311,106 @@ def _fold(args: tuple[Path | None, int, int, int, Path | None, str, int, float])
 
 
 SAR_GRID = {
-    "k": (4.0, 5.0, 6.0),
-    "min_pixels": (4, 8, 12),
-    "cluster_gap_px": (1, 2),
-    "windows_m": ((150.0, 300.0), (250.0, 400.0)),
+    "k": (3.0, 3.5, 4.0, 5.0, 6.0),
+    # guard and background half-sizes; the background ring must fit in the 256-pixel chips (assumed 10 m), or
+    # its statistics are not local at all
+    "windows_m": ((150.0, 300.0), (400.0, 600.0), (600.0, 900.0), (800.0, 1200.0)),
+    "cluster_gap_px": (1, 2, 3, 4),
+    "min_pixels": (12, 20, 30, 40),
+    "blob_pixels": (1, 3, 5),
 }
+SAR_CLUTTER_SEEDS = (11, 12)  # single-look K clutter, 1024 x 1024 pixels each (about 100 km2 at 10 m)
+SAR_MAX_FALSE_PER_IMAGE = 1.0
+SAR_MAX_SIMULATED_L50_M = 60.0  # half the length of the reference case's ships (120-138 m)
+
+
+def _cfar_detector(params, kind: str, bands: dict, pixel_size_m: float, water: np.ndarray) -> list:  # type: ignore[no-untyped-def]
+    """The imagery pipeline's SAR detector with other CFAR settings."""
+    from routewatch.detect.sar import detect_sar
+
+    pol = next((p for p in ("vv", "hh", "sar", "vh", "hv") if p in bands), next(iter(bands)))
+    return detect_sar(bands[pol], pixel_size_m=pixel_size_m, water=water, params=params)
+
+
+def simulated_sar_l50(params, n_scenes: int = 8) -> float:  # type: ignore[no-untyped-def]
+    """Length (m) at which the detection curve fitted on simulated Sentinel-1 ports (10 m pixels, ships of 10-200 m
+    at anchor and at berths, the true coast as user polygons) reaches half its ceiling, with these CFAR settings."""
+    import functools
+
+    from routewatch.sources.imagery.calibrate import simulate_outcomes
+    from routewatch.sources.imagery.looks import fit_detection_model
+
+    lengths, found = simulate_outcomes("simulated-sar", n_scenes=n_scenes, ships_per_scene=12,
+                                       detector=functools.partial(_cfar_detector, params), water_polygons=True)
+    return fit_detection_model(lengths, found).l50_m
 
 
 def sar_selection(pixel_size_m: float = 10.0) -> dict:
-    """Choose the CFAR settings on the shared SAR chips, leave-one-chip-out.
+    """Choose the CFAR settings on the shared SAR chips, leave-one-chip-out, under a false-alarm bound.
 
-    For each chip, the grid point with the best pooled F1 on the other chips is scored on that chip: the pooled
-    held-out result estimates what fixed settings do on an unseen image. The settings chosen on all chips are
-    the ones to put in :class:`~routewatch.detect.sar.CfarParams`.
+    Each chip is searched inside its image-derived water mask (:func:`~routewatch.detect.water.sar_water`), as
+    the imagery pipeline does when the user has no water polygons. Settings are admissible only when they give at
+    most ``SAR_MAX_FALSE_PER_IMAGE`` false targets per 1024 x 1024 image of single-look K-distributed sea clutter
+    (:func:`~routewatch.simulate.scenes.sea_clutter`): the eight chips alone would favour settings that chain
+    speckle into false targets on a real scene. They must also keep seeing ships on 10 m Sentinel-1 pixels: the
+    chips are 8-bit renderings of unknown, mostly finer resolution, where ships cover many more pixels, so a
+    setting that counts pixels is checked on simulated Sentinel-1 ports (:func:`simulated_sar_l50` at most
+    ``SAR_MAX_SIMULATED_L50_M``), best chip F1 first, until one passes. For each chip, the admissible grid point
+    with the best pooled F1 on the other chips is scored on that chip: the pooled held-out result estimates what
+    fixed settings do on an unseen image. The settings chosen on all chips are the ones to put in
+    :class:`~routewatch.detect.sar.CfarParams`.
     """
     import itertools
 
     from routewatch.detect.evaluate import load_gray, load_voc, sar_chips
-    from routewatch.detect.sar import CfarParams, detect_sar
+    from routewatch.detect.sar import CfarParams, cfar_hits_reference, targets_from_hits
+    from routewatch.detect.water import sar_water
+    from routewatch.simulate.scenes import sea_clutter
 
     chips = [(img.name, load_gray(img), load_voc(xml)) for img, xml in sar_chips(shared_root() / "data" / "sar-chips")]
-    grid = [CfarParams(k=k, min_pixels=mp, cluster_gap_px=gap, guard_m=g, background_m=b)
-            for k, mp, gap, (g, b) in itertools.product(*SAR_GRID.values())]
-    table = [[score(detect_sar(img, pixel_size_m=pixel_size_m, params=p), tru, pixel_size_m=pixel_size_m)
-              for _, img, tru in chips] for p in grid]
+    waters = [sar_water(img, pixel_size_m=pixel_size_m) for _, img, _ in chips]
+    seas = [sea_clutter((1024, 1024), seed) for seed in SAR_CLUTTER_SEEDS]
+    grid, table, false_rate = [], [], []
+    # The hits depend on k and the windows only; the grouping settings are tried on the same hits.
+    for k, (g, b) in itertools.product(SAR_GRID["k"], SAR_GRID["windows_m"]):
+        base = CfarParams(k=k, guard_m=g, background_m=b)
+        chip_hits = [cfar_hits_reference(img, pixel_size_m=pixel_size_m, water=w, params=base)
+                     for (_, img, _), w in zip(chips, waters, strict=True)]
+        sea_hits = [cfar_hits_reference(sea, pixel_size_m=pixel_size_m, params=base) for sea in seas]
+        for gap, mp, blob in itertools.product(SAR_GRID["cluster_gap_px"], SAR_GRID["min_pixels"],
+                                               SAR_GRID["blob_pixels"]):
+            p = dataclasses.replace(base, cluster_gap_px=gap, min_pixels=mp, blob_pixels=blob)
+            grid.append(p)
+            table.append([score(targets_from_hits(img, *h, pixel_size_m=pixel_size_m, params=p), tru,
+                                pixel_size_m=pixel_size_m) for (_, img, tru), h in zip(chips, chip_hits, strict=True)])
+            false_rate.append(float(np.mean([len(targets_from_hits(sea, *h, pixel_size_m=pixel_size_m, params=p))
+                                             for sea, h in zip(seas, sea_hits, strict=True)])))
+    admissible = [j for j in range(len(grid)) if false_rate[j] <= SAR_MAX_FALSE_PER_IMAGE]
+
+    l50: dict[int, float] = {}
 
     def best(exclude: int | None) -> int:
-        pooled = [sum((row[i] for i in range(len(chips)) if i != exclude), Scores(0, 0, 0)).f1 for row in table]
-        return int(np.argmax(pooled))
+        pooled = {j: sum((table[j][i] for i in range(len(chips)) if i != exclude), Scores(0, 0, 0)).f1
+                  for j in admissible}
+        for j in sorted(admissible, key=lambda j: (-pooled[j], j)):
+            if j not in l50:
+                l50[j] = simulated_sar_l50(grid[j])
+            if l50[j] <= SAR_MAX_SIMULATED_L50_M:
+                return j
+        raise ValueError("no CFAR setting passes the false-alarm and simulated-recall bounds")
 
     held = Scores(0, 0, 0)
     per_chip = {}
     for i, (name, _, _) in enumerate(chips):
         j = best(i)
         held = held + table[j][i]
-        per_chip[name] = {**table[j][i].as_dict(), "chosen": grid[j].__dict__}
+        per_chip[name] = {**table[j][i].as_dict(), "chosen": dataclasses.asdict(grid[j])}
     final = best(None)
-    return {"held_out": held.as_dict(), "per_chip": per_chip, "chosen_on_all": grid[final].__dict__,
-            "all_chips_with_chosen": sum(table[final], Scores(0, 0, 0)).as_dict()}
+    return {"held_out": held.as_dict(), "per_chip": per_chip, "chosen_on_all": dataclasses.asdict(grid[final]),
+            "all_chips_with_chosen": sum(table[final], Scores(0, 0, 0)).as_dict(),
+            "false_targets_per_clutter_image": false_rate[final], "simulated_l50_m": round(l50[final], 1),
+            "simulated_checks": f"{len(l50)} settings simulated, {sum(v > SAR_MAX_SIMULATED_L50_M for v in l50.values())} rejected",
+            "admissible": f"{len(admissible)} of {len(grid)} grid points"}
 
 
 POST_GRID = {"threshold": (0.5, 0.7, 0.8, 0.9, 0.95, 0.97), "min_pixels": (2, 4, 8, 12, 16)}
@@ -430,6 +492,7 @@ def draw_figures(folder: Path) -> dict[str, dict]:
     from routewatch.detect.evaluate import load_gray, load_voc, render_figure, sar_chips
     from routewatch.detect.optical import detect_optical
     from routewatch.detect.sar import detect_sar
+    from routewatch.detect.water import sar_water
 
     results: dict[str, dict] = {}
     total = Scores(0, 0, 0)
@@ -445,7 +508,7 @@ def draw_figures(folder: Path) -> dict[str, dict]:
     tiles = []
     for img_path, xml in sar_chips(shared_root() / "data" / "sar-chips"):
         img, tru = load_gray(img_path), load_voc(xml)
-        dets = detect_sar(img, pixel_size_m=10.0)
+        dets = detect_sar(img, pixel_size_m=10.0, water=sar_water(img, pixel_size_m=10.0))
         s = score(dets, tru, pixel_size_m=10.0)
         sar_total = sar_total + s
         results[f"sar:{img_path.stem}"] = s.as_dict()
@@ -461,7 +524,7 @@ def draw_figures(folder: Path) -> dict[str, dict]:
         tmp.unlink()
     rows = [np.concatenate(parts[i : i + 4], axis=1) for i in range(0, len(parts), 4) if len(parts[i : i + 4]) == 4]
     if rows:
-        Image.fromarray(np.concatenate(rows, axis=0)).quantize(colors=64).save(folder / "eval_sar_chips.png",
+        Image.fromarray(np.concatenate(rows, axis=0)).quantize(colors=64, method=Image.Quantize.FASTOCTREE).save(folder / "eval_sar_chips.png",
                                                                                optimize=True)
     return results
 

@@ -90,7 +90,7 @@ def _stretched(model: DetectionModel, ratio: float) -> DetectionModel:
 # SAR: a ceiling on p_max from the simulation calibration (ships at berths merge with quays unless the user gives
 # water polygons).
 AUTOMATIC_P_MAX: dict[tuple[str, bool], float] = {
-    ("sar", True): 0.74,  # SAR, user water polygons
+    ("sar", True): 0.76,  # SAR, user water polygons
     ("sar", False): 0.41,  # SAR, water mask derived from the image
 }
 # Optical: the packaged network's whole curve in vessel length, fitted (``fit_detection_model``) to the held-out
