@@ -146,35 +146,72 @@ def test_detect_sar_with_a_user_onnx_model(tmp_path: Path) -> None:
     assert fc["routewatch"]["detector"].endswith("m.onnx")
 
 
+def _coast_scene() -> np.ndarray:
+    """Sea (GRD-like speckle) with a ship on the right; bright land on the left with a brighter structure on it."""
+    rng = np.random.default_rng(4)
+    img = np.clip(np.sqrt(rng.gamma(4.4, 1 / 4.4, (300, 300))) * 200, 0, 65535).astype(np.uint16)
+    img[100:120, 198:202] = 3000  # a 200 m ship at sea
+    img[:, :110] = np.clip(np.sqrt(rng.gamma(1.5, 8 / 1.5, (300, 110))) * 200, 0, 65535).astype(np.uint16)
+    img[200:220, 40:44] = 9000  # a bright structure on land
+    return img
+
+
 def test_detect_sar_water_option(tmp_path: Path) -> None:
-    """`--water auto` (the default) searches the image-derived water, `none` the whole image, a raster the user's
-    water; a land "ship" outside the user's water is not reported, and a mask of the wrong size is named."""
-    img = sar_scene()
-    img[200:220, 48:52] = 3000  # a second bright target, which the user's mask will call land
-    tif = tmp_path / "s1.tif"
+    """`--water auto` (the default) searches the water derived from the image and leaves the bright structure on
+    land out, `none` searches everything, a raster searches the user's water; masks that do not fit are named."""
     tr = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4_700_000.0)
     profile = dict(driver="GTiff", width=300, height=300, count=1, dtype="uint16", crs="EPSG:32652", transform=tr)
+    tif = tmp_path / "s1.tif"
     with rasterio.open(tif, "w", **profile) as ds:
-        ds.write(img, 1)
-    water = np.ones((300, 300), np.uint8)
-    water[150:, :100] = 0
-    wtif = tmp_path / "water.tif"
-    with rasterio.open(wtif, "w", **profile) as ds:
-        ds.write(water.astype(np.uint16), 1)
-    counts = {}
-    for opt in ("auto", "none", str(wtif)):
+        ds.write(_coast_scene(), 1)
+
+    def run(*opts: str) -> tuple[int, dict]:
         out = tmp_path / "det.geojson"
-        res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out), "--water", opt])
-        assert res.exit_code == 0, res.output
-        fc = json.loads(out.read_text())
-        counts[opt] = len(fc["features"])
-        assert fc["routewatch"]["water"].startswith("derived" if opt == "auto" else opt)
-    assert counts == {"auto": 2, "none": 2, str(wtif): 1}
-    small = tmp_path / "small.tif"
-    with rasterio.open(small, "w", **{**profile, "width": 100}) as ds:
-        ds.write(water[:, :100].astype(np.uint16), 1)
-    res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(tmp_path / "x.geojson"), "--water", str(small)])
-    assert res.exit_code == 2 and "small.tif" in res.output
+        out.unlink(missing_ok=True)
+        res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out), *opts])
+        return res.exit_code, (json.loads(out.read_text()) if out.exists() else {"output": res.output})
+
+    def cols(fc: dict) -> list[int]:
+        return sorted(round(f["properties"]["col"]) for f in fc["features"])
+
+    code, fc = run()
+    assert code == 0 and fc["routewatch"]["water"].startswith("derived") and cols(fc) == [200]
+    code, fc = run("--water", "none")
+    assert code == 0 and cols(fc) == [42, 200]
+    water = np.zeros((300, 300), np.uint16)
+    water[:, 30:] = 1  # the user calls the structure's strip water: it is searched again
+    water[:150, 150:250] = 255  # the user's no-data: not water, so the ship there is not searched
+    wtif = tmp_path / "water.tif"
+    with rasterio.open(wtif, "w", **profile, nodata=255) as ds:
+        ds.write(water, 1)
+    code, fc = run("--water", str(wtif))
+    assert code == 0 and fc["routewatch"]["water"] == str(wtif) and cols(fc) == [42]
+
+    bad = {"two_bands.tif": dict(count=2), "shifted.tif": dict(transform=tr @ Affine.translation(5, 0)),
+           "small.tif": dict(width=100)}
+    for name, change in bad.items():
+        path = tmp_path / name
+        spec = {**profile, **change}
+        with rasterio.open(path, "w", **spec) as ds:
+            ds.write(np.ones((spec["count"], 300, spec["width"]), np.uint16))
+        code, fc = run("--water", str(path))
+        assert code == 2 and name in fc["output"], (name, fc)
+
+
+def test_detect_sar_auto_water_ignores_an_untagged_zero_border(tmp_path: Path) -> None:
+    """A GRD swath's zero fill, tagged as no-data or not, is neither sea nor land: the ship is still found (a zero
+    border taken for calm sea once made the whole real sea 'land')."""
+    img = sar_scene()
+    img[:, :8] = 0  # swath fill along one edge, 3 % of the image
+    for nodata in (None, 0):
+        tif = tmp_path / f"fill_{nodata}.tif"
+        with rasterio.open(tif, "w", driver="GTiff", width=300, height=300, count=1, dtype="uint16",
+                           crs="EPSG:32652", transform=Affine(10.0, 0, 500000.0, 0, -10.0, 4_700_000.0),
+                           nodata=nodata) as ds:
+            ds.write(img, 1)
+        out = tmp_path / "det.geojson"
+        assert runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out)]).exit_code == 0
+        assert len(json.loads(out.read_text())["features"]) == 1, nodata
 
 
 @pytest.mark.shared

@@ -137,6 +137,19 @@ def test_sar_water_gives_bright_ships_back_but_keeps_islands_land() -> None:
     water = sar_water(img, pixel_size_m=10.0)
     assert water[40:60, 150:190].all()
     assert water[140:220, 140:220].mean() < 0.05
-    # at 2 m pixels the same 80 x 40 px block is far under the longest ship: still given back; the island of
-    # 120 px (240 m) too, which is why islets that small must be digitised as land
-    assert sar_water(img, pixel_size_m=2.0)[40:60, 150:190].all()
+    # at 2 m pixels the island is 240 m across, under the longest ship: it is given back too, which is why islets
+    # that small must be digitised as land
+    at_2m = sar_water(img, pixel_size_m=2.0)
+    assert at_2m[40:60, 150:190].all() and at_2m[140:220, 140:220].mean() > 0.95
+
+
+def test_sar_water_keeps_a_long_breakwater_land() -> None:
+    """The island rule looks at extent, not area: a 1.5 km x 80 m breakwater in open water has the area of a ship
+    but not its size, and stays land (it would otherwise be searched, and found, as a 1.5 km target). Thinner
+    structures than the 50 m opening are given to the water by the opening itself, like hulls."""
+    img = _coast_8bit()
+    img[18:26, 95:250] = 255  # 1.55 km x 80 m at 10 m, detached from the coast
+    img[200:206, 150:190] = 255  # a 400 m x 60 m ship (the size of a detached mole, too)
+    water = sar_water(img, pixel_size_m=10.0)
+    assert water[200:206, 150:190].all()
+    assert not water[21, 110:240].any()

@@ -79,29 +79,51 @@ def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any
     console.print(f"{len(dets)} ships -> {out}")
 
 
-def _sar_water(image: Path, band: np.ndarray, water: str, px: float) -> tuple[np.ndarray | None, str]:
-    """The water mask the CFAR searches: derived from the image (``auto``), none, or the user's raster."""
+def _sar_water(image: Path, band: np.ndarray, water: str, px: float, transform: Any, crs: Any
+               ) -> tuple[np.ndarray | None, str]:
+    """The water mask the CFAR searches: derived from the image (``auto``), none, or the user's raster (one band,
+    non-zero = water, its no-data not water, the image's size and georeference)."""
     from routewatch.detect.water import WaterMaskError, sar_water
 
     if water == "none":
         return None, "none"
     if water == "auto":
-        valid = None
+        valid = np.isfinite(band) if np.issubdtype(band.dtype, np.floating) else None
         if image.suffix.lower() in (".tif", ".tiff"):
             import rasterio
 
             with rasterio.open(image) as ds:
-                if ds.nodata is not None:
-                    valid = band != ds.nodata  # GRD borders are no-data, not calm water
+                if ds.nodata is not None and not np.isnan(ds.nodata):
+                    nodata = band != ds.nodata  # GRD borders are no-data, not calm water
+                    valid = nodata if valid is None else valid & nodata
         try:
             return sar_water(band, valid, pixel_size_m=px), "derived from the image (sar-otsu)"
         except WaterMaskError as exc:
             raise _fail(f"{image}: {exc}") from exc
     path = Path(water)
-    mask, _, _ = read_image(path)
-    if mask.shape[:2] != band.shape:
-        raise _fail(f"--water {path}: size {mask.shape[:2]} differs from the image's {band.shape}")
-    return np.asarray(mask).reshape(band.shape[0], band.shape[1], -1)[..., 0] != 0, str(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import rasterio
+        from rasterio.errors import RasterioIOError
+
+        try:
+            with rasterio.open(path) as ds:
+                if ds.count != 1:
+                    raise _fail(f"--water {path}: {ds.count} bands; give a one-band raster (non-zero = water)")
+                mask = ds.read(1)
+                ok = np.ones(mask.shape, bool) if ds.nodata is None else mask != ds.nodata
+                wcrs, wtr = ds.crs, ds.transform if ds.crs is not None else None
+        except RasterioIOError as exc:
+            raise _fail(f"--water {path}: cannot read raster ({exc})") from exc
+        if crs is not None and wcrs is not None and (wcrs != crs or not wtr.almost_equals(transform)):
+            raise _fail(f"--water {path}: its georeference differs from {image}'s; give a mask on the image's grid")
+    else:
+        mask, _, _ = read_image(path)
+        if mask.ndim != 2:
+            raise _fail(f"--water {path}: {mask.shape[2]} channels; give a one-band image (non-zero = water)")
+        ok = np.ones(mask.shape, bool)
+    if mask.shape != band.shape:
+        raise _fail(f"--water {path}: size {mask.shape} differs from the image's {band.shape}")
+    return (mask != 0) & ok, str(path)
 
 
 def _user_model(model: Path, data: Any, px: float) -> list:
@@ -176,8 +198,11 @@ def register(app: typer.Typer) -> None:
         arr, transform, crs = read_image(image)
         px = _pixel_size(image, arr.shape[:2], transform, crs, pixel_size)
         band = to_single_band(arr)
-        mask, method = _sar_water(image, band, water, px)
-        dets = _user_model(model, band, px) if model else detect_sar(band, pixel_size_m=px, water=mask)
+        if model:
+            dets, method = _user_model(model, band, px), "not used (own model)"
+        else:
+            mask, method = _sar_water(image, band, water, px, transform, crs)
+            dets = detect_sar(band, pixel_size_m=px, water=mask)
         dets = add_chips(dets, band)
         _write(dets, out, {"image": str(image), "pixel_size_m": px, "detector": str(model) if model else "sar-cfar",
                            "water": method, "georeferenced": transform is not None}, transform, crs, chips)

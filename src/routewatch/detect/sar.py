@@ -22,10 +22,11 @@ Two implementations share the clustering and measurement:
   screened in the image's own dtype against a generous bound (``0.8 k``, lowest over the 3 x 3 neighbouring
   blocks); only the few that pass, in groups that could still make a target, get the exact full-resolution ring
   test (:func:`ring_threshold_at`, prefix sums of small neighbourhoods). On the benchmark scene the fast path
-  keeps every hit the reference keeps; on the 256-pixel shared chips, where the 1.2 km ring always crosses the
-  image edge, it misses one hit in 4,400 (a screen at ``0.7 k`` misses none but takes 2.5 times as long on a
-  scene), and finds the same targets (a test checks the F1). Tiles run on threads (numpy releases the GIL), and
-  the full image is never converted to float.
+  keeps every hit the reference keeps; forced onto the 256-pixel shared chips, where the 1.2 km ring always
+  crosses the image edge, it misses one hit in 4,400 (a screen at ``0.7 k`` misses none but takes 2.5 times as
+  long on a scene), and finds the same targets (a test checks the F1). Images of at most four window areas go to
+  the reference, which is cheaper there. Tiles run on threads (numpy releases the GIL), and the full image is
+  never converted to float.
 * :func:`cfar_hits_reference`: the plain full-resolution ring window with ``scipy.ndimage.uniform_filter``.
 """
 
@@ -166,10 +167,10 @@ def _block_thresholds(
 
 
 def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
-    """Half-sample symmetric indices (scipy's ``reflect`` mode) for one reflection, clipped beyond."""
-    idx = np.where(idx < 0, -idx - 1, idx)
-    idx = np.where(idx >= n, 2 * n - idx - 1, idx)
-    return np.clip(idx, 0, n - 1)
+    """Half-sample symmetric indices (scipy's ``reflect`` mode), mirrored as often as needed (a window wider than
+    the image reflects more than once)."""
+    m = np.mod(idx, 2 * n)
+    return np.where(m < n, m, 2 * n - 1 - m)
 
 
 def _box(pre: np.ndarray, top: np.ndarray, bottom: np.ndarray, c: np.ndarray, q: int) -> np.ndarray:
@@ -235,8 +236,12 @@ def cfar_hits(
     params: CfarParams = CfarParams(),
     tile_rows: int = 1024,
     threads: int = 2,
+    small_image_reference: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fast tiled CFAR: block-level screen, then the exact ring test on the candidates that could form a target.
+
+    An image not much larger than the window (at most four window areas) goes to the reference filters instead,
+    which are cheaper there (``small_image_reference=False`` forces the block path, for tests).
 
     Returns the hit pixels that belong to clusters of at least ``params.min_pixels`` candidates, so isolated
     single-pixel hits of the reference are missing here; the targets (:func:`targets_from_hits`) are the same.
@@ -246,6 +251,13 @@ def cfar_hits(
         raise ValueError(f"SAR image must be 2-D, got shape {img.shape}")
     w = _as_water(water, img.shape)
     g, b = params.window_px(pixel_size_m)
+    if img.size == 0:
+        return np.empty(0, np.intp), np.empty(0, np.intp)
+    if small_image_reference and img.size <= 4 * (2 * b + 1) ** 2:
+        # The window spans the image (a small chip, or metre pixels): the whole-image filters of the reference
+        # are cheaper than exact tests whose neighbourhoods are larger than the image.
+        rows, cols, _ = group_hits(*cfar_hits_reference(img, pixel_size_m=pixel_size_m, water=w, params=params), params)
+        return rows, cols
     _, low = _block_thresholds(img, w, g, b, params.k)
     if np.issubdtype(img.dtype, np.integer):
         info = np.iinfo(img.dtype)
@@ -396,5 +408,11 @@ def detect_sar(
     if pixel_size_m <= 0:
         raise ValueError(f"pixel_size_m must be positive, got {pixel_size_m}")
     img = to_single_band(image)
+    if np.issubdtype(img.dtype, np.floating) and not np.isfinite(img).all():
+        # NaN no-data would poison every ring sum it falls in (NaN x 0 is NaN): make it 0 and keep it out of the
+        # water, so it counts neither as sea nor as a target
+        finite = np.isfinite(img)
+        water = finite if water is None else (np.asarray(water, bool) & finite)
+        img = np.where(finite, img, 0).astype(img.dtype)
     hits = (cfar_hits_reference if reference else cfar_hits)(img, pixel_size_m=pixel_size_m, water=water, params=params)
     return targets_from_hits(img, hits[0], hits[1], pixel_size_m=pixel_size_m, params=params)

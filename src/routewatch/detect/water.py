@@ -77,13 +77,15 @@ def ndwi(green: np.ndarray, nir: np.ndarray) -> np.ndarray:
     return out
 
 
-def _clean(mask: np.ndarray, min_area_px: int, open_px: int = 0, max_hole_px: int | None = None) -> np.ndarray:
+def _clean(mask: np.ndarray, min_area_px: int, open_px: int = 0, max_hole_px: int | None = None,
+           max_hole_side_px: int | None = None) -> np.ndarray:
     """Give ships back to the water, drop specks and fill small holes.
 
     A ship at a berth is bright (SAR) or not water-coloured (optical) and touches the quay, so it is cut out of
     the raw mask together with the land. Opening the land with a square of ``open_px`` (wider than a hull, narrower
     than a pier) removes hulls from the land but keeps piers and quays; enclosed holes (ships at anchor) up to
-    ``max_hole_px`` pixels (default: four times ``min_area_px``, at least 400) are filled.
+    ``max_hole_px`` pixels (default: four times ``min_area_px``, at least 400) are filled, and with
+    ``max_hole_side_px`` only those whose bounding box fits in that square (a long breakwater stays land).
     """
     if not mask.any():
         return mask
@@ -102,6 +104,10 @@ def _clean(mask: np.ndarray, min_area_px: int, open_px: int = 0, max_hole_px: in
         hsizes = ndimage.sum(holes, hl, index=np.arange(1, hn + 1))
         small = np.zeros(hn + 1, dtype=bool)
         small[1:] = hsizes <= (max_hole_px if max_hole_px is not None else max(min_area_px * 4, 400))
+        if max_hole_side_px is not None:
+            for i, sl in enumerate(ndimage.find_objects(hl), start=1):
+                if sl is not None and max(s.stop - s.start for s in sl) > max_hole_side_px:
+                    small[i] = False
         mask = mask | small[hl]
     return mask
 
@@ -162,6 +168,22 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centres[int(np.argmax(between))])
 
 
+def edge_zero_fill(image: np.ndarray, side: int = 5) -> np.ndarray:
+    """Solid areas of exact zeros (``side`` x ``side`` squares and more) connected to the image edge: the fill
+    around a GRD swath, which some files do not tag as no-data. Sea clutter is never exactly 0 over such areas."""
+    zero = np.asarray(image) == 0
+    if not zero.any():
+        return zero
+    solid = ndimage.binary_opening(zero, structure=np.ones((side, side), dtype=bool))
+    labels, n = ndimage.label(solid)
+    if n == 0:
+        return solid
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[edge[edge > 0]] = True
+    return keep[labels]
+
+
 def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int = 5,
               min_area_px: int = 200, pixel_size_m: float = 10.0, max_ship_m: float = 500.0) -> np.ndarray:
     """Water in a SAR intensity/amplitude image: the dark mode of smoothed log backscatter (Otsu), cleaned.
@@ -169,13 +191,16 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
     Smoothing first averages speckle down so the two modes (sea clutter, land) separate; ships are bright
     islands in the water and are given back: any island that water encloses and that fits in a square of the
     longest ship (``max_ship_m``) plus the smoothing and sidelobe spread is taken for ships, not land. Zero
-    pixels are data (calm water in an 8-bit rendering is 0) unless ``valid`` says otherwise: readers of
-    GeoTIFFs pass their no-data mask as ``valid``.
+    pixels of an 8-bit rendering are data (calm water renders as 0, often in solid patches); in other products
+    (GRD amplitudes, intensities) solid zero areas reaching the image edge are fill (:func:`edge_zero_fill`),
+    whether or not the file tags them as no-data; ``valid`` adds the reader's own no-data mask.
     """
     img = image.astype(np.float32)
     ok = np.isfinite(img)
     if valid is not None:
         ok &= valid
+    if np.asarray(image).dtype != np.uint8:
+        ok &= ~edge_zero_fill(np.asarray(image))
     if ok.sum() < 100:
         return np.zeros(img.shape, dtype=bool)
     positive = ok & (img > 0)
@@ -194,7 +219,8 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
         return ok.copy()
     open_px = open_px_for(pixel_size_m)
     ship_px = int(np.ceil(max_ship_m / max(pixel_size_m, 1e-6))) + 2 * smooth_px
-    mask = _clean((smooth <= t) & ok, min_area_px, open_px, max_hole_px=ship_px * ship_px) & ok
+    mask = _clean((smooth <= t) & ok, min_area_px, open_px, max_hole_px=ship_px * ship_px,
+                  max_hole_side_px=ship_px) & ok
     # smoothing lets the water reach a pixel or two into the land (darker patches of land texture fall below the
     # split); keep a guard band off the big land masses so their edge is not taken for targets
     land = ndimage.binary_opening(~mask, structure=np.ones((open_px,) * 2, dtype=bool))
