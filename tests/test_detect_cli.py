@@ -199,19 +199,55 @@ def test_detect_sar_water_option(tmp_path: Path) -> None:
 
 
 def test_detect_sar_auto_water_ignores_an_untagged_zero_border(tmp_path: Path) -> None:
-    """A GRD swath's zero fill, tagged as no-data or not, is neither sea nor land: the ship is still found (a zero
-    border taken for calm sea once made the whole real sea 'land')."""
+    """A GeoTIFF swath's zero fill, tagged as no-data or not, 16- or 8-bit, is neither sea nor land: the ship is
+    still found (a zero border taken for calm sea once made the whole real sea 'land')."""
     img = sar_scene()
     img[:, :8] = 0  # swath fill along one edge, 3 % of the image
-    for nodata in (None, 0):
-        tif = tmp_path / f"fill_{nodata}.tif"
-        with rasterio.open(tif, "w", driver="GTiff", width=300, height=300, count=1, dtype="uint16",
-                           crs="EPSG:32652", transform=Affine(10.0, 0, 500000.0, 0, -10.0, 4_700_000.0),
-                           nodata=nodata) as ds:
-            ds.write(img, 1)
-        out = tmp_path / "det.geojson"
-        assert runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out)]).exit_code == 0
-        assert len(json.loads(out.read_text())["features"]) == 1, nodata
+    for dtype, data in (("uint16", img), ("uint8", (img // 16).clip(0, 255).astype(np.uint8))):
+        for nodata in (None, 0):
+            tif = tmp_path / f"fill_{dtype}_{nodata}.tif"
+            with rasterio.open(tif, "w", driver="GTiff", width=300, height=300, count=1, dtype=dtype,
+                               crs="EPSG:32652", transform=Affine(10.0, 0, 500000.0, 0, -10.0, 4_700_000.0),
+                               nodata=nodata) as ds:
+                ds.write(data, 1)
+            out = tmp_path / "det.geojson"
+            assert runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out)]).exit_code == 0
+            assert len(json.loads(out.read_text())["features"]) == 1, (dtype, nodata)
+
+
+def test_detect_sar_water_masks_from_plain_images_and_float_rasters(tmp_path: Path) -> None:
+    """A palette PNG mask is read by palette index, colour and lossy masks are refused, and a float mask's NaN
+    no-data is not water."""
+    from PIL import Image
+
+    tif = tmp_path / "s1.tif"
+    tr = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4_700_000.0)
+    with rasterio.open(tif, "w", driver="GTiff", width=300, height=300, count=1, dtype="uint16",
+                       crs="EPSG:32652", transform=tr) as ds:
+        ds.write(_coast_scene(), 1)
+    water = np.ones((300, 300), np.uint8)
+    water[:, :110] = 0
+    pal = Image.fromarray(water, mode="P")
+    pal.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)  # index 1 (water) drawn in black
+    pal.save(tmp_path / "water.png")
+    out = tmp_path / "det.geojson"
+    res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out), "--water", str(tmp_path / "water.png")])
+    assert res.exit_code == 0, res.output
+    assert [round(f["properties"]["col"]) for f in json.loads(out.read_text())["features"]] == [200]
+    Image.fromarray(np.stack([water * 255] * 3, -1)).save(tmp_path / "rgb.png")
+    Image.fromarray(water * 255).save(tmp_path / "water.jpg")
+    for bad in ("rgb.png", "water.jpg"):
+        res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out), "--water", str(tmp_path / bad)])
+        assert res.exit_code == 2 and bad in res.output
+    fmask = np.ones((300, 300), np.float32)
+    fmask[:, :110] = np.nan  # the land is no-data in this mask, not water
+    ftif = tmp_path / "water_f.tif"
+    with rasterio.open(ftif, "w", driver="GTiff", width=300, height=300, count=1, dtype="float32",
+                       crs="EPSG:32652", transform=tr, nodata=float("nan")) as ds:
+        ds.write(fmask, 1)
+    res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out), "--water", str(ftif)])
+    assert res.exit_code == 0, res.output
+    assert [round(f["properties"]["col"]) for f in json.loads(out.read_text())["features"]] == [200]
 
 
 @pytest.mark.shared

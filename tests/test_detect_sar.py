@@ -195,3 +195,13 @@ def test_exact_ring_threshold_with_a_window_wider_than_the_image() -> None:
     rows, cols = np.mgrid[0:100:7, 0:90:7]
     got = ring_threshold_at(img.astype(np.uint16), None, rows.ravel(), cols.ravel(), g, b, 4.0)
     assert np.allclose(got, ref[rows.ravel(), cols.ravel()], rtol=1e-9)
+
+
+def test_nan_no_data_neither_poisons_the_clutter_statistics_nor_becomes_a_target() -> None:
+    """Float images carry no-data as NaN; NaN in a ring sum would make every threshold NaN and hide all ships."""
+    img = clutter((300, 300)).astype(np.float32)
+    plant(img, 150, 200, 20, 4, True)
+    img[:, :40] = np.nan
+    for water in (None, np.ones(img.shape, bool)):
+        dets = detect_sar(img, pixel_size_m=10.0, water=water)
+        assert [(round(d.row), round(d.col)) for d in dets] == [(150, 200)]

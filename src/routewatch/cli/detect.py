@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console(stderr=True)
+_RENDERINGS = (".jpg", ".jpeg", ".png", ".bmp")  # plain images: no georeference, zeros are dark pixels
 
 
 def _fail(message: str) -> typer.Exit:
@@ -24,7 +25,7 @@ def read_image(path: Path) -> tuple[np.ndarray, Any, Any]:
     """(array, transform, crs) of a GeoTIFF, or (array, None, None) for a plain image without georeference."""
     if not path.is_file():
         raise _fail(f"{path}: no such file")
-    if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"):
+    if path.suffix.lower() in _RENDERINGS:
         from PIL import Image
 
         try:
@@ -81,27 +82,42 @@ def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any
 
 def _sar_water(image: Path, band: np.ndarray, water: str, px: float, transform: Any, crs: Any
                ) -> tuple[np.ndarray | None, str]:
-    """The water mask the CFAR searches: derived from the image (``auto``), none, or the user's raster (one band,
+    """The water mask the CFAR searches: derived from the image (``auto``), none, or the user's mask (one band,
     non-zero = water, its no-data not water, the image's size and georeference)."""
     from routewatch.detect.water import WaterMaskError, sar_water
 
     if water == "none":
         return None, "none"
     if water == "auto":
+        rendering = image.suffix.lower() in _RENDERINGS
         valid = np.isfinite(band) if np.issubdtype(band.dtype, np.floating) else None
-        if image.suffix.lower() in (".tif", ".tiff"):
+        if not rendering:
             import rasterio
 
             with rasterio.open(image) as ds:
-                if ds.nodata is not None and not np.isnan(ds.nodata):
-                    nodata = band != ds.nodata  # GRD borders are no-data, not calm water
-                    valid = nodata if valid is None else valid & nodata
+                tagged = ds.read_masks(1) > 0  # the file's no-data value or internal mask, NaN included
+            valid = tagged if valid is None else valid & tagged
         try:
-            return sar_water(band, valid, pixel_size_m=px), "derived from the image (sar-otsu)"
+            # a raster product's solid zero fill at the edge is no-data even untagged; a rendering's zeros are sea
+            return (sar_water(band, valid, pixel_size_m=px, zero_is_fill=not rendering),
+                    "derived from the image (sar-otsu)")
         except WaterMaskError as exc:
             raise _fail(f"{image}: {exc}") from exc
     path = Path(water)
-    if path.suffix.lower() in (".tif", ".tiff"):
+    if not path.is_file():
+        raise _fail(f"--water {path}: no such file")
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        raise _fail(f"--water {path}: JPEG is lossy (its noise would turn land into water); give a PNG or GeoTIFF")
+    if path.suffix.lower() in _RENDERINGS:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            if im.mode not in ("1", "L", "P", "I", "I;16"):
+                raise _fail(f"--water {path}: {im.mode} image; give a one-band image (non-zero = water, "
+                            "or palette index non-zero)")
+            mask = np.asarray(im)  # palette images give their indices
+        ok = np.ones(mask.shape, bool)
+    else:
         import rasterio
         from rasterio.errors import RasterioIOError
 
@@ -110,17 +126,14 @@ def _sar_water(image: Path, band: np.ndarray, water: str, px: float, transform: 
                 if ds.count != 1:
                     raise _fail(f"--water {path}: {ds.count} bands; give a one-band raster (non-zero = water)")
                 mask = ds.read(1)
-                ok = np.ones(mask.shape, bool) if ds.nodata is None else mask != ds.nodata
-                wcrs, wtr = ds.crs, ds.transform if ds.crs is not None else None
+                ok = ds.read_masks(1) > 0
+                wcrs, wtr = ds.crs, ds.transform
         except RasterioIOError as exc:
             raise _fail(f"--water {path}: cannot read raster ({exc})") from exc
+        if np.issubdtype(mask.dtype, np.floating):
+            ok &= np.isfinite(mask)
         if crs is not None and wcrs is not None and (wcrs != crs or not wtr.almost_equals(transform)):
             raise _fail(f"--water {path}: its georeference differs from {image}'s; give a mask on the image's grid")
-    else:
-        mask, _, _ = read_image(path)
-        if mask.ndim != 2:
-            raise _fail(f"--water {path}: {mask.shape[2]} channels; give a one-band image (non-zero = water)")
-        ok = np.ones(mask.shape, bool)
     if mask.shape != band.shape:
         raise _fail(f"--water {path}: size {mask.shape} differs from the image's {band.shape}")
     return (mask != 0) & ok, str(path)

@@ -24,8 +24,8 @@ Two implementations share the clustering and measurement:
   test (:func:`ring_threshold_at`, prefix sums of small neighbourhoods). On the benchmark scene the fast path
   keeps every hit the reference keeps; forced onto the 256-pixel shared chips, where the 1.2 km ring always
   crosses the image edge, it misses one hit in 4,400 (a screen at ``0.7 k`` misses none but takes 2.5 times as
-  long on a scene), and finds the same targets (a test checks the F1). Images of at most four window areas go to
-  the reference, which is cheaper there. Tiles run on threads (numpy releases the GIL), and the full image is
+  long on a scene), and finds the same targets (a test checks the F1). Images of at most four window areas and
+  512 x 512 pixels (chips) go to the reference, which is cheaper there. Tiles run on threads (numpy releases the GIL), and the full image is
   never converted to float.
 * :func:`cfar_hits_reference`: the plain full-resolution ring window with ``scipy.ndimage.uniform_filter``.
 """
@@ -45,6 +45,7 @@ from routewatch.detect.measure import measure_pixels
 
 BLOCK = 16  # pixels per block side for background statistics
 STEP = 4  # decimation of the background sample inside a block
+SMALL_IMAGE_PX = 512 * 512  # above this the block path wins even when the window covers much of the image
 PRESCREEN = 0.8  # the block-level screen uses 0.8 k: generous, so it passes (nearly) every pixel the exact test keeps
 
 
@@ -240,8 +241,8 @@ def cfar_hits(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fast tiled CFAR: block-level screen, then the exact ring test on the candidates that could form a target.
 
-    An image not much larger than the window (at most four window areas) goes to the reference filters instead,
-    which are cheaper there (``small_image_reference=False`` forces the block path, for tests).
+    A small image not much larger than the window (at most four window areas and ``SMALL_IMAGE_PX`` pixels) goes
+    to the reference filters instead, which are cheaper there (``small_image_reference=False`` forces the block path, for tests).
 
     Returns the hit pixels that belong to clusters of at least ``params.min_pixels`` candidates, so isolated
     single-pixel hits of the reference are missing here; the targets (:func:`targets_from_hits`) are the same.
@@ -253,7 +254,7 @@ def cfar_hits(
     g, b = params.window_px(pixel_size_m)
     if img.size == 0:
         return np.empty(0, np.intp), np.empty(0, np.intp)
-    if small_image_reference and img.size <= 4 * (2 * b + 1) ** 2:
+    if small_image_reference and img.size <= min(4 * (2 * b + 1) ** 2, SMALL_IMAGE_PX):
         # The window spans the image (a small chip, or metre pixels): the whole-image filters of the reference
         # are cheaper than exact tests whose neighbourhoods are larger than the image.
         rows, cols, _ = group_hits(*cfar_hits_reference(img, pixel_size_m=pixel_size_m, water=w, params=params), params)

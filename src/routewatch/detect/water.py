@@ -185,21 +185,25 @@ def edge_zero_fill(image: np.ndarray, side: int = 5) -> np.ndarray:
 
 
 def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int = 5,
-              min_area_px: int = 200, pixel_size_m: float = 10.0, max_ship_m: float = 500.0) -> np.ndarray:
+              min_area_px: int = 200, pixel_size_m: float = 10.0, max_ship_m: float = 500.0,
+              zero_is_fill: bool | None = None) -> np.ndarray:
     """Water in a SAR intensity/amplitude image: the dark mode of smoothed log backscatter (Otsu), cleaned.
 
     Smoothing first averages speckle down so the two modes (sea clutter, land) separate; ships are bright
     islands in the water and are given back: any island that water encloses and that fits in a square of the
     longest ship (``max_ship_m``) plus the smoothing and sidelobe spread is taken for ships, not land. Zero
-    pixels of an 8-bit rendering are data (calm water renders as 0, often in solid patches); in other products
-    (GRD amplitudes, intensities) solid zero areas reaching the image edge are fill (:func:`edge_zero_fill`),
-    whether or not the file tags them as no-data; ``valid`` adds the reader's own no-data mask.
+    pixels of a rendering are data (calm water renders as 0, often in solid patches); in a product (GRD
+    amplitudes, intensities, any GeoTIFF a reader hands over) solid zero areas reaching the image edge are fill
+    (:func:`edge_zero_fill`), whether or not the file tags them as no-data. ``zero_is_fill`` says which it is;
+    left out, uint8 arrays are taken for renderings. ``valid`` adds the reader's own no-data mask.
     """
     img = image.astype(np.float32)
     ok = np.isfinite(img)
     if valid is not None:
         ok &= valid
-    if np.asarray(image).dtype != np.uint8:
+    if zero_is_fill is None:
+        zero_is_fill = np.asarray(image).dtype != np.uint8
+    if zero_is_fill:
         ok &= ~edge_zero_fill(np.asarray(image))
     if ok.sum() < 100:
         return np.zeros(img.shape, dtype=bool)
@@ -239,4 +243,4 @@ def image_water(bands: dict[str, np.ndarray], kind: str, valid: np.ndarray | Non
         mask = ndwi_water(bands["green"], bands["nir"], pixel_size_m=pixel_size_m)
         return (mask & valid if valid is not None else mask), "ndwi"
     image = next(iter(bands.values()))
-    return sar_water(image, valid, pixel_size_m=pixel_size_m), "sar-otsu"
+    return sar_water(image, valid, pixel_size_m=pixel_size_m, zero_is_fill=True), "sar-otsu"
