@@ -184,9 +184,37 @@ def edge_zero_fill(image: np.ndarray, side: int = 5) -> np.ndarray:
     return keep[labels]
 
 
+SAR_COARSE_ABOVE_PX = 16_000_000  # larger images (a whole GRD scene) get their water mask from block means
+
+
+def _block_means(image: np.ndarray, ok: np.ndarray | None, f: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the valid pixels in each f x f block (float32) and whether the block had any, strip by strip so
+    that the whole image is never converted to float."""
+    h, w = image.shape
+    nb_r, nb_c = -(-h // f), -(-w // f)
+    means = np.zeros((nb_r, nb_c), np.float32)
+    counts = np.zeros((nb_r, nb_c), np.float32)
+    step = f * max(1, 4096 // f)
+    for r0 in range(0, h, step):
+        r1 = min(h, r0 + step)
+        strip = np.asarray(image[r0:r1], dtype=np.float32)
+        good = np.isfinite(strip) if ok is None else (ok[r0:r1] & np.isfinite(strip))
+        strip = np.where(good, strip, 0.0)
+        pr, pc = (-(r1 - r0)) % f, (-w) % f
+        strip = np.pad(strip, ((0, pr), (0, pc)))
+        good = np.pad(good, ((0, pr), (0, pc))).astype(np.float32)
+        rows = strip.shape[0] // f
+        b0 = r0 // f
+        means[b0 : b0 + rows] = strip.reshape(rows, f, nb_c, f).sum((1, 3))
+        counts[b0 : b0 + rows] = good.reshape(rows, f, nb_c, f).sum((1, 3))
+    has = counts > 0
+    means[has] /= counts[has]
+    return means, has
+
+
 def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int = 5,
               min_area_px: int = 200, pixel_size_m: float = 10.0, max_ship_m: float = 500.0,
-              zero_is_fill: bool | None = None) -> np.ndarray:
+              zero_is_fill: bool | None = None, coarse_above_px: int = SAR_COARSE_ABOVE_PX) -> np.ndarray:
     """Water in a SAR intensity/amplitude image: the dark mode of smoothed log backscatter (Otsu), cleaned.
 
     Smoothing first averages speckle down so the two modes (sea clutter, land) separate; ships are bright
@@ -195,9 +223,27 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
     pixels of a rendering are data (calm water renders as 0, often in solid patches); in a product (GRD
     amplitudes, intensities, any GeoTIFF a reader hands over) solid zero areas reaching the image edge are fill
     (:func:`edge_zero_fill`), whether or not the file tags them as no-data. ``zero_is_fill`` says which it is;
-    left out, uint8 arrays are taken for renderings. ``valid`` adds the reader's own no-data mask.
+    left out, uint8 arrays are taken for renderings. ``valid`` adds the reader's own no-data mask. Images over
+    ``coarse_above_px`` pixels (whole scenes) are done on block means (about 4 x 4 for a Sentinel-1 IW scene), so
+    the mask's edges are a few pixels coarse there; site windows are done at full resolution.
     """
-    img = image.astype(np.float32)
+    arr = np.asarray(image)
+    if zero_is_fill is None:
+        zero_is_fill = arr.dtype != np.uint8
+    if arr.size > coarse_above_px:
+        # A whole scene: the mask is a coarse product anyway (5-pixel smoothing), so derive it from f x f block
+        # means (which also average speckle down) and give it back at full size, with the pixels' own validity.
+        f = int(np.ceil(np.sqrt(arr.size / coarse_above_px)))
+        means, has = _block_means(arr, valid, f)
+        coarse = sar_water(means, has, smooth_px, max(1, min_area_px // (f * f)), pixel_size_m * f, max_ship_m,
+                           zero_is_fill, coarse_above_px)
+        full = np.repeat(np.repeat(coarse, f, 0), f, 1)[: arr.shape[0], : arr.shape[1]]
+        if valid is not None:
+            full &= valid
+        if np.issubdtype(arr.dtype, np.floating):
+            full &= np.isfinite(arr)
+        return full
+    img = arr.astype(np.float32)
     ok = np.isfinite(img)
     if valid is not None:
         ok &= valid
