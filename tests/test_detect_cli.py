@@ -216,8 +216,8 @@ def test_detect_sar_auto_water_ignores_an_untagged_zero_border(tmp_path: Path) -
 
 
 def test_detect_sar_water_masks_from_plain_images_and_float_rasters(tmp_path: Path) -> None:
-    """A palette PNG mask is read by palette index, colour and lossy masks are refused, and a float mask's NaN
-    no-data is not water."""
+    """A palette PNG mask is read as it looks (non-black = water), colour, lossy and broken masks are refused, and
+    a float mask's NaN no-data is not water."""
     from PIL import Image
 
     tif = tmp_path / "s1.tif"
@@ -227,8 +227,8 @@ def test_detect_sar_water_masks_from_plain_images_and_float_rasters(tmp_path: Pa
         ds.write(_coast_scene(), 1)
     water = np.ones((300, 300), np.uint8)
     water[:, :110] = 0
-    pal = Image.fromarray(water, mode="P")
-    pal.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)  # index 1 (water) drawn in black
+    pal = Image.fromarray(1 - water, mode="P")
+    pal.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)  # index 0 is white: the water, as the picture shows it
     pal.save(tmp_path / "water.png")
     out = tmp_path / "det.geojson"
     res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out), "--water", str(tmp_path / "water.png")])
@@ -236,7 +236,8 @@ def test_detect_sar_water_masks_from_plain_images_and_float_rasters(tmp_path: Pa
     assert [round(f["properties"]["col"]) for f in json.loads(out.read_text())["features"]] == [200]
     Image.fromarray(np.stack([water * 255] * 3, -1)).save(tmp_path / "rgb.png")
     Image.fromarray(water * 255).save(tmp_path / "water.jpg")
-    for bad in ("rgb.png", "water.jpg"):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    for bad in ("rgb.png", "water.jpg", "broken.png"):
         res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out), "--water", str(tmp_path / bad)])
         assert res.exit_code == 2 and bad in res.output
     fmask = np.ones((300, 300), np.float32)

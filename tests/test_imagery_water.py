@@ -94,7 +94,7 @@ def test_sar_water_matches_the_simulated_coast(tmp_path: Path) -> None:
     iou = (got & truth).sum() / (got | truth).sum()
     assert 0.2 < truth.mean() < 0.95 and iou > 0.95
     # a whole scene is done on block means: the same coast within a few pixels, at a fraction of the cost
-    coarse = sar_water(img, pixel_size_m=10.0, coarse_above_px=img.size // 9)  # 3 x 3 blocks
+    coarse = sar_water(img, pixel_size_m=10.0, coarse_above_px=img.size - 1)  # 2 x 2 blocks
     assert (coarse & truth).sum() / (coarse | truth).sum() > 0.9 and (coarse == got).mean() > 0.97
     # all sea, no coast in view: the whole image is water (an open anchorage)
     rng = np.random.default_rng(0)
@@ -156,3 +156,25 @@ def test_sar_water_keeps_a_long_breakwater_land() -> None:
     water = sar_water(img, pixel_size_m=10.0)
     assert water[200:206, 150:190].all()
     assert not water[21, 110:240].any()
+
+
+def test_whole_scene_mask_from_block_means_keeps_piers_land() -> None:
+    """The block-mean path (whole scenes) must not open piers 60-100 m wide into water, or the CFAR reports their
+    tips as ships: with 2 x 2 blocks and a land opening no wider than at full size, only the two ships are found."""
+    from routewatch.detect.sar import detect_sar
+
+    rng = np.random.default_rng(3)
+    img = np.clip(np.sqrt(rng.gamma(4.4, 1 / 4.4, (1200, 1200))) * 200, 1, 65535).astype(np.uint16)
+    land = np.zeros(img.shape, bool)
+    land[:, :300] = True
+    for i, (width, length) in enumerate([(6, 25), (8, 30), (10, 40), (6, 40), (8, 25)]):
+        land[100 + 200 * i : 100 + 200 * i + width, 300 : 300 + length] = True
+    img[land] = np.clip(np.sqrt(rng.gamma(1.5, 10 / 1.5, int(land.sum()))) * 200, 1, 65535).astype(np.uint16)
+    img[600:616, 700:704] = 4000  # a ship at sea
+    img[905:921, 345:349] = 4000  # a ship just off a pier's tip
+    water = sar_water(img, pixel_size_m=10.0, coarse_above_px=img.size - 1)
+    piers = land.copy()
+    piers[:, :300] = False
+    assert not water[piers].any()
+    found = sorted((round(d.row), round(d.col)) for d in detect_sar(img, pixel_size_m=10.0, water=water))
+    assert found == [(608, 702), (912, 346)]

@@ -80,6 +80,16 @@ def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any
     console.print(f"{len(dets)} ships -> {out}")
 
 
+def _read_valid(ds: Any) -> np.ndarray | None:
+    """Band 1's valid pixels from the file's no-data value or internal mask (NaN included), or None when the
+    file declares every pixel valid (no full-size mask is read then)."""
+    from rasterio.enums import MaskFlags
+
+    if ds.mask_flag_enums[0] == [MaskFlags.all_valid]:
+        return None
+    return ds.read_masks(1) > 0
+
+
 def _sar_water(image: Path, band: np.ndarray, water: str, px: float, transform: Any, crs: Any
                ) -> tuple[np.ndarray | None, str]:
     """The water mask the CFAR searches: derived from the image (``auto``), none, or the user's mask (one band,
@@ -95,8 +105,9 @@ def _sar_water(image: Path, band: np.ndarray, water: str, px: float, transform: 
             import rasterio
 
             with rasterio.open(image) as ds:
-                tagged = ds.read_masks(1) > 0  # the file's no-data value or internal mask, NaN included
-            valid = tagged if valid is None else valid & tagged
+                tagged = _read_valid(ds)
+            if tagged is not None:
+                valid = tagged if valid is None else valid & tagged
         try:
             # a raster product's solid zero fill at the edge is no-data even untagged; a rendering's zeros are sea
             return (sar_water(band, valid, pixel_size_m=px, zero_is_fill=not rendering),
@@ -111,11 +122,13 @@ def _sar_water(image: Path, band: np.ndarray, water: str, px: float, transform: 
     if path.suffix.lower() in _RENDERINGS:
         from PIL import Image
 
-        with Image.open(path) as im:
-            if im.mode not in ("1", "L", "P", "I", "I;16"):
-                raise _fail(f"--water {path}: {im.mode} image; give a one-band image (non-zero = water, "
-                            "or palette index non-zero)")
-            mask = np.asarray(im)  # palette images give their indices
+        try:
+            with Image.open(path) as im:
+                if im.mode not in ("1", "L", "P", "I", "I;16"):
+                    raise _fail(f"--water {path}: {im.mode} image; give a one-band image (non-black = water)")
+                mask = np.asarray(im.convert("L") if im.mode == "P" else im)  # a palette image as it looks
+        except OSError as exc:
+            raise _fail(f"--water {path}: cannot read image ({exc})") from exc
         ok = np.ones(mask.shape, bool)
     else:
         import rasterio
@@ -126,10 +139,11 @@ def _sar_water(image: Path, band: np.ndarray, water: str, px: float, transform: 
                 if ds.count != 1:
                     raise _fail(f"--water {path}: {ds.count} bands; give a one-band raster (non-zero = water)")
                 mask = ds.read(1)
-                ok = ds.read_masks(1) > 0
+                ok = _read_valid(ds)
                 wcrs, wtr = ds.crs, ds.transform
         except RasterioIOError as exc:
             raise _fail(f"--water {path}: cannot read raster ({exc})") from exc
+        ok = np.ones(mask.shape, bool) if ok is None else ok
         if np.issubdtype(mask.dtype, np.floating):
             ok &= np.isfinite(mask)
         if crs is not None and wcrs is not None and (wcrs != crs or not wtr.almost_equals(transform)):
