@@ -235,9 +235,12 @@ def test_detect_sar_water_masks_from_plain_images_and_float_rasters(tmp_path: Pa
     assert res.exit_code == 0, res.output
     assert [round(f["properties"]["col"]) for f in json.loads(out.read_text())["features"]] == [200]
     Image.fromarray(np.stack([water * 255] * 3, -1)).save(tmp_path / "rgb.png")
+    colour = Image.fromarray(water, mode="P")
+    colour.putpalette([0, 128, 0, 0, 0, 255] + [0] * 762)  # green land, blue water: not a grey mask
+    colour.save(tmp_path / "colour.png")
     Image.fromarray(water * 255).save(tmp_path / "water.jpg")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
-    for bad in ("rgb.png", "water.jpg", "broken.png"):
+    for bad in ("rgb.png", "colour.png", "water.jpg", "broken.png"):
         res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out), "--water", str(tmp_path / bad)])
         assert res.exit_code == 2 and bad in res.output
     fmask = np.ones((300, 300), np.float32)

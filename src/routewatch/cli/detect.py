@@ -126,9 +126,15 @@ def _sar_water(image: Path, band: np.ndarray, water: str, px: float, transform: 
             with Image.open(path) as im:
                 if im.mode not in ("1", "L", "P", "I", "I;16"):
                     raise _fail(f"--water {path}: {im.mode} image; give a one-band image (non-black = water)")
-                mask = np.asarray(im.convert("L") if im.mode == "P" else im)  # a palette image as it looks
-        except OSError as exc:
-            raise _fail(f"--water {path}: cannot read image ({exc})") from exc
+                if im.mode == "P":  # a palette image as it looks, if it is grey
+                    rgb = np.asarray(im.convert("RGB"))
+                    if not ((rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])).all():
+                        raise _fail(f"--water {path}: a colour palette; give a grey image (non-black = water)")
+                    mask = rgb[..., 0]
+                else:
+                    mask = np.asarray(im)
+        except (OSError, Image.DecompressionBombError) as exc:
+            raise _fail(f"--water {path}: cannot read image ({exc}); large masks are better as GeoTIFF") from exc
         ok = np.ones(mask.shape, bool)
     else:
         import rasterio
@@ -211,7 +217,8 @@ def register(app: typer.Typer) -> None:
         chips: Path = typer.Option(None, "--chips", help="folder for PNG chips around each ship"),
         model: Path = typer.Option(None, "--model", help="your own ONNX detector instead of the CFAR"),
         water: str = typer.Option("auto", "--water",
-                                  help="auto (derive from the image), none, or a raster of the same size (non-zero = water)"),
+                                  help="auto (derive from the image), none, or a one-band raster or grey image of the same size "
+                                       "(non-zero, non-black = water)"),
     ) -> None:
         """Find ships in a SAR image with the CFAR detector (or your own ONNX model), inside a water mask.
 

@@ -215,7 +215,7 @@ def _block_means(image: np.ndarray, ok: np.ndarray | None, f: int) -> tuple[np.n
 def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int = 5,
               min_area_px: int = 200, pixel_size_m: float = 10.0, max_ship_m: float = 500.0,
               zero_is_fill: bool | None = None, coarse_above_px: int = SAR_COARSE_ABOVE_PX,
-              max_hull_m: float = 40.0) -> np.ndarray:
+              open_px: int | None = None) -> np.ndarray:
     """Water in a SAR intensity/amplitude image: the dark mode of smoothed log backscatter (Otsu), cleaned.
 
     Smoothing first averages speckle down so the two modes (sea clutter, land) separate; ships are bright
@@ -226,7 +226,8 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
     (:func:`edge_zero_fill`), whether or not the file tags them as no-data. ``zero_is_fill`` says which it is;
     left out, uint8 arrays are taken for renderings. ``valid`` adds the reader's own no-data mask. Images over
     ``coarse_above_px`` pixels (whole scenes) are done on 2 x 2 block means, so the mask's edges are a pixel
-    coarser there; site windows are done at full resolution.
+    coarser there; site windows are done at full resolution. ``open_px`` overrides the land opening's side
+    (default :func:`open_px_for` the pixel size).
     """
     arr = np.asarray(image)
     if zero_is_fill is None:
@@ -237,12 +238,11 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
         # piers 60-100 m wide turned to water and their tips into ships.
         f = 2
         means, has = _block_means(arr, valid, f)
-        # the land opening no wider in metres than at full size (else 60 m piers open away): hulls at a berth
-        # wider than 20 m stay land here
-        hull = max(0.0, (open_px_for(pixel_size_m, max_hull_m) // f - 1) * pixel_size_m * f)
-        coarse = sar_water(means, has, max(2, round(smooth_px / f)), max(1, min_area_px // (f * f)),
+        # the land opening no wider in metres than at full size (else 60 m piers open away), odd smoothing so the
+        # window stays centred
+        coarse = sar_water(means, has, max(3, 2 * (smooth_px // (2 * f)) + 1), max(1, min_area_px // (f * f)),
                            pixel_size_m * f, max_ship_m, zero_is_fill, coarse_above_px=np.iinfo(np.int64).max,
-                           max_hull_m=hull)
+                           open_px=max(1, (open_px or open_px_for(pixel_size_m)) // f))
         # one more block of guard off the land: the blocks blur pier tips, which would otherwise be searched
         coarse &= ~ndimage.binary_dilation(~coarse, iterations=1)
         full = np.repeat(np.repeat(coarse, f, 0), f, 1)[: arr.shape[0], : arr.shape[1]]
@@ -275,7 +275,7 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
         # modes under 2.5 dB apart: no coast in view. Watched sites are water-bound, so an unsplit image is
         # taken as all sea (open anchorage); the CFAR still rejects clutter there.
         return ok.copy()
-    open_px = open_px_for(pixel_size_m, max_hull_m)
+    open_px = open_px or open_px_for(pixel_size_m)
     ship_px = int(np.ceil(max_ship_m / max(pixel_size_m, 1e-6))) + 2 * smooth_px
     mask = _clean((smooth <= t) & ok, min_area_px, open_px, max_hole_px=ship_px * ship_px,
                   max_hole_side_px=ship_px) & ok
