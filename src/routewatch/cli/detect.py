@@ -100,14 +100,12 @@ def _sar_water(image: Path, band: np.ndarray, water: str, px: float, transform: 
         return None, "none"
     if water == "auto":
         rendering = image.suffix.lower() in _RENDERINGS
-        valid = np.isfinite(band) if np.issubdtype(band.dtype, np.floating) else None
+        valid = None  # sar_water leaves non-finite pixels out itself
         if not rendering:
             import rasterio
 
             with rasterio.open(image) as ds:
-                tagged = _read_valid(ds)
-            if tagged is not None:
-                valid = tagged if valid is None else valid & tagged
+                valid = _read_valid(ds)
         try:
             # a raster product's solid zero fill at the edge is no-data even untagged; a rendering's zeros are sea
             return (sar_water(band, valid, pixel_size_m=px, zero_is_fill=not rendering),

@@ -7,8 +7,8 @@ Gaussian clutter ``k = 4`` would give a false-alarm rate of 3e-5 per pixel; real
 speckle, heavier tails) has more. The single-pixel test is therefore followed by grouping (:func:`group_hits`):
 hits form 8-connected blobs, blobs within ``cluster_gap_px`` of each other form one target (a hull and its
 superstructure often return as separate blobs), and a target needs ``min_pixels`` hits, which independent speckle
-spikes almost never give. The defaults (``k = 4``, guard 800 m, background 1200 m, blobs of 5 hits or more, gap 3, 12 hits)
-were chosen leave-one-chip-out on the shared SAR chips inside their derived water masks, among the settings that
+spikes almost never give. The defaults (``k = 4``, guard 800 m, background 1200 m, blobs of 5 hits or more,
+gap 3, 12 hits) were chosen leave-one-chip-out on the shared SAR chips inside their derived water masks, among the settings that
 give at most one false target per 1024 x 1024 image of single-look K clutter and still see ships on simulated
 10 m Sentinel-1 ports (``python -m routewatch.detect.train --sar``; docs/evaluation.md).
 Clusters are kept when their length lies between ``min_length_m`` and ``max_length_m``. Keep land out with a
@@ -25,8 +25,8 @@ Two implementations share the clustering and measurement:
   keeps every hit the reference keeps; forced onto the 256-pixel shared chips, where the 1.2 km ring always
   crosses the image edge, it misses one hit in 4,400 (a screen at ``0.7 k`` misses none but takes 2.5 times as
   long on a scene), and finds the same targets (a test checks the F1). Images of at most four window areas and
-  512 x 512 pixels (chips) go to the reference, which is cheaper there. Tiles run on threads (numpy releases the GIL), and the full image is
-  never converted to float.
+  512 x 512 pixels (chips) go to the reference, which is cheaper there. Tiles run on threads (numpy releases
+  the GIL), and the full image is never converted to float.
 * :func:`cfar_hits_reference`: the plain full-resolution ring window with ``scipy.ndimage.uniform_filter``.
 """
 
@@ -220,7 +220,6 @@ def ring_threshold_at(
             pre = np.zeros((edges.size, a.shape[1] + 1))  # edges = starts and the patch height
             np.cumsum(seg, axis=0, out=pre[1:, 1:])  # prefix rows at edges[1:]
             np.cumsum(pre[:, 1:], axis=1, out=pre[:, 1:])
-
             sums.append(_box(pre, at[0], at[1], lc, b) - _box(pre, at[2], at[3], lc, g))
         if water is None:
             sums.insert(0, np.full(lr.size, float((2 * b + 1) ** 2 - (2 * g + 1) ** 2)))
@@ -242,7 +241,8 @@ def cfar_hits(
     """Fast tiled CFAR: block-level screen, then the exact ring test on the candidates that could form a target.
 
     A small image not much larger than the window (at most four window areas and ``SMALL_IMAGE_PX`` pixels) goes
-    to the reference filters instead, which are cheaper there (``small_image_reference=False`` forces the block path, for tests).
+    to the reference filters instead, which are cheaper there (``small_image_reference=False`` forces the block
+    path, for tests).
 
     Returns the hit pixels that belong to clusters of at least ``params.min_pixels`` candidates, so isolated
     single-pixel hits of the reference are missing here; the targets (:func:`targets_from_hits`) are the same.
@@ -365,9 +365,7 @@ def targets_from_hits(
     img = np.asarray(image)
     hi = float(np.iinfo(img.dtype).max) if np.issubdtype(img.dtype, np.integer) else float(np.nanmax(img)) or 1.0
     out: list[Detection] = []
-    for idx in np.split(order, bounds):
-        if idx.size < params.min_pixels:
-            continue
+    for idx in np.split(order, bounds):  # group_hits kept only targets of at least min_pixels hits
         rr, cc = rows[idx], cols[idx]
         vals = img[rr, cc].astype(np.float64)
         shape = measure_pixels(rr, cc, pixel_size_m)

@@ -324,14 +324,6 @@ SAR_MAX_FALSE_PER_IMAGE = 1.0
 SAR_MAX_SIMULATED_L50_M = 60.0  # half the length of the reference case's ships (120-138 m)
 
 
-def _cfar_detector(params, kind: str, bands: dict, pixel_size_m: float, water: np.ndarray) -> list:  # type: ignore[no-untyped-def]
-    """The imagery pipeline's SAR detector with other CFAR settings."""
-    from routewatch.detect.sar import detect_sar
-
-    pol = next((p for p in ("vv", "hh", "sar", "vh", "hv") if p in bands), next(iter(bands)))
-    return detect_sar(bands[pol], pixel_size_m=pixel_size_m, water=water, params=params)
-
-
 def simulated_sar_l50(params, n_scenes: int = 8) -> float:  # type: ignore[no-untyped-def]
     """Length (m) at which the detection curve fitted on simulated Sentinel-1 ports (10 m pixels, ships of 10-200 m
     at anchor and at berths, the true coast as user polygons) reaches half its ceiling, with these CFAR settings."""
@@ -339,9 +331,11 @@ def simulated_sar_l50(params, n_scenes: int = 8) -> float:  # type: ignore[no-un
 
     from routewatch.sources.imagery.calibrate import simulate_outcomes
     from routewatch.sources.imagery.looks import fit_detection_model
+    from routewatch.sources.imagery.pipeline import default_detector
 
     lengths, found = simulate_outcomes("simulated-sar", n_scenes=n_scenes, ships_per_scene=12,
-                                       detector=functools.partial(_cfar_detector, params), water_polygons=True)
+                                       detector=functools.partial(default_detector, sar_params=params),
+                                       water_polygons=True)
     return fit_detection_model(lengths, found).l50_m
 
 
@@ -413,6 +407,11 @@ def sar_selection(pixel_size_m: float = 10.0) -> dict:
             "admissible": f"{len(admissible)} of {len(grid)} grid points"}
 
 
+def load_maps(maps: Path, ports: list[LabelledPort]) -> dict[str, np.ndarray]:
+    """The held-out probability maps that ``--lopo --maps`` saved, by port name."""
+    return {p.name: np.load(maps / f"{p.name}.npy").astype(np.float32) for p in ports}
+
+
 POST_GRID = {"threshold": (0.5, 0.7, 0.8, 0.9, 0.95, 0.97), "min_pixels": (2, 4, 8, 12, 16)}
 
 
@@ -426,7 +425,7 @@ def select_postprocessing(maps: Path, cache: Path | None = None) -> dict:
 
     ports = load_ports(cache)
     grid = [OpticalParams(threshold=t, min_pixels=m) for t, m in itertools.product(*POST_GRID.values())]
-    probs = {p.name: np.load(maps / f"{p.name}.npy").astype(np.float32) for p in ports}
+    probs = load_maps(maps, ports)
     table = [[score_probability(p, probs[p.name], g) for p in ports] for g in grid]
 
     def best(exclude: int | None) -> int:
@@ -467,8 +466,7 @@ def detection_curve(maps: Path, cache: Path | None = None, resamples: int = 200)
     from routewatch.sources.imagery.looks import fit_detection_model
 
     ports = load_ports(cache)
-    probs = {p.name: np.load(maps / f"{p.name}.npy").astype(np.float32) for p in ports}
-    lengths, hits, where = detection_outcomes(ports, probs)
+    lengths, hits, where = detection_outcomes(ports, load_maps(maps, ports))
     fit = fit_detection_model(lengths, hits)
     rng = np.random.default_rng(SEED)
     boot = []
@@ -524,8 +522,9 @@ def draw_figures(folder: Path) -> dict[str, dict]:
         tmp.unlink()
     rows = [np.concatenate(parts[i : i + 4], axis=1) for i in range(0, len(parts), 4) if len(parts[i : i + 4]) == 4]
     if rows:
-        Image.fromarray(np.concatenate(rows, axis=0)).quantize(colors=64, method=Image.Quantize.FASTOCTREE).save(folder / "eval_sar_chips.png",
-                                                                               optimize=True)
+        sheet = Image.fromarray(np.concatenate(rows, axis=0))
+        # octree keeps the few red truth boxes that median-cut merges into the grey speckle
+        sheet.quantize(colors=64, method=Image.Quantize.FASTOCTREE).save(folder / "eval_sar_chips.png", optimize=True)
     return results
 
 

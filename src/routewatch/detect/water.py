@@ -255,10 +255,8 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
     ok = np.isfinite(img)
     if valid is not None:
         ok &= valid
-    if zero_is_fill is None:
-        zero_is_fill = np.asarray(image).dtype != np.uint8
     if zero_is_fill:
-        ok &= ~edge_zero_fill(np.asarray(image))
+        ok &= ~edge_zero_fill(arr)
     if ok.sum() < 100:
         return np.zeros(img.shape, dtype=bool)
     positive = ok & (img > 0)

@@ -50,13 +50,15 @@ CHIP_PX = 64
 OPTICAL_SHORE_REACH_M = 30.0  # measured on the shared ports: see routewatch.detect.water.ship_zone
 
 
-def default_detector(kind: str, bands: dict[str, np.ndarray], pixel_size_m: float, water: np.ndarray) -> list[Any]:
-    """The packaged detectors: CFAR for SAR (first polarisation), the optical model for blue/green/red/nir."""
+def default_detector(kind: str, bands: dict[str, np.ndarray], pixel_size_m: float, water: np.ndarray, *,
+                     sar_params: Any = None) -> list[Any]:
+    """The packaged detectors: CFAR for SAR (first polarisation), the optical model for blue/green/red/nir.
+    ``sar_params`` (a :class:`~routewatch.detect.sar.CfarParams`) replaces the packaged CFAR settings, for studies."""
     if kind == "sar":
-        from routewatch.detect.sar import detect_sar
+        from routewatch.detect.sar import CfarParams, detect_sar
 
         pol = next((p for p in ("vv", "hh", "sar", "vh", "hv") if p in bands), next(iter(bands)))
-        return detect_sar(bands[pol], pixel_size_m=pixel_size_m, water=water)
+        return detect_sar(bands[pol], pixel_size_m=pixel_size_m, water=water, params=sar_params or CfarParams())
     from routewatch.detect.optical import detect_optical
 
     missing = {"blue", "green", "red", "nir"} - set(bands)
