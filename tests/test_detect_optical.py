@@ -183,3 +183,33 @@ def ndimage_dilate(mask: np.ndarray, n: int) -> np.ndarray:
     from scipy import ndimage
 
     return ndimage.binary_dilation(mask, iterations=n)
+
+
+def test_shore_crops_centre_on_the_waters_edge() -> None:
+    """``train --shore``: that share of the training crops is centred on the water's edge (quays, where the false
+    alarms are), at the crop size asked for; the rest stay centred on ships (60 %) or fall anywhere."""
+    from routewatch.detect.train import _sample, train_net, water_edge
+
+    feats = np.zeros((5, 300, 300), np.float32)
+    feats[4, :, :150] = -0.5  # land on the left
+    feats[4, :, 150:] = 0.5
+    edge = water_edge(feats)
+    assert set(np.unravel_index(edge, (300, 300))[1]) == {150}  # the first water column; not the image border
+    t, w = np.zeros((300, 300), np.float32), np.ones((300, 300), np.float32)
+    ship = [(150, 280)]  # in open water, far from the quay
+
+    def two_sided(shore: float, crop: int) -> float:
+        rng, out = np.random.default_rng(0), []
+        for _ in range(12):
+            x, y, ww = _sample(rng, [(feats, t, w, ship, edge)], crop=crop, shore=shore)
+            assert x.shape[2:] == y.shape[2:] == ww.shape[2:] == (crop, crop)
+            out += [(n < 0).any() and (n > 0).any() for n in x[:, 4]]
+        return float(np.mean(out))
+
+    assert 0.3 < two_sided(0.4, 32) < 0.5  # 40 % of 192 crops hold the quay
+    assert 0.3 < two_sided(0.4, 96) < 0.5
+    assert two_sided(0.0, 32) < 0.15  # otherwise only random crops (40 %) catch it, a few of them
+    with pytest.raises(ValueError, match="shore"):
+        train_net([], 1, shore=0.5)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        train_net([], 1, crop=66)

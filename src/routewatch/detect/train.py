@@ -162,23 +162,37 @@ def _paste(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, w: np.ndarray
     return True
 
 
-def _sample(rng: np.random.Generator, data: list[tuple[np.ndarray, np.ndarray, np.ndarray, list]],
-            cutouts: list[ShipCutout] | None = None, paste: float = 0.0) -> tuple:
-    """One augmented batch: crops centred near a ship (60 %) or anywhere, with a chance ``paste`` of one or two
-    ships from elsewhere pasted beside the crop's quays, random dihedral flips, gain jitter."""
+def water_edge(feats: np.ndarray) -> np.ndarray:
+    """Flat indices of the water pixels (NDWI > 0) that touch land: the quays that ``--shore`` crops centre on."""
+    water = feats[4] > 0.0
+    return np.flatnonzero(water & ~ndimage.binary_erosion(water, border_value=1))
+
+
+def _sample(rng: np.random.Generator, data: list[tuple[np.ndarray, np.ndarray, np.ndarray, list, np.ndarray]],
+            cutouts: list[ShipCutout] | None = None, paste: float = 0.0, crop: int = CROP,
+            shore: float = 0.0) -> tuple:
+    """One augmented batch: crops centred near a ship (60 % of the crops), on the water's edge (a share ``shore``
+    of at most 0.4: quays, where the false alarms are) or anywhere, with a chance ``paste`` of one or two ships from elsewhere pasted beside the
+    crop's quays, random dihedral flips, gain jitter."""
     xs, ys, ws = [], [], []
     sizes = np.array([d[0].shape[1] * d[0].shape[2] for d in data], float)
     p = np.sqrt(sizes) / np.sqrt(sizes).sum()
     for _ in range(BATCH):
-        f, t, w, centres = data[rng.choice(len(data), p=p)]
+        f, t, w, centres, edge = data[rng.choice(len(data), p=p)]
         _, h, wd = f.shape
-        if centres and rng.random() < 0.6:
+        u = rng.random() if centres or edge.size else 1.0  # no draw without a choice (keeps old seeds' crops)
+        if centres and u < 0.6:
             r, c = centres[rng.integers(len(centres))]
-            r0 = int(np.clip(r - CROP // 2 + rng.integers(-24, 25), 0, h - CROP))
-            c0 = int(np.clip(c - CROP // 2 + rng.integers(-24, 25), 0, wd - CROP))
+            jitter = 3 * crop // 8
+            r0 = int(np.clip(r - crop // 2 + rng.integers(-jitter, jitter + 1), 0, h - crop))
+            c0 = int(np.clip(c - crop // 2 + rng.integers(-jitter, jitter + 1), 0, wd - crop))
+        elif edge.size and 0.6 <= u < 0.6 + shore:
+            r, c = divmod(int(edge[rng.integers(edge.size)]), wd)
+            r0 = int(np.clip(r - crop // 2 + rng.integers(-8, 9), 0, h - crop))
+            c0 = int(np.clip(c - crop // 2 + rng.integers(-8, 9), 0, wd - crop))
         else:
-            r0, c0 = int(rng.integers(0, h - CROP + 1)), int(rng.integers(0, wd - CROP + 1))
-        sl = (slice(r0, r0 + CROP), slice(c0, c0 + CROP))
+            r0, c0 = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, wd - crop + 1))
+        sl = (slice(r0, r0 + crop), slice(c0, c0 + crop))
         x, y, ww = f[:, sl[0], sl[1]].copy(), t[sl].copy(), w[sl].copy()
         if cutouts and rng.random() < paste:
             for _ in range(int(rng.integers(1, 3))):
@@ -196,13 +210,20 @@ def _sample(rng: np.random.Generator, data: list[tuple[np.ndarray, np.ndarray, n
 
 def train_net(ports: list[LabelledPort], steps: int = STEPS, seed: int = SEED, progress: bool = True,
               threads: int = 2, device: str = "cpu", width: int = 16,
-              paste: float = 0.0):  # type: ignore[no-untyped-def]
+              paste: float = 0.0, crop: int = CROP, shore: float = 0.0):  # type: ignore[no-untyped-def]
     """Fit the network on the given ports; returns the torch module (on the CPU) in eval mode.
 
     ``device="cuda"`` only speeds up validation runs; the shipped weights are trained on the CPU.
     """
     import torch
 
+    if not 0.0 <= shore <= 0.4:
+        raise ValueError(f"shore is a share of the crops not centred on a ship: 0 to 0.4, not {shore}")
+    if crop < 16 or crop % 4:
+        raise ValueError(f"crop must be a multiple of 4 (the network pools twice) and at least 16, not {crop}")
+    small = [p.name for p in ports if min(p.bands["red"].shape) < crop]
+    if small:
+        raise ValueError(f"crop {crop} px is larger than the image of port(s) {', '.join(small)}")
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
@@ -210,7 +231,8 @@ def train_net(ports: list[LabelledPort], steps: int = STEPS, seed: int = SEED, p
     for port in ports:
         t, w = port_targets(port)
         feats = optical_features(port.bands)
-        data.append((feats, t, w, [(round(o.row), round(o.col)) for o in port.truth]))
+        edge = water_edge(feats) if shore > 0 else np.zeros(0, np.int64)
+        data.append((feats, t, w, [(round(o.row), round(o.col)) for o in port.truth], edge))
         if paste > 0:
             cutouts.extend(ship_cutouts(feats, port))
     net = build_net(width=width).to(device)
@@ -219,7 +241,7 @@ def train_net(ports: list[LabelledPort], steps: int = STEPS, seed: int = SEED, p
     net.train()
     t0 = time.perf_counter()
     for step in range(steps):
-        x, y, w = (torch.from_numpy(a).to(device) for a in _sample(rng, data, cutouts, paste))
+        x, y, w = (torch.from_numpy(a).to(device) for a in _sample(rng, data, cutouts, paste, crop, shore))
         logit = net(x)
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, y, weight=w,
                                                                   pos_weight=torch.tensor(2.0, device=device))
@@ -293,16 +315,16 @@ def load_ports(cache: Path | None = None) -> list[LabelledPort]:
     return [load_sen2ships_port(p) for p in sen2ships_ports(root)]
 
 
-def _fold(args: tuple[Path | None, int, int, int, Path | None, str, int, float]) -> tuple[str, dict]:
+def _fold(args: tuple[Path | None, int, int, int, Path | None, str, int, float, int, float]) -> tuple[str, dict]:
     """Train without one port and score the held-out port (one process per fold). With ``maps``, the fold's
     network is kept there too (``<port>.onnx``), so inference-side changes can be scored held out later."""
     import tempfile
 
-    cache, held_index, steps, threads, maps, device, width, paste = args
+    cache, held_index, steps, threads, maps, device, width, paste, crop, shore = args
     ports = load_ports(cache)
     held = ports[held_index]
     net = train_net([p for i, p in enumerate(ports) if i != held_index], steps, progress=False, threads=threads,
-                    device=device, width=width, paste=paste)
+                    device=device, width=width, paste=paste, crop=crop, shore=shore)
     with tempfile.TemporaryDirectory() as tmp:
         mp = (maps / f"{held.name}.onnx") if maps is not None else Path(tmp) / "fold.onnx"
         export_onnx(net, mp)
@@ -536,6 +558,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--width", type=int, default=16, help="channels of the network's first level (shipped: 16)")
     ap.add_argument("--paste", type=float, default=0.0,
                     help="chance that a training crop gets ships from elsewhere pasted beside its quays (shipped: 0)")
+    ap.add_argument("--crop", type=int, default=CROP, help=f"training crop side in pixels (shipped: {CROP})")
+    ap.add_argument("--shore", type=float, default=0.0,
+                    help="share of training crops centred on the water's edge, where quays fire: 0-0.4 (shipped: 0)")
     ap.add_argument("--report", type=Path, default=None, help="write the scores as JSON here")
     ap.add_argument("--cache", type=Path, default=None, help="read the ports from this pickle instead of ../shared")
     ap.add_argument("--jobs", type=int, default=1, help="folds trained at once (--lopo), one thread each when > 1")
@@ -562,8 +587,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({k: v for k, v in results.items() if k != "per_chip"}, indent=1))
     elif args.lopo:
         n = len(load_ports(args.cache))
-        folds = [(args.cache, i, args.steps, 1 if args.jobs > 1 else 2, args.maps, args.device, args.width, args.paste)
-                 for i in range(n)]
+        folds = [(args.cache, i, args.steps, 1 if args.jobs > 1 else 2, args.maps, args.device, args.width, args.paste,
+                  args.crop, args.shore) for i in range(n)]
         if args.jobs > 1:
             import multiprocessing as mp
 
@@ -582,7 +607,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"overall held-out: F1 {total.f1:.3f} length MAE {total.length_mae_m or float('nan'):.1f} m")
     else:
         ports = load_ports(args.cache)
-        net = train_net(ports, args.steps, width=args.width, paste=args.paste)
+        net = train_net(ports, args.steps, width=args.width, paste=args.paste, crop=args.crop, shore=args.shore)
         export_onnx(net, args.out)
         print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
         total = Scores(0, 0, 0)
