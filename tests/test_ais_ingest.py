@@ -15,6 +15,7 @@ from pyproj import Transformer
 
 from routewatch.model import Vessel
 from routewatch.sources.ais import ingest_files, read_provider_csv, vessel_registry
+from routewatch.sources.ais.ingest import ingest_file
 from routewatch.sources.ais.partitions import day_dirs, read_day
 from routewatch.sources.ais.providers import load_mapping
 from routewatch.sources.ais.registry import link_watchlist
@@ -226,3 +227,23 @@ def test_nmea_file_read_in_chunks_lands_whole_or_not_at_all(tmp_path, monkeypatc
     (day, ddir), = day_dirs(ais)
     assert day.isoformat() == "2024-01-05" and read_day(ddir).height == 30
     assert len(list(ddir.glob("part-*.parquet"))) == 3 and not list(ais.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_value_that_does_not_parse_costs_its_row_only(tmp_path, gz):
+    """Files are read strictly first (faster); one with a value that is not a number is read again leniently,
+    so that row alone is reported, by line, and the rest of the file is kept."""
+    import gzip
+
+    text = ("MMSI,BaseDateTime,LAT,LON,SOG\n273210440,2023-01-11T00:00:00,42.2,130.3,1\n"
+            "273210441,2023-01-11T00:00:01,N/A,130.3,1\n273210442,2023-01-11T00:00:02,42.2,130.3,fast\n"
+            "273210443,2023-01-11T00:00:03,42.3,130.4,2\n")
+    p = tmp_path / ("mc.csv.gz" if gz else "mc.csv")
+    p.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+    res = read_provider_csv(p)
+    got = res.positions.sort("line")
+    assert got["mmsi"].to_list() == [273210440, 273210442, 273210443]
+    assert got["sog_kn"].to_list()[1] is None  # an unreadable speed is unknown, not a reason to drop the position
+    assert res.report.bad == {"unparsable or out-of-range row": 1} and res.report.examples[0][0] == 3
+    summary = ingest_file(p, tmp_path / "ais")  # a gzipped provider file goes in whole, like a plain one
+    assert summary.kind == "marinecadastre" and summary.added == 3 and summary.report.bad_total == 1
