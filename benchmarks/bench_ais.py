@@ -274,6 +274,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
     ap.add_argument("--repeat", type=int, default=2, help="runs of each CSV and visits stage (worst is reported)")
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed runs of each CSV and visits stage, ours and the baseline, before the timed ones")
     args = ap.parse_args()
     n_nmea, n_csv = (100_000, 200_000) if args.quick else (1_000_000, 2_000_000)
     vessels, per_vessel = (200, 5_000) if args.quick else (1_000, 10_000)
@@ -287,11 +289,17 @@ def main() -> None:
         r_check = run("st_check", str(nmea), 50_000)
         csv = tmp / "mc.csv"
         write_marinecadastre(csv, n_csv)
+        for k in range(args.warmup):  # the first process after the file is written runs slower, for both
+            run("st_csv", str(csv), str(tmp / f"warm2-{k}"))
+            run("st_csv_baseline", str(csv), str(tmp / f"warm3-{k}"))
         r_csv, r_csvb = [], []
         for k in range(args.repeat):  # ours and the baseline alternate, so both see the same load
             r_csv.append(run("st_csv", str(csv), str(tmp / f"w2-{k}")))
             r_csvb.append(run("st_csv_baseline", str(csv), str(tmp / f"w3-{k}")))
         run("st_write_tracks", str(tmp / "w4"), vessels, per_vessel, 10, 20)
+        for _ in range(args.warmup):
+            run("st_visits", str(tmp / "w4"), 20)
+            run("st_visits_baseline", str(tmp / "w4"), 20)
         r_vis, r_visb = [], []
         for _ in range(args.repeat):
             r_vis.append(run("st_visits", str(tmp / "w4"), 20))
@@ -339,9 +347,9 @@ def main() -> None:
                  f"polars {pl.__version__}; load average (1, 5, 15 min) {load_before[0]:.2f} {load_before[1]:.2f} "
                  f"{load_before[2]:.2f} before, {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} after; "
                  f"run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with "
-                 f"`nice python -m benchmarks.bench_ais{' --quick' if args.quick else ''}` "
-                 f"({args.repeat} runs of the CSV and visits stages, ours and the baseline alternating; each stage in a "
-                 f"fresh process after `os.sync()`).")
+                 f"`nice python -m benchmarks.bench_ais{' --quick' if args.quick else ''} --repeat {args.repeat}` "
+                 f"({args.repeat} timed runs of the CSV and visits stages after {args.warmup} untimed, ours and the "
+                 "baseline alternating; each stage in a fresh process after `os.sync()`).")
     text = "\n".join(lines)
     print(text)
     write_section("ais", "## AIS\n\n" + text)
