@@ -72,3 +72,18 @@ def test_bad_model_files_are_named(tmp_path: Path) -> None:
     junk.write_bytes(b"not a model")
     with pytest.raises(ValueError, match=r"junk\.onnx"):
         load_detector(junk)
+
+
+def test_a_model_replaced_in_place_is_not_served_stale(tmp_path: Path) -> None:
+    """Sessions are cached per model file version: retraining a model to the same path (as ``train`` does with
+    the packaged one) gives the new model's answers in the same process."""
+    import os
+
+    path = tmp_path / "m.onnx"
+    boxes_model(path, np.array([[10, 20, 14, 50, 0.9]], np.float32))
+    img = np.zeros((64, 64), np.uint8)
+    assert [d.col for d in OnnxDetector(path)(img, pixel_size_m=10.0)] == [pytest.approx(11.5)]
+    boxes_model(path, np.array([[30, 20, 34, 50, 0.9], [40, 20, 44, 50, 0.9]], np.float32))
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a coarse file-system clock cannot hide it
+    assert [d.col for d in OnnxDetector(path)(img, pixel_size_m=10.0)] == [pytest.approx(31.5), pytest.approx(41.5)]

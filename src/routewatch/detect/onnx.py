@@ -21,7 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from routewatch.detect.base import Detection
-from routewatch.detect.optical import OpticalParams, detections_from_probability, optical_features
+from routewatch.detect.optical import (
+    OpticalParams,
+    detections_from_probability,
+    onnx_session,
+    optical_features,
+)
 
 Preprocess = Callable[[np.ndarray | dict[str, np.ndarray]], np.ndarray]
 
@@ -51,16 +56,9 @@ class OnnxDetector:
                                                                        measure_threshold=None))
 
     def __post_init__(self) -> None:
-        import onnxruntime as ort
-
         self.model_path = Path(self.model_path)
-        if not self.model_path.is_file():
-            raise FileNotFoundError(f"ONNX model {self.model_path} not found")
-        try:
-            self._sess = ort.InferenceSession(str(self.model_path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ValueError(f"{self.model_path}: not a loadable ONNX model ({exc})") from exc
-        self._input = self._sess.get_inputs()[0].name
+        self._sess = onnx_session(self.model_path, threads=None)
+        self._input = self._sess.get_inputs()[0].name  # type: ignore[attr-defined]
 
     def __call__(
         self, data: np.ndarray | dict[str, np.ndarray], *, pixel_size_m: float, water: np.ndarray | None = None
@@ -68,7 +66,7 @@ class OnnxDetector:
         x = np.asarray(self.preprocess(data), dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
-        out = np.asarray(self._sess.run(None, {self._input: x})[0])
+        out = np.asarray(self._sess.run(None, {self._input: x})[0])  # type: ignore[attr-defined]
         h, w = x.shape[2], x.shape[3]
         if out.ndim == 4:
             prob = out[0, 0]

@@ -62,26 +62,34 @@ def optical_features(bands: dict[str, np.ndarray]) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-_SESSIONS: dict[str, object] = {}
+_SESSIONS: dict[tuple[str, int, int, int | None], object] = {}
 
 
-def _session(model_path: Path) -> object:
+def onnx_session(model_path: Path | str, *, threads: int | None = 2, hint: str = "") -> object:
+    """The onnxruntime session of a model file, made once per file version (path, size, modification time), so
+    a model retrained in place is not served stale; CPU only. ``threads=None`` leaves onnxruntime's default."""
     import onnxruntime as ort
 
-    key = str(model_path)
+    path = Path(model_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model {path} not found{hint}")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, threads)
     if key not in _SESSIONS:
-        if not model_path.is_file():
-            raise FileNotFoundError(f"detector model {model_path} not found; train it with python -m routewatch.detect.train")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 2
+        if threads is not None:
+            opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
-        _SESSIONS[key] = ort.InferenceSession(key, opts, providers=["CPUExecutionProvider"])
+        try:
+            _SESSIONS[key] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ValueError(f"{path}: not a loadable ONNX model ({exc})") from exc
     return _SESSIONS[key]
 
 
 def probability_map(features: np.ndarray, model_path: Path | str = DEFAULT_MODEL, tile: int = 1024) -> np.ndarray:
     """Per-pixel ship probability (H, W) from the ONNX network, tiled with overlap for large images."""
-    sess = _session(Path(model_path))
+    sess = onnx_session(model_path, hint="; train it with python -m routewatch.detect.train")
     _, h, w = features.shape
     pad = 48  # margin for the network's receptive field (about 45 px), a multiple of its downsampling (4)
     prob = np.zeros((h, w), np.float32)
