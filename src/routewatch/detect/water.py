@@ -94,16 +94,16 @@ def _clean(mask: np.ndarray, min_area_px: int, open_px: int = 0, max_hole_px: in
         mask = ~land
     labels, n = ndimage.label(mask)
     if n:
-        sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
-        keep = np.zeros(n + 1, dtype=bool)
-        keep[1:] = sizes >= min_area_px
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)  # pixels per region (far quicker than ndimage.sum)
+        keep = sizes >= min_area_px
+        keep[0] = False
         mask = keep[labels]
     holes = ndimage.binary_fill_holes(mask) & ~mask
     hl, hn = ndimage.label(holes)
     if hn:
-        hsizes = ndimage.sum(holes, hl, index=np.arange(1, hn + 1))
-        small = np.zeros(hn + 1, dtype=bool)
-        small[1:] = hsizes <= (max_hole_px if max_hole_px is not None else max(min_area_px * 4, 400))
+        small = np.bincount(hl.ravel(), minlength=hn + 1) <= (
+            max_hole_px if max_hole_px is not None else max(min_area_px * 4, 400))
+        small[0] = False
         if max_hole_side_px is not None:
             for i, sl in enumerate(ndimage.find_objects(hl), start=1):
                 if sl is not None and max(s.stop - s.start for s in sl) > max_hole_side_px:
@@ -205,8 +205,12 @@ def _block_means(image: np.ndarray, ok: np.ndarray | None, f: int) -> tuple[np.n
         good = np.pad(good, ((0, pr), (0, pc))).astype(np.float32)
         rows = strip.shape[0] // f
         b0 = r0 // f
-        means[b0 : b0 + rows] = strip.reshape(rows, f, nb_c, f).sum((1, 3))
-        counts[b0 : b0 + rows] = good.reshape(rows, f, nb_c, f).sum((1, 3))
+        # f * f strided adds: several times quicker than a reshape and sum over the two small axes
+        acc, cnt = means[b0 : b0 + rows], counts[b0 : b0 + rows]
+        for i in range(f):
+            for j in range(f):
+                acc += strip[i::f, j::f]
+                cnt += good[i::f, j::f]
     has = counts > 0
     means[has] /= counts[has]
     return means, has
