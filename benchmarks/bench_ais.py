@@ -347,7 +347,8 @@ def main() -> None:
                  f"polars {pl.__version__}; load average (1, 5, 15 min) {load_before[0]:.2f} {load_before[1]:.2f} "
                  f"{load_before[2]:.2f} before, {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} after; "
                  f"run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with "
-                 f"`nice python -m benchmarks.bench_ais{' --quick' if args.quick else ''} --repeat {args.repeat}` "
+                 f"`nice python -m benchmarks.bench_ais{' --quick' if args.quick else ''} --repeat {args.repeat}"
+                 f"{f' --warmup {args.warmup}' if args.warmup != 1 else ''}` "
                  f"({args.repeat} timed runs of the CSV and visits stages after {args.warmup} untimed, ours and the "
                  "baseline alternating; each stage in a fresh process after `os.sync()`).")
     text = "\n".join(lines)

@@ -229,8 +229,8 @@ def test_nmea_file_read_in_chunks_lands_whole_or_not_at_all(tmp_path, monkeypatc
     assert len(list(ddir.glob("part-*.parquet"))) == 3 and not list(ais.rglob("*.tmp"))
 
 
-@pytest.mark.parametrize("gz", [False, True])
-def test_a_value_that_does_not_parse_costs_its_row_only(tmp_path, gz):
+@pytest.mark.parametrize("name", ["mc.csv", "mc.csv.gz", "MC.CSV.GZ"])
+def test_a_value_that_does_not_parse_costs_its_row_only(tmp_path, name):
     """Files are read strictly first (faster); one with a value that is not a number is read again leniently,
     so that row alone is reported, by line, and the rest of the file is kept."""
     import gzip
@@ -238,8 +238,8 @@ def test_a_value_that_does_not_parse_costs_its_row_only(tmp_path, gz):
     text = ("MMSI,BaseDateTime,LAT,LON,SOG\n273210440,2023-01-11T00:00:00,42.2,130.3,1\n"
             "273210441,2023-01-11T00:00:01,N/A,130.3,1\n273210442,2023-01-11T00:00:02,42.2,130.3,fast\n"
             "273210443,2023-01-11T00:00:03,42.3,130.4,2\n")
-    p = tmp_path / ("mc.csv.gz" if gz else "mc.csv")
-    p.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+    p = tmp_path / name
+    p.write_bytes(gzip.compress(text.encode()) if name.lower().endswith(".gz") else text.encode())
     res = read_provider_csv(p)
     got = res.positions.sort("line")
     assert got["mmsi"].to_list() == [273210440, 273210442, 273210443]
@@ -247,3 +247,41 @@ def test_a_value_that_does_not_parse_costs_its_row_only(tmp_path, gz):
     assert res.report.bad == {"unparsable or out-of-range row": 1} and res.report.examples[0][0] == 3
     summary = ingest_file(p, tmp_path / "ais")  # a gzipped provider file goes in whole, like a plain one
     assert summary.kind == "marinecadastre" and summary.added == 3 and summary.report.bad_total == 1
+
+
+def test_ragged_rows_stray_bytes_and_blank_lines_do_not_stop_a_file(tmp_path):
+    """A row with more fields than the header (an unquoted comma in a name), bytes that are not UTF-8 and blank
+    lines: the file still goes in. Positions come first in the provider layouts, so a ragged row keeps its
+    position; blank lines are not data and not reported as bad rows."""
+    head = "MMSI,BaseDateTime,LAT,LON,SOG,VesselName\n"
+    body = (b"273210440,2023-01-11T00:00:00,42.2,130.3,1,NORTH\n"
+            b"273210441,2023-01-11T00:00:01,42.2,130.3,1,SEA, THE\n"
+            b"273210442,2023-01-11T00:00:02,42.2,130.3,1,S\xf8RLAND\n\n"
+            b"273210443,2023-01-11T00:00:03,42.2,130.3,1,EAST\n\n\n")
+    p = tmp_path / "mc.csv"
+    p.write_bytes(head.encode() + body)
+    res = read_provider_csv(p)
+    assert res.positions.sort("line")["line"].to_list() == [2, 3, 4, 6]
+    assert res.report.bad == {}
+    assert res.positions.filter(pl.col("mmsi") == 273210441)["lat"].to_list() == [42.2]
+
+
+def test_a_file_that_is_not_csv_at_all_is_named(tmp_path):
+    p = tmp_path / "broken.csv"
+    p.write_text('MMSI,BaseDateTime,LAT,LON\n273210440,2023-01-11T00:00:00,42.2,130.3\n1,"2023,3,4\n')
+    with pytest.raises(ValueError, match=r"broken\.csv: cannot be read as CSV"):
+        read_provider_csv(p)
+
+
+def test_a_clean_file_is_read_once_strictly(tmp_path, monkeypatch):
+    """The lenient mode costs every file about 15 %: a file without a bad value is read once, strictly."""
+    from routewatch.sources.ais import providers
+
+    calls = []
+    real = providers._scan
+    monkeypatch.setattr(providers, "_scan", lambda *a: calls.append(a[-1]) or real(*a))
+    p = tmp_path / "mc.csv"
+    p.write_text("MMSI,BaseDateTime,LAT,LON\n273210440,2023-01-11T00:00:00,42.2,130.3\n")
+    assert read_provider_csv(p).positions.height == 1 and calls == [False]
+    p.write_text("MMSI,BaseDateTime,LAT,LON\n273210440,2023-01-11T00:00:00,N/A,130.3\n")
+    assert read_provider_csv(p).report.bad_total == 1 and calls == [False, False, True]

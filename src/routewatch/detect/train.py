@@ -162,8 +162,18 @@ def _paste(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, w: np.ndarray
     return True
 
 
+def check_recipe(crop: int, shore: float) -> None:
+    """Refuse a crop the network cannot take or a share of quay crops beyond what the ship crops leave."""
+    if not 0.0 <= shore <= 0.4:
+        raise ValueError(f"shore is a share of all training crops (60 % are centred on ships): 0 to 0.4, not {shore}")
+    if crop < 16 or crop % 4:
+        raise ValueError(f"crop must be a multiple of 4 (the network pools twice) and at least 16, not {crop}")
+
+
 def water_edge(feats: np.ndarray) -> np.ndarray:
-    """Flat indices of the water pixels (NDWI > 0) that touch land: the quays that ``--shore`` crops centre on."""
+    """Flat indices of the water pixels (NDWI > 0) that touch anything else: mostly quays, which ``--shore``
+    crops centre on, but also the water around ships and clouds. Without a near-infrared band NDWI is zero
+    everywhere, so there is no edge and such a port gets no quay crops."""
     water = feats[4] > 0.0
     return np.flatnonzero(water & ~ndimage.binary_erosion(water, border_value=1))
 
@@ -217,10 +227,7 @@ def train_net(ports: list[LabelledPort], steps: int = STEPS, seed: int = SEED, p
     """
     import torch
 
-    if not 0.0 <= shore <= 0.4:
-        raise ValueError(f"shore is a share of the crops not centred on a ship: 0 to 0.4, not {shore}")
-    if crop < 16 or crop % 4:
-        raise ValueError(f"crop must be a multiple of 4 (the network pools twice) and at least 16, not {crop}")
+    check_recipe(crop, shore)
     small = [p.name for p in ports if min(p.bands["red"].shape) < crop]
     if small:
         raise ValueError(f"crop {crop} px is larger than the image of port(s) {', '.join(small)}")
@@ -572,6 +579,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--detection-curve", type=Path, default=None,
                     help="fit detection probability by vessel length to the held-out maps here")
     args = ap.parse_args(argv)
+    try:
+        check_recipe(args.crop, args.shore)
+    except ValueError as exc:
+        ap.error(str(exc))
     results: dict[str, dict] = {}
     if args.select_post is not None:
         results = select_postprocessing(args.select_post, args.cache)

@@ -86,7 +86,7 @@ def _listed_under_sha256(path: Path, manifest: dict[str, dict]) -> str | None:
 
 
 def _open_text(path: Path):
-    if path.suffix == ".gz":
+    if path.suffix.lower() == ".gz":
         return gzip.open(path, "rt", encoding="ascii", errors="replace")
     return path.open("r", encoding="ascii", errors="replace")
 

@@ -8,6 +8,7 @@ abort the file. Static columns (name, IMO, call sign, length, width) feed the ve
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import tomllib
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -101,14 +102,18 @@ class CsvResult:
         return self._statics
 
 
-def _scan(path: Path, columns: list[str], overrides: dict[str, pl.DataType], ignore_errors: bool) -> pl.LazyFrame:
+def _scan(path: Path, columns: list[str], overrides: dict[str, pl.DataType], lenient: bool) -> pl.LazyFrame:
     """Typed columns parsed by the CSV reader itself; times stay text and are parsed with their known format.
 
-    ``ignore_errors`` turns a value that does not parse into a null (the row is then reported as bad) instead of
-    an error; it costs about 15 % of the read, so a file is read strictly first (see :func:`read_provider_csv`).
+    ``lenient`` turns a value that does not parse into a null (the row is then reported as bad), cuts a row with
+    more fields than the header to the header's columns, and reads bytes that are not UTF-8 as U+FFFD, instead of
+    stopping at the first of them; it costs about 15 % of the read, so a file is read strictly first (see
+    :func:`read_provider_csv`).
     """
-    kwargs = {"schema_overrides": overrides, "ignore_errors": ignore_errors, "infer_schema": False}
-    if path.suffix == ".gz":  # the lazy reader wants plain text; a compressed file is read eagerly
+    kwargs: dict = {"schema_overrides": overrides, "infer_schema": False}
+    if lenient:
+        kwargs.update(ignore_errors=True, truncate_ragged_lines=True, encoding="utf8-lossy")
+    if path.suffix.lower() == ".gz":  # the lazy reader wants plain text; a compressed file is read eagerly
         return pl.read_csv(path, columns=columns, **kwargs).lazy()
     return pl.scan_csv(path, **kwargs).select(columns)
 
@@ -121,7 +126,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     with the span it was heard, so a day file of millions of rows gives thousands of registry rows.
     """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
     with opener(path, "rt", encoding="utf-8", errors="replace") as fh:  # type: ignore[operator]
         header = fh.readline()
     mapping = mapping or detect_layout(header)
@@ -139,8 +144,8 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         overrides[wanted["nav_status"]] = pl.Float32
     sources = list(dict.fromkeys(wanted.values()))
 
-    def scan(ignore_errors: bool) -> pl.LazyFrame:
-        return _scan(path, sources, {c: overrides[c] for c in sources}, ignore_errors).select(
+    def scan(lenient: bool) -> pl.LazyFrame:
+        return _scan(path, sources, {c: overrides[c] for c in sources}, lenient).select(
             [pl.col(v).alias(k) for k, v in wanted.items()]).with_row_index("line", offset=2)
 
     def parse(text: pl.Expr) -> pl.Expr:
@@ -165,28 +170,39 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         & pl.col("lon").is_between(-180, 180) & pl.col("lat").is_between(-90, 90)
     ).fill_null(False)
 
-    def collect(ignore_errors: bool) -> pl.DataFrame:
-        return scan(ignore_errors).with_columns(pl.col("timestamp").alias("_raw")).with_columns(exprs).collect(
+    def collect(lenient: bool) -> pl.DataFrame:
+        return scan(lenient).with_columns(pl.col("timestamp").alias("_raw")).with_columns(exprs).collect(
             engine="streaming")  # a batch of rows at a time
 
-    try:  # most provider files are clean: read strictly, and only a file with a bad value is read again
-        frame = collect(ignore_errors=False)
-    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError):
-        frame = collect(ignore_errors=True)
+    # Most provider files are clean: read strictly, and only a file with a bad value, a ragged row or a byte
+    # that is not UTF-8 is read again, leniently (a second read: about 1.7 times the time of one).
+    frame = None
+    with contextlib.suppress(pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError):
+        frame = collect(lenient=False)
+    if frame is None:
+        try:
+            frame = collect(lenient=True)
+        except pl.exceptions.PolarsError as exc:  # e.g. a quote never closed: the file cannot be read as CSV
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{path}: cannot be read as CSV ({first})") from None
     retry = frame.select(pl.col("timestamp").is_null() & pl.col("_raw").is_not_null()).to_series()
     if retry.any():
         fixed = parse(pl.col("_raw").str.strip_chars()).dt.replace_time_zone("UTC")
         frame = frame.with_columns(pl.when(retry).then(fixed).otherwise(pl.col("timestamp")).alias("timestamp"))
-    frame = frame.drop("_raw").with_columns(valid.alias("_ok"))
+    # a blank line (an empty row, often at the end of an edited file) is not data, and not a bad row either
+    blank = pl.all_horizontal(pl.col(c).is_null() for c in ["_raw", *(k for k in wanted if k != "timestamp")])
+    frame = frame.with_columns(valid.alias("_ok"), blank.alias("_blank")).drop("_raw")
     report = ReadReport(lines=frame.height + 1)
     n_good = int(frame["_ok"].sum())
     if n_good < frame.height:
-        bad = frame.filter(~pl.col("_ok"))
-        report.bad["unparsable or out-of-range row"] = bad.height
+        bad = frame.filter(~pl.col("_ok") & ~pl.col("_blank"))
+        if bad.height:
+            report.bad["unparsable or out-of-range row"] = bad.height
         for row in bad.head(5).iter_rows(named=True):
             report.examples.append((int(row["line"]), "unparsable or out-of-range row",
                                     f"mmsi={row['mmsi']} time={row['timestamp']} lon={row['lon']} lat={row['lat']}"))
         frame = frame.filter(pl.col("_ok"))
+    frame = frame.drop("_blank")
     positions = conform(frame)
     report.messages = report.positions = positions.height
     pool = ThreadPoolExecutor(1)
