@@ -285,3 +285,18 @@ def test_a_clean_file_is_read_once_strictly(tmp_path, monkeypatch):
     assert read_provider_csv(p).positions.height == 1 and calls == [False]
     p.write_text("MMSI,BaseDateTime,LAT,LON\n273210440,2023-01-11T00:00:00,N/A,130.3\n")
     assert read_provider_csv(p).report.bad_total == 1 and calls == [False, False, True]
+
+
+def test_header_with_a_byte_order_mark_or_blanks_after_the_commas(tmp_path):
+    """Spreadsheet exports write a UTF-8 byte-order mark and sometimes ``MMSI, BaseDateTime, ...``: the layout is
+    still recognised and the columns found, by ``ais ingest`` as by the reader."""
+    rows = "273210440, 2023-01-11T00:00:00, 42.2, 130.3\n"
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + ("MMSI,BaseDateTime,LAT,LON\n" + rows.replace(", ", ",")).encode())
+    spaced = tmp_path / "spaced.txt"  # not named .csv: recognised from the header alone
+    spaced.write_text("MMSI, BaseDateTime, LAT, LON\n" + rows.replace(", 2023", ",2023"))
+    for p in (bom, spaced):
+        s = ingest_file(p, tmp_path / "ais")
+        assert s.kind == "marinecadastre" and s.report.bad_total == 0, p
+    assert read_provider_csv(spaced).positions["lat"].to_list() == [42.2]
+    assert ingest_file(spaced, tmp_path / "ais", force=True).added == 0  # same position: nothing new

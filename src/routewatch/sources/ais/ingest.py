@@ -85,17 +85,19 @@ def _listed_under_sha256(path: Path, manifest: dict[str, dict]) -> str | None:
     return key if key in manifest else None
 
 
-def _open_text(path: Path):
+def _open_text(path: Path, encoding: str = "ascii"):
+    """Text lines of a plain or gzipped file; undecodable bytes become U+FFFD (NMEA is ASCII; a CSV header is
+    read as UTF-8 with its byte-order mark, if any, dropped)."""
     if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", encoding="ascii", errors="replace")
-    return path.open("r", encoding="ascii", errors="replace")
+        return gzip.open(path, "rt", encoding=encoding, errors="replace")
+    return path.open("r", encoding=encoding, errors="replace")
 
 
 def _is_csv(path: Path) -> bool:
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".csv"):
         return True
-    with _open_text(path) as fh:
+    with _open_text(path, "utf-8-sig") as fh:
         head = fh.readline()
     return detect_layout(head) is not None
 
@@ -164,7 +166,7 @@ def ingest_file(
             return summary
     if csv:
         if mapping is None:
-            with _open_text(path) as fh:
+            with _open_text(path, "utf-8-sig") as fh:
                 mapping = detect_layout(fh.readline())
         summary.kind = mapping.name if mapping else "csv"
         try:

@@ -9,6 +9,7 @@ abort the file. Static columns (name, IMO, call sign, length, width) feed the ve
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
 import tomllib
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -75,9 +76,16 @@ def load_mapping(path: Path) -> ColumnMapping:
                          data.get("time_format"), extra, bool(data.get("nav_status_words", False)))
 
 
+def header_names(header: str) -> dict[str, str]:
+    """The header line's column names, trimmed, each to the name as the CSV reader sees it (quotes removed,
+    blanks kept: ``MMSI, BaseDateTime`` has a column named ``" BaseDateTime"``)."""
+    fields = next(csv.reader([header.lstrip("\ufeff").rstrip("\r\n")]), [])
+    return {f.strip(): f for f in fields}
+
+
 def detect_layout(header: str) -> ColumnMapping | None:
     """Recognise a known provider from the header line."""
-    cols = [c.strip() for c in header.strip().split(",")]
+    cols = header_names(header)
     for mapping in LAYOUTS.values():
         if all(c in cols for c in (mapping.mmsi, mapping.timestamp, mapping.lon, mapping.lat)):
             return mapping
@@ -127,13 +135,13 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     """
     path = Path(path)
     opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:  # type: ignore[operator]
         header = fh.readline()
     mapping = mapping or detect_layout(header)
     if mapping is None:
         raise ValueError(f"{path}: line 1: unknown CSV layout (header {header.strip()[:80]!r}); give a column mapping")
-    present = {c.strip() for c in header.strip().split(",")}
-    wanted = {k: v for k, v in mapping.source_columns().items() if v in present}
+    present = header_names(header)
+    wanted = {k: present[v] for k, v in mapping.source_columns().items() if v in present}
     for key in ("mmsi", "timestamp", "lon", "lat"):
         if key not in wanted:
             raise ValueError(f"{path}: line 1: column {mapping.source_columns()[key]!r} ({key}) is missing")
