@@ -273,3 +273,44 @@ def test_detect_sar_finds_the_ships_of_the_inshore_chip_inside_derived_water(sha
                 for f in json.loads(out.read_text())["features"]]
         recall[opt] = score(dets, truth, pixel_size_m=10.0).recall
     assert recall["auto"] >= 0.65 and recall["none"] <= 0.2, recall
+
+
+def test_global_mask_keeps_the_search_near_the_sea(tmp_path: Path) -> None:
+    """``detect sar --global-mask`` (optional extra): a dark inland lake far from the sea passes for water in the
+    derived mask, and a bright target in it for a ship; the packaged 1 km global mask drops it and keeps the
+    ship at sea. The scene's coast is the global mask's own (40 km around Rajin, UTM 52N, 20 m pixels)."""
+    pytest.importorskip("global_land_mask", reason="the globalmask extra (installed with the dev extra)")
+    from routewatch.detect.water import global_ocean
+
+    tr = Affine(20.0, 0.0, 590000.0, 0.0, -20.0, 4_700_000.0)
+    sea, _, _ = global_ocean(tr, "EPSG:32652", (2000, 2000))
+    assert 0.2 < sea.mean() < 0.6 and not sea[:800, :800].any()  # land to the north-west, sea to the south-east
+    rng = np.random.default_rng(7)
+    amp = np.sqrt(rng.standard_exponential((2000, 2000))) * np.where(sea, 150.0, 1500.0)
+    rr, cc = np.mgrid[:2000, :2000]
+    lake = (rr - 375) ** 2 + (cc - 375) ** 2 < 100**2  # 2 km across, over 20 km from the sea
+    amp[lake] = np.sqrt(rng.standard_exponential(int(lake.sum()))) * 150.0
+    for r, c in ((375, 375), (1700, 1700)):  # one "ship" in the lake, one at sea
+        amp[r - 7 : r + 8, c - 1 : c + 2] = 6000.0
+    tif = tmp_path / "s1.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=2000, height=2000, count=1, dtype="uint16",
+                       crs="EPSG:32652", transform=tr) as ds:
+        ds.write(np.clip(amp, 1, 65535).astype(np.uint16), 1)
+
+    def rows(*extra: str) -> list[float]:
+        out = tmp_path / "det.geojson"
+        res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out), *extra])
+        assert res.exit_code == 0, res.output
+        fc = json.loads(out.read_text())
+        return sorted(round(f["properties"]["row"]) for f in fc["features"])
+
+    assert rows() == [375, 1700]
+    assert rows("--global-mask") == [1700]
+    assert "global mask" in json.loads((tmp_path / "det.geojson").read_text())["routewatch"]["water"]
+    mask = tmp_path / "water.tif"
+    with rasterio.open(mask, "w", driver="GTiff", width=2000, height=2000, count=1, dtype="uint8",
+                       crs="EPSG:32652", transform=tr) as ds:
+        ds.write(sea.astype(np.uint8), 1)
+    res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(tmp_path / "x.geojson"), "--water", str(mask),
+                              "--global-mask"])
+    assert res.exit_code != 0 and "narrows a derived mask" in res.output

@@ -178,3 +178,29 @@ def test_whole_scene_mask_from_block_means_keeps_piers_land() -> None:
     assert not water[piers].any()
     found = sorted((round(d.row), round(d.col)) for d in detect_sar(img, pixel_size_m=10.0, water=water))
     assert found == [(608, 702), (912, 346)]
+
+
+def test_global_mask_margin_and_its_absence(monkeypatch) -> None:
+    """The coastal zone reaches ``margin_m`` from the global mask's sea; an image with no sea of the global mask in
+    it is left whole (a lake port); without the optional extra the error says how to install it."""
+    pytest.importorskip("global_land_mask", reason="the globalmask extra (installed with the dev extra)")
+    import sys
+
+    from affine import Affine
+    from scipy import ndimage
+
+    from routewatch.detect.water import WaterMaskError, global_ocean, near_global_sea
+
+    tr = Affine(100.0, 0.0, 590000.0, 0.0, -100.0, 4_700_000.0)  # 40 km around Rajin, 100 m pixels
+    sea, _, _ = global_ocean(tr, "EPSG:32652", (400, 400))
+    for margin in (1000.0, 3000.0):
+        near = near_global_sea(tr, "EPSG:32652", (400, 400), margin_m=margin)
+        dist = ndimage.distance_transform_edt(~sea) * 100.0
+        assert near[sea].all() and not near[dist > margin + 400].any()  # 400 m: the 250 m sampling grid
+        assert near[dist < margin - 400].all()
+    inland = Affine(100.0, 0.0, 300000.0, 0.0, -100.0, 4_800_000.0)  # north-east China: no sea within 40 km
+    assert not global_ocean(inland, "EPSG:32652", (100, 100))[0].any()
+    assert near_global_sea(inland, "EPSG:32652", (100, 100)).all()
+    monkeypatch.setitem(sys.modules, "global_land_mask", None)
+    with pytest.raises(WaterMaskError, match=r"routewatch\[globalmask\]"):
+        near_global_sea(tr, "EPSG:32652", (400, 400))

@@ -90,6 +90,21 @@ def _read_valid(ds: Any) -> np.ndarray | None:
     return ds.read_masks(1) > 0
 
 
+def _near_sea(image: Path, mask: np.ndarray | None, method: str, water: str, shape: tuple[int, int],
+              transform: Any, crs: Any) -> tuple[np.ndarray, str]:
+    """Narrow a derived mask (or none) to the packaged global mask's coastal zone (``--global-mask``)."""
+    from routewatch.detect.water import GLOBAL_MARGIN_M, WaterMaskError, near_global_sea
+
+    if water not in ("auto", "none"):
+        raise _fail(f"--global-mask narrows a derived mask; your water mask {water} is taken as it is: drop one")
+    try:
+        near = near_global_sea(transform, crs, shape)
+    except WaterMaskError as exc:
+        raise _fail(f"{image}: {exc}") from exc
+    return (near if mask is None else mask & near), f"{method}, within {GLOBAL_MARGIN_M / 1000:.0f} km of the " \
+        "global mask's sea (GLOBE, 1 km)"
+
+
 def _sar_water(image: Path, band: np.ndarray, water: str, px: float, transform: Any, crs: Any
                ) -> tuple[np.ndarray | None, str]:
     """The water mask the CFAR searches: derived from the image (``auto``), none, or the user's mask (one band,
@@ -217,6 +232,10 @@ def register(app: typer.Typer) -> None:
         water: str = typer.Option("auto", "--water",
                                   help="auto (derive from the image), none, or a one-band raster or grey image of the same size "
                                        "(non-zero, non-black = water)"),
+        global_mask: bool = typer.Option(False, "--global-mask",
+                                         help="keep the search within 3 km of the sea of the packaged 1 km global mask "
+                                              "(optional extra routewatch[globalmask]): drops dark inland areas of a "
+                                              "whole scene that the derived mask takes for water"),
     ) -> None:
         """Find ships in a SAR image with the CFAR detector (or your own ONNX model), inside a water mask.
 
@@ -234,6 +253,8 @@ def register(app: typer.Typer) -> None:
             dets, method = _user_model(model, band, px), "not used (own model)"
         else:
             mask, method = _sar_water(image, band, water, px, transform, crs)
+            if global_mask:
+                mask, method = _near_sea(image, mask, method, water, band.shape, transform, crs)
             dets = detect_sar(band, pixel_size_m=px, water=mask)
         dets = add_chips(dets, band)
         _write(dets, out, {"image": str(image), "pixel_size_m": px, "detector": str(model) if model else "sar-cfar",

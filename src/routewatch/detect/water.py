@@ -300,3 +300,60 @@ def image_water(bands: dict[str, np.ndarray], kind: str, valid: np.ndarray | Non
         return (mask & valid if valid is not None else mask), "ndwi"
     image = next(iter(bands.values()))
     return sar_water(image, valid, pixel_size_m=pixel_size_m, zero_is_fill=True), "sar-otsu"
+
+
+# ---- the packaged coarse global mask (optional extra) -----------------------------------------------------------
+
+GLOBAL_CELL_M = 930.0  # GLOBE's cells are 1/120 degree: 930 m north-south
+GLOBAL_MARGIN_M = 3000.0  # how far from the global mask's sea a port's water may lie (cells, coastline shift)
+
+
+def global_ocean(transform, crs, shape: tuple[int, int], sample_m: float = 250.0):  # type: ignore[no-untyped-def]
+    """Sea per the GLOBE 1 km land mask on the image grid (the optional ``globalmask`` extra, package
+    ``global-land-mask``, which carries the mask in its wheel: nothing is downloaded). Sampled every
+    ``sample_m`` metres and returned at full size with the coarse grid's step (rows, cols) as a second value.
+
+    At 1 km the mask knows where the open sea is, not where a quay is: use it to keep an image-derived mask away
+    from dark inland areas, never to find berths (docs/imagery.md measures it on the labelled ports).
+    """
+    from routewatch.detect.measure import ground_pixel_size
+
+    try:
+        from global_land_mask import globe  # loads a 0.9 GB array once per process
+    except ImportError as exc:
+        raise WaterMaskError("the global mask is an optional extra: pip install 'routewatch[globalmask]'") from exc
+    if transform is None or crs is None:
+        raise WaterMaskError("the global mask needs a georeferenced image")
+    h, w = shape
+    d_row, d_col = ground_pixel_size(transform, crs, shape)
+    sr, sc = max(1, int(sample_m // max(d_row, 1e-6))), max(1, int(sample_m // max(d_col, 1e-6)))
+    rows = np.arange(sr / 2.0, h, sr)
+    cols = np.arange(sc / 2.0, w, sc)
+    cc, rr = np.meshgrid(cols, rows)
+    xs = transform.c + transform.a * cc + transform.b * rr
+    ys = transform.f + transform.d * cc + transform.e * rr
+    src = CRS.from_user_input(crs)
+    if src.equals(CRS.from_epsg(4326)):
+        lon, lat = xs, ys
+    else:
+        lon, lat = Transformer.from_crs(src, CRS.from_epsg(4326), always_xy=True).transform(xs, ys)
+    lon = (np.asarray(lon) + 180.0) % 360.0 - 180.0
+    ocean = np.asarray(globe.is_ocean(np.clip(np.asarray(lat), -90.0, 90.0), lon), bool).reshape(rr.shape)
+    return np.repeat(np.repeat(ocean, sr, 0), sc, 1)[:h, :w], (sr, sc), ocean
+
+
+def near_global_sea(transform, crs, shape: tuple[int, int],  # type: ignore[no-untyped-def]
+                    margin_m: float = GLOBAL_MARGIN_M, sample_m: float = 250.0) -> np.ndarray:
+    """Pixels within ``margin_m`` of the global mask's sea: where a port's water can be. An image with no
+    global-mask sea in it at all is left whole (a lake port, or an image too small to say)."""
+    from routewatch.detect.measure import ground_pixel_size
+
+    _, (sr, sc), ocean = global_ocean(transform, crs, shape, sample_m)
+    h, w = shape
+    if not ocean.any():
+        return np.ones(shape, bool)
+    d_row, d_col = ground_pixel_size(transform, crs, shape)
+    # distance on the coarse grid, in metres along each axis
+    dist = ndimage.distance_transform_edt(~ocean, sampling=(sr * d_row, sc * d_col))
+    near = dist <= margin_m
+    return np.repeat(np.repeat(near, sr, 0), sc, 1)[:h, :w]
