@@ -204,3 +204,17 @@ def test_global_mask_margin_and_its_absence(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "global_land_mask", None)
     with pytest.raises(WaterMaskError, match=r"routewatch\[globalmask\]"):
         near_global_sea(tr, "EPSG:32652", (400, 400))
+
+
+def test_dilate_cross_is_scipys_binary_dilation() -> None:
+    from scipy import ndimage
+
+    from routewatch.detect.water import dilate_cross
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        h, w = rng.integers(1, 30, 2)
+        m = rng.random((h, w)) < rng.uniform(0.02, 0.9)
+        n = int(rng.integers(0, 4))
+        assert (dilate_cross(m, n) == ndimage.binary_dilation(m, iterations=n)).all() if n else \
+            (dilate_cross(m, 0) == m).all()

