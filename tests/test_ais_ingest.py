@@ -300,3 +300,14 @@ def test_header_with_a_byte_order_mark_or_blanks_after_the_commas(tmp_path):
         assert s.kind == "marinecadastre" and s.report.bad_total == 0, p
     assert read_provider_csv(spaced).positions["lat"].to_list() == [42.2]
     assert ingest_file(spaced, tmp_path / "ais", force=True).added == 0  # same position: nothing new
+
+
+def test_a_line_of_garbage_is_a_bad_row_not_a_blank_one(tmp_path):
+    """Blank lines are skipped silently, but text that does not parse as any column is reported, even when the
+    reader's lenient mode has turned every field of it into a null; a repeated column name reads the first."""
+    p = tmp_path / "mc.csv"
+    p.write_text("MMSI,BaseDateTime,LAT,LON, LAT\n273210440,2023-01-11T00:00:00,42.2,130.3,99\n"
+                 "--- end of export ---\n\n")
+    res = read_provider_csv(p)
+    assert res.positions["lat"].to_list() == [42.2]
+    assert res.report.bad == {"unparsable or out-of-range row": 1} and res.report.examples[0][0] == 3

@@ -283,7 +283,8 @@ def test_global_mask_keeps_the_search_near_the_sea(tmp_path: Path) -> None:
     from routewatch.detect.water import global_ocean
 
     tr = Affine(20.0, 0.0, 590000.0, 0.0, -20.0, 4_700_000.0)
-    sea, _, _ = global_ocean(tr, "EPSG:32652", (2000, 2000))
+    coarse, grid = global_ocean(tr, "EPSG:32652", (2000, 2000))
+    sea = grid.expand(coarse)
     assert 0.2 < sea.mean() < 0.6 and not sea[:800, :800].any()  # land to the north-west, sea to the south-east
     rng = np.random.default_rng(7)
     amp = np.sqrt(rng.standard_exponential((2000, 2000))) * np.where(sea, 150.0, 1500.0)
@@ -314,3 +315,11 @@ def test_global_mask_keeps_the_search_near_the_sea(tmp_path: Path) -> None:
     res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(tmp_path / "x.geojson"), "--water", str(mask),
                               "--global-mask"])
     assert res.exit_code != 0 and "narrows a derived mask" in res.output
+    res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(tmp_path / "x.geojson"), "--model",
+                              str(tmp_path / "mine.onnx"), "--global-mask"])
+    assert res.exit_code != 0 and "--model" in res.output
+    png = tmp_path / "chip.png"
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(png)
+    res = runner.invoke(app, ["detect", "sar", str(png), "--pixel-size", "10", "-o", str(tmp_path / "x.geojson"),
+                              "--global-mask"])
+    assert res.exit_code != 0 and "needs a georeferenced image" in res.output

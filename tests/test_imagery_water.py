@@ -181,8 +181,9 @@ def test_whole_scene_mask_from_block_means_keeps_piers_land() -> None:
 
 
 def test_global_mask_margin_and_its_absence(monkeypatch) -> None:
-    """The coastal zone reaches ``margin_m`` from the global mask's sea; an image with no sea of the global mask in
-    it is left whole (a lake port); without the optional extra the error says how to install it."""
+    """The coastal zone reaches ``margin_m`` from the global mask's sea, also sea beyond the image's edge (a crop
+    gets what the whole scene gets there), at any image size; an image with no sea of the global mask within
+    reach is left whole (a lake port); without the optional extra the error says how to install it."""
     pytest.importorskip("global_land_mask", reason="the globalmask extra (installed with the dev extra)")
     import sys
 
@@ -191,19 +192,25 @@ def test_global_mask_margin_and_its_absence(monkeypatch) -> None:
 
     from routewatch.detect.water import WaterMaskError, global_ocean, near_global_sea
 
+    crs = "EPSG:32652"
     tr = Affine(100.0, 0.0, 590000.0, 0.0, -100.0, 4_700_000.0)  # 40 km around Rajin, 100 m pixels
-    sea, _, _ = global_ocean(tr, "EPSG:32652", (400, 400))
+    # the sea 4 km around the image too, for the reference distances
+    big, grid = global_ocean(Affine(100.0, 0.0, 586000.0, 0.0, -100.0, 4_704_000.0), crs, (480, 480))
+    dist = (ndimage.distance_transform_edt(~grid.expand(big)) * 100.0)[40:440, 40:440]
     for margin in (1000.0, 3000.0):
-        near = near_global_sea(tr, "EPSG:32652", (400, 400), margin_m=margin)
-        dist = ndimage.distance_transform_edt(~sea) * 100.0
-        assert near[sea].all() and not near[dist > margin + 400].any()  # 400 m: the 250 m sampling grid
+        near = near_global_sea(tr, crs, (400, 400), margin_m=margin)
+        assert not near[dist > margin + 400].any()  # 400 m: the 250 m sampling grid
         assert near[dist < margin - 400].all()
+    full = near_global_sea(tr, crs, (400, 400))
+    crop = near_global_sea(tr @ Affine.translation(60, 100), crs, (151, 203))  # odd sizes, inside the scene
+    assert crop.shape == (151, 203) and (crop == full[100:251, 60:263]).all()
+    assert near_global_sea(tr, crs, (2006, 2011)).shape == (2006, 2011)
     inland = Affine(100.0, 0.0, 300000.0, 0.0, -100.0, 4_800_000.0)  # north-east China: no sea within 40 km
-    assert not global_ocean(inland, "EPSG:32652", (100, 100))[0].any()
-    assert near_global_sea(inland, "EPSG:32652", (100, 100)).all()
+    assert not global_ocean(inland, crs, (100, 100), pad_m=3000.0)[0].any()
+    assert near_global_sea(inland, crs, (100, 100)).all()
     monkeypatch.setitem(sys.modules, "global_land_mask", None)
     with pytest.raises(WaterMaskError, match=r"routewatch\[globalmask\]"):
-        near_global_sea(tr, "EPSG:32652", (400, 400))
+        near_global_sea(tr, crs, (400, 400))
 
 
 def test_dilate_cross_is_scipys_binary_dilation() -> None:

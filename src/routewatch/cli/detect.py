@@ -90,19 +90,29 @@ def _read_valid(ds: Any) -> np.ndarray | None:
     return ds.read_masks(1) > 0
 
 
-def _near_sea(image: Path, mask: np.ndarray | None, method: str, water: str, shape: tuple[int, int],
-              transform: Any, crs: Any) -> tuple[np.ndarray, str]:
-    """Narrow a derived mask (or none) to the packaged global mask's coastal zone (``--global-mask``)."""
-    from routewatch.detect.water import GLOBAL_MARGIN_M, WaterMaskError, near_global_sea
+def _check_near_sea(image: Path, water: str, model: Path | None, transform: Any, crs: Any) -> None:
+    """``--global-mask`` problems found before any mask is derived (that takes a minute on a whole scene)."""
+    from routewatch.detect.water import WaterMaskError, check_global_mask
 
+    if model:
+        raise _fail("--global-mask narrows the CFAR's water mask; your own model (--model) takes none: drop one")
     if water not in ("auto", "none"):
         raise _fail(f"--global-mask narrows a derived mask; your water mask {water} is taken as it is: drop one")
     try:
-        near = near_global_sea(transform, crs, shape)
+        check_global_mask(transform, crs)
     except WaterMaskError as exc:
         raise _fail(f"{image}: {exc}") from exc
-    return (near if mask is None else mask & near), f"{method}, within {GLOBAL_MARGIN_M / 1000:.0f} km of the " \
-        "global mask's sea (GLOBE, 1 km)"
+
+
+def _near_sea(mask: np.ndarray | None, method: str, shape: tuple[int, int], transform: Any, crs: Any
+              ) -> tuple[np.ndarray, str]:
+    """Narrow a derived mask (or none) to the packaged global mask's coastal zone (``--global-mask``)."""
+    from routewatch.detect.water import GLOBAL_MARGIN_M, near_global_sea
+
+    near = near_global_sea(transform, crs, shape)
+    if mask is not None:
+        near &= mask
+    return near, f"{method}, within {GLOBAL_MARGIN_M / 1000:.0f} km of the global mask's sea (GLOBE, 1 km)"
 
 
 def _sar_water(image: Path, band: np.ndarray, water: str, px: float, transform: Any, crs: Any
@@ -248,13 +258,15 @@ def register(app: typer.Typer) -> None:
 
         arr, transform, crs = read_image(image)
         px = _pixel_size(image, arr.shape[:2], transform, crs, pixel_size)
+        if global_mask:
+            _check_near_sea(image, water, model, transform, crs)
         band = to_single_band(arr)
         if model:
             dets, method = _user_model(model, band, px), "not used (own model)"
         else:
             mask, method = _sar_water(image, band, water, px, transform, crs)
             if global_mask:
-                mask, method = _near_sea(image, mask, method, water, band.shape, transform, crs)
+                mask, method = _near_sea(mask, method, band.shape, transform, crs)
             dets = detect_sar(band, pixel_size_m=px, water=mask)
         dets = add_chips(dets, band)
         _write(dets, out, {"image": str(image), "pixel_size_m": px, "detector": str(model) if model else "sar-cfar",

@@ -14,6 +14,7 @@ Order of preference (see docs/imagery.md for accuracy at port scale):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -219,12 +220,12 @@ def _block_means(image: np.ndarray, ok: np.ndarray | None, f: int) -> tuple[np.n
         good = np.pad(good, ((0, pr), (0, pc))).astype(np.float32)
         rows = strip.shape[0] // f
         b0 = r0 // f
-        # f * f strided adds: several times quicker than a reshape and sum over the two small axes
+        # strided adds, several times quicker than a reshape and sum over the two small axes; each block row is
+        # summed first, as that sum did, so float images give the same bits
         acc, cnt = means[b0 : b0 + rows], counts[b0 : b0 + rows]
         for i in range(f):
-            for j in range(f):
-                acc += strip[i::f, j::f]
-                cnt += good[i::f, j::f]
+            acc += sum((strip[i::f, j::f] for j in range(1, f)), start=strip[i::f, 0::f].copy())
+            cnt += sum((good[i::f, j::f] for j in range(1, f)), start=good[i::f, 0::f].copy())
     has = counts > 0
     means[has] /= counts[has]
     return means, has
@@ -322,27 +323,56 @@ GLOBAL_CELL_M = 930.0  # GLOBE's cells are 1/120 degree: 930 m north-south
 GLOBAL_MARGIN_M = 3000.0  # how far from the global mask's sea a port's water may lie (cells, coastline shift)
 
 
-def global_ocean(transform, crs, shape: tuple[int, int], sample_m: float = 250.0):  # type: ignore[no-untyped-def]
-    """Sea per the GLOBE 1 km land mask on the image grid (the optional ``globalmask`` extra, package
-    ``global-land-mask``, which carries the mask in its wheel: nothing is downloaded). Sampled every
-    ``sample_m`` metres and returned at full size with the coarse grid's step (rows, cols) as a second value.
+def _globe():  # type: ignore[no-untyped-def]
+    try:
+        from global_land_mask import globe  # loads a 0.9 GB array once per process
+    except ImportError as exc:
+        raise WaterMaskError("the global mask is an optional extra: pip install 'routewatch[globalmask]'") from exc
+    return globe
+
+
+def check_global_mask(transform, crs) -> None:  # type: ignore[no-untyped-def]
+    """Fail early (before any mask is derived) when the global mask cannot be used for this image."""
+    if transform is None or crs is None:
+        raise WaterMaskError("the global mask needs a georeferenced image (a CRS and a geotransform)")
+    _globe()
+
+
+@dataclass(frozen=True)
+class CoarseGrid:
+    """A sampling grid over an image: every ``step`` pixels (rows, cols), ``pad`` samples beyond each edge."""
+
+    step: tuple[int, int]
+    pad: int
+    shape: tuple[int, int]  # of the image
+
+    def expand(self, coarse: np.ndarray) -> np.ndarray:
+        """Back to the image's pixels (nearest sample), the padding cut off."""
+        (sr, sc), p = self.step, self.pad
+        inner = coarse[p : coarse.shape[0] - p, p : coarse.shape[1] - p]
+        return np.repeat(np.repeat(inner, sr, 0), sc, 1)[: self.shape[0], : self.shape[1]]
+
+
+def global_ocean(transform, crs, shape: tuple[int, int], sample_m: float = 250.0,  # type: ignore[no-untyped-def]
+                 pad_m: float = 0.0) -> tuple[np.ndarray, CoarseGrid]:
+    """Sea per the GLOBE 1 km land mask (the optional ``globalmask`` extra, package ``global-land-mask``, which
+    carries the mask in its wheel: nothing is downloaded), sampled every ``sample_m`` metres over the image and
+    ``pad_m`` beyond its edges; ``grid.expand`` gives it at the image's pixels.
 
     At 1 km the mask knows where the open sea is, not where a quay is: use it to keep an image-derived mask away
     from dark inland areas, never to find berths (docs/imagery.md measures it on the labelled ports).
     """
     from routewatch.detect.measure import ground_pixel_size
 
-    try:
-        from global_land_mask import globe  # loads a 0.9 GB array once per process
-    except ImportError as exc:
-        raise WaterMaskError("the global mask is an optional extra: pip install 'routewatch[globalmask]'") from exc
-    if transform is None or crs is None:
-        raise WaterMaskError("the global mask needs a georeferenced image")
+    check_global_mask(transform, crs)
+    globe = _globe()
     h, w = shape
     d_row, d_col = ground_pixel_size(transform, crs, shape)
     sr, sc = max(1, int(sample_m // max(d_row, 1e-6))), max(1, int(sample_m // max(d_col, 1e-6)))
-    rows = np.arange(sr / 2.0, h, sr)
-    cols = np.arange(sc / 2.0, w, sc)
+    pad = int(np.ceil(pad_m / max(min(sr * d_row, sc * d_col), 1e-6)))
+    # sample centres: one per step-sized cell, the last, partial cell included, plus the padding
+    rows = (np.arange(-pad, -(-h // sr) + pad) + 0.5) * sr
+    cols = (np.arange(-pad, -(-w // sc) + pad) + 0.5) * sc
     cc, rr = np.meshgrid(cols, rows)
     xs = transform.c + transform.a * cc + transform.b * rr
     ys = transform.f + transform.d * cc + transform.e * rr
@@ -353,21 +383,19 @@ def global_ocean(transform, crs, shape: tuple[int, int], sample_m: float = 250.0
         lon, lat = Transformer.from_crs(src, CRS.from_epsg(4326), always_xy=True).transform(xs, ys)
     lon = (np.asarray(lon) + 180.0) % 360.0 - 180.0
     ocean = np.asarray(globe.is_ocean(np.clip(np.asarray(lat), -90.0, 90.0), lon), bool).reshape(rr.shape)
-    return np.repeat(np.repeat(ocean, sr, 0), sc, 1)[:h, :w], (sr, sc), ocean
+    return ocean, CoarseGrid((sr, sc), pad, (h, w))
 
 
 def near_global_sea(transform, crs, shape: tuple[int, int],  # type: ignore[no-untyped-def]
                     margin_m: float = GLOBAL_MARGIN_M, sample_m: float = 250.0) -> np.ndarray:
-    """Pixels within ``margin_m`` of the global mask's sea: where a port's water can be. An image with no
-    global-mask sea in it at all is left whole (a lake port, or an image too small to say)."""
+    """Pixels within ``margin_m`` of the global mask's sea, inside the image or beyond its edge: where a port's
+    water can be. With no global-mask sea within that reach at all, the image is left whole (a lake port)."""
     from routewatch.detect.measure import ground_pixel_size
 
-    _, (sr, sc), ocean = global_ocean(transform, crs, shape, sample_m)
-    h, w = shape
+    ocean, grid = global_ocean(transform, crs, shape, sample_m, pad_m=margin_m)
     if not ocean.any():
         return np.ones(shape, bool)
     d_row, d_col = ground_pixel_size(transform, crs, shape)
-    # distance on the coarse grid, in metres along each axis
-    dist = ndimage.distance_transform_edt(~ocean, sampling=(sr * d_row, sc * d_col))
-    near = dist <= margin_m
-    return np.repeat(np.repeat(near, sr, 0), sc, 1)[:h, :w]
+    (sr, sc) = grid.step
+    dist = ndimage.distance_transform_edt(~ocean, sampling=(sr * d_row, sc * d_col))  # metres on the coarse grid
+    return grid.expand(dist <= margin_m)

@@ -80,7 +80,11 @@ def header_names(header: str) -> dict[str, str]:
     """The header line's column names, trimmed, each to the name as the CSV reader sees it (quotes removed,
     blanks kept: ``MMSI, BaseDateTime`` has a column named ``" BaseDateTime"``)."""
     fields = next(csv.reader([header.lstrip("\ufeff").rstrip("\r\n")]), [])
-    return {f.strip(): f for f in fields}
+    names: dict[str, str] = {}
+    for f in fields:  # a name written exactly wins over a padded one; otherwise the first of its spellings
+        if f.strip() not in names or f == f.strip() != names[f.strip()]:
+            names[f.strip()] = f
+    return names
 
 
 def detect_layout(header: str) -> ColumnMapping | None:
@@ -153,8 +157,16 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     sources = list(dict.fromkeys(wanted.values()))
 
     def scan(lenient: bool) -> pl.LazyFrame:
-        return _scan(path, sources, {c: overrides[c] for c in sources}, lenient).select(
-            [pl.col(v).alias(k) for k, v in wanted.items()]).with_row_index("line", offset=2)
+        """The wanted columns under their canonical names, typed, with ``_blank`` for an empty line (every field
+        empty: not data, and not a bad row either). The lenient read takes every column as text first, so that
+        a line of text that parses as nothing is told from an empty one, and casts the numbers after."""
+        lf = _scan(path, sources, {c: pl.String if lenient else overrides[c] for c in sources}, lenient).select(
+            [pl.col(v).alias(k) for k, v in wanted.items()])
+        lf = lf.with_columns(pl.all_horizontal(pl.col(k).is_null() for k in wanted).alias("_blank"))
+        if lenient:
+            lf = lf.with_columns(pl.col(k).str.strip_chars().cast(overrides[v], strict=False)
+                                 for k, v in wanted.items() if overrides[v] != pl.String)
+        return lf.with_row_index("line", offset=2)
 
     def parse(text: pl.Expr) -> pl.Expr:
         return text.str.to_datetime(mapping.time_format, strict=False, time_unit="us") if mapping.time_format \
@@ -197,9 +209,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     if retry.any():
         fixed = parse(pl.col("_raw").str.strip_chars()).dt.replace_time_zone("UTC")
         frame = frame.with_columns(pl.when(retry).then(fixed).otherwise(pl.col("timestamp")).alias("timestamp"))
-    # a blank line (an empty row, often at the end of an edited file) is not data, and not a bad row either
-    blank = pl.all_horizontal(pl.col(c).is_null() for c in ["_raw", *(k for k in wanted if k != "timestamp")])
-    frame = frame.with_columns(valid.alias("_ok"), blank.alias("_blank")).drop("_raw")
+    frame = frame.with_columns(valid.alias("_ok")).drop("_raw")
     report = ReadReport(lines=frame.height + 1)
     n_good = int(frame["_ok"].sum())
     if n_good < frame.height:
