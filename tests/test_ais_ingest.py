@@ -271,6 +271,9 @@ def test_a_file_that_is_not_csv_at_all_is_named(tmp_path):
     p.write_text('MMSI,BaseDateTime,LAT,LON\n273210440,2023-01-11T00:00:00,42.2,130.3\n1,"2023,3,4\n')
     with pytest.raises(ValueError, match=r"broken\.csv: cannot be read as CSV"):
         read_provider_csv(p)
+    p.write_bytes(b"\xef\xbb\xbf\xef\xbb\xbfMMSI,BaseDateTime,LAT,LON\n1,2023-01-11T00:00:00,1,1\n")  # two marks
+    with pytest.raises(ValueError, match=r"broken\.csv: "):
+        read_provider_csv(p)
 
 
 def test_a_clean_file_is_read_once_strictly(tmp_path, monkeypatch):

@@ -197,7 +197,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     # Most provider files are clean: read strictly, and only a file with a bad value, a ragged row or a byte
     # that is not UTF-8 is read again, leniently (a second read: about 1.7 times the time of one).
     frame = None
-    with contextlib.suppress(pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError):
+    with contextlib.suppress(pl.exceptions.PolarsError):
         frame = collect(lenient=False)
     if frame is None:
         try:
