@@ -225,12 +225,12 @@ def train_net(ports: list[LabelledPort], steps: int = STEPS, seed: int = SEED, p
 
     ``device="cuda"`` only speeds up validation runs; the shipped weights are trained on the CPU.
     """
-    import torch
-
-    check_recipe(crop, shore)
+    check_recipe(crop, shore)  # before torch: the recipe's errors need no training extra
     small = [p.name for p in ports if min(p.bands["red"].shape) < crop]
     if small:
         raise ValueError(f"crop {crop} px is larger than the image of port(s) {', '.join(small)}")
+    import torch
+
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
