@@ -314,3 +314,26 @@ def test_a_line_of_garbage_is_a_bad_row_not_a_blank_one(tmp_path):
     res = read_provider_csv(p)
     assert res.positions["lat"].to_list() == [42.2]
     assert res.report.bad == {"unparsable or out-of-range row": 1} and res.report.examples[0][0] == 3
+
+
+def test_the_lenient_read_gives_every_other_row_the_strict_reads_values(tmp_path):
+    """A bad value sends a file to the lenient read; the other rows must come out exactly as a clean file's do
+    (blanks around numbers, signs, exponents, a blank line), and only the bad row is reported."""
+    head = "MMSI,BaseDateTime,LAT,LON,SOG, LAT\n"  # a padded repeat of a name: the exact spelling wins
+    rows = ("+273210440,2023-01-11T00:00:00, 42.123456 ,-0.0,1e1,7\n"
+            "273210441,2023-01-11T00:00:01,42.2,130.3,,7\n\n"
+            "273210442,2023-01-11T00:00:02,-42.5,+130.25, 3.5 ,7\n")
+    clean, dirty = tmp_path / "clean.csv", tmp_path / "dirty.csv"
+    clean.write_text(head.replace("LAT,LON,SOG, LAT", " LAT,LON,SOG,LAT") + rows)
+    dirty.write_text(head.replace("LAT,LON,SOG, LAT", " LAT,LON,SOG,LAT") + rows
+                     + "273210443,2023-01-11T00:00:03,42.2,N/A,1,7\n")
+    a, b = read_provider_csv(clean), read_provider_csv(dirty)
+    assert a.report.bad == {} and b.report.bad == {"unparsable or out-of-range row": 1}
+    assert b.report.examples[0][0] == 6
+    cols = ["line", "mmsi", "timestamp", "lat", "lon", "sog_kn"]
+    assert a.positions.sort("line").select(cols).equals(b.positions.sort("line").select(cols))
+    assert a.positions.sort("line")["lat"].to_list() == [7.0, 7.0, 7.0]  # "LAT", not " LAT"
+    assert a.positions.sort("line")["sog_kn"].to_list() == [10.0, None, 3.5]
+    blanks = tmp_path / "blanks.csv"  # a line of blanks only is blank too, whichever read it takes
+    blanks.write_text(head + "273210441,2023-01-11T00:00:01,42.2,130.3,1,7\n   ,  ,   ,  ,  ,  \n")
+    assert read_provider_csv(blanks).report.bad == {} and read_provider_csv(blanks).positions.height == 1

@@ -162,7 +162,10 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         a line of text that parses as nothing is told from an empty one, and casts the numbers after."""
         lf = _scan(path, sources, {c: pl.String if lenient else overrides[c] for c in sources}, lenient).select(
             [pl.col(v).alias(k) for k, v in wanted.items()])
-        lf = lf.with_columns(pl.all_horizontal(pl.col(k).is_null() for k in wanted).alias("_blank"))
+        # empty: no text or blanks only (the strict reader makes a number of blanks a null itself)
+        empty = [pl.col(k).is_null() | (pl.col(k).str.strip_chars() == "") if lenient or overrides[v] == pl.String
+                 else pl.col(k).is_null() for k, v in wanted.items()]
+        lf = lf.with_columns(pl.all_horizontal(empty).alias("_blank"))
         if lenient:
             lf = lf.with_columns(pl.col(k).str.strip_chars().cast(overrides[v], strict=False)
                                  for k, v in wanted.items() if overrides[v] != pl.String)
