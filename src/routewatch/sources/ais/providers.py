@@ -156,19 +156,22 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         overrides[wanted["nav_status"]] = pl.Float32
     sources = list(dict.fromkeys(wanted.values()))
 
+    def blank(text_cols: list[str]) -> pl.Expr:
+        """Every field empty (no text, or blanks only): a blank line, which is not data and not a bad row either.
+        ``text_cols`` are the columns still held as text (the strict reader makes a number of blanks a null)."""
+        return pl.all_horizontal(pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") if c in text_cols
+                                 else pl.col(c).is_null() for c in text_cols + [k for k in wanted if k not in text_cols])
+
     def scan(lenient: bool) -> pl.LazyFrame:
-        """The wanted columns under their canonical names, typed, with ``_blank`` for an empty line (every field
-        empty: not data, and not a bad row either). The lenient read takes every column as text first, so that
-        a line of text that parses as nothing is told from an empty one, and casts the numbers after."""
+        """The wanted columns under their canonical names, typed. The lenient read takes every column as text
+        first and marks blank lines (``_blank``) there, so that a line of text that parses as nothing is told
+        from an empty one, and casts the numbers after; the strict read marks them later, on its few bad rows."""
         lf = _scan(path, sources, {c: pl.String if lenient else overrides[c] for c in sources}, lenient).select(
             [pl.col(v).alias(k) for k, v in wanted.items()])
-        # empty: no text or blanks only (the strict reader makes a number of blanks a null itself)
-        empty = [pl.col(k).is_null() | (pl.col(k).str.strip_chars() == "") if lenient or overrides[v] == pl.String
-                 else pl.col(k).is_null() for k, v in wanted.items()]
-        lf = lf.with_columns(pl.all_horizontal(empty).alias("_blank"))
         if lenient:
-            lf = lf.with_columns(pl.col(k).str.strip_chars().cast(overrides[v], strict=False)
-                                 for k, v in wanted.items() if overrides[v] != pl.String)
+            lf = lf.with_columns(blank(list(wanted)).alias("_blank")).with_columns(
+                pl.col(k).str.strip_chars().cast(overrides[v], strict=False)
+                for k, v in wanted.items() if overrides[v] != pl.String)
         return lf.with_row_index("line", offset=2)
 
     def parse(text: pl.Expr) -> pl.Expr:
@@ -212,18 +215,22 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     if retry.any():
         fixed = parse(pl.col("_raw").str.strip_chars()).dt.replace_time_zone("UTC")
         frame = frame.with_columns(pl.when(retry).then(fixed).otherwise(pl.col("timestamp")).alias("timestamp"))
-    frame = frame.with_columns(valid.alias("_ok")).drop("_raw")
+    frame = frame.with_columns(valid.alias("_ok"))
     report = ReadReport(lines=frame.height + 1)
     n_good = int(frame["_ok"].sum())
     if n_good < frame.height:
-        bad = frame.filter(~pl.col("_ok") & ~pl.col("_blank"))
+        bad = frame.filter(~pl.col("_ok"))
+        if "_blank" not in bad.columns:  # strict read: the text columns and the time as written tell blank lines
+            texts = [k for k, v in wanted.items() if overrides[v] == pl.String and k not in ("timestamp", "nav_status")]
+            bad = bad.with_columns(blank([*texts, "_raw"]).alias("_blank"))
+        bad = bad.filter(~pl.col("_blank"))
         if bad.height:
             report.bad["unparsable or out-of-range row"] = bad.height
         for row in bad.head(5).iter_rows(named=True):
             report.examples.append((int(row["line"]), "unparsable or out-of-range row",
                                     f"mmsi={row['mmsi']} time={row['timestamp']} lon={row['lon']} lat={row['lat']}"))
         frame = frame.filter(pl.col("_ok"))
-    frame = frame.drop("_blank")
+    frame = frame.drop("_raw", *(["_blank"] if "_blank" in frame.columns else []))
     positions = conform(frame)
     report.messages = report.positions = positions.height
     pool = ThreadPoolExecutor(1)
