@@ -319,15 +319,17 @@ def image_water(bands: dict[str, np.ndarray], kind: str, valid: np.ndarray | Non
 
 # ---- the packaged coarse global mask (optional extra) -----------------------------------------------------------
 
-GLOBAL_CELL_M = 930.0  # GLOBE's cells are 1/120 degree: 930 m north-south
 GLOBAL_MARGIN_M = 3000.0  # how far from the global mask's sea a port's water may lie (cells, coastline shift)
+
+
+_NO_GLOBAL_MASK = "the global mask is an optional extra: pip install 'routewatch[globalmask]'"
 
 
 def _globe():  # type: ignore[no-untyped-def]
     try:
         from global_land_mask import globe  # loads a 0.9 GB array once per process
     except ImportError as exc:
-        raise WaterMaskError("the global mask is an optional extra: pip install 'routewatch[globalmask]'") from exc
+        raise WaterMaskError(_NO_GLOBAL_MASK) from exc
     return globe
 
 
@@ -342,7 +344,7 @@ def check_global_mask(transform, crs) -> None:  # type: ignore[no-untyped-def]
     except ValueError:  # a module entry of None (how a test hides it)
         found = False
     if not found:  # found without importing it: the import holds 0.9 GB, not wanted while a mask is derived
-        raise WaterMaskError("the global mask is an optional extra: pip install 'routewatch[globalmask]'")
+        raise WaterMaskError(_NO_GLOBAL_MASK)
 
 
 @dataclass(frozen=True)
@@ -352,6 +354,7 @@ class CoarseGrid:
     step: tuple[int, int]
     pad: int
     shape: tuple[int, int]  # of the image
+    spacing_m: tuple[float, float]  # ground distance between samples (rows, cols)
 
     def expand(self, coarse: np.ndarray) -> np.ndarray:
         """Back to the image's pixels (nearest sample), the padding cut off."""
@@ -369,6 +372,7 @@ def global_ocean(transform, crs, shape: tuple[int, int], sample_m: float = 250.0
     At 1 km the mask knows where the open sea is, not where a quay is: use it to keep an image-derived mask away
     from dark inland areas, never to find berths (docs/imagery.md measures it on the labelled ports).
     """
+    from routewatch.detect.base import pixel_to_lonlat
     from routewatch.detect.measure import ground_pixel_size
 
     check_global_mask(transform, crs)
@@ -377,32 +381,23 @@ def global_ocean(transform, crs, shape: tuple[int, int], sample_m: float = 250.0
     d_row, d_col = ground_pixel_size(transform, crs, shape)
     sr, sc = max(1, int(sample_m // max(d_row, 1e-6))), max(1, int(sample_m // max(d_col, 1e-6)))
     pad = int(np.ceil(pad_m / max(min(sr * d_row, sc * d_col), 1e-6)))
-    # sample centres: one per step-sized cell, the last, partial cell included, plus the padding
-    rows = (np.arange(-pad, -(-h // sr) + pad) + 0.5) * sr
-    cols = (np.arange(-pad, -(-w // sc) + pad) + 0.5) * sc
+    # sample centres: one per step-sized cell, the last, partial cell included, plus the padding (as pixel
+    # indices: a cell's centre lies half a pixel before the sample's coordinate)
+    rows = (np.arange(-pad, -(-h // sr) + pad) + 0.5) * sr - 0.5
+    cols = (np.arange(-pad, -(-w // sc) + pad) + 0.5) * sc - 0.5
     cc, rr = np.meshgrid(cols, rows)
-    xs = transform.c + transform.a * cc + transform.b * rr
-    ys = transform.f + transform.d * cc + transform.e * rr
-    src = CRS.from_user_input(crs)
-    if src.equals(CRS.from_epsg(4326)):
-        lon, lat = xs, ys
-    else:
-        lon, lat = Transformer.from_crs(src, CRS.from_epsg(4326), always_xy=True).transform(xs, ys)
+    lon, lat = pixel_to_lonlat(rr, cc, transform, crs)
     lon = (np.asarray(lon) + 180.0) % 360.0 - 180.0
     ocean = np.asarray(globe.is_ocean(np.clip(np.asarray(lat), -90.0, 90.0), lon), bool).reshape(rr.shape)
-    return ocean, CoarseGrid((sr, sc), pad, (h, w))
+    return ocean, CoarseGrid((sr, sc), pad, (h, w), (sr * d_row, sc * d_col))
 
 
 def near_global_sea(transform, crs, shape: tuple[int, int],  # type: ignore[no-untyped-def]
                     margin_m: float = GLOBAL_MARGIN_M, sample_m: float = 250.0) -> np.ndarray:
     """Pixels within ``margin_m`` of the global mask's sea, inside the image or beyond its edge: where a port's
     water can be. With no global-mask sea within that reach at all, the image is left whole (a lake port)."""
-    from routewatch.detect.measure import ground_pixel_size
-
     ocean, grid = global_ocean(transform, crs, shape, sample_m, pad_m=margin_m)
     if not ocean.any():
         return np.ones(shape, bool)
-    d_row, d_col = ground_pixel_size(transform, crs, shape)
-    (sr, sc) = grid.step
-    dist = ndimage.distance_transform_edt(~ocean, sampling=(sr * d_row, sc * d_col))  # metres on the coarse grid
+    dist = ndimage.distance_transform_edt(~ocean, sampling=grid.spacing_m)  # metres on the coarse grid
     return grid.expand(dist <= margin_m)
