@@ -28,7 +28,7 @@ from routewatch.sources.ais.partitions import (
     record_in_manifest,
     write_positions,
 )
-from routewatch.sources.ais.providers import ColumnMapping, detect_layout, read_provider_csv
+from routewatch.sources.ais.providers import ColumnMapping, detect_layout, read_header, read_provider_csv
 from routewatch.sources.ais.registry import merge_statics, statics_frame
 
 CHUNK_LINES = 1_000_000
@@ -85,21 +85,18 @@ def _listed_under_sha256(path: Path, manifest: dict[str, dict]) -> str | None:
     return key if key in manifest else None
 
 
-def _open_text(path: Path, encoding: str = "ascii"):
-    """Text lines of a plain or gzipped file; undecodable bytes become U+FFFD (NMEA is ASCII; a CSV header is
-    read as UTF-8 with its byte-order mark, if any, dropped)."""
+def _open_text(path: Path):
+    """Lines of a plain or gzipped NMEA file (ASCII; undecodable bytes become U+FFFD)."""
     if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", encoding=encoding, errors="replace")
-    return path.open("r", encoding=encoding, errors="replace")
+        return gzip.open(path, "rt", encoding="ascii", errors="replace")
+    return path.open("r", encoding="ascii", errors="replace")
 
 
 def _is_csv(path: Path) -> bool:
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".csv"):
         return True
-    with _open_text(path, "utf-8-sig") as fh:
-        head = fh.readline()
-    return detect_layout(head) is not None
+    return detect_layout(read_header(path)) is not None
 
 
 def nmea_chunks(path: Path, chunk_lines: int = CHUNK_LINES) -> Iterator[tuple[int, list[str]]]:
@@ -166,8 +163,7 @@ def ingest_file(
             return summary
     if csv:
         if mapping is None:
-            with _open_text(path, "utf-8-sig") as fh:
-                mapping = detect_layout(fh.readline())
+            mapping = detect_layout(read_header(path))
         summary.kind = mapping.name if mapping else "csv"
         try:
             res = read_provider_csv(path, mapping)

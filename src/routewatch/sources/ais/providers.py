@@ -87,6 +87,13 @@ def header_names(header: str) -> dict[str, str]:
     return names
 
 
+def read_header(path: Path) -> str:
+    """The first line of a plain or gzipped CSV, as UTF-8 without a byte-order mark (stray bytes as U+FFFD)."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:  # type: ignore[operator]
+        return str(fh.readline())
+
+
 def detect_layout(header: str) -> ColumnMapping | None:
     """Recognise a known provider from the header line."""
     cols = header_names(header)
@@ -138,9 +145,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     with the span it was heard, so a day file of millions of rows gives thousands of registry rows.
     """
     path = Path(path)
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:  # type: ignore[operator]
-        header = fh.readline()
+    header = read_header(path)
     mapping = mapping or detect_layout(header)
     if mapping is None:
         raise ValueError(f"{path}: line 1: unknown CSV layout (header {header.strip()[:80]!r}); give a column mapping")
