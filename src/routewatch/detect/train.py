@@ -178,12 +178,20 @@ def water_edge(feats: np.ndarray) -> np.ndarray:
     return np.flatnonzero(water & ~ndimage.binary_erosion(water, border_value=1))
 
 
+def _corner_near(rng: np.random.Generator, centre: tuple[int, int], jitter: int, crop: int,
+                 shape: tuple[int, int]) -> tuple[int, int]:
+    """Top-left corner of a crop centred near ``centre`` (up to ``jitter`` pixels off), inside the image."""
+    (r, c), (h, w) = centre, shape
+    r0 = int(np.clip(r - crop // 2 + rng.integers(-jitter, jitter + 1), 0, h - crop))
+    return r0, int(np.clip(c - crop // 2 + rng.integers(-jitter, jitter + 1), 0, w - crop))
+
+
 def _sample(rng: np.random.Generator, data: list[tuple[np.ndarray, np.ndarray, np.ndarray, list, np.ndarray]],
             cutouts: list[ShipCutout] | None = None, paste: float = 0.0, crop: int = CROP,
             shore: float = 0.0) -> tuple:
     """One augmented batch: crops centred near a ship (60 % of the crops), on the water's edge (a share ``shore``
-    of at most 0.4: quays, where the false alarms are) or anywhere, with a chance ``paste`` of one or two ships from elsewhere pasted beside the
-    crop's quays, random dihedral flips, gain jitter."""
+    of at most 0.4: quays, where the false alarms are) or anywhere, with a chance ``paste`` of one or two ships
+    from elsewhere pasted beside the crop's quays, random dihedral flips, gain jitter."""
     xs, ys, ws = [], [], []
     sizes = np.array([d[0].shape[1] * d[0].shape[2] for d in data], float)
     p = np.sqrt(sizes) / np.sqrt(sizes).sum()
@@ -192,14 +200,9 @@ def _sample(rng: np.random.Generator, data: list[tuple[np.ndarray, np.ndarray, n
         _, h, wd = f.shape
         u = rng.random() if centres or edge.size else 1.0  # no draw without a choice (keeps old seeds' crops)
         if centres and u < 0.6:
-            r, c = centres[rng.integers(len(centres))]
-            jitter = 3 * crop // 8
-            r0 = int(np.clip(r - crop // 2 + rng.integers(-jitter, jitter + 1), 0, h - crop))
-            c0 = int(np.clip(c - crop // 2 + rng.integers(-jitter, jitter + 1), 0, wd - crop))
+            r0, c0 = _corner_near(rng, centres[rng.integers(len(centres))], 3 * crop // 8, crop, (h, wd))
         elif edge.size and 0.6 <= u < 0.6 + shore:
-            r, c = divmod(int(edge[rng.integers(edge.size)]), wd)
-            r0 = int(np.clip(r - crop // 2 + rng.integers(-8, 9), 0, h - crop))
-            c0 = int(np.clip(c - crop // 2 + rng.integers(-8, 9), 0, wd - crop))
+            r0, c0 = _corner_near(rng, divmod(int(edge[rng.integers(edge.size)]), wd), 8, crop, (h, wd))
         else:
             r0, c0 = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, wd - crop + 1))
         sl = (slice(r0, r0 + crop), slice(c0, c0 + crop))
@@ -322,16 +325,17 @@ def load_ports(cache: Path | None = None) -> list[LabelledPort]:
     return [load_sen2ships_port(p) for p in sen2ships_ports(root)]
 
 
-def _fold(args: tuple[Path | None, int, int, int, Path | None, str, int, float, int, float]) -> tuple[str, dict]:
+def _fold(args: tuple[Path | None, int, int, Path | None, str, dict]) -> tuple[str, dict]:
     """Train without one port and score the held-out port (one process per fold). With ``maps``, the fold's
-    network is kept there too (``<port>.onnx``), so inference-side changes can be scored held out later."""
+    network is kept there too (``<port>.onnx``), so inference-side changes can be scored held out later.
+    ``recipe`` holds :func:`train_net`'s recipe keywords (steps, width, paste, crop, shore)."""
     import tempfile
 
-    cache, held_index, steps, threads, maps, device, width, paste, crop, shore = args
+    cache, held_index, threads, maps, device, recipe = args
     ports = load_ports(cache)
     held = ports[held_index]
-    net = train_net([p for i, p in enumerate(ports) if i != held_index], steps, progress=False, threads=threads,
-                    device=device, width=width, paste=paste, crop=crop, shore=shore)
+    net = train_net([p for i, p in enumerate(ports) if i != held_index], progress=False, threads=threads,
+                    device=device, **recipe)
     with tempfile.TemporaryDirectory() as tmp:
         mp = (maps / f"{held.name}.onnx") if maps is not None else Path(tmp) / "fold.onnx"
         export_onnx(net, mp)
@@ -583,6 +587,7 @@ def main(argv: list[str] | None = None) -> None:
         check_recipe(args.crop, args.shore)
     except ValueError as exc:
         ap.error(str(exc))
+    recipe = {"steps": args.steps, "width": args.width, "paste": args.paste, "crop": args.crop, "shore": args.shore}
     results: dict[str, dict] = {}
     if args.select_post is not None:
         results = select_postprocessing(args.select_post, args.cache)
@@ -598,8 +603,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({k: v for k, v in results.items() if k != "per_chip"}, indent=1))
     elif args.lopo:
         n = len(load_ports(args.cache))
-        folds = [(args.cache, i, args.steps, 1 if args.jobs > 1 else 2, args.maps, args.device, args.width, args.paste,
-                  args.crop, args.shore) for i in range(n)]
+        folds = [(args.cache, i, 1 if args.jobs > 1 else 2, args.maps, args.device, recipe) for i in range(n)]
         if args.jobs > 1:
             import multiprocessing as mp
 
@@ -618,7 +622,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"overall held-out: F1 {total.f1:.3f} length MAE {total.length_mae_m or float('nan'):.1f} m")
     else:
         ports = load_ports(args.cache)
-        net = train_net(ports, args.steps, width=args.width, paste=args.paste, crop=args.crop, shore=args.shore)
+        net = train_net(ports, **recipe)
         export_onnx(net, args.out)
         print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
         total = Scores(0, 0, 0)
