@@ -337,3 +337,42 @@ def test_the_lenient_read_gives_every_other_row_the_strict_reads_values(tmp_path
     blanks = tmp_path / "blanks.csv"  # a line of blanks only is blank too, whichever read it takes
     blanks.write_text(head + "273210441,2023-01-11T00:00:01,42.2,130.3,1,7\n   ,  ,   ,  ,  ,  \n")
     assert read_provider_csv(blanks).report.bad == {} and read_provider_csv(blanks).positions.height == 1
+
+
+@pytest.mark.parametrize("name", ["mc.csv", "mc.csv.gz"])
+def test_a_quoted_field_over_two_lines_keeps_later_line_numbers_true(tmp_path, name):
+    """A vessel name with a line break, quoted, makes one record of two lines: the positions after it, the bad
+    row's example and the registry's first line must still name the file's lines (the evidence link), whether
+    the file is read directly or ingested (where the hashing thread counts the lines)."""
+    import gzip
+
+    text = ('MMSI,BaseDateTime,LAT,LON,SOG,VesselName\n'
+            '273210440,2023-01-11T00:00:00,42.2,130.3,1,"NORTH\nSTAR"\n'  # lines 2-3
+            '\n'  # line 4: blank
+            '273210441,2023-01-11T00:00:01,N/A,130.3,1,"SAY ""HI"", THEN\n\nGO"\n'  # lines 5-7, bad latitude
+            '273210442,2023-01-11T00:00:02,42.3,130.4,2,EAST\n')  # line 8
+    p = tmp_path / name
+    p.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    res = read_provider_csv(p)
+    assert res.positions.sort("line")["line"].to_list() == [2, 8]
+    assert [e[0] for e in res.report.examples] == [5] and res.report.lines == 8
+    assert dict(zip(res.statics["name"], res.statics["line"], strict=True)) == {"NORTH\nSTAR": 2, "EAST": 8}
+    summary = ingest_file(p, tmp_path / "ais")
+    assert summary.added == 2 and [e[0] for e in summary.report.examples] == [5]
+    (_, ddir), = day_dirs(tmp_path / "ais")
+    assert read_day(ddir)["line"].to_list() == [2, 8]
+
+
+def test_a_truncated_gzip_file_is_named_and_leaves_nothing(tmp_path):
+    """A download cut short: a ValueError naming the file (which ``ais ingest`` records as a failure before going
+    on), nothing written, and the file is not marked as ingested."""
+    import gzip
+
+    good = tmp_path / "a.csv"
+    good.write_text("MMSI,BaseDateTime,LAT,LON\n273210440,2023-01-11T00:00:00,42.2,130.3\n")
+    cut = tmp_path / "b.csv.gz"
+    cut.write_bytes(gzip.compress(good.read_bytes() * 50)[:-30])
+    with pytest.raises(ValueError, match=r"b\.csv\.gz: cannot be decompressed"):
+        ingest_file(cut, tmp_path / "ais")
+    assert not day_dirs(tmp_path / "ais") and not (tmp_path / "ais" / "manifest.json").exists()
+    assert ingest_file(good, tmp_path / "ais").added == 1

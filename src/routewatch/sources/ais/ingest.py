@@ -28,7 +28,13 @@ from routewatch.sources.ais.partitions import (
     record_in_manifest,
     write_positions,
 )
-from routewatch.sources.ais.providers import ColumnMapping, detect_layout, read_header, read_provider_csv
+from routewatch.sources.ais.providers import (
+    ColumnMapping,
+    LineCount,
+    detect_layout,
+    read_header,
+    read_provider_csv,
+)
 from routewatch.sources.ais.registry import merge_statics, statics_frame
 
 CHUNK_LINES = 1_000_000
@@ -59,14 +65,29 @@ def file_digest(path: Path) -> str:
     SHA-256 digests (plain hex) stay valid: a file whose SHA-256 is listed is skipped and listed under its new
     digest instead (see :func:`_listed_under_sha256`).
     """
-    return DIGEST_PREFIX + _hash_file(path, xxhash.xxh3_128())
+    return digest_and_lines(path)[0]
 
 
-def _hash_file(path: Path, h: Any) -> str:
-    """Feed the file to a hashlib-style object in 4 MiB blocks; its hex digest."""
+def digest_and_lines(path: Path) -> tuple[str, LineCount]:
+    """The file's digest (see :func:`file_digest`) and its newlines, counted over the same blocks: a CSV's reader
+    needs the count to tell whether its row numbers are line numbers, and reading the file twice would cost more."""
+    h = xxhash.xxh3_128()
+    count = LineCount.of(_blocks(path, h))
+    return DIGEST_PREFIX + h.hexdigest(), count
+
+
+def _blocks(path: Path, h: Any) -> Iterator[bytes]:
+    """The file's bytes in 4 MiB blocks, each fed to the hashlib-style object ``h`` on the way."""
     with Path(path).open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
+            yield block
+
+
+def _hash_file(path: Path, h: Any) -> str:
+    """Feed the file to a hashlib-style object; its hex digest."""
+    for _ in _blocks(path, h):
+        pass
     return str(h.hexdigest())
 
 
@@ -153,7 +174,7 @@ def ingest_file(
     if csv and not force and not seen_before:
         # A new CSV: hash it in a thread while polars parses it (xxhash and polars both release the GIL).
         pool = ThreadPoolExecutor(1)
-        pending = pool.submit(file_digest, path)
+        pending = pool.submit(digest_and_lines, path)
         pool.shutdown(wait=False)
         digest = None
     else:
@@ -165,11 +186,11 @@ def ingest_file(
         if mapping is None:
             mapping = detect_layout(read_header(path))
         summary.kind = mapping.name if mapping else "csv"
-        try:
-            res = read_provider_csv(path, mapping)
+        try:  # the hashing thread counts the newlines too; a compressed file's are counted by the reader
+            res = read_provider_csv(path, mapping, line_count=(lambda: pending.result()[1]) if pending else None)
         finally:
             if pending is not None:
-                digest = pending.result()
+                digest = pending.result()[0]
         if not force and digest in manifest:  # same content under another name or time: still nothing to add
             summary.skipped = True
             return summary

@@ -11,11 +11,15 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import io
 import tomllib
+import zlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from routewatch.sources.ais.nmea import ReadReport
@@ -94,6 +98,42 @@ def read_header(path: Path) -> str:
         return str(fh.readline())
 
 
+@dataclass(frozen=True)
+class LineCount:
+    """How many newline bytes a file holds and whether it ends with one: with no field spanning lines, the file
+    then holds ``records`` CSV records (the header included), and a record's line number is its index plus one."""
+
+    newlines: int
+    ends_with_newline: bool
+
+    @property
+    def records(self) -> int:
+        return self.newlines + (0 if self.ends_with_newline else 1)
+
+    @classmethod
+    def of(cls, blocks) -> LineCount:
+        """Count over an iterable of byte blocks (the hashing loop of an ingest feeds its own blocks here)."""
+        n, last = 0, b""
+        for block in blocks:
+            n += block.count(b"\n")
+            last = block[-1:] or last
+        return cls(n, last == b"\n")
+
+
+def record_lines(data: bytes, quote: bytes = b'"') -> np.ndarray:
+    """The file line on which each data record (after the header) starts, when quoted fields span lines.
+
+    A newline ends a record only outside quotes, i.e. after an even number of quote bytes (a doubled quote inside
+    a quoted field adds two); data record k starts on the line after the k-th record end (the header's is the
+    0th). Only called for the rare file whose record count differs from its line count.
+    """
+    buf = np.frombuffer(data, np.uint8)
+    newlines = np.flatnonzero(buf == ord("\n"))
+    quotes = np.flatnonzero(buf == ord(quote))
+    ends = np.flatnonzero(np.searchsorted(quotes, newlines) % 2 == 0)
+    return ends.astype(np.int64) + 2
+
+
 def detect_layout(header: str) -> ColumnMapping | None:
     """Recognise a known provider from the header line."""
     cols = header_names(header)
@@ -121,7 +161,8 @@ class CsvResult:
         return self._statics
 
 
-def _scan(path: Path, columns: list[str], overrides: dict[str, pl.DataType], lenient: bool) -> pl.LazyFrame:
+def _scan(path: Path, data: bytes | None, columns: list[str], overrides: dict[str, pl.DataType],
+          lenient: bool) -> pl.LazyFrame:
     """Typed columns parsed by the CSV reader itself; times stay text and are parsed with their known format.
 
     ``lenient`` turns a value that does not parse into a null (the row is then reported as bad), cuts a row with
@@ -132,19 +173,30 @@ def _scan(path: Path, columns: list[str], overrides: dict[str, pl.DataType], len
     kwargs: dict = {"schema_overrides": overrides, "infer_schema": False}
     if lenient:
         kwargs.update(ignore_errors=True, truncate_ragged_lines=True, encoding="utf8-lossy")
-    if path.suffix.lower() == ".gz":  # the lazy reader wants plain text; a compressed file is read eagerly
-        return pl.read_csv(path, columns=columns, **kwargs).lazy()
+    if data is not None:  # a decompressed file: the lazy reader wants a file of plain text, so read it eagerly
+        return pl.read_csv(io.BytesIO(data), columns=columns, **kwargs).lazy()
     return pl.scan_csv(path, **kwargs).select(columns)
 
 
-def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: str | None = None) -> CsvResult:
+def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: str | None = None,
+                      line_count: Callable[[], LineCount] | None = None) -> CsvResult:
     """Read one provider CSV into canonical positions (see :mod:`.schema`) and static records.
 
     One lazy query: numbers are parsed by the CSV reader (no text columns to cast afterwards), times with the
     layout's explicit format, and static columns are reduced to one row per distinct (mmsi, static fields) record
     with the span it was heard, so a day file of millions of rows gives thousands of registry rows.
+
+    Every position keeps the file line it came from. ``line_count`` gives the file's newlines when the caller
+    counts them anyway (an ingest does, while hashing the file); otherwise they are counted here. When records
+    and lines differ (a quoted field spans lines), the lines are found record by record.
     """
     path = Path(path)
+    data = None
+    if path.suffix.lower() == ".gz":  # decompressed once, for both reads and the line count
+        try:
+            data = gzip.decompress(path.read_bytes())
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"{path}: cannot be decompressed ({exc or type(exc).__name__})") from None
     header = read_header(path)
     mapping = mapping or detect_layout(header)
     if mapping is None:
@@ -171,7 +223,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         """The wanted columns under their canonical names, typed. The lenient read takes every column as text
         first and marks blank lines (``_blank``) there, so that a line of text that parses as nothing is told
         from an empty one, and casts the numbers after; the strict read marks them later, on its few bad rows."""
-        lf = _scan(path, sources, {c: pl.String if lenient else overrides[c] for c in sources}, lenient).select(
+        lf = _scan(path, data, sources, {c: pl.String if lenient else overrides[c] for c in sources}, lenient).select(
             [pl.col(v).alias(k) for k, v in wanted.items()])
         if lenient:
             lf = lf.with_columns(blank(list(wanted)).alias("_blank")).with_columns(
@@ -216,12 +268,17 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         except pl.exceptions.PolarsError as exc:  # e.g. a quote never closed: the file cannot be read as CSV
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"{path}: cannot be read as CSV ({first})") from None
+    count = LineCount.of([data]) if data is not None else line_count() if line_count else _count_lines(path)
+    if count.records != frame.height + 1:  # a quoted field spans lines: row numbers are not line numbers
+        lines = record_lines(data if data is not None else path.read_bytes())
+        if len(lines) >= frame.height:
+            frame = frame.with_columns(pl.Series("line", lines[frame["line"].to_numpy() - 2]))
     retry = frame.select(pl.col("timestamp").is_null() & pl.col("_raw").is_not_null()).to_series()
     if retry.any():
         fixed = parse(pl.col("_raw").str.strip_chars()).dt.replace_time_zone("UTC")
         frame = frame.with_columns(pl.when(retry).then(fixed).otherwise(pl.col("timestamp")).alias("timestamp"))
     frame = frame.with_columns(valid.alias("_ok"))
-    report = ReadReport(lines=frame.height + 1)
+    report = ReadReport(lines=count.records)
     n_good = int(frame["_ok"].sum())
     if n_good < frame.height:
         bad = frame.filter(~pl.col("_ok"))
@@ -242,6 +299,11 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     statics = pool.submit(_static_records, frame, [c for c in STATIC_FIELDS if c in wanted])
     pool.shutdown(wait=False)
     return CsvResult(positions, report, statics)
+
+
+def _count_lines(path: Path) -> LineCount:
+    with path.open("rb") as fh:
+        return LineCount.of(iter(lambda: fh.read(1 << 22), b""))
 
 
 def _static_records(good: pl.DataFrame, static_cols: list[str]) -> pl.DataFrame:
