@@ -331,3 +331,29 @@ def test_global_mask_keeps_the_search_near_the_sea(tmp_path: Path) -> None:
         res = runner.invoke(app, ["detect", "sar", str(png), "--pixel-size", "10", "-o", str(tmp_path / "x.geojson"),
                                   "--global-mask"])
     assert res.exit_code != 0 and "needs a georeferenced image" in said(res)
+
+
+@pytest.mark.parametrize(("dtype", "nodata"), [("uint16", 0), ("int16", -32768), ("float32", float("nan")),
+                                               ("float32", -9999.0)])
+def test_valid_pixels_from_the_band_already_read_match_gdals_mask(tmp_path, dtype, nodata):
+    """`detect sar` applies a no-data value to the band it has read instead of reading the file again: the same
+    pixels as GDAL's mask, plus non-finite values (which the water mask leaves out anyway)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from routewatch.cli.detect import _read_valid
+
+    a = np.random.default_rng(0).integers(1, 200, (40, 50)).astype(dtype)
+    a[:4] = nodata
+    if a.dtype.kind == "f":
+        a[10, 10], a[11, 11] = np.inf, np.nan
+    tif = tmp_path / "v.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=50, height=40, count=1, dtype=dtype, nodata=nodata,
+                       crs="EPSG:32652", transform=from_origin(0, 0, 10, 10)) as ds:
+        ds.write(a, 1)
+    with rasterio.open(tif) as ds:
+        band = ds.read(1)
+        gdal = ds.read_masks(1) > 0
+        assert (_read_valid(ds, band) == (gdal & np.isfinite(band))).all()
+        valid = _read_valid(ds, band)
+        assert not valid[:4].any() and valid.sum() == 36 * 50 - (2 if a.dtype.kind == "f" else 0)

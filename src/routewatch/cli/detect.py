@@ -23,6 +23,12 @@ def _fail(message: str) -> typer.Exit:
 
 def read_image(path: Path) -> tuple[np.ndarray, Any, Any]:
     """(array, transform, crs) of a GeoTIFF, or (array, None, None) for a plain image without georeference."""
+    return _read_image(path, with_valid=False)[:3]
+
+
+def _read_image(path: Path, with_valid: bool) -> tuple[np.ndarray, Any, Any, np.ndarray | None]:
+    """:func:`read_image` plus band 1's valid pixels (see :func:`_read_valid`; None for a plain image), taken in
+    the same opening of the file."""
     if not path.is_file():
         raise _fail(f"{path}: no such file")
     if path.suffix.lower() in _RENDERINGS:
@@ -33,7 +39,7 @@ def read_image(path: Path) -> tuple[np.ndarray, Any, Any]:
                 arr = np.asarray(im.convert("L") if im.mode not in ("L", "I;16", "I") else im)
         except OSError as exc:
             raise _fail(f"{path}: cannot read image ({exc})") from exc
-        return arr, None, None
+        return arr, None, None, None
     import warnings
 
     import rasterio
@@ -46,9 +52,10 @@ def read_image(path: Path) -> tuple[np.ndarray, Any, Any]:
                 arr = ds.read(1)
                 crs = ds.crs
                 transform = ds.transform if crs is not None else None
+                valid = _read_valid(ds, arr) if with_valid else None
     except (RasterioIOError, OSError) as exc:
         raise _fail(f"{path}: cannot read raster ({exc})") from exc
-    return arr, transform, crs
+    return arr, transform, crs, valid
 
 
 def _pixel_size(path: Path, shape: tuple[int, int], transform: Any, crs: Any, given: float | None) -> float:
@@ -80,13 +87,21 @@ def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any
     console.print(f"{len(dets)} ships -> {out}")
 
 
-def _read_valid(ds: Any) -> np.ndarray | None:
+def _read_valid(ds: Any, band: np.ndarray | None = None) -> np.ndarray | None:
     """Band 1's valid pixels from the file's no-data value or internal mask (NaN included), or None when the
-    file declares every pixel valid (no full-size mask is read then)."""
+    file declares every pixel valid (no full-size mask is read then). With the band already read, a no-data
+    value is applied to it instead of reading the band a second time."""
     from rasterio.enums import MaskFlags
 
-    if ds.mask_flag_enums[0] == [MaskFlags.all_valid]:
+    flags = ds.mask_flag_enums[0]
+    if flags == [MaskFlags.all_valid]:
         return None
+    if band is not None and flags == [MaskFlags.nodata]:
+        nodata = ds.nodatavals[0]
+        if np.issubdtype(band.dtype, np.floating):
+            return np.isfinite(band) & (True if np.isnan(nodata) else band != band.dtype.type(nodata))
+        info = np.iinfo(band.dtype)  # a no-data value the type cannot hold marks nothing (as GDAL's mask)
+        return band != nodata if info.min <= nodata <= info.max else np.ones(band.shape, bool)
     return ds.read_masks(1) > 0
 
 
@@ -115,8 +130,8 @@ def _near_sea(mask: np.ndarray | None, method: str, shape: tuple[int, int], tran
     return near, f"{method}, within {GLOBAL_MARGIN_M / 1000:.0f} km of the global mask's sea (GLOBE, 1 km)"
 
 
-def _sar_water(image: Path, band: np.ndarray, water: str, px: float, transform: Any, crs: Any
-               ) -> tuple[np.ndarray | None, str]:
+def _sar_water(image: Path, band: np.ndarray, valid: np.ndarray | None, water: str, px: float, transform: Any,
+               crs: Any) -> tuple[np.ndarray | None, str]:
     """The water mask the CFAR searches: derived from the image (``auto``), none, or the user's mask (one band,
     non-zero = water, its no-data not water, the image's size and georeference)."""
     from routewatch.detect.water import WaterMaskError, sar_water
@@ -125,13 +140,7 @@ def _sar_water(image: Path, band: np.ndarray, water: str, px: float, transform: 
         return None, "none"
     if water == "auto":
         rendering = image.suffix.lower() in _RENDERINGS
-        valid = None  # sar_water leaves non-finite pixels out itself
-        if not rendering:
-            import rasterio
-
-            with rasterio.open(image) as ds:
-                valid = _read_valid(ds)
-        try:
+        try:  # sar_water leaves non-finite pixels out itself
             # a raster product's solid zero fill at the edge is no-data even untagged; a rendering's zeros are sea
             return (sar_water(band, valid, pixel_size_m=px, zero_is_fill=not rendering),
                     "derived from the image (sar-otsu)")
@@ -256,7 +265,7 @@ def register(app: typer.Typer) -> None:
         from routewatch.detect.base import add_chips
         from routewatch.detect.sar import detect_sar, to_single_band
 
-        arr, transform, crs = read_image(image)
+        arr, transform, crs, valid = _read_image(image, with_valid=water == "auto" and not model)
         px = _pixel_size(image, arr.shape[:2], transform, crs, pixel_size)
         if global_mask:
             _check_near_sea(image, water, model, transform, crs)
@@ -264,7 +273,7 @@ def register(app: typer.Typer) -> None:
         if model:
             dets, method = _user_model(model, band, px), "not used (own model)"
         else:
-            mask, method = _sar_water(image, band, water, px, transform, crs)
+            mask, method = _sar_water(image, band, valid, water, px, transform, crs)
             if global_mask:
                 mask, method = _near_sea(mask, method, band.shape, transform, crs)
             dets = detect_sar(band, pixel_size_m=px, water=mask)
