@@ -147,6 +147,34 @@ def test_ingest_reports_bad_files_and_lines_and_goes_on(tmp_path, shared_dir, mo
 
 
 @pytest.mark.shared
+def test_untimed_positions_are_reported_and_a_truncated_or_foreign_file_does_not_stop_the_run(
+        tmp_path, shared_dir, monkeypatch):
+    """The pyais sample has no times: its positions are reported as left out, and the file stays unmarked so that
+    a second run with --default-time adds them. A gzip cut short and a GeoJSON given by mistake are failures
+    named by file; the files after them are still read."""
+    import gzip
+
+    nmea = shared_dir / "data" / "ais" / "pyais_nmea_data_sample.txt"
+    ws = _init(tmp_path / "ws")
+    monkeypatch.chdir(tmp_path)
+    cut = Path("cut.nmea.gz")
+    cut.write_bytes(gzip.compress(nmea.read_bytes())[: len(gzip.compress(nmea.read_bytes())) // 2])
+    foreign = Path("tracks.geojson")
+    foreign.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [10.0, 57.0]}, "properties": {}}]}, indent=1))
+    out = _run("ais", "ingest", str(cut), str(foreign), str(nmea), "-w", "ws", code=1)
+    assert "cut.nmea.gz: truncated or corrupt gzip" in out
+    assert "tracks.geojson: no AIS sentence in" in out and "not an NMEA file" in out
+    assert "positions carry no time and were left out" in out
+    assert {f.path for f in Store.open(ws.db_url).failures("ais")} >= {"cut.nmea.gz", "tracks.geojson"}
+    assert read_manifest(ws.ais_dir) == {} and day_dirs(ws.ais_dir) == [] and _no_tmp_files(ws)
+    out = _run("ais", "ingest", str(nmea), "-w", "ws", "--default-time", "2024-01-01T00:00Z")
+    added = sum(read_day(d).height for _, d in day_dirs(ws.ais_dir))
+    assert added > 700 and "already ingested" not in out
+    assert _run("ais", "ingest", str(nmea), "-w", "ws").count("already ingested") == 1
+
+
+@pytest.mark.shared
 def test_visits_from_the_marinecadastre_sample_are_stored_once(tmp_path, shared_dir):
     mc = shared_dir / "data" / "ais" / "marinecadastre_sample_20230111.csv"
     rows = _mc_rows(mc)

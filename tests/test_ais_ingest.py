@@ -201,7 +201,12 @@ def test_nmea_file_read_in_chunks_lands_whole_or_not_at_all(tmp_path, monkeypatc
     from routewatch.sources.ais.partitions import read_manifest
 
     t0 = datetime(2024, 1, 5, tzinfo=UTC)
+    from pyais import encode_dict
+
     lines = _position_lines(30, t0)
+    static = encode_dict({"type": 24, "mmsi": 273_000_001, "partno": 0, "shipname": "NORTH STAR"},
+                         radio_channel="A", talker_id="AI")[0]
+    lines[0] = f"\\c:{int(t0.timestamp())}*00\\{static}"  # a static report in the first chunk
     path = tmp_path / "feed.nmea"
     path.write_text("\n".join(lines + lines[:5]) + "\n")  # the last chunk repeats the first five reports
     ais = tmp_path / "ais"
@@ -220,12 +225,14 @@ def test_nmea_file_read_in_chunks_lands_whole_or_not_at_all(tmp_path, monkeypatc
     assert calls["n"] == 3  # two chunks were read and written (staged) before the failure
     assert day_dirs(ais) == [] or all(not any(d.iterdir()) for _, d in day_dirs(ais))
     assert not list(ais.rglob("*.tmp")) and read_manifest(ais) == {}
+    assert not (ais / "vessels.parquet").exists()  # nor the registry: it is merged once the positions are in
 
     monkeypatch.setattr(ingest_mod, "read_nmea_lines", real)
     done = ingest_file(path, ais, chunk_lines=10)
-    assert (done.added, done.duplicates) == (30, 5)
+    assert (done.added, done.duplicates, done.statics_added) == (29, 4, 1)
+    assert pl.read_parquet(ais / "vessels.parquet")["name"].to_list() == ["NORTH STAR"]
     (day, ddir), = day_dirs(ais)
-    assert day.isoformat() == "2024-01-05" and read_day(ddir).height == 30
+    assert day.isoformat() == "2024-01-05" and read_day(ddir).height == 29
     assert len(list(ddir.glob("part-*.parquet"))) == 3 and not list(ais.rglob("*.tmp"))
 
 
@@ -251,19 +258,22 @@ def test_a_value_that_does_not_parse_costs_its_row_only(tmp_path, name):
 
 def test_ragged_rows_stray_bytes_and_blank_lines_do_not_stop_a_file(tmp_path):
     """A row with more fields than the header (an unquoted comma in a name), bytes that are not UTF-8 and blank
-    lines: the file still goes in. Positions come first in the provider layouts, so a ragged row keeps its
-    position; blank lines are not data and not reported as bad rows."""
+    lines: the file still goes in. The ragged row is reported by line and left out: its values after the stray
+    comma have shifted (the registry would take a call sign for an IMO number). A quoted comma is not a
+    separator. Blank lines are not data and not reported as bad rows."""
     head = "MMSI,BaseDateTime,LAT,LON,SOG,VesselName\n"
     body = (b"273210440,2023-01-11T00:00:00,42.2,130.3,1,NORTH\n"
             b"273210441,2023-01-11T00:00:01,42.2,130.3,1,SEA, THE\n"
             b"273210442,2023-01-11T00:00:02,42.2,130.3,1,S\xf8RLAND\n\n"
-            b"273210443,2023-01-11T00:00:03,42.2,130.3,1,EAST\n\n\n")
+            b"273210443,2023-01-11T00:00:03,42.2,130.3,1,EAST\n\n"
+            b'273210444,2023-01-11T00:00:04,42.2,130.3,1,"WEST, THE"\n\n')
     p = tmp_path / "mc.csv"
     p.write_bytes(head.encode() + body)
     res = read_provider_csv(p)
-    assert res.positions.sort("line")["line"].to_list() == [2, 3, 4, 6]
-    assert res.report.bad == {}
-    assert res.positions.filter(pl.col("mmsi") == 273210441)["lat"].to_list() == [42.2]
+    assert res.positions.sort("line")["line"].to_list() == [2, 4, 6, 8]
+    assert res.report.bad == {"row with more fields than the header": 1}
+    assert [e[0] for e in res.report.examples] == [3]
+    assert sorted(res.statics["name"].to_list()) == ["EAST", "NORTH", "S\ufffdRLAND", "WEST, THE"]
 
 
 def test_a_file_that_is_not_csv_at_all_is_named(tmp_path):

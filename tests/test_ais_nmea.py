@@ -103,6 +103,23 @@ def test_checksum_mismatch_and_garbage_are_counted_with_line_numbers():
     assert [(ln, r) for ln, r, _ in res.report.examples] == [(1, "no AIS sentence"), (2, "checksum mismatch")]
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_line_numbers_of_a_file_hold_after_a_stray_carriage_return(tmp_path, gz):
+    """Binary junk can hold a lone carriage return; lines end at newlines only, so the numbers reported after it
+    are the file's (text mode would split the junk line in two)."""
+    import gzip
+
+    from routewatch.sources.ais.ingest import ingest_file
+
+    good = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    data = f"{good}\r\njunk\rmore junk\n{good.replace('*6C', '*6D')}\n{good}\n".encode()
+    p = tmp_path / ("f.nmea.gz" if gz else "f.nmea")
+    p.write_bytes(gzip.compress(data) if gz else data)
+    report = ingest_file(p, tmp_path / "ais", default_time=T0).report
+    assert [(ln, r) for ln, r, _ in report.examples] == [(2, "no AIS sentence"), (3, "checksum mismatch")]
+    assert report.lines == 4
+
+
 position = st.fixed_dictionaries({
     "type": st.sampled_from([1, 2, 3, 18]),
     "mmsi": st.integers(1, 999_999_999),

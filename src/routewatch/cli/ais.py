@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -99,8 +100,12 @@ def register(app: typer.Typer) -> None:
                     continue
                 table.add_row(f.name, s.kind, f"{s.added:,}", f"{s.duplicates:,}", f"{s.report.bad_total:,}",
                               f"{s.statics_added:,}")
-                for line, reason, text in s.report.examples[:10]:
-                    console.print(f"  [yellow]{f.name}:{line}[/yellow] {reason}: {text}")
+                for line, reason, text in s.report.examples:  # the first five of each reason
+                    console.print(f"  [yellow]{escape(f.name)}:{line}[/yellow] {escape(reason)}: {escape(text)}")
+                if s.report.untimed:
+                    console.print(f"  [yellow]{f.name}: {s.report.untimed:,} positions carry no time and were left "
+                                  "out; run again with --default-time (UTC) to add them (the file is not marked "
+                                  "as ingested)[/yellow]")
         console.print(table)
         linked = link_watchlist(vessel_registry(ws.ais_dir), watchlist.vessels)
         store_ais(store, vessels=registry_rows(linked))

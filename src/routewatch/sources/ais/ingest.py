@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import xxhash
 
 from routewatch.sources.ais.nmea import ReadReport, read_nmea_lines
@@ -107,10 +109,11 @@ def _listed_under_sha256(path: Path, manifest: dict[str, dict]) -> str | None:
 
 
 def _open_text(path: Path):
-    """Lines of a plain or gzipped NMEA file (ASCII; undecodable bytes become U+FFFD)."""
+    """Lines of a plain or gzipped NMEA file (ASCII; undecodable bytes become U+FFFD). Lines end at a newline
+    only, so that a stray carriage return in binary junk does not shift the reported line numbers."""
     if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", encoding="ascii", errors="replace")
-    return path.open("r", encoding="ascii", errors="replace")
+        return gzip.open(path, "rt", encoding="ascii", errors="replace", newline="\n")
+    return path.open("r", encoding="ascii", errors="replace", newline="\n")
 
 
 def _is_csv(path: Path) -> bool:
@@ -202,22 +205,35 @@ def ingest_file(
     else:
         # Chunks keep memory bounded; their parts stay staged until the whole file is read, so an interrupted
         # ingest leaves nothing behind and a reader never sees part of a file.
+        # The static reports are merged into the registry once, after the positions are published.
         total = summary.report
         staged: list[tuple[Path, Path]] = []
+        statics: list[pl.DataFrame] = []
         try:
             for first, lines in nmea_chunks(path, chunk_lines):
                 res = read_nmea_lines(lines, source=path.name, default_time=default_time, first_line=first)
                 stats = write_positions(ais_dir, res.positions, f"{digest}:{first}", staged=staged)
                 summary.added += stats.added
                 summary.duplicates += stats.duplicates
-                summary.statics_added += merge_statics(ais_dir, statics_frame(res.statics, path.name))
+                statics.append(statics_frame(res.statics, path.name))
                 _merge_reports(total, res.report)
                 if progress:
                     progress(path.name, len(lines))
+            if total.lines and not total.messages:
+                raise ValueError(f"{path}: no AIS sentence in {total.lines:,} lines; not an NMEA file"
+                                 + (f" (line {total.examples[0][0]}: {total.examples[0][2]})" if total.examples else ""))
+        except (EOFError, zlib.error) as exc:  # a gzip cut short or corrupt (BadGzipFile is an OSError: named too)
+            discard(staged)
+            raise ValueError(f"{path}: truncated or corrupt gzip ({exc})") from None
         except BaseException:
             discard(staged)
             raise
         publish(staged)
+        summary.statics_added = merge_statics(ais_dir, pl.concat(statics)) if statics else 0
+        if total.untimed and default_time is None:
+            # positions without a time were left out: the file is not marked as read, so that running again
+            # with --default-time adds them (positions already stored are not added twice)
+            return summary
     record_in_manifest(ais_dir, digest, {
         "path": str(path), "kind": summary.kind, "ingested_at": datetime.now(UTC).isoformat(),
         "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,

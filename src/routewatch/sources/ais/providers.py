@@ -134,6 +134,32 @@ def record_lines(data: bytes, quote: bytes = b'"') -> np.ndarray:
     return ends.astype(np.int64) + 2
 
 
+RAGGED = "row with more fields than the header"
+
+
+def ragged_lines(data: bytes, n_fields: int) -> list[int]:
+    """File lines (1-based) whose record has more than ``n_fields`` fields: a separator in an unquoted value
+    (``MSC, NAISHA``) shifts every value after it, so such a row cannot be trusted.
+
+    Separators are counted per line with numpy; only lines with too many are parsed with the csv module (a quoted
+    comma is not a separator). A record spanning lines is judged by its first line. Only the lenient read, which
+    has cut such rows to the header's columns, calls this.
+    """
+    buf = np.frombuffer(data, np.uint8)
+    newlines = np.flatnonzero(buf == ord("\n"))
+    per_line = np.bincount(np.searchsorted(newlines, np.flatnonzero(buf == ord(","))), minlength=len(newlines) + 1)
+    out = []
+    for i in np.flatnonzero(per_line > n_fields - 1):
+        if i == 0:
+            continue  # the header
+        start = newlines[i - 1] + 1
+        end = newlines[i] if i < len(newlines) else len(buf)
+        text = bytes(buf[start:end]).decode("utf-8", "replace").rstrip("\r")
+        if len(next(csv.reader([text]), [])) > n_fields:
+            out.append(int(i) + 1)
+    return out
+
+
 def detect_layout(header: str) -> ColumnMapping | None:
     """Recognise a known provider from the header line."""
     cols = header_names(header)
@@ -262,7 +288,8 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     frame = None
     with contextlib.suppress(pl.exceptions.PolarsError):
         frame = collect(lenient=False)
-    if frame is None:
+    lenient = frame is None
+    if lenient:
         try:
             frame = collect(lenient=True)
         except pl.exceptions.PolarsError as exc:  # e.g. a quote never closed: the file cannot be read as CSV
@@ -279,6 +306,15 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         frame = frame.with_columns(pl.when(retry).then(fixed).otherwise(pl.col("timestamp")).alias("timestamp"))
     frame = frame.with_columns(valid.alias("_ok"))
     report = ReadReport(lines=count.records)
+    if lenient:  # the lenient reader cut rows with too many fields to the header's: their values may have shifted
+        n_fields = len(next(csv.reader([header.lstrip("\ufeff").rstrip("\r\n")]), []))
+        ragged = frame.select(pl.col("line").is_in(
+            ragged_lines(data if data is not None else path.read_bytes(), n_fields))).to_series()
+        if ragged.any():
+            report.bad[RAGGED] = int(ragged.sum())
+            for row in frame.filter(ragged).head(5).iter_rows(named=True):
+                report.examples.append((int(row["line"]), RAGGED, f"more than the header's {n_fields} fields"))
+            frame = frame.filter(~ragged)
     n_good = int(frame["_ok"].sum())
     if n_good < frame.height:
         bad = frame.filter(~pl.col("_ok"))
