@@ -250,6 +250,19 @@ def test_visits_without_partitions_says_what_to_do(tmp_path):
     ws = _init(tmp_path / "ws")
     out = _run("ais", "visits", "-w", str(ws.root), code=2)
     assert "No AIS partitions" in out and "routewatch ais ingest" in out
+    _write_track_csv(tmp_path / "track.csv")
+    _run("ais", "ingest", str(tmp_path / "track.csv"), "-w", str(ws.root))
+    out = _run("ais", "visits", "-w", str(ws.root), "--since", "2030-01-01", code=2)  # AIS, but not then
+    assert "No AIS days between 2030-01-01 and the end" in out and "holds 2023-01-12 to 2023-01-12" in out
+
+
+def test_a_column_mapping_with_a_misspelt_key_is_refused_by_name(tmp_path):
+    ws = _init(tmp_path / "ws")
+    (tmp_path / "m.toml").write_text('mmsi = "a"\ntimestamp = "b"\nlon = "c"\nlat = "d"\nname_col = "nm"\n')
+    (tmp_path / "f.csv").write_text("a,b,c,d\n273210440,2024-01-01T00:00:00,130.2,42.2\n")
+    out = _run("ais", "ingest", str(tmp_path / "f.csv"), "--mapping", str(tmp_path / "m.toml"), "-w", str(ws.root),
+               code=2)
+    assert "unknown key(s) name_col" in out and not day_dirs(ws.ais_dir)
 
 
 @pytest.mark.parametrize("verb", [["ais", "ingest"], ["ais", "visits"], ["ais", "gaps"], ["fuse"]])

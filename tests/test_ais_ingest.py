@@ -89,16 +89,24 @@ def test_danish_layout_read_from_reprojected_shared_positions(tmp_path):
 
 
 def test_column_mapping_reads_another_layout(tmp_path):
-    (tmp_path / "m.toml").write_text('name = "mine"\nmmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\n'
-                                     'time_format = "%Y%m%d %H%M%S"\nsog_kn = "speed"\n')
+    (tmp_path / "m.toml").write_text('layout = "mine"\nmmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\n'
+                                     'time_format = "%Y%m%d %H%M%S"\nsog_kn = "speed"\nname = "nm"\n')
     data = tmp_path / "feed.csv"
-    data.write_text("ship,when,x,y,speed\n273210440,20240101 120000,130.29,42.23,0.1\n1,bad,0,0,0\n")
-    res = read_provider_csv(data, load_mapping(tmp_path / "m.toml"))
-    assert res.positions.height == 1 and res.report.bad_total == 1
+    data.write_text("ship,when,x,y,speed,nm\n273210440,20240101 120000,130.29,42.23,0.1,NORTH STAR\n1,bad,0,0,0,\n")
+    mapping = load_mapping(tmp_path / "m.toml")
+    res = read_provider_csv(data, mapping)
+    assert mapping.name == "mine" and res.positions.height == 1 and res.report.bad_total == 1
     assert res.positions["timestamp"][0] == datetime(2024, 1, 1, 12, tzinfo=UTC)
-    with pytest.raises(ValueError, match="lacks lat"):
-        (tmp_path / "bad.toml").write_text('mmsi = "a"\ntimestamp = "b"\nlon = "c"\n')
-        load_mapping(tmp_path / "bad.toml")
+    assert res.statics["name"].to_list() == ["NORTH STAR"]  # the vessel-name column, not the mapping's name
+    bad = tmp_path / "bad.toml"
+    for text, message in (('mmsi = "a"\ntimestamp = "b"\nlon = "c"\n', "lacks lat"),
+                          ('mmsi = "a"\ntimestamp = "b"\nlon = "c"\nlat = "d"\nname_col = "nm"\n',
+                           r"bad\.toml: unknown key\(s\) name_col"),
+                          ('mmsi = "a"\ntimestamp = "b"\nlon = "c"\nlat = 3\n', r"lat = 3: expected a column name"),
+                          ('mmsi = "a\n', "cannot read the column mapping")):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_mapping(bad)
 
 
 @pytest.mark.shared
@@ -125,6 +133,9 @@ def test_unknown_csv_layout_names_the_file(tmp_path):
     p = tmp_path / "odd.csv"
     p.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match=r"odd\.csv: line 1: unknown CSV layout"):
+        read_provider_csv(p)
+    p.write_text("MMSI,BaseDateTime,LON,SOG,COG,Heading,VesselName,IMO,CallSign\n1,2023-01-11T00:00:00,1,1,1,1,A,B,C\n")
+    with pytest.raises(ValueError, match=r"odd\.csv: line 1: marinecadastre layout without its 'LAT' \(lat\) column"):
         read_provider_csv(p)
 
 

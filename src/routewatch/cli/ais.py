@@ -45,7 +45,13 @@ def _days(ws, since, until, label):
     s, u = _time(since, "--since"), _time(until, "--until")
     days = day_dirs(ws.ais_dir, s.date() if s else None, u.date() if u else None)
     if not days:
-        console.print(f"[red]No AIS partitions in {ws.ais_dir}[/red]: run `routewatch ais ingest FILES` first.")
+        held = day_dirs(ws.ais_dir)
+        if held:  # there is AIS, just not in the days asked for
+            console.print(f"[red]No AIS days between {s.date() if s else 'the start'} and "
+                          f"{u.date() if u else 'the end'}[/red]: the workspace holds {held[0][0]} to {held[-1][0]} "
+                          f"({len(held)} days).")
+        else:
+            console.print(f"[red]No AIS partitions in {ws.ais_dir}[/red]: run `routewatch ais ingest FILES` first.")
         raise typer.Exit(2)
 
     def gen(progress):
@@ -79,7 +85,11 @@ def register(app: typer.Typer) -> None:
         from routewatch.sources.ais.registry import link_watchlist, vessel_registry
 
         ws, watchlist, store = open_workspace(workspace, db)
-        cmap = load_mapping(mapping) if mapping else None
+        try:
+            cmap = load_mapping(mapping) if mapping else None
+        except ValueError as exc:
+            console.print(f"[red]{escape(str(exc))}[/red]")
+            raise typer.Exit(2) from None
         table = Table("file", "kind", "added", "duplicates", "bad lines", "static")
         failed = 0
         with _progress() as progress:

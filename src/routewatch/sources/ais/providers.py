@@ -68,15 +68,32 @@ DMA = ColumnMapping(
 LAYOUTS = {m.name: m for m in (MARINECADASTRE, DMA)}
 
 
+MAPPING_COLUMNS = ("mmsi", "timestamp", "lon", "lat", "sog_kn", "cog_deg", "heading_deg", "nav_status",
+                   *STATIC_FIELDS)
+
+
 def load_mapping(path: Path) -> ColumnMapping:
-    """Read a column mapping from TOML (see docs/ais.md): required keys mmsi, timestamp, lon, lat."""
-    data = tomllib.loads(path.read_text())
+    """Read a column mapping from TOML (see docs/ais.md): required keys mmsi, timestamp, lon, lat; ``layout``
+    names the mapping (``name`` is the vessel-name column, like the other canonical columns). A key that is none
+    of these is refused, so that a misspelt column is not silently left unread."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the column mapping ({exc})") from None
     missing = [k for k in ("mmsi", "timestamp", "lon", "lat") if k not in data]
     if missing:
         raise ValueError(f"{path}: column mapping lacks {', '.join(missing)}")
-    extra = {k: v for k, v in data.items() if k not in {"name", "mmsi", "timestamp", "lon", "lat", "time_format",
-                                                          "nav_status_words"}}
-    return ColumnMapping(data.get("name", path.stem), data["mmsi"], data["timestamp"], data["lon"], data["lat"],
+    known = {*MAPPING_COLUMNS, "layout", "time_format", "nav_status_words"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)} in the column mapping; the keys are "
+                         f"layout, time_format, nav_status_words and the columns {', '.join(MAPPING_COLUMNS)}")
+    for k, v in data.items():
+        if (k == "nav_status_words") != isinstance(v, bool) or (k != "nav_status_words" and not isinstance(v, str)):
+            raise ValueError(f"{path}: {k} = {v!r}: expected " + ("true or false" if k == "nav_status_words"
+                                                                 else "a column name in quotes"))
+    extra = {k: data[k] for k in MAPPING_COLUMNS[4:] if k in data}
+    return ColumnMapping(data.get("layout", path.stem), data["mmsi"], data["timestamp"], data["lon"], data["lat"],
                          data.get("time_format"), extra, bool(data.get("nav_status_words", False)))
 
 
@@ -169,6 +186,18 @@ def detect_layout(header: str) -> ColumnMapping | None:
     return None
 
 
+def _nearest_layout(header: str) -> tuple[ColumnMapping, list[str]] | None:
+    """A known layout that the header follows but for some required columns (most of its columns are there), with
+    the required ones missing: a clearer error than "unknown layout" for a file whose LAT column was dropped."""
+    cols = header_names(header)
+    for mapping in LAYOUTS.values():
+        names = mapping.source_columns()
+        missing = [k for k in ("mmsi", "timestamp", "lon", "lat") if names[k] not in cols]
+        if sum(v in cols for v in names.values()) >= len(names) / 2 and len(missing) < 4:
+            return mapping, missing
+    return None
+
+
 @dataclass
 class CsvResult:
     """Canonical positions, the read report, and the static records (mmsi, first_seen, last_seen, timestamp (= last),
@@ -226,6 +255,11 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     header = read_header(path)
     mapping = mapping or detect_layout(header)
     if mapping is None:
+        near = _nearest_layout(header)
+        if near is not None:
+            layout, missing = near
+            raise ValueError(f"{path}: line 1: {layout.name} layout without its "
+                             + ", ".join(f"{layout.source_columns()[k]!r} ({k})" for k in missing) + " column")
         raise ValueError(f"{path}: line 1: unknown CSV layout (header {header.strip()[:80]!r}); give a column mapping")
     present = header_names(header)
     wanted = {k: present[v] for k, v in mapping.source_columns().items() if v in present}
