@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 from shapely.geometry import box
+from typer.testing import CliRunner
 
-from routewatch.fuse import FusionInputs, fuse_detections, fused_sightings
+from routewatch.analysis.port_visits import haversine_m
+from routewatch.cli import app
+from routewatch.fuse import NO_AIS, FusionInputs, fuse_detections, fused_sightings
 from routewatch.fuse.identify import UNKNOWN, LastSeen, identify_dark
-from routewatch.fuse.io import read_detections_geojson, write_result
-from routewatch.model import Route, Site, SiteKind, Vessel
+from routewatch.fuse.io import assign_sites, detections_from_sightings, read_detections_geojson, write_result
+from routewatch.fuse.match import ais_coverage
+from routewatch.model import Route, Sighting, Site, SiteKind, SourceKind, Vessel, stable_id
 from routewatch.sources.ais.schema import conform
+from routewatch.store import Store
+from routewatch.workspace import Workspace
 
 T = datetime(2023, 10, 21, 1, 52, tzinfo=UTC)
 VESSELS = {
@@ -104,6 +114,229 @@ def test_geojson_in_and_out(tmp_path):
                           FusionInputs(VESSELS, ROUTES, {}, {}))
     out = write_result(res, tmp_path / "fused.geojson")
     feat = json.loads(out.read_text())["features"][0]
-    assert feat["properties"]["status"] == "dark" and UNKNOWN in feat["properties"]["probabilities"]
+    assert feat["properties"]["status"] == "no-ais" and UNKNOWN in feat["properties"]["probabilities"]  # no AIS at all
     write_result(res, tmp_path / "fused.csv")
     assert pl.read_csv(tmp_path / "fused.csv").height == 1
+
+
+# ---- re-runs, bad input, coverage, output targets, sites -----------------------------------------------------------
+
+runner = CliRunner()
+WATCHLIST = """
+[sites.rajin]
+name = "Rajin"
+kind = "port"
+bbox = [130.265, 42.215, 130.31, 42.25]
+sources = ["test fixture"]
+
+[sites.dunai]
+name = "Dunai"
+kind = "port"
+bbox = [132.30, 42.85, 132.40, 42.90]
+sources = ["test fixture"]
+
+[routes.rajin_dunai]
+name = "Rajin to Dunai"
+origin = ["rajin"]
+destination = ["dunai"]
+mode = "sea"
+
+[vessels.angara]
+name = "ANGARA"
+mmsi = "273210440"
+length_m = 120
+beam_m = 18
+sources = ["test fixture"]
+
+[vessels.lady_r]
+name = "LADY R"
+length_m = 120
+beam_m = 21
+sources = ["test fixture"]
+"""
+
+
+def _workspace(root: Path) -> Workspace:
+    res = runner.invoke(app, ["init", str(root)])
+    assert res.exit_code == 0, res.output
+    ws = Workspace.open(root)
+    ws.watchlist_path.write_text(WATCHLIST)
+    return ws
+
+
+def _fuse(*args: str, code: int = 0) -> str:
+    res = runner.invoke(app, ["fuse", *args])
+    assert res.exit_code == code, res.output
+    return " ".join(res.output.split())
+
+
+def _feature(lon, lat, **props):
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]}, "properties": props}
+
+
+def test_rerun_from_the_store_fuses_the_detections_not_its_own_output(tmp_path):
+    ws = _workspace(tmp_path / "ws")
+    store = Store.open(ws.db_url)
+    store.add_sightings([
+        Sighting(id=f"img-{i}", time=T, source_kind=SourceKind.IMAGE, site="rajin", event="detection",
+                 lon=130.28 + 0.01 * i, lat=42.23, length_m=120.0, width_m=18.0, heading_deg=90.0, score=0.9)
+        for i in range(3)])
+    counts = []
+    for _ in range(3):
+        _fuse("-w", str(ws.root), "--out", str(tmp_path / "fused.geojson"))
+        counts.append(len(Store.open(ws.db_url).sightings()))
+    assert counts == [6, 6, 6]  # three detections, three fused sightings, and nothing more on each re-run
+    fused = [s for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")]
+    assert sorted(s.id for s in fused) == sorted(stable_id("fused", f"img-{i}") for i in range(3))
+    det = detections_from_sightings(Store.open(ws.db_url).sightings())
+    assert sorted(det["id"]) == ["img-0", "img-1", "img-2"]
+
+
+def test_detections_without_georeference_or_outside_wgs84_are_refused(tmp_path):
+    pixels = tmp_path / "chip.geojson"  # as `detect sar chip.jpg --pixel-size 10` writes it
+    pixels.write_text(json.dumps({"type": "FeatureCollection",
+                                  "routewatch": {"image": "chip.jpg", "pixel_size_m": 10, "georeferenced": False},
+                                  "features": [_feature(200.25, 92.53, id=0, length_m=120, width_m=18)]}))
+    with pytest.raises(ValueError, match="georeference") as err:
+        read_detections_geojson(pixels, T)
+    assert "chip.geojson" in str(err.value) and "lon/lat" in str(err.value)
+    out = _fuse("--detections", str(pixels), "--time", T.isoformat(), "-w", str(_workspace(tmp_path / "ws").root),
+                "--out", str(tmp_path / "never.geojson"), code=2)
+    assert "chip.geojson" in out and "georeferenced image" in out and not (tmp_path / "never.geojson").exists()
+    for lon, lat in ((200.25, 42.0), (130.0, 92.53), (float("nan"), 42.0)):
+        bad = tmp_path / "bad.geojson"
+        bad.write_text(json.dumps({"type": "FeatureCollection", "features": [
+            _feature(130.29, 42.23, length_m=120), _feature(lon, lat, length_m=120)]}))
+        with pytest.raises(ValueError, match=r"bad\.geojson: feature 1: coordinates"):
+            read_detections_geojson(bad, T)
+
+
+def test_unknown_beam_gets_the_flat_width_density_of_unknown_vessel():
+    v150 = {"v150": Vessel("v150", "NO BEAM", length_m=150.0)}
+    base = dict(length_m=240.0, lon=130.29, lat=42.23, time=T, site=None, vessels=v150)
+    wide = identify_dark(**base, width_m=60.0)
+    no_width = identify_dark(**base, width_m=None)
+    assert wide.best is None and wide.probabilities["v150"] < 0.5  # a 240 x 60 m ship is not a 150 m vessel
+    for k, p in no_width.probabilities.items():
+        assert wide.probabilities[k] == pytest.approx(p, rel=1e-9)
+    assert "beam unknown" in wide.reasons["v150"]
+    # a vessel with a beam still has its width compared: ANGARA (beam 18) beats LADY R (beam 21) on an 18 m ship
+    r = identify_dark(length_m=120.0, width_m=18.0, lon=130.29, lat=42.23, time=T, site="rajin", vessels=VESSELS,
+                      routes=ROUTES)
+    assert r.probabilities["angara"] > r.probabilities["lady_r"] > r.probabilities["maia1"]
+    assert "beam 18 m" in r.reasons["angara"]
+
+
+def test_no_ais_coverage_is_not_dark():
+    positions, det = simulated_scene()
+    far = pl.DataFrame({"id": ["det-far"], "lon": [133.5], "lat": [41.0], "length_m": [122.0], "width_m": [18.0],
+                        "heading_deg": [0.0], "site": [None], "truth": [None], "time": [T]},
+                       schema_overrides={"site": pl.String, "truth": pl.Int64})
+    det = pl.concat([det, far], how="vertical_relaxed").drop("truth")
+    lengths = {440000000 + k: 90.0 + 5 * k for k in range(5)}
+    inputs = FusionInputs(VESSELS, ROUTES, {273210440: "angara"}, lengths)
+    res = fuse_detections(det, positions, inputs)
+    status = dict(zip(res["id"], res["status"], strict=True))
+    # AIS ships sail around the two unmatched ships in the port: they are dark; nothing within 75 km of det-far
+    assert status["det-dark-big"] == status["det-dark-small"] == "dark"
+    assert status["det-far"] == NO_AIS
+    assert sum(s == "identified" for s in status.values()) == 4
+    # no AIS at all: nothing is dark, and the watchlist scores are still given
+    empty = fuse_detections(det, positions.clear(), inputs)
+    assert set(empty["status"]) == {NO_AIS}
+    big = empty.filter(pl.col("id") == "det-dark-big").row(0, named=True)
+    probs = json.loads(big["probabilities"])
+    assert probs["angara"] > probs["lady_r"] > probs["maia1"] and abs(sum(probs.values()) - 1) < 1e-3
+    assert "route rajin_dunai uses rajin" in json.loads(big["reasons"])["angara"]
+    # AIS only outside the +-30 min window around the image: no coverage either
+    late = positions.with_columns(pl.col("timestamp") + timedelta(hours=2))
+    assert set(fuse_detections(det, late, inputs)["status"]) == {NO_AIS}
+    sightings, evidence = fused_sightings(empty)
+    assert {e.attributes["status"] for e in evidence} == {NO_AIS} and all(s.detail.startswith(NO_AIS) for s in sightings)
+
+
+def test_ais_coverage_agrees_with_great_circle_distances():
+    rng = np.random.default_rng(7)
+    n = 20_000
+    wrap = lambda lon: (lon + 180.0) % 360.0 - 180.0  # noqa: E731 -- across the antimeridian
+    pos = pl.DataFrame({"lon": wrap(rng.uniform(170.0, 190.0, n)), "lat": rng.uniform(-5.0, 5.0, n)})
+    det = pl.DataFrame({"lon": wrap(rng.uniform(165.0, 195.0, 300)), "lat": rng.uniform(-7.0, 7.0, 300)})
+    radius = 20_000.0
+    got = ais_coverage(det, pos, radius)
+    d = haversine_m(det["lon"].to_numpy()[:, None], det["lat"].to_numpy()[:, None],
+                    pos["lon"].to_numpy()[None, :], pos["lat"].to_numpy()[None, :]).min(axis=1)
+    near_edge = np.abs(d - radius) < 1.0
+    assert (got[~near_edge] == (d <= radius)[~near_edge]).all()
+    assert got.any() and not got.all()
+
+
+def test_write_result_to_a_pipe_writes_into_it_and_keeps_it(tmp_path):
+    det = read_detections_geojson(_write_det(tmp_path / "det.geojson"), T, site="rajin")
+    res = fuse_detections(det, conform(pl.DataFrame({"mmsi": [], "timestamp": [], "lon": [], "lat": []})),
+                          FusionInputs(VESSELS, ROUTES, {}, {}))
+    for name in ("out.geojson", "out.csv"):
+        fifo = tmp_path / name
+        os.mkfifo(fifo)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader, so that opening for writing does not block
+        try:
+            write_result(res, fifo)
+            data = os.read(reader, 1 << 16).decode()
+        finally:
+            os.close(reader)
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # never renamed over
+        assert not (tmp_path / (name + ".tmp")).exists()
+        assert "det-1" in data and NO_AIS in data
+    link = tmp_path / "link.csv"  # a link to a regular file stays a link; the file behind it gets the result
+    (tmp_path / "real.csv").write_text("old")
+    link.symlink_to(tmp_path / "real.csv")
+    write_result(res, link)
+    assert link.is_symlink() and pl.read_csv(tmp_path / "real.csv")["id"].to_list() == ["det-1"]
+
+
+def _write_det(path: Path, **props) -> Path:
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(130.29, 42.23, id="det-1", length_m=120, width_m=18, heading_deg=90, score=0.9, **props)]}))
+    return path
+
+
+def test_file_detections_get_the_site_they_lie_in(tmp_path):
+    ws = _workspace(tmp_path / "ws")
+    src = tmp_path / "det.geojson"
+    src.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(130.29, 42.23, id="in-port", length_m=120, width_m=18, heading_deg=90, score=0.9),
+        _feature(130.313, 42.23, id="at-quay", length_m=120, width_m=18, heading_deg=90, score=0.9),  # 250 m out
+        _feature(130.60, 42.00, id="at-sea", length_m=120, width_m=18, heading_deg=90, score=0.9),
+        _feature(130.29, 42.23, id="given", site="dunai", length_m=120, width_m=18, heading_deg=90, score=0.9),
+    ]}))
+    out_file = tmp_path / "fused.geojson"
+    out = _fuse("--detections", str(src), "--time", T.isoformat(), "-w", str(ws.root), "--out", str(out_file))
+    assert "4 of 4 detections had no AIS coverage" in out
+    feats = {f["properties"]["id"]: f["properties"] for f in json.loads(out_file.read_text())["features"]}
+    assert {k: p["site"] for k, p in feats.items()} == {"in-port": "rajin", "at-quay": "rajin", "at-sea": None,
+                                                         "given": "dunai"}
+    assert "route rajin_dunai uses rajin" in feats["in-port"]["reasons"]  # the x3 route prior applies
+    assert "route" not in json.loads(feats["at-sea"]["reasons"])["angara"]
+    sites = {s.id: s.site for s in Store.open(ws.db_url).sightings()}
+    assert sites[stable_id("fused", "in-port")] == "rajin"
+    direct = assign_sites(read_detections_geojson(src, T), SITES)
+    assert direct["site"].to_list() == ["rajin", "rajin", None, "dunai"]
+
+
+def test_numbered_detections_of_two_images_keep_apart(tmp_path):
+    """`detect` numbers the features of each file 0, 1, ...: fused from two images, they must not share ids
+    (one image's fused sightings would overwrite the other's); named ids are kept as given."""
+    from routewatch.fuse.io import read_detections_geojson
+
+    def write(name: str, when: str, lon: float, ids: list) -> Path:
+        p = tmp_path / name
+        p.write_text(json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon + k * 0.01, 42.2]},
+             "properties": {"id": i, "time": when, "length_m": 100}} for k, i in enumerate(ids)]}))
+        return p
+
+    a = read_detections_geojson(write("a.geojson", "2024-01-01T01:00:00Z", 130.3, [0, 1]))
+    b = read_detections_geojson(write("b.geojson", "2024-01-02T01:00:00Z", 130.3, [0, "1"]))
+    again = read_detections_geojson(write("a-copy.geojson", "2024-01-01T01:00:00Z", 130.3, [0, 1]))
+    named = read_detections_geojson(write("c.geojson", "2024-01-03T01:00:00Z", 130.3, ["s1-ship-7"]))
+    assert len(set(a["id"]) | set(b["id"])) == 4 and a["id"].to_list() == again["id"].to_list()
+    assert named["id"].to_list() == ["s1-ship-7"]

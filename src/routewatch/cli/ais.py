@@ -204,14 +204,20 @@ def register(app: typer.Typer) -> None:
         lookback_days: Annotated[float, typer.Option(help="AIS days before an image used for reachability")] = 3.0,
         out: Annotated[Path, typer.Option(help="Result file: .geojson or .csv")] = Path("fused.geojson"),
     ) -> None:
-        """Match ship detections to AIS (identified or dark) and score dark ships against the watchlist.
+        """Match ship detections to AIS (identified, dark, or no-ais where no AIS is received near them) and score
+        the unidentified ships against the watchlist.
 
         Example: routewatch fuse --detections rajin-2023-10-21.geojson --time 2023-10-21T01:52Z -w rajin-case
         """
         import polars as pl
 
-        from routewatch.fuse import FusionInputs, fuse_detections, fused_sightings
-        from routewatch.fuse.io import detections_from_sightings, read_detections_geojson, write_result
+        from routewatch.fuse import NO_AIS, FuseConfig, FusionInputs, fuse_detections, fused_sightings
+        from routewatch.fuse.io import (
+            assign_sites,
+            detections_from_sightings,
+            read_detections_geojson,
+            write_result,
+        )
         from routewatch.sources.ais.partitions import scan_positions
 
         ws, watchlist, store = open_workspace(workspace, db)
@@ -226,16 +232,28 @@ def register(app: typer.Typer) -> None:
         if det.height == 0:
             console.print("[yellow]No detections to fuse.[/yellow]")
             raise typer.Exit(0)
+        det = assign_sites(det, watchlist.sites)  # a detection without a site: the watched site it lies in or at
         t0, t1 = det["time"].min(), det["time"].max()
         positions = scan_positions(ws.ais_dir, t0 - timedelta(days=lookback_days), t1 + timedelta(hours=1)).collect()
         mmsi_vessel, lengths = _mmsi_map(ws, watchlist)
-        result = fuse_detections(det, positions, FusionInputs(watchlist.vessels, watchlist.routes, mmsi_vessel, lengths))
+        cfg = FuseConfig()
+        result = fuse_detections(det, positions, FusionInputs(watchlist.vessels, watchlist.routes, mmsi_vessel, lengths),
+                                 cfg)
         sightings, evidence = fused_sightings(result)
         with store.transaction() as conn:
             store.add_evidence(evidence, conn=conn)
             store.add_sightings(sightings, conn=conn)
-        write_result(result, out)
-        counts = result.group_by("status").len()
+        try:
+            write_result(result, out)
+        except OSError as exc:
+            console.print(f"[red]{out}: {exc}[/red] (the fused sightings are stored)")
+            raise typer.Exit(1) from None
+        counts = result.group_by("status", maintain_order=True).len()
         console.print(" ".join(f"{r['status']}: {r['len']}" for r in counts.iter_rows(named=True)))
+        no_ais = result.filter(pl.col("status").eq(NO_AIS)).height
+        if no_ais:
+            console.print(f"[yellow]{no_ais} of {result.height} detections had no AIS coverage (no AIS position "
+                          f"within {cfg.coverage_radius_m / 1000:g} km within +-{cfg.window_min:g} min of the image): "
+                          f"status {NO_AIS}, not dark; their watchlist scores are in {out}.[/yellow]")
         named = result.filter(pl.col("status").eq("dark") & pl.col("vessel").is_not_null()).height
         console.print(f"{named} dark detections named a watchlist vessel; results in {out}.")

@@ -2,7 +2,9 @@
 
 ``fuse_detections`` takes detections (one frame, any number of image times) and the AIS positions around them,
 matches each image's detections to AIS interpolated to its time (:mod:`.match`), and scores the dark ones against
-the watchlist (:mod:`.identify`). ``fused_sightings`` turns the result into new sightings with deterministic ids
+the watchlist (:mod:`.identify`). A detection with no AIS position of any ship within ``coverage_radius_m`` in the
+time window is ``no-ais`` instead of dark: without coverage nothing says its transponder was off (it is still
+scored against the watchlist). ``fused_sightings`` turns the result into new sightings with deterministic ids
 (the detections' own records are never changed) and the evidence each label rests on.
 """
 
@@ -16,10 +18,15 @@ from datetime import timedelta
 import polars as pl
 
 from routewatch.fuse.identify import UNKNOWN, IdentifyConfig, LastSeen, identify_dark
-from routewatch.fuse.match import FuseConfig, interpolate_ais, match_detections
+from routewatch.fuse.io import FUSED_PREFIX, FUSION_EVIDENCE_PREFIX
+from routewatch.fuse.match import FuseConfig, ais_coverage, interpolate_ais, match_detections
 from routewatch.model import Evidence, EvidenceKind, Route, Sighting, SourceKind, Vessel, stable_id
 
-__all__ = ["UNKNOWN", "FuseConfig", "IdentifyConfig", "fuse_detections", "fused_sightings"]
+__all__ = ["DARK", "IDENTIFIED", "NO_AIS", "UNKNOWN", "FuseConfig", "IdentifyConfig", "fuse_detections",
+           "fused_sightings"]
+
+IDENTIFIED, DARK = "identified", "dark"
+NO_AIS = "no-ais"  # no AIS position of any ship near the detection around the image time: dark or not is unknown
 
 RESULT_COLUMNS = ["id", "time", "lon", "lat", "length_m", "width_m", "heading_deg", "score", "site", "status",
                   "mmsi", "match_distance_m", "match_confidence", "ais_method", "ais_evidence", "vessel",
@@ -50,8 +57,9 @@ def fuse_detections(
     config: FuseConfig | None = None,
     identify: IdentifyConfig | None = None,
 ) -> pl.DataFrame:
-    """Label every detection identified or dark (see RESULT_COLUMNS); ``positions`` should cover each image time
-    +- ``window_min`` (and, for reachability, some days before)."""
+    """Label every detection identified, dark or no-ais (see RESULT_COLUMNS); ``positions`` should cover each
+    image time +- ``window_min`` (and, for reachability, some days before). Dark and no-ais detections are both
+    scored against the watchlist."""
     cfg = config or FuseConfig()
     icfg = identify or IdentifyConfig()
     det = detections
@@ -64,12 +72,16 @@ def fuse_detections(
                                                                   when + timedelta(minutes=cfg.window_min)))
         ais = interpolate_ais(window, when, cfg)
         matched = match_detections(group, ais, dict(inputs.ais_length), cfg)
+        covered = pl.Series(ais_coverage(group, window, cfg.coverage_radius_m))
+        matched = matched.with_columns(
+            pl.when(pl.col("status").eq(DARK) & ~pl.lit(covered)).then(pl.lit(NO_AIS))
+            .otherwise(pl.col("status")).alias("status"))
         last_seen = _last_seen(positions, when, inputs.mmsi_vessel)
         located = {inputs.mmsi_vessel[int(m)] for m in ais["mmsi"] if int(m) in inputs.mmsi_vessel}
         matched_keys = {inputs.mmsi_vessel.get(int(m)) for m in matched["mmsi"].drop_nulls()}
         vessel, conf, probs, reasons = [], [], [], []
         for d, m in zip(group.iter_rows(named=True), matched.iter_rows(named=True), strict=True):
-            if m["status"] == "identified":
+            if m["status"] == IDENTIFIED:
                 key = inputs.mmsi_vessel.get(int(m["mmsi"]))
                 vessel.append(key)
                 conf.append(m["match_confidence"] if key else None)
@@ -99,7 +111,7 @@ def fused_sightings(result: pl.DataFrame, source_kind: SourceKind = SourceKind.I
     sightings, evidence = [], []
     for r in result.iter_rows(named=True):
         ev = Evidence(
-            id=stable_id("fusion", r["id"]), kind=EvidenceKind.DERIVED,
+            id=stable_id(FUSION_EVIDENCE_PREFIX, r["id"]), kind=EvidenceKind.DERIVED,
             description=(f"detection {r['id']} {r['status']}"
                          + (f": AIS MMSI {r['mmsi']} at {r['match_distance_m']:.0f} m" if r["mmsi"] is not None else "")),
             observed_at=r["time"],
@@ -109,7 +121,7 @@ def fused_sightings(result: pl.DataFrame, source_kind: SourceKind = SourceKind.I
         evidence.append(ev)
         base = tuple(r.get("evidence_ids") or ())
         sightings.append(Sighting(
-            id=stable_id("fused", r["id"]), time=r["time"], source_kind=source_kind, site=r["site"],
+            id=stable_id(FUSED_PREFIX, r["id"]), time=r["time"], source_kind=source_kind, site=r["site"],
             vessel=r["vessel"], event="detection", lon=r["lon"], lat=r["lat"], length_m=r["length_m"],
             width_m=r["width_m"], heading_deg=r["heading_deg"], score=r["score"],
             confidence=float(r["score"]) if r["score"] is not None else 0.7,

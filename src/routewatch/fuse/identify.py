@@ -3,7 +3,9 @@
 For each watchlist vessel v with a known length, the posterior is proportional to prior(v) x size likelihood:
 
 * size: Normal(length_det; L_v, sigma_L) x Normal(width_det; B_v, sigma_B), with sigma from the detection's
-  measurement error (a share of the length, at least about one resolution cell);
+  measurement error (a share of the length, at least about one resolution cell); a vessel without a known beam
+  gets the flat width density of "unknown vessel" instead (its beam marginalised over the same range), so that a
+  missing beam neither favours nor penalises it;
 * prior from context: vessels on a route that uses the detection's site weigh ``route_weight`` times more; a vessel
   whose last AIS position could not have reached the detection at ``max_speed_kn`` gets zero, and so does one
   whose AIS places it elsewhere at the image time (it was identified there);
@@ -115,6 +117,9 @@ def identify_dark(
         if width_m is not None and v.beam_m is not None:
             like *= _normal(width_m, v.beam_m, max(cfg.width_sigma_min_m, cfg.width_sigma_frac * width_m))
             why.append(f"width {width_m:.0f} m vs beam {v.beam_m:.0f} m")
+        elif width_m is not None:  # unknown beam: the same flat width density as "unknown vessel" (marginalised)
+            like /= cfg.width_range_m[1] - cfg.width_range_m[0]
+            why.append(f"width {width_m:.0f} m, beam unknown: width not compared")
         weights[key] = w * like
         reasons[key] = "; ".join(why)
     total_context = sum(

@@ -2,38 +2,69 @@
 
 A detections GeoJSON has Point features in WGS84 with properties ``length_m``, ``width_m``, ``heading_deg``,
 ``score`` (and ``row``/``col`` of the image, kept as they are), plus the image time in ``time`` (ISO 8601, UTC)
-unless the caller gives it. A feature without a point or a time is an error that names the feature.
+unless the caller gives it. A feature without a point or a time, or with coordinates outside lon [-180, 180] /
+lat [-90, 90], is an error that names the feature; so is a file written from an image without georeference
+(``"routewatch": {"georeferenced": false}``: its points are pixel columns and rows, not lon/lat).
+
+Fusion's own output (sightings ``fused-...`` with a ``fusion-...`` evidence) is never read back as detections.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from routewatch.model import Sighting, SourceKind, ensure_utc, stable_id
+from routewatch.analysis.port_visits import SiteIndex
+from routewatch.model import Sighting, Site, SourceKind, ensure_utc, stable_id
+
+FUSED_PREFIX = "fused"  # stable_id prefix of the sightings fusion writes
+FUSION_EVIDENCE_PREFIX = "fusion"  # stable_id prefix of their evidence
 
 DET_SCHEMA = {"id": pl.String, "time": pl.Datetime("us", "UTC"), "lon": pl.Float64, "lat": pl.Float64,
               "length_m": pl.Float64, "width_m": pl.Float64, "heading_deg": pl.Float64, "score": pl.Float64,
               "site": pl.String}
 
 
+def _lonlat(path: Path, i: int, geom: dict) -> tuple[float, float]:
+    coords = geom.get("coordinates")
+    try:
+        lon, lat = float(coords[0]), float(coords[1])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"{path}: feature {i}: Point coordinates must be [lon, lat], got {coords!r}") from None
+    if not (math.isfinite(lon) and math.isfinite(lat) and -180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+        raise ValueError(f"{path}: feature {i}: coordinates [{lon:g}, {lat:g}] are outside lon [-180, 180] / "
+                         "lat [-90, 90]: fusion needs WGS84 lon/lat")
+    return lon, lat
+
+
 def read_detections_geojson(path: Path, time: datetime | None = None, site: str | None = None) -> pl.DataFrame:
     data = json.loads(Path(path).read_text())
+    meta = data.get("routewatch") if isinstance(data, dict) else None
+    if isinstance(meta, dict) and meta.get("georeferenced") is False:
+        raise ValueError(f"{path}: the detections were made on an image without georeference (their points are "
+                         "pixel columns and rows); fusion needs lon/lat from a georeferenced image")
     rows = []
     for i, f in enumerate(data.get("features", [])):
         props = f.get("properties") or {}
         geom = f.get("geometry") or {}
         if geom.get("type") != "Point":
             raise ValueError(f"{path}: feature {i}: geometry must be a WGS84 Point, got {geom.get('type')!r}")
+        lon, lat = _lonlat(path, i, geom)
         when = time or (datetime.fromisoformat(props["time"].replace("Z", "+00:00")) if props.get("time") else None)
         if when is None:
             raise ValueError(f"{path}: feature {i}: no 'time' property; give the image time (--time)")
-        lon, lat = geom["coordinates"][:2]
-        rows.append({"id": str(props.get("id") or stable_id("det", Path(path).name, i, lon, lat)),
+        given = props.get("id")
+        if given is None or isinstance(given, int | float) or str(given).isdigit():
+            # no id, or the index of the feature in its file (detect writes 0, 1, ...): two images' files share
+            # those, so the image time and the point make it an id (the same detection keeps it in any file)
+            given = stable_id("det", ensure_utc(when), lon, lat, given)
+        rows.append({"id": str(given),
                      "time": ensure_utc(when), "lon": float(lon), "lat": float(lat),
                      **{k: (None if props.get(k) is None else float(props[k]))
                         for k in ("length_m", "width_m", "heading_deg", "score")},
@@ -41,17 +72,43 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
     return pl.DataFrame(rows, schema=DET_SCHEMA)
 
 
+def is_fused(s: Sighting) -> bool:
+    """A sighting that fusion wrote (its id, or its evidence, comes from :func:`routewatch.fuse.fused_sightings`)."""
+    return s.id.startswith(FUSED_PREFIX + "-") or any(e.startswith(FUSION_EVIDENCE_PREFIX + "-")
+                                                      for e in s.evidence_ids)
+
+
 def detections_from_sightings(sightings: Iterable[Sighting]) -> pl.DataFrame:
+    """The image detections among stored sightings; fusion's own earlier output is left out, so a second run
+    fuses the same detections again (same ids) instead of fusing its results."""
     rows = [{"id": s.id, "time": s.time, "lon": s.lon, "lat": s.lat, "length_m": s.length_m, "width_m": s.width_m,
              "heading_deg": s.heading_deg, "score": s.score, "site": s.site, "evidence_ids": list(s.evidence_ids)}
-            for s in sightings if s.source_kind == SourceKind.IMAGE and s.lon is not None and s.lat is not None]
+            for s in sightings if s.source_kind == SourceKind.IMAGE and s.lon is not None and s.lat is not None
+            and not is_fused(s)]
     return pl.DataFrame(rows, schema={**DET_SCHEMA, "evidence_ids": pl.List(pl.String)})
 
 
+def assign_sites(det: pl.DataFrame, sites: Mapping[str, Site], max_distance_m: float = 1000.0) -> pl.DataFrame:
+    """Fill a missing ``site`` with the watched site whose polygon holds the detection or lies within
+    ``max_distance_m`` of it (the nearest; the port-visit entry distance by default); others stay empty."""
+    if not sites or det.height == 0:
+        return det
+    missing = det["site"].is_null().to_numpy() if "site" in det.columns else np.ones(det.height, bool)
+    if not missing.any():
+        return det
+    index = SiteIndex(sites, max_distance_m)
+    idx, dist = index.lookup(det["lon"].to_numpy().astype(np.float64), det["lat"].to_numpy().astype(np.float64))
+    keys = det["site"].to_list() if "site" in det.columns else [None] * det.height
+    for i in np.flatnonzero(missing & (idx >= 0) & (dist <= max_distance_m)):
+        keys[i] = index.keys[int(idx[i])]
+    return det.with_columns(pl.Series("site", keys, pl.String))
+
+
 def write_result(result: pl.DataFrame, path: Path) -> Path:
-    """GeoJSON when the name ends in .geojson or .json, CSV otherwise; written whole, then renamed."""
+    """GeoJSON when the name ends in .geojson or .json, CSV otherwise. A regular file (or a new one) is written
+    whole beside the target, then renamed over it; an existing target that is not a regular file (``/dev/null``,
+    ``/dev/stdout``, a named pipe) is written to directly, never replaced."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     flat = result.drop([c for c in ("evidence_ids",) if c in result.columns])
     if path.suffix.lower() in (".geojson", ".json"):
         feats = []
@@ -60,8 +117,15 @@ def write_result(result: pl.DataFrame, path: Path) -> Path:
             props["probabilities"] = json.loads(props["probabilities"] or "{}")
             feats.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
                           "properties": props})
-        tmp.write_text(json.dumps({"type": "FeatureCollection", "features": feats}, indent=1))
+        text = json.dumps({"type": "FeatureCollection", "features": feats}, indent=1)
     else:
-        flat.write_csv(tmp)
-    tmp.replace(path)
+        text = flat.write_csv()
+    if path.exists() and not path.is_file():
+        with path.open("w") as fh:  # a device or pipe: renaming over it would replace the node itself
+            fh.write(text)
+        return path
+    target = path.resolve() if path.is_symlink() else path  # keep a link to a regular file a link
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
     return path

@@ -9,6 +9,9 @@ minute), the length and heading terms are used only when both sides know them, a
 axes (an image often cannot tell bow from stern). Pairs farther than the gate are never matched; a detection left
 unmatched is dark. Each match gets an identification confidence: its likelihood against every other candidate
 and against the detection being a vessel without AIS.
+
+"Dark" needs AIS coverage: :func:`ais_coverage` tells which detections have an AIS position (any ship) within
+``coverage_radius_m`` inside the time window; where none has, nothing says the ship's transponder was off.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
 
 from routewatch.analysis.port_visits import EARTH_M_PER_DEG, haversine_m
 from routewatch.analysis.seadistance import METRES_PER_NM
 
 KN_TO_MS = METRES_PER_NM / 3600.0
 BIG = 1e9
+EARTH_RADIUS_M = 6_371_008.8  # as haversine_m
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class FuseConfig:
     length_sigma_min_m: float = 10.0  # ... but at least this (about one resolution cell of a 10 m sensor)
     heading_sigma_deg: float = 25.0
     dark_cost: float = 16.0  # cost (chi-square) at which "a vessel without AIS" is as likely as the match
+    coverage_radius_m: float = 75_000.0  # an unmatched detection is dark only with an AIS position this close
 
 
 def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig | None = None) -> pl.DataFrame:
@@ -84,6 +90,31 @@ def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig 
         "mmsi": pl.Int32, "lon": pl.Float64, "lat": pl.Float64, "sog_kn": pl.Float32, "cog_deg": pl.Float32,
         "heading_deg": pl.Float32, "dt_s": pl.Float64, "method": pl.String, "source": pl.String, "line": pl.Int64,
     }, orient="row")
+
+
+def _unit_xyz(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    lo, la = np.radians(lon), np.radians(lat)
+    return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
+def ais_coverage(det: pl.DataFrame, positions: pl.DataFrame, radius_m: float) -> np.ndarray:
+    """For each detection, whether any of ``positions`` (already cut to the time window) lies within
+    ``radius_m`` of it (great circle): the positions in the detections' latitude band go into a k-d tree on the
+    unit sphere (no trouble at the antimeridian), and each detection asks for its nearest one."""
+    covered = np.zeros(det.height, bool)
+    if det.height == 0 or positions.height == 0:
+        return covered
+    dlat = det["lat"].to_numpy().astype(np.float64)
+    pad = math.degrees(radius_m / EARTH_RADIUS_M)
+    pos = positions.select("lon", "lat").drop_nulls().filter(
+        pl.col("lat").is_between(float(dlat.min()) - pad, float(dlat.max()) + pad))
+    if pos.height == 0:
+        return covered
+    tree = cKDTree(_unit_xyz(pos["lon"].to_numpy().astype(np.float64), pos["lat"].to_numpy().astype(np.float64)))
+    chord = 2.0 * math.sin(min(radius_m / EARTH_RADIUS_M, math.pi) / 2.0)
+    dist, _ = tree.query(_unit_xyz(det["lon"].to_numpy().astype(np.float64), dlat), k=1,
+                         distance_upper_bound=chord * (1 + 1e-12))
+    return np.isfinite(dist)
 
 
 def axis_difference_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
