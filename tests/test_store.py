@@ -122,6 +122,42 @@ def test_watchlist_round_trip_and_geometry_columns(store: Store) -> None:
         assert (srid, x) == (4326, 10.0)
 
 
+def test_sync_follows_the_watchlist_file_and_keeps_what_the_api_added(store: Store) -> None:
+    """An entry removed from the watchlist file leaves the store (and its spatial index) at the next sync; a
+    site added through the web API is not the file's to remove; observations at a removed site stay."""
+    wl = watchlist()
+    assert store.sync_watchlist(wl) == {}
+    api_site = Site("dunai", "Dunai", SiteKind.PORT, box(132.34, 42.87, 132.37, 42.89), "RU")
+    store.upsert_watchlist(Watchlist(sites={"dunai": api_site}), added_by="api")
+    store.add_sightings([sighting(1, site="vostochny")])
+    smaller = Watchlist(sites={"rajin": wl.sites["rajin"]}, routes={}, vessels=wl.vessels)
+    assert store.sync_watchlist(smaller) == {"sites": ["vostochny"], "routes": ["rajin-russia"]}
+    assert set(store.sites()) == {"rajin", "dunai"} and store.routes() == {}
+    assert store.sites_in_bbox((133.0, 42.7, 133.2, 42.8)) == []
+    assert [x.id for x in store.sightings(site="vostochny")] == ["sig-1"]
+    assert store.sync_watchlist(smaller) == {}
+    assert store.sync_watchlist(wl) == {} and set(store.sites()) == {"rajin", "vostochny", "dunai"}
+
+
+def test_a_store_from_before_the_added_by_column_keeps_its_watchlist(tmp_path) -> None:
+    """Upgrading a 0002 store: its sites came from the watchlist file, so a later sync may remove them."""
+    from alembic import command
+
+    from routewatch.store.engine import WRITE_OPTION, alembic_config, make_engine
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = make_engine(url)
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+        command.upgrade(alembic_config(conn), "0002")
+        conn.exec_driver_sql("INSERT INTO sites (key, name, kind, geometry_wkt, notes, sources) "
+                             "VALUES ('old', 'Old', 'port', 'POINT (1 1)', '', '[]')")
+    engine.dispose()
+    store = Store.open(url)
+    assert set(store.sites()) == {"old"}
+    assert store.sync_watchlist(watchlist()) == {"sites": ["old"]}
+    store.close()
+
+
 def test_scenes_with_and_without_footprint_and_bbox_filter(store: Store) -> None:
     a = Scene("s1", "sentinel-1", T0, box(130.0, 42.0, 131.0, 43.0), 10.0, None, "file:///a.tif",
               attributes={"orbit": 12, "when": T0})

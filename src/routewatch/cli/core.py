@@ -6,7 +6,7 @@ import shutil
 from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -98,8 +98,14 @@ def open_workspace(workspace: Path | None, db: str | None) -> tuple[Workspace, o
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     store = Store.open(ws.db_url)
-    store.upsert_watchlist(watchlist)
+    sync_store(store, watchlist)
     return ws, watchlist, store
+
+
+def sync_store(store: Any, watchlist: Any) -> None:
+    """The store follows the watchlist file: entries removed from the file leave it (their observations stay)."""
+    for name, keys in store.sync_watchlist(watchlist).items():
+        console.print(f"[dim]no longer in the watchlist, removed from the store: {name} {', '.join(keys)}[/dim]")
 
 
 STATUS_STYLE = {

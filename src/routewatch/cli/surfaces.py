@@ -15,6 +15,7 @@ from routewatch.cli.core import (
     console,
     parse_as_of,
     resolve_coverage,
+    sync_store,
 )
 from routewatch.workspace import Workspace
 
@@ -41,7 +42,7 @@ def _open(workspace: Path | None, db: str | None) -> tuple[Workspace, Any, Any]:
         raise typer.Exit(2)
     store = Store.open(ws.db_url)
     if watchlist is not None:
-        store.upsert_watchlist(watchlist)
+        sync_store(store, watchlist)
     return ws, watchlist, store
 
 

@@ -214,17 +214,39 @@ class Store:
 
     # ---- watchlist -------------------------------------------------------------------------------------------
 
-    def upsert_watchlist(self, watchlist: Watchlist, conn: Connection | None = None) -> dict[str, int]:
-        """Store the watchlist's sites, routes and vessels (upsert by key); return how many of each were new."""
+    def upsert_watchlist(self, watchlist: Watchlist, conn: Connection | None = None,
+                         added_by: str = t.ADDED_BY_WATCHLIST) -> dict[str, int]:
+        """Store the watchlist's sites, routes and vessels (upsert by key); return how many of each were new.
+        ``added_by`` records where they came from (``api`` for the web API's additions, see :meth:`sync_watchlist`)."""
         added = {}
         with self._writing(conn) as c:
-            for name, table, rows in (
-                ("sites", t.sites, [convert.site_row(x) for x in watchlist.sites.values()]),
-                ("routes", t.routes, [convert.route_row(x) for x in watchlist.routes.values()]),
-                ("vessels", t.vessels, [convert.vessel_row(x) for x in watchlist.vessels.values()]),
-            ):
+            for name, table, rows in self._watchlist_rows(watchlist):
+                rows = [{**r, "added_by": added_by} for r in rows]
                 added[name] = len(rows) - len(self._upsert(c, table, rows, "key"))
         return added
+
+    def sync_watchlist(self, watchlist: Watchlist) -> dict[str, list[str]]:
+        """Make the store's watchlist the file's: upsert its entries, and remove the sites, routes and vessels an
+        earlier version of the file brought that it no longer holds (those added through the web API stay).
+        Observations at a removed site stay stored; they are simply no longer analysed. Returns the keys removed."""
+        removed: dict[str, list[str]] = {}
+        with self._writing(None) as c:
+            self.upsert_watchlist(watchlist, conn=c)
+            for name, table, rows in self._watchlist_rows(watchlist):
+                keep = {r["key"] for r in rows}
+                stale = [k for k in c.execute(select(table.c.key).where(
+                    table.c.added_by == t.ADDED_BY_WATCHLIST)).scalars() if k not in keep]
+                for chunk in _chunks(stale, ID_CHUNK):
+                    c.execute(delete(table).where(table.c.key.in_(list(chunk))))
+                if stale:
+                    removed[name] = sorted(stale)
+        return removed
+
+    @staticmethod
+    def _watchlist_rows(watchlist: Watchlist) -> list[tuple[str, Table, list[dict[str, Any]]]]:
+        return [("sites", t.sites, [convert.site_row(x) for x in watchlist.sites.values()]),
+                ("routes", t.routes, [convert.route_row(x) for x in watchlist.routes.values()]),
+                ("vessels", t.vessels, [convert.vessel_row(x) for x in watchlist.vessels.values()])]
 
     def sites(self) -> dict[str, Site]:
         with self.engine.connect() as c:

@@ -82,6 +82,9 @@ def _bbox() -> list[Column[Any]]:
     return [Column(name, Float) for name in ("min_lon", "min_lat", "max_lon", "max_lat")]
 
 
+ADDED_BY_WATCHLIST = "watchlist"  # sites, routes and vessels of the workspace's watchlist file
+ADDED_BY_API = "api"  # added through the web API: kept when the watchlist file is synced
+
 sites = Table(
     "sites",
     metadata,
@@ -93,6 +96,7 @@ sites = Table(
     Column("country", String(100)),
     Column("notes", Text, nullable=False, default=""),
     Column("sources", JSON, nullable=False),
+    Column("added_by", String(20), nullable=False, server_default=ADDED_BY_WATCHLIST),
 )
 
 routes = Table(
@@ -108,6 +112,7 @@ routes = Table(
     Column("max_transit_days", Float, nullable=False),
     Column("notes", Text, nullable=False, default=""),
     Column("sources", JSON, nullable=False),
+    Column("added_by", String(20), nullable=False, server_default=ADDED_BY_WATCHLIST),
 )
 
 vessels = Table(
@@ -126,6 +131,7 @@ vessels = Table(
     Column("sanctions", Text, nullable=False, default=""),
     Column("notes", Text, nullable=False, default=""),
     Column("sources", JSON, nullable=False),
+    Column("added_by", String(20), nullable=False, server_default=ADDED_BY_WATCHLIST),
 )
 
 evidence = Table(

@@ -182,10 +182,11 @@ class ObservationIn(BaseModel):
 
 @router.post("/sites", status_code=201, dependencies=[Depends(require_token)], summary="Add or replace a site")
 def add_site(request: Request, body: SiteIn) -> dict[str, Any]:
+    from routewatch.store.schema import ADDED_BY_API
     from routewatch.watchlist import Watchlist
 
     site = Site(body.key, body.name, body.kind, shape(body.geometry), body.country, body.notes)
-    request.app.state.store.upsert_watchlist(Watchlist(sites={site.key: site}))
+    request.app.state.store.upsert_watchlist(Watchlist(sites={site.key: site}), added_by=ADDED_BY_API)
     request.app.state.snapshots.refresh()
     return {"key": site.key}
 
