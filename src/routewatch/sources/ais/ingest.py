@@ -32,7 +32,6 @@ from routewatch.sources.ais.partitions import (
 )
 from routewatch.sources.ais.providers import (
     ColumnMapping,
-    LineCount,
     detect_layout,
     read_header,
     read_provider_csv,
@@ -67,15 +66,17 @@ def file_digest(path: Path) -> str:
     SHA-256 digests (plain hex) stay valid: a file whose SHA-256 is listed is skipped and listed under its new
     digest instead (see :func:`_listed_under_sha256`).
     """
-    return digest_and_lines(path)[0]
+    return digest_and_quotes(path)[0]
 
 
-def digest_and_lines(path: Path) -> tuple[str, LineCount]:
-    """The file's digest (see :func:`file_digest`) and its newlines, counted over the same blocks: a CSV's reader
-    needs the count to tell whether its row numbers are line numbers, and reading the file twice would cost more."""
+def digest_and_quotes(path: Path) -> tuple[str, bool]:
+    """The file's digest (see :func:`file_digest`) and whether it holds a quote character, found over the same
+    blocks: only a file with quotes can have a field spanning lines, so only such a CSV has its lines counted."""
     h = xxhash.xxh3_128()
-    count = LineCount.of(_blocks(path, h))
-    return DIGEST_PREFIX + h.hexdigest(), count
+    quoted = False
+    for block in _blocks(path, h):
+        quoted = quoted or b'"' in block
+    return DIGEST_PREFIX + h.hexdigest(), quoted
 
 
 def _blocks(path: Path, h: Any) -> Iterator[bytes]:
@@ -177,7 +178,7 @@ def ingest_file(
     if csv and not force and not seen_before:
         # A new CSV: hash it in a thread while polars parses it (xxhash and polars both release the GIL).
         pool = ThreadPoolExecutor(1)
-        pending = pool.submit(digest_and_lines, path)
+        pending = pool.submit(digest_and_quotes, path)
         pool.shutdown(wait=False)
         digest = None
     else:
@@ -189,8 +190,8 @@ def ingest_file(
         if mapping is None:
             mapping = detect_layout(read_header(path))
         summary.kind = mapping.name if mapping else "csv"
-        try:  # the hashing thread counts the newlines too; a compressed file's are counted by the reader
-            res = read_provider_csv(path, mapping, line_count=(lambda: pending.result()[1]) if pending else None)
+        try:  # the hashing thread looks for quotes too (a compressed file's are looked for by the reader)
+            res = read_provider_csv(path, mapping, has_quotes=(lambda: pending.result()[1]) if pending else None)
         finally:
             if pending is not None:
                 digest = pending.result()[0]

@@ -14,7 +14,7 @@ import gzip
 import io
 import tomllib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +129,7 @@ class LineCount:
 
     @classmethod
     def of(cls, blocks) -> LineCount:
-        """Count over an iterable of byte blocks (the hashing loop of an ingest feeds its own blocks here)."""
+        """Count over an iterable of byte blocks."""
         n, last = 0, b""
         for block in blocks:
             n += block.count(b"\n")
@@ -234,16 +234,16 @@ def _scan(path: Path, data: bytes | None, columns: list[str], overrides: dict[st
 
 
 def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: str | None = None,
-                      line_count: Callable[[], LineCount] | None = None) -> CsvResult:
+                      has_quotes: Callable[[], bool] | None = None) -> CsvResult:
     """Read one provider CSV into canonical positions (see :mod:`.schema`) and static records.
 
     One lazy query: numbers are parsed by the CSV reader (no text columns to cast afterwards), times with the
     layout's explicit format, and static columns are reduced to one row per distinct (mmsi, static fields) record
     with the span it was heard, so a day file of millions of rows gives thousands of registry rows.
 
-    Every position keeps the file line it came from. ``line_count`` gives the file's newlines when the caller
-    counts them anyway (an ingest does, while hashing the file); otherwise they are counted here. When records
-    and lines differ (a quoted field spans lines), the lines are found record by record.
+    Every position keeps the file line it came from. A field can span lines only in quotes, so the lines of a
+    file with a quote character are counted, and when records and lines differ they are found record by record.
+    ``has_quotes`` tells whether the file has one when the caller looked anyway (an ingest does, while hashing).
     """
     path = Path(path)
     data = None
@@ -329,8 +329,9 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         except pl.exceptions.PolarsError as exc:  # e.g. a quote never closed: the file cannot be read as CSV
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"{path}: cannot be read as CSV ({first})") from None
-    count = LineCount.of([data]) if data is not None else line_count() if line_count else _count_lines(path)
-    if count.records != frame.height + 1:  # a quoted field spans lines: row numbers are not line numbers
+    quoted = b'"' in data if data is not None else has_quotes() if has_quotes else _has_quote(path)
+    count = (LineCount.of([data]) if data is not None else _count_lines(path)) if quoted else None
+    if count is not None and count.records != frame.height + 1:  # a field spans lines: rows are not lines
         lines = record_lines(data if data is not None else path.read_bytes())
         if len(lines) >= frame.height:
             frame = frame.with_columns(pl.Series("line", lines[frame["line"].to_numpy() - 2]))
@@ -339,7 +340,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         fixed = parse(pl.col("_raw").str.strip_chars()).dt.replace_time_zone("UTC")
         frame = frame.with_columns(pl.when(retry).then(fixed).otherwise(pl.col("timestamp")).alias("timestamp"))
     frame = frame.with_columns(valid.alias("_ok"))
-    report = ReadReport(lines=count.records)
+    report = ReadReport(lines=count.records if count is not None else frame.height + 1)
     if lenient:  # the lenient reader cut rows with too many fields to the header's: their values may have shifted
         n_fields = len(next(csv.reader([header.lstrip("\ufeff").rstrip("\r\n")]), []))
         ragged = frame.select(pl.col("line").is_in(
@@ -371,9 +372,17 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     return CsvResult(positions, report, statics)
 
 
-def _count_lines(path: Path) -> LineCount:
+def _file_blocks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as fh:
-        return LineCount.of(iter(lambda: fh.read(1 << 22), b""))
+        yield from iter(lambda: fh.read(1 << 22), b"")
+
+
+def _count_lines(path: Path) -> LineCount:
+    return LineCount.of(_file_blocks(path))
+
+
+def _has_quote(path: Path) -> bool:
+    return any(b'"' in block for block in _file_blocks(path))
 
 
 def _static_records(good: pl.DataFrame, static_cols: list[str]) -> pl.DataFrame:
