@@ -87,6 +87,7 @@ def test_evaluate_detections_prints_scores(tmp_path: Path) -> None:
 
 
 def test_detect_site_calls_the_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert runner.invoke(app, ["init", str(tmp_path), "--example", "rajin"]).exit_code == 0
     calls = []
     fake = types.ModuleType("routewatch.sources.imagery.pipeline")
     fake.detect_site = lambda *a: calls.append(a) or types.SimpleNamespace(scenes=2, looks=2, sightings=5, failures=[])  # type: ignore[attr-defined]
@@ -98,8 +99,47 @@ def test_detect_site_calls_the_pipeline(tmp_path: Path, monkeypatch: pytest.Monk
     assert site == "rajin" and workers == 2 and until is None and scheduler is None
     assert since.tzinfo is not None and since.year == 2023 and ws.root == tmp_path.resolve()
     assert "5 sightings" in res.output
+    res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-08-01", "-w", str(tmp_path)])
+    assert res.exit_code == 0, res.output  # -w as in the README
     res = runner.invoke(app, ["detect", "--site", "rajin"])
     assert res.exit_code == 2 and "--since" in res.output
+
+
+def said(res: object) -> str:
+    return " ".join(res.output.split())  # type: ignore[attr-defined]  (rich wraps long messages)
+
+
+def test_detect_site_unknown_site_or_no_workspace_is_a_clear_error(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unknown site lists the known ones; a folder that is not a workspace is said and left as it was (no
+    store, no ais/ chips/ scenes/ folders), with -w or from the current folder."""
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["init", str(ws), "--example", "rajin"]).exit_code == 0
+    res = runner.invoke(app, ["detect", "--site", "gdynia", "--since", "2023-01-01", "-w", str(ws)])
+    assert res.exit_code == 2 and "'gdynia'" in said(res) and "rajin" in said(res) and "vostochny" in said(res)
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    nows = tmp_path / "nows"
+    res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-01-01", "--workspace", str(nows)])
+    assert res.exit_code == 2 and "routewatch init" in said(res) and not nows.exists()
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.delenv("ROUTEWATCH_WORKSPACE", raising=False)
+    monkeypatch.delenv("ROUTEWATCH_DB", raising=False)
+    res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-01-01"])
+    assert res.exit_code == 2 and "routewatch init" in said(res) and list(here.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", ['{"type": "FeatureCollection", "features": []}', "",
+                                     '{"type": "FeatureCollection", "features": [{"type": "Fea'])
+def test_detect_site_with_a_broken_water_file_names_it(tmp_path: Path, content: str) -> None:
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["init", str(ws), "--example", "rajin"]).exit_code == 0
+    (ws / "water").mkdir()
+    (ws / "water" / "rajin.geojson").write_text(content)
+    res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-01-01", "-w", str(ws)])
+    assert res.exit_code == 2 and "rajin.geojson" in "".join(res.output.split()), res.output  # paths wrap
+    assert res.exception is None or isinstance(res.exception, SystemExit)
 
 
 @pytest.mark.shared
@@ -357,3 +397,92 @@ def test_valid_pixels_from_the_band_already_read_match_gdals_mask(tmp_path, dtyp
         assert (_read_valid(ds, band) == (gdal & np.isfinite(band))).all()
         valid = _read_valid(ds, band)
         assert not valid[:4].any() and valid.sum() == 36 * 50 - (2 if a.dtype.kind == "f" else 0)
+
+
+UTM_10M = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4_700_000.0)
+
+
+def _band_tif(path: Path, data: np.ndarray, transform: Affine | None = UTM_10M, crs: str | None = "EPSG:32652",
+              **kw: object) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1,
+                       dtype=data.dtype, crs=crs, transform=transform or Affine.identity(), **kw) as ds:
+        ds.write(data, 1)
+    return path
+
+
+def _optical(tmp_path: Path, names: tuple[str, ...] = ("blue", "green", "red", "nir"), **per_band: Path) -> list[str]:
+    rng = np.random.default_rng(1)
+    args = []
+    for name in names:
+        path = per_band.get(name) or _band_tif(tmp_path / f"{name}.tif",
+                                               rng.integers(200, 1500, (64, 64)).astype(np.uint16))
+        args += ["--band", f"{name}={path}"]
+    return args
+
+
+def test_images_without_information_are_refused_by_name(tmp_path: Path) -> None:
+    """All-zero (no-data or not) and all-NaN images gave a clean "0 ships"; now an error naming the file."""
+    cases = {"zeros.tif": (np.zeros((300, 300), np.uint16), {}),
+             "zeros_nodata.tif": (np.zeros((300, 300), np.uint16), {"nodata": 0}),
+             "nan.tif": (np.full((300, 300), np.nan, np.float32), {})}
+    for name, (data, kw) in cases.items():
+        tif = _band_tif(tmp_path / name, data, **kw)
+        out = tmp_path / "det.geojson"
+        res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out)])
+        assert res.exit_code == 2 and name in res.output and not out.exists(), (name, res.output)
+        assert "no valid pixels" in said(res) or "one value" in said(res)
+    blank = _band_tif(tmp_path / "blank_red.tif", np.zeros((64, 64), np.uint16), nodata=0)
+    res = runner.invoke(app, ["detect", "optical", *_optical(tmp_path, red=blank), "-o", str(tmp_path / "o.geojson")])
+    assert res.exit_code == 2 and "blank_red.tif" in res.output and not (tmp_path / "o.geojson").exists()
+
+
+def test_pixel_size_must_be_positive_and_the_output_folder_is_made(tmp_path: Path) -> None:
+    png = tmp_path / "chip.png"
+    Image.fromarray((sar_scene() // 16).clip(0, 255).astype(np.uint8)).save(png)
+    for bad in ("0", "-10", "nan"):
+        res = runner.invoke(app, ["detect", "sar", str(png), "--pixel-size", bad, "-o", str(tmp_path / "x.geojson")])
+        assert res.exit_code == 2 and "--pixel-size" in res.output, (bad, res.output)
+        res = runner.invoke(app, ["detect", "optical", *_optical(tmp_path), "--pixel-size", bad, "-o",
+                                  str(tmp_path / "x.geojson")])
+        assert res.exit_code == 2 and "--pixel-size" in res.output, (bad, res.output)
+    out = tmp_path / "new" / "deeper" / "x.geojson"
+    res = runner.invoke(app, ["detect", "sar", str(png), "--pixel-size", "10", "-o", str(out)])
+    assert res.exit_code == 0 and len(json.loads(out.read_text())["features"]) == 1, res.output
+    out = tmp_path / "new2" / "o.geojson"
+    res = runner.invoke(app, ["detect", "optical", *_optical(tmp_path), "-o", str(out)])
+    assert res.exit_code == 0 and out.is_file(), res.output
+
+
+def test_optical_bands_must_line_up(tmp_path: Path) -> None:
+    """Same-sized bands shifted 5 km, in another CRS, or without CRS were stacked with the others."""
+    data = np.random.default_rng(2).integers(200, 1500, (64, 64)).astype(np.uint16)
+    bad = {"shifted.tif": dict(transform=UTM_10M @ Affine.translation(500, 0)),
+           "utm51.tif": dict(crs="EPSG:32651"), "nocrs.tif": dict(crs=None, transform=None)}
+    for name, kw in bad.items():
+        nir = _band_tif(tmp_path / name, data, **kw)  # type: ignore[arg-type]
+        res = runner.invoke(app, ["detect", "optical", *_optical(tmp_path, nir=nir), "-o", str(tmp_path / "o.json")])
+        assert res.exit_code == 2 and name in res.output and "blue.tif" in res.output, (name, res.output)
+    noise = _band_tif(tmp_path / "noise.tif", data, transform=Affine(10.0, 0, 500000.0 + 1e-6, 0, -10.0, 4.7e6))
+    res = runner.invoke(app, ["detect", "optical", *_optical(tmp_path, nir=noise), "-o", str(tmp_path / "o.json")])
+    assert res.exit_code == 0, res.output
+
+
+def test_optical_without_nir_at_sentinel2_resolution_warns_and_records_the_bands(tmp_path: Path) -> None:
+    out = tmp_path / "o.geojson"
+    res = runner.invoke(app, ["detect", "optical", *_optical(tmp_path, ("blue", "green", "red")), "-o", str(out)])
+    assert res.exit_code == 0 and "warning" in res.output and "nir" in said(res), res.output
+    assert json.loads(out.read_text())["routewatch"]["bands"] == ["blue", "green", "red"]
+    res = runner.invoke(app, ["detect", "optical", *_optical(tmp_path), "-o", str(out)])
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
+    assert json.loads(out.read_text())["routewatch"]["bands"] == ["blue", "green", "red", "nir"]
+    res = runner.invoke(app, ["detect", "optical", *_optical(tmp_path, ("blue", "green", "red")), "--pixel-size",
+                              "0.5", "-o", str(out)])
+    assert res.exit_code == 0 and "warning" not in res.output, res.output  # metre imagery: RGB is what there is
+
+
+def test_a_truncated_raster_names_gdals_reason(tmp_path: Path) -> None:
+    tif = _band_tif(tmp_path / "cut.tif", sar_scene())
+    data = tif.read_bytes()
+    tif.write_bytes(data[: len(data) // 2])
+    res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(tmp_path / "x.geojson")])
+    assert res.exit_code == 2 and "cut.tif" in res.output and "IReadBlock" in said(res), res.output

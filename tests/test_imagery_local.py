@@ -16,7 +16,7 @@ from routewatch.model import stable_id
 from routewatch.sources.imagery.cog import write_cog
 from routewatch.sources.imagery.ingest import add_folder, open_store
 from routewatch.sources.imagery.local import scan_folder
-from routewatch.sources.imagery.raster import read_scene
+from routewatch.sources.imagery.raster import SceneReadError, read_scene
 from routewatch.workspace import Workspace
 
 UTM52 = "EPSG:32652"
@@ -86,6 +86,7 @@ def test_bad_files_are_named_and_skipped(tmp_path: Path) -> None:
     why = {Path(p).name: m for p, m in res.failures}
     assert "no CRS" in why["nocrs_20231001.tif"]
     assert "broken_20231001.tif" in why["broken_20231001.tif"]
+    assert "IReadBlock" in why["broken_20231001.tif"]  # GDAL's reason, not only rasterio's "Read failed"
     assert "garbage_20231001.tif" in why["garbage_20231001.tif"]
     assert "--time" in why["notime.tif"]
     assert "same size" in why["B02.tif"] and "B03.tif" in why["B02.tif"]
@@ -106,6 +107,11 @@ def test_cli_scenes_add_marks_simulated(tmp_path: Path) -> None:
     site = Site("rajin", "Rajin", SiteKind.PORT, box(130.265, 42.215, 130.310, 42.250))
     simulate_scene(site, datetime(2023, 10, 1, 9, tzinfo=UTC), "simulated-sar", [], tmp_path / "sim" / "s.tif")
     ws = tmp_path / "ws"
+    # no workspace there: said, and nothing is created (no store, no folders)
+    out = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "sim"), "-w", str(ws)])
+    assert out.exit_code == 2 and "routewatch init" in " ".join(out.output.split())
+    assert not ws.exists()
+    assert CliRunner().invoke(app, ["init", str(ws)]).exit_code == 0
     out = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "sim"), "--workspace", str(ws)])
     assert out.exit_code == 0, out.output
     assert "SIMULATED" in out.output and "1 scenes added" in out.output
@@ -113,6 +119,59 @@ def test_cli_scenes_add_marks_simulated(tmp_path: Path) -> None:
     assert len(scenes) == 1 and scenes[0].simulated and scenes[0].sensor == "simulated-sar"
     missing = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "nope"), "--workspace", str(ws)])
     assert missing.exit_code == 2 and "not a folder" in " ".join(missing.output.split())
+
+
+def test_a_cloud_cover_tag_that_is_not_a_number_is_unknown(tmp_path: Path) -> None:
+    """CLOUD_COVER='n/a' once crashed the whole folder (nothing stored, no failure recorded)."""
+    folder = tmp_path / "in"
+    for name, tag in (("na_20231001.tif", "n/a"), ("blank_20231002.tif", ""), ("num_20231003.tif", "12.5")):
+        _tif(folder / name)
+        with rasterio.open(folder / name, "r+") as ds:
+            ds.update_tags(CLOUD_COVER=tag)
+    _tif(folder / "plain_20231004.tif")
+    ws = Workspace.open(tmp_path / "ws").ensure()
+    res = add_folder(folder, store=open_store(ws))
+    assert res.failures == []
+    cloud = {Path(s.uri).name: s.cloud_cover for s in res.scenes}
+    assert cloud == {"na_20231001.tif": None, "blank_20231002.tif": None, "num_20231003.tif": 12.5,
+                     "plain_20231004.tif": None}
+
+
+def test_band_files_that_do_not_line_up_are_refused(tmp_path: Path) -> None:
+    """Same size is not enough: a band shifted 5 km, in another CRS or without one is refused, naming both files;
+    float noise in the geotransform is not. A stored scene whose band file changed since is refused when read."""
+    def scene(folder: Path, **b08: object) -> Path:
+        for stem in ("B02", "B03", "B04"):
+            _tif(folder / f"{stem}.tif", count=1)
+        path = folder / "B08.tif"
+        if "transform" in b08:
+            with rasterio.open(path, "w", driver="GTiff", width=80, height=60, count=1, dtype="uint16",
+                               crs=b08.get("crs", UTM52), transform=b08["transform"]) as ds:
+                ds.write(np.full((1, 60, 80), 400, np.uint16))
+        else:
+            _tif(path, count=1, **b08)
+        return folder
+
+    when = datetime(2023, 10, 1, tzinfo=UTC)
+    bad = {"shifted": dict(transform=T @ Affine.translation(5000 / 3.0, 0)), "utm51": dict(crs="EPSG:32651"),
+           "nocrs": dict(crs=None)}
+    for name, b08 in bad.items():
+        res = scan_folder(scene(tmp_path / name, **b08), when=when)
+        assert res.scenes == [], name
+        (_path, message), = res.failures
+        assert "B08.tif" in message and ("B02.tif" in message or "no CRS" in message), (name, message)
+    noise = Affine(T.a + 1e-9, 0, T.c + 1e-7, 0, T.e, T.f - 1e-7)
+    ok = scan_folder(scene(tmp_path / "noise", transform=noise), when=when)
+    assert ok.failures == [] and len(ok.scenes) == 1
+    # the band file is replaced by a shifted one, or one without CRS, after the scene was added
+    _tif(tmp_path / "noise" / "B08.tif", count=1)
+    with rasterio.open(tmp_path / "noise" / "B08.tif", "r+") as ds:
+        ds.transform = T @ Affine.translation(0, 5000 / 3.0)
+    with pytest.raises(SceneReadError, match=r"B08\.tif.*geotransform.*B02\.tif"):
+        read_scene(ok.scenes[0])
+    _tif(tmp_path / "noise" / "B08.tif", count=1, crs=None)
+    with pytest.raises(SceneReadError, match=r"B08\.tif.*no CRS but .*B02\.tif"):
+        read_scene(ok.scenes[0])
 
 
 def test_write_cog_is_tiled_and_located(tmp_path: Path) -> None:

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 from pyproj import Geod
 from scipy import ndimage
-from shapely.geometry import box, mapping
+from shapely.geometry import Point, box, mapping
 
 from routewatch.detect.base import Detection
 from routewatch.model import Site, SiteKind
@@ -196,3 +198,80 @@ def test_user_water_polygons_set_the_usable_fraction(tmp_path: Path) -> None:
     assert len(result.failures) == 1 and "empty water mask" in result.failures[0][1]
     assert "a.tif" in result.failures[0][1]
     assert store.looks(site="rajin")[0].usable_fraction == 0.0
+
+
+def _detected_once(tmp_path: Path, db_url: str) -> tuple[Workspace, object, list, Callable[[], dict]]:
+    """Two SAR scenes with five ships each, detected once into a store at ``db_url``; ``held()`` gives per look
+    time (vessels seen, usable fraction, ids of the stored sightings linked to the look)."""
+    ws = Workspace.open(tmp_path / "ws", db_url).ensure()
+    store = open_store(ws)
+    store.upsert_watchlist(Watchlist(sites={SITE.key: SITE}))
+    ships = [ShipSpec(120), ShipSpec(90), ShipSpec(150, heading_deg=30), ShipSpec(110), ShipSpec(130)]
+    sims = [simulate_scene(SITE, datetime(2023, 10, d, 9, 0, tzinfo=UTC), "simulated-sar", ships,
+                           ws.root / "incoming" / f"sar_202310{d:02d}.tif", seed=3) for d in (1, 2)]
+    assert add_folder(ws.root / "incoming", store=store).failures == []
+    detect_site(ws, "rajin", SINCE, detector=bright_blobs, progress=False)
+
+    def held() -> dict[datetime, tuple[int | None, float, list[str]]]:
+        sightings = store.sightings(site="rajin")
+        return {lk.time: (lk.vessels_seen, lk.usable_fraction, sorted(s.id for s in sightings if s.look_id == lk.id))
+                for lk in store.looks(site="rajin")}
+
+    assert all(seen and seen >= 3 and len(ids) == seen for seen, _, ids in held().values()), held()
+    return ws, store, sims, held
+
+
+SINCE = datetime(2023, 9, 1, tzinfo=UTC)
+
+
+def test_a_look_that_became_unusable_keeps_no_old_sightings(tmp_path: Path, db_url: str) -> None:
+    """Detecting a scene again replaces its look's sightings in the same transaction (SQLite and PostgreSQL):
+    the band file truncated since, the look is unusable and the sightings of before do not stay linked to it."""
+    ws, _store, sims, held = _detected_once(tmp_path, db_url)
+    before = held()
+    data = sims[0].path.read_bytes()
+    sims[0].path.write_bytes(data[: len(data) // 3])
+    detect_site(ws, "rajin", SINCE, detector=bright_blobs, progress=False)
+    after = held()
+    assert after[sims[0].time] == (None, 0.0, [])
+    assert after[sims[1].time] == before[sims[1].time]
+
+
+def test_a_look_that_sees_fewer_ships_keeps_only_those(tmp_path: Path, db_url: str) -> None:
+    """Water polygons added around one ship: the looks see fewer ships and hold only those sightings."""
+    ws, store, sims, held = _detected_once(tmp_path, db_url)
+    seen = [s for s in store.sightings(site="rajin") if s.time == sims[1].time]
+    (ws.root / "water").mkdir()
+    around = Point(seen[0].lon, seen[0].lat).buffer(0.002)
+    (ws.root / "water" / "rajin.geojson").write_text(json.dumps({"type": "Feature", "properties": {},
+                                                                 "geometry": mapping(around)}))
+    detect_site(ws, "rajin", SINCE, detector=bright_blobs, progress=False)
+    count, usable, ids = held()[sims[1].time]
+    assert usable > 0 and count is not None and 1 <= count < len(seen) and len(ids) == count
+    assert len(store.sightings(site="rajin")) == sum(c or 0 for c, _, _ in held().values())
+
+
+def test_a_scene_with_no_information_is_an_unusable_look(tmp_path: Path) -> None:
+    """A constant SAR image (no variation) and an all-no-data optical image say nothing about the site: unusable
+    looks with the reason, never a clean "0 ships" look counted as evidence of absence."""
+    ws, store = _workspace(tmp_path)
+    folder = ws.root / "incoming"
+    sar = simulate_scene(SITE, datetime(2023, 10, 2, 9, 0, tzinfo=UTC), "simulated-sar", [], folder / "c.tif")
+    opt = simulate_scene(SITE, datetime(2023, 10, 3, 2, 0, tzinfo=UTC), "simulated-optical", [], folder / "z.tif")
+    for sim, value in ((sar, 500), (opt, 0)):
+        with rasterio.open(sim.path) as ds:
+            profile, tags, descriptions = ds.profile, ds.tags(), ds.descriptions
+        profile.update(driver="GTiff")
+        sim.path.unlink()
+        with rasterio.open(sim.path, "w", **profile) as ds:
+            ds.write(np.full((profile["count"], profile["height"], profile["width"]), value, profile["dtype"]))
+            ds.update_tags(**tags)
+            for i, d in enumerate(descriptions, start=1):
+                ds.set_band_description(i, d)
+    assert add_folder(folder, store=store).failures == []
+    result = detect_site(ws, "rajin", datetime(2023, 10, 1, tzinfo=UTC), detector=bright_blobs, progress=False)
+    looks = {lk.time: lk for lk in store.looks(site="rajin")}
+    assert all(lk.usable_fraction == 0.0 and lk.vessels_seen is None for lk in looks.values())
+    assert "one value" in looks[sar.time].note and "c.tif" in looks[sar.time].note
+    assert "no valid pixels" in looks[opt.time].note and "water mask" not in looks[opt.time].note
+    assert len(result.failures) == 2 and result.usable_looks == 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from shapely.geometry import box, mapping
 
 from routewatch.detect.water import (
@@ -81,6 +82,29 @@ def test_polygons_geojson_and_geopackage(tmp_path: Path) -> None:
         load_water_polygons(points)
     with pytest.raises(WaterMaskError, match=r"missing\.gpkg"):
         load_water_polygons(tmp_path / "missing.gpkg")
+
+
+def test_broken_polygon_files_are_named_and_a_self_intersecting_polygon_is_kept_whole(tmp_path: Path) -> None:
+    """Empty, zero-byte, truncated and unclosed-ring files are a WaterMaskError naming the file (an unclosed ring
+    was a bare GEOS error); a bowtie keeps both lobes (buffer(0) kept one)."""
+    import re
+
+    def feature(ring: list[list[float]]) -> str:
+        return json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]})
+
+    cases = {"empty.geojson": '{"type": "FeatureCollection", "features": []}', "zero.geojson": "",
+             "truncated.geojson": '{"type": "FeatureCollection", "features": [{"type": "Fea',
+             "unclosed.geojson": feature([[130.27, 42.22], [130.30, 42.22], [130.30, 42.24], [130.27, 42.24]])}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(WaterMaskError, match=re.escape(name)):
+            load_water_polygons(tmp_path / name)
+    (tmp_path / "bowtie.geojson").write_text(feature([[130.27, 42.22], [130.30, 42.24], [130.30, 42.22],
+                                                      [130.27, 42.24], [130.27, 42.22]]))
+    bowtie = load_water_polygons(tmp_path / "bowtie.geojson")
+    assert bowtie.is_valid and bowtie.area == pytest.approx(0.03 * 0.02 / 2)
+    assert bowtie.contains(shapely.Point(130.275, 42.23)) and bowtie.contains(shapely.Point(130.295, 42.23))
 
 
 def test_sar_water_matches_the_simulated_coast(tmp_path: Path) -> None:

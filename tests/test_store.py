@@ -243,6 +243,28 @@ def test_transaction_is_all_or_nothing(store: Store) -> None:
     assert store.table_counts()["evidence"] == 1 and len(store.sightings()) == 1
 
 
+def test_remove_look_sightings_keeps_the_new_result_and_other_looks(store: Store) -> None:
+    """A look written again drops its stored sightings that the new result lacks (and their evidence links), in
+    the caller's transaction; other looks' sightings and sightings without a look stay."""
+    lk, other = look(0), look(1)
+    mine = [sighting(i, time=lk.time, look_id=lk.id, source_kind=SourceKind.IMAGE) for i in range(4)]
+    theirs = sighting(7, time=other.time, look_id=other.id, source_kind=SourceKind.IMAGE)
+    loose = sighting(8, time=lk.time)
+    store.add_looks([lk, other])
+    store.add_sightings([*mine, theirs, loose])
+    links = store.table_counts()["evidence_links"]
+    with pytest.raises(RuntimeError), store.transaction() as conn:
+        assert store.remove_look_sightings([lk], keep=["sig-1"], conn=conn) == 3
+        raise RuntimeError("boom")
+    assert len(store.sightings()) == 6  # rolled back with the rest of the transaction
+    with store.transaction() as conn:
+        assert store.remove_look_sightings([lk], keep=["sig-1"], conn=conn) == 3
+    assert sorted(s.id for s in store.sightings()) == ["sig-1", "sig-7", "sig-8"]
+    assert store.table_counts()["evidence_links"] == links - 3
+    assert store.remove_look_sightings([lk]) == 1 and store.remove_look_sightings([lk]) == 0
+    assert sorted(s.id for s in store.sightings()) == ["sig-7", "sig-8"]
+
+
 def test_replace_derived_wipes_and_rewrites(store: Store) -> None:
     v1 = Visit("v1", "rajin", "angara", T0, T0 + timedelta(days=1), 0.8, ("sig-1",), ("ev-1",), "large",
                T0 - timedelta(hours=5), None, ("report",))

@@ -101,13 +101,14 @@ def register(app: typer.Typer) -> None:
 
         Example: routewatch scenes add ~/planet/rajin --sensor planetscope --bands blue,green,red,nir
         """
-        from routewatch.sources.imagery.ingest import add_folder, open_store
+        from routewatch.cli.core import open_workspace
+        from routewatch.sources.imagery.ingest import add_folder
 
         if not folder.is_dir():
             console.print(f"[red]error:[/red] {folder}: not a folder")
             raise typer.Exit(2)
-        ws = Workspace.open(workspace, db).ensure()
-        store = open_store(ws)
+        ws, _, store = open_workspace(workspace, db)  # no workspace: says so and creates nothing
+        ws.ensure()
         result = add_folder(folder, store=store, bands=bands.split(",") if bands else None,
                             when=_day(when) if when else None, sensor=sensor)
         table = Table("scene", "sensor", "time (UTC)", "pixel (m)", "bands", "note")

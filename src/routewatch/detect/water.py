@@ -14,6 +14,7 @@ Order of preference (see docs/imagery.md for accuracy at port scale):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,23 +40,41 @@ def load_water_polygons(path: str | Path) -> BaseGeometry:
     p = Path(path)
     if not p.exists():
         raise WaterMaskError(f"{p}: water polygon file not found")
+    if p.is_file() and p.stat().st_size == 0:
+        raise WaterMaskError(f"{p}: empty file (0 bytes); water masks need polygons")
     try:
-        _meta, _fids, geoms, _fields = pyogrio.raw.read(str(p), return_fids=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an unclosed ring is refused below, by name
+            _meta, _fids, geoms, _fields = pyogrio.raw.read(str(p), return_fids=False)
         info = pyogrio.read_info(str(p))
     except Exception as exc:  # pyogrio raises its own DataSourceError family
         raise WaterMaskError(f"{p}: cannot read water polygons: {exc}") from exc
-    polys = [g for g in shapely.from_wkb(geoms) if g is not None and not g.is_empty]
-    polys = [g for g in polys if g.geom_type in ("Polygon", "MultiPolygon")]
-    if not polys:
-        raise WaterMaskError(f"{p}: no polygon features (water masks need polygons)")
-    merged = unary_union([g.buffer(0) for g in polys])
-    crs = info.get("crs")
-    if crs:
-        src = CRS.from_user_input(crs)
-        if not src.equals(CRS.from_epsg(4326)):
-            tr = Transformer.from_crs(src, CRS.from_epsg(4326), always_xy=True)
-            merged = shapely.transform(merged, lambda x, y: tr.transform(x, y), interleaved=False)
+    try:  # GEOS refuses an unclosed ring or too few points; say which file
+        polys = [g for g in shapely.from_wkb(geoms) if g is not None and not g.is_empty]
+        polys = [g for g in polys if g.geom_type in ("Polygon", "MultiPolygon")]
+        if not polys:
+            raise WaterMaskError(f"{p}: no polygon features (water masks need polygons)")
+        # make_valid keeps all of a self-intersecting polygon (both lobes of a bowtie); buffer(0) dropped one
+        merged = unary_union([_polygonal(shapely.make_valid(g)) for g in polys])
+        crs = info.get("crs")
+        if crs:
+            src = CRS.from_user_input(crs)
+            if not src.equals(CRS.from_epsg(4326)):
+                tr = Transformer.from_crs(src, CRS.from_epsg(4326), always_xy=True)
+                merged = shapely.transform(merged, lambda x, y: tr.transform(x, y), interleaved=False)
+    except shapely.errors.GEOSException as exc:
+        raise WaterMaskError(f"{p}: invalid polygon geometry: {exc}") from exc
+    if merged.is_empty:
+        raise WaterMaskError(f"{p}: the polygons enclose no area (water masks need polygons)")
     return merged
+
+
+def _polygonal(geom: BaseGeometry) -> BaseGeometry:
+    """The polygon parts of a repaired geometry (make_valid may add the lines where a ring touched itself)."""
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    parts = [g for g in getattr(geom, "geoms", []) if g.geom_type in ("Polygon", "MultiPolygon")]
+    return unary_union(parts) if parts else shapely.Polygon()
 
 
 def polygons_from_geojson_dict(data: dict) -> BaseGeometry:

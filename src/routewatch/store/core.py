@@ -330,6 +330,23 @@ class Store:
     def add_sightings(self, items: Iterable[Sighting], conn: Connection | None = None) -> int:
         return self._add_linked(t.sightings, "sighting", items, convert.sighting_row, conn)
 
+    def remove_look_sightings(self, looks: Iterable[Look], keep: Iterable[str] = (),
+                              conn: Connection | None = None) -> int:
+        """Delete the stored sightings of these looks (and their evidence links) except those in ``keep``; return
+        how many went. A look written again (a scene detected again) must not keep sightings its new result lacks.
+        A look's sightings are at its site and time, so the (site, time) index finds them without a table scan."""
+        s, link = t.sightings, t.evidence_links
+        kept = set(keep)
+        with self._writing(conn) as c:
+            stale: list[str] = []
+            for lk in _unique_by_id(looks, lambda x: x.id):
+                q = select(s.c.id).where(s.c.site == lk.site, s.c.time == ensure_utc(lk.time), s.c.look_id == lk.id)
+                stale.extend(i for i in c.execute(q).scalars() if i not in kept)
+            for chunk in _chunks(stale, ID_CHUNK):
+                c.execute(delete(link).where(link.c.owner_kind == "sighting", link.c.owner_id.in_(list(chunk))))
+                c.execute(delete(s).where(s.c.id.in_(list(chunk))))
+        return len(stale)
+
     def sightings(self, site: str | None = None, vessel: str | None = None, since: datetime | None = None,
                   until: datetime | None = None) -> list[Sighting]:
         """Sightings whose period [time, time_end or time] meets [since, until], oldest first."""

@@ -28,8 +28,9 @@ def open_store(ws: Workspace) -> Any:
 
 
 def write_together(store: Any, *, evidence: Sequence[Evidence] = (), scenes: Sequence[Scene] = (),
-                   looks: Sequence[Any] = (), sightings: Sequence[Any] = ()) -> None:
-    """Write records of one scene so they land together or not at all."""
+                   looks: Sequence[Any] = (), sightings: Sequence[Any] = (), replace_sightings: bool = False) -> None:
+    """Write records of one scene so they land together or not at all. ``replace_sightings``: the looks' stored
+    sightings that are not among ``sightings`` are removed (a look detected again holds only its new result)."""
     with store.transaction() as conn:
         if evidence:
             store.add_evidence(list(evidence), conn=conn)
@@ -37,6 +38,8 @@ def write_together(store: Any, *, evidence: Sequence[Evidence] = (), scenes: Seq
             store.add_scenes(list(scenes), conn=conn)
         if looks:
             store.add_looks(list(looks), conn=conn)
+        if replace_sightings and looks:
+            store.remove_look_sightings(looks, keep=[s.id for s in sightings], conn=conn)
         if sightings:
             store.add_sightings(list(sightings), conn=conn)
 

@@ -30,7 +30,14 @@ from rasterio.windows import Window
 
 from routewatch.model import Evidence, EvidenceKind, Scene, ensure_utc, stable_id
 from routewatch.sources.imagery.looks import is_sar
-from routewatch.sources.imagery.raster import SceneReadError, georef_of
+from routewatch.sources.imagery.raster import (
+    Grid,
+    SceneReadError,
+    error_text,
+    georef_of,
+    grid_mismatch,
+    grid_of,
+)
 
 SUFFIXES = (".tif", ".tiff", ".gtiff")
 BAND_ALIASES = {
@@ -110,6 +117,15 @@ def _check_readable(ds: Any, path: Path) -> None:
         ds.read(i, window=Window(0, ds.height - 1, ds.width, 1))
 
 
+def _cloud_cover(tag: str | None) -> float | None:
+    """The ``CLOUD_COVER`` tag as a number, or None (unknown) when absent or not a number ('n/a', '')."""
+    try:
+        value = float(tag) if tag is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and np.isfinite(value) else None
+
+
 def _default_names(count: int, sar: bool) -> list[str]:
     if count == 1:
         return ["sar" if sar else "pan"]
@@ -128,6 +144,7 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
     refs: dict[str, dict[str, Any]] = {}
     tags: dict[str, str] = {}
     shape0: tuple[int, int] | None = None
+    grid0: Grid | None = None
     georef = None
     first = files[0]
     for f in files:
@@ -136,10 +153,14 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                 g = georef_of(ds, str(f))
                 tags = {**ds.tags(), **tags}
                 if shape0 is None:
-                    shape0, georef, first = (ds.height, ds.width), g, f
+                    shape0, grid0, georef, first = (ds.height, ds.width), grid_of(ds), g, f
                 elif (ds.height, ds.width) != shape0 and f.stem.lower() != "scl":
                     raise SceneReadError(f"{f}: {ds.width} x {ds.height} px but {first.name} is {shape0[1]} x "
                                          f"{shape0[0]} px; band files of one scene must have the same size")
+                elif grid0 is not None and (why := grid_mismatch(ds, grid0, first.name,
+                                                                 resampled=(ds.height, ds.width) != shape0)):
+                    raise SceneReadError(f"{f}: does not line up with {first.name}: {why}; band files of one "
+                                         f"scene must share one grid")
                 _check_readable(ds, f)
                 sensor_hint = sensor or tags.get("ROUTEWATCH_SENSOR") or ""
                 if len(files) > 1:
@@ -159,7 +180,7 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
         except SceneReadError:
             raise
         except (RasterioError, OSError) as exc:
-            raise SceneReadError(f"{f}: not a readable GeoTIFF (corrupt or truncated?): {exc}") from exc
+            raise SceneReadError(f"{f}: not a readable GeoTIFF (corrupt or truncated?): {error_text(exc)}") from exc
     assert georef is not None
     acquired = ensure_utc(when) if when else _time_from(files, tags)
     if acquired is None:
@@ -180,13 +201,13 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
         attributes["scl"] = refs["scl"]
     if georef.uses_gcps:
         attributes["geolocation"] = "gcps"
-    cloud = tags.get("CLOUD_COVER")
+    cloud = _cloud_cover(tags.get("CLOUD_COVER"))
     key_parts = [f"{f.resolve()}:{f.stat().st_size}" for f in files]
     scene_id = stable_id("scene", "local", *key_parts)
     uri = str(first.resolve()) if len(files) == 1 else str(first.parent.resolve())
     scene = Scene(id=scene_id, sensor=sensor_name, acquired=acquired, footprint=georef.footprint(),
                   resolution_m=round(georef.ground_pixel_size_m(), 3),
-                  cloud_cover=float(cloud) if cloud not in (None, "") else None, uri=uri, collection="local",
+                  cloud_cover=cloud, uri=uri, collection="local",
                   simulated=simulated, attributes=attributes)
     label = "simulated scene" if simulated else "scene"
     evidence = Evidence(id=stable_id("evidence", scene_id), kind=EvidenceKind.SCENE,

@@ -41,7 +41,7 @@ from routewatch.sources.imagery.looks import (
     scl_cloud,
     usable_fraction,
 )
-from routewatch.sources.imagery.raster import SceneRaster, SceneReadError, read_scene
+from routewatch.sources.imagery.raster import SceneRaster, SceneReadError, no_information, read_scene
 from routewatch.sources.imagery.sentinel1 import locate_detections
 from routewatch.workspace import Workspace
 
@@ -150,6 +150,11 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
         return SceneOutcome(scene.id, _unusable(scene, site, f"unreadable: {exc}"), failure=(scene.uri or "", str(exc)))
     path = raster.path
     site_px = raster.georef.rasterize(site.geometry)
+    # a blank, all no-data or constant image sees nothing: an unusable look, not a clean "no ships" one
+    blank = no_information(raster.bands, raster.valid, site_px) if site_px.any() else None
+    if blank:
+        msg = f"{path}: {blank} over site {site.key}; look recorded as unusable"
+        return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg))
     imaged = raster.georef.footprint().intersection(site.geometry).area
     outside = 1.0 - min(imaged / site.geometry.area, 1.0) if site.geometry.area > 0 else 0.0
     cloud = scl_cloud(raster.scl) if raster.scl is not None else None
@@ -274,7 +279,9 @@ def detect_site(workspace: Workspace | str | Path | None, site_key: str, since: 
     with _progress(progress) as bar:
         task = bar.add_task(f"detect over {site.key}", total=len(scenes)) if bar else None
         for out in _run(scenes, site, water_geom, str(ws.chips_dir), detector, workers, scheduler, processes):
-            write_together(store, evidence=out.evidence, looks=[out.look], sightings=out.sightings)
+            # the look's sightings of an earlier run that this one did not find go, in the same transaction
+            write_together(store, evidence=out.evidence, looks=[out.look], sightings=out.sightings,
+                           replace_sightings=True)
             if out.failure:
                 store.record_failure("detect", out.failure[0], out.failure[1])
                 result.failures.append(out.failure)

@@ -54,6 +54,76 @@ def _band_refs(scene: Scene) -> dict[str, dict[str, Any]]:
     return {k: (v if isinstance(v, dict) else {"path": v, "index": 1}) for k, v in refs.items()}
 
 
+def error_text(exc: BaseException) -> str:
+    """An exception's message with the reasons chained under it: rasterio's own message for a bad read ("Read
+    failed. See previous exception for details.") says nothing; GDAL's reason is in ``__cause__``."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e).replace("See previous exception for details.", "").strip().rstrip(".")
+        if text and not any(text in p for p in parts):
+            parts.append(text)
+        e = e.__cause__ or e.__context__
+    return ": ".join(parts) or type(exc).__name__
+
+
+Grid = tuple[Any, Any, tuple[Any, ...], Any]  # crs, transform, ground control points, bounds
+
+
+def grid_of(ds: Any) -> Grid:
+    """What places a band file's pixels on the ground, to compare band files of one scene."""
+    return ds.crs, ds.transform, tuple(ds.gcps[0]), ds.bounds
+
+
+def grid_mismatch(ds: Any, ref: Grid, ref_path: str, resampled: bool = False) -> str | None:
+    """Why band file ``ds`` does not lie on the grid of ``ref`` (the scene's first band file), or None.
+
+    Equal sizes are not enough: a band shifted or in another CRS would be stacked pixel for pixel with the
+    others. Float noise (a thousandth of a pixel) is allowed. ``resampled``: a coarser layer read onto the band
+    grid (SCL at 20 m): its CRS and extent must match, to within one of its pixels.
+    """
+    crs, transform, gcps, bounds = ref
+    own = tuple(ds.gcps[0])
+    if gcps or own:
+        same = len(gcps) == len(own) and all(
+            max(abs(a.row - b.row), abs(a.col - b.col), abs(a.x - b.x), abs(a.y - b.y)) < 1e-6
+            for a, b in zip(gcps, own, strict=True))
+        return None if same else f"its ground control points differ from those of {ref_path}"
+    if ds.crs is None or crs is None:
+        return None if ds.crs == crs else (f"it has no CRS but {ref_path} has one" if ds.crs is None
+                                           else f"it has a CRS but {ref_path} has none")
+    if ds.crs != crs:
+        return f"its CRS ({ds.crs.to_string()}) differs from that of {ref_path} ({crs.to_string()})"
+    px = max(abs(ds.transform.a), abs(ds.transform.e), abs(ds.transform.b), abs(ds.transform.d), 1e-12)
+    if resampled:
+        if max(abs(x - y) for x, y in zip(ds.bounds, bounds, strict=True)) < px:
+            return None
+        return f"its extent {tuple(ds.bounds)} differs from that of {ref_path} {tuple(bounds)}"
+    if transform.almost_equals(ds.transform, precision=1e-3 * px):
+        return None
+    return f"its geotransform {tuple(ds.transform)[:6]} differs from that of {ref_path} {tuple(transform)[:6]}"
+
+
+def no_information(bands: dict[str, np.ndarray], valid: np.ndarray | None, where: np.ndarray | None = None
+                   ) -> str | None:
+    """Why the bands say nothing (over ``where``, default everywhere), or None: no valid pixel, or one value
+    throughout a band. Such an image gives "no ships" that is no evidence of absence (a blank or fill product)."""
+    ok = valid if where is None else (where if valid is None else valid & where)
+    for name, band in bands.items():
+        good = ok
+        if np.issubdtype(band.dtype, np.floating):
+            good = np.isfinite(band) if good is None else good & np.isfinite(band)
+        values = band if good is None else band[good]
+        if values.size == 0:
+            return "no valid pixels (all no-data)" if len(bands) == 1 else f"band {name!r} has no valid pixels"
+        lo, hi = values.min(), values.max()
+        if lo == hi:
+            return f"band {name!r} has one value ({lo:g}) throughout: no information"
+    return None
+
+
 def georef_of(ds: Any, path: str, gcps_only: bool = False) -> GridGeoref:
     """The georeference of an open dataset: GCPs when present (always for Sentinel-1 GRD), else the affine."""
     gcps, gcps_crs = ds.gcps
@@ -81,6 +151,7 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
     valid: np.ndarray | None = None
     first_path = ""
     shape0: tuple[int, int] | None = None
+    grid0: Grid | None = None
     all_refs = dict(refs)
     if scene.attributes.get("scl"):
         ref = scene.attributes["scl"]
@@ -93,7 +164,7 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
         try:
             with rasterio.open(path) as ds:
                 if shape0 is None:
-                    shape0 = (ds.height, ds.width)
+                    shape0, grid0 = (ds.height, ds.width), grid_of(ds)
                     first_path = path
                     georef = georef_of(ds, path, gcps_only)
                     if site_geometry is not None:
@@ -104,6 +175,10 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
                     raise SceneReadError(
                         f"{path}: band {name!r} is {ds.width} x {ds.height} px but {first_path} is "
                         f"{shape0[1]} x {shape0[0]} px; band files of one scene must have the same size")
+                elif grid0 is not None and (why := grid_mismatch(ds, grid0, first_path,
+                                                                 resampled=(ds.height, ds.width) != shape0)):
+                    raise SceneReadError(f"{path}: band {name!r} does not line up: {why}; band files of one "
+                                         f"scene must share one grid")
                 idx = int(ref.get("index", 1))
                 if idx > ds.count:
                     raise SceneReadError(f"{path}: band index {idx} for {name!r} but the file has {ds.count}")
@@ -115,7 +190,7 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
         except SceneReadError:
             raise
         except (RasterioError, OSError, ValueError) as exc:
-            raise SceneReadError(f"{path}: cannot read band {name!r}: {exc}") from exc
+            raise SceneReadError(f"{path}: cannot read band {name!r}: {error_text(exc)}") from exc
         if name == "__scl__":
             scl = arr
             continue
