@@ -117,6 +117,8 @@ def test_cli_scenes_add_marks_simulated(tmp_path: Path) -> None:
     assert "SIMULATED" in out.output and "1 scenes added" in out.output
     scenes = open_store(Workspace.open(ws)).scenes()
     assert len(scenes) == 1 and scenes[0].simulated and scenes[0].sensor == "simulated-sar"
+    again = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "sim"), "--workspace", str(ws)])
+    assert "0 scenes added, 1 already in the store" in " ".join(again.output.split())
     missing = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "nope"), "--workspace", str(ws)])
     assert missing.exit_code == 2 and "not a folder" in " ".join(missing.output.split())
 

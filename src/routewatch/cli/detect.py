@@ -301,7 +301,7 @@ def register(app: typer.Typer) -> None:
                                        "(non-zero, non-black = water)"),
         global_mask: bool = typer.Option(False, "--global-mask",
                                          help="keep the search within 3 km of the sea of the packaged 1 km global mask "
-                                              "(optional extra routewatch[globalmask]): drops dark inland areas of a "
+                                              "(optional extra routewatch\\[globalmask]): drops dark inland areas of a "
                                               "whole scene that the derived mask takes for water"),
     ) -> None:
         """Find ships in a SAR image with the CFAR detector (or your own ONNX model), inside a water mask.

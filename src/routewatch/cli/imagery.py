@@ -117,6 +117,8 @@ def register(app: typer.Typer) -> None:
                           ",".join(s.attributes.get("bands", {})), "SIMULATED" if s.simulated else "")
         Console().print(table)
         _failures(result.failures)
-        console.print(f"{len(result.scenes)} scenes added, {len(result.failures)} files skipped")
+        again = len(result.scenes) - result.new
+        console.print(f"{result.new} scenes added" + (f", {again} already in the store" if again else "")
+                      + f", {len(result.failures)} files skipped")
         if result.failures and not result.scenes:
             raise typer.Exit(1)

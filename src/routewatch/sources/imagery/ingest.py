@@ -28,20 +28,23 @@ def open_store(ws: Workspace) -> Any:
 
 
 def write_together(store: Any, *, evidence: Sequence[Evidence] = (), scenes: Sequence[Scene] = (),
-                   looks: Sequence[Any] = (), sightings: Sequence[Any] = (), replace_sightings: bool = False) -> None:
+                   looks: Sequence[Any] = (), sightings: Sequence[Any] = (), replace_sightings: bool = False) -> int:
     """Write records of one scene so they land together or not at all. ``replace_sightings``: the looks' stored
-    sightings that are not among ``sightings`` are removed (a look detected again holds only its new result)."""
+    sightings that are not among ``sightings`` are removed (a look detected again holds only its new result).
+    Returns how many of the scenes were new to the store."""
+    new = 0
     with store.transaction() as conn:
         if evidence:
             store.add_evidence(list(evidence), conn=conn)
         if scenes:
-            store.add_scenes(list(scenes), conn=conn)
+            new = store.add_scenes(list(scenes), conn=conn)
         if looks:
             store.add_looks(list(looks), conn=conn)
         if replace_sightings and looks:
             store.remove_look_sightings(looks, keep=[s.id for s in sightings], conn=conn)
         if sightings:
             store.add_sightings(list(sightings), conn=conn)
+    return new
 
 
 def resolve_site(ws: Workspace, key: str, store: Any | None = None) -> Site:
@@ -141,7 +144,7 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
     result = scan_folder(folder, bands=bands, when=when, sensor=sensor)
     if store is not None:
         for scene, ev in zip(result.scenes, result.evidence, strict=True):
-            write_together(store, evidence=[ev], scenes=[scene])
+            result.new += write_together(store, evidence=[ev], scenes=[scene])
         for path, message in result.failures:
             store.record_failure("scenes add", path, message)
     return result

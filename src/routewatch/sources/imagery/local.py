@@ -57,6 +57,7 @@ class AddResult:
     scenes: list[Scene] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    new: int = 0  # scenes not in the store before (the others were added earlier and are only updated)
 
 
 def parse_time(text: str) -> datetime:
