@@ -158,6 +158,17 @@ def test_detect_optical_on_a_shared_port(shared_dir: Path, tmp_path: Path) -> No
         assert -158.0 < lon < -157.8 and 21.2 < lat < 21.4
     res = runner.invoke(app, ["evaluate", "detections", str(out), "--truth", str(port / "annotations_coco.json")])
     assert res.exit_code == 0 and "length MAE" in res.output
+    assert (fc["routewatch"]["width"], fc["routewatch"]["height"]) == (port_size := _coco_size(port))
+    # another port's labels: refused as another image instead of scored (it once gave F1 0.24, silently)
+    other = shared_dir / "data" / "sen2ships" / "busan" / "annotations_coco.json"
+    assert _coco_size(other.parent) != port_size
+    res = runner.invoke(app, ["evaluate", "detections", str(out), "--truth", str(other)])
+    assert res.exit_code == 2 and "not the same image" in " ".join(res.output.split())
+
+
+def _coco_size(port: Path) -> tuple[int, int]:
+    (image,) = json.loads((port / "annotations_coco.json").read_text())["images"]
+    return image["width"], image["height"]
 
 
 @pytest.mark.shared

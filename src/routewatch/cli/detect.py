@@ -327,8 +327,9 @@ def register(app: typer.Typer) -> None:
                 mask, method = _near_sea(mask, method, band.shape, transform, crs)
             dets = detect_sar(band, pixel_size_m=px, water=mask)
         dets = add_chips(dets, band)
-        _write(dets, out, {"image": str(image), "pixel_size_m": px, "detector": str(model) if model else "sar-cfar",
-                           "water": method, "georeferenced": transform is not None}, transform, crs, chips)
+        _write(dets, out, {"image": str(image), "width": band.shape[1], "height": band.shape[0], "pixel_size_m": px,
+                           "detector": str(model) if model else "sar-cfar", "water": method,
+                           "georeferenced": transform is not None}, transform, crs, chips)
 
     @detect.command("optical")
     def detect_optical_cmd(
@@ -373,7 +374,7 @@ def register(app: typer.Typer) -> None:
             raise _fail(str(exc)) from exc
         rgb = np.stack([bands[b] for b in ("red", "green", "blue")], axis=-1).astype(np.float32)
         dets = add_chips(dets, rgb)
-        _write(dets, out, {"image": str(first), "pixel_size_m": px,
+        _write(dets, out, {"image": str(first), "width": rgb.shape[1], "height": rgb.shape[0], "pixel_size_m": px,
                            "detector": str(model) if model else "optical-unet",
                            "bands": [b for b in BAND_ORDER if b in bands],
                            "georeferenced": transform is not None}, transform, crs, chips)
@@ -391,7 +392,7 @@ def register(app: typer.Typer) -> None:
         Example: routewatch evaluate detections det.geojson --truth annotations_coco.json --water water.tif
         """
         from routewatch.detect.base import read_geojson
-        from routewatch.detect.evaluate import distance_to_shore_px, load_truth, score
+        from routewatch.detect.evaluate import distance_to_shore_px, load_truth, score, truth_image_size
 
         try:
             dets, meta = read_geojson(json.loads(detections.read_text()), str(detections))
@@ -400,8 +401,13 @@ def register(app: typer.Typer) -> None:
         px = pixel_size or meta.get("pixel_size_m")
         try:
             tru = load_truth(truth, px)
+            size = truth_image_size(truth)
         except ValueError as exc:
             raise _fail(str(exc)) from exc
+        made_on = (meta.get("width"), meta.get("height"))
+        if size is not None and None not in made_on and tuple(made_on) != size:
+            raise _fail(f"{detections} was made on a {made_on[0]} x {made_on[1]} px image ({meta.get('image')}) but "
+                        f"{truth} labels a {size[0]} x {size[1]} px image: not the same image")
         shore = None
         if water is not None:
             mask, _, _ = read_image(water)

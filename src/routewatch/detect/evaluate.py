@@ -186,6 +186,25 @@ def load_truth(path: str | Path, pixel_size_m: float | tuple[float, float] | Non
     raise ValueError(f"{p}: truth must be COCO JSON (.json) or Pascal VOC XML (.xml)")
 
 
+def truth_image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) in pixels of the one image a COCO or Pascal VOC file labels, when it says (None for a
+    COCO file of several images): checked against the image the detections were made on."""
+    p = Path(path)
+    try:
+        if p.suffix.lower() == ".json":
+            images = json.loads(p.read_text()).get("images") or []
+            if len(images) != 1:
+                return None
+            return int(images[0]["width"]), int(images[0]["height"])
+        size = ET.parse(p).getroot().find("size")
+        if size is None:
+            return None
+        width, height = int(size.findtext("width") or 0), int(size.findtext("height") or 0)
+        return (width, height) if width > 0 and height > 0 else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ET.ParseError):
+        return None
+
+
 def distance_to_shore_px(water: np.ndarray) -> np.ndarray:
     """Distance in pixels from every pixel to the nearest land pixel (0 on land)."""
     w = np.asarray(water, bool)
