@@ -227,3 +227,14 @@ def test_multiline_cells_keep_line_numbers(tmp_path: Path) -> None:
     with pytest.raises(ObservationError) as info:
         parse_observations(path, make_watchlist())
     assert (info.value.line, info.value.field) == (4, "confidence")
+
+
+def test_a_form_feed_or_line_separator_inside_a_cell_is_text_not_a_line_break(tmp_path: Path) -> None:
+    """Only a newline ends a line: a form feed or U+2028 pasted into a note once split the row (or shifted the
+    line numbers after it)."""
+    path = write(tmp_path, "obs.csv", HEADER, '2024-02-04,2024-02-04,LADY R,vessel,rajin,present,"page\fbreak",a,1',
+                 "2024-02-05,2024-02-05,LADY R,vessel,rajin,present,para\u2028sep,a,1",
+                 "2024-02-06,2024-02-06,LADY R,vessel,rajin,present,x,a,2")
+    with pytest.raises(ObservationError) as info:
+        parse_observations(path, make_watchlist())
+    assert (info.value.line, info.value.field) == (4, "confidence")

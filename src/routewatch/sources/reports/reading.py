@@ -7,6 +7,7 @@ would hold (``true``/``false``, numbers as written by ``repr``, null as empty), 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,7 +53,8 @@ def _check_columns(path: Path, line: int, names: Sequence[str], columns: Sequenc
 
 
 def _csv_rows(path: Path, text: str) -> tuple[int, list[str], list[RawRow]]:
-    reader = csv.reader(text.splitlines(keepends=True), strict=True)
+    # lines end at "\n" only: str.splitlines would also break at a form feed or U+2028 inside a field
+    reader = csv.reader(io.StringIO(text, newline="\n"), strict=True)
     rows: list[RawRow] = []
     header: list[str] | None = None
     header_line = 1
