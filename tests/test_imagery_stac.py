@@ -269,6 +269,10 @@ def test_cli_fetch_against_the_local_api(server: StacServer, stac_assets: dict, 
     assert "2 stored (2 from the cache)" in " ".join(again.output.split())
     unknown = CliRunner().invoke(app, [*args[:2], "nowhere", *args[3:]])
     assert unknown.exit_code == 2 and "nowhere" in unknown.output
+    # a folder that is no workspace (neither watchlist nor store): said, and nothing is created there
+    stray = tmp_path / "not-a-workspace"
+    out = CliRunner().invoke(app, [*args[:-1], str(stray)])
+    assert out.exit_code == 2 and "routewatch init" in " ".join(out.output.split()) and not stray.exists()
 
 
 def test_a_finished_band_clears_strips_left_by_a_killed_run(tmp_path: Path) -> None:

@@ -102,6 +102,28 @@ def open_workspace(workspace: Path | None, db: str | None) -> tuple[Workspace, o
     return ws, watchlist, store
 
 
+def open_workspace_or_store(workspace: Path | None, db: str | None) -> tuple[Workspace, Any, Any]:
+    """Workspace, watchlist (None when the workspace has none) and store: for the commands that also work on a
+    store alone (a server's database); neither a watchlist nor a store is an error, and nothing is created."""
+    from routewatch.store import Store
+    from routewatch.watchlist import WatchlistError, load_watchlist
+
+    ws = Workspace.open(workspace, db)
+    watchlist = None
+    if ws.watchlist_path.exists():
+        try:
+            watchlist = load_watchlist(ws.watchlist_path)
+        except WatchlistError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    if watchlist is None and not ws.db_url_override and not (ws.root / "routewatch.sqlite").exists():
+        console.print(f"[red]No watchlist or store in {ws.root}[/red]: run `routewatch init {ws.root}` first.")
+        raise typer.Exit(2)
+    store = Store.open(ws.db_url)
+    if watchlist is not None:
+        sync_store(store, watchlist)
+    return ws, watchlist, store
+
 def sync_store(store: Any, watchlist: Any) -> None:
     """The store follows the watchlist file: entries removed from the file leave it (their observations stay)."""
     for name, keys in store.sync_watchlist(watchlist).items():

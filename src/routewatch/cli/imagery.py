@@ -10,8 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from routewatch.workspace import Workspace
-
 console = Console(stderr=True)
 
 WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w",
@@ -63,12 +61,13 @@ def register(app: typer.Typer) -> None:
 
         Example: routewatch fetch --site rajin --from 2023-08-01 --to 2024-03-02 --sensor sentinel-1
         """
-        from routewatch.sources.imagery.ingest import fetch_site, open_store, resolve_site
+        from routewatch.cli.core import open_workspace_or_store
+        from routewatch.sources.imagery.ingest import fetch_site, resolve_site
 
         if sensor not in ("sentinel-1", "sentinel-2"):
             raise typer.BadParameter(f"--sensor must be sentinel-1 or sentinel-2, not {sensor!r}")
-        ws = Workspace.open(workspace, db).ensure()
-        store = open_store(ws)
+        ws, _, store = open_workspace_or_store(workspace, db)  # neither watchlist nor store: said, nothing made
+        ws.ensure()
         try:
             site_rec = resolve_site(ws, site, store)
         except KeyError as exc:

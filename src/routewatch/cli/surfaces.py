@@ -13,9 +13,9 @@ from routewatch.cli.core import (
     DbOpt,
     WorkspaceOpt,
     console,
+    open_workspace_or_store,
     parse_as_of,
     resolve_coverage,
-    sync_store,
 )
 from routewatch.workspace import Workspace
 
@@ -24,26 +24,6 @@ TilesOpt = Annotated[str | None, typer.Option(
          "the map is drawn from the site polygons and nothing is fetched)")]
 
 
-def _open(workspace: Path | None, db: str | None) -> tuple[Workspace, Any, Any]:
-    """Workspace, watchlist (None when the workspace has none) and store."""
-    from routewatch.store import Store
-    from routewatch.watchlist import WatchlistError, load_watchlist
-
-    ws = Workspace.open(workspace, db)
-    watchlist = None
-    if ws.watchlist_path.exists():
-        try:
-            watchlist = load_watchlist(ws.watchlist_path)
-        except WatchlistError as exc:
-            console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from None
-    if watchlist is None and not ws.db_url_override and not (ws.root / "routewatch.sqlite").exists():
-        console.print(f"[red]No watchlist or store in {ws.root}[/red]: run `routewatch init {ws.root}` first.")
-        raise typer.Exit(2)
-    store = Store.open(ws.db_url)
-    if watchlist is not None:
-        sync_store(store, watchlist)
-    return ws, watchlist, store
 
 
 SERVE_ENV = "ROUTEWATCH_SERVE_SETTINGS"
@@ -98,7 +78,7 @@ def register(app: typer.Typer) -> None:
 
         from routewatch.report import build_report
 
-        ws, watchlist, store = _open(workspace, db)
+        ws, watchlist, store = open_workspace_or_store(workspace, db)
         when = parse_as_of(as_of)
         started = time.perf_counter()
         analysis = None
@@ -131,7 +111,7 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in FORMATS:
             raise typer.BadParameter(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}", param_hint="--format")
-        ws, _, store = _open(workspace, db)
+        ws, _, store = open_workspace_or_store(workspace, db)
         data = gather(store, parse_as_of(as_of), workspace_root=ws.root)
         path = run(data, fmt, output)
         console.print(f"{fmt} written to {path}: {len(data.sites)} sites, {len(data.sightings)} sightings, "
@@ -164,7 +144,7 @@ def register(app: typer.Typer) -> None:
 
         import uvicorn
 
-        ws, watchlist, store = _open(workspace, db)
+        ws, watchlist, store = open_workspace_or_store(workspace, db)
         declared = resolve_coverage(coverage, watchlist)
         if declared and watchlist is None:
             console.print(f"[red]No watchlist at {ws.watchlist_path}[/red]: --coverage needs one to judge the routes.")
@@ -211,7 +191,7 @@ def register(app: typer.Typer) -> None:
             cfg = AlertConfig(webhook, log, attempts=attempts, backoff_s=backoff, notify_initial=notify_initial)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
-        ws, watchlist, store = _open(workspace, db)
+        ws, watchlist, store = open_workspace_or_store(workspace, db)
         if watchlist is None:
             console.print(f"[red]No watchlist at {ws.watchlist_path}[/red]: watch needs one to analyze.")
             raise typer.Exit(2)
