@@ -74,3 +74,26 @@ def test_every_core_command_has_help_with_an_example(command: list[str]) -> None
 def test_simulate_coverage_small_run() -> None:
     out = run("simulate", "coverage", "-s", "sentinel-1:12:1.0", "-s", "planetscope:1:0.55", "--years", "4")
     assert "sentinel-1 every 12 days" in out and "planetscope daily" in out
+
+
+def test_a_route_deleted_from_the_watchlist_leaves_status_and_the_store(tmp_path: Path) -> None:
+    """The store follows the workspace's watchlist file; a second workspace sharing the store keeps its own."""
+    from routewatch.store import Store
+    from routewatch.workspace import Workspace
+
+    ws = tmp_path / "case"
+    run("init", str(ws))
+    assert run("status", "-w", str(ws)).startswith("example-route\t")
+    text = (ws / "watchlist.toml").read_text()
+    (ws / "watchlist.toml").write_text(text.replace("[routes.example-route]", "[routes.renamed-route]"))
+    out = run("status", "-w", str(ws))
+    assert "removed from the store: routes example-route" in out and "renamed-route\t" in out
+    assert "example-route\t" not in out
+    other = tmp_path / "other"  # a second workspace on the same store, with its own watchlist file
+    run("init", str(other))
+    db = ["--db", Workspace.open(ws).db_url]
+    run("status", "-w", str(other), *db)
+    store = Store.open(Workspace.open(ws).db_url)
+    assert {"renamed-route", "example-route"} <= set(store.routes())  # each file owns its own entries
+    out = run("status", "-w", str(ws))
+    assert "removed" not in out  # the other file's example-route is not this file's to remove

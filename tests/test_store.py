@@ -124,23 +124,28 @@ def test_watchlist_round_trip_and_geometry_columns(store: Store) -> None:
 
 def test_sync_follows_the_watchlist_file_and_keeps_what_the_api_added(store: Store) -> None:
     """An entry removed from the watchlist file leaves the store (and its spatial index) at the next sync; a
-    site added through the web API is not the file's to remove; observations at a removed site stay."""
+    site added through the web API, or by another workspace's file sharing the store, is not this file's to
+    remove; observations at a removed site stay."""
     wl = watchlist()
-    assert store.sync_watchlist(wl) == {}
+    mine, theirs = "watchlist:mine", "watchlist:theirs"
+    assert store.sync_watchlist(wl, mine) == {}
     api_site = Site("dunai", "Dunai", SiteKind.PORT, box(132.34, 42.87, 132.37, 42.89), "RU")
     store.upsert_watchlist(Watchlist(sites={"dunai": api_site}), added_by="api")
+    other = Site("nakhodka", "Nakhodka", SiteKind.PORT, box(132.88, 42.79, 132.92, 42.82), "RU")
+    assert store.sync_watchlist(Watchlist(sites={"nakhodka": other}), theirs) == {}
     store.add_sightings([sighting(1, site="vostochny")])
     smaller = Watchlist(sites={"rajin": wl.sites["rajin"]}, routes={}, vessels=wl.vessels)
-    assert store.sync_watchlist(smaller) == {"sites": ["vostochny"], "routes": ["rajin-russia"]}
-    assert set(store.sites()) == {"rajin", "dunai"} and store.routes() == {}
+    assert store.sync_watchlist(smaller, mine) == {"sites": ["vostochny"], "routes": ["rajin-russia"]}
+    assert set(store.sites()) == {"rajin", "dunai", "nakhodka"} and store.routes() == {}
     assert store.sites_in_bbox((133.0, 42.7, 133.2, 42.8)) == []
     assert [x.id for x in store.sightings(site="vostochny")] == ["sig-1"]
-    assert store.sync_watchlist(smaller) == {}
-    assert store.sync_watchlist(wl) == {} and set(store.sites()) == {"rajin", "vostochny", "dunai"}
+    assert store.sync_watchlist(smaller, mine) == {}
+    assert store.sync_watchlist(wl, mine) == {} and set(store.sites()) == {"rajin", "vostochny", "dunai", "nakhodka"}
 
 
 def test_a_store_from_before_the_added_by_column_keeps_its_watchlist(tmp_path) -> None:
-    """Upgrading a 0002 store: its sites came from the watchlist file, so a later sync may remove them."""
+    """Upgrading a 0002 store: whether a site came from a file or the API is not known, so a sync keeps it until
+    a file lists it (and so takes it on)."""
     from alembic import command
 
     from routewatch.store.engine import WRITE_OPTION, alembic_config, make_engine
@@ -154,7 +159,11 @@ def test_a_store_from_before_the_added_by_column_keeps_its_watchlist(tmp_path) -
     engine.dispose()
     store = Store.open(url)
     assert set(store.sites()) == {"old"}
-    assert store.sync_watchlist(watchlist()) == {"sites": ["old"]}
+    assert store.sync_watchlist(watchlist(), "watchlist:a") == {}  # whose it was is not known: kept
+    assert set(store.sites()) == {"old", "rajin", "vostochny"}
+    listed = Site("old", "Old", SiteKind.PORT, box(1, 1, 1.1, 1.1))
+    store.sync_watchlist(Watchlist(sites={"old": listed}), "watchlist:a")  # claimed when a file lists it ...
+    assert store.sync_watchlist(watchlist(), "watchlist:a") == {"sites": ["old"]}  # ... and then the file's
     store.close()
 
 

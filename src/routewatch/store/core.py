@@ -225,17 +225,18 @@ class Store:
                 added[name] = len(rows) - len(self._upsert(c, table, rows, "key"))
         return added
 
-    def sync_watchlist(self, watchlist: Watchlist) -> dict[str, list[str]]:
-        """Make the store's watchlist the file's: upsert its entries, and remove the sites, routes and vessels an
-        earlier version of the file brought that it no longer holds (those added through the web API stay).
+    def sync_watchlist(self, watchlist: Watchlist, owner: str) -> dict[str, list[str]]:
+        """Make the store follow a watchlist file: upsert its entries under ``owner`` (``watchlist:<file id>``),
+        and remove the sites, routes and vessels this file brought earlier that it no longer holds. Entries of
+        other files sharing the store, of the web API, and from before the ``added_by`` column are not removed.
         Observations at a removed site stay stored; they are simply no longer analysed. Returns the keys removed."""
         removed: dict[str, list[str]] = {}
         with self._writing(None) as c:
-            self.upsert_watchlist(watchlist, conn=c)
+            self.upsert_watchlist(watchlist, conn=c, added_by=owner)
             for name, table, rows in self._watchlist_rows(watchlist):
                 keep = {r["key"] for r in rows}
                 stale = [k for k in c.execute(select(table.c.key).where(
-                    table.c.added_by == t.ADDED_BY_WATCHLIST)).scalars() if k not in keep]
+                    table.c.added_by == owner)).scalars() if k not in keep]
                 for chunk in _chunks(stale, ID_CHUNK):
                     c.execute(delete(table).where(table.c.key.in_(list(chunk))))
                 if stale:

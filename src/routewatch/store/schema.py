@@ -82,8 +82,11 @@ def _bbox() -> list[Column[Any]]:
     return [Column(name, Float) for name in ("min_lon", "min_lat", "max_lon", "max_lat")]
 
 
-ADDED_BY_WATCHLIST = "watchlist"  # sites, routes and vessels of the workspace's watchlist file
-ADDED_BY_API = "api"  # added through the web API: kept when the watchlist file is synced
+# Who brought a site, route or vessel: "watchlist:<id of the file>" when a watchlist file is synced (each file
+# removes only its own entries, so workspaces sharing one store do not remove each other's), "api" for the web
+# API, and plain "watchlist" for rows from before the column (owner unknown: never removed, claimed when listed).
+ADDED_BY_WATCHLIST = "watchlist"
+ADDED_BY_API = "api"
 
 sites = Table(
     "sites",
@@ -96,7 +99,7 @@ sites = Table(
     Column("country", String(100)),
     Column("notes", Text, nullable=False, default=""),
     Column("sources", JSON, nullable=False),
-    Column("added_by", String(20), nullable=False, server_default=ADDED_BY_WATCHLIST),
+    Column("added_by", String(40), nullable=False, server_default=ADDED_BY_WATCHLIST),
 )
 
 routes = Table(
@@ -112,7 +115,7 @@ routes = Table(
     Column("max_transit_days", Float, nullable=False),
     Column("notes", Text, nullable=False, default=""),
     Column("sources", JSON, nullable=False),
-    Column("added_by", String(20), nullable=False, server_default=ADDED_BY_WATCHLIST),
+    Column("added_by", String(40), nullable=False, server_default=ADDED_BY_WATCHLIST),
 )
 
 vessels = Table(
@@ -131,7 +134,7 @@ vessels = Table(
     Column("sanctions", Text, nullable=False, default=""),
     Column("notes", Text, nullable=False, default=""),
     Column("sources", JSON, nullable=False),
-    Column("added_by", String(20), nullable=False, server_default=ADDED_BY_WATCHLIST),
+    Column("added_by", String(40), nullable=False, server_default=ADDED_BY_WATCHLIST),
 )
 
 evidence = Table(

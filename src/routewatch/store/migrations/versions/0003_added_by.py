@@ -19,8 +19,8 @@ TABLES = ("sites", "routes", "vessels")
 
 
 def upgrade() -> None:
-    for table in TABLES:  # rows stored before this revision came from watchlist files
-        op.add_column(table, sa.Column("added_by", sa.String(20), nullable=False, server_default="watchlist"))
+    for table in TABLES:  # rows stored before this revision: from some watchlist file, or the API (not known)
+        op.add_column(table, sa.Column("added_by", sa.String(40), nullable=False, server_default="watchlist"))
 
 
 def downgrade() -> None:
