@@ -397,3 +397,28 @@ def test_a_truncated_gzip_file_is_named_and_leaves_nothing(tmp_path):
         ingest_file(cut, tmp_path / "ais")
     assert not day_dirs(tmp_path / "ais") and not (tmp_path / "ais" / "manifest.json").exists()
     assert ingest_file(good, tmp_path / "ais").added == 1
+
+
+def test_a_ragged_row_in_an_otherwise_clean_file_is_reported(tmp_path):
+    """No stray byte to force the lenient read: the strict read itself must refuse the row with an unquoted comma
+    (polars cuts it silently when only some columns are read), so its shifted values never reach the registry."""
+    head = ("MMSI,BaseDateTime,LAT,LON,SOG,COG,Heading,VesselName,IMO,CallSign,VesselType,Status,Length,Width,"
+            "Draft,Cargo,TransceiverClass\n")
+    rows = ["636021061,2023-01-11T00:00:00,42.2,130.3,1,1,1,MSC NAISHA III,IMO9307839,A8LU4,70,0,208,30,8,70,A",
+            "636021062,2023-01-11T00:00:00,42.2,130.3,1,1,1,MSC, NAISHA,IMO1234567,A8LU5,70,0,208,30,8,70,A"]
+    p = tmp_path / "mc.csv"
+    p.write_text(head + "\n".join(rows) + "\n")
+    res = read_provider_csv(p)
+    assert res.report.bad == {"row with more fields than the header": 1} and res.report.examples[0][0] == 3
+    assert res.statics["name"].to_list() == ["MSC NAISHA III"] and res.positions["mmsi"].to_list() == [636021061]
+
+
+def test_a_quote_inside_an_unquoted_field_does_not_shift_the_lines_after_a_quoted_newline(tmp_path):
+    """``12"3`` is text to polars and to the csv module alike; only a quote that opens a field hides newlines."""
+    rows = ['1,2023-01-11T00:00:00,42.2,130.3,A', '2,2023-01-11T00:00:01,42.2,130.3,"two\nlines"',
+            '3,2023-01-11T00:00:02,42.2,130.3,12"3', '4,2023-01-11T00:00:03,42.2,130.3,B',
+            '5,2023-01-11T00:00:04,42.2,130.3,C']
+    p = tmp_path / "q.csv"
+    p.write_text("MMSI,BaseDateTime,LAT,LON,VesselName\n" + "\n".join(rows) + "\n")
+    res = read_provider_csv(p)
+    assert res.positions.sort("line")["line"].to_list() == [2, 3, 5, 6, 7] and res.report.lines == 7

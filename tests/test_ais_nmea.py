@@ -155,3 +155,13 @@ def test_reader_never_crashes_and_never_loses_a_valid_message(messages, garbage,
         assert got[lineno]["lat"] == pytest.approx(ref["lat"], abs=1e-9)
         if ref["speed"] < 102.3:
             assert got[lineno]["sog_kn"] == pytest.approx(ref["speed"], abs=1e-4)
+
+
+def test_a_file_whose_lines_end_with_a_carriage_return_alone_is_read_whole(tmp_path):
+    from routewatch.sources.ais.ingest import ingest_file
+
+    good = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    p = tmp_path / "cr.nmea"
+    p.write_bytes(("\r".join(f"\\c:{1704067200 + 60 * i}*00\\{good}" for i in range(3)) + "\r").encode())
+    summary = ingest_file(p, tmp_path / "ais")
+    assert summary.report.lines == 3 and summary.report.messages == 3 and summary.added == 3

@@ -251,6 +251,36 @@ def test_a_look_that_sees_fewer_ships_keeps_only_those(tmp_path: Path, db_url: s
     assert len(store.sightings(site="rajin")) == sum(c or 0 for c, _, _ in held().values())
 
 
+def test_a_ship_no_longer_found_loses_its_fusion_label_too(tmp_path: Path, db_url: str) -> None:
+    """Fusion's sightings carry their detection's look: detected again, a look drops the labels of the ships it no
+    longer finds and keeps those of the ships it still finds."""
+    import polars as pl
+
+    from routewatch.fuse import FusionInputs, fuse_detections, fused_sightings
+    from routewatch.fuse.io import detections_from_sightings, fused_id, is_fused
+    from routewatch.sources.ais.schema import POSITION_SCHEMA
+
+    ws, store, sims, _ = _detected_once(tmp_path, db_url)
+    det = detections_from_sightings(store.sightings(site="rajin"))
+    result = fuse_detections(det, pl.DataFrame(schema=POSITION_SCHEMA), FusionInputs({}, {}, {}, {}))
+    labels, evidence = fused_sightings(result)
+    with store.transaction() as conn:
+        store.add_evidence(evidence, conn=conn)
+        store.add_sightings(labels, conn=conn)
+    seen = [s for s in store.sightings(site="rajin") if s.time == sims[1].time and not is_fused(s)]
+    (ws.root / "water").mkdir()
+    (ws.root / "water" / "rajin.geojson").write_text(json.dumps({"type": "Feature", "properties": {},
+                                                                 "geometry": mapping(Point(seen[0].lon, seen[0].lat)
+                                                                                     .buffer(0.002))}))
+    detect_site(ws, "rajin", SINCE, detector=bright_blobs, progress=False)
+    stored = store.sightings(site="rajin")
+    detections = {s.id for s in stored if not is_fused(s)}
+    labels_left = {s.id for s in stored if is_fused(s)}
+    assert len(detections) < det.height
+    assert labels_left <= {fused_id(i) for i in detections}  # no label of a ship no longer found
+    assert {fused_id(i) for i in detections & set(det["id"])} <= labels_left  # the others keep theirs
+
+
 def test_a_scene_with_no_information_is_an_unusable_look(tmp_path: Path) -> None:
     """A constant SAR image (no variation) and an all-no-data optical image say nothing about the site: unusable
     looks with the reason, never a clean "0 ships" look counted as evidence of absence."""

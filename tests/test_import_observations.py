@@ -238,3 +238,11 @@ def test_a_form_feed_or_line_separator_inside_a_cell_is_text_not_a_line_break(tm
     with pytest.raises(ObservationError) as info:
         parse_observations(path, make_watchlist())
     assert (info.value.line, info.value.field) == (4, "confidence")
+
+
+def test_a_csv_with_carriage_returns_alone_is_read(tmp_path: Path) -> None:
+    """Spreadsheets on a Mac save "CSV (Macintosh)" with a carriage return alone at each line end."""
+    lines = [",".join(HEADER.split(",")), "2024-02-04,2024-02-04,LADY R,vessel,rajin,present,x,a,1"]
+    path = tmp_path / "mac.csv"
+    path.write_bytes(("\r".join(lines) + "\r").encode())
+    assert parse_observations(path, make_watchlist()).rows == 1

@@ -101,7 +101,8 @@ def register(app: typer.Typer) -> None:
                 except (OSError, ValueError) as exc:
                     failed += 1
                     store.record_failure("ais", str(f), str(exc))
-                    console.print(f"[red]{f}: {exc}[/red]")
+                    text = str(exc) if str(exc).startswith(str(f)) else f"{f}: {exc}"  # named once
+                    console.print(f"[red]{escape(text)}[/red]")
                     continue
                 finally:
                     progress.advance(task)

@@ -18,7 +18,7 @@ from datetime import timedelta
 import polars as pl
 
 from routewatch.fuse.identify import UNKNOWN, IdentifyConfig, LastSeen, identify_dark
-from routewatch.fuse.io import FUSED_PREFIX, FUSION_EVIDENCE_PREFIX
+from routewatch.fuse.io import FUSION_EVIDENCE_PREFIX, fused_id
 from routewatch.fuse.match import FuseConfig, ais_coverage, interpolate_ais, match_detections
 from routewatch.model import Evidence, EvidenceKind, Route, Sighting, SourceKind, Vessel, stable_id
 
@@ -102,7 +102,7 @@ def fuse_detections(
             pl.Series("probabilities", probs, pl.String), pl.Series("reasons", reasons, pl.String)))
     if not out:
         return pl.DataFrame(schema={c: pl.String for c in RESULT_COLUMNS})
-    return pl.concat(out, how="diagonal_relaxed").select(RESULT_COLUMNS + [c for c in ("evidence_ids",)
+    return pl.concat(out, how="diagonal_relaxed").select(RESULT_COLUMNS + [c for c in ("evidence_ids", "look_id")
                                                                            if c in det.columns])
 
 
@@ -121,11 +121,12 @@ def fused_sightings(result: pl.DataFrame, source_kind: SourceKind = SourceKind.I
         evidence.append(ev)
         base = tuple(r.get("evidence_ids") or ())
         sightings.append(Sighting(
-            id=stable_id(FUSED_PREFIX, r["id"]), time=r["time"], source_kind=source_kind, site=r["site"],
+            id=fused_id(r["id"]), time=r["time"], source_kind=source_kind, site=r["site"],
             vessel=r["vessel"], event="detection", lon=r["lon"], lat=r["lat"], length_m=r["length_m"],
             width_m=r["width_m"], heading_deg=r["heading_deg"], score=r["score"],
             confidence=float(r["score"]) if r["score"] is not None else 0.7,
             identification_confidence=r["identification_confidence"], evidence_ids=(*base, ev.id),
+            look_id=r.get("look_id"),  # the look of the detection: a look detected again takes it along
             detail=f"{r['status']}; " + (r["probabilities"] or ""),
         ))
     return sightings, evidence

@@ -72,6 +72,11 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
     return pl.DataFrame(rows, schema=DET_SCHEMA)
 
 
+def fused_id(detection_id: str) -> str:
+    """The id of the sighting fusion writes for a detection (see :func:`routewatch.fuse.fused_sightings`)."""
+    return stable_id(FUSED_PREFIX, detection_id)
+
+
 def is_fused(s: Sighting) -> bool:
     """A sighting that fusion wrote (its id, or its evidence, comes from :func:`routewatch.fuse.fused_sightings`)."""
     return s.id.startswith(FUSED_PREFIX + "-") or any(e.startswith(FUSION_EVIDENCE_PREFIX + "-")
@@ -82,10 +87,11 @@ def detections_from_sightings(sightings: Iterable[Sighting]) -> pl.DataFrame:
     """The image detections among stored sightings; fusion's own earlier output is left out, so a second run
     fuses the same detections again (same ids) instead of fusing its results."""
     rows = [{"id": s.id, "time": s.time, "lon": s.lon, "lat": s.lat, "length_m": s.length_m, "width_m": s.width_m,
-             "heading_deg": s.heading_deg, "score": s.score, "site": s.site, "evidence_ids": list(s.evidence_ids)}
+             "heading_deg": s.heading_deg, "score": s.score, "site": s.site, "evidence_ids": list(s.evidence_ids),
+             "look_id": s.look_id}
             for s in sightings if s.source_kind == SourceKind.IMAGE and s.lon is not None and s.lat is not None
             and not is_fused(s)]
-    return pl.DataFrame(rows, schema={**DET_SCHEMA, "evidence_ids": pl.List(pl.String)})
+    return pl.DataFrame(rows, schema={**DET_SCHEMA, "evidence_ids": pl.List(pl.String), "look_id": pl.String})
 
 
 def assign_sites(det: pl.DataFrame, sites: Mapping[str, Site], max_distance_m: float = 1000.0) -> pl.DataFrame:

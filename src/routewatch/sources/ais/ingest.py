@@ -111,10 +111,15 @@ def _listed_under_sha256(path: Path, manifest: dict[str, dict]) -> str | None:
 
 def _open_text(path: Path):
     """Lines of a plain or gzipped NMEA file (ASCII; undecodable bytes become U+FFFD). Lines end at a newline
-    only, so that a stray carriage return in binary junk does not shift the reported line numbers."""
-    if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", encoding="ascii", errors="replace", newline="\n")
-    return path.open("r", encoding="ascii", errors="replace", newline="\n")
+    only, so that a stray carriage return in binary junk does not shift the reported line numbers; a file whose
+    lines end with a carriage return alone (no newline in its first 64 KiB) is read with universal newlines."""
+    gz = path.suffix.lower() == ".gz"
+    with gzip.open(path, "rb") if gz else path.open("rb") as fh:
+        head = fh.read(1 << 16)
+    newline = None if b"\r" in head and b"\n" not in head else "\n"
+    if gz:
+        return gzip.open(path, "rt", encoding="ascii", errors="replace", newline=newline)
+    return path.open("r", encoding="ascii", errors="replace", newline=newline)
 
 
 def _is_csv(path: Path) -> bool:
@@ -174,7 +179,7 @@ def ingest_file(
             record_in_manifest(ais_dir, file_digest(path), manifest[old_key], replaces=old_key)
             summary.skipped = True
             return summary
-    pending = None
+    pending, pending_quotes = None, False
     if csv and not force and not seen_before:
         # A new CSV: hash it in a thread while polars parses it (xxhash and polars both release the GIL).
         pool = ThreadPoolExecutor(1)
@@ -182,7 +187,7 @@ def ingest_file(
         pool.shutdown(wait=False)
         digest = None
     else:
-        digest = file_digest(path)
+        digest, pending_quotes = digest_and_quotes(path)
         if not force and digest in manifest:
             summary.skipped = True
             return summary
@@ -191,7 +196,8 @@ def ingest_file(
             mapping = detect_layout(read_header(path))
         summary.kind = mapping.name if mapping else "csv"
         try:  # the hashing thread looks for quotes too (a compressed file's are looked for by the reader)
-            res = read_provider_csv(path, mapping, has_quotes=(lambda: pending.result()[1]) if pending else None)
+            res = read_provider_csv(path, mapping, has_quotes=(lambda: pending.result()[1]) if pending
+                                    else lambda: pending_quotes)
         finally:
             if pending is not None:
                 digest = pending.result()[0]

@@ -137,18 +137,20 @@ class LineCount:
         return cls(n, last == b"\n")
 
 
-def record_lines(data: bytes, quote: bytes = b'"') -> np.ndarray:
+def record_lines(data: bytes) -> np.ndarray:
     """The file line on which each data record (after the header) starts, when quoted fields span lines.
 
-    A newline ends a record only outside quotes, i.e. after an even number of quote bytes (a doubled quote inside
-    a quoted field adds two); data record k starts on the line after the k-th record end (the header's is the
-    0th). Only called for the rare file whose record count differs from its line count.
+    Read with the csv module, which like polars takes a quote inside an unquoted field (``12"3``) as text, so
+    only quotes that open a field can hide a newline. Only called for the rare file whose record count differs
+    from its line count; a blank line is a record here as it is a (null) row for polars.
     """
-    buf = np.frombuffer(data, np.uint8)
-    newlines = np.flatnonzero(buf == ord("\n"))
-    quotes = np.flatnonzero(buf == ord(quote))
-    ends = np.flatnonzero(np.searchsorted(quotes, newlines) % 2 == 0)
-    return ends.astype(np.int64) + 2
+    reader = csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline="\n"))
+    starts, done = [], 0
+    with contextlib.suppress(csv.Error):  # a quote never closed: polars has refused the file already
+        for _ in reader:
+            starts.append(done + 1)
+            done = reader.line_num
+    return np.asarray(starts[1:], dtype=np.int64)
 
 
 RAGGED = "row with more fields than the header"
@@ -223,14 +225,20 @@ def _scan(path: Path, data: bytes | None, columns: list[str], overrides: dict[st
     ``lenient`` turns a value that does not parse into a null (the row is then reported as bad), cuts a row with
     more fields than the header to the header's columns, and reads bytes that are not UTF-8 as U+FFFD, instead of
     stopping at the first of them; it costs about 15 % of the read, so a file is read strictly first (see
-    :func:`read_provider_csv`).
+    :func:`read_provider_csv`). The strict read parses every column (see :data:`_EVERY_COLUMN`): polars cuts a
+    row with too many fields silently when only some columns are read, and stops only when all are.
     """
     kwargs: dict = {"schema_overrides": overrides, "infer_schema": False}
     if lenient:
         kwargs.update(ignore_errors=True, truncate_ragged_lines=True, encoding="utf8-lossy")
     if data is not None:  # a decompressed file: the lazy reader wants a file of plain text, so read it eagerly
-        return pl.read_csv(io.BytesIO(data), columns=columns, **kwargs).lazy()
+        return pl.read_csv(io.BytesIO(data), columns=columns if lenient else None, **kwargs).lazy()
     return pl.scan_csv(path, **kwargs).select(columns)
+
+
+# The strict read's query runs without projection pushdown, so that the reader parses the columns it does not
+# keep too (about 5 % of the read) and refuses a row with more fields than the header instead of cutting it.
+_EVERY_COLUMN = pl.QueryOptFlags(projection_pushdown=False)
 
 
 def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: str | None = None,
@@ -315,7 +323,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
 
     def collect(lenient: bool) -> pl.DataFrame:
         return scan(lenient).with_columns(pl.col("timestamp").alias("_raw")).with_columns(exprs).collect(
-            engine="streaming")  # a batch of rows at a time
+            engine="streaming", **({} if lenient else {"optimizations": _EVERY_COLUMN}))  # a batch at a time
 
     # Most provider files are clean: read strictly, and only a file with a bad value, a ragged row or a byte
     # that is not UTF-8 is read again, leniently (a second read: about 1.7 times the time of one).
@@ -333,8 +341,10 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     count = (LineCount.of([data]) if data is not None else _count_lines(path)) if quoted else None
     if count is not None and count.records != frame.height + 1:  # a field spans lines: rows are not lines
         lines = record_lines(data if data is not None else path.read_bytes())
-        if len(lines) >= frame.height:
-            frame = frame.with_columns(pl.Series("line", lines[frame["line"].to_numpy() - 2]))
+        if len(lines) < frame.height:  # the two readers disagree on the records: say so rather than guess
+            raise ValueError(f"{path}: {frame.height:,} records read but only {len(lines):,} found by the csv "
+                             "module; line numbers cannot be given (check the quoting)")
+        frame = frame.with_columns(pl.Series("line", lines[frame["line"].to_numpy() - 2]))
     retry = frame.select(pl.col("timestamp").is_null() & pl.col("_raw").is_not_null()).to_series()
     if retry.any():
         fixed = parse(pl.col("_raw").str.strip_chars()).dt.replace_time_zone("UTC")

@@ -28,9 +28,11 @@ def open_store(ws: Workspace) -> Any:
 
 
 def write_together(store: Any, *, evidence: Sequence[Evidence] = (), scenes: Sequence[Scene] = (),
-                   looks: Sequence[Any] = (), sightings: Sequence[Any] = (), replace_sightings: bool = False) -> int:
+                   looks: Sequence[Any] = (), sightings: Sequence[Any] = (), replace_sightings: bool = False,
+                   keep_also: Sequence[str] = ()) -> int:
     """Write records of one scene so they land together or not at all. ``replace_sightings``: the looks' stored
-    sightings that are not among ``sightings`` are removed (a look detected again holds only its new result).
+    sightings that are not among ``sightings`` (or ``keep_also``: the fusion labels of those still found) are
+    removed (a look detected again holds only its new result, and a ship no longer found loses its label too).
     Returns how many of the scenes were new to the store."""
     new = 0
     with store.transaction() as conn:
@@ -41,7 +43,7 @@ def write_together(store: Any, *, evidence: Sequence[Evidence] = (), scenes: Seq
         if looks:
             store.add_looks(list(looks), conn=conn)
         if replace_sightings and looks:
-            store.remove_look_sightings(looks, keep=[s.id for s in sightings], conn=conn)
+            store.remove_look_sightings(looks, keep=[*(s.id for s in sightings), *keep_also], conn=conn)
         if sightings:
             store.add_sightings(list(sightings), conn=conn)
     return new

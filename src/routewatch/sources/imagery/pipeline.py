@@ -23,6 +23,7 @@ from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 
 from routewatch.detect.water import WaterMaskError, image_water, load_water_polygons, ship_zone
+from routewatch.fuse.io import fused_id
 from routewatch.model import (
     Evidence,
     EvidenceKind,
@@ -281,7 +282,7 @@ def detect_site(workspace: Workspace | str | Path | None, site_key: str, since: 
         for out in _run(scenes, site, water_geom, str(ws.chips_dir), detector, workers, scheduler, processes):
             # the look's sightings of an earlier run that this one did not find go, in the same transaction
             write_together(store, evidence=out.evidence, looks=[out.look], sightings=out.sightings,
-                           replace_sightings=True)
+                           replace_sightings=True, keep_also=[fused_id(s.id) for s in out.sightings])
             if out.failure:
                 store.record_failure("detect", out.failure[0], out.failure[1])
                 result.failures.append(out.failure)

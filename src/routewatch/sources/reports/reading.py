@@ -53,8 +53,9 @@ def _check_columns(path: Path, line: int, names: Sequence[str], columns: Sequenc
 
 
 def _csv_rows(path: Path, text: str) -> tuple[int, list[str], list[RawRow]]:
-    # lines end at "\n" only: str.splitlines would also break at a form feed or U+2028 inside a field
-    reader = csv.reader(io.StringIO(text, newline="\n"), strict=True)
+    # universal newlines (\n, \r\n, or \r alone as spreadsheets on a Mac write): str.splitlines would also break
+    # at a form feed or U+2028 inside a field
+    reader = csv.reader(io.StringIO(text, newline=None), strict=True)
     rows: list[RawRow] = []
     header: list[str] | None = None
     header_line = 1
