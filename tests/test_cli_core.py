@@ -97,3 +97,10 @@ def test_a_route_deleted_from_the_watchlist_leaves_status_and_the_store(tmp_path
     assert {"renamed-route", "example-route"} <= set(store.routes())  # each file owns its own entries
     out = run("status", "-w", str(ws))
     assert "removed" not in out  # the other file's example-route is not this file's to remove
+    import shutil
+
+    moved = tmp_path / "moved"  # a workspace copied elsewhere keeps following its file (its own store)
+    shutil.copytree(ws, moved)
+    text = (moved / "watchlist.toml").read_text()
+    (moved / "watchlist.toml").write_text(text.replace("[routes.renamed-route]", "[routes.third-name]"))
+    assert "removed from the store: routes renamed-route" in run("status", "-w", str(moved))

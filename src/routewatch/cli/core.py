@@ -98,7 +98,7 @@ def open_workspace(workspace: Path | None, db: str | None) -> tuple[Workspace, o
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     store = Store.open(ws.db_url)
-    sync_store(store, watchlist, ws.watchlist_path)
+    sync_store(store, watchlist, ws)
     return ws, watchlist, store
 
 
@@ -121,15 +121,20 @@ def open_workspace_or_store(workspace: Path | None, db: str | None) -> tuple[Wor
         raise typer.Exit(2)
     store = Store.open(ws.db_url)
     if watchlist is not None:
-        sync_store(store, watchlist, ws.watchlist_path)
+        sync_store(store, watchlist, ws)
     return ws, watchlist, store
 
-def sync_store(store: Any, watchlist: Any, path: Path) -> None:
-    """The store follows the watchlist file at ``path``: entries removed from the file leave it (their
-    observations stay); entries of other workspaces' files sharing the store are theirs to remove."""
+def sync_store(store: Any, watchlist: Any, ws: Workspace) -> None:
+    """The store follows the workspace's watchlist file: entries removed from the file leave it (their
+    observations stay). The workspace's own SQLite store has one file, whatever folder the workspace is copied
+    or moved to; a store named by --db may be shared, so there each file (by its absolute path) owns its own."""
     import hashlib
 
-    owner = "watchlist:" + hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:16]
+    from routewatch.store.schema import ADDED_BY_WATCHLIST
+
+    owner = ADDED_BY_WATCHLIST
+    if ws.db_url_override:
+        owner += ":" + hashlib.sha256(str(ws.watchlist_path.resolve()).encode()).hexdigest()[:16]
     for name, keys in store.sync_watchlist(watchlist, owner).items():
         console.print(f"[dim]no longer in the watchlist, removed from the store: {name} {', '.join(keys)}[/dim]")
 
