@@ -246,3 +246,14 @@ def test_a_csv_with_carriage_returns_alone_is_read(tmp_path: Path) -> None:
     path = tmp_path / "mac.csv"
     path.write_bytes(("\r".join(lines) + "\r").encode())
     assert parse_observations(path, make_watchlist()).rows == 1
+
+
+def test_a_count_row_without_a_count_is_flagged(store: Store, tmp_path: Path) -> None:
+    """A trip count written only in the detail text counts nothing: the import says so, by line (the judgement
+    changes from paused to active on the reference case when the 32 trips are lost this way)."""
+    path = write(tmp_path, "counts.csv", HEADER + ",count",
+                 "2023-08-01,2024-02-29,,aggregate,rajin,trip_count,at least 32 trips,NK Pro,secondary,",
+                 "2023-08-01,2024-02-29,,aggregate,rajin,trip_count,32 trips,NK Pro,secondary,32")
+    result = import_observations(store, path, make_watchlist())
+    assert result.uncounted == ((2, "trip_count"),) and result.aggregates == 2
+    assert "1 count rows have no count and count nothing" in str(result) and "line 2 (trip_count)" in str(result)

@@ -44,6 +44,7 @@ NEGATIVE_EVENTS = {"none_seen": "none_seen", "empty": "none_seen", "no_vessel": 
                    "negative_look": "none_seen"}
 COUNT_EVENTS = frozenset({"trip_count", "visit_count", "coverage", "container_stack", "railcar_count",
                           "route_change", "round_trip", "transit"})
+NEEDS_COUNT = frozenset({"trip_count", "visit_count", "coverage", "container_stack", "railcar_count"})
 SUBJECT_KINDS = frozenset({"vessel", "aircraft", "rail", "aggregate"})
 SIGHTING_KINDS = frozenset({"vessel", "aircraft"})
 GRADES = {"primary": 0.9, "secondary": 0.7, "tertiary": 0.5, "unverified": 0.5}
@@ -60,6 +61,7 @@ class Observations:
     looks: list[Look] = field(default_factory=list)
     aggregates: list[AggregateObservation] = field(default_factory=list)
     rows: int = 0
+    uncounted: list[tuple[int, str]] = field(default_factory=list)  # (line, event) of count rows with no count
 
 
 @dataclass(frozen=True)
@@ -74,12 +76,18 @@ class ImportResult:
     looks: int = 0
     aggregates: int = 0
     already_imported: bool = False
+    uncounted: tuple[tuple[int, str], ...] = ()
 
     def __str__(self) -> str:
         if self.already_imported:
             return f"{self.path.name}: already imported (sha256 {self.sha256[:12]}), nothing added"
-        return (f"{self.path.name}: {self.rows} rows; added {self.sightings} sightings, {self.looks} looks, "
+        text = (f"{self.path.name}: {self.rows} rows; added {self.sightings} sightings, {self.looks} looks, "
                 f"{self.aggregates} aggregate counts, {self.evidence} evidence")
+        if self.uncounted:
+            lines = ", ".join(f"{line} ({event})" for line, event in self.uncounted[:10])
+            text += (f"\nwarning: {len(self.uncounted)} count rows have no count and count nothing (kept as "
+                     f"notes with their evidence): line {lines}; give the number in the count column")
+        return text
 
 
 class _Row:
@@ -293,6 +301,8 @@ def _row_records(row: _Row, res: _Resolver, out: Observations) -> str | None:
     vessels = [res.vessel(s) for s in subjects]
 
     if kind == "aggregate":
+        if count is None and event in NEEDS_COUNT:  # a number written only in the detail text counts nothing
+            out.uncounted.append((row.line, event))
         named = tuple(v or s for v, s in zip(vessels, subjects, strict=True))
         out.aggregates.append(AggregateObservation(
             stable_id("agg", ev_id), start, end, scope, event, count, denominator, detail, evidence_ids,
@@ -362,4 +372,4 @@ def import_observations(store: Store, path: str | Path, watchlist: Watchlist, *,
         sightings = store.add_sightings(obs.sightings, conn=conn)
         aggregates = store.add_aggregates(obs.aggregates, conn=conn)
         store.record_import(sha, str(path), "observations", obs.rows, conn=conn)
-    return ImportResult(path, sha, obs.rows, evidence, sightings, looks, aggregates)
+    return ImportResult(path, sha, obs.rows, evidence, sightings, looks, aggregates, uncounted=tuple(obs.uncounted))
