@@ -104,3 +104,15 @@ def test_a_route_deleted_from_the_watchlist_leaves_status_and_the_store(tmp_path
     text = (moved / "watchlist.toml").read_text()
     (moved / "watchlist.toml").write_text(text.replace("[routes.renamed-route]", "[routes.third-name]"))
     assert "removed from the store: routes renamed-route" in run("status", "-w", str(moved))
+
+
+def test_bad_numbers_and_paths_are_clear_errors_and_create_nothing(tmp_path: Path) -> None:
+    for args in (["--cadence-days", "0"], ["--years", "-1"], ["--vessel-length-m", "-5"]):
+        result = runner.invoke(app, ["simulate", "coverage", *args], env=ENV)
+        assert result.exit_code == 2 and "must be a positive number" in result.output, result.output
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    result = runner.invoke(app, ["init", str(a_file)], env=ENV)
+    assert result.exit_code == 2 and "is a file" in result.output
+    result = runner.invoke(app, ["init", str(tmp_path / "new"), "--example", "nosuch"], env=ENV)
+    assert result.exit_code == 2 and "no example 'nosuch'" in result.output and not (tmp_path / "new").exists()

@@ -88,6 +88,10 @@ def test_good_watchlist_resolves_groups(tmp_path: Path) -> None:
         ('vessels = ["v"]', 'vessels = ["w"]', 17, "routes.a-b.vessels", "unknown vessel 'w'"),
         ('kind = "berth"', 'kind = "harbour"', 8, "sites.b.kind", "unknown kind 'harbour'"),
         ("length_m = 120", "length_m = -5", 21, "vessels.v.length_m", "positive number"),
+        ('vessels = ["v"]', 'vessels = ["v"]\nmax_transit_dayz = 9', 18, "routes.a-b.max_transit_dayz",
+         "unknown key; allowed: destination, max_speed_kn, max_transit_days"),
+        ('kind = "port"', 'kind = "port"\ncountri = "KP"', 5, "sites.a.countri", "unknown key"),
+        ("length_m = 120", "length_m = 120\nbeam = 18", 22, "vessels.v.beam", "unknown key"),
     ],
 )
 def test_errors_name_file_line_and_field(

@@ -184,6 +184,20 @@ def parse_coverage_spec(text: str, *, site: str | None = None) -> CoverageAssump
     return CoverageAssumption(sensor=sensor, every_days=every, usable=usable, site=site)
 
 
+SITE_KEYS = frozenset({"name", "kind", "bbox", "polygon", "geojson", "geojson_file", "country", "notes", "sources"})
+VESSEL_KEYS = frozenset({"name", "imo", "mmsi", "call_sign", "type", "length_m", "beam_m", "capacity_teu", "flag",
+                         "sanctions", "notes", "sources"})
+ROUTE_KEYS = frozenset({"name", "origin", "destination", "mode", "vessels", "max_speed_kn", "max_transit_days",
+                        "notes", "sources"})
+
+
+def _no_unknown_keys(entry: Mapping[str, Any], allowed: frozenset[str], where: tuple[str, ...], err: Any) -> None:
+    """A misspelt key (``max_transit_dayz``) would otherwise be dropped silently and its default used."""
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise err(where, unknown[0], f"unknown key; allowed: {', '.join(sorted(allowed))}")
+
+
 def load_watchlist(path: str | Path) -> Watchlist:
     """Read and validate a watchlist file; raises WatchlistError naming the file, line and field."""
     path = Path(path)
@@ -222,6 +236,7 @@ def parse_watchlist(text: str, path: Path | None = None) -> Watchlist:
             raise err(where, "key", "site keys are lower-case letters, digits, '-' and '_'")
         if not isinstance(entry, dict):
             raise err(where, "key", "must be a table")
+        _no_unknown_keys(entry, SITE_KEYS, where, err)
         kind = entry.get("kind", "port")
         try:
             site_kind = SiteKind(kind)
@@ -256,6 +271,7 @@ def parse_watchlist(text: str, path: Path | None = None) -> Watchlist:
             raise err(where, "key", "vessel keys are lower-case letters, digits, '-' and '_'")
         if not isinstance(entry, dict):
             raise err(where, "key", "must be a table")
+        _no_unknown_keys(entry, VESSEL_KEYS, where, err)
         for num in ("length_m", "beam_m", "capacity_teu"):
             v = entry.get(num)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v <= 0):
@@ -297,6 +313,7 @@ def parse_watchlist(text: str, path: Path | None = None) -> Watchlist:
             raise err(where, "key", "route keys are lower-case letters, digits, '-' and '_'")
         if not isinstance(entry, dict):
             raise err(where, "key", "must be a table")
+        _no_unknown_keys(entry, ROUTE_KEYS, where, err)
         origin = resolve(where, "origin", _str_tuple(entry.get("origin"), where, "origin", err))
         destination = resolve(
             where, "destination", _str_tuple(entry.get("destination"), where, "destination", err)

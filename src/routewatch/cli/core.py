@@ -202,6 +202,11 @@ def register(app: typer.Typer) -> None:
 
         Example: routewatch init my-case --example rajin
         """
+        if directory.exists() and not directory.is_dir():
+            console.print(f"[red]{directory} is a file[/red]: give a folder for the new workspace.")
+            raise typer.Exit(2)
+        if example:  # an unknown example is refused before anything is created
+            _example_file(example, "watchlist.toml")
         ws = Workspace.open(directory).ensure()
         if ws.watchlist_path.exists() and not force:
             console.print(f"{ws.watchlist_path} exists; keeping it (use --force to replace).")
@@ -341,6 +346,10 @@ def register(app: typer.Typer) -> None:
 
         from routewatch.simulate.coverage import DEFAULT_MIXES, parse_sensor_mix, simulate_coverage
 
+        for name, value in (("--cadence-days", cadence_days), ("--shape", shape), ("--years", years),
+                            ("--stop-after-days", stop_after_days), ("--vessel-length-m", vessel_length_m)):
+            if not value > 0:
+                raise typer.BadParameter(f"{name} must be a positive number, not {value:g}")
         try:
             mixes = (
                 [parse_sensor_mix(s) for s in sensors]
