@@ -116,3 +116,14 @@ def test_bad_numbers_and_paths_are_clear_errors_and_create_nothing(tmp_path: Pat
     assert result.exit_code == 2 and "is a file" in result.output
     result = runner.invoke(app, ["init", str(tmp_path / "new"), "--example", "nosuch"], env=ENV)
     assert result.exit_code == 2 and "no example 'nosuch'" in result.output and not (tmp_path / "new").exists()
+
+
+def test_status_says_what_its_probability_is(tmp_path: Path) -> None:
+    """P means different things by status (docs/judgement.md): each status line says which, with its error."""
+    ws = tmp_path / "case"
+    run("init", str(ws), "--example", "rajin")
+    run("import", "observations", str(ws / "observations.csv"), "-w", str(ws))
+    paused = run("status", "--as-of", "2024-03-02", "-c", "near-daily", "-w", str(ws)).strip().split("\t")
+    assert paused[1] == "paused" and paused[-1].startswith("P = 1 - P(silence | running)") and "+-" in paused[-1]
+    resumed = run("status", "--as-of", "2024-03-20", "-c", "near-daily", "-w", str(ws)).strip().split("\t")
+    assert resumed[1] == "resumed" and resumed[-1] == "P = the pause probability of the gap that ended"

@@ -268,6 +268,25 @@ def _cadence(
     return min(candidates, key=lambda c: c.mean_gap_days)
 
 
+PROBABILITY_MEANING = {
+    Status.PAUSED: "P = 1 - P(silence | running): the evidence of a pause",
+    Status.UNDETERMINED: "P = 1 - P(silence | running): the evidence of a pause, short of the call level",
+    Status.ACTIVE: "P = P(silence | running): how unremarkable the silence is",
+    Status.RESUMED: "P = the pause probability of the gap that ended",
+    Status.SLOWING: "P = the change-point probability of a lower rate",
+}
+
+
+def probability_meaning(activity: Activity) -> str:
+    """What an activity's ``probability`` is (it depends on the status; docs/judgement.md), with the Monte Carlo
+    standard error of the silence probability where it has one."""
+    text = PROBABILITY_MEANING[activity.status]
+    se = activity.details.get("p_silence_monte_carlo_se")
+    if se and activity.status in (Status.PAUSED, Status.UNDETERMINED, Status.ACTIVE):
+        text += f" (+- {se:.3f}, Monte Carlo)"
+    return text
+
+
 def describe_call(days: float | None) -> str:
     """``Activity.days_to_confident_call`` in words: now, in N more days, or not reachable."""
     if days is None:

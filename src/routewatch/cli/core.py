@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from routewatch.analysis.activity import describe_call
+from routewatch.analysis.activity import describe_call, probability_meaning
 from routewatch.model import Activity, CoverageAssumption
 from routewatch.workspace import Workspace
 
@@ -282,7 +282,7 @@ def register(app: typer.Typer) -> None:
         workspace: WorkspaceOpt = None,
         db: DbOpt = None,
     ) -> None:
-        """One line per route: status, probability, last activity, days quiet, coverage.
+        """One line per route: status, probability, last activity, days quiet, coverage, what the probability is.
 
         Example: routewatch status --as-of 2024-03-20 -w my-case
         """
@@ -295,7 +295,8 @@ def register(app: typer.Typer) -> None:
             last = f"{a.last_activity:%Y-%m-%d}" if a.last_activity else "never"
             quiet = f"{a.days_quiet:.0f} days quiet" if a.days_quiet is not None else ""
             # Plain tab-separated text (no rich markup) so scripts can cut it.
-            typer.echo(f"{a.route}\t{a.status.value}\tP={a.probability:.2f}\tlast {last}\t{quiet}\t{a.coverage}")
+            typer.echo(f"{a.route}\t{a.status.value}\tP={a.probability:.2f}\tlast {last}\t{quiet}\t{a.coverage}"
+                       f"\t{probability_meaning(a)}")
 
     @app.command()
     def demo(
