@@ -5,16 +5,20 @@ from __future__ import annotations
 import csv
 import json
 import zipfile
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
 from typer.testing import CliRunner
 
+from routewatch.model import Trip
 from routewatch.report import export, gather
-from routewatch.report.sample import AS_OF, write_sample
+from routewatch.report.sample import AS_OF, ROUTE, write_sample
+from routewatch.report.sample import watchlist as sample_watchlist
 from routewatch.store import Store
+from routewatch.store.convert import activity_id
 
 KML = "{http://www.opengis.net/kml/2.2}"
 
@@ -44,12 +48,12 @@ def test_geojson_layers_and_trip_lines(data, tmp_path: Path) -> None:
         assert f["properties"]["evidence_ids"].split(",") == list(trip.evidence_ids)
 
 
-def test_gpkg_opens_with_three_layers(data, tmp_path: Path) -> None:
+def test_gpkg_opens_with_its_layers(data, tmp_path: Path) -> None:
     import pyogrio
 
     path = export(data, "gpkg", tmp_path / "x.gpkg")
     layers = {name: gtype for name, gtype in pyogrio.list_layers(path)}
-    assert set(layers) == {"sites", "detections", "trips"}
+    assert set(layers) == {"sites", "detections", "trips", "trips_arrival_unknown"}
     info = pyogrio.read_info(path, layer="trips")
     assert info["features"] == len(data.trips) and "EPSG:4326" in info["crs"]
     meta, _, _geoms, fields = pyogrio.raw.read(path, layer="detections")
@@ -111,3 +115,144 @@ def test_cli_export(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["type"] == "FeatureCollection"
     bad = CliRunner().invoke(app, ["export", "--format", "dxf", "-o", str(out), "-w", str(tmp_path)])
     assert bad.exit_code != 0 and "unknown format" in bad.output
+
+
+def _origin_only(data) -> Trip:
+    """Add a trip whose departure from Rajin was seen and whose arrival was not."""
+    visit = next(v for v in data.visits if v.site == "rajin")
+    trip = Trip("trip-origin-only", ROUTE, visit.vessel, visit.id, None, visit.end, None, 0.6, ("ev-x",),
+                "origin_only")
+    data.trips.append(trip)
+    return trip
+
+
+def test_origin_only_trip_is_a_point_at_its_origin(data, tmp_path: Path) -> None:
+    import pyogrio
+
+    trip = _origin_only(data)
+    route = data.routes[ROUTE]
+    until = trip.depart + timedelta(days=route.max_transit_days)
+    doc = json.loads(export(data, "geojson", tmp_path / "x.geojson").read_text())
+    feat = next(f for f in doc["features"] if f["properties"]["id"] == trip.id)
+    assert feat["geometry"]["type"] == "Point"
+    assert tuple(feat["geometry"]["coordinates"]) == pytest.approx(data.sites["rajin"].centroid_lonlat)
+    props = feat["properties"]
+    assert props["arrival_known"] is False and props["destination"] == "" and props["arrive"] is None
+    assert datetime.fromisoformat(props["until"].replace("Z", "+00:00")) == until
+    observed = [f for f in doc["features"] if f["properties"]["layer"] == "trips" and f["properties"]["id"] != trip.id]
+    assert observed and all(f["geometry"]["type"] == "LineString" and f["properties"]["arrival_known"]
+                            for f in observed)
+
+    root = ET.parse(export(data, "kml", tmp_path / "x.kml")).getroot()
+    marks = [m for m in root.iter(f"{KML}Placemark") if m.find(f"{KML}TimeSpan") is not None]
+    assert all(m.find(f"{KML}TimeSpan").findtext(f"{KML}end") for m in marks)  # nothing open-ended
+    point = [m for m in marks if m.find(f"{KML}Point") is not None]
+    assert len(point) == 1 and "arrival unknown" in point[0].findtext(f"{KML}description")
+    end = point[0].find(f"{KML}TimeSpan").findtext(f"{KML}end")
+    assert datetime.fromisoformat(end.replace("Z", "+00:00")) == until
+
+    path = export(data, "gpkg", tmp_path / "x.gpkg")
+    assert pyogrio.read_info(path, layer="trips")["features"] == len(data.trips) - 1
+    meta, _, _geoms, fields = pyogrio.raw.read(path, layer="trips_arrival_unknown")
+    row = dict(zip(meta["fields"], fields, strict=True))
+    assert list(row["id"]) == [trip.id] and list(row["arrival_known"]) == ["False"]
+
+
+def test_gpkg_writes_empty_layers_with_their_columns(data, tmp_path: Path) -> None:
+    import pyogrio
+
+    data.sightings, data.trips = [], []
+    path = export(data, "gpkg", tmp_path / "x.gpkg")
+    layers = {name for name, _ in pyogrio.list_layers(path)}
+    assert layers == {"sites", "detections", "trips", "trips_arrival_unknown"}
+    for layer in ("detections", "trips", "trips_arrival_unknown"):
+        info = pyogrio.read_info(path, layer=layer)
+        assert info["features"] == 0 and "id" in list(info["fields"]) and "evidence_ids" in list(info["fields"])
+
+
+def test_csv_tables_carry_evidence_ids_and_judgement_numbers(data, tmp_path: Path) -> None:
+    act = data.activities[ROUTE]
+    data.activities[ROUTE] = replace(act, details={**act.details, "p_silence_monte_carlo_se": 0.01})
+    folder = export(data, "csv", tmp_path / "csv")
+
+    def rows(name: str) -> list[dict[str, str]]:
+        with (folder / f"{name}.csv").open() as fh:
+            return list(csv.DictReader(fh))
+
+    looks = {lk.id: lk for lk in data.looks}
+    assert all(r["evidence_ids"].split() == list(looks[r["id"]].evidence_ids) for r in rows("looks"))
+    visits = {v.id: v for v in data.visits}
+    assert all(r["evidence_ids"].split() == list(visits[r["id"]].evidence_ids) for r in rows("visits"))
+    (row,) = rows("activities")
+    assert row["id"] == activity_id(ROUTE, act.as_of)
+    assert float(row["p_silence_if_active"]) == pytest.approx(act.p_silence_if_active)
+    assert float(row["p_silence_low"]) < act.p_silence_if_active < float(row["p_silence_high"])
+    assert row["evidence_ids"].split() == list(act.evidence_ids)
+
+
+def test_kml_labels_simulated_detections(data, tmp_path: Path) -> None:
+    assert all(s.simulated for s in data.sightings)
+    root = ET.parse(export(data, "kml", tmp_path / "x.kml")).getroot()
+    folder = next(f for f in root.iter(f"{KML}Folder") if f.findtext(f"{KML}name") == "detections")
+    marks = list(folder.iter(f"{KML}Placemark"))
+    assert marks and all("simulated" in m.findtext(f"{KML}name") for m in marks)
+    assert all("SIMULATED" in m.findtext(f"{KML}description") for m in marks)
+
+
+def test_cli_export_hints_analyze_on_a_store_never_analysed(tmp_path: Path) -> None:
+    from routewatch.cli import app
+
+    store = Store.open(f"sqlite:///{tmp_path / 'routewatch.sqlite'}")
+    store.upsert_watchlist(sample_watchlist())
+    store.close()
+    res = CliRunner().invoke(app, ["export", "-f", "geojson", "-o", str(tmp_path / "e.geojson"), "-w", str(tmp_path)],
+                             env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "routewatch analyze" in res.output
+
+
+def test_cli_export_csv_onto_an_existing_file_is_a_clear_error(tmp_path: Path) -> None:
+    from routewatch.cli import app
+
+    store = Store.open(f"sqlite:///{tmp_path / 'routewatch.sqlite'}")
+    write_sample(store, tmp_path)
+    store.close()
+    existing = tmp_path / "existing.csv"
+    existing.write_text("keep me")
+    res = CliRunner().invoke(app, ["export", "-f", "csv", "-o", str(existing), "-w", str(tmp_path)],
+                             env={"COLUMNS": "300"})
+    assert res.exit_code == 2 and not isinstance(res.exception, FileExistsError)
+    assert "existing.csv" in res.output and "Traceback" not in res.output
+    assert existing.read_text() == "keep me"
+
+
+def test_cli_export_as_of_gives_the_trips_analyze_derives(tmp_path: Path) -> None:
+    from routewatch.cli import app
+    from routewatch.pipeline import analyze
+    from routewatch.watchlist import load_watchlist
+    from routewatch.workspace import Workspace
+
+    ws = tmp_path / "demo"
+    runner = CliRunner()
+    res = runner.invoke(app, ["demo", "-w", str(ws), "--no-imagery"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    store = Store.open(f"sqlite:///{ws / 'routewatch.sqlite'}")
+    stored = store.derived_as_of()
+    wl = load_watchlist(Workspace.open(ws).watchlist_path)
+    early, late = datetime(2024, 1, 10, 23, 59, 59, 999999, tzinfo=UTC), datetime(2024, 3, 20, 23, 59, 59, 999999,
+                                                                                   tzinfo=UTC)
+    expected = {day: analyze(store, wl, day, persist=False) for day in (early, late)}
+    store.close()
+    for day, result in expected.items():
+        out = tmp_path / f"csv-{day:%Y%m%d}"
+        res = runner.invoke(app, ["export", "-f", "csv", "-o", str(out), "--as-of", f"{day:%Y-%m-%d}", "-w", str(ws)])
+        assert res.exit_code == 0, res.output
+        with (out / "trips.csv").open() as fh:
+            assert sorted(r["id"] for r in csv.DictReader(fh)) == sorted(t.id for t in result.trips)
+        with (out / "activities.csv").open() as fh:
+            (act,) = [r for r in csv.DictReader(fh)]
+        analysed = next(iter(result.activities.values()))
+        assert act["status"] == str(analysed.status) and act["as_of"].startswith(f"{day:%Y-%m-%d}")
+    store = Store.open(f"sqlite:///{ws / 'routewatch.sqlite'}")
+    assert store.derived_as_of() == stored  # nothing written
+    store.close()

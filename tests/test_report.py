@@ -161,3 +161,40 @@ def test_cli_report_refuses_empty_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", "-w", str(tmp_path / "nothing")])
     assert result.exit_code == 2
     assert "routewatch init" in result.output
+
+
+def test_cli_report_stored_is_for_the_judgement_date(tmp_path: Path) -> None:
+    from routewatch.cli import app
+    from routewatch.model import Sighting, SourceKind
+
+    store = Store.open(f"sqlite:///{tmp_path / 'routewatch.sqlite'}")
+    write_sample(store, tmp_path)
+    later = AS_OF + timedelta(days=10)  # seen after the stored judgement was made
+    store.add_sightings([Sighting("sig-late", later, SourceKind.AIS, "rajin", "angara", event="ais_position",
+                                  lon=130.29, lat=42.23, confidence=0.9)])
+    store.close()
+    out = tmp_path / "stored.html"
+    result = CliRunner().invoke(app, ["report", "--stored", "--as-of", "2024-03-20", "-o", str(out), "-w",
+                                      str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(" ".join(parse(out.read_text()).text).split())
+    assert f"As of {AS_OF:%Y-%m-%d %H:%M} UTC" in text and "As of 2024-03-20" not in text
+    assert f"{later:%Y-%m-%d}" not in out.read_text()  # the later sighting is not drawn
+    assert f"{AS_OF:%Y-%m-%d}" in result.output
+
+
+def test_only_http_source_urls_become_links_in_the_report(tmp_path: Path) -> None:
+    """An observation's source_url is whatever an analyst typed: only http(s) becomes a link."""
+    from sqlalchemy import update
+
+    from routewatch.store.schema import evidence
+
+    store = Store.open(f"sqlite:///{tmp_path / 's.sqlite'}")
+    write_sample(store, tmp_path)
+    ids = [e for t in store.trips() if t.route == ROUTE for e in t.evidence_ids]
+    reports = sorted(i for i, e in store.evidence(ids).items() if str(e.kind) == "report")
+    assert reports
+    with store.transaction() as conn:
+        conn.execute(update(evidence).where(evidence.c.id.in_(reports)).values(uri="javascript:alert(1)"))
+    html = render_report(gather(store, AS_OF, workspace_root=tmp_path))
+    assert "javascript:" not in html

@@ -88,6 +88,17 @@ def register(app: typer.Typer) -> None:
             with console.status("analyzing"):
                 analysis = analyze(store, watchlist, when, coverage=resolve_coverage(coverage, watchlist),
                                    persist=False)
+        else:
+            from routewatch.report.data import ANALYZE_HINT, stored_as_of
+
+            judged = stored_as_of(store)
+            if judged is None:
+                console.print(ANALYZE_HINT)
+            elif judged < when:
+                # the stored judgement speaks for its own date: the page is headed with it and shows nothing later
+                console.print(f"the stored judgement was made as of {judged:%Y-%m-%d %H:%M} UTC: the report is for "
+                              f"that date (leave out --stored to judge as of {when:%Y-%m-%d})")
+                when = judged
         out = output or ws.reports_dir / f"report-{when:%Y-%m-%d}.html"
         with console.status("writing the report"):
             build_report(store, when, out, analysis=analysis, tiles=tiles, workspace_root=ws.root)
@@ -108,14 +119,33 @@ def register(app: typer.Typer) -> None:
         """
         from routewatch.report import FORMATS, gather
         from routewatch.report import export as run
+        from routewatch.report.data import derive_as_of
 
         if fmt not in FORMATS:
             raise typer.BadParameter(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}", param_hint="--format")
-        ws, _, store = open_workspace_or_store(workspace, db)
-        data = gather(store, parse_as_of(as_of), workspace_root=ws.root)
-        path = run(data, fmt, output)
+        if fmt == "csv" and output.exists() and not output.is_dir():
+            console.print(f"[red]{output} is an existing file[/red]: a csv export writes a folder of tables; "
+                          "name a folder (new or existing) with -o.")
+            raise typer.Exit(2)
+        if fmt != "csv" and output.is_dir():
+            console.print(f"[red]{output} is a folder[/red]: a {fmt} export writes one file; name a file with -o.")
+            raise typer.Exit(2)
+        ws, watchlist, store = open_workspace_or_store(workspace, db)
+        when = parse_as_of(as_of)
+        # the same records as `report --as-of` and `analyze --as-of` for this date: re-derived when the stored
+        # analysis was made for another date
+        with console.status(f"deriving visits and trips as of {when:%Y-%m-%d}"):
+            analysis, note = derive_as_of(store, watchlist, when)
+        if note:
+            console.print(note)
+        data = gather(store, when, analysis=analysis, workspace_root=ws.root)
+        try:
+            path = run(data, fmt, output)
+        except OSError as exc:
+            console.print(f"[red]cannot write {output}[/red]: {exc}")
+            raise typer.Exit(2) from None
         console.print(f"{fmt} written to {path}: {len(data.sites)} sites, {len(data.sightings)} sightings, "
-                      f"{len(data.trips)} trips")
+                      f"{len(data.trips)} trips as of {when:%Y-%m-%d %H:%M} UTC")
 
     @app.command()
     def serve(

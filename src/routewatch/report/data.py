@@ -214,6 +214,40 @@ def latest_activities(activities: Iterable[Activity], as_of: datetime) -> dict[s
     return best
 
 
+ANALYZE_HINT = ("no analysis in the store yet, so there are no visits, trips or route status to show: run "
+                "`routewatch analyze --as-of DATE` first")
+
+
+def stored_as_of(store: Any) -> datetime | None:
+    """The date the store's visits and trips were derived for (``Store.derived_as_of``), or None."""
+    reader = getattr(store, "derived_as_of", None)
+    found = reader() if reader is not None else None
+    return ensure_utc(found) if found is not None else None
+
+
+def derive_as_of(store: Any, watchlist: Any, as_of: datetime, coverage: Any = None) -> tuple[Any | None, str | None]:
+    """The analysis to show for ``as_of``, as ``report --as-of`` and ``analyze --as-of`` derive it.
+
+    Returns (analysis, note). The stored visits, trips and judgements are used (analysis None) when they were
+    derived for exactly ``as_of``; otherwise they are re-derived for ``as_of`` without writing anything, so
+    that no record later than ``as_of`` is used and a later date is judged afresh. A store never analysed, or
+    one without a watchlist to re-derive from, gives None and a note saying what to run.
+    """
+    as_of = ensure_utc(as_of)
+    derived = stored_as_of(store)
+    if derived is None:
+        return None, ANALYZE_HINT
+    if derived == as_of and coverage is None:
+        return None, None
+    if watchlist is None:
+        return None, (f"the stored visits and trips were derived as of {derived:%Y-%m-%d %H:%M} UTC and there is no "
+                      f"watchlist to re-derive them for {as_of:%Y-%m-%d %H:%M} UTC: run `routewatch analyze "
+                      f"--as-of {as_of:%Y-%m-%d}` in the workspace")
+    from routewatch.pipeline import analyze
+
+    return analyze(store, watchlist, as_of, coverage=coverage, persist=False), None
+
+
 def gather(store: Any, as_of: datetime, analysis: Any | None = None, workspace_root: Path | None = None) -> ReportData:
     """Read the store as of ``as_of``; ``analysis`` (an AnalysisResult) overrides stored visits/trips/activities."""
     as_of = ensure_utc(as_of)

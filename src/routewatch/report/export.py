@@ -11,6 +11,7 @@ import json
 import re
 import zipfile
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -18,9 +19,12 @@ from xml.sax.saxutils import escape
 import numpy as np
 from shapely.geometry import LineString, Point, mapping
 
+from routewatch.model import Activity, Route, Trip, Visit
 from routewatch.report.data import ReportData, chip_path
+from routewatch.store.convert import activity_id
 
 FORMATS = ("geojson", "kml", "gpkg", "csv")
+DEFAULT_MAX_TRANSIT_DAYS = 10.0  # Route.max_transit_days' default, for a trip whose route is not in the store
 
 
 def _iso(value: Any) -> Any:
@@ -49,16 +53,44 @@ def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
     visits = {v.id: v for v in data.visits}
     for t in data.trips:
         route = data.routes.get(t.route)
-        a = _site_point(data, visits[t.origin_visit].site if t.origin_visit in visits else (route.origin[0] if route else None))
-        b = _site_point(data, visits[t.destination_visit].site if t.destination_visit in visits
-                        else (route.destination[0] if route and route.destination else None))
-        if a is None or b is None:
+        origin_site = visits[t.origin_visit].site if t.origin_visit in visits else (route.origin[0] if route else None)
+        a = _site_point(data, origin_site)
+        if a is None:
             continue
-        out.append(("trips", LineString([a, b]), {
+        dest_site = trip_destination(t, route, visits)
+        b = _site_point(data, dest_site)
+        props = {
             "id": t.id, "route": t.route, "vessel": t.vessel or "", "depart": _iso(t.depart),
             "arrive": _iso(t.arrive) if t.arrive else None, "kind": t.kind, "confidence": t.confidence,
-            "distance_nm": t.distance_nm, "evidence_ids": ",".join(t.evidence_ids)}))
+            "distance_nm": t.distance_nm, "origin": origin_site or "", "destination": dest_site or "",
+            "arrival_known": t.arrive is not None and b is not None, "until": _iso(trip_until(t, route)),
+            "evidence_ids": ",".join(t.evidence_ids)}
+        # A trip whose arrival (or destination) is unknown is a point at its origin, never a line to a guessed port.
+        out.append(("trips", LineString([a, b]) if b is not None else Point(a), props))
     return out
+
+
+def trip_destination(trip: Trip, route: Route | None, visits: dict[str, Visit]) -> str | None:
+    """The destination site the trip record names: its destination visit's site, or the route's only destination
+    when the trip has a known arrival; None when the arrival is unknown (``origin_only``) or the port is not known."""
+    if trip.destination_visit in visits:
+        return visits[trip.destination_visit].site  # type: ignore[index]
+    if trip.kind != "origin_only" and trip.arrive is not None and route is not None and len(route.destination) == 1:
+        return route.destination[0]
+    return None
+
+
+def trip_until(trip: Trip, route: Route | None) -> datetime:
+    """When a trip stops being shown on a time slider: its arrival, or, when that is unknown, the departure plus
+    the route's ``max_transit_days`` (the longest feasible transit; 10 days for an unknown route)."""
+    if trip.arrive is not None:
+        return trip.arrive
+    days = route.max_transit_days if route is not None else DEFAULT_MAX_TRANSIT_DAYS
+    return trip.depart + timedelta(days=days)
+
+
+TRIP_FIELDS = ("id", "route", "vessel", "depart", "arrive", "kind", "confidence", "distance_nm", "origin",
+               "destination", "arrival_known", "until", "evidence_ids")
 
 
 def write_geojson(data: ReportData, path: Path) -> Path:
@@ -69,57 +101,93 @@ def write_geojson(data: ReportData, path: Path) -> Path:
     return path
 
 
+GPKG_LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # layer: (geometry type, fields); every layer is written, empty or not, so a GIS project built on the file
+    # finds the same layers and columns whatever the store holds
+    "sites": ("MultiPolygon", ("id", "name", "kind", "country", "notes")),
+    "detections": ("Point", ("id", "time", "source_kind", "site", "vessel", "event", "length_m", "width_m", "score",
+                             "confidence", "simulated", "evidence_ids")),
+    "trips": ("LineString", TRIP_FIELDS),
+    "trips_arrival_unknown": ("Point", TRIP_FIELDS),
+}
+GPKG_FLOATS = {"length_m", "width_m", "score", "confidence", "distance_nm"}
+
+
 def write_gpkg(data: ReportData, path: Path) -> Path:
-    """One GeoPackage layer per kind (sites, detections, trips), EPSG:4326, written with pyogrio."""
+    """GeoPackage layers sites, detections, trips (lines) and trips_arrival_unknown (points at the origin),
+    EPSG:4326, written with pyogrio; a layer with no features is still written with its columns."""
     from pyogrio.raw import write
 
     tmp = path.with_name(path.stem + ".part.gpkg")  # GDAL wants the .gpkg extension on the file it writes
     tmp.unlink(missing_ok=True)
-    by_layer: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+    by_layer: dict[str, list[tuple[Any, dict[str, Any]]]] = {name: [] for name in GPKG_LAYERS}
     for layer, geom, props in features(data):
-        by_layer.setdefault(layer, []).append((geom, props))
-    gtypes = {"sites": "MultiPolygon", "detections": "Point", "trips": "LineString"}
-    for i, (layer, rows) in enumerate(by_layer.items()):
-        names = list(rows[0][1])
+        if layer == "trips" and geom.geom_type == "Point":
+            layer = "trips_arrival_unknown"
+        by_layer[layer].append((geom, props))
+    for i, (layer, (gtype, names)) in enumerate(GPKG_LAYERS.items()):
+        rows = by_layer[layer]
         cols = []
         for n in names:
-            vals = [r[1][n] for r in rows]
-            if all((isinstance(v, float | int) and not isinstance(v, bool)) or v is None for v in vals) and any(
-                    v is not None for v in vals):
+            vals = [r[1].get(n) for r in rows]
+            if n in GPKG_FLOATS:
                 cols.append(np.array([np.nan if v is None else float(v) for v in vals], dtype="float64"))
             else:
                 cols.append(np.array(["" if v is None else str(v) for v in vals], dtype=object))
         geoms = np.array([g.wkb for g, _ in rows], dtype=object)
-        write(str(tmp), geoms, cols, names, layer=layer, driver="GPKG", geometry_type=gtypes[layer],
+        write(str(tmp), geoms, cols, list(names), layer=layer, driver="GPKG", geometry_type=gtype,
               crs="EPSG:4326", append=i > 0, promote_to_multi=layer == "sites")
-    if not by_layer:
-        raise ValueError("nothing to export: the store has no sites, detections or trips")
     tmp.replace(path)
     return path
 
 
+ACTIVITY_COLUMNS = ["id", "route", "as_of", "status", "probability", "p_silence_if_active", "p_silence_low",
+                    "p_silence_high", "interval_level", "last_activity", "quiet_start", "quiet_end", "days_quiet",
+                    "expected_gap_days", "trips_total", "trips_recent", "usable_looks_quiet", "coverage",
+                    "evidence_ids", "last_activity_evidence"]
+INTERVAL_Z = 1.959964  # 95 % normal interval from the Monte Carlo standard error of P(silence | running)
+
+
+def activity_row(a: Activity) -> list[Any]:
+    """One judgement as a CSV row: its id, P(silence | running) with a 95 % Monte Carlo interval (blank when the
+    analysis gave no standard error) and the quiet period it speaks about (last activity to ``as_of``)."""
+    p, se = a.p_silence_if_active, a.details.get("p_silence_monte_carlo_se")
+    low = high = level = None
+    if p is not None and isinstance(se, int | float):
+        low, high, level = max(0.0, p - INTERVAL_Z * se), min(1.0, p + INTERVAL_Z * se), 0.95
+    return [activity_id(a.route, a.as_of), a.route, _iso(a.as_of), a.status, a.probability, p, low, high, level,
+            _iso(a.last_activity), _iso(a.last_activity), _iso(a.as_of), a.days_quiet, a.expected_gap_days,
+            a.trips_total, a.trips_recent, a.usable_looks_quiet, a.coverage, " ".join(a.evidence_ids),
+            " ".join(a.last_activity_evidence)]
+
+
 def write_csv(data: ReportData, folder: Path) -> Path:
     """One CSV per record kind in ``folder`` (sites, looks, sightings, visits, trips, activities)."""
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} is a file: a csv export writes a folder of tables")
     folder.mkdir(parents=True, exist_ok=True)
+    visits = {v.id: v for v in data.visits}
     tables: dict[str, tuple[list[str], list[list[Any]]]] = {
         "sites": (["key", "name", "kind", "lon", "lat", "wkt"],
                   [[s.key, s.name, s.kind, *s.centroid_lonlat, s.geometry.wkt] for s in data.sites.values()]),
-        "looks": (["id", "site", "time", "sensor", "usable_fraction", "scene_id", "vessels_seen", "simulated"],
-                  [[x.id, x.site, _iso(x.time), x.sensor, x.usable_fraction, x.scene_id, x.vessels_seen, x.simulated]
-                   for x in data.looks]),
+        "looks": (["id", "site", "time", "sensor", "usable_fraction", "scene_id", "vessels_seen", "simulated",
+                   "evidence_ids"],
+                  [[x.id, x.site, _iso(x.time), x.sensor, x.usable_fraction, x.scene_id, x.vessels_seen, x.simulated,
+                    " ".join(x.evidence_ids)] for x in data.looks]),
         "sightings": (["id", "time", "time_end", "source_kind", "site", "vessel", "event", "lon", "lat", "length_m",
                        "confidence", "simulated", "evidence_ids"],
                       [[x.id, _iso(x.time), _iso(x.time_end), x.source_kind, x.site, x.vessel, x.event, x.lon, x.lat,
                         x.length_m, x.confidence, x.simulated, " ".join(x.evidence_ids)] for x in data.sightings]),
-        "visits": (["id", "site", "vessel", "start", "end", "confidence", "sighting_ids"],
-                   [[x.id, x.site, x.vessel, _iso(x.start), _iso(x.end), x.confidence, " ".join(x.sighting_ids)]
-                    for x in data.visits]),
-        "trips": (["id", "route", "vessel", "depart", "arrive", "kind", "confidence", "distance_nm", "evidence_ids"],
+        "visits": (["id", "site", "vessel", "start", "end", "confidence", "sighting_ids", "evidence_ids"],
+                   [[x.id, x.site, x.vessel, _iso(x.start), _iso(x.end), x.confidence, " ".join(x.sighting_ids),
+                     " ".join(x.evidence_ids)] for x in data.visits]),
+        "trips": (["id", "route", "vessel", "depart", "arrive", "kind", "confidence", "distance_nm",
+                   "destination", "arrival_known", "until", "evidence_ids"],
                   [[x.id, x.route, x.vessel, _iso(x.depart), _iso(x.arrive), x.kind, x.confidence, x.distance_nm,
-                    " ".join(x.evidence_ids)] for x in data.trips]),
-        "activities": (["route", "as_of", "status", "probability", "last_activity", "days_quiet", "coverage"],
-                       [[a.route, _iso(a.as_of), a.status, a.probability, _iso(a.last_activity), a.days_quiet,
-                         a.coverage] for a in data.activities.values()]),
+                    trip_destination(x, data.routes.get(x.route), visits),
+                    x.arrive is not None and trip_destination(x, data.routes.get(x.route), visits) is not None,
+                    _iso(trip_until(x, data.routes.get(x.route))), " ".join(x.evidence_ids)] for x in data.trips]),
+        "activities": (ACTIVITY_COLUMNS, [activity_row(a) for a in data.activities.values()]),
     }
     for name, (header, rows) in tables.items():
         tmp = folder / f"{name}.csv.part"
@@ -157,24 +225,33 @@ def kml_document(data: ReportData, chip_href: Callable[[str], str | None]) -> st
     for layer, geom, p in features(data):
         if layer != "detections":
             continue
-        desc = escape(f"{p['source_kind']} {p['event']} at {p['site']}, vessel {p['vessel'] or 'unidentified'}, "
+        sim = "SIMULATED: " if p["simulated"] else ""
+        desc = escape(f"{sim}{p['source_kind']} {p['event']} at {p['site']}, vessel {p['vessel'] or 'unidentified'}, "
                       f"length {p['length_m'] or '?'} m, evidence {p['evidence_ids']}")
         if p["id"] in chips_by_sighting:
             desc += escape(f'<br/><img src="{chips_by_sighting[p["id"]]}" width="128"/>')
-        parts.append(f"<Placemark><name>{escape(p['vessel'] or p['source_kind'])}</name>"
+        label = (p["vessel"] or p["source_kind"]) + (" (simulated)" if p["simulated"] else "")
+        parts.append(f"<Placemark><name>{escape(label)}</name>"
+                     f"<ExtendedData><Data name=\"simulated\"><value>{str(p['simulated']).lower()}</value></Data>"
+                     f"</ExtendedData>"
                      f"<TimeStamp><when>{p['time']}</when></TimeStamp><description>{desc}</description>"
                      f"<Point><coordinates>{geom.x:.6f},{geom.y:.6f}</coordinates></Point></Placemark>")
     parts.append("</Folder><Folder><name>trips</name>")
     for layer, geom, p in features(data):
         if layer != "trips":
             continue
-        end = f"<end>{p['arrive']}</end>" if p["arrive"] else ""
         coords = " ".join(f"{x:.6f},{y:.6f}" for x, y in geom.coords)
+        if geom.geom_type == "Point":  # arrival unknown: the departure, shown for at most the longest transit
+            shape = f"<Point><coordinates>{coords}</coordinates></Point>"
+            note = (f"arrived {p['arrive']}, destination port not named by the trip" if p["arrive"] else
+                    f"arrival unknown (shown until {p['until']}, the departure plus the route's longest transit)")
+        else:
+            shape = f"<LineString><tessellate>1</tessellate><coordinates>{coords}</coordinates></LineString>"
+            note = f"to {p['destination']}" + ("" if p["arrival_known"] else ", arrival unknown")
         parts.append(f"<Placemark><name>{escape(p['route'])} {escape(p['vessel'])}</name><styleUrl>#trip</styleUrl>"
-                     f"<TimeSpan><begin>{p['depart']}</begin>{end}</TimeSpan>"
-                     f"<description>{escape(p['kind'])}, confidence {p['confidence']:.2f}, evidence "
-                     f"{escape(p['evidence_ids'])}</description>"
-                     f"<LineString><tessellate>1</tessellate><coordinates>{coords}</coordinates></LineString></Placemark>")
+                     f"<TimeSpan><begin>{p['depart']}</begin><end>{p['until']}</end></TimeSpan>"
+                     f"<description>{escape(p['kind'])}, {escape(note)}, confidence {p['confidence']:.2f}, evidence "
+                     f"{escape(p['evidence_ids'])}</description>{shape}</Placemark>")
     parts.append("</Folder></Document></kml>\n")
     return "".join(parts)
 
