@@ -176,3 +176,55 @@ def test_watch_judges_under_a_declared_coverage_schedule(tmp_path: Path) -> None
     assert alerts and all(a["coverage"].startswith("declared") and "sentinel-1" in a["coverage"] for a in alerts)
     refused = runner.invoke(app, [*args, "--coverage", "no-such-schedule"])
     assert refused.exit_code == 2 and "no-such-schedule" in refused.output
+
+
+def test_a_switch_of_coverage_assumption_is_a_baseline_not_a_change(store, tmp_path: Path,
+                                                                    receiver: Receiver) -> None:
+    """A status judged under the ledger is no reference for one judged under a declared schedule."""
+    write_sample(store, tmp_path)
+    stored = next(a for a in store.activities(route=ROUTE) if a.as_of == AS_OF)
+    ledger = replace(stored, as_of=AS_OF - timedelta(days=1), status=Status.UNDETERMINED)
+    declared = replace(stored, as_of=AS_OF + timedelta(days=1), status=Status.PAUSED,
+                       coverage="declared: sentinel-1 every 12 days")
+    cfg = AlertConfig(webhook=receiver.url, backoff_s=0.0)
+    store.add_activities([ledger])
+    assert check(store, [ledger], cfg, no_sleep) == []  # the first status under the ledger: a baseline
+    store.add_activities([declared])
+    assert check(store, [declared], cfg, no_sleep) == []  # the first under the schedule: a baseline too
+    assert receiver.bodies == []
+    active = replace(declared, as_of=AS_OF + timedelta(days=2), status=Status.ACTIVE)
+    store.add_activities([active])
+    sent = check(store, [active], cfg, no_sleep)
+    assert [(b["old_status"], b["new_status"]) for b in sent] == [("paused", "active")]
+
+
+def test_the_log_records_an_alert_once_even_when_the_webhook_fails(store, history, receiver: Receiver,
+                                                                    tmp_path: Path) -> None:
+    from routewatch.alerts import pending
+
+    _, paused = history
+    log = tmp_path / "alerts.jsonl"
+    receiver.codes = [500, 500]
+    cfg = AlertConfig(webhook=receiver.url, log_path=log, attempts=2, backoff_s=0.0)
+    assert check(store, [paused], cfg, no_sleep) == []
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [(x["old_status"], x["new_status"]) for x in lines] == [("active", "paused")]
+    assert [(p["new_status"], p["last_error"]) for p in pending(store)] == [("paused", "HTTP 500")]
+    assert len(check(store, [paused], cfg, no_sleep)) == 1  # the receiver is back: sent, not logged again
+    assert len(log.read_text().splitlines()) == 1 and pending(store) == []
+
+
+def test_watch_says_when_alerts_are_pending_delivery(tmp_path: Path, receiver: Receiver) -> None:
+    from typer.testing import CliRunner
+
+    from routewatch.cli import app
+
+    ws, log = tmp_path / "case", tmp_path / "alerts.jsonl"
+    runner = CliRunner()
+    assert runner.invoke(app, ["demo", "--no-imagery", "--workspace", str(ws)]).exit_code == 0
+    receiver.codes = [500] * 100
+    result = runner.invoke(app, ["watch", "--cycles", "1", "--every", "1h", "--notify-initial", "--attempts", "1",
+                                 "--coverage", "sentinel-1", "--webhook", receiver.url, "--log", str(log), "-w", str(ws)])
+    assert result.exit_code == 0, result.output
+    assert "pending delivery" in result.output and "no change" not in result.output
+    assert log.read_text().splitlines()

@@ -4,6 +4,7 @@ tokens, injection- and traversal-shaped input, oversized uploads."""
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -128,6 +129,23 @@ def test_write_endpoints_need_the_right_token(api) -> None:
     assert client.post("/api/v1/sites", json=bad, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 422
 
 
+def test_sites_of_a_watchlist_file_are_not_replaced_by_the_api(api) -> None:
+    client, store = api
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    ring = [[130.58, 42.40], [130.66, 42.40], [130.66, 42.44], [130.58, 42.44], [130.58, 42.40]]
+    before = store.sites()["rajin"]
+    hijack = {"key": "rajin", "name": "Replaced", "kind": "port", "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    r = client.post("/api/v1/sites", json=hijack, headers=auth)
+    assert r.status_code == 409 and "watchlist file" in r.json()["detail"]
+    after = store.sites()["rajin"]
+    assert after.name == before.name and after.geometry.equals(before.geometry)
+    own = dict(hijack, key="tumangang", name="Tumangang")
+    assert client.post("/api/v1/sites", json=own, headers=auth).status_code == 201
+    again = client.post("/api/v1/sites", json=dict(own, name="Tumangang rail yard"), headers=auth)
+    assert again.status_code == 201  # a site the API added itself may be replaced
+    assert store.sites()["tumangang"].name == "Tumangang rail yard"
+
+
 def test_observations_import_is_idempotent(api) -> None:
     client, _ = api
     obs = [{"time": "2024-02-20T06:00:00Z", "site": "rajin", "vessel": "angara", "event": "loading",
@@ -144,6 +162,23 @@ def test_observations_import_is_idempotent(api) -> None:
     assert client.post("/api/v1/observations", json=unknown, headers=auth).status_code == 422
     naive = [dict(obs[0], time="2024-02-20T06:00:00")]
     assert client.post("/api/v1/observations", json=naive, headers=auth).status_code == 422
+
+
+def test_observations_with_an_inverted_window_or_an_unknown_vessel_are_refused(api) -> None:
+    client, store = api
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    obs = {"time": "2024-02-20T06:00:00Z", "site": "rajin", "vessel": "angara", "source": "analyst note"}
+    before = len(store.sightings())
+    inverted = client.post("/api/v1/observations", json=[dict(obs, time_end="2024-02-19T06:00:00Z")], headers=auth)
+    assert inverted.status_code == 422 and "time_end" in inverted.text
+    ghost = client.post("/api/v1/observations", json=[dict(obs, vessel="ghost-ship")], headers=auth)
+    assert ghost.status_code == 422 and "vessel" in ghost.text and "ghost-ship" in ghost.text
+    assert len(store.sightings()) == before
+    by_name = client.post("/api/v1/observations", json=[dict(obs, vessel="ANGARA", time_end="2024-02-20T08:00:00Z")],
+                          headers=auth)
+    assert by_name.status_code == 201
+    (stored,) = [s for s in store.sightings() if s.id in by_name.json()["ids"]]
+    assert stored.vessel == "angara" and stored.time_end is not None and stored.time_end > stored.time
 
 
 def test_oversized_uploads_are_refused(api) -> None:
@@ -265,3 +300,41 @@ def test_serve_refuses_an_unknown_coverage_schedule(tmp_path: Path) -> None:
     s.close()
     result = CliRunner().invoke(app, ["serve", "--coverage", "no-such-schedule", "-w", str(tmp_path)])
     assert result.exit_code == 2 and "no-such-schedule" in result.output
+
+
+def test_only_http_source_urls_become_links(store, tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from routewatch.store.schema import evidence
+
+    write_sample(store, tmp_path)
+    ids = [e for t in store.trips() if t.route == ROUTE for e in t.evidence_ids]
+    reports = sorted(i for i, e in store.evidence(ids).items() if str(e.kind) == "report")
+    with store.transaction() as conn:
+        conn.execute(update(evidence).where(evidence.c.id.in_(reports)).values(uri="javascript:alert(1)"))
+    with running_server(create_app(store, as_of=AS_OF, workspace_root=tmp_path)) as base:
+        for page in (f"/routes/{ROUTE}", *(f"/sightings/{s.id}" for s in store.sightings()
+                                           if set(s.evidence_ids) & set(reports))):
+            links = re.findall(r'href="([^"]*)"', httpx.get(base + page).text)
+            assert links and all(u == "data:," or u.startswith(("http://", "https://", "/", "#")) for u in links), links
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_serve_as_of_another_date_derives_for_that_date(store, tmp_path: Path) -> None:
+    """``serve --as-of`` a date other than the stored analysis's shows what analyze derives for that date (no
+    later record used), as report and export do; the store is not written."""
+    from datetime import timedelta
+
+    from routewatch.pipeline import analyze
+
+    sample = write_sample(store, tmp_path)
+    earlier = AS_OF - timedelta(days=60)
+    expected = analyze(store, sample.watchlist, earlier, persist=False)
+    stored_trips = len(store.trips())
+    app = create_app(store, as_of=earlier, workspace_root=tmp_path, watchlist=sample.watchlist)
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=30) as client:
+        trips = client.get("/api/v1/trips", params={"route": ROUTE}).json()
+        (item,) = client.get("/api/v1/status").json()["items"]
+    assert trips["total"] == sum(1 for t in expected.trips if t.route == ROUTE) < stored_trips
+    assert item["status"] == expected.activities[ROUTE].status.value
+    assert len(store.trips()) == stored_trips and store.derived_as_of() == AS_OF

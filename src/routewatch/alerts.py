@@ -3,9 +3,11 @@
 Each cycle runs the chain (fetch, detect, ingest, analyze) to get every route's judgement, compares each status
 with the last one alerted for that route, and records a change as a row in the store's ``alerts`` table *before*
 sending it. Rows not yet delivered are sent (webhook POST of JSON, retried with exponential backoff, and/or one
-JSON line appended to a log) and marked delivered. Because the rows live in the store, a restarted watcher neither
+JSON line appended to a log, the local record, written once whether or not the webhook took it) and marked
+delivered. Because the rows live in the store, a restarted watcher neither
 repeats an alert already delivered nor forgets one that was not; a receiver can also de-duplicate on ``id``.
-The first status ever seen for a route is recorded as a baseline and not sent (unless ``notify_initial``).
+The first status seen for a route under a coverage assumption is recorded as a baseline and not sent (unless
+``notify_initial``): a status judged under another assumption is not compared with.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import httpx
 from sqlalchemy import and_, insert, select, update
 
 from routewatch.model import Activity, stable_id
+from routewatch.store.schema import activities as activities_table
 from routewatch.store.schema import alerts as alerts_table
 
 log = logging.getLogger("routewatch.alerts")
@@ -58,14 +61,21 @@ class AlertConfig:
 
 
 def _previous_status(conn: Any, store: Any, act: Activity) -> tuple[bool, str | None, datetime | None]:
-    """(known, status, as_of): the last alerted status, else the judgement before this one, else unknown."""
-    row = conn.execute(select(alerts_table.c.new_status, alerts_table.c.as_of).where(alerts_table.c.route == act.route)
-                       .order_by(alerts_table.c.as_of.desc(), alerts_table.c.created.desc()).limit(1)).first()
-    if row is not None:
-        return True, row.new_status, row.as_of
-    earlier = [a for a in store.activities(route=act.route) if a.as_of < act.as_of]
+    """(known, status, as_of): the last status alerted for the route under the same coverage assumption as ``act``,
+    else the last stored judgement before this one under that assumption, else unknown (a baseline). A status
+    judged under another assumption (``--coverage`` switched, or the ledger) is no reference: comparing across
+    assumptions would report a change of assumption as a change of the route. The coverage of an alert is that
+    of the stored judgement it was made from (an alert whose judgement is not stored is taken as comparable)."""
+    a, j = alerts_table, activities_table
+    rows = conn.execute(select(a.c.new_status, a.c.as_of, j.c.coverage)
+                        .select_from(a.outerjoin(j, and_(j.c.route == a.c.route, j.c.as_of == a.c.as_of)))
+                        .where(a.c.route == act.route).order_by(a.c.as_of.desc(), a.c.created.desc()))
+    for row in rows:
+        if row.coverage is None or row.coverage == act.coverage:
+            return True, row.new_status, row.as_of
+    earlier = [x for x in store.activities(route=act.route) if x.as_of < act.as_of and x.coverage == act.coverage]
     if earlier:
-        return True, str(max(earlier, key=lambda a: a.as_of).status), None
+        return True, str(max(earlier, key=lambda x: x.as_of).status), None
     return False, None, None
 
 
@@ -123,12 +133,28 @@ def _post(client: httpx.Client, url: str, body: dict[str, Any], cfg: AlertConfig
     return False, cfg.attempts, error
 
 
+def _logged_ids(path: Path) -> set[str]:
+    """Ids of the alerts already in the JSON-lines log (unreadable lines are skipped)."""
+    ids: set[str] = set()
+    if not path.exists():
+        return ids
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                ids.add(json.loads(line)["id"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return ids
+
+
 def deliver_pending(store: Any, cfg: AlertConfig, sleep: Callable[[float], None] = time.sleep) -> list[dict]:
-    """Send every undelivered alert; mark each delivered, or keep it pending with its error for the next cycle."""
+    """Send every undelivered alert; mark each delivered, or keep it pending with its error for the next cycle.
+    The log is the local record: each alert is appended to it once, whether or not the webhook took it."""
     with store.engine.connect() as conn:
         rows = list(conn.execute(select(alerts_table).where(alerts_table.c.delivered_at.is_(None))
                                  .order_by(alerts_table.c.as_of, alerts_table.c.route)))
     sent: list[dict] = []
+    logged = _logged_ids(cfg.log_path) if rows and cfg.log_path else set()
     with httpx.Client(timeout=cfg.timeout_s) as client:
         for row in rows:
             acts = {a.as_of: a for a in store.activities(route=row.route)}
@@ -136,10 +162,11 @@ def deliver_pending(store: Any, cfg: AlertConfig, sleep: Callable[[float], None]
             ok, attempts, error = True, 0, None
             if cfg.webhook:
                 ok, attempts, error = _post(client, cfg.webhook, body, cfg, sleep)
-            if ok and cfg.log_path:
+            if cfg.log_path and row.id not in logged:
                 cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
                 with cfg.log_path.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(body) + "\n")
+                logged.add(row.id)
             with store.transaction() as conn:
                 conn.execute(update(alerts_table).where(and_(alerts_table.c.id == row.id)).values(
                     attempts=row.attempts + attempts, last_error=error,
@@ -149,6 +176,15 @@ def deliver_pending(store: Any, cfg: AlertConfig, sleep: Callable[[float], None]
             else:
                 log.warning("alert %s for %s not delivered after %d attempts: %s", row.id, row.route, attempts, error)
     return sent
+
+
+def pending(store: Any) -> list[dict[str, Any]]:
+    """Alerts recorded but not yet delivered (the webhook failed): route, change and the last error."""
+    a = alerts_table
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(a.c.id, a.c.route, a.c.old_status, a.c.new_status, a.c.attempts, a.c.last_error)
+                            .where(a.c.delivered_at.is_(None)).order_by(a.c.as_of, a.c.route))
+        return [dict(r._mapping) for r in rows]
 
 
 def check(store: Any, activities: Iterable[Activity], cfg: AlertConfig,

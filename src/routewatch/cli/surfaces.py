@@ -213,7 +213,7 @@ def register(app: typer.Typer) -> None:
 
         Example: routewatch watch --every 6h --webhook https://hooks.example.org/rw --log alerts.jsonl -w my-case
         """
-        from routewatch.alerts import AlertConfig, default_chain, parse_every
+        from routewatch.alerts import AlertConfig, default_chain, parse_every, pending
         from routewatch.alerts import watch as run
 
         try:
@@ -228,7 +228,13 @@ def register(app: typer.Typer) -> None:
         chain = default_chain(ws, store, watchlist, tuple(sensor or ()), resolve_coverage(coverage, watchlist))
 
         def report_cycle(n: int, sent: list[dict]) -> None:
-            changes = ", ".join(f"{a['route']}: {a['old_status']} -> {a['new_status']}" for a in sent) or "no change"
-            console.print(f"cycle {n}: {changes}")
+            waiting = pending(store)
+            changes = ", ".join(f"{a['route']}: {a['old_status']} -> {a['new_status']}" for a in sent)
+            if waiting:
+                what = ", ".join(f"{a['route']}: {a['old_status']} -> {a['new_status']}" for a in waiting[:10])
+                changes += ("; " if changes else "") + (
+                    f"{len(waiting)} alert(s) pending delivery ({what}; last error: {waiting[-1]['last_error']}), "
+                    "retried next cycle")
+            console.print(f"cycle {n}: {changes or 'no change'}", markup=False)
 
         run(store, chain, cfg, interval, cycles=cycles, on_cycle=report_cycle)

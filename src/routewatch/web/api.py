@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, HttpUrl, field_validator
+from pydantic import BaseModel, Field, HttpUrl, field_validator, model_validator
 from shapely.geometry import shape
 
 from routewatch.model import Evidence, EvidenceKind, Sighting, Site, SiteKind, SourceKind, stable_id
@@ -179,14 +179,41 @@ class ObservationIn(BaseModel):
             raise ValueError("give the time with a time zone (UTC), e.g. 2024-03-01T00:00:00Z")
         return value.astimezone(UTC) if value else None
 
+    @model_validator(mode="after")
+    def _ordered(self) -> ObservationIn:
+        if self.time_end is not None and self.time_end < self.time:
+            raise ValueError(f"time_end {self.time_end.isoformat()} is before time {self.time.isoformat()}")
+        return self
+
+
+def _vessel_keys(vessels: dict[str, Any]) -> dict[str, str]:
+    """Key, name, IMO and MMSI of each watchlist vessel (case-insensitive) -> its key, as the CSV import matches."""
+    out: dict[str, str] = {}
+    for v in vessels.values():
+        for name in (v.key, v.name, v.imo, v.mmsi):
+            if name:
+                out.setdefault(name.strip().casefold(), v.key)
+    return out
+
 
 @router.post("/sites", status_code=201, dependencies=[Depends(require_token)], summary="Add or replace a site")
 def add_site(request: Request, body: SiteIn) -> dict[str, Any]:
-    from routewatch.store.schema import ADDED_BY_API
+    """Create a site, or replace one the API created earlier. A site brought by a watchlist file is refused
+    with 409: the file is its source of truth, so edit the file (a replacement here would be undone, or would
+    silently diverge from it)."""
+    from sqlalchemy import select
+
+    from routewatch.store.schema import ADDED_BY_API, sites
     from routewatch.watchlist import Watchlist
 
     site = Site(body.key, body.name, body.kind, shape(body.geometry), body.country, body.notes)
-    request.app.state.store.upsert_watchlist(Watchlist(sites={site.key: site}), added_by=ADDED_BY_API)
+    store = request.app.state.store
+    with store.transaction() as conn:
+        owner = conn.execute(select(sites.c.added_by).where(sites.c.key == site.key)).scalar_one_or_none()
+        if owner is not None and owner != ADDED_BY_API:
+            raise HTTPException(409, f"site {site.key!r} comes from a watchlist file ({owner}); the API may only "
+                                     "replace sites it added itself: edit the watchlist file instead")
+        store.upsert_watchlist(Watchlist(sites={site.key: site}), conn=conn, added_by=ADDED_BY_API)
     request.app.state.snapshots.refresh()
     return {"key": site.key}
 
@@ -199,14 +226,21 @@ def add_observations(request: Request, body: Annotated[list[ObservationIn], Fiel
     unknown = sorted({o.site for o in body} - known)
     if unknown:
         raise HTTPException(422, f"unknown site(s): {', '.join(unknown)}; add them first")
+    vessel_keys = _vessel_keys(store.vessels())
+    unknown = sorted({o.vessel for o in body if o.vessel and o.vessel.casefold() not in vessel_keys})
+    if unknown:
+        raise HTTPException(422, f"vessel: unknown vessel(s) {', '.join(unknown)}; give the key, name, IMO or MMSI "
+                                 "of a watchlist vessel, or leave vessel out for an unidentified one")
     evidence, sightings = [], []
     for o in body:
+        vessel = vessel_keys[o.vessel.casefold()] if o.vessel else None
+        time_end = o.time_end if o.time_end is not None and o.time_end > o.time else None
         url = str(o.url) if o.url else None
-        ev = Evidence(stable_id("ev", "report", o.source, url, o.time, o.site, o.vessel, o.detail), EvidenceKind.REPORT,
+        ev = Evidence(stable_id("ev", "report", o.source, url, o.time, o.site, vessel, o.detail), EvidenceKind.REPORT,
                       o.detail or f"{o.event} at {o.site}", source=o.source, uri=url, observed_at=o.time)
         evidence.append(ev)
-        sightings.append(Sighting(stable_id("sig", "report", ev.id), o.time, SourceKind.REPORT, o.site, o.vessel,
-                                  o.object_kind, o.event, o.time_end, count=o.count, confidence=o.confidence,
+        sightings.append(Sighting(stable_id("sig", "report", ev.id), o.time, SourceKind.REPORT, o.site, vessel,
+                                  o.object_kind, o.event, time_end, count=o.count, confidence=o.confidence,
                                   evidence_ids=(ev.id,), detail=o.detail))
     with store.transaction() as conn:
         store.add_evidence(evidence, conn=conn)

@@ -98,6 +98,13 @@ def create_app(store: Any, *, token: str | None = None, as_of: datetime | None =
 
         def analyzer(when: datetime) -> Any:
             return analyze(store, watchlist, when, coverage=tuple(coverage), persist=False)
+    elif as_of is not None and watchlist is not None:
+        # a fixed date other than the stored analysis's: derived for that date (nothing written), as report and
+        # export do, so that no record after it is used; the clock-following default shows the stored analysis
+        from routewatch.report.data import derive_as_of
+
+        def analyzer(when: datetime) -> Any:
+            return derive_as_of(store, watchlist, when)[0]
 
     app.state.store = store
     app.state.token = token
