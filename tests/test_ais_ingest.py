@@ -422,3 +422,18 @@ def test_a_quote_inside_an_unquoted_field_does_not_shift_the_lines_after_a_quote
     p.write_text("MMSI,BaseDateTime,LAT,LON,VesselName\n" + "\n".join(rows) + "\n")
     res = read_provider_csv(p)
     assert res.positions.sort("line")["line"].to_list() == [2, 3, 5, 6, 7] and res.report.lines == 7
+
+
+def test_a_ragged_row_is_found_beside_blank_lines_and_quoted_commas(tmp_path):
+    """Blank lines have no commas and quoted commas are not separators: neither may hide a ragged row from the
+    comma count, and a quoted comma alone is never reported."""
+    head = "MMSI,BaseDateTime,LAT,LON,VesselName,CallSign\n"
+    rows = ['1,2023-01-11T00:00:00,42.2,130.3,"SEA, THE",A1', "", "",
+            "2,2023-01-11T00:00:01,42.2,130.3,MSC, NAISHA,B2", "3,2023-01-11T00:00:02,42.2,130.3,EAST,C3", ""]
+    p = tmp_path / "mc.csv"
+    p.write_text(head + "\n".join(rows) + "\n")
+    res = read_provider_csv(p)
+    assert res.report.bad == {"row with more fields than the header": 1} and res.report.examples[0][0] == 5
+    assert sorted(res.positions["mmsi"].to_list()) == [1, 3]
+    p.write_text(head + "\n".join(r for r in rows if "NAISHA" not in r) + "\n")
+    assert read_provider_csv(p).report.bad == {}

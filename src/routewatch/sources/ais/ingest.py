@@ -32,6 +32,7 @@ from routewatch.sources.ais.partitions import (
 )
 from routewatch.sources.ais.providers import (
     ColumnMapping,
+    FileShape,
     detect_layout,
     read_header,
     read_provider_csv,
@@ -66,17 +67,15 @@ def file_digest(path: Path) -> str:
     SHA-256 digests (plain hex) stay valid: a file whose SHA-256 is listed is skipped and listed under its new
     digest instead (see :func:`_listed_under_sha256`).
     """
-    return digest_and_quotes(path)[0]
+    return DIGEST_PREFIX + _hash_file(path, xxhash.xxh3_128())
 
 
-def digest_and_quotes(path: Path) -> tuple[str, bool]:
-    """The file's digest (see :func:`file_digest`) and whether it holds a quote character, found over the same
-    blocks: only a file with quotes can have a field spanning lines, so only such a CSV has its lines counted."""
+def digest_and_shape(path: Path) -> tuple[str, FileShape]:
+    """The file's digest (see :func:`file_digest`) and its :class:`FileShape` (newlines, commas, quotes), both
+    over the same blocks: a CSV's reader needs the shape, and reading the file twice would cost more."""
     h = xxhash.xxh3_128()
-    quoted = False
-    for block in _blocks(path, h):
-        quoted = quoted or b'"' in block
-    return DIGEST_PREFIX + h.hexdigest(), quoted
+    shape = FileShape.of(_blocks(path, h))
+    return DIGEST_PREFIX + h.hexdigest(), shape
 
 
 def _blocks(path: Path, h: Any) -> Iterator[bytes]:
@@ -179,15 +178,15 @@ def ingest_file(
             record_in_manifest(ais_dir, file_digest(path), manifest[old_key], replaces=old_key)
             summary.skipped = True
             return summary
-    pending, pending_quotes = None, False
+    pending, known_shape = None, None
     if csv and not force and not seen_before:
         # A new CSV: hash it in a thread while polars parses it (xxhash and polars both release the GIL).
         pool = ThreadPoolExecutor(1)
-        pending = pool.submit(digest_and_quotes, path)
+        pending = pool.submit(digest_and_shape, path)
         pool.shutdown(wait=False)
         digest = None
     else:
-        digest, pending_quotes = digest_and_quotes(path)
+        digest, known_shape = digest_and_shape(path)
         if not force and digest in manifest:
             summary.skipped = True
             return summary
@@ -195,9 +194,9 @@ def ingest_file(
         if mapping is None:
             mapping = detect_layout(read_header(path))
         summary.kind = mapping.name if mapping else "csv"
-        try:  # the hashing thread looks for quotes too (a compressed file's are looked for by the reader)
-            res = read_provider_csv(path, mapping, has_quotes=(lambda: pending.result()[1]) if pending
-                                    else lambda: pending_quotes)
+        try:  # the hashing pass gives the file's shape too (a compressed file's is taken by the reader)
+            res = read_provider_csv(path, mapping, shape=(lambda: pending.result()[1]) if pending
+                                    else (lambda: known_shape) if known_shape else None)
         finally:
             if pending is not None:
                 digest = pending.result()[0]
