@@ -437,3 +437,16 @@ def test_a_ragged_row_is_found_beside_blank_lines_and_quoted_commas(tmp_path):
     assert sorted(res.positions["mmsi"].to_list()) == [1, 3]
     p.write_text(head + "\n".join(r for r in rows if "NAISHA" not in r) + "\n")
     assert read_provider_csv(p).report.bad == {}
+
+
+def test_a_ragged_row_is_found_in_a_file_cut_short(tmp_path):
+    """A download cut mid-row ends in a short row (the reader pads it with nulls): its missing commas must not
+    hide a ragged row's extra one from the count."""
+    head = "MMSI,BaseDateTime,LAT,LON,VesselName,CallSign,TransceiverClass\n"
+    rows = ["1,2023-01-11T00:00:00,42.2,130.3,EAST,A1,A", "2,2023-01-11T00:00:01,42.2,130.3,MSC, NAISHA,B2,A",
+            "3,2023-01-11T00:00:02,42.2,130.3,WEST,C3"]
+    p = tmp_path / "cut.csv"
+    p.write_text(head + "\n".join(rows))
+    res = read_provider_csv(p)
+    assert res.report.bad == {"row with more fields than the header": 1} and res.report.examples[0][0] == 3
+    assert sorted(res.positions["mmsi"].to_list()) == [1, 3]

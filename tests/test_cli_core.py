@@ -127,3 +127,10 @@ def test_status_says_what_its_probability_is(tmp_path: Path) -> None:
     assert paused[1] == "paused" and paused[-1].startswith("P = 1 - P(silence | running)") and "+-" in paused[-1]
     resumed = run("status", "--as-of", "2024-03-20", "-c", "near-daily", "-w", str(ws)).strip().split("\t")
     assert resumed[1] == "resumed" and resumed[-1] == "P = the pause probability of the gap that ended"
+
+
+def test_status_of_a_route_with_nothing_to_judge_says_so(tmp_path: Path) -> None:
+    ws = tmp_path / "blank"
+    run("init", str(ws))
+    line = run("status", "-w", str(ws)).strip().split("\t")
+    assert line[1] == "undetermined" and line[-1].startswith("no silence probability")

@@ -256,3 +256,29 @@ def test_cli_export_as_of_gives_the_trips_analyze_derives(tmp_path: Path) -> Non
     store = Store.open(f"sqlite:///{ws / 'routewatch.sqlite'}")
     assert store.derived_as_of() == stored  # nothing written
     store.close()
+
+
+def test_cli_export_derives_for_a_store_never_analysed_or_judged_under_a_declared_schedule(tmp_path: Path) -> None:
+    """With a watchlist there is always something to derive from: a store never analysed, or one whose stored
+    judgement for the date was made under a declared schedule (not what the ledger says), is derived afresh."""
+    from routewatch.cli import app
+
+    ws = tmp_path / "case"
+    runner = CliRunner()
+    for args in (["init", str(ws), "--example", "rajin"], ["import", "observations", str(ws / "observations.csv"),
+                                                             "-w", str(ws)]):
+        assert runner.invoke(app, args).exit_code == 0
+
+    def exported(name: str) -> tuple[list[dict], list[dict]]:
+        out = tmp_path / name
+        res = runner.invoke(app, ["export", "-f", "csv", "-o", str(out), "--as-of", "2024-03-02", "-w", str(ws)])
+        assert res.exit_code == 0, res.output
+        with (out / "trips.csv").open() as fh, (out / "activities.csv").open() as fa:
+            return list(csv.DictReader(fh)), list(csv.DictReader(fa))
+
+    trips, (act,) = exported("never")
+    assert len(trips) == 5 and act["status"] == "undetermined"  # the ledger alone, as status says
+    res = runner.invoke(app, ["analyze", "--as-of", "2024-03-02", "-c", "near-daily", "-w", str(ws)])
+    assert res.exit_code == 0 and "paused" in res.output.lower()
+    _, (act,) = exported("declared")
+    assert act["status"] == "undetermined" and not act["coverage"].startswith("declared")

@@ -92,6 +92,8 @@ def test_good_watchlist_resolves_groups(tmp_path: Path) -> None:
          "unknown key; allowed: destination, max_speed_kn, max_transit_days"),
         ('kind = "port"', 'kind = "port"\ncountri = "KP"', 5, "sites.a.countri", "unknown key"),
         ("length_m = 120", "length_m = 120\nbeam = 18", 22, "vessels.v.beam", "unknown key"),
+        ("length_m = 120", 'length_m = 120\n\n[coverage.daily]\nsensors = ["sentinel-1:12:1.0"]\nevry = 3', 25,
+         "coverage.daily.evry", "unknown key; allowed: sensors"),
     ],
 )
 def test_errors_name_file_line_and_field(

@@ -351,6 +351,7 @@ def parse_watchlist(text: str, path: Path | None = None) -> Watchlist:
         where = ("coverage", name)
         if not isinstance(entry, dict):
             raise err(where, "sensors", "must be a table with a sensors list")
+        _no_unknown_keys(entry, frozenset({"sensors"}), where, err)
         specs = _str_tuple(entry.get("sensors"), where, "sensors", err)
         try:
             items = [parse_coverage_spec(s) for s in specs]

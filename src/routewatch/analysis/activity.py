@@ -280,6 +280,8 @@ PROBABILITY_MEANING = {
 def probability_meaning(activity: Activity) -> str:
     """What an activity's ``probability`` is (it depends on the status; docs/judgement.md), with the Monte Carlo
     standard error of the silence probability where it has one."""
+    if activity.p_silence_if_active is None and activity.status in (Status.UNDETERMINED, Status.PAUSED):
+        return "no silence probability: no activity or cadence to judge from (P = 0 says nothing)"
     text = PROBABILITY_MEANING[activity.status]
     se = activity.details.get("p_silence_monte_carlo_se")
     if se and activity.status in (Status.PAUSED, Status.UNDETERMINED, Status.ACTIVE):

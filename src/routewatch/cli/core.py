@@ -132,9 +132,9 @@ def sync_store(store: Any, watchlist: Any, ws: Workspace) -> None:
 
     from routewatch.store.schema import ADDED_BY_WATCHLIST
 
-    owner = ADDED_BY_WATCHLIST
-    if ws.db_url_override:
-        owner += ":" + hashlib.sha256(str(ws.watchlist_path.resolve()).encode()).hexdigest()[:16]
+    owner = f"{ADDED_BY_WATCHLIST}:" + (
+        hashlib.sha256(str(ws.watchlist_path.resolve()).encode()).hexdigest()[:16] if ws.db_url_override
+        else "workspace")
     for name, keys in store.sync_watchlist(watchlist, owner).items():
         console.print(f"[dim]no longer in the watchlist, removed from the store: {name} {', '.join(keys)}[/dim]")
 

@@ -235,9 +235,9 @@ def derive_as_of(store: Any, watchlist: Any, as_of: datetime, coverage: Any = No
     """
     as_of = ensure_utc(as_of)
     derived = stored_as_of(store)
-    if derived is None:
+    if derived is None and watchlist is None:
         return None, ANALYZE_HINT
-    if derived == as_of and coverage is None:
+    if derived == as_of and coverage is None and not _declared_judgements(store, as_of):
         return None, None
     if watchlist is None:
         return None, (f"the stored visits and trips were derived as of {derived:%Y-%m-%d %H:%M} UTC and there is no "
@@ -246,6 +246,15 @@ def derive_as_of(store: Any, watchlist: Any, as_of: datetime, coverage: Any = No
     from routewatch.pipeline import analyze
 
     return analyze(store, watchlist, as_of, coverage=coverage, persist=False), None
+
+
+def _declared_judgements(store: Any, as_of: datetime) -> bool:
+    """Whether the judgements stored for ``as_of`` were made under a declared coverage schedule (``analyze -c``):
+    then they are not what the ledger says for that date, and the date is derived afresh."""
+    reader = getattr(store, "activities", None)
+    if reader is None:
+        return False
+    return any(a.as_of == as_of and a.coverage.startswith("declared") for a in reader())
 
 
 def gather(store: Any, as_of: datetime, analysis: Any | None = None, workspace_root: Path | None = None) -> ReportData:

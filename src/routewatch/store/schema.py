@@ -82,9 +82,10 @@ def _bbox() -> list[Column[Any]]:
     return [Column(name, Float) for name in ("min_lon", "min_lat", "max_lon", "max_lat")]
 
 
-# Who brought a site, route or vessel: "watchlist" for the watchlist file of the workspace that owns the store
-# (its own SQLite file), "watchlist:<id of the file>" for each workspace's file on a store named by --db (shared:
-# a file removes only its own entries), and "api" for the web API.
+# Who brought a site, route or vessel: "watchlist:workspace" for the watchlist file of the workspace that owns
+# the store (its own SQLite file), "watchlist:<id of the file>" for each workspace's file on a store named by --db
+# (shared: a file removes only its own entries), "api" for the web API, and plain "watchlist" for rows from before
+# the column (a file or the API: not known, so never removed; a file that lists one takes it on).
 ADDED_BY_WATCHLIST = "watchlist"
 ADDED_BY_API = "api"
 

@@ -129,6 +129,7 @@ class FileShape:
     commas: int
     ends_with_newline: bool
     quoted: bool
+    last_line: bytes = b""  # the file's last line (a download cut short ends in a short row)
 
     @property
     def records(self) -> int:
@@ -137,14 +138,22 @@ class FileShape:
     @classmethod
     def of(cls, blocks) -> FileShape:
         newlines = commas = 0
-        last, quoted = b"", False
+        tail, quoted = b"", False
         for block in blocks:
             arr = np.frombuffer(block, np.uint8)
             newlines += int(np.count_nonzero(arr == ord("\n")))
             commas += int(np.count_nonzero(arr == ord(",")))
             quoted = quoted or b'"' in block
-            last = block[-1:] or last
-        return cls(newlines, commas, last == b"\n", quoted)
+            tail = block[-65536:] if len(block) >= 65536 else (tail + block)[-65536:]
+        body = tail[:-1] if tail.endswith(b"\n") else tail
+        return cls(newlines, commas, tail.endswith(b"\n"), quoted, body[body.rfind(b"\n") + 1:])
+
+    def commas_short(self, n_fields: int) -> int:
+        """How many commas the last line lacks for ``n_fields`` fields (a row cut short, padded with nulls by
+        the reader): they would otherwise hide as many extra commas of a ragged row from the count."""
+        if not self.last_line.strip(b"\r, \t"):
+            return 0
+        return max(0, n_fields - 1 - self.last_line.count(b","))
 
 
 def record_lines(data: bytes) -> np.ndarray:
@@ -362,7 +371,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     # counts, and then the exact search below finds no row).
     empty = int(frame.select((pl.col("mmsi").is_null() & pl.col("_raw").is_null() & pl.col("lon").is_null()
                               & pl.col("lat").is_null()).sum()).item())
-    if lenient or file.commas > (n_fields - 1) * (frame.height + 1 - empty):
+    if lenient or file.commas > (n_fields - 1) * (frame.height + 1 - empty) - file.commas_short(n_fields):
         ragged = frame.select(pl.col("line").is_in(
             ragged_lines(data if data is not None else path.read_bytes(), n_fields))).to_series()
         if ragged.any():
