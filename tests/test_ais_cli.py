@@ -193,6 +193,11 @@ def test_visits_from_the_marinecadastre_sample_are_stored_once(tmp_path, shared_
     _run("ais", "visits", "-w", str(ws.root))  # a second run replaces, never duplicates
     sightings = [s for s in Store.open(ws.db_url).sightings(site="houston") if s.event == "ais_visit"]
     assert len(sightings) == len(stopped)
+    # other settings: the run replaces the visits it covers (none are level 4, so none are left)
+    assert "0 AIS visits stored" in _run("ais", "visits", "-w", str(ws.root), "--min-level", "4")
+    assert not [s for s in Store.open(ws.db_url).sightings(site="houston") if s.event == "ais_visit"]
+    _run("ais", "visits", "-w", str(ws.root))
+    assert len([s for s in Store.open(ws.db_url).sightings(site="houston") if s.event == "ais_visit"]) == len(stopped)
     assert [s.vessel for s in sightings if s.vessel] == ["known"]
 
 
@@ -214,6 +219,10 @@ def test_gaps_give_cues_for_reachable_sites_only(tmp_path):
     assert len(gaps) == 1 and gaps[0].mmsi == str(DARK_MMSI)
     assert [c["site"] for c in gaps[0].reachable_sites] == ["houston"]
     assert gaps[0].end_time - gaps[0].start_time == end - start
+    out = _run("ais", "gaps", "-w", str(ws.root), "--min-gap-h", "20")  # the 13 h gap is not one now
+    assert "0 gaps over 20 h" in out
+    with Store.open(ws.db_url).engine.connect() as conn:
+        assert list(conn.execute(select(schema.ais_gaps))) == []
 
 
 def test_fuse_identifies_the_ais_ship_and_leaves_the_other_dark(tmp_path, monkeypatch):

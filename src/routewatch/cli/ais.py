@@ -39,6 +39,14 @@ def _mmsi_map(ws, watchlist):
     return mmsi_to_vessel(watchlist.vessels, reg), lengths
 
 
+def _window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """The times a visits or gaps run covers: from the start of --since to the end of --until (UTC)."""
+    s, u = _time(since, "--since"), _time(until, "--until")
+    if u is not None and until is not None and len(until.strip()) == 10:  # a day: to its end
+        u += timedelta(days=1) - timedelta(microseconds=1)
+    return s, u
+
+
 def _days(ws, since, until, label):
     from routewatch.sources.ais.partitions import day_dirs, iter_days
 
@@ -148,7 +156,7 @@ def register(app: typer.Typer) -> None:
             frame = port_visits(gen(progress), watchlist.sites, cfg)
         mmsi_vessel, lengths = _mmsi_map(ws, watchlist)
         _, sightings, evidence = visit_records(frame, mmsi_vessel, lengths)
-        store_ais(store, sightings=sightings, evidence=evidence)
+        store_ais(store, sightings=sightings, evidence=evidence, replace=("visits", *_window(since, until)))
         if out:
             frame.write_csv(out)
         table = Table("site", "visits", "identified", "mean confidence")
@@ -183,7 +191,7 @@ def register(app: typer.Typer) -> None:
                                        GapConfig(min_gap_h, max_speed_kn, min_dwell_h))
         mmsi_vessel, _ = _mmsi_map(ws, watchlist)
         rows, evidence = gap_rows(frame, mmsi_vessel)
-        store_ais(store, evidence=evidence, gaps=rows)
+        store_ais(store, evidence=evidence, gaps=rows, replace=("gaps", *_window(since, until)))
         cues = cues_frame(frame)
         if out:
             cues.write_csv(out)
