@@ -198,6 +198,8 @@ def test_visits_from_the_marinecadastre_sample_are_stored_once(tmp_path, shared_
     assert not [s for s in Store.open(ws.db_url).sightings(site="houston") if s.event == "ais_visit"]
     _run("ais", "visits", "-w", str(ws.root))
     assert len([s for s in Store.open(ws.db_url).sightings(site="houston") if s.event == "ais_visit"]) == len(stopped)
+    out = _run("ais", "visits", "-w", str(ws.root), "--entry-m", "3000", "--exit-m", "2000", code=2)
+    assert "must be at least --entry-m" in out
     assert [s.vessel for s in sightings if s.vessel] == ["known"]
 
 

@@ -450,3 +450,19 @@ def test_a_ragged_row_is_found_in_a_file_cut_short(tmp_path):
     res = read_provider_csv(p)
     assert res.report.bad == {"row with more fields than the header": 1} and res.report.examples[0][0] == 3
     assert sorted(res.positions["mmsi"].to_list()) == [1, 3]
+
+
+def test_imo_numbers_are_seven_digits_and_zero_sizes_are_unknown(tmp_path):
+    """MarineCadastre writes IMO0000000 for none and sometimes longer digit runs: neither is an IMO number (cut
+    to seven digits it would be a made-up one that could link the wrong ship); a length or width of 0 is not
+    available, as in the AIS messages."""
+    head = "MMSI,BaseDateTime,LAT,LON,VesselName,IMO,CallSign,Length,Width\n"
+    rows = ["1,2023-01-11T00:00:00,42.2,130.3,A,IMO9307839,C1,208,30",
+            "2,2023-01-11T00:00:00,42.2,130.3,B,IMO180000000,C2,0,0",
+            "3,2023-01-11T00:00:00,42.2,130.3,C,IMO0000000,C3,100,20",
+            "4,2023-01-11T00:00:00,42.2,130.3,D,9307839,C4,,"]
+    p = tmp_path / "mc.csv"
+    p.write_text(head + "\n".join(rows) + "\n")
+    got = {r["mmsi"]: r for r in read_provider_csv(p).statics.iter_rows(named=True)}
+    assert [got[m]["imo"] for m in (1, 2, 3, 4)] == [9307839, None, None, 9307839]
+    assert (got[2]["length_m"], got[2]["beam_m"], got[3]["length_m"]) == (None, None, 100)

@@ -165,3 +165,16 @@ def test_a_file_whose_lines_end_with_a_carriage_return_alone_is_read_whole(tmp_p
     p.write_bytes(("\r".join(f"\\c:{1704067200 + 60 * i}*00\\{good}" for i in range(3)) + "\r").encode())
     summary = ingest_file(p, tmp_path / "ais")
     assert summary.report.lines == 3 and summary.report.messages == 3 and summary.added == 3
+
+
+def test_a_static_report_with_one_zero_dimension_keeps_the_size():
+    """A = C = 0 means "reference point unknown": the length and beam are then B and D alone."""
+    static = encode_dict({"type": 24, "mmsi": 244270489, "partno": 1, "ship_type": 37, "to_bow": 12,
+                          "to_stern": 0, "to_port": 0, "to_starboard": 3}, radio_channel="A", talker_id="AI")[0]
+    res = read_nmea_lines([static], default_time=T0)
+    (rec,) = res.statics
+    assert (rec["length_m"], rec["beam_m"]) == (12, 3)
+    none = encode_dict({"type": 24, "mmsi": 244270489, "partno": 1, "ship_type": 37}, radio_channel="A",
+                       talker_id="AI")[0]
+    (rec,) = read_nmea_lines([none], default_time=T0).statics
+    assert (rec["length_m"], rec["beam_m"]) == (None, None)

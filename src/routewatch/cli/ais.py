@@ -149,6 +149,9 @@ def register(app: typer.Typer) -> None:
         from routewatch.analysis.port_visits import VisitConfig, port_visits
         from routewatch.sources.ais.records import store_ais, visit_records
 
+        if not 0 < entry_m <= exit_m:
+            raise typer.BadParameter(f"--exit-m ({exit_m:g}) must be at least --entry-m ({entry_m:g}), both positive: "
+                                     "a ship leaves only once farther out than where it entered (hysteresis)")
         ws, watchlist, store = open_workspace(workspace, db)
         cfg = VisitConfig(entry_m=entry_m, exit_m=exit_m, min_level=min_level)
         gen = _days(ws, since, until, "visits")

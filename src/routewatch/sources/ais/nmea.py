@@ -299,15 +299,17 @@ def _collect(msg: dict[str, Any], line: int, t_us: int | None, rows: list, stati
             })
     if mtype in STATIC_TYPES:
         report.statics += 1
-        bow, stern = msg.get("to_bow"), msg.get("to_stern")
-        port, starboard = msg.get("to_port"), msg.get("to_starboard")
+        # A zero dimension is "not available" for that side only: with the reference point unknown a ship
+        # sends A = C = 0 and its length and beam in B and D (ITU-R M.1371), so the sums are the dimensions
+        length = (msg.get("to_bow") or 0) + (msg.get("to_stern") or 0)
+        beam = (msg.get("to_port") or 0) + (msg.get("to_starboard") or 0)
         statics.append({
             "mmsi": int(msg["mmsi"]), "t_us": t_us, "line": line, "msg_type": mtype,
             "imo": msg.get("imo") or None, "name": (msg.get("shipname") or "").strip("@ ") or None,
             "call_sign": (msg.get("callsign") or "").strip("@ ") or None,
             "ship_type": None if msg.get("ship_type") is None else int(msg["ship_type"]),
-            "length_m": (bow + stern) if bow and stern else None,
-            "beam_m": (port + starboard) if port and starboard else None,
+            "length_m": length or None,
+            "beam_m": beam or None,
         })
 
 
