@@ -101,6 +101,10 @@ def test_detect_site_calls_the_pipeline(tmp_path: Path, monkeypatch: pytest.Monk
     assert "5 sightings" in res.output
     res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-08-01", "-w", str(tmp_path)])
     assert res.exit_code == 0, res.output  # -w as in the README
+    res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-06-01", "--until", "2023-06-11",
+                              "-w", str(tmp_path)])
+    until = calls[-1][3]  # a day given as --until counts whole: a scene at 09:50 that day is in
+    assert res.exit_code == 0 and (until.hour, until.minute, until.day, until.tzinfo is not None) == (23, 59, 11, True)
     res = runner.invoke(app, ["detect", "--site", "rajin"])
     assert res.exit_code == 2 and "--since" in res.output
 

@@ -269,6 +269,11 @@ def test_cli_fetch_against_the_local_api(server: StacServer, stac_assets: dict, 
     assert "2 stored (2 from the cache)" in " ".join(again.output.split())
     unknown = CliRunner().invoke(app, [*args[:2], "nowhere", *args[3:]])
     assert unknown.exit_code == 2 and "nowhere" in unknown.output
+    # a catalogue that cannot be reached (offline): one line naming it, no traceback
+    i = args.index("--stac")
+    down = CliRunner().invoke(app, [*args[:i + 1], "http://127.0.0.1:9/", *args[i + 2:]])
+    assert down.exit_code == 2 and "http://127.0.0.1:9/ stopped" in " ".join(down.output.split())
+    assert not isinstance(down.exception, Exception) or isinstance(down.exception, SystemExit)
     # a folder that is no workspace (neither watchlist nor store): said, and nothing is created there
     stray = tmp_path / "not-a-workspace"
     out = CliRunner().invoke(app, [*args[:-1], str(stray)])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -250,8 +249,9 @@ def register(app: typer.Typer) -> None:
     def detect_site_cmd(
         ctx: typer.Context,
         site: str = typer.Option(None, "--site", help="site key from the watchlist"),
-        since: datetime = typer.Option(None, "--since", help="first acquisition date (UTC)"),
-        until: datetime = typer.Option(None, "--until", help="last acquisition date (UTC), default now"),
+        since: str = typer.Option(None, "--since", help="first acquisition date (UTC; YYYY-MM-DD or ISO time)"),
+        until: str = typer.Option(None, "--until", help="last acquisition date (UTC; a day counts whole), "
+                                                         "default now"),
         workers: int = typer.Option(1, "--workers", help="local Dask workers"),
         scheduler: str = typer.Option(None, "--scheduler", help="address of a running Dask scheduler"),
         workspace: Path = typer.Option(None, "--workspace", "-w", help="workspace folder (default: current)"),
@@ -266,15 +266,14 @@ def register(app: typer.Typer) -> None:
         if not site or since is None:
             console.print(ctx.get_help())
             raise _fail("give --site and --since (or use `detect sar` / `detect optical` on files)")
-        from datetime import UTC
-
         from routewatch.cli.core import open_workspace
+        from routewatch.cli.imagery import _day
         from routewatch.detect.water import WaterMaskError
         from routewatch.sources.imagery.ingest import resolve_site
         from routewatch.sources.imagery.pipeline import detect_site
 
-        s = since if since.tzinfo else since.replace(tzinfo=UTC)
-        u = until if until is None or until.tzinfo else until.replace(tzinfo=UTC)
+        s = _day(since)
+        u = _day(until, end=True) if until else None  # --until 2023-06-11 takes that day's scenes too
         ws, _, store = open_workspace(workspace, db)  # no workspace: says so and creates nothing
         try:
             resolve_site(ws, site, store)

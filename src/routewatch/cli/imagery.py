@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(stderr=True)
@@ -73,8 +74,16 @@ def register(app: typer.Typer) -> None:
         except KeyError as exc:
             console.print(f"[red]error:[/red] {exc.args[0]}")
             raise typer.Exit(2) from None
-        result = fetch_site(ws, site_rec, _day(start), _day(end, end=True), sensor, endpoint=endpoint,
-                            token_url=token_url, max_cloud=max_cloud, max_items=max_items, store=store)
+        import requests
+        from pystac_client.exceptions import APIError
+
+        try:
+            result = fetch_site(ws, site_rec, _day(start), _day(end, end=True), sensor, endpoint=endpoint,
+                                token_url=token_url, max_cloud=max_cloud, max_items=max_items, store=store)
+        except (APIError, requests.RequestException, OSError) as exc:  # offline, or the catalogue is down
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            console.print(f"[red]fetch from the STAC catalogue {escape(endpoint)} stopped[/red]: {escape(first)}")
+            raise typer.Exit(2) from None
         _failures(result.failures)
         console.print(f"{result.found} scenes found, {len(result.scenes)} stored "
                       f"({result.cached} from the cache), {len(result.failures)} failed")
