@@ -501,3 +501,34 @@ def test_a_truncated_raster_names_gdals_reason(tmp_path: Path) -> None:
     tif.write_bytes(data[: len(data) // 2])
     res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(tmp_path / "x.geojson")])
     assert res.exit_code == 2 and "cut.tif" in res.output and "IReadBlock" in said(res), res.output
+
+
+@pytest.mark.shared
+def test_detect_optical_reads_the_bands_of_one_stacked_file(shared_dir: Path, tmp_path: Path) -> None:
+    """A Planet-like analytic file holds all four bands: NAME=FILE:N picks band N; without :N a file of several
+    bands is refused (taking band 1 for every name silently gave 141 false ships)."""
+    port = shared_dir / "data" / "sen2ships" / "honolulu"
+    names = (("blue", "B02"), ("green", "B03"), ("red", "B04"), ("nir", "B08"))
+    with rasterio.open(port / "B02.tiff") as ds:
+        profile = ds.profile
+    stacked = tmp_path / "analytic.tif"
+    profile.update(count=4, driver="GTiff")
+    with rasterio.open(stacked, "w", **profile) as dst:
+        for i, (_, f) in enumerate(names, start=1):
+            with rasterio.open(port / f"{f}.tiff") as ds:
+                dst.write(ds.read(1), i)
+    separate, together = tmp_path / "separate.geojson", tmp_path / "together.geojson"
+    args = ["detect", "optical", "-o", str(separate)]
+    for name, f in names:
+        args += ["--band", f"{name}={port / (f + '.tiff')}"]
+    assert runner.invoke(app, args).exit_code == 0
+    args = ["detect", "optical", "-o", str(together)]
+    for i, (name, _) in enumerate(names, start=1):
+        args += ["--band", f"{name}={stacked}:{i}"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = [[f["properties"]["row"] for f in json.loads(p.read_text())["features"]] for p in (separate, together)]
+    assert rows[0] == rows[1] and rows[0]
+    res = runner.invoke(app, ["detect", "optical", "--band", f"blue={stacked}", "--band", f"green={stacked}",
+                              "--band", f"red={stacked}", "-o", str(tmp_path / "x.geojson")])
+    assert res.exit_code == 2 and "4 bands; say which with FILE:N" in said(res)

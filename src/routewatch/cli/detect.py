@@ -26,9 +26,10 @@ def read_image(path: Path) -> tuple[np.ndarray, Any, Any]:
     return _read_image(path, with_valid=False)[:3]
 
 
-def _read_image(path: Path, with_valid: bool) -> tuple[np.ndarray, Any, Any, np.ndarray | None]:
-    """:func:`read_image` plus band 1's valid pixels (see :func:`_read_valid`; None for a plain image), taken in
-    the same opening of the file."""
+def _read_image(path: Path, with_valid: bool, index: int | None = 1) -> tuple[np.ndarray, Any, Any, np.ndarray | None]:
+    """:func:`read_image` plus the band's valid pixels (see :func:`_read_valid`; None for a plain image), taken in
+    the same opening of the file. ``index``: the band to read (1-based); None refuses a file of several bands,
+    where taking the first silently would be a guess."""
     if not path.is_file():
         raise _fail(f"{path}: no such file")
     if path.suffix.lower() in _RENDERINGS:
@@ -51,10 +52,15 @@ def _read_image(path: Path, with_valid: bool) -> tuple[np.ndarray, Any, Any, np.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as ds:
-                arr = ds.read(1)
+                if index is None and ds.count > 1:
+                    raise _fail(f"{path}: {ds.count} bands; say which with FILE:N (e.g. {path}:4, 1-based)")
+                band = index or 1
+                if band > ds.count:
+                    raise _fail(f"{path}: no band {band} (the file has {ds.count})")
+                arr = ds.read(band)
                 crs = ds.crs
                 transform = ds.transform if crs is not None else None
-                valid = _read_valid(ds, arr) if with_valid else None
+                valid = _read_valid(ds, arr, band) if with_valid else None
     except (RasterioIOError, OSError) as exc:
         raise _fail(f"{path}: cannot read raster ({error_text(exc)})") from exc
     return arr, transform, crs, valid
@@ -122,22 +128,22 @@ def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any
     console.print(f"{len(dets)} ships -> {out}")
 
 
-def _read_valid(ds: Any, band: np.ndarray | None = None) -> np.ndarray | None:
+def _read_valid(ds: Any, band: np.ndarray | None = None, index: int = 1) -> np.ndarray | None:
     """Band 1's valid pixels from the file's no-data value or internal mask (NaN included), or None when the
     file declares every pixel valid (no full-size mask is read then). With the band already read, a no-data
     value is applied to it instead of reading the band a second time."""
     from rasterio.enums import MaskFlags
 
-    flags = ds.mask_flag_enums[0]
+    flags = ds.mask_flag_enums[index - 1]
     if flags == [MaskFlags.all_valid]:
         return None
     if band is not None and flags == [MaskFlags.nodata]:
-        nodata = ds.nodatavals[0]
+        nodata = ds.nodatavals[index - 1]
         if np.issubdtype(band.dtype, np.floating):
             return np.isfinite(band) & (True if np.isnan(nodata) else band != band.dtype.type(nodata))
         info = np.iinfo(band.dtype)  # a no-data value the type cannot hold marks nothing (as GDAL's mask)
         return band != nodata if info.min <= nodata <= info.max else np.ones(band.shape, bool)
-    return ds.read_masks(1) > 0
+    return ds.read_masks(index) > 0
 
 
 def _check_near_sea(image: Path, water: str, model: Path | None, transform: Any, crs: Any) -> None:
@@ -332,7 +338,8 @@ def register(app: typer.Typer) -> None:
 
     @detect.command("optical")
     def detect_optical_cmd(
-        band: list[str] = typer.Option(..., "--band", help="NAME=FILE for blue, green, red, nir"),
+        band: list[str] = typer.Option(..., "--band", help="NAME=FILE for blue, green, red, nir; NAME=FILE:N for "
+                                                            "band N (1-based) of a file of several bands"),
         out: Path = typer.Option(..., "-o", "--out", help="output GeoJSON"),
         pixel_size: float = typer.Option(None, "--pixel-size", help="ground pixel size in metres (needed without georeference)"),
         chips: Path = typer.Option(None, "--chips", help="folder for PNG chips around each ship"),
@@ -351,8 +358,11 @@ def register(app: typer.Typer) -> None:
         for spec in band:
             name, sep, file = spec.partition("=")
             if not sep or name not in BAND_ORDER:
-                raise _fail(f"--band {spec!r}: expected NAME=FILE with NAME one of {', '.join(BAND_ORDER)}")
-            arr, tr, cr, valid = _read_image(Path(file), with_valid=True)
+                raise _fail(f"--band {spec!r}: expected NAME=FILE[:N] with NAME one of {', '.join(BAND_ORDER)}")
+            head, colon, tail = file.rpartition(":")
+            index = int(tail) if colon and tail.isdigit() and int(tail) >= 1 else None
+            file = head if index is not None else file
+            arr, tr, cr, valid = _read_image(Path(file), with_valid=True, index=index)
             if bands and arr.shape != next(iter(bands.values())).shape:
                 raise _fail(f"{file}: size {arr.shape} differs from {first} {next(iter(bands.values())).shape}")
             if first is not None:
