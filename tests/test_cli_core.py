@@ -134,3 +134,22 @@ def test_status_of_a_route_with_nothing_to_judge_says_so(tmp_path: Path) -> None
     run("init", str(ws))
     line = run("status", "-w", str(ws)).strip().split("\t")
     assert line[1] == "undetermined" and line[-1].startswith("no silence probability")
+
+
+def test_a_judgement_resting_on_simulated_data_says_so(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from routewatch.model import Sighting, SourceKind
+    from routewatch.store import Store
+    from routewatch.workspace import Workspace
+
+    ws = tmp_path / "case"
+    run("init", str(ws), "--example", "rajin")
+    run("import", "observations", str(ws / "observations.csv"), "-w", str(ws))
+    assert "SIMULATED" not in run("status", "--as-of", "2024-03-02", "-w", str(ws))
+    store = Store.open(Workspace.open(ws).db_url)
+    store.add_sightings([Sighting("sim-1", datetime(2024, 2, 20, tzinfo=UTC), SourceKind.IMAGE, site="rajin",
+                                  lon=130.29, lat=42.24, simulated=True)])
+    for cmd in (["status"], ["analyze"]):
+        out = " ".join(run(*cmd, "--as-of", "2024-03-02", "-w", str(ws)).split())
+        assert "SIMULATED: rajin-russia rests partly on simulated data (1 sightings and 0 looks" in out

@@ -188,6 +188,12 @@ def test_csv_tables_carry_evidence_ids_and_judgement_numbers(data, tmp_path: Pat
     assert float(row["p_silence_if_active"]) == pytest.approx(act.p_silence_if_active)
     assert float(row["p_silence_low"]) < act.p_silence_if_active < float(row["p_silence_high"])
     assert row["evidence_ids"].split() == list(act.evidence_ids)
+    # the sample is simulated: every table says so where its record rests on simulated sightings or looks
+    assert all(s.simulated for s in data.sightings) and row["simulated"] == "True"
+    assert {r["simulated"] for r in rows("visits") if visits[r["id"]].sighting_ids} == {"True"}
+    assert rows("trips") and {r["simulated"] for r in rows("trips")} == {"True"}
+    look = rows("looks")[0]
+    assert float(look["l50_m"]) == looks[look["id"]].detection.l50_m and "note" in look
 
 
 def test_kml_labels_simulated_detections(data, tmp_path: Path) -> None:

@@ -124,6 +124,19 @@ def open_workspace_or_store(workspace: Path | None, db: str | None) -> tuple[Wor
         sync_store(store, watchlist, ws)
     return ws, watchlist, store
 
+def _say_simulated(store: Any, watchlist: Any, activities: Any, when: datetime) -> None:
+    """A judgement that rests partly on simulated sightings or looks says so, on stderr, beside the table."""
+    for a in activities:
+        route = watchlist.routes.get(a.route)
+        if route is None:
+            continue
+        sightings, looks = store.simulated_counts((*route.origin, *route.destination), when)
+        if sightings or looks:  # on stderr: status's lines on stdout stay plain for scripts
+            Console(stderr=True).print(f"[bold red]SIMULATED:[/bold red] {a.route} rests partly on simulated data "
+                          f"({sightings} sightings and {looks} looks at its sites are simulated, not evidence "
+                          "about the real case)")
+
+
 def sync_store(store: Any, watchlist: Any, ws: Workspace) -> None:
     """The store follows the workspace's watchlist file: entries removed from the file leave it (their
     observations stay). The workspace's own SQLite store has one file, whatever folder the workspace is copied
@@ -274,6 +287,7 @@ def register(app: typer.Typer) -> None:
         )
         for a in result.activities.values():
             console.print(f"[bold]{a.route}[/bold]: {a.explanation}")
+        _say_simulated(store, watchlist, result.activities.values(), when)
 
     @app.command()
     def status(
@@ -297,6 +311,7 @@ def register(app: typer.Typer) -> None:
             # Plain tab-separated text (no rich markup) so scripts can cut it.
             typer.echo(f"{a.route}\t{a.status.value}\tP={a.probability:.2f}\tlast {last}\t{quiet}\t{a.coverage}"
                        f"\t{probability_meaning(a)}")
+        _say_simulated(store, watchlist, result.activities.values(), when)
 
     @app.command()
     def demo(

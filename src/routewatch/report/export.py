@@ -20,7 +20,7 @@ import numpy as np
 from shapely.geometry import LineString, Point, mapping
 
 from routewatch.model import Activity, Route, Trip, Visit
-from routewatch.report.data import ReportData, chip_path
+from routewatch.report.data import ReportData, chip_path, route_view
 from routewatch.store.convert import activity_id
 
 FORMATS = ("geojson", "kml", "gpkg", "csv")
@@ -167,27 +167,40 @@ def write_csv(data: ReportData, folder: Path) -> Path:
         raise FileExistsError(f"{folder} is a file: a csv export writes a folder of tables")
     folder.mkdir(parents=True, exist_ok=True)
     visits = {v.id: v for v in data.visits}
+    # what rests on simulated data says so in every table (the HTML report and the map formats already do)
+    sim_sightings = {s.id for s in data.sightings if s.simulated}
+    sim_visits = {v.id for v in data.visits if sim_sightings.intersection(v.sighting_ids)}
+
+    def sim_route(key: str) -> bool:
+        route = data.routes.get(key)
+        return route is not None and bool(route_view(data, route).simulated_notes)
+
     tables: dict[str, tuple[list[str], list[list[Any]]]] = {
         "sites": (["key", "name", "kind", "lon", "lat", "wkt"],
                   [[s.key, s.name, s.kind, *s.centroid_lonlat, s.geometry.wkt] for s in data.sites.values()]),
         "looks": (["id", "site", "time", "sensor", "usable_fraction", "scene_id", "vessels_seen", "simulated",
-                   "evidence_ids"],
+                   "l50_m", "scale_m", "p_max", "note", "evidence_ids"],
                   [[x.id, x.site, _iso(x.time), x.sensor, x.usable_fraction, x.scene_id, x.vessels_seen, x.simulated,
-                    " ".join(x.evidence_ids)] for x in data.looks]),
+                    x.detection.l50_m, x.detection.scale_m, x.detection.p_max, x.note, " ".join(x.evidence_ids)]
+                   for x in data.looks]),
         "sightings": (["id", "time", "time_end", "source_kind", "site", "vessel", "event", "lon", "lat", "length_m",
                        "confidence", "simulated", "evidence_ids"],
                       [[x.id, _iso(x.time), _iso(x.time_end), x.source_kind, x.site, x.vessel, x.event, x.lon, x.lat,
                         x.length_m, x.confidence, x.simulated, " ".join(x.evidence_ids)] for x in data.sightings]),
-        "visits": (["id", "site", "vessel", "start", "end", "confidence", "sighting_ids", "evidence_ids"],
-                   [[x.id, x.site, x.vessel, _iso(x.start), _iso(x.end), x.confidence, " ".join(x.sighting_ids),
-                     " ".join(x.evidence_ids)] for x in data.visits]),
+        "visits": (["id", "site", "vessel", "start", "end", "confidence", "simulated", "sighting_ids",
+                    "evidence_ids"],
+                   [[x.id, x.site, x.vessel, _iso(x.start), _iso(x.end), x.confidence, x.id in sim_visits,
+                     " ".join(x.sighting_ids), " ".join(x.evidence_ids)] for x in data.visits]),
         "trips": (["id", "route", "vessel", "depart", "arrive", "kind", "confidence", "distance_nm",
-                   "destination", "arrival_known", "until", "evidence_ids"],
+                   "destination", "arrival_known", "until", "simulated", "evidence_ids"],
                   [[x.id, x.route, x.vessel, _iso(x.depart), _iso(x.arrive), x.kind, x.confidence, x.distance_nm,
                     trip_destination(x, data.routes.get(x.route), visits),
                     x.arrive is not None and trip_destination(x, data.routes.get(x.route), visits) is not None,
-                    _iso(trip_until(x, data.routes.get(x.route))), " ".join(x.evidence_ids)] for x in data.trips]),
-        "activities": (ACTIVITY_COLUMNS, [activity_row(a) for a in data.activities.values()]),
+                    _iso(trip_until(x, data.routes.get(x.route))),
+                    bool({x.origin_visit, x.destination_visit} & sim_visits), " ".join(x.evidence_ids)]
+                   for x in data.trips]),
+        "activities": ([*ACTIVITY_COLUMNS, "simulated"],
+                       [[*activity_row(a), sim_route(a.route)] for a in data.activities.values()]),
     }
     for name, (header, rows) in tables.items():
         tmp = folder / f"{name}.csv.part"

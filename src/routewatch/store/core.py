@@ -322,6 +322,21 @@ class Store:
     def add_looks(self, items: Iterable[Look], conn: Connection | None = None) -> int:
         return self._add_linked(t.looks, "look", items, convert.look_row, conn)
 
+    def simulated_counts(self, sites: Iterable[str], until: datetime) -> tuple[int, int]:
+        """How many simulated sightings and looks the store holds at these sites up to ``until``: a result that
+        rests on them must say so wherever it is shown (one indexed count each, no rows read)."""
+        keys = sorted(set(sites))
+        if not keys:
+            return 0, 0
+        until = ensure_utc(until)
+        with self.engine.connect() as c:
+            out = []
+            for table in (t.sightings, t.looks):
+                q = select(func.count()).select_from(table).where(
+                    table.c.site.in_(keys), table.c.time <= until, table.c.simulated.is_(True))
+                out.append(int(c.execute(q).scalar_one()))
+        return out[0], out[1]
+
     def looks(self, site: str | None = None, since: datetime | None = None,
               until: datetime | None = None) -> list[Look]:
         """Looks at ``site`` (all sites when None) with time in [since, until] (inclusive), oldest first."""
