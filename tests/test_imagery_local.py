@@ -181,3 +181,23 @@ def test_write_cog_is_tiled_and_located(tmp_path: Path) -> None:
     with rasterio.open(p) as ds:
         assert ds.profile["tiled"] and ds.crs.to_string() == UTM52 and ds.overviews(1)
     assert not list(tmp_path.glob(".*tmp"))
+
+
+@pytest.mark.shared
+def test_band_files_named_as_downloads_are_one_scene_per_prefix(shared_dir: Path, tmp_path: Path) -> None:
+    """ESA and Planet downloads name band files after the scene (``..._B02_10m.tif``): files sharing a prefix are
+    one scene of several bands, not one single-band scene per file; another prefix is another scene."""
+    import shutil
+
+    port = shared_dir / "data" / "sen2ships" / "casablanca"
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    for b in ("B02", "B03", "B04", "B08"):
+        shutil.copy(port / f"{b}.tiff", folder / f"casablanca_20230426_{b}.tiff")
+        shutil.copy(port / f"{b}.tiff", folder / f"T29SPR_20230501T110621_{b}_10m.tif")
+    result = scan_folder(folder)
+    assert result.failures == [] and len(result.scenes) == 2
+    for scene in result.scenes:
+        assert scene.sensor == "sentinel-2" and set(scene.attributes["bands"]) == {"blue", "green", "red", "nir"}
+    assert sorted(s.acquired.date().isoformat() for s in result.scenes) == ["2023-04-26", "2023-05-01"]
+    assert len({s.uri for s in result.scenes}) == 2  # each scene's link names its own files

@@ -2,8 +2,10 @@
 
 Any CRS, any band layout. How a folder becomes scenes:
 
-* files in one folder whose names are band names (``B02.tiff``, ``B03.tif``, ``nir.tif``, ``VV.tif``) form one
-  scene with one file per band (they must have the same size); every other GeoTIFF is a scene by itself;
+* files in one folder whose names are band names (``B02.tiff``, ``B03.tif``, ``nir.tif``, ``VV.tif``), or end in
+  a band code after a common prefix as downloads are named (``T52TGN_20231021T021529_B02_10m.tif``,
+  ``casablanca_20230426_B08.tiff``), form one scene per prefix with one file per band (they must have the same
+  size and grid); every other GeoTIFF is a scene by itself;
 * band names come from the band descriptions, else from ``--bands red,green,blue,nir`` (in file order), else by
   count: 1 band = pan (SAR sensors: the polarisation ``sar``), 3 = red, green, blue, 4 = blue, green, red, nir
   (PlanetScope and Sentinel order);
@@ -47,6 +49,22 @@ BAND_ALIASES = {
 }
 TIME_TAGS = ("ACQUISITION_DATETIME", "ACQUISITION_DATE", "DATETIME", "TIFFTAG_DATETIME", "acquired",
              "datetime", "SENSING_TIME", "PRODUCT_START_TIME")
+# A band code at the end of a longer name, as downloads name them: T52TGN_20231021T021529_B02_10m.tif,
+# casablanca_20230426_B08.tiff, S1A_..._VV.tif (the prefix names the scene)
+_BAND_SUFFIX = re.compile(r"^(?P<prefix>.+?)[_.-](?P<band>b0?[2348]a?|b8a|scl|vv|vh|hh|hv)(?:[_.-](?:10|20|60)m)?$",
+                          re.IGNORECASE)
+
+
+def band_of(stem: str) -> tuple[str, str] | None:
+    """(scene prefix, band alias) of a band file's name (``B02``, ``nir``, ``..._B02_10m``), or None."""
+    if stem.lower() in BAND_ALIASES:
+        return "", stem.lower()
+    m = _BAND_SUFFIX.match(stem)
+    if m and m["band"].lower() in BAND_ALIASES:
+        return m["prefix"].lower(), m["band"].lower()
+    return None
+
+
 _NAME_TIME = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?:[T_]?(\d{2}):?(\d{2}):?(\d{2}))?(?!\d)")
 
 
@@ -100,11 +118,12 @@ def group_files(folder: Path) -> list[list[Path]]:
     """Scenes in a folder tree: band-named files of one directory together, any other GeoTIFF alone."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
                    and not p.name.startswith("."))
-    by_dir: dict[Path, list[Path]] = {}
+    by_dir: dict[tuple[Path, str], list[Path]] = {}
     groups: list[list[Path]] = []
     for f in files:
-        if f.stem.lower() in BAND_ALIASES:
-            by_dir.setdefault(f.parent, []).append(f)
+        band = band_of(f.stem)
+        if band is not None:
+            by_dir.setdefault((f.parent, band[0]), []).append(f)
         else:
             groups.append([f])
     groups.extend(by_dir.values())
@@ -155,7 +174,7 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                 tags = {**ds.tags(), **tags}
                 if shape0 is None:
                     shape0, grid0, georef, first = (ds.height, ds.width), grid_of(ds), g, f
-                elif (ds.height, ds.width) != shape0 and f.stem.lower() != "scl":
+                elif (ds.height, ds.width) != shape0 and (band_of(f.stem) or ("", ""))[1] != "scl":
                     raise SceneReadError(f"{f}: {ds.width} x {ds.height} px but {first.name} is {shape0[1]} x "
                                          f"{shape0[0]} px; band files of one scene must have the same size")
                 elif grid0 is not None and (why := grid_mismatch(ds, grid0, first.name,
@@ -165,7 +184,8 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                 _check_readable(ds, f)
                 sensor_hint = sensor or tags.get("ROUTEWATCH_SENSOR") or ""
                 if len(files) > 1:
-                    refs[BAND_ALIASES[f.stem.lower()]] = {"path": str(f.resolve()), "index": 1}
+                    refs[BAND_ALIASES[(band_of(f.stem) or ("", f.stem.lower()))[1]]] = {"path": str(f.resolve()),
+                                                                                        "index": 1}
                     continue
                 descs = [(d or "").strip().lower() for d in ds.descriptions]
                 if bands:
@@ -190,7 +210,7 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
         sensor_name = sensor
     elif tags.get("ROUTEWATCH_SENSOR"):
         sensor_name = tags["ROUTEWATCH_SENSOR"]
-    elif len(files) > 1 and any(f.stem.lower().startswith("b0") for f in files):
+    elif len(files) > 1 and any((band_of(f.stem) or ("", ""))[1].startswith("b0") for f in files):
         sensor_name = "sentinel-2"
     else:
         sensor_name = "geotiff"
@@ -205,7 +225,10 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
     cloud = _cloud_cover(tags.get("CLOUD_COVER"))
     key_parts = [f"{f.resolve()}:{f.stat().st_size}" for f in files]
     scene_id = stable_id("scene", "local", *key_parts)
-    uri = str(first.resolve()) if len(files) == 1 else str(first.parent.resolve())
+    # one file: it; plain band names (B02.tiff): their folder; prefixed band files: the first (the folder may
+    # hold several scenes)
+    uri = str(first.resolve()) if len(files) == 1 or (band_of(first.stem) or ("", ""))[0] else \
+        str(first.parent.resolve())
     scene = Scene(id=scene_id, sensor=sensor_name, acquired=acquired, footprint=georef.footprint(),
                   resolution_m=round(georef.ground_pixel_size_m(), 3),
                   cloud_cover=cloud, uri=uri, collection="local",
