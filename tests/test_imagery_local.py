@@ -201,3 +201,22 @@ def test_band_files_named_as_downloads_are_one_scene_per_prefix(shared_dir: Path
         assert scene.sensor == "sentinel-2" and set(scene.attributes["bands"]) == {"blue", "green", "red", "nir"}
     assert sorted(s.acquired.date().isoformat() for s in result.scenes) == ["2023-04-26", "2023-05-01"]
     assert len({s.uri for s in result.scenes}) == 2  # each scene's link names its own files
+
+
+@pytest.mark.shared
+def test_the_same_acquisition_in_two_folders_is_added_once(shared_dir: Path, tmp_path: Path) -> None:
+    """A second copy would be a second look at the same moment: coverage counted twice. A folder moved after it
+    was added (its old files gone) is taken under its new place."""
+    import shutil
+
+    ws = Workspace.open(tmp_path / "ws").ensure()
+    store = open_store(ws)
+    port = shared_dir / "data" / "sen2ships" / "gdynia"
+    for copy in ("a", "b"):
+        shutil.copytree(port, tmp_path / copy / "gdynia")
+    first = add_folder(tmp_path / "a", store=store)
+    second = add_folder(tmp_path / "b", store=store)
+    assert (first.new, second.new, len(store.scenes())) == (1, 0, 1)
+    assert "the same acquisition as scene" in second.failures[0][1]
+    shutil.rmtree(tmp_path / "a")
+    assert add_folder(tmp_path / "b", store=store).new == 1  # the first copy is gone: the second is used

@@ -145,11 +145,45 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
     """`scenes add`: describe each scene in a folder and store it with its evidence; failures are recorded."""
     result = scan_folder(folder, bands=bands, when=when, sensor=sensor)
     if store is not None:
+        kept_scenes, kept_evidence = [], []
         for scene, ev in zip(result.scenes, result.evidence, strict=True):
+            twin = same_acquisition(store, scene, kept_scenes)
+            if twin is not None:  # a copy in another folder: a second look would double the coverage
+                result.failures.append((scene.uri or scene.id, f"the same acquisition as scene {twin.id} "
+                                        f"({twin.uri}): {scene.sensor} at {scene.acquired.isoformat()} over the "
+                                        "same footprint; not added twice"))
+                continue
             result.new += write_together(store, evidence=[ev], scenes=[scene])
+            kept_scenes.append(scene)
+            kept_evidence.append(ev)
+        result.scenes, result.evidence = kept_scenes, kept_evidence
         for path, message in result.failures:
             store.record_failure("scenes add", path, message)
     return result
+
+
+def same_acquisition(store: Any, scene: Scene, also: Sequence[Scene] = ()) -> Scene | None:
+    """Another stored (or just added) scene of the same sensor, time (within a second) and footprint (nine
+    tenths overlap), under another id: the same images copied to another folder or renamed."""
+    from datetime import timedelta
+
+    near = [*store.scenes(sensor=scene.sensor, since=scene.acquired - timedelta(seconds=1),
+                          until=scene.acquired + timedelta(seconds=1)), *also]
+    for other in near:
+        if other.id == scene.id or other.sensor != scene.sensor:
+            continue
+        files = other.attributes.get("files") or []
+        if files and not all(Path(f).exists() for f in files):  # moved since: the new copy is the one to read
+            continue
+        if abs((other.acquired - scene.acquired).total_seconds()) > 1:
+            continue
+        a, b = scene.footprint, other.footprint
+        if a is None or b is None:
+            continue
+        union = a.union(b).area
+        if union > 0 and a.intersection(b).area / union >= 0.9:
+            return other
+    return None
 
 
 class _NoBar:
