@@ -200,6 +200,16 @@ def test_visits_from_the_marinecadastre_sample_are_stored_once(tmp_path, shared_
     assert len([s for s in Store.open(ws.db_url).sightings(site="houston") if s.event == "ais_visit"]) == len(stopped)
     out = _run("ais", "visits", "-w", str(ws.root), "--entry-m", "3000", "--exit-m", "2000", code=2)
     assert "must be at least --entry-m" in out
+    # a run over some days only adds: nothing it could have cut at the window's edge is removed
+    _run("ais", "visits", "-w", str(ws.root), "--min-level", "4", "--since", "2023-01-11")
+    assert len([s for s in Store.open(ws.db_url).sightings(site="houston") if s.event == "ais_visit"]) == len(stopped)
+    # another workspace on the same store, watching another site: its run leaves these visits alone
+    other = _init(tmp_path / "other")
+    other.watchlist_path.write_text(other.watchlist_path.read_text().replace("[sites.houston]", "[sites.elsewhere]")
+                                    .replace('origin = ["houston"]', 'origin = ["elsewhere"]'))
+    _run("ais", "ingest", str(mc), "-w", str(other.root), "--db", ws.db_url)
+    _run("ais", "visits", "-w", str(other.root), "--db", ws.db_url, "--min-level", "4")
+    assert len([s for s in Store.open(ws.db_url).sightings(site="houston") if s.event == "ais_visit"]) == len(stopped)
     assert [s.vessel for s in sightings if s.vessel] == ["known"]
 
 

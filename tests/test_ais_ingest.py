@@ -460,9 +460,10 @@ def test_imo_numbers_are_seven_digits_and_zero_sizes_are_unknown(tmp_path):
     rows = ["1,2023-01-11T00:00:00,42.2,130.3,A,IMO9307839,C1,208,30",
             "2,2023-01-11T00:00:00,42.2,130.3,B,IMO180000000,C2,0,0",
             "3,2023-01-11T00:00:00,42.2,130.3,C,IMO0000000,C3,100,20",
-            "4,2023-01-11T00:00:00,42.2,130.3,D,9307839,C4,,"]
+            "4,2023-01-11T00:00:00,42.2,130.3,D,9307839,C4,,",
+            "5,2023-01-11T00:00:00,42.2,130.3,E,9307839.0,C5,,", "6,2023-01-11T00:00:00,42.2,130.3,F,imo9307839,C6,,"]
     p = tmp_path / "mc.csv"
     p.write_text(head + "\n".join(rows) + "\n")
     got = {r["mmsi"]: r for r in read_provider_csv(p).statics.iter_rows(named=True)}
-    assert [got[m]["imo"] for m in (1, 2, 3, 4)] == [9307839, None, None, 9307839]
+    assert [got[m]["imo"] for m in (1, 2, 3, 4, 5, 6)] == [9307839, None, None, 9307839, 9307839, 9307839]
     assert (got[2]["length_m"], got[2]["beam_m"], got[3]["length_m"]) == (None, None, 100)

@@ -195,6 +195,11 @@ def test_band_files_named_as_downloads_are_one_scene_per_prefix(shared_dir: Path
     for b in ("B02", "B03", "B04", "B08"):
         shutil.copy(port / f"{b}.tiff", folder / f"casablanca_20230426_{b}.tiff")
         shutil.copy(port / f"{b}.tiff", folder / f"T29SPR_20230501T110621_{b}_10m.tif")
+    with rasterio.open(port / "B08.tiff") as ds:  # B8A at 20 m beside them: left out, not a reason to refuse
+        profile, half = ds.profile, ds.read(1)[::2, ::2]
+        profile.update(width=half.shape[1], height=half.shape[0], transform=ds.transform * Affine.scale(2))
+    with rasterio.open(folder / "T29SPR_20230501T110621_B8A_20m.tif", "w", **profile) as dst:
+        dst.write(half, 1)
     result = scan_folder(folder)
     assert result.failures == [] and len(result.scenes) == 2
     for scene in result.scenes:
@@ -214,9 +219,14 @@ def test_the_same_acquisition_in_two_folders_is_added_once(shared_dir: Path, tmp
     port = shared_dir / "data" / "sen2ships" / "gdynia"
     for copy in ("a", "b"):
         shutil.copytree(port, tmp_path / copy / "gdynia")
-    first = add_folder(tmp_path / "a", store=store)
-    second = add_folder(tmp_path / "b", store=store)
+    when = datetime(2022, 5, 14, 9, 50, 31, tzinfo=UTC)
+    first = add_folder(tmp_path / "a", store=store, when=when)
+    second = add_folder(tmp_path / "b", store=store, when=when)
     assert (first.new, second.new, len(store.scenes())) == (1, 0, 1)
     assert "the same acquisition as scene" in second.failures[0][1]
     shutil.rmtree(tmp_path / "a")
-    assert add_folder(tmp_path / "b", store=store).new == 1  # the first copy is gone: the second is used
+    assert add_folder(tmp_path / "b", store=store, when=when).new == 1  # the first copy is gone: the second is used
+    # a date alone (midnight) says too little: two images of one day are both kept
+    for copy in ("c", "d"):
+        shutil.copytree(port, tmp_path / copy / "gdynia")
+        assert add_folder(tmp_path / copy, store=store).new == 1

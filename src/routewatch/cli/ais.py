@@ -39,12 +39,11 @@ def _mmsi_map(ws, watchlist):
     return mmsi_to_vessel(watchlist.vessels, reg), lengths
 
 
-def _window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
-    """The times a visits or gaps run covers: from the start of --since to the end of --until (UTC)."""
-    s, u = _time(since, "--since"), _time(until, "--until")
-    if u is not None and until is not None and len(until.strip()) == 10:  # a day: to its end
-        u += timedelta(days=1) - timedelta(microseconds=1)
-    return s, u
+def _mmsis(ws) -> list[int]:
+    """The ships in the workspace's AIS (one column of every partition)."""
+    from routewatch.sources.ais.partitions import scan_positions
+
+    return scan_positions(ws.ais_dir).select("mmsi").unique().collect()["mmsi"].to_list()
 
 
 def _days(ws, since, until, label):
@@ -159,7 +158,11 @@ def register(app: typer.Typer) -> None:
             frame = port_visits(gen(progress), watchlist.sites, cfg)
         mmsi_vessel, lengths = _mmsi_map(ws, watchlist)
         _, sightings, evidence = visit_records(frame, mmsi_vessel, lengths)
-        store_ais(store, sightings=sightings, evidence=evidence, replace=("visits", *_window(since, until)))
+        # a run over all the AIS replaces the earlier visits at the watched sites; one over some days adds to
+        # them (a visit crossing the window's edge would be cut short there, so nothing is removed)
+        whole = since is None and until is None
+        store_ais(store, sightings=sightings, evidence=evidence,
+                  replace=("visits", watchlist.sites) if whole else None)
         if out:
             frame.write_csv(out)
         table = Table("site", "visits", "identified", "mean confidence")
@@ -194,7 +197,9 @@ def register(app: typer.Typer) -> None:
                                        GapConfig(min_gap_h, max_speed_kn, min_dwell_h))
         mmsi_vessel, _ = _mmsi_map(ws, watchlist)
         rows, evidence = gap_rows(frame, mmsi_vessel)
-        store_ais(store, evidence=evidence, gaps=rows, replace=("gaps", *_window(since, until)))
+        whole = since is None and until is None  # as for visits: only a run over all the AIS replaces
+        mmsis = _mmsis(ws) if whole else ()
+        store_ais(store, evidence=evidence, gaps=rows, replace=("gaps", mmsis) if whole else None)
         cues = cues_frame(frame)
         if out:
             cues.write_csv(out)

@@ -35,6 +35,8 @@ def _read_image(path: Path, with_valid: bool, index: int | None = 1) -> tuple[np
     if path.suffix.lower() in _RENDERINGS:
         from PIL import Image
 
+        if index not in (None, 1):
+            raise _fail(f"{path}: a plain image is read as one grey band; FILE:N picks bands of a GeoTIFF")
         try:
             with Image.open(path) as im:
                 arr = np.asarray(im.convert("L") if im.mode not in ("L", "I;16", "I") else im)
@@ -360,7 +362,7 @@ def register(app: typer.Typer) -> None:
             if not sep or name not in BAND_ORDER:
                 raise _fail(f"--band {spec!r}: expected NAME=FILE[:N] with NAME one of {', '.join(BAND_ORDER)}")
             head, colon, tail = file.rpartition(":")
-            index = int(tail) if colon and tail.isdigit() and int(tail) >= 1 else None
+            index = int(tail) if colon and tail.isascii() and tail.isdigit() and int(tail) >= 1 else None
             file = head if index is not None else file
             arr, tr, cr, valid = _read_image(Path(file), with_valid=True, index=index)
             if bands and arr.shape != next(iter(bands.values())).shape:

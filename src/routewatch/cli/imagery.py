@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         try:
             result = fetch_site(ws, site_rec, _day(start), _day(end, end=True), sensor, endpoint=endpoint,
                                 token_url=token_url, max_cloud=max_cloud, max_items=max_items, store=store)
-        except (APIError, requests.RequestException, OSError) as exc:  # offline, or the catalogue is down
+        except (APIError, requests.RequestException) as exc:  # offline, or the catalogue is down
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             console.print(f"[red]fetch from the STAC catalogue {escape(endpoint)} stopped[/red]: {escape(first)}")
             raise typer.Exit(2) from None

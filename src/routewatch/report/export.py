@@ -20,7 +20,7 @@ import numpy as np
 from shapely.geometry import LineString, Point, mapping
 
 from routewatch.model import Activity, Route, Trip, Visit
-from routewatch.report.data import ReportData, chip_path, route_view
+from routewatch.report.data import ReportData, chip_path
 from routewatch.store.convert import activity_id
 
 FORMATS = ("geojson", "kml", "gpkg", "csv")
@@ -172,8 +172,13 @@ def write_csv(data: ReportData, folder: Path) -> Path:
     sim_visits = {v.id for v in data.visits if sim_sightings.intersection(v.sighting_ids)}
 
     def sim_route(key: str) -> bool:
+        """As `analyze` and `status` say it: any simulated sighting or look at the route's sites (to as_of)."""
         route = data.routes.get(key)
-        return route is not None and bool(route_view(data, route).simulated_notes)
+        if route is None:
+            return False
+        sites = {*route.origin, *route.destination}
+        return any(s.simulated and s.site in sites for s in data.sightings) or any(
+            lk.simulated and lk.site in sites for lk in data.looks)
 
     tables: dict[str, tuple[list[str], list[list[Any]]]] = {
         "sites": (["key", "name", "kind", "lon", "lat", "wkt"],

@@ -324,7 +324,7 @@ class Store:
 
     def simulated_counts(self, sites: Iterable[str], until: datetime) -> tuple[int, int]:
         """How many simulated sightings and looks the store holds at these sites up to ``until``: a result that
-        rests on them must say so wherever it is shown (one indexed count each, no rows read)."""
+        rests on them must say so wherever it is shown (one count each, found through the (site, time) index)."""
         keys = sorted(set(sites))
         if not keys:
             return 0, 0

@@ -419,7 +419,8 @@ def _static_records(good: pl.DataFrame, static_cols: list[str]) -> pl.DataFrame:
         .with_columns(pl.col("last_seen").alias("timestamp"),
                       # an IMO number is exactly seven digits (IMO prefix allowed), never 0000000: a longer
                       # run of digits cut to seven would make up a number that could link the wrong ship
-                      *([pl.col("imo").str.extract(r"^\s*(?:IMO)?\s*(\d{7})\s*$", 1).cast(pl.Int64, strict=False)
+                      *([pl.col("imo").str.extract(r"(?i)^\s*(?:IMO)?\s*(\d{7})(?:\.0+)?\s*$", 1)
+                         .cast(pl.Int64, strict=False)
                          .replace(0, None)] if "imo" in static_cols else []),
                       # a length or width of 0 is "not available", as in the AIS messages themselves
                       *(pl.when(pl.col(c) > 0).then(pl.col(c)).alias(c) for c in ("length_m", "beam_m")

@@ -110,38 +110,40 @@ def _replace(conn, table, rows: list[dict[str, Any]], key: str) -> None:
 
 
 def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
-              replace: tuple[str, Any, Any] | None = None) -> dict[str, int]:
+              replace: tuple[str, Any] | None = None) -> dict[str, int]:
     """Write AIS records in one transaction, so a failure leaves the store as it was.
 
-    ``replace`` = ("visits" or "gaps", since, until) (either end None for open): the run covered that window, so
-    the AIS visits or the gaps an earlier run stored starting in it and not found again are removed first; a
-    second run with other settings replaces the first instead of adding to it.
+    ``replace`` = ("visits", site keys) or ("gaps", MMSIs): the run read all the AIS there is, so the AIS visits
+    at those sites, or the gaps of those ships, that an earlier run stored and this one did not find are removed
+    first; a second run with other settings replaces the first instead of adding to it. Records of other sites
+    or ships (another workspace's, on a shared store) are left alone.
     """
-    from sqlalchemy import and_, select
+    from sqlalchemy import select
 
     from routewatch.store import schema
 
     with store.transaction() as conn:
         if replace is not None:
-            kind, since, until = replace
-            keep_sightings, keep_gaps = {s.id for s in sightings}, {g["id"] for g in gaps}
-            if kind == "visits":  # the earlier ais_visit sightings in the window
+            kind, keys = replace
+            keys = sorted({str(k) for k in keys})
+            stale: list[str] = []
+            if kind == "visits":
                 t, link = schema.sightings, schema.evidence_links
-                when = [t.c.event == "ais_visit", t.c.source_kind == str(SourceKind.AIS)]
-                when += [t.c.time >= since] if since is not None else []
-                when += [t.c.time <= until] if until is not None else []
-                stale = [i for i in conn.execute(select(t.c.id).where(and_(*when))).scalars()
-                         if i not in keep_sightings]
+                keep = {s.id for s in sightings}
+                for k in range(0, len(keys), 500):
+                    q = select(t.c.id).where(t.c.event == "ais_visit", t.c.source_kind == str(SourceKind.AIS),
+                                             t.c.site.in_(keys[k : k + 500]))
+                    stale += [i for i in conn.execute(q).scalars() if i not in keep]
                 for k in range(0, len(stale), 500):
                     chunk = stale[k : k + 500]
                     conn.execute(delete(link).where(link.c.owner_kind == "sighting", link.c.owner_id.in_(chunk)))
                     conn.execute(delete(t).where(t.c.id.in_(chunk)))
             else:
                 g = schema.ais_gaps
-                when = [g.c.start_time >= since] if since is not None else []
-                when += [g.c.start_time <= until] if until is not None else []
-                q = select(g.c.id).where(and_(*when)) if when else select(g.c.id)
-                stale = [i for i in conn.execute(q).scalars() if i not in keep_gaps]
+                keep = {r["id"] for r in gaps}
+                for k in range(0, len(keys), 500):
+                    q = select(g.c.id).where(g.c.mmsi.in_(keys[k : k + 500]))
+                    stale += [i for i in conn.execute(q).scalars() if i not in keep]
                 for k in range(0, len(stale), 500):
                     conn.execute(delete(g).where(g.c.id.in_(stale[k : k + 500])))
         store.add_evidence(list(evidence), conn=conn)

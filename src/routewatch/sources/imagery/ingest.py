@@ -147,7 +147,7 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
     if store is not None:
         kept_scenes, kept_evidence = [], []
         for scene, ev in zip(result.scenes, result.evidence, strict=True):
-            twin = same_acquisition(store, scene, kept_scenes)
+            twin = same_acquisition(store, scene)
             if twin is not None:  # a copy in another folder: a second look would double the coverage
                 result.failures.append((scene.uri or scene.id, f"the same acquisition as scene {twin.id} "
                                         f"({twin.uri}): {scene.sensor} at {scene.acquired.isoformat()} over the "
@@ -162,27 +162,32 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
     return result
 
 
-def same_acquisition(store: Any, scene: Scene, also: Sequence[Scene] = ()) -> Scene | None:
-    """Another stored (or just added) scene of the same sensor, time (within a second) and footprint (nine
-    tenths overlap), under another id: the same images copied to another folder or renamed."""
+def same_acquisition(store: Any, scene: Scene) -> Scene | None:
+    """Another stored scene of the same acquisition under another id: the same images copied to another folder
+    or renamed. Same time to the second (a time of day is needed: a date alone says too little) and nine tenths
+    of the same footprint, both real or both simulated, and the same sensor, unless one is an unnamed GeoTIFF
+    (a true-colour picture of a Sentinel-2 product); a copy whose files are gone (a folder moved) does not count.
+    One indexed store query per scene: the scenes of this run are stored as they are added."""
     from datetime import timedelta
 
-    near = [*store.scenes(sensor=scene.sensor, since=scene.acquired - timedelta(seconds=1),
-                          until=scene.acquired + timedelta(seconds=1)), *also]
-    for other in near:
-        if other.id == scene.id or other.sensor != scene.sensor:
+    t = scene.acquired
+    if (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0):
+        return None
+    for other in store.scenes(since=t - timedelta(seconds=1), until=t + timedelta(seconds=1)):
+        if other.id == scene.id or other.simulated != scene.simulated:
             continue
-        files = other.attributes.get("files") or []
-        if files and not all(Path(f).exists() for f in files):  # moved since: the new copy is the one to read
-            continue
-        if abs((other.acquired - scene.acquired).total_seconds()) > 1:
+        if other.sensor != scene.sensor and "geotiff" not in (other.sensor, scene.sensor):
             continue
         a, b = scene.footprint, other.footprint
         if a is None or b is None:
             continue
         union = a.union(b).area
-        if union > 0 and a.intersection(b).area / union >= 0.9:
-            return other
+        if not (union > 0 and a.intersection(b).area / union >= 0.9):
+            continue
+        files = other.attributes.get("files") or []
+        if files and not all(Path(f).exists() for f in files):
+            continue
+        return other
     return None
 
 

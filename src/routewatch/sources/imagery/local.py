@@ -174,6 +174,9 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                 tags = {**ds.tags(), **tags}
                 if shape0 is None:
                     shape0, grid0, georef, first = (ds.height, ds.width), grid_of(ds), g, f
+                elif (ds.height, ds.width) != shape0 and len(files) > 1 and \
+                        BAND_ALIASES.get((band_of(f.stem) or ("", ""))[1]) == "nir08":
+                    continue  # B8A at 20 m beside the 10 m bands: not used by the detectors, left out
                 elif (ds.height, ds.width) != shape0 and (band_of(f.stem) or ("", ""))[1] != "scl":
                     raise SceneReadError(f"{f}: {ds.width} x {ds.height} px but {first.name} is {shape0[1]} x "
                                          f"{shape0[0]} px; band files of one scene must have the same size")
