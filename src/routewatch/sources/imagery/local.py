@@ -6,7 +6,7 @@ Any CRS, any band layout. How a folder becomes scenes:
   a band code after a common prefix as downloads are named (``T52TGN_20231021T021529_B02_10m.tif``,
   ``casablanca_20230426_B08.tiff``), form one scene per prefix with one file per band (they must have the same
   size and grid); every other GeoTIFF is a scene by itself;
-* band names come from the band descriptions, else from ``--bands red,green,blue,nir`` (in file order), else by
+* band names come from ``--bands red,green,blue,nir`` (in file order), else from the band descriptions, else by
   count: 1 band = pan (SAR sensors: the polarisation ``sar``), 3 = red, green, blue, 4 = blue, green, red, nir
   (PlanetScope and Sentinel order);
 * the acquisition time comes from ``--time``, else tags (``ACQUISITION_DATETIME``, ``TIFFTAG_DATETIME``, ...),
