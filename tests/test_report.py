@@ -198,3 +198,31 @@ def test_only_http_source_urls_become_links_in_the_report(tmp_path: Path) -> Non
         conn.execute(update(evidence).where(evidence.c.id.in_(reports)).values(uri="javascript:alert(1)"))
     html = render_report(gather(store, AS_OF, workspace_root=tmp_path))
     assert "javascript:" not in html
+
+
+def test_timeline_legend_shows_each_site_in_its_bars_colour(sample_store, tmp_path: Path) -> None:
+    """The legend's swatch for a site is the colour its visit bars are drawn in (an empty bar gave the default
+    colour to every site's swatch, so two sites could not be told apart)."""
+    from routewatch.report.charts import timeline_svg
+
+    data = gather(sample_store, AS_OF, workspace_root=tmp_path)
+    svg = timeline_svg(data.views[0], {})
+    legend = svg[svg.index('<g id="legend_1">'):]
+    pairs = re.findall(r'fill: (#[0-9a-f]{6})[^>]*/>\s*</g>\s*<g id="text_\d+">\s*<text[^>]*>(visit at [\w-]+)</text>',
+                       legend)
+    swatches = {label: fill for fill, label in pairs}
+    bars = set(re.findall(r'fill: (#[0-9a-f]{6})', svg[:svg.index('<g id="legend_1">')]))
+    assert len(swatches) == 2 and len(set(swatches.values())) == 2, swatches
+    assert set(swatches.values()) <= bars, (swatches, bars)
+
+
+def test_each_judgement_says_its_date_and_what_its_probability_is(sample_store, tmp_path: Path) -> None:
+    """A page that follows the clock can show a judgement stored for an earlier day; and P means different
+    things by status: both are said beside it."""
+    from routewatch.analysis.activity import probability_meaning
+
+    data = gather(sample_store, AS_OF, workspace_root=tmp_path)
+    act = data.views[0].activity
+    html = render_report(data)
+    assert f"(judged as of {act.as_of:%Y-%m-%d})" in html
+    assert probability_meaning(act).split(" (")[0].replace("|", "&#124;") in html.replace("|", "&#124;")

@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 from shapely.geometry import MultiPolygon, Polygon
 
 from routewatch.report.data import ReportData, RouteView
@@ -65,15 +66,17 @@ def timeline_svg(view: RouteView, vessel_names: dict[str, str] | None = None) ->
     if quiet is not None and quiet < as_of:
         ax.axvspan(mdates.date2num(quiet), mdates.date2num(as_of), color="#f2c14e", alpha=0.25, label="quiet period")
     ax.axvline(mdates.date2num(as_of), color="#333333", linewidth=1.0, linestyle="--")
-    for s in sites:
-        ax.barh([], [], color=colour[s], label=f"visit at {s}")
+    handles, labels = ax.get_legend_handles_labels()
+    # one swatch per site in its bars' colour (an empty barh gives a handle in the default colour, not this one)
+    handles += [Patch(color=colour[s], label=f"visit at {s}") for s in sites]
+    labels += [f"visit at {s}" for s in sites]
     ax.set_yticks(range(len(rows) + 1), ["looks at origin", *(names.get(r, r) for r in rows)])
     ax.set_ylim(-0.7, len(rows) + 0.7)
     ax.set_xlim(mdates.date2num(start), mdates.date2num(as_of + timedelta(days=3)))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %Y"))
     ax.tick_params(labelsize=8)
     ax.grid(axis="x", color="#eeeeee")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     ax.set_title(f"{view.route.name}: visits, looks at the origin, quiet period (UTC)", fontsize=9, loc="left")
     fig.autofmt_xdate()
     return _svg(fig)

@@ -12,6 +12,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from routewatch.analysis.activity import probability_meaning
 from routewatch.model import Activity, Status
 from routewatch.report.charts import map_svg, timeline_svg
 from routewatch.report.data import ReportData, gather
@@ -39,6 +40,7 @@ def _env() -> Environment:
     env.filters["day"] = lambda d: "—" if d is None else d.strftime("%d %b %Y")
     env.filters["pct"] = lambda p: "—" if p is None else f"{p:.0%}"
     env.filters["num"] = lambda x, fmt="{:,.0f}": "—" if x is None else fmt.format(x)
+    env.globals["meaning"] = probability_meaning
     return env
 
 
@@ -50,7 +52,8 @@ def headline(act: Activity | None) -> str:
     text = f"{words}, probability {act.probability:.0%}"
     if act.days_quiet is not None:
         text += f", {act.days_quiet:.0f} days quiet"
-    return text
+    # a page following the clock may show a judgement stored for an earlier date: it says which
+    return text + f" (judged as of {act.as_of:%Y-%m-%d})"
 
 
 def render_report(data: ReportData, tiles: str | None = None, title: str | None = None) -> str:

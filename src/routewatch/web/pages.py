@@ -11,6 +11,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from routewatch.analysis.activity import probability_meaning
 from routewatch.report.data import chip_path
 from routewatch.report.html import headline
 from routewatch.web.api import KEY_PATTERN, snapshot
@@ -26,7 +27,7 @@ def _render(request: Request, name: str, **context: Any) -> HTMLResponse:
     """A page; repeated requests are answered from the response cache (web.cache), not rendered again."""
     snap = snapshot(request)
     return templates.TemplateResponse(request, name, {
-        "data": snap.data, "tiles": request.app.state.tiles, "headline": headline,
+        "data": snap.data, "tiles": request.app.state.tiles, "headline": headline, "meaning": probability_meaning,
         "declared_coverage": request.app.state.declared_coverage, **context})
 
 
