@@ -338,3 +338,18 @@ def test_serve_as_of_another_date_derives_for_that_date(store, tmp_path: Path) -
     assert trips["total"] == sum(1 for t in expected.trips if t.route == ROUTE) < stored_trips
     assert item["status"] == expected.activities[ROUTE].status.value
     assert len(store.trips()) == stored_trips and store.derived_as_of() == AS_OF
+
+
+def test_a_bad_link_gives_a_browser_a_page_and_the_api_json(store, tmp_path: Path) -> None:
+    write_sample(store, tmp_path)
+    with running_server(create_app(store, as_of=AS_OF, workspace_root=tmp_path)) as base:
+        html = {"Accept": "text/html,application/xhtml+xml"}
+        page = httpx.get(base + "/routes/no-such-route", headers=html)
+        assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+        assert "no such route" in page.text and 'href="/"' in page.text
+        bad = httpx.get(base + "/routes/Not%20A%20Key", headers=html)
+        assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+        api = httpx.get(base + "/api/v1/routes/no-such-route", headers=html)
+        assert api.status_code == 404 and api.headers["content-type"].startswith("application/json")
+        plain = httpx.get(base + "/routes/no-such-route")  # a script asking for anything: JSON as before
+        assert plain.status_code == 404 and plain.json()["detail"] == "no such route"

@@ -15,8 +15,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from routewatch.web import api, pages
@@ -114,6 +117,26 @@ def create_app(store: Any, *, token: str | None = None, as_of: datetime | None =
     tile_host = f" {urlparse(tiles).scheme}://{urlparse(tiles).netloc}" if tiles else ""
     csp = (f"default-src 'self'; img-src 'self' data:{tile_host}; style-src 'self' 'unsafe-inline'; "
            "script-src 'self'; frame-ancestors 'none'")
+
+    def _wants_page(request: Request) -> bool:
+        return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        """A page for a browser (a bad link gives a page with a way back), JSON for the API and scripts."""
+        if not _wants_page(request):
+            return await http_exception_handler(request, exc)
+        return pages.templates.TemplateResponse(request, "error.html", {
+            "data": app.state.snapshots.get().data, "status": exc.status_code, "detail": exc.detail},
+            status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Any:
+        if not _wants_page(request):
+            return await request_validation_exception_handler(request, exc)
+        return pages.templates.TemplateResponse(request, "error.html", {
+            "data": app.state.snapshots.get().data, "status": 422, "detail": "not a valid address"},
+            status_code=422)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
