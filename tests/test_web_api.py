@@ -353,3 +353,6 @@ def test_a_bad_link_gives_a_browser_a_page_and_the_api_json(store, tmp_path: Pat
         assert api.status_code == 404 and api.headers["content-type"].startswith("application/json")
         plain = httpx.get(base + "/routes/no-such-route")  # a script asking for anything: JSON as before
         assert plain.status_code == 404 and plain.json()["detail"] == "no such route"
+        assert page.headers["vary"] == "Accept"  # one address, two formats: caches must keep them apart
+        wrong = httpx.post(base + f"/routes/{ROUTE}", headers=html)
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"

@@ -127,16 +127,17 @@ def create_app(store: Any, *, token: str | None = None, as_of: datetime | None =
         if not _wants_page(request):
             return await http_exception_handler(request, exc)
         return pages.templates.TemplateResponse(request, "error.html", {
-            "data": app.state.snapshots.get().data, "status": exc.status_code, "detail": exc.detail},
-            status_code=exc.status_code)
+            "data": app.state.snapshots.get().data, "status": exc.status_code, "detail": exc.detail,
+            "declared_coverage": app.state.declared_coverage},
+            status_code=exc.status_code, headers={**(exc.headers or {}), "Vary": "Accept"})  # Allow on a 405
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Any:
         if not _wants_page(request):
             return await request_validation_exception_handler(request, exc)
         return pages.templates.TemplateResponse(request, "error.html", {
-            "data": app.state.snapshots.get().data, "status": 422, "detail": "not a valid address"},
-            status_code=422)
+            "data": app.state.snapshots.get().data, "status": 422, "detail": "not a valid address",
+            "declared_coverage": app.state.declared_coverage}, status_code=422, headers={"Vary": "Accept"})
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
