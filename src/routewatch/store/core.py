@@ -351,17 +351,24 @@ class Store:
         """Delete the stored sightings of these looks (and their evidence links) except those in ``keep``; return
         how many went. A look written again (a scene detected again) must not keep sightings its new result lacks.
         A look's sightings are at its site and time, so the (site, time) index finds them without a table scan."""
-        s, link = t.sightings, t.evidence_links
+        s = t.sightings
         kept = set(keep)
         with self._writing(conn) as c:
             stale: list[str] = []
             for lk in _unique_by_id(looks, lambda x: x.id):
                 q = select(s.c.id).where(s.c.site == lk.site, s.c.time == ensure_utc(lk.time), s.c.look_id == lk.id)
                 stale.extend(i for i in c.execute(q).scalars() if i not in kept)
-            for chunk in _chunks(stale, ID_CHUNK):
+            return self.remove_sightings(stale, conn=c)
+
+    def remove_sightings(self, ids: Iterable[str], conn: Connection | None = None) -> int:
+        """Delete sightings by id, with their evidence links; return how many ids were given."""
+        s, link = t.sightings, t.evidence_links
+        ids = list(dict.fromkeys(ids))
+        with self._writing(conn) as c:
+            for chunk in _chunks(ids, ID_CHUNK):
                 c.execute(delete(link).where(link.c.owner_kind == "sighting", link.c.owner_id.in_(list(chunk))))
                 c.execute(delete(s).where(s.c.id.in_(list(chunk))))
-        return len(stale)
+        return len(ids)
 
     def sightings(self, site: str | None = None, vessel: str | None = None, since: datetime | None = None,
                   until: datetime | None = None) -> list[Sighting]:

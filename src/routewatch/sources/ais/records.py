@@ -128,16 +128,13 @@ def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
             keys = sorted({str(k) for k in keys})
             stale: list[str] = []
             if kind == "visits":
-                t, link = schema.sightings, schema.evidence_links
+                t = schema.sightings
                 keep = {s.id for s in sightings}
                 for k in range(0, len(keys), 500):
                     q = select(t.c.id).where(t.c.event == "ais_visit", t.c.source_kind == str(SourceKind.AIS),
                                              t.c.site.in_(keys[k : k + 500]))
                     stale += [i for i in conn.execute(q).scalars() if i not in keep]
-                for k in range(0, len(stale), 500):
-                    chunk = stale[k : k + 500]
-                    conn.execute(delete(link).where(link.c.owner_kind == "sighting", link.c.owner_id.in_(chunk)))
-                    conn.execute(delete(t).where(t.c.id.in_(chunk)))
+                store.remove_sightings(stale, conn=conn)
             else:
                 g = schema.ais_gaps
                 keep = {r["id"] for r in gaps}
