@@ -186,7 +186,8 @@ def ingest_file(
         pool.shutdown(wait=False)
         digest = None
     else:
-        digest, known_shape = digest_and_shape(path)
+        # only a CSV's reader needs the shape: an NMEA file is just hashed
+        digest, known_shape = digest_and_shape(path) if csv else (file_digest(path), None)
         if not force and digest in manifest:
             summary.skipped = True
             return summary

@@ -97,12 +97,16 @@ def load_mapping(path: Path) -> ColumnMapping:
                          data.get("time_format"), extra, bool(data.get("nav_status_words", False)))
 
 
+def header_fields(header: str) -> list[str]:
+    """The header line's fields as the CSV reader sees them (byte-order mark and line end removed)."""
+    return next(csv.reader([header.lstrip("\ufeff").rstrip("\r\n")]), [])
+
+
 def header_names(header: str) -> dict[str, str]:
     """The header line's column names, trimmed, each to the name as the CSV reader sees it (quotes removed,
     blanks kept: ``MMSI, BaseDateTime`` has a column named ``" BaseDateTime"``)."""
-    fields = next(csv.reader([header.lstrip("\ufeff").rstrip("\r\n")]), [])
     names: dict[str, str] = {}
-    for f in fields:  # a name written exactly wins over a padded one; otherwise the first of its spellings
+    for f in header_fields(header):  # a name written exactly wins over a padded one; otherwise the first of its spellings
         if f.strip() not in names or f == f.strip() != names[f.strip()]:
             names[f.strip()] = f
     return names
@@ -180,8 +184,9 @@ def ragged_lines(data: bytes, n_fields: int) -> list[int]:
     (``MSC, NAISHA``) shifts every value after it, so such a row cannot be trusted.
 
     Separators are counted per line with numpy; only lines with too many are parsed with the csv module (a quoted
-    comma is not a separator). A record spanning lines is judged by its first line. Only the lenient read, which
-    has cut such rows to the header's columns, calls this.
+    comma is not a separator). A record spanning lines is judged by its first line. Called after the lenient read
+    (which cut such rows to the header's columns) and when the file's comma count (:class:`FileShape`) exceeds
+    what its rows need.
     """
     buf = np.frombuffer(data, np.uint8)
     newlines = np.flatnonzero(buf == ord("\n"))
@@ -365,7 +370,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         frame = frame.with_columns(pl.when(retry).then(fixed).otherwise(pl.col("timestamp")).alias("timestamp"))
     frame = frame.with_columns(valid.alias("_ok"))
     report = ReadReport(lines=file.records)
-    n_fields = len(next(csv.reader([header.lstrip("\ufeff").rstrip("\r\n")]), []))
+    n_fields = len(header_fields(header))
     # Both readers cut a row with too many fields to the header's columns (its values may have shifted): such a
     # row shows as more commas than the header and the rows need (a blank line has none; a quoted comma also
     # counts, and then the exact search below finds no row).
