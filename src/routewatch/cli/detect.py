@@ -80,19 +80,11 @@ def _check_information(path: Path, bands: dict[str, np.ndarray], valid: np.ndarr
 def _check_same_grid(path: Path, tr: Any, crs: Any, first: Path, tr0: Any, crs0: Any) -> None:
     """Refuse a band file not on the first band's grid (shifted, another CRS, or no georeference where the first
     has one): a same-sized band is not enough, it would be stacked pixel for pixel. Float noise is allowed."""
-    if (crs is None) != (crs0 is None):
-        where = f"{path} has no georeference but {first} has" if crs is None else \
-            f"{path} is georeferenced but {first} is not"
-        raise _fail(f"{where}; bands must be co-registered")
-    if crs is None:
-        return
-    if crs != crs0:
-        raise _fail(f"{path}: its CRS ({crs.to_string()}) differs from that of {first} ({crs0.to_string()}); "
-                    "bands must be co-registered")
-    px = max(abs(tr0.a), abs(tr0.e), abs(tr0.b), abs(tr0.d), 1e-12)
-    if not tr.almost_equals(tr0, precision=1e-3 * px):
-        raise _fail(f"{path}: its geotransform {tuple(tr)[:6]} differs from that of {first} {tuple(tr0)[:6]}; "
-                    "bands must be co-registered")
+    from routewatch.sources.imagery.raster import affine_mismatch
+
+    why = affine_mismatch(crs, tr, crs0, tr0, str(first))
+    if why:
+        raise _fail(f"{path}: {why}; bands must be co-registered")
 
 
 def _pixel_size(path: Path, shape: tuple[int, int], transform: Any, crs: Any, given: float | None) -> float:

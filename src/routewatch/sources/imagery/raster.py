@@ -91,19 +91,27 @@ def grid_mismatch(ds: Any, ref: Grid, ref_path: str, resampled: bool = False) ->
             max(abs(a.row - b.row), abs(a.col - b.col), abs(a.x - b.x), abs(a.y - b.y)) < 1e-6
             for a, b in zip(gcps, own, strict=True))
         return None if same else f"its ground control points differ from those of {ref_path}"
-    if ds.crs is None or crs is None:
-        return None if ds.crs == crs else (f"it has no CRS but {ref_path} has one" if ds.crs is None
-                                           else f"it has a CRS but {ref_path} has none")
-    if ds.crs != crs:
-        return f"its CRS ({ds.crs.to_string()}) differs from that of {ref_path} ({crs.to_string()})"
-    px = max(abs(ds.transform.a), abs(ds.transform.e), abs(ds.transform.b), abs(ds.transform.d), 1e-12)
-    if resampled:
+    if resampled and ds.crs is not None and ds.crs == crs:
+        px = max(abs(ds.transform.a), abs(ds.transform.e), abs(ds.transform.b), abs(ds.transform.d), 1e-12)
         if max(abs(x - y) for x, y in zip(ds.bounds, bounds, strict=True)) < px:
             return None
         return f"its extent {tuple(ds.bounds)} differs from that of {ref_path} {tuple(bounds)}"
-    if transform.almost_equals(ds.transform, precision=1e-3 * px):
+    return affine_mismatch(ds.crs, ds.transform, crs, transform, ref_path)
+
+
+def affine_mismatch(crs: Any, transform: Any, crs0: Any, transform0: Any, ref_path: str) -> str | None:
+    """Why a raster with this CRS and geotransform is not on the grid of ``ref_path`` (``crs0``, ``transform0``),
+    or None: a CRS on one side only, another CRS, or a geotransform differing by more than a thousandth of a
+    pixel. Used for the band files of a scene and for `detect optical`'s --band files."""
+    if crs is None or crs0 is None:
+        return None if crs == crs0 else (f"it has no CRS but {ref_path} has one" if crs is None
+                                         else f"it has a CRS but {ref_path} has none")
+    if crs != crs0:
+        return f"its CRS ({crs.to_string()}) differs from that of {ref_path} ({crs0.to_string()})"
+    px = max(abs(transform.a), abs(transform.e), abs(transform.b), abs(transform.d), 1e-12)
+    if transform0.almost_equals(transform, precision=1e-3 * px):
         return None
-    return f"its geotransform {tuple(ds.transform)[:6]} differs from that of {ref_path} {tuple(transform)[:6]}"
+    return f"its geotransform {tuple(transform)[:6]} differs from that of {ref_path} {tuple(transform0)[:6]}"
 
 
 def no_information(bands: dict[str, np.ndarray], valid: np.ndarray | None, where: np.ndarray | None = None
