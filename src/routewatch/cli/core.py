@@ -81,22 +81,30 @@ def resolve_coverage(specs: list[str] | None, watchlist: object) -> tuple[Covera
     return tuple(out)
 
 
+def _load_watchlist(ws: Workspace) -> Any:
+    """The workspace's validated watchlist, or None when it has no watchlist file; a bad file exits 2, named."""
+    from routewatch.watchlist import WatchlistError, load_watchlist
+
+    if not ws.watchlist_path.exists():
+        return None
+    try:
+        return load_watchlist(ws.watchlist_path)
+    except WatchlistError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
 def open_workspace(workspace: Path | None, db: str | None) -> tuple[Workspace, object, object]:
     """The workspace, its validated watchlist and its store (schema created or upgraded)."""
     from routewatch.store import Store
-    from routewatch.watchlist import WatchlistError, load_watchlist
 
     ws = Workspace.open(workspace, db)
-    if not ws.watchlist_path.exists():
+    watchlist = _load_watchlist(ws)
+    if watchlist is None:
         console.print(
             f"[red]No watchlist at {ws.watchlist_path}[/red]: run `routewatch init {ws.root}` first."
         )
         raise typer.Exit(2)
-    try:
-        watchlist = load_watchlist(ws.watchlist_path)
-    except WatchlistError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
     store = Store.open(ws.db_url)
     sync_store(store, watchlist, ws)
     return ws, watchlist, store
@@ -106,23 +114,18 @@ def open_workspace_or_store(workspace: Path | None, db: str | None) -> tuple[Wor
     """Workspace, watchlist (None when the workspace has none) and store: for the commands that also work on a
     store alone (a server's database); neither a watchlist nor a store is an error, and nothing is created."""
     from routewatch.store import Store
-    from routewatch.watchlist import WatchlistError, load_watchlist
+    from routewatch.workspace import DB_NAME
 
     ws = Workspace.open(workspace, db)
-    watchlist = None
-    if ws.watchlist_path.exists():
-        try:
-            watchlist = load_watchlist(ws.watchlist_path)
-        except WatchlistError as exc:
-            console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from None
-    if watchlist is None and not ws.db_url_override and not (ws.root / "routewatch.sqlite").exists():
+    watchlist = _load_watchlist(ws)
+    if watchlist is None and not ws.db_url_override and not (ws.root / DB_NAME).exists():
         console.print(f"[red]No watchlist or store in {ws.root}[/red]: run `routewatch init {ws.root}` first.")
         raise typer.Exit(2)
     store = Store.open(ws.db_url)
     if watchlist is not None:
         sync_store(store, watchlist, ws)
     return ws, watchlist, store
+
 
 def _say_simulated(store: Any, watchlist: Any, activities: Any, when: datetime) -> None:
     """A judgement that rests partly on simulated sightings or looks says so, on stderr, beside the table."""
