@@ -268,6 +268,14 @@ def _cadence(
     return min(candidates, key=lambda c: c.mean_gap_days)
 
 
+DECLARED_COVERAGE = "declared: "  # how an Activity's coverage text starts when a schedule was declared
+
+
+def rests_on_declared_coverage(activity: Activity) -> bool:
+    """Whether a judgement was made under a declared coverage schedule (``analyze -c``), not the ledger."""
+    return activity.coverage.startswith(DECLARED_COVERAGE)
+
+
 PROBABILITY_MEANING = {
     Status.PAUSED: "P = 1 - P(silence | running): the evidence of a pause",
     Status.UNDETERMINED: "P = 1 - P(silence | running): the evidence of a pause, short of the call level",
@@ -396,7 +404,7 @@ def judge_route(
     trips_known = [t for t in trips if t.route == route.key and t.depart <= as_of]
     length_m = _fleet_length(route, vessel_lengths or {}, config)
     coverage_text = (
-        "declared: " + "; ".join(c.describe() for c in coverage)
+        DECLARED_COVERAGE + "; ".join(c.describe() for c in coverage)
         if coverage
         else "actual looks in the coverage ledger"
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from routewatch.analysis.activity import rests_on_declared_coverage
 from routewatch.model import (
     Activity,
     AggregateObservation,
@@ -82,7 +83,7 @@ class RouteView:
         ledger's own looks, so a reader never takes an assumption for observed coverage."""
         ledger = self.quiet.describe()
         a = self.activity
-        if a is not None and a.coverage.startswith("declared"):
+        if a is not None and rests_on_declared_coverage(a):
             return (f"{a.usable_looks_quiet} looks assumed by the declared schedule (an assumption, not observed "
                     f"coverage); in the ledger: {ledger}")
         return ledger
@@ -254,7 +255,7 @@ def _declared_judgements(store: Any, as_of: datetime) -> bool:
     reader = getattr(store, "activities", None)
     if reader is None:
         return False
-    return any(a.as_of == as_of and a.coverage.startswith("declared") for a in reader())
+    return any(rests_on_declared_coverage(a) for a in reader(as_of=as_of))
 
 
 def gather(store: Any, as_of: datetime, analysis: Any | None = None, workspace_root: Path | None = None) -> ReportData:

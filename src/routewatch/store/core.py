@@ -462,11 +462,14 @@ class Store:
 
         return self._add_linked(t.activities, "activity", items, convert.activity_row, conn, key=key)
 
-    def activities(self, route: str | None = None) -> list[Activity]:
+    def activities(self, route: str | None = None, as_of: datetime | None = None) -> list[Activity]:
+        """Stored judgements, of one route and/or one date when given (the history of every date otherwise)."""
         a = t.activities
         q = select(a).order_by(a.c.route, a.c.as_of)
         if route is not None:
             q = q.where(a.c.route == route)
+        if as_of is not None:
+            q = q.where(a.c.as_of == ensure_utc(as_of))
         return self._read_linked(q, "activity", convert.activity_from)
 
     # ---- bookkeeping -------------------------------------------------------------------------------------------
