@@ -171,6 +171,12 @@ def write_csv(data: ReportData, folder: Path) -> Path:
     sim_sightings = {s.id for s in data.sightings if s.simulated}
     sim_visits = {v.id for v in data.visits if sim_sightings.intersection(v.sighting_ids)}
 
+    def trip_row(x: Trip, route: Route | None) -> list[Any]:
+        dest = trip_destination(x, route, visits)
+        return [x.id, x.route, x.vessel, _iso(x.depart), _iso(x.arrive), x.kind, x.confidence, x.distance_nm, dest,
+                x.arrive is not None and dest is not None, _iso(trip_until(x, route)),
+                bool({x.origin_visit, x.destination_visit} & sim_visits), " ".join(x.evidence_ids)]
+
     def sim_route(key: str) -> bool:
         """As `analyze` and `status` say it: any simulated sighting or look at the route's sites (to as_of)."""
         route = data.routes.get(key)
@@ -198,12 +204,7 @@ def write_csv(data: ReportData, folder: Path) -> Path:
                      " ".join(x.sighting_ids), " ".join(x.evidence_ids)] for x in data.visits]),
         "trips": (["id", "route", "vessel", "depart", "arrive", "kind", "confidence", "distance_nm",
                    "destination", "arrival_known", "until", "simulated", "evidence_ids"],
-                  [[x.id, x.route, x.vessel, _iso(x.depart), _iso(x.arrive), x.kind, x.confidence, x.distance_nm,
-                    trip_destination(x, data.routes.get(x.route), visits),
-                    x.arrive is not None and trip_destination(x, data.routes.get(x.route), visits) is not None,
-                    _iso(trip_until(x, data.routes.get(x.route))),
-                    bool({x.origin_visit, x.destination_visit} & sim_visits), " ".join(x.evidence_ids)]
-                   for x in data.trips]),
+                  [trip_row(x, data.routes.get(x.route)) for x in data.trips]),
         "activities": ([*ACTIVITY_COLUMNS, "simulated"],
                        [[*activity_row(a), sim_route(a.route)] for a in data.activities.values()]),
     }
