@@ -80,7 +80,7 @@ class Watchlist:
         wanted = name.strip().casefold()
         for v in self.vessels.values():
             ids = {v.key.casefold(), v.name.casefold(), (v.imo or "").casefold(), (v.mmsi or "").casefold()}
-            if wanted in ids:
+            if wanted in ids - {""}:  # a missing IMO or MMSI matches nothing
                 return v
         return None
 

@@ -186,16 +186,6 @@ class ObservationIn(BaseModel):
         return self
 
 
-def _vessel_keys(vessels: dict[str, Any]) -> dict[str, str]:
-    """Key, name, IMO and MMSI of each watchlist vessel (case-insensitive) -> its key, as the CSV import matches."""
-    out: dict[str, str] = {}
-    for v in vessels.values():
-        for name in (v.key, v.name, v.imo, v.mmsi):
-            if name:
-                out.setdefault(name.strip().casefold(), v.key)
-    return out
-
-
 @router.post("/sites", status_code=201, dependencies=[Depends(require_token)], summary="Add or replace a site")
 def add_site(request: Request, body: SiteIn) -> dict[str, Any]:
     """Create a site, or replace one the API created earlier. A site brought by a watchlist file is refused
@@ -226,14 +216,17 @@ def add_observations(request: Request, body: Annotated[list[ObservationIn], Fiel
     unknown = sorted({o.site for o in body} - known)
     if unknown:
         raise HTTPException(422, f"unknown site(s): {', '.join(unknown)}; add them first")
-    vessel_keys = _vessel_keys(store.vessels())
-    unknown = sorted({o.vessel for o in body if o.vessel and o.vessel.casefold() not in vessel_keys})
+    from routewatch.watchlist import Watchlist
+
+    fleet = Watchlist(vessels=store.vessels())  # matched by key, name, IMO or MMSI, as the CSV import does
+    vessel_keys = {o.vessel: v.key for o in body if o.vessel and (v := fleet.vessel_by_name(o.vessel))}
+    unknown = sorted({o.vessel for o in body if o.vessel and o.vessel not in vessel_keys})
     if unknown:
         raise HTTPException(422, f"vessel: unknown vessel(s) {', '.join(unknown)}; give the key, name, IMO or MMSI "
                                  "of a watchlist vessel, or leave vessel out for an unidentified one")
     evidence, sightings = [], []
     for o in body:
-        vessel = vessel_keys[o.vessel.casefold()] if o.vessel else None
+        vessel = vessel_keys[o.vessel] if o.vessel else None
         time_end = o.time_end if o.time_end is not None and o.time_end > o.time else None
         url = str(o.url) if o.url else None
         ev = Evidence(stable_id("ev", "report", o.source, url, o.time, o.site, vessel, o.detail), EvidenceKind.REPORT,

@@ -210,12 +210,8 @@ class _Resolver:
         raise row.error("site", f"unknown site or group {value.strip()!r}; known: {', '.join(known)}")
 
     def vessel(self, subject: str) -> str | None:
-        wanted = subject.strip().casefold()
-        for v in self.watchlist.vessels.values():
-            names = {v.key.casefold(), v.name.casefold(), (v.imo or "").casefold(), (v.mmsi or "").casefold()}
-            if wanted in names - {""}:
-                return v.key
-        return None
+        found = self.watchlist.vessel_by_name(subject)
+        return found.key if found else None
 
 
 def _row_records(row: _Row, res: _Resolver, out: Observations) -> str | None:
