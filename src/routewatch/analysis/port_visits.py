@@ -28,6 +28,7 @@ from shapely.affinity import affine_transform
 from routewatch.model import Site
 
 EARTH_M_PER_DEG = 111_320.0
+EARTH_RADIUS_M = 6_371_008.8  # the mean radius the great-circle distances use
 GRID_DEG = 0.1
 
 
@@ -134,10 +135,10 @@ def _distance_to(geom, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def haversine_m(lon1, lat1, lon2, lat2):
-    """Great-circle distance in metres (spherical Earth, radius 6,371,008.8 m); numpy arrays or floats."""
+    """Great-circle distance in metres (spherical Earth of radius ``EARTH_RADIUS_M``); numpy arrays or floats."""
     lon1, lat1, lon2, lat2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (lon1, lat1, lon2, lat2))
     a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    return 2 * 6_371_008.8 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 @dataclass(frozen=True)

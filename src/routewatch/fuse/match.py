@@ -25,12 +25,11 @@ import polars as pl
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from routewatch.analysis.port_visits import EARTH_M_PER_DEG, haversine_m
+from routewatch.analysis.port_visits import EARTH_M_PER_DEG, EARTH_RADIUS_M, haversine_m
 from routewatch.analysis.seadistance import METRES_PER_NM
 
 KN_TO_MS = METRES_PER_NM / 3600.0
 BIG = 1e9
-EARTH_RADIUS_M = 6_371_008.8  # as haversine_m
 
 
 @dataclass(frozen=True)

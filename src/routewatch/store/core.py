@@ -233,8 +233,8 @@ class Store:
         removed: dict[str, list[str]] = {}
         with self._writing(None) as c:
             self.upsert_watchlist(watchlist, conn=c, added_by=owner)
-            for name, table, rows in self._watchlist_rows(watchlist):
-                keep = {r["key"] for r in rows}
+            for name, table, keep in (("sites", t.sites, watchlist.sites), ("routes", t.routes, watchlist.routes),
+                                      ("vessels", t.vessels, watchlist.vessels)):
                 stale = [k for k in c.execute(select(table.c.key).where(
                     table.c.added_by == owner)).scalars() if k not in keep]
                 for chunk in _chunks(stale, ID_CHUNK):
