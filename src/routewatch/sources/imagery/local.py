@@ -168,16 +168,16 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
     georef = None
     first = files[0]
     for f in files:
+        code = (band_of(f.stem) or ("", f.stem.lower()))[1]  # b02, scl, vv ... (a band file of a group)
         try:
             with rasterio.open(f) as ds:
                 g = georef_of(ds, str(f))
                 tags = {**ds.tags(), **tags}
                 if shape0 is None:
                     shape0, grid0, georef, first = (ds.height, ds.width), grid_of(ds), g, f
-                elif (ds.height, ds.width) != shape0 and len(files) > 1 and \
-                        BAND_ALIASES.get((band_of(f.stem) or ("", ""))[1]) == "nir08":
+                elif (ds.height, ds.width) != shape0 and len(files) > 1 and BAND_ALIASES.get(code) == "nir08":
                     continue  # B8A at 20 m beside the 10 m bands: not used by the detectors, left out
-                elif (ds.height, ds.width) != shape0 and (band_of(f.stem) or ("", ""))[1] != "scl":
+                elif (ds.height, ds.width) != shape0 and code != "scl":
                     raise SceneReadError(f"{f}: {ds.width} x {ds.height} px but {first.name} is {shape0[1]} x "
                                          f"{shape0[0]} px; band files of one scene must have the same size")
                 elif grid0 is not None and (why := grid_mismatch(ds, grid0, first.name,
@@ -187,8 +187,7 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                 _check_readable(ds, f)
                 sensor_hint = sensor or tags.get("ROUTEWATCH_SENSOR") or ""
                 if len(files) > 1:
-                    refs[BAND_ALIASES[(band_of(f.stem) or ("", f.stem.lower()))[1]]] = {"path": str(f.resolve()),
-                                                                                        "index": 1}
+                    refs[BAND_ALIASES[code]] = {"path": str(f.resolve()), "index": 1}
                     continue
                 descs = [(d or "").strip().lower() for d in ds.descriptions]
                 if bands:
