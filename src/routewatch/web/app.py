@@ -126,18 +126,13 @@ def create_app(store: Any, *, token: str | None = None, as_of: datetime | None =
         """A page for a browser (a bad link gives a page with a way back), JSON for the API and scripts."""
         if not _wants_page(request):
             return await http_exception_handler(request, exc)
-        return pages.templates.TemplateResponse(request, "error.html", {
-            "data": app.state.snapshots.get().data, "status": exc.status_code, "detail": exc.detail,
-            "declared_coverage": app.state.declared_coverage},
-            status_code=exc.status_code, headers={**(exc.headers or {}), "Vary": "Accept"})  # Allow on a 405
+        return pages.error_page(request, exc.status_code, exc.detail, exc.headers)  # keeps Allow on a 405
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Any:
         if not _wants_page(request):
             return await request_validation_exception_handler(request, exc)
-        return pages.templates.TemplateResponse(request, "error.html", {
-            "data": app.state.snapshots.get().data, "status": 422, "detail": "not a valid address",
-            "declared_coverage": app.state.declared_coverage}, status_code=422, headers={"Vary": "Accept"})
+        return pages.error_page(request, 422, "not a valid address")
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:

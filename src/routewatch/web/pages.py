@@ -23,12 +23,19 @@ Id = Annotated[str, PathParam(pattern=KEY_PATTERN, max_length=200)]
 router = APIRouter(include_in_schema=False)
 
 
-def _render(request: Request, name: str, **context: Any) -> HTMLResponse:
+def _render(request: Request, name: str, status_code: int = 200, headers: dict[str, str] | None = None,
+            **context: Any) -> HTMLResponse:
     """A page; repeated requests are answered from the response cache (web.cache), not rendered again."""
     snap = snapshot(request)
     return templates.TemplateResponse(request, name, {
         "data": snap.data, "tiles": request.app.state.tiles, "headline": headline, "meaning": probability_meaning,
-        "declared_coverage": request.app.state.declared_coverage, **context})
+        "declared_coverage": request.app.state.declared_coverage, **context}, status_code=status_code, headers=headers)
+
+
+def error_page(request: Request, status: int, detail: Any, headers: dict[str, str] | None = None) -> HTMLResponse:
+    """The page a browser gets for a bad link: what is missing and a way back (``Vary``: the API answers JSON)."""
+    return _render(request, "error.html", status_code=status, headers={**(headers or {}), "Vary": "Accept"},
+                   status=status, detail=detail)
 
 
 def _map_json(snap: Any) -> str:
