@@ -260,6 +260,44 @@ def test_cached_reads_follow_writes_made_outside_the_server(store, tmp_path: Pat
             assert client.get("/api/v1/sites/x;DROP").status_code == 422
 
 
+def test_snapshot_is_rebuilt_only_when_the_store_changed(store, tmp_path: Path) -> None:
+    """On SQLite and PostgreSQL alike, a server with --as-of reads (and re-derives) again only after a write:
+    the store's write counter, not a timer, says when. Rebuilding a PostgreSQL snapshot every few seconds
+    re-ran the whole analysis for nothing."""
+    from datetime import timedelta
+
+    from routewatch.model import Sighting, SourceKind
+    from routewatch.web.state import SnapshotHolder
+
+    write_sample(store, tmp_path)
+    v0 = store.version()
+    calls: list[object] = []
+
+    def analyzer(when):
+        calls.append(when)
+        return None
+
+    holder = SnapshotHolder(store, AS_OF, tmp_path, ttl_s=0.0, analyzer=analyzer, check_s=0.0)
+    assert store.version() == v0 and len(calls) == 1  # building a snapshot writes nothing
+    first = holder.get()
+    time.sleep(0.3)
+    assert holder.get() is first and len(calls) == 1  # nothing written: not rebuilt, however old
+    new = Sighting("sig-version", AS_OF - timedelta(days=2), SourceKind.REPORT, "rajin", None, "vessel", "present",
+                   detail="a write")
+    assert store.add_sightings([new]) == 1
+    assert store.version() == v0 + 1
+    holder.get()
+    deadline = time.monotonic() + 10
+    while holder.get() is first and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert holder.get() is not first and len(calls) == 2
+    assert any(s.id == "sig-version" for s in holder.get().data.sightings)
+    with pytest.raises(ValueError), store.transaction() as conn:  # a failed write transaction does not count
+        store.add_sightings([new], conn=conn)
+        raise ValueError("rolled back")
+    assert store.version() == v0 + 1
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_declared_coverage_is_judged_and_stated(store, tmp_path: Path) -> None:
     """``serve --coverage``: the routes are judged under the declared schedule, and the pages say which."""

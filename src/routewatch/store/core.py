@@ -138,6 +138,14 @@ class Store:
         """A connection in a write transaction: committed when the block ends, rolled back if it raises."""
         with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
             yield conn
+            # the last statement, so that concurrent writers wait on this one row only while committing
+            conn.execute(t.store_state.update().values(version=t.store_state.c.version + 1))
+
+    def version(self) -> int:
+        """A number that every committed write raises: one cheap query tells a reader whether anything changed
+        (the dashboard rebuilds its snapshot on it), for PostgreSQL as for SQLite."""
+        with self.engine.connect() as c:
+            return int(c.execute(select(t.store_state.c.version)).scalar_one())
 
     @contextmanager
     def _writing(self, conn: Connection | None) -> Iterator[Connection]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -310,6 +311,15 @@ derived_runs = Table(
     Column("written_at", UTCDateTime, nullable=False),
     Column("visits", Integer, nullable=False),
     Column("trips", Integer, nullable=False),
+)
+
+# One row whose counter every write transaction of the store raises as its last statement: a change that a reader
+# (the dashboard's snapshot) can see with one cheap query, on PostgreSQL as on SQLite.
+store_state = Table(
+    "store_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
 )
 
 imports = Table(

@@ -1,17 +1,16 @@
 """What the dashboard serves: an in-memory snapshot of the store, replaced in the background when the store changes.
 
 Reads never wait on the database: requests are answered from the current snapshot (records already turned into
-JSON-ready dicts), and a new snapshot is built by a background thread while the old one keeps serving. A SQLite
-store is watched by the size and modification time of its files (checked at most once a second, a few
-microseconds), so a snapshot is rebuilt only when something was written, by this server, another worker or an
-ingest; other stores (PostgreSQL), and a server that follows the clock (no ``as_of``), are rebuilt every
-``ttl_s``. Writes through the API rebuild it at once, so a client reads its own write. A store that outgrows
+JSON-ready dicts), and a new snapshot is built by a background thread while the old one keeps serving. The
+store's write counter (raised by every committed write, on SQLite as on PostgreSQL) is read at most once a second,
+so a snapshot is rebuilt only when something was written, by this server, another worker or an ingest; a server
+that follows the clock (no ``as_of``) is also rebuilt every ``clock_s``, as the quiet spells grow with the clock.
+Writes through the API rebuild it at once, so a client reads its own write. A store that outgrows
 memory would need SQL-side paging instead (docs/web.md).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -80,30 +79,22 @@ def status_json(data: ReportData, route_key: str) -> dict[str, Any]:
     }
 
 
-def store_version(store: Any) -> tuple[int, ...] | None:
-    """A cheap fingerprint that changes when a SQLite store is written (its file and WAL); None for other stores."""
-    engine = getattr(store, "engine", None)
-    url = getattr(engine, "url", None)
-    if url is None or url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    out: list[int] = []
-    for suffix in ("", "-wal"):
-        try:
-            st = os.stat(url.database + suffix)
-            out += [st.st_mtime_ns, st.st_size]
-        except OSError:
-            out += [0, 0]
-    return tuple(out)
+def store_version(store: Any) -> int | None:
+    """The store's write counter (:meth:`Store.version`, one cheap query); None for an object that has none."""
+    version = getattr(store, "version", None)
+    return int(version()) if callable(version) else None
 
 
 class SnapshotHolder:
-    """Holds the current snapshot; ``get`` starts a background rebuild when the store changed (or ``ttl_s`` passed
-    where a change cannot be seen, or the clock is followed)."""
+    """Holds the current snapshot; ``get`` starts a background rebuild when the store changed (its write counter,
+    checked at most every ``check_s``), when ``clock_s`` passed and the clock is followed, or every ``ttl_s`` for a
+    store without a counter."""
 
     def __init__(self, store: Any, as_of: datetime | None, root: Path | None, ttl_s: float = 10.0,
-                 analyzer: Callable[[datetime], Any] | None = None, check_s: float = 1.0) -> None:
+                 analyzer: Callable[[datetime], Any] | None = None, check_s: float = 1.0,
+                 clock_s: float = 60.0) -> None:
         self.store, self.as_of, self.root, self.ttl_s = store, as_of, root, ttl_s
-        self.analyzer, self.check_s = analyzer, check_s
+        self.analyzer, self.check_s, self.clock_s = analyzer, check_s, clock_s
         self._lock = threading.Lock()
         self._refreshing = False
         self._checked = time.monotonic()
@@ -114,8 +105,10 @@ class SnapshotHolder:
         if now - self._checked < self.check_s:
             return False
         self._checked = now
-        if self._version is None or self.as_of is None:
+        if self._version is None:
             return now - self._snap.loaded > self.ttl_s
+        if self.as_of is None and now - self._snap.loaded > self.clock_s:
+            return True  # the clock moved on: what is "quiet for N days" now has changed
         return store_version(self.store) != self._version
 
     def get(self) -> Snapshot:
