@@ -319,6 +319,11 @@ def test_failures_and_imports(store: Store) -> None:
     assert (f.stage, f.path, f.message) == ("detect", "/data/x.tif", "no overlap")
     assert f.created.tzinfo is not None and abs(datetime.now(UTC) - f.created) < timedelta(minutes=5)
     assert store.failures("ais") == []
+    store.record_failure("detect", "/data/x.tif", "no overlap")  # a re-run meets the same bad file: one row
+    (again,) = store.failures()
+    assert again.id == f.id and again.created >= f.created
+    store.record_failure("detect", "/data/x.tif", "truncated")  # another reason is another failure
+    assert [x.message for x in store.failures("detect")] == ["no overlap", "truncated"]
     assert not store.has_import("abc")
     store.record_import("abc", "obs.csv", "observations", 3)
     store.record_import("abc", "obs.csv", "observations", 3)

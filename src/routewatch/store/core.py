@@ -483,9 +483,14 @@ class Store:
     # ---- bookkeeping -------------------------------------------------------------------------------------------
 
     def record_failure(self, stage: str, path: str, message: str, conn: Connection | None = None) -> None:
-        row = {"stage": stage, "path": str(path), "message": message, "created": datetime.now(UTC)}
+        """Record that a stage skipped an input; the same failure seen again by a re-run only moves its time, so
+        that running a stage twice over a bad file leaves one row, not two."""
+        f = t.failures
+        now = datetime.now(UTC)
         with self._writing(conn) as c:
-            c.execute(t.failures.insert(), row)
+            same = (f.c.stage == stage) & (f.c.path == str(path)) & (f.c.message == message)
+            if c.execute(f.update().where(same).values(created=now)).rowcount == 0:
+                c.execute(f.insert(), {"stage": stage, "path": str(path), "message": message, "created": now})
 
     def failures(self, stage: str | None = None) -> list[Failure]:
         f = t.failures
