@@ -16,7 +16,7 @@ from pyproj import Transformer
 from routewatch.model import Vessel
 from routewatch.sources.ais import ingest_files, read_provider_csv, vessel_registry
 from routewatch.sources.ais.ingest import ingest_file
-from routewatch.sources.ais.partitions import day_dirs, read_day
+from routewatch.sources.ais.partitions import day_dirs, read_day, read_manifest
 from routewatch.sources.ais.providers import load_mapping
 from routewatch.sources.ais.registry import link_watchlist
 
@@ -117,8 +117,14 @@ def test_ingest_twice_adds_nothing_and_partitions_by_day(tmp_path):
     assert first[0].added == 1000 and first[1].added > 700
     again = ingest_files(files, tmp_path, default_time=t0)
     assert all(s.skipped for s in again)
+    before = read_manifest(tmp_path)
     forced = ingest_files(files, tmp_path, default_time=t0, force=True)
     assert [s.added for s in forced] == [0, 0]
+    after = read_manifest(tmp_path)  # a forced re-read keeps what the first reading added
+    assert after.keys() == before.keys()
+    for key, entry in after.items():
+        assert (entry["added"], entry["duplicates"]) == (before[key]["added"], before[key]["duplicates"])
+        assert entry["first_ingested_at"] == before[key]["ingested_at"] <= entry["ingested_at"]
     days = day_dirs(tmp_path)
     assert [d.isoformat() for d, _ in days] == ["2023-01-11", "2024-01-01"]
     day = read_day(days[0][1])

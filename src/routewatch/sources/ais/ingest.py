@@ -241,11 +241,18 @@ def ingest_file(
             # positions without a time were left out: the file is not marked as read, so that running again
             # with --default-time adds them (positions already stored are not added twice)
             return summary
-    record_in_manifest(ais_dir, digest, {
+    entry = {
         "path": str(path), "kind": summary.kind, "ingested_at": datetime.now(UTC).isoformat(),
         "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
         "added": summary.added, "duplicates": summary.duplicates, "bad": summary.report.bad,
-    })
+    }
+    earlier = manifest.get(digest)
+    if earlier is not None:  # a forced re-read: the positions this file gave are those of the first reading plus
+        # any this one added; what it now finds stored already is not a repeat inside the file
+        entry.update(added=int(earlier.get("added", 0)) + summary.added,
+                     duplicates=int(earlier.get("duplicates", 0)),
+                     first_ingested_at=earlier.get("first_ingested_at", earlier.get("ingested_at")))
+    record_in_manifest(ais_dir, digest, entry)
     return summary
 
 
