@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -24,12 +25,14 @@ class Receiver:
     def __init__(self) -> None:
         self.bodies: list[dict] = []
         self.codes: list[int] = []
+        self.delay_s = 0.0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.bodies.append(body)
+                time.sleep(outer.delay_s)
                 code = outer.codes.pop(0) if outer.codes else 200
                 self.send_response(code)
                 self.end_headers()
@@ -79,6 +82,42 @@ def test_retry_after_500_and_no_duplicate_after_restart(store, db_url: str, hist
     finally:
         again.close()
     assert len(receiver.bodies) == 2
+
+
+def test_two_watchers_on_one_store_send_a_change_once(store, db_url: str, history, receiver: Receiver,
+                                                       tmp_path: Path) -> None:
+    """Two watchers (processes with their own connections) find the same pending alert: the one that claims it in
+    the store sends it and writes the log line; the other leaves it. A claim left by a watcher that died is taken
+    over once it is older than the longest a send can take."""
+    from sqlalchemy import update
+
+    from routewatch.alerts import alerts_table, deliver_pending, record_changes
+
+    _, paused = history
+    receiver.delay_s = 0.5  # a slow webhook: both watchers read the alert as pending before either marks it
+    log = tmp_path / "alerts.jsonl"
+    cfg = AlertConfig(webhook=receiver.url, log_path=log, backoff_s=0.0)
+    record_changes(store, [paused], False)
+    other = Store.open(db_url)
+    try:
+        results: list[list[dict]] = []
+        threads = [threading.Thread(target=lambda s=s: results.append(deliver_pending(s, cfg, no_sleep)))
+                   for s in (store, other)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        other.close()
+    assert sorted(len(r) for r in results) == [0, 1]
+    assert len(receiver.bodies) == 1 and len(log.read_text().splitlines()) == 1
+    # a watcher that claimed an alert and died: the claim blocks others only for the lease
+    with store.transaction() as conn:
+        conn.execute(update(alerts_table).values(delivered_at=None, claimed_at=datetime.now(UTC)))
+    assert deliver_pending(store, cfg, no_sleep) == [] and len(receiver.bodies) == 1
+    with store.transaction() as conn:
+        conn.execute(update(alerts_table).values(claimed_at=datetime.now(UTC) - cfg.claim_lease() - timedelta(1)))
+    assert len(deliver_pending(store, cfg, no_sleep)) == 1 and len(receiver.bodies) == 2
 
 
 def test_undelivered_alert_is_retried_next_cycle_once(store, history, receiver: Receiver) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 
 from routewatch.model import Activity, stable_id
 from routewatch.store.schema import activities as activities_table
@@ -58,6 +58,12 @@ class AlertConfig:
     def __post_init__(self) -> None:
         if not self.webhook and not self.log_path:
             raise ValueError("give a webhook URL and/or a log file to send alerts to")
+
+    def claim_lease(self) -> timedelta:
+        """The longest one alert's sending can take (every attempt timing out, every wait), with a margin: a claim
+        older than this was left by a watcher that stopped."""
+        waits = sum(self.backoff_s * 2 ** k for k in range(max(self.attempts - 1, 0)))
+        return timedelta(seconds=2 * (self.attempts * self.timeout_s + waits) + 60)
 
 
 def _previous_status(conn: Any, store: Any, act: Activity) -> tuple[bool, str | None, datetime | None]:
@@ -157,6 +163,18 @@ def deliver_pending(store: Any, cfg: AlertConfig, sleep: Callable[[float], None]
     logged = _logged_ids(cfg.log_path) if rows and cfg.log_path else set()
     with httpx.Client(timeout=cfg.timeout_s) as client:
         for row in rows:
+            # claim the alert before sending it: another watcher on the same store that read it as pending too
+            # finds it claimed and leaves it, so the change is not delivered twice; a claim older than the longest
+            # a send can take is that of a watcher that died, and is taken over
+            now = datetime.now(UTC)
+            a = alerts_table
+            with store.transaction() as conn:
+                claimed = conn.execute(update(a).where(and_(
+                    a.c.id == row.id, a.c.delivered_at.is_(None),
+                    or_(a.c.claimed_at.is_(None), a.c.claimed_at < now - cfg.claim_lease()))).values(
+                    claimed_at=now)).rowcount
+            if not claimed:
+                continue
             acts = {a.as_of: a for a in store.activities(route=row.route)}
             body = payload(row, acts.get(row.as_of))
             ok, attempts, error = True, 0, None
@@ -169,7 +187,7 @@ def deliver_pending(store: Any, cfg: AlertConfig, sleep: Callable[[float], None]
                 logged.add(row.id)
             with store.transaction() as conn:
                 conn.execute(update(alerts_table).where(and_(alerts_table.c.id == row.id)).values(
-                    attempts=row.attempts + attempts, last_error=error,
+                    attempts=row.attempts + attempts, last_error=error, claimed_at=None,
                     delivered_at=datetime.now(UTC) if ok else None))
             if ok:
                 sent.append(body)

@@ -391,5 +391,8 @@ alerts = Table(
     Column("delivered_at", UTCDateTime),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
+    # set while a watcher sends the alert (migration 0004): another watcher leaves it alone until it is released,
+    # or until the claim is so old that its watcher must have died
+    Column("claimed_at", UTCDateTime),
     Index("ix_alerts_route_as_of", "route", "as_of"),
 )
