@@ -76,4 +76,4 @@ def run_imagery_demo(ws: Workspace, store: Any, watchlist: Any, console: Console
     ]
     for line in lines:
         console.print(f"[yellow]{line}[/yellow]")
-    return " ".join(line.strip() for line in lines)
+    return lines[0] + " " + "; ".join(line.strip() for line in lines[1:]) + "."
