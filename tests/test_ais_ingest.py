@@ -473,3 +473,44 @@ def test_imo_numbers_are_seven_digits_and_zero_sizes_are_unknown(tmp_path):
     got = {r["mmsi"]: r for r in read_provider_csv(p).statics.iter_rows(named=True)}
     assert [got[m]["imo"] for m in (1, 2, 3, 4, 5, 6)] == [9307839, None, None, 9307839, 9307839, 9307839]
     assert (got[2]["length_m"], got[2]["beam_m"], got[3]["length_m"]) == (None, None, 100)
+
+
+def _sentence(body: str) -> str:
+    cs = 0
+    for ch in body:
+        cs ^= ord(ch)
+    return f"!{body}*{cs:02X}"
+
+
+@pytest.mark.parametrize("cut_after", [1, 2])
+def test_a_message_of_three_fragments_cut_by_a_chunk_boundary_is_read_whole(tmp_path, cut_after):
+    """A large NMEA file is read in chunks; an unfinished multipart message moves to the next chunk from its first
+    fragment, also when two of its three fragments are before the boundary."""
+    from pyais import encode_dict
+
+    two = encode_dict({"type": 5, "mmsi": 273210440, "imo": 9179842, "callsign": "UBYT2", "shipname": "ANGARA",
+                       "to_bow": 100, "to_stern": 20, "to_port": 10, "to_starboard": 8}, talker_id="AI", seq_id=4)
+    payload = "".join(s.split(",")[5] for s in two)
+    fill = two[-1].split(",")[6].split("*")[0]
+    parts = [payload[:24], payload[24:48], payload[48:]]
+    frags = [_sentence(f"AIVDM,3,{i + 1},4,A,{p},{fill if i == 2 else 0}") for i, p in enumerate(parts)]
+    pos = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    whole = [pos] * (5 - cut_after) + frags + [pos]
+    path = tmp_path / "feed.nmea"
+    path.write_text("\n".join(f"\\c:{1_700_000_000 + i}*00\\{s}" if not s.startswith("!AIVDM,3,2")
+                              and not s.startswith("!AIVDM,3,3") else s for i, s in enumerate(whole)) + "\n")
+    done = ingest_file(path, tmp_path / "ais", chunk_lines=5)  # the boundary falls after fragment `cut_after`
+    assert done.report.bad == {} and done.report.statics == 1 and done.statics_added == 1
+    assert done.added == 5 - cut_after + 1
+
+
+def test_csv_courses_and_headings_outside_a_circle_and_negative_speeds_are_null(tmp_path):
+    """As on the NMEA paths: a heading of 400 or a course of 365 is no direction (fusion would read 400 as 40)."""
+    rows = ["1,2023-01-11T00:00:00,42.2,130.3,5.5,365,400", "2,2023-01-11T00:00:00,42.2,130.3,-1,359.9,359",
+            "3,2023-01-11T00:00:00,42.2,130.3,102.3,360,511", "4,2023-01-11T00:00:00,42.2,130.3,0,0,0"]
+    p = tmp_path / "mc.csv"
+    p.write_text("MMSI,BaseDateTime,LAT,LON,SOG,COG,Heading\n" + "\n".join(rows) + "\n")
+    got = {r["mmsi"]: (r["sog_kn"], r["cog_deg"], r["heading_deg"])
+           for r in read_provider_csv(p).positions.iter_rows(named=True)}
+    assert got[1] == (5.5, None, None) and got[3] == (None, None, None) and got[4] == (0, 0, 0)
+    assert got[2][0] is None and got[2][1] == pytest.approx(359.9) and got[2][2] == 359

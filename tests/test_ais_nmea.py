@@ -178,3 +178,70 @@ def test_a_static_report_with_one_zero_dimension_keeps_the_size():
                        talker_id="AI")[0]
     (rec,) = read_nmea_lines([none], default_time=T0).statics
     assert (rec["length_m"], rec["beam_m"]) == (None, None)
+
+
+def _tag(fields: str) -> str:
+    body = fields
+    cs = 0
+    for ch in body:
+        cs ^= ord(ch)
+    return f"\\{body}*{cs:02X}\\"
+
+
+def test_fragments_grouped_by_tag_block_or_naming_their_station_only_once():
+    """Feeds often give the station and time on the first fragment only (NMEA 4 ``g:`` groups): the message is
+    reassembled by its group, or else joins the one pending message of its channel and sequence id."""
+    frags = _static_sentences()
+    grouped = [_tag("g:1-2-73874,s:r003669945,c:1700000000") + frags[0], _tag("g:2-2-73874") + frags[1]]
+    res = read_nmea_lines(grouped)
+    assert res.report.statics == 1 and not res.report.bad
+    assert res.statics[0]["t_us"] == 1_700_000_000_000_000 and res.statics[0]["name"] == "ANGARA"
+    # no group: the second fragment names no station and joins the pending message of its channel and sequence
+    ungrouped = [_tag("s:r003669945,c:1700000000") + frags[0], frags[1]]
+    res = read_nmea_lines(ungrouped, default_time=T0)  # a default time for the untimed fragment is no staleness
+    assert res.report.statics == 1 and not res.report.bad
+    assert res.statics[0]["t_us"] == 1_700_000_000_000_000
+    # two stations with the same sequence id pending: a fragment naming neither is not guessed
+    other = [_tag("s:rx2,c:1700000000") + f for f in _static_sentences()]
+    res = read_nmea_lines([ungrouped[0], other[0], frags[1], other[1]], default_time=T0)
+    assert res.report.statics == 1 and res.report.bad == {"orphan fragment": 1, "incomplete multipart message": 1}
+
+
+def test_type_27_not_available_values_and_courses_beyond_360_are_null():
+    """Type 27 writes "not available" as 63 kn and 511 deg (not 102.3 and 360); a course of 360 deg or more is no
+    course on any path, so that the slow path (pyais) and the fast path agree."""
+    t27 = encode_dict({"msg_type": 27, "mmsi": 366123456, "lon": 10.5, "lat": 55.1, "speed": 63, "course": 511,
+                       "status": 5}, talker_id="AI")[0]
+    t27_moving = encode_dict({"msg_type": 27, "mmsi": 366123457, "lon": 10.5, "lat": 55.1, "speed": 12,
+                              "course": 90, "status": 0}, talker_id="AI")[0]
+    t1 = encode_dict({"msg_type": 1, "mmsi": 366123458, "lon": 10.5, "lat": 55.1, "speed": 3.0, "course": 370.0,
+                      "heading": 45}, talker_id="AI")[0]
+    for fast in (True, False):
+        res = read_nmea_lines([t27, t27_moving, t1], default_time=T0, fast=fast)
+        rows = {r["mmsi"]: r for r in res.positions.iter_rows(named=True)}
+        assert rows[366123456]["sog_kn"] is None and rows[366123456]["cog_deg"] is None
+        assert (rows[366123457]["sog_kn"], rows[366123457]["cog_deg"]) == (12, 90)
+        assert rows[366123458]["cog_deg"] is None and rows[366123458]["heading_deg"] == 45
+
+
+def test_a_payload_outside_the_armour_alphabet_is_a_decode_error_on_both_paths():
+    good = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    body = "AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0LXL,0"
+    cs = 0
+    for ch in body:
+        cs ^= ord(ch)
+    bad = f"!{body}*{cs:02X}"
+    for fast in (True, False):
+        res = read_nmea_lines([good, bad], default_time=T0, fast=fast)
+        assert res.positions["line"].to_list() == [1] and res.report.bad == {"decode error": 1}
+        assert res.report.examples[0][:2] == (2, "decode error")
+
+
+def test_a_leading_time_with_a_utc_offset_is_moved_to_utc():
+    s = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    lines = [f"2024-01-01T10:00:00+02:00 {s}", f"2024-01-01 10:00:00Z {s}", f"2024-01-01T10:00:00-0530 {s}",
+             f"2024-01-01T10:00:00 {s}"]
+    got = read_nmea_lines(lines).positions
+    assert got.sort("line")["timestamp"].to_list() == [
+        datetime(2024, 1, 1, 8, tzinfo=UTC), datetime(2024, 1, 1, 10, tzinfo=UTC),
+        datetime(2024, 1, 1, 15, 30, tzinfo=UTC), datetime(2024, 1, 1, 10, tzinfo=UTC)]

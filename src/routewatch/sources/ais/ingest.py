@@ -40,7 +40,7 @@ from routewatch.sources.ais.providers import (
 from routewatch.sources.ais.registry import merge_statics, statics_frame
 
 CHUNK_LINES = 1_000_000
-_FRAGMENT = re.compile(r"!..VD[MO],(\d),(\d),")
+_FRAGMENT = re.compile(r"!..VD[MO],(\d),(\d),(\d*),")
 Progress = Callable[[str, int], None]  # (file name, lines done in this step)
 
 
@@ -143,9 +143,16 @@ def nmea_chunks(path: Path, chunk_lines: int = CHUNK_LINES) -> Iterator[tuple[in
             for i in range(len(block) - 1, max(len(block) - 10, -1), -1):
                 m = _FRAGMENT.search(block[i])
                 if m and int(m.group(2)) < int(m.group(1)):
+                    # an unfinished message: carry it from its first fragment (a message of three or more
+                    # fragments has more than one before the cut)
                     cut = i
+                    for j in range(i, max(i - 9, -1), -1):
+                        f = _FRAGMENT.search(block[j])
+                        if f and f.group(1) == m.group(1) and f.group(3) == m.group(3) and f.group(2) == "1":
+                            cut = j
+                            break
                     break
-            if cut == 0 or len(block) - cut > 9:
+            if cut == 0 or len(block) - cut > 18:
                 cut = len(block)
             yield first, block[:cut]
             first += cut

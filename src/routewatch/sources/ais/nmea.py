@@ -25,7 +25,8 @@ from routewatch.sources.ais.schema import POSITION_SCHEMA, empty_positions
 from routewatch.sources.ais.sixbit import POSITION_PAYLOAD_CHARS, decode_positions
 
 _SENTENCE = r"!([A-Z]{2}VD[MO],[^*!\\]*)\*([0-9A-Fa-f]{2})"
-_ISO_PREFIX = r"^\s*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?)"
+_ISO_PREFIX = r"^\s*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*(Z|[+-]\d{2}:?\d{2})?"
+_ARMOUR = r"^[0-W`-w]*$"  # the six-bit armour alphabet: a payload with any other character is not AIS
 _TRAILING_EPOCH = r"^,(?:[^,]*,)*\s*(\d{9,13})(?:\.\d+)?\s*$"
 POSITION_TYPES_SLOW = {1, 2, 3, 18, 19, 27}
 STATIC_TYPES = {5, 19, 24}
@@ -95,14 +96,20 @@ def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) 
         pl.col("raw").str.extract(r"\\([^\\]*)\\", 1).alias("tag"),
         pl.col("raw").str.extract(r"\*[0-9A-Fa-f]{2}(,.*)$", 1).alias("trailer"),
         pl.col("raw").str.extract(_ISO_PREFIX, 1).alias("iso"),
+        pl.col("raw").str.extract(_ISO_PREFIX, 2).alias("iso_zone"),
     )
     parts = pl.col("body").str.split_exact(",", 7).struct
     epoch = pl.col("tag").str.extract(r"(?:^|,)c:(\d{9,13})", 1).cast(pl.Int64, strict=False)
     epoch = pl.coalesce(epoch, pl.col("trailer").str.extract(_TRAILING_EPOCH, 1).cast(pl.Int64, strict=False))
     epoch_us = pl.when(epoch > 10**11).then(epoch * 1000).otherwise(epoch * 1_000_000)
+    # a time written with a UTC offset (+02:00, -0500) is moved to UTC; without one it is taken as UTC
+    zone = pl.col("iso_zone").str.replace(":", "").str.replace("Z", "+0000")
+    offset_us = (zone.str.slice(1, 2).cast(pl.Int64, strict=False) * 3600
+                 + zone.str.slice(3, 2).cast(pl.Int64, strict=False) * 60) * 1_000_000
     iso_us = (
         pl.col("iso").str.replace(" ", "T").str.to_datetime(strict=False, time_unit="us")
         .dt.epoch("us")
+        - pl.when(zone.str.starts_with("-")).then(-offset_us).otherwise(offset_us).fill_null(0)
     )
     df = df.with_columns(
         parts.field("field_1").cast(pl.Int32, strict=False).alias("count"),
@@ -113,9 +120,12 @@ def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) 
         parts.field("field_6").cast(pl.Int32, strict=False).alias("fill"),
         parts.field("field_7").alias("extra"),
         pl.col("tag").str.extract(r"(?:^|,)s:([^,*]*)", 1).alias("station"),
+        # NMEA 4 sentence grouping (g:fragment-count-group): often only the first fragment names its station
+        pl.col("tag").str.extract(r"(?:^|,)g:\d+-\d+-([^,*]+)", 1).alias("group"),
+        pl.coalesce(epoch_us, iso_us).is_not_null().alias("own_time"),
         pl.coalesce(epoch_us, iso_us, pl.lit(default_us, dtype=pl.Int64)).alias("t_us"),
     )
-    return df.drop("tag", "trailer", "iso")
+    return df.drop("tag", "trailer", "iso", "iso_zone")
 
 
 def read_nmea_lines(
@@ -146,19 +156,21 @@ def read_nmea_lines(
         & df["extra"].is_null() & (df["index"] <= df["count"]) & (df["index"] >= 1)
     ).fill_null(False).to_numpy()
     nonempty = df["payload"].fill_null("").str.len_bytes().to_numpy() > 0
+    armoured = df["payload"].fill_null("").str.contains(_ARMOUR).to_numpy()
     raw = df["raw"]
     for mask, reason in (
         (~has_sentence, "no AIS sentence"),
         (has_sentence & ~ok_cs, "checksum mismatch"),
         (ok_cs & ~well_formed, "malformed fields"),
         (ok_cs & well_formed & ~nonempty, "empty payload"),
+        (ok_cs & well_formed & nonempty & ~armoured, "decode error"),
     ):
         where = np.flatnonzero(mask)
         for i in where[:MAX_EXAMPLES]:  # keep the first examples, count them all
             report.add_bad(reason, int(i) + first_line, raw[int(i)], count=0)
         if where.size:
             report.bad[reason] = report.bad.get(reason, 0) + int(where.size)
-    good = ok_cs & well_formed & nonempty
+    good = ok_cs & well_formed & nonempty & armoured
     frames: list[pl.DataFrame] = []
     fast_mask = np.zeros(len(df), bool)
     if fast:
@@ -221,9 +233,12 @@ def _slow_path(
     """Multipart reassembly and pyais decoding for everything the fast path does not take."""
     rows: list[dict[str, Any]] = []
     statics: list[dict[str, Any]] = []
-    pending: dict[tuple, list[tuple[int, int | None, str, str]]] = {}
+    pending: dict[tuple, list[tuple[int, int | None, str, str, int | None]]] = {}
     cache: dict[str, Any] = {}
-    cols = [df[c].to_list() for c in ("line", "raw", "body", "cs", "count", "index", "seq", "channel", "station", "t_us")]
+    cols = [df[c].to_list() for c in ("line", "raw", "body", "cs", "count", "index", "seq", "channel", "station",
+                                      "group", "own_time", "t_us")]
+    stations: dict[tuple, list[tuple]] = {}  # (channel, seq, count) -> keys of pending messages, for fragments
+    # that do not name their station (some feeds tag the first fragment only)
 
     def emit(line: int, t_us: int | None, sentences: list[str], raw: str) -> None:
         key = "\n".join(sentences)
@@ -239,32 +254,49 @@ def _slow_path(
         report.messages += 1
         _collect(msg, line, t_us, rows, statics, report)
 
-    for line, raw, body, cs, count, index, seq, channel, station, t_us in zip(*cols, strict=True):
+    def drop(key: tuple) -> None:
+        del pending[key]
+        same = stations.get(key[1:])
+        if same and key in same:
+            same.remove(key)
+
+    for line, raw, body, cs, count, index, seq, channel, station, group, own_time, t_us in zip(*cols, strict=True):
         sentence = f"!{body}*{cs}"
         if count == 1:
             emit(line, t_us, [sentence], raw)
             continue
-        key = (station, channel, seq, count)
+        # a tag-block group id ties the fragments together whatever else they carry; otherwise (station, channel,
+        # sequence id, fragment count), and a fragment without a station joins the one such message pending
+        key = ("g", group, channel, seq, count) if group else (station, channel, seq, count)
+        if not group and station is None and index > 1 and key not in pending:
+            same = stations.get(key[1:], [])
+            if len(same) == 1:
+                key = same[0]
         frags = pending.get(key)
         if index == 1:
             if frags:
                 report.add_bad("incomplete multipart message", frags[0][0], frags[0][2])
-            pending[key] = [(line, t_us, raw, sentence)]
+                drop(key)
+            pending[key] = [(line, t_us if own_time else None, raw, sentence, t_us)]
+            stations.setdefault(key[1:], []).append(key)
             continue
+        mine = t_us if own_time else None  # a default time given to untimed lines says nothing of staleness
         stale = frags is not None and (
             line - frags[-1][0] > max_lines
-            or (t_us is not None and frags[-1][1] is not None and abs(t_us - frags[-1][1]) > timeout_s * 1e6)
+            or (mine is not None and frags[-1][1] is not None and abs(mine - frags[-1][1]) > timeout_s * 1e6)
         )
         if frags is None or len(frags) != index - 1 or stale:
             if frags:
                 report.add_bad("incomplete multipart message", frags[0][0], frags[0][2])
-                del pending[key]
+                drop(key)
             report.add_bad("orphan fragment", line, raw)
             continue
-        frags.append((line, t_us, raw, sentence))
+        frags.append((line, mine, raw, sentence, t_us))
         if index == count:
-            del pending[key]
-            emit(frags[0][0], frags[0][1], [f[3] for f in frags], frags[0][2])
+            drop(key)
+            # the message's time: the first fragment's own, else any fragment's own, else the default
+            when = next((f[1] for f in frags if f[1] is not None), frags[0][4])
+            emit(frags[0][0], when, [f[3] for f in frags], frags[0][2])
     for frags in pending.values():
         report.add_bad("incomplete multipart message", frags[0][0], frags[0][2])
     if not rows:
@@ -291,9 +323,13 @@ def _collect(msg: dict[str, Any], line: int, t_us: int | None, rows: list, stati
         else:
             status = msg.get("status")
             heading = _na(msg.get("heading"), 511)
+            # "not available": 102.3 kn and 360 deg in types 1-3, 18, 19; 63 kn and 511 deg in type 27 (long range,
+            # whole knots and degrees). A course or heading of 360 or more is no direction at all (as the fast path).
+            speed = _na(msg.get("speed"), 63 if mtype == 27 else 102.3)
+            course = msg.get("course")
             rows.append({
                 "mmsi": int(msg["mmsi"]), "timestamp": t_us, "lon": float(lon), "lat": float(lat),
-                "sog_kn": _na(msg.get("speed"), 102.3), "cog_deg": _na(msg.get("course"), 360.0),
+                "sog_kn": speed, "cog_deg": course if course is not None and 0 <= course < 360 else None,
                 "heading_deg": heading if heading is None or heading < 360 else None,
                 "nav_status": None if status is None else int(status), "msg_type": mtype, "line": line,
             })

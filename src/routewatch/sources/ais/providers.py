@@ -333,9 +333,11 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
                 NAV_STATUS_WORDS, default=None, return_dtype=pl.Int8).alias("nav_status"))
         else:
             exprs.append(pl.col("nav_status").cast(pl.Int8, strict=False))
-    for col, missing in (("sog_kn", 102.3), ("cog_deg", 360.0), ("heading_deg", 511.0)):
+    # not available: speed 102.3 kn; a course or heading outside [0, 360) degrees (360 and 511 are the codes)
+    for col, limit in (("sog_kn", 102.3 - 1e-3), ("cog_deg", 360.0), ("heading_deg", 360.0)):
         if col in wanted:
-            exprs.append(pl.when(pl.col(col) < missing - 1e-3).then(pl.col(col)).otherwise(None).alias(col))
+            exprs.append(pl.when((pl.col(col) >= 0) & (pl.col(col) < limit)).then(pl.col(col)).otherwise(None)
+                         .alias(col))
     valid = (
         pl.col("mmsi").is_between(1, 999_999_999) & pl.col("timestamp").is_not_null()
         & pl.col("lon").is_between(-180, 180) & pl.col("lat").is_between(-90, 90)
