@@ -52,6 +52,12 @@ def test_shared_sample_counts_match_pyais_line_by_line():
         assert row["lat"] == pytest.approx(ref["lat"], abs=1e-9)
     examples = {reason: line for line, reason, _ in res.report.examples}
     assert lines[examples["empty payload"] - 1].split(",")[5] == ""
+    # every reason shows its first lines, "position not available" too (lon 181 or lat 91 in the message)
+    assert set(examples) == set(res.report.bad)
+    for line, reason, _ in res.report.examples:
+        if reason == "position not available":
+            msg = decode(lines[line - 1]).asdict()
+            assert abs(msg["lon"]) > 180 or abs(msg["lat"]) > 90
 
 
 @pytest.mark.shared

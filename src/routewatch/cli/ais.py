@@ -118,6 +118,10 @@ def register(app: typer.Typer) -> None:
                     continue
                 table.add_row(f.name, s.kind, f"{s.added:,}", f"{s.duplicates:,}", f"{s.report.bad_total:,}",
                               f"{s.statics_added:,}")
+                if s.report.bad:
+                    console.print(f"  [yellow]{escape(f.name)}: bad lines by reason:[/yellow] "
+                                  + escape(", ".join(f"{reason} {n:,}" for reason, n in sorted(
+                                      s.report.bad.items(), key=lambda kv: -kv[1]))))
                 for line, reason, text in s.report.examples:  # the first five of each reason
                     console.print(f"  [yellow]{escape(f.name)}:{line}[/yellow] {escape(reason)}: {escape(text)}")
                 if s.report.untimed:

@@ -204,8 +204,11 @@ def _fast_positions(df: pl.DataFrame, source: str, report: ReadReport) -> pl.Dat
     for i in np.flatnonzero(~ok):
         report.add_bad("decode error", int(df["line"][int(i)]), df["raw"][int(i)])
     has_pos = ok & ~np.isnan(dec["lon"]) & ~np.isnan(dec["lat"])
-    if (ok & ~has_pos).any():
-        report.bad["position not available"] = report.bad.get("position not available", 0) + int((ok & ~has_pos).sum())
+    where = np.flatnonzero(ok & ~has_pos)
+    for i in where[:MAX_EXAMPLES]:  # the first examples, by line; all counted
+        report.add_bad("position not available", int(df["line"][int(i)]), df["raw"][int(i)], count=0)
+    if where.size:
+        report.bad["position not available"] = report.bad.get("position not available", 0) + int(where.size)
     nav = dec["nav_status"]
     out = pl.DataFrame({
         "mmsi": dec["mmsi"], "timestamp": df["t_us"], "lon": dec["lon"], "lat": dec["lat"],
@@ -252,7 +255,7 @@ def _slow_path(
             report.add_bad("decode error", line, f"{raw} ({type(exc).__name__})")
             return
         report.messages += 1
-        _collect(msg, line, t_us, rows, statics, report)
+        _collect(msg, line, t_us, rows, statics, report, raw)
 
     def drop(key: tuple) -> None:
         del pending[key]
@@ -313,13 +316,14 @@ def _na(value: Any, missing: float) -> Any:
     return None if value is None or value == missing else value
 
 
-def _collect(msg: dict[str, Any], line: int, t_us: int | None, rows: list, statics: list, report: ReadReport) -> None:
+def _collect(msg: dict[str, Any], line: int, t_us: int | None, rows: list, statics: list, report: ReadReport,
+             raw: str = "") -> None:
     """Turn one pyais message dict into a position row and/or a static record."""
     mtype = int(msg.get("msg_type", 0))
     if mtype in POSITION_TYPES_SLOW:
         lon, lat = msg.get("lon"), msg.get("lat")
         if lon is None or lat is None or abs(lon) > 180 or abs(lat) > 90:
-            report.bad["position not available"] = report.bad.get("position not available", 0) + 1
+            report.add_bad("position not available", line, raw)
         else:
             status = msg.get("status")
             heading = _na(msg.get("heading"), 511)
