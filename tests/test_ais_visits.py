@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 from pyproj import Geod
@@ -163,3 +164,16 @@ def test_any_batch_cut_gives_the_same_visits_and_gaps_as_one_batch(hours):
     cut_v, cut_g = visits_and_gaps(parts, SITES)
     assert whole_v.equals(cut_v) and whole_g.equals(cut_g)
     assert whole_v.height >= 3 and whole_g.height == 2
+
+
+def test_a_site_beside_the_antimeridian_sees_ships_on_both_sides_of_it():
+    """Longitudes wrap: a ship at 179.999 deg W is 500 m from a berth at 179.97-179.995 deg E, not half a world."""
+    from routewatch.analysis.port_visits import SiteIndex
+
+    site = Site("suva-east", "berth", SiteKind.BERTH, box(179.97, -16.81, 179.995, -16.79))
+    index = SiteIndex({"suva-east": site}, 2000)
+    found, dist = index.lookup(np.array([-179.999, 179.999, 179.98, -179.9]), np.array([-16.8] * 4))
+    geod = Geod(ellps="WGS84")
+    assert found.tolist() == [0, 0, 0, -1]
+    assert dist[0] == pytest.approx(geod.inv(179.995, -16.8, -179.999, -16.8)[2], abs=60)
+    assert dist[1] == pytest.approx(geod.inv(179.995, -16.8, 179.999, -16.8)[2], abs=60) and dist[2] == 0

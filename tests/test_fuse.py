@@ -340,3 +340,31 @@ def test_numbered_detections_of_two_images_keep_apart(tmp_path):
     named = read_detections_geojson(write("c.geojson", "2024-01-03T01:00:00Z", 130.3, ["s1-ship-7"]))
     assert len(set(a["id"]) | set(b["id"])) == 4 and a["id"].to_list() == again["id"].to_list()
     assert named["id"].to_list() == ["s1-ship-7"]
+
+
+def test_ais_is_interpolated_the_short_way_across_the_antimeridian():
+    from routewatch.fuse.match import interpolate_ais
+
+    rows = [{"mmsi": 1, "timestamp": T, "lon": 179.99, "lat": 0.0, "sog_kn": 10.0, "cog_deg": 90.0,
+             "heading_deg": 90.0, "source": "x", "line": 1},
+            {"mmsi": 1, "timestamp": T + timedelta(minutes=10), "lon": -179.99, "lat": 0.0, "sog_kn": 10.0,
+             "cog_deg": 90.0, "heading_deg": 90.0, "source": "x", "line": 2},
+            {"mmsi": 2, "timestamp": T, "lon": 179.999, "lat": 0.0, "sog_kn": 10.0, "cog_deg": 90.0,
+             "heading_deg": 90.0, "source": "x", "line": 3}]
+    got = {r["mmsi"]: r for r in interpolate_ais(conform(pl.DataFrame(rows)), T + timedelta(minutes=5))
+           .iter_rows(named=True)}
+    assert abs(got[1]["lon"]) == pytest.approx(180.0, abs=1e-6) and got[1]["method"] == "interpolated"
+    # dead-reckoned 5 min east at 10 kn (1.5 km) from 179.999 E: past 180, written as west longitude
+    assert -180 < got[2]["lon"] < -179.98 and got[2]["method"] == "extrapolated"
+
+
+def test_a_vessel_with_two_mmsis_is_last_seen_at_the_later_of_them():
+    from routewatch.fuse import _last_seen
+
+    rows = [{"mmsi": 111, "timestamp": T - timedelta(days=3), "lon": 130.0, "lat": 42.0, "source": "x", "line": 1},
+            {"mmsi": 222, "timestamp": T - timedelta(hours=1), "lon": 140.0, "lat": 42.0, "source": "x", "line": 2}]
+    pos = conform(pl.DataFrame(rows))
+    for mapping in ({111: "v", 222: "v"}, {222: "v", 111: "v"}):
+        for _ in range(10):  # the group-by's order is not fixed: the answer must not depend on it
+            seen = _last_seen(pos, T, mapping)["v"]
+            assert (seen.time, seen.lon) == (T - timedelta(hours=1), 140.0)

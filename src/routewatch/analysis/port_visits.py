@@ -51,15 +51,18 @@ class SiteIndex:
         self.keys = list(sites)
         self.max_distance_m = float(max_distance_m)
         self.rasters = [self._raster(k, s, cell_m) for k, s in sites.items()]
-        self.grid = np.full((int(180 / GRID_DEG) + 1, int(360 / GRID_DEG) + 1), -1, np.int16)
+        # columns wrap at the antimeridian: a site near 180 deg E also owns the cells just past 180 deg W
+        self.grid = np.full((round(180 / GRID_DEG) + 1, round(360 / GRID_DEG)), -1, np.int16)
         for i, r in enumerate(self.rasters):
             ny, nx = r.dist.shape
             lon_a, lon_b = r.lon0 + r.x0 / r.kx, r.lon0 + (r.x0 + nx * r.cell_m) / r.kx
             lat_a, lat_b = r.lat0 + r.y0 / EARTH_M_PER_DEG, r.lat0 + (r.y0 + ny * r.cell_m) / EARTH_M_PER_DEG
-            rows = slice(int((lat_a + 90) / GRID_DEG), int((lat_b + 90) / GRID_DEG) + 1)
-            cols = slice(int((lon_a + 180) / GRID_DEG), int((lon_b + 180) / GRID_DEG) + 1)
-            block = self.grid[rows, cols]
-            self.grid[rows, cols] = np.where(block == -1, i, -2)  # -2: several sites near this cell
+            rows = np.arange(max(int((lat_a + 90) / GRID_DEG), 0),
+                             min(int((lat_b + 90) / GRID_DEG) + 1, self.grid.shape[0]))
+            cols = np.arange(math.floor((lon_a + 180) / GRID_DEG), math.floor((lon_b + 180) / GRID_DEG) + 1)
+            cells = np.ix_(rows, np.unique(cols % self.grid.shape[1]))
+            block = self.grid[cells]
+            self.grid[cells] = np.where(block == -1, i, -2)  # -2: several sites near this cell
 
     def _raster(self, key: str, site: Site, cell_m: float) -> _SiteRaster:
         lon0, lat0 = site.centroid_lonlat
@@ -85,7 +88,7 @@ class SiteIndex:
         r_idx = ((lat + 90.0) * (1 / GRID_DEG)).astype(np.int32)
         c_idx = ((lon + 180.0) * (1 / GRID_DEG)).astype(np.int32)
         np.clip(r_idx, 0, self.grid.shape[0] - 1, out=r_idx)
-        np.clip(c_idx, 0, self.grid.shape[1] - 1, out=c_idx)
+        c_idx %= self.grid.shape[1]  # 180 deg E is 180 deg W
         cand = self.grid[r_idx, c_idx]
         near = np.flatnonzero(cand != -1)
         if near.size == 0:
@@ -100,7 +103,7 @@ class SiteIndex:
             sel = np.concatenate([own, shared]) if shared.size else own
             if sel.size == 0:
                 continue
-            ix = (((lon[sel] - r.lon0) * r.kx - r.x0) / r.cell_m).astype(np.int64)
+            ix = ((((lon[sel] - r.lon0 + 180.0) % 360.0 - 180.0) * r.kx - r.x0) / r.cell_m).astype(np.int64)
             iy = (((lat[sel] - r.lat0) * EARTH_M_PER_DEG - r.y0) / r.cell_m).astype(np.int64)
             ny, nx = r.dist.shape
             inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)

@@ -47,7 +47,10 @@ def _last_seen(positions: pl.DataFrame, when, mmsi_vessel: Mapping[int, str]) ->
         return {}
     last = (positions.filter(pl.col("mmsi").is_in(wanted) & (pl.col("timestamp") <= when))
             .sort("timestamp").group_by("mmsi").agg(pl.all().last()))
-    return {mmsi_vessel[int(r["mmsi"])]: LastSeen(r["timestamp"], r["lon"], r["lat"]) for r in last.iter_rows(named=True)}
+    out: dict[str, LastSeen] = {}
+    for r in last.sort("timestamp", "mmsi").iter_rows(named=True):  # a vessel with several MMSIs (a reflag):
+        out[mmsi_vessel[int(r["mmsi"])]] = LastSeen(r["timestamp"], r["lon"], r["lat"])  # the latest of them
+    return out
 
 
 def fuse_detections(

@@ -68,7 +68,9 @@ def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig 
     for r in j.iter_rows(named=True):
         if r["both"]:
             f = r["frac"]
-            lon = r["lon"] + f * (r["lon_a"] - r["lon"])
+            # across the antimeridian the short way: 179.99 to -179.99 passes 180, not 0
+            dlon = (r["lon_a"] - r["lon"] + 180.0) % 360.0 - 180.0
+            lon = (r["lon"] + f * dlon + 180.0) % 360.0 - 180.0
             lat = r["lat"] + f * (r["lat_a"] - r["lat"])
             near = "" if r["dtb"] <= r["dta"] else "_a"
             rows.append((r["mmsi"], lon, lat, r["sog_kn" + near], r["cog_deg" + near], r["heading_deg" + near],
@@ -83,6 +85,7 @@ def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig 
             d = sign * sog * KN_TO_MS * dt_s
             lat = lat + d * math.cos(math.radians(cog)) / EARTH_M_PER_DEG
             lon = lon + d * math.sin(math.radians(cog)) / (EARTH_M_PER_DEG * max(math.cos(math.radians(lat)), 1e-6))
+            lon = (lon + 180.0) % 360.0 - 180.0
         rows.append((r["mmsi"], lon, lat, sog, cog, r["heading_deg" + side], dt_s, "extrapolated",
                      r["source" + side], r["line" + side]))
     return pl.DataFrame(rows, schema={
