@@ -54,6 +54,22 @@ def test_reference_example_is_valid_and_cites_sources() -> None:
     assert [c.sensor for c in w.coverage["near-daily"]] == ["planetscope", "sentinel-2", "sentinel-1"]
 
 
+def test_vessel_identifiers_are_kept_as_their_digits_and_link_to_the_ais_registry(tmp_path: Path) -> None:
+    """``IMO 9161003`` and ``273 456 789`` are how people write them; the registry holds numbers."""
+    import polars as pl
+
+    from routewatch.sources.ais.registry import link_watchlist, mmsi_to_vessel
+
+    w = load_watchlist(write(tmp_path, GOOD.replace("length_m = 120", 'length_m = 120\nimo = "IMO 9161003"\n'
+                                                                      'mmsi = "273 456 789"')))
+    v = w.vessels["v"]
+    assert (v.imo, v.mmsi) == ("9161003", "273456789")
+    reg = pl.DataFrame({"mmsi": [636000001, 273456789], "imo": [9161003, None], "call_sign": [None, None],
+                        "name": ["OTHER NAME", None]})
+    assert link_watchlist(reg, w.vessels)["link"].to_list() == ["imo", "mmsi"]
+    assert mmsi_to_vessel(w.vessels, reg) == {273456789: "v", 636000001: "v"}
+
+
 def test_good_watchlist_resolves_groups(tmp_path: Path) -> None:
     w = load_watchlist(write(tmp_path, GOOD))
     assert w.routes["a-b"].destination == ("b",)
@@ -92,6 +108,9 @@ def test_good_watchlist_resolves_groups(tmp_path: Path) -> None:
          "unknown key; allowed: destination, max_speed_kn, max_transit_days"),
         ('kind = "port"', 'kind = "port"\ncountri = "KP"', 5, "sites.a.countri", "unknown key"),
         ("length_m = 120", "length_m = 120\nbeam = 18", 22, "vessels.v.beam", "unknown key"),
+        ("length_m = 120", 'length_m = 120\nimo = "unknown"', 22, "vessels.v.imo", "must be seven digits"),
+        ("length_m = 120", 'length_m = 120\nimo = "IMO 916100"', 22, "vessels.v.imo", "must be seven digits"),
+        ("length_m = 120", 'length_m = 120\nmmsi = "2734567890"', 22, "vessels.v.mmsi", "nine-digit MMSI"),
         ("length_m = 120", 'length_m = 120\n\n[coverage.daily]\nsensors = ["sentinel-1:12:1.0"]\nevry = 3', 25,
          "coverage.daily.evry", "unknown key; allowed: sensors"),
     ],

@@ -279,8 +279,8 @@ def parse_watchlist(text: str, path: Path | None = None) -> Watchlist:
         vessels[key] = Vessel(
             key=key,
             name=str(entry.get("name", key.upper())),
-            imo=_opt_str(entry.get("imo")),
-            mmsi=_opt_str(entry.get("mmsi")),
+            imo=_identifier(entry.get("imo"), 7, where, "imo", err, prefix="IMO"),
+            mmsi=_identifier(entry.get("mmsi"), 9, where, "mmsi", err),
             call_sign=_opt_str(entry.get("call_sign")),
             vessel_type=str(entry.get("type", "")),
             length_m=_opt_float(entry.get("length_m")),
@@ -366,6 +366,21 @@ def parse_watchlist(text: str, path: Path | None = None) -> Watchlist:
 
 def describe_coverage(items: tuple[CoverageAssumption, ...] | list[CoverageAssumption]) -> str:
     return " + ".join(CoverageAssumption(c.sensor, c.every_days, c.usable).describe() for c in items)
+
+
+def _identifier(v: Any, digits: int, where: tuple[str, ...], field: str, err: Any, prefix: str = "") -> str | None:
+    """An IMO number (seven digits, ``IMO 9161003`` allowed) or an MMSI (up to nine digits, blanks allowed) as its
+    digits alone, so that it links to the AIS registry, which holds numbers; anything else is refused by name."""
+    if v in (None, ""):
+        return None
+    text = str(v).strip()
+    if prefix and text.upper().startswith(prefix):
+        text = text[len(prefix):]
+    text = text.replace(" ", "").replace("-", "")
+    if not text.isdigit() or len(text) > digits or (field == "imo" and len(text) != digits) or int(text) == 0:
+        what = "seven digits (an IMO prefix is allowed)" if field == "imo" else "the nine-digit MMSI"
+        raise err(where, field, f"must be {what}, got {v!r}")
+    return text
 
 
 def _opt_str(v: Any) -> str | None:

@@ -90,10 +90,11 @@ def link_watchlist(registry: pl.DataFrame, vessels: Mapping[str, Vessel]) -> pl.
     """Add ``vessel`` (watchlist key) and ``link`` (the field that matched) to a registry frame."""
     by = {"mmsi": {}, "imo": {}, "call_sign": {}, "name": {}}
     for key, v in vessels.items():
-        if v.mmsi:
-            by["mmsi"][int(v.mmsi)] = key
-        if v.imo and _norm(v.imo).isdigit():
-            by["imo"][int(_norm(v.imo))] = key
+        mmsi, imo = _norm(v.mmsi), _norm(v.imo).removeprefix("IMO")
+        if mmsi.isdigit():
+            by["mmsi"][int(mmsi)] = key
+        if imo.isdigit():
+            by["imo"][int(imo)] = key
         if v.call_sign:
             by["call_sign"][_norm(v.call_sign)] = key
         by["name"][_norm(v.name)] = key
@@ -113,7 +114,7 @@ def link_watchlist(registry: pl.DataFrame, vessels: Mapping[str, Vessel]) -> pl.
 
 def mmsi_to_vessel(vessels: Mapping[str, Vessel], registry: pl.DataFrame | None = None) -> dict[int, str]:
     """MMSI -> watchlist key from the watchlist itself and, where given, registry links by IMO or call sign."""
-    out = {int(v.mmsi): k for k, v in vessels.items() if v.mmsi and str(v.mmsi).isdigit()}
+    out = {int(_norm(v.mmsi)): k for k, v in vessels.items() if _norm(v.mmsi).isdigit()}
     if registry is not None and registry.height:
         linked = link_watchlist(registry, vessels).filter(pl.col("link").is_in(["mmsi", "imo", "call_sign"]))
         for mmsi, key in linked.select("mmsi", "vessel").iter_rows():
