@@ -192,6 +192,30 @@ def test_rerun_from_the_store_fuses_the_detections_not_its_own_output(tmp_path):
     assert sorted(det["id"]) == ["img-0", "img-1", "img-2"]
 
 
+def test_detections_from_a_scene_with_a_date_alone_are_not_matched_to_ais_at_midnight(tmp_path):
+    """A scene whose files give only a date is stored at 00:00 UTC: AIS at midnight says nothing of its ships (the
+    image may be from 10:30), so fusion leaves its detections out and says why, instead of calling them no-ais."""
+    from shapely.geometry import box as _box
+
+    from routewatch.model import SENSOR_DETECTION, Look, Scene
+
+    ws = _workspace(tmp_path / "ws")
+    store = Store.open(ws.db_url)
+    day = T.replace(hour=0, minute=0, second=0)
+    for sid, when, attrs in (("scene-dated", day, {"time_precision": "day"}), ("scene-timed", T, {})):
+        store.add_scenes([Scene(sid, "sentinel-2", when, _box(130.2, 42.1, 130.4, 42.3), 10.0, attributes=attrs)])
+        store.add_looks([Look(f"look-{sid}", "rajin", when, "sentinel-2", 1.0, SENSOR_DETECTION["sentinel-2"],
+                              SourceKind.IMAGE, scene_id=sid)])
+        store.add_sightings([Sighting(id=f"img-{sid}-{i}", time=when, source_kind=SourceKind.IMAGE, site="rajin",
+                                      event="detection", lon=130.28 + 0.01 * i, lat=42.23, length_m=120.0,
+                                      width_m=18.0, heading_deg=90.0, score=0.9, look_id=f"look-{sid}")
+                             for i in range(2)])
+    out = _fuse("-w", str(ws.root), "--out", str(tmp_path / "fused.geojson"))
+    assert "2 detections left out: their scenes give a date but no time of day" in out
+    fused = {s.id for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")}
+    assert fused == {stable_id("fused", f"img-scene-timed-{i}") for i in range(2)}
+
+
 def test_detections_without_georeference_or_outside_wgs84_are_refused(tmp_path):
     pixels = tmp_path / "chip.geojson"  # as `detect sar chip.jpg --pixel-size 10` writes it
     pixels.write_text(json.dumps({"type": "FeatureCollection",

@@ -226,7 +226,21 @@ def test_the_same_acquisition_in_two_folders_is_added_once(shared_dir: Path, tmp
     assert "the same acquisition as scene" in second.failures[0][1]
     shutil.rmtree(tmp_path / "a")
     assert add_folder(tmp_path / "b", store=store, when=when).new == 1  # the first copy is gone: the second is used
-    # a date alone (midnight) says too little: two images of one day are both kept
-    for copy in ("c", "d"):
+    # a date alone (sen2ships gives 2023-06-11): the same day and the same bytes is the same acquisition, marked
+    # as having no time of day; another image of that day is kept
+    for copy in ("c", "d", "e"):
         shutil.copytree(port, tmp_path / copy / "gdynia")
-        assert add_folder(tmp_path / copy, store=store).new == 1
+    with rasterio.open(tmp_path / "e" / "gdynia" / "B08.tiff", "r+") as ds:
+        ds.write(ds.read(1) + 1, 1)
+    third = add_folder(tmp_path / "c", store=store)
+    assert third.new == 1 and third.scenes[0].acquired == datetime(2023, 6, 11, tzinfo=UTC)
+    assert third.scenes[0].attributes["time_precision"] == "day"
+    fourth = add_folder(tmp_path / "d", store=store)
+    assert fourth.new == 0 and "the same acquisition as scene" in fourth.failures[0][1]
+    assert add_folder(tmp_path / "e", store=store).new == 1
+    # a time given with --time: not marked; a date given with --time: marked
+    assert "time_precision" not in store.scenes(since=when, until=when)[0].attributes
+    day = datetime(2023, 6, 12, tzinfo=UTC)
+    shutil.copytree(port, tmp_path / "f" / "gdynia")
+    dated = add_folder(tmp_path / "f", store=store, when=day, when_has_time=False)
+    assert dated.scenes[0].attributes["time_precision"] == "day"

@@ -69,6 +69,21 @@ def _days(ws, since, until, label):
     return gen
 
 
+def _without_date_only_scenes(store, det):
+    """Detections whose look's scene has an acquisition time of day; and how many were left out for lack of one
+    (a scene stored at 00:00 UTC because only its date is known: AIS at midnight says nothing of its ships)."""
+    import polars as pl
+
+    if det.height == 0 or det["look_id"].is_null().all():
+        return det, 0
+    t0, t1 = det["time"].min(), det["time"].max()
+    scene_of = {lk.id: lk.scene_id for lk in store.looks(since=t0, until=t1)}
+    dated = {s.id for s in store.scenes(since=t0, until=t1) if s.attributes.get("time_precision") == "day"}
+    drop = [scene_of.get(lk) in dated for lk in det["look_id"].to_list()]
+    keep = det.filter(~pl.Series(drop, dtype=pl.Boolean))
+    return keep, det.height - keep.height
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
     app.add_typer(ais_app, name="ais")
@@ -250,6 +265,11 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(2) from None
         else:
             det = detections_from_sightings(store.sightings(since=_time(since, "--since"), until=_time(until, "--until")))
+            det, dateless = _without_date_only_scenes(store, det)
+            if dateless:
+                console.print(f"[yellow]{dateless} detections left out: their scenes give a date but no time of day, "
+                              "and AIS cannot be matched at an unknown time (add the scenes again with `scenes add "
+                              "--time`, then `detect` them again)[/yellow]")
         if det.height == 0:
             console.print("[yellow]No detections to fuse.[/yellow]")
             raise typer.Exit(0)

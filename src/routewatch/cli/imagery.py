@@ -118,12 +118,22 @@ def register(app: typer.Typer) -> None:
         ws, _, store = open_workspace(workspace, db)  # no workspace: says so and creates nothing
         ws.ensure()
         result = add_folder(folder, store=store, bands=bands.split(",") if bands else None,
-                            when=_day(when) if when else None, sensor=sensor)
+                            when=_day(when) if when else None, when_has_time=not when or len(when) != 10,
+                            sensor=sensor)
         table = Table("scene", "sensor", "time (UTC)", "pixel (m)", "bands", "note")
+        date_only = [s for s in result.scenes if s.attributes.get("time_precision") == "day"]
         for s in result.scenes:
-            table.add_row(Path(s.uri or "").name, s.sensor, f"{s.acquired:%Y-%m-%d %H:%M}", f"{s.resolution_m:.2f}",
-                          ",".join(s.attributes.get("bands", {})), "SIMULATED" if s.simulated else "")
+            notes = ["SIMULATED"] if s.simulated else []
+            if s in date_only:
+                notes.append("date only")
+            table.add_row(Path(s.uri or "").name, s.sensor,
+                          f"{s.acquired:%Y-%m-%d}" if s in date_only else f"{s.acquired:%Y-%m-%d %H:%M}",
+                          f"{s.resolution_m:.2f}", ",".join(s.attributes.get("bands", {})), ", ".join(notes))
         Console().print(table)
+        if date_only:
+            console.print(f"[yellow]{len(date_only)} scene(s) give a date but no time of day (stored at 00:00 UTC): "
+                          "enough for the coverage ledger, but `fuse` cannot match AIS to their ships; add them "
+                          "again with --time YYYY-MM-DDTHH:MMZ to give the time[/yellow]")
         _failures(result.failures)
         again = len(result.scenes) - result.new
         console.print(f"{result.new} scenes added" + (f", {again} already in the store" if again else "")

@@ -141,9 +141,10 @@ def fetch_site(ws: Workspace, site: Site, start: datetime, end: datetime, sensor
 
 
 def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str] | None = None,
-               when: datetime | None = None, sensor: str | None = None) -> AddResult:
-    """`scenes add`: describe each scene in a folder and store it with its evidence; failures are recorded."""
-    result = scan_folder(folder, bands=bands, when=when, sensor=sensor)
+               when: datetime | None = None, sensor: str | None = None, when_has_time: bool = True) -> AddResult:
+    """`scenes add`: describe each scene in a folder and store it with its evidence; failures are recorded.
+    ``when_has_time`` False: ``when`` is a date alone (the scenes are marked so)."""
+    result = scan_folder(folder, bands=bands, when=when, when_has_time=when_has_time, sensor=sensor)
     if store is not None:
         kept_scenes, kept_evidence = [], []
         for scene, ev in zip(result.scenes, result.evidence, strict=True):
@@ -164,17 +165,20 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
 
 def same_acquisition(store: Any, scene: Scene) -> Scene | None:
     """Another stored scene of the same acquisition under another id: the same images copied to another folder
-    or renamed. Same time to the second (a time of day is needed: a date alone says too little) and nine tenths
-    of the same footprint, both real or both simulated, and the same sensor, unless one is an unnamed GeoTIFF
-    (a true-colour picture of a Sentinel-2 product); a copy whose files are gone (a folder moved) does not count.
-    One indexed store query per scene: the scenes of this run are stored as they are added."""
+    or renamed. The same time to the second, or, when either scene has a date alone (no time of day: stored at
+    00:00 UTC), the same day and files of the same bytes; nine tenths of the same footprint, both real or both
+    simulated, and the same sensor, unless one is an unnamed GeoTIFF (a true-colour picture of a Sentinel-2
+    product); a copy whose files are gone (a folder moved) does not count. One indexed store query per scene:
+    the scenes of this run are stored as they are added."""
     from datetime import timedelta
 
     t = scene.acquired
-    if (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0):
-        return None
-    for other in store.scenes(since=t - timedelta(seconds=1), until=t + timedelta(seconds=1)):
+    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    for other in store.scenes(since=day, until=day + timedelta(days=1) - timedelta(microseconds=1)):
         if other.id == scene.id or other.simulated != scene.simulated:
+            continue
+        loose = _date_only(scene) or _date_only(other)
+        if not loose and abs(other.acquired - t) > timedelta(seconds=1):
             continue
         if other.sensor != scene.sensor and "geotiff" not in (other.sensor, scene.sensor):
             continue
@@ -187,8 +191,41 @@ def same_acquisition(store: Any, scene: Scene) -> Scene | None:
         files = other.attributes.get("files") or []
         if files and not all(Path(f).exists() for f in files):
             continue
+        if loose and not _same_bytes(scene.attributes.get("files") or [], files):
+            continue
         return other
     return None
+
+
+def _date_only(scene: Scene) -> bool:
+    """A scene whose time is a date alone: marked so when added, or (stored before the mark) exactly 00:00 UTC."""
+    t = scene.acquired
+    return scene.attributes.get("time_precision") == "day" or (t.hour, t.minute, t.second, t.microsecond) == (0,) * 4
+
+
+def _same_bytes(files: list[str], others: list[str]) -> bool:
+    """Whether two scenes' files hold the same bytes (sizes first; hashed only when those agree)."""
+    import xxhash
+
+    if not files or len(files) != len(others):
+        return False
+
+    def digests(paths: list[str]) -> list[tuple[int, str]]:
+        out = []
+        for f in paths:
+            h = xxhash.xxh3_128()
+            with Path(f).open("rb") as fh:
+                for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                    h.update(block)
+            out.append((Path(f).stat().st_size, h.hexdigest()))
+        return sorted(out)
+
+    try:
+        if sorted(Path(f).stat().st_size for f in files) != sorted(Path(f).stat().st_size for f in others):
+            return False
+        return digests(files) == digests(others)
+    except OSError:
+        return False
 
 
 class _NoBar:

@@ -88,11 +88,18 @@ def parse_time(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else ensure_utc(value)
 
 
-def _time_from(files: list[Path], tags: dict[str, str]) -> datetime | None:
+def _has_time_of_day(text: str) -> bool:
+    """Whether a written time gives the time of day, not a date alone (``2023-06-11``)."""
+    return re.fullmatch(r"\s*\d{4}[-:]?\d{2}[-:]?\d{2}\s*", text) is None
+
+
+def _time_from(files: list[Path], tags: dict[str, str]) -> tuple[datetime, bool] | None:
+    """The acquisition time from the tags, a file name or ``annotations_coco.json``, and whether it has a time of
+    day (a date alone is stored as 00:00 UTC and marked so: AIS cannot be matched to it)."""
     for key in TIME_TAGS:
         if tags.get(key):
             try:
-                return parse_time(tags[key])
+                return parse_time(tags[key]), _has_time_of_day(tags[key])
             except ValueError:
                 continue
     for f in files:
@@ -100,7 +107,7 @@ def _time_from(files: list[Path], tags: dict[str, str]) -> datetime | None:
         if m and 1990 < int(m.group(1)) < 2100 and 1 <= int(m.group(2)) <= 12:
             parts = [int(g) if g else 0 for g in m.groups()]
             try:
-                return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+                return datetime(*parts, tzinfo=UTC), m.group(4) is not None  # type: ignore[misc]
             except ValueError:
                 continue
     coco = files[0].parent / "annotations_coco.json"
@@ -108,7 +115,8 @@ def _time_from(files: list[Path], tags: dict[str, str]) -> datetime | None:
         try:
             info = json.loads(coco.read_text()).get("info", {})
             if info.get("acquisition_date"):
-                return parse_time(str(info["acquisition_date"]))
+                text = str(info["acquisition_date"])
+                return parse_time(text), _has_time_of_day(text)
         except (ValueError, OSError):
             return None
     return None
@@ -159,6 +167,7 @@ def _default_names(count: int, sar: bool) -> list[str]:
 
 
 def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when: datetime | None = None,
+                     when_has_time: bool = True,
                      sensor: str | None = None) -> tuple[Scene, Evidence]:
     """Check one scene's files and describe them as a Scene (+ its scene Evidence). Errors name the file."""
     refs: dict[str, dict[str, Any]] = {}
@@ -205,9 +214,10 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
         except (RasterioError, OSError) as exc:
             raise SceneReadError(f"{f}: not a readable GeoTIFF (corrupt or truncated?): {error_text(exc)}") from exc
     assert georef is not None
-    acquired = ensure_utc(when) if when else _time_from(files, tags)
-    if acquired is None:
+    found = (ensure_utc(when), when_has_time) if when else _time_from(files, tags)
+    if found is None:
         raise SceneReadError(f"{first}: no acquisition time in tags, file name or annotations; give --time")
+    acquired, time_of_day = found
     if sensor:
         sensor_name = sensor
     elif tags.get("ROUTEWATCH_SENSOR"):
@@ -222,6 +232,8 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                                   "files": [str(f.resolve()) for f in files], "source": "local"}
     if "scl" in refs:
         attributes["scl"] = refs["scl"]
+    if not time_of_day:  # stored as 00:00 UTC: right for the day's coverage, no time to match AIS at
+        attributes["time_precision"] = "day"
     if georef.uses_gcps:
         attributes["geolocation"] = "gcps"
     cloud = _cloud_cover(tags.get("CLOUD_COVER"))
@@ -244,6 +256,7 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
 
 
 def scan_folder(folder: str | Path, *, bands: list[str] | None = None, when: datetime | None = None,
+                when_has_time: bool = True,
                 sensor: str | None = None) -> AddResult:
     """Describe every scene in a folder; bad files become failures (file and reason), the rest go on."""
     root = Path(folder)
@@ -252,7 +265,7 @@ def scan_folder(folder: str | Path, *, bands: list[str] | None = None, when: dat
         raise FileNotFoundError(f"{root}: not a folder")
     for group in group_files(root):
         try:
-            scene, ev = scene_from_files(group, bands=bands, when=when, sensor=sensor)
+            scene, ev = scene_from_files(group, bands=bands, when=when, when_has_time=when_has_time, sensor=sensor)
         except SceneReadError as exc:
             result.failures.append((str(group[0]), str(exc)))
             continue
