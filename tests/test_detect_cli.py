@@ -107,6 +107,11 @@ def test_detect_site_calls_the_pipeline(tmp_path: Path, monkeypatch: pytest.Monk
     assert res.exit_code == 0 and (until.hour, until.minute, until.day, until.tzinfo is not None) == (23, 59, 11, True)
     res = runner.invoke(app, ["detect", "--site", "rajin"])
     assert res.exit_code == 2 and "--since" in res.output
+    # a scene that could not be read: said, recorded, and the exit status says so (as scenes add, ais ingest)
+    fake.detect_site = lambda *a: types.SimpleNamespace(  # type: ignore[attr-defined]
+        scenes=2, looks=2, sightings=5, failures=[("/data/B08.tiff", "cannot read band 'nir'")])
+    res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-08-01", "-w", str(tmp_path)])
+    assert res.exit_code == 1 and "B08.tiff: cannot read band 'nir'" in said(res)
 
 
 def said(res: object) -> str:
@@ -162,6 +167,7 @@ def test_detect_optical_on_a_shared_port(shared_dir: Path, tmp_path: Path) -> No
         assert -158.0 < lon < -157.8 and 21.2 < lat < 21.4
     res = runner.invoke(app, ["evaluate", "detections", str(out), "--truth", str(port / "annotations_coco.json")])
     assert res.exit_code == 0 and "length MAE" in res.output
+    assert "warning" not in res.output  # the labels name B04.tiff, beside the B02.tiff the detections name
     assert (fc["routewatch"]["width"], fc["routewatch"]["height"]) == (port_size := _coco_size(port))
     # another port's labels: refused as another image instead of scored (it once gave F1 0.24, silently)
     other = shared_dir / "data" / "sen2ships" / "busan" / "annotations_coco.json"
@@ -182,6 +188,9 @@ def test_detect_optical_band_size_mismatch(shared_dir: Path, tmp_path: Path) -> 
     res = runner.invoke(app, ["detect", "optical", "--band", f"blue={a}", "--band", f"green={b}", "--band",
                               f"red={a}", "-o", str(tmp_path / "x.geojson")])
     assert res.exit_code == 2 and "B03.tiff" in res.output and "differs" in res.output
+    res = runner.invoke(app, ["detect", "optical", "--band", f"blue={a}", "--band", f"green={a}", "--band",
+                              f"red={a}", "--band", f"blue={a}", "-o", str(tmp_path / "y.geojson")])
+    assert res.exit_code == 2 and "band blue given twice" in said(res) and not (tmp_path / "y.geojson").exists()
 
 
 def test_detect_sar_with_a_user_onnx_model(tmp_path: Path) -> None:
@@ -328,6 +337,14 @@ def test_detect_sar_finds_the_ships_of_the_inshore_chip_inside_derived_water(sha
                 for f in json.loads(out.read_text())["features"]]
         recall[opt] = score(dets, truth, pixel_size_m=10.0).recall
     assert recall["auto"] >= 0.65 and recall["none"] <= 0.2, recall
+    # scored against its own labels: no warning; against another chip's (all chips are 256 x 256, so the size
+    # check cannot tell): a warning naming both images
+    res = runner.invoke(app, ["evaluate", "detections", str(out), "--truth", str(chip.with_suffix(".xml"))])
+    assert res.exit_code == 0 and "warning" not in res.output
+    other = chip.with_name("Gao_ship_hh_0201611139301040015.xml")
+    res = runner.invoke(app, ["evaluate", "detections", str(out), "--truth", str(other)])
+    assert res.exit_code == 0 and "warning" in said(res) and "'ship_hh_0201611139301040015'" in said(res)
+    assert "'Gao_ship_hh_02017110638010408.jpg'" in said(res)
 
 
 def test_global_mask_keeps_the_search_near_the_sea(tmp_path: Path) -> None:

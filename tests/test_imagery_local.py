@@ -72,6 +72,13 @@ def test_bad_files_are_named_and_skipped(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     good = _tif(folder / "good_20231001.tif")
     _tif(folder / "nocrs_20231001.tif", crs=None)
+    import warnings
+
+    with warnings.catch_warnings():  # no CRS and no geotransform at all (rasterio warns when writing it too)
+        warnings.simplefilter("ignore")
+        with rasterio.open(folder / "bare_20231001.tif", "w", driver="GTiff", width=50, height=40, count=1,
+                           dtype="uint16") as ds:
+            ds.write(np.ones((1, 40, 50), np.uint16))
     broken = folder / "broken_20231001.tif"
     data = good.read_bytes()
     broken.write_bytes(data[: len(data) // 2])
@@ -81,16 +88,18 @@ def test_bad_files_are_named_and_skipped(tmp_path: Path) -> None:
     _tif(folder / "s2" / "B03.tif", count=1, crs=UTM52, shape=(60, 81))
     ws = Workspace.open(tmp_path / "ws").ensure()
     store = open_store(ws)
-    res = add_folder(folder, store=store)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rasterio's NotGeoreferencedWarning would be printed raw to the user
+        res = add_folder(folder, store=store)
     assert [Path(s.uri).name for s in res.scenes] == ["good_20231001.tif"]
     why = {Path(p).name: m for p, m in res.failures}
-    assert "no CRS" in why["nocrs_20231001.tif"]
+    assert "no CRS" in why["nocrs_20231001.tif"] and "no CRS" in why["bare_20231001.tif"]
     assert "broken_20231001.tif" in why["broken_20231001.tif"]
     assert "IReadBlock" in why["broken_20231001.tif"]  # GDAL's reason, not only rasterio's "Read failed"
     assert "garbage_20231001.tif" in why["garbage_20231001.tif"]
     assert "--time" in why["notime.tif"]
     assert "same size" in why["B02.tif"] and "B03.tif" in why["B02.tif"]
-    assert len(store.failures("scenes add")) == 5
+    assert len(store.failures("scenes add")) == 6
     assert [s.id for s in store.scenes()] == [res.scenes[0].id]
     assert store.evidence([stable_id("evidence", res.scenes[0].id)])
     # adding again is idempotent

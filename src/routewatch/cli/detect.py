@@ -285,8 +285,11 @@ def register(app: typer.Typer) -> None:
             raise _fail(str(exc)) from None
         console.print(f"{site}: {getattr(res, 'scenes', '?')} scenes, {getattr(res, 'looks', '?')} looks, "
                       f"{getattr(res, 'sightings', '?')} sightings stored")
-        for path, message in getattr(res, "failures", []) or []:
+        failures = getattr(res, "failures", []) or []
+        for path, message in failures:
             console.print(f"[yellow]failed:[/yellow] {path}: {message}")
+        if failures:  # as `scenes add` and `ais ingest`: a script must see that a scene was not read
+            raise typer.Exit(1)
 
     @detect.command("sar")
     def detect_sar_cmd(
@@ -353,6 +356,8 @@ def register(app: typer.Typer) -> None:
             name, sep, file = spec.partition("=")
             if not sep or name not in BAND_ORDER:
                 raise _fail(f"--band {spec!r}: expected NAME=FILE[:N] with NAME one of {', '.join(BAND_ORDER)}")
+            if name in bands:
+                raise _fail(f"--band {spec!r}: band {name} given twice; give each band once")
             head, colon, tail = file.rpartition(":")
             index = int(tail) if colon and tail.isascii() and tail.isdigit() and int(tail) >= 1 else None
             file = head if index is not None else file
@@ -395,7 +400,14 @@ def register(app: typer.Typer) -> None:
         Example: routewatch evaluate detections det.geojson --truth annotations_coco.json --water water.tif
         """
         from routewatch.detect.base import read_geojson
-        from routewatch.detect.evaluate import distance_to_shore_px, load_truth, score, truth_image_size
+        from routewatch.detect.evaluate import (
+            distance_to_shore_px,
+            load_truth,
+            same_image_name,
+            score,
+            truth_image_name,
+            truth_image_size,
+        )
 
         try:
             dets, meta = read_geojson(json.loads(detections.read_text()), str(detections))
@@ -411,6 +423,11 @@ def register(app: typer.Typer) -> None:
         if size is not None and None not in made_on and tuple(made_on) != size:
             raise _fail(f"{detections} was made on a {made_on[0]} x {made_on[1]} px image ({meta.get('image')}) but "
                         f"{truth} labels a {size[0]} x {size[1]} px image: not the same image")
+        labelled = truth_image_name(truth)
+        if labelled and meta.get("image") and not same_image_name(labelled, str(meta["image"])):
+            console.print(f"[yellow]warning:[/yellow] {truth} labels an image named {labelled!r}, but {detections} "
+                          f"was made on {Path(str(meta['image'])).name!r}: if they are different images (of the same "
+                          "size), these scores mean nothing")
         shore = None
         if water is not None:
             mask, _, _ = read_image(water)

@@ -205,6 +205,26 @@ def truth_image_size(path: str | Path) -> tuple[int, int] | None:
         return None
 
 
+def truth_image_name(path: str | Path) -> str | None:
+    """The file name of the one image a COCO (``file_name``) or Pascal VOC (``filename``) file labels, if it says."""
+    p = Path(path)
+    try:
+        if p.suffix.lower() == ".json":
+            images = json.loads(p.read_text()).get("images") or []
+            return str(images[0].get("file_name") or "") or None if len(images) == 1 else None
+        return (ET.parse(p).getroot().findtext("filename") or "").strip() or None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ET.ParseError):
+        return None
+
+
+def same_image_name(labelled: str, image: str) -> bool:
+    """Whether a truth file's image name can be the image the detections were made on: the same name up to a
+    prefix or suffix (``ship_hh_0201611`` and ``Gao_ship_hh_0201611.jpg``), or a file of that name beside it
+    (``B04.tiff`` beside ``B02.tiff``: another band of the same scene)."""
+    a, b = Path(labelled).stem.lower(), Path(image).stem.lower()
+    return bool(a and b and (a in b or b in a)) or (Path(image).parent / Path(labelled).name).exists()
+
+
 def distance_to_shore_px(water: np.ndarray) -> np.ndarray:
     """Distance in pixels from every pixel to the nearest land pixel (0 on land)."""
     w = np.asarray(water, bool)

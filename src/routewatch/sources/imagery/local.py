@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from routewatch.model import Evidence, EvidenceKind, Scene, ensure_utc, stable_id
@@ -265,7 +266,10 @@ def scan_folder(folder: str | Path, *, bands: list[str] | None = None, when: dat
         raise FileNotFoundError(f"{root}: not a folder")
     for group in group_files(root):
         try:
-            scene, ev = scene_from_files(group, bands=bands, when=when, when_has_time=when_has_time, sensor=sensor)
+            with warnings.catch_warnings():  # a file without georeference is refused below, by name, not warned of
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                scene, ev = scene_from_files(group, bands=bands, when=when, when_has_time=when_has_time,
+                                             sensor=sensor)
         except SceneReadError as exc:
             result.failures.append((str(group[0]), str(exc)))
             continue
