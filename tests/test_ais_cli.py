@@ -216,6 +216,44 @@ def test_visits_from_the_marinecadastre_sample_are_stored_once(tmp_path, shared_
     assert [s.vessel for s in sightings if s.vessel] == ["known"]
 
 
+def test_a_visit_over_two_days_is_not_cut_or_doubled_by_runs_over_one_day(tmp_path):
+    """A ship enters Houston on 11 Jan 05:40, stops, and leaves on 12 Jan 06:40. A run over all the AIS stores that
+    visit; runs over one of the days (which see it cut at the window's edge) neither replace it with a shorter
+    one nor add a second, overlapping visit. A run over one day in an empty store adds the part it sees, and a
+    later run over both days replaces that part."""
+    t0 = datetime(2023, 1, 11, 5, 0, tzinfo=UTC)
+    track = [(t0 + timedelta(minutes=20 * i), -94.7 - 0.1 * i, 29.7, 10.0) for i in range(3)]  # sailing in
+    track += [(t0 + timedelta(minutes=40 + 30 * i), -95.0, 29.7, 0.0) for i in range(50)]  # stopped inside
+    track += [(track[-1][0] + timedelta(minutes=20 * i), -95.0 + 0.1 * i, 29.7, 10.0) for i in range(1, 5)]
+    csv_path = tmp_path / "visit.csv"
+    with csv_path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(MC_HEADER)
+        for t, lon, lat, sog in track:
+            w.writerow([222000222, f"{t:%Y-%m-%dT%H:%M:%S}", lat, lon, sog, 90.0, 90, "TWO DAYS", "", "T2",
+                        70, 0, 150, 25, 8.0, 70, "A"])
+
+    def stored(root):
+        return sorted((s.time, s.time_end) for s in Store.open(Workspace.open(root).db_url).sightings(site="houston")
+                      if s.event == "ais_visit")
+
+    ws = _init(tmp_path / "ws")
+    _run("ais", "ingest", str(csv_path), "-w", str(ws.root))
+    _run("ais", "visits", "-w", str(ws.root))
+    (whole,) = stored(ws.root)
+    assert whole[0].day == 11 and whole[1].day == 12
+    for day in ("2023-01-11", "2023-01-12"):
+        _run("ais", "visits", "-w", str(ws.root), "--since", day, "--until", day)
+        assert stored(ws.root) == [whole]
+    fresh = _init(tmp_path / "fresh")
+    _run("ais", "ingest", str(csv_path), "-w", str(fresh.root))
+    _run("ais", "visits", "-w", str(fresh.root), "--since", "2023-01-12", "--until", "2023-01-12")
+    (part,) = stored(fresh.root)
+    assert part[0].day == 12 and part[1] == whole[1]
+    _run("ais", "visits", "-w", str(fresh.root), "--since", "2023-01-11", "--until", "2023-01-12")
+    assert stored(fresh.root) == [whole]
+
+
 def test_gaps_give_cues_for_reachable_sites_only(tmp_path):
     ws = _init(tmp_path / "ws")
     fixes = _write_track_csv(tmp_path / "track.csv")

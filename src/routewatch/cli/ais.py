@@ -165,7 +165,7 @@ def register(app: typer.Typer) -> None:
         Example: routewatch ais visits -w rajin-case --since 2023-08-01 --min-level 2 --out visits.csv
         """
         from routewatch.analysis.port_visits import VisitConfig, port_visits
-        from routewatch.sources.ais.records import store_ais, visit_records
+        from routewatch.sources.ais.records import store_ais, visit_records, windowed_visits
 
         if not 0 < entry_m <= exit_m:
             raise typer.BadParameter(f"--exit-m ({exit_m:g}) must be at least --entry-m ({entry_m:g}), both positive: "
@@ -178,10 +178,14 @@ def register(app: typer.Typer) -> None:
         mmsi_vessel, lengths = _mmsi_map(ws, watchlist)
         _, sightings, evidence = visit_records(frame, mmsi_vessel, lengths)
         # a run over all the AIS replaces the earlier visits at the watched sites; one over some days adds to
-        # them (a visit crossing the window's edge would be cut short there, so nothing is removed)
+        # them, and a visit it cut at the window's edge does not replace what a run that saw more stored
         whole = since is None and until is None
+        remove: list[str] = []
+        if not whole:
+            sightings, evidence, remove = windowed_visits(store, sightings, evidence,
+                                                          [int(m) for m in frame["mmsi"].to_list()])
         store_ais(store, sightings=sightings, evidence=evidence,
-                  replace=("visits", watchlist.sites) if whole else None)
+                  replace=("visits", watchlist.sites) if whole else None, remove=remove)
         if out:
             frame.write_csv(out)
         table = Table("site", "visits", "identified", "mean confidence")

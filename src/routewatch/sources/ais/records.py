@@ -60,6 +60,44 @@ def visit_records(
     return out_v, out_s, out_e
 
 
+def windowed_visits(store: Any, sightings: list[Sighting], evidence: list[Evidence],
+                    mmsis: list[int]) -> tuple[list[Sighting], list[Evidence], list[str]]:
+    """What a run of ``ais visits`` over some days only may write: a visit that crosses the window's edge is cut
+    there, so it must not replace, nor sit beside, the same visit stored by a run that saw more of it.
+
+    Each new visit is compared with the stored AIS visits of the same ship (MMSI, from their evidence) at the
+    same site that overlap it: when a stored one is at least as long, the new one is left out; otherwise the
+    stored ones it overlaps are removed and the new one written. Returns (sightings, their evidence, ids of
+    stored sightings to remove).
+    """
+    if not sightings:
+        return [], [], []
+    t0 = min(s.time for s in sightings)
+    t1 = max(s.time_end or s.time for s in sightings)
+    stored: dict[tuple[str | None, int], list[Sighting]] = {}
+    olds = [w for site in sorted({s.site for s in sightings if s.site})
+            for w in store.sightings(site=site, since=t0, until=t1)
+            if w.event == "ais_visit" and w.source_kind == SourceKind.AIS]
+    ev = store.evidence([e for w in olds for e in w.evidence_ids])
+    for w in olds:
+        mmsi = next((ev[e].attributes.get("mmsi") for e in w.evidence_ids if e in ev), None)
+        if mmsi is not None:
+            stored.setdefault((w.site, int(mmsi)), []).append(w)
+    keep: list[Sighting] = []
+    remove: set[str] = set()
+    for s, mmsi in zip(sightings, mmsis, strict=True):
+        end = s.time_end or s.time
+        overlapping = [w for w in stored.get((s.site, int(mmsi)), [])
+                       if w.id not in remove and w.time <= end and (w.time_end or w.time) >= s.time]
+        if any((w.time_end or w.time) - w.time >= end - s.time and (w.id != s.id or (w.time_end or w.time) > end)
+               for w in overlapping):
+            continue  # a stored visit saw at least as much of it
+        remove.update(w.id for w in overlapping if w.id != s.id)
+        keep.append(s)
+    wanted = {e for s in keep for e in s.evidence_ids}
+    return keep, [e for e in evidence if e.id in wanted], sorted(remove)
+
+
 def gap_rows(gaps: pl.DataFrame, mmsi_vessel: Mapping[int, str]) -> tuple[list[dict[str, Any]], list[Evidence]]:
     """Rows for the ``ais_gaps`` table (cues in ``reachable_sites``) and the evidence of each gap's two ends."""
     rows, evidence = [], []
@@ -110,13 +148,14 @@ def _replace(conn, table, rows: list[dict[str, Any]], key: str) -> None:
 
 
 def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
-              replace: tuple[str, Any] | None = None) -> dict[str, int]:
+              replace: tuple[str, Any] | None = None, remove: Any = ()) -> dict[str, int]:
     """Write AIS records in one transaction, so a failure leaves the store as it was.
 
     ``replace`` = ("visits", site keys) or ("gaps", MMSIs): the run read all the AIS there is, so the AIS visits
     at those sites, or the gaps of those ships, that an earlier run stored and this one did not find are removed
     first; a second run with other settings replaces the first instead of adding to it. Records of other sites
-    or ships (another workspace's, on a shared store) are left alone.
+    or ships (another workspace's, on a shared store) are left alone. ``remove``: sighting ids to remove in the
+    same transaction (see :func:`windowed_visits`).
     """
     from sqlalchemy import select
 
@@ -143,6 +182,8 @@ def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
                     stale += [i for i in conn.execute(q).scalars() if i not in keep]
                 for k in range(0, len(stale), 500):
                     conn.execute(delete(g).where(g.c.id.in_(stale[k : k + 500])))
+        if remove:
+            store.remove_sightings(list(remove), conn=conn)
         store.add_evidence(list(evidence), conn=conn)
         store.add_sightings(list(sightings), conn=conn)
         if gaps:
