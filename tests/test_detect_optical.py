@@ -219,3 +219,24 @@ def test_shore_crops_centre_on_the_waters_edge() -> None:
             train_net([], 1, shore=0.5)
         with pytest.raises(ValueError, match="multiple of 4"):
             train_net([], 1, crop=66)
+
+
+@pytest.mark.shared
+def test_half_an_image_of_no_data_does_not_hide_the_ships_in_the_other_half(shared_dir: Path) -> None:
+    """A window at a tile's edge is half zeros: they are left out of the image median (counted in, they dragged
+    it down so far that the model found nothing at all in the imaged half of Durban)."""
+    from routewatch.detect.evaluate import load_sen2ships_port, score
+
+    port = load_sen2ships_port(shared_dir / "data" / "sen2ships" / "durban")
+    px = port.pixel_size_m
+    w = port.bands["red"].shape[1]
+    cut = {k: v.copy() for k, v in port.bands.items()}
+    for v in cut.values():
+        v[:, : w // 2] = 0
+    east = [t for t in port.truth if t.col >= w // 2 + 50]
+    found = {}
+    for name, bands in (("whole", port.bands), ("half", cut)):
+        dets = [d for d in detect_optical(bands, pixel_size_m=px) if d.col >= w // 2 + 50]
+        found[name] = score(dets, east, pixel_size_m=float(np.mean(px)))
+    assert len(east) >= 10 and found["whole"].recall >= 0.7
+    assert found["half"].recall >= found["whole"].recall - 0.1 and found["half"].f1 >= found["whole"].f1 - 0.1

@@ -305,3 +305,30 @@ def test_a_scene_with_no_information_is_an_unusable_look(tmp_path: Path) -> None
     assert "one value" in looks[sar.time].note and "c.tif" in looks[sar.time].note
     assert "no valid pixels" in looks[opt.time].note and "water mask" not in looks[opt.time].note
     assert len(result.failures) == 2 and result.usable_looks == 0
+
+
+def test_a_detection_centred_in_cloud_is_not_a_sighting(tmp_path: Path) -> None:
+    """Detectors search a little beyond the zone they are given (hulls at the quay's edge), so a cloud's edge beside
+    clear water could come back as a ship: a detection whose centre the look did not see clearly is dropped."""
+    from routewatch.detect.base import Detection
+    from routewatch.sources.imagery.raster import read_scene
+
+    ws, store = _workspace(tmp_path)
+    folder = ws.root / "incoming"
+    simulate_scene(SITE, datetime(2023, 10, 2, 2, 0, tzinfo=UTC), "simulated-optical", [], folder / "a.tif",
+                   seed=3, cloud_cover=0.5)
+    (scene,) = add_folder(folder, store=store).scenes
+    scl = read_scene(scene, SITE.geometry).scl
+    cloudy = np.argwhere(scl == 9)
+    assert cloudy.size
+    picks: dict[str, tuple[int, int]] = {}
+
+    def one_in_cloud_one_in_water(kind, bands, pixel_size_m, zone):
+        picks["cloud"] = tuple(int(v) for v in cloudy[len(cloudy) // 2])
+        picks["water"] = tuple(int(v) for v in np.argwhere(zone)[np.argwhere(zone).shape[0] // 2])
+        return [Detection(row=r, col=c, length_m=100.0, width_m=15.0, heading_deg=0.0, score=0.9)
+                for r, c in picks.values()]
+
+    detect_site(ws, "rajin", datetime(2023, 10, 1, tzinfo=UTC), detector=one_in_cloud_one_in_water, progress=False)
+    kept = [s for s in store.sightings(site="rajin") if s.event == "detection"]
+    assert [s.detail.split("pixel ")[1] for s in kept] == ["({:.1f}, {:.1f})".format(*picks["water"])]

@@ -48,12 +48,16 @@ def optical_features(bands: dict[str, np.ndarray]) -> np.ndarray:
         raise ValueError(f"band arrays differ in size: {shapes}")
     arrs = [np.asarray(bands[b], dtype=np.float32) for b in BAND_ORDER if b in bands]
     logs = [np.log1p(np.maximum(a, 0.0)) for a in arrs]
-    valid = np.isfinite(np.stack(logs))
-    med = float(np.median(np.stack(logs)[valid])) if valid.any() else 0.0
-    feats = [lg - med for lg in logs]
+    stack = np.stack(logs)
+    # no-data (0 or not finite in every band, as at a tile's edge) is left out of the median and made the median:
+    # counted in, half an image of zeros would drag the median down and hide every ship in the other half
+    data = np.any(np.isfinite(stack) & (np.stack(arrs) > 0), axis=0)
+    valid = np.isfinite(stack) & data
+    med = float(np.median(stack[valid])) if valid.any() else 0.0
+    feats = [np.where(data, lg - med, 0.0) for lg in logs]
     if "nir" in bands:
         g, n = arrs[1], arrs[3]
-        ndwi = (g - n) / np.maximum(g + n, 1e-6)
+        ndwi = np.where(data, (g - n) / np.maximum(g + n, 1e-6), 0.0)
     else:
         feats.append(np.zeros_like(feats[0]))  # no NIR band: a zero channel keeps the network's input shape
         ndwi = np.zeros_like(arrs[0])

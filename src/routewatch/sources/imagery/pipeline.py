@@ -184,11 +184,18 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     # in SAR the rim is bright quay returns, see docs/imagery.md); user polygons already include berths
     reach = 0.0 if water_geometry is not None or raster.kind == "sar" else OPTICAL_SHORE_REACH_M
     zone = ship_zone(water, raster.pixel_size_m, reach) & clear
+    bands = raster.bands
+    if raster.kind == "optical" and not raster.valid.all():  # no-data as zeros, which the optical model leaves out
+        bands = {k: np.where(raster.valid, v, 0) for k, v in bands.items()}
     try:
-        found = detector(raster.kind, raster.bands, raster.pixel_size_m, zone)
+        found = detector(raster.kind, bands, raster.pixel_size_m, zone)
     except Exception as exc:  # a detector error costs this scene's look, never the whole run
         msg = f"{path}: detector failed: {type(exc).__name__}: {exc}"
         return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg))
+    # a detection centred in cloud or no-data (the detector searches a little beyond its zone, for hulls at the
+    # quay's edge) is not a ship the look saw
+    h, w = clear.shape
+    found = [d for d in found if clear[min(max(round(d.row), 0), h - 1), min(max(round(d.col), 0), w - 1)]]
     located = locate_detections(found, raster.georef)
     inside = [d for d in located if site.geometry.covers(Point(d.lon, d.lat))]
     look_id = stable_id("look", scene.id, site.key)
