@@ -318,14 +318,15 @@ def test_a_detection_centred_in_cloud_is_not_a_sighting(tmp_path: Path) -> None:
     simulate_scene(SITE, datetime(2023, 10, 2, 2, 0, tzinfo=UTC), "simulated-optical", [], folder / "a.tif",
                    seed=3, cloud_cover=0.5)
     (scene,) = add_folder(folder, store=store).scenes
-    scl = read_scene(scene, SITE.geometry).scl
-    cloudy = np.argwhere(scl == 9)
+    raster = read_scene(scene, SITE.geometry)
+    cloudy = np.argwhere((raster.scl == 9) & raster.georef.rasterize(SITE.geometry))  # cloud over the site
     assert cloudy.size
     picks: dict[str, tuple[int, int]] = {}
 
     def one_in_cloud_one_in_water(kind, bands, pixel_size_m, zone):
         picks["cloud"] = tuple(int(v) for v in cloudy[len(cloudy) // 2])
-        picks["water"] = tuple(int(v) for v in np.argwhere(zone)[np.argwhere(zone).shape[0] // 2])
+        water = np.argwhere(zone & raster.georef.rasterize(SITE.geometry))
+        picks["water"] = tuple(int(v) for v in water[len(water) // 2])
         return [Detection(row=r, col=c, length_m=100.0, width_m=15.0, heading_deg=0.0, score=0.9)
                 for r, c in picks.values()]
 
