@@ -107,11 +107,18 @@ def test_detect_site_calls_the_pipeline(tmp_path: Path, monkeypatch: pytest.Monk
     assert res.exit_code == 0 and (until.hour, until.minute, until.day, until.tzinfo is not None) == (23, 59, 11, True)
     res = runner.invoke(app, ["detect", "--site", "rajin"])
     assert res.exit_code == 2 and "--since" in res.output
-    # a scene that could not be read: said, recorded, and the exit status says so (as scenes add, ais ingest)
+    # a scene that could not be read: said, and the exit status says so (as scenes add, ais ingest); a cloudy
+    # scene is an unusable look, said, and no error
+    cloudy = ("/data/c.tif", "no usable pixel over the site (cloud)")
+    unread = ("/data/B08.tiff", "cannot read band 'nir'")
     fake.detect_site = lambda *a: types.SimpleNamespace(  # type: ignore[attr-defined]
-        scenes=2, looks=2, sightings=5, failures=[("/data/B08.tiff", "cannot read band 'nir'")])
+        scenes=2, looks=2, sightings=5, failures=[cloudy], errors=[])
     res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-08-01", "-w", str(tmp_path)])
-    assert res.exit_code == 1 and "B08.tiff: cannot read band 'nir'" in said(res)
+    assert res.exit_code == 0 and "unusable: /data/c.tif: no usable pixel" in said(res)
+    fake.detect_site = lambda *a: types.SimpleNamespace(  # type: ignore[attr-defined]
+        scenes=2, looks=2, sightings=5, failures=[cloudy, unread], errors=[unread])
+    res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-08-01", "-w", str(tmp_path)])
+    assert res.exit_code == 1 and "failed: /data/B08.tiff: cannot read band 'nir'" in said(res)
 
 
 def said(res: object) -> str:

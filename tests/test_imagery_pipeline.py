@@ -165,6 +165,7 @@ def test_bad_scenes_are_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
     assert "cloudy_20231007.tif" in messages and "cloud" in messages["cloudy_20231007.tif"]
     assert "sar_20231012.tif" in messages and "sar_20231012.tif" in messages["sar_20231012.tif"]
     assert {Path(f.path).name for f in store.failures("detect")} == {"cloudy_20231007.tif", "sar_20231012.tif"}
+    assert [Path(p).name for p, _ in result.errors] == ["sar_20231012.tif"]  # the cloudy look is no error
     looks = {lk.time: lk for lk in store.looks(site="rajin")}
     assert looks[datetime(2023, 10, 7, 2, 0, tzinfo=UTC)].usable_fraction == 0.0
     assert looks[datetime(2023, 10, 12, 9, 0, tzinfo=UTC)].usable_fraction == 0.0

@@ -64,6 +64,9 @@ def test_vessel_identifiers_are_kept_as_their_digits_and_link_to_the_ais_registr
                                                                       'mmsi = "273 456 789"')))
     v = w.vessels["v"]
     assert (v.imo, v.mmsi) == ("9161003", "273456789")
+    for written in ("IMO 9161003", "imo9161003", "9161003", "273 456 789", "273456789"):  # an observation's words
+        assert w.vessel_by_name(written) is v
+    assert w.vessel_by_name("IMO 9161004") is None and w.vessel_by_name("") is None
     reg = pl.DataFrame({"mmsi": [636000001, 273456789], "imo": [9161003, None], "call_sign": [None, None],
                         "name": ["OTHER NAME", None]})
     assert link_watchlist(reg, w.vessels)["link"].to_list() == ["imo", "mmsi"]

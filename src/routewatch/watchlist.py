@@ -76,12 +76,14 @@ class Watchlist:
         return (out and tuple(out)) or ()
 
     def vessel_by_name(self, name: str) -> Vessel | None:
-        """A vessel by key, name, IMO or MMSI (case-insensitive)."""
+        """A vessel by key, name, IMO or MMSI (case-insensitive); an IMO or MMSI as people write them (``IMO 9161003``,
+        ``273 210 440``) matches the digits the watchlist keeps."""
         wanted = name.strip().casefold()
+        digits = wanted.removeprefix("imo").replace(" ", "").replace("-", "")
         for v in self.vessels.values():
             ids = {v.key.casefold(), v.name.casefold(), (v.imo or "").casefold(), (v.mmsi or "").casefold()}
-            if wanted in ids - {""}:  # a missing IMO or MMSI matches nothing
-                return v
+            if wanted in ids - {""} or (digits.isdigit() and digits in {v.imo, v.mmsi}):  # a missing IMO or MMSI
+                return v  # matches nothing
         return None
 
     def vessel_lengths(self) -> dict[str, float]:

@@ -285,10 +285,11 @@ def register(app: typer.Typer) -> None:
             raise _fail(str(exc)) from None
         console.print(f"{site}: {getattr(res, 'scenes', '?')} scenes, {getattr(res, 'looks', '?')} looks, "
                       f"{getattr(res, 'sightings', '?')} sightings stored")
-        failures = getattr(res, "failures", []) or []
-        for path, message in failures:
-            console.print(f"[yellow]failed:[/yellow] {path}: {message}")
-        if failures:  # as `scenes add` and `ais ingest`: a script must see that a scene was not read
+        errors = getattr(res, "errors", []) or []
+        for path, message in getattr(res, "failures", []) or []:
+            console.print(f"[{'red' if (path, message) in errors else 'yellow'}]"
+                          f"{'failed' if (path, message) in errors else 'unusable'}:[/] {path}: {message}")
+        if errors:  # a scene that could not be read (as `scenes add` and `ais ingest`); a cloudy one is no error
             raise typer.Exit(1)
 
     @detect.command("sar")

@@ -78,6 +78,7 @@ class SceneOutcome:
     sightings: list[Sighting] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     failure: tuple[str, str] | None = None
+    error: bool = False  # the scene could not be read or the detector failed (not a cloudy or blank scene)
 
 
 @dataclass
@@ -89,7 +90,8 @@ class PipelineResult:
     looks: int = 0
     usable_looks: int = 0
     sightings: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # every unusable look's reason, also clouds
+    errors: list[tuple[str, str]] = field(default_factory=list)  # those that are errors: unreadable, detector failed
     simulated: bool = False
     elapsed_s: float = 0.0
     look_ids: list[str] = field(default_factory=list)
@@ -148,7 +150,8 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     try:
         raster = read_scene(scene, site.geometry)
     except SceneReadError as exc:
-        return SceneOutcome(scene.id, _unusable(scene, site, f"unreadable: {exc}"), failure=(scene.uri or "", str(exc)))
+        return SceneOutcome(scene.id, _unusable(scene, site, f"unreadable: {exc}"), failure=(scene.uri or "", str(exc)),
+                            error=True)
     path = raster.path
     site_px = raster.georef.rasterize(site.geometry)
     # a blank, all no-data or constant image sees nothing: an unusable look, not a clean "no ships" one
@@ -191,7 +194,7 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
         found = detector(raster.kind, bands, raster.pixel_size_m, zone)
     except Exception as exc:  # a detector error costs this scene's look, never the whole run
         msg = f"{path}: detector failed: {type(exc).__name__}: {exc}"
-        return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg))
+        return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg), error=True)
     # a detection centred in cloud or no-data (the detector searches a little beyond its zone, for hulls at the
     # quay's edge) is not a ship the look saw
     h, w = clear.shape
@@ -293,6 +296,8 @@ def detect_site(workspace: Workspace | str | Path | None, site_key: str, since: 
             if out.failure:
                 store.record_failure("detect", out.failure[0], out.failure[1])
                 result.failures.append(out.failure)
+                if out.error:
+                    result.errors.append(out.failure)
             result.looks += 1
             result.usable_looks += int(out.look.usable)
             result.sightings += len(out.sightings)
