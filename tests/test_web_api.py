@@ -284,6 +284,11 @@ def test_snapshot_is_rebuilt_only_when_the_store_changed(store, tmp_path: Path) 
     assert holder.get() is first and len(calls) == 1  # nothing written: not rebuilt, however old
     new = Sighting("sig-version", AS_OF - timedelta(days=2), SourceKind.REPORT, "rajin", None, "vessel", "present",
                    detail="a write")
+    assert store.add_sightings([]) == 0 and store.version() == v0  # a write of nothing is no change
+    from routewatch.alerts import record_changes
+
+    record_changes(store, [])  # a watch cycle with nothing to alert
+    assert store.version() == v0
     assert store.add_sightings([new]) == 1
     assert store.version() == v0 + 1
     holder.get()
@@ -296,6 +301,22 @@ def test_snapshot_is_rebuilt_only_when_the_store_changed(store, tmp_path: Path) 
         store.add_sightings([new], conn=conn)
         raise ValueError("rolled back")
     assert store.version() == v0 + 1
+    # the database goes away: requests keep the last snapshot, at once (the check runs off the request path)
+    current = holder.get()
+
+    class Away:
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def version(self):
+            raise ConnectionError("server closed the connection")
+
+    holder.store = Away()
+    started = time.monotonic()
+    for _ in range(20):
+        assert holder.get() is current
+        time.sleep(0.01)
+    assert time.monotonic() - started < 2
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Boolean, Connection, Engine, Float, Select, Table, delete, func, select, text
+from sqlalchemy import Boolean, Connection, Engine, Float, Select, Table, delete, event, func, select, text
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.sql.elements import ColumnElement
@@ -56,6 +56,17 @@ class Failure:
     path: str
     message: str
     created: datetime
+
+
+_WROTE = "routewatch_wrote"
+_DML = ("INSERT", "UPDATE", "DELETE")
+
+
+def _note_write(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+                executemany: bool) -> None:
+    """Mark the connection when a statement changed rows (rowcount -1: the driver does not say, so assume so)."""
+    if statement.lstrip()[:6].upper() in _DML and cursor.rowcount != 0:
+        conn.info[_WROTE] = True
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -112,6 +123,8 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        if not event.contains(engine, "after_cursor_execute", _note_write):
+            event.listen(engine, "after_cursor_execute", _note_write)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -137,9 +150,12 @@ class Store:
     def transaction(self) -> Iterator[Connection]:
         """A connection in a write transaction: committed when the block ends, rolled back if it raises."""
         with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+            conn.info[_WROTE] = False
             yield conn
+            # only when a row changed (an upsert of what is there, or an empty batch, is no change for a reader);
             # the last statement, so that concurrent writers wait on this one row only while committing
-            conn.execute(t.store_state.update().values(version=t.store_state.c.version + 1))
+            if conn.info.get(_WROTE):
+                conn.execute(t.store_state.update().values(version=t.store_state.c.version + 1))
 
     def version(self) -> int:
         """A number that every committed write raises: one cheap query tells a reader whether anything changed

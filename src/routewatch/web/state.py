@@ -11,6 +11,7 @@ memory would need SQL-side paging instead (docs/web.md).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from routewatch.report.charts import timeline_svg
 from routewatch.report.data import ReportData, gather
 from routewatch.web.serialize import to_json
 
+log = logging.getLogger(__name__)
 _PLOT_LOCK = threading.Lock()  # matplotlib is not thread-safe
 
 
@@ -101,10 +103,9 @@ class SnapshotHolder:
         self._version = store_version(store)
         self._snap = Snapshot.load(store, as_of, root, analyzer)
 
-    def _stale(self, now: float) -> bool:
-        if now - self._checked < self.check_s:
-            return False
-        self._checked = now
+    def _stale(self) -> bool:
+        """Whether the snapshot should be rebuilt; reads the store's counter, so only called off the request path."""
+        now = time.monotonic()
         if self._version is None:
             return now - self._snap.loaded > self.ttl_s
         if self.as_of is None and now - self._snap.loaded > self.clock_s:
@@ -112,8 +113,12 @@ class SnapshotHolder:
         return store_version(self.store) != self._version
 
     def get(self) -> Snapshot:
+        """The current snapshot, at once: a request never waits on the database. At most every ``check_s`` a
+        background thread asks the store whether it changed and, if so, builds the next snapshot."""
         snap = self._snap
-        if self._stale(time.monotonic()):
+        now = time.monotonic()
+        if now - self._checked >= self.check_s:
+            self._checked = now
             with self._lock:
                 start = not self._refreshing
                 self._refreshing = True
@@ -129,7 +134,10 @@ class SnapshotHolder:
 
     def _refresh_background(self) -> None:
         try:
-            self._load()
+            if self._stale():
+                self._load()
+        except Exception:  # the database is away (a restart, the network): keep serving the last snapshot
+            log.warning("could not check or rebuild the dashboard snapshot; serving the last one", exc_info=True)
         finally:
             with self._lock:
                 self._refreshing = False
