@@ -112,3 +112,22 @@ def test_shared_truth_lengths_are_ground_metres(shared_dir: Path) -> None:
     assert port.pixel_size_m[1] == pytest.approx(10.0 * np.cos(np.radians(54.53)), rel=0.02)
     lengths = [t.length_m for t in port.truth]
     assert len(lengths) == 20 and all(length is not None and 20 < length < 450 for length in lengths)
+
+
+@pytest.mark.shared
+def test_a_truth_file_names_its_own_image_and_no_other(shared_dir: Path) -> None:
+    """All eight SAR chips are 256 x 256, so only the names tell another chip's labels from the chip's own; the
+    sen2ships labels name a band file (B04.tiff), which is the same scene only in the image's own folder."""
+    from routewatch.detect.evaluate import same_image_name, truth_image_name
+
+    chips = shared_dir / "data" / "sar-chips"
+    xmls = sorted(chips.glob("*.xml"))
+    assert len(xmls) == 8
+    for image in sorted(chips.glob("*.jpg")):
+        for xml in xmls:
+            assert same_image_name(truth_image_name(xml), str(image), xml) == (xml.stem == image.stem), (image, xml)
+    ports = shared_dir / "data" / "sen2ships"
+    own, other = ports / "honolulu" / "annotations_coco.json", ports / "busan" / "annotations_coco.json"
+    assert truth_image_name(own) == "B04.tiff"
+    assert same_image_name("B04.tiff", str(ports / "honolulu" / "B02.tiff"), own)
+    assert not same_image_name("B04.tiff", str(ports / "honolulu" / "B02.tiff"), other)

@@ -425,7 +425,7 @@ def register(app: typer.Typer) -> None:
             raise _fail(f"{detections} was made on a {made_on[0]} x {made_on[1]} px image ({meta.get('image')}) but "
                         f"{truth} labels a {size[0]} x {size[1]} px image: not the same image")
         labelled = truth_image_name(truth)
-        if labelled and meta.get("image") and not same_image_name(labelled, str(meta["image"])):
+        if labelled and meta.get("image") and not same_image_name(labelled, str(meta["image"]), truth):
             console.print(f"[yellow]warning:[/yellow] {truth} labels an image named {labelled!r}, but {detections} "
                           f"was made on {Path(str(meta['image'])).name!r}: if they are different images (of the same "
                           "size), these scores mean nothing")

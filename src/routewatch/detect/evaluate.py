@@ -10,6 +10,7 @@ Truth comes from COCO JSON (bbox + polygon or uncompressed RLE, in pixel coordin
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -217,12 +218,24 @@ def truth_image_name(path: str | Path) -> str | None:
         return None
 
 
-def same_image_name(labelled: str, image: str) -> bool:
-    """Whether a truth file's image name can be the image the detections were made on: the same name up to a
-    prefix or suffix (``ship_hh_0201611`` and ``Gao_ship_hh_0201611.jpg``), or a file of that name beside it
-    (``B04.tiff`` beside ``B02.tiff``: another band of the same scene)."""
+def same_image_name(labelled: str, image: str, truth_path: str | Path | None = None) -> bool:
+    """Whether a truth file's image name can be the image the detections were made on.
+
+    Band files (``B04.tiff`` labelled, detections on ``B02.tiff``) are the same scene only when the truth file lies
+    in the image's folder, as the sen2ships ports do. Names with a long number (``ship_hh_0201611139301040015``
+    and ``Gao_ship_hh_0201611139301040015.jpg``, ``ship0201610150202506`` and ``Sen_ship_hh_0201610150202506``)
+    are the same image when the longest numbers agree; other names when one holds the other.
+    """
     a, b = Path(labelled).stem.lower(), Path(image).stem.lower()
-    return bool(a and b and (a in b or b in a)) or (Path(image).parent / Path(labelled).name).exists()
+    if _BAND_NAME.fullmatch(a) and _BAND_NAME.fullmatch(b):
+        return truth_path is None or Path(truth_path).resolve().parent == Path(image).resolve().parent
+    da, db = (max(re.findall(r"\d+", x), key=len, default="") for x in (a, b))
+    if len(da) >= 4 and len(db) >= 4:
+        return da == db
+    return bool(a and b and (a in b or b in a))
+
+
+_BAND_NAME = re.compile(r"b\d{1,2}a?|b8a|[a-z]+_b\d{1,2}a?")
 
 
 def distance_to_shore_px(water: np.ndarray) -> np.ndarray:
