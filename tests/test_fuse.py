@@ -202,7 +202,9 @@ def test_detections_from_a_scene_with_a_date_alone_are_not_matched_to_ais_at_mid
     ws = _workspace(tmp_path / "ws")
     store = Store.open(ws.db_url)
     day = T.replace(hour=0, minute=0, second=0)
-    for sid, when, attrs in (("scene-dated", day, {"time_precision": "day"}), ("scene-timed", T, {})):
+    # a scene stored before the mark existed has none: at exactly 00:00 UTC it is taken as a date alone too
+    for sid, when, attrs in (("scene-dated", day, {"time_precision": "day"}), ("scene-timed", T, {}),
+                             ("scene-legacy", day + timedelta(days=1), {})):
         store.add_scenes([Scene(sid, "sentinel-2", when, _box(130.2, 42.1, 130.4, 42.3), 10.0, attributes=attrs)])
         store.add_looks([Look(f"look-{sid}", "rajin", when, "sentinel-2", 1.0, SENSOR_DETECTION["sentinel-2"],
                               SourceKind.IMAGE, scene_id=sid)])
@@ -211,7 +213,7 @@ def test_detections_from_a_scene_with_a_date_alone_are_not_matched_to_ais_at_mid
                                       width_m=18.0, heading_deg=90.0, score=0.9, look_id=f"look-{sid}")
                              for i in range(2)])
     out = _fuse("-w", str(ws.root), "--out", str(tmp_path / "fused.geojson"))
-    assert "2 detections left out: their scenes give a date but no time of day" in out
+    assert "4 detections left out: their scenes give a date but no time of day" in out
     fused = {s.id for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")}
     assert fused == {stable_id("fused", f"img-scene-timed-{i}") for i in range(2)}
 

@@ -78,7 +78,9 @@ def _without_date_only_scenes(store, det):
         return det, 0
     t0, t1 = det["time"].min(), det["time"].max()
     scene_of = {lk.id: lk.scene_id for lk in store.looks(since=t0, until=t1)}
-    dated = {s.id for s in store.scenes(since=t0, until=t1) if s.attributes.get("time_precision") == "day"}
+    from routewatch.sources.imagery.ingest import date_only
+
+    dated = {s.id for s in store.scenes(since=t0, until=t1) if date_only(s)}
     drop = [scene_of.get(lk) in dated for lk in det["look_id"].to_list()]
     keep = det.filter(~pl.Series(drop, dtype=pl.Boolean))
     return keep, det.height - keep.height

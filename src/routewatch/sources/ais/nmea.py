@@ -95,9 +95,8 @@ def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) 
         sent.struct.field("2").alias("cs"),
         pl.col("raw").str.extract(r"\\([^\\]*)\\", 1).alias("tag"),
         pl.col("raw").str.extract(r"\*[0-9A-Fa-f]{2}(,.*)$", 1).alias("trailer"),
-        pl.col("raw").str.extract(_ISO_PREFIX, 1).alias("iso"),
-        pl.col("raw").str.extract(_ISO_PREFIX, 2).alias("iso_zone"),
-    )
+        pl.col("raw").str.extract_groups(_ISO_PREFIX).alias("_iso"),
+    ).with_columns(pl.col("_iso").struct.field("1").alias("iso"), pl.col("_iso").struct.field("2").alias("iso_zone"))
     parts = pl.col("body").str.split_exact(",", 7).struct
     epoch = pl.col("tag").str.extract(r"(?:^|,)c:(\d{9,13})", 1).cast(pl.Int64, strict=False)
     epoch = pl.coalesce(epoch, pl.col("trailer").str.extract(_TRAILING_EPOCH, 1).cast(pl.Int64, strict=False))
@@ -122,10 +121,12 @@ def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) 
         pl.col("tag").str.extract(r"(?:^|,)s:([^,*]*)", 1).alias("station"),
         # NMEA 4 sentence grouping (g:fragment-count-group): often only the first fragment names its station
         pl.col("tag").str.extract(r"(?:^|,)g:\d+-\d+-([^,*]+)", 1).alias("group"),
-        pl.coalesce(epoch_us, iso_us).is_not_null().alias("own_time"),
-        pl.coalesce(epoch_us, iso_us, pl.lit(default_us, dtype=pl.Int64)).alias("t_us"),
+        pl.coalesce(epoch_us, iso_us).alias("_own"),
+    ).with_columns(
+        pl.col("_own").is_not_null().alias("own_time"),
+        pl.coalesce("_own", pl.lit(default_us, dtype=pl.Int64)).alias("t_us"),
     )
-    return df.drop("tag", "trailer", "iso", "iso_zone")
+    return df.drop("tag", "trailer", "iso", "iso_zone", "_iso", "_own")
 
 
 def read_nmea_lines(
@@ -156,21 +157,19 @@ def read_nmea_lines(
         & df["extra"].is_null() & (df["index"] <= df["count"]) & (df["index"] >= 1)
     ).fill_null(False).to_numpy()
     nonempty = df["payload"].fill_null("").str.len_bytes().to_numpy() > 0
-    armoured = df["payload"].fill_null("").str.contains(_ARMOUR).to_numpy()
     raw = df["raw"]
     for mask, reason in (
         (~has_sentence, "no AIS sentence"),
         (has_sentence & ~ok_cs, "checksum mismatch"),
         (ok_cs & ~well_formed, "malformed fields"),
         (ok_cs & well_formed & ~nonempty, "empty payload"),
-        (ok_cs & well_formed & nonempty & ~armoured, "decode error"),
     ):
         where = np.flatnonzero(mask)
         for i in where[:MAX_EXAMPLES]:  # keep the first examples, count them all
             report.add_bad(reason, int(i) + first_line, raw[int(i)], count=0)
         if where.size:
             report.bad[reason] = report.bad.get(reason, 0) + int(where.size)
-    good = ok_cs & well_formed & nonempty & armoured
+    good = ok_cs & well_formed & nonempty
     frames: list[pl.DataFrame] = []
     fast_mask = np.zeros(len(df), bool)
     if fast:
@@ -180,7 +179,13 @@ def read_nmea_lines(
             & df["payload"].str.slice(0, 1).is_in(["1", "2", "3", "B"])
         ).fill_null(False).to_numpy()
         frames.append(_fast_positions(df.filter(pl.Series(fast_mask)), source, report))
-    slow = df.filter(pl.Series(good & ~fast_mask))
+    slow_mask = good & ~fast_mask
+    if slow_mask.any():  # pyais decodes characters outside the six-bit alphabet; the fast path refuses them: so here
+        outside = slow_mask & ~df["payload"].fill_null("").str.contains(_ARMOUR).to_numpy()
+        for i in np.flatnonzero(outside):
+            report.add_bad("decode error", int(i) + first_line, raw[int(i)])
+        slow_mask &= ~outside
+    slow = df.filter(pl.Series(slow_mask))
     slow_pos, statics = _slow_path(slow, source, report, fragment_timeout_s, fragment_max_lines)
     frames.append(slow_pos)
     positions = pl.concat([f for f in frames if f.height], how="vertical") if any(f.height for f in frames) \

@@ -173,11 +173,20 @@ def same_acquisition(store: Any, scene: Scene) -> Scene | None:
     from datetime import timedelta
 
     t = scene.acquired
-    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
-    for other in store.scenes(since=day, until=day + timedelta(days=1) - timedelta(microseconds=1)):
+    second = timedelta(seconds=1)
+    if date_only(scene):  # any scene of that day may be it
+        day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        since, until = day, day + timedelta(days=1) - timedelta(microseconds=1)
+    else:  # the same second, or a scene of that day with a date alone (stored at its 00:00)
+        since, until = t - second, t + second
+    candidates = store.scenes(since=since, until=until)
+    if not date_only(scene):
+        midnight = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        candidates += [o for o in store.scenes(since=midnight, until=midnight) if date_only(o)]
+    for other in candidates:
         if other.id == scene.id or other.simulated != scene.simulated:
             continue
-        loose = _date_only(scene) or _date_only(other)
+        loose = date_only(scene) or date_only(other)
         if not loose and abs(other.acquired - t) > timedelta(seconds=1):
             continue
         if other.sensor != scene.sensor and "geotiff" not in (other.sensor, scene.sensor):
@@ -197,7 +206,7 @@ def same_acquisition(store: Any, scene: Scene) -> Scene | None:
     return None
 
 
-def _date_only(scene: Scene) -> bool:
+def date_only(scene: Scene) -> bool:
     """A scene whose time is a date alone: marked so when added, or (stored before the mark) exactly 00:00 UTC."""
     t = scene.acquired
     return scene.attributes.get("time_precision") == "day" or (t.hour, t.minute, t.second, t.microsecond) == (0,) * 4
