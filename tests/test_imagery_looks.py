@@ -89,6 +89,31 @@ class _Det:
     col: float
     lon: float | None = None
     lat: float | None = None
+    heading_deg: float | None = None
+
+
+def test_a_heading_from_image_up_becomes_a_heading_from_true_north() -> None:
+    """A south-up grid (an ascending Sentinel-1 pass is north-down): a hull 30 deg clockwise from image-up runs
+    150 deg from true north; on a north-up UTM grid away from the central meridian the grid's convergence
+    (about 2 deg here) is taken out too. Fusion compares these with AIS headings."""
+    from affine import Affine
+    from pyproj import Transformer
+
+    utm = rasterio.crs.CRS.from_epsg(32652)
+    south_up = GridGeoref((1000, 1000), transform=Affine(10.0, 0, 600000.0, 0, 10.0, 4670000.0), crs=utm)
+    (d,) = locate_detections([_Det(row=500.0, col=500.0, heading_deg=30.0)], south_up)
+    assert d.heading_deg == pytest.approx(150.0, abs=2.5)
+    north_up = GridGeoref((1000, 1000), transform=Affine(10.0, 0, 700000.0, 0, -10.0, 4680000.0), crs=utm)
+    (n,) = locate_detections([_Det(row=500.0, col=500.0, heading_deg=0.0)], north_up)
+    # grid north at 700 km easting, 42 N: true azimuth of the grid's y axis there
+    to_ll = Transformer.from_crs(utm, "EPSG:4326", always_xy=True)
+    lon_a, lat_a = to_ll.transform(705005.0, 4674995.0 - 30)
+    lon_b, lat_b = to_ll.transform(705005.0, 4674995.0 + 30)
+    from pyproj import Geod
+
+    expected = Geod(ellps="WGS84").inv(lon_a, lat_a, lon_b, lat_b)[0] % 180
+    assert n.heading_deg == pytest.approx(expected, abs=0.05)
+    assert min(expected, 180 - expected) > 1.0  # not grid north: the convergence was taken out
 
 
 def test_gcp_geolocation_of_a_rotated_grid() -> None:

@@ -52,13 +52,26 @@ def affine_error_m(dataset: Any, samples: int = 9) -> float | None:
 
 
 def locate_detections(detections: Sequence[Any], georef: GridGeoref) -> list[Any]:
-    """Copies of detections (pixel centres ``row``/``col`` of the array given to the detector) with lon/lat.
+    """Copies of detections (pixel centres ``row``/``col`` of the array given to the detector) with lon/lat, and
+    their heading turned from image-up to true north (degrees clockwise, modulo 180).
 
     Works for GCP and affine grids alike; the pipeline uses it for every scene.
     """
     if not detections:
         return []
+    from pyproj import Geod
+
     rows = np.asarray([d.row for d in detections], dtype=float) + 0.5
     cols = np.asarray([d.col for d in detections], dtype=float) + 0.5
     lon, lat = georef.pixel_to_lonlat(rows, cols)
-    return [replace(d, lon=float(x), lat=float(y)) for d, x, y in zip(detections, lon, lat, strict=True)]
+    # The detector's heading is the long axis clockwise from image-up; on the ground it is the azimuth between two
+    # points along that axis, mapped through the grid: a Sentinel-1 ascending pass is north-down and tilted, and a
+    # UTM grid's north is not true north away from its central meridian. Fusion compares it with AIS headings.
+    h = np.radians(np.asarray([np.nan if getattr(d, "heading_deg", None) is None else d.heading_deg
+                               for d in detections], float))
+    dr, dc = -np.cos(h) * 3.0, np.sin(h) * 3.0
+    lon_a, lat_a = georef.pixel_to_lonlat(rows - dr, cols - dc)
+    lon_b, lat_b = georef.pixel_to_lonlat(rows + dr, cols + dc)
+    az = np.asarray(Geod(ellps="WGS84").inv(lon_a, lat_a, lon_b, lat_b)[0], float) % 180.0
+    return [replace(d, lon=float(x), lat=float(y), **({"heading_deg": float(a)} if np.isfinite(a) else {}))
+            for d, x, y, a in zip(detections, lon, lat, az, strict=True)]
