@@ -334,3 +334,25 @@ def test_a_detection_centred_in_cloud_is_not_a_sighting(tmp_path: Path) -> None:
     detect_site(ws, "rajin", datetime(2023, 10, 1, tzinfo=UTC), detector=one_in_cloud_one_in_water, progress=False)
     kept = [s for s in store.sightings(site="rajin") if s.event == "detection"]
     assert [s.detail.split("pixel ")[1] for s in kept] == ["({:.1f}, {:.1f})".format(*picks["water"])]
+
+
+def test_the_untagged_zero_fill_beside_a_sar_swath_is_not_counted_as_imaged(tmp_path: Path) -> None:
+    """Half the window is the swath's zero fill, not tagged as no-data: the site's water there was not seen, so
+    the look is about half usable, with the analyst's water polygons (which cover the whole site) too."""
+    from affine import Affine
+
+    from routewatch.sources.imagery.pipeline import process_scene
+
+    ws, store = _workspace(tmp_path)
+    folder = ws.root / "incoming"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    img = (rng.gamma(4.0, 50.0, (400, 400)) + 1).astype(np.uint16)
+    img[:, 200:] = 0
+    with rasterio.open(folder / "s1_20231002T093000_vv.tif", "w", driver="GTiff", width=400, height=400, count=1,
+                       dtype="uint16", crs="EPSG:32652", transform=Affine(10.0, 0, 600000.0, 0, -10.0, 4680000.0)) as ds:
+        ds.write(img, 1)
+    (scene,) = add_folder(folder, store=store, sensor="sentinel-1").scenes
+    site = Site("whole", "Whole", SiteKind.PORT, scene.footprint.buffer(-0.0005))
+    out = process_scene(scene, site, site.geometry, str(ws.root / "chips"))
+    assert out.look.usable_fraction == pytest.approx(0.5, abs=0.05), out.look.note
