@@ -356,3 +356,29 @@ def test_the_untagged_zero_fill_beside_a_sar_swath_is_not_counted_as_imaged(tmp_
     site = Site("whole", "Whole", SiteKind.PORT, scene.footprint.buffer(-0.0005))
     out = process_scene(scene, site, site.geometry, str(ws.root / "chips"))
     assert out.look.usable_fraction == pytest.approx(0.5, abs=0.05), out.look.note
+
+
+def test_with_water_polygons_the_water_outside_the_image_is_taken_from_them(tmp_path: Path) -> None:
+    """Half the site lies beyond the image, and the polygons say nearly all the site's water is there: the look saw
+    1 part in 11 of it, not the share of water inside the image applied to the part outside."""
+    from affine import Affine
+    from shapely.geometry import box as _box
+
+    from routewatch.sources.imagery.pipeline import process_scene
+
+    ws, store = _workspace(tmp_path)
+    folder = ws.root / "incoming"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    img = (rng.gamma(4.0, 50.0, (400, 400)) + 1).astype(np.uint16)
+    lon0, lat0, d = 130.0, 42.4, 0.0005  # 400 x 400 px of 0.0005 deg
+    with rasterio.open(folder / "s1_20231002T093000_vv.tif", "w", driver="GTiff", width=400, height=400, count=1,
+                       dtype="uint16", crs="EPSG:4326", transform=Affine(d, 0, lon0, 0, -d, lat0)) as ds:
+        ds.write(img, 1)
+    (scene,) = add_folder(folder, store=store, sensor="sentinel-1").scenes
+    east, right, south, north = lon0 + 200 * d, lon0 + 400 * d, lat0 - 400 * d, lat0
+    site = Site("half-out", "Half out", SiteKind.PORT, _box(east, south, right + 200 * d, north))
+    # water: a tenth of the inside half, and all of the outside half
+    water = _box(east, south, east + 20 * d, north).union(_box(right, south, right + 200 * d, north))
+    out = process_scene(scene, site, water, str(ws.root / "chips"))
+    assert out.look.usable_fraction == pytest.approx(1 / 11, abs=0.02), out.look.note

@@ -141,12 +141,15 @@ class UsableFraction:
 
 
 def usable_fraction(site_in_grid: np.ndarray, site_outside_fraction: float, water: np.ndarray, valid: np.ndarray,
-                    cloud: np.ndarray | None = None, water_known_everywhere: bool = False) -> UsableFraction:
+                    cloud: np.ndarray | None = None, water_known_everywhere: bool = False,
+                    water_outside_px: float | None = None) -> UsableFraction:
     """Share of the site's water imaged clear of cloud and no-data.
 
     ``site_in_grid``: site pixels inside the image grid; ``site_outside_fraction``: share of the site area outside
     the grid (0..1); ``water``: water mask; ``valid``: pixel has data; ``cloud``: cloud/shadow mask or None.
-    ``water_known_everywhere``: the water mask comes from polygons, so water under cloud/no-data is known.
+    ``water_known_everywhere``: the water mask comes from polygons, so water under cloud/no-data is known;
+    ``water_outside_px``: with polygons, the site's water outside the grid in pixel units (known exactly from the
+    polygons; otherwise the share inside is taken for the part outside too).
     """
     cloud = np.zeros_like(valid) if cloud is None else cloud
     site_in_grid = site_in_grid.astype(bool)
@@ -168,7 +171,10 @@ def usable_fraction(site_in_grid: np.ndarray, site_outside_fraction: float, wate
     outside = min(max(site_outside_fraction, 0.0), 1.0)
     # site pixels outside the grid, in pixel units, with the same water share
     outside_px = n_site * outside / max(1.0 - outside, 1e-9) if outside < 1.0 else 0.0
-    expected = water_in_grid + share_out * outside_px
+    if water_known_everywhere and water_outside_px is not None:
+        expected = water_in_grid + max(water_outside_px, 0.0)
+    else:
+        expected = water_in_grid + share_out * outside_px
     if expected <= 0:
         reason = "no water imaged in the site (empty water mask)" if n_site else "site is not in the image"
         if int(seen.sum()) == 0:

@@ -171,7 +171,13 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     except WaterMaskError as exc:
         msg = f"{path}: {exc}"
         return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg))
-    uf = usable_fraction(site_px, outside, water, raster.valid, cloud, water_known_everywhere=water_geometry is not None)
+    water_outside_px = None
+    if water_geometry is not None and outside > 0 and imaged > 0:  # the polygons say how much water lies outside
+        footprint = raster.georef.footprint()
+        beyond = site.geometry.intersection(water_geometry).difference(footprint).area
+        water_outside_px = beyond * int(site_px.sum()) / imaged
+    uf = usable_fraction(site_px, outside, water, raster.valid, cloud, water_known_everywhere=water_geometry is not None,
+                         water_outside_px=water_outside_px)
     evid = scene_evidence_id(scene.id)
     model = automatic_detection_model(
         detection_model_for(scene.sensor, scene.resolution_m or raster.pixel_size_m), raster.kind,
