@@ -205,3 +205,23 @@ def test_nan_no_data_neither_poisons_the_clutter_statistics_nor_becomes_a_target
     for water in (None, np.ones(img.shape, bool)):
         dets = detect_sar(img, pixel_size_m=10.0, water=water)
         assert [(round(d.row), round(d.col)) for d in dets] == [(150, 200)]
+
+
+def test_a_targets_score_does_not_depend_on_the_pixel_type() -> None:
+    """The same hull on the same clutter scores the same as uint16, float32, calibrated float or a uint8 rendering
+    (it had been scored against the type's range: 0.09 as uint16, 0.99 as float); a dimmer hull scores lower."""
+    rng = np.random.default_rng(0)
+    sea = rng.gamma(1.0, 100.0, (300, 300))
+    scores = {}
+    for level in (3000.0, 900.0):
+        img = sea.copy()
+        img[140:160, 148:152] = level
+        for name, arr in (("u16", img.astype(np.uint16)), ("f32", img.astype(np.float32)),
+                          ("calibrated", (img / 1e4).astype(np.float32)),
+                          ("u8", np.clip(img / 12, 0, 255).astype(np.uint8))):
+            (d,) = detect_sar(arr, pixel_size_m=10.0)
+            scores[level, name] = d.score
+    for level in (3000.0, 900.0):
+        values = [v for (lv, _), v in scores.items() if lv == level]
+        assert max(values) - min(values) < 0.05, scores
+    assert scores[900.0, "f32"] < scores[3000.0, "f32"]
