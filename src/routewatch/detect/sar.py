@@ -386,9 +386,12 @@ def targets_from_hits(
 
 
 def clutter_level(image: np.ndarray) -> float:
-    """The median of an image's positive finite values (every 8th pixel each way, enough for a level): the sea's
-    typical return, against which a target's brightness is scored."""
-    sample = np.asarray(image)[::8, ::8].astype(np.float64, copy=False)
+    """The median of an image's positive finite values (every 8th pixel each way, or sparser for a whole scene:
+    about a million values are enough for a level): the sea's typical return, against which a target's
+    brightness is scored."""
+    img = np.asarray(image)
+    step = max(8, int(math.sqrt(img.size / 1e6)))
+    sample = img[::step, ::step].astype(np.float64, copy=False)
     sample = sample[np.isfinite(sample) & (sample > 0)]
     return float(np.median(sample)) if sample.size else 1.0
 
