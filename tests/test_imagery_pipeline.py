@@ -382,3 +382,49 @@ def test_with_water_polygons_the_water_outside_the_image_is_taken_from_them(tmp_
     water = _box(east, south, east + 20 * d, north).union(_box(right, south, right + 200 * d, north))
     out = process_scene(scene, site, water, str(ws.root / "chips"))
     assert out.look.usable_fraction == pytest.approx(1 / 11, abs=0.02), out.look.note
+
+
+def test_two_windows_of_one_acquisition_make_one_look(tmp_path: Path) -> None:
+    """`fetch` stores one window of a product per site, and neighbouring sites' windows overlap (so do crops of
+    one tile added for two ports): over a site, one acquisition is one look, from the window covering most of it,
+    and a ship in both windows is one sighting. A look an earlier run made of the other window goes."""
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
+
+    ws, store = _workspace(tmp_path)
+    folder = ws.root / "incoming"
+    when = datetime(2023, 10, 12, 9, 0, tzinfo=UTC)
+    ship = ShipSpec(150, heading_deg=30, lon=130.29, lat=42.232)
+    whole = folder / "a" / "s1_20231012T090000_vv.tif"
+    simulate_scene(SITE, when, "simulated-sar", [ship], whole, seed=4)
+    with rasterio.open(whole) as ds:
+        win = Window(ds.width // 3, 0, ds.width - ds.width // 3, ds.height)
+        profile = ds.profile | {"width": int(win.width), "height": int(win.height),
+                                "transform": window_transform(win, ds.transform)}
+        profile.pop("blockxsize", None), profile.pop("blockysize", None), profile.pop("tiled", None)
+        crop = folder / "b" / "s1_20231012T090000_vv.tif"
+        crop.parent.mkdir(parents=True)
+        with rasterio.open(crop, "w", **profile) as out:
+            out.write(ds.read(window=win))
+            out.update_tags(**ds.tags())
+            out.descriptions = ds.descriptions
+    added = add_folder(folder, store=store)
+    assert len(added.scenes) == 2 and added.failures == []  # two windows: neither is nine tenths of the other
+    result = detect_site(ws, "rajin", datetime(2023, 10, 1, tzinfo=UTC), detector=bright_blobs, progress=False)
+    assert result.looks == 1 and len(store.looks(site="rajin")) == 1
+    assert store.looks(site="rajin")[0].scene_id == next(s.id for s in added.scenes if "/a/" in s.uri)
+    ships = [s for s in store.sightings(site="rajin") if s.event == "detection"]
+    assert len(ships) == 1
+    # a look of the other window, from an earlier run that took both, is removed with its sightings
+    from routewatch.sources.imagery.pipeline import process_scene
+
+    other = next(s for s in added.scenes if "/b/" in s.uri)
+    old = process_scene(other, SITE, None, str(ws.chips_dir), bright_blobs)
+    from routewatch.sources.imagery.ingest import write_together
+
+    assert old.failure is None and len(old.sightings) == 1  # the crop sees the same ship
+    write_together(store, evidence=old.evidence, looks=[old.look], sightings=old.sightings)
+    assert len(store.looks(site="rajin")) == 2
+    detect_site(ws, "rajin", datetime(2023, 10, 1, tzinfo=UTC), detector=bright_blobs, progress=False)
+    assert len(store.looks(site="rajin")) == 1
+    assert len([s for s in store.sightings(site="rajin") if s.event == "detection"]) == 1

@@ -394,6 +394,18 @@ class Store:
                 c.execute(delete(s).where(s.c.id.in_(list(chunk))))
         return len(ids)
 
+    def remove_looks(self, looks: Iterable[Look], conn: Connection | None = None) -> int:
+        """Delete looks with their sightings and evidence links (a look that should not have been made: a second
+        window of one acquisition); return how many looks were given."""
+        lk, link = t.looks, t.evidence_links
+        items = _unique_by_id(looks, lambda x: x.id)
+        with self._writing(conn) as c:
+            self.remove_look_sightings(items, conn=c)
+            for chunk in _chunks([x.id for x in items], ID_CHUNK):
+                c.execute(delete(link).where(link.c.owner_kind == "look", link.c.owner_id.in_(list(chunk))))
+                c.execute(delete(lk).where(lk.c.id.in_(list(chunk))))
+        return len(items)
+
     def sightings(self, site: str | None = None, vessel: str | None = None, since: datetime | None = None,
                   until: datetime | None = None) -> list[Sighting]:
         """Sightings whose period [time, time_end or time] meets [since, until], oldest first."""

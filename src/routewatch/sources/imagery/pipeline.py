@@ -275,6 +275,31 @@ def _run(scenes: list[Scene], site: Site, water: BaseGeometry | None, chips: str
             cluster.close()
 
 
+def one_per_acquisition(scenes: list[Scene], site: Site) -> tuple[list[Scene], list[Scene]]:
+    """One scene per acquisition over a site: ``fetch`` stores a window of a product per site, and the windows of
+    neighbouring sites overlap (as do crops of one tile added for two ports), so one image would otherwise be two
+    looks, and one ship two sightings. Scenes of the same sensor, time (to the microsecond) and simulation are one
+    acquisition; the one covering most of the site is kept. Scenes with a date alone are never merged (two images
+    of one day are two looks). Returns (kept, left out)."""
+    from routewatch.sources.imagery.ingest import date_only
+
+    groups: dict[tuple, list[Scene]] = {}
+    for s in scenes:
+        key = ("id", s.id) if date_only(s) else (s.sensor, s.acquired, s.simulated)
+        groups.setdefault(key, []).append(s)
+    kept, extra = [], []
+    for group in groups.values():
+        if len(group) == 1:
+            kept.append(group[0])
+            continue
+        best = max(group, key=lambda s: (s.footprint.intersection(site.geometry).area if s.footprint is not None
+                                         else 0.0, s.id))
+        kept.append(best)
+        extra.extend(s for s in group if s is not best)
+    order = {s.id: i for i, s in enumerate(scenes)}
+    return sorted(kept, key=lambda s: order[s.id]), extra
+
+
 def detect_site(workspace: Workspace | str | Path | None, site_key: str, since: datetime,
                 until: datetime | None = None, workers: int | None = None, scheduler: str | None = None, *,
                 detector: Detector | None = None, water: str | Path | None = None, db: str | None = None,
@@ -292,6 +317,9 @@ def detect_site(workspace: Workspace | str | Path | None, site_key: str, since: 
     until = ensure_utc(until) if until else None
     scenes = [s for s in store.scenes(since=since, until=until, bbox=site.geometry.bounds)
               if s.footprint is None or s.footprint.intersects(site.geometry)]
+    scenes, extra = one_per_acquisition(scenes, site)
+    if extra:  # looks an earlier run made of a second window of the same acquisition go, with their sightings
+        store.remove_looks([_unusable(s, site, "") for s in extra])
     result = PipelineResult(site=site.key, scenes=len(scenes), simulated=any(s.simulated for s in scenes))
     with _progress(progress) as bar:
         task = bar.add_task(f"detect over {site.key}", total=len(scenes)) if bar else None
