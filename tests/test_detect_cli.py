@@ -556,3 +556,37 @@ def test_detect_optical_reads_the_bands_of_one_stacked_file(shared_dir: Path, tm
     res = runner.invoke(app, ["detect", "optical", "--band", f"blue={stacked}", "--band", f"green={stacked}",
                               "--band", f"red={stacked}", "-o", str(tmp_path / "x.geojson")])
     assert res.exit_code == 2 and "4 bands; say which with FILE:N" in said(res)
+
+
+def test_detect_sar_locates_a_grd_by_its_ground_control_points(tmp_path: Path) -> None:
+    """A Sentinel-1 GRD has no affine, only GCPs: `detect sar` places the ships through them (lon/lat, ground pixel
+    size, heading from true north) instead of asking for --pixel-size and writing pixel coordinates. The grid is
+    north-down, as an ascending pass is: a hull 30 deg clockwise from image-up runs 150 deg from north."""
+    import math
+
+    from rasterio.control import GroundControlPoint
+
+    h, w = 300, 300
+    lon0, lat0, dlon, dlat = 130.20, 42.10, 1.2e-4, 0.9e-4  # about 10 m pixels; row 0 is the southern edge
+    rng = np.random.default_rng(3)
+    img = (rng.gamma(1.0, 60.0, (h, w)) + 1).astype(np.uint16)
+    for t in np.linspace(-10, 10, 60):  # a 20-pixel hull through (150, 150), 30 deg clockwise from image-up
+        r, c = 150 - t * math.cos(math.radians(30)), 150 + t * math.sin(math.radians(30))
+        ri, ci = round(r), round(c)
+        img[ri - 1:ri + 1, ci - 1:ci + 1] = 4000
+    gcps = [GroundControlPoint(row=r, col=c, x=lon0 + c * dlon, y=lat0 + r * dlat)
+            for r in np.linspace(0, h, 5) for c in np.linspace(0, w, 5)]
+    path = tmp_path / "S1A_IW_GRDH_20231012T090000_vv.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint16") as ds:
+        ds.write(img, 1)
+        ds.gcps = (gcps, rasterio.crs.CRS.from_epsg(4326))
+    out = tmp_path / "det.geojson"
+    res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(out), "--water", "none"])
+    assert res.exit_code == 0, res.output
+    fc = json.loads(out.read_text())
+    assert fc["routewatch"]["georeferenced"] and fc["routewatch"]["geolocation"] == "gcps"
+    assert fc["routewatch"]["pixel_size_m"] == pytest.approx(9.9, rel=0.1)
+    (f,) = fc["features"]
+    lon, lat = f["geometry"]["coordinates"]
+    assert lon == pytest.approx(lon0 + 150.5 * dlon, abs=3 * dlon) and lat == pytest.approx(lat0 + 150.5 * dlat, abs=3 * dlat)
+    assert f["properties"]["heading_deg"] == pytest.approx(150, abs=8)

@@ -99,11 +99,38 @@ def _pixel_size(path: Path, shape: tuple[int, int], transform: Any, crs: Any, gi
     return float(np.mean(ground_pixel_size(transform, crs, shape)))
 
 
-def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any, chips: Path | None) -> None:
-    from routewatch.detect.base import attach_lonlat, to_geojson
+def _gcp_grid(path: Path, shape: tuple[int, int]) -> Any:
+    """The grid of a file located by ground control points alone (a Sentinel-1 GRD), or None."""
+    import warnings
 
-    if transform is not None and crs is not None:
-        dets = attach_lonlat(dets, transform, crs)
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from routewatch.sources.imagery.geo import GridGeoref
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                gcps, gcps_crs = ds.gcps
+    except Exception:  # a plain image (PNG, JPEG) that rasterio reads without GCPs, or cannot read at all
+        return None
+    return GridGeoref(shape, gcps=list(gcps), gcps_crs=gcps_crs) if gcps and len(gcps) >= 3 else None
+
+
+def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any, chips: Path | None,
+           grid: Any = None) -> None:
+    """Write the detections; on a georeferenced image (affine or GCPs) with lon/lat and headings turned from
+    image-up to true north, as the site pipeline stores them."""
+    from routewatch.detect.base import to_geojson
+    from routewatch.sources.imagery.geo import GridGeoref
+    from routewatch.sources.imagery.sentinel1 import locate_detections
+
+    if grid is None and transform is not None and crs is not None:
+        grid = GridGeoref((int(meta["height"]), int(meta["width"])), transform=transform, crs=crs)
+    if grid is not None:
+        dets = locate_detections(dets, grid)
+    meta["heading"] = "degrees clockwise from true north" if grid is not None else "degrees clockwise from image-up"
     fc = to_geojson(dets, meta)
     if chips is not None:
         chips.mkdir(parents=True, exist_ok=True)
@@ -317,7 +344,11 @@ def register(app: typer.Typer) -> None:
         from routewatch.detect.sar import detect_sar, to_single_band
 
         arr, transform, crs, valid = _read_image(image, with_valid=water == "auto" and not model)
-        px = _pixel_size(image, arr.shape[:2], transform, crs, pixel_size)
+        grid = _gcp_grid(image, arr.shape[:2]) if transform is None and image.suffix.lower() not in _RENDERINGS \
+            else None  # a Sentinel-1 GRD: located by its ground control points, in its own geometry
+        px = pixel_size if grid is not None and pixel_size else \
+            grid.ground_pixel_size_m() if grid is not None else _pixel_size(image, arr.shape[:2], transform, crs,
+                                                                            pixel_size)
         if global_mask:
             _check_near_sea(image, water, model, transform, crs)
         band = to_single_band(arr)
@@ -332,7 +363,8 @@ def register(app: typer.Typer) -> None:
         dets = add_chips(dets, band)
         _write(dets, out, {"image": str(image), "width": band.shape[1], "height": band.shape[0], "pixel_size_m": px,
                            "detector": str(model) if model else "sar-cfar", "water": method,
-                           "georeferenced": transform is not None}, transform, crs, chips)
+                           "georeferenced": transform is not None or grid is not None,
+                           **({"geolocation": "gcps"} if grid is not None else {})}, transform, crs, chips, grid)
 
     @detect.command("optical")
     def detect_optical_cmd(
