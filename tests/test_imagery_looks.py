@@ -215,3 +215,23 @@ def test_automatic_optical_looks_follow_the_detectors_measured_curve() -> None:
     assert automatic_detection_model(weak, "optical", user_water=False) == weak
     assert automatic_detection_model(DetectionModel(200.0, 20.0, 0.95), "optical", False) == \
         DetectionModel(200.0, 20.0, OPTICAL_DETECTOR_CURVE.p_max)
+
+
+def test_the_footprint_of_an_image_across_the_antimeridian_is_cut_there() -> None:
+    """A 10 km UTM 60S image centred on 180 deg: its outline is two small polygons either side of the
+    antimeridian, not one spanning the globe, so a site just west of 180 deg W is found in it (the scene had
+    been left out of that site's looks) and one far away is not."""
+    from affine import Affine
+    from pyproj import Transformer
+    from shapely.geometry import box
+
+    utm60s = rasterio.crs.CRS.from_epsg(32760)
+    x, y = Transformer.from_crs("EPSG:4326", utm60s, always_xy=True).transform(180.0, -16.8)
+    grid = GridGeoref((1000, 1000), transform=Affine(10.0, 0, x - 5000, 0, -10.0, y + 5000), crs=utm60s)
+    fp = grid.footprint()
+    assert fp.area < 0.02  # about 0.0085 square degrees, not 32
+    west = box(-179.99, -16.81, -179.97, -16.79)
+    east = box(179.97, -16.81, 179.99, -16.79)
+    assert fp.intersects(west) and fp.intersects(east) and not fp.intersects(box(0, -17, 1, -16))
+    assert fp.intersection(west).area == pytest.approx(west.area, rel=1e-6)
+    assert grid.rasterize(west).sum() > 0.8 * west.area / fp.area * 1e6

@@ -40,6 +40,23 @@ def _from_wgs84(crs: Any) -> Transformer | None:
     return Transformer.from_crs(WGS84, dst, always_xy=True)
 
 
+def _split_at_antimeridian(poly: BaseGeometry) -> BaseGeometry:
+    """A lon/lat outline whose longitudes run on past 180 deg (unwrapped) as its parts either side of the
+    antimeridian, in [-180, 180]: one polygon spanning the whole globe instead would meet nothing it covers."""
+    from shapely import affinity
+    from shapely.geometry import box
+
+    minx, _, maxx, _ = poly.bounds
+    if minx >= -180.0 and maxx <= 180.0:
+        return poly
+    parts = []
+    for k in (-1, 0, 1):  # the outline shifted by -360, 0 and +360 degrees, each cut to the map
+        part = affinity.translate(poly, xoff=360.0 * k).intersection(box(-180.0, -90.0, 180.0, 90.0))
+        if not part.is_empty:
+            parts.append(part)
+    return shapely.union_all(parts)
+
+
 @dataclass
 class GridGeoref:
     """Where the pixels of an array lie on Earth: ``transform`` + ``crs``, or ``gcps`` (+ their CRS).
@@ -123,7 +140,7 @@ class GridGeoref:
         left = [(h * (n - i) / n, 0.0) for i in range(n)]
         pts = top + right + bottom + left
         lon, lat = self.pixel_to_lonlat([p[0] for p in pts], [p[1] for p in pts])
-        return Polygon(zip(lon, lat, strict=True)).buffer(0)
+        return _split_at_antimeridian(Polygon(zip(np.unwrap(lon, period=360.0), lat, strict=True)).buffer(0))
 
     def rasterize(self, geometry_wgs84: BaseGeometry | None) -> np.ndarray:
         """Boolean mask of the pixels whose centre lies inside a WGS84 geometry."""
