@@ -428,3 +428,30 @@ def test_two_windows_of_one_acquisition_make_one_look(tmp_path: Path) -> None:
     detect_site(ws, "rajin", datetime(2023, 10, 1, tzinfo=UTC), detector=bright_blobs, progress=False)
     assert len(store.looks(site="rajin")) == 1
     assert len([s for s in store.sightings(site="rajin") if s.event == "detection"]) == 1
+
+
+def test_a_ship_on_a_lon_lat_grid_at_60_north_is_measured_in_true_metres(tmp_path: Path) -> None:
+    """Pixels of a lon/lat grid at 60 N are 5.6 m east-west by 11.1 m north-south: a 200 m hull lying east-west
+    is 200 m (one mean pixel size made it 284 m), and one lying north-south is too."""
+    from affine import Affine
+
+    from routewatch.sources.imagery.pipeline import process_scene
+
+    ws, store = _workspace(tmp_path)
+    folder = ws.root / "incoming"
+    folder.mkdir(parents=True)
+    d = 1e-4  # degrees: 5.57 m of longitude, 11.1 m of latitude at 60 N
+    rng = np.random.default_rng(5)
+    img = (rng.gamma(1.0, 60.0, (400, 400)) + 1).astype(np.uint16)
+    img[99:102, 150:186] = 5000  # east-west: 36 px x 5.57 m = 200 m
+    img[250:268, 300:305] = 5000  # north-south: 18 px x 11.1 m = 200 m
+    with rasterio.open(folder / "s1_20231002T093000_vv.tif", "w", driver="GTiff", width=400, height=400, count=1,
+                       dtype="uint16", crs="EPSG:4326", transform=Affine(d, 0, 20.0, 0, -d, 60.02)) as ds:
+        ds.write(img, 1)
+    (scene,) = add_folder(folder, store=store, sensor="sentinel-1").scenes
+    site = Site("box", "Box", SiteKind.PORT, scene.footprint.buffer(-d))
+    out = process_scene(scene, site, site.geometry, str(ws.root / "chips"))
+    assert len(out.sightings) == 2, (out.look.note, [s.detail for s in out.sightings])
+    by_axis = {round(s.heading_deg / 90) % 2: s for s in out.sightings}  # 1: east-west, 0: north-south
+    assert by_axis[1].length_m == pytest.approx(200, rel=0.12) and by_axis[0].length_m == pytest.approx(200, rel=0.12)
+    assert by_axis[1].heading_deg == pytest.approx(90, abs=3)

@@ -121,12 +121,18 @@ class GridGeoref:
 
     def ground_pixel_size_m(self) -> float:
         """Mean ground size of a pixel near the grid centre, in metres (geodesic; so Web Mercator is corrected)."""
+        dy, dx = self.ground_pixel_sizes_m()
+        return float(np.sqrt(dx * dy))
+
+    def ground_pixel_sizes_m(self) -> tuple[float, float]:
+        """Ground length of one row step and one column step near the grid centre, in metres: they differ in a
+        CRS that is not conformal (a lon/lat grid at 60 N: 11 m by 5.6 m)."""
         h, w = self.shape
         r0, c0 = h / 2.0, w / 2.0
         lon, lat = self.pixel_to_lonlat([r0, r0, r0 + 1.0], [c0, c0 + 1.0, c0])
         _, _, dx = _GEOD.inv(lon[0], lat[0], lon[1], lat[1])
         _, _, dy = _GEOD.inv(lon[0], lat[0], lon[2], lat[2])
-        return float(np.sqrt(abs(dx) * abs(dy)))
+        return float(abs(dy)), float(abs(dx))
 
     def footprint(self) -> BaseGeometry:
         """The grid outline as a WGS84 polygon (edges sampled so that curved mappings stay close)."""

@@ -10,10 +10,11 @@ The main process writes each scene's records in one transaction and records fail
 from __future__ import annotations
 
 import io
+import math
 import os
 import time as _time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,7 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     # quay's edge) is not a ship the look saw
     h, w = clear.shape
     found = [d for d in found if clear[min(max(round(d.row), 0), h - 1), min(max(round(d.col), 0), w - 1)]]
+    found = to_ground_sizes(found, raster.pixel_size_m, raster.georef.ground_pixel_sizes_m())
     located = locate_detections(found, raster.georef)
     inside = [d for d in located if site.geometry.covers(Point(d.lon, d.lat))]
     look_id = stable_id("look", scene.id, site.key)
@@ -236,6 +238,22 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
                 detection=model, source_kind=SourceKind.IMAGE, scene_id=scene.id, evidence_ids=(evid,),
                 vessels_seen=len(sightings), simulated=scene.simulated, note=note)
     return SceneOutcome(scene.id, look, sightings, evidence)
+
+
+def to_ground_sizes(found: list[Any], pixel_size_m: float, sizes: tuple[float, float]) -> list[Any]:
+    """Lengths and widths measured with one pixel size, on a grid whose rows and columns differ on the ground (a
+    lon/lat grid away from the equator), as true metres: each axis's pixel extent, scaled along its direction. The
+    heading stays in the image's frame (it is turned to true north through the grid when located)."""
+    sr, sc = sizes
+    if not found or abs(sr / sc - 1.0) < 0.01:
+        return found
+    out = []
+    for d in found:
+        th = math.radians(d.heading_deg)
+        along, across = d.length_m / pixel_size_m, d.width_m / pixel_size_m  # pixels
+        out.append(replace(d, length_m=along * math.hypot(math.cos(th) * sr, math.sin(th) * sc),
+                           width_m=across * math.hypot(math.sin(th) * sr, math.cos(th) * sc)))
+    return out
 
 
 def site_water_geometry(ws: Workspace, site_key: str, water: str | Path | None = None) -> BaseGeometry | None:
