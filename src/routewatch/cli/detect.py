@@ -119,7 +119,7 @@ def _gcp_grid(path: Path, shape: tuple[int, int]) -> Any:
 
 
 def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any, chips: Path | None,
-           grid: Any = None) -> None:
+           grid: Any = None, px_given: bool = False) -> None:
     """Write the detections; on a georeferenced image (affine or GCPs) with lon/lat and headings turned from
     image-up to true north, as the site pipeline stores them."""
     from routewatch.detect.base import to_geojson
@@ -129,6 +129,10 @@ def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any
     if grid is None and transform is not None and crs is not None:
         grid = GridGeoref((int(meta["height"]), int(meta["width"])), transform=transform, crs=crs)
     if grid is not None:
+        from routewatch.sources.imagery.pipeline import to_ground_sizes
+
+        if not px_given:  # measured with the grid's mean pixel: scaled along each ship's axis to true metres
+            dets = to_ground_sizes(dets, float(meta["pixel_size_m"]), grid.ground_pixel_sizes_m())
         dets = locate_detections(dets, grid)
     meta["heading"] = "degrees clockwise from true north" if grid is not None else "degrees clockwise from image-up"
     fc = to_geojson(dets, meta)
@@ -364,7 +368,8 @@ def register(app: typer.Typer) -> None:
         _write(dets, out, {"image": str(image), "width": band.shape[1], "height": band.shape[0], "pixel_size_m": px,
                            "detector": str(model) if model else "sar-cfar", "water": method,
                            "georeferenced": transform is not None or grid is not None,
-                           **({"geolocation": "gcps"} if grid is not None else {})}, transform, crs, chips, grid)
+                           **({"geolocation": "gcps"} if grid is not None else {})}, transform, crs, chips, grid,
+               px_given=pixel_size is not None)
 
     @detect.command("optical")
     def detect_optical_cmd(
@@ -418,7 +423,8 @@ def register(app: typer.Typer) -> None:
         _write(dets, out, {"image": str(first), "width": rgb.shape[1], "height": rgb.shape[0], "pixel_size_m": px,
                            "detector": str(model) if model else "optical-unet",
                            "bands": [b for b in BAND_ORDER if b in bands],
-                           "georeferenced": transform is not None}, transform, crs, chips)
+                           "georeferenced": transform is not None}, transform, crs, chips,
+               px_given=pixel_size is not None)
 
     @evaluate.command("detections")
     def evaluate_detections_cmd(
