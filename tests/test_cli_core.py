@@ -65,7 +65,7 @@ def test_bad_coverage_and_missing_watchlist_are_clear(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", [["init"], ["import", "observations"], ["analyze"], ["status"], ["demo"],
-                                     ["simulate", "coverage"]])
+                                     ["simulate", "coverage"], ["failures"]])
 def test_every_core_command_has_help_with_an_example(command: list[str]) -> None:
     out = run(*command, "--help")
     assert "Example: routewatch" in out
@@ -153,3 +153,25 @@ def test_a_judgement_resting_on_simulated_data_says_so(tmp_path: Path) -> None:
     for cmd in (["status"], ["analyze"]):
         out = " ".join(run(*cmd, "--as-of", "2024-03-02", "-w", str(ws)).split())
         assert "SIMULATED: rajin-russia rests partly on simulated data (1 sightings and 0 looks" in out
+
+
+def test_failures_lists_what_earlier_runs_skipped(tmp_path: Path) -> None:
+    """A truncated AIS file and a folder of one unreadable GeoTIFF: `routewatch failures` lists both, newest first,
+    once each however often they were met, and --stage picks one."""
+    ws = tmp_path / "case"
+    run("init", str(ws), "--example", "rajin")
+    assert "No failures recorded." in run("failures", "-w", str(ws))
+    bad_ais = tmp_path / "cut.nmea.gz"
+    bad_ais.write_bytes(b"\x1f\x8b\x08\x00broken")
+    for _ in range(2):  # a gzip whose header is cut: named, not a bare "Aborted." (its EOFError reached click)
+        res = runner.invoke(app, ["ais", "ingest", str(bad_ais), "-w", str(ws)], env=ENV)
+        assert res.exit_code == 1 and "cut.nmea.gz: truncated or corrupt gzip" in " ".join(res.output.split())
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "junk_20231001.tif").write_bytes(b"II*\x00 not a tiff")
+    runner.invoke(app, ["scenes", "add", str(folder), "-w", str(ws)], env=ENV)
+    out = run("failures", "-w", str(ws))
+    assert "2 failures recorded" in out and "cut.nmea.gz" in out and "junk_20231001.tif" in out
+    assert out.index("junk_20231001.tif") < out.index("cut.nmea.gz")  # newest first
+    only = run("failures", "--stage", "ais", "-w", str(ws))
+    assert "1 failures recorded" in only and "junk" not in only

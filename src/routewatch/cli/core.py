@@ -293,6 +293,28 @@ def register(app: typer.Typer) -> None:
         _say_simulated(store, watchlist, result.activities.values(), when)
 
     @app.command()
+    def failures(
+        stage: Annotated[str | None, typer.Option(help="Only this stage: ais, scenes add, fetch, detect, watch")] = None,
+        workspace: WorkspaceOpt = None,
+        db: DbOpt = None,
+    ) -> None:
+        """Inputs that earlier runs skipped (a truncated file, an unreadable scene, a failed download) with the
+        reason and when it was last met: what the store's evidence does not include.
+
+        Example: routewatch failures --stage detect -w my-case
+        """
+        _, _, store = open_workspace(workspace, db)
+        rows = sorted(store.failures(stage), key=lambda f: f.created, reverse=True)
+        if not rows:
+            console.print("No failures recorded" + (f" for stage {stage!r}." if stage else "."))
+            return
+        table = Table("last met (UTC)", "stage", "input", "reason", title=f"{len(rows)} failures recorded",
+                      title_justify="left")
+        for f in rows:
+            table.add_row(f"{f.created:%Y-%m-%d %H:%M}", f.stage, f.path, f.message)
+        console.print(table)
+
+    @app.command()
     def status(
         as_of: AsOfOpt = None,
         coverage: CoverageOpt = None,

@@ -169,7 +169,26 @@ def ingest_file(
     progress: Progress | None = None,
     chunk_lines: int = CHUNK_LINES,
 ) -> FileSummary:
-    """Read one file into the partitions; bad lines are counted in the summary's report, never raised."""
+    """Read one file into the partitions; bad lines are counted in the summary's report, never raised. A file
+    that cannot be read at all raises OSError or ValueError naming it (a gzip cut short or corrupt too: its
+    EOFError would otherwise reach the command line as a bare "Aborted.")."""
+    try:
+        return _ingest_file(path, ais_dir, default_time=default_time, mapping=mapping, force=force,
+                            progress=progress, chunk_lines=chunk_lines)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise ValueError(f"{path}: truncated or corrupt gzip ({exc or type(exc).__name__})") from None
+
+
+def _ingest_file(
+    path: Path,
+    ais_dir: Path,
+    *,
+    default_time: datetime | None,
+    mapping: ColumnMapping | None,
+    force: bool,
+    progress: Progress | None,
+    chunk_lines: int,
+) -> FileSummary:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
