@@ -225,3 +225,19 @@ def test_a_targets_score_does_not_depend_on_the_pixel_type() -> None:
         values = [v for (lv, _), v in scores.items() if lv == level]
         assert max(values) - min(values) < 0.05, scores
     assert scores[900.0, "f32"] < scores[3000.0, "f32"]
+
+
+def test_the_clutter_level_that_scores_a_target_is_taken_over_the_water() -> None:
+    """A port window is mostly bright land: scored against all pixels, the same hull on the same sea scored 0.3
+    instead of 1. With the water mask the level is the sea's."""
+    rng = np.random.default_rng(0)
+    sea = rng.gamma(1.0, 60.0, (300, 300))
+    sea[140:160, 148:152] = 3000
+    land = sea.copy()
+    land[:, :140] += 1000
+    land[:, 160:] += 1000
+    water = np.zeros(sea.shape, bool)
+    water[:, 140:160] = True
+    open_sea = detect_sar(sea, pixel_size_m=10.0, water=np.ones(sea.shape, bool))[0].score
+    (in_port,) = detect_sar(land, pixel_size_m=10.0, water=water)
+    assert in_port.score == pytest.approx(open_sea, abs=0.02)

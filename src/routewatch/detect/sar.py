@@ -354,16 +354,18 @@ def group_hits(rows: np.ndarray, cols: np.ndarray, params: CfarParams) -> tuple[
 
 
 def targets_from_hits(
-    image: np.ndarray, rows: np.ndarray, cols: np.ndarray, *, pixel_size_m: float, params: CfarParams = CfarParams()
+    image: np.ndarray, rows: np.ndarray, cols: np.ndarray, *, pixel_size_m: float, params: CfarParams = CfarParams(),
+    water: np.ndarray | None = None,
 ) -> list[Detection]:
-    """Cluster hits, discard clusters of the wrong size, measure the rest."""
+    """Cluster hits, discard clusters of the wrong size, measure the rest; ``water`` (when given) is where the
+    clutter level that scores them is taken."""
     rows, cols, labels = group_hits(rows, cols, params)
     if labels.size == 0:
         return []
     order = np.argsort(labels, kind="stable")
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
     img = np.asarray(image)
-    clutter = clutter_level(img)
+    clutter = clutter_level(img, water)
     out: list[Detection] = []
     for idx in np.split(order, bounds):  # group_hits kept only targets of at least min_pixels hits
         rr, cc = rows[idx], cols[idx]
@@ -372,7 +374,7 @@ def targets_from_hits(
         if not params.min_length_m <= shape.length_m <= params.max_length_m:
             continue
         wsum = vals.sum() or 1.0
-        # size, times brightness against the sea: a hull 30 times the clutter's median scores 1 (10 times: 0.67),
+        # size, times brightness against the sea: a hull 32 times the clutter's median scores 1 (10 times: 0.67),
         # the same in any pixel type or calibration (it had been the share of the type's range: 0.09 for a uint16
         # image, 0.99 for the same values as floats)
         contrast = float(vals.mean()) / clutter
@@ -385,14 +387,23 @@ def targets_from_hits(
     return out
 
 
-def clutter_level(image: np.ndarray) -> float:
-    """The median of an image's positive finite values (every 8th pixel each way, or sparser for a whole scene:
-    about a million values are enough for a level): the sea's typical return, against which a target's
-    brightness is scored."""
+def clutter_level(image: np.ndarray, water: np.ndarray | None = None) -> float:
+    """The median of the positive finite values over the water (the whole image without a mask; every 8th pixel
+    each way, or sparser for a whole scene: about a million values are enough for a level): the sea's typical
+    return, against which a target's brightness is scored. A port window is mostly bright land and quays, so
+    the mask matters: over all pixels the "sea" would be the land."""
     img = np.asarray(image)
     step = max(8, int(math.sqrt(img.size / 1e6)))
     sample = img[::step, ::step].astype(np.float64, copy=False)
-    sample = sample[np.isfinite(sample) & (sample > 0)]
+    ok = np.isfinite(sample) & (sample > 0)
+    if water is not None:
+        sea = ok & np.asarray(water, bool)[::step, ::step]
+        if sea.sum() < 50:  # little water in the sample: take all of its pixels (a port window is small)
+            vals = img[np.asarray(water, bool)].astype(np.float64, copy=False)
+            vals = vals[np.isfinite(vals) & (vals > 0)]
+            return float(np.median(vals)) if vals.size else clutter_level(img)
+        ok = sea
+    sample = sample[ok]
     return float(np.median(sample)) if sample.size else 1.0
 
 
@@ -429,4 +440,4 @@ def detect_sar(
         water = finite if water is None else (np.asarray(water, bool) & finite)
         img = np.where(finite, img, 0).astype(img.dtype)
     hits = (cfar_hits_reference if reference else cfar_hits)(img, pixel_size_m=pixel_size_m, water=water, params=params)
-    return targets_from_hits(img, hits[0], hits[1], pixel_size_m=pixel_size_m, params=params)
+    return targets_from_hits(img, hits[0], hits[1], pixel_size_m=pixel_size_m, params=params, water=water)
