@@ -455,3 +455,19 @@ def test_a_ship_on_a_lon_lat_grid_at_60_north_is_measured_in_true_metres(tmp_pat
     by_axis = {round(s.heading_deg / 90) % 2: s for s in out.sightings}  # 1: east-west, 0: north-south
     assert by_axis[1].length_m == pytest.approx(200, rel=0.12) and by_axis[0].length_m == pytest.approx(200, rel=0.12)
     assert by_axis[1].heading_deg == pytest.approx(90, abs=3)
+
+
+def test_adjacent_tiles_of_one_datatake_are_two_looks() -> None:
+    """Two Sentinel-2 tiles of one datatake have the same time: each shows its own part of a port on their edge,
+    so both are looks; a window that shows the same part as another is not."""
+    from routewatch.model import Scene
+    from routewatch.sources.imagery.pipeline import one_per_acquisition
+
+    t = datetime(2023, 5, 1, 11, 6, 21, tzinfo=UTC)
+    port = Site("edge", "Edge", SiteKind.PORT, box(0, 0, 1, 1))
+    west = Scene("t29spr", "sentinel-2", t, box(-1, -1, 0.55, 2), 10.0)
+    east = Scene("t29sqr", "sentinel-2", t, box(0.45, -1, 2, 2), 10.0)
+    inner = Scene("window", "sentinel-2", t, box(-1, -1, 0.5, 2), 10.0)  # inside the west tile's part
+    later = Scene("later", "sentinel-2", datetime(2023, 5, 6, 11, 6, 21, tzinfo=UTC), box(-1, -1, 0.5, 2), 10.0)
+    kept, left = one_per_acquisition([west, east, inner, later], port)
+    assert [s.id for s in kept] == ["t29spr", "t29sqr", "later"] and [s.id for s in left] == ["window"]

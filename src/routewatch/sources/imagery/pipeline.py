@@ -297,8 +297,9 @@ def one_per_acquisition(scenes: list[Scene], site: Site) -> tuple[list[Scene], l
     """One scene per acquisition over a site: ``fetch`` stores a window of a product per site, and the windows of
     neighbouring sites overlap (as do crops of one tile added for two ports), so one image would otherwise be two
     looks, and one ship two sightings. Scenes of the same sensor, time (to the microsecond) and simulation are one
-    acquisition; the one covering most of the site is kept. Scenes with a date alone are never merged (two images
-    of one day are two looks). Returns (kept, left out)."""
+    acquisition; the one covering most of the site is kept, and another is left out when nine tenths of its part
+    of the site lie in a kept one (adjacent tiles of one datatake show different parts and stay two looks).
+    Scenes with a date alone are never merged (two images of one day are two looks). Returns (kept, left out)."""
     from routewatch.sources.imagery.ingest import date_only
 
     groups: dict[tuple, list[Scene]] = {}
@@ -307,13 +308,20 @@ def one_per_acquisition(scenes: list[Scene], site: Site) -> tuple[list[Scene], l
         groups.setdefault(key, []).append(s)
     kept, extra = [], []
     for group in groups.values():
-        if len(group) == 1:
-            kept.append(group[0])
+        if len(group) == 1 or any(s.footprint is None for s in group):
+            kept.extend(group)
             continue
-        best = max(group, key=lambda s: (s.footprint.intersection(site.geometry).area if s.footprint is not None
-                                         else 0.0, s.id))
-        kept.append(best)
-        extra.extend(s for s in group if s is not best)
+        parts = {s.id: s.footprint.intersection(site.geometry) for s in group}
+        mine: list[Scene] = []
+        for s in sorted(group, key=lambda s: (-parts[s.id].area, s.id)):  # most of the site first
+            part = parts[s.id]
+            # a window showing (nine tenths of) the same part of the site as one kept is the same look; the next
+            # tile of one datatake shows another part, and is a look of its own
+            if part.area > 0 and any(part.intersection(k.footprint).area >= 0.9 * part.area for k in mine):
+                extra.append(s)
+            else:
+                mine.append(s)
+        kept.extend(mine)
     order = {s.id: i for i, s in enumerate(scenes)}
     return sorted(kept, key=lambda s: order[s.id]), extra
 
