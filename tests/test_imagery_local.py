@@ -247,8 +247,14 @@ def test_the_same_acquisition_in_two_folders_is_added_once(shared_dir: Path, tmp
     fourth = add_folder(tmp_path / "d", store=store)
     assert fourth.new == 0 and "the same acquisition as scene" in fourth.failures[0][1]
     assert add_folder(tmp_path / "e", store=store).new == 1
-    # a time given with --time: not marked; a date given with --time: marked
-    assert "time_precision" not in store.scenes(since=when, until=when)[0].attributes
+    # a time given with --time: to the second (00:00:00 too: a real midnight is no date alone); a date: marked
+    assert store.scenes(since=when, until=when)[0].attributes["time_precision"] == "second"
+    from routewatch.sources.imagery.ingest import date_only
+
+    midnight = datetime(2023, 6, 13, tzinfo=UTC)
+    shutil.copytree(port, tmp_path / "g" / "gdynia")
+    (exact,) = add_folder(tmp_path / "g", store=store, when=midnight).scenes
+    assert exact.attributes["time_precision"] == "second" and not date_only(exact)
     day = datetime(2023, 6, 12, tzinfo=UTC)
     shutil.copytree(port, tmp_path / "f" / "gdynia")
     dated = add_folder(tmp_path / "f", store=store, when=day, when_has_time=False)

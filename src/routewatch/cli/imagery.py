@@ -111,6 +111,7 @@ def register(app: typer.Typer) -> None:
         """
         from routewatch.cli.core import open_workspace
         from routewatch.sources.imagery.ingest import add_folder
+        from routewatch.sources.imagery.local import has_time_of_day
 
         if not folder.is_dir():
             console.print(f"[red]error:[/red] {folder}: not a folder")
@@ -118,7 +119,7 @@ def register(app: typer.Typer) -> None:
         ws, _, store = open_workspace(workspace, db)  # no workspace: says so and creates nothing
         ws.ensure()
         result = add_folder(folder, store=store, bands=bands.split(",") if bands else None,
-                            when=_day(when) if when else None, when_has_time=not when or len(when) != 10,
+                            when=_day(when) if when else None, when_has_time=not when or has_time_of_day(when),
                             sensor=sensor)
         table = Table("scene", "sensor", "time (UTC)", "pixel (m)", "bands", "note")
         date_only = [s for s in result.scenes if s.attributes.get("time_precision") == "day"]

@@ -84,6 +84,7 @@ def scene_from_fetch(cand: SceneCandidate, site: Site, folder: Path, manifest: d
         "kind": "sar" if cand.sensor == "sentinel-1" else "optical", "bands": bands, "source": "stac",
         "item_id": cand.item_id, "site": site.key, "window": manifest.get("window"),
         "geolocation": manifest.get("geolocation"), "platform": cand.properties.get("platform"),
+        "time_precision": "second",  # a STAC item's datetime is the acquisition's
     }
     if "scl" in manifest["bands"]:
         attrs["scl"] = {"path": str(folder / manifest["bands"]["scl"]), "index": 1}
@@ -207,9 +208,13 @@ def same_acquisition(store: Any, scene: Scene) -> Scene | None:
 
 
 def date_only(scene: Scene) -> bool:
-    """A scene whose time is a date alone: marked so when added, or (stored before the mark) exactly 00:00 UTC."""
+    """A scene whose time is a date alone: marked so when added, or (stored before the mark, which every scene
+    added since carries) exactly 00:00 UTC."""
+    precision = scene.attributes.get("time_precision")
+    if precision is not None:
+        return precision == "day"
     t = scene.acquired
-    return scene.attributes.get("time_precision") == "day" or (t.hour, t.minute, t.second, t.microsecond) == (0,) * 4
+    return (t.hour, t.minute, t.second, t.microsecond) == (0,) * 4
 
 
 def _same_bytes(files: list[str], others: list[str]) -> bool:

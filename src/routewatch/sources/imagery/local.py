@@ -89,7 +89,7 @@ def parse_time(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else ensure_utc(value)
 
 
-def _has_time_of_day(text: str) -> bool:
+def has_time_of_day(text: str) -> bool:
     """Whether a written time gives the time of day, not a date alone (``2023-06-11``)."""
     return re.fullmatch(r"\s*\d{4}[-:]?\d{2}[-:]?\d{2}\s*", text) is None
 
@@ -100,7 +100,7 @@ def _time_from(files: list[Path], tags: dict[str, str]) -> tuple[datetime, bool]
     for key in TIME_TAGS:
         if tags.get(key):
             try:
-                return parse_time(tags[key]), _has_time_of_day(tags[key])
+                return parse_time(tags[key]), has_time_of_day(tags[key])
             except ValueError:
                 continue
     for f in files:
@@ -117,7 +117,7 @@ def _time_from(files: list[Path], tags: dict[str, str]) -> tuple[datetime, bool]
             info = json.loads(coco.read_text()).get("info", {})
             if info.get("acquisition_date"):
                 text = str(info["acquisition_date"])
-                return parse_time(text), _has_time_of_day(text)
+                return parse_time(text), has_time_of_day(text)
         except (ValueError, OSError):
             return None
     return None
@@ -233,8 +233,9 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                                   "files": [str(f.resolve()) for f in files], "source": "local"}
     if "scl" in refs:
         attributes["scl"] = refs["scl"]
-    if not time_of_day:  # stored as 00:00 UTC: right for the day's coverage, no time to match AIS at
-        attributes["time_precision"] = "day"
+    # "day": stored as 00:00 UTC, right for the day's coverage, no time to match AIS at; always written, so that a
+    # real 00:00:00 UTC time is told from a date alone
+    attributes["time_precision"] = "second" if time_of_day else "day"
     if georef.uses_gcps:
         attributes["geolocation"] = "gcps"
     cloud = _cloud_cover(tags.get("CLOUD_COVER"))
