@@ -590,3 +590,7 @@ def test_detect_sar_locates_a_grd_by_its_ground_control_points(tmp_path: Path) -
     lon, lat = f["geometry"]["coordinates"]
     assert lon == pytest.approx(lon0 + 150.5 * dlon, abs=3 * dlon) and lat == pytest.approx(lat0 + 150.5 * dlat, abs=3 * dlat)
     assert f["properties"]["heading_deg"] == pytest.approx(150, abs=8)
+    for bad in ("-5", "nan", "0"):  # a given pixel size is checked on a GCP grid too
+        res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(out), "--pixel-size", bad])
+        assert res.exit_code == 2 and "--pixel-size" in res.output, (bad, res.output)
+        assert res.exception is None or isinstance(res.exception, SystemExit)

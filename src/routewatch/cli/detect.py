@@ -350,9 +350,8 @@ def register(app: typer.Typer) -> None:
         arr, transform, crs, valid = _read_image(image, with_valid=water == "auto" and not model)
         grid = _gcp_grid(image, arr.shape[:2]) if transform is None and image.suffix.lower() not in _RENDERINGS \
             else None  # a Sentinel-1 GRD: located by its ground control points, in its own geometry
-        px = pixel_size if grid is not None and pixel_size else \
-            grid.ground_pixel_size_m() if grid is not None else _pixel_size(image, arr.shape[:2], transform, crs,
-                                                                            pixel_size)
+        px = grid.ground_pixel_size_m() if grid is not None and pixel_size is None else \
+            _pixel_size(image, arr.shape[:2], transform, crs, pixel_size)  # a given size is checked either way
         if global_mask:
             _check_near_sea(image, water, model, transform, crs)
         band = to_single_band(arr)
