@@ -356,6 +356,13 @@ def test_the_untagged_zero_fill_beside_a_sar_swath_is_not_counted_as_imaged(tmp_
     site = Site("whole", "Whole", SiteKind.PORT, scene.footprint.buffer(-0.0005))
     out = process_scene(scene, site, site.geometry, str(ws.root / "chips"))
     assert out.look.usable_fraction == pytest.approx(0.5, abs=0.05), out.look.note
+    # an 8-bit rendering's zeros are calm water, as for the water mask: imaged
+    with rasterio.open(folder / "s1_20231003T093000_vv.tif", "w", driver="GTiff", width=400, height=400, count=1,
+                       dtype="uint8", crs="EPSG:32652", transform=Affine(10.0, 0, 600000.0, 0, -10.0, 4680000.0)) as ds:
+        ds.write(np.clip(img // 4, 0, 255).astype(np.uint8), 1)
+    rendering = next(s for s in add_folder(folder, store=store, sensor="sentinel-1").scenes if "1003" in s.uri)
+    out8 = process_scene(rendering, site, site.geometry, str(ws.root / "chips"))
+    assert out8.look.usable_fraction > 0.95, out8.look.note
 
 
 def test_with_water_polygons_the_water_outside_the_image_is_taken_from_them(tmp_path: Path) -> None:

@@ -211,11 +211,13 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
     grid = georef.window(window) if window is not None else georef
     if scl is not None:
         valid &= ~np.isin(scl, (0, 1))
-    if kind == "sar":  # the zero fill around a GRD swath, tagged as no-data or not, was never imaged
+    if kind == "sar":  # the zero fill around a GRD swath, tagged as no-data or not, was never imaged; an 8-bit
+        # rendering's zeros are calm water (as for the water mask, detect.water.sar_water)
         from routewatch.detect.water import edge_zero_fill
 
         for arr in bands.values():
-            valid &= ~edge_zero_fill(arr)
+            if arr.dtype != np.uint8:
+                valid &= ~edge_zero_fill(arr)
     return SceneRaster(bands=bands, valid=valid, georef=grid, pixel_size_m=grid.ground_pixel_size_m(), kind=kind,
                        scl=scl, path=str(scene.uri or first_path), window=window)
 
