@@ -394,3 +394,32 @@ def test_a_vessel_with_two_mmsis_is_last_seen_at_the_later_of_them():
         for _ in range(10):  # the group-by's order is not fixed: the answer must not depend on it
             seen = _last_seen(pos, T, mapping)["v"]
             assert (seen.time, seen.lon) == (T - timedelta(hours=1), 140.0)
+
+
+def test_a_labelled_detection_is_one_visit_and_stays_simulated(tmp_path):
+    """`fuse` writes a labelled copy of each stored detection: the analysis reads the copy instead of the original
+    (both at once were two visits of one ship), and a copy of a simulated detection is simulated too, so visits and
+    trips resting on it say so."""
+    from routewatch.model import Evidence, EvidenceKind
+    from routewatch.pipeline import analyze
+    from routewatch.watchlist import load_watchlist
+
+    ws = _workspace(tmp_path / "ws")
+    store = Store.open(ws.db_url)
+    chips = [Evidence(f"chip-{i}", EvidenceKind.CHIP, f"chip {i}") for i in range(2)]
+    store.add_evidence([Evidence("ev-scene", EvidenceKind.SCENE, "a simulated scene"), *chips])
+    store.add_sightings([
+        Sighting(id=f"img-{i}", time=T, source_kind=SourceKind.IMAGE, site="rajin", event="detection",
+                 lon=130.28 + 0.01 * i, lat=42.23, length_m=120.0, width_m=18.0, heading_deg=90.0, score=0.9,
+                 evidence_ids=("ev-scene", f"chip-{i}"), simulated=True)
+        for i in range(2)])
+    wl = load_watchlist(ws.watchlist_path)
+    before = analyze(store, wl, T + timedelta(days=1), persist=False)
+    _fuse("-w", str(ws.root), "--out", str(tmp_path / "fused.geojson"))
+    fused = [s for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")]
+    assert len(fused) == 2 and all(s.simulated for s in fused)
+    after = analyze(store, wl, T + timedelta(days=1), persist=False)
+    at_rajin = [v for v in after.visits if v.site == "rajin"]
+    assert len(at_rajin) == len([v for v in before.visits if v.site == "rajin"]) >= 1
+    used = {i for v in at_rajin for i in v.sighting_ids}
+    assert used and used <= {s.id for s in fused}  # the simulated copies: the report marks such visits simulated

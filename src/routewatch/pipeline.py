@@ -17,6 +17,7 @@ import polars as pl
 from routewatch.analysis.activity import JudgementConfig, judge_route
 from routewatch.analysis.trips import build_trips
 from routewatch.analysis.visits import build_visits_frame, frame_to_visits
+from routewatch.fuse.io import FUSED_PREFIX
 from routewatch.model import (
     Activity,
     AggregateObservation,
@@ -57,6 +58,24 @@ VISIT_SIGHTING_COLUMNS = (
     "identification_confidence",
     "source_kind",
 )
+
+
+def without_fused_originals(sightings: pl.DataFrame) -> pl.DataFrame:
+    """Image detections that ``fuse`` labelled are read once, as the labelled copy: the original (vessel unknown)
+    and its copy (vessel named, or dark) at the same moment would be two visits of one ship. A copy carries its
+    original's evidence, whose chip evidence is the detection's own."""
+    if "evidence_ids" not in sightings.columns or sightings.height == 0:
+        return sightings
+    fused = pl.col("id").str.starts_with(f"{FUSED_PREFIX}-")
+    copies = sightings.filter(fused)
+    if copies.height == 0:
+        return sightings
+    chips = copies.select(pl.col("evidence_ids").explode()).to_series()
+    chips = chips.filter(chips.str.starts_with("chip-")).unique()
+    if chips.len() == 0:
+        return sightings
+    superseded = ~fused & pl.col("evidence_ids").list.eval(pl.element().is_in(chips.implode())).list.any()
+    return sightings.filter(~superseded.fill_null(False))
 
 
 def looks_from_frame(frame: pl.DataFrame) -> list[Look]:
@@ -129,6 +148,7 @@ def analyze(
             until=as_of, with_evidence=True, sort=False, columns=VISIT_SIGHTING_COLUMNS
         )
         looks_frame = looks_job.result()
+    sightings = without_fused_originals(sightings)
     aggregates = [a for a in store.aggregates() if a.start <= as_of]  # type: ignore[attr-defined]
     visits = frame_to_visits(build_visits_frame(sightings, looks_frame, as_of, vessels=watchlist.vessels))
     by_site: dict[str, list[Visit]] = {}

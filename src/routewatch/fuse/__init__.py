@@ -105,7 +105,8 @@ def fuse_detections(
             pl.Series("probabilities", probs, pl.String), pl.Series("reasons", reasons, pl.String)))
     if not out:
         return pl.DataFrame(schema={c: pl.String for c in RESULT_COLUMNS})
-    return pl.concat(out, how="diagonal_relaxed").select(RESULT_COLUMNS + [c for c in ("evidence_ids", "look_id")
+    return pl.concat(out, how="diagonal_relaxed").select(RESULT_COLUMNS + [c for c in ("evidence_ids", "look_id",
+                                                                                     "simulated")
                                                                            if c in det.columns])
 
 
@@ -130,6 +131,7 @@ def fused_sightings(result: pl.DataFrame, source_kind: SourceKind = SourceKind.I
             confidence=float(r["score"]) if r["score"] is not None else 0.7,
             identification_confidence=r["identification_confidence"], evidence_ids=(*base, ev.id),
             look_id=r.get("look_id"),  # the look of the detection: a look detected again takes it along
+            simulated=bool(r.get("simulated") or False),  # a label on a simulated detection is simulated too
             detail=f"{r['status']}; " + (r["probabilities"] or ""),
         ))
     return sightings, evidence

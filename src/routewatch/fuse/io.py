@@ -88,10 +88,11 @@ def detections_from_sightings(sightings: Iterable[Sighting]) -> pl.DataFrame:
     fuses the same detections again (same ids) instead of fusing its results."""
     rows = [{"id": s.id, "time": s.time, "lon": s.lon, "lat": s.lat, "length_m": s.length_m, "width_m": s.width_m,
              "heading_deg": s.heading_deg, "score": s.score, "site": s.site, "evidence_ids": list(s.evidence_ids),
-             "look_id": s.look_id}
+             "look_id": s.look_id, "simulated": s.simulated}
             for s in sightings if s.source_kind == SourceKind.IMAGE and s.lon is not None and s.lat is not None
             and not is_fused(s)]
-    return pl.DataFrame(rows, schema={**DET_SCHEMA, "evidence_ids": pl.List(pl.String), "look_id": pl.String})
+    return pl.DataFrame(rows, schema={**DET_SCHEMA, "evidence_ids": pl.List(pl.String), "look_id": pl.String,
+                                      "simulated": pl.Boolean})
 
 
 def assign_sites(det: pl.DataFrame, sites: Mapping[str, Site], max_distance_m: float = 1000.0) -> pl.DataFrame:
