@@ -382,6 +382,10 @@ def test_ais_is_interpolated_the_short_way_across_the_antimeridian():
     assert abs(got[1]["lon"]) == pytest.approx(180.0, abs=1e-6) and got[1]["method"] == "interpolated"
     # dead-reckoned 5 min east at 10 kn (1.5 km) from 179.999 E: past 180, written as west longitude
     assert -180 < got[2]["lon"] < -179.98 and got[2]["method"] == "extrapolated"
+    # a message at the image time is taken as it is, also when no later one follows
+    at = {r["mmsi"]: r for r in interpolate_ais(conform(pl.DataFrame(rows)), T).iter_rows(named=True)}
+    assert at[1]["method"] == at[2]["method"] == "exact" and at[2]["lon"] == pytest.approx(179.999)
+    assert at[1]["dt_s"] == 0
 
 
 def test_a_vessel_with_two_mmsis_is_last_seen_at_the_later_of_them():

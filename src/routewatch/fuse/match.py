@@ -50,7 +50,8 @@ class FuseConfig:
 def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig | None = None) -> pl.DataFrame:
     """Each MMSI's position at ``when``: linear between the messages around it, or dead-reckoned from SOG/COG for
     at most ``max_extrapolate_min``. Columns: mmsi, lon, lat, sog_kn, cog_deg, heading_deg, dt_s (seconds to
-    the nearest message), method ("interpolated" or "extrapolated"), source, line."""
+    the nearest message), method ("exact" for a message at the image time, "interpolated" or "extrapolated"),
+    source, line."""
     cfg = config or FuseConfig()
     cols = ["mmsi", "timestamp", "lon", "lat", "sog_kn", "cog_deg", "heading_deg", "source", "line"]
     p = positions.select(cols).sort("mmsi", "timestamp")
@@ -74,7 +75,8 @@ def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig 
             lat = r["lat"] + f * (r["lat_a"] - r["lat"])
             near = "" if r["dtb"] <= r["dta"] else "_a"
             rows.append((r["mmsi"], lon, lat, r["sog_kn" + near], r["cog_deg" + near], r["heading_deg" + near],
-                         min(r["dtb"], r["dta"]), "interpolated", r["source" + near], r["line" + near]))
+                         min(r["dtb"], r["dta"]), "exact" if min(r["dtb"], r["dta"]) == 0 else "interpolated",
+                         r["source" + near], r["line" + near]))
             continue
         side, dt_s, sign = ("", r["dtb"], 1.0) if r["timestamp"] is not None else ("_a", r["dta"], -1.0)
         if dt_s is None or dt_s > lim:
@@ -86,8 +88,8 @@ def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig 
             lat = lat + d * math.cos(math.radians(cog)) / EARTH_M_PER_DEG
             lon = lon + d * math.sin(math.radians(cog)) / (EARTH_M_PER_DEG * max(math.cos(math.radians(lat)), 1e-6))
             lon = (lon + 180.0) % 360.0 - 180.0
-        rows.append((r["mmsi"], lon, lat, sog, cog, r["heading_deg" + side], dt_s, "extrapolated",
-                     r["source" + side], r["line" + side]))
+        rows.append((r["mmsi"], lon, lat, sog, cog, r["heading_deg" + side], dt_s,
+                     "exact" if dt_s == 0 else "extrapolated", r["source" + side], r["line" + side]))
     return pl.DataFrame(rows, schema={
         "mmsi": pl.Int32, "lon": pl.Float64, "lat": pl.Float64, "sog_kn": pl.Float32, "cog_deg": pl.Float32,
         "heading_deg": pl.Float32, "dt_s": pl.Float64, "method": pl.String, "source": pl.String, "line": pl.Int64,
