@@ -226,3 +226,20 @@ def test_each_judgement_says_its_date_and_what_its_probability_is(sample_store, 
     html = render_report(data)
     assert f"(judged as of {act.as_of:%Y-%m-%d})" in html
     assert probability_meaning(act).split(" (")[0].replace("|", "&#124;") in html.replace("|", "&#124;")
+
+
+def test_the_stored_judgement_shown_is_that_of_the_latest_analysis(sample_store) -> None:
+    """An analysis made earlier for a later date (say `analyze` as of today, before most of the evidence was in)
+    must not stand for the store's judgement after a later analysis for another date: that one's visits and trips
+    are what the store holds, and its judgement goes with them (the dashboard mixed the two)."""
+    from dataclasses import replace
+
+    store = sample_store
+    (stored,) = [a for a in store.activities(route=ROUTE) if a.as_of == AS_OF]
+    stale = replace(stored, as_of=AS_OF + timedelta(days=400), status=Status.ACTIVE, probability=0.1)
+    store.add_activities([stale])
+    data = gather(store, AS_OF + timedelta(days=500))
+    assert data.activities[ROUTE].as_of == AS_OF and data.activities[ROUTE].status == stored.status
+    # once an analysis for that later date is the latest run, it is the one shown
+    store.replace_derived(store.visits(), store.trips(), stale.as_of)
+    assert gather(store, AS_OF + timedelta(days=500)).activities[ROUTE].as_of == stale.as_of

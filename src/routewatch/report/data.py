@@ -279,7 +279,13 @@ def gather(store: Any, as_of: datetime, analysis: Any | None = None, workspace_r
         visits, trips, acts, estimates = _call(store, "visits"), _call(store, "trips"), _call(store, "activities"), []
     visits = sorted((v for v in visits if v.start <= as_of), key=lambda v: v.start)
     trips = sorted((t for t in trips if t.depart <= as_of), key=lambda t: t.depart)
-    activities = latest_activities(acts, as_of)
+    judged = as_of
+    if analysis is None:  # the judgements of the store's latest analysis (the one its visits and trips come from),
+        # not one made earlier for a later date: that one rests on what the store held then
+        derived = stored_as_of(store)
+        if derived is not None and derived <= as_of and any(a.as_of == derived for a in acts):
+            judged = derived
+    activities = latest_activities(acts, judged)
     if not estimates:
         for act in activities.values():
             estimates.extend(e for e in map(_as_estimate, act.details.get("estimates", [])) if e is not None)
