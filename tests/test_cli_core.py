@@ -21,8 +21,9 @@ def run(*args: str) -> str:
 
 def test_init_import_analyze_status(tmp_path: Path) -> None:
     ws = tmp_path / "case"
-    run("init", str(ws), "--example", "rajin")
+    out = run("init", str(ws), "--example", "rajin")
     assert (ws / "watchlist.toml").exists() and (ws / "observations.csv").exists()
+    assert f"routewatch import observations {ws / 'observations.csv'} -w {ws}" in out  # what to do next
     out = run("import", "observations", str(ws / "observations.csv"), "-w", str(ws))
     assert "added 20 sightings" in out
     again = run("import", "observations", str(ws / "observations.csv"), "-w", str(ws))

@@ -234,6 +234,13 @@ def register(app: typer.Typer) -> None:
                     shutil.copyfile(_example_file(example, extra), ws.root / extra)
         _, _, _store = open_workspace(ws.root, None)
         console.print(f"Workspace ready at [bold]{ws.root}[/bold] (store: {ws.db_url}).")
+        if example and (ws.root / "observations.csv").exists():
+            obs = ws.root / "observations.csv"
+            console.print(f"The example's evidence (sources: SOURCES.md) is in {obs}, not yet in the store. Import it:")
+            console.print(f"  routewatch import observations {obs} -w {ws.root}", soft_wrap=True)
+            if example == "rajin":
+                console.print(f"  routewatch analyze --as-of 2024-03-02 --coverage near-daily -w {ws.root}",
+                              soft_wrap=True)
 
     @import_app.command("observations")
     def import_observations_cmd(
