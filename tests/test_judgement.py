@@ -369,3 +369,24 @@ def test_an_overdue_silence_is_not_hidden_by_an_earlier_resumption() -> None:
         coverage=cov,
     )
     assert back.status is Status.RESUMED
+
+
+def test_an_unidentified_ship_of_another_size_is_not_the_fleets_activity() -> None:
+    """The fleet is one 120 m ship: a 340 m unidentified hull at the origin (other traffic, or a recurring false
+    alarm at a quay) does not restart the route's clock; one of a size the fleet's ship could be measured at does,
+    and without a known fleet length every unidentified ship counts, as before."""
+    from dataclasses import replace
+
+    visits = _regular_visits(10, 5.0)  # last fleet activity: b at day 47-48
+    as_of = T0 + timedelta(days=80)
+    cov = [CoverageAssumption("planetscope", 1.0, 0.6)]
+    big = replace(_visit("a", 75, vessel=None), size_class="250m+")  # type: ignore[arg-type]
+    fits = replace(_visit("a", 75, vessel=None), size_class="100-150m")  # type: ignore[arg-type]
+
+    def judged(extra, lengths):
+        return judge_route(_route(), as_of=as_of, visits=[*visits, extra], trips=[], vessel_lengths=lengths,
+                           coverage=cov)
+
+    assert judged(big, {"v1": 120.0}).last_activity == T0 + timedelta(days=48)
+    assert judged(fits, {"v1": 120.0}).last_activity == T0 + timedelta(days=76)
+    assert judged(big, {}).last_activity == T0 + timedelta(days=76)

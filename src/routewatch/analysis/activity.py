@@ -36,6 +36,7 @@ from routewatch.analysis.silence import (
     silence_survival,
     survival_standard_error,
 )
+from routewatch.analysis.visits import SIZE_CLASSES, UNKNOWN_SIZE
 from routewatch.model import (
     SENSOR_DETECTION,
     Activity,
@@ -154,7 +155,26 @@ def _fleet_length(route: Route, vessel_lengths: dict[str, float], config: Judgem
     return min(lengths) if lengths else config.default_vessel_length_m
 
 
-def _events(route: Route, visits: Sequence[Visit], as_of: datetime) -> list[_Event]:
+FLEET_LENGTH_FACTOR = 1.6  # an unidentified ship measured this many times longer or shorter is not the fleet's
+
+
+def fleet_size_classes(route: Route, vessel_lengths: dict[str, float]) -> set[str] | None:
+    """The size classes an unidentified ship of the route's fleet can be measured in: those meeting [L / 1.6,
+    1.6 L] of a fleet vessel's length L (image lengths are rough: the optical detector's error is about 50 m).
+    None (no limit) without a fleet list, or when a fleet vessel's length is unknown."""
+    if not route.vessels or any(not vessel_lengths.get(v) for v in route.vessels):
+        return None
+    out: set[str] = set()
+    for v in route.vessels:
+        lo, hi = vessel_lengths[v] / FLEET_LENGTH_FACTOR, vessel_lengths[v] * FLEET_LENGTH_FACTOR
+        out.update(label for low, high, label in SIZE_CLASSES if low < hi and high > lo)
+    return out
+
+
+def _events(route: Route, visits: Sequence[Visit], as_of: datetime,
+            classes: set[str] | None = None) -> list[_Event]:
+    """The route's visits as events; with ``classes`` (:func:`fleet_size_classes`) an unidentified ship of another
+    size (a 340 m hull where the fleet is 150 m ships, or a recurring false alarm of that size) is other traffic."""
     fleet = set(route.vessels)
     out = []
     for v in visits:
@@ -163,6 +183,9 @@ def _events(route: Route, visits: Sequence[Visit], as_of: datetime) -> list[_Eve
         if v.site not in route.origin and v.site not in route.destination:
             continue
         if fleet and v.vessel is not None and v.vessel not in fleet:
+            continue
+        if classes is not None and v.vessel is None and v.size_class not in (None, UNKNOWN_SIZE) \
+                and v.size_class not in classes:
             continue
         out.append(
             _Event(
@@ -411,7 +434,7 @@ def judge_route(
     # ``known_events``: the route's events already built for a later date (the resumption check re-judges the
     # same route as of earlier dates); only what had started by ``as_of`` is kept, cut at ``as_of``.
     events = (
-        _events(route, visits, as_of)
+        _events(route, visits, as_of, fleet_size_classes(route, vessel_lengths or {}))
         if known_events is None
         else sorted(
             (e if e.end <= as_of else replace(e, end=as_of) for e in known_events if e.start <= as_of),
