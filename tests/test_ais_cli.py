@@ -125,8 +125,8 @@ def test_ingest_reports_bad_files_and_lines_and_goes_on(tmp_path, shared_dir, mo
     assert "odd.csv: line 1: unknown CSV layout" in out
     assert "missing.nmea: no such file" in out
     assert "bad.nmea:2 checksum mismatch" in out and "bad.nmea:3 no AIS sentence" in out
-    assert "bad.nmea: bad lines by reason:" in out and "checksum mismatch 1" in out
-    assert f"{nmea.name}: bad lines by reason: empty payload 100" in " ".join(out.split())
+    assert "bad.nmea: bad lines by reason:" in out and "checksum mismatch: 1" in out
+    assert f"{nmea.name}: bad lines by reason: empty payload: 100" in " ".join(out.split())
     assert f"{nmea.name}:" in out and "position not available:" in out  # by line, like every other reason
     failures = {f.path for f in Store.open(ws.db_url).failures("ais")}
     assert {"odd.csv", "missing.nmea"} <= failures

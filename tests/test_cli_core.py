@@ -19,6 +19,13 @@ def run(*args: str) -> str:
     return result.output
 
 
+def stdout(*args: str) -> str:
+    """What a script reading the command's standard output gets (notes such as the date judged go to stderr)."""
+    result = runner.invoke(app, list(args), env=ENV)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
 def test_init_import_analyze_status(tmp_path: Path) -> None:
     ws = tmp_path / "case"
     out = run("init", str(ws), "--example", "rajin")
@@ -34,10 +41,12 @@ def test_init_import_analyze_status(tmp_path: Path) -> None:
     assert "trips derived as of 2024-02-10" in out and "replacing those as of 2024-03-02" in out
     again = run("analyze", "--as-of", "2024-02-10", "-w", str(ws))
     assert "trips derived as of 2024-02-10" in again and "replacing" not in again
-    out = run("status", "--as-of", "2024-03-02", "--coverage", "sentinel-1:12:1.0", "-w", str(ws))
+    out = stdout("status", "--as-of", "2024-03-02", "--coverage", "sentinel-1:12:1.0", "-w", str(ws))
     assert out.startswith("rajin-russia\tundetermined")
     out = run("status", "--as-of", "2024-03-20", "-c", "near-daily", "-w", str(ws))
     assert "\tresumed\t" in out
+    res = runner.invoke(app, ["status", "--as-of", "2024-03-20", "-c", "near-daily", "-w", str(ws)], env=ENV)
+    assert "judged as of 2024-03-20 23:59 UTC" in res.stderr and "judged" not in res.stdout
 
 
 def test_bad_observation_file_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
@@ -84,7 +93,7 @@ def test_a_route_deleted_from_the_watchlist_leaves_status_and_the_store(tmp_path
 
     ws = tmp_path / "case"
     run("init", str(ws))
-    assert run("status", "-w", str(ws)).startswith("example-route\t")
+    assert stdout("status", "-w", str(ws)).startswith("example-route\t")
     text = (ws / "watchlist.toml").read_text()
     (ws / "watchlist.toml").write_text(text.replace("[routes.example-route]", "[routes.renamed-route]"))
     out = run("status", "-w", str(ws))
@@ -124,16 +133,16 @@ def test_status_says_what_its_probability_is(tmp_path: Path) -> None:
     ws = tmp_path / "case"
     run("init", str(ws), "--example", "rajin")
     run("import", "observations", str(ws / "observations.csv"), "-w", str(ws))
-    paused = run("status", "--as-of", "2024-03-02", "-c", "near-daily", "-w", str(ws)).strip().split("\t")
+    paused = stdout("status", "--as-of", "2024-03-02", "-c", "near-daily", "-w", str(ws)).strip().split("\t")
     assert paused[1] == "paused" and paused[-1].startswith("P = 1 - P(silence | running)") and "+-" in paused[-1]
-    resumed = run("status", "--as-of", "2024-03-20", "-c", "near-daily", "-w", str(ws)).strip().split("\t")
+    resumed = stdout("status", "--as-of", "2024-03-20", "-c", "near-daily", "-w", str(ws)).strip().split("\t")
     assert resumed[1] == "resumed" and resumed[-1] == "P = the pause probability of the gap that ended"
 
 
 def test_status_of_a_route_with_nothing_to_judge_says_so(tmp_path: Path) -> None:
     ws = tmp_path / "blank"
     run("init", str(ws))
-    line = run("status", "-w", str(ws)).strip().split("\t")
+    line = stdout("status", "-w", str(ws)).strip().split("\t")
     assert line[1] == "undetermined" and line[-1].startswith("no silence probability")
 
 

@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
                               f"{s.statics_added:,}")
                 if s.report.bad:
                     console.print(f"  [yellow]{escape(f.name)}: bad lines by reason:[/yellow] "
-                                  + escape(", ".join(f"{reason} {n:,}" for reason, n in sorted(
+                                  + escape(", ".join(f"{reason}: {n:,}" for reason, n in sorted(
                                       s.report.bad.items(), key=lambda kv: -kv[1]))))
                 for line, reason, text in s.report.examples:  # the first five of each reason
                     console.print(f"  [yellow]{escape(f.name)}:{line}[/yellow] {escape(reason)}: {escape(text)}")

@@ -265,7 +265,7 @@ def register(app: typer.Typer) -> None:
                 console.print(f"[red]{exc}[/red]")
                 failed = True
                 continue
-            console.print(f"{f}: {result}")
+            console.print(str(result))  # it names the file
         if failed:
             raise typer.Exit(1)
 
@@ -328,7 +328,8 @@ def register(app: typer.Typer) -> None:
         workspace: WorkspaceOpt = None,
         db: DbOpt = None,
     ) -> None:
-        """One line per route: status, probability, last activity, days quiet, coverage, what the probability is.
+        """One line per route: status, probability, last activity, days quiet, coverage, what the probability is
+        (the date judged, now unless --as-of, goes to stderr).
 
         Example: routewatch status --as-of 2024-03-20 -w my-case
         """
@@ -337,6 +338,9 @@ def register(app: typer.Typer) -> None:
         _, watchlist, store = open_workspace(workspace, db)
         when = parse_as_of(as_of)
         result = run(store, watchlist, when, coverage=resolve_coverage(coverage, watchlist), persist=False)
+        # the date judged, on stderr: the lines themselves keep their fields for scripts
+        typer.echo(f"judged as of {when:%Y-%m-%d %H:%M} UTC" + ("" if as_of else " (now; --as-of for another date)"),
+                   err=True)
         for a in result.activities.values():
             last = f"{a.last_activity:%Y-%m-%d}" if a.last_activity else "never"
             quiet = f"{a.days_quiet:.0f} days quiet" if a.days_quiet is not None else ""
