@@ -98,6 +98,8 @@ class SnapshotHolder:
         self.store, self.as_of, self.root, self.ttl_s = store, as_of, root, ttl_s
         self.analyzer, self.check_s, self.clock_s = analyzer, check_s, clock_s
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()  # one load at a time: a background load must not replace a newer one
+        self._away = False  # the database was away at the last check (said once, not every second)
         self._refreshing = False
         self._checked = time.monotonic()
         self._version = store_version(store)
@@ -127,17 +129,23 @@ class SnapshotHolder:
         return snap
 
     def _load(self) -> Snapshot:
-        version = store_version(self.store)  # before reading: a write during the read is caught next time
-        snap = Snapshot.load(self.store, self.as_of, self.root, self.analyzer)
-        self._version, self._snap = version, snap
-        return snap
+        with self._load_lock:  # an API write's refresh waits for a background load in flight, then loads after it
+            version = store_version(self.store)  # before reading: a write during the read is caught next time
+            snap = Snapshot.load(self.store, self.as_of, self.root, self.analyzer)
+            self._version, self._snap = version, snap
+            return snap
 
     def _refresh_background(self) -> None:
         try:
             if self._stale():
                 self._load()
+            if self._away:
+                log.warning("the store answers again")
+            self._away = False
         except Exception:  # the database is away (a restart, the network): keep serving the last snapshot
-            log.warning("could not check or rebuild the dashboard snapshot; serving the last one", exc_info=True)
+            if not self._away:
+                log.warning("could not check or rebuild the dashboard snapshot; serving the last one", exc_info=True)
+            self._away = True
         finally:
             with self._lock:
                 self._refreshing = False
