@@ -410,12 +410,12 @@ def test_a_labelled_detection_is_one_visit_and_stays_simulated(tmp_path):
 
     ws = _workspace(tmp_path / "ws")
     store = Store.open(ws.db_url)
-    chips = [Evidence(f"chip-{i}", EvidenceKind.CHIP, f"chip {i}") for i in range(2)]
+    chips = [Evidence(f"ev-img-{i}", EvidenceKind.CHIP, f"chip {i}") for i in range(2)]  # any evidence ids
     store.add_evidence([Evidence("ev-scene", EvidenceKind.SCENE, "a simulated scene"), *chips])
     store.add_sightings([
         Sighting(id=f"img-{i}", time=T, source_kind=SourceKind.IMAGE, site="rajin", event="detection",
                  lon=130.28 + 0.01 * i, lat=42.23, length_m=120.0, width_m=18.0, heading_deg=90.0, score=0.9,
-                 evidence_ids=("ev-scene", f"chip-{i}"), simulated=True)
+                 evidence_ids=("ev-scene", f"ev-img-{i}"), simulated=True)
         for i in range(2)])
     wl = load_watchlist(ws.watchlist_path)
     before = analyze(store, wl, T + timedelta(days=1), persist=False)
@@ -427,3 +427,11 @@ def test_a_labelled_detection_is_one_visit_and_stays_simulated(tmp_path):
     assert len(at_rajin) == len([v for v in before.visits if v.site == "rajin"]) >= 1
     used = {i for v in at_rajin for i in v.sighting_ids}
     assert used and used <= {s.id for s in fused}  # the simulated copies: the report marks such visits simulated
+    # fused again from a GeoJSON of the stored detections (rounded positions, evidence and mark as properties)
+    det = tmp_path / "det.geojson"
+    det.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(round(130.28 + 0.01 * i, 7), 42.23, id=f"img-{i}", time=T.isoformat(), length_m=120.0,
+                 site="rajin", simulated=True, evidence_ids=f"ev-scene,ev-img-{i}") for i in range(2)]}))
+    _fuse("--detections", str(det), "-w", str(ws.root), "--out", str(tmp_path / "again.geojson"))
+    again = [s for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")]
+    assert len(again) == 2 and all(s.simulated for s in again)

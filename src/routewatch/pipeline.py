@@ -50,6 +50,8 @@ class AnalysisResult:
 # What visits are built from: reading only these columns halves the read of a large store.
 VISIT_SIGHTING_COLUMNS = (
     "site",
+    "lon",  # with lat: a fused copy is told to its original by position (without_fused_originals)
+    "lat",
     "vessel",
     "object_kind",
     "time_end",
@@ -62,20 +64,24 @@ VISIT_SIGHTING_COLUMNS = (
 
 def without_fused_originals(sightings: pl.DataFrame) -> pl.DataFrame:
     """Image detections that ``fuse`` labelled are read once, as the labelled copy: the original (vessel unknown)
-    and its copy (vessel named, or dark) at the same moment would be two visits of one ship. A copy carries its
-    original's evidence, whose chip evidence is the detection's own."""
-    if "evidence_ids" not in sightings.columns or sightings.height == 0:
+    and its copy (vessel named, or dark) at the same moment would be two visits of one ship. A copy has its
+    original's site, time and position (to a micro-degree: a copy fused from an exported GeoJSON is rounded)."""
+    if sightings.height == 0 or not {"lon", "lat", "site", "time"} <= set(sightings.columns):
         return sightings
     fused = pl.col("id").str.starts_with(f"{FUSED_PREFIX}-")
-    copies = sightings.filter(fused)
+    copies = sightings.filter(fused).select("site", "time", c_lon="lon", c_lat="lat").drop_nulls()
     if copies.height == 0:
         return sightings
-    chips = copies.select(pl.col("evidence_ids").explode()).to_series()
-    chips = chips.filter(chips.str.starts_with("chip-")).unique()
-    if chips.len() == 0:
+    rows = sightings.with_row_index("_row")
+    originals = (
+        rows.filter(~fused & pl.col("lon").is_not_null())
+        .select("_row", "site", "time", "lon", "lat")
+        .join(copies, on=["site", "time"], how="inner")
+        .filter(((pl.col("lon") - pl.col("c_lon")).abs() < 1e-6) & ((pl.col("lat") - pl.col("c_lat")).abs() < 1e-6))
+    )
+    if originals.height == 0:
         return sightings
-    superseded = ~fused & pl.col("evidence_ids").list.eval(pl.element().is_in(chips.implode())).list.any()
-    return sightings.filter(~superseded.fill_null(False))
+    return rows.filter(~pl.col("_row").is_in(originals["_row"].implode())).drop("_row")
 
 
 def looks_from_frame(frame: pl.DataFrame) -> list[Look]:

@@ -68,8 +68,13 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
                      "time": ensure_utc(when), "lon": float(lon), "lat": float(lat),
                      **{k: (None if props.get(k) is None else float(props[k]))
                         for k in ("length_m", "width_m", "heading_deg", "score")},
-                     "site": props.get("site") or site})
-    return pl.DataFrame(rows, schema=DET_SCHEMA)
+                     "site": props.get("site") or site,
+                     # an exported sighting brings its evidence and its simulated mark along
+                     "evidence_ids": [str(e).strip() for e in (props["evidence_ids"].split(",")
+                                                               if isinstance(props.get("evidence_ids"), str)
+                                                               else props.get("evidence_ids") or []) if str(e).strip()],
+                     "simulated": bool(props.get("simulated") or False)})
+    return pl.DataFrame(rows, schema={**DET_SCHEMA, "evidence_ids": pl.List(pl.String), "simulated": pl.Boolean})
 
 
 def fused_id(detection_id: str) -> str:
