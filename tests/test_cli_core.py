@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from routewatch.cli import app
+from routewatch.workspace import Workspace
 
 runner = CliRunner()
 ENV = {"COLUMNS": "220"}
@@ -185,3 +186,10 @@ def test_failures_lists_what_earlier_runs_skipped(tmp_path: Path) -> None:
     assert out.index("junk_20231001.tif") < out.index("cut.nmea.gz")  # newest first
     only = run("failures", "--stage", "ais", "-w", str(ws))
     assert "1 failures recorded" in only and "junk" not in only
+    from routewatch.store import Store
+
+    Store.open(Workspace.open(ws).db_url).record_failure("detect", "/data/S1A_rajin[vv].tif", "bad [/b] band [vv]")
+    out = " ".join(run("failures", "--stage", "detect", "-w", str(ws)).split())  # text, not rich markup
+    assert "S1A_rajin[vv].tif" in out and "bad [/b] band [vv]" in out
+    res = runner.invoke(app, ["failures", "--stage", "detct", "-w", str(ws)], env=ENV)
+    assert res.exit_code == 2 and "the stages are" in res.output

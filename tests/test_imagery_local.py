@@ -259,3 +259,13 @@ def test_the_same_acquisition_in_two_folders_is_added_once(shared_dir: Path, tmp
     shutil.copytree(port, tmp_path / "f" / "gdynia")
     dated = add_folder(tmp_path / "f", store=store, when=day, when_has_time=False)
     assert dated.scenes[0].attributes["time_precision"] == "day"
+
+
+@pytest.mark.parametrize(("text", "has_time"), [
+    ("2023-10-21", False), ("2023-10-21Z", False), ("2023-10-21+00:00", False), ("2023-W42-6", False),
+    ("20231021", False), ("2023-10-21T01:30:00Z", True), ("2023-10-21 01:30", True), ("20231021T013000", True),
+    ("2023:10:21 01:30:00", True), ("2023-10-21T00:00:00Z", True)])
+def test_a_written_time_says_whether_it_has_a_time_of_day(text: str, has_time: bool) -> None:
+    from routewatch.sources.imagery.local import has_time_of_day
+
+    assert has_time_of_day(text) is has_time

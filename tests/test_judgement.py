@@ -390,3 +390,13 @@ def test_an_unidentified_ship_of_another_size_is_not_the_fleets_activity() -> No
     assert judged(big, {"v1": 120.0}).last_activity == T0 + timedelta(days=48)
     assert judged(fits, {"v1": 120.0}).last_activity == T0 + timedelta(days=76)
     assert judged(big, {}).last_activity == T0 + timedelta(days=76)
+
+
+def test_fleet_size_classes_need_every_fleet_length_and_allow_the_length_error() -> None:
+    from routewatch.analysis.activity import fleet_size_classes
+
+    route = _route()
+    assert fleet_size_classes(route, {}) is None and fleet_size_classes(route, {"v1": float("nan")}) is None
+    assert fleet_size_classes(Route("r", "r", ("a",), ("b",)), {"v1": 120.0}) is None  # no fleet list
+    assert fleet_size_classes(route, {"v1": 150.0}) == {"50-100m", "100-150m", "150-250m"}
+    assert "100-150m" in fleet_size_classes(route, {"v1": 50.0})  # a 50 m ship measured at 100 m still counts

@@ -29,6 +29,7 @@ Every error names the file, the line and the field, so an analyst can fix a watc
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -276,7 +277,8 @@ def parse_watchlist(text: str, path: Path | None = None) -> Watchlist:
         _no_unknown_keys(entry, VESSEL_KEYS, where, err)
         for num in ("length_m", "beam_m", "capacity_teu"):
             v = entry.get(num)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v <= 0):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+                                  or v <= 0):
                 raise err(where, num, f"must be a positive number, got {v!r}")
         vessels[key] = Vessel(
             key=key,

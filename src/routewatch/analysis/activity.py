@@ -160,15 +160,20 @@ FLEET_LENGTH_FACTOR = 1.6  # an unidentified ship measured this many times longe
 
 def fleet_size_classes(route: Route, vessel_lengths: dict[str, float]) -> set[str] | None:
     """The size classes an unidentified ship of the route's fleet can be measured in: those meeting [L / 1.6,
-    1.6 L] of a fleet vessel's length L (image lengths are rough: the optical detector's error is about 50 m).
+    1.6 L], widened to L +- 50 m, of a fleet vessel's length L (image lengths are rough: the optical detector's
+    error is about 50 m).
     None (no limit) without a fleet list, or when a fleet vessel's length is unknown."""
-    if not route.vessels or any(not vessel_lengths.get(v) for v in route.vessels):
+    lengths = [vessel_lengths.get(v) for v in route.vessels]
+    if not lengths or any(not length or not math.isfinite(length) or length <= 0 for length in lengths):
         return None
     out: set[str] = set()
-    for v in route.vessels:
-        lo, hi = vessel_lengths[v] / FLEET_LENGTH_FACTOR, vessel_lengths[v] * FLEET_LENGTH_FACTOR
-        out.update(label for low, high, label in SIZE_CLASSES if low < hi and high > lo)
-    return out
+    for length in lengths:
+        assert length is not None
+        # a factor of 1.6 either way, and at least 50 m (the optical length error) for small ships
+        lo = max(0.0, min(length / FLEET_LENGTH_FACTOR, length - 50.0))
+        hi = max(length * FLEET_LENGTH_FACTOR, length + 50.0)
+        out.update(label for low, high, label in SIZE_CLASSES if low <= hi and high > lo)
+    return out or None
 
 
 def _events(route: Route, visits: Sequence[Visit], as_of: datetime,

@@ -235,12 +235,15 @@ def register(app: typer.Typer) -> None:
         _, _, _store = open_workspace(ws.root, None)
         console.print(f"Workspace ready at [bold]{ws.root}[/bold] (store: {ws.db_url}).")
         if example and (ws.root / "observations.csv").exists():
-            obs = ws.root / "observations.csv"
+            import shlex
+
+            obs, root = ws.root / "observations.csv", shlex.quote(str(ws.root))
             console.print(f"The example's evidence (sources: SOURCES.md) is in {obs}, not yet in the store. Import it:")
-            console.print(f"  routewatch import observations {obs} -w {ws.root}", soft_wrap=True)
+            console.print(f"  routewatch import observations {shlex.quote(str(obs))} -w {root}", soft_wrap=True,
+                          markup=False)
             if example == "rajin":
-                console.print(f"  routewatch analyze --as-of 2024-03-02 --coverage near-daily -w {ws.root}",
-                              soft_wrap=True)
+                console.print(f"  routewatch analyze --as-of 2024-03-02 --coverage near-daily -w {root}",
+                              soft_wrap=True, markup=False)
 
     @import_app.command("observations")
     def import_observations_cmd(
@@ -310,6 +313,12 @@ def register(app: typer.Typer) -> None:
 
         Example: routewatch failures --stage detect -w my-case
         """
+        from rich.markup import escape
+
+        stages = ("ais", "scenes add", "fetch", "detect", "watch")
+        if stage is not None and stage not in stages:
+            console.print(f"[red]--stage {escape(stage)!r}: the stages are {', '.join(stages)}[/red]")
+            raise typer.Exit(2)
         _, _, store = open_workspace(workspace, db)
         rows = sorted(store.failures(stage), key=lambda f: f.created, reverse=True)
         if not rows:
@@ -318,7 +327,7 @@ def register(app: typer.Typer) -> None:
         table = Table("last met (UTC)", "stage", "input", "reason", title=f"{len(rows)} failures recorded",
                       title_justify="left")
         for f in rows:
-            table.add_row(f"{f.created:%Y-%m-%d %H:%M}", f.stage, f.path, f.message)
+            table.add_row(f"{f.created:%Y-%m-%d %H:%M}", escape(f.stage), escape(f.path), escape(f.message))
         console.print(table)
 
     @app.command()
