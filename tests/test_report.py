@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -243,3 +243,23 @@ def test_the_stored_judgement_shown_is_that_of_the_latest_analysis(sample_store)
     # once an analysis for that later date is the latest run, it is the one shown
     store.replace_derived(store.visits(), store.trips(), stale.as_of)
     assert gather(store, AS_OF + timedelta(days=500)).activities[ROUTE].as_of == stale.as_of
+
+
+def test_a_count_whose_period_ends_after_the_report_date_is_not_shown(tmp_path: Path) -> None:
+    """The example's "at least 32 trips, 1 Aug 2023 - 29 Feb 2024" was published after its period: a report as of
+    10 February must not list it (nor the CSIS count ending 12 February, before it was published), as the
+    judgement does not read it."""
+    from routewatch.cli import app
+
+    runner = CliRunner()
+    ws = tmp_path / "case"
+    assert runner.invoke(app, ["init", str(ws), "--example", "rajin"]).exit_code == 0
+    assert runner.invoke(app, ["import", "observations", str(ws / "observations.csv"), "-w", str(ws)]).exit_code == 0
+    store = Store.open(f"sqlite:///{ws / 'routewatch.sqlite'}")
+    from datetime import datetime
+
+    when = datetime(2024, 2, 10, tzinfo=UTC)
+    data = gather(store, when)
+    assert data.aggregates and all(a.end <= when for a in data.aggregates)
+    later = [a for a in store.aggregates() if a.end > when]
+    assert later and not {a.id for a in later} & {a.id for a in data.aggregates}

@@ -289,7 +289,8 @@ def gather(store: Any, as_of: datetime, analysis: Any | None = None, workspace_r
     if not estimates:
         for act in activities.values():
             estimates.extend(e for e in map(_as_estimate, act.details.get("estimates", [])) if e is not None)
-    aggregates = [a for a in _call(store, "aggregates") if a.start <= as_of]
+    # a count is known once its period has ended ("at least 32 trips to 29 February" is not known on the 28th)
+    aggregates = [a for a in _call(store, "aggregates") if a.end <= as_of]
     ids: set[str] = set()
     for rec in (*sightings, *visits, *trips, *looks, *estimates, *aggregates, *activities.values()):
         ids.update(getattr(rec, "evidence_ids", ()))
