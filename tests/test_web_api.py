@@ -61,6 +61,9 @@ def test_status_matches_the_stored_judgement(api) -> None:
     assert item["days_quiet"] == pytest.approx(act.days_quiet)
     assert item["coverage_assumption"] == act.coverage
     assert item["simulated"] is True
+    # what the probability means travels with it (a client must not read a pause's P as certainty, or 0 as none)
+    assert item["probability_meaning"].startswith("P = 1 - P(silence | running)")
+    assert item["p_silence_if_running"] == pytest.approx(act.p_silence_if_active)
 
 
 def test_pagination_walks_every_look_once(api) -> None:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from routewatch.analysis.activity import probability_meaning
 from routewatch.report.charts import timeline_svg
 from routewatch.report.data import ReportData, gather
 from routewatch.web.serialize import to_json
@@ -71,6 +72,11 @@ def status_json(data: ReportData, route_key: str) -> dict[str, Any]:
     return {
         "route": route_key, "name": view.route.name, "as_of": to_json(act.as_of) if act else None,
         "status": to_json(act.status) if act else None, "probability": act.probability if act else None,
+        # what the probability is for this status (a pause's evidence, or P(silence | running) for active), and the
+        # figure it rests on with its Monte Carlo error, as `routewatch status` and the pages say
+        "probability_meaning": probability_meaning(act) if act else None,
+        "p_silence_if_running": act.p_silence_if_active if act else None,
+        "p_silence_monte_carlo_se": (act.details or {}).get("p_silence_monte_carlo_se") if act else None,
         "last_activity": to_json(act.last_activity) if act else None,
         "days_quiet": act.days_quiet if act else None, "coverage_assumption": act.coverage if act else None,
         "quiet_coverage": {"looks": view.quiet.looks, "usable_looks": view.quiet.usable_looks,
