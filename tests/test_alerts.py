@@ -267,3 +267,21 @@ def test_watch_says_when_alerts_are_pending_delivery(tmp_path: Path, receiver: R
     assert result.exit_code == 0, result.output
     assert "pending delivery" in result.output and "no change" not in result.output
     assert log.read_text().splitlines()
+
+
+def test_a_watch_cycle_that_records_a_baseline_says_so(tmp_path: Path) -> None:
+    """The first status of a route is recorded as the reference for later changes and not sent: the cycle's line
+    says so instead of "no change", and the next cycle, with nothing new, says "no change"."""
+    from typer.testing import CliRunner
+
+    from routewatch.cli import app
+
+    ws, log = tmp_path / "case", tmp_path / "alerts.jsonl"
+    runner = CliRunner()
+    assert runner.invoke(app, ["demo", "--no-imagery", "--workspace", str(ws)]).exit_code == 0
+    args = ["watch", "--cycles", "1", "--every", "1h", "--coverage", "sentinel-1", "--log", str(log), "-w", str(ws)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "baseline recorded, not sent: rajin-russia:" in " ".join(first.output.split())
+    again = runner.invoke(app, args)
+    assert "cycle 1: no change" in again.output and "baseline" not in again.output

@@ -205,6 +205,16 @@ def pending(store: Any) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in rows]
 
 
+def baselines_since(store: Any, since: datetime) -> list[dict[str, Any]]:
+    """Baselines recorded since ``since``: first statuses of routes, kept as the reference for later changes and
+    not sent (unless --notify-initial)."""
+    a = alerts_table
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(a.c.route, a.c.new_status).where(
+            a.c.created >= since, a.c.last_error.like("baseline:%")).order_by(a.c.route))
+        return [dict(r._mapping) for r in rows]
+
+
 def check(store: Any, activities: Iterable[Activity], cfg: AlertConfig,
           sleep: Callable[[float], None] = time.sleep) -> list[dict]:
     """One cycle after the chain ran: record changes, then deliver what is pending (this cycle's and older)."""

@@ -213,7 +213,9 @@ def register(app: typer.Typer) -> None:
 
         Example: routewatch watch --every 6h --webhook https://hooks.example.org/rw --log alerts.jsonl -w my-case
         """
-        from routewatch.alerts import AlertConfig, default_chain, parse_every, pending
+        from datetime import UTC, datetime
+
+        from routewatch.alerts import AlertConfig, baselines_since, default_chain, parse_every, pending
         from routewatch.alerts import watch as run
 
         try:
@@ -227,9 +229,16 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         chain = default_chain(ws, store, watchlist, tuple(sensor or ()), resolve_coverage(coverage, watchlist))
 
+        cycle_start = [datetime.now(UTC)]
+
         def report_cycle(n: int, sent: list[dict]) -> None:
             waiting = pending(store)
             changes = ", ".join(f"{a['route']}: {a['old_status']} -> {a['new_status']}" for a in sent)
+            first = baselines_since(store, cycle_start[0])
+            cycle_start[0] = datetime.now(UTC)
+            if first:  # a route's first status is the reference for changes, not an alert (unless --notify-initial)
+                changes += ("; " if changes else "") + "baseline recorded, not sent: " + ", ".join(
+                    f"{b['route']}: {b['new_status']}" for b in first)
             if waiting:
                 what = ", ".join(f"{a['route']}: {a['old_status']} -> {a['new_status']}" for a in waiting[:10])
                 changes += ("; " if changes else "") + (
