@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import zipfile
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -112,7 +113,11 @@ def test_cli_export(tmp_path: Path) -> None:
     out = tmp_path / "e.geojson"
     res = CliRunner().invoke(app, ["export", "--format", "geojson", "-o", str(out), "-w", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    assert json.loads(out.read_text())["type"] == "FeatureCollection"
+    fc = json.loads(out.read_text())
+    assert fc["type"] == "FeatureCollection"
+    # the count said is of what the file holds: sightings with a position (the sample's have one each)
+    said = int(re.search(r"(\d+) sightings", " ".join(res.output.split())).group(1))
+    assert said == sum(1 for f in fc["features"] if f["properties"]["layer"] == "detections") > 0
     bad = CliRunner().invoke(app, ["export", "--format", "dxf", "-o", str(out), "-w", str(tmp_path)])
     assert bad.exit_code != 0 and "unknown format" in bad.output
 

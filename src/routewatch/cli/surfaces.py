@@ -144,7 +144,11 @@ def register(app: typer.Typer) -> None:
         except OSError as exc:
             console.print(f"[red]cannot write {output}[/red]: {exc}")
             raise typer.Exit(2) from None
-        console.print(f"{fmt} written to {path}: {len(data.sites)} sites, {len(data.sightings)} sightings, "
+        placed = sum(1 for x in data.sightings if x.lon is not None and x.lat is not None)
+        where = "" if fmt == "csv" or placed == len(data.sightings) else \
+            f" ({len(data.sightings) - placed} without a position are only in the CSV export)"
+        console.print(f"{fmt} written to {path}: {len(data.sites)} sites, "
+                      f"{placed if fmt != 'csv' else len(data.sightings)} sightings{where}, "
                       f"{len(data.trips)} trips as of {when:%Y-%m-%d %H:%M} UTC")
 
     @app.command()
