@@ -400,3 +400,16 @@ def test_fleet_size_classes_need_every_fleet_length_and_allow_the_length_error()
     assert fleet_size_classes(Route("r", "r", ("a",), ("b",)), {"v1": 120.0}) is None  # no fleet list
     assert fleet_size_classes(route, {"v1": 150.0}) == {"50-100m", "100-150m", "150-250m"}
     assert "100-150m" in fleet_size_classes(route, {"v1": 50.0})  # a 50 m ship measured at 100 m still counts
+
+
+def test_the_explanation_states_the_regularity_and_that_declared_looks_are_assumed() -> None:
+    """A pause call can hang on how regular the calls are taken to be, and a declared schedule's looks were never
+    made: the explanation says both."""
+    visits = _regular_visits(10, 5.0)
+    as_of = T0 + timedelta(days=80)
+    declared = judge_route(_route(), as_of=as_of, visits=visits, trips=[], vessel_lengths={"v1": 120.0},
+                           coverage=[CoverageAssumption("planetscope", 1.0, 0.6)])
+    assert "gamma-distributed with shape 2" in declared.explanation and "looks assumed (declared" in declared.explanation
+    poisson = judge_route(_route(), as_of=as_of, visits=visits, trips=[], vessel_lengths={"v1": 120.0},
+                          coverage=[CoverageAssumption("planetscope", 1.0, 0.6)], config=JudgementConfig(shape=1.0))
+    assert "random (gamma shape 1" in poisson.explanation

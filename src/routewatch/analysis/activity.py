@@ -158,6 +158,13 @@ def _fleet_length(route: Route, vessel_lengths: dict[str, float], config: Judgem
 FLEET_LENGTH_FACTOR = 1.6  # an unidentified ship measured this many times longer or shorter is not the fleet's
 
 
+def _regularity(shape: float) -> str:
+    """The gap-regularity assumption in words: the judgement of a long silence can hang on it (docs/judgement.md)."""
+    if shape == 1.0:
+        return "random (gamma shape 1, Poisson arrivals: the most cautious)"
+    return f"gamma-distributed with shape {shape:g} ({'more regular than' if shape > 1 else 'burstier than'} random)"
+
+
 def fleet_size_classes(route: Route, vessel_lengths: dict[str, float]) -> set[str] | None:
     """The size classes an unidentified ship of the route's fleet can be measured in: those meeting [L / 1.6,
     1.6 L], widened to L +- 50 m, of a fleet vessel's length L (image lengths are rough: the optical detector's
@@ -534,8 +541,10 @@ def judge_route(
     vessel_txt = f"{last.vessel} at {last.site}" if last.vessel else f"an unidentified vessel at {last.site}"
     head = (
         f"Last activity {last_activity:%Y-%m-%d} ({vessel_txt}), {quiet_days:.0f} days quiet. "
-        f"Cadence: one call every {cadence.mean_gap_days:.1f} days ({cadence.basis}). "
-        f"Coverage of the quiet period: {t.size} looks ({coverage_text}); a running route would show this silence "
+        f"Cadence: one call every {cadence.mean_gap_days:.1f} days ({cadence.basis}); gaps between calls taken as "
+        f"{_regularity(config.shape)}. "
+        f"Coverage of the quiet period: {t.size} {'looks' if not coverage else 'looks assumed'} ({coverage_text}); "
+        f"a running route would show this silence "
         f"with probability {p_silence:.3f} (±{se:.3f}), {p_floor:.3f} even with perfect coverage."
     )
     if pause_prob >= config.level:
