@@ -19,8 +19,10 @@ from routewatch.report.data import ReportData, gather
 
 METHODS = (
     "Each route is judged from the looks at its origin (the coverage ledger), not from sightings alone. From the "
-    "route's history routewatch estimates its cadence (the time between calls at the origin) and how long a call "
-    "lasts. For every usable look after the last activity, the chance that it would have shown a route vessel, had "
+    "route's history routewatch estimates its cadence (the time between calls at the origin: the largest of the "
+    "lower bounds its own counts and published counts give); how regular the calls are (gaps gamma-distributed, "
+    "shape 2 by default) and how long a call lasts (1 to 4 days) are assumptions, not estimates, and the judgement "
+    "can hang on them (docs/judgement.md). For every usable look after the last activity, the chance that it would have shown a route vessel, had "
     "the route kept running, is the look's usable fraction times its detection probability for the vessel's length "
     "(a logistic curve in length per sensor). Consecutive looks of the same call are not independent chances: the "
     "probability of the observed silence if the route were active is computed over simulated calls with the "
