@@ -110,3 +110,11 @@ def test_sensitivity_table_arithmetic() -> None:
     # 32 trips x 300 containers = 9,600; x 400-460 = 3.84-4.416 M shells
     assert [(r.trips, r.containers, r.rounds_low, r.rounds_high) for r in rows] == [
         (10, 3000, 1_200_000, 1_380_000), (32, 9600, 3_840_000, 4_416_000)]
+
+
+@pytest.mark.parametrize(("value", "text"), [(4985909, "4,990,000"), (11588, "11,600"), (39.0, "39"),
+                                             (1.234, "1.23"), (0, "0"), (float("nan"), "-")])
+def test_estimates_are_written_to_three_significant_figures(value: float, text: str) -> None:
+    from routewatch.analysis.estimates import significant
+
+    assert significant(value) == text

@@ -155,9 +155,12 @@ def summary_lines(
     lines.append(
         f"Trips counted since August 2023: {len(trips)} ({detail or 'none'}); published: {PUBLISHED_TRIPS}."
     )
+    from routewatch.analysis.estimates import significant
+
     for e in estimates:
         lines.append(
-            f"{e.name}: {e.value:,.0f} {e.unit} ({e.level:.0%} interval {e.low:,.0f} - {e.high:,.0f})"
+            f"{e.name}: {significant(e.value)} {e.unit} ({e.level:.0%} interval {significant(e.low)} - "
+            f"{significant(e.high)}; three significant figures)"
         )
     lines.append(f"Published: {PUBLISHED_CARGO}.")
     from routewatch.analysis.estimates import conversion_range

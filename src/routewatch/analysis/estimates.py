@@ -15,6 +15,7 @@ Intervals are equal-tailed (90 % by default) over seeded draws, so the same inpu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -106,6 +107,19 @@ def trip_count_samples(
         # negative binomial with mean m and dispersion k: p = k / (k + m)
         base = base + rng.negative_binomial(excess_dispersion, excess_dispersion / (excess_dispersion + mean), n)
     return np.maximum(counted, base)
+
+
+def significant(x: float, digits: int = 3) -> str:
+    """A figure to ``digits`` significant figures, with thousands separators: an estimate whose interval spans tens
+    of percent, on a guessed load factor, is not known to seven figures (4,985,909 is written 4,990,000)."""
+    if x is None or not math.isfinite(x):
+        return "-"
+    if x == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(x)))
+    if magnitude >= digits - 1:
+        return f"{round(x, -magnitude + digits - 1):,.0f}"
+    return f"{x:,.{digits - 1 - magnitude}f}".rstrip("0").rstrip(".")
 
 
 def _interval(x: np.ndarray, level: float) -> tuple[float, float, float]:

@@ -13,6 +13,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from routewatch.analysis.activity import probability_meaning
+from routewatch.analysis.estimates import significant
 from routewatch.model import Activity, Status
 from routewatch.report.charts import map_svg, timeline_svg
 from routewatch.report.data import ReportData, gather
@@ -42,6 +43,7 @@ def _env() -> Environment:
     env.filters["day"] = lambda d: "—" if d is None else d.strftime("%d %b %Y")
     env.filters["pct"] = lambda p: "—" if p is None else f"{p:.0%}"
     env.filters["num"] = lambda x, fmt="{:,.0f}": "—" if x is None else fmt.format(x)
+    env.filters["sig"] = lambda x: "—" if x is None else significant(x)  # estimates: three significant figures
     env.globals["meaning"] = probability_meaning
     return env
 
