@@ -32,6 +32,9 @@ def test_demo_prints_the_reference_judgement_and_is_idempotent(tmp_path: Path) -
     assert "SIMULATED imagery" in out
     html = ws / "reports" / "summary-2024-03-02.html"
     assert html.exists() and "paused" in html.read_text()
+    # the declared schedules' looks are assumed, the ledger's made, and the summary keeps the figures behind P
+    page = html.read_text()
+    assert "29 assumed" in page and "0 made" in page and "P(silence | running)" in page and "95 % call in" in page
     counts = _counts(ws)
     sim_counts = _counts(ws / "simulated-imagery")
     assert sim_counts["sightings"] > 0 and counts["sightings"] > 0

@@ -100,7 +100,7 @@ def run_demo(
             a.status.value,
             f"{a.probability:.2f}",
             f"{a.p_silence_if_active:.3f}" if a.p_silence_if_active is not None else "-",
-            str(a.usable_looks_quiet),
+            _looks_text(a),
             call,
         )
     console.print(table)
@@ -175,12 +175,23 @@ def summary_lines(
     return lines
 
 
+def _looks_text(a: Activity) -> str:
+    """The quiet period's looks: made (the ledger), or assumed by a declared schedule, which the row must not hide."""
+    declared = a.coverage.startswith("declared")
+    return f"{a.usable_looks_quiet} assumed" if declared else f"{a.usable_looks_quiet} made"
+
+
 def summary_html(title: str, as_of: datetime, rows: list[DemoRow], lines: list[str], note: str | None) -> str:
+    from routewatch.analysis.activity import describe_call
+
     esc = html.escape
     body = "\n".join(f"<li>{esc(line)}</li>" for line in lines)
     trs = "\n".join(
         f"<tr><td>{esc(r.label)}</td><td class='{esc(r.activity.status.value)}'>{esc(r.activity.status.value)}</td>"
-        f"<td>{r.activity.probability:.2f}</td><td>{r.activity.usable_looks_quiet}</td></tr>"
+        f"<td>{r.activity.probability:.2f}</td><td>"
+        + (f"{r.activity.p_silence_if_active:.3f}" if r.activity.p_silence_if_active is not None else "-")
+        + f"</td><td>{esc(_looks_text(r.activity))}</td><td>{esc(describe_call(r.activity.days_to_confident_call))}"
+        "</td></tr>"
         for r in rows
     )
     extra = f"<p><em>{esc(note)}</em></p>" if note else ""
@@ -191,7 +202,8 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3rem .6re
 .paused{{color:#b00}}.active{{color:#070}}.resumed{{color:#06a}}.undetermined{{color:#a0a}}</style></head>
 <body><h1>{esc(title)}</h1><p>As of {as_of:%d %B %Y} (UTC). Every probability below rests on the coverage
 assumption in its row.</p>
-<table><tr><th>coverage assumption</th><th>status</th><th>P</th><th>looks in quiet period</th></tr>{trs}</table>
+<table><tr><th>coverage assumption</th><th>status</th><th>P</th><th>P(silence | running)</th>
+<th>looks in quiet period</th><th>95 % call in</th></tr>{trs}</table>
 <ul>{body}</ul>{extra}
 <p>The full report is built by <code>routewatch report</code>.</p></body></html>
 """
