@@ -17,7 +17,7 @@ import polars as pl
 from routewatch.analysis.activity import JudgementConfig, judge_route
 from routewatch.analysis.trips import build_trips
 from routewatch.analysis.visits import build_visits_frame, frame_to_visits
-from routewatch.fuse.io import FUSED_PREFIX
+from routewatch.fuse.io import fused_expr, fused_id
 from routewatch.model import (
     Activity,
     AggregateObservation,
@@ -50,8 +50,6 @@ class AnalysisResult:
 # What visits are built from: reading only these columns halves the read of a large store.
 VISIT_SIGHTING_COLUMNS = (
     "site",
-    "lon",  # with lat: a fused copy is told to its original by position (without_fused_originals)
-    "lat",
     "vessel",
     "object_kind",
     "time_end",
@@ -64,24 +62,21 @@ VISIT_SIGHTING_COLUMNS = (
 
 def without_fused_originals(sightings: pl.DataFrame) -> pl.DataFrame:
     """Image detections that ``fuse`` labelled are read once, as the labelled copy: the original (vessel unknown)
-    and its copy (vessel named, or dark) at the same moment would be two visits of one ship. A copy has its
-    original's site, time and position (to a micro-degree: a copy fused from an exported GeoJSON is rounded)."""
-    if sightings.height == 0 or not {"lon", "lat", "site", "time"} <= set(sightings.columns):
+    and its copy (vessel named, or dark) at the same moment would be two visits of one ship. A copy's id is
+    ``fused_id`` of its original's (also when fused from a GeoJSON that carries the stored ids, as ``export``
+    writes them), at the same site and time."""
+    if sightings.height == 0:
         return sightings
-    fused = pl.col("id").str.starts_with(f"{FUSED_PREFIX}-")
-    copies = sightings.filter(fused).select("site", "time", c_lon="lon", c_lat="lat").drop_nulls()
+    fused = fused_expr()
+    copies = sightings.filter(fused).select("site", "time", copy_id="id")
     if copies.height == 0:
         return sightings
     rows = sightings.with_row_index("_row")
-    originals = (
-        rows.filter(~fused & pl.col("lon").is_not_null())
-        .select("_row", "site", "time", "lon", "lat")
-        .join(copies, on=["site", "time"], how="inner")
-        .filter(((pl.col("lon") - pl.col("c_lon")).abs() < 1e-6) & ((pl.col("lat") - pl.col("c_lat")).abs() < 1e-6))
-    )
-    if originals.height == 0:
+    pairs = rows.filter(~fused).select("_row", "site", "time", "id").join(copies, on=["site", "time"], how="inner")
+    originals = [row for row, oid, cid in pairs.select("_row", "id", "copy_id").iter_rows() if fused_id(oid) == cid]
+    if not originals:
         return sightings
-    return rows.filter(~pl.col("_row").is_in(originals["_row"].implode())).drop("_row")
+    return rows.filter(~pl.col("_row").is_in(originals)).drop("_row")
 
 
 def looks_from_frame(frame: pl.DataFrame) -> list[Look]:

@@ -82,6 +82,11 @@ def fused_id(detection_id: str) -> str:
     return stable_id(FUSED_PREFIX, detection_id)
 
 
+def fused_expr() -> pl.Expr:
+    """Rows of a sightings frame that fusion wrote (by id; see :func:`is_fused` for records)."""
+    return pl.col("id").str.starts_with(f"{FUSED_PREFIX}-")
+
+
 def is_fused(s: Sighting) -> bool:
     """A sighting that fusion wrote (its id, or its evidence, comes from :func:`routewatch.fuse.fused_sightings`)."""
     return s.id.startswith(FUSED_PREFIX + "-") or any(e.startswith(FUSION_EVIDENCE_PREFIX + "-")
