@@ -202,6 +202,12 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centres[int(np.argmax(between))])
 
 
+def zeros_are_fill(image: np.ndarray) -> bool:
+    """Whether a SAR array's solid zeros at the edge are fill (a product: GRD amplitudes, intensities) or may be
+    calm water (an 8-bit rendering, where calm water is 0): the one rule the water mask and the look both use."""
+    return np.asarray(image).dtype != np.uint8
+
+
 def edge_zero_fill(image: np.ndarray, side: int = 5) -> np.ndarray:
     """Solid areas of exact zeros (``side`` x ``side`` squares and more) connected to the image edge: the fill
     around a GRD swath, which some files do not tag as no-data. Sea clutter is never exactly 0 over such areas."""
@@ -269,7 +275,7 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
     """
     arr = np.asarray(image)
     if zero_is_fill is None:
-        zero_is_fill = arr.dtype != np.uint8
+        zero_is_fill = zeros_are_fill(arr)
     if arr.size > coarse_above_px:
         # A whole scene: derive the mask from 2 x 2 block means (which also average speckle) and give it back at
         # full size, with the pixels' own validity. Coarser blocks would make the cleaning coarse too: at 6 x 6,
@@ -333,7 +339,7 @@ def image_water(bands: dict[str, np.ndarray], kind: str, valid: np.ndarray | Non
         mask = ndwi_water(bands["green"], bands["nir"], pixel_size_m=pixel_size_m)
         return (mask & valid if valid is not None else mask), "ndwi"
     image = next(iter(bands.values()))
-    return sar_water(image, valid, pixel_size_m=pixel_size_m, zero_is_fill=True), "sar-otsu"
+    return sar_water(image, valid, pixel_size_m=pixel_size_m, zero_is_fill=zeros_are_fill(image)), "sar-otsu"
 
 
 # ---- the packaged coarse global mask (optional extra) -----------------------------------------------------------

@@ -232,10 +232,11 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
             detail=f"{label}{scene.sensor} detection: {d.length_m:.0f} m x {d.width_m:.0f} m, heading "
                    f"{d.heading_deg:.0f} deg, score {d.score:.2f}, pixel ({d.row:.1f}, {d.col:.1f})"))
     note = f"water: {method}; usable {uf.fraction:.0%}"
-    if raster.kind == "sar" and any(b.dtype == np.uint8 for b in raster.bands.values()) and site_px.any():
-        from routewatch.detect.water import edge_zero_fill
+    band = next(iter(raster.bands.values()))  # the band the water mask was derived from
+    if raster.kind == "sar" and site_px.any():
+        from routewatch.detect.water import edge_zero_fill, zeros_are_fill
 
-        zeros = float(edge_zero_fill(next(iter(raster.bands.values())))[site_px].mean())
+        zeros = 0.0 if zeros_are_fill(band) else float(edge_zero_fill(band)[site_px].mean())
         if zeros > 0.05:  # calm water or the fill of a reprojected rendering: the file cannot say which
             note += (f"; 8-bit image: {zeros:.0%} of the site is zero out to the image's edge, counted as calm water "
                      "(tag it as no-data if it is fill)")

@@ -212,11 +212,11 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
     if scl is not None:
         valid &= ~np.isin(scl, (0, 1))
     if kind == "sar":  # the zero fill around a GRD swath, tagged as no-data or not, was never imaged; an 8-bit
-        # rendering's zeros are calm water (as for the water mask, detect.water.sar_water)
-        from routewatch.detect.water import edge_zero_fill
+        # rendering's zeros may be calm water (the rule the water mask uses too)
+        from routewatch.detect.water import edge_zero_fill, zeros_are_fill
 
         for arr in bands.values():
-            if arr.dtype != np.uint8:
+            if zeros_are_fill(arr):
                 valid &= ~edge_zero_fill(arr)
     return SceneRaster(bands=bands, valid=valid, georef=grid, pixel_size_m=grid.ground_pixel_size_m(), kind=kind,
                        scl=scl, path=str(scene.uri or first_path), window=window)
