@@ -103,7 +103,7 @@ class SiteIndex:
             sel = np.concatenate([own, shared]) if shared.size else own
             if sel.size == 0:
                 continue
-            ix = ((((lon[sel] - r.lon0 + 180.0) % 360.0 - 180.0) * r.kx - r.x0) / r.cell_m).astype(np.int64)
+            ix = ((wrap_lon(lon[sel] - r.lon0) * r.kx - r.x0) / r.cell_m).astype(np.int64)
             iy = (((lat[sel] - r.lat0) * EARTH_M_PER_DEG - r.y0) / r.cell_m).astype(np.int64)
             ny, nx = r.dist.shape
             inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
@@ -135,6 +135,11 @@ def _distance_to(geom, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         np.minimum(best, np.sqrt(ex * ex + ey * ey).min(axis=1), out=best)
     best[shapely.contains_xy(geom, x, y)] = 0.0
     return best
+
+
+def wrap_lon(lon):
+    """Longitudes (or longitude differences) into [-180, 180): across the antimeridian the short way."""
+    return (lon + 180.0) % 360.0 - 180.0
 
 
 def haversine_m(lon1, lat1, lon2, lat2):

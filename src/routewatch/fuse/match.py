@@ -25,7 +25,7 @@ import polars as pl
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from routewatch.analysis.port_visits import EARTH_M_PER_DEG, EARTH_RADIUS_M, haversine_m
+from routewatch.analysis.port_visits import EARTH_M_PER_DEG, EARTH_RADIUS_M, haversine_m, wrap_lon
 from routewatch.analysis.seadistance import METRES_PER_NM
 
 KN_TO_MS = METRES_PER_NM / 3600.0
@@ -70,8 +70,7 @@ def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig 
         if r["both"]:
             f = r["frac"]
             # across the antimeridian the short way: 179.99 to -179.99 passes 180, not 0
-            dlon = (r["lon_a"] - r["lon"] + 180.0) % 360.0 - 180.0
-            lon = (r["lon"] + f * dlon + 180.0) % 360.0 - 180.0
+            lon = wrap_lon(r["lon"] + f * wrap_lon(r["lon_a"] - r["lon"]))
             lat = r["lat"] + f * (r["lat_a"] - r["lat"])
             near = "" if r["dtb"] <= r["dta"] else "_a"
             rows.append((r["mmsi"], lon, lat, r["sog_kn" + near], r["cog_deg" + near], r["heading_deg" + near],
@@ -87,7 +86,7 @@ def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig 
             d = sign * sog * KN_TO_MS * dt_s
             lat = lat + d * math.cos(math.radians(cog)) / EARTH_M_PER_DEG
             lon = lon + d * math.sin(math.radians(cog)) / (EARTH_M_PER_DEG * max(math.cos(math.radians(lat)), 1e-6))
-            lon = (lon + 180.0) % 360.0 - 180.0
+            lon = wrap_lon(lon)
         rows.append((r["mmsi"], lon, lat, sog, cog, r["heading_deg" + side], dt_s,
                      "exact" if dt_s == 0 else "extrapolated", r["source" + side], r["line" + side]))
     return pl.DataFrame(rows, schema={
