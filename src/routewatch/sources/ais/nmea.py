@@ -181,10 +181,11 @@ def read_nmea_lines(
         frames.append(_fast_positions(df.filter(pl.Series(fast_mask)), source, report))
     slow_mask = good & ~fast_mask
     if slow_mask.any():  # pyais decodes characters outside the six-bit alphabet; the fast path refuses them: so here
-        outside = slow_mask & ~df["payload"].fill_null("").str.contains(_ARMOUR).to_numpy()
-        for i in np.flatnonzero(outside):
+        idx = np.flatnonzero(slow_mask)
+        armoured = df["payload"].gather(idx).fill_null("").str.contains(_ARMOUR).to_numpy()
+        for i in idx[~armoured]:
             report.add_bad("decode error", int(i) + first_line, raw[int(i)])
-        slow_mask &= ~outside
+        slow_mask[idx[~armoured]] = False
     slow = df.filter(pl.Series(slow_mask))
     slow_pos, statics = _slow_path(slow, source, report, fragment_timeout_s, fragment_max_lines)
     frames.append(slow_pos)
@@ -322,7 +323,7 @@ def _na(value: Any, missing: float) -> Any:
 
 
 def _collect(msg: dict[str, Any], line: int, t_us: int | None, rows: list, statics: list, report: ReadReport,
-             raw: str = "") -> None:
+             raw: str) -> None:
     """Turn one pyais message dict into a position row and/or a static record."""
     mtype = int(msg.get("msg_type", 0))
     if mtype in POSITION_TYPES_SLOW:
@@ -331,7 +332,7 @@ def _collect(msg: dict[str, Any], line: int, t_us: int | None, rows: list, stati
             report.add_bad("position not available", line, raw)
         else:
             status = msg.get("status")
-            heading = _na(msg.get("heading"), 511)
+            heading = msg.get("heading")  # 511 (not available) and anything else past 360 is no heading
             # "not available": 102.3 kn and 360 deg in types 1-3, 18, 19; 63 kn and 511 deg in type 27 (long range,
             # whole knots and degrees). A course or heading of 360 or more is no direction at all (as the fast path).
             speed = _na(msg.get("speed"), 63 if mtype == 27 else 102.3)
@@ -339,7 +340,7 @@ def _collect(msg: dict[str, Any], line: int, t_us: int | None, rows: list, stati
             rows.append({
                 "mmsi": int(msg["mmsi"]), "timestamp": t_us, "lon": float(lon), "lat": float(lat),
                 "sog_kn": speed, "cog_deg": course if course is not None and 0 <= course < 360 else None,
-                "heading_deg": heading if heading is None or heading < 360 else None,
+                "heading_deg": heading if heading is not None and 0 <= heading < 360 else None,
                 "nav_status": None if status is None else int(status), "msg_type": mtype, "line": line,
             })
     if mtype in STATIC_TYPES:
