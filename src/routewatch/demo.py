@@ -177,8 +177,9 @@ def summary_lines(
 
 def _looks_text(a: Activity) -> str:
     """The quiet period's looks: made (the ledger), or assumed by a declared schedule, which the row must not hide."""
-    declared = a.coverage.startswith("declared")
-    return f"{a.usable_looks_quiet} assumed" if declared else f"{a.usable_looks_quiet} made"
+    from routewatch.analysis.activity import rests_on_declared_coverage
+
+    return f"{a.usable_looks_quiet} {'assumed' if rests_on_declared_coverage(a) else 'made'}"
 
 
 def summary_html(title: str, as_of: datetime, rows: list[DemoRow], lines: list[str], note: str | None) -> str:

@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
         Example: routewatch scenes add ~/planet/rajin --sensor planetscope --bands blue,green,red,nir
         """
         from routewatch.cli.core import open_workspace
-        from routewatch.sources.imagery.ingest import add_folder
+        from routewatch.sources.imagery.ingest import add_folder, date_only
         from routewatch.sources.imagery.local import has_time_of_day
 
         if not folder.is_dir():
@@ -122,17 +122,19 @@ def register(app: typer.Typer) -> None:
                             when=_day(when) if when else None, when_has_time=not when or has_time_of_day(when),
                             sensor=sensor)
         table = Table("scene", "sensor", "time (UTC)", "pixel (m)", "bands", "note")
-        date_only = [s for s in result.scenes if s.attributes.get("time_precision") == "day"]
+        dated = 0
         for s in result.scenes:
+            alone = date_only(s)
+            dated += alone
             notes = ["SIMULATED"] if s.simulated else []
-            if s in date_only:
+            if alone:
                 notes.append("date only")
             table.add_row(Path(s.uri or "").name, s.sensor,
-                          f"{s.acquired:%Y-%m-%d}" if s in date_only else f"{s.acquired:%Y-%m-%d %H:%M}",
+                          f"{s.acquired:%Y-%m-%d}" if alone else f"{s.acquired:%Y-%m-%d %H:%M}",
                           f"{s.resolution_m:.2f}", ",".join(s.attributes.get("bands", {})), ", ".join(notes))
         Console().print(table)
-        if date_only:
-            console.print(f"[yellow]{len(date_only)} scene(s) give a date but no time of day (stored at 00:00 UTC): "
+        if dated:
+            console.print(f"[yellow]{dated} scene(s) give a date but no time of day (stored at 00:00 UTC): "
                           "enough for the coverage ledger, but `fuse` cannot match AIS to their ships; add them "
                           "again with --time YYYY-MM-DDTHH:MMZ to give the time[/yellow]")
         _failures(result.failures)

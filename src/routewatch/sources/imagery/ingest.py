@@ -174,22 +174,16 @@ def same_acquisition(store: Any, scene: Scene) -> Scene | None:
     from datetime import timedelta
 
     t = scene.acquired
-    second = timedelta(seconds=1)
+    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
     if date_only(scene):  # any scene of that day may be it
-        day = t.replace(hour=0, minute=0, second=0, microsecond=0)
-        since, until = day, day + timedelta(days=1) - timedelta(microseconds=1)
+        candidates = store.scenes(since=day, until=day + timedelta(days=1) - timedelta(microseconds=1))
     else:  # the same second, or a scene of that day with a date alone (stored at its 00:00)
-        since, until = t - second, t + second
-    candidates = store.scenes(since=since, until=until)
-    if not date_only(scene):
-        midnight = t.replace(hour=0, minute=0, second=0, microsecond=0)
-        candidates += [o for o in store.scenes(since=midnight, until=midnight) if date_only(o)]
+        candidates = store.scenes(since=t - timedelta(seconds=1), until=t + timedelta(seconds=1))
+        candidates += [o for o in store.scenes(since=day, until=day) if date_only(o)]
     for other in candidates:
         if other.id == scene.id or other.simulated != scene.simulated:
             continue
         loose = date_only(scene) or date_only(other)
-        if not loose and abs(other.acquired - t) > timedelta(seconds=1):
-            continue
         if other.sensor != scene.sensor and "geotiff" not in (other.sensor, scene.sensor):
             continue
         a, b = scene.footprint, other.footprint
@@ -218,26 +212,17 @@ def date_only(scene: Scene) -> bool:
 
 
 def _same_bytes(files: list[str], others: list[str]) -> bool:
-    """Whether two scenes' files hold the same bytes (sizes first; hashed only when those agree)."""
-    import xxhash
+    """Whether two scenes' files hold the same bytes (sizes first; hashed, as the AIS manifest hashes files, only
+    when those agree)."""
+    from routewatch.sources.ais.ingest import file_digest
 
     if not files or len(files) != len(others):
         return False
-
-    def digests(paths: list[str]) -> list[tuple[int, str]]:
-        out = []
-        for f in paths:
-            h = xxhash.xxh3_128()
-            with Path(f).open("rb") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
-                    h.update(block)
-            out.append((Path(f).stat().st_size, h.hexdigest()))
-        return sorted(out)
-
     try:
-        if sorted(Path(f).stat().st_size for f in files) != sorted(Path(f).stat().st_size for f in others):
+        sizes = [sorted(Path(f).stat().st_size for f in group) for group in (files, others)]
+        if sizes[0] != sizes[1]:
             return False
-        return digests(files) == digests(others)
+        return sorted(map(file_digest, map(Path, files))) == sorted(map(file_digest, map(Path, others)))
     except OSError:
         return False
 
