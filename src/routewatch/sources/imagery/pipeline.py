@@ -160,7 +160,8 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     if blank:
         msg = f"{path}: {blank} over site {site.key}; look recorded as unusable"
         return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg))
-    imaged = raster.georef.footprint().intersection(site.geometry).area
+    footprint = raster.georef.footprint()
+    imaged = footprint.intersection(site.geometry).area
     outside = 1.0 - min(imaged / site.geometry.area, 1.0) if site.geometry.area > 0 else 0.0
     cloud = scl_cloud(raster.scl) if raster.scl is not None else None
     try:
@@ -174,7 +175,6 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
         return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg))
     water_outside_px = None
     if water_geometry is not None and outside > 0 and imaged > 0:  # the polygons say how much water lies outside
-        footprint = raster.georef.footprint()
         beyond = site.geometry.intersection(water_geometry).difference(footprint).area
         water_outside_px = beyond * int(site_px.sum()) / imaged
     uf = usable_fraction(site_px, outside, water, raster.valid, cloud, water_known_everywhere=water_geometry is not None,

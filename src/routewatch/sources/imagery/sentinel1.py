@@ -59,7 +59,7 @@ def locate_detections(detections: Sequence[Any], georef: GridGeoref) -> list[Any
     """
     if not detections:
         return []
-    from pyproj import Geod
+    from routewatch.sources.imagery.geo import _GEOD
 
     rows = np.asarray([d.row for d in detections], dtype=float) + 0.5
     cols = np.asarray([d.col for d in detections], dtype=float) + 0.5
@@ -72,6 +72,6 @@ def locate_detections(detections: Sequence[Any], georef: GridGeoref) -> list[Any
     dr, dc = -np.cos(h) * 3.0, np.sin(h) * 3.0
     lon_a, lat_a = georef.pixel_to_lonlat(rows - dr, cols - dc)
     lon_b, lat_b = georef.pixel_to_lonlat(rows + dr, cols + dc)
-    az = np.asarray(Geod(ellps="WGS84").inv(lon_a, lat_a, lon_b, lat_b)[0], float) % 180.0
+    az = np.asarray(_GEOD.inv(lon_a, lat_a, lon_b, lat_b)[0], float) % 180.0
     return [replace(d, lon=float(x), lat=float(y), **({"heading_deg": float(a)} if np.isfinite(a) else {}))
             for d, x, y, a in zip(detections, lon, lat, az, strict=True)]
