@@ -82,7 +82,7 @@ def coverage_text(name: str | None, coverage: Any) -> str | None:
 
 def create_app(store: Any, *, token: str | None = None, as_of: datetime | None = None,
                workspace_root: Path | None = None, tiles: str | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES, refresh_s: float = 10.0, watchlist: Any = None,
+               max_body_bytes: int = MAX_BODY_BYTES, refresh_s: float = 60.0, watchlist: Any = None,
                coverage: Any = None, coverage_name: str | None = None, cache: bool = True) -> FastAPI:
     """The app over an open store. ``as_of`` None follows the clock; ``tiles`` is an optional URL template.
 

@@ -4,7 +4,7 @@ Reads never wait on the database: requests are answered from the current snapsho
 JSON-ready dicts), and a new snapshot is built by a background thread while the old one keeps serving. The
 store's write counter (raised by every committed write, on SQLite as on PostgreSQL) is read at most once a second,
 so a snapshot is rebuilt only when something was written, by this server, another worker or an ingest; a server
-that follows the clock (no ``as_of``) is also rebuilt every ``clock_s``, as the quiet spells grow with the clock.
+that follows the clock (no ``as_of``) is also rebuilt every ``ttl_s``, as the quiet spells grow with the clock.
 Writes through the API rebuild it at once, so a client reads its own write. A store that outgrows
 memory would need SQL-side paging instead (docs/web.md).
 """
@@ -95,14 +95,13 @@ def store_version(store: Any) -> int | None:
 
 class SnapshotHolder:
     """Holds the current snapshot; ``get`` starts a background rebuild when the store changed (its write counter,
-    checked at most every ``check_s``), when ``clock_s`` passed and the clock is followed, or every ``ttl_s`` for a
-    store without a counter."""
+    checked at most every ``check_s``), and every ``ttl_s`` when the clock is followed (or the store has no
+    counter)."""
 
-    def __init__(self, store: Any, as_of: datetime | None, root: Path | None, ttl_s: float = 10.0,
-                 analyzer: Callable[[datetime], Any] | None = None, check_s: float = 1.0,
-                 clock_s: float = 60.0) -> None:
+    def __init__(self, store: Any, as_of: datetime | None, root: Path | None, ttl_s: float = 60.0,
+                 analyzer: Callable[[datetime], Any] | None = None, check_s: float = 1.0) -> None:
         self.store, self.as_of, self.root, self.ttl_s = store, as_of, root, ttl_s
-        self.analyzer, self.check_s, self.clock_s = analyzer, check_s, clock_s
+        self.analyzer, self.check_s = analyzer, check_s
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()  # one load at a time: a background load must not replace a newer one
         self._away = False  # the database was away at the last check (said once, not every second)
@@ -114,11 +113,9 @@ class SnapshotHolder:
     def _stale(self) -> bool:
         """Whether the snapshot should be rebuilt; reads the store's counter, so only called off the request path."""
         now = time.monotonic()
-        if self._version is None:
-            return now - self._snap.loaded > self.ttl_s
-        if self.as_of is None and now - self._snap.loaded > self.clock_s:
-            return True  # the clock moved on: what is "quiet for N days" now has changed
-        return store_version(self.store) != self._version
+        if (self._version is None or self.as_of is None) and now - self._snap.loaded > self.ttl_s:
+            return True  # the clock moved on ("quiet for N days" has changed), or no counter says what changed
+        return self._version is not None and store_version(self.store) != self._version
 
     def get(self) -> Snapshot:
         """The current snapshot, at once: a request never waits on the database. At most every ``check_s`` a
@@ -134,8 +131,10 @@ class SnapshotHolder:
                 threading.Thread(target=self._refresh_background, daemon=True).start()
         return snap
 
-    def _load(self) -> Snapshot:
+    def _load(self, only_if_stale: bool = False) -> Snapshot:
         with self._load_lock:  # an API write's refresh waits for a background load in flight, then loads after it
+            if only_if_stale and not self._stale():  # a refresh while this one waited built it already
+                return self._snap
             version = store_version(self.store)  # before reading: a write during the read is caught next time
             snap = Snapshot.load(self.store, self.as_of, self.root, self.analyzer)
             self._version, self._snap = version, snap
@@ -144,7 +143,7 @@ class SnapshotHolder:
     def _refresh_background(self) -> None:
         try:
             if self._stale():
-                self._load()
+                self._load(only_if_stale=True)
             if self._away:
                 log.warning("the store answers again")
             self._away = False
