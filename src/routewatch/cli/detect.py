@@ -129,7 +129,7 @@ def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any
     if grid is None and transform is not None and crs is not None:
         grid = GridGeoref((int(meta["height"]), int(meta["width"])), transform=transform, crs=crs)
     if grid is not None:
-        from routewatch.sources.imagery.pipeline import to_ground_sizes
+        from routewatch.detect.measure import to_ground_sizes
 
         if not px_given:  # measured with the grid's mean pixel: scaled along each ship's axis to true metres
             dets = to_ground_sizes(dets, float(meta["pixel_size_m"]), grid.ground_pixel_sizes_m())

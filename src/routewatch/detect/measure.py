@@ -8,6 +8,7 @@ Pixel sizes must be ground sizes: a Web-Mercator (EPSG:3857) pixel of 10 m cover
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -88,3 +89,19 @@ def ground_pixel_size(transform: Any, crs: Any, shape: tuple[int, int]) -> tuple
     _, _, d_col = geod.inv(ll[0][0], ll[0][1], ll[1][0], ll[1][1])
     _, _, d_row = geod.inv(ll[0][0], ll[0][1], ll[2][0], ll[2][1])
     return float(d_row), float(d_col)
+
+
+def to_ground_sizes(found: list[Any], pixel_size_m: float, sizes: tuple[float, float]) -> list[Any]:
+    """Lengths and widths measured with one pixel size, on a grid whose rows and columns differ on the ground (a
+    lon/lat grid away from the equator), as true metres: each axis's pixel extent, scaled along its direction. The
+    heading stays in the image's frame (it is turned to true north through the grid when located)."""
+    sr, sc = sizes
+    if not found or abs(sr / sc - 1.0) < 0.01:
+        return found
+    out = []
+    for d in found:
+        th = math.radians(d.heading_deg)
+        along, across = d.length_m / pixel_size_m, d.width_m / pixel_size_m  # pixels
+        out.append(dataclasses.replace(d, length_m=along * math.hypot(math.cos(th) * sr, math.sin(th) * sc),
+                           width_m=across * math.hypot(math.sin(th) * sr, math.cos(th) * sc)))
+    return out

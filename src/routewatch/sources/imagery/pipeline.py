@@ -10,11 +10,10 @@ The main process writes each scene's records in one transaction and records fail
 from __future__ import annotations
 
 import io
-import math
 import os
 import time as _time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 
+from routewatch.detect.measure import to_ground_sizes
 from routewatch.detect.water import WaterMaskError, image_water, load_water_polygons, ship_zone
 from routewatch.fuse.io import fused_id
 from routewatch.model import (
@@ -246,22 +246,6 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
                 detection=model, source_kind=SourceKind.IMAGE, scene_id=scene.id, evidence_ids=(evid,),
                 vessels_seen=len(sightings), simulated=scene.simulated, note=note)
     return SceneOutcome(scene.id, look, sightings, evidence)
-
-
-def to_ground_sizes(found: list[Any], pixel_size_m: float, sizes: tuple[float, float]) -> list[Any]:
-    """Lengths and widths measured with one pixel size, on a grid whose rows and columns differ on the ground (a
-    lon/lat grid away from the equator), as true metres: each axis's pixel extent, scaled along its direction. The
-    heading stays in the image's frame (it is turned to true north through the grid when located)."""
-    sr, sc = sizes
-    if not found or abs(sr / sc - 1.0) < 0.01:
-        return found
-    out = []
-    for d in found:
-        th = math.radians(d.heading_deg)
-        along, across = d.length_m / pixel_size_m, d.width_m / pixel_size_m  # pixels
-        out.append(replace(d, length_m=along * math.hypot(math.cos(th) * sr, math.sin(th) * sc),
-                           width_m=across * math.hypot(math.sin(th) * sr, math.cos(th) * sc)))
-    return out
 
 
 def site_water_geometry(ws: Workspace, site_key: str, water: str | Path | None = None) -> BaseGeometry | None:
