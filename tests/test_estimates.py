@@ -118,3 +118,19 @@ def test_estimates_are_written_to_three_significant_figures(value: float, text: 
     from routewatch.analysis.estimates import significant
 
     assert significant(value) == text
+
+
+def test_trips_outside_a_published_counts_period_are_added_to_it() -> None:
+    """"At least 5 round trips, 15 Aug - 14 Oct" says nothing of December: three trips seen after it add to the
+    count (the lower bound is 8), while trips inside its period are already in it."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    count = PublishedCount(5, True, "a published count", start=T - timedelta(days=17), end=T + timedelta(days=43))
+    inside = [trip(i, 1.0) for i in range(3)]
+    later = [replace(trip(10 + i, 1.0), depart=T + timedelta(days=100 + 20 * i)) for i in range(3)]
+    rng = np.random.default_rng(0)
+    assert trip_count_samples(inside, rng, 2000, published=count).min() == 5
+    assert trip_count_samples(inside + later, rng, 2000, published=count).min() == 8
+    undated = replace(count, start=None, end=None)  # a count of unknown period covers every trip counted here
+    assert trip_count_samples(inside + later, rng, 2000, published=undated).min() == 6

@@ -231,6 +231,7 @@ def route_estimates(
     published = None
     if counts:
         best = max(counts, key=lambda a: a.count or 0)
-        published = PublishedCount(float(best.count or 0), best.lower_bound, best.detail, best.evidence_ids)
+        published = PublishedCount(float(best.count or 0), best.lower_bound, best.detail, best.evidence_ids,
+                                   start=best.start, end=best.end)
     seed = int.from_bytes(route.key.encode()[:4].ljust(4, b"\0"), "little")
     return estimate_cargo(trips, containers, published=published, seed=seed)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -85,6 +86,8 @@ class PublishedCount:
     lower_bound: bool
     source: str
     evidence_ids: tuple[str, ...] = ()
+    start: datetime | None = None  # the period the count covers (None: taken to cover every trip counted here)
+    end: datetime | None = None
 
 
 def trip_count_samples(
@@ -96,17 +99,25 @@ def trip_count_samples(
     excess_fraction: float = 0.25,
     excess_dispersion: float = 2.0,
 ) -> np.ndarray:
-    """Draws of the true number of trips (see the module docstring)."""
-    conf = np.asarray([t.confidence for t in trips if t.kind in COUNTED_KINDS], dtype=float)
-    counted = (rng.random((n, conf.size)) < conf).sum(axis=1) if conf.size else np.zeros(n, dtype=int)
+    """Draws of the true number of trips (see the module docstring). A published count stands for the trips of its
+    period only: the trips counted here outside it are added to it, not hidden under it."""
+    mine = [t for t in trips if t.kind in COUNTED_KINDS]
+
+    def draws(group: Sequence[Trip]) -> np.ndarray:
+        conf = np.asarray([t.confidence for t in group], dtype=float)
+        return (rng.random((n, conf.size)) < conf).sum(axis=1) if conf.size else np.zeros(n, dtype=int)
+
     if published is None:
-        return counted
+        return draws(mine)
+    inside = [t for t in mine if (published.start is None or t.depart >= published.start)
+              and (published.end is None or t.depart <= published.end)]
+    outside = [t for t in mine if t not in inside]
     base = np.full(n, round(published.count))
     if published.lower_bound and excess_fraction > 0:
         mean = excess_fraction * published.count
         # negative binomial with mean m and dispersion k: p = k / (k + m)
         base = base + rng.negative_binomial(excess_dispersion, excess_dispersion / (excess_dispersion + mean), n)
-    return np.maximum(counted, base)
+    return np.maximum(draws(inside), base) + draws(outside)
 
 
 def significant(x: float, digits: int = 3) -> str:
