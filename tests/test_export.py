@@ -293,3 +293,21 @@ def test_cli_export_derives_for_a_store_never_analysed_or_judged_under_a_declare
     assert res.exit_code == 0 and "paused" in res.output.lower()
     _, (act,) = exported("declared")
     assert act["status"] == "undetermined" and not act["coverage"].startswith("declared")
+
+
+def test_a_trip_that_arrived_at_a_port_it_does_not_name_has_a_known_arrival(data, tmp_path: Path) -> None:
+    """A reported trip "arrived 12 Sep" on a route with two destination ports: the arrival is known though the port
+    is not, as the HTML report says ("Arrived ..."); the exports said arrival_known False."""
+    from dataclasses import replace
+
+    route = data.routes[ROUTE]
+    data.routes[ROUTE] = replace(route, destination=(*route.destination, "dunai"))
+    base = next(t for t in data.trips if t.arrive is not None)
+    trip = replace(base, id="trip-reported", destination_visit=None, kind="reported")
+    data.trips.append(trip)
+    doc = json.loads(export(data, "geojson", tmp_path / "x.geojson").read_text())
+    props = next(f["properties"] for f in doc["features"] if f["properties"]["id"] == trip.id)
+    assert props["arrival_known"] is True and props["destination"] == "" and props["arrive"]
+    out = export(data, "csv", tmp_path / "csv")
+    rows = list(csv.DictReader((out / "trips.csv").open()))
+    assert next(r for r in rows if r["id"] == trip.id)["arrival_known"] == "True"

@@ -63,7 +63,7 @@ def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
             "id": t.id, "route": t.route, "vessel": t.vessel or "", "depart": _iso(t.depart),
             "arrive": _iso(t.arrive) if t.arrive else None, "kind": t.kind, "confidence": t.confidence,
             "distance_nm": t.distance_nm, "origin": origin_site or "", "destination": dest_site or "",
-            "arrival_known": t.arrive is not None and b is not None, "until": _iso(trip_until(t, route)),
+            "arrival_known": t.arrive is not None, "until": _iso(trip_until(t, route)),
             "evidence_ids": ",".join(t.evidence_ids)}
         # A trip whose arrival (or destination) is unknown is a point at its origin, never a line to a guessed port.
         out.append(("trips", LineString([a, b]) if b is not None else Point(a), props))
@@ -174,7 +174,7 @@ def write_csv(data: ReportData, folder: Path) -> Path:
     def trip_row(x: Trip, route: Route | None) -> list[Any]:
         dest = trip_destination(x, route, visits)
         return [x.id, x.route, x.vessel, _iso(x.depart), _iso(x.arrive), x.kind, x.confidence, x.distance_nm, dest,
-                x.arrive is not None and dest is not None, _iso(trip_until(x, route)),
+                x.arrive is not None, _iso(trip_until(x, route)),
                 bool({x.origin_visit, x.destination_visit} & sim_visits), " ".join(x.evidence_ids)]
 
     def sim_route(key: str) -> bool:
