@@ -28,6 +28,8 @@ def test_demo_prints_the_reference_judgement_and_is_idempotent(tmp_path: Path) -
     assert "Status under near-daily imagery (what the analysts had): paused" in out
     assert "Status under Sentinel-1 alone (12-day repeat): undetermined" in out
     assert "published: at least 32 trips" in out
+    # the README quotes these seeded figures: a change of the estimate's draws must show here
+    assert "trips: 39 trips (90% interval 33 - 52" in out and "containers: 11,600 containers" in out
     assert "6,700 containers" in out
     assert "SIMULATED imagery" in out
     html = ws / "reports" / "summary-2024-03-02.html"

@@ -109,15 +109,19 @@ def trip_count_samples(
 
     if published is None:
         return draws(mine)
-    inside = [t for t in mine if (published.start is None or t.depart >= published.start)
-              and (published.end is None or t.depart <= published.end)]
-    outside = [t for t in mine if t not in inside]
+    inside: list[Trip] = []
+    outside: list[Trip] = []
+    for t in mine:
+        within = (published.start is None or t.depart >= published.start) and (
+            published.end is None or t.depart <= published.end)
+        (inside if within else outside).append(t)
+    counted = draws(inside)  # drawn first, as before periods were known: the same seed gives the same figures
     base = np.full(n, round(published.count))
     if published.lower_bound and excess_fraction > 0:
         mean = excess_fraction * published.count
         # negative binomial with mean m and dispersion k: p = k / (k + m)
         base = base + rng.negative_binomial(excess_dispersion, excess_dispersion / (excess_dispersion + mean), n)
-    return np.maximum(draws(inside), base) + draws(outside)
+    return np.maximum(counted, base) + (draws(outside) if outside else 0)
 
 
 def significant(x: float, digits: int = 3) -> str:

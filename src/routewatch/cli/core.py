@@ -238,7 +238,8 @@ def register(app: typer.Typer) -> None:
             import shlex
 
             obs, root = ws.root / "observations.csv", shlex.quote(str(ws.root))
-            console.print(f"The example's evidence (sources: SOURCES.md) is in {obs}, not yet in the store. Import it:")
+            console.print(f"The example's evidence (sources: SOURCES.md) is in {obs}, not yet in the store. Import it:",
+                          markup=False)
             console.print(f"  routewatch import observations {shlex.quote(str(obs))} -w {root}", soft_wrap=True,
                           markup=False)
             if example == "rajin":
@@ -317,7 +318,7 @@ def register(app: typer.Typer) -> None:
 
         stages = ("ais", "scenes add", "fetch", "detect", "watch")
         if stage is not None and stage not in stages:
-            console.print(f"[red]--stage {escape(stage)!r}: the stages are {', '.join(stages)}[/red]")
+            console.print(f"[red]--stage {escape(repr(stage))}: the stages are {', '.join(stages)}[/red]")
             raise typer.Exit(2)
         _, _, store = open_workspace(workspace, db)
         rows = sorted(store.failures(stage), key=lambda f: f.created, reverse=True)

@@ -22,7 +22,7 @@ METHODS = (
     "Each route is judged from the looks at its origin (the coverage ledger), not from sightings alone. From the "
     "route's history routewatch estimates its cadence (the time between calls at the origin: the largest of the "
     "lower bounds its own counts and published counts give); how regular the calls are (gaps gamma-distributed, "
-    "shape 2 by default) and how long a call lasts (1 to 4 days) are assumptions, not estimates, and the judgement "
+    "shape 2 by default) and how long a call lasts (1 to 4 days by default) are assumptions, not estimates, and the judgement "
     "can hang on them (docs/judgement.md). For every usable look after the last activity, the chance that it would have shown a route vessel, had "
     "the route kept running, is the look's usable fraction times its detection probability for the vessel's length "
     "(a logistic curve in length per sensor). Consecutive looks of the same call are not independent chances: the "
