@@ -435,3 +435,37 @@ def test_a_labelled_detection_is_one_visit_and_stays_simulated(tmp_path):
     _fuse("--detections", str(det), "-w", str(ws.root), "--out", str(tmp_path / "again.geojson"))
     again = [s for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")]
     assert len(again) == 2 and all(s.simulated for s in again)
+
+
+def test_a_copy_fused_at_another_time_or_site_still_replaces_its_original() -> None:
+    """`fuse --detections file --time ...` can give a copy another time (to the minute), and fusion may assign it a
+    site the original lacked: the copy is still told to its original by its derived id."""
+    from routewatch.fuse.io import fused_id
+    from routewatch.pipeline import without_fused_originals
+
+    frame = pl.DataFrame({
+        "id": ["img-1", "img-2", fused_id("img-1"), fused_id("img-2")],
+        "site": ["rajin", None, "rajin", "rajin"],
+        "time": [T, T, T + timedelta(seconds=40), T],
+        "source_kind": ["image"] * 4,
+    })
+    kept = without_fused_originals(frame)
+    assert sorted(kept["id"]) == sorted([fused_id("img-1"), fused_id("img-2")])
+    alone = frame.filter(pl.col("id") == "img-1")
+    assert without_fused_originals(alone).equals(alone)  # no copy: nothing goes
+
+
+def test_an_export_geojson_gives_its_detections_only(tmp_path):
+    """`export --format geojson` writes sites (polygons) and trips beside the detections: fusion reads the
+    detections layer, with a `simulated` written as text read as text ("false" is not true)."""
+    path = tmp_path / "export.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[130, 42], [130.1, 42], [130.1, 42.1],
+                                                                               [130, 42]]]},
+         "properties": {"layer": "sites", "id": "rajin"}},
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [130.28, 42.23]},
+         "properties": {"layer": "trips", "id": "trip-1"}},
+        _feature(130.29, 42.23, layer="detections", id="img-7", time=T.isoformat(), length_m=120, simulated="false"),
+    ]}))
+    det = read_detections_geojson(path)
+    assert det["id"].to_list() == ["img-7"] and det["simulated"].to_list() == [False]

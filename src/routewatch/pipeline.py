@@ -64,7 +64,7 @@ def without_fused_originals(sightings: pl.DataFrame) -> pl.DataFrame:
     """Image detections that ``fuse`` labelled are read once, as the labelled copy: the original (vessel unknown)
     and its copy (vessel named, or dark) at the same moment would be two visits of one ship. A copy's id is
     ``fused_id`` of its original's (also when fused from a GeoJSON that carries the stored ids, as ``export``
-    writes them), at the same site and time."""
+    writes them): found among the sightings of the copy's site and time, or else among all image detections."""
     if sightings.height == 0:
         return sightings
     fused = fused_expr()
@@ -72,11 +72,20 @@ def without_fused_originals(sightings: pl.DataFrame) -> pl.DataFrame:
     if copies.height == 0:
         return sightings
     rows = sightings.with_row_index("_row")
-    pairs = rows.filter(~fused).select("_row", "site", "time", "id").join(copies, on=["site", "time"], how="inner")
-    originals = [row for row, oid, cid in pairs.select("_row", "id", "copy_id").iter_rows() if fused_id(oid) == cid]
+    candidates = rows.filter(~fused).select("_row", "site", "time", "id")
+    pairs = candidates.join(copies, on=["site", "time"], how="inner")
+    originals = {row: cid for row, oid, cid in pairs.select("_row", "id", "copy_id").iter_rows() if fused_id(oid) == cid}
+    unmatched = set(copies["copy_id"]) - set(originals.values())
+    if unmatched:  # a copy whose time or site differs from its original's (fused from a file with --time, or a site
+        # assigned by fusion): found by its id alone, over the image detections
+        images = candidates.join(rows.select("_row", "source_kind"), on="_row").filter(
+            pl.col("source_kind") == "image") if "source_kind" in rows.columns else candidates
+        for row, oid in images.select("_row", "id").iter_rows():
+            if fused_id(oid) in unmatched:
+                originals[row] = fused_id(oid)
     if not originals:
         return sightings
-    return rows.filter(~pl.col("_row").is_in(originals)).drop("_row")
+    return rows.filter(~pl.col("_row").is_in(list(originals))).drop("_row")
 
 
 def looks_from_frame(frame: pl.DataFrame) -> list[Look]:

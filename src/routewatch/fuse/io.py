@@ -53,6 +53,8 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
     for i, f in enumerate(data.get("features", [])):
         props = f.get("properties") or {}
         geom = f.get("geometry") or {}
+        if props.get("layer") not in (None, "detections"):
+            continue  # an `export` GeoJSON: its sites and trips are not detections
         if geom.get("type") != "Point":
             raise ValueError(f"{path}: feature {i}: geometry must be a WGS84 Point, got {geom.get('type')!r}")
         lon, lat = _lonlat(path, i, geom)
@@ -73,7 +75,7 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
                      "evidence_ids": [str(e).strip() for e in (props["evidence_ids"].split(",")
                                                                if isinstance(props.get("evidence_ids"), str)
                                                                else props.get("evidence_ids") or []) if str(e).strip()],
-                     "simulated": bool(props.get("simulated") or False)})
+                     "simulated": str(props.get("simulated")).strip().lower() in ("true", "1", "yes")})
     return pl.DataFrame(rows, schema={**DET_SCHEMA, "evidence_ids": pl.List(pl.String), "simulated": pl.Boolean})
 
 

@@ -300,21 +300,16 @@ def one_per_acquisition(scenes: list[Scene], site: Site) -> tuple[list[Scene], l
         groups.setdefault(key, []).append(s)
     kept, extra = [], []
     for group in groups.values():
-        if len(group) == 1:
+        if len(group) == 1 or any(s.footprint is None for s in group):  # of unknown extent: nothing to compare
             kept.extend(group)
             continue
-        parts = {s.id: s.footprint.intersection(site.geometry) if s.footprint is not None else None for s in group}
-        # most of the site first; among equals the larger id (the order of earlier versions, so that a re-run keeps
-        # the look it kept before)
-        order = sorted(group, key=lambda s: (parts[s.id].area if parts[s.id] is not None else 0.0, s.id),
-                       reverse=True)
-        mine: list[Scene] = [order[0]]
-        for s in order[1:]:
+        parts = {s.id: s.footprint.intersection(site.geometry) for s in group}
+        mine: list[Scene] = []
+        for s in sorted(group, key=lambda s: (-parts[s.id].area, s.id)):  # most of the site first
             part = parts[s.id]
-            # a window showing (nine tenths of) the same part of the site as one kept, or none of it, or of unknown
-            # extent, is the same look; the next tile of one datatake shows another part, and is a look of its own
-            if part is None or part.area <= 0 or any(
-                    k.footprint is not None and part.intersection(k.footprint).area >= 0.9 * part.area for k in mine):
+            # a window showing (nine tenths of) the same part of the site as one kept, or none of it, is the same
+            # look; the next tile of one datatake shows another part, and is a look of its own
+            if mine and (part.area <= 0 or any(part.intersection(k.footprint).area >= 0.9 * part.area for k in mine)):
                 extra.append(s)
             else:
                 mine.append(s)
