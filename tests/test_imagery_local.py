@@ -264,8 +264,24 @@ def test_the_same_acquisition_in_two_folders_is_added_once(shared_dir: Path, tmp
 @pytest.mark.parametrize(("text", "has_time"), [
     ("2023-10-21", False), ("2023-10-21Z", False), ("2023-10-21+00:00", False), ("2023-W42-6", False),
     ("20231021", False), ("2023-10-21T01:30:00Z", True), ("2023-10-21 01:30", True), ("20231021T013000", True),
-    ("2023:10:21 01:30:00", True), ("2023-10-21T00:00:00Z", True)])
+    ("2023:10:21 01:30:00", True), ("2023-10-21T00:00:00Z", True), ("2023-10-21T10Z", True)])
 def test_a_written_time_says_whether_it_has_a_time_of_day(text: str, has_time: bool) -> None:
     from routewatch.sources.imagery.local import has_time_of_day
 
     assert has_time_of_day(text) is has_time
+
+
+def test_scenes_add_with_a_date_alone_stores_its_midnight(tmp_path: Path, shared_dir: Path) -> None:
+    """`--time 2023-10-21+09:00` is read by Python as 09:00; as a date with a zone it is a date alone: the scene is
+    stored at that day's 00:00 UTC, marked so, as the command says."""
+    import shutil
+
+    from routewatch.sources.imagery.ingest import date_only
+
+    ws = tmp_path / "ws"
+    assert CliRunner().invoke(app, ["init", str(ws)]).exit_code == 0
+    shutil.copytree(shared_dir / "data" / "sen2ships" / "gdynia", tmp_path / "in" / "gdynia")
+    res = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "in"), "-w", str(ws), "--time", "2023-10-21+09:00"])
+    assert res.exit_code == 0, res.output
+    (scene,) = open_store(Workspace.open(ws)).scenes()
+    assert scene.acquired == datetime(2023, 10, 21, tzinfo=UTC) and date_only(scene)

@@ -118,9 +118,11 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         ws, _, store = open_workspace(workspace, db)  # no workspace: says so and creates nothing
         ws.ensure()
+        given = _day(when) if when else None
+        if when and given is not None and not has_time_of_day(when):  # a date alone, however written: its 00:00 UTC
+            given = given.replace(hour=0, minute=0, second=0, microsecond=0)
         result = add_folder(folder, store=store, bands=bands.split(",") if bands else None,
-                            when=_day(when) if when else None, when_has_time=not when or has_time_of_day(when),
-                            sensor=sensor)
+                            when=given, when_has_time=not when or has_time_of_day(when), sensor=sensor)
         table = Table("scene", "sensor", "time (UTC)", "pixel (m)", "bands", "note")
         dated = 0
         for s in result.scenes:

@@ -91,7 +91,7 @@ def parse_time(text: str) -> datetime:
 
 def has_time_of_day(text: str) -> bool:
     """Whether a written time gives the time of day, not a date alone (``2023-06-11``)."""
-    return re.search(r"(?:T|\s)\d{2}(?::?\d{2})", text.strip()) is not None  # 2023-10-21Z, 2023-W42-6: dates
+    return re.search(r"(?:T|\s)\d{2}", text.strip()) is not None  # 2023-10-21T10Z has one; 2023-10-21Z is a date
 
 
 def _time_from(files: list[Path], tags: dict[str, str]) -> tuple[datetime, bool] | None:
