@@ -21,7 +21,7 @@ import polars as pl
 from pyais import decode as pyais_decode
 
 from routewatch.model import ensure_utc
-from routewatch.sources.ais.schema import POSITION_SCHEMA, empty_positions
+from routewatch.sources.ais.schema import POSITION_SCHEMA, VALID_BELOW, available, empty_positions
 from routewatch.sources.ais.sixbit import POSITION_PAYLOAD_CHARS, decode_positions
 
 _SENTENCE = r"!([A-Z]{2}VD[MO],[^*!\\]*)\*([0-9A-Fa-f]{2})"
@@ -227,11 +227,12 @@ def _fast_positions(df: pl.DataFrame, source: str, report: ReadReport) -> pl.Dat
 
 
 def _finish(frame: pl.DataFrame, source: str) -> pl.DataFrame:
-    """Give a frame of decoded columns the canonical schema; NaN speeds become nulls."""
+    """Give a frame of decoded columns the canonical schema; not-available and impossible speeds, courses and
+    headings (and NaN) become nulls, by the rule every reader uses (``schema.available``)."""
     frame = frame.with_columns(
         pl.col("timestamp").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
         pl.lit(source).alias("source"),
-        *(pl.col(c).fill_nan(None) for c in ("sog_kn", "cog_deg", "heading_deg")),
+        *(available(c) for c in VALID_BELOW),
     )
     return frame.select([pl.col(k).cast(v) for k, v in POSITION_SCHEMA.items()])
 
@@ -335,12 +336,10 @@ def _collect(msg: dict[str, Any], line: int, t_us: int | None, rows: list, stati
             heading = msg.get("heading")  # 511 (not available) and anything else past 360 is no heading
             # "not available": 102.3 kn and 360 deg in types 1-3, 18, 19; 63 kn and 511 deg in type 27 (long range,
             # whole knots and degrees). A course or heading of 360 or more is no direction at all (as the fast path).
-            speed = _na(msg.get("speed"), 63 if mtype == 27 else 102.3)
-            course = msg.get("course")
+            speed = _na(msg.get("speed"), 63) if mtype == 27 else msg.get("speed")  # the rest: schema.available
             rows.append({
                 "mmsi": int(msg["mmsi"]), "timestamp": t_us, "lon": float(lon), "lat": float(lat),
-                "sog_kn": speed, "cog_deg": course if course is not None and 0 <= course < 360 else None,
-                "heading_deg": heading if heading is not None and 0 <= heading < 360 else None,
+                "sog_kn": speed, "cog_deg": msg.get("course"), "heading_deg": heading,
                 "nav_status": None if status is None else int(status), "msg_type": mtype, "line": line,
             })
     if mtype in STATIC_TYPES:

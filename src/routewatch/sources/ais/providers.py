@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from routewatch.sources.ais.nmea import ReadReport
-from routewatch.sources.ais.schema import conform
+from routewatch.sources.ais.schema import VALID_BELOW, available, conform
 
 # ITU-R M.1371 navigational status codes by the words the Danish Maritime Authority writes.
 NAV_STATUS_WORDS = {
@@ -333,11 +333,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
                 NAV_STATUS_WORDS, default=None, return_dtype=pl.Int8).alias("nav_status"))
         else:
             exprs.append(pl.col("nav_status").cast(pl.Int8, strict=False))
-    # not available: speed 102.3 kn; a course or heading outside [0, 360) degrees (360 and 511 are the codes)
-    for col, limit in (("sog_kn", 102.3 - 1e-3), ("cog_deg", 360.0), ("heading_deg", 360.0)):
-        if col in wanted:
-            exprs.append(pl.when((pl.col(col) >= 0) & (pl.col(col) < limit)).then(pl.col(col)).otherwise(None)
-                         .alias(col))
+    exprs.extend(available(col) for col in VALID_BELOW if col in wanted)  # not-available codes become nulls
     valid = (
         pl.col("mmsi").is_between(1, 999_999_999) & pl.col("timestamp").is_not_null()
         & pl.col("lon").is_between(-180, 180) & pl.col("lat").is_between(-90, 90)

@@ -34,6 +34,17 @@ POSITION_SCHEMA: dict[str, pl.DataType] = {
 DEDUPE_KEY = ("mmsi", "timestamp", "lon", "lat")
 
 
+# Past these a value is "not available" (ITU-R M.1371: speed 102.3 kn, course 360, heading 511) or no value at all
+# (a course of 400 deg): one rule for every reader. Type 27's own codes (63 kn, 511 deg) are read by the NMEA reader.
+VALID_BELOW = {"sog_kn": 102.3 - 1e-3, "cog_deg": 360.0, "heading_deg": 360.0}
+
+
+def available(column: str) -> pl.Expr:
+    """``column`` with its not-available codes and impossible values (negative, past the limit, NaN) as nulls."""
+    c = pl.col(column)
+    return pl.when(c.is_not_nan() & (c >= 0) & (c < VALID_BELOW[column])).then(c).otherwise(None).alias(column)
+
+
 def empty_positions() -> pl.DataFrame:
     return pl.DataFrame(schema=POSITION_SCHEMA)
 
