@@ -193,3 +193,20 @@ def test_failures_lists_what_earlier_runs_skipped(tmp_path: Path) -> None:
     assert "S1A_rajin[vv].tif" in out and "bad [/b] band [vv]" in out
     res = runner.invoke(app, ["failures", "--stage", "detct", "-w", str(ws)], env=ENV)
     assert res.exit_code == 2 and "the stages are" in res.output
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("postgresql+psycopg://postgres@127.0.0.1:1/rw", "Connection refused"),
+    ("postgres://postgres@host/rw", "unsupported store URL"),
+    ("notaurl", "Could not parse"),
+])
+def test_a_store_that_cannot_be_opened_is_one_line_not_a_traceback(tmp_path: Path, url: str, said: str) -> None:
+    """The command as installed (its entry point, not the test runner): no server, a misspelt URL scheme, no URL."""
+    import subprocess
+    import sys
+
+    run("init", str(tmp_path / "ws"))
+    res = subprocess.run([sys.executable, "-c", "from routewatch.cli import main; main()", "status", "-w",
+                          str(tmp_path / "ws"), "--db", url], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and said in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
