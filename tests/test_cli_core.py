@@ -210,3 +210,22 @@ def test_a_store_that_cannot_be_opened_is_one_line_not_a_traceback(tmp_path: Pat
                           str(tmp_path / "ws"), "--db", url], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and said in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_two_workspaces_on_one_store_keep_each_others_analyses(tmp_path: Path) -> None:
+    """A team's shared store: one workspace's `analyze` replaces the visits and trips of its own sites and routes,
+    never the other's (they had been wiped, leaving the other's judgement beside no trips)."""
+    from routewatch.store import Store
+
+    url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    a, b = tmp_path / "a", tmp_path / "b"
+    run("init", str(a), "--example", "rajin")
+    run("init", str(b))
+    run("import", "observations", str(a / "observations.csv"), "-w", str(a), "--db", url)
+    run("analyze", "--as-of", "2024-03-02", "--coverage", "near-daily", "-w", str(a), "--db", url)
+    store = Store.open(url)
+    mine = {(t.id, t.route) for t in store.trips()}
+    assert mine and {r for _, r in mine} == {"rajin-russia"}
+    run("analyze", "--as-of", "2024-03-02", "-w", str(b), "--db", url)
+    assert mine <= {(t.id, t.route) for t in store.trips()}
+    assert {v.site for v in store.visits()} >= {"rajin"}

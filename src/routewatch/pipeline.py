@@ -201,7 +201,8 @@ def analyze(
         )
         estimates[route.key] = route_estimates(route, route_trips, aggs, aggregates, watchlist, as_of)
     if persist:
-        store.replace_derived(visits, trips, as_of)  # type: ignore[attr-defined]
+        # this watchlist's sites and routes only: a store shared by several workspaces keeps the others' analyses
+        store.replace_derived(visits, trips, as_of, sites=watchlist.sites, routes=watchlist.routes)  # type: ignore[attr-defined]
         store.add_activities(list(activities.values()))  # type: ignore[attr-defined]
     label = next(iter(activities.values())).coverage if activities else "actual looks in the coverage ledger"
     return AnalysisResult(as_of, visits, trips, activities, aggregates, estimates, label)

@@ -448,15 +448,37 @@ class Store:
     # ---- derived records ---------------------------------------------------------------------------------------
 
     def replace_derived(self, visits: Iterable[Visit], trips: Iterable[Trip], as_of: datetime, *,
+                        sites: Iterable[str] | None = None, routes: Iterable[str] | None = None,
                         conn: Connection | None = None) -> tuple[int, int]:
         """Wipe and rewrite visits and trips (and their evidence links) in one transaction, recording the
-        ``as_of`` they were derived for (``derived_as_of``): the tables hold one analysis, the latest run's."""
+        ``as_of`` they were derived for (``derived_as_of``): the tables hold one analysis, the latest run's.
+
+        With ``sites`` and ``routes`` (a workspace's watchlist on a store shared with others) only the visits at
+        those sites and the trips of those routes are replaced, and only those are written: another workspace's
+        analysis is left alone."""
         v_items = _unique_by_id(visits, lambda v: v.id)
         t_items = _unique_by_id(trips, lambda x: x.id)
+        site_keys = None if sites is None else sorted(set(sites))
+        route_keys = None if routes is None else sorted(set(routes))
+        if site_keys is not None:
+            v_items = [v for v in v_items if v.site in site_keys]
+        if route_keys is not None:
+            t_items = [x for x in t_items if x.route in route_keys]
         with self._writing(conn) as c:
-            c.execute(delete(t.evidence_links).where(t.evidence_links.c.owner_kind.in_(["visit", "trip"])))
-            c.execute(delete(t.trips))
-            c.execute(delete(t.visits))
+            if site_keys is None and route_keys is None:
+                c.execute(delete(t.evidence_links).where(t.evidence_links.c.owner_kind.in_(["visit", "trip"])))
+                c.execute(delete(t.trips))
+                c.execute(delete(t.visits))
+            else:
+                for table, kind, column, keys in ((t.visits, "visit", t.visits.c.site, site_keys),
+                                                  (t.trips, "trip", t.trips.c.route, route_keys)):
+                    if keys is None:
+                        continue
+                    for chunk in _chunks(keys, ID_CHUNK):
+                        ids = select(table.c.id).where(column.in_(list(chunk)))
+                        c.execute(delete(t.evidence_links).where(t.evidence_links.c.owner_kind == kind,
+                                                                 t.evidence_links.c.owner_id.in_(ids)))
+                        c.execute(delete(table).where(column.in_(list(chunk))))
             for table, kind, items, to_row in ((t.visits, "visit", v_items, convert.visit_row),
                                                (t.trips, "trip", t_items, convert.trip_row)):
                 _bulk(c, table.insert(), table, [to_row(x) for x in items])
