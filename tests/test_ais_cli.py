@@ -214,6 +214,12 @@ def test_visits_from_the_marinecadastre_sample_are_stored_once(tmp_path, shared_
     _run("ais", "visits", "-w", str(other.root), "--db", ws.db_url, "--min-level", "4")
     assert len([s for s in Store.open(ws.db_url).sightings(site="houston") if s.event == "ais_visit"]) == len(stopped)
     assert [s.vessel for s in sightings if s.vessel] == ["known"]
+    # a third workspace watching the same site, with AIS of other ships: its run leaves these ships' visits alone
+    same = _init(tmp_path / "same")
+    _write_track_csv(tmp_path / "track.csv")
+    _run("ais", "ingest", str(tmp_path / "track.csv"), "-w", str(same.root), "--db", ws.db_url)
+    _run("ais", "visits", "-w", str(same.root), "--db", ws.db_url)
+    assert len([s for s in Store.open(ws.db_url).sightings(site="houston") if s.event == "ais_visit"]) == len(stopped)
 
 
 def test_a_visit_over_two_days_is_not_cut_or_doubled_by_runs_over_one_day(tmp_path):

@@ -187,7 +187,8 @@ def register(app: typer.Typer) -> None:
             sightings, evidence, remove = windowed_visits(store, sightings, evidence,
                                                           [int(m) for m in frame["mmsi"].to_list()])
         store_ais(store, sightings=sightings, evidence=evidence,
-                  replace=("visits", watchlist.sites) if whole else None, remove=remove)
+                  replace=("visits", watchlist.sites) if whole else None, remove=remove,
+                  mmsis=_mmsis(ws) if whole else None)
         if out:
             frame.write_csv(out)
         table = Table("site", "visits", "identified", "mean confidence")

@@ -147,15 +147,22 @@ def _replace(conn, table, rows: list[dict[str, Any]], key: str) -> None:
         conn.execute(table.insert(), rows[i : i + 1000])
 
 
+def _visit_mmsi(detail: str | None) -> int | None:
+    """The MMSI an AIS visit sighting's detail names (``MMSI 273210440; GFW-style level 4``)."""
+    head = (detail or "").split(";", 1)[0].strip()
+    return int(head[5:]) if head.startswith("MMSI ") and head[5:].isdigit() else None
+
+
 def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
-              replace: tuple[str, Any] | None = None, remove: Any = ()) -> dict[str, int]:
+              replace: tuple[str, Any] | None = None, remove: Any = (), mmsis: Any = None) -> dict[str, int]:
     """Write AIS records in one transaction, so a failure leaves the store as it was.
 
     ``replace`` = ("visits", site keys) or ("gaps", MMSIs): the run read all the AIS there is, so the AIS visits
     at those sites, or the gaps of those ships, that an earlier run stored and this one did not find are removed
     first; a second run with other settings replaces the first instead of adding to it. Records of other sites
     or ships (another workspace's, on a shared store) are left alone. ``remove``: sighting ids to remove in the
-    same transaction (see :func:`windowed_visits`).
+    same transaction (see :func:`windowed_visits`). ``mmsis`` (with ``replace=("visits", ...)``): only those ships'
+    visits may go, so that workspaces watching one site on a shared store keep each other's.
     """
     from sqlalchemy import select
 
@@ -169,10 +176,15 @@ def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
             if kind == "visits":
                 t = schema.sightings
                 keep = {s.id for s in sightings}
+                ships = None if mmsis is None else {int(m) for m in mmsis}
                 for k in range(0, len(keys), 500):
-                    q = select(t.c.id).where(t.c.event == "ais_visit", t.c.source_kind == str(SourceKind.AIS),
-                                             t.c.site.in_(keys[k : k + 500]))
-                    stale += [i for i in conn.execute(q).scalars() if i not in keep]
+                    q = select(t.c.id, t.c.detail).where(t.c.event == "ais_visit",
+                                                         t.c.source_kind == str(SourceKind.AIS),
+                                                         t.c.site.in_(keys[k : k + 500]))
+                    # only the visits of ships in this workspace's AIS: another workspace watching the same site
+                    # keeps its own ships' visits
+                    stale += [i for i, detail in conn.execute(q)
+                              if i not in keep and (ships is None or _visit_mmsi(detail) in ships)]
                 store.remove_sightings(stale, conn=conn)
             else:
                 g = schema.ais_gaps
