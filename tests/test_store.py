@@ -141,6 +141,13 @@ def test_sync_follows_the_watchlist_file_and_keeps_what_the_api_added(store: Sto
     assert [x.id for x in store.sightings(site="vostochny")] == ["sig-1"]
     assert store.sync_watchlist(smaller, mine) == {}
     assert store.sync_watchlist(wl, mine) == {} and set(store.sites()) == {"rajin", "vostochny", "dunai", "nakhodka"}
+    # another file defining the same key: not taken over, said, and its later removal there does not delete it
+    clashes: dict[str, list[str]] = {}
+    elsewhere = Site("rajin", "Rajin (their box)", SiteKind.PORT, box(1, 1, 2, 2))
+    assert store.sync_watchlist(Watchlist(sites={"rajin": elsewhere, "nakhodka": other}), theirs, clashes) == {}
+    assert clashes == {"sites": ["rajin"]} and store.sites()["rajin"].name == wl.sites["rajin"].name
+    assert store.sync_watchlist(Watchlist(sites={"nakhodka": other}), theirs) == {}
+    assert "rajin" in store.sites()
 
 
 def test_a_store_from_before_the_added_by_column_keeps_its_watchlist(tmp_path) -> None:

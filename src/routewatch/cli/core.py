@@ -151,8 +151,14 @@ def sync_store(store: Any, watchlist: Any, ws: Workspace) -> None:
     owner = f"{ADDED_BY_WATCHLIST}:" + (
         hashlib.sha256(str(ws.watchlist_path.resolve()).encode()).hexdigest()[:16] if ws.db_url_override
         else "workspace")
-    for name, keys in store.sync_watchlist(watchlist, owner).items():
+    clashes: dict[str, list[str]] = {}
+    for name, keys in store.sync_watchlist(watchlist, owner, clashes).items():
         console.print(f"[dim]no longer in the watchlist, removed from the store: {name} {', '.join(keys)}[/dim]")
+    for name, keys in clashes.items():
+        Console(stderr=True).print(
+            f"[yellow]{name} {', '.join(keys)}: another workspace's watchlist on this store already defines them; "
+            "the store keeps its definition (this watchlist's is used in this workspace's analysis): give them "
+            "other keys if they are other places[/yellow]")
 
 
 STATUS_STYLE = {

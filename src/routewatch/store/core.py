@@ -249,14 +249,30 @@ class Store:
                 added[name] = len(rows) - len(self._upsert(c, table, rows, "key"))
         return added
 
-    def sync_watchlist(self, watchlist: Watchlist, owner: str) -> dict[str, list[str]]:
+    def sync_watchlist(self, watchlist: Watchlist, owner: str,
+                       clashes: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
         """Make the store follow a watchlist file: upsert its entries under ``owner`` (``watchlist:<file id>``),
         and remove the sites, routes and vessels this file brought earlier that it no longer holds. Entries of
-        other files sharing the store, of the web API, and from before the ``added_by`` column are not removed.
+        other files sharing the store, of the web API, and from before the ``added_by`` column are not removed,
+        nor taken over: a key another file brought keeps that file's definition (listed in ``clashes``).
         Observations at a removed site stay stored; they are simply no longer analysed. Returns the keys removed."""
+        import dataclasses
+
         removed: dict[str, list[str]] = {}
         with self._writing(None) as c:
-            self.upsert_watchlist(watchlist, conn=c, added_by=owner)
+            theirs: dict[str, set[str]] = {}
+            for name, table, keep in (("sites", t.sites, watchlist.sites), ("routes", t.routes, watchlist.routes),
+                                      ("vessels", t.vessels, watchlist.vessels)):
+                rows = c.execute(select(table.c.key).where(table.c.added_by.like(f"{t.ADDED_BY_WATCHLIST}:%"),
+                                                            table.c.added_by != owner)).scalars()
+                theirs[name] = {k for k in rows if k in keep}
+                if theirs[name] and clashes is not None:
+                    clashes[name] = sorted(theirs[name])
+            mine = dataclasses.replace(
+                watchlist, sites={k: v for k, v in watchlist.sites.items() if k not in theirs["sites"]},
+                routes={k: v for k, v in watchlist.routes.items() if k not in theirs["routes"]},
+                vessels={k: v for k, v in watchlist.vessels.items() if k not in theirs["vessels"]})
+            self.upsert_watchlist(mine, conn=c, added_by=owner)
             for name, table, keep in (("sites", t.sites, watchlist.sites), ("routes", t.routes, watchlist.routes),
                                       ("vessels", t.vessels, watchlist.vessels)):
                 stale = [k for k in c.execute(select(table.c.key).where(
