@@ -219,8 +219,9 @@ def test_two_workspaces_on_one_store_keep_each_others_analyses(tmp_path: Path) -
 
     url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
     a, b = tmp_path / "a", tmp_path / "b"
-    run("init", str(a), "--example", "rajin")
-    run("init", str(b))
+    out = " ".join(run("init", str(a), "--example", "rajin", "--db", url).split())
+    assert "give every command the same --db URL" in out and not (a / "routewatch.sqlite").exists()
+    run("init", str(b), "--db", url)
     run("import", "observations", str(a / "observations.csv"), "-w", str(a), "--db", url)
     run("analyze", "--as-of", "2024-03-02", "--coverage", "near-daily", "-w", str(a), "--db", url)
     store = Store.open(url)

@@ -219,6 +219,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="Start from a shipped example (rajin: the reference case)")
         ] = None,
         force: Annotated[bool, typer.Option(help="Overwrite an existing watchlist")] = False,
+        db: DbOpt = None,
     ) -> None:
         """Create a workspace: a watchlist, the store and folders for AIS, scenes, chips and reports.
 
@@ -229,7 +230,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         if example:  # an unknown example is refused before anything is created
             _example_file(example, "watchlist.toml")
-        ws = Workspace.open(directory).ensure()
+        ws = Workspace.open(directory, db).ensure()
         if ws.watchlist_path.exists() and not force:
             console.print(f"{ws.watchlist_path} exists; keeping it (use --force to replace).")
         else:
@@ -238,8 +239,14 @@ def register(app: typer.Typer) -> None:
             if example:
                 for extra in ("observations.csv", "SOURCES.md", "published_estimates.csv"):
                     shutil.copyfile(_example_file(example, extra), ws.root / extra)
-        _, _, _store = open_workspace(ws.root, None)
-        console.print(f"Workspace ready at [bold]{ws.root}[/bold] (store: {ws.db_url}).")
+        _, _, _store = open_workspace(ws.root, db)
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(ws.db_url).render_as_string(hide_password=True)
+        console.print(f"Workspace ready at {ws.root} (store: {shown}).", markup=False)
+        if ws.db_url_override:  # the workspace does not remember a shared store: every command must name it
+            console.print("Its store is not the workspace's own: give every command the same --db URL (or set "
+                          "ROUTEWATCH_DB), or it will use a new routewatch.sqlite in the workspace.", markup=False)
         if example and (ws.root / "observations.csv").exists():
             import shlex
 
