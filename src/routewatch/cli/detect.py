@@ -99,23 +99,22 @@ def _pixel_size(path: Path, shape: tuple[int, int], transform: Any, crs: Any, gi
     return float(np.mean(ground_pixel_size(transform, crs, shape)))
 
 
-def _gcp_grid(path: Path, shape: tuple[int, int]) -> Any:
+def _gcp_grid(path: Path) -> Any:
     """The grid of a file located by ground control points alone (a Sentinel-1 GRD), or None."""
     import warnings
 
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    from routewatch.sources.imagery.geo import GridGeoref
+    from routewatch.sources.imagery.sentinel1 import gcp_georef
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as ds:
-                gcps, gcps_crs = ds.gcps
+                return gcp_georef(ds) if len(ds.gcps[0]) >= 3 else None
     except Exception:  # a plain image (PNG, JPEG) that rasterio reads without GCPs, or cannot read at all
         return None
-    return GridGeoref(shape, gcps=list(gcps), gcps_crs=gcps_crs) if gcps and len(gcps) >= 3 else None
 
 
 def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any, chips: Path | None,
@@ -348,7 +347,7 @@ def register(app: typer.Typer) -> None:
         from routewatch.detect.sar import detect_sar, to_single_band
 
         arr, transform, crs, valid = _read_image(image, with_valid=water == "auto" and not model)
-        grid = _gcp_grid(image, arr.shape[:2]) if transform is None and image.suffix.lower() not in _RENDERINGS \
+        grid = _gcp_grid(image) if transform is None and image.suffix.lower() not in _RENDERINGS \
             else None  # a Sentinel-1 GRD: located by its ground control points, in its own geometry
         px = grid.ground_pixel_size_m() if grid is not None and pixel_size is None else \
             _pixel_size(image, arr.shape[:2], transform, crs, pixel_size)  # a given size is checked either way
