@@ -11,7 +11,7 @@ A bad line is counted with its reason and line number and never aborts the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -51,6 +51,14 @@ class ReadReport:
         if (self.bad[reason] <= MAX_EXAMPLES or count == 0) and sum(
                 1 for e in self.examples if e[1] == reason) < MAX_EXAMPLES:
             self.examples.append((line, reason, text[:120]))
+
+    def add_bad_rows(self, reason: str, where: np.ndarray, line: Callable[[int], int],
+                     text: Callable[[int], str]) -> None:
+        """Count the rows ``where`` (indices) as bad for ``reason``; only the first few are looked up as examples."""
+        for i in where[:MAX_EXAMPLES]:
+            self.add_bad(reason, line(int(i)), text(int(i)), count=0)
+        if where.size:
+            self.bad[reason] = self.bad.get(reason, 0) + int(where.size)
 
     @property
     def bad_total(self) -> int:
@@ -164,11 +172,7 @@ def read_nmea_lines(
         (ok_cs & ~well_formed, "malformed fields"),
         (ok_cs & well_formed & ~nonempty, "empty payload"),
     ):
-        where = np.flatnonzero(mask)
-        for i in where[:MAX_EXAMPLES]:  # keep the first examples, count them all
-            report.add_bad(reason, int(i) + first_line, raw[int(i)], count=0)
-        if where.size:
-            report.bad[reason] = report.bad.get(reason, 0) + int(where.size)
+        report.add_bad_rows(reason, np.flatnonzero(mask), lambda i: i + first_line, raw.__getitem__)
     good = ok_cs & well_formed & nonempty
     frames: list[pl.DataFrame] = []
     fast_mask = np.zeros(len(df), bool)
@@ -210,11 +214,8 @@ def _fast_positions(df: pl.DataFrame, source: str, report: ReadReport) -> pl.Dat
     for i in np.flatnonzero(~ok):
         report.add_bad("decode error", int(df["line"][int(i)]), df["raw"][int(i)])
     has_pos = ok & ~np.isnan(dec["lon"]) & ~np.isnan(dec["lat"])
-    where = np.flatnonzero(ok & ~has_pos)
-    for i in where[:MAX_EXAMPLES]:  # the first examples, by line; all counted
-        report.add_bad("position not available", int(df["line"][int(i)]), df["raw"][int(i)], count=0)
-    if where.size:
-        report.bad["position not available"] = report.bad.get("position not available", 0) + int(where.size)
+    report.add_bad_rows("position not available", np.flatnonzero(ok & ~has_pos), lambda i: int(df["line"][i]),
+                        df["raw"].__getitem__)
     nav = dec["nav_status"]
     out = pl.DataFrame({
         "mmsi": dec["mmsi"], "timestamp": df["t_us"], "lon": dec["lon"], "lat": dec["lat"],
