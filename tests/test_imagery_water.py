@@ -14,6 +14,7 @@ from shapely.geometry import box, mapping
 
 from routewatch.detect.water import (
     WaterMaskError,
+    edge_zero_fill,
     image_water,
     load_water_polygons,
     ndwi_water,
@@ -124,6 +125,24 @@ def test_sar_water_matches_the_simulated_coast(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     sea = (np.sqrt(rng.gamma(4.4, 0.01 / 4.4, (200, 200))) * 1000).astype(np.uint16)
     assert sar_water(sea).mean() == 1.0
+
+
+def test_image_water_trusts_a_reader_mask_that_already_left_the_swath_fill_out(tmp_path: Path) -> None:
+    """The scene reader leaves a GRD's untagged edge zero fill out of ``valid``; the water mask then skips its own
+    search for it and gives the same mask, the fill outside the water."""
+    sim = simulate_scene(SITE, datetime(2023, 10, 1, 9, tzinfo=UTC), "simulated-sar", [], tmp_path / "s.tif",
+                         seed=5)
+    with rasterio.open(sim.path) as ds:
+        img = ds.read(1)
+    img[:, : img.shape[1] // 4] = 0  # untagged fill beside the swath
+    valid = ~edge_zero_fill(img)
+    searched, method = image_water({"sar": img}, "sar", valid, pixel_size_m=10.0)
+    trusted, _ = image_water({"sar": img}, "sar", valid, pixel_size_m=10.0, fill_in_valid=True)
+    assert method == "sar-otsu" and np.array_equal(searched, trusted)
+    assert trusted.any() and not trusted[:, : img.shape[1] // 4].any()
+    # without the reader's mask the flag changes nothing: the fill is still found in the image
+    alone, _ = image_water({"sar": img}, "sar", None, pixel_size_m=10.0, fill_in_valid=True)
+    assert not alone[:, : img.shape[1] // 4].any()
 
 
 def test_scl_water_and_no_bands(tmp_path: Path) -> None:
