@@ -469,3 +469,25 @@ def test_an_export_geojson_gives_its_detections_only(tmp_path):
     ]}))
     det = read_detections_geojson(path)
     assert det["id"].to_list() == ["img-7"] and det["simulated"].to_list() == [False]
+
+
+def test_a_features_own_time_wins_over_the_time_given(tmp_path):
+    """`fuse --time` is for detections without a time (or with a date alone): it must not move a detection that
+    says when it was seen, which would match it to the wrong AIS and give it another id."""
+    path = tmp_path / "det.geojson"
+    other = T + timedelta(days=4)
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(130.29, 42.23, time=T.isoformat(), length_m=120),
+        _feature(130.30, 42.23, length_m=120),
+        _feature(130.31, 42.23, time=T.date().isoformat(), length_m=120),
+    ]}))
+    det = read_detections_geojson(path, other)
+    assert det["time"].to_list() == [T, other, other]
+    alone = tmp_path / "timed.geojson"  # the timed detection keeps its id whatever time is given
+    alone.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(130.29, 42.23, time=T.isoformat(), length_m=120)]}))
+    assert read_detections_geojson(alone)["id"].to_list() == det.filter(pl.col("lon") == 130.29)["id"].to_list()
+    bad = tmp_path / "bad.geojson"
+    bad.write_text(json.dumps({"type": "FeatureCollection", "features": [_feature(130.29, 42.23, time="yesterday")]}))
+    with pytest.raises(ValueError, match="feature 0: 'time' 'yesterday'"):
+        read_detections_geojson(bad, other)

@@ -241,7 +241,8 @@ def register(app: typer.Typer) -> None:
         detections: Annotated[Path | None, typer.Option(help="Detections GeoJSON (default: image sightings in the store)")] = None,
         workspace: WorkspaceOpt = None,
         db: DbOpt = None,
-        time: Annotated[str | None, typer.Option(help="Image time (UTC) for a GeoJSON without 'time' properties")] = None,
+        time: Annotated[str | None, typer.Option(help="Image time (UTC) for features without a 'time' property, or with a "
+                                                        "date alone; a feature's own time wins")] = None,
         since: Annotated[str | None, typer.Option(help="Store sightings from this time")] = None,
         until: Annotated[str | None, typer.Option(help="Store sightings until this time")] = None,
         lookback_days: Annotated[float, typer.Option(help="AIS days before an image used for reachability")] = 3.0,

@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -43,6 +44,21 @@ def _lonlat(path: Path, i: int, geom: dict) -> tuple[float, float]:
     return lon, lat
 
 
+def _feature_time(path: Path, i: int, written: Any, given: datetime | None) -> datetime | None:
+    """A feature's own time wins; ``given`` (``fuse --time``) is for features without one, or with a date alone
+    (an image time to the day cannot be matched to AIS, which moves by kilometres in hours)."""
+    if written in (None, ""):
+        return given
+    text = str(written).strip()
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{path}: feature {i}: 'time' {text!r} is not an ISO 8601 time") from None
+    if given is not None and len(text) <= 10:  # a date alone: the time given says when in the day
+        return given
+    return when
+
+
 def read_detections_geojson(path: Path, time: datetime | None = None, site: str | None = None) -> pl.DataFrame:
     data = json.loads(Path(path).read_text())
     meta = data.get("routewatch") if isinstance(data, dict) else None
@@ -58,7 +74,7 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
         if geom.get("type") != "Point":
             raise ValueError(f"{path}: feature {i}: geometry must be a WGS84 Point, got {geom.get('type')!r}")
         lon, lat = _lonlat(path, i, geom)
-        when = time or (datetime.fromisoformat(props["time"].replace("Z", "+00:00")) if props.get("time") else None)
+        when = _feature_time(path, i, props.get("time"), time)
         if when is None:
             raise ValueError(f"{path}: feature {i}: no 'time' property; give the image time (--time)")
         given = props.get("id")
