@@ -260,6 +260,53 @@ def test_a_visit_over_two_days_is_not_cut_or_doubled_by_runs_over_one_day(tmp_pa
     assert stored(fresh.root) == [whole]
 
 
+def test_runs_day_after_day_store_a_port_call_over_midnight_once(tmp_path):
+    """Run each day as it comes (--until day 1, then --since day 2), or the other way round: the second run reads
+    back (or on) over the day of the stored part, finds the whole call, and it replaces the part (one visit, of
+    the level of the whole call), as a run over all the AIS would store it."""
+    t0 = datetime(2023, 1, 11, 20, 0, tzinfo=UTC)
+    track = [(t0 + timedelta(minutes=20 * i), -94.7 - 0.1 * i, 29.7, 10.0) for i in range(3)]  # sailing in
+    track += [(t0 + timedelta(minutes=40 + 30 * i), -95.0, 29.7, 0.0) for i in range(30)]  # stopped inside
+    track += [(track[-1][0] + timedelta(minutes=20 * i), -95.0 + 0.1 * i, 29.7, 10.0) for i in range(1, 5)]
+    csv_path = tmp_path / "visit.csv"
+    with csv_path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(MC_HEADER)
+        for t, lon, lat, sog in track:
+            w.writerow([222000333, f"{t:%Y-%m-%dT%H:%M:%S}", lat, lon, sog, 90.0, 90, "MIDNIGHT", "", "T3",
+                        70, 0, 150, 25, 8.0, 70, "A"])
+
+    def stored(root):
+        return sorted((s.time, s.time_end, s.confidence)
+                      for s in Store.open(Workspace.open(root).db_url).sightings(site="houston")
+                      if s.event == "ais_visit")
+
+    whole_ws = _init(tmp_path / "whole")
+    _run("ais", "ingest", str(csv_path), "-w", str(whole_ws.root))
+    _run("ais", "visits", "-w", str(whole_ws.root))
+    (whole,) = stored(whole_ws.root)
+    assert whole[0].day == 11 and whole[1].day == 12
+    for order in (("--until", "2023-01-11", "--since", "2023-01-12"), ("--since", "2023-01-12", "--until", "2023-01-11")):
+        ws = _init(tmp_path / order[0].strip("-"))
+        _run("ais", "ingest", str(csv_path), "-w", str(ws.root))
+        _run("ais", "visits", "-w", str(ws.root), *order[:2])
+        (part,) = stored(ws.root)
+        assert part[1] - part[0] < whole[1] - whole[0] and part[2] < whole[2]  # cut at midnight: a lower level
+        out = _run("ais", "visits", "-w", str(ws.root), *order[2:])
+        assert stored(ws.root) == [whole], order
+        assert "1 AIS visits stored" in out
+
+
+def test_visit_and_gap_options_out_of_range_are_refused_before_anything_is_replaced(tmp_path):
+    ws = _init(tmp_path / "ws")
+    _write_track_csv(tmp_path / "track.csv")
+    _run("ais", "ingest", str(tmp_path / "track.csv"), "-w", str(ws.root))
+    for args in (["visits", "--min-level", "7"], ["visits", "--min-level", "0"], ["gaps", "--min-gap-h", "-1"],
+                 ["gaps", "--max-speed-kn", "0"], ["gaps", "--min-dwell-h", "-2"], ["gaps", "--max-speed-kn", "nan"]):
+        out = _run("ais", *args, "-w", str(ws.root), code=2)
+        assert args[1] in out
+
+
 def test_gaps_give_cues_for_reachable_sites_only(tmp_path):
     ws = _init(tmp_path / "ws")
     fixes = _write_track_csv(tmp_path / "track.csv")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +25,11 @@ def _time(text: str | None, name: str) -> datetime | None:
     except ValueError:
         raise typer.BadParameter(f"{name}: {text!r} is not an ISO date or time") from None
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _day_start(t: datetime) -> datetime:
+    """Midnight UTC of ``t``'s day: the AIS windows are whole days."""
+    return datetime(t.year, t.month, t.day, tzinfo=UTC)
 
 
 def _progress() -> Progress:
@@ -159,7 +165,8 @@ def register(app: typer.Typer) -> None:
         until: Annotated[str | None, typer.Option(help="Last day (YYYY-MM-DD)")] = None,
         entry_m: Annotated[float, typer.Option(help="Entry distance from the site polygon, metres")] = 1000.0,
         exit_m: Annotated[float, typer.Option(help="Exit distance (hysteresis), metres")] = 2000.0,
-        min_level: Annotated[int, typer.Option(help="Keep visits of at least this GFW-style level (1-4)")] = 2,
+        min_level: Annotated[int, typer.Option(min=1, max=4,
+                                               help="Keep visits of at least this GFW-style level (1-4)")] = 2,
         out: Annotated[Path | None, typer.Option(help="Also write the visits as CSV")] = None,
     ) -> None:
         """Port visits at the watched sites from the AIS partitions, stored as AIS sightings with evidence.
@@ -167,13 +174,24 @@ def register(app: typer.Typer) -> None:
         Example: routewatch ais visits -w rajin-case --since 2023-08-01 --min-level 2 --out visits.csv
         """
         from routewatch.analysis.port_visits import VisitConfig, port_visits
-        from routewatch.sources.ais.records import store_ais, visit_records, windowed_visits
+        from routewatch.sources.ais.records import (
+            reach_stored_visits,
+            store_ais,
+            visit_records,
+            windowed_visits,
+        )
 
         if not 0 < entry_m <= exit_m:
             raise typer.BadParameter(f"--exit-m ({exit_m:g}) must be at least --entry-m ({entry_m:g}), both positive: "
                                      "a ship leaves only once farther out than where it entered (hysteresis)")
         ws, watchlist, store = open_workspace(workspace, db)
         cfg = VisitConfig(entry_m=entry_m, exit_m=exit_m, min_level=min_level)
+        s, u = _time(since, "--since"), _time(until, "--until")
+        if s is not None or u is not None:  # read on over the days of stored visits that reach the window's edges
+            lo, hi = reach_stored_visits(store, watchlist.sites, s and _day_start(s),
+                                         u and _day_start(u) + timedelta(days=1), timedelta(hours=cfg.split_h))
+            since = lo.date().isoformat() if lo is not None else None
+            until = (hi - timedelta(microseconds=1)).date().isoformat() if hi is not None else None
         gen = _days(ws, since, until, "visits")
         with _progress() as progress:
             frame = port_visits(gen(progress), watchlist.sites, cfg)
@@ -196,7 +214,9 @@ def register(app: typer.Typer) -> None:
             ident = sum(1 for m in g["mmsi"] if int(m) in mmsi_vessel)
             table.add_row(str(site[0]), str(g.height), str(ident), f"{g['confidence'].mean():.2f}")
         console.print(table)
-        console.print(f"{frame.height} AIS visits stored as sightings (event ais_visit).")
+        note = "" if len(sightings) == frame.height else \
+            f" ({frame.height - len(sightings)} cut at the window's edge, already stored whole)"
+        console.print(f"{len(sightings)} AIS visits stored as sightings (event ais_visit){note}.")
 
     @ais_app.command("gaps")
     def gaps(
@@ -216,6 +236,11 @@ def register(app: typer.Typer) -> None:
         from routewatch.analysis.gaps import GapConfig, cues_frame, visits_and_gaps
         from routewatch.sources.ais.records import gap_rows, store_ais
 
+        for name, value, least in (("--min-gap-h", min_gap_h, None), ("--max-speed-kn", max_speed_kn, None),
+                                   ("--min-dwell-h", min_dwell_h, 0.0)):
+            if not (value >= least if least is not None else value > 0) or not math.isfinite(value):
+                raise typer.BadParameter(f"{name} must be {'at least 0' if least is not None else 'positive'}, "
+                                         f"got {value:g}")
         ws, watchlist, store = open_workspace(workspace, db)
         gen = _days(ws, since, until, "gaps")
         with _progress() as progress:
@@ -245,7 +270,8 @@ def register(app: typer.Typer) -> None:
                                                         "date alone; a feature's own time wins")] = None,
         since: Annotated[str | None, typer.Option(help="Store sightings from this time")] = None,
         until: Annotated[str | None, typer.Option(help="Store sightings until this time")] = None,
-        lookback_days: Annotated[float, typer.Option(help="AIS days before an image used for reachability")] = 3.0,
+        lookback_days: Annotated[float, typer.Option(min=0.0, help="AIS days before an image used for "
+                                                                   "reachability")] = 3.0,
         out: Annotated[Path, typer.Option(help="Result file: .geojson or .csv")] = Path("fused.geojson"),
     ) -> None:
         """Match ship detections to AIS (identified, dark, or no-ais where no AIS is received near them) and score

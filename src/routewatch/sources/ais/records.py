@@ -9,7 +9,8 @@ storing the same visits twice changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -96,6 +97,32 @@ def windowed_visits(store: Any, sightings: list[Sighting], evidence: list[Eviden
         keep.append(s)
     wanted = {e for s in keep for e in s.evidence_ids}
     return keep, [e for e in evidence if e.id in wanted], sorted(remove)
+
+
+def reach_stored_visits(store: Any, sites: Iterable[str], since: datetime | None, until: datetime | None,
+                        margin: timedelta) -> tuple[datetime | None, datetime | None]:
+    """The window a run of ``ais visits`` over [since, until) must read so that a stay crossing one of its edges
+    is seen whole: back to the start of a stored AIS visit that ends within ``margin`` (the longest silence a
+    visit may hold) before ``since``, and on to the end of one that starts within ``margin`` after ``until``.
+
+    Runs day by day otherwise store one port call as two visits, each cut at midnight and each of a lower level
+    (the second run cannot see the entry, the first the exit); read this way, the second run finds the whole
+    call, which replaces the stored part (:func:`windowed_visits`)."""
+    lo, hi = since, until
+    for site in sorted(set(sites)):
+        near = []
+        if since is not None:
+            near += store.sightings(site=site, since=since - margin, until=since)
+        if until is not None:
+            near += store.sightings(site=site, since=until, until=until + margin)
+        for w in near:
+            if w.event != "ais_visit" or w.source_kind != SourceKind.AIS:
+                continue
+            if lo is not None and w.time < lo:
+                lo = w.time
+            if hi is not None and (w.time_end or w.time) > hi:
+                hi = w.time_end or w.time
+    return lo, hi
 
 
 def gap_rows(gaps: pl.DataFrame, mmsi_vessel: Mapping[int, str]) -> tuple[list[dict[str, Any]], list[Evidence]]:
