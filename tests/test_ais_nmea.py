@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import random
 from datetime import UTC, datetime
@@ -173,6 +174,20 @@ def test_a_file_whose_lines_end_with_a_carriage_return_alone_is_read_whole(tmp_p
     assert summary.report.lines == 3 and summary.report.messages == 3 and summary.added == 3
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_byte_order_mark_does_not_hide_the_first_lines_time(tmp_path, gz):
+    import gzip
+
+    from routewatch.sources.ais.ingest import ingest_file
+
+    good = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    data = codecs.BOM_UTF8 + "".join(f"2024-01-01T00:0{i}:00Z {good}\n" for i in range(3)).encode()
+    p = tmp_path / ("bom.nmea.gz" if gz else "bom.nmea")
+    p.write_bytes(gzip.compress(data) if gz else data)
+    summary = ingest_file(p, tmp_path / "ais")
+    assert summary.report.untimed == 0 and summary.added == 3 and summary.report.bad_total == 0
+
+
 def test_a_static_report_with_one_zero_dimension_keeps_the_size():
     """A = C = 0 means "reference point unknown": the length and beam are then B and D alone."""
     static = encode_dict({"type": 24, "mmsi": 244270489, "partno": 1, "ship_type": 37, "to_bow": 12,
@@ -246,8 +261,9 @@ def test_a_payload_outside_the_armour_alphabet_is_a_decode_error_on_both_paths()
 def test_a_leading_time_with_a_utc_offset_is_moved_to_utc():
     s = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
     lines = [f"2024-01-01T10:00:00+02:00 {s}", f"2024-01-01 10:00:00Z {s}", f"2024-01-01T10:00:00-0530 {s}",
-             f"2024-01-01T10:00:00 {s}"]
+             f"2024-01-01T10:00:00 {s}", f"2024-01-01T10:00:00+05 {s}", f"2024-01-01T10:00:00-03 {s}"]
     got = read_nmea_lines(lines).positions
     assert got.sort("line")["timestamp"].to_list() == [
         datetime(2024, 1, 1, 8, tzinfo=UTC), datetime(2024, 1, 1, 10, tzinfo=UTC),
-        datetime(2024, 1, 1, 15, 30, tzinfo=UTC), datetime(2024, 1, 1, 10, tzinfo=UTC)]
+        datetime(2024, 1, 1, 15, 30, tzinfo=UTC), datetime(2024, 1, 1, 10, tzinfo=UTC),
+        datetime(2024, 1, 1, 5, tzinfo=UTC), datetime(2024, 1, 1, 13, tzinfo=UTC)]

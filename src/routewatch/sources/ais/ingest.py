@@ -8,6 +8,7 @@ together when the whole file has been read.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import re
@@ -111,14 +112,17 @@ def _listed_under_sha256(path: Path, manifest: dict[str, dict]) -> str | None:
 def _open_text(path: Path):
     """Lines of a plain or gzipped NMEA file (ASCII; undecodable bytes become U+FFFD). Lines end at a newline
     only, so that a stray carriage return in binary junk does not shift the reported line numbers; a file whose
-    lines end with a carriage return alone (no newline in its first 64 KiB) is read with universal newlines."""
+    lines end with a carriage return alone (no newline in its first 64 KiB) is read with universal newlines, one
+    that opens with a UTF-8 byte-order mark as UTF-8 without it."""
     gz = path.suffix.lower() == ".gz"
     with gzip.open(path, "rb") if gz else path.open("rb") as fh:
         head = fh.read(1 << 16)
     newline = None if b"\r" in head and b"\n" not in head else "\n"
+    # a byte-order mark (an editor's UTF-8 save) is not part of the first line, whose time it would hide
+    encoding = "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "ascii"
     if gz:
-        return gzip.open(path, "rt", encoding="ascii", errors="replace", newline=newline)
-    return path.open("r", encoding="ascii", errors="replace", newline=newline)
+        return gzip.open(path, "rt", encoding=encoding, errors="replace", newline=newline)
+    return path.open("r", encoding=encoding, errors="replace", newline=newline)
 
 
 def _is_csv(path: Path) -> bool:

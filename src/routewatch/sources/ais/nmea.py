@@ -25,7 +25,7 @@ from routewatch.sources.ais.schema import POSITION_SCHEMA, VALID_BELOW, availabl
 from routewatch.sources.ais.sixbit import POSITION_PAYLOAD_CHARS, decode_positions
 
 _SENTENCE = r"!([A-Z]{2}VD[MO],[^*!\\]*)\*([0-9A-Fa-f]{2})"
-_ISO_PREFIX = r"^\s*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*(Z|[+-]\d{2}:?\d{2})?"
+_ISO_PREFIX = r"^\s*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*(Z|[+-]\d{2}(?::?\d{2})?)?"
 _ARMOUR = r"^[0-W`-w]*$"  # the six-bit armour alphabet: a payload with any other character is not AIS
 _TRAILING_EPOCH = r"^,(?:[^,]*,)*\s*(\d{9,13})(?:\.\d+)?\s*$"
 POSITION_TYPES_SLOW = {1, 2, 3, 18, 19, 27}
@@ -109,8 +109,9 @@ def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) 
     epoch = pl.col("tag").str.extract(r"(?:^|,)c:(\d{9,13})", 1).cast(pl.Int64, strict=False)
     epoch = pl.coalesce(epoch, pl.col("trailer").str.extract(_TRAILING_EPOCH, 1).cast(pl.Int64, strict=False))
     epoch_us = pl.when(epoch > 10**11).then(epoch * 1000).otherwise(epoch * 1_000_000)
-    # a time written with a UTC offset (+02:00, -0500) is moved to UTC; without one it is taken as UTC
-    zone = pl.col("iso_zone").str.replace(":", "").str.replace("Z", "+0000")
+    # a time written with a UTC offset (+02:00, -0500, +05) is moved to UTC; without one it is taken as UTC
+    # an offset in hours alone (+05, also ISO 8601) has no minutes
+    zone = pl.col("iso_zone").str.replace(":", "").str.replace("Z", "+0000").str.pad_end(5, "0")
     offset_us = (zone.str.slice(1, 2).cast(pl.Int64, strict=False) * 3600
                  + zone.str.slice(3, 2).cast(pl.Int64, strict=False) * 60) * 1_000_000
     iso_us = (
