@@ -109,6 +109,71 @@ def test_column_mapping_reads_another_layout(tmp_path):
             load_mapping(bad)
 
 
+def test_a_mapping_without_a_time_format_reads_iso_times_with_their_zones(tmp_path):
+    """ISO 8601 as exports write it: Z, +02:00, +05, fractions, or no zone (UTC); a %z format takes Z too."""
+    (tmp_path / "iso.toml").write_text('mmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\n')
+    data = tmp_path / "iso.csv"
+    data.write_text("ship,when,x,y\n273210440,2024-01-01T00:00:00Z,130.29,42.23\n"
+                    "273210440,2024-01-01T03:00:00+02:00,130.29,42.23\n273210440,2024-01-01T05:00:00.000Z,130.29,42.23\n"
+                    "273210440,2024-01-01 06:00:00,130.29,42.23\n273210440,2024-01-01T12:00:00+05,130.29,42.23\n")
+    res = read_provider_csv(data, load_mapping(tmp_path / "iso.toml"))
+    assert res.report.bad_total == 0
+    assert res.positions.sort("line")["timestamp"].to_list() == [
+        datetime(2024, 1, 1, h, tzinfo=UTC) for h in (0, 1, 5, 6, 7)]
+    (tmp_path / "z.toml").write_text('mmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\n'
+                                     'time_format = "%Y-%m-%dT%H:%M:%S%z"\n')
+    zoned = tmp_path / "z.csv"
+    zoned.write_text("ship,when,x,y\n273210440,2024-01-01T00:00:00Z,130.29,42.23\n"
+                     "273210440,2024-01-01T03:00:00+02:00,130.29,42.23\n")
+    got = read_provider_csv(zoned, load_mapping(tmp_path / "z.toml")).positions.sort("line")["timestamp"].to_list()
+    assert got == [datetime(2024, 1, 1, 0, tzinfo=UTC), datetime(2024, 1, 1, 1, tzinfo=UTC)]
+
+
+def test_a_column_the_mapping_names_and_the_file_lacks_is_refused_by_name(tmp_path):
+    """A misspelt column in a user's mapping (speed as "sped") would leave every speed unread, and stops with it."""
+    (tmp_path / "m.toml").write_text('mmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\nsog_kn = "sped"\n')
+    data = tmp_path / "f.csv"
+    data.write_text("ship,when,x,y,speed\n273210440,2024-01-01T00:00:00,130.29,42.23,0.1\n")
+    with pytest.raises(ValueError, match=r"f\.csv: line 1: column 'sped' \(sog_kn\) of mapping 'm' not in the header"
+                                         r" \(it has: 'ship', 'when', 'x', 'y', 'speed'\)"):
+        read_provider_csv(data, load_mapping(tmp_path / "m.toml"))
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_csv_whose_lines_end_with_a_carriage_return_alone_is_read_whole(tmp_path, gz):
+    import gzip
+
+    rows = [["MMSI", "BaseDateTime", "LAT", "LON", "SOG"]] + [
+        ["273210440", f"2024-01-01T00:0{i}:00", "42.23", "130.29", "0.1"] for i in range(3)]
+    data = "\r".join(",".join(r) for r in rows).encode() + b"\r"
+    path = tmp_path / ("cr.csv.gz" if gz else "cr.csv")
+    path.write_bytes(gzip.compress(data) if gz else data)
+    summary = ingest_file(path, tmp_path / "ais")
+    assert summary.added == 3 and summary.report.lines == 4 and summary.report.bad_total == 0
+    assert sorted(read_day(day_dirs(tmp_path / "ais")[0][1])["line"].to_list()) == [2, 3, 4]
+
+
+def test_a_mapping_given_for_a_command_leaves_nmea_and_known_layouts_alone(tmp_path):
+    """`ais ingest a.nmea mc.csv mine.csv --mapping mine.toml`: the mapping reads the file it fits; the NMEA file
+    is read as NMEA and the MarineCadastre export as MarineCadastre."""
+    (tmp_path / "mine.toml").write_text('layout = "mine"\nmmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\n')
+    mine = tmp_path / "mine.csv"
+    mine.write_text("ship,when,x,y\n273210440,2024-01-01T00:00:00Z,130.29,42.23\n")
+    mc = tmp_path / "mc.csv"
+    mc.write_text("MMSI,BaseDateTime,LAT,LON,SOG\n273210441,2024-01-01T00:00:00,42.23,130.29,0.1\n")
+    nmea = tmp_path / "a.nmea"
+    nmea.write_text("\\c:1704067200*00\\!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C\n")
+    other = tmp_path / "other.csv"
+    other.write_text("vessel,t,x,y\n273210442,2024-01-01T00:00:00,130.29,42.23\n")
+    mapping = load_mapping(tmp_path / "mine.toml")
+    got = {Path(s.path).name: (s.kind, s.added) for s in ingest_files([mine, mc, nmea], tmp_path / "ais", mapping=mapping)}
+    assert got == {"mine.csv": ("mine", 1), "mc.csv": ("marinecadastre", 1), "a.nmea": ("nmea", 1)}
+    with pytest.raises(ValueError, match=r"other\.csv: line 1: column 'ship' \(mmsi\)"):
+        ingest_file(other, tmp_path / "ais", mapping=mapping)
+    again = ingest_file(mc, tmp_path / "ais", mapping=mapping)  # skipped as read: still named by its layout
+    assert again.skipped and again.kind == "marinecadastre"
+
+
 @pytest.mark.shared
 def test_ingest_twice_adds_nothing_and_partitions_by_day(tmp_path):
     files = [_need(AIS / "marinecadastre_sample_20230111.csv"), AIS / "pyais_nmea_data_sample.txt"]

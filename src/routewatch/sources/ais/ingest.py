@@ -35,6 +35,7 @@ from routewatch.sources.ais.providers import (
     ColumnMapping,
     FileShape,
     detect_layout,
+    header_names,
     read_header,
     read_provider_csv,
 )
@@ -125,11 +126,28 @@ def _open_text(path: Path):
     return path.open("r", encoding=encoding, errors="replace", newline=newline)
 
 
-def _is_csv(path: Path) -> bool:
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith(".csv"):
-        return True
-    return detect_layout(read_header(path)) is not None
+_NMEA_SENTENCE = re.compile(r"![A-Z]{2}VD[MO],")
+
+
+def file_mapping(path: Path, mapping: ColumnMapping | None) -> tuple[bool, ColumnMapping | None]:
+    """Whether a file is a provider CSV (else NMEA), and the column mapping to read it with.
+
+    A mapping given for a command's files is used for a CSV whose header holds the mapping's four required
+    columns; a file that does not, but is a known layout (a MarineCadastre export ingested beside the user's own
+    CSVs), is read as that layout, and an NMEA file (a sentence on its first line) as NMEA. Any other file is
+    read with the mapping, which then names the column its header lacks."""
+    header = read_header(path)
+    layout = detect_layout(header)
+    if mapping is not None:
+        names = header_names(header)
+        if all(mapping.source_columns()[k] in names for k in ("mmsi", "timestamp", "lon", "lat")):
+            return True, mapping
+        if layout is not None:
+            return True, layout
+        if _NMEA_SENTENCE.search(header):
+            return False, None
+        return True, mapping
+    return path.name.lower().removesuffix(".gz").endswith(".csv") or layout is not None, layout
 
 
 def nmea_chunks(path: Path, chunk_lines: int = CHUNK_LINES) -> Iterator[tuple[int, list[str]]]:
@@ -196,7 +214,7 @@ def _ingest_file(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    csv = mapping is not None or _is_csv(path)
+    csv, mapping = file_mapping(path, mapping)
     summary = FileSummary(str(path), (mapping.name if mapping else "csv") if csv else "nmea")
     manifest = read_manifest(ais_dir)
     stat = path.stat()
@@ -222,9 +240,6 @@ def _ingest_file(
             summary.skipped = True
             return summary
     if csv:
-        if mapping is None:
-            mapping = detect_layout(read_header(path))
-        summary.kind = mapping.name if mapping else "csv"
         try:  # the hashing pass gives the file's shape too (a compressed file's is taken by the reader)
             res = read_provider_csv(path, mapping, shape=(lambda: pending.result()[1]) if pending
                                     else (lambda: known_shape) if known_shape else None)

@@ -21,11 +21,18 @@ import polars as pl
 from pyais import decode as pyais_decode
 
 from routewatch.model import ensure_utc
-from routewatch.sources.ais.schema import POSITION_SCHEMA, VALID_BELOW, available, empty_positions
+from routewatch.sources.ais.schema import (
+    POSITION_SCHEMA,
+    VALID_BELOW,
+    ZONE,
+    available,
+    empty_positions,
+    utc_offset_us,
+)
 from routewatch.sources.ais.sixbit import POSITION_PAYLOAD_CHARS, decode_positions
 
 _SENTENCE = r"!([A-Z]{2}VD[MO],[^*!\\]*)\*([0-9A-Fa-f]{2})"
-_ISO_PREFIX = r"^\s*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*(Z|[+-]\d{2}(?::?\d{2})?)?"
+_ISO_PREFIX = r"^\s*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*" + ZONE + "?"
 _ARMOUR = r"^[0-W`-w]*$"  # the six-bit armour alphabet: a payload with any other character is not AIS
 _TRAILING_EPOCH = r"^,(?:[^,]*,)*\s*(\d{9,13})(?:\.\d+)?\s*$"
 POSITION_TYPES_SLOW = {1, 2, 3, 18, 19, 27}
@@ -110,15 +117,8 @@ def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) 
     epoch = pl.coalesce(epoch, pl.col("trailer").str.extract(_TRAILING_EPOCH, 1).cast(pl.Int64, strict=False))
     epoch_us = pl.when(epoch > 10**11).then(epoch * 1000).otherwise(epoch * 1_000_000)
     # a time written with a UTC offset (+02:00, -0500, +05) is moved to UTC; without one it is taken as UTC
-    # an offset in hours alone (+05, also ISO 8601) has no minutes
-    zone = pl.col("iso_zone").str.replace(":", "").str.replace("Z", "+0000").str.pad_end(5, "0")
-    offset_us = (zone.str.slice(1, 2).cast(pl.Int64, strict=False) * 3600
-                 + zone.str.slice(3, 2).cast(pl.Int64, strict=False) * 60) * 1_000_000
-    iso_us = (
-        pl.col("iso").str.replace(" ", "T").str.to_datetime(strict=False, time_unit="us")
-        .dt.epoch("us")
-        - pl.when(zone.str.starts_with("-")).then(-offset_us).otherwise(offset_us).fill_null(0)
-    )
+    iso_us = (pl.col("iso").str.replace(" ", "T").str.to_datetime(strict=False, time_unit="us").dt.epoch("us")
+              - utc_offset_us(pl.col("iso_zone")))
     df = df.with_columns(
         parts.field("field_1").cast(pl.Int32, strict=False).alias("count"),
         parts.field("field_2").cast(pl.Int32, strict=False).alias("index"),

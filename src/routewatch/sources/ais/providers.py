@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from routewatch.sources.ais.nmea import ReadReport
-from routewatch.sources.ais.schema import VALID_BELOW, available, conform
+from routewatch.sources.ais.schema import VALID_BELOW, available, conform, iso_utc
 
 # ITU-R M.1371 navigational status codes by the words the Danish Maritime Authority writes.
 NAV_STATUS_WORDS = {
@@ -280,6 +280,10 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
             data = gzip.decompress(path.read_bytes())
         except (OSError, EOFError, zlib.error) as exc:
             raise ValueError(f"{path}: cannot be decompressed ({exc or type(exc).__name__})") from None
+    head = data[: 1 << 16] if data is not None else _head(path)
+    if b"\r" in head and b"\n" not in head:  # lines ended by a carriage return alone (classic Mac): the CSV
+        # reader splits on newlines only, and would read the whole file as its header
+        data = (data if data is not None else path.read_bytes()).replace(b"\r", b"\n")
     header = read_header(path)
     mapping = mapping or detect_layout(header)
     if mapping is None:
@@ -290,6 +294,13 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
                              + ", ".join(f"{layout.source_columns()[k]!r} ({k})" for k in missing) + " column")
         raise ValueError(f"{path}: line 1: unknown CSV layout (header {header.strip()[:80]!r}); give a column mapping")
     present = header_names(header)
+    if mapping is not LAYOUTS.get(mapping.name):  # a user's mapping: a column it names and the file lacks is a
+        # misspelling or the wrong mapping, not a column to do without (a speed never read ends every stop)
+        absent = [(k, v) for k, v in mapping.source_columns().items() if v not in present]
+        if absent:
+            raise ValueError(f"{path}: line 1: " + ", ".join(f"column {v!r} ({k})" for k, v in absent)
+                             + f" of mapping {mapping.name!r} not in the header (it has: "
+                             + ", ".join(repr(n) for n in present) + ")")
     wanted = {k: present[v] for k, v in mapping.source_columns().items() if v in present}
     for key in ("mmsi", "timestamp", "lon", "lat"):
         if key not in wanted:
@@ -320,12 +331,18 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         return lf.with_row_index("line", offset=2)
 
     def parse(text: pl.Expr) -> pl.Expr:
-        return text.str.to_datetime(mapping.time_format, strict=False, time_unit="us") if mapping.time_format \
-            else text.str.to_datetime(strict=False, time_unit="us")
+        """UTC times: with the layout's format (a ``%z`` in it also takes ``Z``), or ISO 8601 with or without a
+        zone when it gives none."""
+        fmt = mapping.time_format
+        if not fmt:
+            return iso_utc(text)
+        if "%z" in fmt or "%:z" in fmt:
+            text = text.str.replace(r"Z\s*$", "+00:00")
+        return text.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC")
 
     # Times padded with blanks are rare: parse as written; the rows that fail are parsed again without the
     # blanks below (a when/then here would strip and parse every row a second time).
-    exprs = [parse(pl.col("timestamp")).dt.replace_time_zone("UTC").alias("timestamp"), pl.col("line").cast(pl.Int64),
+    exprs = [parse(pl.col("timestamp")).alias("timestamp"), pl.col("line").cast(pl.Int64),
              pl.lit(source or path.name).alias("source"), pl.lit(0, pl.Int8).alias("msg_type")]
     if "nav_status" in wanted:
         if mapping.nav_status_words:
@@ -364,7 +381,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         frame = frame.with_columns(pl.Series("line", lines[frame["line"].to_numpy() - 2]))
     retry = frame.select(pl.col("timestamp").is_null() & pl.col("_raw").is_not_null()).to_series()
     if retry.any():
-        fixed = parse(pl.col("_raw").str.strip_chars()).dt.replace_time_zone("UTC")
+        fixed = parse(pl.col("_raw").str.strip_chars())
         frame = frame.with_columns(pl.when(retry).then(fixed).otherwise(pl.col("timestamp")).alias("timestamp"))
     frame = frame.with_columns(valid.alias("_ok"))
     report = ReadReport(lines=file.records)
@@ -402,6 +419,11 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     statics = pool.submit(_static_records, frame, [c for c in STATIC_FIELDS if c in wanted])
     pool.shutdown(wait=False)
     return CsvResult(positions, report, statics)
+
+
+def _head(path: Path, size: int = 1 << 16) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(size)
 
 
 def _file_blocks(path: Path) -> Iterator[bytes]:

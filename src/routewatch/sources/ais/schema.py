@@ -55,3 +55,25 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
         (pl.col(k) if k in frame.columns else pl.lit(None)).cast(v).alias(k) for k, v in POSITION_SCHEMA.items()
     ]
     return frame.select(exprs)
+
+
+# An ISO 8601 zone designator after a time of day: Z, +05, -0530, +02:00
+ZONE = r"(Z|[+-]\d{2}(?::?\d{2})?)"
+
+
+def utc_offset_us(zone: pl.Expr) -> pl.Expr:
+    """Microseconds east of UTC of a zone designator (:data:`ZONE`); none (null) is UTC."""
+    z = zone.str.replace(":", "").str.replace("Z", "+0000").str.pad_end(5, "0")
+    east = (z.str.slice(1, 2).cast(pl.Int64, strict=False) * 3600
+            + z.str.slice(3, 2).cast(pl.Int64, strict=False) * 60) * 1_000_000
+    return pl.when(z.str.starts_with("-")).then(-east).otherwise(east).fill_null(0)
+
+
+def iso_utc(text: pl.Expr) -> pl.Expr:
+    """ISO 8601 times in any of their spellings (format inferred), with or without a zone, as UTC: a time with an
+    offset is moved to UTC, one without is taken as UTC. The zone is looked for only after a time of day, so the
+    ``-01`` of a date alone is not read as an offset."""
+    parts = text.str.strip_chars().str.extract_groups(r"^(.*?\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?)\s*" + ZONE + r"?$")
+    local = pl.coalesce(parts.struct.field("1"), text.str.strip_chars())
+    return ((local.str.to_datetime(strict=False, time_unit="us").dt.epoch("us") - utc_offset_us(parts.struct.field("2")))
+            .cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
