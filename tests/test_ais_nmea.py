@@ -267,3 +267,14 @@ def test_a_leading_time_with_a_utc_offset_is_moved_to_utc():
         datetime(2024, 1, 1, 8, tzinfo=UTC), datetime(2024, 1, 1, 10, tzinfo=UTC),
         datetime(2024, 1, 1, 15, 30, tzinfo=UTC), datetime(2024, 1, 1, 10, tzinfo=UTC),
         datetime(2024, 1, 1, 5, tzinfo=UTC), datetime(2024, 1, 1, 13, tzinfo=UTC)]
+
+
+def test_blank_lines_are_not_bad_lines_and_a_folder_is_named_as_one(tmp_path):
+    from routewatch.sources.ais.ingest import ingest_file
+
+    good = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    res = read_nmea_lines([good, "", "   ", "junk", good], default_time=T0)
+    assert res.report.bad == {"no AIS sentence": 1} and res.report.examples[0][:2] == (4, "no AIS sentence")
+    assert res.report.lines == 5 and res.positions["line"].to_list() == [1, 5]
+    with pytest.raises(FileNotFoundError, match="a folder, not a file"):
+        ingest_file(tmp_path, tmp_path / "ais")

@@ -213,7 +213,8 @@ def _ingest_file(
 ) -> FileSummary:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise FileNotFoundError(f"{path}: " + ("a folder, not a file (give its files: folder/*)" if path.is_dir()
+                                              else "no such file"))
     csv, mapping = file_mapping(path, mapping)
     summary = FileSummary(str(path), (mapping.name if mapping else "csv") if csv else "nmea")
     manifest = read_manifest(ais_dir)

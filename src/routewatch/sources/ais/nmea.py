@@ -168,7 +168,7 @@ def read_nmea_lines(
     nonempty = df["payload"].fill_null("").str.len_bytes().to_numpy() > 0
     raw = df["raw"]
     for mask, reason in (
-        (~has_sentence, "no AIS sentence"),
+        (~has_sentence & (df["raw"].str.strip_chars().str.len_bytes() > 0).to_numpy(), "no AIS sentence"),
         (has_sentence & ~ok_cs, "checksum mismatch"),
         (ok_cs & ~well_formed, "malformed fields"),
         (ok_cs & well_formed & ~nonempty, "empty payload"),
