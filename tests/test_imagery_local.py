@@ -68,6 +68,22 @@ def test_band_names_time_and_sensor_from_the_user(tmp_path: Path) -> None:
     assert desc.attributes["bands"]["nir"]["index"] == 1 and desc.attributes["bands"]["red"]["index"] == 2
 
 
+def test_the_tiff_write_time_dates_a_scene_only_when_nothing_else_does(tmp_path: Path) -> None:
+    """A GIS export writes its own day into the TIFF DateTime tag: the date in the file name (or an acquisition
+    tag) wins, and the write time is used only for a file that has neither."""
+    named = _tif(tmp_path / "a" / "casa_20230426.tif", count=4)
+    bare = _tif(tmp_path / "b" / "casa.tif", count=4)
+    tagged = _tif(tmp_path / "c" / "casa_20230426.tif", count=4)
+    for p in (named, bare, tagged):
+        with rasterio.open(p, "r+") as ds:
+            ds.update_tags(TIFFTAG_DATETIME="2024:11:02 10:00:00", TIFFTAG_SOFTWARE="QGIS 3.34")
+    with rasterio.open(tagged, "r+") as ds:
+        ds.update_tags(ACQUISITION_DATETIME="2023-04-26T10:56:31Z")
+    assert scan_folder(tmp_path / "a").scenes[0].acquired == datetime(2023, 4, 26, tzinfo=UTC)
+    assert scan_folder(tmp_path / "b").scenes[0].acquired == datetime(2024, 11, 2, 10, tzinfo=UTC)
+    assert scan_folder(tmp_path / "c").scenes[0].acquired == datetime(2023, 4, 26, 10, 56, 31, tzinfo=UTC)
+
+
 def test_bad_files_are_named_and_skipped(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     good = _tif(folder / "good_20231001.tif")

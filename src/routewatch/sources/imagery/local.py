@@ -48,8 +48,11 @@ BAND_ALIASES = {
     "b04": "red", "b4": "red", "red": "red", "b08": "nir", "b8": "nir", "nir": "nir", "b8a": "nir08",
     "scl": "scl", "vv": "vv", "vh": "vh", "hh": "hh", "hv": "hv", "pan": "pan", "sar": "sar",
 }
-TIME_TAGS = ("ACQUISITION_DATETIME", "ACQUISITION_DATE", "DATETIME", "TIFFTAG_DATETIME", "acquired",
-             "datetime", "SENSING_TIME", "PRODUCT_START_TIME")
+TIME_TAGS = ("ACQUISITION_DATETIME", "ACQUISITION_DATE", "acquired", "datetime", "SENSING_TIME",
+             "PRODUCT_START_TIME")
+# The TIFF DateTime tag is when the file was written (GIS tools and exports set it): a time of last resort, after
+# the file name, or a re-exported image would be dated the day of its export
+WRITE_TIME_TAGS = ("TIFFTAG_DATETIME", "DATETIME")
 # A band code at the end of a longer name, as downloads name them: T52TGN_20231021T021529_B02_10m.tif,
 # casablanca_20230426_B08.tiff, S1A_..._VV.tif (the prefix names the scene)
 _BAND_SUFFIX = re.compile(r"^(?P<prefix>.+?)[_.-](?P<band>b0?[2348]a?|b8a|scl|vv|vh|hh|hv)(?:[_.-](?:10|20|60)m)?$",
@@ -95,14 +98,12 @@ def has_time_of_day(text: str) -> bool:
 
 
 def _time_from(files: list[Path], tags: dict[str, str]) -> tuple[datetime, bool] | None:
-    """The acquisition time from the tags, a file name or ``annotations_coco.json``, and whether it has a time of
-    day (a date alone is stored as 00:00 UTC and marked so: AIS cannot be matched to it)."""
-    for key in TIME_TAGS:
-        if tags.get(key):
-            try:
-                return parse_time(tags[key]), has_time_of_day(tags[key])
-            except ValueError:
-                continue
+    """The acquisition time from the acquisition tags, a file name, ``annotations_coco.json`` or, last, the TIFF
+    DateTime tag, and whether it has a time of day (a date alone is stored as 00:00 UTC and marked so: AIS cannot
+    be matched to it)."""
+    found = _time_from_tags(tags, TIME_TAGS)
+    if found is not None:
+        return found
     for f in files:
         m = _NAME_TIME.search(f.stem)
         if m and 1990 < int(m.group(1)) < 2100 and 1 <= int(m.group(2)) <= 12:
@@ -119,7 +120,17 @@ def _time_from(files: list[Path], tags: dict[str, str]) -> tuple[datetime, bool]
                 text = str(info["acquisition_date"])
                 return parse_time(text), has_time_of_day(text)
         except (ValueError, OSError):
-            return None
+            pass
+    return _time_from_tags(tags, WRITE_TIME_TAGS)
+
+
+def _time_from_tags(tags: dict[str, str], keys: tuple[str, ...]) -> tuple[datetime, bool] | None:
+    for key in keys:
+        if tags.get(key):
+            try:
+                return parse_time(tags[key]), has_time_of_day(tags[key])
+            except ValueError:
+                continue
     return None
 
 
