@@ -146,6 +146,13 @@ def test_cli_scenes_add_marks_simulated(tmp_path: Path) -> None:
     assert "0 scenes added, 1 already in the store" in " ".join(again.output.split())
     missing = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "nope"), "--workspace", str(ws)])
     assert missing.exit_code == 2 and "not a folder" in " ".join(missing.output.split())
+    # a folder with one good scene and one broken file: the good one goes in, and the exit status says a file
+    # was skipped (a script sees it)
+    simulate_scene(site, datetime(2023, 10, 2, 9, tzinfo=UTC), "simulated-sar", [], tmp_path / "mixed" / "s.tif")
+    (tmp_path / "mixed" / "broken.tif").write_bytes(b"II*\x00 not a tiff")
+    mixed = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "mixed"), "--workspace", str(ws)])
+    assert mixed.exit_code == 1 and "1 scenes added" in mixed.output and "broken.tif" in mixed.output
+    assert len(open_store(Workspace.open(ws)).scenes()) == 2
 
 
 def test_a_cloud_cover_tag_that_is_not_a_number_is_unknown(tmp_path: Path) -> None:
