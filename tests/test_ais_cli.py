@@ -8,6 +8,7 @@ the other files, and leave nothing half-written.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -384,3 +385,17 @@ def test_a_column_mapping_with_a_misspelt_key_is_refused_by_name(tmp_path):
 def test_every_verb_has_help_with_an_example(verb):
     out = _run(*verb, "--help")
     assert "Example: routewatch" in out and "--workspace" in out
+
+
+def test_a_file_that_failed_and_was_fixed_leaves_the_failure_list(tmp_path):
+    ws = _init(tmp_path / "ws")
+    fixes = _write_track_csv(tmp_path / "track.csv")
+    good = (tmp_path / "track.csv").read_bytes()
+    gz = tmp_path / "track.csv.gz"
+    gz.write_bytes(gzip.compress(good)[:60])  # cut short in the download
+    _run("ais", "ingest", str(gz), "-w", str(ws.root), code=1)
+    assert [f.path for f in Store.open(ws.db_url).failures("ais")] == [str(gz)]
+    gz.write_bytes(gzip.compress(good))  # downloaded again
+    _run("ais", "ingest", str(gz), "-w", str(ws.root))
+    assert Store.open(ws.db_url).failures("ais") == []
+    assert sum(read_day(d).height for _, d in day_dirs(ws.ais_dir)) == len(fixes)

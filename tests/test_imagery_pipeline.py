@@ -172,6 +172,11 @@ def test_bad_scenes_are_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
     assert looks[when].usable_fraction > 0.9 and looks[when].vessels_seen >= 1
     # sightings only from the good scene, none half-written from the bad ones
     assert {s.time for s in store.sightings(site="rajin")} == {when}
+    # the file is copied again whole: the next run reads it, and its failure is no longer listed; the cloudy
+    # scene still is (it is still cloudy)
+    sar.write_bytes(data)
+    again = detect_site(ws, "rajin", datetime(2023, 10, 1, tzinfo=UTC), detector=bright_blobs, progress=False)
+    assert again.errors == [] and {Path(f.path).name for f in store.failures("detect")} == {"cloudy_20231007.tif"}
 
 
 def test_user_water_polygons_set_the_usable_fraction(tmp_path: Path) -> None:

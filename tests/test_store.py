@@ -331,6 +331,14 @@ def test_failures_and_imports(store: Store) -> None:
     assert again.id == f.id and again.created >= f.created
     store.record_failure("detect", "/data/x.tif", "truncated")  # another reason is another failure
     assert [x.message for x in store.failures("detect")] == ["no overlap", "truncated"]
+    store.record_failure("ais", "/data/x.tif", "truncated")
+    store.record_failure("detect", "/data/y.tif", "site a: cloudy")
+    store.record_failure("detect", "/data/y.tif", "site b: cloudy")
+    assert store.clear_failures("detect", ["/data/x.tif"]) == 2  # read since: its failures of that stage go
+    assert store.clear_failures("detect", ["/data/y.tif"], "site b: ") == 1  # only at the site now searched
+    assert [(x.stage, x.path, x.message) for x in store.failures()] == [
+        ("ais", "/data/x.tif", "truncated"), ("detect", "/data/y.tif", "site a: cloudy")]
+    assert store.clear_failures("detect", []) == 0
     assert not store.has_import("abc")
     store.record_import("abc", "obs.csv", "observations", 3)
     store.record_import("abc", "obs.csv", "observations", 3)

@@ -136,6 +136,7 @@ def register(app: typer.Typer) -> None:
                     continue
                 finally:
                     progress.advance(task)
+                store.clear_failures("ais", [str(f)])  # read now (or before): an earlier failure of it is past
                 if s.skipped:
                     table.add_row(f.name, s.kind, "0", "-", "-", "already ingested")
                     continue

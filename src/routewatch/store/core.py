@@ -558,6 +558,20 @@ class Store:
             if c.execute(f.update().where(same).values(created=now)).rowcount == 0:
                 c.execute(f.insert(), {"stage": stage, "path": str(path), "message": message, "created": now})
 
+    def clear_failures(self, stage: str, paths: Iterable[str], message_prefix: str | None = None,
+                       conn: Connection | None = None) -> int:
+        """Forget the failures of ``stage`` at ``paths`` (only those whose message starts with ``message_prefix``,
+        when given): the stage has now read those inputs, so the failure list shows only what is still skipped."""
+        f = t.failures
+        keys = sorted({str(p) for p in paths if p})
+        if not keys:
+            return 0
+        cond = (f.c.stage == stage) & f.c.path.in_(keys)
+        if message_prefix is not None:
+            cond &= func.substr(f.c.message, 1, len(message_prefix)) == message_prefix
+        with self._writing(conn) as c:
+            return int(c.execute(f.delete().where(cond)).rowcount or 0)
+
     def failures(self, stage: str | None = None) -> list[Failure]:
         f = t.failures
         q = select(f).order_by(f.c.id)

@@ -137,6 +137,7 @@ def fetch_site(ws: Workspace, site: Site, start: datetime, end: datetime, sensor
             result.cached += int(got.cached)
             if store is not None:
                 write_together(store, evidence=[ev], scenes=[scene])
+                store.clear_failures("fetch", [cand.self_href or cand.item_id])
             result.scenes.append(scene)
     return result
 
@@ -156,12 +157,20 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
                                         "same footprint; not added twice"))
                 continue
             result.new += write_together(store, evidence=[ev], scenes=[scene])
+            store.clear_failures("scenes add", scene_paths(scene))  # a file refused before and fixed since
             kept_scenes.append(scene)
             kept_evidence.append(ev)
         result.scenes, result.evidence = kept_scenes, kept_evidence
         for path, message in result.failures:
             store.record_failure("scenes add", path, message)
     return result
+
+
+def scene_paths(scene: Scene) -> list[str]:
+    """The files a scene was read from (its URI and every band file): the paths its failures are recorded at."""
+    refs = scene.attributes.get("bands") or {}
+    paths = [v.get("path") if isinstance(v, dict) else v for v in refs.values()]
+    return [str(p) for p in [scene.uri, *paths] if p]
 
 
 def same_acquisition(store: Any, scene: Scene) -> Scene | None:

@@ -36,7 +36,7 @@ from routewatch.model import (
     ensure_utc,
     stable_id,
 )
-from routewatch.sources.imagery.ingest import _progress, open_store, resolve_site, write_together
+from routewatch.sources.imagery.ingest import _progress, open_store, resolve_site, scene_paths, write_together
 from routewatch.sources.imagery.looks import (
     automatic_detection_model,
     detection_model_for,
@@ -151,7 +151,7 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     try:
         raster = read_scene(scene, site.geometry)
     except SceneReadError as exc:
-        return SceneOutcome(scene.id, _unusable(scene, site, f"unreadable: {exc}"), failure=(scene.uri or "", str(exc)),
+        return SceneOutcome(scene.id, _unusable(scene, site, f"unreadable: {exc}"), failure=((scene_paths(scene) or [""])[0], str(exc)),
                             error=True)
     path = raster.path
     site_px = raster.georef.rasterize(site.geometry)
@@ -339,6 +339,7 @@ def detect_site(workspace: Workspace | str | Path | None, site_key: str, since: 
     if extra:  # looks an earlier run made of a second window of the same acquisition go, with their sightings
         store.remove_looks([_unusable(s, site, "") for s in extra])
     result = PipelineResult(site=site.key, scenes=len(scenes), simulated=any(s.simulated for s in scenes))
+    by_id = {s.id: s for s in scenes}
     with _progress(progress) as bar:
         task = bar.add_task(f"detect over {site.key}", total=len(scenes)) if bar else None
         for out in _run(scenes, site, water_geom, str(ws.chips_dir), detector, workers, scheduler, processes):
@@ -346,10 +347,12 @@ def detect_site(workspace: Workspace | str | Path | None, site_key: str, since: 
             write_together(store, evidence=out.evidence, looks=[out.look], sightings=out.sightings,
                            replace_sightings=True, keep_also=[fused_id(s.id) for s in out.sightings])
             if out.failure:
-                store.record_failure("detect", out.failure[0], out.failure[1])
+                store.record_failure("detect", out.failure[0], f"site {site.key}: {out.failure[1]}")
                 result.failures.append(out.failure)
                 if out.error:
                     result.errors.append(out.failure)
+            else:  # read and searched now: a failure an earlier run recorded for this scene at this site is past
+                store.clear_failures("detect", scene_paths(by_id[out.scene_id]), f"site {site.key}: ")
             result.looks += 1
             result.usable_looks += int(out.look.usable)
             result.sightings += len(out.sightings)
