@@ -177,3 +177,50 @@ def test_a_site_beside_the_antimeridian_sees_ships_on_both_sides_of_it():
     assert found.tolist() == [0, 0, 0, -1]
     assert dist[0] == pytest.approx(geod.inv(179.995, -16.8, -179.999, -16.8)[2], abs=60)
     assert dist[1] == pytest.approx(geod.inv(179.995, -16.8, 179.999, -16.8)[2], abs=60) and dist[2] == 0
+
+
+def test_a_site_of_several_degrees_is_indexed_in_little_memory_with_exact_distances():
+    """A 4 x 4 degree transfer area (a concave polygon with an island) gets a raster of bounded size, yet the
+    distances of positions inside it, near its edge and outside it are those of the polygon itself."""
+    import tracemalloc
+
+    import shapely
+    from shapely.affinity import affine_transform
+    from shapely.geometry import Polygon
+
+    from routewatch.analysis.port_visits import EARTH_M_PER_DEG, SiteIndex
+
+    area = Polygon([(128.0, 38.0), (132.0, 38.3), (131.5, 42.0), (130.0, 40.5), (128.2, 42.0)],
+                   [[(129.0, 39.0), (129.5, 39.0), (129.5, 39.4), (129.0, 39.4)]])
+    sites = {"sts": Site("sts", "transfer area", SiteKind.ANCHORAGE, area)}
+    tracemalloc.start()
+    index = SiteIndex(sites, 2000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert index.grid.nbytes + sum(r.dist.nbytes for r in index.rasters) < 24 * 2**20 and peak < 64 * 2**20
+
+    lon0, lat0 = sites["sts"].centroid_lonlat
+    kx = EARTH_M_PER_DEG * np.cos(np.radians(lat0))
+    local = affine_transform(area, [kx, 0, 0, EARTH_M_PER_DEG, -lon0 * kx, -lat0 * EARTH_M_PER_DEG])
+    rng = np.random.default_rng(7)
+    edge = np.concatenate([shapely.get_coordinates(shapely.line_interpolate_point(ring, rng.uniform(0, 1, n),
+                                                                                  normalized=True))
+                           for ring, n in ((local.exterior, 20_000), (local.interiors[0], 5_000))])
+    a, b = np.array(local.exterior.coords[0]), np.array(local.exterior.coords[1])  # the south edge
+    out = np.array([(b - a)[1], -(b - a)[0]]) / np.hypot(*(b - a))  # its outward normal
+    xy = np.concatenate([
+        np.column_stack([(rng.uniform(127.8, 132.2, 20_000) - lon0) * kx,
+                         (rng.uniform(37.8, 42.2, 20_000) - lat0) * EARTH_M_PER_DEG]),  # all over the area
+        edge + rng.normal(0, 2000, edge.shape),  # within a few km either side of the edge
+        [(a + b) / 2 + 990 * out, (a + b) / 2 + 1010 * out, ((120 - lon0) * kx, 0)],  # 990 m and 1010 m out; far
+    ])
+    found, dist = index.lookup(xy[:, 0] / kx + lon0, xy[:, 1] / EARTH_M_PER_DEG + lat0)
+
+    exact = shapely.distance(local, shapely.points(xy))
+    covered = np.isfinite(dist)
+    assert (found[covered] == 0).all() and (found[~covered] == -1).all()
+    assert (exact[~covered] > 2000).all()  # left out only beyond the largest distance asked for
+    assert ((exact > 0) & (exact <= 2000)).sum() > 5_000 and (exact == 0).sum() > 10_000
+    np.testing.assert_allclose(dist[covered], exact[covered], rtol=1e-6, atol=0.01)
+    assert dist[-3] == pytest.approx(990, abs=0.01) and dist[-2] == pytest.approx(1010, abs=0.01)
+    assert found[-1] == -1

@@ -341,7 +341,8 @@ def test_file_detections_get_the_site_they_lie_in(tmp_path):
     assert {k: p["site"] for k, p in feats.items()} == {"in-port": "rajin", "at-quay": "rajin", "at-sea": None,
                                                          "given": "dunai"}
     assert "route rajin_dunai uses rajin" in feats["in-port"]["reasons"]  # the x3 route prior applies
-    assert "route" not in json.loads(feats["at-sea"]["reasons"])["angara"]
+    at_sea = json.loads(feats["at-sea"]["reasons"])["angara"]  # 30 km out, on the way to Dunai: not at the site
+    assert "uses" not in at_sea and "between rajin and dunai" in at_sea
     sites = {s.id: s.site for s in Store.open(ws.db_url).sightings()}
     assert sites[stable_id("fused", "in-port")] == "rajin"
     direct = assign_sites(read_detections_geojson(src, T), SITES)
@@ -491,3 +492,74 @@ def test_a_features_own_time_wins_over_the_time_given(tmp_path):
     bad.write_text(json.dumps({"type": "FeatureCollection", "features": [_feature(130.29, 42.23, time="yesterday")]}))
     with pytest.raises(ValueError, match="feature 0: 'time' 'yesterday'"):
         read_detections_geojson(bad, other)
+
+
+GHOST_WATCHLIST = """
+[sites.origin-port]
+name = "Origin port"
+kind = "port"
+bbox = [130.265, 42.215, 130.31, 42.25]
+
+[sites.destination-port]
+name = "Destination port"
+kind = "port"
+bbox = [132.30, 42.85, 132.40, 42.90]
+
+[routes.ghost_run]
+name = "Origin to destination"
+origin = ["origin-port"]
+destination = ["destination-port"]
+mode = "sea"
+
+[vessels.ghost]
+name = "GHOST"
+length_m = 150
+beam_m = 22
+"""
+
+
+def test_a_ship_of_the_right_size_far_from_its_routes_is_not_named_from_size_alone():
+    ghost = {"ghost": Vessel("ghost", "GHOST", length_m=150.0, beam_m=22.0)}
+    sites = {"origin-port": Site("origin-port", "Origin port", SiteKind.PORT, box(130.265, 42.215, 130.31, 42.25)),
+             "destination-port": Site("destination-port", "Destination port", SiteKind.PORT,
+                                      box(132.30, 42.85, 132.40, 42.90))}
+    routes = {"ghost_run": Route("ghost_run", "Origin to destination", ("origin-port",), ("destination-port",))}
+    base = dict(length_m=150.0, width_m=22.0, time=T, vessels=ghost, routes=routes, sites=sites)
+    at_port = identify_dark(**base, lon=130.29, lat=42.23, site="origin-port")
+    far = identify_dark(**base, lon=10.0, lat=10.0, site=None)
+    assert at_port.best == "ghost" and at_port.probabilities["ghost"] > 0.9
+    assert far.best is None and far.probabilities["ghost"] < 0.25
+    assert far.probabilities["ghost"] < at_port.probabilities["ghost"] / 4
+    assert far.probabilities[UNKNOWN] > 0.75 and abs(sum(far.probabilities.values()) - 1) < 1e-9
+    assert "from origin-port" in far.reasons["ghost"] and "unlikely here" in far.reasons["ghost"]
+    assert "route ghost_run uses origin-port" in at_port.reasons["ghost"]
+    # on the way between its ports it is possible, less so than at them; where its last AIS reached, too
+    between = identify_dark(**base, lon=131.3, lat=42.55, site=None)
+    assert far.probabilities["ghost"] < between.probabilities["ghost"] < at_port.probabilities["ghost"]
+    assert "between origin-port and destination-port" in between.reasons["ghost"]
+    seen = {"ghost": LastSeen(T - timedelta(hours=30), 12.0, 9.0)}  # 130 nm away 30 h before
+    reached = identify_dark(**base, lon=10.0, lat=10.0, site=None, last_seen=seen)
+    assert reached.probabilities["ghost"] == pytest.approx(between.probabilities["ghost"], rel=1e-9)
+
+
+def test_fuse_names_the_ghost_at_its_port_only_and_counts_every_named_detection(tmp_path):
+    runner.invoke(app, ["init", str(tmp_path / "ws")])
+    ws = Workspace.open(tmp_path / "ws")
+    ws.watchlist_path.write_text(GHOST_WATCHLIST)
+    src = tmp_path / "det.geojson"
+    src.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(130.29, 42.23, id="at-port", length_m=150, width_m=22, heading_deg=90, score=0.9),
+        _feature(10.0, 10.0, id="far-away", length_m=150, width_m=22, heading_deg=90, score=0.9),
+    ]}))
+    out_file = tmp_path / "fused.geojson"
+    out = _fuse("--detections", str(src), "--time", T.isoformat(), "-w", str(ws.root), "--out", str(out_file))
+    feats = {f["properties"]["id"]: f["properties"] for f in json.loads(out_file.read_text())["features"]}
+    assert feats["at-port"]["status"] == feats["far-away"]["status"] == NO_AIS
+    assert feats["at-port"]["vessel"] == "ghost" and feats["far-away"]["vessel"] is None
+    p_port = feats["at-port"]["probabilities"]["ghost"]
+    p_far = feats["far-away"]["probabilities"]["ghost"]
+    assert p_port > 0.9 and p_far < p_port / 4
+    assert "unlikely here" in json.loads(feats["far-away"]["reasons"])["ghost"]
+    assert "1 of 2 detections named a watchlist vessel (no-ais: 1)" in out
+    named = [s for s in Store.open(ws.db_url).sightings() if s.vessel == "ghost"]
+    assert [s.id for s in named] == [stable_id("fused", "at-port")]

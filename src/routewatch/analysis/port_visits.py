@@ -32,6 +32,9 @@ EARTH_RADIUS_M = 6_371_008.8  # the mean radius the great-circle distances use
 GRID_DEG = 0.1
 
 
+MAX_CELLS = 1 << 20  # cells of one site's raster (4 MiB of float32): a bigger site gets coarser cells
+
+
 @dataclass
 class _SiteRaster:
     key: str
@@ -41,15 +44,27 @@ class _SiteRaster:
     x0: float
     y0: float
     cell_m: float
-    dist: np.ndarray  # (ny, nx) float32 metres to the polygon, 0 inside
+    dist: np.ndarray  # (ny, nx) float32 metres from the cell centres to the polygon, 0 inside (negative when exact)
+    local: Any = None  # the polygon in local metres, when the cells are coarser than asked (see ``exact``)
+    exact: bool = False  # coarse cells: positions that are not surely inside get an exact distance instead
 
 
 class SiteIndex:
-    """Nearest watched site and the distance to its polygon for arrays of WGS84 lon/lat."""
+    """Nearest watched site and the distance to its polygon for arrays of WGS84 lon/lat.
 
-    def __init__(self, sites: Mapping[str, Site], max_distance_m: float, cell_m: float = 50.0):
+    Each site has a raster of signed distances over its extent padded by ``max_distance_m``, in local metres
+    (an equirectangular projection at the site's centroid). A site small enough for ``cell_m`` cells within
+    ``max_cells`` answers from the raster (error at most half a cell's diagonal). A bigger site gets the coarsest
+    cells that fit in ``max_cells``, so its memory and build time stay bounded; there the raster only says which
+    positions are surely inside (distance 0) and every other position in its extent gets the exact distance from
+    shapely, so the answers near the edge, where the entry and exit thresholds lie, are exact.
+    """
+
+    def __init__(self, sites: Mapping[str, Site], max_distance_m: float, cell_m: float = 50.0,
+                 max_cells: int = MAX_CELLS):
         self.keys = list(sites)
         self.max_distance_m = float(max_distance_m)
+        self.max_cells = int(max_cells)
         self.rasters = [self._raster(k, s, cell_m) for k, s in sites.items()]
         # columns wrap at the antimeridian: a site near 180 deg E also owns the cells just past 180 deg W
         self.grid = np.full((round(180 / GRID_DEG) + 1, round(360 / GRID_DEG)), -1, np.int16)
@@ -69,14 +84,27 @@ class SiteIndex:
         kx = EARTH_M_PER_DEG * math.cos(math.radians(lat0))
         local = affine_transform(site.geometry, [kx, 0, 0, EARTH_M_PER_DEG, -lon0 * kx, -lat0 * EARTH_M_PER_DEG])
         minx, miny, maxx, maxy = local.bounds
-        pad = self.max_distance_m + 2 * cell_m
+        cell = cell_m
+        while True:
+            pad = self.max_distance_m + 2 * cell
+            nx, ny = int((maxx - minx + 2 * pad) / cell) + 1, int((maxy - miny + 2 * pad) / cell) + 1
+            if nx * ny <= self.max_cells:
+                break
+            cell = max(cell * 1.01, math.sqrt((maxx - minx + 2 * pad) * (maxy - miny + 2 * pad) / self.max_cells))
         x0, y0 = minx - pad, miny - pad
-        nx, ny = int((maxx - minx + 2 * pad) / cell_m) + 1, int((maxy - miny + 2 * pad) / cell_m) + 1
-        xs = x0 + (np.arange(nx) + 0.5) * cell_m
-        ys = y0 + (np.arange(ny) + 0.5) * cell_m
-        gx, gy = np.meshgrid(xs, ys)
-        dist = _distance_to(local, gx.ravel(), gy.ravel()).reshape(ny, nx)
-        return _SiteRaster(key, lon0, lat0, kx, x0, y0, cell_m, dist.astype(np.float32))
+        xs = x0 + (np.arange(nx) + 0.5) * cell
+        ys = y0 + (np.arange(ny) + 0.5) * cell
+        dist = np.empty((ny, nx), np.float32)
+        rows = max(1, 65_536 // nx)  # a block of rows at a time: no full-extent coordinate grids
+        for j in range(0, ny, rows):
+            gx, gy = np.meshgrid(xs, ys[j:j + rows])
+            dist[j:j + rows] = _signed_distance(local, gx.ravel(), gy.ravel()).reshape(gx.shape)
+        exact = cell > cell_m
+        if exact:
+            shapely.prepare(local)
+        else:  # the raster answers: 0 inside
+            np.maximum(dist, np.float32(0.0), out=dist)
+        return _SiteRaster(key, lon0, lat0, kx, x0, y0, cell, dist, local if exact else None, exact)
 
     def lookup(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(site index or -1, distance in metres or inf) of each position to its nearest site."""
@@ -103,21 +131,33 @@ class SiteIndex:
             sel = np.concatenate([own, shared]) if shared.size else own
             if sel.size == 0:
                 continue
-            ix = ((wrap_lon(lon[sel] - r.lon0) * r.kx - r.x0) / r.cell_m).astype(np.int64)
-            iy = (((lat[sel] - r.lat0) * EARTH_M_PER_DEG - r.y0) / r.cell_m).astype(np.int64)
+            x = wrap_lon(lon[sel] - r.lon0) * r.kx
+            y = (lat[sel] - r.lat0) * EARTH_M_PER_DEG
+            ix = ((x - r.x0) / r.cell_m).astype(np.int64)
+            iy = ((y - r.y0) / r.cell_m).astype(np.int64)
             ny, nx = r.dist.shape
             inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
             d = np.full(sel.size, np.inf, np.float32)
-            d[inside] = r.dist[iy[inside], ix[inside]]
+            d_in = r.dist[iy[inside], ix[inside]]
+            if r.exact:
+                # a cell whose centre lies deeper inside than half its diagonal is wholly inside; elsewhere the
+                # coarse value is off by up to that much, so ask the polygon itself
+                unsure = d_in > -r.cell_m * math.sqrt(0.5)
+                k = np.flatnonzero(inside)[unsure]
+                np.maximum(d_in, np.float32(0.0), out=d_in)
+                if k.size:
+                    d_in[unsure] = shapely.distance(r.local, shapely.points(x[k], y[k]))
+            d[inside] = d_in
             better = d < dist[sel]
             dist[sel[better]] = d[better]
             site[sel[better]] = i
         return site, dist
 
 
-def _distance_to(geom, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Distance (local metres) from points to a polygonal geometry, 0 inside: an inside test plus the nearest
-    boundary segment, in numpy, so no point objects are built (that was most of the cost of building an index)."""
+def _signed_distance(geom, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Signed distance (local metres) from points to a polygonal geometry's edge, negative inside: an inside test
+    plus the nearest boundary segment, in numpy, so no point objects are built (that was most of the cost of
+    building an index). Worked in blocks of points and segments, so the temporaries stay a few MiB."""
     parts = [np.asarray(part.coords) for part in shapely.get_parts(shapely.boundary(geom))] \
         if geom.geom_type in ("Polygon", "MultiPolygon") else []
     if not parts:
@@ -125,15 +165,19 @@ def _distance_to(geom, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     a = np.concatenate([c[:-1, :2] for c in parts])
     b = np.concatenate([c[1:, :2] for c in parts])
     best = np.full(x.size, np.inf)
-    step = max(1, 4_000_000 // max(x.size, 1))
-    for k in range(0, a.shape[0], step):
-        ax, ay = a[k:k + step, 0][None, :], a[k:k + step, 1][None, :]
-        dx, dy = b[k:k + step, 0][None, :] - ax, b[k:k + step, 1][None, :] - ay
-        len2 = np.maximum(dx * dx + dy * dy, 1e-12)
-        u = np.clip(((x[:, None] - ax) * dx + (y[:, None] - ay) * dy) / len2, 0.0, 1.0)
-        ex, ey = ax + u * dx - x[:, None], ay + u * dy - y[:, None]
-        np.minimum(best, np.sqrt(ex * ex + ey * ey).min(axis=1), out=best)
-    best[shapely.contains_xy(geom, x, y)] = 0.0
+    chunk = 65_536
+    for p in range(0, x.size, chunk):
+        px, py = x[p:p + chunk, None], y[p:p + chunk, None]
+        out = best[p:p + chunk]
+        step = max(1, 1_000_000 // px.shape[0])
+        for k in range(0, a.shape[0], step):
+            ax, ay = a[k:k + step, 0][None, :], a[k:k + step, 1][None, :]
+            dx, dy = b[k:k + step, 0][None, :] - ax, b[k:k + step, 1][None, :] - ay
+            len2 = np.maximum(dx * dx + dy * dy, 1e-12)
+            u = np.clip(((px - ax) * dx + (py - ay) * dy) / len2, 0.0, 1.0)
+            ex, ey = ax + u * dx - px, ay + u * dy - py
+            np.minimum(out, np.sqrt(ex * ex + ey * ey).min(axis=1), out=out)
+    best[shapely.contains_xy(geom, x, y)] *= -1.0
     return best
 
 

@@ -313,8 +313,8 @@ def register(app: typer.Typer) -> None:
         positions = scan_positions(ws.ais_dir, t0 - timedelta(days=lookback_days), t1 + timedelta(hours=1)).collect()
         mmsi_vessel, lengths = _mmsi_map(ws, watchlist)
         cfg = FuseConfig()
-        result = fuse_detections(det, positions, FusionInputs(watchlist.vessels, watchlist.routes, mmsi_vessel, lengths),
-                                 cfg)
+        result = fuse_detections(det, positions, FusionInputs(watchlist.vessels, watchlist.routes, mmsi_vessel, lengths,
+                                                              watchlist.sites), cfg)
         sightings, evidence = fused_sightings(result)
         with store.transaction() as conn:
             store.add_evidence(evidence, conn=conn)
@@ -331,5 +331,8 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]{no_ais} of {result.height} detections had no AIS coverage (no AIS position "
                           f"within {cfg.coverage_radius_m / 1000:g} km within +-{cfg.window_min:g} min of the image): "
                           f"status {NO_AIS}, not dark; their watchlist scores are in {out}.[/yellow]")
-        named = result.filter(pl.col("status").eq("dark") & pl.col("vessel").is_not_null()).height
-        console.print(f"{named} dark detections named a watchlist vessel; results in {out}.")
+        named = (result.filter(pl.col("vessel").is_not_null()).group_by("status", maintain_order=True).len()
+                 .sort("status"))
+        by_status = ", ".join(f"{r['status']}: {r['len']}" for r in named.iter_rows(named=True))
+        console.print(f"{named['len'].sum()} of {result.height} detections named a watchlist vessel"
+                      + (f" ({by_status})" if by_status else "") + f"; results in {out}.")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import polars as pl
@@ -20,7 +20,7 @@ import polars as pl
 from routewatch.fuse.identify import UNKNOWN, IdentifyConfig, LastSeen, identify_dark
 from routewatch.fuse.io import FUSION_EVIDENCE_PREFIX, fused_id
 from routewatch.fuse.match import FuseConfig, ais_coverage, interpolate_ais, match_detections
-from routewatch.model import Evidence, EvidenceKind, Route, Sighting, SourceKind, Vessel, stable_id
+from routewatch.model import Evidence, EvidenceKind, Route, Sighting, Site, SourceKind, Vessel, stable_id
 
 __all__ = ["DARK", "IDENTIFIED", "NO_AIS", "UNKNOWN", "FuseConfig", "IdentifyConfig", "fuse_detections",
            "fused_sightings"]
@@ -39,6 +39,7 @@ class FusionInputs:
     routes: Mapping[str, Route]
     mmsi_vessel: Mapping[int, str]  # MMSI -> watchlist key (watchlist and registry links)
     ais_length: Mapping[int, float]  # MMSI -> length from static reports
+    sites: Mapping[str, Site] = field(default_factory=dict)  # the watchlist's: where the vessels' routes call
 
 
 def _last_seen(positions: pl.DataFrame, when, mmsi_vessel: Mapping[int, str]) -> dict[str, LastSeen]:
@@ -93,7 +94,7 @@ def fuse_detections(
                 continue
             ident = identify_dark(
                 length_m=d["length_m"], width_m=d["width_m"], lon=d["lon"], lat=d["lat"], time=when,
-                site=d["site"], vessels=inputs.vessels, routes=inputs.routes, last_seen=last_seen,
+                site=d["site"], vessels=inputs.vessels, routes=inputs.routes, sites=inputs.sites, last_seen=last_seen,
                 seen_elsewhere=(located | matched_keys) - {None}, config=icfg)
             vessel.append(ident.best)
             conf.append(ident.best_probability)

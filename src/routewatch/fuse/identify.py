@@ -6,14 +6,20 @@ For each watchlist vessel v with a known length, the posterior is proportional t
   measurement error (a share of the length, at least about one resolution cell); a vessel without a known beam
   gets the flat width density of "unknown vessel" instead (its beam marginalised over the same range), so that a
   missing beam neither favours nor penalises it;
-* prior from context: vessels on a route that uses the detection's site weigh ``route_weight`` times more; a vessel
-  whose last AIS position could not have reached the detection at ``max_speed_kn`` gets zero, and so does one
-  whose AIS places it elsewhere at the image time (it was identified there);
-* "unknown vessel" has prior mass ``unknown_prior`` and a flat size density over the lengths and widths of
-  merchant ships (10-400 m, 2-65 m): any ship not on the watchlist.
+* prior from place: the watchlist's share ``1 - unknown_prior`` is split evenly over the N candidates, and each
+  candidate keeps the part of its share that its place allows: all of it at or near (``near_site_m``) a site of
+  one of its routes; ``1 / route_weight`` of it between the sites of one of its routes (the corridor of
+  ``corridor_detour`` times the direct distance), where its last AIS position could have reached at
+  ``max_speed_kn``, or where nothing places it (no route with a located site, no AIS); ``away_weight`` of it far
+  from every site of its routes and off them. A vessel whose last AIS position could not have reached the
+  detection gets zero, and so does one whose AIS places it elsewhere at the image time (it was identified there);
+* "unknown vessel" has the rest of the prior mass (at least ``unknown_prior``) and a flat size density over the
+  lengths and widths of merchant ships (10-400 m, 2-65 m): any ship not on the watchlist.
 
-The alternatives' probabilities sum to 1; the top one is named only when it reaches ``min_probability``, so a
-weak resemblance is reported as such, never as a silent guess.
+So a detection far from where a vessel sails is not named that vessel from its size alone: the place moves the
+balance between the vessel and "unknown vessel", not only between watchlist vessels. The alternatives'
+probabilities sum to 1; the top one is named only when it reaches ``min_probability``, so a weak resemblance is
+reported as such, never as a silent guess.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from shapely.geometry.base import BaseGeometry
+
 from routewatch.analysis.port_visits import haversine_m
 from routewatch.analysis.seadistance import METRES_PER_NM
-from routewatch.model import Route, Vessel
+from routewatch.model import Route, Site, Vessel
 
 UNKNOWN = "unknown vessel"
 
@@ -42,6 +50,9 @@ class IdentifyConfig:
     width_range_m: tuple[float, float] = (2.0, 65.0)
     max_speed_kn: float = 18.0
     min_probability: float = 0.5
+    near_site_m: float = 25_000.0  # at a route's site: in it, or at its anchorages and approaches
+    corridor_detour: float = 1.5  # between a route's sites: origin -> detection -> destination within this x direct
+    away_weight: float = 0.01  # share of a vessel's prior kept far from every site of its routes and off them
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,40 @@ def _normal(x: float, mu: float, sigma: float) -> float:
     return math.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
 
 
+def _site_distance_m(geometry: BaseGeometry, lon: float, lat: float) -> float:
+    """Great-circle metres from a point to a site: to its centroid less the site's radius (0 inside)."""
+    c = geometry.centroid
+    coords = [xy for g in getattr(geometry, "geoms", [geometry]) for xy in getattr(g, "exterior", g).coords]
+    radius = max((float(haversine_m(c.x, c.y, x, y)) for x, y, *_ in coords), default=0.0)
+    return max(float(haversine_m(c.x, c.y, lon, lat)) - radius, 0.0)
+
+
+def _place(key: str, lon: float, lat: float, site: str | None, routes: Mapping[str, Route],
+           sites: Mapping[str, Site], cfg: IdentifyConfig) -> tuple[str, str]:
+    """Where the detection lies for vessel ``key``: ("site" | "between" | "unplaced" | "away", why)."""
+    mine = [r for r in routes.values() if not r.vessels or key in r.vessels]
+    at = [r.key for r in mine if site and site in (*r.origin, *r.destination)]
+    if at:
+        return "site", f"route {', '.join(at)} uses {site}"
+    dist = {s: _site_distance_m(sites[s].geometry, lon, lat)
+            for r in mine for s in (*r.origin, *r.destination) if s in sites}
+    if not dist:
+        return "unplaced", "no route site with a location: place not compared"
+    nearest = min(dist, key=lambda s: dist[s])
+    if dist[nearest] <= cfg.near_site_m:
+        routes_at = ", ".join(r.key for r in mine if nearest in (*r.origin, *r.destination))
+        return "site", f"{dist[nearest] / 1000:.0f} km from {nearest} of route {routes_at}"
+    for r in mine:
+        for o in (s for s in r.origin if s in sites):
+            for d in (s for s in r.destination if s in sites):
+                co, cd = sites[o].geometry.centroid, sites[d].geometry.centroid
+                direct = float(haversine_m(co.x, co.y, cd.x, cd.y))
+                if dist[o] + dist[d] <= cfg.corridor_detour * direct + 2 * cfg.near_site_m:
+                    return "between", f"between {o} and {d} on route {r.key}"
+    return "away", (f"{dist[nearest] / 1000:.0f} km from {nearest}, the nearest site of its routes, and off "
+                    f"them: unlikely here (prior x {cfg.away_weight:g})")
+
+
 def identify_dark(
     *,
     length_m: float | None,
@@ -75,41 +120,44 @@ def identify_dark(
     site: str | None,
     vessels: Mapping[str, Vessel],
     routes: Mapping[str, Route] | None = None,
+    sites: Mapping[str, Site] | None = None,
     last_seen: Mapping[str, LastSeen] | None = None,
     seen_elsewhere: set[str] | frozenset[str] = frozenset(),
     config: IdentifyConfig | None = None,
 ) -> Identification:
-    """Probabilities over the watchlist vessels and "unknown vessel" for one dark detection."""
+    """Probabilities over the watchlist vessels and "unknown vessel" for one dark detection. ``sites`` (the
+    watchlist's) locates the sites of the vessels' routes; without it only the detection's own ``site`` is
+    compared with them."""
     cfg = config or IdentifyConfig()
     routes = routes or {}
+    sites = sites or {}
     last_seen = last_seen or {}
-    weights: dict[str, float] = {}
+    likes: dict[str, float] = {}
+    place: dict[str, float] = {}
     reasons: dict[str, str] = {}
     for key, v in vessels.items():
         if v.length_m is None:
             reasons[key] = "no length on the watchlist: cannot be compared by size"
             continue
-        w = 1.0
-        why = []
         if key in seen_elsewhere:
-            weights[key] = 0.0
+            likes[key], place[key] = 0.0, 0.0
             reasons[key] = "AIS places it elsewhere at the image time"
             continue
-        on_route = [r.key for r in routes.values() if site and site in (*r.origin, *r.destination)
-                    and (not r.vessels or key in r.vessels)]
-        if on_route:
-            w *= cfg.route_weight
-            why.append(f"route {', '.join(on_route)} uses {site}")
+        where, why_place = _place(key, lon, lat, site, routes, sites, cfg)
+        why = [why_place]
         ls = last_seen.get(key)
         if ls is not None:
             hours = (time - ls.time).total_seconds() / 3600.0
             dist_nm = float(haversine_m(ls.lon, ls.lat, lon, lat)) / METRES_PER_NM
             if hours >= 0 and dist_nm > cfg.max_speed_kn * hours:
-                weights[key] = 0.0
+                likes[key], place[key] = 0.0, 0.0
                 reasons[key] = (f"last AIS {dist_nm:.0f} nm away {hours:.1f} h before: "
                                 f"unreachable at {cfg.max_speed_kn:g} kn")
                 continue
             why.append(f"last AIS {dist_nm:.0f} nm away {hours:.1f} h before: reachable")
+            if where != "site":
+                where = "between"  # where it could have sailed to: possible, not expected
+        place[key] = {"site": 1.0, "away": cfg.away_weight}.get(where, 1.0 / cfg.route_weight)
         like = 1.0
         if length_m is not None:
             like *= _normal(length_m, v.length_m, max(cfg.length_sigma_min_m, cfg.length_sigma_frac * length_m))
@@ -120,19 +168,20 @@ def identify_dark(
         elif width_m is not None:  # unknown beam: the same flat width density as "unknown vessel" (marginalised)
             like /= cfg.width_range_m[1] - cfg.width_range_m[0]
             why.append(f"width {width_m:.0f} m, beam unknown: width not compared")
-        weights[key] = w * like
+        likes[key] = like
         reasons[key] = "; ".join(why)
-    total_context = sum(
-        (cfg.route_weight if "route " in reasons.get(k, "") else 1.0) for k in weights if weights[k] > 0
-    ) or 1.0
+    # the watchlist's prior mass split over the candidates still possible; each keeps what its place allows
+    n = sum(1 for k in likes if place[k] > 0) or 1
+    priors = {k: (1 - cfg.unknown_prior) * place[k] / n for k in likes}
     flat = 1.0
     if length_m is not None:
         flat /= cfg.length_range_m[1] - cfg.length_range_m[0]
     if width_m is not None:
         flat /= cfg.width_range_m[1] - cfg.width_range_m[0]
-    scores = {k: (1 - cfg.unknown_prior) * w / total_context for k, w in weights.items()}
-    scores[UNKNOWN] = cfg.unknown_prior * flat
-    reasons[UNKNOWN] = "any ship not on the watchlist (flat size density)"
+    scores = {k: priors[k] * likes[k] for k in likes}
+    unknown_prior = 1.0 - sum(priors.values())
+    scores[UNKNOWN] = unknown_prior * flat
+    reasons[UNKNOWN] = f"any ship not on the watchlist (prior {unknown_prior:.2f}, flat size density)"
     z = sum(scores.values())
     probs = {k: s / z for k, s in scores.items()} if z > 0 else {UNKNOWN: 1.0}
     best = max(probs, key=lambda k: probs[k])
