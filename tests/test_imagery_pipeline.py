@@ -443,6 +443,53 @@ def test_two_windows_of_one_acquisition_make_one_look(tmp_path: Path) -> None:
     assert len([s for s in store.sightings(site="rajin") if s.event == "detection"]) == 1
 
 
+def test_two_crops_of_one_image_that_overlap_in_part_count_the_overlap_once(tmp_path: Path) -> None:
+    """Two crops of one image, each showing about two thirds of the port (neither nine tenths of the other): both
+    are looks, but the part of the site they share is counted by one of them, so their usable fractions add up to
+    the whole image's and a ship in the overlap is one sighting."""
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
+
+    ws, store = _workspace(tmp_path)
+    folder = ws.root / "incoming"
+    when = datetime(2023, 10, 12, 9, 0, tzinfo=UTC)
+    ships = [ShipSpec(150, heading_deg=30, lon=130.2875, lat=42.232),  # in the middle: both crops show it
+             ShipSpec(120, heading_deg=0, lon=130.305, lat=42.225)]  # east: the east crop only
+    whole = ws.root / "whole" / "s1_20231012T090000_vv.tif"
+    simulate_scene(SITE, when, "simulated-sar", ships, whole, seed=4)
+    with rasterio.open(whole) as ds:
+        third = ds.width // 3
+        for name, win in (("west", Window(0, 0, 2 * third, ds.height)),
+                          ("east", Window(third, 0, ds.width - third, ds.height))):
+            profile = ds.profile | {"width": int(win.width), "height": int(win.height),
+                                    "transform": window_transform(win, ds.transform)}
+            for k in ("blockxsize", "blockysize", "tiled"):
+                profile.pop(k, None)
+            crop = folder / name / "s1_20231012T090000_vv.tif"
+            crop.parent.mkdir(parents=True)
+            with rasterio.open(crop, "w", **profile) as out:
+                out.write(ds.read(window=win))
+                out.update_tags(**ds.tags())
+                out.descriptions = ds.descriptions
+    alone = open_store(Workspace.open(tmp_path / "alone").ensure())
+    from routewatch.sources.imagery.pipeline import process_scene
+
+    (full,) = add_folder(whole.parent, store=alone).scenes
+    reference = process_scene(full, SITE, None, str(ws.chips_dir), bright_blobs)
+    assert len(reference.sightings) == 2
+    added = add_folder(folder, store=store)
+    assert len(added.scenes) == 2 and added.failures == []
+    result = detect_site(ws, "rajin", datetime(2023, 10, 1, tzinfo=UTC), detector=bright_blobs, progress=False)
+    looks = store.looks(site="rajin")
+    assert result.looks == 2 and len(looks) == 2
+    assert sum(lk.usable_fraction for lk in looks) == pytest.approx(reference.look.usable_fraction, abs=0.02)
+    assert any("counted by the look of another window" in lk.note for lk in looks)
+    seen = [s for s in store.sightings(site="rajin") if s.event == "detection"]
+    assert len(seen) == 2  # the middle ship once (the crop showing more of the site keeps it), the east one
+    for ship in ships:
+        assert _nearest_m(ship.lon, ship.lat, seen) < 40.0
+
+
 def test_a_ship_on_a_lon_lat_grid_at_60_north_is_measured_in_true_metres(tmp_path: Path) -> None:
     """Pixels of a lon/lat grid at 60 N are 5.6 m east-west by 11.1 m north-south: a 200 m hull lying east-west
     is 200 m (one mean pixel size made it 284 m), and one lying north-south is too."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from pyproj import Geod
-from shapely.geometry import box
+from shapely.geometry import Point, box
 
 from routewatch.detect.water import load_water_polygons
 from routewatch.model import DetectionModel, Site, SiteKind
@@ -47,7 +47,8 @@ class Calibration:
 def simulate_outcomes(sensor: str, n_scenes: int = 8, ships_per_scene: int = 10, seed: int = 0,
                       detector: Detector | None = None, lengths: tuple[float, float] = (10.0, 200.0),
                       work_dir: Path | None = None, water_polygons: bool = False) -> tuple[list[float], list[bool]]:
-    """(length, detected) for every simulated truth ship; ``water_polygons`` uses the true coast as user polygons."""
+    """(length, detected) for every simulated truth ship inside the site (the scenes reach beyond it, and a look
+    keeps only the detections in its site); ``water_polygons`` uses the true coast as user polygons."""
     rng = np.random.default_rng(seed)
     out_l: list[float] = []
     out_d: list[bool] = []
@@ -65,6 +66,8 @@ def simulate_outcomes(sensor: str, n_scenes: int = 8, ships_per_scene: int = 10,
                 raise ValueError(outcome.failure[1])
             dets = [(s.lon, s.lat) for s in outcome.sightings]
             for ship in sim.ships:
+                if not CAL_SITE.geometry.covers(Point(ship.lon, ship.lat)):
+                    continue  # in the scene's margin around the site: a look at the site does not search there
                 hit = False
                 if dets:
                     _, _, d = _GEOD.inv([ship.lon] * len(dets), [ship.lat] * len(dets), [p[0] for p in dets],

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
+from shapely.ops import unary_union
 
 from routewatch.detect.measure import to_ground_sizes
 from routewatch.detect.water import WaterMaskError, image_water, load_water_polygons, ship_zone
@@ -145,8 +146,11 @@ def _unusable(scene: Scene, site: Site, note: str) -> Look:
 
 
 def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None, chips_dir: str,
-                  detector: Detector | None = None) -> SceneOutcome:
-    """One scene over one site into a Look and Sightings (never raises for bad input: it reports a failure)."""
+                  detector: Detector | None = None, taken: BaseGeometry | None = None) -> SceneOutcome:
+    """One scene over one site into a Look and Sightings (never raises for bad input: it reports a failure).
+
+    ``taken``: the part of the site (lon/lat) that another window of the same acquisition shows and whose look
+    counts it (:func:`seen_in_other_windows`): this look neither counts it as seen nor keeps the ships in it."""
     detector = detector or default_detector
     try:
         raster = read_scene(scene, site.geometry)
@@ -164,6 +168,7 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     imaged = footprint.intersection(site.geometry).area
     outside = 1.0 - min(imaged / site.geometry.area, 1.0) if site.geometry.area > 0 else 0.0
     cloud = scl_cloud(raster.scl) if raster.scl is not None else None
+    elsewhere = raster.georef.rasterize(taken) if taken is not None and not taken.is_empty else None
     try:
         if water_geometry is not None:
             water, method = raster.georef.rasterize(water_geometry), "user polygons"
@@ -177,8 +182,8 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     if water_geometry is not None and outside > 0 and imaged > 0:  # the polygons say how much water lies outside
         beyond = site.geometry.intersection(water_geometry).difference(footprint).area
         water_outside_px = beyond * int(site_px.sum()) / imaged
-    uf = usable_fraction(site_px, outside, water, raster.valid, cloud, water_known_everywhere=water_geometry is not None,
-                         water_outside_px=water_outside_px)
+    uf = usable_fraction(site_px, outside, water, raster.valid if elsewhere is None else raster.valid & ~elsewhere,
+                         cloud, water_known_everywhere=water_geometry is not None, water_outside_px=water_outside_px)
     evid = scene_evidence_id(scene.id)
     model = automatic_detection_model(
         detection_model_for(scene.sensor, scene.resolution_m or raster.pixel_size_m), raster.kind,
@@ -203,9 +208,10 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
         msg = f"{path}: detector failed: {type(exc).__name__}: {exc}"
         return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg), error=True)
     # a detection centred in cloud or no-data (the detector searches a little beyond its zone, for hulls at the
-    # quay's edge) is not a ship the look saw
+    # quay's edge) is not a ship the look saw; nor is one in the part of the site another window's look counts
+    mine = clear if elsewhere is None else clear & ~elsewhere
     h, w = clear.shape
-    found = [d for d in found if clear[min(max(round(d.row), 0), h - 1), min(max(round(d.col), 0), w - 1)]]
+    found = [d for d in found if mine[min(max(round(d.row), 0), h - 1), min(max(round(d.col), 0), w - 1)]]
     found = to_ground_sizes(found, raster.pixel_size_m, raster.georef.ground_pixel_sizes_m())
     located = locate_detections(found, raster.georef)
     inside = [d for d in located if site.geometry.covers(Point(d.lon, d.lat))]
@@ -242,6 +248,9 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
                      "(tag it as no-data if it is fill)")
     if cloud is None and raster.kind == "optical":
         note += "; no cloud mask in this product (assumed clear)"
+    if elsewhere is not None and (site_px & elsewhere).any():
+        note += (f"; {float((site_px & elsewhere).sum()) / max(int(site_px.sum()), 1):.0%} of the site in this image "
+                 "is counted by the look of another window of the same acquisition")
     look = Look(id=look_id, site=site.key, time=scene.acquired, sensor=scene.sensor, usable_fraction=round(uf.fraction, 4),
                 detection=model, source_kind=SourceKind.IMAGE, scene_id=scene.id, evidence_ids=(evid,),
                 vessels_seen=len(sightings), simulated=scene.simulated, note=note)
@@ -260,10 +269,12 @@ def site_water_geometry(ws: Workspace, site_key: str, water: str | Path | None =
 
 
 def _run(scenes: list[Scene], site: Site, water: BaseGeometry | None, chips: str, detector: Detector | None,
-         workers: int | None, scheduler: str | None, processes: bool) -> Iterator[SceneOutcome]:
+         workers: int | None, scheduler: str | None, processes: bool,
+         taken: dict[str, BaseGeometry] | None = None) -> Iterator[SceneOutcome]:
+    taken = taken or {}
     if (not workers or workers <= 1) and not scheduler:  # one worker: in-process, no cluster to start
         for s in scenes:
-            yield process_scene(s, site, water, chips, detector)
+            yield process_scene(s, site, water, chips, detector, taken.get(s.id))
         return
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -276,7 +287,8 @@ def _run(scenes: list[Scene], site: Site, water: BaseGeometry | None, chips: str
         client = Client(cluster)
     try:
         site_f, water_f = client.scatter(site, broadcast=True), client.scatter(water, broadcast=True)
-        futures = [client.submit(process_scene, s, site_f, water_f, chips, detector, pure=False) for s in scenes]
+        futures = [client.submit(process_scene, s, site_f, water_f, chips, detector, taken.get(s.id), pure=False)
+                   for s in scenes]
         for fut in as_completed(futures):
             yield fut.result()
     finally:
@@ -318,6 +330,29 @@ def one_per_acquisition(scenes: list[Scene], site: Site) -> tuple[list[Scene], l
     return sorted(kept, key=lambda s: order[s.id]), extra
 
 
+def seen_in_other_windows(kept: list[Scene], site: Site) -> dict[str, BaseGeometry]:
+    """For windows of one acquisition that :func:`one_per_acquisition` keeps and that overlap in part (two crops
+    of one image, each showing some of a port), the part of the site each must leave to a window before it (by
+    the same order: most of the site first): one image's view of the site is counted once, and a ship in the
+    overlap is one sighting. Keyed by scene id; a window that shares nothing is not listed."""
+    from routewatch.sources.imagery.ingest import date_only
+
+    groups: dict[tuple, list[Scene]] = {}
+    for s in kept:
+        if not date_only(s) and s.footprint is not None:
+            groups.setdefault((s.sensor, s.acquired, s.simulated), []).append(s)
+    out: dict[str, BaseGeometry] = {}
+    for group in groups.values():
+        parts = {s.id: s.footprint.intersection(site.geometry) for s in group}
+        before: list[BaseGeometry] = []
+        for s in sorted(group, key=lambda s: (-parts[s.id].area, s.id)):
+            shared = parts[s.id].intersection(unary_union(before)) if before else None
+            if shared is not None and shared.area > 0:
+                out[s.id] = shared
+            before.append(parts[s.id])
+    return out
+
+
 def detect_site(workspace: Workspace | str | Path | None, site_key: str, since: datetime,
                 until: datetime | None = None, workers: int | None = None, scheduler: str | None = None, *,
                 detector: Detector | None = None, water: str | Path | None = None, db: str | None = None,
@@ -336,13 +371,14 @@ def detect_site(workspace: Workspace | str | Path | None, site_key: str, since: 
     scenes = [s for s in store.scenes(since=since, until=until, bbox=site.geometry.bounds)
               if s.footprint is None or s.footprint.intersects(site.geometry)]
     scenes, extra = one_per_acquisition(scenes, site)
+    taken = seen_in_other_windows(scenes, site)
     if extra:  # looks an earlier run made of a second window of the same acquisition go, with their sightings
         store.remove_looks([_unusable(s, site, "") for s in extra])
     result = PipelineResult(site=site.key, scenes=len(scenes), simulated=any(s.simulated for s in scenes))
     by_id = {s.id: s for s in scenes}
     with _progress(progress) as bar:
         task = bar.add_task(f"detect over {site.key}", total=len(scenes)) if bar else None
-        for out in _run(scenes, site, water_geom, str(ws.chips_dir), detector, workers, scheduler, processes):
+        for out in _run(scenes, site, water_geom, str(ws.chips_dir), detector, workers, scheduler, processes, taken):
             # the look's sightings of an earlier run that this one did not find go, in the same transaction
             write_together(store, evidence=out.evidence, looks=[out.look], sightings=out.sightings,
                            replace_sightings=True, keep_also=[fused_id(s.id) for s in out.sightings])
