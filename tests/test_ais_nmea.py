@@ -278,3 +278,21 @@ def test_blank_lines_are_not_bad_lines_and_a_folder_is_named_as_one(tmp_path):
     assert res.report.lines == 5 and res.positions["line"].to_list() == [1, 5]
     with pytest.raises(FileNotFoundError, match="a folder, not a file"):
         ingest_file(tmp_path, tmp_path / "ais")
+
+
+def test_a_position_at_exactly_0_n_0_e_is_not_available_on_both_paths(tmp_path):
+    """0 N 0 E exactly is a transponder's default without a position fix: not a place (nor a stop at sea)."""
+    null_island = encode_dict({"type": 1, "mmsi": 273210440, "lon": 0.0, "lat": 0.0, "speed": 0.0, "course": 0.0,
+                               "heading": 0}, radio_channel="A", talker_id="AI")[0]
+    near = encode_dict({"type": 1, "mmsi": 273210440, "lon": 0.001, "lat": 0.0, "speed": 0.0, "course": 0.0,
+                        "heading": 0}, radio_channel="A", talker_id="AI")[0]
+    for fast in (True, False):
+        res = read_nmea_lines([null_island, near], default_time=T0, fast=fast)
+        assert res.report.bad == {"position not available": 1} and res.positions["line"].to_list() == [2]
+    from routewatch.sources.ais import read_provider_csv
+
+    csv_path = tmp_path / "f.csv"
+    csv_path.write_text("MMSI,BaseDateTime,LAT,LON,SOG\n273210440,2024-01-01T00:00:00,0,0,0.1\n"
+                        "273210440,2024-01-01T00:01:00,0,0.001,0.1\n")
+    res = read_provider_csv(csv_path)
+    assert res.positions["line"].to_list() == [3] and res.report.bad_total == 1

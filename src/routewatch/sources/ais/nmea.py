@@ -214,7 +214,8 @@ def _fast_positions(df: pl.DataFrame, source: str, report: ReadReport) -> pl.Dat
     report.fast_path += int(ok.sum())
     for i in np.flatnonzero(~ok):
         report.add_bad("decode error", int(df["line"][int(i)]), df["raw"][int(i)])
-    has_pos = ok & ~np.isnan(dec["lon"]) & ~np.isnan(dec["lat"])
+    # 0 N 0 E exactly is a receiver's or transponder's default, not a place (GPS without a fix)
+    has_pos = ok & ~np.isnan(dec["lon"]) & ~np.isnan(dec["lat"]) & ~((dec["lon"] == 0) & (dec["lat"] == 0))
     report.add_bad_rows("position not available", np.flatnonzero(ok & ~has_pos), lambda i: int(df["line"][i]),
                         df["raw"].__getitem__)
     nav = dec["nav_status"]
@@ -331,7 +332,7 @@ def _collect(msg: dict[str, Any], line: int, t_us: int | None, rows: list, stati
     mtype = int(msg.get("msg_type", 0))
     if mtype in POSITION_TYPES_SLOW:
         lon, lat = msg.get("lon"), msg.get("lat")
-        if lon is None or lat is None or abs(lon) > 180 or abs(lat) > 90:
+        if lon is None or lat is None or abs(lon) > 180 or abs(lat) > 90 or (lon == 0 and lat == 0):
             report.add_bad("position not available", line, raw)
         else:
             status = msg.get("status")

@@ -354,6 +354,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     valid = (
         pl.col("mmsi").is_between(1, 999_999_999) & pl.col("timestamp").is_not_null()
         & pl.col("lon").is_between(-180, 180) & pl.col("lat").is_between(-90, 90)
+        & ((pl.col("lon") != 0) | (pl.col("lat") != 0))  # 0 N 0 E exactly: a default, not a place
     ).fill_null(False)
 
     def collect(lenient: bool) -> pl.DataFrame:
