@@ -185,7 +185,8 @@ def test_automatic_looks_never_claim_more_than_the_detector_achieves() -> None:
     capped = automatic_detection_model(prior, "sar", user_water=False)
     assert capped.p_max == AUTOMATIC_P_MAX[("sar", False)] < prior.p_max
     assert (capped.l50_m, capped.scale_m) == (prior.l50_m, prior.scale_m)
-    assert automatic_detection_model(prior, "sar", user_water=True).p_max == AUTOMATIC_P_MAX[("sar", True)]
+    with_polygons = automatic_detection_model(prior, "sar", user_water=True)
+    assert with_polygons.p_max == min(prior.p_max, AUTOMATIC_P_MAX[("sar", True)])
 
 
 def test_automatic_optical_looks_follow_the_detectors_measured_curve() -> None:
@@ -235,3 +236,14 @@ def test_the_footprint_of_an_image_across_the_antimeridian_is_cut_there() -> Non
     assert fp.intersects(west) and fp.intersects(east) and not fp.intersects(box(0, -17, 1, -16))
     assert fp.intersection(west).area == pytest.approx(west.area, rel=1e-6)
     assert grid.rasterize(west).sum() > 0.8 * west.area / fp.area * 1e6
+
+
+def test_the_calibration_scores_only_ships_a_look_at_the_site_searches() -> None:
+    """The simulated scenes reach beyond the site, and a look keeps only the detections inside it: ships in that
+    margin are not misses of the detector (they had pulled the SAR ceilings down at every length)."""
+    from routewatch.sources.imagery.calibrate import simulate_outcomes
+
+    lengths, found = simulate_outcomes("simulated-sar", n_scenes=3, ships_per_scene=12, lengths=(150.0, 200.0),
+                                       water_polygons=True)
+    assert 0 < len(lengths) < 36  # some of the 36 simulated ships lie in the margin
+    assert sum(found) / len(found) >= 0.95  # long ships with the true coast as polygons: found

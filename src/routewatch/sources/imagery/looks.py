@@ -90,8 +90,8 @@ def _stretched(model: DetectionModel, ratio: float) -> DetectionModel:
 # SAR: a ceiling on p_max from the simulation calibration (ships at berths merge with quays unless the user gives
 # water polygons).
 AUTOMATIC_P_MAX: dict[tuple[str, bool], float] = {
-    ("sar", True): 0.76,  # SAR, user water polygons
-    ("sar", False): 0.41,  # SAR, water mask derived from the image
+    ("sar", True): 0.99,  # SAR, user water polygons (every simulated ship of 100 m and more found: no real cap)
+    ("sar", False): 0.47,  # SAR, water mask derived from the image
 }
 # Optical: the packaged network's whole curve in vessel length, fitted (``fit_detection_model``) to the held-out
 # outcomes of the 211 labelled ships on the eight real sen2ships ports, each port scored by a network trained on
