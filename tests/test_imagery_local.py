@@ -256,8 +256,16 @@ def test_the_same_acquisition_in_two_folders_is_added_once(shared_dir: Path, tmp
     second = add_folder(tmp_path / "b", store=store, when=when)
     assert (first.new, second.new, len(store.scenes())) == (1, 0, 1)
     assert "the same acquisition as scene" in second.failures[0][1]
+    from routewatch.model import DetectionModel, Look, SourceKind
+
+    (old,) = store.scenes()
+    store.add_looks([Look(id="look-old", site="gdynia", time=when, sensor=old.sensor, usable_fraction=1.0,
+                          detection=DetectionModel(100.0, 20.0, 0.8), source_kind=SourceKind.IMAGE,
+                          scene_id=old.id)])
     shutil.rmtree(tmp_path / "a")
-    assert add_folder(tmp_path / "b", store=store, when=when).new == 1  # the first copy is gone: the second is used
+    moved = add_folder(tmp_path / "b", store=store, when=when)
+    assert moved.new == 1 and moved.moved == [old.id]  # the first copy is gone: the second takes its place
+    assert [s.uri for s in store.scenes()] == [moved.scenes[0].uri] and store.looks() == []
     # a date alone (sen2ships gives 2023-06-11): the same day and the same bytes is the same acquisition, marked
     # as having no time of day; another image of that day is kept
     for copy in ("c", "d", "e"):

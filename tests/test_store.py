@@ -18,6 +18,7 @@ from routewatch.model import (
     SENSOR_DETECTION,
     Activity,
     AggregateObservation,
+    DetectionModel,
     Evidence,
     EvidenceKind,
     Look,
@@ -187,6 +188,16 @@ def test_scenes_with_and_without_footprint_and_bbox_filter(store: Store) -> None
     assert [s.id for s in store.scenes(since=T0 + timedelta(days=1))] == ["s2", "s3"]
     assert [s.id for s in store.scenes(bbox=(130.5, 42.5, 130.6, 42.6))] == ["s1"]
     assert [s.id for s in store.scenes(bbox=(50.0, 50.0, 51.0, 51.0))] == []
+    # a scene removed (its folder moved and added again) goes with its looks and their sightings, and out of the
+    # spatial index
+    lk = Look("look-a", "rajin", T0, "sentinel-1", 1.0, DetectionModel(60.0, 10.0, 0.9), SourceKind.IMAGE,
+                scene_id="s1")
+    store.add_looks([lk])
+    store.add_sightings([sighting(1, look_id="look-a", time=T0, site="rajin")])
+    assert store.remove_scenes(["s1", "nope"]) == 1
+    assert [s.id for s in store.scenes()] == ["s2", "s3"] and store.looks() == []
+    assert [s.id for s in store.scenes(bbox=(130.5, 42.5, 130.6, 42.6))] == []
+    assert all(s.look_id != "look-a" for s in store.sightings())
 
 
 def test_upserts_count_new_rows_update_content_and_replace_links(store: Store) -> None:

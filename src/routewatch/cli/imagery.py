@@ -143,5 +143,8 @@ def register(app: typer.Typer) -> None:
         again = len(result.scenes) - result.new
         console.print(f"{result.new} scenes added" + (f", {again} already in the store" if again else "")
                       + f", {len(result.failures)} files skipped")
+        if result.moved:
+            console.print(f"{len(result.moved)} stored scenes whose files are gone were the same acquisitions (a "
+                          "folder moved): replaced by these copies, their looks removed (run detect again)")
         if result.failures:  # the others are in; a script still sees that something was skipped
             raise typer.Exit(1)

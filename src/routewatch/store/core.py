@@ -343,6 +343,17 @@ class Store:
         with self._writing(conn) as c:
             return len(rows) - len(self._upsert(c, t.scenes, rows, "id"))
 
+    def remove_scenes(self, ids: Iterable[str], conn: Connection | None = None) -> int:
+        """Delete scenes with their looks (and those looks' sightings): a scene whose files were moved and added
+        again under their new path, so that one acquisition is not two scenes, one of them unreadable."""
+        keys = sorted(set(ids))
+        if not keys:
+            return 0
+        with self._writing(conn) as c:
+            looks = [convert.look_from(r, ()) for r in c.execute(select(t.looks).where(t.looks.c.scene_id.in_(keys)))]
+            self.remove_looks(looks, conn=c)
+            return int(c.execute(delete(t.scenes).where(t.scenes.c.id.in_(keys))).rowcount or 0)
+
     def scenes(self, sensor: str | None = None, since: datetime | None = None, until: datetime | None = None,
                bbox: BBox | None = None) -> list[Scene]:
         """Scenes acquired in [since, until] (inclusive), optionally of one sensor or meeting a WGS84 box."""

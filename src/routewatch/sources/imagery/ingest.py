@@ -150,7 +150,8 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
     if store is not None:
         kept_scenes, kept_evidence = [], []
         for scene, ev in zip(result.scenes, result.evidence, strict=True):
-            twin = same_acquisition(store, scene)
+            moved: list[Scene] = []
+            twin = same_acquisition(store, scene, moved)
             if twin is not None:  # a copy in another folder: a second look would double the coverage
                 result.failures.append((scene.uri or scene.id, f"the same acquisition as scene {twin.id} "
                                         f"({twin.uri}): {scene.sensor} at {scene.acquired.isoformat()} over the "
@@ -158,6 +159,9 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
                 continue
             result.new += write_together(store, evidence=[ev], scenes=[scene])
             store.clear_failures("scenes add", scene_paths(scene))  # a file refused before and fixed since
+            if moved:  # the same acquisition stored from a folder since moved: this copy takes its place
+                store.remove_scenes([m.id for m in moved])
+                result.moved.extend(m.id for m in moved)
             kept_scenes.append(scene)
             kept_evidence.append(ev)
         result.scenes, result.evidence = kept_scenes, kept_evidence
@@ -173,7 +177,7 @@ def scene_paths(scene: Scene) -> list[str]:
     return [str(p) for p in [scene.uri, *paths] if p]
 
 
-def same_acquisition(store: Any, scene: Scene) -> Scene | None:
+def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None) -> Scene | None:
     """Another stored scene of the same acquisition under another id: the same images copied to another folder
     or renamed. The same time to the second, or, when either scene has a date alone (no time of day: stored at
     00:00 UTC), the same day and files of the same bytes; nine tenths of the same footprint, both real or both
@@ -203,6 +207,8 @@ def same_acquisition(store: Any, scene: Scene) -> Scene | None:
             continue
         files = other.attributes.get("files") or []
         if files and not all(Path(f).exists() for f in files):
+            if moved is not None and not loose:  # its files are gone: the folder was moved (told by the time
+                moved.append(other)  # to the second; a date alone cannot tell a move from another image)
             continue
         if loose and not _same_bytes(scene.attributes.get("files") or [], files):
             continue

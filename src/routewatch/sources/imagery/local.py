@@ -80,6 +80,7 @@ class AddResult:
     evidence: list[Evidence] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     new: int = 0  # scenes not in the store before (the others were added earlier and are only updated)
+    moved: list[str] = field(default_factory=list)  # scenes replaced: the same acquisition, their files gone
 
 
 def parse_time(text: str) -> datetime:
