@@ -119,6 +119,14 @@ def test_detect_site_calls_the_pipeline(tmp_path: Path, monkeypatch: pytest.Monk
         scenes=2, looks=2, sightings=5, failures=[cloudy, unread], errors=[unread])
     res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-08-01", "-w", str(tmp_path)])
     assert res.exit_code == 1 and "failed: /data/B08.tiff: cannot read band 'nir'" in said(res)
+    named = ("/data/d.tif", "/data/d.tif: no usable pixel over the site (cloud)")  # a message naming its file
+    fake.detect_site = lambda *a: types.SimpleNamespace(  # type: ignore[attr-defined]
+        scenes=1, looks=1, sightings=0, failures=[named], errors=[])
+    res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-08-01", "-w", str(tmp_path)])
+    assert said(res).count("/data/d.tif") == 1  # named once
+    res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-08-01", "--until", "2023-07-01",
+                              "-w", str(tmp_path)])
+    assert res.exit_code == 2 and "before --since" in said(res)
 
 
 def said(res: object) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(stderr=True)
@@ -304,6 +305,8 @@ def register(app: typer.Typer) -> None:
 
         s = _day(since)
         u = _day(until, end=True) if until else None  # --until 2023-06-11 takes that day's scenes too
+        if u is not None and u < s:
+            raise _fail(f"--until {until} is before --since {since}: no scene could be in that window")
         ws, _, store = open_workspace(workspace, db)  # no workspace: says so and creates nothing
         try:
             resolve_site(ws, site, store)
@@ -317,8 +320,9 @@ def register(app: typer.Typer) -> None:
                       f"{getattr(res, 'sightings', '?')} sightings stored")
         errors = getattr(res, "errors", []) or []
         for path, message in getattr(res, "failures", []) or []:
+            text = message if message.startswith(path) else f"{path}: {message}"  # the file named once
             console.print(f"[{'red' if (path, message) in errors else 'yellow'}]"
-                          f"{'failed' if (path, message) in errors else 'unusable'}:[/] {path}: {message}")
+                          f"{'failed' if (path, message) in errors else 'unusable'}:[/] {escape(text)}")
         if errors:  # a scene that could not be read (as `scenes add` and `ais ingest`); a cloudy one is no error
             raise typer.Exit(1)
 

@@ -67,6 +67,8 @@ def register(app: typer.Typer) -> None:
 
         if sensor not in ("sentinel-1", "sentinel-2"):
             raise typer.BadParameter(f"--sensor must be sentinel-1 or sentinel-2, not {sensor!r}")
+        if _day(end, end=True) < _day(start):
+            raise typer.BadParameter(f"--to {end} is before --from {start}")
         ws, _, store = open_workspace_or_store(workspace, db)  # neither watchlist nor store: said, nothing made
         ws.ensure()
         try:
