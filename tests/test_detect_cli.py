@@ -602,3 +602,28 @@ def test_detect_sar_locates_a_grd_by_its_ground_control_points(tmp_path: Path) -
         res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(out), "--pixel-size", bad])
         assert res.exit_code == 2 and "--pixel-size" in res.output, (bad, res.output)
         assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+@pytest.mark.shared
+def test_detect_optical_reads_a_no_data_value_other_than_zero(shared_dir: Path, tmp_path: Path) -> None:
+    """Band files filled with 65535 (tagged no-data) over a part: the fill is no-data as 0 would be, out of the
+    median and the NDWI (8 ships in the valid part then, 5 when the fill counted as bright data), and no ship
+    along the edge of the fill."""
+    port = shared_dir / "data" / "sen2ships" / "casablanca"
+    found = {}
+    for fill in (0, 65535):
+        args = ["detect", "optical", "-o", str(tmp_path / f"{fill}.geojson")]
+        for name, f in (("blue", "B02"), ("green", "B03"), ("red", "B04"), ("nir", "B08")):
+            with rasterio.open(port / f"{f}.tiff") as ds:
+                arr, profile = ds.read(1), ds.profile
+            arr[:, :200] = fill
+            profile.update(driver="GTiff", nodata=fill)
+            path = tmp_path / f"{fill}_{f}.tif"
+            with rasterio.open(path, "w", **profile) as ds:
+                ds.write(arr, 1)
+            args += ["--band", f"{name}={path}"]
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        found[fill] = [f["properties"] for f in json.loads((tmp_path / f"{fill}.geojson").read_text())["features"]]
+    assert len(found[0]) >= 6 and found[65535] == found[0]
+    assert all(p["col"] > 208 for p in found[0])  # nothing on the data/no-data step at column 200

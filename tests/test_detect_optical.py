@@ -240,3 +240,95 @@ def test_half_an_image_of_no_data_does_not_hide_the_ships_in_the_other_half(shar
         found[name] = score(dets, east, pixel_size_m=float(np.mean(px)))
     assert len(east) >= 10 and found["whole"].recall >= 0.7
     assert found["half"].recall >= found["whole"].recall - 0.1 and found["half"].f1 >= found["whole"].f1 - 0.1
+
+
+def _casablanca(shared_dir: Path):  # type: ignore[no-untyped-def]
+    from routewatch.detect.evaluate import load_sen2ships_port
+
+    return load_sen2ships_port(shared_dir / "data" / "sen2ships" / "casablanca")
+
+
+def _near(dets: list, nodata: np.ndarray, px: float) -> list:
+    from scipy import ndimage
+
+    dist = ndimage.distance_transform_edt(~nodata)
+    h, w = nodata.shape
+    return [d for d in dets if dist[min(max(round(d.row), 0), h - 1), min(max(round(d.col), 0), w - 1)] <= px]
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("cut", ["cols:200", "cols:250", "cols:350", "rows:200"])
+def test_no_ship_along_the_edge_of_no_data(shared_dir: Path, cut: str) -> None:
+    """The network fires on the step between data and fill (ships 2-4 px from it, running along it, 70-490 m
+    long, at Casablanca); a region whose outline reaches next to no-data is dropped, and the ships away from the
+    no-data are found as in the whole image."""
+    port = _casablanca(shared_dir)
+    px = port.pixel_size_m
+    axis, n = cut.split(":")
+    nodata = np.zeros(port.bands["red"].shape, bool)
+    if axis == "cols":
+        nodata[:, : int(n)] = True
+    else:
+        nodata[: int(n)] = True
+    zeroed = {k: np.where(nodata, 0, v) for k, v in port.bands.items()}
+    dets = detect_optical(zeroed, pixel_size_m=px)
+    assert _near(dets, nodata, 8) == []
+    # only the edge's regions go: every other region is the ship it was without the no-data rim rule
+    from routewatch.detect.optical import probability_map
+
+    prob = probability_map(optical_features(zeroed))
+    unguarded = detections_from_probability(prob, pixel_size_m=px)
+    edge = _near(unguarded, nodata, 8)
+    assert edge, "the cut makes no edge region: the test shows nothing"
+    # the regions dropped are the edge's ones and a ship cut by the no-data (its centre 9 px from it), no other
+    assert all(d in unguarded for d in dets)
+    assert _near([d for d in unguarded if d not in dets], nodata, 12) == [d for d in unguarded if d not in dets]
+    assert len(dets) >= 5 if axis == "rows" or int(n) <= 250 else True
+    # the no-data value of a file (here 65535) is the same no-data once the file's valid pixels are given
+    filled = {k: np.where(nodata, np.uint16(65535), v) for k, v in port.bands.items()}
+    assert detect_optical(filled, pixel_size_m=px, valid=~nodata) == dets
+
+
+@pytest.mark.shared
+def test_no_ship_along_the_untagged_zero_wedges_of_a_reprojection(shared_dir: Path) -> None:
+    """Reprojected to UTM without a no-data tag, the crop is a rotated image in zero wedges: zero in every band is
+    fill, and the wedges' edges give no ship (5 did before)."""
+    import rasterio
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    from routewatch.detect.measure import ground_pixel_size
+    from routewatch.detect.optical import optical_nodata
+
+    port = _casablanca(shared_dir)
+    h, w = port.bands["red"].shape
+    dst = rasterio.crs.CRS.from_epsg(32629)
+    tr, dw, dh = calculate_default_transform(port.crs, dst, w, h,
+                                             *rasterio.transform.array_bounds(h, w, port.transform))
+    bands = {}
+    for k, v in port.bands.items():
+        bands[k] = np.zeros((dh, dw), np.uint16)
+        reproject(v, bands[k], src_transform=port.transform, src_crs=port.crs, dst_transform=tr, dst_crs=dst,
+                  resampling=Resampling.nearest)
+    nodata = optical_nodata(bands)
+    assert 0.01 < nodata.mean() < 0.5  # the wedges are there
+    dets = detect_optical(bands, pixel_size_m=ground_pixel_size(tr, dst, (dh, dw)))
+    assert len(dets) >= 5 and _near(dets, nodata, 8) == []
+
+
+def test_optical_nodata_rule() -> None:
+    from routewatch.detect.optical import optical_nodata, without_nodata
+
+    b = bands(shape=(4, 5))
+    b["red"][0, 0] = 0  # one band at zero is data (a dark pixel)
+    for v in b.values():
+        v[1, 1] = 0  # zero in every band is fill
+    assert optical_nodata(b).tolist() == [[False] * 5, [False, True, False, False, False]] + [[False] * 5] * 2
+    valid = np.ones((4, 5), bool)
+    valid[3, 4] = False
+    assert optical_nodata(b, valid)[3, 4] and optical_nodata(b, valid).sum() == 2
+    assert without_nodata(b, valid)["nir"][3, 4] == 0 and without_nodata(b, None)["nir"][3, 4] != 0
+    f = {k: v.astype(np.float32) for k, v in b.items()}
+    f["blue"][2, 2] = np.nan
+    for k in ("green", "red", "nir"):
+        f[k][2, 2] = 0
+    assert optical_nodata(f)[2, 2]

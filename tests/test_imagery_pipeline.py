@@ -540,3 +540,70 @@ def test_adjacent_tiles_of_one_datatake_are_two_looks() -> None:
     assert [s.id for s in one_per_acquisition([inner, twin, edge], port)[0]] == ["window"]
     unknown = Scene("nofootprint", "sentinel-2", t, None, 10.0)
     assert len(one_per_acquisition([inner, unknown], port)[0]) == 2
+
+
+def _casablanca_scene(shared_dir: Path, tmp_path: Path, files: tuple[str, ...], no_data_cols: int = 0
+                      ) -> tuple[Workspace, object, Site, np.ndarray]:
+    """A workspace with the shared Casablanca crop as a scene (columns before ``no_data_cols`` tagged no-data)
+    and a site over it; returns the workspace, store, site and the no-data mask."""
+    from rasterio.warp import transform_bounds
+
+    src = shared_dir / "data" / "sen2ships" / "casablanca"
+    ws = Workspace.open(tmp_path / "ws").ensure()
+    store = open_store(ws)
+    folder = tmp_path / "casablanca"
+    folder.mkdir()
+    for f in files:
+        with rasterio.open(src / f"{f}.tiff") as ds:
+            arr, profile = ds.read(1), ds.profile
+        arr[:, :no_data_cols] = 0
+        profile.update(driver="GTiff", nodata=0)
+        with rasterio.open(folder / f"{f}.tiff", "w", **profile) as ds:
+            ds.write(arr, 1)
+    nodata = np.zeros((profile["height"], profile["width"]), bool)
+    nodata[:, :no_data_cols] = True
+    bounds = rasterio.transform.array_bounds(profile["height"], profile["width"], profile["transform"])
+    site = Site("casablanca", "Casablanca", SiteKind.PORT, box(*transform_bounds(profile["crs"], "EPSG:4326", *bounds)))
+    store.upsert_watchlist(Watchlist(sites={site.key: site}))
+    assert add_folder(folder, store=store, when=datetime(2023, 6, 1, 11, tzinfo=UTC)).failures == []
+    return ws, store, site, nodata
+
+
+def _pixel_cols(store: object, folder: Path) -> list[float]:
+    with rasterio.open(folder / "B02.tiff") as ds:
+        tr, crs = ds.transform, ds.crs
+    from rasterio.warp import transform
+
+    cols = []
+    for s in store.sightings(site="casablanca"):  # type: ignore[attr-defined]
+        xs, ys = transform("EPSG:4326", crs, [s.lon], [s.lat])
+        cols.append((~tr @ (xs[0], ys[0]))[0])
+    return cols
+
+
+@pytest.mark.shared
+def test_the_packaged_detector_finds_no_ship_along_a_no_data_edge(shared_dir: Path, tmp_path: Path) -> None:
+    """Columns 0-199 of Casablanca as no-data: the optical model fired on the step (2 sightings 2-4 px from it)."""
+    ws, store, _, _ = _casablanca_scene(shared_dir, tmp_path, ("B02", "B03", "B04", "B08"), no_data_cols=200)
+    result = detect_site(ws, "casablanca", datetime(2023, 5, 1, tzinfo=UTC), progress=False)
+    assert result.errors == [] and result.usable_looks == 1
+    cols = _pixel_cols(store, tmp_path / "casablanca")
+    assert len(cols) >= 6 and min(cols) > 208, cols
+
+
+@pytest.mark.shared
+def test_an_rgb_scene_is_detected_with_water_polygons_and_a_warning(shared_dir: Path, tmp_path: Path) -> None:
+    """Blue, green and red alone: the packaged model runs without nir, as `detect optical` does, with its warning
+    in the look's note (it failed with "missing ['nir']"); without water polygons the look is unusable."""
+    ws, store, site, _ = _casablanca_scene(shared_dir, tmp_path, ("B02", "B03", "B04"))
+    since = datetime(2023, 5, 1, tzinfo=UTC)
+    result = detect_site(ws, "casablanca", since, progress=False)
+    assert result.usable_looks == 0 and "green and nir" in result.failures[0][1]
+    (ws.root / "water").mkdir()
+    (ws.root / "water" / "casablanca.geojson").write_text(json.dumps(
+        {"type": "Feature", "properties": {}, "geometry": mapping(site.geometry)}))
+    result = detect_site(ws, "casablanca", since, progress=False)
+    assert result.errors == [] and result.usable_looks == 1, result.failures
+    look = store.looks(site="casablanca")[0]
+    assert "warning: no nir band" in look.note and look.vessels_seen == len(store.sightings(site="casablanca"))
+    assert look.vessels_seen is not None and look.vessels_seen >= 1

@@ -55,8 +55,10 @@ OPTICAL_SHORE_REACH_M = 30.0  # measured on the shared ports: see routewatch.det
 
 def default_detector(kind: str, bands: dict[str, np.ndarray], pixel_size_m: float, water: np.ndarray, *,
                      sar_params: Any = None) -> list[Any]:
-    """The packaged detectors: CFAR for SAR (first polarisation), the optical model for blue/green/red/nir.
-    ``sar_params`` (a :class:`~routewatch.detect.sar.CfarParams`) replaces the packaged CFAR settings, for studies."""
+    """The packaged detectors: CFAR for SAR (first polarisation), the optical model for blue/green/red(/nir).
+    Without nir the model runs on red, green and blue alone, as ``detect optical`` does (the look's note carries
+    the same warning). ``sar_params`` (a :class:`~routewatch.detect.sar.CfarParams`) replaces the packaged CFAR
+    settings, for studies."""
     if kind == "sar":
         from routewatch.detect.sar import CfarParams, detect_sar
 
@@ -64,11 +66,12 @@ def default_detector(kind: str, bands: dict[str, np.ndarray], pixel_size_m: floa
         return detect_sar(bands[pol], pixel_size_m=pixel_size_m, water=water, params=sar_params or CfarParams())
     from routewatch.detect.optical import detect_optical
 
-    missing = {"blue", "green", "red", "nir"} - set(bands)
+    missing = {"blue", "green", "red"} - set(bands)
     if missing:
-        raise SceneReadError(f"optical detection needs blue, green, red and nir bands; missing {sorted(missing)}")
-    return detect_optical({k: bands[k] for k in ("blue", "green", "red", "nir")}, pixel_size_m=pixel_size_m,
-                          water=water)
+        raise SceneReadError(f"optical detection needs blue, green and red bands (and ideally nir); missing "
+                             f"{sorted(missing)}")
+    return detect_optical({k: bands[k] for k in ("blue", "green", "red", "nir") if k in bands},
+                          pixel_size_m=pixel_size_m, water=water)
 
 
 @dataclass
@@ -200,8 +203,10 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     reach = 0.0 if water_geometry is not None or raster.kind == "sar" else OPTICAL_SHORE_REACH_M
     zone = ship_zone(water, raster.pixel_size_m, reach) & clear
     bands = raster.bands
-    if raster.kind == "optical" and not raster.valid.all():  # no-data as zeros, which the optical model leaves out
-        bands = {k: np.where(raster.valid, v, 0) for k, v in bands.items()}
+    if raster.kind == "optical":  # no-data as zeros, which the optical model leaves out (and no ship along it)
+        from routewatch.detect.optical import without_nodata
+
+        bands = without_nodata(bands, raster.valid)
     try:
         found = detector(raster.kind, bands, raster.pixel_size_m, zone)
     except Exception as exc:  # a detector error costs this scene's look, never the whole run
@@ -251,6 +256,11 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     if elsewhere is not None and (site_px & elsewhere).any():
         note += (f"; {float((site_px & elsewhere).sum()) / max(int(site_px.sum()), 1):.0%} of the site in this image "
                  "is counted by the look of another window of the same acquisition")
+    if raster.kind == "optical" and detector is default_detector:
+        from routewatch.detect.optical import missing_nir_warning
+
+        if warning := missing_nir_warning(raster.bands, raster.pixel_size_m):
+            note += f"; warning: {warning}"
     look = Look(id=look_id, site=site.key, time=scene.acquired, sensor=scene.sensor, usable_fraction=round(uf.fraction, 4),
                 detection=model, source_kind=SourceKind.IMAGE, scene_id=scene.id, evidence_ids=(evid,),
                 vessels_seen=len(sightings), simulated=scene.simulated, note=note)

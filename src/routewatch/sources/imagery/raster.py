@@ -211,6 +211,10 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
     grid = georef.window(window) if window is not None else georef
     if scl is not None:
         valid &= ~np.isin(scl, (0, 1))
+    if kind == "optical":  # zero in every band is fill, tagged or not (a reprojection's wedges): the detector's rule
+        from routewatch.detect.optical import optical_nodata
+
+        valid &= ~optical_nodata(bands)
     if kind == "sar":  # the zero fill around a GRD swath, tagged as no-data or not, was never imaged; an 8-bit
         # rendering's zeros may be calm water (the rule the water mask uses too)
         from routewatch.detect.water import edge_zero_fill, zeros_are_fill
