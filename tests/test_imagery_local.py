@@ -115,6 +115,8 @@ def test_bad_files_are_named_and_skipped(tmp_path: Path) -> None:
     assert "garbage_20231001.tif" in why["garbage_20231001.tif"]
     assert "--time" in why["notime.tif"]
     assert "same size" in why["B02.tif"] and "B03.tif" in why["B02.tif"]
+    assert "none of the scene's 2 band files is added: B02.tif, B03.tif" in why["B02.tif"]
+    assert "band files" not in why["broken_20231001.tif"]  # a file alone is its own scene
     assert len(store.failures("scenes add")) == 6
     assert [s.id for s in store.scenes()] == [res.scenes[0].id]
     assert store.evidence([stable_id("evidence", res.scenes[0].id)])

@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
         _failures(result.failures)
         again = len(result.scenes) - result.new
         console.print(f"{result.new} scenes added" + (f", {again} already in the store" if again else "")
-                      + f", {len(result.failures)} files skipped")
+                      + f", {len(result.failures)} skipped (scenes or files, listed above)")
         if result.moved:
             console.print(f"{len(result.moved)} stored scenes whose files are gone were the same acquisitions (a "
                           "folder moved): replaced by these copies, their looks removed (run detect again)")

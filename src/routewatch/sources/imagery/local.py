@@ -284,7 +284,9 @@ def scan_folder(folder: str | Path, *, bands: list[str] | None = None, when: dat
                 scene, ev = scene_from_files(group, bands=bands, when=when, when_has_time=when_has_time,
                                              sensor=sensor)
         except SceneReadError as exc:
-            result.failures.append((str(group[0]), str(exc)))
+            whole = "" if len(group) == 1 else \
+                f" (so none of the scene's {len(group)} band files is added: {', '.join(f.name for f in group)})"
+            result.failures.append((str(group[0]), f"{exc}{whole}"))
             continue
         result.scenes.append(scene)
         result.evidence.append(ev)
