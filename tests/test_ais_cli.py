@@ -103,6 +103,20 @@ def _write_track_csv(path: Path) -> list[tuple[datetime, float, float]]:
     return fixes
 
 
+def _write_houston_call(path: Path, t0: datetime, stopped: int, mmsi: int) -> Path:
+    """A ship sailing into Houston from t0, stopped inside for ``stopped`` half hours, and sailing out."""
+    track = [(t0 + timedelta(minutes=20 * i), -94.7 - 0.1 * i, 29.7, 10.0) for i in range(3)]  # sailing in
+    track += [(t0 + timedelta(minutes=40 + 30 * i), -95.0, 29.7, 0.0) for i in range(stopped)]  # stopped inside
+    track += [(track[-1][0] + timedelta(minutes=20 * i), -95.0 + 0.1 * i, 29.7, 10.0) for i in range(1, 5)]
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(MC_HEADER)
+        for t, lon, lat, sog in track:
+            w.writerow([mmsi, f"{t:%Y-%m-%dT%H:%M:%S}", lat, lon, sog, 90.0, 90, "IN PORT", "", "T2",
+                        70, 0, 150, 25, 8.0, 70, "A"])
+    return path
+
+
 def _no_tmp_files(ws: Workspace) -> bool:
     return not any(p.name.endswith(".tmp") for p in ws.ais_dir.rglob("*"))
 
@@ -228,17 +242,7 @@ def test_a_visit_over_two_days_is_not_cut_or_doubled_by_runs_over_one_day(tmp_pa
     visit; runs over one of the days (which see it cut at the window's edge) neither replace it with a shorter
     one nor add a second, overlapping visit. A run over one day in an empty store adds the part it sees, and a
     later run over both days replaces that part."""
-    t0 = datetime(2023, 1, 11, 5, 0, tzinfo=UTC)
-    track = [(t0 + timedelta(minutes=20 * i), -94.7 - 0.1 * i, 29.7, 10.0) for i in range(3)]  # sailing in
-    track += [(t0 + timedelta(minutes=40 + 30 * i), -95.0, 29.7, 0.0) for i in range(50)]  # stopped inside
-    track += [(track[-1][0] + timedelta(minutes=20 * i), -95.0 + 0.1 * i, 29.7, 10.0) for i in range(1, 5)]
-    csv_path = tmp_path / "visit.csv"
-    with csv_path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(MC_HEADER)
-        for t, lon, lat, sog in track:
-            w.writerow([222000222, f"{t:%Y-%m-%dT%H:%M:%S}", lat, lon, sog, 90.0, 90, "TWO DAYS", "", "T2",
-                        70, 0, 150, 25, 8.0, 70, "A"])
+    csv_path = _write_houston_call(tmp_path / "visit.csv", datetime(2023, 1, 11, 5, 0, tzinfo=UTC), 50, 222000222)
 
     def stored(root):
         return sorted((s.time, s.time_end) for s in Store.open(Workspace.open(root).db_url).sightings(site="houston")
@@ -265,17 +269,7 @@ def test_runs_day_after_day_store_a_port_call_over_midnight_once(tmp_path):
     """Run each day as it comes (--until day 1, then --since day 2), or the other way round: the second run reads
     back (or on) over the day of the stored part, finds the whole call, and it replaces the part (one visit, of
     the level of the whole call), as a run over all the AIS would store it."""
-    t0 = datetime(2023, 1, 11, 20, 0, tzinfo=UTC)
-    track = [(t0 + timedelta(minutes=20 * i), -94.7 - 0.1 * i, 29.7, 10.0) for i in range(3)]  # sailing in
-    track += [(t0 + timedelta(minutes=40 + 30 * i), -95.0, 29.7, 0.0) for i in range(30)]  # stopped inside
-    track += [(track[-1][0] + timedelta(minutes=20 * i), -95.0 + 0.1 * i, 29.7, 10.0) for i in range(1, 5)]
-    csv_path = tmp_path / "visit.csv"
-    with csv_path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(MC_HEADER)
-        for t, lon, lat, sog in track:
-            w.writerow([222000333, f"{t:%Y-%m-%dT%H:%M:%S}", lat, lon, sog, 90.0, 90, "MIDNIGHT", "", "T3",
-                        70, 0, 150, 25, 8.0, 70, "A"])
+    csv_path = _write_houston_call(tmp_path / "visit.csv", datetime(2023, 1, 11, 20, 0, tzinfo=UTC), 30, 222000333)
 
     def stored(root):
         return sorted((s.time, s.time_end, s.confidence)
