@@ -120,6 +120,16 @@ def test_a_mapping_without_a_time_format_reads_iso_times_with_their_zones(tmp_pa
     assert res.report.bad_total == 0
     assert res.positions.sort("line")["timestamp"].to_list() == [
         datetime(2024, 1, 1, h, tzinfo=UTC) for h in (0, 1, 5, 6, 7)]
+    # zones only further down (the first times have none, so the file is parsed as written): those rows are read
+    # again with their zones
+    later = tmp_path / "later.csv"
+    later.write_text("ship,when,x,y\n273210440,2024-01-01T06:00:00,130.29,42.23\n"
+                     "273210440,2024-01-01T03:00:00+02:00,130.29,42.23\n273210440, 2024-01-01T07:00:00 ,130.29,42.23\n"
+                     "273210440,2024-01-01T08:00:00Z,130.29,42.23\n")
+    res = read_provider_csv(later, load_mapping(tmp_path / "iso.toml"))
+    assert res.report.bad_total == 0
+    assert res.positions.sort("line")["timestamp"].to_list() == [
+        datetime(2024, 1, 1, h, tzinfo=UTC) for h in (6, 1, 7, 8)]
     (tmp_path / "z.toml").write_text('mmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\n'
                                      'time_format = "%Y-%m-%dT%H:%M:%S%z"\n')
     zoned = tmp_path / "z.csv"
