@@ -140,9 +140,11 @@ class SiteIndex:
             d = np.full(sel.size, np.inf, np.float32)
             d_in = r.dist[iy[inside], ix[inside]]
             if r.exact:
-                # a cell whose centre lies deeper inside than half its diagonal is wholly inside; elsewhere the
-                # coarse value is off by up to that much, so ask the polygon itself
-                unsure = d_in > -r.cell_m * math.sqrt(0.5)
+                # a cell whose centre lies deeper inside than half its diagonal is wholly inside, and one farther out
+                # than max_distance_m plus that is wholly beyond every threshold (its coarse value is kept); in
+                # between the coarse value is off by up to half a diagonal, so ask the polygon itself
+                half = r.cell_m * math.sqrt(0.5)
+                unsure = (d_in > -half) & (d_in - half <= self.max_distance_m)
                 k = np.flatnonzero(inside)[unsure]
                 np.maximum(d_in, np.float32(0.0), out=d_in)
                 if k.size:
