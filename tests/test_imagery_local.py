@@ -318,3 +318,16 @@ def test_scenes_add_with_a_date_alone_stores_its_midnight(tmp_path: Path, shared
     assert res.exit_code == 0, res.output
     (scene,) = open_store(Workspace.open(ws)).scenes()
     assert scene.acquired == datetime(2023, 10, 21, tzinfo=UTC) and date_only(scene)
+
+
+def test_a_file_refused_and_fixed_leaves_the_failure_list_when_the_folder_is_given_relative(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ws = Workspace.open(tmp_path / "ws").ensure()
+    store = open_store(ws)
+    _tif(tmp_path / "imgs" / "scene_20230105T020000.tif", crs=None)
+    assert add_folder("imgs", store=store).failures
+    assert [Path(f.path) for f in store.failures("scenes add")] == [tmp_path / "imgs" / "scene_20230105T020000.tif"]
+    _tif(tmp_path / "imgs" / "scene_20230105T020000.tif")  # written again, with its CRS
+    assert add_folder("imgs", store=store).new == 1
+    assert store.failures("scenes add") == []

@@ -165,8 +165,8 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
             kept_scenes.append(scene)
             kept_evidence.append(ev)
         result.scenes, result.evidence = kept_scenes, kept_evidence
-        for path, message in result.failures:
-            store.record_failure("scenes add", path, message)
+        for path, message in result.failures:  # at the absolute path, as the scene that fixes it will be
+            store.record_failure("scenes add", str(Path(path).resolve()) if Path(path).exists() else path, message)
     return result
 
 
