@@ -537,7 +537,7 @@ def test_a_ship_of_the_right_size_far_from_its_routes_is_not_named_from_size_alo
     between = identify_dark(**base, lon=131.3, lat=42.55, site=None)
     assert far.probabilities["ghost"] < between.probabilities["ghost"] < at_port.probabilities["ghost"]
     assert "between origin-port and destination-port" in between.reasons["ghost"]
-    seen = {"ghost": LastSeen(T - timedelta(hours=30), 12.0, 9.0)}  # 130 nm away 30 h before
+    seen = {"ghost": LastSeen(T - timedelta(hours=8), 11.0, 10.5)}  # 65 nm away 8 h before
     reached = identify_dark(**base, lon=10.0, lat=10.0, site=None, last_seen=seen)
     assert reached.probabilities["ghost"] == pytest.approx(between.probabilities["ghost"], rel=1e-9)
 
@@ -563,3 +563,22 @@ def test_fuse_names_the_ghost_at_its_port_only_and_counts_every_named_detection(
     assert "1 of 2 detections named a watchlist vessel (no-ais: 1)" in out
     named = [s for s in Store.open(ws.db_url).sightings() if s.vessel == "ghost"]
     assert [s.id for s in named] == [stable_id("fused", "at-port")]
+
+
+def test_an_old_reachable_ais_position_does_not_make_a_far_place_likely():
+    """Three days after its last AIS a ship at 18 kn could be almost anywhere: that says nothing of a place far
+    off its routes, which keeps its small prior; a position of two hours ago nearby does make the place possible."""
+    from routewatch.fuse.identify import LastSeen
+
+    sites = {k: Site(k, k, SiteKind.PORT, box(*b)) for k, b in (
+        ("rajin", (130.265, 42.215, 130.31, 42.25)), ("dunai", (132.30, 42.85, 132.40, 42.90)))}
+    routes = {"r": Route("r", "r", ("rajin",), ("dunai",))}
+    vessels = {"big": Vessel("big", "BIG", length_m=200.0, beam_m=30.0)}
+    kw = dict(length_m=200.0, width_m=30.0, lon=135.0, lat=40.0, time=T, site=None, vessels=vessels,
+              routes=routes, sites=sites)
+    none = identify_dark(**kw)
+    old = identify_dark(**kw, last_seen={"big": LastSeen(T - timedelta(hours=69.5), 132.35, 42.87)})
+    recent = identify_dark(**kw, last_seen={"big": LastSeen(T - timedelta(hours=2), 134.9, 40.1)})
+    assert none.probabilities["big"] < 0.2 and old.probabilities["big"] == pytest.approx(none.probabilities["big"])
+    assert old.best is None and "unlikely here" in old.reasons["big"]
+    assert recent.probabilities["big"] > 0.5 and "possible here" in recent.reasons["big"]

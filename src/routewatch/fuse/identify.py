@@ -9,8 +9,8 @@ For each watchlist vessel v with a known length, the posterior is proportional t
 * prior from place: the watchlist's share ``1 - unknown_prior`` is split evenly over the N candidates, and each
   candidate keeps the part of its share that its place allows: all of it at or near (``near_site_m``) a site of
   one of its routes; ``1 / route_weight`` of it between the sites of one of its routes (the corridor of
-  ``corridor_detour`` times the direct distance), where its last AIS position could have reached at
-  ``max_speed_kn``, or where nothing places it (no route with a located site, no AIS); ``away_weight`` of it far
+  ``corridor_detour`` times the direct distance), where it could have sailed (at ``max_speed_kn``) from an AIS
+  position of the last ``recent_ais_h`` hours, or where nothing places it (no route with a located site, no AIS); ``away_weight`` of it far
   from every site of its routes and off them. A vessel whose last AIS position could not have reached the
   detection gets zero, and so does one whose AIS places it elsewhere at the image time (it was identified there);
 * "unknown vessel" has the rest of the prior mass (at least ``unknown_prior``) and a flat size density over the
@@ -24,14 +24,19 @@ reported as such, never as a silent guess.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+import shapely
+from shapely.affinity import affine_transform
+from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 
-from routewatch.analysis.port_visits import haversine_m
+from routewatch.analysis.port_visits import EARTH_M_PER_DEG, haversine_m
 from routewatch.analysis.seadistance import METRES_PER_NM
 from routewatch.model import Route, Site, Vessel
 
@@ -53,6 +58,7 @@ class IdentifyConfig:
     near_site_m: float = 25_000.0  # at a route's site: in it, or at its anchorages and approaches
     corridor_detour: float = 1.5  # between a route's sites: origin -> detection -> destination within this x direct
     away_weight: float = 0.01  # share of a vessel's prior kept far from every site of its routes and off them
+    recent_ais_h: float = 12.0  # a last AIS position this recent makes a place it could reach possible
 
 
 @dataclass(frozen=True)
@@ -76,12 +82,26 @@ def _normal(x: float, mu: float, sigma: float) -> float:
     return math.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
 
 
-def _site_distance_m(geometry: BaseGeometry, lon: float, lat: float) -> float:
-    """Great-circle metres from a point to a site: to its centroid less the site's radius (0 inside)."""
+@functools.lru_cache(maxsize=1024)
+def _local_site(geometry: BaseGeometry) -> tuple[float, float, float, float, BaseGeometry]:
+    """A site in local metres (equirectangular about its centroid), made once per site and run."""
     c = geometry.centroid
-    coords = [xy for g in getattr(geometry, "geoms", [geometry]) for xy in getattr(g, "exterior", g).coords]
-    radius = max((float(haversine_m(c.x, c.y, x, y)) for x, y, *_ in coords), default=0.0)
-    return max(float(haversine_m(c.x, c.y, lon, lat)) - radius, 0.0)
+    kx = EARTH_M_PER_DEG * math.cos(math.radians(c.y))
+    local = affine_transform(geometry, [kx, 0, 0, EARTH_M_PER_DEG, -c.x * kx, -c.y * EARTH_M_PER_DEG])
+    shapely.prepare(local)
+    radius = float(np.hypot(*shapely.get_coordinates(local).T).max()) if not local.is_empty else 0.0
+    return c.x, c.y, kx, radius, local
+
+
+def _site_distance_m(geometry: BaseGeometry, lon: float, lat: float) -> float:
+    """Metres from a point to a site's polygon (0 inside): in local metres up to a few hundred km beyond the
+    site, and beyond that the great-circle distance to its centroid less its extent (only "far" matters there)."""
+    cx, cy, kx, radius, local = _local_site(geometry)
+    far = float(haversine_m(cx, cy, lon, lat))
+    if far > radius + 300_000:
+        return far - radius
+    x, y = ((lon - cx + 180.0) % 360.0 - 180.0) * kx, (lat - cy) * EARTH_M_PER_DEG
+    return float(local.distance(Point(x, y)))
 
 
 def _place(key: str, lon: float, lat: float, site: str | None, routes: Mapping[str, Route],
@@ -155,8 +175,11 @@ def identify_dark(
                                 f"unreachable at {cfg.max_speed_kn:g} kn")
                 continue
             why.append(f"last AIS {dist_nm:.0f} nm away {hours:.1f} h before: reachable")
-            if where != "site":
-                where = "between"  # where it could have sailed to: possible, not expected
+            if where in ("away", "unplaced") and hours <= cfg.recent_ais_h:
+                # sailing here from a recent AIS position: possible, not expected (an old one reaches anywhere,
+                # so says nothing of the place)
+                where = "between"
+                why.append(f"within {cfg.recent_ais_h:g} h of its last AIS: possible here")
         place[key] = {"site": 1.0, "away": cfg.away_weight}.get(where, 1.0 / cfg.route_weight)
         like = 1.0
         if length_m is not None:
