@@ -470,6 +470,16 @@ def test_an_export_geojson_gives_its_detections_only(tmp_path):
     ]}))
     det = read_detections_geojson(path)
     assert det["id"].to_list() == ["img-7"] and det["simulated"].to_list() == [False]
+    # an export lists fusion's labelled copies beside the detections: they are not fused a second time
+    from routewatch.fuse.io import fused_id
+
+    data = json.loads(path.read_text())
+    data["features"].append(_feature(130.29, 42.23, layer="detections", id=fused_id("img-7"), time=T.isoformat(),
+                                     length_m=120))
+    path.write_text(json.dumps(data))
+    left: list[str] = []
+    assert read_detections_geojson(path, left_out=left)["id"].to_list() == ["img-7"]
+    assert left == [fused_id("img-7")]
 
 
 def test_a_features_own_time_wins_over_the_time_given(tmp_path):

@@ -293,11 +293,15 @@ def register(app: typer.Typer) -> None:
 
         ws, watchlist, store = open_workspace(workspace, db)
         if detections:
+            copies: list[str] = []
             try:
-                det = read_detections_geojson(detections, _time(time, "--time"))
+                det = read_detections_geojson(detections, _time(time, "--time"), left_out=copies)
             except (OSError, ValueError, KeyError) as exc:
                 console.print(f"[red]{detections}: {exc}[/red]")
                 raise typer.Exit(2) from None
+            if copies:
+                console.print(f"[yellow]{len(copies)} features are fusion's own results (ids fused-...), not "
+                              "detections: left out (their detections, beside them, are fused)[/yellow]")
         else:
             det = detections_from_sightings(store.sightings(since=_time(since, "--since"), until=_time(until, "--until")))
             det, dateless = _without_date_only_scenes(store, det)

@@ -59,7 +59,12 @@ def _feature_time(path: Path, i: int, written: Any, given: datetime | None) -> d
     return when
 
 
-def read_detections_geojson(path: Path, time: datetime | None = None, site: str | None = None) -> pl.DataFrame:
+def read_detections_geojson(path: Path, time: datetime | None = None, site: str | None = None,
+                            left_out: list[str] | None = None) -> pl.DataFrame:
+    """Image detections of a GeoJSON (``detect``'s, an ``export``'s detections layer, or the user's own).
+
+    Features that fusion wrote (ids ``fused-...``, which an ``export`` lists beside the detections they label) are
+    left out, their ids added to ``left_out``: fused again they would be matched a second time, as other ships."""
     data = json.loads(Path(path).read_text())
     meta = data.get("routewatch") if isinstance(data, dict) else None
     if isinstance(meta, dict) and meta.get("georeferenced") is False:
@@ -71,6 +76,10 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
         geom = f.get("geometry") or {}
         if props.get("layer") not in (None, "detections"):
             continue  # an `export` GeoJSON: its sites and trips are not detections
+        if str(props.get("id") or "").startswith(f"{FUSED_PREFIX}-"):
+            if left_out is not None:
+                left_out.append(str(props["id"]))
+            continue
         if geom.get("type") != "Point":
             raise ValueError(f"{path}: feature {i}: geometry must be a WGS84 Point, got {geom.get('type')!r}")
         lon, lat = _lonlat(path, i, geom)
