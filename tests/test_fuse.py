@@ -592,3 +592,23 @@ def test_an_old_reachable_ais_position_does_not_make_a_far_place_likely():
     assert none.probabilities["big"] < 0.2 and old.probabilities["big"] == pytest.approx(none.probabilities["big"])
     assert old.best is None and "unlikely here" in old.reasons["big"]
     assert recent.probabilities["big"] > 0.5 and "possible here" in recent.reasons["big"]
+
+
+def test_a_report_and_an_export_list_a_labelled_detection_once(tmp_path):
+    """The original detection (vessel unknown) and fusion's labelled copy are one ship: a report's map and every
+    export show the copy, which carries the original's evidence and look, as the analysis reads it."""
+    from routewatch.fuse.io import fused_id, labelled_once
+    from routewatch.report.data import gather
+
+    store = Store.open(f"sqlite:///{tmp_path / 's.sqlite'}")
+    orig = Sighting(id="img-1", time=T, source_kind=SourceKind.IMAGE, site="rajin", event="detection", lon=130.29,
+                    lat=42.23, length_m=120.0, evidence_ids=("scene-ev", "chip-ev"), look_id="look-1")
+    copy = Sighting(id=fused_id("img-1"), time=T, source_kind=SourceKind.IMAGE, site="rajin", event="detection",
+                    lon=130.29, lat=42.23, length_m=120.0, vessel="angara",
+                    evidence_ids=("scene-ev", "chip-ev", "fusion-ev"), look_id="look-1")
+    alone = Sighting(id="img-2", time=T, source_kind=SourceKind.IMAGE, site="rajin", event="detection", lon=130.3,
+                     lat=42.23, length_m=90.0, evidence_ids=("scene-ev",), look_id="look-1")
+    assert [s.id for s in labelled_once([orig, copy, alone])] == [copy.id, "img-2"]
+    store.add_sightings([orig, copy, alone])
+    data = gather(store, T + timedelta(days=1))
+    assert sorted(s.id for s in data.sightings) == sorted([copy.id, "img-2"])

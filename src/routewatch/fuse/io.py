@@ -120,6 +120,17 @@ def is_fused(s: Sighting) -> bool:
                                                       for e in s.evidence_ids)
 
 
+def labelled_once(sightings: Iterable[Sighting]) -> list[Sighting]:
+    """Sightings with each detection that fusion labelled shown once, as its labelled copy (which carries the
+    original's evidence and look): the records counterpart of :func:`routewatch.pipeline.without_fused_originals`,
+    for what a report or an export lists."""
+    items = list(sightings)
+    copies = {s.id for s in items if s.id.startswith(f"{FUSED_PREFIX}-")}
+    if not copies:
+        return items
+    return [s for s in items if s.id in copies or fused_id(s.id) not in copies]
+
+
 def detections_from_sightings(sightings: Iterable[Sighting]) -> pl.DataFrame:
     """The image detections among stored sightings; fusion's own earlier output is left out, so a second run
     fuses the same detections again (same ids) instead of fusing its results."""

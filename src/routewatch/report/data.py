@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from routewatch.analysis.activity import rests_on_declared_coverage
+from routewatch.fuse.io import labelled_once
 from routewatch.model import (
     Activity,
     AggregateObservation,
@@ -265,7 +266,9 @@ def gather(store: Any, as_of: datetime, analysis: Any | None = None, workspace_r
     routes = {r.key: r for r in _call(store, "routes")}
     vessels = {v.key: v for v in _call(store, "vessels")}
     looks = sorted((lk for lk in _call(store, "looks", until=as_of) if lk.time <= as_of), key=lambda lk: lk.time)
-    sightings = sorted((s for s in _call(store, "sightings", until=as_of) if s.time <= as_of), key=lambda s: s.time)
+    # a detection fusion labelled is listed once, as its labelled copy (the analysis reads it so too)
+    sightings = sorted(labelled_once(s for s in _call(store, "sightings", until=as_of) if s.time <= as_of),
+                       key=lambda s: s.time)
     scenes = {sc.id: sc for sc in _call(store, "scenes") if sc.acquired <= as_of}
     if analysis is not None:
         visits = list(getattr(analysis, "visits", []))
