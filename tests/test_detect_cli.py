@@ -627,3 +627,42 @@ def test_detect_optical_reads_a_no_data_value_other_than_zero(shared_dir: Path, 
         found[fill] = [f["properties"] for f in json.loads((tmp_path / f"{fill}.geojson").read_text())["features"]]
     assert len(found[0]) >= 6 and found[65535] == found[0]
     assert all(p["col"] > 208 for p in found[0])  # nothing on the data/no-data step at column 200
+
+
+def test_detections_of_a_simulated_image_carry_its_time_and_mark_into_fusion(tmp_path: Path) -> None:
+    """`detect sar` writes the image's acquisition time and its simulated mark on each detection, so that
+    `fuse --detections` matches AIS at that time without --time and keeps the sightings marked simulated."""
+    from datetime import UTC, datetime
+
+    from shapely.geometry import box
+
+    from routewatch.fuse.io import read_detections_geojson
+    from routewatch.model import Site, SiteKind
+    from routewatch.simulate import ShipSpec, simulate_scene
+
+    site = Site("rajin", "Rajin", SiteKind.PORT, box(130.265, 42.215, 130.310, 42.250))
+    when = datetime(2024, 5, 10, 9, 0, tzinfo=UTC)
+    sim = simulate_scene(site, when, "simulated-sar", [ShipSpec(150, heading_deg=30, lon=130.29, lat=42.232)],
+                         tmp_path / "sar.tif", seed=4)
+    out = tmp_path / "det.geojson"
+    res = runner.invoke(app, ["detect", "sar", str(sim.path), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    fc = json.loads(out.read_text())
+    assert fc["routewatch"]["simulated"] is True and fc["routewatch"]["acquired"] == when.isoformat()
+    assert fc["features"] and all(f["properties"]["simulated"] is True for f in fc["features"])
+    det = read_detections_geojson(out)
+    assert det["simulated"].all() and det["time"].to_list() == [when] * det.height
+    # a real image with a date alone: the date is said, but no detection gets a time of day it does not have
+    with rasterio.open(sim.path) as ds:
+        profile, data, tags = ds.profile, ds.read(), ds.tags()
+    tags.pop("ROUTEWATCH_SIMULATED")
+    tags.pop("ACQUISITION_DATETIME", None)
+    real = tmp_path / "s1_20240510_vv.tif"
+    with rasterio.open(real, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(**{k: v for k, v in tags.items() if "TIME" not in k.upper()})
+    out2 = tmp_path / "real.geojson"
+    assert runner.invoke(app, ["detect", "sar", str(real), "-o", str(out2)]).exit_code == 0
+    fc2 = json.loads(out2.read_text())
+    assert "simulated" not in fc2["routewatch"] and fc2["routewatch"]["time_precision"] == "day"
+    assert all("time" not in f["properties"] and "simulated" not in f["properties"] for f in fc2["features"])

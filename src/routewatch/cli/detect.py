@@ -134,7 +134,14 @@ def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any
             dets = to_ground_sizes(dets, float(meta["pixel_size_m"]), grid.ground_pixel_sizes_m())
         dets = locate_detections(dets, grid)
     meta["heading"] = "degrees clockwise from true north" if grid is not None else "degrees clockwise from image-up"
+    image = str(meta.get("image", ""))
+    meta.update(_image_facts(Path(image) if Path(image).exists() else Path(image.rsplit(":", 1)[0])))  # FILE:N
     fc = to_geojson(dets, meta)
+    for f in fc["features"]:  # what fusion reads from each detection: when it was seen, and whether it is real
+        if meta.get("time_precision") == "second":
+            f["properties"]["time"] = meta["acquired"]
+        if meta.get("simulated"):
+            f["properties"]["simulated"] = True
     if chips is not None:
         chips.mkdir(parents=True, exist_ok=True)
         for d, f in zip(dets, fc["features"], strict=True):
@@ -150,6 +157,36 @@ def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any
     except OSError as exc:
         raise _fail(f"-o {out}: cannot write the output ({exc})") from exc
     console.print(f"{len(dets)} ships -> {out}")
+
+
+def _image_facts(path: Path) -> dict[str, Any]:
+    """What the image file says of itself that a detections file must carry on: its acquisition time (from its
+    tags or name, as `scenes add` reads it; ``time_precision`` day for a date alone) and whether it is simulated
+    (a routewatch simulated scene's tag), so that `fuse --detections` matches AIS at that time and keeps the mark."""
+    if not path.is_file() or path.suffix.lower() in _RENDERINGS:
+        return {}
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    from routewatch.sources.imagery.local import time_from_files
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                tags = {str(k): str(v) for k, v in ds.tags().items()}
+    except (RasterioIOError, OSError):
+        return {}
+    facts: dict[str, Any] = {}
+    if tags.get("ROUTEWATCH_SIMULATED") == "1":
+        facts["simulated"] = True
+    found = time_from_files([path], tags)
+    if found is not None:
+        when, has_time = found
+        facts.update(acquired=when.isoformat(), time_precision="second" if has_time else "day")
+    return facts
 
 
 def _read_valid(ds: Any, band: np.ndarray | None = None, index: int = 1) -> np.ndarray | None:

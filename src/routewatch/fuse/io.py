@@ -71,8 +71,11 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
         raise ValueError(f"{path}: the detections were made on an image without georeference (their points are "
                          "pixel columns and rows); fusion needs lon/lat from a georeferenced image")
     rows = []
+    meta = meta if isinstance(meta, dict) else {}
     for i, f in enumerate(data.get("features", [])):
-        props = f.get("properties") or {}
+        props = dict(f.get("properties") or {})
+        if meta.get("simulated") and props.get("simulated") is None:  # `detect` marks the file of a simulated image
+            props["simulated"] = True
         geom = f.get("geometry") or {}
         if props.get("layer") not in (None, "detections"):
             continue  # an `export` GeoJSON: its sites and trips are not detections

@@ -98,7 +98,7 @@ def has_time_of_day(text: str) -> bool:
     return re.search(r"(?:T|\s)\d{2}", text.strip()) is not None  # 2023-10-21T10Z has one; 2023-10-21Z is a date
 
 
-def _time_from(files: list[Path], tags: dict[str, str]) -> tuple[datetime, bool] | None:
+def time_from_files(files: list[Path], tags: dict[str, str]) -> tuple[datetime, bool] | None:
     """The acquisition time from the acquisition tags, a file name, ``annotations_coco.json`` or, last, the TIFF
     DateTime tag, and whether it has a time of day (a date alone is stored as 00:00 UTC and marked so: AIS cannot
     be matched to it)."""
@@ -227,7 +227,7 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
         except (RasterioError, OSError) as exc:
             raise SceneReadError(f"{f}: not a readable GeoTIFF (corrupt or truncated?): {error_text(exc)}") from exc
     assert georef is not None
-    found = (ensure_utc(when), when_has_time) if when else _time_from(files, tags)
+    found = (ensure_utc(when), when_has_time) if when else time_from_files(files, tags)
     if found is None:
         raise SceneReadError(f"{first}: no acquisition time in tags, file name or annotations; give --time")
     acquired, time_of_day = found
