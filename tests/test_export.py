@@ -208,6 +208,18 @@ def test_kml_labels_simulated_detections(data, tmp_path: Path) -> None:
     marks = list(folder.iter(f"{KML}Placemark"))
     assert marks and all("simulated" in m.findtext(f"{KML}name") for m in marks)
     assert all("SIMULATED" in m.findtext(f"{KML}description") for m in marks)
+    # the trips resting on them say so too, in KML, GeoJSON and GeoPackage as in the CSV tables
+    trips = next(f for f in root.iter(f"{KML}Folder") if f.findtext(f"{KML}name") == "trips")
+    tmarks = list(trips.iter(f"{KML}Placemark"))
+    assert tmarks and all(m.findtext(f"{KML}name").endswith("(simulated)") for m in tmarks)
+    doc = json.loads(export(data, "geojson", tmp_path / "x.geojson").read_text())
+    assert all(f["properties"]["simulated"] is True for f in doc["features"] if f["properties"]["layer"] == "trips")
+    import pyogrio
+
+    for layer in ("trips", "trips_arrival_unknown"):
+        _, _, _, fields = pyogrio.raw.read(export(data, "gpkg", tmp_path / "x.gpkg"), layer=layer)
+        names = list(pyogrio.read_info(tmp_path / "x.gpkg", layer=layer)["fields"])
+        assert "simulated" in names and all(bool(v) for v in fields[names.index("simulated")])
 
 
 def test_cli_export_hints_analyze_on_a_store_never_analysed(tmp_path: Path) -> None:

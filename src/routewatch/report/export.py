@@ -51,6 +51,7 @@ def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
             "score": s.score, "confidence": s.confidence, "simulated": bool(s.simulated),
             "evidence_ids": ",".join(s.evidence_ids)}))
     visits = {v.id: v for v in data.visits}
+    sim_visits = simulated_visits(data)
     for t in data.trips:
         route = data.routes.get(t.route)
         origin_site = visits[t.origin_visit].site if t.origin_visit in visits else (route.origin[0] if route else None)
@@ -64,6 +65,7 @@ def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
             "arrive": _iso(t.arrive) if t.arrive else None, "kind": t.kind, "confidence": t.confidence,
             "distance_nm": t.distance_nm, "origin": origin_site or "", "destination": dest_site or "",
             "arrival_known": t.arrive is not None, "until": _iso(trip_until(t, route)),
+            "simulated": bool({t.origin_visit, t.destination_visit} & sim_visits),
             "evidence_ids": ",".join(t.evidence_ids)}
         # A trip whose arrival (or destination) is unknown is a point at its origin, never a line to a guessed port.
         out.append(("trips", LineString([a, b]) if b is not None else Point(a), props))
@@ -90,7 +92,13 @@ def trip_until(trip: Trip, route: Route | None) -> datetime:
 
 
 TRIP_FIELDS = ("id", "route", "vessel", "depart", "arrive", "kind", "confidence", "distance_nm", "origin",
-               "destination", "arrival_known", "until", "evidence_ids")
+               "destination", "arrival_known", "until", "simulated", "evidence_ids")
+
+
+def simulated_visits(data: ReportData) -> set[str]:
+    """Visits resting on a simulated sighting: a trip from or to one is marked simulated in every export."""
+    sim_sightings = {s.id for s in data.sightings if s.simulated}
+    return {v.id for v in data.visits if sim_sightings.intersection(v.sighting_ids)}
 
 
 def write_geojson(data: ReportData, path: Path) -> Path:
@@ -168,8 +176,7 @@ def write_csv(data: ReportData, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     visits = {v.id: v for v in data.visits}
     # what rests on simulated data says so in every table (the HTML report and the map formats already do)
-    sim_sightings = {s.id for s in data.sightings if s.simulated}
-    sim_visits = {v.id for v in data.visits if sim_sightings.intersection(v.sighting_ids)}
+    sim_visits = simulated_visits(data)
 
     def trip_row(x: Trip, route: Route | None) -> list[Any]:
         dest = trip_destination(x, route, visits)
@@ -267,7 +274,10 @@ def kml_document(data: ReportData, chip_href: Callable[[str], str | None]) -> st
         else:
             shape = f"<LineString><tessellate>1</tessellate><coordinates>{coords}</coordinates></LineString>"
             note = f"to {p['destination']}" + ("" if p["arrival_known"] else ", arrival unknown")
-        parts.append(f"<Placemark><name>{escape(p['route'])} {escape(p['vessel'])}</name><styleUrl>#trip</styleUrl>"
+        label = f"{p['route']} {p['vessel']}" + (" (simulated)" if p["simulated"] else "")
+        parts.append(f"<Placemark><name>{escape(label)}</name><styleUrl>#trip</styleUrl>"
+                     f"<ExtendedData><Data name=\"simulated\"><value>{str(p['simulated']).lower()}</value></Data>"
+                     "</ExtendedData>"
                      f"<TimeSpan><begin>{p['depart']}</begin><end>{p['until']}</end></TimeSpan>"
                      f"<description>{escape(p['kind'])}, {escape(note)}, confidence {p['confidence']:.2f}, evidence "
                      f"{escape(p['evidence_ids'])}</description>{shape}</Placemark>")
