@@ -181,6 +181,13 @@ def test_cli_report_stored_is_for_the_judgement_date(tmp_path: Path) -> None:
     assert f"As of {AS_OF:%Y-%m-%d %H:%M} UTC" in text and "As of 2024-03-20" not in text
     assert f"{later:%Y-%m-%d}" not in out.read_text()  # the later sighting is not drawn
     assert f"{AS_OF:%Y-%m-%d}" in result.output
+    # a date before the stored analysis: its trips could rest on later data, so the report is refused (nothing
+    # of two dates mixed on one page)
+    early = tmp_path / "early.html"
+    before = AS_OF - timedelta(days=3)
+    result = CliRunner().invoke(app, ["report", "--stored", "--as-of", f"{before:%Y-%m-%d}", "-o", str(early), "-w",
+                                      str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "analyze --as-of" in result.output and not early.exists()
 
 
 def test_only_http_source_urls_become_links_in_the_report(tmp_path: Path) -> None:

@@ -99,6 +99,11 @@ def register(app: typer.Typer) -> None:
                 console.print(f"the stored judgement was made as of {judged:%Y-%m-%d %H:%M} UTC: the report is for "
                               f"that date (leave out --stored to judge as of {when:%Y-%m-%d})")
                 when = judged
+            elif judged > when:  # its visits and trips rest on what the store held at that later date
+                console.print(f"[red]error:[/red] the store's analysis is as of {judged:%Y-%m-%d %H:%M} UTC, after "
+                              f"--as-of {when:%Y-%m-%d %H:%M}: its visits and trips may rest on later data. Run "
+                              f"`routewatch analyze --as-of {when:%Y-%m-%d}` first, or leave out --stored.")
+                raise typer.Exit(2)
         out = output or ws.reports_dir / f"report-{when:%Y-%m-%d}.html"
         with console.status("writing the report"):
             build_report(store, when, out, analysis=analysis, tiles=tiles, workspace_root=ws.root)
