@@ -331,3 +331,20 @@ def test_a_file_refused_and_fixed_leaves_the_failure_list_when_the_folder_is_giv
     _tif(tmp_path / "imgs" / "scene_20230105T020000.tif")  # written again, with its CRS
     assert add_folder("imgs", store=store).new == 1
     assert store.failures("scenes add") == []
+
+
+def test_saturated_pixels_of_the_scene_classification_are_data_and_its_no_data_is_not(tmp_path: Path) -> None:
+    """SCL 1 (saturated or defective) marks bright steel decks: they were imaged, and a ship region touching
+    no-data is dropped by the detector, so they must not be no-data. SCL 0 is no data."""
+    folder = tmp_path / "s2"
+    for b in ("B02", "B03", "B04", "B08"):
+        _tif(folder / f"T52TGN_20231021T021529_{b}_10m.tif", count=1)
+    scl = np.full((60, 80), 6, np.uint8)
+    scl[10:14, 20:40] = 1  # a saturated deck
+    scl[:, 70:] = 0  # no data
+    with rasterio.open(folder / "T52TGN_20231021T021529_SCL_10m.tif", "w", driver="GTiff", width=80, height=60,
+                       count=1, dtype="uint8", crs=UTM52, transform=T) as ds:
+        ds.write(scl, 1)
+    (scene,) = scan_folder(folder).scenes
+    raster = read_scene(scene)
+    assert raster.scl is not None and raster.valid[10:14, 20:40].all() and not raster.valid[:, 70:].any()

@@ -24,7 +24,9 @@ import numpy as np
 from routewatch.model import SENSOR_DETECTION, DetectionModel
 
 SCL_CLOUDY = (3, 8, 9, 10)  # cloud shadow, cloud medium/high probability, thin cirrus
-SCL_NODATA = (0, 1)  # no data, saturated or defective
+# No data. Class 1 (saturated or defective) is not: a bright steel deck saturates, and the detector leaves out any
+# region touching no-data, so a saturated ship would be lost; it was imaged, and counts as seen.
+SCL_NODATA = (0,)
 
 # nominal pixel size (metres) that the SENSOR_DETECTION priors refer to
 _NOMINAL_RES_M = {

@@ -25,6 +25,7 @@ from shapely.geometry.base import BaseGeometry
 
 from routewatch.model import Scene
 from routewatch.sources.imagery.geo import GridGeoref, site_window
+from routewatch.sources.imagery.looks import SCL_NODATA
 
 
 class SceneReadError(ValueError):
@@ -210,7 +211,7 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
     assert georef is not None and valid is not None
     grid = georef.window(window) if window is not None else georef
     if scl is not None:
-        valid &= ~np.isin(scl, (0, 1))
+        valid &= ~np.isin(scl, SCL_NODATA)
     if kind == "optical":  # zero in every band is fill, tagged or not (a reprojection's wedges): the detector's rule
         from routewatch.detect.optical import optical_nodata
 
