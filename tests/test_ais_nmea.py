@@ -295,7 +295,9 @@ def test_a_position_at_exactly_0_n_0_e_is_not_available_on_both_paths(tmp_path):
     from routewatch.sources.ais import read_provider_csv
 
     csv_path = tmp_path / "f.csv"
-    csv_path.write_text("MMSI,BaseDateTime,LAT,LON,SOG\n273210440,2024-01-01T00:00:00,0,0,0.1\n"
-                        "273210440,2024-01-01T00:01:00,0,0.001,0.1\n")
+    csv_path.write_text("MMSI,BaseDateTime,LAT,LON,SOG,VesselName\n273210440,2024-01-01T00:00:00,0,0,0.1,\n"
+                        "273210440,2024-01-01T00:01:00,0,0.001,0.1,\n273210441,2024-01-01T00:02:00,0,0,0.1,NO FIX\n")
     res = read_provider_csv(csv_path)
-    assert res.positions["line"].to_list() == [3] and res.report.bad_total == 1
+    assert res.positions["line"].to_list() == [3] and res.report.bad_total == 2
+    # a row without a position still names its ship in the registry
+    assert res.statics.select("mmsi", "name").rows() == [(273210441, "NO FIX")]

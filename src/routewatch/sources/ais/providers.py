@@ -407,6 +407,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
                 report.examples.append((int(row["line"]), RAGGED, f"more than the header's {n_fields} fields"))
             frame = frame.filter(~ragged)
     n_good = int(frame["_ok"].sum())
+    heard = frame  # the registry learns from every row with an MMSI and a time, a usable position or not
     if n_good < frame.height:
         bad = frame.filter(~pl.col("_ok"))
         if "_blank" not in bad.columns:  # strict read: the text columns and the time as written tell blank lines
@@ -423,7 +424,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     positions = conform(frame)
     report.messages = report.positions = positions.height
     pool = ThreadPoolExecutor(1)
-    statics = pool.submit(_static_records, frame, [c for c in STATIC_FIELDS if c in wanted])
+    statics = pool.submit(_static_records, heard, [c for c in STATIC_FIELDS if c in wanted], heard is not frame)
     pool.shutdown(wait=False)
     return CsvResult(positions, report, statics)
 
@@ -448,13 +449,17 @@ def _file_blocks(path: Path) -> Iterator[bytes]:
         yield from iter(lambda: fh.read(1 << 22), b"")
 
 
-def _static_records(good: pl.DataFrame, static_cols: list[str]) -> pl.DataFrame:
-    """One row per distinct (mmsi, static fields): first and last time heard, first line (group-by on hashes)."""
+def _static_records(rows: pl.DataFrame, static_cols: list[str], check: bool = False) -> pl.DataFrame:
+    """One row per distinct (mmsi, static fields): first and last time heard, first line (group-by on hashes).
+    ``check``: ``rows`` also hold rows left out of the positions; those without a valid MMSI and time go."""
     if not static_cols:
         return pl.DataFrame(schema={"mmsi": pl.Int64, "timestamp": pl.Datetime("us", "UTC"), "line": pl.Int64})
+    heard = pl.any_horizontal(pl.col(c).is_not_null() for c in static_cols)
+    if check:  # a row without a usable position (0 N 0 E, no fix) still names its ship
+        heard = heard & pl.col("mmsi").is_between(1, 999_999_999).fill_null(False) & pl.col("timestamp").is_not_null()
     return (
-        good.lazy().select("mmsi", "timestamp", "line", *static_cols)
-        .filter(pl.any_horizontal(pl.col(c).is_not_null() for c in static_cols))
+        rows.lazy().select("mmsi", "timestamp", "line", *static_cols)
+        .filter(heard)
         .group_by("mmsi", *static_cols)
         .agg(pl.col("timestamp").min().alias("first_seen"), pl.col("timestamp").max().alias("last_seen"),
              pl.col("line").min())

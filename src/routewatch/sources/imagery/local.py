@@ -9,9 +9,9 @@ Any CRS, any band layout. How a folder becomes scenes:
 * band names come from ``--bands red,green,blue,nir`` (in file order), else from the band descriptions, else by
   count: 1 band = pan (SAR sensors: the polarisation ``sar``), 3 = red, green, blue, 4 = blue, green, red, nir
   (PlanetScope and Sentinel order);
-* the acquisition time comes from ``--time``, else tags (``ACQUISITION_DATETIME``, ``TIFFTAG_DATETIME``, ...),
-  else a date in the file name (``20231021``, ``2023-10-21``, ``20231021T021530``), else a sen2ships-style
-  ``annotations_coco.json`` beside the files;
+* the acquisition time comes from ``--time``, else acquisition tags (``ACQUISITION_DATETIME``, ``SENSING_TIME``,
+  ...), else a date in the file name (``20231021``, ``2023-10-21``, ``20231021T021530``), else a sen2ships-style
+  ``annotations_coco.json`` beside the files, else the TIFF ``DateTime`` tag (when the file was written);
 * the sensor comes from ``--sensor``, else the ``ROUTEWATCH_SENSOR`` tag, else ``sentinel-2`` for B0x names,
   else ``geotiff`` (whose detection model is derived from the pixel size alone).
 """
