@@ -591,3 +591,12 @@ def test_csv_courses_and_headings_outside_a_circle_and_negative_speeds_are_null(
            for r in read_provider_csv(p).positions.iter_rows(named=True)}
     assert got[1] == (5.5, None, None) and got[3] == (None, None, None) and got[4] == (0, 0, 0)
     assert got[2][0] is None and got[2][1] == pytest.approx(359.9) and got[2][2] == 359
+
+
+def test_the_manifest_names_a_file_by_its_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d1" / "pos.csv").write_text("MMSI,BaseDateTime,LAT,LON\n273210440,2024-01-01T00:00:00,42.2,130.2\n")
+    ingest_file(Path("d1/pos.csv"), tmp_path / "ais")
+    (entry,) = read_manifest(tmp_path / "ais").values()
+    assert entry["path"] == str(tmp_path / "d1" / "pos.csv")

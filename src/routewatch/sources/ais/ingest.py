@@ -219,7 +219,8 @@ def _ingest_file(
     summary = FileSummary(str(path), (mapping.name if mapping else "csv") if csv else "nmea")
     manifest = read_manifest(ais_dir)
     stat = path.stat()
-    seen_before = any(e.get("path") == str(path) and e.get("size") == stat.st_size
+    where = str(path.resolve())  # the manifest names files absolutely: a command run from another folder finds them
+    seen_before = any(e.get("path") in (where, str(path)) and e.get("size") == stat.st_size
                       and e.get("mtime_ns") == stat.st_mtime_ns for e in manifest.values())
     if not force:
         old_key = _listed_under_sha256(path, manifest)
@@ -288,7 +289,7 @@ def _ingest_file(
             # with --default-time adds them (positions already stored are not added twice)
             return summary
     entry = {
-        "path": str(path), "kind": summary.kind, "ingested_at": datetime.now(UTC).isoformat(),
+        "path": where, "kind": summary.kind, "ingested_at": datetime.now(UTC).isoformat(),
         "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
         "added": summary.added, "duplicates": summary.duplicates, "bad": summary.report.bad,
     }
