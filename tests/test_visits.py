@@ -177,3 +177,20 @@ def test_frame_ids_spell_times_as_isoformat_does() -> None:
     assert 0 in micros and any(m != 0 for m in micros)
     assert [v.id for v in got] == [v.id for v in expected]
     assert len(got) == 4
+
+
+def test_one_observation_fused_twice_counts_once_in_a_visits_confidence() -> None:
+    """One image's detection fused from the store and from a detections file is two sightings at one instant:
+    one observation, at its best confidence (two chances to be right had made 0.6 into 0.84). Another source at
+    that instant (the ship's AIS) and another moment are independent, and combine."""
+    from dataclasses import replace
+
+    a = replace(sighting(1, 1.0, conf=0.6), source_kind=SourceKind.IMAGE)
+    b = replace(sighting(2, 1.0, conf=0.5), source_kind=SourceKind.IMAGE)
+    ais = replace(sighting(3, 1.0, conf=0.5), source_kind=SourceKind.AIS)
+    later = replace(sighting(4, 1.5, conf=0.5), source_kind=SourceKind.IMAGE)
+    for members, want in (([a, b], 0.6), ([a, b, ais], 1 - 0.4 * 0.5), ([a, b, later], 1 - 0.4 * 0.5)):
+        (rec,) = build_visits(members, [], day(40), vessels=[SHIP])
+        (col,) = frame_to_visits(build_visits_frame(sightings_to_frame(members), looks_to_frame([]), day(40),
+                                                    vessels=[SHIP]))
+        assert rec.confidence == pytest.approx(want) and col.confidence == pytest.approx(want)

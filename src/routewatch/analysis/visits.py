@@ -100,6 +100,17 @@ def combine_confidence(values: Iterable[float]) -> float:
     return 1.0 - miss
 
 
+def visit_confidence(members: Iterable[Sighting]) -> float:
+    """:func:`combine_confidence` over independent observations: sightings of one source kind at one instant (one
+    image's detection fused twice, from the store and from a file; two reports of one moment) are one observation,
+    which counts with its best confidence, not as two chances to be right."""
+    best: dict[tuple[str, datetime], float] = {}
+    for s in members:
+        key = (str(s.source_kind), s.time)
+        best[key] = max(best.get(key, 0.0), sighting_confidence(s))
+    return combine_confidence(best.values())
+
+
 def visit_id(site: str, vessel: str | None, size: str | None, start: datetime) -> str:
     return stable_id("visit", site, vessel or "", "" if vessel else (size or ""), start)
 
@@ -207,7 +218,7 @@ def _make_visit(
         vessel=vessel,
         start=start,
         end=end,
-        confidence=combine_confidence(sighting_confidence(s) for s in members),
+        confidence=visit_confidence(members),
         sighting_ids=tuple(s.id for s in members),
         evidence_ids=tuple(sorted(evidence)),
         size_class=label,
@@ -436,13 +447,18 @@ def build_visits_frame(
         .agg(
             pl.col("site").first(), pl.col("vessel").first(), pl.col("size_class").first(),
             pl.col("cid").first(), pl.col("time").first().alias("start"), pl.col("end").max(),
-            (1.0 - (1.0 - pl.col("conf")).product()).alias("confidence"),
             pl.col("id").alias("sighting_ids"),
             pl.col("evidence_ids").list.explode(keep_nulls=False, empty_as_null=False).alias("evidence_ids"),
             pl.col("source_kind").unique().sort().alias("source_kinds"),
         )
         .with_row_index("vrow")
     )
+    # one observation per source kind and instant (see visit_confidence), then 1 - prod(1 - c)
+    conf = (
+        s.group_by("vno", "source_kind", "time").agg(pl.col("conf").max())
+        .group_by("vno").agg((1.0 - (1.0 - pl.col("conf")).product()).alias("confidence"))
+    )
+    v = v.join(conf, on="vno", how="left", maintain_order="left")
     start_b = (
         v.filter(pl.col("cid").is_not_null()).select("vrow", "cid", "start").sort("start")
         .join_asof(q, left_on="start", right_on="qtime", by="cid", strategy="backward",
