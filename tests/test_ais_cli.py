@@ -346,6 +346,16 @@ def test_fuse_identifies_the_ais_ship_and_leaves_the_other_dark(tmp_path, monkey
     assert feats["far"]["status"] == "dark" and feats["far"]["mmsi"] is None
     fused = [s for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")]
     assert len(fused) == 2
+    # what fusion said is kept with its reasons in the evidence, and every export says it of each detection
+    store = Store.open(ws.db_url)
+    ev = store.evidence([e for s in fused for e in s.evidence_ids if e.startswith("fusion-")])
+    by_status = {e.attributes["status"]: e.attributes for e in ev.values()}
+    assert "AIS MMSI" in by_status["identified"]["reasons"] and isinstance(by_status["dark"]["reasons"], dict)
+    from routewatch.report.data import gather
+    from routewatch.report.export import features
+
+    dets = [p for layer, _, p in features(gather(store, when + timedelta(hours=1))) if layer == "detections"]
+    assert sorted(p["fusion"] for p in dets) == ["dark", "identified"]
     # a broken detections file: the error names it, nothing is written
     monkeypatch.chdir(tmp_path)
     Path("broken.geojson").write_text('{"type": "FeatureCollection", "features": [{"geometry": {"type": "Pol')

@@ -111,6 +111,16 @@ def fuse_detections(
                                                                            if c in det.columns])
 
 
+def _reasons(text: str | None) -> dict[str, str] | str | None:
+    """Why each alternative got its probability (a dark detection), or how it was identified (an AIS match)."""
+    if not text:
+        return None
+    try:
+        return dict(json.loads(text))
+    except (ValueError, TypeError):
+        return text
+
+
 def fused_sightings(result: pl.DataFrame, source_kind: SourceKind = SourceKind.IMAGE) -> tuple[list[Sighting], list[Evidence]]:
     """New sightings (ids derived from the detection ids) carrying the fusion's label, and its evidence."""
     sightings, evidence = [], []
@@ -121,7 +131,8 @@ def fused_sightings(result: pl.DataFrame, source_kind: SourceKind = SourceKind.I
                          + (f": AIS MMSI {r['mmsi']} at {r['match_distance_m']:.0f} m" if r["mmsi"] is not None else "")),
             observed_at=r["time"],
             attributes={"status": r["status"], "mmsi": r["mmsi"], "match_distance_m": r["match_distance_m"],
-                        "ais_message": r["ais_evidence"], "probabilities": json.loads(r["probabilities"] or "{}")},
+                        "ais_message": r["ais_evidence"], "probabilities": json.loads(r["probabilities"] or "{}"),
+                        "reasons": _reasons(r.get("reasons"))},
         )
         evidence.append(ev)
         base = tuple(r.get("evidence_ids") or ())

@@ -19,7 +19,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 from shapely.geometry import LineString, Point, mapping
 
-from routewatch.model import Activity, Route, Trip, Visit
+from routewatch.fuse.io import FUSED_PREFIX
+from routewatch.model import Activity, Route, Sighting, Trip, Visit
 from routewatch.report.data import ReportData, chip_path
 from routewatch.store.convert import activity_id
 
@@ -48,8 +49,9 @@ def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
         out.append(("detections", Point(s.lon, s.lat), {
             "id": s.id, "time": _iso(s.time), "source_kind": str(s.source_kind), "site": s.site or "",
             "vessel": s.vessel or "", "event": s.event, "length_m": s.length_m, "width_m": s.width_m,
-            "score": s.score, "confidence": s.confidence, "simulated": bool(s.simulated),
-            "evidence_ids": ",".join(s.evidence_ids)}))
+            "score": s.score, "confidence": s.confidence,
+            "identification_confidence": s.identification_confidence, "fusion": fusion_status(s),
+            "simulated": bool(s.simulated), "evidence_ids": ",".join(s.evidence_ids)}))
     visits = {v.id: v for v in data.visits}
     sim_visits = simulated_visits(data)
     for t in data.trips:
@@ -70,6 +72,14 @@ def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
         # A trip whose arrival (or destination) is unknown is a point at its origin, never a line to a guessed port.
         out.append(("trips", LineString([a, b]) if b is not None else Point(a), props))
     return out
+
+
+def fusion_status(s: Sighting) -> str:
+    """What fusion said of a detection: identified (AIS explains it), dark, or no-ais; empty when not fused. The
+    reasons and the AIS message are in its fusion evidence (``evidence_ids``)."""
+    if not s.id.startswith(f"{FUSED_PREFIX}-") or not s.detail:
+        return ""
+    return s.detail.split(";", 1)[0].strip()
 
 
 def trip_destination(trip: Trip, route: Route | None, visits: dict[str, Visit]) -> str | None:
@@ -114,7 +124,7 @@ GPKG_LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
     # finds the same layers and columns whatever the store holds
     "sites": ("MultiPolygon", ("id", "name", "kind", "country", "notes")),
     "detections": ("Point", ("id", "time", "source_kind", "site", "vessel", "event", "length_m", "width_m", "score",
-                             "confidence", "simulated", "evidence_ids")),
+                             "confidence", "identification_confidence", "fusion", "simulated", "evidence_ids")),
     "trips": ("LineString", TRIP_FIELDS),
     "trips_arrival_unknown": ("Point", TRIP_FIELDS),
 }
@@ -256,7 +266,8 @@ def kml_document(data: ReportData, chip_href: Callable[[str], str | None]) -> st
                       f"length {p['length_m'] or '?'} m, evidence {p['evidence_ids']}")
         if p["id"] in chips_by_sighting:
             desc += escape(f'<br/><img src="{chips_by_sighting[p["id"]]}" width="128"/>')
-        label = (p["vessel"] or p["source_kind"]) + (" (simulated)" if p["simulated"] else "")
+        label = ((p["vessel"] or p["source_kind"]) + (f" ({p['fusion']})" if p["fusion"] else "")
+                 + (" (simulated)" if p["simulated"] else ""))
         parts.append(f"<Placemark><name>{escape(label)}</name>"
                      f"<ExtendedData><Data name=\"simulated\"><value>{str(p['simulated']).lower()}</value></Data>"
                      f"</ExtendedData>"
