@@ -130,6 +130,13 @@ def test_a_mapping_without_a_time_format_reads_iso_times_with_their_zones(tmp_pa
     assert res.report.bad_total == 0
     assert res.positions.sort("line")["timestamp"].to_list() == [
         datetime(2024, 1, 1, h, tzinfo=UTC) for h in (6, 1, 7, 8)]
+    # the first time that parses has a zone, but only after more rows than are sampled (times missing or N/A)
+    late = tmp_path / "late.csv"
+    late.write_text("ship,when,x,y\n" + "273210440,N/A,130.29,42.23\n" * 250
+                    + "273210440,2024-01-01T12:00:00+02:00,130.29,42.23\n273210440,2024-01-01T13:00:00,130.29,42.23\n")
+    res = read_provider_csv(late, load_mapping(tmp_path / "iso.toml"))
+    assert res.report.bad_total == 250
+    assert res.positions["timestamp"].to_list() == [datetime(2024, 1, 1, h, tzinfo=UTC) for h in (10, 13)]
     (tmp_path / "z.toml").write_text('mmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\n'
                                      'time_format = "%Y-%m-%dT%H:%M:%S%z"\n')
     zoned = tmp_path / "z.csv"

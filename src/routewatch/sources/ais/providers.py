@@ -363,18 +363,29 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     ).fill_null(False)
 
     def collect(lenient: bool) -> pl.DataFrame:
-        return scan(lenient).with_columns(pl.col("timestamp").alias("_raw")).with_columns(exprs).collect(
+        timestamp = parse(pl.col("timestamp")).alias("timestamp")  # built now: `zoned` may have changed
+        return scan(lenient).with_columns(pl.col("timestamp").alias("_raw")).with_columns(timestamp, *exprs[1:]).collect(
             engine="streaming")  # a batch of rows at a time
 
     # Most provider files are clean: read strictly, and only a file with a bad value, a ragged row or a byte
     # that is not UTF-8 is read again, leniently (a second read: about 1.7 times the time of one).
+    def read(lenient: bool) -> pl.DataFrame:
+        nonlocal zoned
+        try:
+            return collect(lenient)
+        except pl.exceptions.PolarsError as exc:
+            if zoned or mapping.time_format or "time zone" not in str(exc):
+                raise
+            zoned = True  # the first time polars parsed had a zone (past the rows sampled): read every zone
+            return collect(lenient)
+
     frame = None
     with contextlib.suppress(pl.exceptions.PolarsError):
-        frame = collect(lenient=False)
+        frame = read(lenient=False)
     lenient = frame is None
     if lenient:
         try:
-            frame = collect(lenient=True)
+            frame = read(lenient=True)
         except pl.exceptions.PolarsError as exc:  # e.g. a quote never closed: the file cannot be read as CSV
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"{path}: cannot be read as CSV ({first})") from None
@@ -407,7 +418,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
                 report.examples.append((int(row["line"]), RAGGED, f"more than the header's {n_fields} fields"))
             frame = frame.filter(~ragged)
     n_good = int(frame["_ok"].sum())
-    heard = frame  # the registry learns from every row with an MMSI and a time, a usable position or not
+    heard, some_bad = frame, n_good < frame.height  # the registry learns from every row with an MMSI and a time
     if n_good < frame.height:
         bad = frame.filter(~pl.col("_ok"))
         if "_blank" not in bad.columns:  # strict read: the text columns and the time as written tell blank lines
@@ -424,7 +435,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     positions = conform(frame)
     report.messages = report.positions = positions.height
     pool = ThreadPoolExecutor(1)
-    statics = pool.submit(_static_records, heard, [c for c in STATIC_FIELDS if c in wanted], heard is not frame)
+    statics = pool.submit(_static_records, heard, [c for c in STATIC_FIELDS if c in wanted], some_bad)
     pool.shutdown(wait=False)
     return CsvResult(positions, report, statics)
 
