@@ -666,3 +666,14 @@ def test_detections_of_a_simulated_image_carry_its_time_and_mark_into_fusion(tmp
     fc2 = json.loads(out2.read_text())
     assert "simulated" not in fc2["routewatch"] and fc2["routewatch"]["time_precision"] == "day"
     assert all("time" not in f["properties"] and "simulated" not in f["properties"] for f in fc2["features"])
+    # a file whose only time is when it was written (a GIS export's DateTime tag): no acquisition time is claimed,
+    # so `fuse --time` still says when the image was taken
+    exported = tmp_path / "harbour_vv.tif"
+    with rasterio.open(exported, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(TIFFTAG_DATETIME="2025:01:15 16:42:07")
+    out3 = tmp_path / "exported.geojson"
+    assert runner.invoke(app, ["detect", "sar", str(exported), "-o", str(out3)]).exit_code == 0
+    fc3 = json.loads(out3.read_text())
+    assert "acquired" not in fc3["routewatch"] and all("time" not in f["properties"] for f in fc3["features"])
+    assert read_detections_geojson(out3, when)["time"].to_list() == [when] * len(fc3["features"])

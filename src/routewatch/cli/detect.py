@@ -182,7 +182,7 @@ def _image_facts(path: Path) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     if tags.get("ROUTEWATCH_SIMULATED") == "1":
         facts["simulated"] = True
-    found = time_from_files([path], tags)
+    found = time_from_files([path], tags, write_time=False)  # when the file was written is no acquisition time
     if found is not None:
         when, has_time = found
         facts.update(acquired=when.isoformat(), time_precision="second" if has_time else "day")

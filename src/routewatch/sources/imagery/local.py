@@ -98,7 +98,7 @@ def has_time_of_day(text: str) -> bool:
     return re.search(r"(?:T|\s)\d{2}", text.strip()) is not None  # 2023-10-21T10Z has one; 2023-10-21Z is a date
 
 
-def time_from_files(files: list[Path], tags: dict[str, str]) -> tuple[datetime, bool] | None:
+def time_from_files(files: list[Path], tags: dict[str, str], write_time: bool = True) -> tuple[datetime, bool] | None:
     """The acquisition time from the acquisition tags, a file name, ``annotations_coco.json`` or, last, the TIFF
     DateTime tag, and whether it has a time of day (a date alone is stored as 00:00 UTC and marked so: AIS cannot
     be matched to it)."""
@@ -122,7 +122,7 @@ def time_from_files(files: list[Path], tags: dict[str, str]) -> tuple[datetime, 
                 return parse_time(text), has_time_of_day(text)
         except (ValueError, OSError):
             pass
-    return _time_from_tags(tags, WRITE_TIME_TAGS)
+    return _time_from_tags(tags, WRITE_TIME_TAGS) if write_time else None
 
 
 def _time_from_tags(tags: dict[str, str], keys: tuple[str, ...]) -> tuple[datetime, bool] | None:
