@@ -216,10 +216,13 @@ def test_kml_labels_simulated_detections(data, tmp_path: Path) -> None:
     assert all(f["properties"]["simulated"] is True for f in doc["features"] if f["properties"]["layer"] == "trips")
     import pyogrio
 
+    rows = 0
     for layer in ("trips", "trips_arrival_unknown"):
         _, _, _, fields = pyogrio.raw.read(export(data, "gpkg", tmp_path / "x.gpkg"), layer=layer)
         names = list(pyogrio.read_info(tmp_path / "x.gpkg", layer=layer)["fields"])
         assert "simulated" in names and all(bool(v) for v in fields[names.index("simulated")])
+        rows += len(fields[names.index("simulated")])
+    assert rows == len(data.trips) > 0
 
 
 def test_cli_export_hints_analyze_on_a_store_never_analysed(tmp_path: Path) -> None:

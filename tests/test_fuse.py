@@ -608,7 +608,24 @@ def test_a_report_and_an_export_list_a_labelled_detection_once(tmp_path):
                     evidence_ids=("scene-ev", "chip-ev", "fusion-ev"), look_id="look-1")
     alone = Sighting(id="img-2", time=T, source_kind=SourceKind.IMAGE, site="rajin", event="detection", lon=130.3,
                      lat=42.23, length_m=90.0, evidence_ids=("scene-ev",), look_id="look-1")
-    assert [s.id for s in labelled_once([orig, copy, alone])] == [copy.id, "img-2"]
+    kept, originals = labelled_once([orig, copy, alone])
+    assert [s.id for s in kept] == [copy.id, "img-2"] and originals == {copy.id: "img-1"}
     store.add_sightings([orig, copy, alone])
+    # a visit stored by an analysis made before `fuse` rests on the original: it is read as resting on the copy
+    from routewatch.model import Visit
+
+    store.replace_derived([Visit(id="v1", site="rajin", vessel=None, start=T, end=T, confidence=0.7,
+                                 sighting_ids=("img-1",))], [], T + timedelta(days=1))
     data = gather(store, T + timedelta(days=1))
     assert sorted(s.id for s in data.sightings) == sorted([copy.id, "img-2"])
+    assert [v.sighting_ids for v in data.visits] == [(copy.id,)]
+    # the export names each copy's detection, so that fusing the export again fuses that detection (once)
+    from routewatch.report.export import write_geojson
+
+    path = write_geojson(data, tmp_path / "export.geojson")
+    props = {f["properties"]["id"]: f["properties"] for f in json.loads(path.read_text())["features"]}
+    assert props[copy.id]["original_id"] == "img-1" and props[copy.id]["fusion"] == ""
+    left: list[str] = []
+    again = read_detections_geojson(path, left_out=left)
+    assert sorted(again["id"]) == ["img-1", "img-2"] and left == []
+    assert again.filter(pl.col("id") == "img-1")["evidence_ids"].to_list() == [["scene-ev", "chip-ev"]]

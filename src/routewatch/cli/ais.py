@@ -300,8 +300,8 @@ def register(app: typer.Typer) -> None:
                 console.print(f"[red]{detections}: {exc}[/red]")
                 raise typer.Exit(2) from None
             if copies:
-                console.print(f"[yellow]{len(copies)} features are fusion's own results (ids fused-...), not "
-                              "detections: left out (their detections, beside them, are fused)[/yellow]")
+                console.print(f"[yellow]{len(copies)} features are fusion's own results (ids fused-...) whose "
+                              "detections are in the file too, or not named: left out[/yellow]")
         else:
             det = detections_from_sightings(store.sightings(since=_time(since, "--since"), until=_time(until, "--until")))
             det, dateless = _without_date_only_scenes(store, det)

@@ -44,6 +44,12 @@ def _lonlat(path: Path, i: int, geom: dict) -> tuple[float, float]:
     return lon, lat
 
 
+def _evidence_list(value: Any) -> list[str]:
+    """Evidence ids as a GeoJSON writes them: a list, or one comma-separated string (as ``export`` writes them)."""
+    items = value.split(",") if isinstance(value, str) else value or []
+    return [str(e).strip() for e in items if str(e).strip()]
+
+
 def _feature_time(path: Path, i: int, written: Any, given: datetime | None) -> datetime | None:
     """A feature's own time wins; ``given`` (``fuse --time``) is for features without one, or with a date alone
     (an image time to the day cannot be matched to AIS, which moves by kilometres in hours)."""
@@ -72,6 +78,7 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
                          "pixel columns and rows); fusion needs lon/lat from a georeferenced image")
     rows = []
     meta = meta if isinstance(meta, dict) else {}
+    listed = {str((f.get("properties") or {}).get("id")) for f in data.get("features", []) if isinstance(f, dict)}
     for i, f in enumerate(data.get("features", [])):
         props = dict(f.get("properties") or {})
         if meta.get("simulated") and props.get("simulated") is None:  # `detect` marks the file of a simulated image
@@ -79,10 +86,16 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
         geom = f.get("geometry") or {}
         if props.get("layer") not in (None, "detections"):
             continue  # an `export` GeoJSON: its sites and trips are not detections
-        if str(props.get("id") or "").startswith(f"{FUSED_PREFIX}-"):
-            if left_out is not None:
-                left_out.append(str(props["id"]))
-            continue
+        if str(props.get("id") or "").startswith(f"{FUSED_PREFIX}-"):  # fusion's labelled copy of a detection
+            if not props.get("original_id") or str(props["original_id"]) in listed:
+                if left_out is not None:  # its detection is beside it, or unknown: not fused a second time
+                    left_out.append(str(props["id"]))
+                continue
+            # an export lists the copy alone, naming its detection: fused again as that detection, without the
+            # earlier fusion's own evidence
+            props["id"] = str(props["original_id"])
+            props["evidence_ids"] = [e for e in _evidence_list(props.get("evidence_ids"))
+                                     if not e.startswith(f"{FUSION_EVIDENCE_PREFIX}-")]
         if geom.get("type") != "Point":
             raise ValueError(f"{path}: feature {i}: geometry must be a WGS84 Point, got {geom.get('type')!r}")
         lon, lat = _lonlat(path, i, geom)
@@ -100,9 +113,7 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
                         for k in ("length_m", "width_m", "heading_deg", "score")},
                      "site": props.get("site") or site,
                      # an exported sighting brings its evidence and its simulated mark along
-                     "evidence_ids": [str(e).strip() for e in (props["evidence_ids"].split(",")
-                                                               if isinstance(props.get("evidence_ids"), str)
-                                                               else props.get("evidence_ids") or []) if str(e).strip()],
+                     "evidence_ids": _evidence_list(props.get("evidence_ids")),
                      "simulated": str(props.get("simulated")).strip().lower() in ("true", "1", "yes")})
     return pl.DataFrame(rows, schema={**DET_SCHEMA, "evidence_ids": pl.List(pl.String), "simulated": pl.Boolean})
 
@@ -123,15 +134,17 @@ def is_fused(s: Sighting) -> bool:
                                                       for e in s.evidence_ids)
 
 
-def labelled_once(sightings: Iterable[Sighting]) -> list[Sighting]:
+def labelled_once(sightings: Iterable[Sighting]) -> tuple[list[Sighting], dict[str, str]]:
     """Sightings with each detection that fusion labelled shown once, as its labelled copy (which carries the
-    original's evidence and look): the records counterpart of :func:`routewatch.pipeline.without_fused_originals`,
-    for what a report or an export lists."""
+    original's evidence and look), and {copy id: original id} for the originals left out: the records counterpart
+    of :func:`routewatch.pipeline.without_fused_originals`, for what a report or an export lists (an export names
+    each copy's original, so that ``fuse --detections`` can fuse that detection again)."""
     items = list(sightings)
     copies = {s.id for s in items if s.id.startswith(f"{FUSED_PREFIX}-")}
     if not copies:
-        return items
-    return [s for s in items if s.id in copies or fused_id(s.id) not in copies]
+        return items, {}
+    originals = {fused_id(s.id): s.id for s in items if fused_id(s.id) in copies}
+    return [s for s in items if s.id not in originals.values()], originals
 
 
 def detections_from_sightings(sightings: Iterable[Sighting]) -> pl.DataFrame:

@@ -8,6 +8,7 @@ numbers. Records later than ``as_of`` are left out, so a report for a past date 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import mimetypes
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -109,6 +110,7 @@ class ReportData:
     aggregates: list[AggregateObservation] = field(default_factory=list)
     views: list[RouteView] = field(default_factory=list)
     workspace_root: Path | None = None
+    labelled_from: dict[str, str] = field(default_factory=dict)  # fusion's copy id -> the detection it labels
 
     @property
     def looks_by_id(self) -> dict[str, Look]:
@@ -267,8 +269,9 @@ def gather(store: Any, as_of: datetime, analysis: Any | None = None, workspace_r
     vessels = {v.key: v for v in _call(store, "vessels")}
     looks = sorted((lk for lk in _call(store, "looks", until=as_of) if lk.time <= as_of), key=lambda lk: lk.time)
     # a detection fusion labelled is listed once, as its labelled copy (the analysis reads it so too)
-    sightings = sorted(labelled_once(s for s in _call(store, "sightings", until=as_of) if s.time <= as_of),
-                       key=lambda s: s.time)
+    sightings, labelled_from = labelled_once(s for s in _call(store, "sightings", until=as_of) if s.time <= as_of)
+    sightings.sort(key=lambda s: s.time)
+    as_copy = {orig: copy for copy, orig in labelled_from.items()}
     scenes = {sc.id: sc for sc in _call(store, "scenes") if sc.acquired <= as_of}
     if analysis is not None:
         visits = list(getattr(analysis, "visits", []))
@@ -281,6 +284,9 @@ def gather(store: Any, as_of: datetime, analysis: Any | None = None, workspace_r
     else:
         visits, trips, acts, estimates = _call(store, "visits"), _call(store, "trips"), _call(store, "activities"), []
     visits = sorted((v for v in visits if v.start <= as_of), key=lambda v: v.start)
+    if as_copy:  # visits stored before `fuse` rest on the originals: read them as the copies that replace them
+        visits = [dataclasses.replace(v, sighting_ids=tuple(dict.fromkeys(as_copy.get(i, i) for i in v.sighting_ids)))
+                  if as_copy.keys() & set(v.sighting_ids) else v for v in visits]
     trips = sorted((t for t in trips if t.depart <= as_of), key=lambda t: t.depart)
     judged = as_of
     if analysis is None:  # the judgements of the store's latest analysis (the one its visits and trips come from),
@@ -301,7 +307,7 @@ def gather(store: Any, as_of: datetime, analysis: Any | None = None, workspace_r
         ids.update(act.last_activity_evidence)
     evidence = {e.id: e for e in _call(store, "evidence", sorted(ids))} if ids else {}
     data = ReportData(as_of, sites, routes, vessels, looks, sightings, visits, trips, scenes, evidence, activities,
-                      estimates, aggregates, workspace_root=workspace_root)
+                      estimates, aggregates, workspace_root=workspace_root, labelled_from=labelled_from)
     data.views = [route_view(data, r) for r in routes.values()]
     return data
 

@@ -51,6 +51,7 @@ def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
             "vessel": s.vessel or "", "event": s.event, "length_m": s.length_m, "width_m": s.width_m,
             "score": s.score, "confidence": s.confidence,
             "identification_confidence": s.identification_confidence, "fusion": fusion_status(s),
+            "original_id": data.labelled_from.get(s.id, ""),
             "simulated": bool(s.simulated), "evidence_ids": ",".join(s.evidence_ids)}))
     visits = {v.id: v for v in data.visits}
     sim_visits = simulated_visits(data)
@@ -124,7 +125,8 @@ GPKG_LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
     # finds the same layers and columns whatever the store holds
     "sites": ("MultiPolygon", ("id", "name", "kind", "country", "notes")),
     "detections": ("Point", ("id", "time", "source_kind", "site", "vessel", "event", "length_m", "width_m", "score",
-                             "confidence", "identification_confidence", "fusion", "simulated", "evidence_ids")),
+                             "confidence", "identification_confidence", "fusion", "original_id", "simulated",
+                             "evidence_ids")),
     "trips": ("LineString", TRIP_FIELDS),
     "trips_arrival_unknown": ("Point", TRIP_FIELDS),
 }
