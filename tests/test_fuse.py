@@ -604,7 +604,7 @@ def test_a_report_and_an_export_list_a_labelled_detection_once(tmp_path):
     orig = Sighting(id="img-1", time=T, source_kind=SourceKind.IMAGE, site="rajin", event="detection", lon=130.29,
                     lat=42.23, length_m=120.0, evidence_ids=("scene-ev", "chip-ev"), look_id="look-1")
     copy = Sighting(id=fused_id("img-1"), time=T, source_kind=SourceKind.IMAGE, site="rajin", event="detection",
-                    lon=130.29, lat=42.23, length_m=120.0, vessel="angara",
+                    lon=130.29, lat=42.23, length_m=120.0, heading_deg=30.0, vessel="angara",
                     evidence_ids=("scene-ev", "chip-ev", "fusion-ev"), look_id="look-1")
     alone = Sighting(id="img-2", time=T, source_kind=SourceKind.IMAGE, site="rajin", event="detection", lon=130.3,
                      lat=42.23, length_m=90.0, evidence_ids=("scene-ev",), look_id="look-1")
@@ -628,4 +628,7 @@ def test_a_report_and_an_export_list_a_labelled_detection_once(tmp_path):
     left: list[str] = []
     again = read_detections_geojson(path, left_out=left)
     assert sorted(again["id"]) == ["img-1", "img-2"] and left == []
-    assert again.filter(pl.col("id") == "img-1")["evidence_ids"].to_list() == [["scene-ev", "chip-ev"]]
+    first = again.filter(pl.col("id") == "img-1")
+    assert first["evidence_ids"].to_list() == [["scene-ev", "chip-ev"]]
+    # with its heading (a term of the AIS match) and its look (a later `detect` replaces the label with it)
+    assert first["heading_deg"].to_list() == [30.0] and first["look_id"].to_list() == ["look-1"]

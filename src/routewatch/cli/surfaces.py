@@ -100,9 +100,10 @@ def register(app: typer.Typer) -> None:
                               f"that date (leave out --stored to judge as of {when:%Y-%m-%d})")
                 when = judged
             elif judged > when:  # its visits and trips rest on what the store held at that later date
-                fix = (f"Run `routewatch analyze --as-of {when:%Y-%m-%d}` first, or leave out --stored." if stored
-                       else "This store has no watchlist here to analyse it again for that date (give a workspace "
-                            f"with one), or give an --as-of on or after {judged:%Y-%m-%d}.")
+                fix = (f"Run `routewatch analyze --as-of {when:%Y-%m-%d}` first, or leave out --stored."
+                       if watchlist is not None else
+                       "This store has no watchlist here to analyse it again for that date (give a workspace "
+                       f"with one), or give an --as-of on or after {judged:%Y-%m-%d}.")
                 console.print(f"[red]error:[/red] the store's analysis is as of {judged:%Y-%m-%d %H:%M} UTC, after "
                               f"--as-of {when:%Y-%m-%d %H:%M}: its visits and trips may rest on later data. {fix}")
                 raise typer.Exit(2)

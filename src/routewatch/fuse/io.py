@@ -6,7 +6,8 @@ unless the caller gives it. A feature without a point or a time, or with coordin
 lat [-90, 90], is an error that names the feature; so is a file written from an image without georeference
 (``"routewatch": {"georeferenced": false}``: its points are pixel columns and rows, not lon/lat).
 
-Fusion's own output (sightings ``fused-...`` with a ``fusion-...`` evidence) is never read back as detections.
+Fusion's own output (sightings ``fused-...`` with a ``fusion-...`` evidence) is not fused as detections: read
+from the store it is left out, and an export's copy is read as the detection it names (``original_id``).
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
                             left_out: list[str] | None = None) -> pl.DataFrame:
     """Image detections of a GeoJSON (``detect``'s, an ``export``'s detections layer, or the user's own).
 
-    Features that fusion wrote (ids ``fused-...``, which an ``export`` lists beside the detections they label) are
-    left out, their ids added to ``left_out``: fused again they would be matched a second time, as other ships."""
+    A feature fusion wrote (id ``fused-...``) is read as the detection it labels when it names it
+    (``original_id``, as ``export`` writes it) and that detection is not in the file too; otherwise it is left
+    out, its id added to ``left_out``: fused as well, a ship would be matched a second time, as another ship."""
     data = json.loads(Path(path).read_text())
     meta = data.get("routewatch") if isinstance(data, dict) else None
     if isinstance(meta, dict) and meta.get("georeferenced") is False:
@@ -114,8 +116,11 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
                      "site": props.get("site") or site,
                      # an exported sighting brings its evidence and its simulated mark along
                      "evidence_ids": _evidence_list(props.get("evidence_ids")),
+                     # and its look, which a later `detect` of that scene replaces together with its labels
+                     "look_id": str(props["look_id"]) if props.get("look_id") else None,
                      "simulated": str(props.get("simulated")).strip().lower() in ("true", "1", "yes")})
-    return pl.DataFrame(rows, schema={**DET_SCHEMA, "evidence_ids": pl.List(pl.String), "simulated": pl.Boolean})
+    return pl.DataFrame(rows, schema={**DET_SCHEMA, "evidence_ids": pl.List(pl.String), "look_id": pl.String,
+                                      "simulated": pl.Boolean})
 
 
 def fused_id(detection_id: str) -> str:
@@ -144,7 +149,8 @@ def labelled_once(sightings: Iterable[Sighting]) -> tuple[list[Sighting], dict[s
     if not copies:
         return items, {}
     originals = {fused_id(s.id): s.id for s in items if fused_id(s.id) in copies}
-    return [s for s in items if s.id not in originals.values()], originals
+    gone = set(originals.values())
+    return [s for s in items if s.id not in gone], originals
 
 
 def detections_from_sightings(sightings: Iterable[Sighting]) -> pl.DataFrame:

@@ -49,9 +49,9 @@ def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
         out.append(("detections", Point(s.lon, s.lat), {
             "id": s.id, "time": _iso(s.time), "source_kind": str(s.source_kind), "site": s.site or "",
             "vessel": s.vessel or "", "event": s.event, "length_m": s.length_m, "width_m": s.width_m,
-            "score": s.score, "confidence": s.confidence,
+            "heading_deg": s.heading_deg, "score": s.score, "confidence": s.confidence,
             "identification_confidence": s.identification_confidence, "fusion": fusion_status(s),
-            "original_id": data.labelled_from.get(s.id, ""),
+            "original_id": data.labelled_from.get(s.id, ""), "look_id": s.look_id or "",
             "simulated": bool(s.simulated), "evidence_ids": ",".join(s.evidence_ids)}))
     visits = {v.id: v for v in data.visits}
     sim_visits = simulated_visits(data)
@@ -124,13 +124,14 @@ GPKG_LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
     # layer: (geometry type, fields); every layer is written, empty or not, so a GIS project built on the file
     # finds the same layers and columns whatever the store holds
     "sites": ("MultiPolygon", ("id", "name", "kind", "country", "notes")),
-    "detections": ("Point", ("id", "time", "source_kind", "site", "vessel", "event", "length_m", "width_m", "score",
-                             "confidence", "identification_confidence", "fusion", "original_id", "simulated",
-                             "evidence_ids")),
+    "detections": ("Point", ("id", "time", "source_kind", "site", "vessel", "event", "length_m", "width_m",
+                             "heading_deg", "score", "confidence", "identification_confidence", "fusion",
+                             "original_id", "look_id", "simulated", "evidence_ids")),
     "trips": ("LineString", TRIP_FIELDS),
     "trips_arrival_unknown": ("Point", TRIP_FIELDS),
 }
-GPKG_FLOATS = {"length_m", "width_m", "score", "confidence", "distance_nm"}
+GPKG_FLOATS = {"length_m", "width_m", "heading_deg", "score", "confidence", "identification_confidence",
+               "distance_nm"}
 
 
 def write_gpkg(data: ReportData, path: Path) -> Path:
@@ -214,9 +215,12 @@ def write_csv(data: ReportData, folder: Path) -> Path:
                     x.detection.l50_m, x.detection.scale_m, x.detection.p_max, x.note, " ".join(x.evidence_ids)]
                    for x in data.looks]),
         "sightings": (["id", "time", "time_end", "source_kind", "site", "vessel", "event", "lon", "lat", "length_m",
-                       "confidence", "simulated", "evidence_ids"],
+                       "confidence", "identification_confidence", "fusion", "original_id", "simulated",
+                       "evidence_ids"],
                       [[x.id, _iso(x.time), _iso(x.time_end), x.source_kind, x.site, x.vessel, x.event, x.lon, x.lat,
-                        x.length_m, x.confidence, x.simulated, " ".join(x.evidence_ids)] for x in data.sightings]),
+                        x.length_m, x.confidence, x.identification_confidence, fusion_status(x),
+                        data.labelled_from.get(x.id, ""), x.simulated, " ".join(x.evidence_ids)]
+                       for x in data.sightings]),
         "visits": (["id", "site", "vessel", "start", "end", "confidence", "simulated", "sighting_ids",
                     "evidence_ids"],
                    [[x.id, x.site, x.vessel, _iso(x.start), _iso(x.end), x.confidence, x.id in sim_visits,
@@ -264,8 +268,11 @@ def kml_document(data: ReportData, chip_href: Callable[[str], str | None]) -> st
         if layer != "detections":
             continue
         sim = "SIMULATED: " if p["simulated"] else ""
+        fused = "" if not p["fusion"] else f"fusion: {p['fusion']}" + (
+            f" (identification {p['identification_confidence']:.2f})" if p["identification_confidence"] is not None
+            else "") + ", "
         desc = escape(f"{sim}{p['source_kind']} {p['event']} at {p['site']}, vessel {p['vessel'] or 'unidentified'}, "
-                      f"length {p['length_m'] or '?'} m, evidence {p['evidence_ids']}")
+                      f"{fused}length {p['length_m'] or '?'} m, evidence {p['evidence_ids']}")
         if p["id"] in chips_by_sighting:
             desc += escape(f'<br/><img src="{chips_by_sighting[p["id"]]}" width="128"/>')
         label = ((p["vessel"] or p["source_kind"]) + (f" ({p['fusion']})" if p["fusion"] else "")
