@@ -488,6 +488,17 @@ def test_two_crops_of_one_image_that_overlap_in_part_count_the_overlap_once(tmp_
     assert len(seen) == 2  # the middle ship once (the crop showing more of the site keeps it), the east one
     for ship in ships:
         assert _nearest_m(ship.lon, ship.lat, seen) < 40.0
+    # the crop that counted the shared part cannot be read any more (a copy cut short): the other one counts it
+    # now, with the ship in it, instead of leaving it to a look that saw nothing
+    first = max(looks, key=lambda lk: lk.usable_fraction)
+    path = Path(next(s.uri for s in added.scenes if s.id == first.scene_id))
+    path.write_bytes(path.read_bytes()[:2000])
+    again = detect_site(ws, "rajin", datetime(2023, 10, 1, tzinfo=UTC), detector=bright_blobs, progress=False)
+    assert len(again.errors) == 1
+    other = next(lk for lk in store.looks(site="rajin") if lk.scene_id != first.scene_id)
+    assert other.usable_fraction > 0.6 and "another window" not in other.note
+    kept = [s for s in store.sightings(site="rajin") if s.event == "detection"]
+    assert _nearest_m(ships[0].lon, ships[0].lat, kept) < 40.0  # the middle ship, seen by the readable crop
 
 
 def test_a_ship_on_a_lon_lat_grid_at_60_north_is_measured_in_true_metres(tmp_path: Path) -> None:
@@ -607,3 +618,18 @@ def test_an_rgb_scene_is_detected_with_water_polygons_and_a_warning(shared_dir: 
     look = store.looks(site="casablanca")[0]
     assert "warning: no nir band" in look.note and look.vessels_seen == len(store.sightings(site="casablanca"))
     assert look.vessels_seen is not None and look.vessels_seen >= 1
+
+
+def test_a_pixel_mask_outlined_in_lon_lat_rasterizes_back_to_itself() -> None:
+    """What a window imaged with data is handed on as a WGS84 outline; read back on the grid it is the same mask."""
+    from affine import Affine
+
+    from routewatch.sources.imagery.geo import GridGeoref
+
+    grid = GridGeoref((120, 160), transform=Affine(10.0, 0, 500000, 0, -10.0, 4675000), crs="EPSG:32652")
+    mask = np.zeros((120, 160), bool)
+    mask[10:80, 20:150] = True
+    mask[30:50, 60:90] = False  # a hole: no data inside
+    mask[100:110, 5:15] = True  # a second part
+    back = grid.rasterize(grid.polygonize(mask))
+    assert (back == mask).mean() > 0.995 and grid.polygonize(np.zeros((120, 160), bool)).is_empty

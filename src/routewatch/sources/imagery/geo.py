@@ -148,6 +148,23 @@ class GridGeoref:
         lon, lat = self.pixel_to_lonlat([p[0] for p in pts], [p[1] for p in pts])
         return _split_at_antimeridian(Polygon(zip(np.unwrap(lon, period=360.0), lat, strict=True)).buffer(0))
 
+    def polygonize(self, mask: np.ndarray) -> BaseGeometry:
+        """The WGS84 outline of a boolean pixel mask (inverse of :meth:`rasterize`; staircase edges simplified by
+        half a pixel)."""
+        from rasterio.features import shapes
+        from shapely.geometry import shape as to_shape
+
+        m = np.asarray(mask, dtype=bool)
+        parts = [to_shape(g) for g, v in shapes(m.astype(np.uint8), mask=m, transform=Affine.identity()) if v]
+        if not parts:
+            return shapely.geometry.Polygon()
+        pix = shapely.union_all(parts).simplify(0.5)
+
+        def to_lonlat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return self.pixel_to_lonlat(y, x)  # pixel space: x = col, y = row
+
+        return shapely.transform(pix, to_lonlat, interleaved=False)
+
     def rasterize(self, geometry_wgs84: BaseGeometry | None) -> np.ndarray:
         """Boolean mask of the pixels whose centre lies inside a WGS84 geometry."""
         h, w = self.shape

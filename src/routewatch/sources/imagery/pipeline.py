@@ -84,6 +84,7 @@ class SceneOutcome:
     evidence: list[Evidence] = field(default_factory=list)
     failure: tuple[str, str] | None = None
     error: bool = False  # the scene could not be read or the detector failed (not a cloudy or blank scene)
+    seen: BaseGeometry | None = None  # the part of the site it imaged with data, when asked (a shared window)
 
 
 @dataclass
@@ -149,11 +150,13 @@ def _unusable(scene: Scene, site: Site, note: str) -> Look:
 
 
 def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None, chips_dir: str,
-                  detector: Detector | None = None, taken: BaseGeometry | None = None) -> SceneOutcome:
+                  detector: Detector | None = None, taken: BaseGeometry | None = None,
+                  seen: bool = False) -> SceneOutcome:
     """One scene over one site into a Look and Sightings (never raises for bad input: it reports a failure).
 
-    ``taken``: the part of the site (lon/lat) that another window of the same acquisition shows and whose look
-    counts it (:func:`seen_in_other_windows`): this look neither counts it as seen nor keeps the ships in it."""
+    ``taken``: the part of the site (lon/lat) that another window of the same acquisition imaged with data and
+    whose look counts it (see :func:`shared_windows`): this look neither counts it as seen nor keeps the ships in
+    it. ``seen``: return the part of the site this scene imaged with data (for the windows after it)."""
     detector = detector or default_detector
     try:
         raster = read_scene(scene, site.geometry)
@@ -264,7 +267,8 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     look = Look(id=look_id, site=site.key, time=scene.acquired, sensor=scene.sensor, usable_fraction=round(uf.fraction, 4),
                 detection=model, source_kind=SourceKind.IMAGE, scene_id=scene.id, evidence_ids=(evid,),
                 vessels_seen=len(sightings), simulated=scene.simulated, note=note)
-    return SceneOutcome(scene.id, look, sightings, evidence)
+    imaged = raster.georef.polygonize(site_px & raster.valid) if seen else None
+    return SceneOutcome(scene.id, look, sightings, evidence, seen=imaged)
 
 
 def site_water_geometry(ws: Workspace, site_key: str, water: str | Path | None = None) -> BaseGeometry | None:
@@ -280,11 +284,10 @@ def site_water_geometry(ws: Workspace, site_key: str, water: str | Path | None =
 
 def _run(scenes: list[Scene], site: Site, water: BaseGeometry | None, chips: str, detector: Detector | None,
          workers: int | None, scheduler: str | None, processes: bool,
-         taken: dict[str, BaseGeometry] | None = None) -> Iterator[SceneOutcome]:
-    taken = taken or {}
+         seen_of: set[str] | frozenset[str] = frozenset()) -> Iterator[SceneOutcome]:
     if (not workers or workers <= 1) and not scheduler:  # one worker: in-process, no cluster to start
         for s in scenes:
-            yield process_scene(s, site, water, chips, detector, taken.get(s.id))
+            yield process_scene(s, site, water, chips, detector, None, s.id in seen_of)
         return
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -297,8 +300,8 @@ def _run(scenes: list[Scene], site: Site, water: BaseGeometry | None, chips: str
         client = Client(cluster)
     try:
         site_f, water_f = client.scatter(site, broadcast=True), client.scatter(water, broadcast=True)
-        futures = [client.submit(process_scene, s, site_f, water_f, chips, detector, taken.get(s.id), pure=False)
-                   for s in scenes]
+        futures = [client.submit(process_scene, s, site_f, water_f, chips, detector, None, s.id in seen_of,
+                                 pure=False) for s in scenes]
         for fut in as_completed(futures):
             yield fut.result()
     finally:
@@ -340,27 +343,49 @@ def one_per_acquisition(scenes: list[Scene], site: Site) -> tuple[list[Scene], l
     return sorted(kept, key=lambda s: order[s.id]), extra
 
 
-def seen_in_other_windows(kept: list[Scene], site: Site) -> dict[str, BaseGeometry]:
-    """For windows of one acquisition that :func:`one_per_acquisition` keeps and that overlap in part (two crops
-    of one image, each showing some of a port), the part of the site each must leave to a window before it (by
-    the same order: most of the site first): one image's view of the site is counted once, and a ship in the
-    overlap is one sighting. Keyed by scene id; a window that shares nothing is not listed."""
+def shared_windows(kept: list[Scene], site: Site) -> dict[str, list[str]]:
+    """Windows of one acquisition that :func:`one_per_acquisition` keeps and that overlap in part (two crops of
+    one image, each showing some of a port): for each window after the first (most of the site first), the
+    windows before it that share part of the site with it. The part of the site a window before it imaged with
+    data is counted by that window's look, so one image's view is counted once and a ship in the overlap is one
+    sighting; what a window before it could not read, or had no data over, stays with this one."""
     from routewatch.sources.imagery.ingest import date_only
 
     groups: dict[tuple, list[Scene]] = {}
     for s in kept:
         if not date_only(s) and s.footprint is not None:
             groups.setdefault((s.sensor, s.acquired, s.simulated), []).append(s)
-    out: dict[str, BaseGeometry] = {}
+    out: dict[str, list[str]] = {}
     for group in groups.values():
         parts = {s.id: s.footprint.intersection(site.geometry) for s in group}
-        before: list[BaseGeometry] = []
-        for s in sorted(group, key=lambda s: (-parts[s.id].area, s.id)):
-            shared = parts[s.id].intersection(unary_union(before)) if before else None
-            if shared is not None and shared.area > 0:
-                out[s.id] = shared
-            before.append(parts[s.id])
+        ranked = sorted(group, key=lambda s: (-parts[s.id].area, s.id))
+        for i, s in enumerate(ranked):
+            before = [o.id for o in ranked[:i] if parts[o.id].intersection(parts[s.id]).area > 0]
+            if before:
+                out[s.id] = before
     return out
+
+
+def _outcomes(scenes: list[Scene], later: dict[str, list[str]], asked: set[str], site: Site,
+              water: BaseGeometry | None, chips: str, detector: Detector | None, workers: int | None,
+              scheduler: str | None, processes: bool) -> Iterator[SceneOutcome]:
+    """Every scene's outcome: the scenes that share no part of the site first (in parallel when asked), then each
+    later window of a shared acquisition, in order, given the part the windows before it imaged with data."""
+    seen: dict[str, BaseGeometry] = {}
+    for out in _run([s for s in scenes if s.id not in later], site, water, chips, detector, workers, scheduler,
+                    processes, asked):
+        if out.seen is not None:
+            seen[out.scene_id] = out.seen
+        yield out
+    by_id = {s.id: s for s in scenes}
+    for sid, before in later.items():  # few (crops of one image), in order: each after those it follows
+        s = by_id[sid]
+        parts = [seen[e] for e in before if e in seen and not seen[e].is_empty]
+        taken = unary_union(parts).intersection(site.geometry) if parts else None
+        out = process_scene(s, site, water, chips, detector, taken, s.id in asked)
+        if out.seen is not None:
+            seen[out.scene_id] = out.seen
+        yield out
 
 
 def detect_site(workspace: Workspace | str | Path | None, site_key: str, since: datetime,
@@ -381,14 +406,16 @@ def detect_site(workspace: Workspace | str | Path | None, site_key: str, since: 
     scenes = [s for s in store.scenes(since=since, until=until, bbox=site.geometry.bounds)
               if s.footprint is None or s.footprint.intersects(site.geometry)]
     scenes, extra = one_per_acquisition(scenes, site)
-    taken = seen_in_other_windows(scenes, site)
+    later = shared_windows(scenes, site)  # read after the windows before them, which hand on what they saw
+    asked = {e for ids in later.values() for e in ids}
     if extra:  # looks an earlier run made of a second window of the same acquisition go, with their sightings
         store.remove_looks([_unusable(s, site, "") for s in extra])
     result = PipelineResult(site=site.key, scenes=len(scenes), simulated=any(s.simulated for s in scenes))
     by_id = {s.id: s for s in scenes}
     with _progress(progress) as bar:
         task = bar.add_task(f"detect over {site.key}", total=len(scenes)) if bar else None
-        for out in _run(scenes, site, water_geom, str(ws.chips_dir), detector, workers, scheduler, processes, taken):
+        for out in _outcomes(scenes, later, asked, site, water_geom, str(ws.chips_dir), detector, workers, scheduler,
+                             processes):
             # the look's sightings of an earlier run that this one did not find go, in the same transaction
             write_together(store, evidence=out.evidence, looks=[out.look], sightings=out.sightings,
                            replace_sightings=True, keep_also=[fused_id(s.id) for s in out.sightings])
