@@ -435,7 +435,8 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     positions = conform(frame)
     report.messages = report.positions = positions.height
     pool = ThreadPoolExecutor(1)
-    statics = pool.submit(_static_records, heard, [c for c in STATIC_FIELDS if c in wanted], some_bad)
+    statics = pool.submit(_static_records, heard if some_bad else frame, [c for c in STATIC_FIELDS if c in wanted],
+                          some_bad)
     pool.shutdown(wait=False)
     return CsvResult(positions, report, statics)
 
