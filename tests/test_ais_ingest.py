@@ -130,6 +130,13 @@ def test_a_mapping_without_a_time_format_reads_iso_times_with_their_zones(tmp_pa
     assert res.report.bad_total == 0
     assert res.positions.sort("line")["timestamp"].to_list() == [
         datetime(2024, 1, 1, h, tzinfo=UTC) for h in (6, 1, 7, 8)]
+    # zones of both signs first seen past the rows sampled
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("ship,when,x,y\n" + "".join(f"273210440,2024-01-01T00:{i // 60:02d}:{i % 60:02d},130.29,42.23\n"
+                                                  for i in range(300))
+                     + "273210440,2024-01-01T10:00:00-05:00,130.29,42.23\n273210440,2024-01-01T11:00:00Z,130.29,42.23\n")
+    got = read_provider_csv(mixed, load_mapping(tmp_path / "iso.toml")).positions.sort("line")["timestamp"]
+    assert got.to_list()[-2:] == [datetime(2024, 1, 1, 15, tzinfo=UTC), datetime(2024, 1, 1, 11, tzinfo=UTC)]
     # the first time that parses has a zone, but only after more rows than are sampled (times missing or N/A)
     late = tmp_path / "late.csv"
     late.write_text("ship,when,x,y\n" + "273210440,N/A,130.29,42.23\n" * 250

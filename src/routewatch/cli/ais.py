@@ -130,13 +130,14 @@ def register(app: typer.Typer) -> None:
                                     mapping=cmap, force=force)
                 except (OSError, ValueError) as exc:
                     failed += 1
-                    store.record_failure("ais", str(f), str(exc))
+                    store.record_failure("ais", str(Path(f).resolve()), str(exc))  # as the manifest names it
                     text = str(exc) if str(exc).startswith(str(f)) else f"{f}: {exc}"  # named once
                     console.print(f"[red]{escape(text)}[/red]")
                     continue
                 finally:
                     progress.advance(task)
-                store.clear_failures("ais", [str(f)])  # read now (or before): an earlier failure of it is past
+                # read now (or before): an earlier failure of it is past, however the path was written then
+                store.clear_failures("ais", [str(Path(f).resolve()), str(f)])
                 if s.skipped:
                     table.add_row(f.name, s.kind, "0", "-", "-", "already ingested")
                     continue

@@ -399,7 +399,8 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     retry = frame.select(pl.col("timestamp").is_null() & pl.col("_raw").is_not_null()).to_series()
     if retry.any():  # parsed again, those rows only: blanks stripped, and an ISO time's zone read
         idx = retry.arg_true()
-        fixed = frame.select(parse(pl.col("_raw").gather(idx).str.strip_chars(), with_zones=True)).to_series()
+        fixed = pl.DataFrame({"_raw": frame["_raw"].gather(idx)}).select(
+            parse(pl.col("_raw").str.strip_chars(), with_zones=True)).to_series()
         frame = frame.with_columns(frame["timestamp"].scatter(idx, fixed))
     frame = frame.with_columns(valid.alias("_ok"))
     report = ReadReport(lines=file.records)
