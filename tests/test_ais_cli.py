@@ -356,6 +356,16 @@ def test_fuse_identifies_the_ais_ship_and_leaves_the_other_dark(tmp_path, monkey
 
     dets = [p for layer, _, p in features(gather(store, when + timedelta(hours=1))) if layer == "detections"]
     assert sorted(p["fusion"] for p in dets) == ["dark", "identified"]
+    # the detections came from a file, not the store: the export still names each one, so fusing the export
+    # fuses them again, once (the same copies, nothing added)
+    exp = tmp_path / "exp.geojson"
+    from routewatch.report.export import write_geojson
+
+    write_geojson(gather(store, when + timedelta(hours=1)), exp)
+    out = _run("fuse", "--detections", str(exp), "-w", str(ws.root), "--out", str(tmp_path / "again.geojson"))
+    assert "2 detections" in out or "of 2 detections" in out
+    again = sorted(s.id for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-"))
+    assert again == sorted(s.id for s in fused)
     # a broken detections file: the error names it, nothing is written
     monkeypatch.chdir(tmp_path)
     Path("broken.geojson").write_text('{"type": "FeatureCollection", "features": [{"geometry": {"type": "Pol')

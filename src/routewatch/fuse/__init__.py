@@ -130,7 +130,8 @@ def fused_sightings(result: pl.DataFrame, source_kind: SourceKind = SourceKind.I
             description=(f"detection {r['id']} {r['status']}"
                          + (f": AIS MMSI {r['mmsi']} at {r['match_distance_m']:.0f} m" if r["mmsi"] is not None else "")),
             observed_at=r["time"],
-            attributes={"status": r["status"], "mmsi": r["mmsi"], "match_distance_m": r["match_distance_m"],
+            attributes={"detection": r["id"], "status": r["status"], "mmsi": r["mmsi"],
+                        "match_distance_m": r["match_distance_m"],
                         "ais_message": r["ais_evidence"], "probabilities": json.loads(r["probabilities"] or "{}"),
                         "reasons": _reasons(r.get("reasons"))},
         )

@@ -51,7 +51,7 @@ def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
             "vessel": s.vessel or "", "event": s.event, "length_m": s.length_m, "width_m": s.width_m,
             "heading_deg": s.heading_deg, "score": s.score, "confidence": s.confidence,
             "identification_confidence": s.identification_confidence, "fusion": fusion_status(s),
-            "original_id": data.labelled_from.get(s.id, ""), "look_id": s.look_id or "",
+            "original_id": original_id(data, s), "look_id": s.look_id or "",
             "simulated": bool(s.simulated), "evidence_ids": ",".join(s.evidence_ids)}))
     visits = {v.id: v for v in data.visits}
     sim_visits = simulated_visits(data)
@@ -73,6 +73,20 @@ def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
         # A trip whose arrival (or destination) is unknown is a point at its origin, never a line to a guessed port.
         out.append(("trips", LineString([a, b]) if b is not None else Point(a), props))
     return out
+
+
+def original_id(data: ReportData, s: Sighting) -> str:
+    """The detection a fusion copy labels: its stored original, else the id its fusion evidence records (a
+    detection fused from a file is not stored itself); empty for anything else."""
+    if not s.id.startswith(f"{FUSED_PREFIX}-"):
+        return ""
+    if s.id in data.labelled_from:
+        return data.labelled_from[s.id]
+    for e in s.evidence_ids:
+        ev = data.evidence.get(e)
+        if ev is not None and ev.attributes.get("detection"):
+            return str(ev.attributes["detection"])
+    return ""
 
 
 def fusion_status(s: Sighting) -> str:
@@ -219,7 +233,7 @@ def write_csv(data: ReportData, folder: Path) -> Path:
                        "evidence_ids"],
                       [[x.id, _iso(x.time), _iso(x.time_end), x.source_kind, x.site, x.vessel, x.event, x.lon, x.lat,
                         x.length_m, x.confidence, x.identification_confidence, fusion_status(x),
-                        data.labelled_from.get(x.id, ""), x.simulated, " ".join(x.evidence_ids)]
+                        original_id(data, x), x.simulated, " ".join(x.evidence_ids)]
                        for x in data.sightings]),
         "visits": (["id", "site", "vessel", "start", "end", "confidence", "simulated", "sighting_ids",
                     "evidence_ids"],
