@@ -492,12 +492,17 @@ def test_a_features_own_time_wins_over_the_time_given(tmp_path):
         _feature(130.30, 42.23, length_m=120),
         _feature(130.31, 42.23, time=T.date().isoformat(), length_m=120),
     ]}))
-    det = read_detections_geojson(path, other)
-    assert det["time"].to_list() == [T, other, other]
+    same_day = T.replace(hour=5)
+    det = read_detections_geojson(path, same_day)
+    assert det["time"].to_list() == [T, same_day, same_day]
     alone = tmp_path / "timed.geojson"  # the timed detection keeps its id whatever time is given
     alone.write_text(json.dumps({"type": "FeatureCollection", "features": [
         _feature(130.29, 42.23, time=T.isoformat(), length_m=120)]}))
     assert read_detections_geojson(alone)["id"].to_list() == det.filter(pl.col("lon") == 130.29)["id"].to_list()
+    assert read_detections_geojson(alone, other)["time"].to_list() == [T]
+    # a date alone with --time of another day: said, by feature, rather than matched at the other day
+    with pytest.raises(ValueError, match=r"feature 2: its date 2023-10-21 is not that of --time"):
+        read_detections_geojson(path, other)
     bad = tmp_path / "bad.geojson"
     bad.write_text(json.dumps({"type": "FeatureCollection", "features": [_feature(130.29, 42.23, time="yesterday")]}))
     with pytest.raises(ValueError, match="feature 0: 'time' 'yesterday'"):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,11 @@ def _feature_time(path: Path, i: int, written: Any, given: datetime | None) -> d
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{path}: feature {i}: 'time' {text!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:  # the format's times are UTC
+        when = when.replace(tzinfo=UTC)
     if given is not None and len(text) <= 10:  # a date alone: the time given says when in the day
+        if ensure_utc(given).date() != when.date():
+            raise ValueError(f"{path}: feature {i}: its date {text} is not that of --time {given.isoformat()}")
         return given
     return when
 
