@@ -205,26 +205,37 @@ def test_a_site_of_several_degrees_is_indexed_in_little_memory_with_exact_distan
     rng = np.random.default_rng(7)
     edge = np.concatenate([shapely.get_coordinates(shapely.line_interpolate_point(ring, rng.uniform(0, 1, n),
                                                                                   normalized=True))
-                           for ring, n in ((local.exterior, 20_000), (local.interiors[0], 5_000))])
-    a, b = np.array(local.exterior.coords[0]), np.array(local.exterior.coords[1])  # the south edge
-    out = np.array([(b - a)[1], -(b - a)[0]]) / np.hypot(*(b - a))  # its outward normal
+                           for ring, n in ((local.exterior, 2_000), (local.interiors[0], 500))])
     xy = np.concatenate([
-        np.column_stack([(rng.uniform(127.8, 132.2, 20_000) - lon0) * kx,
-                         (rng.uniform(37.8, 42.2, 20_000) - lat0) * EARTH_M_PER_DEG]),  # all over the area
+        np.column_stack([(rng.uniform(127.8, 132.2, 3_000) - lon0) * kx,
+                         (rng.uniform(37.8, 42.2, 3_000) - lat0) * EARTH_M_PER_DEG]),  # all over the area
         edge + rng.normal(0, 2000, edge.shape),  # within a few km either side of the edge
-        [(a + b) / 2 + 990 * out, (a + b) / 2 + 1010 * out, ((120 - lon0) * kx, 0)],  # 990 m and 1010 m out; far
     ])
-    found, dist = index.lookup(xy[:, 0] / kx + lon0, xy[:, 1] / EARTH_M_PER_DEG + lat0)
+    lon, lat = xy[:, 0] / kx + lon0, xy[:, 1] / EARTH_M_PER_DEG + lat0
+    # 990 m and 1010 m east of the west edge near its south end (two degrees from the centroid's latitude, where
+    # the centroid's frame is 3 % off east-west), and far away
+    west_lat = 38.6
+    west_lon = 128.0 + (128.2 - 128.0) * (west_lat - 38.0) / (42.0 - 38.0)
+    k_here = EARTH_M_PER_DEG * np.cos(np.radians(west_lat))
+    slope = np.hypot(1.0, (128.2 - 128.0) * k_here / ((42.0 - 38.0) * EARTH_M_PER_DEG))  # the edge leans a little
+    lon = np.concatenate([lon, [west_lon - 990 * slope / k_here, west_lon - 1010 * slope / k_here, 120.0]])
+    lat = np.concatenate([lat, [west_lat, west_lat, lat0]])
+    found, dist = index.lookup(lon, lat)
 
-    exact = shapely.distance(local, shapely.points(xy))
+    def at_own_latitude(lo: float, la: float) -> float:  # the reference: a frame at the position's latitude
+        k = EARTH_M_PER_DEG * np.cos(np.radians(la))
+        poly = affine_transform(area, [k, 0, 0, EARTH_M_PER_DEG, -lon0 * k, -lat0 * EARTH_M_PER_DEG])
+        return float(poly.distance(shapely.Point((lo - lon0) * k, (la - lat0) * EARTH_M_PER_DEG)))
+
+    exact = np.array([at_own_latitude(lo, la) for lo, la in zip(lon, lat, strict=True)])
     covered = np.isfinite(dist)
     assert (found[covered] == 0).all() and (found[~covered] == -1).all()
     assert (exact[~covered] > 2000).all()  # left out only beyond the largest distance asked for
-    assert ((exact > 0) & (exact <= 2000)).sum() > 5_000 and (exact == 0).sum() > 10_000
+    assert ((exact > 0) & (exact <= 2000)).sum() > 500 and (exact == 0).sum() > 1_000
     # within the largest distance asked for (where the entry and exit thresholds lie) the distances are exact;
     # beyond it they are the raster's, never below it
     asked = covered & (exact <= 2000)
-    np.testing.assert_allclose(dist[asked], exact[asked], rtol=1e-6, atol=0.01)
+    np.testing.assert_allclose(dist[asked], exact[asked], rtol=1e-3, atol=1.0)
     assert (dist[covered & (exact > 2000)] > 2000).all()
-    assert dist[-3] == pytest.approx(990, abs=0.01) and dist[-2] == pytest.approx(1010, abs=0.01)
+    assert dist[-3] == pytest.approx(990, abs=2) and dist[-2] == pytest.approx(1010, abs=2)
     assert found[-1] == -1

@@ -47,6 +47,9 @@ class _SiteRaster:
     dist: np.ndarray  # (ny, nx) float32 metres from the cell centres to the polygon, 0 inside (negative when exact)
     local: Any = None  # the polygon in local metres, when the cells are coarser than asked (see ``exact``)
     exact: bool = False  # coarse cells: positions that are not surely inside get an exact distance instead
+    geometry: Any = None  # the site in lon/lat (exact sites: measured again at each position's latitude)
+    frame_error: float = 0.0  # the largest relative east-west scale error of the centroid's frame over the site
+    bands: dict = field(default_factory=dict)  # latitude band -> the polygon in that band's local metres
 
 
 class SiteIndex:
@@ -104,7 +107,12 @@ class SiteIndex:
             shapely.prepare(local)
         else:  # the raster answers: 0 inside
             np.maximum(dist, np.float32(0.0), out=dist)
-        return _SiteRaster(key, lon0, lat0, kx, x0, y0, cell, dist, local if exact else None, exact)
+        lats = (lat0 + y0 / EARTH_M_PER_DEG, lat0 + (y0 + ny * cell) / EARTH_M_PER_DEG)
+        cos0 = math.cos(math.radians(lat0))
+        error = max(abs(math.cos(math.radians(max(min(a, 89.9), -89.9))) / cos0 - 1.0) for a in lats) \
+            if exact else 0.0
+        return _SiteRaster(key, lon0, lat0, kx, x0, y0, cell, dist, local if exact else None, exact,
+                           site.geometry if exact else None, error)
 
     def lookup(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(site index or -1, distance in metres or inf) of each position to its nearest site."""
@@ -143,17 +151,42 @@ class SiteIndex:
                 # a cell whose centre lies deeper inside than half its diagonal is wholly inside, and one farther out
                 # than max_distance_m plus that is wholly beyond every threshold (its coarse value is kept); in
                 # between the coarse value is off by up to half a diagonal, so ask the polygon itself
-                half = r.cell_m * math.sqrt(0.5)
-                unsure = (d_in > -half) & (d_in - half <= self.max_distance_m)
+                # (the raster is in the centroid's frame, whose east-west scale is off by up to frame_error away
+                # from its latitude: that much more slack; the exact distance is measured at each position's own
+                # latitude)
+                slack = r.cell_m * math.sqrt(0.5) + r.frame_error * np.abs(d_in)
+                unsure = (d_in > -slack) & (d_in - slack <= self.max_distance_m)
                 k = np.flatnonzero(inside)[unsure]
                 np.maximum(d_in, np.float32(0.0), out=d_in)
                 if k.size:
-                    d_in[unsure] = shapely.distance(r.local, shapely.points(x[k], y[k]))
+                    d_in[unsure] = _distance_at_latitude(r, lon[sel][k], lat[sel][k])
             d[inside] = d_in
             better = d < dist[sel]
             dist[sel[better]] = d[better]
             site[sel[better]] = i
         return site, dist
+
+
+BAND_DEG = 0.05  # latitude band whose one east-west scale measures a large site's distances (0.03 % off at most)
+
+
+def _distance_at_latitude(r: _SiteRaster, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Metres from positions to a large site's polygon (0 inside), each measured in an equirectangular frame at
+    its own latitude band: a frame at the site's centroid is off east-west by several per cent a few degrees away."""
+    out = np.empty(lon.shape[0], np.float64)
+    band = np.floor(lat / BAND_DEG).astype(np.int64)
+    for b in np.unique(band):
+        idx = np.flatnonzero(band == b)
+        poly = r.bands.get(int(b))
+        kx = EARTH_M_PER_DEG * math.cos(math.radians((b + 0.5) * BAND_DEG))
+        if poly is None:
+            poly = affine_transform(r.geometry, [kx, 0, 0, EARTH_M_PER_DEG, -r.lon0 * kx, -r.lat0 * EARTH_M_PER_DEG])
+            shapely.prepare(poly)
+            r.bands[int(b)] = poly
+        x = wrap_lon(lon[idx] - r.lon0) * kx
+        y = (lat[idx] - r.lat0) * EARTH_M_PER_DEG
+        out[idx] = shapely.distance(poly, shapely.points(x, y))
+    return out
 
 
 def _signed_distance(geom, x: np.ndarray, y: np.ndarray) -> np.ndarray:
