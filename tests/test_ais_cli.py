@@ -143,7 +143,7 @@ def test_ingest_reports_bad_files_and_lines_and_goes_on(tmp_path, shared_dir, mo
     assert "bad.nmea: bad lines by reason:" in out and "checksum mismatch: 1" in out
     assert f"{nmea.name}: bad lines by reason: empty payload: 100" in " ".join(out.split())
     assert f"{nmea.name}:" in out and "position not available:" in out  # by line, like every other reason
-    failures = {f.path for f in Store.open(ws.db_url).failures("ais")}
+    failures = {Path(f.path).name for f in Store.open(ws.db_url).failures("ais")}
     assert {"odd.csv", "missing.nmea"} <= failures
     # the run went on: the good files are in, the bad ones are not half-in
     days = dict(day_dirs(ws.ais_dir))
@@ -184,7 +184,8 @@ def test_untimed_positions_are_reported_and_a_truncated_or_foreign_file_does_not
     assert "cut.nmea.gz: truncated or corrupt gzip" in out
     assert "tracks.geojson: no AIS sentence in" in out and "not an NMEA file" in out
     assert "positions carry no time and were left out" in out
-    assert {f.path for f in Store.open(ws.db_url).failures("ais")} >= {"cut.nmea.gz", "tracks.geojson"}
+    assert {Path(f.path).name for f in Store.open(ws.db_url).failures("ais")} >= {"cut.nmea.gz", "tracks.geojson"}
+    assert all(Path(f.path).is_absolute() for f in Store.open(ws.db_url).failures("ais"))  # as the manifest
     assert read_manifest(ws.ais_dir) == {} and day_dirs(ws.ais_dir) == [] and _no_tmp_files(ws)
     out = _run("ais", "ingest", str(nmea), "-w", "ws", "--default-time", "2024-01-01T00:00Z")
     added = sum(read_day(d).height for _, d in day_dirs(ws.ais_dir))
@@ -290,6 +291,10 @@ def test_runs_day_after_day_store_a_port_call_over_midnight_once(tmp_path):
         out = _run("ais", "visits", "-w", str(ws.root), *order[2:])
         assert stored(ws.root) == [whole], order
         assert "1 AIS visits stored" in out
+        # the part it replaced leaves no evidence behind that nothing cites
+        with Store.open(Workspace.open(ws.root).db_url).engine.connect() as conn:
+            ais_ev = [r.id for r in conn.execute(select(schema.evidence)) if r.id.startswith("ais-")]
+        assert len(ais_ev) == 1
 
 
 def test_visit_and_gap_options_out_of_range_are_refused_before_anything_is_replaced(tmp_path):

@@ -195,6 +195,7 @@ def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
 
     from routewatch.store import schema
 
+    gone_evidence: list[str] = []
     with store.transaction() as conn:
         if replace is not None:
             kind, keys = replace
@@ -212,6 +213,7 @@ def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
                     # keeps its own ships' visits
                     stale += [i for i, detail in conn.execute(q)
                               if i not in keep and (ships is None or _visit_mmsi(detail) in ships)]
+                gone_evidence = _ais_evidence_of(conn, stale)
                 store.remove_sightings(stale, conn=conn)
             else:
                 g = schema.ais_gaps
@@ -222,11 +224,44 @@ def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
                 for k in range(0, len(stale), 500):
                     conn.execute(delete(g).where(g.c.id.in_(stale[k : k + 500])))
         if remove:
+            gone_evidence += _ais_evidence_of(conn, list(remove))
             store.remove_sightings(list(remove), conn=conn)
         store.add_evidence(list(evidence), conn=conn)
         store.add_sightings(list(sightings), conn=conn)
+        _drop_unlinked(conn, gone_evidence)  # the AIS evidence of visits replaced, that nothing else cites
         if gaps:
             _replace(conn, schema.ais_gaps, list(gaps), "id")
         if vessels:
             _replace(conn, schema.ais_vessels, list(vessels), "mmsi")
     return {"sightings": len(sightings), "evidence": len(evidence), "gaps": len(gaps), "vessels": len(vessels)}
+
+
+def _ais_evidence_of(conn: Any, sighting_ids: list[str]) -> list[str]:
+    """The AIS evidence (``ais-...``) the given sightings cite."""
+    from sqlalchemy import select
+
+    from routewatch.store import schema
+
+    link = schema.evidence_links
+    out: list[str] = []
+    for k in range(0, len(sighting_ids), 500):
+        q = select(link.c.evidence_id).where(link.c.owner_kind == "sighting",
+                                             link.c.owner_id.in_(sighting_ids[k : k + 500]))
+        out += [e for e in conn.execute(q).scalars() if str(e).startswith("ais-")]
+    return out
+
+
+def _drop_unlinked(conn: Any, evidence_ids: list[str]) -> None:
+    """Delete these evidence rows when no record links to them any more (a replaced visit's own evidence)."""
+    from sqlalchemy import select
+
+    from routewatch.store import schema
+
+    link, ev = schema.evidence_links, schema.evidence
+    ids = sorted(set(evidence_ids))
+    for k in range(0, len(ids), 500):
+        chunk = ids[k : k + 500]
+        cited = set(conn.execute(select(link.c.evidence_id).where(link.c.evidence_id.in_(chunk))).scalars())
+        orphan = [e for e in chunk if e not in cited]
+        if orphan:
+            conn.execute(delete(ev).where(ev.c.id.in_(orphan)))
