@@ -226,6 +226,8 @@ def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
         if remove:
             gone_evidence += _ais_evidence_of(conn, list(remove))
             store.remove_sightings(list(remove), conn=conn)
+        # a visit written again under its id (the same start) may now rest on other evidence (a longer stay)
+        gone_evidence += _ais_evidence_of(conn, [s.id for s in sightings])
         store.add_evidence(list(evidence), conn=conn)
         store.add_sightings(list(sightings), conn=conn)
         _drop_unlinked(conn, gone_evidence)  # the AIS evidence of visits replaced, that nothing else cites
