@@ -183,7 +183,7 @@ def register(app: typer.Typer) -> None:
             windowed_visits,
         )
 
-        if not 0 < entry_m <= exit_m:
+        if not 0 < entry_m <= exit_m or not math.isfinite(exit_m):
             raise typer.BadParameter(f"--exit-m ({exit_m:g}) must be at least --entry-m ({entry_m:g}), both positive: "
                                      "a ship leaves only once farther out than where it entered (hysteresis)")
         ws, watchlist, store = open_workspace(workspace, db)
