@@ -117,6 +117,12 @@ def _write_houston_call(path: Path, t0: datetime, stopped: int, mmsi: int) -> Pa
     return path
 
 
+def _stored_visits(root: Path) -> list[tuple]:
+    """(start, end, confidence) of the AIS visits stored at Houston."""
+    return sorted((s.time, s.time_end, s.confidence)
+                  for s in Store.open(Workspace.open(root).db_url).sightings(site="houston") if s.event == "ais_visit")
+
+
 def _no_tmp_files(ws: Workspace) -> bool:
     return not any(p.name.endswith(".tmp") for p in ws.ais_dir.rglob("*"))
 
@@ -246,8 +252,7 @@ def test_a_visit_over_two_days_is_not_cut_or_doubled_by_runs_over_one_day(tmp_pa
     csv_path = _write_houston_call(tmp_path / "visit.csv", datetime(2023, 1, 11, 5, 0, tzinfo=UTC), 50, 222000222)
 
     def stored(root):
-        return sorted((s.time, s.time_end) for s in Store.open(Workspace.open(root).db_url).sightings(site="houston")
-                      if s.event == "ais_visit")
+        return [v[:2] for v in _stored_visits(root)]
 
     ws = _init(tmp_path / "ws")
     _run("ais", "ingest", str(csv_path), "-w", str(ws.root))
@@ -272,10 +277,7 @@ def test_runs_day_after_day_store_a_port_call_over_midnight_once(tmp_path):
     the level of the whole call), as a run over all the AIS would store it."""
     csv_path = _write_houston_call(tmp_path / "visit.csv", datetime(2023, 1, 11, 20, 0, tzinfo=UTC), 30, 222000333)
 
-    def stored(root):
-        return sorted((s.time, s.time_end, s.confidence)
-                      for s in Store.open(Workspace.open(root).db_url).sightings(site="houston")
-                      if s.event == "ais_visit")
+    stored = _stored_visits
 
     whole_ws = _init(tmp_path / "whole")
     _run("ais", "ingest", str(csv_path), "-w", str(whole_ws.root))
