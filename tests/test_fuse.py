@@ -503,6 +503,9 @@ def test_a_features_own_time_wins_over_the_time_given(tmp_path):
     # a date alone with --time of another day: said, by feature, rather than matched at the other day
     with pytest.raises(ValueError, match=r"feature 2: its date 2023-10-21 is not that of --time"):
         read_detections_geojson(path, other)
+    from routewatch.fuse.io import _feature_time
+
+    assert _feature_time(path, 0, "2023-10-21Z", same_day) == same_day  # a date with a zone is still a date alone
     bad = tmp_path / "bad.geojson"
     bad.write_text(json.dumps({"type": "FeatureCollection", "features": [_feature(130.29, 42.23, time="yesterday")]}))
     with pytest.raises(ValueError, match="feature 0: 'time' 'yesterday'"):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from pyproj import Geod
 from scipy import ndimage
 from shapely.geometry import Point, box, mapping
@@ -633,3 +634,11 @@ def test_a_pixel_mask_outlined_in_lon_lat_rasterizes_back_to_itself() -> None:
     mask[100:110, 5:15] = True  # a second part
     back = grid.rasterize(grid.polygonize(mask))
     assert (back == mask).mean() > 0.995 and grid.polygonize(np.zeros((120, 160), bool)).is_empty
+    # speckled no-data (one pixel in ten) is filled rather than outlined pixel by pixel
+    speckled = mask & (np.random.default_rng(0).random(mask.shape) > 0.1)
+    assert len(shapely.get_coordinates(grid.polygonize(speckled))) < 200
+    assert (grid.rasterize(grid.polygonize(speckled)) == mask).mean() > 0.99
+    # a window across the antimeridian: its outline is cut at 180 deg, as its footprint is
+    east = GridGeoref((200, 200), transform=Affine(10.0, 0, 818000, 0, -10.0, 8130000), crs="EPSG:32760")
+    whole = east.polygonize(np.ones((200, 200), bool))
+    assert whole.geom_type == "MultiPolygon" and whole.symmetric_difference(east.footprint()).area < 1e-7

@@ -180,6 +180,8 @@ def _distance_at_latitude(r: _SiteRaster, lon: np.ndarray, lat: np.ndarray) -> n
         poly = r.bands.get(int(b))
         kx = EARTH_M_PER_DEG * math.cos(math.radians((b + 0.5) * BAND_DEG))
         if poly is None:
+            if len(r.bands) >= 64:  # a tall site: keep the cache bounded (a band is rebuilt in a millisecond or so)
+                r.bands.clear()
             poly = affine_transform(r.geometry, [kx, 0, 0, EARTH_M_PER_DEG, -r.lon0 * kx, -r.lat0 * EARTH_M_PER_DEG])
             shapely.prepare(poly)
             r.bands[int(b)] = poly

@@ -54,6 +54,8 @@ def _evidence_list(value: Any) -> list[str]:
 def _feature_time(path: Path, i: int, written: Any, given: datetime | None) -> datetime | None:
     """A feature's own time wins; ``given`` (``fuse --time``) is for features without one, or with a date alone
     (an image time to the day cannot be matched to AIS, which moves by kilometres in hours)."""
+    from routewatch.sources.imagery.local import has_time_of_day
+
     if written in (None, ""):
         return given
     text = str(written).strip()
@@ -63,7 +65,7 @@ def _feature_time(path: Path, i: int, written: Any, given: datetime | None) -> d
         raise ValueError(f"{path}: feature {i}: 'time' {text!r} is not an ISO 8601 time") from None
     if when.tzinfo is None:  # the format's times are UTC
         when = when.replace(tzinfo=UTC)
-    if given is not None and len(text) <= 10:  # a date alone: the time given says when in the day
+    if given is not None and not has_time_of_day(text):  # a date alone: the time given says when in the day
         if ensure_utc(given).date() != when.date():
             raise ValueError(f"{path}: feature {i}: its date {text} is not that of --time {given.isoformat()}")
         return given

@@ -152,18 +152,32 @@ class GridGeoref:
         """The WGS84 outline of a boolean pixel mask (inverse of :meth:`rasterize`; staircase edges simplified by
         half a pixel)."""
         from rasterio.features import shapes
+        from scipy import ndimage
         from shapely.geometry import shape as to_shape
 
-        m = np.asarray(mask, dtype=bool)
+        m = np.asarray(mask, dtype=bool).copy()
+        # speckle (a few pixels of no-data in the data, or of data in the no-data) would make an outline of
+        # hundreds of thousands of vertices: holes and islands under 100 pixels are filled and dropped
+        for target in (False, True):
+            lab, n = ndimage.label(m == target)
+            if n:
+                small = np.bincount(lab.ravel(), minlength=n + 1) < 100
+                small[0] = False
+                m[small[lab]] = not target
         parts = [to_shape(g) for g, v in shapes(m.astype(np.uint8), mask=m, transform=Affine.identity()) if v]
         if not parts:
             return shapely.geometry.Polygon()
         pix = shapely.union_all(parts).simplify(0.5)
+        h, w = self.shape
+        corner_lon, _ = self.pixel_to_lonlat([0.0, 0.0, float(h), float(h)], [0.0, float(w), 0.0, float(w)])
+        across = float(np.ptp(corner_lon)) > 180.0  # the grid crosses the antimeridian
 
         def to_lonlat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return self.pixel_to_lonlat(y, x)  # pixel space: x = col, y = row
+            lon, lat = self.pixel_to_lonlat(y, x)  # pixel space: x = col, y = row
+            return (np.where(lon < 0, lon + 360.0, lon) if across else lon), lat
 
-        return shapely.transform(pix, to_lonlat, interleaved=False)
+        out = shapely.transform(pix, to_lonlat, interleaved=False)
+        return _split_at_antimeridian(out) if across else out
 
     def rasterize(self, geometry_wgs84: BaseGeometry | None) -> np.ndarray:
         """Boolean mask of the pixels whose centre lies inside a WGS84 geometry."""
