@@ -199,10 +199,10 @@ def ingest_file(
                             progress=progress, chunk_lines=chunk_lines)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise ValueError(f"{path}: truncated or corrupt gzip ({exc or type(exc).__name__})") from None
-    except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:  # the reader failed on this file:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:  # reading or writing this file failed:
         # named, so that the command goes on with the other files and records this one as a failure
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path}: cannot be read ({first})") from None
+        raise ValueError(f"{path}: could not be ingested ({first})") from None
 
 
 def _ingest_file(
