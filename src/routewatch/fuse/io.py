@@ -94,7 +94,7 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
         geom = f.get("geometry") or {}
         if props.get("layer") not in (None, "detections"):
             continue  # an `export` GeoJSON: its sites and trips are not detections
-        if str(props.get("id") or "").startswith(f"{FUSED_PREFIX}-"):  # fusion's labelled copy of a detection
+        if is_fused_id(props.get("id") or ""):  # fusion's labelled copy of a detection
             if not props.get("original_id") or str(props["original_id"]) in listed:
                 if left_out is not None:  # its detection is beside it, or unknown: not fused a second time
                     left_out.append(str(props["id"]))
@@ -139,9 +139,14 @@ def fused_expr() -> pl.Expr:
     return pl.col("id").str.starts_with(f"{FUSED_PREFIX}-")
 
 
+def is_fused_id(sighting_id: str) -> bool:
+    """An id that fusion wrote (:func:`fused_id`): the labelled copy of a detection."""
+    return str(sighting_id).startswith(f"{FUSED_PREFIX}-")
+
+
 def is_fused(s: Sighting) -> bool:
     """A sighting that fusion wrote (its id, or its evidence, comes from :func:`routewatch.fuse.fused_sightings`)."""
-    return s.id.startswith(FUSED_PREFIX + "-") or any(e.startswith(FUSION_EVIDENCE_PREFIX + "-")
+    return is_fused_id(s.id) or any(e.startswith(FUSION_EVIDENCE_PREFIX + "-")
                                                       for e in s.evidence_ids)
 
 
@@ -151,7 +156,7 @@ def labelled_once(sightings: Iterable[Sighting]) -> tuple[list[Sighting], dict[s
     of :func:`routewatch.pipeline.without_fused_originals`, for what a report or an export lists (an export names
     each copy's original, so that ``fuse --detections`` can fuse that detection again)."""
     items = list(sightings)
-    copies = {s.id for s in items if s.id.startswith(f"{FUSED_PREFIX}-")}
+    copies = {s.id for s in items if is_fused_id(s.id)}
     if not copies:
         return items, {}
     originals = {fused_id(s.id): s.id for s in items if fused_id(s.id) in copies}

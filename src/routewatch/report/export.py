@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 from shapely.geometry import LineString, Point, mapping
 
-from routewatch.fuse.io import FUSED_PREFIX
+from routewatch.fuse.io import is_fused_id
 from routewatch.model import Activity, Route, Sighting, Trip, Visit
 from routewatch.report.data import ReportData, chip_path
 from routewatch.store.convert import activity_id
@@ -78,7 +78,7 @@ def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
 def original_id(data: ReportData, s: Sighting) -> str:
     """The detection a fusion copy labels: its stored original, else the id its fusion evidence records (a
     detection fused from a file is not stored itself); empty for anything else."""
-    if not s.id.startswith(f"{FUSED_PREFIX}-"):
+    if not is_fused_id(s.id):
         return ""
     if s.id in data.labelled_from:
         return data.labelled_from[s.id]
@@ -92,7 +92,7 @@ def original_id(data: ReportData, s: Sighting) -> str:
 def fusion_status(s: Sighting) -> str:
     """What fusion said of a detection: identified (AIS explains it), dark, or no-ais; empty when not fused. The
     reasons and the AIS message are in its fusion evidence (``evidence_ids``)."""
-    if not s.id.startswith(f"{FUSED_PREFIX}-") or not s.detail:
+    if not is_fused_id(s.id) or not s.detail:
         return ""
     return s.detail.split(";", 1)[0].strip()
 

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from routewatch.sources.ais.nmea import ReadReport
-from routewatch.sources.ais.schema import VALID_BELOW, ZONE, available, conform, iso_utc
+from routewatch.sources.ais.schema import TIME_OF_DAY, VALID_BELOW, ZONE, available, conform, iso_utc
 
 # ITU-R M.1371 navigational status codes by the words the Danish Maritime Authority writes.
 NAV_STATUS_WORDS = {
@@ -449,7 +449,7 @@ def _times_have_zones(path: Path, data: bytes | None, column: str, rows: int = 2
                            infer_schema=False, truncate_ragged_lines=True, encoding="utf8-lossy")
     except pl.exceptions.PolarsError:
         return False  # the reads below say what is wrong with the file
-    return bool(head.to_series().drop_nulls().str.contains(r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*" + ZONE + r"\s*$").any())
+    return bool(head.to_series().drop_nulls().str.contains(TIME_OF_DAY + r"\s*" + ZONE + r"\s*$").any())
 
 
 def _head(path: Path, size: int = 1 << 16) -> bytes:

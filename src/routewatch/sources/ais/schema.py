@@ -59,6 +59,8 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
 
 # An ISO 8601 zone designator after a time of day: Z, +05, -0530, +02:00
 ZONE = r"(Z|[+-]\d{2}(?::?\d{2})?)"
+# A time of day (hh:mm, seconds and a fraction optional) as it ends the local part of an ISO 8601 time
+TIME_OF_DAY = r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
 
 
 def utc_offset_us(zone: pl.Expr) -> pl.Expr:
@@ -73,7 +75,7 @@ def iso_utc(text: pl.Expr) -> pl.Expr:
     """ISO 8601 times in any of their spellings (format inferred), with or without a zone, as UTC: a time with an
     offset is moved to UTC, one without is taken as UTC. The zone is looked for only after a time of day, so the
     ``-01`` of a date alone is not read as an offset."""
-    parts = text.str.strip_chars().str.extract_groups(r"^(.*?\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?)\s*" + ZONE + r"?$")
+    parts = text.str.strip_chars().str.extract_groups(r"^(.*?" + TIME_OF_DAY + r")\s*" + ZONE + r"?$")
     local = pl.coalesce(parts.struct.field("1"), text.str.strip_chars())
     return ((local.str.to_datetime(strict=False, time_unit="us").dt.epoch("us") - utc_offset_us(parts.struct.field("2")))
             .cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
