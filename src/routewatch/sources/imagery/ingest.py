@@ -172,9 +172,13 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
 
 def scene_paths(scene: Scene) -> list[str]:
     """The files a scene was read from (its URI and every band file): the paths its failures are recorded at."""
-    refs = scene.attributes.get("bands") or {}
-    paths = [v.get("path") if isinstance(v, dict) else v for v in refs.values()]
-    return [str(p) for p in [scene.uri, *paths] if p]
+    from routewatch.sources.imagery.raster import SceneReadError, band_refs
+
+    try:
+        paths = [ref["path"] for ref in band_refs(scene).values()]
+    except SceneReadError:  # no band files and no URI
+        paths = []
+    return list(dict.fromkeys(str(p) for p in [scene.uri, *paths] if p))
 
 
 def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None) -> Scene | None:

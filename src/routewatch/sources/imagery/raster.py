@@ -46,7 +46,8 @@ class SceneRaster:
     window: Window | None = None
 
 
-def _band_refs(scene: Scene) -> dict[str, dict[str, Any]]:
+def band_refs(scene: Scene) -> dict[str, dict[str, Any]]:
+    """A scene's bands as {name: {path, index}} (a band written as a bare path is band 1 of that file)."""
     refs = scene.attributes.get("bands")
     if not refs:
         if not scene.uri:
@@ -149,7 +150,7 @@ def georef_of(ds: Any, path: str, gcps_only: bool = False) -> GridGeoref:
 
 def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: int = 32) -> SceneRaster:
     """Read the scene's bands (only the site window when a site is given) with validity and SCL."""
-    refs = _band_refs(scene)
+    refs = band_refs(scene)
     kind = str(scene.attributes.get("kind") or ("sar" if "sar" in scene.sensor or "sentinel-1" in scene.sensor
                                                  else "optical"))
     gcps_only = scene.attributes.get("geolocation") == "gcps"
