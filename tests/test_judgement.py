@@ -250,6 +250,15 @@ def test_no_activity_is_undetermined() -> None:
     assert act.last_activity is None
 
 
+def test_one_call_is_undetermined_and_cites_that_call() -> None:
+    """The judgement rests on the one call on record: its evidence is linked (not only named), so replacing the
+    visits cannot orphan it and exports list it."""
+    act = judge_route(_route(), as_of=T0 + timedelta(days=5), visits=[_visit("a", 0.0)], trips=[])
+    assert act.status is Status.UNDETERMINED and act.last_activity is not None
+    assert act.last_activity_evidence == ("s-a-0.0",)
+    assert set(act.last_activity_evidence) <= set(act.evidence_ids)
+
+
 def test_slowing_from_coverage_normalised_counts() -> None:
     # Daily usable looks for 30 weeks; a call every 3 days for 20 weeks, then every 10 days. The latest call is
     # recent, so the route is not quiet: the drop in rate is what the change-point test must find.

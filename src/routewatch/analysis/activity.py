@@ -501,6 +501,7 @@ def judge_route(
             expected_gap_days=None,
             usable_looks_quiet=0,
             days_to_confident_call=None,
+            evidence_ids=last.evidence,  # linked like every judgement's, so the store keeps what the call rests on
             explanation="Only one call is on record and no trip count was reported: the route's cadence is unknown.",
             details=details,
         )
