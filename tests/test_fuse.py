@@ -216,6 +216,23 @@ def test_detections_from_a_scene_with_a_date_alone_are_not_matched_to_ais_at_mid
     assert "4 detections left out: their scenes give a date but no time of day" in out
     fused = {s.id for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")}
     assert fused == {stable_id("fused", f"img-scene-timed-{i}") for i in range(2)}
+    # an export writes their time as 00:00 and marks them date_only; fused from the export, they are left out too
+    # (not matched to AIS at midnight), and fused at the time of day that --time gives
+    export = tmp_path / "export.geojson"
+    res = runner.invoke(app, ["export", "--format", "geojson", "-o", str(export), "-w", str(ws.root)])
+    assert res.exit_code == 0, res.output
+    dets = {f["properties"]["id"]: f["properties"] for f in json.loads(export.read_text())["features"]
+            if f["properties"]["layer"] == "detections"}
+    assert {k for k, p in dets.items() if p["date_only"]} == {f"img-scene-{s}-{i}" for s in ("dated", "legacy")
+                                                               for i in range(2)}
+    out = _fuse("--detections", str(export), "-w", str(ws.root), "--out", str(tmp_path / "again.geojson"))
+    assert "4 detections left out: their time is a date alone" in out
+    again = json.loads((tmp_path / "again.geojson").read_text())["features"]
+    assert len(again) == 2  # the two timed detections (as the copies the export lists)
+    # one --time cannot date scenes of two days: said by feature (the time-of-day case is in the test below)
+    out = _fuse("--detections", str(export), "--time", day.replace(hour=10).isoformat(), "-w", str(ws.root),
+                "--out", str(tmp_path / "timed.geojson"), code=2)
+    assert "its date 2023-10-22 is not that of --time" in out
 
 
 def test_detections_without_georeference_or_outside_wgs84_are_refused(tmp_path):
@@ -505,7 +522,23 @@ def test_a_features_own_time_wins_over_the_time_given(tmp_path):
         read_detections_geojson(path, other)
     from routewatch.fuse.io import _feature_time
 
-    assert _feature_time(path, 0, "2023-10-21Z", same_day) == same_day  # a date with a zone is still a date alone
+    assert _feature_time(path, 0, "2023-10-21Z", same_day) == (same_day, False)  # a date with a zone: a date alone
+    # without --time a date alone is not fused at its midnight (AIS moves kilometres in hours): left out, and said
+    mixed = tmp_path / "mixed.geojson"
+    mixed.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(130.29, 42.23, time=T.isoformat(), length_m=120),
+        _feature(130.31, 42.23, time=T.date().isoformat(), length_m=120)]}))
+    dateless: list[str] = []
+    assert read_detections_geojson(mixed, dateless=dateless)["time"].to_list() == [T] and dateless == ["1"]
+    # an export writes a date-only scene's detection at 00:00 and marks it date_only: read as the date alone
+    marked = tmp_path / "marked.geojson"
+    midnight = datetime(2023, 10, 21, tzinfo=UTC)
+    marked.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(130.29, 42.23, time=midnight.isoformat(), date_only=True, id="d1", length_m=120),
+        _feature(130.30, 42.23, time=midnight.isoformat(), date_only=False, id="d2", length_m=120)]}))
+    dateless = []
+    assert read_detections_geojson(marked, dateless=dateless)["id"].to_list() == ["d2"] and dateless == ["d1"]
+    assert read_detections_geojson(marked, same_day)["time"].to_list() == [same_day, midnight]
     bad = tmp_path / "bad.geojson"
     bad.write_text(json.dumps({"type": "FeatureCollection", "features": [_feature(130.29, 42.23, time="yesterday")]}))
     with pytest.raises(ValueError, match="feature 0: 'time' 'yesterday'"):

@@ -295,14 +295,19 @@ def register(app: typer.Typer) -> None:
         ws, watchlist, store = open_workspace(workspace, db)
         if detections:
             copies: list[str] = []
+            day_only: list[str] = []
             try:
-                det = read_detections_geojson(detections, _time(time, "--time"), left_out=copies)
+                det = read_detections_geojson(detections, _time(time, "--time"), left_out=copies, dateless=day_only)
             except (OSError, ValueError, KeyError) as exc:
                 console.print(f"[red]{detections}: {exc}[/red]")
                 raise typer.Exit(2) from None
             if copies:
                 console.print(f"[yellow]{len(copies)} features are fusion's own results (ids fused-...) whose "
                               "detections are in the file too, or not named: left out[/yellow]")
+            if day_only:
+                console.print(f"[yellow]{len(day_only)} detections left out: their time is a date alone, and AIS "
+                              "cannot be matched at an unknown time of day (give the image time with --time)"
+                              "[/yellow]")
         else:
             det = detections_from_sightings(store.sightings(since=_time(since, "--since"), until=_time(until, "--until")))
             det, dateless = _without_date_only_scenes(store, det)

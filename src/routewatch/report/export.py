@@ -37,9 +37,26 @@ def _site_point(data: ReportData, key: str | None) -> tuple[float, float] | None
     return site.centroid_lonlat if site else None
 
 
+def date_only_sightings(data: ReportData) -> set[str]:
+    """Sightings whose time is a date alone: made in a scene that gives no time of day, at that scene's time (a
+    fusion copy given a time of day with ``fuse --time`` has one). Exports say so (``date_only``), so that the
+    00:00 written for them is not read as a time: `fuse` leaves such detections out, or takes ``--time``."""
+    from routewatch.sources.imagery.ingest import date_only
+
+    looks = {lk.id: lk for lk in data.looks}
+    out = set()
+    for s in data.sightings:
+        look = looks.get(s.look_id or "")
+        scene = data.scenes.get(look.scene_id) if look is not None and look.scene_id else None
+        if scene is not None and date_only(scene) and s.time == scene.acquired:
+            out.add(s.id)
+    return out
+
+
 def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
     """(layer, shapely geometry, properties) for sites, detections (sightings with a position) and trips."""
     out: list[tuple[str, Any, dict[str, Any]]] = []
+    dateless = date_only_sightings(data)
     for s in data.sites.values():
         out.append(("sites", s.geometry, {"id": s.key, "name": s.name, "kind": str(s.kind), "country": s.country or "",
                                          "notes": s.notes}))
@@ -47,7 +64,8 @@ def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
         if s.lon is None or s.lat is None:
             continue
         out.append(("detections", Point(s.lon, s.lat), {
-            "id": s.id, "time": _iso(s.time), "source_kind": str(s.source_kind), "site": s.site or "",
+            "id": s.id, "time": _iso(s.time), "date_only": s.id in dateless, "source_kind": str(s.source_kind),
+            "site": s.site or "",
             "vessel": s.vessel or "", "event": s.event, "length_m": s.length_m, "width_m": s.width_m,
             "heading_deg": s.heading_deg, "score": s.score, "confidence": s.confidence,
             "identification_confidence": s.identification_confidence, "fusion": fusion_status(s),
@@ -138,7 +156,7 @@ GPKG_LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
     # layer: (geometry type, fields); every layer is written, empty or not, so a GIS project built on the file
     # finds the same layers and columns whatever the store holds
     "sites": ("MultiPolygon", ("id", "name", "kind", "country", "notes")),
-    "detections": ("Point", ("id", "time", "source_kind", "site", "vessel", "event", "length_m", "width_m",
+    "detections": ("Point", ("id", "time", "date_only", "source_kind", "site", "vessel", "event", "length_m", "width_m",
                              "heading_deg", "score", "confidence", "identification_confidence", "fusion",
                              "original_id", "look_id", "simulated", "evidence_ids")),
     "trips": ("LineString", TRIP_FIELDS),
@@ -204,6 +222,7 @@ def write_csv(data: ReportData, folder: Path) -> Path:
     visits = {v.id: v for v in data.visits}
     # what rests on simulated data says so in every table (the HTML report and the map formats already do)
     sim_visits = simulated_visits(data)
+    dateless = date_only_sightings(data)
 
     def trip_row(x: Trip, route: Route | None) -> list[Any]:
         dest = trip_destination(x, route, visits)
@@ -228,10 +247,10 @@ def write_csv(data: ReportData, folder: Path) -> Path:
                   [[x.id, x.site, _iso(x.time), x.sensor, x.usable_fraction, x.scene_id, x.vessels_seen, x.simulated,
                     x.detection.l50_m, x.detection.scale_m, x.detection.p_max, x.note, " ".join(x.evidence_ids)]
                    for x in data.looks]),
-        "sightings": (["id", "time", "time_end", "source_kind", "site", "vessel", "event", "lon", "lat", "length_m",
-                       "confidence", "identification_confidence", "fusion", "original_id", "simulated",
+        "sightings": (["id", "time", "date_only", "time_end", "source_kind", "site", "vessel", "event", "lon", "lat",
+                       "length_m", "confidence", "identification_confidence", "fusion", "original_id", "simulated",
                        "evidence_ids"],
-                      [[x.id, _iso(x.time), _iso(x.time_end), x.source_kind, x.site, x.vessel, x.event, x.lon, x.lat,
+                      [[x.id, _iso(x.time), x.id in dateless, _iso(x.time_end), x.source_kind, x.site, x.vessel, x.event, x.lon, x.lat,
                         x.length_m, x.confidence, x.identification_confidence, fusion_status(x),
                         original_id(data, x), x.simulated, " ".join(x.evidence_ids)]
                        for x in data.sightings]),
@@ -294,7 +313,8 @@ def kml_document(data: ReportData, chip_href: Callable[[str], str | None]) -> st
         parts.append(f"<Placemark><name>{escape(label)}</name>"
                      f"<ExtendedData><Data name=\"simulated\"><value>{str(p['simulated']).lower()}</value></Data>"
                      f"</ExtendedData>"
-                     f"<TimeStamp><when>{p['time']}</when></TimeStamp><description>{desc}</description>"
+                     f"<TimeStamp><when>{p['time'][:10] if p['date_only'] else p['time']}</when></TimeStamp>"
+                     f"<description>{desc}</description>"
                      f"<Point><coordinates>{geom.x:.6f},{geom.y:.6f}</coordinates></Point></Placemark>")
     parts.append("</Folder><Folder><name>trips</name>")
     for layer, geom, p in features(data):
