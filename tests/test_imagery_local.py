@@ -68,6 +68,46 @@ def test_band_names_time_and_sensor_from_the_user(tmp_path: Path) -> None:
     assert desc.attributes["bands"]["nir"]["index"] == 1 and desc.attributes["bands"]["red"]["index"] == 2
 
 
+def test_time_given_for_a_folder_dates_only_the_files_without_a_time_of_day(tmp_path: Path) -> None:
+    """`scenes add --time` is for files that do not say when they were taken (the command's own advice after a
+    date-only add): an image whose name or tags give its time keeps it, or two acquisitions would become one."""
+    timed = _tif(tmp_path / "a" / "casa_20230501T103021.tif", count=4)
+    dated = _tif(tmp_path / "a" / "casa_20230426.tif", count=4, shape=(60, 81))
+    bare = _tif(tmp_path / "a" / "casa.tif", count=4, shape=(60, 82))
+    with rasterio.open(bare, "r+") as ds:  # a write time is not an acquisition time: --time beats it
+        ds.update_tags(TIFFTAG_DATETIME="2024:11:02 10:00:00")
+    given = datetime(2023, 4, 26, 11, 6, 21, tzinfo=UTC)
+    res = scan_folder(tmp_path / "a", when=given)
+    when = {Path(s.uri).name: (s.acquired, s.attributes["time_precision"]) for s in res.scenes}
+    assert when == {timed.name: (datetime(2023, 5, 1, 10, 30, 21, tzinfo=UTC), "second"),
+                    dated.name: (given, "second"), bare.name: (given, "second")}
+    assert res.failures == []
+    # a date alone of another day than --time: refused by name, not re-dated
+    other = scan_folder(tmp_path / "a", when=given.replace(day=27))
+    assert {Path(s.uri).name for s in other.scenes} == {timed.name, bare.name}
+    assert other.failures == [(str(dated), f"{dated}: the files date it 2023-04-26 (no time of day), not the day of "
+                                           "--time 2023-04-27; add each day's images with its own --time")]
+
+
+def test_band_names_given_are_read_as_the_detectors_read_them(tmp_path: Path) -> None:
+    """`--bands B02,B03,B04,B08` is blue, green, red, nir (as file names and descriptions are read); a name given
+    twice, or names no detector reads, would store a scene whose every look is unusable: refused by file."""
+    _tif(tmp_path / "a" / "casa_20230426.tif", count=4)
+    codes = scan_folder(tmp_path / "a", bands=["B02", "B03", "B04", "B08"]).scenes[0]
+    assert {k: v["index"] for k, v in codes.attributes["bands"].items()} == {"blue": 1, "green": 2, "red": 3, "nir": 4}
+    twice = scan_folder(tmp_path / "a", bands=["blue", "blue", "red", "nir"])
+    assert twice.scenes == [] and "--bands names blue twice" in twice.failures[0][1]
+    none = scan_folder(tmp_path / "a", bands=["c1", "c2", "c3", "c4"])
+    assert none.scenes == [] and "names no band a detector reads" in none.failures[0][1]
+    # descriptions that name no band ("Band 1", as some tools write them) leave the names to the band count
+    with rasterio.open(tmp_path / "a" / "casa_20230426.tif", "r+") as ds:
+        for i in range(1, 5):
+            ds.set_band_description(i, f"Band {i}")
+    counted = scan_folder(tmp_path / "a").scenes[0]
+    assert {k: v["index"] for k, v in counted.attributes["bands"].items()} == {"blue": 1, "green": 2, "red": 3,
+                                                                               "nir": 4}
+
+
 def test_the_tiff_write_time_dates_a_scene_only_when_nothing_else_does(tmp_path: Path) -> None:
     """A GIS export writes its own day into the TIFF DateTime tag: the date in the file name (or an acquisition
     tag) wins, and the write time is used only for a file that has neither."""
@@ -253,7 +293,10 @@ def test_the_same_acquisition_in_two_folders_is_added_once(shared_dir: Path, tmp
     port = shared_dir / "data" / "sen2ships" / "gdynia"
     for copy in ("a", "b"):
         shutil.copytree(port, tmp_path / copy / "gdynia")
-    when = datetime(2022, 5, 14, 9, 50, 31, tzinfo=UTC)
+    when = datetime(2023, 6, 11, 9, 50, 31, tzinfo=UTC)  # the folder's annotations give its date alone
+    other_day = add_folder(tmp_path / "a", store=store, when=when.replace(day=12))  # --time can't move the date
+    assert other_day.scenes == [] and "the files date it 2023-06-11 (no time of day), not the day of --time " \
+        "2023-06-12" in other_day.failures[0][1]
     first = add_folder(tmp_path / "a", store=store, when=when)
     second = add_folder(tmp_path / "b", store=store, when=when)
     assert (first.new, second.new, len(store.scenes())) == (1, 0, 1)
@@ -274,23 +317,27 @@ def test_the_same_acquisition_in_two_folders_is_added_once(shared_dir: Path, tmp
         shutil.copytree(port, tmp_path / copy / "gdynia")
     with rasterio.open(tmp_path / "e" / "gdynia" / "B08.tiff", "r+") as ds:
         ds.write(ds.read(1) + 1, 1)
-    third = add_folder(tmp_path / "c", store=store)
+    third = add_folder(tmp_path / "e", store=store)  # another image of that day: kept, marked as a date alone
     assert third.new == 1 and third.scenes[0].acquired == datetime(2023, 6, 11, tzinfo=UTC)
     assert third.scenes[0].attributes["time_precision"] == "day"
+    for copy in ("c", "d"):  # the bytes of the copy stored to the second, or of the date-only one: the same image
+        assert add_folder(tmp_path / copy, store=store).new == 0
+    with rasterio.open(tmp_path / "d" / "gdynia" / "B08.tiff", "r+") as ds:
+        ds.write(ds.read(1) + 1, 1)  # now the bytes of the date-only copy e
     fourth = add_folder(tmp_path / "d", store=store)
     assert fourth.new == 0 and "the same acquisition as scene" in fourth.failures[0][1]
-    assert add_folder(tmp_path / "e", store=store).new == 1
     # a time given with --time: to the second (00:00:00 too: a real midnight is no date alone); a date: marked
     assert store.scenes(since=when, until=when)[0].attributes["time_precision"] == "second"
     from routewatch.sources.imagery.ingest import date_only
 
-    midnight = datetime(2023, 6, 13, tzinfo=UTC)
-    shutil.copytree(port, tmp_path / "g" / "gdynia")
+    midnight = datetime(2023, 6, 11, tzinfo=UTC)
+    for copy, add in (("g", 2), ("f", 3)):  # other images of that day
+        shutil.copytree(port, tmp_path / copy / "gdynia")
+        with rasterio.open(tmp_path / copy / "gdynia" / "B08.tiff", "r+") as ds:
+            ds.write(ds.read(1) + add, 1)
     (exact,) = add_folder(tmp_path / "g", store=store, when=midnight).scenes
     assert exact.attributes["time_precision"] == "second" and not date_only(exact)
-    day = datetime(2023, 6, 12, tzinfo=UTC)
-    shutil.copytree(port, tmp_path / "f" / "gdynia")
-    dated = add_folder(tmp_path / "f", store=store, when=day, when_has_time=False)
+    dated = add_folder(tmp_path / "f", store=store, when=midnight, when_has_time=False)
     assert dated.scenes[0].attributes["time_precision"] == "day"
 
 
@@ -313,7 +360,8 @@ def test_scenes_add_with_a_date_alone_stores_its_midnight(tmp_path: Path, shared
 
     ws = tmp_path / "ws"
     assert CliRunner().invoke(app, ["init", str(ws)]).exit_code == 0
-    shutil.copytree(shared_dir / "data" / "sen2ships" / "gdynia", tmp_path / "in" / "gdynia")
+    shutil.copytree(shared_dir / "data" / "sen2ships" / "gdynia", tmp_path / "in" / "gdynia",
+                    ignore=shutil.ignore_patterns("annotations*"))  # whose date would have to be that of --time
     res = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "in"), "-w", str(ws), "--time", "2023-10-21+09:00"])
     assert res.exit_code == 0, res.output
     (scene,) = open_store(Workspace.open(ws)).scenes()

@@ -6,12 +6,16 @@ Any CRS, any band layout. How a folder becomes scenes:
   a band code after a common prefix as downloads are named (``T52TGN_20231021T021529_B02_10m.tif``,
   ``casablanca_20230426_B08.tiff``), form one scene per prefix with one file per band (they must have the same
   size and grid); every other GeoTIFF is a scene by itself;
-* band names come from ``--bands red,green,blue,nir`` (in file order), else from the band descriptions, else by
-  count: 1 band = pan (SAR sensors: the polarisation ``sar``), 3 = red, green, blue, 4 = blue, green, red, nir
-  (PlanetScope and Sentinel order);
-* the acquisition time comes from ``--time``, else acquisition tags (``ACQUISITION_DATETIME``, ``SENSING_TIME``,
-  ...), else a date in the file name (``20231021``, ``2023-10-21``, ``20231021T021530``), else a sen2ships-style
-  ``annotations_coco.json`` beside the files, else the TIFF ``DateTime`` tag (when the file was written);
+* band names come from ``--bands red,green,blue,nir`` (in file order; Sentinel-2 codes ``B02`` are read as their
+  colours; a name given twice, or no name a detector reads, is refused), else from the band descriptions when
+  they name a band a detector reads, else by count: 1 band = pan (SAR sensors: the polarisation ``sar``), 3 = red,
+  green, blue, 4 = blue, green, red, nir (PlanetScope and Sentinel order);
+* the acquisition time comes from acquisition tags (``ACQUISITION_DATETIME``, ``SENSING_TIME``, ...), else a date
+  in the file name (``20231021``, ``2023-10-21``, ``20231021T021530``), else a sen2ships-style
+  ``annotations_coco.json`` beside the files; ``--time`` is for files that give no time of day this way (a date
+  alone, which must be the day of ``--time``, or nothing), so that one ``--time`` given for a folder does not
+  re-date the images that say when they were taken; the TIFF ``DateTime`` tag (when the file was written) comes
+  last;
 * the sensor comes from ``--sensor``, else the ``ROUTEWATCH_SENSOR`` tag, else ``sentinel-2`` for B0x names,
   else ``geotiff`` (whose detection model is derived from the pixel size alone).
 """
@@ -47,7 +51,11 @@ BAND_ALIASES = {
     "b02": "blue", "b2": "blue", "blue": "blue", "b03": "green", "b3": "green", "green": "green",
     "b04": "red", "b4": "red", "red": "red", "b08": "nir", "b8": "nir", "nir": "nir", "b8a": "nir08",
     "scl": "scl", "vv": "vv", "vh": "vh", "hh": "hh", "hv": "hv", "pan": "pan", "sar": "sar",
+    "nir1": "nir", "near-infrared": "nir", "near infrared": "nir", "panchromatic": "pan",
 }
+# The bands a detector reads (optical: any of the first five; SAR: any polarisation): a scene without one of them
+# would only ever make unusable looks
+DETECTOR_BANDS = frozenset({"blue", "green", "red", "nir", "pan", "vv", "vh", "hh", "hv", "sar"})
 TIME_TAGS = ("ACQUISITION_DATETIME", "ACQUISITION_DATE", "acquired", "datetime", "SENSING_TIME",
              "PRODUCT_START_TIME")
 # The TIFF DateTime tag is when the file was written (GIS tools and exports set it): a time of last resort, after
@@ -215,8 +223,16 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                 if bands:
                     if len(bands) != ds.count:
                         raise SceneReadError(f"{f}: --bands names {len(bands)} bands but the file has {ds.count}")
-                    names = [b.strip().lower() for b in bands]
-                elif all(descs) and len(set(descs)) == len(descs):
+                    names = [BAND_ALIASES.get(b.strip().lower(), b.strip().lower()) for b in bands]  # B02 = blue
+                    twice = sorted({n for n in names if names.count(n) > 1})
+                    if twice:
+                        raise SceneReadError(f"{f}: --bands names {', '.join(twice)} twice ({','.join(bands)}): "
+                                             "each band of the file needs its own name")
+                    if not DETECTOR_BANDS & set(names):
+                        raise SceneReadError(f"{f}: --bands {','.join(bands)} names no band a detector reads "
+                                             f"({', '.join(sorted(DETECTOR_BANDS))}; B02-B04, B08 also)")
+                elif all(descs) and len(set(descs)) == len(descs) and DETECTOR_BANDS & {
+                        BAND_ALIASES.get(d, d) for d in descs}:  # descriptions that name bands ("Band 1" does not)
                     names = [BAND_ALIASES.get(d, d) for d in descs]
                 else:
                     names = _default_names(ds.count, is_sar(sensor_hint))
@@ -227,7 +243,13 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
         except (RasterioError, OSError) as exc:
             raise SceneReadError(f"{f}: not a readable GeoTIFF (corrupt or truncated?): {error_text(exc)}") from exc
     assert georef is not None
-    found = (ensure_utc(when), when_has_time) if when else time_from_files(files, tags)
+    found = time_from_files(files, tags, write_time=False)
+    if when is not None and (found is None or not found[1]):  # --time: for files without a time of day
+        if found is not None and found[0].date() != ensure_utc(when).date():
+            raise SceneReadError(f"{first}: the files date it {found[0]:%Y-%m-%d} (no time of day), not the day of "
+                                 f"--time {ensure_utc(when):%Y-%m-%d}; add each day's images with its own --time")
+        found = (ensure_utc(when), when_has_time)
+    found = found or _time_from_tags(tags, WRITE_TIME_TAGS)  # the file's write time: nothing better says when
     if found is None:
         raise SceneReadError(f"{first}: no acquisition time in tags, file name or annotations; give --time")
     acquired, time_of_day = found
