@@ -101,6 +101,10 @@ def test_dark_identification_rules():
     r3 = identify_dark(**{**base, "length_m": None, "width_m": None}, routes={})
     assert r3.best is None  # nothing to compare: no silent guess
     assert abs(sum(r3.probabilities.values()) - 1) < 1e-9
+    # a one-vessel route, a detection without a size at its port: 0.5 on the place alone is a tie, not a name
+    one = {"angara": VESSELS["angara"]}
+    r4 = identify_dark(**{**base, "length_m": None, "width_m": None, "vessels": one}, routes=ROUTES)
+    assert r4.probabilities["angara"] == pytest.approx(0.5) and r4.best is None
 
 
 def test_geojson_in_and_out(tmp_path):
@@ -349,21 +353,27 @@ def test_file_detections_get_the_site_they_lie_in(tmp_path):
         _feature(130.29, 42.23, id="in-port", length_m=120, width_m=18, heading_deg=90, score=0.9),
         _feature(130.313, 42.23, id="at-quay", length_m=120, width_m=18, heading_deg=90, score=0.9),  # 250 m out
         _feature(130.60, 42.00, id="at-sea", length_m=120, width_m=18, heading_deg=90, score=0.9),
+        # a site named by the file is a label to check: Dunai is 150 km from this point, "nowhere" not watched
         _feature(130.29, 42.23, id="given", site="dunai", length_m=120, width_m=18, heading_deg=90, score=0.9),
+        _feature(130.60, 42.00, id="unknown-site", site="nowhere", length_m=120, width_m=18, heading_deg=90),
+        _feature(130.3105, 42.23, id="near", site="rajin", length_m=120, width_m=18, heading_deg=90),  # 40 m out
     ]}))
     out_file = tmp_path / "fused.geojson"
     out = _fuse("--detections", str(src), "--time", T.isoformat(), "-w", str(ws.root), "--out", str(out_file))
-    assert "4 of 4 detections had no AIS coverage" in out
+    assert "6 of 6 detections had no AIS coverage" in out
+    assert "2 detections named a site that is not a watched site within 1 km of their point" in out
     feats = {f["properties"]["id"]: f["properties"] for f in json.loads(out_file.read_text())["features"]}
     assert {k: p["site"] for k, p in feats.items()} == {"in-port": "rajin", "at-quay": "rajin", "at-sea": None,
-                                                         "given": "dunai"}
+                                                         "given": "rajin", "unknown-site": None, "near": "rajin"}
     assert "route rajin_dunai uses rajin" in feats["in-port"]["reasons"]  # the x3 route prior applies
     at_sea = json.loads(feats["at-sea"]["reasons"])["angara"]  # 30 km out, on the way to Dunai: not at the site
     assert "uses" not in at_sea and "between rajin and dunai" in at_sea
     sites = {s.id: s.site for s in Store.open(ws.db_url).sightings()}
     assert sites[stable_id("fused", "in-port")] == "rajin"
-    direct = assign_sites(read_detections_geojson(src, T), SITES)
-    assert direct["site"].to_list() == ["rajin", "rajin", None, "dunai"]
+    moved: list[str] = []
+    direct = assign_sites(read_detections_geojson(src, T), SITES, corrected=moved)
+    assert direct["site"].to_list() == ["rajin", "rajin", None, "rajin", None, "rajin"]
+    assert moved == ["given", "unknown-site"]
 
 
 def test_numbered_detections_of_two_images_keep_apart(tmp_path):

@@ -318,7 +318,11 @@ def register(app: typer.Typer) -> None:
         if det.height == 0:
             console.print("[yellow]No detections to fuse.[/yellow]")
             raise typer.Exit(0)
-        det = assign_sites(det, watchlist.sites)  # a detection without a site: the watched site it lies in or at
+        moved: list[str] = []  # a detection's site: the watched site it lies in or at (a label is checked)
+        det = assign_sites(det, watchlist.sites, corrected=moved)
+        if moved:
+            console.print(f"[yellow]{len(moved)} detections named a site that is not a watched site within 1 km of "
+                          f"their point (e.g. {moved[0]}): given the site the point lies in or at, or none[/yellow]")
         t0, t1 = det["time"].min(), det["time"].max()
         positions = scan_positions(ws.ais_dir, t0 - timedelta(days=lookback_days), t1 + timedelta(hours=1)).collect()
         mmsi_vessel, lengths = _mmsi_map(ws, watchlist)

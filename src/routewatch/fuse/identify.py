@@ -18,7 +18,7 @@ For each watchlist vessel v with a known length, the posterior is proportional t
 
 So a detection far from where a vessel sails is not named that vessel from its size alone: the place moves the
 balance between the vessel and "unknown vessel", not only between watchlist vessels. The alternatives'
-probabilities sum to 1; the top one is named only when it reaches ``min_probability``, so a weak resemblance is
+probabilities sum to 1; the top one is named only when it exceeds ``min_probability``, so a weak resemblance is
 reported as such, never as a silent guess.
 """
 
@@ -74,7 +74,7 @@ class LastSeen:
 class Identification:
     probabilities: dict[str, float]  # vessel key or UNKNOWN -> probability
     reasons: dict[str, str] = field(default_factory=dict)
-    best: str | None = None  # a vessel key when its probability reaches min_probability, else None
+    best: str | None = None  # a vessel key when its probability exceeds min_probability, else None
     best_probability: float | None = None
 
 
@@ -208,5 +208,7 @@ def identify_dark(
     z = sum(scores.values())
     probs = {k: s / z for k, s in scores.items()} if z > 0 else {UNKNOWN: 1.0}
     best = max(probs, key=lambda k: probs[k])
-    named = best if best != UNKNOWN and probs[best] >= cfg.min_probability else None
+    # above, not at: a size-less detection at a one-vessel route's port is 0.5 that vessel on the prior alone,
+    # a coin toss between it and an unknown ship, not a name
+    named = best if best != UNKNOWN and probs[best] > cfg.min_probability else None
     return Identification(probs, reasons, named, probs[best] if named else None)

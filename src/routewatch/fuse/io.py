@@ -188,20 +188,41 @@ def detections_from_sightings(sightings: Iterable[Sighting]) -> pl.DataFrame:
                                       "simulated": pl.Boolean})
 
 
-def assign_sites(det: pl.DataFrame, sites: Mapping[str, Site], max_distance_m: float = 1000.0) -> pl.DataFrame:
-    """Fill a missing ``site`` with the watched site whose polygon holds the detection or lies within
-    ``max_distance_m`` of it (the nearest; the port-visit entry distance by default); others stay empty."""
-    if not sites or det.height == 0:
+def assign_sites(det: pl.DataFrame, sites: Mapping[str, Site], max_distance_m: float = 1000.0,
+                 corrected: list[str] | None = None) -> pl.DataFrame:
+    """Each detection's ``site``: the watched site whose polygon holds it or lies within ``max_distance_m`` of it
+    (the nearest; the port-visit entry distance by default), else none. A site the detection names is kept when
+    it is a watched site within that distance of the point; any other (a site the watchlist lacks, or a port
+    5,000 km away) would make a call there, and with it a route vessel's prior, out of a label: it is replaced by
+    the site the point gives, and the detection's id added to ``corrected``."""
+    if det.height == 0:
         return det
-    missing = det["site"].is_null().to_numpy() if "site" in det.columns else np.ones(det.height, bool)
-    if not missing.any():
-        return det
-    index = SiteIndex(sites, max_distance_m)
-    idx, dist = index.lookup(det["lon"].to_numpy().astype(np.float64), det["lat"].to_numpy().astype(np.float64))
-    keys = det["site"].to_list() if "site" in det.columns else [None] * det.height
-    for i in np.flatnonzero(missing & (idx >= 0) & (dist <= max_distance_m)):
-        keys[i] = index.keys[int(idx[i])]
+    given = det["site"].to_list() if "site" in det.columns else [None] * det.height
+    if not sites:
+        keys: list[str | None] = [None] * det.height
+    else:
+        index = SiteIndex(sites, max_distance_m)
+        lon, lat = det["lon"].to_numpy().astype(np.float64), det["lat"].to_numpy().astype(np.float64)
+        idx, dist = index.lookup(lon, lat)
+        keys = [index.keys[int(k)] if k >= 0 and d <= max_distance_m else None for k, d in zip(idx, dist, strict=True)]
+        for i, name in enumerate(given):  # a named site that is not the nearest but also within reach stays
+            if name is not None and name != keys[i] and name in sites and \
+                    _site_distance_m(sites[name], float(lon[i]), float(lat[i])) <= max_distance_m:
+                keys[i] = name
+    if corrected is not None:
+        corrected.extend(str(i) for i, g, k in zip(det["id"].to_list(), given, keys, strict=True)
+                         if g is not None and g != k)
     return det.with_columns(pl.Series("site", keys, pl.String))
+
+
+def _site_distance_m(site: Site, lon: float, lat: float) -> float:
+    """Metres from a point to a site's polygon (0 inside), on the local azimuthal equidistant plane."""
+    from pyproj import Transformer
+    from shapely.geometry import Point
+    from shapely.ops import transform
+
+    to_m = Transformer.from_crs("EPSG:4326", f"+proj=aeqd +lat_0={lat} +lon_0={lon} +units=m", always_xy=True)
+    return float(transform(to_m.transform, site.geometry).distance(Point(0.0, 0.0)))
 
 
 def write_result(result: pl.DataFrame, path: Path) -> Path:
