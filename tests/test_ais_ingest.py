@@ -299,6 +299,39 @@ def _position_lines(n: int, t0: datetime) -> list[str]:
     return out
 
 
+def test_a_forced_reread_with_another_mapping_adds_beside_the_first_never_over_it(tmp_path, monkeypatch):
+    """A file read with lon and lat swapped, then again with --force and the right mapping: its new rows have the
+    same count, first ship, time and last line, so its part took the same name and replaced the first (rows lost,
+    the manifest counting them). Both stay, as the manifest says; an interrupted write leaves no temporary file."""
+
+    data = tmp_path / "feed.csv"
+    data.write_text("ship,when,x,y\n273210440,20240101 120000,30.29,42.23\n273210440,20240101 130000,30.30,42.24\n")
+    head = 'mmsi = "ship"\ntimestamp = "when"\ntime_format = "%Y%m%d %H%M%S"\n'
+    (tmp_path / "swapped.toml").write_text(head + 'lon = "y"\nlat = "x"\n')
+    (tmp_path / "right.toml").write_text(head + 'lon = "x"\nlat = "y"\n')
+    ais = tmp_path / "ais"
+    assert ingest_file(data, ais, mapping=load_mapping(tmp_path / "swapped.toml")).added == 2
+    again = ingest_file(data, ais, mapping=load_mapping(tmp_path / "right.toml"), force=True)
+    (_, ddir), = day_dirs(ais)
+    rows = read_day(ddir)
+    assert again.added == 2 and rows.height == 4 and sorted(rows["lon"].to_list()) == [30.29, 30.30, 42.23, 42.24]
+    (entry,) = read_manifest(ais).values()
+    assert entry["added"] == rows.height
+    # a third reading adds nothing; and one stopped while writing leaves no temporary part behind
+    assert ingest_file(data, ais, mapping=load_mapping(tmp_path / "right.toml"), force=True).added == 0
+
+    def stopped(self, path, **kwargs):
+        Path(path).write_bytes(b"PAR1")  # a part half written when the user pressed Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", stopped)
+    shifted = tmp_path / "other.csv"
+    shifted.write_text(data.read_text().replace("30.29", "30.31"))
+    with pytest.raises(KeyboardInterrupt):
+        ingest_file(shifted, ais, mapping=load_mapping(tmp_path / "right.toml"))
+    assert not list(ais.rglob("*.tmp")) and read_day(ddir).height == 4
+
+
 def test_nmea_file_read_in_chunks_lands_whole_or_not_at_all(tmp_path, monkeypatch):
     """A file read in several chunks: an error in a later chunk leaves no part of it (no visible part, no temporary
     file, nothing in the manifest); the next run stores every position once, repeats across chunks dropped."""

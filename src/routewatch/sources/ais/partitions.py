@@ -163,10 +163,15 @@ def write_positions(
             pid = stable_id("part", batch_label, day, part.height, part["mmsi"][0], part["timestamp"][0],
                             part["line"][-1])
             ddir.mkdir(parents=True, exist_ok=True)
+            taken = {f for _tmp, f in (*mine, *(staged or ()))}
+            while (ddir / f"{pid}.parquet").exists() or ddir / f"{pid}.parquet" in taken:
+                # a forced re-read of the same file whose rows changed (another mapping or --default-time) can
+                # give the same name: its new rows go beside the earlier part, never over it
+                pid = stable_id(pid, "next")
             final = ddir / f"{pid}.parquet"
             tmp = ddir / f".{pid}.parquet.tmp"
+            mine.append((tmp, final))  # before writing: an interrupted write is removed with the rest
             part.write_parquet(tmp, compression=compression, statistics=True, row_group_size=256_000)
-            mine.append((tmp, final))
             stats.added += part.height
             stats.days += 1
     except BaseException:
