@@ -303,7 +303,6 @@ def test_a_forced_reread_with_another_mapping_adds_beside_the_first_never_over_i
     """A file read with lon and lat swapped, then again with --force and the right mapping: its new rows have the
     same count, first ship, time and last line, so its part took the same name and replaced the first (rows lost,
     the manifest counting them). Both stay, as the manifest says; an interrupted write leaves no temporary file."""
-
     data = tmp_path / "feed.csv"
     data.write_text("ship,when,x,y\n273210440,20240101 120000,30.29,42.23\n273210440,20240101 130000,30.30,42.24\n")
     head = 'mmsi = "ship"\ntimestamp = "when"\ntime_format = "%Y%m%d %H%M%S"\n'
@@ -330,6 +329,38 @@ def test_a_forced_reread_with_another_mapping_adds_beside_the_first_never_over_i
     with pytest.raises(KeyboardInterrupt):
         ingest_file(shifted, ais, mapping=load_mapping(tmp_path / "right.toml"))
     assert not list(ais.rglob("*.tmp")) and read_day(ddir).height == 4
+
+
+def test_a_time_past_any_believable_date_is_a_bad_row_not_an_aborted_file(tmp_path):
+    """A millisecond epoch read with a seconds format is the year 55969, which no datetime holds: the whole file
+    had failed on it. It is a bad row, its time shown as written; so is an NMEA clock of 14 digits (the year 2286)."""
+    from pyais import encode_dict
+
+    data = tmp_path / "epoch.csv"
+    data.write_text("ship,when,x,y\n777777777,1704067200,130.28,42.23\n777777777,1704074400000,130.28,42.23\n")
+    (tmp_path / "m.toml").write_text('mmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\ntime_format = "%s"\n')
+    ais = tmp_path / "ais"
+    got = ingest_file(data, ais, mapping=load_mapping(tmp_path / "m.toml"))
+    assert got.added == 1 and got.report.bad == {"unparsable or out-of-range row": 1}
+    assert got.report.examples[0][0] == 3 and "time='1704074400000'" in got.report.examples[0][2]
+    line = encode_dict({"type": 1, "mmsi": 273000001, "lon": 130.28, "lat": 42.23, "speed": 0.1},
+                       radio_channel="A", talker_id="AI")[0]
+    nmea = tmp_path / "clock.nmea"
+    nmea.write_text(f"\\c:99999999999999*00\\{line}\n\\c:1704067200*00\\{line}\n")
+    got = ingest_file(nmea, ais)
+    assert got.added == 1 and got.report.bad == {"time out of range (before 1980 or after 2099)": 1}
+    assert got.report.examples[0][0] == 1
+    assert [d.isoformat() for d, _ in day_dirs(ais)] == ["2024-01-01"]
+    # a mapping that fits no row (epoch seconds read as ISO times): the file is not marked as read, and the fixed
+    # mapping then reads it without --force
+    (tmp_path / "iso.toml").write_text('mmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\n')
+    seconds = tmp_path / "seconds.csv"
+    seconds.write_text("ship,when,x,y\n777777778,1704067200,130.28,42.23\n")
+    wrong = ingest_file(seconds, ais, mapping=load_mapping(tmp_path / "iso.toml"))
+    assert wrong.unread and wrong.added == 0 and "time='1704067200'" in wrong.report.examples[0][2]
+    assert str(seconds.resolve()) not in {e["path"] for e in read_manifest(ais).values()}
+    right = ingest_file(seconds, ais, mapping=load_mapping(tmp_path / "m.toml"))
+    assert not right.skipped and right.added == 1
 
 
 def test_nmea_file_read_in_chunks_lands_whole_or_not_at_all(tmp_path, monkeypatch):

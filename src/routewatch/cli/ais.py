@@ -149,6 +149,10 @@ def register(app: typer.Typer) -> None:
                                       s.report.bad.items(), key=lambda kv: -kv[1]))))
                 for line, reason, text in s.report.examples:  # the first five of each reason
                     console.print(f"  [yellow]{escape(f.name)}:{line}[/yellow] {escape(reason)}: {escape(text)}")
+                if s.unread:
+                    console.print(f"  [yellow]{escape(f.name)}: every row is bad, so the file is not marked as "
+                                  "ingested: check the column mapping (its time_format, lon and lat) against the "
+                                  "examples above and run again[/yellow]")
                 if s.report.untimed:
                     console.print(f"  [yellow]{f.name}: {s.report.untimed:,} positions carry no time and were left "
                                   "out; run again with --default-time (UTC) to add them (the file is not marked "

@@ -55,6 +55,7 @@ class FileSummary:
     duplicates: int = 0
     statics_added: int = 0
     report: ReadReport = field(default_factory=ReadReport)
+    unread: bool = False  # nothing usable read (every row bad): not marked as ingested, so a fix can read it
 
 
 DIGEST_PREFIX = "xxh3-128:"
@@ -260,6 +261,11 @@ def _ingest_file(
         summary.statics_added = merge_statics(ais_dir, statics_frame(res.statics, path.name))
         if progress:
             progress(path.name, res.report.lines)
+        if res.positions.height == 0 and res.report.bad_total:
+            # every row bad (a time format that fits none of them, lon and lat swapped out of range): most likely
+            # the mapping, not the file; not marked as read, so that running again with a fixed mapping reads it
+            summary.unread = True
+            return summary
     else:
         # Chunks keep memory bounded; their parts stay staged until the whole file is read, so an interrupted
         # ingest leaves nothing behind and a reader never sees part of a file.

@@ -22,11 +22,13 @@ from pyais import decode as pyais_decode
 
 from routewatch.model import ensure_utc
 from routewatch.sources.ais.schema import (
+    BAD_TIME,
     POSITION_SCHEMA,
     VALID_BELOW,
     ZONE,
     available,
     empty_positions,
+    plausible_time,
     utc_offset_us,
 )
 from routewatch.sources.ais.sixbit import POSITION_PAYLOAD_CHARS, decode_positions
@@ -198,6 +200,12 @@ def read_nmea_lines(
         else empty_positions()
     timed = positions.filter(pl.col("timestamp").is_not_null())
     report.untimed += positions.height - timed.height
+    odd = ~timed.select(plausible_time()).to_series()
+    if odd.any():  # a corrupt clock (c: of 14 digits, or 0): a bad line, not a position of 2286 or 1970
+        lines = timed.filter(odd)["line"].to_numpy()
+        report.add_bad_rows(BAD_TIME, np.arange(lines.size), lambda k: int(lines[k]),
+                            lambda k: str(raw[int(lines[k]) - first_line]))
+        timed = timed.filter(~odd)
     report.positions = timed.height
     return NmeaResult(timed, statics, report)
 

@@ -23,7 +23,15 @@ import numpy as np
 import polars as pl
 
 from routewatch.sources.ais.nmea import ReadReport
-from routewatch.sources.ais.schema import TIME_OF_DAY, VALID_BELOW, ZONE, available, conform, iso_utc
+from routewatch.sources.ais.schema import (
+    TIME_OF_DAY,
+    VALID_BELOW,
+    ZONE,
+    available,
+    conform,
+    iso_utc,
+    plausible_time,
+)
 
 # ITU-R M.1371 navigational status codes by the words the Danish Maritime Authority writes.
 NAV_STATUS_WORDS = {
@@ -357,7 +365,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
             exprs.append(pl.col("nav_status").cast(pl.Int8, strict=False))
     exprs.extend(available(col) for col in VALID_BELOW if col in wanted)  # not-available codes become nulls
     valid = (
-        pl.col("mmsi").is_between(1, 999_999_999) & pl.col("timestamp").is_not_null()
+        pl.col("mmsi").is_between(1, 999_999_999) & plausible_time()  # a time, and a believable one
         & pl.col("lon").is_between(-180, 180) & pl.col("lat").is_between(-90, 90)
         & ((pl.col("lon") != 0) | (pl.col("lat") != 0))  # 0 N 0 E exactly: a default, not a place
     ).fill_null(False)
@@ -428,9 +436,9 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         bad = bad.filter(~pl.col("_blank"))
         if bad.height:
             report.bad["unparsable or out-of-range row"] = bad.height
-        for row in bad.head(5).iter_rows(named=True):
-            report.examples.append((int(row["line"]), "unparsable or out-of-range row",
-                                    f"mmsi={row['mmsi']} time={row['timestamp']} lon={row['lon']} lat={row['lat']}"))
+        for row in bad.head(5).select("line", "mmsi", "_raw", "lon", "lat").iter_rows(named=True):
+            report.examples.append((int(row["line"]), "unparsable or out-of-range row",  # the time as written
+                                    f"mmsi={row['mmsi']} time={row['_raw']!r} lon={row['lon']} lat={row['lat']}"))
         frame = frame.filter(pl.col("_ok"))
     frame = frame.drop("_raw", *(["_blank"] if "_blank" in frame.columns else []))
     positions = conform(frame)
@@ -469,7 +477,7 @@ def _static_records(rows: pl.DataFrame, static_cols: list[str], check: bool = Fa
         return pl.DataFrame(schema={"mmsi": pl.Int64, "timestamp": pl.Datetime("us", "UTC"), "line": pl.Int64})
     heard = pl.any_horizontal(pl.col(c).is_not_null() for c in static_cols)
     if check:  # a row without a usable position (0 N 0 E, no fix) still names its ship
-        heard = heard & pl.col("mmsi").is_between(1, 999_999_999).fill_null(False) & pl.col("timestamp").is_not_null()
+        heard = heard & pl.col("mmsi").is_between(1, 999_999_999).fill_null(False) & plausible_time().fill_null(False)
     return (
         rows.lazy().select("mmsi", "timestamp", "line", *static_cols)
         .filter(heard)

@@ -16,6 +16,8 @@ same file ingested twice.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import polars as pl
 
 POSITION_SCHEMA: dict[str, pl.DataType] = {
@@ -37,6 +39,19 @@ DEDUPE_KEY = ("mmsi", "timestamp", "lon", "lat")
 # Past these a value is "not available" (ITU-R M.1371: speed 102.3 kn, course 360, heading 511) or no value at all
 # (a course of 400 deg): one rule for every reader. Type 27's own codes (63 kn, 511 deg) are read by the NMEA reader.
 VALID_BELOW = {"sog_kn": 102.3 - 1e-3, "cog_deg": 360.0, "heading_deg": 360.0}
+
+
+# Times a position can have: AIS began around 2000, so a time outside these is a corrupt value (a millisecond epoch
+# read as seconds, a receiver clock at zero) that would make a day partition of 1970 or of the year 55969 (which
+# no datetime can even hold): a bad row, counted with its line, in every reader.
+TIME_MIN = datetime(1980, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(2100, 1, 1, tzinfo=UTC)
+BAD_TIME = "time out of range (before 1980 or after 2099)"
+
+
+def plausible_time(column: str = "timestamp") -> pl.Expr:
+    """Whether a time lies in [:data:`TIME_MIN`, :data:`TIME_MAX`) (null for a null time)."""
+    return pl.col(column).is_between(TIME_MIN, TIME_MAX, closed="left")
 
 
 def available(column: str) -> pl.Expr:
