@@ -305,7 +305,10 @@ def test_visit_and_gap_options_out_of_range_are_refused_before_anything_is_repla
     _run("ais", "ingest", str(tmp_path / "track.csv"), "-w", str(ws.root))
     for args in (["visits", "--min-level", "7"], ["visits", "--min-level", "0"], ["visits", "--exit-m", "inf"],
                  ["gaps", "--min-gap-h", "-1"],
-                 ["gaps", "--max-speed-kn", "0"], ["gaps", "--min-dwell-h", "-2"], ["gaps", "--max-speed-kn", "nan"]):
+                 ["gaps", "--max-speed-kn", "0"], ["gaps", "--min-dwell-h", "-2"], ["gaps", "--max-speed-kn", "nan"],
+                 # an empty window: not "no AIS", nor widened into the days before it
+                 ["visits", "--until", "2024-03-01", "--since", "2024-03-05"],
+                 ["gaps", "--until", "2024-03-01", "--since", "2024-03-05"]):
         out = _run("ais", *args, "-w", str(ws.root), code=2)
         assert args[1] in out
 

@@ -27,6 +27,15 @@ def _time(text: str | None, name: str) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
+def _window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """``--since`` and ``--until`` as UTC times; an empty window (until before since) is refused, not read as
+    "no AIS" or widened into another."""
+    s, u = _time(since, "--since"), _time(until, "--until")
+    if s is not None and u is not None and _day_start(u) < _day_start(s):
+        raise typer.BadParameter(f"--until {until} is before --since {since}")
+    return s, u
+
+
 def _day_start(t: datetime) -> datetime:
     """Midnight UTC of ``t``'s day: the AIS windows are whole days."""
     return datetime(t.year, t.month, t.day, tzinfo=UTC)
@@ -192,7 +201,7 @@ def register(app: typer.Typer) -> None:
                                      "a ship leaves only once farther out than where it entered (hysteresis)")
         ws, watchlist, store = open_workspace(workspace, db)
         cfg = VisitConfig(entry_m=entry_m, exit_m=exit_m, min_level=min_level)
-        s, u = _time(since, "--since"), _time(until, "--until")
+        s, u = _window(since, until)
         if s is not None or u is not None:  # read on over the days of stored visits that reach the window's edges
             lo, hi = reach_stored_visits(store, watchlist.sites, s and _day_start(s),
                                          u and _day_start(u) + timedelta(days=1), timedelta(hours=cfg.split_h))
@@ -247,6 +256,7 @@ def register(app: typer.Typer) -> None:
             if not (value >= least if least is not None else value > 0) or not math.isfinite(value):
                 raise typer.BadParameter(f"{name} must be {'at least 0' if least is not None else 'positive'}, "
                                          f"got {value:g}")
+        _window(since, until)
         ws, watchlist, store = open_workspace(workspace, db)
         gen = _days(ws, since, until, "gaps")
         with _progress() as progress:

@@ -269,7 +269,7 @@ def register(app: typer.Typer) -> None:
 
         A file is imported whole or not at all; importing it again adds nothing. Schema: docs/observations.md.
 
-        Example: routewatch import observations examples/observations.csv -w my-case
+        Example: routewatch init my-case --example rajin && routewatch import observations my-case/observations.csv -w my-case
         """
         from routewatch.sources.reports.observations import ObservationError, import_observations
 
