@@ -183,12 +183,28 @@ def test_detect_optical_on_a_shared_port(shared_dir: Path, tmp_path: Path) -> No
     res = runner.invoke(app, ["evaluate", "detections", str(out), "--truth", str(port / "annotations_coco.json")])
     assert res.exit_code == 0 and "length MAE" in res.output
     assert "warning" not in res.output  # the labels name B04.tiff, beside the B02.tiff the detections name
-    assert (fc["routewatch"]["width"], fc["routewatch"]["height"]) == (port_size := _coco_size(port))
+    port_size = _coco_size(port)
+    assert (fc["routewatch"]["width"], fc["routewatch"]["height"]) == port_size
     # another port's labels: refused as another image instead of scored (it once gave F1 0.24, silently)
     other = shared_dir / "data" / "sen2ships" / "busan" / "annotations_coco.json"
     assert _coco_size(other.parent) != port_size
     res = runner.invoke(app, ["evaluate", "detections", str(out), "--truth", str(other)])
     assert res.exit_code == 2 and "not the same image" in " ".join(res.output.split())
+    # a water mask of other pixels would score "near shore" at the wrong places: refused; one of the image's own
+    # pixels is used
+    truth = str(port / "annotations_coco.json")
+    for size, code in (((100, 100), 2), ((port_size[1], port_size[0]), 0)):
+        mask = tmp_path / f"water{size[0]}.png"
+        Image.fromarray(np.full(size, 255, np.uint8)).save(mask)
+        res = runner.invoke(app, ["evaluate", "detections", str(out), "--truth", truth, "--water", str(mask)])
+        assert res.exit_code == code, res.output
+    assert "100 x 100 px mask but the image is" in " ".join(runner.invoke(
+        app, ["evaluate", "detections", str(out), "--truth", truth, "--water", str(tmp_path / "water100.png")]
+    ).output.split())
+    empty = tmp_path / "none.geojson"  # nothing matched: the length error is unknown, not "no lengths in truth"
+    empty.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    res = runner.invoke(app, ["evaluate", "detections", str(empty), "--truth", truth])
+    assert res.exit_code == 0 and "n/a (no ship matched)" in res.output
 
 
 def _coco_size(port: Path) -> tuple[int, int]:
@@ -203,9 +219,16 @@ def test_detect_optical_band_size_mismatch(shared_dir: Path, tmp_path: Path) -> 
     res = runner.invoke(app, ["detect", "optical", "--band", f"blue={a}", "--band", f"green={b}", "--band",
                               f"red={a}", "-o", str(tmp_path / "x.geojson")])
     assert res.exit_code == 2 and "B03.tiff" in res.output and "differs" in res.output
-    res = runner.invoke(app, ["detect", "optical", "--band", f"blue={a}", "--band", f"green={a}", "--band",
-                              f"red={a}", "--band", f"blue={a}", "-o", str(tmp_path / "y.geojson")])
+    g, r = a.with_name("B03.tiff"), a.with_name("B04.tiff")
+    res = runner.invoke(app, ["detect", "optical", "--band", f"blue={a}", "--band", f"green={g}", "--band",
+                              f"red={r}", "--band", f"blue={a}", "-o", str(tmp_path / "y.geojson")])
     assert res.exit_code == 2 and "band blue given twice" in said(res) and not (tmp_path / "y.geojson").exists()
+    # one band of a file under two names is a typo that still "detects" (23 ships against 11 in a user's test)
+    res = runner.invoke(app, ["detect", "optical", "--band", f"blue={a}:1", "--band", f"green={a}", "--band",
+                              f"red={r}", "-o", str(tmp_path / "y.geojson")])
+    assert res.exit_code == 2 and "that band is already given as blue" in said(res)
+    res = runner.invoke(app, ["detect", "optical", "--band", f"blue={a}:0", "-o", str(tmp_path / "y.geojson")])
+    assert res.exit_code == 2 and "bands are numbered from 1" in said(res)
 
 
 def test_detect_sar_with_a_user_onnx_model(tmp_path: Path) -> None:

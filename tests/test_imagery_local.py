@@ -89,6 +89,15 @@ def test_time_given_for_a_folder_dates_only_the_files_without_a_time_of_day(tmp_
                                            "--time 2023-04-27; add each day's images with its own --time")]
 
 
+def test_scenes_add_on_a_folder_without_geotiffs_says_so(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert CliRunner().invoke(app, ["init", str(ws)]).exit_code == 0
+    (tmp_path / "jpegs").mkdir()
+    (tmp_path / "jpegs" / "scene.jpg").write_bytes(b"\xff\xd8\xff")
+    res = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "jpegs"), "-w", str(ws)])
+    assert res.exit_code == 1 and "no GeoTIFF in it or below it" in " ".join(res.output.split())
+
+
 def test_band_names_given_are_read_as_the_detectors_read_them(tmp_path: Path) -> None:
     """`--bands B02,B03,B04,B08` is blue, green, red, nir (as file names and descriptions are read); a name given
     twice, or names no detector reads, would store a scene whose every look is unusable: refused by file."""

@@ -429,6 +429,7 @@ def register(app: typer.Typer) -> None:
         valid_all: np.ndarray | None = None  # a pixel is data when every band says so
         transform = crs = None
         first: Path | None = None
+        read_from: dict[tuple[str, int], str] = {}  # (file, band index) -> the name it was given
         for spec in band:
             name, sep, file = spec.partition("=")
             if not sep or name not in BAND_ORDER:
@@ -436,8 +437,14 @@ def register(app: typer.Typer) -> None:
             if name in bands:
                 raise _fail(f"--band {spec!r}: band {name} given twice; give each band once")
             head, colon, tail = file.rpartition(":")
+            if colon and tail.isascii() and tail.isdigit() and int(tail) == 0 and not Path(file).is_file():
+                raise _fail(f"--band {spec!r}: bands are numbered from 1 (FILE:1 is the first)")
             index = int(tail) if colon and tail.isascii() and tail.isdigit() and int(tail) >= 1 else None
             file = head if index is not None else file
+            source = (str(Path(file).resolve()), index or 1)
+            if source in read_from:  # one band under two names (blue=f.tif:1 green=f.tif:1): a typo, not a scene
+                raise _fail(f"--band {spec!r}: that band is already given as {read_from[source]}")
+            read_from[source] = name
             arr, tr, cr, valid = _read_image(Path(file), with_valid=True, index=index)
             if bands and arr.shape != next(iter(bands.values())).shape:
                 raise _fail(f"{file}: size {arr.shape} differs from {first} {next(iter(bands.values())).shape}")
@@ -511,6 +518,10 @@ def register(app: typer.Typer) -> None:
         shore = None
         if water is not None:
             mask, _, _ = read_image(water)
+            image_size = (meta.get("width"), meta.get("height")) if None not in made_on else size
+            if image_size is not None and (mask.shape[1], mask.shape[0]) != tuple(image_size):
+                raise _fail(f"{water} is a {mask.shape[1]} x {mask.shape[0]} px mask but the image is "
+                            f"{image_size[0]} x {image_size[1]} px: a water mask must be of the image's pixels")
             shore = distance_to_shore_px(mask > 0)
         s = score(dets, tru, pixel_size_m=px, max_px=max_px, shore_distance_px=shore)
         t = Table(title=f"{detections.name} against {truth.name}")
@@ -521,7 +532,8 @@ def register(app: typer.Typer) -> None:
                 ("true positives", str(s.tp)), ("precision", f"{s.precision:.3f}"), ("recall", f"{s.recall:.3f}"),
                 ("F1", f"{s.f1:.3f}"),
                 ("F1 near shore (<= 2 km)", f"{s.f1_near_shore:.3f}" if s.f1_near_shore is not None else "n/a (no water mask or nothing near shore)"),
-                ("length MAE", f"{s.length_mae_m:.1f} m" if s.length_mae_m is not None else "n/a (truth has no lengths)")]
+                ("length MAE", f"{s.length_mae_m:.1f} m" if s.length_mae_m is not None else
+                 "n/a (no ship matched)" if s.tp == 0 else "n/a (truth has no lengths)")]
         for r in rows:
             t.add_row(*r)
         Console().print(t)

@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
         """
         from routewatch.cli.core import open_workspace
         from routewatch.sources.imagery.ingest import add_folder, date_only
-        from routewatch.sources.imagery.local import has_time_of_day
+        from routewatch.sources.imagery.local import SUFFIXES, has_time_of_day
 
         if not folder.is_dir():
             console.print(f"[red]error:[/red] {folder}: not a folder")
@@ -148,5 +148,9 @@ def register(app: typer.Typer) -> None:
         if result.moved:
             console.print(f"{len(result.moved)} stored scenes whose files are gone were the same acquisitions (a "
                           "folder moved): replaced by these copies, their looks removed (run detect again)")
+        if not result.scenes and not result.failures:  # nothing to read at all: say so (and fail a script)
+            console.print(f"[red]error:[/red] {folder}: no GeoTIFF in it or below it (files ending "
+                          f"{', '.join(SUFFIXES)})")
+            raise typer.Exit(1)
         if result.failures:  # the others are in; a script still sees that something was skipped
             raise typer.Exit(1)
