@@ -91,6 +91,26 @@ def test_simulated_scene_identified_and_dark():
     assert fused_sightings(res)[0][0].id == sightings[0].id  # deterministic
 
 
+def test_an_ais_match_that_the_size_contradicts_is_said_and_not_named():
+    """The nearest AIS ship is the match, but a 400 m hull at a 95 m watchlist ship's position is a weaker
+    explanation than an unknown ship: the reason gives both lengths and says they disagree, and the watchlist
+    vessel is not named (it had been, at 0.2, counted among the named)."""
+    positions, det = simulated_scene()
+    lengths = {440000000 + k: 90.0 + 5 * k for k in range(5)}
+    inputs = FusionInputs(VESSELS, ROUTES, {440000001: "angara"}, lengths)
+    big = det.drop("truth").with_columns(pl.when(pl.col("id") == "det-440000001").then(400.0)
+                                         .otherwise(pl.col("length_m")).alias("length_m"))
+    res = {r["id"]: r for r in fuse_detections(big, positions, inputs).iter_rows(named=True)}
+    odd = res["det-440000001"]
+    assert odd["status"] == "identified" and odd["mmsi"] == 440000001 and odd["vessel"] is None
+    assert "length 400 m measured, 95 m by AIS (they disagree)" in odd["reasons"]
+    assert "not named angara: match confidence" in odd["reasons"]
+    fine = fuse_detections(det.drop("truth"), positions, inputs).filter(pl.col("id") == "det-440000001").row(
+        0, named=True)
+    assert fine["vessel"] == "angara" and "disagree" not in fine["reasons"]
+    assert "length 95 m measured, 95 m by AIS" in fine["reasons"]
+
+
 def test_dark_identification_rules():
     base = dict(length_m=120.0, width_m=18.0, lon=130.29, lat=42.23, time=T, site="rajin", vessels=VESSELS)
     far = {"angara": LastSeen(T - timedelta(hours=2), 133.07, 42.74)}  # Vostochny, 200+ km away 2 h ago

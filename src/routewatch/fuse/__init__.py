@@ -87,10 +87,22 @@ def fuse_detections(
         for d, m in zip(group.iter_rows(named=True), matched.iter_rows(named=True), strict=True):
             if m["status"] == IDENTIFIED:
                 key = inputs.mmsi_vessel.get(int(m["mmsi"]))
+                why = f"AIS MMSI {m['mmsi']} {m['match_distance_m']:.0f} m away ({m['ais_method']})"
+                ais_len = inputs.ais_length.get(int(m["mmsi"]))
+                if d["length_m"] is not None and ais_len is not None:  # what the size says, agreeing or not
+                    spread = max(cfg.length_sigma_min_m, cfg.length_sigma_frac * d["length_m"])
+                    why += (f"; length {d['length_m']:.0f} m measured, {ais_len:.0f} m by AIS"
+                            + (" (they disagree)" if abs(d["length_m"] - ais_len) > 2 * spread else ""))
+                if key and m["match_confidence"] <= icfg.min_probability:
+                    # the nearest AIS ship, but a weaker explanation than an unknown ship (a 400 m hull at a
+                    # 141 m ship's position): said, not named
+                    why += f"; not named {key}: match confidence {m['match_confidence']:.2f}"
+                    key = None
                 vessel.append(key)
                 conf.append(m["match_confidence"] if key else None)
-                probs.append(json.dumps({key or f"MMSI {m['mmsi']}": round(m["match_confidence"], 4)}))
-                reasons.append(f"AIS MMSI {m['mmsi']} {m['match_distance_m']:.0f} m away ({m['ais_method']})")
+                probs.append(json.dumps({inputs.mmsi_vessel.get(int(m["mmsi"])) or f"MMSI {m['mmsi']}":
+                                         round(m["match_confidence"], 4)}))
+                reasons.append(why)
                 continue
             ident = identify_dark(
                 length_m=d["length_m"], width_m=d["width_m"], lon=d["lon"], lat=d["lat"], time=when,
