@@ -404,6 +404,10 @@ def test_a_column_mapping_with_a_misspelt_key_is_refused_by_name(tmp_path):
     out = _run("ais", "ingest", str(tmp_path / "f.csv"), "--mapping", str(tmp_path / "m.toml"), "-w", str(ws.root),
                code=2)
     assert "unknown key(s) name_col" in out and not day_dirs(ws.ais_dir)
+    # a mapping without a speed column reads positions no stop can be seen in: said before reading
+    (tmp_path / "m.toml").write_text('mmsi = "a"\ntimestamp = "b"\nlon = "c"\nlat = "d"\n')
+    out = _run("ais", "ingest", str(tmp_path / "f.csv"), "--mapping", str(tmp_path / "m.toml"), "-w", str(ws.root))
+    assert "no speed column (sog_kn)" in out and len(day_dirs(ws.ais_dir)) == 1
 
 
 @pytest.mark.parametrize("verb", [["ais", "ingest"], ["ais", "visits"], ["ais", "gaps"], ["fuse"]])

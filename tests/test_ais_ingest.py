@@ -151,6 +151,14 @@ def test_a_mapping_without_a_time_format_reads_iso_times_with_their_zones(tmp_pa
                      "273210440,2024-01-01T03:00:00+02:00,130.29,42.23\n")
     got = read_provider_csv(zoned, load_mapping(tmp_path / "z.toml")).positions.sort("line")["timestamp"].to_list()
     assert got == [datetime(2024, 1, 1, 0, tzinfo=UTC), datetime(2024, 1, 1, 1, tzinfo=UTC)]
+    # a date alone is no time for a position: a bad row, not its midnight (zoned or not)
+    dates = tmp_path / "dates.csv"
+    dates.write_text("ship,when,x,y\n273210440,2024-01-01T05:00:00,130.29,42.23\n273210440,2024-01-02,130.29,42.23\n"
+                     "273210440,2024-01-03T07:00:00+02:00,130.29,42.23\n273210440,2024-01-04Z,130.29,42.23\n")
+    res = read_provider_csv(dates, load_mapping(tmp_path / "iso.toml"))
+    assert res.report.bad_total == 2 and [e[0] for e in res.report.examples] == [3, 5]
+    assert res.positions.sort("line")["timestamp"].to_list() == [datetime(2024, 1, 1, 5, tzinfo=UTC),
+                                                                 datetime(2024, 1, 3, 5, tzinfo=UTC)]
 
 
 def test_a_column_the_mapping_names_and_the_file_lacks_is_refused_by_name(tmp_path):

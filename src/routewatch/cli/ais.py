@@ -129,6 +129,9 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(2) from None
+        if cmap is not None and "sog_kn" not in cmap.columns:
+            console.print(f"[yellow]{mapping}: no speed column (sog_kn): the positions it reads carry no speed, so "
+                          "`ais visits` cannot see a ship stop (a moored ship stays at level 1)[/yellow]")
         table = Table("file", "kind", "added", "duplicates", "bad lines", "static")
         failed = 0
         with _progress() as progress:

@@ -346,9 +346,10 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         """UTC times: with the layout's format (a ``%z`` in it also takes ``Z``), or ISO 8601 with or without a
         zone when it gives none."""
         fmt = mapping.time_format
-        if not fmt:
-            return iso_utc(text) if with_zones or zoned else \
+        if not fmt:  # a date alone is no time for a position (its midnight would be made up): a bad row
+            parsed = iso_utc(text) if with_zones or zoned else \
                 text.str.to_datetime(strict=False, time_unit="us").dt.replace_time_zone("UTC")
+            return pl.when(text.str.contains(r"\d[T\s]+\d{2}")).then(parsed)
         if "%z" in fmt or "%:z" in fmt:
             text = text.str.replace(r"Z\s*$", "+00:00")
         return text.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC")
