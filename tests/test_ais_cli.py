@@ -162,6 +162,17 @@ def test_ingest_reports_bad_files_and_lines_and_goes_on(tmp_path, shared_dir, mo
     with_static = {r["MMSI"] for r in rows if r["VesselName"] or r["IMO"] or r["CallSign"]}
     assert with_static <= set(vessels)
     assert vessels[known].vessel == "known"
+    # the watchlist edited (the MMSI dropped, the vessel named as another ship of the file is called): the next
+    # `ais visits` links it again, and a name alone is no link
+    other = next(r for r in rows if r["VesselName"] and r["MMSI"] != known)
+    (tmp_path / "ws" / "watchlist.toml").write_text(_watchlist("999999999").replace('name = "KNOWN"',
+                                                                                    f'name = "{other["VesselName"]}"'))
+    _run("ais", "visits", "-w", "ws")
+    with Store.open(ws.db_url).engine.connect() as conn:
+        relinked = {r.mmsi: r.vessel for r in conn.execute(select(schema.ais_vessels))}
+    assert relinked[known] is None and relinked[other["MMSI"]] is None and set(relinked.values()) == {None}
+    (tmp_path / "ws" / "watchlist.toml").write_text(_watchlist(known))
+    _run("ais", "visits", "-w", "ws")
     # again: every file is known by its content, nothing is added
     total = sum(read_day(d).height for _, d in day_dirs(ws.ais_dir))
     out = _run("ais", "ingest", str(mc), str(nmea), "-w", "ws", "--default-time", "2024-01-01T00:00Z")

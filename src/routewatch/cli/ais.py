@@ -194,10 +194,12 @@ def register(app: typer.Typer) -> None:
         from routewatch.analysis.port_visits import VisitConfig, port_visits
         from routewatch.sources.ais.records import (
             reach_stored_visits,
+            registry_rows,
             store_ais,
             visit_records,
             windowed_visits,
         )
+        from routewatch.sources.ais.registry import link_watchlist, vessel_registry
 
         if not 0 < entry_m <= exit_m or not math.isfinite(exit_m):
             raise typer.BadParameter(f"--exit-m ({exit_m:g}) must be at least --entry-m ({entry_m:g}), both positive: "
@@ -222,9 +224,10 @@ def register(app: typer.Typer) -> None:
         if not whole:
             sightings, evidence, remove = windowed_visits(store, sightings, evidence,
                                                           [int(m) for m in frame["mmsi"].to_list()])
+        linked = link_watchlist(vessel_registry(ws.ais_dir), watchlist.vessels)  # the watchlist as it is now
         store_ais(store, sightings=sightings, evidence=evidence,
                   replace=("visits", watchlist.sites) if whole else None, remove=remove,
-                  mmsis=_mmsis(ws) if whole else None)
+                  mmsis=_mmsis(ws) if whole else None, vessels=registry_rows(linked))
         if out:
             frame.write_csv(out)
         table = Table("site", "visits", "identified", "mean confidence")
