@@ -89,6 +89,23 @@ def test_time_given_for_a_folder_dates_only_the_files_without_a_time_of_day(tmp_
                                            "--time 2023-04-27; add each day's images with its own --time")]
 
 
+@pytest.mark.parametrize("name", ["casa_20230426T110621.tif", "casa_20230426.tif"])
+def test_a_file_rewritten_in_place_replaces_its_scene(tmp_path: Path, name: str) -> None:
+    """Recompressed where it lies, a file is the same image: it had been refused as a copy of itself (exit 1, a
+    failure never cleared) or, dated to the day alone, stored a second time beside its stale scene."""
+    import rasterio.shutil
+
+    ws = Workspace.open(tmp_path / "ws").ensure()
+    store = open_store(ws)
+    path = _tif(tmp_path / "a" / name)
+    (old,) = add_folder(tmp_path / "a", store=store).scenes
+    rasterio.shutil.copy(path, tmp_path / "tmp.tif", driver="GTiff", compress="DEFLATE")
+    (tmp_path / "tmp.tif").replace(path)
+    again = add_folder(tmp_path / "a", store=store)
+    assert again.failures == [] and again.new == 1 and again.moved == [old.id]
+    assert [s.id for s in store.scenes()] == [again.scenes[0].id] != [old.id]
+
+
 def test_scenes_add_on_a_folder_without_geotiffs_says_so(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     assert CliRunner().invoke(app, ["init", str(ws)]).exit_code == 0

@@ -146,8 +146,8 @@ def register(app: typer.Typer) -> None:
         console.print(f"{result.new} scenes added" + (f", {again} already in the store" if again else "")
                       + f", {len(result.failures)} skipped (scenes or files, listed above)")
         if result.moved:
-            console.print(f"{len(result.moved)} stored scenes whose files are gone were the same acquisitions (a "
-                          "folder moved): replaced by these copies, their looks removed (run detect again)")
+            console.print(f"{len(result.moved)} stored scenes were the same acquisitions, read from files since "
+                          "moved or rewritten: replaced by these, their looks removed (run detect again)")
         if not result.scenes and not result.failures:  # nothing to read at all: say so (and fail a script)
             console.print(f"[red]error:[/red] {folder}: no GeoTIFF in it or below it (files ending "
                           f"{', '.join(SUFFIXES)})")

@@ -186,7 +186,9 @@ def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None)
     or renamed. The same time to the second, or, when either scene has a date alone (no time of day: stored at
     00:00 UTC), the same day and files of the same bytes; nine tenths of the same footprint, both real or both
     simulated, and the same sensor, unless one is an unnamed GeoTIFF (a true-colour picture of a Sentinel-2
-    product); a copy whose files are gone (a folder moved) does not count. One indexed store query per scene:
+    product); a copy whose files are gone (a folder moved), or that was read from these very files before they
+    were rewritten, does not count (it goes to ``moved``, to be replaced, when the time is known to the second or
+    the files are these). One indexed store query per scene:
     the scenes of this run are stored as they are added."""
     from datetime import timedelta
 
@@ -210,6 +212,10 @@ def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None)
         if not (union > 0 and a.intersection(b).area / union >= 0.9):
             continue
         files = other.attributes.get("files") or []
+        if files and sorted(files) == sorted(scene.attributes.get("files") or []):
+            if moved is not None:  # its own files, rewritten since (recompressed, re-exported): read now, this
+                moved.append(other)  # scene takes its place (the stored one describes bytes that are gone)
+            continue
         if files and not all(Path(f).exists() for f in files):
             if moved is not None and not loose:  # its files are gone: the folder was moved (told by the time
                 moved.append(other)  # to the second; a date alone cannot tell a move from another image)
