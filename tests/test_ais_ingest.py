@@ -161,6 +161,33 @@ def test_a_mapping_without_a_time_format_reads_iso_times_with_their_zones(tmp_pa
                                                                  datetime(2024, 1, 3, 5, tzinfo=UTC)]
 
 
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_mapping_names_the_delimiter_of_a_file_not_separated_by_commas(tmp_path, sep):
+    """Many European exports separate fields with semicolons (their decimal comma taken): without a way to say so
+    the file could not be read at all. Rows with a separator too many are still found by line."""
+    rows = [["ship", "when", "x", "y", "name"], ["273210440", "2024-01-01 12:00:00", "130.29", "42.23", "NORTH, STAR"],
+            ["273210440", "2024-01-01 13:00:00", "130.30", "42.24", "NORTH, STAR", "extra"],
+            ["273210441", "2024-01-01 14:00:00", "130.31", "42.25", ""]]
+    data = tmp_path / "feed.csv"
+    data.write_text("".join(sep.join(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match="give a column mapping with its delimiter"):
+        read_provider_csv(data)
+    toml_sep = "\\t" if sep == "\t" else sep
+    (tmp_path / "m.toml").write_text(f'mmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\nname = "name"\n'
+                                     f'time_format = "%Y-%m-%d %H:%M:%S"\ndelimiter = "{toml_sep}"\n')
+    mapping = load_mapping(tmp_path / "m.toml")
+    assert mapping.delimiter == sep
+    got = ingest_file(data, tmp_path / "ais", mapping=mapping)
+    assert got.added == 2 and got.report.bad == {"row with more fields than the header": 1}
+    assert got.report.examples[0][0] == 3
+    res = read_provider_csv(data, mapping)
+    assert res.positions.sort("line")["lon"].to_list() == [130.29, 130.31]
+    assert res.statics.filter(pl.col("mmsi") == 273210440)["name"].to_list() == ["NORTH, STAR"]
+    (tmp_path / "bad.toml").write_text('mmsi = "a"\ntimestamp = "b"\nlon = "c"\nlat = "d"\ndelimiter = ";;"\n')
+    with pytest.raises(ValueError, match="delimiter = ';;': expected one character"):
+        load_mapping(tmp_path / "bad.toml")
+
+
 def test_a_column_the_mapping_names_and_the_file_lacks_is_refused_by_name(tmp_path):
     """A misspelt column in a user's mapping (speed as "sped") would leave every speed unread, and stops with it."""
     (tmp_path / "m.toml").write_text('mmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\nsog_kn = "sped"\n')
@@ -470,7 +497,7 @@ def test_a_clean_file_is_read_once_strictly(tmp_path, monkeypatch):
 
     calls = []
     real = providers._scan
-    monkeypatch.setattr(providers, "_scan", lambda *a: calls.append(a[-1]) or real(*a))
+    monkeypatch.setattr(providers, "_scan", lambda *a: calls.append(a[4]) or real(*a))  # (..., lenient, separator)
     p = tmp_path / "mc.csv"
     p.write_text("MMSI,BaseDateTime,LAT,LON\n273210440,2023-01-11T00:00:00,42.2,130.3\n")
     assert read_provider_csv(p).positions.height == 1 and calls == [False]

@@ -73,11 +73,11 @@ def file_digest(path: Path) -> str:
     return DIGEST_PREFIX + _hash_file(path, xxhash.xxh3_128())
 
 
-def digest_and_shape(path: Path) -> tuple[str, FileShape]:
+def digest_and_shape(path: Path, separator: str = ",") -> tuple[str, FileShape]:
     """The file's digest (see :func:`file_digest`) and its :class:`FileShape` (newlines, commas, quotes), both
     over the same blocks: a CSV's reader needs the shape, and reading the file twice would cost more."""
     h = xxhash.xxh3_128()
-    shape = FileShape.of(_blocks(path, h))
+    shape = FileShape.of(_blocks(path, h), separator)
     return DIGEST_PREFIX + h.hexdigest(), shape
 
 
@@ -140,7 +140,7 @@ def file_mapping(path: Path, mapping: ColumnMapping | None) -> tuple[bool, Colum
     header = read_header(path)
     layout = detect_layout(header)
     if mapping is not None:
-        names = header_names(header)
+        names = header_names(header, mapping.delimiter)
         if all(mapping.source_columns()[k] in names for k in ("mmsi", "timestamp", "lon", "lat")):
             return True, mapping
         if layout is not None:
@@ -237,12 +237,13 @@ def _ingest_file(
     if csv and not force and not seen_before:
         # A new CSV: hash it in a thread while polars parses it (xxhash and polars both release the GIL).
         pool = ThreadPoolExecutor(1)
-        pending = pool.submit(digest_and_shape, path)
+        pending = pool.submit(digest_and_shape, path, mapping.delimiter if mapping else ",")
         pool.shutdown(wait=False)
         digest = None
     else:
         # only a CSV's reader needs the shape: an NMEA file is just hashed
-        digest, known_shape = digest_and_shape(path) if csv else (file_digest(path), None)
+        digest, known_shape = digest_and_shape(path, mapping.delimiter if mapping else ",") if csv else \
+            (file_digest(path), None)
         if not force and digest in manifest:
             summary.skipped = True
             return summary

@@ -57,6 +57,7 @@ class ColumnMapping:
     columns: dict[str, str] = field(default_factory=dict)  # optional: sog_kn, cog_deg, heading_deg, nav_status,
     # name, imo, call_sign, length_m, beam_m
     nav_status_words: bool = False
+    delimiter: str = ","  # the field separator (";" in many European exports, "\t" for tab-separated files)
 
     def source_columns(self) -> dict[str, str]:
         return {"mmsi": self.mmsi, "timestamp": self.timestamp, "lon": self.lon, "lat": self.lat, **self.columns}
@@ -91,30 +92,34 @@ def load_mapping(path: Path) -> ColumnMapping:
     missing = [k for k in ("mmsi", "timestamp", "lon", "lat") if k not in data]
     if missing:
         raise ValueError(f"{path}: column mapping lacks {', '.join(missing)}")
-    known = {*MAPPING_COLUMNS, "layout", "time_format", "nav_status_words"}
+    known = {*MAPPING_COLUMNS, "layout", "time_format", "nav_status_words", "delimiter"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)} in the column mapping; the keys are "
-                         f"layout, time_format, nav_status_words and the columns {', '.join(MAPPING_COLUMNS)}")
+                         f"layout, time_format, nav_status_words, delimiter and the columns "
+                         f"{', '.join(MAPPING_COLUMNS)}")
     for k, v in data.items():
         if (k == "nav_status_words") != isinstance(v, bool) or (k != "nav_status_words" and not isinstance(v, str)):
             raise ValueError(f"{path}: {k} = {v!r}: expected " + ("true or false" if k == "nav_status_words"
                                                                  else "a column name in quotes"))
+    delimiter = data.get("delimiter", ",")
+    if len(delimiter) != 1 or delimiter in "\"\r\n":
+        raise ValueError(f"{path}: delimiter = {delimiter!r}: expected one character such as \",\", \";\" or \"\\t\"")
     extra = {k: data[k] for k in MAPPING_COLUMNS[4:] if k in data}
     return ColumnMapping(data.get("layout", path.stem), data["mmsi"], data["timestamp"], data["lon"], data["lat"],
-                         data.get("time_format"), extra, bool(data.get("nav_status_words", False)))
+                         data.get("time_format"), extra, bool(data.get("nav_status_words", False)), delimiter)
 
 
-def header_fields(header: str) -> list[str]:
+def header_fields(header: str, delimiter: str = ",") -> list[str]:
     """The header line's fields as the CSV reader sees them (byte-order mark and line end removed)."""
-    return next(csv.reader([header.lstrip("\ufeff").rstrip("\r\n")]), [])
+    return next(csv.reader([header.lstrip("\ufeff").rstrip("\r\n")], delimiter=delimiter), [])
 
 
-def header_names(header: str) -> dict[str, str]:
+def header_names(header: str, delimiter: str = ",") -> dict[str, str]:
     """The header line's column names, trimmed, each to the name as the CSV reader sees it (quotes removed,
     blanks kept: ``MMSI, BaseDateTime`` has a column named ``" BaseDateTime"``)."""
     names: dict[str, str] = {}
-    for f in header_fields(header):  # a name written exactly wins over a padded one; otherwise the first of its spellings
+    for f in header_fields(header, delimiter):  # a name written exactly wins over a padded one; otherwise the first of its spellings
         if f.strip() not in names or f == f.strip() != names[f.strip()]:
             names[f.strip()] = f
     return names
@@ -138,44 +143,47 @@ class FileShape:
     """
 
     newlines: int
-    commas: int
+    commas: int  # field separators (commas unless the mapping gives another delimiter)
     ends_with_newline: bool
     quoted: bool
     last_line: bytes = b""  # the file's last line (a download cut short ends in a short row)
+    separator: bytes = b","
 
     @property
     def records(self) -> int:
         return self.newlines + (0 if self.ends_with_newline else 1)
 
     @classmethod
-    def of(cls, blocks) -> FileShape:
+    def of(cls, blocks, separator: str = ",") -> FileShape:
         newlines = commas = 0
+        sep = ord(separator)
         tail, quoted = b"", False
         for block in blocks:
             arr = np.frombuffer(block, np.uint8)
             newlines += int(np.count_nonzero(arr == ord("\n")))
-            commas += int(np.count_nonzero(arr == ord(",")))
+            commas += int(np.count_nonzero(arr == sep))
             quoted = quoted or b'"' in block
             tail = block[-65536:] if len(block) >= 65536 else (tail + block)[-65536:]
         body = tail[:-1] if tail.endswith(b"\n") else tail
-        return cls(newlines, commas, tail.endswith(b"\n"), quoted, body[body.rfind(b"\n") + 1:])
+        return cls(newlines, commas, tail.endswith(b"\n"), quoted, body[body.rfind(b"\n") + 1:],
+                   separator.encode())
 
     def commas_short(self, n_fields: int) -> int:
         """How many commas the last line lacks for ``n_fields`` fields (a row cut short, padded with nulls by
         the reader): they would otherwise hide as many extra commas of a ragged row from the count."""
-        if not self.last_line.strip(b"\r, \t"):
+        if not self.last_line.strip(b"\r, \t" + self.separator):
             return 0
-        return max(0, n_fields - 1 - self.last_line.count(b","))
+        return max(0, n_fields - 1 - self.last_line.count(self.separator))
 
 
-def record_lines(data: bytes) -> np.ndarray:
+def record_lines(data: bytes, delimiter: str = ",") -> np.ndarray:
     """The file line on which each data record (after the header) starts, when quoted fields span lines.
 
     Read with the csv module, which like polars takes a quote inside an unquoted field (``12"3``) as text, so
     only quotes that open a field can hide a newline. Only called for the rare file whose record count differs
     from its line count; a blank line is a record here as it is a (null) row for polars.
     """
-    reader = csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline="\n"))
+    reader = csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline="\n"), delimiter=delimiter)
     starts, done = [], 0
     with contextlib.suppress(csv.Error):  # a quote never closed: polars has refused the file already
         for _ in reader:
@@ -187,7 +195,7 @@ def record_lines(data: bytes) -> np.ndarray:
 RAGGED = "row with more fields than the header"
 
 
-def ragged_lines(data: bytes, n_fields: int) -> list[int]:
+def ragged_lines(data: bytes, n_fields: int, delimiter: str = ",") -> list[int]:
     """File lines (1-based) whose record has more than ``n_fields`` fields: a separator in an unquoted value
     (``MSC, NAISHA``) shifts every value after it, so such a row cannot be trusted.
 
@@ -198,7 +206,8 @@ def ragged_lines(data: bytes, n_fields: int) -> list[int]:
     """
     buf = np.frombuffer(data, np.uint8)
     newlines = np.flatnonzero(buf == ord("\n"))
-    per_line = np.bincount(np.searchsorted(newlines, np.flatnonzero(buf == ord(","))), minlength=len(newlines) + 1)
+    per_line = np.bincount(np.searchsorted(newlines, np.flatnonzero(buf == ord(delimiter))),
+                           minlength=len(newlines) + 1)
     out = []
     for i in np.flatnonzero(per_line > n_fields - 1):
         if i == 0:
@@ -206,7 +215,7 @@ def ragged_lines(data: bytes, n_fields: int) -> list[int]:
         start = newlines[i - 1] + 1
         end = newlines[i] if i < len(newlines) else len(buf)
         text = bytes(buf[start:end]).decode("utf-8", "replace").rstrip("\r")
-        if len(next(csv.reader([text]), [])) > n_fields:
+        if len(next(csv.reader([text], delimiter=delimiter), [])) > n_fields:
             out.append(int(i) + 1)
     return out
 
@@ -251,7 +260,7 @@ class CsvResult:
 
 
 def _scan(path: Path, data: bytes | None, columns: list[str], overrides: dict[str, pl.DataType],
-          lenient: bool) -> pl.LazyFrame:
+          lenient: bool, separator: str = ",") -> pl.LazyFrame:
     """Typed columns parsed by the CSV reader itself; times stay text and are parsed with their known format.
 
     ``lenient`` turns a value that does not parse into a null (the row is then reported as bad), cuts a row with
@@ -260,7 +269,7 @@ def _scan(path: Path, data: bytes | None, columns: list[str], overrides: dict[st
     :func:`read_provider_csv`). Polars cuts a row with too many fields silently when only some
     columns are read (the strict read too): :func:`read_provider_csv` finds such rows from the file's commas.
     """
-    kwargs: dict = {"schema_overrides": overrides, "infer_schema": False}
+    kwargs: dict = {"schema_overrides": overrides, "infer_schema": False, "separator": separator}
     if lenient:
         kwargs.update(ignore_errors=True, truncate_ragged_lines=True, encoding="utf8-lossy")
     if data is not None:  # a decompressed file: the lazy reader wants a file of plain text, so read it eagerly
@@ -300,8 +309,13 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
             layout, missing = near
             raise ValueError(f"{path}: line 1: {layout.name} layout without its "
                              + ", ".join(f"{layout.source_columns()[k]!r} ({k})" for k in missing) + " column")
-        raise ValueError(f"{path}: line 1: unknown CSV layout (header {header.strip()[:80]!r}); give a column mapping")
-    present = header_names(header)
+        hint = ""
+        if "," not in header and any(c in header for c in ";\t|"):  # another separator: a mapping can name it
+            hint = " with its delimiter (the header is not separated by commas)"
+        raise ValueError(f"{path}: line 1: unknown CSV layout (header {header.strip()[:80]!r}); give a column "
+                         f"mapping{hint}")
+    sep = mapping.delimiter
+    present = header_names(header, sep)
     if mapping is not LAYOUTS.get(mapping.name):  # a user's mapping: a column it names and the file lacks is a
         # misspelling or the wrong mapping, not a column to do without (a speed never read ends every stop)
         absent = [(k, v) for k, v in mapping.source_columns().items() if v not in present]
@@ -330,7 +344,8 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         """The wanted columns under their canonical names, typed. The lenient read takes every column as text
         first and marks blank lines (``_blank``) there, so that a line of text that parses as nothing is told
         from an empty one, and casts the numbers after; the strict read marks them later, on its few bad rows."""
-        lf = _scan(path, data, sources, {c: pl.String if lenient else overrides[c] for c in sources}, lenient).select(
+        lf = _scan(path, data, sources, {c: pl.String if lenient else overrides[c] for c in sources}, lenient,
+                   sep).select(
             [pl.col(v).alias(k) for k, v in wanted.items()])
         if lenient:
             lf = lf.with_columns(blank(list(wanted)).alias("_blank")).with_columns(
@@ -340,7 +355,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
 
     # ISO times (no format given) are parsed as written when the file's first times carry no zone, the common case
     # and ten times quicker; rows that fail (a zone further down) are parsed again below with their zone
-    zoned = not mapping.time_format and _times_have_zones(path, data, wanted["timestamp"])
+    zoned = not mapping.time_format and _times_have_zones(path, data, wanted["timestamp"], sep)
 
     def parse(text: pl.Expr, with_zones: bool = False) -> pl.Expr:
         """UTC times: with the layout's format (a ``%z`` in it also takes ``Z``), or ISO 8601 with or without a
@@ -398,9 +413,10 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         except pl.exceptions.PolarsError as exc:  # e.g. a quote never closed: the file cannot be read as CSV
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"{path}: cannot be read as CSV ({first})") from None
-    file = FileShape.of([data]) if data is not None else shape() if shape else FileShape.of(_file_blocks(path))
+    file = FileShape.of([data], sep) if data is not None else shape() if shape else \
+        FileShape.of(_file_blocks(path), sep)
     if file.quoted and file.records != frame.height + 1:  # a quoted field spans lines: rows are not lines
-        lines = record_lines(data if data is not None else path.read_bytes())
+        lines = record_lines(data if data is not None else path.read_bytes(), sep)
         if len(lines) < frame.height:  # the two readers disagree on the records: say so rather than guess
             raise ValueError(f"{path}: {frame.height:,} records read but only {len(lines):,} found by the csv "
                              "module; line numbers cannot be given (check the quoting)")
@@ -413,7 +429,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         frame = frame.with_columns(frame["timestamp"].scatter(idx, fixed))
     frame = frame.with_columns(valid.alias("_ok"))
     report = ReadReport(lines=file.records)
-    n_fields = len(header_fields(header))
+    n_fields = len(header_fields(header, sep))
     # Both readers cut a row with too many fields to the header's columns (its values may have shifted): such a
     # row shows as more commas than the header and the rows need (a blank line has none; a quoted comma also
     # counts, and then the exact search below finds no row).
@@ -421,7 +437,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
                               & pl.col("lat").is_null()).sum()).item())
     if lenient or file.commas > (n_fields - 1) * (frame.height + 1 - empty) - file.commas_short(n_fields):
         ragged = frame.select(pl.col("line").is_in(
-            ragged_lines(data if data is not None else path.read_bytes(), n_fields))).to_series()
+            ragged_lines(data if data is not None else path.read_bytes(), n_fields, sep))).to_series()
         if ragged.any():
             report.bad[RAGGED] = int(ragged.sum())
             for row in frame.filter(ragged).head(5).iter_rows(named=True):
@@ -451,11 +467,12 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     return CsvResult(positions, report, statics)
 
 
-def _times_have_zones(path: Path, data: bytes | None, column: str, rows: int = 200) -> bool:
+def _times_have_zones(path: Path, data: bytes | None, column: str, separator: str = ",", rows: int = 200) -> bool:
     """Whether the first times of a CSV's time column carry a UTC offset or Z (ISO 8601 with a zone)."""
     try:
         head = pl.read_csv(io.BytesIO(data) if data is not None else path, columns=[column], n_rows=rows,
-                           infer_schema=False, truncate_ragged_lines=True, encoding="utf8-lossy")
+                           infer_schema=False, truncate_ragged_lines=True, encoding="utf8-lossy",
+                           separator=separator)
     except pl.exceptions.PolarsError:
         return False  # the reads below say what is wrong with the file
     return bool(head.to_series().drop_nulls().str.contains(TIME_OF_DAY + r"\s*" + ZONE + r"\s*$").any())
