@@ -259,6 +259,14 @@ def test_ingest_twice_adds_nothing_and_partitions_by_day(tmp_path):
     assert linked.filter(pl.col("vessel") == "naisha")["link"].to_list() == ["imo"]
 
 
+def test_an_empty_file_is_nothing_to_read_whatever_its_name(tmp_path):
+    for name in ("hour.csv", "hour.nmea", "hour.csv.gz.part"):
+        (tmp_path / name).write_bytes(b"")
+        got = ingest_file(tmp_path / name, tmp_path / "ais")
+        assert (got.kind, got.added, got.report.bad_total, got.skipped) == ("empty", 0, 0, False)
+    assert read_manifest(tmp_path / "ais") == {}
+
+
 def test_unknown_csv_layout_names_the_file(tmp_path):
     p = tmp_path / "odd.csv"
     p.write_text("a,b\n1,2\n")

@@ -220,6 +220,8 @@ def _ingest_file(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: " + ("a folder, not a file (give its files: folder/*)" if path.is_dir()
                                               else "no such file"))
+    if path.stat().st_size == 0:  # an empty file (a feed that sent nothing that hour): nothing to read, no error,
+        return FileSummary(str(path), "empty")  # as for an NMEA file of blank lines; its next content is read
     csv, mapping = file_mapping(path, mapping)
     summary = FileSummary(str(path), (mapping.name if mapping else "csv") if csv else "nmea")
     manifest = read_manifest(ais_dir)
