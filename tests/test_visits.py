@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from routewatch.analysis.visits import (
+    DEPARTURE_SEEN,
     build_visits,
     build_visits_frame,
     frame_to_visits,
@@ -135,6 +136,7 @@ def _random_case(seed: int) -> tuple[list[Sighting], list[Look], list[Vessel]]:
             identification_confidence=rnd.choice([None, 0.8]),
             evidence_ids=tuple(f"e{rnd.randint(0, 40)}" for _ in range(rnd.randint(0, 2))),
             object_kind="vessel" if rnd.random() < 0.95 else "containers",
+            detail=rnd.choice(["", f"MMSI 1; GFW-style level 3; {DEPARTURE_SEEN}"]),  # AIS: the ship seen leaving
         ))
     looks = [
         Look(id=f"l{j:03d}", site=rnd.choice(sites), time=day(round(rnd.uniform(0, 65), 3)),
@@ -159,6 +161,30 @@ def test_frame_version_agrees_with_record_version(seed: int) -> None:
     for g, e in zip(got, expected, strict=True):
         assert g.confidence == pytest.approx(e.confidence)
         assert g == type(e)(**{**{f: getattr(e, f) for f in e.__slots__}, "confidence": g.confidence})
+
+
+def test_an_ais_visit_whose_ship_was_seen_leaving_bounds_its_end_and_makes_a_departure() -> None:
+    """AIS that follows the ship out of the port is as good as an empty look after it: the visit's end is bounded
+    (by the departure, when it comes by as_of), and the route counts a shipment that left even if the ship then
+    went dark (an origin-only trip); without the exit, or before it, nothing says it left."""
+    from routewatch.analysis.trips import build_trips
+    from routewatch.model import Route
+
+    def ais(detail: str) -> Sighting:
+        return Sighting(id="a1", time=day(1), time_end=day(3), source_kind=SourceKind.AIS, site="rajin",
+                        vessel="lady_r", event="ais_visit", confidence=0.9, identification_confidence=0.95,
+                        evidence_ids=("ais-1",), detail=detail)
+
+    route = Route("r", "Rajin to Dunai", origin=("rajin",), destination=("dunai",), vessels=("lady_r",))
+    for detail, as_of, bound in ((f"MMSI 1; GFW-style level 4; {DEPARTURE_SEEN}", day(10), day(3)),
+                                 ("MMSI 1; GFW-style level 3", day(10), None),
+                                 (f"MMSI 1; GFW-style level 4; {DEPARTURE_SEEN}", day(2), None)):
+        (visit,) = build_visits([ais(detail)], [], as_of, vessels=[SHIP])
+        (same,) = frame_to_visits(build_visits_frame(sightings_to_frame([ais(detail)]), looks_to_frame([]), as_of,
+                                                     vessels=[SHIP]))
+        assert visit.end_bound == same.end_bound == bound, detail
+        trips = build_trips(route, [visit], as_of, vessels=[SHIP])
+        assert [t.kind for t in trips] == (["origin_only"] if bound else []), detail
 
 
 def test_frame_ids_spell_times_as_isoformat_does() -> None:

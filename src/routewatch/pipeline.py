@@ -57,6 +57,7 @@ VISIT_SIGHTING_COLUMNS = (
     "confidence",
     "identification_confidence",
     "source_kind",
+    "detail",  # an AIS visit's says whether its ship was seen leaving (analysis.visits.DEPARTURE_SEEN)
 )
 
 

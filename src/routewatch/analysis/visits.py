@@ -7,7 +7,9 @@ Why the rules are what they are:
 * a usable look in between that saw the site empty (``vessels_seen == 0``) and would have detected a vessel of
   this length with probability ``>= split_probability`` means the vessel left and came back: two visits;
 * the nearest such empty looks before and after a visit bound when it can have started and ended
-  (``start_bound`` / ``end_bound``), which is what trip timing and "the ship left" rest on.
+  (``start_bound`` / ``end_bound``), which is what trip timing and "the ship left" rest on; so does an AIS visit
+  whose ship was seen leaving (its next position beyond the exit distance: :data:`DEPARTURE_SEEN` in its detail)
+  when it ends the visit by ``as_of``: the departure itself bounds the end.
 
 Unidentified vessels are grouped by size class, because "a 115 m ship" seen on two days is most likely one ship.
 The size class of an identified vessel comes from the watchlist length (or the median measured length).
@@ -42,6 +44,16 @@ SIZE_CLASSES: tuple[tuple[float, float, str], ...] = (
 )
 UNKNOWN_SIZE = "unknown"
 SMALLEST_DETECTION_LENGTH_M = 10.0  # used for the "0-50m" class, whose lower edge is 0 m
+
+
+# What an AIS visit sighting's ``detail`` says when its ship was seen leaving the site (written by
+# ``sources.ais.records``): an observed departure, which bounds the visit's end as an empty look would.
+DEPARTURE_SEEN = "departure seen"
+
+
+def departed(s: Sighting) -> bool:
+    """Whether a sighting shows its ship leaving the site at its end (an AIS visit with the exit seen)."""
+    return str(s.source_kind) == "ais" and DEPARTURE_SEEN in (s.detail or "")
 
 
 def size_class(length_m: float | None) -> str:
@@ -184,12 +196,12 @@ def build_visits(
                 gap_split = s.time - cur_end > max_gap
                 look_split = any(cur_end < lk.time < s.time for lk in negatives)
                 if gap_split or look_split:
-                    visits.append(_make_visit(site, vessel, label, current, cur_end, negatives))
+                    visits.append(_make_visit(site, vessel, label, current, cur_end, negatives, as_of))
                     current, cur_end = [], None
             current.append(s)
             cur_end = end if cur_end is None else max(cur_end, end)
         if current and cur_end is not None:
-            visits.append(_make_visit(site, vessel, label, current, cur_end, negatives))
+            visits.append(_make_visit(site, vessel, label, current, cur_end, negatives, as_of))
     return visits
 
 
@@ -200,6 +212,7 @@ def _make_visit(
     members: Sequence[Sighting],
     end: datetime,
     negatives: Sequence[Look],
+    as_of: datetime,
 ) -> Visit:
     start = members[0].time
     before = [lk for lk in negatives if lk.time < start]
@@ -223,9 +236,16 @@ def _make_visit(
         evidence_ids=tuple(sorted(evidence)),
         size_class=label,
         start_bound=start_look.time if start_look else None,
-        end_bound=end_look.time if end_look else None,
+        end_bound=min((t for t in (end_look.time if end_look else None, _departure(members, end, as_of))
+                       if t is not None), default=None),
         source_kinds=tuple(sorted({str(s.source_kind) for s in members})),
     )
+
+
+def _departure(members: Sequence[Sighting], end: datetime, as_of: datetime) -> datetime | None:
+    """The visit's end when a member that ends it shows the ship leaving by ``as_of``, else None."""
+    ends = [s.end for s in members if departed(s) and s.end <= as_of]
+    return end if ends and max(ends) >= end else None
 
 
 # --- columnar version, for millions of sightings -------------------------------------------------------------
@@ -249,7 +269,7 @@ def sightings_to_frame(sightings: Iterable[Sighting]) -> pl.DataFrame:
             "id": s.id, "time": s.time, "site": s.site, "vessel": s.vessel, "object_kind": s.object_kind,
             "time_end": s.time_end, "length_m": s.length_m, "confidence": float(s.confidence),
             "identification_confidence": s.identification_confidence,
-            "evidence_ids": list(s.evidence_ids), "source_kind": str(s.source_kind),
+            "evidence_ids": list(s.evidence_ids), "source_kind": str(s.source_kind), "detail": s.detail,
         }
         for s in sightings
     ]
@@ -274,6 +294,7 @@ _SIGHTING_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "id": pl.String, "time": _UTC, "site": pl.String, "vessel": pl.String, "object_kind": pl.String,
     "time_end": _UTC, "length_m": pl.Float64, "confidence": pl.Float64,
     "identification_confidence": pl.Float64, "evidence_ids": pl.List(pl.String), "source_kind": pl.String,
+    "detail": pl.String,
 }
 _LOOK_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "id": pl.String, "site": pl.String, "time": _UTC, "usable_fraction": pl.Float64,
@@ -282,7 +303,7 @@ _LOOK_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
 }
 _SIGHTING_DEFAULTS: dict[str, object] = {
     "vessel": None, "object_kind": "vessel", "time_end": None, "length_m": None, "confidence": 0.7,
-    "identification_confidence": None, "evidence_ids": [], "source_kind": "",
+    "identification_confidence": None, "evidence_ids": [], "source_kind": "", "detail": "",
 }
 
 
@@ -380,6 +401,10 @@ def build_visits_frame(
             .then(pl.col("ref_len"))
             .otherwise(_class_length_expr(pl.col("size_class"))),
             end=pl.max_horizontal(pl.min_horizontal(pl.coalesce("time_end", "time"), as_of_lit), pl.col("time")),
+            # an AIS visit whose ship was seen leaving by as_of (see DEPARTURE_SEEN)
+            departed=(pl.col("source_kind") == "ais") & pl.col("detail").fill_null("").str.contains(DEPARTURE_SEEN,
+                                                                                                   literal=True)
+            & (pl.coalesce("time_end", "time") <= as_of_lit),
             conf=(
                 pl.col("confidence")
                 * pl.when(pl.col("vessel").is_not_null())
@@ -447,6 +472,7 @@ def build_visits_frame(
         .agg(
             pl.col("site").first(), pl.col("vessel").first(), pl.col("size_class").first(),
             pl.col("cid").first(), pl.col("time").first().alias("start"), pl.col("end").max(),
+            pl.col("end").filter(pl.col("departed")).max().alias("departed_at"),
             pl.col("id").alias("sighting_ids"),
             pl.col("evidence_ids").list.explode(keep_nulls=False, empty_as_null=False).alias("evidence_ids"),
             pl.col("source_kind").unique().sort().alias("source_kinds"),
@@ -479,6 +505,9 @@ def build_visits_frame(
             evidence_ids=pl.concat_list(
                 "evidence_ids", pl.col("sb_ev").fill_null([]), pl.col("eb_ev").fill_null([])
             ).list.eval(pl.element().unique().sort()),  # list.unique().list.sort() is ~30x slower on strings
+            # the ship seen leaving at the visit's end bounds it too (the earlier of that and the empty look)
+            end_bound=pl.when(pl.col("departed_at") >= pl.col("end"))
+            .then(pl.min_horizontal("end_bound", "end")).otherwise(pl.col("end_bound")),
         )
     )
     return v.with_columns(id=_visit_ids(v)).select(VISIT_FRAME_COLUMNS)

@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import delete
 
+from routewatch.analysis.visits import DEPARTURE_SEEN
 from routewatch.model import Evidence, EvidenceKind, Sighting, SourceKind, Visit, stable_id
 
 
@@ -48,7 +49,7 @@ def visit_records(
             source_kind=SourceKind.AIS, site=r["site"], vessel=vessel, event="ais_visit",
             length_m=lengths.get(mmsi), confidence=float(r["confidence"]),
             identification_confidence=0.95 if vessel else None, evidence_ids=(ev.id,),
-            detail=f"MMSI {mmsi}; GFW-style level {r['level']}",
+            detail=f"MMSI {mmsi}; GFW-style level {r['level']}" + (f"; {DEPARTURE_SEEN}" if r["exit"] else ""),
         )
         visit = Visit(
             id=stable_id("aisvisit", mmsi, r["site"], r["start"]), site=r["site"], vessel=vessel,
