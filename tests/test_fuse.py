@@ -104,11 +104,23 @@ def test_an_ais_match_that_the_size_contradicts_is_said_and_not_named():
     odd = res["det-440000001"]
     assert odd["status"] == "identified" and odd["mmsi"] == 440000001 and odd["vessel"] is None
     assert "length 400 m measured, 95 m by AIS (they disagree)" in odd["reasons"]
-    assert "not named angara: match confidence" in odd["reasons"]
+    assert "not named angara: the match (cost" in odd["reasons"]
     fine = fuse_detections(det.drop("truth"), positions, inputs).filter(pl.col("id") == "det-440000001").row(
         0, named=True)
     assert fine["vessel"] == "angara" and "disagree" not in fine["reasons"]
     assert "length 95 m measured, 95 m by AIS" in fine["reasons"]
+    # three ships moored 40 m apart, each detection beside its own: the crowd lowers the match confidence (the
+    # neighbours are plausible too), not the match itself; the watchlist ship is still named
+    berth = pl.DataFrame([{"mmsi": 440000010 + k, "timestamp": T, "lon": 130.29 + k * 40 / 82000, "lat": 42.23,
+                           "sog_kn": 0.0, "cog_deg": 0.0, "heading_deg": 90.0, "source": "sim", "line": k + 1}
+                          for k in range(3)])
+    moored = det.clear().drop("truth").vstack(pl.DataFrame(
+        [{"id": f"m{k}", "lon": 130.29 + (k * 40 + 5) / 82000, "lat": 42.23, "length_m": 120.0, "width_m": 18.0,
+          "heading_deg": 90.0, "site": "rajin", "time": T} for k in range(3)], schema=det.drop("truth").schema))
+    crowd = FusionInputs(VESSELS, ROUTES, {440000011: "angara"}, {440000010 + k: 120.0 for k in range(3)})
+    middle = fuse_detections(moored, conform(berth), crowd).filter(pl.col("id") == "m1").row(0, named=True)
+    assert middle["mmsi"] == 440000011 and middle["vessel"] == "angara"
+    assert middle["identification_confidence"] <= 0.5  # shared with the neighbours, said in the confidence
 
 
 def test_dark_identification_rules():

@@ -93,10 +93,12 @@ def fuse_detections(
                     spread = max(cfg.length_sigma_min_m, cfg.length_sigma_frac * d["length_m"])
                     why += (f"; length {d['length_m']:.0f} m measured, {ais_len:.0f} m by AIS"
                             + (" (they disagree)" if abs(d["length_m"] - ais_len) > 2 * spread else ""))
-                if key and m["match_confidence"] <= icfg.min_probability:
-                    # the nearest AIS ship, but a weaker explanation than an unknown ship (a 400 m hull at a
-                    # 141 m ship's position): said, not named
-                    why += f"; not named {key}: match confidence {m['match_confidence']:.2f}"
+                if key and m["match_cost"] >= cfg.dark_cost:
+                    # the assigned AIS ship, but less likely than a ship without AIS (a 400 m hull at a 141 m
+                    # ship's position): said, not named. Only this pair against "dark" counts here: ships moored
+                    # beside it lower the match confidence without making this ship any less the match
+                    why += (f"; not named {key}: the match (cost {m['match_cost']:.1f}) is weaker than a ship "
+                            f"without AIS ({cfg.dark_cost:g})")
                     key = None
                 vessel.append(key)
                 conf.append(m["match_confidence"] if key else None)
