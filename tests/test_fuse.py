@@ -581,6 +581,10 @@ def test_a_features_own_time_wins_over_the_time_given(tmp_path):
     dateless = []
     assert read_detections_geojson(marked, dateless=dateless)["id"].to_list() == ["d2"] and dateless == ["d1"]
     assert read_detections_geojson(marked, same_day)["time"].to_list() == [same_day, midnight]
+    # --time 2023-10-21 is a date too: it gives no time of day to the date-only features, nor to untimed ones
+    dateless = []
+    got = read_detections_geojson(path, midnight, dateless=dateless, time_has_clock=False)
+    assert got["time"].to_list() == [T] and dateless == ["1", "2"]
     bad = tmp_path / "bad.geojson"
     bad.write_text(json.dumps({"type": "FeatureCollection", "features": [_feature(130.29, 42.23, time="yesterday")]}))
     with pytest.raises(ValueError, match="feature 0: 'time' 'yesterday'"):

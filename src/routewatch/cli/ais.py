@@ -311,13 +311,15 @@ def register(app: typer.Typer) -> None:
             write_result,
         )
         from routewatch.sources.ais.partitions import scan_positions
+        from routewatch.sources.imagery.local import has_time_of_day
 
         ws, watchlist, store = open_workspace(workspace, db)
         if detections:
             copies: list[str] = []
             day_only: list[str] = []
             try:
-                det = read_detections_geojson(detections, _time(time, "--time"), left_out=copies, dateless=day_only)
+                det = read_detections_geojson(detections, _time(time, "--time"), left_out=copies, dateless=day_only,
+                                              time_has_clock=not time or has_time_of_day(time))
             except (OSError, ValueError, KeyError) as exc:
                 console.print(f"[red]{detections}: {exc}[/red]")
                 raise typer.Exit(2) from None
@@ -326,7 +328,7 @@ def register(app: typer.Typer) -> None:
                               "detections are in the file too, or not named: left out[/yellow]")
             if day_only:
                 console.print(f"[yellow]{len(day_only)} detections left out: their time is a date alone, and AIS "
-                              "cannot be matched at an unknown time of day (give the image time with --time)"
+                              "cannot be matched at an unknown time of day (give the image time of day with --time)"
                               "[/yellow]")
         else:
             det = detections_from_sightings(store.sightings(since=_time(since, "--since"), until=_time(until, "--until")))

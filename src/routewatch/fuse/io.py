@@ -52,15 +52,16 @@ def _evidence_list(value: Any) -> list[str]:
 
 
 def _feature_time(path: Path, i: int, written: Any, given: datetime | None,
-                  date_only: bool = False) -> tuple[datetime | None, bool]:
+                  date_only: bool = False, given_has_time: bool = True) -> tuple[datetime | None, bool]:
     """(time, whether it is a date alone). A feature's own time wins; ``given`` (``fuse --time``) is for features
     without one, or with a date alone: written so, or marked ``date_only`` (an export writes such a detection's
     time as 00:00). An image time to the day cannot be matched to AIS, which moves by kilometres in hours, so a
-    date alone without ``given`` is returned as such, for the caller to leave out."""
+    date alone without ``given`` is returned as such, for the caller to leave out; so is one given a date alone
+    (``given_has_time`` False: ``--time 2023-10-21``), which says no more than the feature."""
     from routewatch.sources.imagery.local import has_time_of_day
 
     if written in (None, ""):
-        return given, False
+        return given, given is not None and not given_has_time
     text = str(written).strip()
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -73,19 +74,20 @@ def _feature_time(path: Path, i: int, written: Any, given: datetime | None,
             return when, True
         if ensure_utc(given).date() != ensure_utc(when).date():
             raise ValueError(f"{path}: feature {i}: its date {text[:10]} is not that of --time {given.isoformat()}")
-        return given, False
+        return given, not given_has_time
     return when, False
 
 
 def read_detections_geojson(path: Path, time: datetime | None = None, site: str | None = None,
-                            left_out: list[str] | None = None, dateless: list[str] | None = None) -> pl.DataFrame:
+                            left_out: list[str] | None = None, dateless: list[str] | None = None,
+                            time_has_clock: bool = True) -> pl.DataFrame:
     """Image detections of a GeoJSON (``detect``'s, an ``export``'s detections layer, or the user's own).
 
     A feature fusion wrote (id ``fused-...``) is read as the detection it labels when it names it
     (``original_id``, as ``export`` writes it) and that detection is not in the file too; otherwise it is left
     out, its id added to ``left_out``: fused as well, a ship would be matched a second time, as another ship.
-    A feature dated to the day alone is left out without ``time`` (``--time``), its id (or index) added to
-    ``dateless``."""
+    A feature dated to the day alone is left out without ``time`` (``--time``) or with a ``time`` that is a date
+    alone too (``time_has_clock`` False), its id (or index) added to ``dateless``."""
     data = json.loads(Path(path).read_text())
     meta = data.get("routewatch") if isinstance(data, dict) else None
     if isinstance(meta, dict) and meta.get("georeferenced") is False:
@@ -115,7 +117,8 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
             raise ValueError(f"{path}: feature {i}: geometry must be a WGS84 Point, got {geom.get('type')!r}")
         lon, lat = _lonlat(path, i, geom)
         when, day_only = _feature_time(path, i, props.get("time"), time,
-                                       str(props.get("date_only")).strip().lower() in ("true", "1", "yes"))
+                                       str(props.get("date_only")).strip().lower() in ("true", "1", "yes"),
+                                       time_has_clock)
         if day_only:
             if dateless is not None:
                 dateless.append(str(props.get("id", i)))
