@@ -93,6 +93,15 @@ def _local_site(geometry: BaseGeometry) -> tuple[float, float, float, float, Bas
     return c.x, c.y, kx, radius, local
 
 
+def site_distances_m(geometry: BaseGeometry, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Metres from many points to a site's polygon (0 inside), in its local metres (:func:`_local_site`): exact
+    near the site, where it matters (a point a few hundred km off is far by any measure)."""
+    cx, cy, kx, _radius, local = _local_site(geometry)
+    x = ((np.asarray(lon, float) - cx + 180.0) % 360.0 - 180.0) * kx
+    y = (np.asarray(lat, float) - cy) * EARTH_M_PER_DEG
+    return np.asarray(shapely.distance(local, shapely.points(x, y)), float)
+
+
 def _site_distance_m(geometry: BaseGeometry, lon: float, lat: float) -> float:
     """Metres from a point to a site's polygon (0 inside): in local metres up to a few hundred km beyond the
     site, and beyond that the great-circle distance to its centroid less its extent (only "far" matters there)."""

@@ -197,35 +197,35 @@ def assign_sites(det: pl.DataFrame, sites: Mapping[str, Site], max_distance_m: f
     (the nearest; the port-visit entry distance by default), else none. A site the detection names is kept when
     it is a watched site within that distance of the point; any other (a site the watchlist lacks, or a port
     5,000 km away) would make a call there, and with it a route vessel's prior, out of a label: it is replaced by
-    the site the point gives, and the detection's id added to ``corrected``."""
+    the site the point gives, and the detection's id (its row number without one) added to ``corrected``.
+
+    Named sites are checked per site, vectorised, in its local metres; the site index is built only for the
+    detections still without a site."""
+    from routewatch.fuse.identify import site_distances_m
+
     if det.height == 0:
         return det
     given = det["site"].to_list() if "site" in det.columns else [None] * det.height
-    if not sites:
-        keys: list[str | None] = [None] * det.height
-    else:
+    keys: list[str | None] = list(given)
+    lon, lat = det["lon"].to_numpy().astype(np.float64), det["lat"].to_numpy().astype(np.float64)
+    named = np.array([g is not None for g in given], bool)
+    for name in {g for g in given if g is not None}:
+        rows = np.flatnonzero(named & (np.array(given, dtype=object) == name))
+        far = rows if name not in sites else \
+            rows[site_distances_m(sites[name].geometry, lon[rows], lat[rows]) > max_distance_m]
+        for i in far:
+            keys[i] = None
+    todo = np.flatnonzero(np.array([k is None for k in keys], bool))
+    if todo.size and sites:
         index = SiteIndex(sites, max_distance_m)
-        lon, lat = det["lon"].to_numpy().astype(np.float64), det["lat"].to_numpy().astype(np.float64)
-        idx, dist = index.lookup(lon, lat)
-        keys = [index.keys[int(k)] if k >= 0 and d <= max_distance_m else None for k, d in zip(idx, dist, strict=True)]
-        for i, name in enumerate(given):  # a named site that is not the nearest but also within reach stays
-            if name is not None and name != keys[i] and name in sites and \
-                    _site_distance_m(sites[name], float(lon[i]), float(lat[i])) <= max_distance_m:
-                keys[i] = name
+        idx, dist = index.lookup(lon[todo], lat[todo])
+        for i, k, d in zip(todo, idx, dist, strict=True):
+            if k >= 0 and d <= max_distance_m:
+                keys[int(i)] = index.keys[int(k)]
     if corrected is not None:
-        corrected.extend(str(i) for i, g, k in zip(det["id"].to_list(), given, keys, strict=True)
-                         if g is not None and g != k)
+        ids = det["id"].to_list() if "id" in det.columns else list(range(det.height))
+        corrected.extend(str(i) for i, g, k in zip(ids, given, keys, strict=True) if g is not None and g != k)
     return det.with_columns(pl.Series("site", keys, pl.String))
-
-
-def _site_distance_m(site: Site, lon: float, lat: float) -> float:
-    """Metres from a point to a site's polygon (0 inside), on the local azimuthal equidistant plane."""
-    from pyproj import Transformer
-    from shapely.geometry import Point
-    from shapely.ops import transform
-
-    to_m = Transformer.from_crs("EPSG:4326", f"+proj=aeqd +lat_0={lat} +lon_0={lon} +units=m", always_xy=True)
-    return float(transform(to_m.transform, site.geometry).distance(Point(0.0, 0.0)))
 
 
 def write_result(result: pl.DataFrame, path: Path) -> Path:
