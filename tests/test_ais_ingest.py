@@ -394,6 +394,13 @@ def test_a_time_past_any_believable_date_is_a_bad_row_not_an_aborted_file(tmp_pa
     assert got.added == 1 and got.report.bad == {"time out of range (before 1980 or after 2099)": 1}
     assert got.report.examples[0][0] == 1
     assert [d.isoformat() for d, _ in day_dirs(ais)] == ["2024-01-01"]
+    # a static report with such a clock is a bad line too: it would be the ship's latest name until 2286
+    static = encode_dict({"type": 5, "mmsi": 273000002, "shipname": "WRONG CLOCK", "imo": 9000001},
+                         radio_channel="A", talker_id="AI")
+    names = tmp_path / "static.nmea"
+    names.write_text("".join(f"\\c:99999999999999*00\\{part}\n" for part in static))
+    got = ingest_file(names, ais)
+    assert got.report.bad == {"time out of range (before 1980 or after 2099)": 1} and got.statics_added == 0
     # a mapping that fits no row (epoch seconds read as ISO times): the file is not marked as read, and the fixed
     # mapping then reads it without --force
     (tmp_path / "iso.toml").write_text('mmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\n')

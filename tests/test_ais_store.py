@@ -109,3 +109,6 @@ def test_registry_rows_link_the_watchlist_before_the_store(store):
     reg = pl.DataFrame({"mmsi": [1, 2], "name": ["X", "ANGARA"], "imo": [None, 9179842], "call_sign": [None, None]})
     linked = link_watchlist(reg, {"angara": Vessel("angara", "ANGARA", imo="9179842")})
     assert linked["vessel"].to_list() == [None, "angara"] and linked["link"].to_list() == [None, "imo"]
+    # the name alone: said, not a link (names are reused), in the frame as in everything built on it
+    by_name = link_watchlist(reg, {"angara": Vessel("angara", "ANGARA")})
+    assert by_name["vessel"].to_list() == [None, None] and by_name["link"].to_list() == [None, "name"]

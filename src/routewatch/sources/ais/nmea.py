@@ -24,6 +24,8 @@ from routewatch.model import ensure_utc
 from routewatch.sources.ais.schema import (
     BAD_TIME,
     POSITION_SCHEMA,
+    TIME_MAX,
+    TIME_MIN,
     VALID_BELOW,
     ZONE,
     available,
@@ -206,6 +208,12 @@ def read_nmea_lines(
         report.add_bad_rows(BAD_TIME, np.arange(lines.size), lambda k: int(lines[k]),
                             lambda k: str(raw[int(lines[k]) - first_line]))
         timed = timed.filter(~odd)
+    lo, hi = (int(t.timestamp() * 1_000_000) for t in (TIME_MIN, TIME_MAX))
+    # a static report with such a clock would be the registry's latest record for its ship until 2286
+    for r in statics:
+        if r["t_us"] is not None and not lo <= r["t_us"] < hi:
+            report.add_bad(BAD_TIME, int(r["line"]), str(raw[int(r["line"]) - first_line]))
+    statics = [r for r in statics if r["t_us"] is None or lo <= r["t_us"] < hi]
     report.positions = timed.height
     return NmeaResult(timed, statics, report)
 

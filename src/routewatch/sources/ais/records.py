@@ -160,10 +160,7 @@ def registry_rows(linked: pl.DataFrame) -> list[dict[str, Any]]:
         out.append({
             "mmsi": str(r["mmsi"]), "imo": None if r["imo"] is None else str(r["imo"]), "name": r["name"],
             "call_sign": r["call_sign"], "length_m": r["length_m"], "beam_m": r["beam_m"],
-            # a name alone is no link (names are reused): only what also names a ship in visits and fusion
-            "ship_type": r["ship_type"],
-            "vessel": r.get("vessel") if r.get("link") in ("mmsi", "imo", "call_sign") else None,
-            "first_seen": r["first_seen"],
+            "ship_type": r["ship_type"], "vessel": r.get("vessel"), "first_seen": r["first_seen"],
             "last_seen": r["last_seen"],
         })
     return out

@@ -87,7 +87,9 @@ def _norm(text: str | None) -> str:
 
 
 def link_watchlist(registry: pl.DataFrame, vessels: Mapping[str, Vessel]) -> pl.DataFrame:
-    """Add ``vessel`` (watchlist key) and ``link`` (the field that matched) to a registry frame."""
+    """Add ``vessel`` (watchlist key) and ``link`` (the field that matched) to a registry frame. A match by
+    name alone is said (``link`` = ``name``) but names no vessel: names are reused, so only MMSI, IMO and call
+    sign link a ship to the watchlist (the rule for visits, fusion and the store's registry alike)."""
     by = {"mmsi": {}, "imo": {}, "call_sign": {}, "name": {}}
     for key, v in vessels.items():
         mmsi, imo = _norm(v.mmsi), _norm(v.imo).removeprefix("IMO")
@@ -103,7 +105,7 @@ def link_watchlist(registry: pl.DataFrame, vessels: Mapping[str, Vessel]) -> pl.
         mmsi, imo, call, name = row
         for field, value in (("mmsi", mmsi), ("imo", imo), ("call_sign", _norm(call)), ("name", _norm(name))):
             if value and value in by[field]:
-                keys.append(by[field][value])
+                keys.append(None if field == "name" else by[field][value])
                 links.append(field)
                 break
         else:
@@ -116,7 +118,7 @@ def mmsi_to_vessel(vessels: Mapping[str, Vessel], registry: pl.DataFrame | None 
     """MMSI -> watchlist key from the watchlist itself and, where given, registry links by IMO or call sign."""
     out = {int(_norm(v.mmsi)): k for k, v in vessels.items() if _norm(v.mmsi).isdigit()}
     if registry is not None and registry.height:
-        linked = link_watchlist(registry, vessels).filter(pl.col("link").is_in(["mmsi", "imo", "call_sign"]))
+        linked = link_watchlist(registry, vessels).filter(pl.col("vessel").is_not_null())
         for mmsi, key in linked.select("mmsi", "vessel").iter_rows():
             out.setdefault(int(mmsi), key)
     return out
