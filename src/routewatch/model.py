@@ -31,6 +31,12 @@ def ensure_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+# A written time that gives the time of day, not a date alone: a digit, then T or blanks, then the hour
+# (2023-10-21T10Z, 20231021T013000, 2023-10-21 01:30); 2023-10-21, 2023-10-21Z and 2023-10-21+00:00 are dates.
+# One pattern for every reader that must tell them apart (scenes, fusion input, AIS CSV times).
+TIME_OF_DAY_MARK = r"\d[T\s]+\d{2}"
+
+
 def stable_id(prefix: str, *parts: Any) -> str:
     """A short deterministic id: the same inputs always give the same id (idempotent ingest)."""
     text = "\x1f".join(

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from routewatch.model import TIME_OF_DAY_MARK
 from routewatch.sources.ais.nmea import ReadReport
 from routewatch.sources.ais.schema import (
     TIME_OF_DAY,
@@ -364,7 +365,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         if not fmt:  # a date alone is no time for a position (its midnight would be made up): a bad row
             parsed = iso_utc(text) if with_zones or zoned else \
                 text.str.to_datetime(strict=False, time_unit="us").dt.replace_time_zone("UTC")
-            return pl.when(text.str.contains(r"\d[T\s]+\d{2}")).then(parsed)
+            return pl.when(text.str.contains(TIME_OF_DAY_MARK)).then(parsed)
         if "%z" in fmt or "%:z" in fmt:
             text = text.str.replace(r"Z\s*$", "+00:00")
         return text.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC")

@@ -35,7 +35,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from routewatch.model import Evidence, EvidenceKind, Scene, ensure_utc, stable_id
+from routewatch.model import TIME_OF_DAY_MARK, Evidence, EvidenceKind, Scene, ensure_utc, stable_id
 from routewatch.sources.imagery.looks import is_sar
 from routewatch.sources.imagery.raster import (
     Grid,
@@ -103,7 +103,7 @@ def parse_time(text: str) -> datetime:
 
 def has_time_of_day(text: str) -> bool:
     """Whether a written time gives the time of day, not a date alone (``2023-06-11``)."""
-    return re.search(r"(?:T|\s)\d{2}", text.strip()) is not None  # 2023-10-21T10Z has one; 2023-10-21Z is a date
+    return re.search(TIME_OF_DAY_MARK, text.strip()) is not None  # 2023-10-21T10Z has one; 2023-10-21Z is a date
 
 
 def time_from_files(files: list[Path], tags: dict[str, str], write_time: bool = True) -> tuple[datetime, bool] | None:
