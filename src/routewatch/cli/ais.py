@@ -31,7 +31,7 @@ def _window(since: str | None, until: str | None) -> tuple[datetime | None, date
     """``--since`` and ``--until`` as UTC times; an empty window (until before since) is refused, not read as
     "no AIS" or widened into another."""
     s, u = _time(since, "--since"), _time(until, "--until")
-    if s is not None and u is not None and _day_start(u) < _day_start(s):
+    if s is not None and u is not None and u < s:
         raise typer.BadParameter(f"--until {until} is before --since {since}")
     return s, u
 
@@ -331,7 +331,7 @@ def register(app: typer.Typer) -> None:
                               "cannot be matched at an unknown time of day (give the image time of day with --time)"
                               "[/yellow]")
         else:
-            det = detections_from_sightings(store.sightings(since=_time(since, "--since"), until=_time(until, "--until")))
+            det = detections_from_sightings(store.sightings(*_window(since, until)))
             det, dateless = _without_date_only_scenes(store, det)
             if dateless:
                 console.print(f"[yellow]{dateless} detections left out: their scenes give a date but no time of day, "

@@ -156,9 +156,9 @@ GPKG_LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
     # layer: (geometry type, fields); every layer is written, empty or not, so a GIS project built on the file
     # finds the same layers and columns whatever the store holds
     "sites": ("MultiPolygon", ("id", "name", "kind", "country", "notes")),
-    "detections": ("Point", ("id", "time", "date_only", "source_kind", "site", "vessel", "event", "length_m", "width_m",
+    "detections": ("Point", ("id", "time", "source_kind", "site", "vessel", "event", "length_m", "width_m",
                              "heading_deg", "score", "confidence", "identification_confidence", "fusion",
-                             "original_id", "look_id", "simulated", "evidence_ids")),
+                             "original_id", "look_id", "simulated", "evidence_ids", "date_only")),
     "trips": ("LineString", TRIP_FIELDS),
     "trips_arrival_unknown": ("Point", TRIP_FIELDS),
 }
@@ -247,12 +247,12 @@ def write_csv(data: ReportData, folder: Path) -> Path:
                   [[x.id, x.site, _iso(x.time), x.sensor, x.usable_fraction, x.scene_id, x.vessels_seen, x.simulated,
                     x.detection.l50_m, x.detection.scale_m, x.detection.p_max, x.note, " ".join(x.evidence_ids)]
                    for x in data.looks]),
-        "sightings": (["id", "time", "date_only", "time_end", "source_kind", "site", "vessel", "event", "lon", "lat",
-                       "length_m", "confidence", "identification_confidence", "fusion", "original_id", "simulated",
-                       "evidence_ids"],
-                      [[x.id, _iso(x.time), x.id in dateless, _iso(x.time_end), x.source_kind, x.site, x.vessel, x.event, x.lon, x.lat,
+        "sightings": (["id", "time", "time_end", "source_kind", "site", "vessel", "event", "lon", "lat", "length_m",
+                       "confidence", "identification_confidence", "fusion", "original_id", "simulated",
+                       "evidence_ids", "date_only"],  # new columns go last: readers by position keep working
+                      [[x.id, _iso(x.time), _iso(x.time_end), x.source_kind, x.site, x.vessel, x.event, x.lon, x.lat,
                         x.length_m, x.confidence, x.identification_confidence, fusion_status(x),
-                        original_id(data, x), x.simulated, " ".join(x.evidence_ids)]
+                        original_id(data, x), x.simulated, " ".join(x.evidence_ids), x.id in dateless]
                        for x in data.sightings]),
         "visits": (["id", "site", "vessel", "start", "end", "confidence", "simulated", "sighting_ids",
                     "evidence_ids"],

@@ -231,9 +231,9 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                     if not DETECTOR_BANDS & set(names):
                         raise SceneReadError(f"{f}: --bands {','.join(bands)} names no band a detector reads "
                                              f"({', '.join(sorted(DETECTOR_BANDS))}; B02-B04, B08 also)")
-                elif all(descs) and len(set(descs)) == len(descs) and DETECTOR_BANDS & {
-                        BAND_ALIASES.get(d, d) for d in descs}:  # descriptions that name bands ("Band 1" does not)
-                    names = [BAND_ALIASES.get(d, d) for d in descs]
+                elif all(descs) and len({BAND_ALIASES.get(d, d) for d in descs}) == len(descs) and DETECTOR_BANDS & {
+                        BAND_ALIASES.get(d, d) for d in descs}:  # descriptions that name bands ("Band 1" does not;
+                    names = [BAND_ALIASES.get(d, d) for d in descs]  # nor "b8, nir": one band twice)
                 else:
                     names = _default_names(ds.count, is_sar(sensor_hint))
                 for i, n in enumerate(names, start=1):
