@@ -419,6 +419,14 @@ def test_a_column_mapping_with_a_misspelt_key_is_refused_by_name(tmp_path):
     (tmp_path / "m.toml").write_text('mmsi = "a"\ntimestamp = "b"\nlon = "c"\nlat = "d"\n')
     out = _run("ais", "ingest", str(tmp_path / "f.csv"), "--mapping", str(tmp_path / "m.toml"), "-w", str(ws.root))
     assert "no speed column (sog_kn)" in out and len(day_dirs(ws.ais_dir)) == 1
+    # a mapping that fits no row: said, and the file left unread for the fixed mapping
+    (tmp_path / "g.csv").write_text("a,b,c,d\n273210441,2024-01-02T00:00:00,130.2,42.2\n")
+    (tmp_path / "epoch.toml").write_text('mmsi = "a"\ntimestamp = "b"\nlon = "c"\nlat = "d"\nsog_kn = "c"\n'
+                                         'time_format = "%s"\n')
+    out = _run("ais", "ingest", str(tmp_path / "g.csv"), "--mapping", str(tmp_path / "epoch.toml"), "-w", str(ws.root))
+    assert "every row is bad, so the file is not marked as ingested" in out
+    out = _run("ais", "ingest", str(tmp_path / "g.csv"), "--mapping", str(tmp_path / "m.toml"), "-w", str(ws.root))
+    assert "already" not in out and len(day_dirs(ws.ais_dir)) == 2
 
 
 @pytest.mark.parametrize("verb", [["ais", "ingest"], ["ais", "visits"], ["ais", "gaps"], ["fuse"]])
