@@ -179,7 +179,6 @@ def test_ingest_reports_bad_files_and_lines_and_goes_on(tmp_path, shared_dir, mo
     assert out.count("already") == 2  # "already ingested", wrapped in a narrow table
     out = _run("ais", "ingest", str(mc), "-w", "ws", "--force")
     assert sum(read_day(d).height for _, d in day_dirs(ws.ais_dir)) == total
-    assert f"its {len(rows):,} positions replace the {len(rows):,} its earlier reading stored" in out
 
 
 @pytest.mark.shared

@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = None,
         default_time: Annotated[str | None, typer.Option(help="UTC time for NMEA lines that carry none")] = None,
         mapping: Annotated[Path | None, typer.Option(help="TOML column mapping for other CSV layouts")] = None,
-        force: Annotated[bool, typer.Option(help="Read files already in the manifest again, replacing what their earlier reading stored (another mapping or --default-time)")] = False,
+        force: Annotated[bool, typer.Option(help="Re-read files already in the manifest (still adds nothing twice)")] = False,
     ) -> None:
         """Ingest AIS into the workspace's day partitions and vessel registry; bad lines are reported, not fatal.
 
@@ -161,9 +161,6 @@ def register(app: typer.Typer) -> None:
                                       s.report.bad.items(), key=lambda kv: -kv[1]))))
                 for line, reason, text in s.report.examples:  # the first five of each reason
                     console.print(f"  [yellow]{escape(f.name)}:{line}[/yellow] {escape(reason)}: {escape(text)}")
-                if s.replaced:
-                    console.print(f"  {escape(f.name)}: read again (--force): its {s.added:,} positions replace the "
-                                  f"{s.replaced:,} its earlier reading stored")
                 if s.unread:
                     console.print(f"  [yellow]{escape(f.name)}: every row is bad, so the file is not marked as "
                                   "ingested: check the column mapping (its time_format, lon and lat) against the "

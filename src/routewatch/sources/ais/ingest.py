@@ -9,7 +9,6 @@ together when the whole file has been read.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import gzip
 import hashlib
 import re
@@ -57,7 +56,6 @@ class FileSummary:
     statics_added: int = 0
     report: ReadReport = field(default_factory=ReadReport)
     unread: bool = False  # nothing usable read (every row bad): not marked as ingested, so a fix can read it
-    replaced: int = 0  # positions of the file's earlier reading that a forced re-read replaced
 
 
 DIGEST_PREFIX = "xxh3-128:"
@@ -251,7 +249,6 @@ def _ingest_file(
         if not force and digest in manifest:
             summary.skipped = True
             return summary
-    replacing: frozenset[Path] = frozenset()
     if csv:
         try:  # the hashing pass gives the file's shape too (a compressed file's is taken by the reader)
             res = read_provider_csv(path, mapping, shape=(lambda: pending.result()[1]) if pending
@@ -262,10 +259,7 @@ def _ingest_file(
         if not force and digest in manifest:  # same content under another name or time: still nothing to add
             summary.skipped = True
             return summary
-        replacing = _parts_of(ais_dir, manifest.get(digest)) if force else frozenset()
-        stats = write_positions(ais_dir, res.positions, digest, replacing=replacing)
-        summary.replaced = _remove(replacing)  # a forced re-read replaces what the file's earlier reading stored
-        parts = list(stats.parts)
+        stats = write_positions(ais_dir, res.positions, digest)
         summary.added, summary.duplicates, summary.report = stats.added, stats.duplicates, res.report
         summary.statics_added = merge_statics(ais_dir, statics_frame(res.statics, path.name))
         if progress:
@@ -283,12 +277,10 @@ def _ingest_file(
         total = summary.report
         staged: list[tuple[Path, Path]] = []
         statics: list[pl.DataFrame] = []
-        replacing = _parts_of(ais_dir, manifest.get(digest)) if force else frozenset()
         try:
             for first, lines in nmea_chunks(path, chunk_lines):
                 res = read_nmea_lines(lines, source=path.name, default_time=default_time, first_line=first)
-                stats = write_positions(ais_dir, res.positions, f"{digest}:{first}", staged=staged,
-                                        replacing=replacing)
+                stats = write_positions(ais_dir, res.positions, f"{digest}:{first}", staged=staged)
                 summary.added += stats.added
                 summary.duplicates += stats.duplicates
                 statics.append(statics_frame(res.statics, path.name))
@@ -304,9 +296,7 @@ def _ingest_file(
         except BaseException:
             discard(staged)
             raise
-        parts = [str(final) for _tmp, final in staged]
         publish(staged)
-        summary.replaced = _remove(replacing)
         summary.statics_added = merge_statics(ais_dir, pl.concat(statics)) if statics else 0
         if total.untimed and default_time is None:
             # positions without a time were left out: the file is not marked as read, so that running again
@@ -316,34 +306,15 @@ def _ingest_file(
         "path": where, "kind": summary.kind, "ingested_at": datetime.now(UTC).isoformat(),
         "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
         "added": summary.added, "duplicates": summary.duplicates, "bad": summary.report.bad,
-        # the parts this reading wrote (relative to the AIS folder): what a forced re-read replaces
-        "parts": [str(Path(f).relative_to(ais_dir)) for f in parts],
     }
     earlier = manifest.get(digest)
-    if earlier is not None:
-        entry["first_ingested_at"] = earlier.get("first_ingested_at", earlier.get("ingested_at"))
-    if earlier is not None and not replacing and "parts" not in earlier:
-        # a forced re-read of a file read before the manifest listed parts: nothing was replaced, so the file's
-        # positions are those of the first reading plus any this one added
-        entry.update(added=int(earlier.get("added", 0)) + summary.added, duplicates=int(earlier.get("duplicates", 0)))
+    if earlier is not None:  # a forced re-read: the positions this file gave are those of the first reading plus
+        # any this one added; what it now finds stored already is not a repeat inside the file
+        entry.update(added=int(earlier.get("added", 0)) + summary.added,
+                     duplicates=int(earlier.get("duplicates", 0)),
+                     first_ingested_at=earlier.get("first_ingested_at", earlier.get("ingested_at")))
     record_in_manifest(ais_dir, digest, entry)
     return summary
-
-
-def _parts_of(ais_dir: Path, entry: dict | None) -> frozenset[Path]:
-    """The parts a manifest entry says its reading wrote, those still there."""
-    return frozenset(p for p in (Path(ais_dir) / rel for rel in (entry or {}).get("parts", [])) if p.is_file())
-
-
-def _remove(parts: frozenset[Path]) -> int:
-    """Remove replaced parts, after their replacements are published (a crash in between leaves the rows twice,
-    in parts the next forced re-read of the file replaces again, never lost); the positions they held."""
-    rows = sum(pl.scan_parquet(part).select(pl.len()).collect().item() for part in parts) if parts else 0
-    for part in parts:
-        part.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # a day left without parts (its positions moved to another day)
-            part.parent.rmdir()
-    return int(rows)
 
 
 def _merge_reports(total: ReadReport, part: ReadReport) -> None:

@@ -127,7 +127,6 @@ def write_positions(
     batch_label: str = "",
     compression: str = "snappy",
     staged: list[tuple[Path, Path]] | None = None,
-    replacing: frozenset[Path] = frozenset(),
 ) -> WriteStats:
     """Add positions to the day partitions, dropping any already there; returns what was added.
 
@@ -138,9 +137,6 @@ def write_positions(
     are appended to it; later batches are checked against them too, and the caller makes them visible all at once
     with ``publish(staged)`` or drops them with ``discard(staged)``: how a file read in chunks lands whole or not
     at all.
-
-    ``replacing``: parts this batch will replace (a forced re-read of the file that wrote them): its rows are not
-    checked against them, and the caller removes them once the new parts are published.
     """
     stats = WriteStats()
     if frame.height == 0:
@@ -155,8 +151,7 @@ def write_positions(
     try:
         for day, part in _by_day(frame):
             ddir = positions_dir(ais_dir) / f"day={day.isoformat()}"
-            existing = [f for f in part_files(ddir) if f not in replacing] + \
-                [tmp for tmp, _final in (staged or ()) if tmp.parent == ddir]
+            existing = part_files(ddir) + [tmp for tmp, _final in (staged or ()) if tmp.parent == ddir]
             if existing:
                 keys = pl.read_parquet(existing, columns=list(DEDUPE_KEY))
                 part = part.join(keys, on=list(DEDUPE_KEY), how="anti", nulls_equal=True, maintain_order="left")
@@ -182,12 +177,12 @@ def write_positions(
     except BaseException:
         discard(mine)
         raise
-    stats.parts = tuple(str(f) for _, f in mine)  # before publishing, which empties the list
     if staged is None:
         publish(mine)
     else:
         staged.extend(mine)
     stats.duplicates = n_in - stats.added
+    stats.parts = tuple(str(f) for _, f in mine)
     return stats
 
 
