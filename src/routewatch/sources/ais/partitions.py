@@ -177,12 +177,12 @@ def write_positions(
     except BaseException:
         discard(mine)
         raise
+    stats.parts = tuple(str(f) for _, f in mine)  # before publishing, which empties the list
     if staged is None:
         publish(mine)
     else:
         staged.extend(mine)
     stats.duplicates = n_in - stats.added
-    stats.parts = tuple(str(f) for _, f in mine)
     return stats
 
 
