@@ -411,6 +411,13 @@ def test_a_time_past_any_believable_date_is_a_bad_row_not_an_aborted_file(tmp_pa
     assert str(seconds.resolve()) not in {e["path"] for e in read_manifest(ais).values()}
     right = ingest_file(seconds, ais, mapping=load_mapping(tmp_path / "m.toml"))
     assert not right.skipped and right.added == 1
+    # a file that names its ships, read with lon and lat swapped (every latitude out of range): still unread
+    named = tmp_path / "named.csv"
+    named.write_text("ship,when,x,y,nm\n777777779,1704067200,130.28,42.23,NORTH STAR\n")
+    (tmp_path / "swapped.toml").write_text('mmsi = "ship"\ntimestamp = "when"\nlon = "y"\nlat = "x"\nname = "nm"\n'
+                                           'time_format = "%s"\n')
+    assert ingest_file(named, ais, mapping=load_mapping(tmp_path / "swapped.toml")).unread
+    assert ingest_file(named, ais, mapping=load_mapping(tmp_path / "m.toml")).added == 1
 
 
 def test_nmea_file_read_in_chunks_lands_whole_or_not_at_all(tmp_path, monkeypatch):

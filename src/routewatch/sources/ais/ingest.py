@@ -264,10 +264,10 @@ def _ingest_file(
         summary.statics_added = merge_statics(ais_dir, statics_frame(res.statics, path.name))
         if progress:
             progress(path.name, res.report.lines)
-        if res.positions.height == 0 and res.report.bad_total and res.statics.height == 0:
+        if res.positions.height == 0 and res.report.bad_total:
             # every row bad (a time format that fits none of them, lon and lat swapped out of range): most likely
             # the mapping, not the file; not marked as read, so that running again with a fixed mapping reads it
-            # (a file that names its ships, at 0 N 0 E, has been read: its registry records are in)
+            # (its registry records are merged, once, as every reading's are)
             summary.unread = True
             return summary
     else:
