@@ -106,6 +106,28 @@ def test_a_file_rewritten_in_place_replaces_its_scene(tmp_path: Path, name: str)
     assert [s.id for s in store.scenes()] == [again.scenes[0].id] != [old.id]
 
 
+def test_a_scene_dated_anew_loses_the_looks_made_at_its_old_time(tmp_path: Path) -> None:
+    """A date-only scene detected, then given its time of day with `scenes add --time` (the command's advice):
+    its looks and detections still said 00:00, and fusion matched AIS at midnight without a word. They go, and
+    `detect` makes them again at the new time."""
+    from routewatch.model import DetectionModel, Look, Sighting, SourceKind
+
+    ws = Workspace.open(tmp_path / "ws").ensure()
+    store = open_store(ws)
+    _tif(tmp_path / "a" / "casa_20230426.tif")
+    (scene,) = add_folder(tmp_path / "a", store=store).scenes
+    store.add_looks([Look("look-1", "casa", scene.acquired, scene.sensor, 1.0, DetectionModel(100.0, 20.0, 0.8),
+                          SourceKind.IMAGE, scene_id=scene.id)])
+    store.add_sightings([Sighting("det-1", scene.acquired, SourceKind.IMAGE, site="casa", event="detection",
+                                  lon=1.0, lat=1.0, look_id="look-1")])
+    same = add_folder(tmp_path / "a", store=store)  # again as it was: nothing to redo
+    assert same.redated == [] and len(store.scene_looks([scene.id])) == 1
+    timed = add_folder(tmp_path / "a", store=store, when=datetime(2023, 4, 26, 11, 6, 21, tzinfo=UTC))
+    assert timed.redated == [scene.id] and timed.scenes[0].id == scene.id
+    assert store.scene_looks([scene.id]) == [] and store.sightings() == []
+    assert store.scenes()[0].acquired == datetime(2023, 4, 26, 11, 6, 21, tzinfo=UTC)
+
+
 def test_scenes_add_on_a_folder_without_geotiffs_says_so(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     assert CliRunner().invoke(app, ["init", str(ws)]).exit_code == 0

@@ -148,6 +148,9 @@ def register(app: typer.Typer) -> None:
         if result.moved:
             console.print(f"{len(result.moved)} stored scenes were the same acquisitions, read from files since "
                           "moved or rewritten: replaced by these, their looks removed (run detect again)")
+        if result.redated:
+            console.print(f"[yellow]{len(result.redated)} stored scenes are dated anew: their looks and detections, "
+                          "made at the old time, are removed; run `routewatch detect --site` again[/yellow]")
         if not result.scenes and not result.failures:  # nothing to read at all: say so (and fail a script)
             console.print(f"[red]error:[/red] {folder}: no GeoTIFF in it or below it (files ending "
                           f"{', '.join(SUFFIXES)})")

@@ -421,6 +421,16 @@ class Store:
                 c.execute(delete(s).where(s.c.id.in_(list(chunk))))
         return len(ids)
 
+    def scene_looks(self, scene_ids: Iterable[str]) -> list[Look]:
+        """The looks made from these scenes (each look names its scene)."""
+        keys = sorted(set(scene_ids))
+        out: list[Look] = []
+        with self.engine.connect() as c:
+            for chunk in _chunks(keys, ID_CHUNK):
+                out += [convert.look_from(r, ()) for r in c.execute(select(t.looks).where(t.looks.c.scene_id.in_(
+                    list(chunk))))]
+        return out
+
     def remove_looks(self, looks: Iterable[Look], conn: Connection | None = None) -> int:
         """Delete looks with their sightings and evidence links (a look that should not have been made: a second
         window of one acquisition); return how many looks were given."""

@@ -157,6 +157,11 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
                                         f"({twin.uri}): {scene.sensor} at {scene.acquired.isoformat()} over the "
                                         "same footprint; not added twice"))
                 continue
+            stale = [lk for lk in store.scene_looks([scene.id]) if lk.time != scene.acquired]
+            if stale:  # the scene is dated anew (--time for a date alone): its looks and detections carry the old
+                # time, which fusion would match AIS at; they go, and `detect` makes them again at the new time
+                store.remove_looks(stale)
+                result.redated.append(scene.id)
             result.new += write_together(store, evidence=[ev], scenes=[scene])
             store.clear_failures("scenes add", scene_paths(scene))  # a file refused before and fixed since
             if moved:  # the same acquisition stored from a folder since moved: this copy takes its place

@@ -89,6 +89,7 @@ class AddResult:
     failures: list[tuple[str, str]] = field(default_factory=list)
     new: int = 0  # scenes not in the store before (the others were added earlier and are only updated)
     moved: list[str] = field(default_factory=list)  # scenes replaced: the same acquisition, their files gone
+    redated: list[str] = field(default_factory=list)  # scenes stored before under another time: looks removed
 
 
 def parse_time(text: str) -> datetime:
