@@ -370,6 +370,9 @@ def test_the_same_acquisition_in_two_folders_is_added_once(shared_dir: Path, tmp
     assert third.scenes[0].attributes["time_precision"] == "day"
     for copy in ("c", "d"):  # the bytes of the copy stored to the second, or of the date-only one: the same image
         assert add_folder(tmp_path / copy, store=store).new == 0
+    # the same bytes given another time of that day (two --time values for one image): the same image too
+    later = add_folder(tmp_path / "c", store=store, when=when.replace(hour=11))
+    assert later.new == 0 and "the same acquisition as scene" in later.failures[0][1]
     with rasterio.open(tmp_path / "d" / "gdynia" / "B08.tiff", "r+") as ds:
         ds.write(ds.read(1) + 1, 1)  # now the bytes of the date-only copy e
     fourth = add_folder(tmp_path / "d", store=store)

@@ -189,7 +189,7 @@ def scene_paths(scene: Scene) -> list[str]:
 def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None) -> Scene | None:
     """Another stored scene of the same acquisition under another id: the same images copied to another folder
     or renamed. The same time to the second, or, when either scene has a date alone (no time of day: stored at
-    00:00 UTC), the same day and files of the same bytes; nine tenths of the same footprint, both real or both
+    00:00 UTC) or the times differ, the same day and files of the same bytes; nine tenths of the same footprint, both real or both
     simulated, and the same sensor, unless one is an unnamed GeoTIFF (a true-colour picture of a Sentinel-2
     product); a copy whose files are gone (a folder moved), or that was read from these very files before they
     were rewritten, does not count (it goes to ``moved``, to be replaced, when the time is known to the second or
@@ -199,15 +199,14 @@ def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None)
 
     t = scene.acquired
     day = t.replace(hour=0, minute=0, second=0, microsecond=0)
-    if date_only(scene):  # any scene of that day may be it
-        candidates = store.scenes(since=day, until=day + timedelta(days=1) - timedelta(microseconds=1))
-    else:  # the same second, or a scene of that day with a date alone (stored at its 00:00)
-        candidates = store.scenes(since=t - timedelta(seconds=1), until=t + timedelta(seconds=1))
-        candidates += [o for o in store.scenes(since=day, until=day) if date_only(o)]
+    # any scene of that day may be it: to the second, or, with a date alone on either side or another time given
+    # to the same files (two --time values for one image), when its files hold the same bytes
+    candidates = store.scenes(since=min(day, t - timedelta(seconds=1)),
+                              until=max(day + timedelta(days=1) - timedelta(microseconds=1), t + timedelta(seconds=1)))
     for other in candidates:
         if other.id == scene.id or other.simulated != scene.simulated:
             continue
-        loose = date_only(scene) or date_only(other)
+        loose = date_only(scene) or date_only(other) or abs(other.acquired - t) > timedelta(seconds=1)
         if other.sensor != scene.sensor and "geotiff" not in (other.sensor, scene.sensor):
             continue
         a, b = scene.footprint, other.footprint
