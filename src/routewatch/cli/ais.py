@@ -331,6 +331,9 @@ def register(app: typer.Typer) -> None:
                               "cannot be matched at an unknown time of day (give the image time of day with --time)"
                               "[/yellow]")
         else:
+            if time:  # the stored detections carry their scenes' times: --time would change nothing
+                console.print("[yellow]--time is for --detections files; the stored detections keep their scenes' "
+                              "times (`scenes add --time` dates a scene)[/yellow]")
             det = detections_from_sightings(store.sightings(*_window(since, until)))
             det, dateless = _without_date_only_scenes(store, det)
             if dateless:
