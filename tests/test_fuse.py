@@ -226,6 +226,15 @@ def test_rerun_from_the_store_fuses_the_detections_not_its_own_output(tmp_path):
     assert sorted(s.id for s in fused) == sorted(stable_id("fused", f"img-{i}") for i in range(3))
     det = detections_from_sightings(Store.open(ws.db_url).sightings())
     assert sorted(det["id"]) == ["img-0", "img-1", "img-2"]
+    # a window around the image time finds them (the times had gone into the site and vessel filters)
+    day = T.date().isoformat()
+    out = _fuse("-w", str(ws.root), "--since", day, "--until", (T + timedelta(days=1)).date().isoformat(),
+                "--out", str(tmp_path / "window.geojson"))
+    assert "No detections to fuse" not in out
+    assert len(json.loads((tmp_path / "window.geojson").read_text())["features"]) == 3
+    out = _fuse("-w", str(ws.root), "--since", (T + timedelta(days=1)).date().isoformat(),
+                "--out", str(tmp_path / "later.geojson"))
+    assert "No detections to fuse" in out
 
 
 def test_detections_from_a_scene_with_a_date_alone_are_not_matched_to_ais_at_midnight(tmp_path):

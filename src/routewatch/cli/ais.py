@@ -27,11 +27,12 @@ def _time(text: str | None, name: str) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def _window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
-    """``--since`` and ``--until`` as UTC times; an empty window (until before since) is refused, not read as
-    "no AIS" or widened into another."""
+def _window(since: str | None, until: str | None, days: bool = True) -> tuple[datetime | None, datetime | None]:
+    """``--since`` and ``--until`` as UTC times; an empty window (until before since: by day for the AIS
+    commands, whose windows are whole days; to the time with ``days=False``) is refused, not read as "no AIS" or
+    widened into another."""
     s, u = _time(since, "--since"), _time(until, "--until")
-    if s is not None and u is not None and u < s:
+    if s is not None and u is not None and ((_day_start(u) < _day_start(s)) if days else u < s):
         raise typer.BadParameter(f"--until {until} is before --since {since}")
     return s, u
 
@@ -334,7 +335,8 @@ def register(app: typer.Typer) -> None:
             if time:  # the stored detections carry their scenes' times: --time would change nothing
                 console.print("[yellow]--time is for --detections files; the stored detections keep their scenes' "
                               "times (`scenes add --time` dates a scene)[/yellow]")
-            det = detections_from_sightings(store.sightings(*_window(since, until)))
+            s, u = _window(since, until, days=False)
+            det = detections_from_sightings(store.sightings(since=s, until=u))
             det, dateless = _without_date_only_scenes(store, det)
             if dateless:
                 console.print(f"[yellow]{dateless} detections left out: their scenes give a date but no time of day, "
