@@ -421,6 +421,12 @@ class Store:
                 c.execute(delete(s).where(s.c.id.in_(list(chunk))))
         return len(ids)
 
+    def scene(self, scene_id: str) -> Scene | None:
+        """One stored scene by id, or None."""
+        with self.engine.connect() as c:
+            row = c.execute(select(t.scenes).where(t.scenes.c.id == scene_id)).first()
+        return convert.scene_from(row) if row is not None else None
+
     def scene_looks(self, scene_ids: Iterable[str]) -> list[Look]:
         """The looks made from these scenes (each look names its scene)."""
         keys = sorted(set(scene_ids))

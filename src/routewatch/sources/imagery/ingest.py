@@ -6,6 +6,7 @@ Each scene lands with its scene Evidence in one transaction; a scene that fails 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,13 +30,16 @@ def open_store(ws: Workspace) -> Any:
 
 def write_together(store: Any, *, evidence: Sequence[Evidence] = (), scenes: Sequence[Scene] = (),
                    looks: Sequence[Any] = (), sightings: Sequence[Any] = (), replace_sightings: bool = False,
-                   keep_also: Sequence[str] = ()) -> int:
+                   keep_also: Sequence[str] = (), remove_looks: Sequence[Any] = ()) -> int:
     """Write records of one scene so they land together or not at all. ``replace_sightings``: the looks' stored
     sightings that are not among ``sightings`` (or ``keep_also``: the fusion labels of those still found) are
     removed (a look detected again holds only its new result, and a ship no longer found loses its label too).
+    ``remove_looks``: looks (with their sightings) to delete in the same transaction (a scene dated anew).
     Returns how many of the scenes were new to the store."""
     new = 0
     with store.transaction() as conn:
+        if remove_looks:
+            store.remove_looks(list(remove_looks), conn=conn)
         if evidence:
             store.add_evidence(list(evidence), conn=conn)
         if scenes:
@@ -157,12 +161,20 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
                                         f"({twin.uri}): {scene.sensor} at {scene.acquired.isoformat()} over the "
                                         "same footprint; not added twice"))
                 continue
-            stale = [lk for lk in store.scene_looks([scene.id]) if lk.time != scene.acquired]
-            if stale:  # the scene is dated anew (--time for a date alone): its looks and detections carry the old
-                # time, which fusion would match AIS at; they go, and `detect` makes them again at the new time
-                store.remove_looks(stale)
+            stored = store.scene(scene.id)
+            stale: list[Any] = []
+            if stored is not None and stored.acquired.date() == scene.acquired.date():
+                if date_only(stored) and not date_only(scene):
+                    # a date alone given its time of day (--time): the looks and detections made at its 00:00 would
+                    # be matched to AIS at midnight; they go, and `detect` makes them again at the new time
+                    stale = [lk for lk in store.scene_looks([scene.id]) if lk.time != scene.acquired]
+                elif date_only(scene) and not date_only(stored):  # added again without the --time it had: the
+                    kept_scenes.append(stored)  # stored time of day stays, and so do its looks
+                    kept_evidence.append(ev)
+                    continue
+            result.new += write_together(store, evidence=[ev], scenes=[scene], remove_looks=stale)
+            if stale:
                 result.redated.append(scene.id)
-            result.new += write_together(store, evidence=[ev], scenes=[scene])
             store.clear_failures("scenes add", scene_paths(scene))  # a file refused before and fixed since
             if moved:  # the same acquisition stored from a folder since moved: this copy takes its place
                 store.remove_scenes([m.id for m in moved])
@@ -199,14 +211,16 @@ def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None)
 
     t = scene.acquired
     day = t.replace(hour=0, minute=0, second=0, microsecond=0)
-    # any scene of that day may be it: to the second, or, with a date alone on either side or another time given
-    # to the same files (two --time values for one image), when its files hold the same bytes
+    # any scene of that day over this place may be it: to the second, or, with a date alone on either side or
+    # another time given to the same files (two --time values for one image), when its files hold the same bytes
     candidates = store.scenes(since=min(day, t - timedelta(seconds=1)),
-                              until=max(day + timedelta(days=1) - timedelta(microseconds=1), t + timedelta(seconds=1)))
+                              until=max(day + timedelta(days=1) - timedelta(microseconds=1), t + timedelta(seconds=1)),
+                              bbox=scene.footprint.bounds if scene.footprint is not None else None)
     for other in candidates:
         if other.id == scene.id or other.simulated != scene.simulated:
             continue
-        loose = date_only(scene) or date_only(other) or abs(other.acquired - t) > timedelta(seconds=1)
+        near = abs(other.acquired - t) <= timedelta(seconds=1)
+        loose = date_only(scene) or date_only(other) or not near
         if other.sensor != scene.sensor and "geotiff" not in (other.sensor, scene.sensor):
             continue
         a, b = scene.footprint, other.footprint
@@ -217,8 +231,10 @@ def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None)
             continue
         files = other.attributes.get("files") or []
         if files and sorted(files) == sorted(scene.attributes.get("files") or []):
-            if moved is not None:  # its own files, rewritten since (recompressed, re-exported): read now, this
-                moved.append(other)  # scene takes its place (the stored one describes bytes that are gone)
+            if moved is not None and (near or date_only(scene) or date_only(other)):  # its own files, rewritten
+                # since (recompressed, re-exported): this reading takes its place. Another time on the same path
+                # is another image written over the first (a "latest.tif"): both are kept, with their looks
+                moved.append(other)
             continue
         if files and not all(Path(f).exists() for f in files):
             if moved is not None and not loose:  # its files are gone: the folder was moved (told by the time
@@ -243,17 +259,28 @@ def date_only(scene: Scene) -> bool:
 def _same_bytes(files: list[str], others: list[str]) -> bool:
     """Whether two scenes' files hold the same bytes (sizes first; hashed, as the AIS manifest hashes files, only
     when those agree)."""
-    from routewatch.sources.ais.ingest import file_digest
-
     if not files or len(files) != len(others):
         return False
     try:
         sizes = [sorted(Path(f).stat().st_size for f in group) for group in (files, others)]
         if sizes[0] != sizes[1]:
             return False
-        return sorted(map(file_digest, map(Path, files))) == sorted(map(file_digest, map(Path, others)))
+        return sorted(map(_digest, files)) == sorted(map(_digest, others))
     except OSError:
         return False
+
+
+def _digest(path: str) -> str:
+    """A file's content digest, computed once per version of the file (path, size and modification time)."""
+    st = Path(path).stat()
+    return _digest_of(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest_of(path: str, size: int, mtime_ns: int) -> str:
+    from routewatch.sources.ais.ingest import file_digest
+
+    return file_digest(Path(path))
 
 
 class _NoBar:
