@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -176,15 +177,28 @@ def test_an_ais_visit_whose_ship_was_seen_leaving_bounds_its_end_and_makes_a_dep
                         evidence_ids=("ais-1",), detail=detail)
 
     route = Route("r", "Rajin to Dunai", origin=("rajin",), destination=("dunai",), vessels=("lady_r",))
-    for detail, as_of, bound in ((f"MMSI 1; GFW-style level 4; {DEPARTURE_SEEN}", day(10), day(3)),
-                                 ("MMSI 1; GFW-style level 3", day(10), None),
-                                 (f"MMSI 1; GFW-style level 4; {DEPARTURE_SEEN}", day(2), None)):
+    left = f"MMSI 1; GFW-style level 4; {DEPARTURE_SEEN}"
+    # the exit is told by a position up to 72 h after the last inside: known from day 6 on, not before
+    for detail, as_of, bound in ((left, day(10), day(3)), ("MMSI 1; GFW-style level 3", day(10), None),
+                                 (left, day(2), None), (left, day(5), None), (left, day(6), day(3))):
         (visit,) = build_visits([ais(detail)], [], as_of, vessels=[SHIP])
         (same,) = frame_to_visits(build_visits_frame(sightings_to_frame([ais(detail)]), looks_to_frame([]), as_of,
                                                      vessels=[SHIP]))
         assert visit.end_bound == same.end_bound == bound, detail
         trips = build_trips(route, [visit], as_of, vessels=[SHIP])
         assert [t.kind for t in trips] == (["origin_only"] if bound else []), detail
+    # another ship's AIS (an MMSI not on the watchlist) says nothing of a route vessel: no bound, no fleet trip
+    other = replace(ais(left), vessel=None, identification_confidence=None)
+    assert [v.end_bound for v in build_visits([other], [], day(10), vessels=[SHIP])] == [None]
+    # seen leaving on day 3 and back on day 5 (within the 4 days that join sightings): two calls, as after an
+    # empty look
+    back = Sighting(id="a2", time=day(5), time_end=day(6), source_kind=SourceKind.AIS, site="rajin",
+                    vessel="lady_r", event="ais_visit", confidence=0.9, identification_confidence=0.95)
+    two = build_visits([ais(left), back], [], day(12), vessels=[SHIP])
+    same = frame_to_visits(build_visits_frame(sightings_to_frame([ais(left), back]), looks_to_frame([]), day(12),
+                                              vessels=[SHIP]))
+    assert [(v.start, v.end, v.end_bound) for v in two] == [(v.start, v.end, v.end_bound) for v in same] == [
+        (day(1), day(3), day(3)), (day(5), day(6), None)]
 
 
 def test_frame_ids_spell_times_as_isoformat_does() -> None:

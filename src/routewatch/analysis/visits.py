@@ -7,9 +7,11 @@ Why the rules are what they are:
 * a usable look in between that saw the site empty (``vessels_seen == 0``) and would have detected a vessel of
   this length with probability ``>= split_probability`` means the vessel left and came back: two visits;
 * the nearest such empty looks before and after a visit bound when it can have started and ended
-  (``start_bound`` / ``end_bound``), which is what trip timing and "the ship left" rest on; so does an AIS visit
-  whose ship was seen leaving (its next position beyond the exit distance: :data:`DEPARTURE_SEEN` in its detail)
-  when it ends the visit by ``as_of``: the departure itself bounds the end.
+  (``start_bound`` / ``end_bound``), which is what trip timing and "the ship left" rest on. So does a watchlist
+  vessel's AIS visit whose ship was seen leaving (its next position beyond the exit distance:
+  :data:`DEPARTURE_SEEN` in its detail), once that is known by ``as_of`` (:data:`DEPARTURE_KNOWN_AFTER` past the
+  visit's end): the departure bounds the end, and a later sighting there is a new visit, as after an empty look.
+  Other ships' AIS departures (MMSIs not on the watchlist) say nothing of a route vessel and are not used.
 
 Unidentified vessels are grouped by size class, because "a 115 m ship" seen on two days is most likely one ship.
 The size class of an identified vessel comes from the watchlist length (or the median measured length).
@@ -49,11 +51,16 @@ SMALLEST_DETECTION_LENGTH_M = 10.0  # used for the "0-50m" class, whose lower ed
 # What an AIS visit sighting's ``detail`` says when its ship was seen leaving the site (written by
 # ``sources.ais.records``): an observed departure, which bounds the visit's end as an empty look would.
 DEPARTURE_SEEN = "departure seen"
+# The exit is told by the ship's next position beyond the exit distance, which comes at most ``split_h`` (72 h by
+# default) after the last one inside; only then is the departure known: nothing later than as_of is used.
+DEPARTURE_KNOWN_AFTER = timedelta(hours=72)
 
 
-def departed(s: Sighting) -> bool:
-    """Whether a sighting shows its ship leaving the site at its end (an AIS visit with the exit seen)."""
-    return str(s.source_kind) == "ais" and DEPARTURE_SEEN in (s.detail or "")
+def departed(s: Sighting, as_of: datetime) -> bool:
+    """Whether a sighting shows a watchlist vessel leaving the site at its end (an AIS visit with the exit seen),
+    known by ``as_of``."""
+    return (str(s.source_kind) == "ais" and s.vessel is not None and DEPARTURE_SEEN in (s.detail or "")
+            and s.end + DEPARTURE_KNOWN_AFTER <= as_of)
 
 
 def size_class(length_m: float | None) -> str:
@@ -190,16 +197,20 @@ def build_visits(
         members = sorted(groups[key], key=lambda s: (s.time, s.id))
         current: list[Sighting] = []
         cur_end: datetime | None = None
+        left: datetime | None = None  # the latest departure seen in the current visit
         for s in members:
             end = max(min(s.end, as_of), s.time)
             if cur_end is not None:
                 gap_split = s.time - cur_end > max_gap
                 look_split = any(cur_end < lk.time < s.time for lk in negatives)
-                if gap_split or look_split:
+                left_split = left is not None and left >= cur_end and s.time > cur_end  # seen leaving, then back
+                if gap_split or look_split or left_split:
                     visits.append(_make_visit(site, vessel, label, current, cur_end, negatives, as_of))
-                    current, cur_end = [], None
+                    current, cur_end, left = [], None, None
             current.append(s)
             cur_end = end if cur_end is None else max(cur_end, end)
+            if departed(s, as_of):
+                left = end if left is None else max(left, end)
         if current and cur_end is not None:
             visits.append(_make_visit(site, vessel, label, current, cur_end, negatives, as_of))
     return visits
@@ -244,7 +255,7 @@ def _make_visit(
 
 def _departure(members: Sequence[Sighting], end: datetime, as_of: datetime) -> datetime | None:
     """The visit's end when a member that ends it shows the ship leaving by ``as_of``, else None."""
-    ends = [s.end for s in members if departed(s) and s.end <= as_of]
+    ends = [s.end for s in members if departed(s, as_of)]
     return end if ends and max(ends) >= end else None
 
 
@@ -401,10 +412,10 @@ def build_visits_frame(
             .then(pl.col("ref_len"))
             .otherwise(_class_length_expr(pl.col("size_class"))),
             end=pl.max_horizontal(pl.min_horizontal(pl.coalesce("time_end", "time"), as_of_lit), pl.col("time")),
-            # an AIS visit whose ship was seen leaving by as_of (see DEPARTURE_SEEN)
-            departed=(pl.col("source_kind") == "ais") & pl.col("detail").fill_null("").str.contains(DEPARTURE_SEEN,
-                                                                                                   literal=True)
-            & (pl.coalesce("time_end", "time") <= as_of_lit),
+            # a watchlist vessel's AIS visit whose ship was seen leaving, known by as_of (see DEPARTURE_SEEN)
+            departed=(pl.col("source_kind") == "ais") & pl.col("vessel").is_not_null()
+            & pl.col("detail").fill_null("").str.contains(DEPARTURE_SEEN, literal=True)
+            & (pl.coalesce("time_end", "time") + DEPARTURE_KNOWN_AFTER <= as_of_lit),
             conf=(
                 pl.col("confidence")
                 * pl.when(pl.col("vessel").is_not_null())
@@ -443,7 +454,12 @@ def build_visits_frame(
         .sort(["qtime", "qid"])
     )
     s = s.join(combos, on=["site", "det_len"], how="left", maintain_order="left")
-    s = s.with_columns(prev_end=pl.col("end").cum_max().shift(1).over("gid"))
+    s = s.with_columns(
+        prev_end=pl.col("end").cum_max().shift(1).over("gid"),
+        # the latest departure seen so far in the group (epoch us; -1 for none)
+        prev_left=pl.when(pl.col("departed")).then(pl.col("end").dt.epoch("us")).otherwise(-1)
+        .cum_max().shift(1).over("gid"),
+    )
     last_neg = (
         s.select("gid", "time", "id", "cid")
         .with_row_index("row")
@@ -464,6 +480,8 @@ def build_visits_frame(
             new=pl.col("prev_end").is_null()
             | ((pl.col("time") - pl.col("prev_end")) > max_gap)
             | (pl.col("last_neg").is_not_null() & (pl.col("last_neg") > pl.col("prev_end")))
+            # seen leaving at the end of what came before, and back later: a new visit
+            | ((pl.col("prev_left") >= pl.col("prev_end").dt.epoch("us")) & (pl.col("time") > pl.col("prev_end")))
         )
         .with_columns(vno=pl.col("new").cast(pl.Int64).cum_sum())
     )
