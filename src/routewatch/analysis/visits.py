@@ -10,8 +10,10 @@ Why the rules are what they are:
   (``start_bound`` / ``end_bound``), which is what trip timing and "the ship left" rest on. So does a watchlist
   vessel's AIS visit whose ship was seen leaving (its next position beyond the exit distance:
   :data:`DEPARTURE_SEEN` in its detail), once that is known by ``as_of`` (:data:`DEPARTURE_KNOWN_AFTER` past the
-  visit's end): the departure bounds the end, and a later sighting there is a new visit, as after an empty look.
-  Other ships' AIS departures (MMSIs not on the watchlist) say nothing of a route vessel and are not used.
+  visit's end): a departure that ends the visit bounds its end. It does not split a visit as an empty look
+  does: AIS that leaves and comes back within days is as often one bad position, or hours at an outer
+  anchorage, as a voyage (either had made a trip that never happened). Other ships' AIS departures (MMSIs not
+  on the watchlist) say nothing of a route vessel and are not used.
 
 Unidentified vessels are grouped by size class, because "a 115 m ship" seen on two days is most likely one ship.
 The size class of an identified vessel comes from the watchlist length (or the median measured length).
@@ -197,20 +199,16 @@ def build_visits(
         members = sorted(groups[key], key=lambda s: (s.time, s.id))
         current: list[Sighting] = []
         cur_end: datetime | None = None
-        left: datetime | None = None  # the latest departure seen in the current visit
         for s in members:
             end = max(min(s.end, as_of), s.time)
             if cur_end is not None:
                 gap_split = s.time - cur_end > max_gap
                 look_split = any(cur_end < lk.time < s.time for lk in negatives)
-                left_split = left is not None and left >= cur_end and s.time > cur_end  # seen leaving, then back
-                if gap_split or look_split or left_split:
+                if gap_split or look_split:
                     visits.append(_make_visit(site, vessel, label, current, cur_end, negatives, as_of))
-                    current, cur_end, left = [], None, None
+                    current, cur_end = [], None
             current.append(s)
             cur_end = end if cur_end is None else max(cur_end, end)
-            if departed(s, as_of):
-                left = end if left is None else max(left, end)
         if current and cur_end is not None:
             visits.append(_make_visit(site, vessel, label, current, cur_end, negatives, as_of))
     return visits
@@ -454,12 +452,7 @@ def build_visits_frame(
         .sort(["qtime", "qid"])
     )
     s = s.join(combos, on=["site", "det_len"], how="left", maintain_order="left")
-    s = s.with_columns(
-        prev_end=pl.col("end").cum_max().shift(1).over("gid"),
-        # the latest departure seen so far in the group (epoch us; -1 for none)
-        prev_left=pl.when(pl.col("departed")).then(pl.col("end").dt.epoch("us")).otherwise(-1)
-        .cum_max().shift(1).over("gid"),
-    )
+    s = s.with_columns(prev_end=pl.col("end").cum_max().shift(1).over("gid"))
     last_neg = (
         s.select("gid", "time", "id", "cid")
         .with_row_index("row")
@@ -480,8 +473,6 @@ def build_visits_frame(
             new=pl.col("prev_end").is_null()
             | ((pl.col("time") - pl.col("prev_end")) > max_gap)
             | (pl.col("last_neg").is_not_null() & (pl.col("last_neg") > pl.col("prev_end")))
-            # seen leaving at the end of what came before, and back later: a new visit
-            | ((pl.col("prev_left") >= pl.col("prev_end").dt.epoch("us")) & (pl.col("time") > pl.col("prev_end")))
         )
         .with_columns(vno=pl.col("new").cast(pl.Int64).cum_sum())
     )
