@@ -104,8 +104,8 @@ def test_a_file_rewritten_in_place_replaces_its_scene(tmp_path: Path, name: str)
     again = add_folder(tmp_path / "a", store=store)
     assert again.failures == [] and again.new == 1 and again.moved == [old.id]
     assert [s.id for s in store.scenes()] == [again.scenes[0].id] != [old.id]
-    # another image written over the same path later that day (a "latest.tif" given its own --time) is another
-    # acquisition: both stay, with their looks
+    # another image written over the same path (a "latest.tif" given its own --time): the stored scene's bytes are
+    # gone, and read again it would be read as the new image, so the new reading takes its place
     from routewatch.model import DetectionModel, Look, SourceKind
 
     (kept,) = store.scenes()
@@ -114,20 +114,16 @@ def test_a_file_rewritten_in_place_replaces_its_scene(tmp_path: Path, name: str)
     rasterio.shutil.copy(path, tmp_path / "tmp.tif", driver="GTiff", compress="LZW")
     (tmp_path / "tmp.tif").replace(path)
     later = add_folder(tmp_path / "a", store=store, when=datetime(2023, 4, 26, 15, tzinfo=UTC))
-    # the name gives the time (--time does not change it), or the stored scene a date alone that cannot tell
-    # another image of that day from this one: the same image, rewritten
-    assert later.moved == [kept.id] and len(store.scenes()) == 1
-    timed = datetime(2023, 4, 26, 11, 6, 21, tzinfo=UTC)
-    if name == "casa_20230426.tif":  # now stored at 15:00: an image written over it at 16:00 is another one
-        (now,) = store.scenes()
-        store.add_looks([Look("look-n", "casa", now.acquired, now.sensor, 1.0, DetectionModel(100.0, 20.0, 0.8),
-                              SourceKind.IMAGE, scene_id=now.id)])
-        rasterio.shutil.copy(path, tmp_path / "tmp.tif", driver="GTiff", compress="DEFLATE", predictor=2)
-        (tmp_path / "tmp.tif").replace(path)
-        other = add_folder(tmp_path / "a", store=store, when=datetime(2023, 4, 26, 16, tzinfo=UTC))
-        assert other.moved == [] and len(store.scenes()) == 2 and len(store.scene_looks([now.id])) == 1
-    else:
-        assert store.scenes()[0].acquired == timed
+    assert later.moved == [kept.id] and len(store.scenes()) == 1 and store.scene_looks([kept.id]) == []
+    timed = datetime(2023, 4, 26, 11, 6, 21, tzinfo=UTC)  # the name's time wins over --time
+    assert store.scenes()[0].acquired == (timed if "T" in name else datetime(2023, 4, 26, 15, tzinfo=UTC))
+    # recompressed again and added without --time: a time of day it was given stays
+    rasterio.shutil.copy(path, tmp_path / "tmp.tif", driver="GTiff", compress="DEFLATE", predictor=2)
+    (tmp_path / "tmp.tif").replace(path)
+    plain = add_folder(tmp_path / "a", store=store)
+    assert plain.failures == [] and [s.acquired for s in store.scenes()] == [store.scenes()[0].acquired]
+    assert store.scenes()[0].acquired == (timed if "T" in name else datetime(2023, 4, 26, 15, tzinfo=UTC))
+    assert store.scenes()[0].attributes["time_precision"] == "second"
 
 
 def test_a_scene_dated_anew_loses_the_looks_made_at_its_old_time(tmp_path: Path) -> None:
@@ -157,6 +153,9 @@ def test_a_scene_dated_anew_loses_the_looks_made_at_its_old_time(tmp_path: Path)
     plain = add_folder(tmp_path / "a", store=store)
     assert plain.redated == [] and plain.scenes[0].acquired == datetime(2023, 4, 26, 11, 6, 21, tzinfo=UTC)
     assert store.scenes()[0].attributes["time_precision"] == "second" and len(store.scene_looks([scene.id])) == 1
+    # a time of day corrected with --time: the looks made at the old one go too
+    fixed = add_folder(tmp_path / "a", store=store, when=datetime(2023, 4, 26, 11, 30, tzinfo=UTC))
+    assert fixed.redated == [scene.id] and store.scene_looks([scene.id]) == []
 
 
 def test_scenes_add_on_a_folder_without_geotiffs_says_so(tmp_path: Path) -> None:

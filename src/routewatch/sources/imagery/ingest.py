@@ -162,16 +162,20 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
                                         "same footprint; not added twice"))
                 continue
             stored = store.scene(scene.id)
+            earlier = stored or next((m for m in moved if sorted(m.attributes.get("files") or [])
+                                      == sorted(scene.attributes.get("files") or [])), None)
+            if earlier is not None and date_only(scene) and not date_only(earlier) \
+                    and earlier.acquired.date() == scene.acquired.date():
+                # the same files (or these, recompressed) added again without the --time they had: the stored
+                # time of day stays
+                scene, ev = _dated_as(scene, ev, earlier.acquired)
             stale: list[Any] = []
-            if stored is not None and stored.acquired.date() == scene.acquired.date():
-                if date_only(stored) and not date_only(scene):
-                    # a date alone given its time of day (--time): the looks and detections made at its 00:00 would
-                    # be matched to AIS at midnight; they go, and `detect` makes them again at the new time
-                    stale = [lk for lk in store.scene_looks([scene.id]) if lk.time != scene.acquired]
-                elif date_only(scene) and not date_only(stored):  # added again without the --time it had: the
-                    kept_scenes.append(stored)  # stored time of day stays, and so do its looks
-                    kept_evidence.append(ev)
-                    continue
+            if stored is not None and stored.acquired != scene.acquired:
+                # dated anew (a date alone given its time of day, a time corrected, or another image written over
+                # the file at the same size): the looks and detections made at the old time would be matched to
+                # AIS then, or hang off a scene that no longer says when they were seen; they go, and `detect`
+                # makes them again at the new time
+                stale = store.scene_looks([scene.id])
             result.new += write_together(store, evidence=[ev], scenes=[scene], remove_looks=stale)
             if stale:
                 result.redated.append(scene.id)
@@ -185,6 +189,16 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
         for path, message in result.failures:  # at the absolute path, as the scene that fixes it will be
             store.record_failure("scenes add", str(Path(path).resolve()) if Path(path).exists() else path, message)
     return result
+
+
+def _dated_as(scene: Scene, ev: Evidence, when: datetime) -> tuple[Scene, Evidence]:
+    """A scene (and its evidence) at a stored time of day instead of the date alone its files give."""
+    from dataclasses import replace
+
+    dated = replace(scene, acquired=when, attributes={**scene.attributes, "time_precision": "second"})
+    name = ev.description.rsplit(" (", 1)[0]
+    return dated, replace(ev, observed_at=when,
+                          description=f"{name} ({scene.sensor}, {when:%Y-%m-%d %H:%M} UTC)")
 
 
 def scene_paths(scene: Scene) -> list[str]:
@@ -231,9 +245,9 @@ def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None)
             continue
         files = other.attributes.get("files") or []
         if files and sorted(files) == sorted(scene.attributes.get("files") or []):
-            if moved is not None and (near or date_only(scene) or date_only(other)):  # its own files, rewritten
-                # since (recompressed, re-exported): this reading takes its place. Another time on the same path
-                # is another image written over the first (a "latest.tif"): both are kept, with their looks
+            if moved is not None:  # its own files, rewritten since (recompressed, re-exported, or another image
+                # written over them, a "latest.tif"): the stored scene's bytes are gone, and read again it would
+                # be read as this image; this reading takes its place
                 moved.append(other)
             continue
         if files and not all(Path(f).exists() for f in files):
