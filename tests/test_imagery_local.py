@@ -117,13 +117,58 @@ def test_a_file_rewritten_in_place_replaces_its_scene(tmp_path: Path, name: str)
     assert later.moved == [kept.id] and len(store.scenes()) == 1 and store.scene_looks([kept.id]) == []
     timed = datetime(2023, 4, 26, 11, 6, 21, tzinfo=UTC)  # the name's time wins over --time
     assert store.scenes()[0].acquired == (timed if "T" in name else datetime(2023, 4, 26, 15, tzinfo=UTC))
-    # recompressed again and added without --time: a time of day it was given stays
+    # rewritten again and added without --time: other bytes may be another image, so a time of day given to the
+    # earlier one is not carried over (a date alone stays a date alone, and says so)
     rasterio.shutil.copy(path, tmp_path / "tmp.tif", driver="GTiff", compress="DEFLATE", predictor=2)
     (tmp_path / "tmp.tif").replace(path)
     plain = add_folder(tmp_path / "a", store=store)
-    assert plain.failures == [] and [s.acquired for s in store.scenes()] == [store.scenes()[0].acquired]
-    assert store.scenes()[0].acquired == (timed if "T" in name else datetime(2023, 4, 26, 15, tzinfo=UTC))
-    assert store.scenes()[0].attributes["time_precision"] == "second"
+    assert plain.failures == [] and len(store.scenes()) == 1
+    assert store.scenes()[0].acquired == (timed if "T" in name else datetime(2023, 4, 26, tzinfo=UTC))
+    # the same bytes again (the same id) without --time: the stored time stays; rewritten at the same size (the
+    # same id, other bytes): its looks go
+    (now,) = store.scenes()
+    store.add_looks([Look("look-s", "casa", now.acquired, now.sensor, 1.0, DetectionModel(100.0, 20.0, 0.8),
+                          SourceKind.IMAGE, scene_id=now.id)])
+    assert add_folder(tmp_path / "a", store=store).redated == [] and len(store.scene_looks([now.id])) == 1
+
+
+def test_an_image_written_over_a_file_at_the_same_size_loses_the_old_looks(tmp_path: Path) -> None:
+    """Uncompressed GeoTIFFs of one grid have one size, so another image written over one keeps the scene's id:
+    its file stamps tell it, and the old image's looks go. A write time does not replace a time that was given."""
+    import os
+
+    from rasterio import shutil as rio_shutil
+
+    from routewatch.model import DetectionModel, Look, SourceKind
+
+    ws = Workspace.open(tmp_path / "ws").ensure()
+    store = open_store(ws)
+    path = _tif(tmp_path / "a" / "latest.tif")
+    with rasterio.open(path, "r+") as ds:
+        ds.update_tags(TIFFTAG_DATETIME="2024:11:02 10:00:00")  # a write time, no acquisition time
+    given = datetime(2023, 4, 26, 11, 6, 21, tzinfo=UTC)
+    (scene,) = add_folder(tmp_path / "a", store=store, when=given).scenes
+
+    def look(i: int) -> None:
+        store.add_looks([Look(f"look-{i}", "casa", given, scene.sensor, 1.0, DetectionModel(100.0, 20.0, 0.8),
+                              SourceKind.IMAGE, scene_id=scene.id)])
+
+    look(1)
+    again = add_folder(tmp_path / "a", store=store)  # no --time: the write time does not replace the given one
+    assert again.redated == [] and store.scenes()[0].acquired == given and len(store.scene_looks([scene.id])) == 1
+    with rasterio.open(path, "r+") as ds:
+        ds.write(ds.read() + 7)  # another image, the same size
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert path.stat().st_size == int(scene.attributes["stamps"][0][0])
+    over = add_folder(tmp_path / "a", store=store, when=given)
+    assert over.scenes[0].id == scene.id and over.redated == [scene.id] and store.scene_looks([scene.id]) == []
+    # the next day's image written over it at another size: found by its path, whatever its day, and replaced
+    look(2)
+    rio_shutil.copy(path, tmp_path / "tmp.tif", driver="GTiff", compress="DEFLATE")
+    (tmp_path / "tmp.tif").replace(path)
+    nextday = add_folder(tmp_path / "a", store=store, when=datetime(2023, 4, 27, 10, tzinfo=UTC))
+    assert nextday.moved == [scene.id] and [s.id for s in store.scenes()] == [nextday.scenes[0].id]
+    assert store.scene_looks([scene.id]) == []
 
 
 def test_a_scene_dated_anew_loses_the_looks_made_at_its_old_time(tmp_path: Path) -> None:

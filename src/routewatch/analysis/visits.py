@@ -253,7 +253,7 @@ def _make_visit(
 
 def _departure(members: Sequence[Sighting], end: datetime, as_of: datetime) -> datetime | None:
     """The visit's end when a member that ends it shows the ship leaving by ``as_of``, else None."""
-    ends = [s.end for s in members if departed(s, as_of)]
+    ends = [max(s.end, s.time) for s in members if departed(s, as_of)]  # as the frame path clips a bad time_end
     return end if ends and max(ends) >= end else None
 
 

@@ -421,6 +421,11 @@ class Store:
                 c.execute(delete(s).where(s.c.id.in_(list(chunk))))
         return len(ids)
 
+    def scenes_at(self, uri: str) -> list[Scene]:
+        """The stored scenes read from this file or folder (any time)."""
+        with self.engine.connect() as c:
+            return [convert.scene_from(r) for r in c.execute(select(t.scenes).where(t.scenes.c.uri == uri))]
+
     def scene(self, scene_id: str) -> Scene | None:
         """One stored scene by id, or None."""
         with self.engine.connect() as c:

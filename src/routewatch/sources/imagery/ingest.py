@@ -30,16 +30,20 @@ def open_store(ws: Workspace) -> Any:
 
 def write_together(store: Any, *, evidence: Sequence[Evidence] = (), scenes: Sequence[Scene] = (),
                    looks: Sequence[Any] = (), sightings: Sequence[Any] = (), replace_sightings: bool = False,
-                   keep_also: Sequence[str] = (), remove_looks: Sequence[Any] = ()) -> int:
+                   keep_also: Sequence[str] = (), remove_looks: Sequence[Any] = (),
+                   remove_scenes: Sequence[str] = ()) -> int:
     """Write records of one scene so they land together or not at all. ``replace_sightings``: the looks' stored
     sightings that are not among ``sightings`` (or ``keep_also``: the fusion labels of those still found) are
     removed (a look detected again holds only its new result, and a ship no longer found loses its label too).
-    ``remove_looks``: looks (with their sightings) to delete in the same transaction (a scene dated anew).
+    ``remove_looks``: looks (with their sightings) to delete in the same transaction (a scene dated anew);
+    ``remove_scenes``: scene ids to delete with their looks (scenes this one replaces).
     Returns how many of the scenes were new to the store."""
     new = 0
     with store.transaction() as conn:
         if remove_looks:
             store.remove_looks(list(remove_looks), conn=conn)
+        if remove_scenes:
+            store.remove_scenes(list(remove_scenes), conn=conn)
         if evidence:
             store.add_evidence(list(evidence), conn=conn)
         if scenes:
@@ -162,27 +166,29 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
                                         "same footprint; not added twice"))
                 continue
             stored = store.scene(scene.id)
-            earlier = stored or next((m for m in moved if sorted(m.attributes.get("files") or [])
-                                      == sorted(scene.attributes.get("files") or [])), None)
-            if earlier is not None and date_only(scene) and not date_only(earlier) \
-                    and earlier.acquired.date() == scene.acquired.date():
-                # the same files (or these, recompressed) added again without the --time they had: the stored
-                # time of day stays
-                scene, ev = _dated_as(scene, ev, earlier.acquired)
+            rewritten = stored is not None and stored.attributes.get("stamps") not in (
+                None, scene.attributes.get("stamps"))  # the same path and size, other bytes: another image
+            if stored is not None and not rewritten and not date_only(stored) and (
+                    (date_only(scene) and stored.acquired.date() == scene.acquired.date())
+                    or (scene.attributes.get("time_source") == "write time"
+                        and stored.attributes.get("time_source") != "write time")):
+                # the same files added again without the --time they had (a date alone, or only a write time):
+                # the stored time of day stays
+                scene, ev = _dated_as(scene, stored)
             stale: list[Any] = []
-            if stored is not None and stored.acquired != scene.acquired:
-                # dated anew (a date alone given its time of day, a time corrected, or another image written over
-                # the file at the same size): the looks and detections made at the old time would be matched to
-                # AIS then, or hang off a scene that no longer says when they were seen; they go, and `detect`
-                # makes them again at the new time
+            if stored is not None and (rewritten or stored.acquired != scene.acquired):
+                # dated anew (a date alone given its time of day, a time corrected) or another image written over
+                # the file at the same size: the looks and detections made before would be matched to AIS at
+                # the old time, or hang off a scene that is no longer theirs; they go, and `detect` makes them
+                # again
                 stale = store.scene_looks([scene.id])
-            result.new += write_together(store, evidence=[ev], scenes=[scene], remove_looks=stale)
+            result.new += write_together(store, evidence=[ev], scenes=[scene], remove_looks=stale,
+                                         remove_scenes=[m.id for m in moved])
             if stale:
                 result.redated.append(scene.id)
             store.clear_failures("scenes add", scene_paths(scene))  # a file refused before and fixed since
-            if moved:  # the same acquisition stored from a folder since moved: this copy takes its place
-                store.remove_scenes([m.id for m in moved])
-                result.moved.extend(m.id for m in moved)
+            if moved:  # the same acquisition from a folder since moved, or read from these files before they
+                result.moved.extend(m.id for m in moved)  # were rewritten: removed with the write
             kept_scenes.append(scene)
             kept_evidence.append(ev)
         result.scenes, result.evidence = kept_scenes, kept_evidence
@@ -191,14 +197,17 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
     return result
 
 
-def _dated_as(scene: Scene, ev: Evidence, when: datetime) -> tuple[Scene, Evidence]:
-    """A scene (and its evidence) at a stored time of day instead of the date alone its files give."""
+def _dated_as(scene: Scene, stored: Scene) -> tuple[Scene, Evidence]:
+    """A scene (and its evidence) at the stored scene's time, which was given or read from the files, instead of
+    the date alone or write time the files give now."""
     from dataclasses import replace
 
-    dated = replace(scene, acquired=when, attributes={**scene.attributes, "time_precision": "second"})
-    name = ev.description.rsplit(" (", 1)[0]
-    return dated, replace(ev, observed_at=when,
-                          description=f"{name} ({scene.sensor}, {when:%Y-%m-%d %H:%M} UTC)")
+    from routewatch.sources.imagery.local import scene_evidence
+
+    dated = replace(scene, acquired=stored.acquired, attributes={
+        **scene.attributes, "time_precision": stored.attributes.get("time_precision", "second"),
+        "time_source": stored.attributes.get("time_source")})
+    return dated, scene_evidence(dated)
 
 
 def scene_paths(scene: Scene) -> list[str]:
@@ -225,6 +234,10 @@ def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None)
 
     t = scene.acquired
     day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    files_now = sorted(scene.attributes.get("files") or [])
+    if moved is not None and scene.uri:  # read from these very files before, on any day: rewritten since
+        moved.extend(o for o in store.scenes_at(scene.uri)
+                     if o.id != scene.id and files_now and sorted(o.attributes.get("files") or []) == files_now)
     # any scene of that day over this place may be it: to the second, or, with a date alone on either side or
     # another time given to the same files (two --time values for one image), when its files hold the same bytes
     candidates = store.scenes(since=min(day, t - timedelta(seconds=1)),
@@ -244,10 +257,11 @@ def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None)
         if not (union > 0 and a.intersection(b).area / union >= 0.9):
             continue
         files = other.attributes.get("files") or []
-        if files and sorted(files) == sorted(scene.attributes.get("files") or []):
-            if moved is not None:  # its own files, rewritten since (recompressed, re-exported, or another image
-                # written over them, a "latest.tif"): the stored scene's bytes are gone, and read again it would
-                # be read as this image; this reading takes its place
+        if files and sorted(files) == files_now:
+            # its own files, rewritten since (recompressed, re-exported, or another image written over them, a
+            # "latest.tif"): the stored scene's bytes are gone, and read again it would be read as this image;
+            # this reading takes its place (found above, by path, whatever its day)
+            if moved is not None and all(m.id != other.id for m in moved):
                 moved.append(other)
             continue
         if files and not all(Path(f).exists() for f in files):

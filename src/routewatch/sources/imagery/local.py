@@ -245,12 +245,14 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
             raise SceneReadError(f"{f}: not a readable GeoTIFF (corrupt or truncated?): {error_text(exc)}") from exc
     assert georef is not None
     found = time_from_files(files, tags, write_time=False)
+    source = "files" if found is not None else None
     if when is not None and (found is None or not found[1]):  # --time: for files without a time of day
         if found is not None and found[0].date() != ensure_utc(when).date():
             raise SceneReadError(f"{first}: the files date it {found[0]:%Y-%m-%d} (no time of day), not the day of "
                                  f"--time {ensure_utc(when):%Y-%m-%d}; add each day's images with its own --time")
-        found = (ensure_utc(when), when_has_time)
-    found = found or _time_from_tags(tags, WRITE_TIME_TAGS)  # the file's write time: nothing better says when
+        found, source = (ensure_utc(when), when_has_time), "given"
+    if found is None:  # the file's write time: nothing better says when
+        found, source = _time_from_tags(tags, WRITE_TIME_TAGS), "write time"
     if found is None:
         raise SceneReadError(f"{first}: no acquisition time in tags, file name or annotations; give --time")
     acquired, time_of_day = found
@@ -271,6 +273,9 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
     # "day": stored as 00:00 UTC, right for the day's coverage, no time to match AIS at; always written, so that a
     # real 00:00:00 UTC time is told from a date alone
     attributes["time_precision"] = "second" if time_of_day else "day"
+    attributes["time_source"] = source  # files (tags, name, annotations), given (--time), or write time
+    # each file's size and modification time: a file rewritten at the same size keeps the scene's id, not these
+    attributes["stamps"] = [[f.stat().st_size, f.stat().st_mtime_ns] for f in files]
     if georef.uses_gcps:
         attributes["geolocation"] = "gcps"
     cloud = _cloud_cover(tags.get("CLOUD_COVER"))
@@ -284,12 +289,17 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                   resolution_m=round(georef.ground_pixel_size_m(), 3),
                   cloud_cover=cloud, uri=uri, collection="local",
                   simulated=simulated, attributes=attributes)
-    label = "simulated scene" if simulated else "scene"
-    evidence = Evidence(id=stable_id("evidence", scene_id), kind=EvidenceKind.SCENE,
-                        description=f"{label} {Path(uri).name} ({sensor_name}, {acquired:%Y-%m-%d %H:%M} UTC)",
-                        source="local file", uri=Path(uri).as_uri(), observed_at=acquired,
-                        attributes={"scene_id": scene_id, "simulated": simulated})
-    return scene, evidence
+    return scene, scene_evidence(scene)
+
+
+def scene_evidence(scene: Scene) -> Evidence:
+    """The evidence record of a scene added from local files (its file, sensor and time)."""
+    label = "simulated scene" if scene.simulated else "scene"
+    uri = scene.uri or ""
+    return Evidence(id=stable_id("evidence", scene.id), kind=EvidenceKind.SCENE,
+                    description=f"{label} {Path(uri).name} ({scene.sensor}, {scene.acquired:%Y-%m-%d %H:%M} UTC)",
+                    source="local file", uri=Path(uri).as_uri(), observed_at=scene.acquired,
+                    attributes={"scene_id": scene.id, "simulated": scene.simulated})
 
 
 def scan_folder(folder: str | Path, *, bands: list[str] | None = None, when: datetime | None = None,
