@@ -437,9 +437,10 @@ def register(app: typer.Typer) -> None:
             if name in bands:
                 raise _fail(f"--band {spec!r}: band {name} given twice; give each band once")
             head, colon, tail = file.rpartition(":")
-            if colon and tail.isascii() and tail.isdigit() and int(tail) == 0 and not Path(file).is_file():
+            number = int(tail) if colon and tail.isascii() and tail.isdigit() else None
+            if number == 0 and not Path(file).is_file():
                 raise _fail(f"--band {spec!r}: bands are numbered from 1 (FILE:1 is the first)")
-            index = int(tail) if colon and tail.isascii() and tail.isdigit() and int(tail) >= 1 else None
+            index = number if number is not None and number >= 1 else None
             file = head if index is not None else file
             source = (str(Path(file).resolve()), index or 1)
             if source in read_from:  # one band under two names (blue=f.tif:1 green=f.tif:1): a typo, not a scene

@@ -7,7 +7,7 @@ Every write method takes an optional ``conn``: without it the write is its own t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -350,8 +350,7 @@ class Store:
         if not keys:
             return 0
         with self._writing(conn) as c:
-            looks = [convert.look_from(r, ()) for r in c.execute(select(t.looks).where(t.looks.c.scene_id.in_(keys)))]
-            self.remove_looks(looks, conn=c)
+            self.remove_looks(self.scene_looks(keys, conn=c), conn=c)
             return int(c.execute(delete(t.scenes).where(t.scenes.c.id.in_(keys))).rowcount or 0)
 
     def scenes(self, sensor: str | None = None, since: datetime | None = None, until: datetime | None = None,
@@ -432,11 +431,11 @@ class Store:
             row = c.execute(select(t.scenes).where(t.scenes.c.id == scene_id)).first()
         return convert.scene_from(row) if row is not None else None
 
-    def scene_looks(self, scene_ids: Iterable[str]) -> list[Look]:
+    def scene_looks(self, scene_ids: Iterable[str], conn: Connection | None = None) -> list[Look]:
         """The looks made from these scenes (each look names its scene)."""
         keys = sorted(set(scene_ids))
         out: list[Look] = []
-        with self.engine.connect() as c:
+        with (nullcontext(conn) if conn is not None else self.engine.connect()) as c:
             for chunk in _chunks(keys, ID_CHUNK):
                 out += [convert.look_from(r, ()) for r in c.execute(select(t.looks).where(t.looks.c.scene_id.in_(
                     list(chunk))))]

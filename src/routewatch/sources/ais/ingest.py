@@ -223,6 +223,7 @@ def _ingest_file(
     if path.stat().st_size == 0:  # an empty file (a feed that sent nothing that hour): nothing to read, no error,
         return FileSummary(str(path), "empty")  # as for an NMEA file of blank lines; its next content is read
     csv, mapping = file_mapping(path, mapping)
+    separator = mapping.delimiter if mapping else ","
     summary = FileSummary(str(path), (mapping.name if mapping else "csv") if csv else "nmea")
     manifest = read_manifest(ais_dir)
     stat = path.stat()
@@ -239,13 +240,12 @@ def _ingest_file(
     if csv and not force and not seen_before:
         # A new CSV: hash it in a thread while polars parses it (xxhash and polars both release the GIL).
         pool = ThreadPoolExecutor(1)
-        pending = pool.submit(digest_and_shape, path, mapping.delimiter if mapping else ",")
+        pending = pool.submit(digest_and_shape, path, separator)
         pool.shutdown(wait=False)
         digest = None
     else:
         # only a CSV's reader needs the shape: an NMEA file is just hashed
-        digest, known_shape = digest_and_shape(path, mapping.delimiter if mapping else ",") if csv else \
-            (file_digest(path), None)
+        digest, known_shape = digest_and_shape(path, separator) if csv else (file_digest(path), None)
         if not force and digest in manifest:
             summary.skipped = True
             return summary

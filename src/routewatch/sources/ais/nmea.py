@@ -209,11 +209,13 @@ def read_nmea_lines(
                             lambda k: str(raw[int(lines[k]) - first_line]))
         timed = timed.filter(~odd)
     lo, hi = (int(t.timestamp() * 1_000_000) for t in (TIME_MIN, TIME_MAX))
-    # a static report with such a clock would be the registry's latest record for its ship until 2286
+    kept = []  # a static report with such a clock would be the registry's latest record for its ship until 2286
     for r in statics:
-        if r["t_us"] is not None and not lo <= r["t_us"] < hi:
+        if r["t_us"] is None or lo <= r["t_us"] < hi:
+            kept.append(r)
+        else:
             report.add_bad(BAD_TIME, int(r["line"]), str(raw[int(r["line"]) - first_line]))
-    statics = [r for r in statics if r["t_us"] is None or lo <= r["t_us"] < hi]
+    statics = kept
     report.positions = timed.height
     return NmeaResult(timed, statics, report)
 

@@ -232,9 +232,9 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                     if not DETECTOR_BANDS & set(names):
                         raise SceneReadError(f"{f}: --bands {','.join(bands)} names no band a detector reads "
                                              f"({', '.join(sorted(DETECTOR_BANDS))}; B02-B04, B08 also)")
-                elif all(descs) and len({BAND_ALIASES.get(d, d) for d in descs}) == len(descs) and DETECTOR_BANDS & {
-                        BAND_ALIASES.get(d, d) for d in descs}:  # descriptions that name bands ("Band 1" does not;
-                    names = [BAND_ALIASES.get(d, d) for d in descs]  # nor "b8, nir": one band twice)
+                elif all(descs) and len(named := {BAND_ALIASES.get(d, d) for d in descs}) == len(descs) \
+                        and DETECTOR_BANDS & named:  # descriptions that name bands ("Band 1" does not; nor
+                    names = [BAND_ALIASES.get(d, d) for d in descs]  # "b8, nir": one band twice)
                 else:
                     names = _default_names(ds.count, is_sar(sensor_hint))
                 for i, n in enumerate(names, start=1):
@@ -275,11 +275,12 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
     attributes["time_precision"] = "second" if time_of_day else "day"
     attributes["time_source"] = source  # files (tags, name, annotations), given (--time), or write time
     # each file's size and modification time: a file rewritten at the same size keeps the scene's id, not these
-    attributes["stamps"] = [[f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    stats = [f.stat() for f in files]
+    attributes["stamps"] = [[st.st_size, st.st_mtime_ns] for st in stats]
     if georef.uses_gcps:
         attributes["geolocation"] = "gcps"
     cloud = _cloud_cover(tags.get("CLOUD_COVER"))
-    key_parts = [f"{f.resolve()}:{f.stat().st_size}" for f in files]
+    key_parts = [f"{f.resolve()}:{st.st_size}" for f, st in zip(files, stats, strict=True)]
     scene_id = stable_id("scene", "local", *key_parts)
     # one file: it; plain band names (B02.tiff): their folder; prefixed band files: the first (the folder may
     # hold several scenes)
