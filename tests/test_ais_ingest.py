@@ -112,53 +112,42 @@ def test_column_mapping_reads_another_layout(tmp_path):
 def test_a_mapping_without_a_time_format_reads_iso_times_with_their_zones(tmp_path):
     """ISO 8601 as exports write it: Z, +02:00, +05, fractions, or no zone (UTC); a %z format takes Z too."""
     (tmp_path / "iso.toml").write_text('mmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\n')
-    data = tmp_path / "iso.csv"
-    data.write_text("ship,when,x,y\n273210440,2024-01-01T00:00:00Z,130.29,42.23\n"
-                    "273210440,2024-01-01T03:00:00+02:00,130.29,42.23\n273210440,2024-01-01T05:00:00.000Z,130.29,42.23\n"
-                    "273210440,2024-01-01 06:00:00,130.29,42.23\n273210440,2024-01-01T12:00:00+05,130.29,42.23\n")
-    res = read_provider_csv(data, load_mapping(tmp_path / "iso.toml"))
+
+    def read(name: str, times: list[str], mapping: str = "iso.toml"):
+        """One ship's positions at these times as written, read with the mapping."""
+        path = tmp_path / name
+        path.write_text("ship,when,x,y\n" + "".join(f"273210440,{t},130.29,42.23\n" for t in times))
+        return read_provider_csv(path, load_mapping(tmp_path / mapping))
+
+    def hours(res) -> list[datetime]:
+        return res.positions.sort("line")["timestamp"].to_list()
+
+    res = read("iso.csv", ["2024-01-01T00:00:00Z", "2024-01-01T03:00:00+02:00", "2024-01-01T05:00:00.000Z",
+                           "2024-01-01 06:00:00", "2024-01-01T12:00:00+05"])
     assert res.report.bad_total == 0
-    assert res.positions.sort("line")["timestamp"].to_list() == [
-        datetime(2024, 1, 1, h, tzinfo=UTC) for h in (0, 1, 5, 6, 7)]
+    assert hours(res) == [datetime(2024, 1, 1, h, tzinfo=UTC) for h in (0, 1, 5, 6, 7)]
     # zones only further down (the first times have none, so the file is parsed as written): those rows are read
     # again with their zones
-    later = tmp_path / "later.csv"
-    later.write_text("ship,when,x,y\n273210440,2024-01-01T06:00:00,130.29,42.23\n"
-                     "273210440,2024-01-01T03:00:00+02:00,130.29,42.23\n273210440, 2024-01-01T07:00:00 ,130.29,42.23\n"
-                     "273210440,2024-01-01T08:00:00Z,130.29,42.23\n")
-    res = read_provider_csv(later, load_mapping(tmp_path / "iso.toml"))
+    res = read("later.csv", ["2024-01-01T06:00:00", "2024-01-01T03:00:00+02:00", " 2024-01-01T07:00:00 ",
+                             "2024-01-01T08:00:00Z"])
     assert res.report.bad_total == 0
-    assert res.positions.sort("line")["timestamp"].to_list() == [
-        datetime(2024, 1, 1, h, tzinfo=UTC) for h in (6, 1, 7, 8)]
+    assert hours(res) == [datetime(2024, 1, 1, h, tzinfo=UTC) for h in (6, 1, 7, 8)]
     # zones of both signs first seen past the rows sampled
-    mixed = tmp_path / "mixed.csv"
-    mixed.write_text("ship,when,x,y\n" + "".join(f"273210440,2024-01-01T00:{i // 60:02d}:{i % 60:02d},130.29,42.23\n"
-                                                  for i in range(300))
-                     + "273210440,2024-01-01T10:00:00-05:00,130.29,42.23\n273210440,2024-01-01T11:00:00Z,130.29,42.23\n")
-    got = read_provider_csv(mixed, load_mapping(tmp_path / "iso.toml")).positions.sort("line")["timestamp"]
-    assert got.to_list()[-2:] == [datetime(2024, 1, 1, 15, tzinfo=UTC), datetime(2024, 1, 1, 11, tzinfo=UTC)]
+    res = read("mixed.csv", [f"2024-01-01T00:{i // 60:02d}:{i % 60:02d}" for i in range(300)]
+               + ["2024-01-01T10:00:00-05:00", "2024-01-01T11:00:00Z"])
+    assert hours(res)[-2:] == [datetime(2024, 1, 1, 15, tzinfo=UTC), datetime(2024, 1, 1, 11, tzinfo=UTC)]
     # the first time that parses has a zone, but only after more rows than are sampled (times missing or N/A)
-    late = tmp_path / "late.csv"
-    late.write_text("ship,when,x,y\n" + "273210440,N/A,130.29,42.23\n" * 250
-                    + "273210440,2024-01-01T12:00:00+02:00,130.29,42.23\n273210440,2024-01-01T13:00:00,130.29,42.23\n")
-    res = read_provider_csv(late, load_mapping(tmp_path / "iso.toml"))
+    res = read("late.csv", ["N/A"] * 250 + ["2024-01-01T12:00:00+02:00", "2024-01-01T13:00:00"])
     assert res.report.bad_total == 250
     assert res.positions["timestamp"].to_list() == [datetime(2024, 1, 1, h, tzinfo=UTC) for h in (10, 13)]
     (tmp_path / "z.toml").write_text('mmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\n'
                                      'time_format = "%Y-%m-%dT%H:%M:%S%z"\n')
-    zoned = tmp_path / "z.csv"
-    zoned.write_text("ship,when,x,y\n273210440,2024-01-01T00:00:00Z,130.29,42.23\n"
-                     "273210440,2024-01-01T03:00:00+02:00,130.29,42.23\n")
-    got = read_provider_csv(zoned, load_mapping(tmp_path / "z.toml")).positions.sort("line")["timestamp"].to_list()
-    assert got == [datetime(2024, 1, 1, 0, tzinfo=UTC), datetime(2024, 1, 1, 1, tzinfo=UTC)]
+    res = read("z.csv", ["2024-01-01T00:00:00Z", "2024-01-01T03:00:00+02:00"], mapping="z.toml")
+    assert hours(res) == [datetime(2024, 1, 1, 0, tzinfo=UTC), datetime(2024, 1, 1, 1, tzinfo=UTC)]
     # a date alone is no time for a position: a bad row, not its midnight (zoned or not)
-    dates = tmp_path / "dates.csv"
-    dates.write_text("ship,when,x,y\n273210440,2024-01-01T05:00:00,130.29,42.23\n273210440,2024-01-02,130.29,42.23\n"
-                     "273210440,2024-01-03T07:00:00+02:00,130.29,42.23\n273210440,2024-01-04Z,130.29,42.23\n")
-    res = read_provider_csv(dates, load_mapping(tmp_path / "iso.toml"))
+    res = read("dates.csv", ["2024-01-01T05:00:00", "2024-01-02", "2024-01-03T07:00:00+02:00", "2024-01-04Z"])
     assert res.report.bad_total == 2 and [e[0] for e in res.report.examples] == [3, 5]
-    assert res.positions.sort("line")["timestamp"].to_list() == [datetime(2024, 1, 1, 5, tzinfo=UTC),
-                                                                 datetime(2024, 1, 3, 5, tzinfo=UTC)]
+    assert hours(res) == [datetime(2024, 1, 1, 5, tzinfo=UTC), datetime(2024, 1, 3, 5, tzinfo=UTC)]
 
 
 @pytest.mark.parametrize("sep", [";", "\t"])
