@@ -245,8 +245,8 @@ def _make_visit(
         evidence_ids=tuple(sorted(evidence)),
         size_class=label,
         start_bound=start_look.time if start_look else None,
-        end_bound=min((t for t in (end_look.time if end_look else None, _departure(members, end, as_of))
-                       if t is not None), default=None),
+        # a departure seen at the end is the bound (the first empty look comes after the end, so later)
+        end_bound=_departure(members, end, as_of) or (end_look.time if end_look else None),
         source_kinds=tuple(sorted({str(s.source_kind) for s in members})),
     )
 
@@ -514,9 +514,8 @@ def build_visits_frame(
             evidence_ids=pl.concat_list(
                 "evidence_ids", pl.col("sb_ev").fill_null([]), pl.col("eb_ev").fill_null([])
             ).list.eval(pl.element().unique().sort()),  # list.unique().list.sort() is ~30x slower on strings
-            # the ship seen leaving at the visit's end bounds it too (the earlier of that and the empty look)
-            end_bound=pl.when(pl.col("departed_at") >= pl.col("end"))
-            .then(pl.min_horizontal("end_bound", "end")).otherwise(pl.col("end_bound")),
+            # the ship seen leaving at the visit's end bounds it there (the first empty look comes after the end)
+            end_bound=pl.when(pl.col("departed_at") >= pl.col("end")).then(pl.col("end")).otherwise(pl.col("end_bound")),
         )
     )
     return v.with_columns(id=_visit_ids(v)).select(VISIT_FRAME_COLUMNS)
