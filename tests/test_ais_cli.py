@@ -427,6 +427,10 @@ def test_a_column_mapping_with_a_misspelt_key_is_refused_by_name(tmp_path):
     assert "every row is bad, so the file is not marked as ingested" in out
     out = _run("ais", "ingest", str(tmp_path / "g.csv"), "--mapping", str(tmp_path / "m.toml"), "-w", str(ws.root))
     assert "already" not in out and len(day_dirs(ws.ais_dir)) == 2
+    # every row with a field too many: the hint is the separator and quoting, not the times
+    (tmp_path / "h.csv").write_text("a,b,c,d\n273210442,2024-01-03T00:00:00,130,2,42.2\n")
+    out = _run("ais", "ingest", str(tmp_path / "h.csv"), "--mapping", str(tmp_path / "m.toml"), "-w", str(ws.root))
+    assert "check the file's separator" in out.replace("\n", " ") and "time_format" not in out
 
 
 @pytest.mark.parametrize("verb", [["ais", "ingest"], ["ais", "visits"], ["ais", "gaps"], ["fuse"]])

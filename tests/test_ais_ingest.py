@@ -659,6 +659,31 @@ def test_a_ragged_row_is_found_in_a_file_cut_short(tmp_path):
     assert sorted(res.positions["mmsi"].to_list()) == [1, 3]
 
 
+def test_rows_ending_with_a_separator_the_header_lacks_are_read_and_a_shifted_row_among_them_is_not(tmp_path):
+    """Some exports end every row with a separator: the empty field after the header's last is the row's end, not
+    a shift (every row had been refused as ragged, and the file with them). A stray comma in such a file is still
+    a ragged row, and so is a row of the same file with a field too many after the last."""
+    head = "MMSI,BaseDateTime,LAT,LON,VesselName,CallSign\n"
+    rows = ["1,2023-01-11T00:00:00,42.2,130.3,EAST,A1,", "2,2023-01-11T00:00:01,42.2,130.3,MSC, NAISHA,B2,",
+            "3,2023-01-11T00:00:02,42.2,130.3,WEST,C3,", "4,2023-01-11T00:00:03,42.2,130.3,NORTH,D4,,"]
+    p = tmp_path / "trail.csv"
+    p.write_text(head + "\n".join(rows) + "\n")
+    res = read_provider_csv(p)
+    assert res.report.bad == {"row with more fields than the header": 2}
+    assert [e[0] for e in res.report.examples] == [3, 5] and "separator ending each row" in res.report.examples[0][2]
+    assert sorted(res.positions["mmsi"].to_list()) == [1, 3]
+    assert sorted(res.statics["call_sign"].to_list()) == ["A1", "C3"]
+    # all rows clean: every one read, none reported; the same rows without the separator read the same
+    p.write_text(head + "\n".join(r for r in rows if "NAISHA" not in r and "NORTH" not in r) + "\n")
+    res = read_provider_csv(p)
+    assert res.report.bad == {} and sorted(res.positions["mmsi"].to_list()) == [1, 3]
+    p.write_text(head + "\n".join(r.rstrip(",") for r in rows if "NAISHA" not in r and "NORTH" not in r) + "\n")
+    assert read_provider_csv(p).report.bad == {}
+    # a header that ends with the separator too names an empty last column: rows like it are not ragged either
+    p.write_text(head.replace("\n", ",\n") + "\n".join(rows[:1] + rows[2:3]) + "\n")
+    assert read_provider_csv(p).report.bad == {}
+
+
 def test_imo_numbers_are_seven_digits_and_zero_sizes_are_unknown(tmp_path):
     """MarineCadastre writes IMO0000000 for none and sometimes longer digit runs: neither is an IMO number (cut
     to seven digits it would be a made-up one that could link the wrong ship); a length or width of 0 is not

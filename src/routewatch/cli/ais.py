@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         Example: routewatch ais ingest feed-2024-01-*.nmea marinecadastre_2023_01_11.csv -w rajin-case
         """
         from routewatch.sources.ais.ingest import ingest_file
-        from routewatch.sources.ais.providers import load_mapping
+        from routewatch.sources.ais.providers import RAGGED, load_mapping
         from routewatch.sources.ais.records import registry_rows, store_ais
         from routewatch.sources.ais.registry import link_watchlist, vessel_registry
 
@@ -163,9 +163,11 @@ def register(app: typer.Typer) -> None:
                 for line, reason, text in s.report.examples:  # the first five of each reason
                     console.print(f"  [yellow]{escape(f.name)}:{line}[/yellow] {escape(reason)}: {escape(text)}")
                 if s.unread:
+                    shifted = max(s.report.bad, key=s.report.bad.get, default="") == RAGGED
+                    check = ("the file's separator (a mapping's delimiter) and quoting" if shifted
+                             else "the column mapping (its time_format, lon and lat)")
                     console.print(f"  [yellow]{escape(f.name)}: every row is bad, so the file is not marked as "
-                                  "ingested: check the column mapping (its time_format, lon and lat) against the "
-                                  "examples above and run again[/yellow]")
+                                  f"ingested: check {check} against the examples above and run again[/yellow]")
                 if s.report.untimed:
                     console.print(f"  [yellow]{f.name}: {s.report.untimed:,} positions carry no time and were left "
                                   "out; run again with --default-time (UTC) to add them (the file is not marked "

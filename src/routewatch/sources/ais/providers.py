@@ -196,6 +196,21 @@ def record_lines(data: bytes, delimiter: str = ",") -> np.ndarray:
 RAGGED = "row with more fields than the header"
 
 
+def rows_end_with_separator(head: bytes, separator: str = ",") -> bool:
+    """Whether a CSV's rows end with a separator that its header does not (some exports end every value with
+    one): the empty field after the header's last is then the row's end, not a value that shifted the others.
+
+    Judged on the first data lines of ``head`` (the file's first bytes): every one of them must end with the
+    separator and the header must not.
+    """
+    sep = separator.encode()
+    lines = [ln.rstrip(b"\r") for ln in head.split(b"\n")]
+    if len(head) >= 1 << 16:
+        lines = lines[:-1]  # the last line may be cut by the head's end
+    header, rows = (lines[0], [ln for ln in lines[1:101] if ln.strip()]) if lines else (b"", [])
+    return bool(rows) and not header.endswith(sep) and all(ln.endswith(sep) for ln in rows)
+
+
 def ragged_lines(data: bytes, n_fields: int, delimiter: str = ",") -> list[int]:
     """File lines (1-based) whose record has more than ``n_fields`` fields: a separator in an unquoted value
     (``MSC, NAISHA``) shifts every value after it, so such a row cannot be trusted.
@@ -431,18 +446,24 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     frame = frame.with_columns(valid.alias("_ok"))
     report = ReadReport(lines=file.records)
     n_fields = len(header_fields(header, sep))
+    # Rows that all end with a separator the header lacks have one empty field more than the header: no shift
+    trailing = rows_end_with_separator(data[: 1 << 16] if data is not None else head, sep)
+    row_fields = n_fields + trailing
     # Both readers cut a row with too many fields to the header's columns (its values may have shifted): such a
     # row shows as more commas than the header and the rows need (a blank line has none; a quoted comma also
     # counts, and then the exact search below finds no row).
     empty = int(frame.select((pl.col("mmsi").is_null() & pl.col("_raw").is_null() & pl.col("lon").is_null()
                               & pl.col("lat").is_null()).sum()).item())
-    if lenient or file.commas > (n_fields - 1) * (frame.height + 1 - empty) - file.commas_short(n_fields):
+    needed = n_fields - 1 + (row_fields - 1) * (frame.height - empty) - file.commas_short(row_fields)
+    if lenient or file.commas > needed:
         ragged = frame.select(pl.col("line").is_in(
-            ragged_lines(data if data is not None else path.read_bytes(), n_fields, sep))).to_series()
+            ragged_lines(data if data is not None else path.read_bytes(), row_fields, sep))).to_series()
         if ragged.any():
             report.bad[RAGGED] = int(ragged.sum())
+            said = f"more than the header's {n_fields} fields" + (" and the separator ending each row"
+                                                                   if trailing else "")
             for row in frame.filter(ragged).head(5).iter_rows(named=True):
-                report.examples.append((int(row["line"]), RAGGED, f"more than the header's {n_fields} fields"))
+                report.examples.append((int(row["line"]), RAGGED, said))
             frame = frame.filter(~ragged)
     n_good = int(frame["_ok"].sum())
     heard, some_bad = frame, n_good < frame.height  # the registry learns from every row with an MMSI and a time
