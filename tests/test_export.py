@@ -160,7 +160,9 @@ def test_origin_only_trip_is_a_point_at_its_origin(data, tmp_path: Path) -> None
     assert pyogrio.read_info(path, layer="trips")["features"] == len(data.trips) - 1
     meta, _, _geoms, fields = pyogrio.raw.read(path, layer="trips_arrival_unknown")
     row = dict(zip(meta["fields"], fields, strict=True))
-    assert list(row["id"]) == [trip.id] and list(row["arrival_known"]) == ["False"]
+    assert list(row["id"]) == [trip.id] and row["arrival_known"].tolist() == [False]
+    assert pyogrio.read_info(path, layer="trips_arrival_unknown")["dtypes"][meta["fields"].tolist().index(
+        "arrival_known")] == "bool"
 
 
 def test_gpkg_writes_empty_layers_with_their_columns(data, tmp_path: Path) -> None:
@@ -220,7 +222,8 @@ def test_kml_labels_simulated_detections(data, tmp_path: Path) -> None:
     for layer in ("trips", "trips_arrival_unknown"):
         _, _, _, fields = pyogrio.raw.read(export(data, "gpkg", tmp_path / "x.gpkg"), layer=layer)
         names = list(pyogrio.read_info(tmp_path / "x.gpkg", layer=layer)["fields"])
-        assert "simulated" in names and all(bool(v) for v in fields[names.index("simulated")])
+        assert "simulated" in names and fields[names.index("simulated")].dtype == bool
+        assert all(fields[names.index("simulated")])
         rows += len(fields[names.index("simulated")])
     assert rows == len(data.trips) > 0
 

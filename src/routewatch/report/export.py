@@ -164,6 +164,7 @@ GPKG_LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 GPKG_FLOATS = {"length_m", "width_m", "heading_deg", "score", "confidence", "identification_confidence",
                "distance_nm"}
+GPKG_BOOLS = {"simulated", "date_only", "arrival_known"}  # GeoPackage booleans, so a GIS filter on them works
 
 
 def write_gpkg(data: ReportData, path: Path) -> Path:
@@ -185,6 +186,8 @@ def write_gpkg(data: ReportData, path: Path) -> Path:
             vals = [r[1].get(n) for r in rows]
             if n in GPKG_FLOATS:
                 cols.append(np.array([np.nan if v is None else float(v) for v in vals], dtype="float64"))
+            elif n in GPKG_BOOLS:  # written as "True"/"False" text they were both true to `simulated = 1`
+                cols.append(np.array([bool(v) for v in vals], dtype=bool))
             else:
                 cols.append(np.array(["" if v is None else str(v) for v in vals], dtype=object))
         geoms = np.array([g.wkb for g, _ in rows], dtype=object)
