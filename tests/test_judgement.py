@@ -401,6 +401,43 @@ def test_an_unidentified_ship_of_another_size_is_not_the_fleets_activity() -> No
     assert judged(big, {}).last_activity == T0 + timedelta(days=76)
 
 
+def test_a_ship_that_ais_names_and_the_watchlist_does_not_is_not_the_fleets_activity() -> None:
+    """A 120 m bulk carrier with AIS at the destination port is another ship: pooled with the unidentified image
+    detections of its size it had restarted the route's clock at every call of any ship at a busy port (and made
+    fleet trips at the origin). An image detection of that size without AIS still may be the fleet's ship, and a
+    route without a fleet list counts the other ship as traffic."""
+    from routewatch.analysis.trips import build_trips
+    from routewatch.analysis.visits import build_visits
+    from routewatch.model import Sighting, Vessel
+
+    visits = _regular_visits(10, 5.0)  # last fleet activity: b at day 47-48
+    as_of = T0 + timedelta(days=80)
+    cov = [CoverageAssumption("planetscope", 1.0, 0.6)]
+    at = T0 + timedelta(days=75)
+
+    def sighting(site: str, kind: SourceKind, detail: str = "") -> Sighting:
+        return Sighting(id=f"{site}-{kind}", time=at, time_end=at + timedelta(days=1), source_kind=kind, site=site,
+                        vessel=None, event="ais_visit" if kind is SourceKind.AIS else "detection", length_m=120.0,
+                        confidence=0.9, detail=detail)
+
+    other = [sighting("b", SourceKind.AIS, "MMSI 273111111; GFW-style level 4"),
+             sighting("a", SourceKind.AIS, "MMSI 273111111; GFW-style level 4; departure seen")]
+    unseen = [sighting("b", SourceKind.IMAGE)]
+    fleet = [Vessel("v1", "V1", length_m=120.0)]
+
+    def judged(route: Route, extra: list[Sighting]):
+        extra_visits = build_visits(extra, [], as_of, vessels=fleet)
+        trips = build_trips(route, extra_visits, as_of, vessels=fleet)
+        act = judge_route(route, as_of=as_of, visits=[*visits, *extra_visits], trips=trips,
+                          vessel_lengths={"v1": 120.0}, coverage=cov)
+        return act.last_activity, [t.kind for t in trips]
+
+    assert judged(_route(), other) == (T0 + timedelta(days=48), [])
+    assert judged(_route(), unseen) == (T0 + timedelta(days=76), [])
+    fleetless = Route("r", "A to B", origin=("a",), destination=("b",))
+    assert judged(fleetless, other)[0] == T0 + timedelta(days=76)
+
+
 def test_fleet_size_classes_need_every_fleet_length_and_allow_the_length_error() -> None:
     from routewatch.analysis.activity import fleet_size_classes
 

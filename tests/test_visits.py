@@ -187,9 +187,14 @@ def test_an_ais_visit_whose_ship_was_seen_leaving_bounds_its_end_and_makes_a_dep
         assert visit.end_bound == same.end_bound == bound, detail
         trips = build_trips(route, [visit], as_of, vessels=[SHIP])
         assert [t.kind for t in trips] == (["origin_only"] if bound else []), detail
-    # another ship's AIS (an MMSI not on the watchlist) says nothing of a route vessel: no bound, no fleet trip
+    # another ship's AIS (an MMSI not on the watchlist) is that ship's own visit, keyed by its MMSI: its departure
+    # bounds it, and it is no route vessel's and no unidentified ship's, so no trip of any kind
     other = replace(ais(left), vessel=None, identification_confidence=None)
-    assert [v.end_bound for v in build_visits([other], [], day(10), vessels=[SHIP])] == [None]
+    (theirs,) = build_visits([other], [], day(10), vessels=[SHIP])
+    (same,) = frame_to_visits(build_visits_frame(sightings_to_frame([other]), looks_to_frame([]), day(10),
+                                                 vessels=[SHIP]))
+    assert theirs == same and (theirs.vessel, theirs.end_bound) == ("mmsi:1", day(3))
+    assert build_trips(route, [theirs], day(10), vessels=[SHIP]) == []
     # seen leaving on day 3 and back on day 5 (within the 4 days that join sightings): one bad position or hours at
     # an outer anchorage as often as a voyage, so one call, and no departure bound (the departure did not end it)
     back = Sighting(id="a2", time=day(5), time_end=day(6), source_kind=SourceKind.AIS, site="rajin",

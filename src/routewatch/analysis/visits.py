@@ -12,8 +12,11 @@ Why the rules are what they are:
   :data:`DEPARTURE_SEEN` in its detail), once that is known by ``as_of`` (:data:`DEPARTURE_KNOWN_AFTER` past the
   visit's end): a departure that ends the visit bounds its end. It does not split a visit as an empty look
   does: AIS that leaves and comes back within days is as often one bad position, or hours at an outer
-  anchorage, as a voyage (either had made a trip that never happened). Other ships' AIS departures (MMSIs not
-  on the watchlist) say nothing of a route vessel and are not used.
+  anchorage, as a voyage (either had made a trip that never happened);
+* a ship that AIS names but the watchlist does not is another ship, not an unidentified one: its AIS visits are
+  keyed by its MMSI (``mmsi:<n>``, :func:`visit_vessel`), so they never join the unidentified image detections of
+  its size that may be a fleet ship (a route with a fleet list ignores them; one without counts them as traffic),
+  and its departures bound only its own visits.
 
 Unidentified vessels are grouped by size class, because "a 115 m ship" seen on two days is most likely one ship.
 The size class of an identified vessel comes from the watchlist length (or the median measured length).
@@ -27,8 +30,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from statistics import median
 from typing import Any
@@ -56,6 +61,22 @@ DEPARTURE_SEEN = "departure seen"
 # The exit is told by the ship's next position beyond the exit distance, which comes at most ``split_h`` (72 h by
 # default) after the last one inside; only then is the departure known: nothing later than as_of is used.
 DEPARTURE_KNOWN_AFTER = timedelta(hours=72)
+
+
+# An AIS visit of a ship that is not on the watchlist (``sources.ais.records`` writes its MMSI first in the
+# detail) is a ship that AIS identifies as another: its visits are keyed ``mmsi:<n>``. Pooled with the unidentified
+# image detections of its size, every such ship at a busy destination port had counted as a fleet ship's call.
+AIS_SHIP_PREFIX = "mmsi:"
+AIS_DETAIL_MMSI = r"^MMSI (\d+)"
+
+
+def visit_vessel(s: Sighting) -> str | None:
+    """The key a sighting's visits are grouped under: its watchlist vessel, ``mmsi:<n>`` for an AIS visit of a
+    ship not on the watchlist, else None (an unidentified ship, grouped by size class)."""
+    if s.vessel is not None or str(s.source_kind) != "ais":
+        return s.vessel
+    m = re.match(AIS_DETAIL_MMSI, s.detail or "")
+    return AIS_SHIP_PREFIX + m.group(1) if m else None
 
 
 def departed(s: Sighting, as_of: datetime) -> bool:
@@ -166,7 +187,8 @@ def build_visits(
         raise ValueError(f"max_gap_days must be positive, got {max_gap_days}")
     vmap = vessel_map(vessels)
     used = [
-        s for s in sightings if s.time <= as_of and s.site is not None and s.object_kind == "vessel"
+        s if visit_vessel(s) == s.vessel else replace(s, vessel=visit_vessel(s))
+        for s in sightings if s.time <= as_of and s.site is not None and s.object_kind == "vessel"
     ]
     ref_len = reference_lengths(used, vmap)
     empty = _empty_look_times(looks, as_of, split_probability)
@@ -383,6 +405,9 @@ def build_visits_frame(
     s = _normalise_sightings(sightings).filter(
         (pl.col("time") <= as_of_lit) & pl.col("site").is_not_null() & (pl.col("object_kind") == "vessel")
     )
+    s = s.with_columns(vessel=pl.when(pl.col("vessel").is_null() & (pl.col("source_kind") == "ais"))  # visit_vessel
+                       .then(pl.lit(AIS_SHIP_PREFIX) + pl.col("detail").str.extract(AIS_DETAIL_MMSI, 1))
+                       .otherwise(pl.col("vessel")))
     # reference length per identified vessel: watchlist, else median measured length
     known = pl.DataFrame(
         {
