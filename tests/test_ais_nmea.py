@@ -81,6 +81,22 @@ def test_times_from_tag_block_trailing_epoch_and_iso_prefix_and_untimed():
     assert got[3] == datetime(2023, 11, 14, 22, 15, tzinfo=UTC)
 
 
+def test_a_leading_iso_time_wins_over_a_trailing_number_and_a_long_clock_is_corrupt_not_cut():
+    """A nine-digit number ending a line that writes its time as ISO is no time (a station id had moved a 2024
+    message to 2001); a c: of 14 digits is a corrupt clock, refused, not its first 13 digits read as milliseconds
+    (a plausible 2024 time, stored without a word). Both decoding paths agree."""
+    s = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    lines = [f"2024-01-01T10:00:00Z {s},992570001", f"\\s:rx1,c:17041034400000*07\\{s}",
+             f"\\s:rx1,c:1704103440000*07\\{s}", f"{s},1704103500"]
+    for fast in (True, False):
+        res = read_nmea_lines(lines, fast=fast)
+        got = dict(zip(res.positions["line"], res.positions["timestamp"], strict=True))
+        assert got == {1: datetime(2024, 1, 1, 10, tzinfo=UTC), 3: datetime.fromtimestamp(1704103440, UTC),
+                       4: datetime.fromtimestamp(1704103500, UTC)}
+        assert res.report.bad == {"time out of range (before 1980 or after 2099)": 1}
+        assert [e[0] for e in res.report.examples] == [2]
+
+
 def _static_sentences(seq: str = "3") -> list[str]:
     data = {"type": 5, "mmsi": 273210440, "imo": 9179842, "callsign": "UBYT2", "shipname": "ANGARA",
             "to_bow": 100, "to_stern": 20, "to_port": 10, "to_starboard": 8}

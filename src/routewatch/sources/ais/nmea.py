@@ -105,6 +105,14 @@ def nmea_checksum_ok(bodies: pl.Series, checksums: pl.Series) -> np.ndarray:
     return xor.astype(np.int64) == expected
 
 
+CORRUPT_CLOCK = 10**15  # milliseconds: a time far past TIME_MAX, so the line is refused as `time out of range`
+
+
+def _epoch_us(epoch: pl.Expr) -> pl.Expr:
+    """Unix seconds, or milliseconds when the number is too big for seconds, as microseconds."""
+    return pl.when(epoch > 10**11).then(epoch * 1000).otherwise(epoch * 1_000_000)
+
+
 def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) -> pl.DataFrame:
     """Split every line into its parts with polars string kernels (no Python loop)."""
     df = pl.DataFrame({"raw": pl.Series(lines, dtype=pl.String)}).with_row_index("line", offset=first_line)
@@ -117,12 +125,17 @@ def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) 
         pl.col("raw").str.extract_groups(_ISO_PREFIX).alias("_iso"),
     ).with_columns(pl.col("_iso").struct.field("1").alias("iso"), pl.col("_iso").struct.field("2").alias("iso_zone"))
     parts = pl.col("body").str.split_exact(",", 7).struct
-    epoch = pl.col("tag").str.extract(r"(?:^|,)c:(\d{9,13})", 1).cast(pl.Int64, strict=False)
-    epoch = pl.coalesce(epoch, pl.col("trailer").str.extract(_TRAILING_EPOCH, 1).cast(pl.Int64, strict=False))
-    epoch_us = pl.when(epoch > 10**11).then(epoch * 1000).otherwise(epoch * 1_000_000)
+    # the clock's digits up to its end: a 14-digit c: is a corrupt clock (refused as out of range below), not
+    # its first 13 digits read as milliseconds
+    clock = pl.col("tag").str.extract(r"(?:^|,)c:(\d{9,})(?:[,*]|$)", 1)
+    epoch = pl.when(clock.str.len_bytes() > 13).then(pl.lit(CORRUPT_CLOCK)).otherwise(clock.cast(pl.Int64, strict=False))
+    trailing = pl.col("trailer").str.extract(_TRAILING_EPOCH, 1).cast(pl.Int64, strict=False)
     # a time written with a UTC offset (+02:00, -0500, +05) is moved to UTC; without one it is taken as UTC
     iso_us = (pl.col("iso").str.replace(" ", "T").str.to_datetime(strict=False, time_unit="us").dt.epoch("us")
               - utc_offset_us(pl.col("iso_zone")))
+    # c: first, then a leading ISO time, then a trailing number: a line that writes its time as ISO keeps it,
+    # whatever number ends it (a station id of nine digits had moved a 2024 message to 2001)
+    epoch_us = pl.coalesce(_epoch_us(epoch), iso_us, _epoch_us(trailing))
     df = df.with_columns(
         parts.field("field_1").cast(pl.Int32, strict=False).alias("count"),
         parts.field("field_2").cast(pl.Int32, strict=False).alias("index"),
@@ -134,7 +147,7 @@ def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) 
         pl.col("tag").str.extract(r"(?:^|,)s:([^,*]*)", 1).alias("station"),
         # NMEA 4 sentence grouping (g:fragment-count-group): often only the first fragment names its station
         pl.col("tag").str.extract(r"(?:^|,)g:\d+-\d+-([^,*]+)", 1).alias("group"),
-        pl.coalesce(epoch_us, iso_us).alias("_own"),
+        epoch_us.alias("_own"),
     ).with_columns(
         pl.col("_own").is_not_null().alias("own_time"),
         pl.coalesce("_own", pl.lit(default_us, dtype=pl.Int64)).alias("t_us"),
