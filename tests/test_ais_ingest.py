@@ -684,6 +684,21 @@ def test_rows_ending_with_a_separator_the_header_lacks_are_read_and_a_shifted_ro
     assert read_provider_csv(p).report.bad == {}
 
 
+def test_a_status_outside_the_codes_and_placeholder_names_are_none(tmp_path):
+    """MarineCadastre writes a status of -99 and the Danish exports a call sign of "Unknown": neither is a value
+    (the status had been stored as -99 and "Unknown" as a ship's call sign in the registry)."""
+    head = "MMSI,BaseDateTime,LAT,LON,VesselName,CallSign,Status\n"
+    rows = ["1,2023-01-11T00:00:00,42.2,130.3,EAST,Unknown,-99.0", "2,2023-01-11T00:00:00,42.2,130.3,N/A,B2,5",
+            "3,2023-01-11T00:00:00,42.2,130.3,unknown,UNKNOWN,16", "4,2023-01-11T00:00:00,42.2,130.3,WEST,C4,2.5"]
+    p = tmp_path / "mc.csv"
+    p.write_text(head + "\n".join(rows) + "\n")
+    res = read_provider_csv(p)
+    status = dict(zip(res.positions["mmsi"], res.positions["nav_status"], strict=True))
+    assert status == {1: None, 2: 5, 3: None, 4: None}
+    got = {r["mmsi"]: (r["name"], r["call_sign"]) for r in res.statics.iter_rows(named=True)}
+    assert got == {1: ("EAST", None), 2: (None, "B2"), 4: ("WEST", "C4")}  # ship 3 names nothing
+
+
 def test_imo_numbers_are_seven_digits_and_zero_sizes_are_unknown(tmp_path):
     """MarineCadastre writes IMO0000000 for none and sometimes longer digit runs: neither is an IMO number (cut
     to seven digits it would be a made-up one that could link the wrong ship); a length or width of 0 is not

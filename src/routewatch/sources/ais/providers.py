@@ -393,8 +393,10 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         if mapping.nav_status_words:
             exprs.append(pl.col("nav_status").str.to_lowercase().replace_strict(
                 NAV_STATUS_WORDS, default=None, return_dtype=pl.Int8).alias("nav_status"))
-        else:
-            exprs.append(pl.col("nav_status").cast(pl.Int8, strict=False))
+        else:  # a code 0-15; anything else (MarineCadastre writes -99) is not a status
+            code = pl.col("nav_status")
+            exprs.append(pl.when(code.is_between(0, 15) & (code == code.floor())).then(code.cast(pl.Int8))
+                         .alias("nav_status"))
     exprs.extend(available(col) for col in VALID_BELOW if col in wanted)  # not-available codes become nulls
     valid = (
         pl.col("mmsi").is_between(1, 999_999_999) & plausible_time()  # a time, and a believable one
@@ -510,6 +512,9 @@ def _file_blocks(path: Path) -> Iterator[bytes]:
         yield from iter(lambda: fh.read(1 << 22), b"")
 
 
+NO_TEXT = ["", "unknown", "undefined", "n/a", "na", "none", "null", "-"]  # placeholders for a name or call sign
+
+
 def _static_records(rows: pl.DataFrame, static_cols: list[str], check: bool = False) -> pl.DataFrame:
     """One row per distinct (mmsi, static fields): first and last time heard, first line (group-by on hashes).
     ``check``: ``rows`` also hold rows left out of the positions; those without a valid MMSI and time go."""
@@ -530,9 +535,13 @@ def _static_records(rows: pl.DataFrame, static_cols: list[str], check: bool = Fa
                       *([pl.col("imo").str.extract(r"(?i)^\s*(?:IMO)?\s*(\d{7})(?:\.0+)?\s*$", 1)
                          .cast(pl.Int64, strict=False)
                          .replace(0, None)] if "imo" in static_cols else []),
+                      # a name or call sign written "Unknown" (the Danish exports) or "N/A" is none
+                      *(pl.when(~pl.col(c).str.strip_chars().str.to_lowercase().is_in(NO_TEXT)).then(pl.col(c))
+                        .alias(c) for c in ("name", "call_sign") if c in static_cols),
                       # a length or width of 0 is "not available", as in the AIS messages themselves
                       *(pl.when(pl.col(c) > 0).then(pl.col(c)).alias(c) for c in ("length_m", "beam_m")
                         if c in static_cols))
+        .filter(pl.any_horizontal(pl.col(c).is_not_null() for c in static_cols))  # placeholders alone say nothing
         .sort("mmsi", "first_seen")
         .collect()
     )
