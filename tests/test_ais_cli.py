@@ -423,13 +423,17 @@ def test_a_column_mapping_with_a_misspelt_key_is_refused_by_name(tmp_path):
     (tmp_path / "g.csv").write_text("a,b,c,d\n273210441,2024-01-02T00:00:00,130.2,42.2\n")
     (tmp_path / "epoch.toml").write_text('mmsi = "a"\ntimestamp = "b"\nlon = "c"\nlat = "d"\nsog_kn = "c"\n'
                                          'time_format = "%s"\n')
-    out = _run("ais", "ingest", str(tmp_path / "g.csv"), "--mapping", str(tmp_path / "epoch.toml"), "-w", str(ws.root))
+    out = _run("ais", "ingest", str(tmp_path / "g.csv"), "--mapping", str(tmp_path / "epoch.toml"), "-w", str(ws.root),
+               code=1)  # nothing read: a failure a script sees, listed by `routewatch failures`
     assert "every row is bad, so the file is not marked as ingested" in out
+    assert "every row is bad" in _run("failures", "-w", str(ws.root))
     out = _run("ais", "ingest", str(tmp_path / "g.csv"), "--mapping", str(tmp_path / "m.toml"), "-w", str(ws.root))
     assert "already" not in out and len(day_dirs(ws.ais_dir)) == 2
+    assert "every row is bad" not in _run("failures", "-w", str(ws.root))
     # every row with a field too many: the hint is the separator and quoting, not the times
     (tmp_path / "h.csv").write_text("a,b,c,d\n273210442,2024-01-03T00:00:00,130,2,42.2\n")
-    out = _run("ais", "ingest", str(tmp_path / "h.csv"), "--mapping", str(tmp_path / "m.toml"), "-w", str(ws.root))
+    out = _run("ais", "ingest", str(tmp_path / "h.csv"), "--mapping", str(tmp_path / "m.toml"), "-w", str(ws.root),
+               code=1)
     assert "check the file's separator" in out.replace("\n", " ") and "time_format" not in out
 
 

@@ -168,6 +168,9 @@ def register(app: typer.Typer) -> None:
                              else "the column mapping (its time_format, lon and lat)")
                     console.print(f"  [yellow]{escape(f.name)}: every row is bad, so the file is not marked as "
                                   f"ingested: check {check} against the examples above and run again[/yellow]")
+                    failed += 1  # nothing read: a script must see it, as it sees an unreadable file
+                    store.record_failure("ais", str(Path(f).resolve()), "every row is bad: " + ", ".join(
+                        f"{reason}: {n:,}" for reason, n in s.report.bad.items()))
                 if s.report.untimed:
                     console.print(f"  [yellow]{f.name}: {s.report.untimed:,} positions carry no time and were left "
                                   "out; run again with --default-time (UTC) to add them (the file is not marked "
