@@ -220,6 +220,18 @@ def test_a_mapping_given_for_a_command_leaves_nmea_and_known_layouts_alone(tmp_p
         ingest_file(other, tmp_path / "ais", mapping=mapping)
     again = ingest_file(mc, tmp_path / "ais", mapping=mapping)  # skipped as read: still named by its layout
     assert again.skipped and again.kind == "marinecadastre"
+    # NMEA after a blank line or a banner, with or without the mapping, and an NMEA log named .csv: NMEA all
+    late = tmp_path / "late.nmea"
+    late.write_text("\nreceiver log\n\\c:1704067260*00\\!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C\n")
+    named = tmp_path / "log.csv"
+    named.write_text("\\c:1704067320*00\\!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C\n")
+    assert (ingest_file(late, tmp_path / "ais", mapping=mapping).kind, ingest_file(named, tmp_path / "ais").kind) \
+        == ("nmea", "nmea")
+    # a provider file with another name and no mapping: read as NMEA, it is told that a mapping would read it
+    tsv = tmp_path / "export.tsv"
+    tsv.write_text("ship\twhen\tx\ty\n273210443\t2024-01-01T00:00:00\t130.29\t42.23\n")
+    with pytest.raises(ValueError, match=r"not an NMEA file.*give a column mapping \(--mapping\) with its delimiter"):
+        ingest_file(tsv, tmp_path / "ais")
 
 
 @pytest.mark.shared

@@ -145,10 +145,20 @@ def file_mapping(path: Path, mapping: ColumnMapping | None) -> tuple[bool, Colum
             return True, mapping
         if layout is not None:
             return True, layout
-        if _NMEA_SENTENCE.search(header):
+        if _starts_with_nmea(path):
             return False, None
         return True, mapping
+    if layout is None and _starts_with_nmea(path):  # a receiver's log named .csv is still NMEA
+        return False, None
     return path.name.lower().removesuffix(".gz").endswith(".csv") or layout is not None, layout
+
+
+def _starts_with_nmea(path: Path, lines: int = 5) -> bool:
+    """Whether an AIS sentence is on one of the file's first non-blank lines (a banner or a blank line may come
+    before the first one)."""
+    with _open_text(path) as fh:
+        head = [ln for ln in (fh.readline() for _ in range(50)) if ln.strip()][:lines]
+    return any(_NMEA_SENTENCE.search(ln) for ln in head)
 
 
 def nmea_chunks(path: Path, chunk_lines: int = CHUNK_LINES) -> Iterator[tuple[int, list[str]]]:
@@ -288,8 +298,12 @@ def _ingest_file(
                 if progress:
                     progress(path.name, len(lines))
             if total.lines and not total.messages:
+                first = read_header(path)
+                hint = ("; if it is a provider CSV, give a column mapping (--mapping) with its delimiter"
+                        if any(c in first for c in ",;\t|") else "")
                 raise ValueError(f"{path}: no AIS sentence in {total.lines:,} lines; not an NMEA file"
-                                 + (f" (line {total.examples[0][0]}: {total.examples[0][2]})" if total.examples else ""))
+                                 + (f" (line {total.examples[0][0]}: {total.examples[0][2]})" if total.examples else "")
+                                 + hint)
         except (EOFError, zlib.error) as exc:  # a gzip cut short or corrupt (BadGzipFile is an OSError: named too)
             discard(staged)
             raise ValueError(f"{path}: truncated or corrupt gzip ({exc})") from None
