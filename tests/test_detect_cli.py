@@ -545,9 +545,36 @@ def test_optical_without_nir_at_sentinel2_resolution_warns_and_records_the_bands
     res = runner.invoke(app, ["detect", "optical", *_optical(tmp_path), "-o", str(out)])
     assert res.exit_code == 0 and "warning" not in res.output, res.output
     assert json.loads(out.read_text())["routewatch"]["bands"] == ["blue", "green", "red", "nir"]
-    res = runner.invoke(app, ["detect", "optical", *_optical(tmp_path, ("blue", "green", "red")), "--pixel-size",
-                              "0.5", "-o", str(out)])
+    rng = np.random.default_rng(2)
+    fine = {n: _band_tif(tmp_path / f"fine_{n}.tif", rng.integers(200, 1500, (64, 64)).astype(np.uint16),
+                         transform=Affine(0.5, 0, 500000, 0, -0.5, 4660000)) for n in ("blue", "green", "red")}
+    res = runner.invoke(app, ["detect", "optical", *_optical(tmp_path, ("blue", "green", "red"), **fine), "-o", str(out)])
     assert res.exit_code == 0 and "warning" not in res.output, res.output  # metre imagery: RGB is what there is
+    # a pixel size that contradicts the georeference had scaled every length (30 m given for 10 m pixels)
+    res = runner.invoke(app, ["detect", "optical", *_optical(tmp_path), "--pixel-size", "30", "-o", str(out)])
+    assert res.exit_code == 2 and "georeferenced with 10 m ground pixels" in said(res), res.output
+    res = runner.invoke(app, ["detect", "optical", *_optical(tmp_path), "--pixel-size", "10", "-o", str(out)])
+    assert res.exit_code == 0, res.output  # the same size: no contradiction
+
+
+def test_an_8_bit_geotiff_keeps_its_calm_zero_sea_as_detect_site_does(tmp_path: Path) -> None:
+    """An 8-bit rendering's zeros may be calm sea, whatever the file format: `detect sar` had taken them for a
+    product's edge fill in every GeoTIFF (0 ships where the same image as PNG, or `detect --site`, finds 4)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = np.zeros((400, 400), np.uint8)
+    img[:, 250:] = rng.integers(60, 140, (400, 150))  # land
+    img[:, :250] = np.where(rng.random((400, 250)) < 0.02, rng.integers(1, 12, (400, 250)), 0)  # calm sea
+    for r, c in [(60, 60), (150, 120), (250, 80), (330, 180)]:
+        img[r - 2:r + 3, c - 10:c + 11] = 220
+    Image.fromarray(img).save(tmp_path / "calm.png")
+    counts = []
+    for args in ([str(tmp_path / "calm.png"), "--pixel-size", "10"], [str(_band_tif(tmp_path / "calm.tif", img))]):
+        res = runner.invoke(app, ["detect", "sar", *args, "-o", str(tmp_path / "x.geojson")])
+        assert res.exit_code == 0, res.output
+        counts.append(len(json.loads((tmp_path / "x.geojson").read_text())["features"]))
+    assert counts == [4, 4]
 
 
 def test_a_truncated_raster_names_gdals_reason(tmp_path: Path) -> None:

@@ -90,13 +90,17 @@ def _check_same_grid(path: Path, tr: Any, crs: Any, first: Path, tr0: Any, crs0:
 def _pixel_size(path: Path, shape: tuple[int, int], transform: Any, crs: Any, given: float | None) -> float:
     from routewatch.detect.measure import ground_pixel_size
 
-    if given is not None:
-        if not np.isfinite(given) or given <= 0:
-            raise _fail(f"--pixel-size {given:g}: the ground pixel size must be a positive number of metres")
-        return given
+    if given is not None and (not np.isfinite(given) or given <= 0):
+        raise _fail(f"--pixel-size {given:g}: the ground pixel size must be a positive number of metres")
     if transform is None or crs is None:
-        raise _fail(f"{path}: no georeference; give the ground pixel size with --pixel-size METRES")
-    return float(np.mean(ground_pixel_size(transform, crs, shape)))
+        if given is None:
+            raise _fail(f"{path}: no georeference; give the ground pixel size with --pixel-size METRES")
+        return given
+    own = float(np.mean(ground_pixel_size(transform, crs, shape)))
+    if given is not None and abs(given - own) > 0.1 * own:  # it had silently scaled every length
+        raise _fail(f"--pixel-size {given:g}: {path} is georeferenced with {own:.3g} m ground pixels; "
+                    "--pixel-size is for images without georeference (leave it out)")
+    return own
 
 
 def _gcp_grid(path: Path) -> Any:
@@ -233,7 +237,7 @@ def _near_sea(mask: np.ndarray | None, method: str, shape: tuple[int, int], tran
 
 
 def _sar_water(image: Path, band: np.ndarray, valid: np.ndarray | None, water: str, px: float, transform: Any,
-               crs: Any) -> tuple[np.ndarray | None, str]:
+               crs: Any, zero_is_fill: bool = True) -> tuple[np.ndarray | None, str]:
     """The water mask the CFAR searches: derived from the image (``auto``), none, or the user's mask (one band,
     non-zero = water, its no-data not water, the image's size and georeference)."""
     from routewatch.detect.water import WaterMaskError, sar_water
@@ -241,10 +245,10 @@ def _sar_water(image: Path, band: np.ndarray, valid: np.ndarray | None, water: s
     if water == "none":
         return None, "none"
     if water == "auto":
-        rendering = image.suffix.lower() in _RENDERINGS
         try:  # sar_water leaves non-finite pixels out itself
-            # a raster product's solid zero fill at the edge is no-data even untagged; a rendering's zeros are sea
-            return (sar_water(band, valid, pixel_size_m=px, zero_is_fill=not rendering),
+            # a product's solid zero fill at the edge is no-data even untagged; an 8-bit image's zeros (a PNG or
+            # JPEG rendering, or a GeoTIFF of one) may be calm sea: the rule `detect --site` uses (zeros_are_fill)
+            return (sar_water(band, valid, pixel_size_m=px, zero_is_fill=zero_is_fill),
                     "derived from the image (sar-otsu)")
         except WaterMaskError as exc:
             raise _fail(f"{image}: {exc}") from exc
@@ -385,6 +389,7 @@ def register(app: typer.Typer) -> None:
         """
         from routewatch.detect.base import add_chips
         from routewatch.detect.sar import detect_sar, to_single_band
+        from routewatch.detect.water import zeros_are_fill
 
         arr, transform, crs, valid = _read_image(image, with_valid=water == "auto" and not model)
         grid = _gcp_grid(image) if transform is None and image.suffix.lower() not in _RENDERINGS \
@@ -398,7 +403,8 @@ def register(app: typer.Typer) -> None:
         if model:
             dets, method = _user_model(model, band, px), "not used (own model)"
         else:
-            mask, method = _sar_water(image, band, valid, water, px, transform, crs)
+            mask, method = _sar_water(image, band, valid, water, px, transform, crs,
+                                      zero_is_fill=image.suffix.lower() not in _RENDERINGS and zeros_are_fill(arr))
             if global_mask:
                 mask, method = _near_sea(mask, method, band.shape, transform, crs)
             dets = detect_sar(band, pixel_size_m=px, water=mask)
