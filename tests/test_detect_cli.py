@@ -577,6 +577,18 @@ def test_an_8_bit_geotiff_keeps_its_calm_zero_sea_as_detect_site_does(tmp_path: 
     assert counts == [4, 4]
 
 
+def test_sar_in_decibels_is_refused_by_name(tmp_path: Path) -> None:
+    """A SAR image in dB (mostly negative) had given its ships a score of 0: refused, saying how to convert."""
+    img = (10 * np.log10(sar_scene().astype(np.float32) / 1e4 + 1e-6)).astype(np.float32)
+    res = runner.invoke(app, ["detect", "sar", str(_band_tif(tmp_path / "db.tif", img)), "-o",
+                              str(tmp_path / "x.geojson"), "--water", "none"])
+    assert res.exit_code == 2 and "db.tif" in res.output and "decibels" in said(res), res.output
+    lin = 10 ** (img / 10)  # the same image in linear intensity is read
+    res = runner.invoke(app, ["detect", "sar", str(_band_tif(tmp_path / "lin.tif", lin)), "-o",
+                              str(tmp_path / "x.geojson"), "--water", "none"])
+    assert res.exit_code == 0, res.output
+
+
 def test_a_truncated_raster_names_gdals_reason(tmp_path: Path) -> None:
     tif = _band_tif(tmp_path / "cut.tif", sar_scene())
     data = tif.read_bytes()

@@ -407,7 +407,10 @@ def register(app: typer.Typer) -> None:
                                       zero_is_fill=image.suffix.lower() not in _RENDERINGS and zeros_are_fill(arr))
             if global_mask:
                 mask, method = _near_sea(mask, method, band.shape, transform, crs)
-            dets = detect_sar(band, pixel_size_m=px, water=mask)
+            try:
+                dets = detect_sar(band, pixel_size_m=px, water=mask)
+            except ValueError as exc:
+                raise _fail(f"{image}: {exc}") from None
         dets = add_chips(dets, band)
         _write(dets, out, {"image": str(image), "width": band.shape[1], "height": band.shape[0], "pixel_size_m": px,
                            "detector": str(model) if model else "sar-cfar", "water": method,

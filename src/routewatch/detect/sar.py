@@ -433,6 +433,12 @@ def detect_sar(
     if pixel_size_m <= 0:
         raise ValueError(f"pixel_size_m must be positive, got {pixel_size_m}")
     img = to_single_band(image)
+    if np.issubdtype(img.dtype, np.floating):
+        sample = img[::7, ::7]
+        sample = sample[np.isfinite(sample)]
+        if sample.size and np.median(sample) < 0:  # linear amplitude and intensity are never negative
+            raise ValueError("most values are negative: decibels? the CFAR reads linear amplitude or intensity "
+                             "(intensity = 10 ** (dB / 10)); in dB every ship had scored 0")
     if np.issubdtype(img.dtype, np.floating) and not np.isfinite(img).all():
         # NaN no-data would poison every ring sum it falls in (NaN x 0 is NaN): make it 0 and keep it out of the
         # water, so it counts neither as sea nor as a target
