@@ -246,8 +246,7 @@ def _sar_water(image: Path, band: np.ndarray, valid: np.ndarray | None, water: s
         return None, "none"
     if water == "auto":
         try:  # sar_water leaves non-finite pixels out itself
-            # a product's solid zero fill at the edge is no-data even untagged; an 8-bit image's zeros (a PNG or
-            # JPEG rendering, or a GeoTIFF of one) may be calm sea: the rule `detect --site` uses (zeros_are_fill)
+            # a raster product's solid zero fill at the edge is no-data even untagged; a rendering's zeros are sea
             return (sar_water(band, valid, pixel_size_m=px, zero_is_fill=zero_is_fill),
                     "derived from the image (sar-otsu)")
         except WaterMaskError as exc:
@@ -389,7 +388,6 @@ def register(app: typer.Typer) -> None:
         """
         from routewatch.detect.base import add_chips
         from routewatch.detect.sar import detect_sar, to_single_band
-        from routewatch.detect.water import zeros_are_fill
 
         arr, transform, crs, valid = _read_image(image, with_valid=water == "auto" and not model)
         grid = _gcp_grid(image) if transform is None and image.suffix.lower() not in _RENDERINGS \
@@ -404,7 +402,7 @@ def register(app: typer.Typer) -> None:
             dets, method = _user_model(model, band, px), "not used (own model)"
         else:
             mask, method = _sar_water(image, band, valid, water, px, transform, crs,
-                                      zero_is_fill=image.suffix.lower() not in _RENDERINGS and zeros_are_fill(arr))
+                                      zero_is_fill=image.suffix.lower() not in _RENDERINGS)
             if global_mask:
                 mask, method = _near_sea(mask, method, band.shape, transform, crs)
             try:
