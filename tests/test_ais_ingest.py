@@ -671,6 +671,12 @@ def test_a_ragged_row_is_found_in_a_file_cut_short(tmp_path):
     assert sorted(res.positions["mmsi"].to_list()) == [1, 3]
 
 
+def _csv_rows(path: Path, head: str, rows: list[str]):
+    """Write a header line and rows as a CSV file and read it: (the file, the reader's result)."""
+    path.write_text(head + "\n".join(rows) + "\n")
+    return path, read_provider_csv(path)
+
+
 def test_rows_ending_with_a_separator_the_header_lacks_are_read_and_a_shifted_row_among_them_is_not(tmp_path):
     """Some exports end every row with a separator: the empty field after the header's last is the row's end, not
     a shift (every row had been refused as ragged, and the file with them). A stray comma in such a file is still
@@ -678,9 +684,7 @@ def test_rows_ending_with_a_separator_the_header_lacks_are_read_and_a_shifted_ro
     head = "MMSI,BaseDateTime,LAT,LON,VesselName,CallSign\n"
     rows = ["1,2023-01-11T00:00:00,42.2,130.3,EAST,A1,", "2,2023-01-11T00:00:01,42.2,130.3,MSC, NAISHA,B2,",
             "3,2023-01-11T00:00:02,42.2,130.3,WEST,C3,", "4,2023-01-11T00:00:03,42.2,130.3,NORTH,D4,,"]
-    p = tmp_path / "trail.csv"
-    p.write_text(head + "\n".join(rows) + "\n")
-    res = read_provider_csv(p)
+    p, res = _csv_rows(tmp_path / "trail.csv", head, rows)
     assert res.report.bad == {"row with more fields than the header": 2}
     assert [e[0] for e in res.report.examples] == [3, 5] and "separator ending each row" in res.report.examples[0][2]
     assert sorted(res.positions["mmsi"].to_list()) == [1, 3]
@@ -702,9 +706,7 @@ def test_a_status_outside_the_codes_and_placeholder_names_are_none(tmp_path):
     head = "MMSI,BaseDateTime,LAT,LON,VesselName,CallSign,Status\n"
     rows = ["1,2023-01-11T00:00:00,42.2,130.3,EAST,Unknown,-99.0", "2,2023-01-11T00:00:00,42.2,130.3,N/A,B2,5",
             "3,2023-01-11T00:00:00,42.2,130.3,unknown,UNKNOWN,16", "4,2023-01-11T00:00:00,42.2,130.3,WEST,C4,2.5"]
-    p = tmp_path / "mc.csv"
-    p.write_text(head + "\n".join(rows) + "\n")
-    res = read_provider_csv(p)
+    _, res = _csv_rows(tmp_path / "mc.csv", head, rows)
     status = dict(zip(res.positions["mmsi"], res.positions["nav_status"], strict=True))
     assert status == {1: None, 2: 5, 3: None, 4: None}
     got = {r["mmsi"]: (r["name"], r["call_sign"]) for r in res.statics.iter_rows(named=True)}
