@@ -35,6 +35,21 @@ def test_features_ignore_a_common_gain() -> None:
     assert np.allclose(f1, f3, atol=1e-3)
 
 
+def test_float_reflectance_reads_as_the_same_image_in_digital_numbers() -> None:
+    """A float image in reflectance (0-1) is the digital numbers / 10,000: log(1 + x) does not cancel that gain, and
+    such an image had lost up to 0.15 of F1 on the shared ports. Float digital numbers, and reflectance with its
+    bright cloud tops above 1, read the same as before."""
+    from routewatch.detect.optical import reflectance_scale
+
+    b = bands()
+    reflect = {k: v.astype(np.float32) / 10_000 for k, v in b.items()}
+    assert np.allclose(optical_features(b), optical_features(reflect), atol=1e-4)
+    cloudy = {k: np.where(np.arange(80) < 4, 6.0, v).astype(np.float32) for k, v in reflect.items()}
+    assert reflectance_scale(cloudy) == 10_000.0
+    assert reflectance_scale({k: v.astype(np.float32) for k, v in b.items()}) == reflectance_scale(b) == 1.0
+    assert reflectance_scale({k: (v // 16).astype(np.float32) for k, v in b.items()}) == 1.0  # 8-bit-like floats
+
+
 def test_features_without_nir_and_bad_bands() -> None:
     b = bands()
     del b["nir"]
