@@ -282,6 +282,31 @@ def test_a_visit_over_two_days_is_not_cut_or_doubled_by_runs_over_one_day(tmp_pa
     assert stored(fresh.root) == [whole]
 
 
+def test_a_windowed_run_shows_only_the_visits_of_its_window(tmp_path):
+    """The days read past a window's edge complete the visits that cross it; a visit wholly before the window is
+    not part of the answer: it had been printed and written to --out once a run over all the AIS had stored it
+    (the same window gave 0 visits in a fresh store and 1 after)."""
+    calls = _write_houston_call(tmp_path / "visit.csv", datetime(2023, 1, 11, 1, 0, tzinfo=UTC), 20, 222000444)
+    later = tmp_path / "later.csv"
+    with later.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(MC_HEADER)
+        w.writerow([222000555, "2023-01-12T06:00:00", 27.0, -90.0, 10.0, 90.0, 90, "FAR", "", "F1", 70, 0, 150, 25,
+                    8.0, 70, "A"])
+    ws = _init(tmp_path / "ws")
+    _run("ais", "ingest", str(calls), str(later), "-w", str(ws.root))
+    answers = []
+    for whole_first in (False, True):
+        if whole_first:
+            _run("ais", "visits", "-w", str(ws.root))
+        out = tmp_path / f"v{whole_first}.csv"
+        _run("ais", "visits", "-w", str(ws.root), "--since", "2023-01-12", "--out", str(out))
+        answers.append(len(_mc_rows(out)))
+    assert answers == [0, 0]
+    _run("ais", "visits", "-w", str(ws.root), "--since", "2023-01-11", "--out", str(out))
+    assert len(_mc_rows(out)) == 1
+
+
 def test_runs_day_after_day_store_a_port_call_over_midnight_once(tmp_path):
     """Run each day as it comes (--until day 1, then --since day 2), or the other way round: the second run reads
     back (or on) over the day of the stored part, finds the whole call, and it replaces the part (one visit, of

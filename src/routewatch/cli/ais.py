@@ -197,6 +197,8 @@ def register(app: typer.Typer) -> None:
 
         Example: routewatch ais visits -w rajin-case --since 2023-08-01 --min-level 2 --out visits.csv
         """
+        import polars as pl
+
         from routewatch.analysis.port_visits import VisitConfig, port_visits
         from routewatch.sources.ais.records import (
             reach_stored_visits,
@@ -234,10 +236,17 @@ def register(app: typer.Typer) -> None:
         store_ais(store, sightings=sightings, evidence=evidence,
                   replace=("visits", watchlist.sites) if whole else None, remove=remove,
                   mmsis=_mmsis(ws) if whole else None, vessels=registry_rows(linked))
+        # what the window asked for: the days read on past its edges complete the visits that cross them, but a
+        # visit wholly outside it is not part of the answer (it had been printed and written once stored)
+        shown = frame
+        if s is not None:
+            shown = shown.filter(pl.col("end") >= _day_start(s))
+        if u is not None:
+            shown = shown.filter(pl.col("start") < _day_start(u) + timedelta(days=1))
         if out:
-            frame.write_csv(out)
+            shown.write_csv(out)
         table = Table("site", "visits", "identified", "mean confidence")
-        for site, g in frame.group_by("site", maintain_order=True):
+        for site, g in shown.group_by("site", maintain_order=True):
             ident = sum(1 for m in g["mmsi"] if int(m) in mmsi_vessel)
             table.add_row(str(site[0]), str(g.height), str(ident), f"{g['confidence'].mean():.2f}")
         console.print(table)
