@@ -83,6 +83,12 @@ def test_polygons_geojson_and_geopackage(tmp_path: Path) -> None:
         load_water_polygons(points)
     with pytest.raises(WaterMaskError, match=r"missing\.gpkg"):
         load_water_polygons(tmp_path / "missing.gpkg")
+    # the UTM polygon written as a GeoJSON without its CRS: metres read as degrees had made an empty mask
+    bare = tmp_path / "utm_nocrs.geojson"
+    bare.write_text(json.dumps({"type": "FeatureCollection",
+                                "features": [{"type": "Feature", "properties": {}, "geometry": mapping(utm)}]}))
+    with pytest.raises(WaterMaskError, match=r"utm_nocrs\.geojson: coordinates out of longitude/latitude range"):
+        load_water_polygons(bare)
 
 
 def test_broken_polygon_files_are_named_and_a_self_intersecting_polygon_is_kept_whole(tmp_path: Path) -> None:

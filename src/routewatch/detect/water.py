@@ -66,6 +66,11 @@ def load_water_polygons(path: str | Path) -> BaseGeometry:
         raise WaterMaskError(f"{p}: invalid polygon geometry: {exc}") from exc
     if merged.is_empty:
         raise WaterMaskError(f"{p}: the polygons enclose no area (water masks need polygons)")
+    x0, y0, x1, y1 = merged.bounds
+    if x0 < -180.001 or x1 > 360.001 or y0 < -90.001 or y1 > 90.001:  # metres taken for degrees: an empty mask
+        raise WaterMaskError(f"{p}: coordinates out of longitude/latitude range ({x0:.6g}, {y0:.6g} to {x1:.6g}, "
+                             f"{y1:.6g}) and no CRS in the file: projected coordinates need their CRS (a GeoJSON "
+                             "is longitude/latitude; write it from a GIS with its CRS, or as a GeoPackage)")
     return merged
 
 
