@@ -323,7 +323,8 @@ def test_cli_scenes_add_marks_simulated(tmp_path: Path) -> None:
 def test_a_cloud_cover_tag_that_is_not_a_number_is_unknown(tmp_path: Path) -> None:
     """CLOUD_COVER='n/a' once crashed the whole folder (nothing stored, no failure recorded)."""
     folder = tmp_path / "in"
-    for name, tag in (("na_20231001.tif", "n/a"), ("blank_20231002.tif", ""), ("num_20231003.tif", "12.5")):
+    for name, tag in (("na_20231001.tif", "n/a"), ("blank_20231002.tif", ""), ("num_20231003.tif", "12.5"),
+                      ("frac_20231005.tif", "0.3"), ("over_20231006.tif", "150")):
         _tif(folder / name)
         with rasterio.open(folder / name, "r+") as ds:
             ds.update_tags(CLOUD_COVER=tag)
@@ -332,8 +333,9 @@ def test_a_cloud_cover_tag_that_is_not_a_number_is_unknown(tmp_path: Path) -> No
     res = add_folder(folder, store=open_store(ws))
     assert res.failures == []
     cloud = {Path(s.uri).name: s.cloud_cover for s in res.scenes}
-    assert cloud == {"na_20231001.tif": None, "blank_20231002.tif": None, "num_20231003.tif": 12.5,
-                     "plain_20231004.tif": None}
+    # a percentage above 1 (Landsat, Sentinel-2), a fraction otherwise (Planet); out of range is unknown
+    assert cloud == {"na_20231001.tif": None, "blank_20231002.tif": None, "num_20231003.tif": 0.125,
+                     "plain_20231004.tif": None, "frac_20231005.tif": 0.3, "over_20231006.tif": None}
 
 
 def test_band_files_that_do_not_line_up_are_refused(tmp_path: Path) -> None:

@@ -554,8 +554,8 @@ def test_adjacent_tiles_of_one_datatake_are_two_looks() -> None:
     assert len(one_per_acquisition([inner, unknown], port)[0]) == 2
 
 
-def _casablanca_scene(shared_dir: Path, tmp_path: Path, files: tuple[str, ...], no_data_cols: int = 0
-                      ) -> tuple[Workspace, object, Site, np.ndarray]:
+def _casablanca_scene(shared_dir: Path, tmp_path: Path, files: tuple[str, ...], no_data_cols: int = 0,
+                      tags: dict[str, str] | None = None) -> tuple[Workspace, object, Site, np.ndarray]:
     """A workspace with the shared Casablanca crop as a scene (columns before ``no_data_cols`` tagged no-data)
     and a site over it; returns the workspace, store, site and the no-data mask."""
     from rasterio.warp import transform_bounds
@@ -572,6 +572,7 @@ def _casablanca_scene(shared_dir: Path, tmp_path: Path, files: tuple[str, ...], 
         profile.update(driver="GTiff", nodata=0)
         with rasterio.open(folder / f"{f}.tiff", "w", **profile) as ds:
             ds.write(arr, 1)
+            ds.update_tags(**(tags or {}))
     nodata = np.zeros((profile["height"], profile["width"]), bool)
     nodata[:, :no_data_cols] = True
     bounds = rasterio.transform.array_bounds(profile["height"], profile["width"], profile["transform"])
@@ -601,6 +602,18 @@ def test_the_packaged_detector_finds_no_ship_along_a_no_data_edge(shared_dir: Pa
     assert result.errors == [] and result.usable_looks == 1
     cols = _pixel_cols(store, tmp_path / "casablanca")
     assert len(cols) >= 6 and min(cols) > 208, cols
+
+
+@pytest.mark.shared
+def test_a_scene_without_a_cloud_mask_that_states_its_cloud_is_not_a_clear_look(shared_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    """A product without a cloud mask whose metadata calls the scene 87 % cloudy (CLOUD_COVER=87, a percentage) had
+    made a fully usable look (and stored 87 as the fraction): the site is taken as cloudy as the scene."""
+    ws, store, _, _ = _casablanca_scene(shared_dir, tmp_path, ("B02", "B03", "B04", "B08"), tags={"CLOUD_COVER": "87"})
+    assert [sc.cloud_cover for sc in store.scenes()] == [pytest.approx(0.87)]
+    detect_site(ws, "casablanca", datetime(2023, 5, 1, tzinfo=UTC), progress=False)
+    (look,) = store.looks(site="casablanca")
+    assert look.usable_fraction == pytest.approx(0.13, abs=0.01) and "states 87% cloud" in look.note
 
 
 @pytest.mark.shared

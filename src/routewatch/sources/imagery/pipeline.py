@@ -10,6 +10,7 @@ The main process writes each scene's records in one transaction and records fail
 from __future__ import annotations
 
 import io
+import math
 import os
 import time as _time
 from collections.abc import Callable, Iterator
@@ -254,8 +255,17 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
         if zeros > 0.05:  # calm water or the fill of a reprojected rendering: the file cannot say which
             note += (f"; 8-bit image: {zeros:.0%} of the site is zero out to the image's edge, counted as calm water "
                      "(tag it as no-data if it is fill)")
+    fraction = uf.fraction
     if cloud is None and raster.kind == "optical":
-        note += "; no cloud mask in this product (assumed clear)"
+        stated = scene.cloud_cover
+        if stated is not None and math.isfinite(stated) and 0 < stated <= 1:
+            # no mask, but the product states the scene's cloud: where over the scene it lies is unknown, so the
+            # site is taken to be as cloudy as the scene (a scene called 87 % cloudy had made a fully clear look)
+            fraction *= 1.0 - stated
+            note += (f"; no cloud mask in this product: it states {stated:.0%} cloud over the scene, so "
+                     f"{1 - stated:.0%} of the site is taken as clear (usable {fraction:.0%})")
+        else:
+            note += "; no cloud mask in this product (assumed clear)"
     if elsewhere is not None and (site_px & elsewhere).any():
         note += (f"; {float((site_px & elsewhere).sum()) / max(int(site_px.sum()), 1):.0%} of the site in this image "
                  "is counted by the look of another window of the same acquisition")
@@ -264,7 +274,7 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
 
         if warning := missing_nir_warning(raster.bands, raster.pixel_size_m):
             note += f"; warning: {warning}"
-    look = Look(id=look_id, site=site.key, time=scene.acquired, sensor=scene.sensor, usable_fraction=round(uf.fraction, 4),
+    look = Look(id=look_id, site=site.key, time=scene.acquired, sensor=scene.sensor, usable_fraction=round(fraction, 4),
                 detection=model, source_kind=SourceKind.IMAGE, scene_id=scene.id, evidence_ids=(evid,),
                 vessels_seen=len(sightings), simulated=scene.simulated, note=note)
     imaged = raster.georef.polygonize(site_px & raster.valid) if seen else None
