@@ -713,6 +713,18 @@ def test_a_status_outside_the_codes_and_placeholder_names_are_none(tmp_path):
     assert got == {1: ("EAST", None), 2: (None, "B2"), 4: ("WEST", "C4")}  # ship 3 names nothing
 
 
+def test_an_mmsi_written_as_a_whole_float_is_read(tmp_path):
+    """pandas writes an integer column with a blank in it as floats (273210440.0): such rows had all been refused;
+    an MMSI with a fraction is still a bad row."""
+    head = "MMSI,BaseDateTime,LAT,LON,VesselName\n"
+    rows = ["273210440.0,2023-01-11T00:00:00,42.2,130.3,A", "273210441,2023-01-11T00:00:01,42.2,130.3,B",
+            "273210442.5,2023-01-11T00:00:02,42.2,130.3,C", " 273210443.00 ,2023-01-11T00:00:03,42.2,130.3,D"]
+    _, res = _csv_rows(tmp_path / "mc.csv", head, rows)
+    assert res.positions["mmsi"].to_list() == [273210440, 273210441, 273210443]
+    assert res.report.bad == {"unparsable or out-of-range row": 1} and res.report.examples[0][0] == 4
+    assert sorted(res.statics["mmsi"].to_list()) == [273210440, 273210441, 273210443]
+
+
 def test_imo_numbers_are_seven_digits_and_zero_sizes_are_unknown(tmp_path):
     """MarineCadastre writes IMO0000000 for none and sometimes longer digit runs: neither is an IMO number (cut
     to seven digits it would be a made-up one that could link the wrong ship); a length or width of 0 is not

@@ -275,6 +275,16 @@ class CsvResult:
         return self._statics
 
 
+def _mmsi_from_text(text: pl.Expr) -> pl.Expr:
+    """An MMSI as written: digits, or a whole number written as a float (``273210440.0``: pandas writes an integer
+    column that has a blank as floats; such rows had been refused)."""
+    text = text.str.strip_chars()
+    as_float = text.cast(pl.Float64, strict=False)
+    whole = pl.when(as_float.is_finite() & (as_float == as_float.floor()) & (as_float.abs() < 1e12)) \
+        .then(as_float.cast(pl.Int64))
+    return pl.coalesce(text.cast(pl.Int64, strict=False), whole)
+
+
 def _scan(path: Path, data: bytes | None, columns: list[str], overrides: dict[str, pl.DataType],
           lenient: bool, separator: str = ",") -> pl.LazyFrame:
     """Typed columns parsed by the CSV reader itself; times stay text and are parsed with their known format.
@@ -365,7 +375,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
             [pl.col(v).alias(k) for k, v in wanted.items()])
         if lenient:
             lf = lf.with_columns(blank(list(wanted)).alias("_blank")).with_columns(
-                pl.col(k).str.strip_chars().cast(overrides[v], strict=False)
+                _mmsi_from_text(pl.col(k)) if k == "mmsi" else pl.col(k).str.strip_chars().cast(overrides[v], strict=False)
                 for k, v in wanted.items() if overrides[v] != pl.String)
         return lf.with_row_index("line", offset=2)
 
