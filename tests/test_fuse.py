@@ -89,6 +89,15 @@ def test_simulated_scene_identified_and_dark():
     assert len({s.id for s in sightings}) == 6 and all(s.id.startswith("fused-") for s in sightings)
     assert {s.vessel for s in sightings} <= {None, "angara"}
     assert fused_sightings(res)[0][0].id == sightings[0].id  # deterministic
+    # each identified detection knows its AIS ship; one not on the watchlist says so first in its detail, which
+    # the analysis keys its visits by (an AIS ship is never the unidentified fleet ship)
+    assert dict(zip(ident["id"], ident["ais_ship"], strict=True)) == dict(zip(ident["id"], ident["mmsi"], strict=True))
+    assert res.filter(pl.col("status") != "identified")["ais_ship"].is_null().all()
+    from routewatch.fuse.io import fused_id
+
+    mmsi_of = {fused_id(k): m for k, m in got.items()}
+    others = [s for s in sightings if s.detail.startswith("identified") and s.vessel is None]
+    assert len(others) == 4 and all(s.detail.startswith(f"identified; MMSI {mmsi_of[s.id]};") for s in others)
 
 
 def test_an_ais_match_that_the_size_contradicts_is_said_and_not_named():
@@ -104,7 +113,7 @@ def test_an_ais_match_that_the_size_contradicts_is_said_and_not_named():
     odd = res["det-440000001"]
     assert odd["status"] == "identified" and odd["mmsi"] == 440000001 and odd["vessel"] is None
     assert "length 400 m measured, 95 m by AIS (they disagree)" in odd["reasons"]
-    assert "not named angara: the match (cost" in odd["reasons"]
+    assert "not named angara: the match (cost" in odd["reasons"] and odd["ais_ship"] is None
     fine = fuse_detections(det.drop("truth"), positions, inputs).filter(pl.col("id") == "det-440000001").row(
         0, named=True)
     assert fine["vessel"] == "angara" and "disagree" not in fine["reasons"]

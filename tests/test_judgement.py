@@ -434,6 +434,12 @@ def test_a_ship_that_ais_names_and_the_watchlist_does_not_is_not_the_fleets_acti
 
     assert judged(_route(), other) == (T0 + timedelta(days=48), [])
     assert judged(_route(), unseen) == (T0 + timedelta(days=76), [])
+    # an image detection that fusion identified as that AIS ship is the same other ship; a weak match (likelier a
+    # ship without AIS) is still an unidentified one
+    fused = [sighting("b", SourceKind.IMAGE, 'identified; MMSI 273111111; {"MMSI 273111111": 0.93}')]
+    weak = [sighting("b", SourceKind.IMAGE, 'identified; {"MMSI 273111111": 0.2}')]
+    assert judged(_route(), fused)[0] == T0 + timedelta(days=48)
+    assert judged(_route(), weak)[0] == T0 + timedelta(days=76)
     fleetless = Route("r", "A to B", origin=("a",), destination=("b",))
     assert judged(fleetless, other)[0] == T0 + timedelta(days=76)
 

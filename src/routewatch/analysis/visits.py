@@ -13,8 +13,8 @@ Why the rules are what they are:
   visit's end): a departure that ends the visit bounds its end. It does not split a visit as an empty look
   does: AIS that leaves and comes back within days is as often one bad position, or hours at an outer
   anchorage, as a voyage (either had made a trip that never happened);
-* a ship that AIS names but the watchlist does not is another ship, not an unidentified one: its AIS visits are
-  keyed by its MMSI (``mmsi:<n>``, :func:`visit_vessel`), so they never join the unidentified image detections of
+* a ship that AIS names but the watchlist does not is another ship, not an unidentified one: its AIS visits, and
+  the image detections fusion identified as it, are keyed by its MMSI (``mmsi:<n>``, :func:`visit_vessel`), so they never join the unidentified image detections of
   its size that may be a fleet ship (a route with a fleet list ignores them; one without counts them as traffic),
   and its departures bound only its own visits.
 
@@ -64,16 +64,17 @@ DEPARTURE_KNOWN_AFTER = timedelta(hours=72)
 
 
 # An AIS visit of a ship that is not on the watchlist (``sources.ais.records`` writes its MMSI first in the
-# detail) is a ship that AIS identifies as another: its visits are keyed ``mmsi:<n>``. Pooled with the unidentified
-# image detections of its size, every such ship at a busy destination port had counted as a fleet ship's call.
+# detail), or an image detection that fusion identified as such a ship (``identified; MMSI <n>;``), is a ship that
+# AIS names as another: its visits are keyed ``mmsi:<n>``. Pooled with the unidentified image detections of its
+# size, every such ship at a busy destination port had counted as a fleet ship's call.
 AIS_SHIP_PREFIX = "mmsi:"
-AIS_DETAIL_MMSI = r"^MMSI (\d+)"
+AIS_DETAIL_MMSI = r"^(?:identified; )?MMSI (\d+);"
 
 
 def visit_vessel(s: Sighting) -> str | None:
-    """The key a sighting's visits are grouped under: its watchlist vessel, ``mmsi:<n>`` for an AIS visit of a
-    ship not on the watchlist, else None (an unidentified ship, grouped by size class)."""
-    if s.vessel is not None or str(s.source_kind) != "ais":
+    """The key a sighting's visits are grouped under: its watchlist vessel, ``mmsi:<n>`` for a ship that AIS names
+    and the watchlist does not, else None (an unidentified ship, grouped by size class)."""
+    if s.vessel is not None:
         return s.vessel
     m = re.match(AIS_DETAIL_MMSI, s.detail or "")
     return AIS_SHIP_PREFIX + m.group(1) if m else None
@@ -405,7 +406,7 @@ def build_visits_frame(
     s = _normalise_sightings(sightings).filter(
         (pl.col("time") <= as_of_lit) & pl.col("site").is_not_null() & (pl.col("object_kind") == "vessel")
     )
-    s = s.with_columns(vessel=pl.when(pl.col("vessel").is_null() & (pl.col("source_kind") == "ais"))  # visit_vessel
+    s = s.with_columns(vessel=pl.when(pl.col("vessel").is_null())  # visit_vessel
                        .then(pl.lit(AIS_SHIP_PREFIX) + pl.col("detail").str.extract(AIS_DETAIL_MMSI, 1))
                        .otherwise(pl.col("vessel")))
     # reference length per identified vessel: watchlist, else median measured length

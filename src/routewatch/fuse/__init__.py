@@ -30,7 +30,9 @@ NO_AIS = "no-ais"  # no AIS position of any ship near the detection around the i
 
 RESULT_COLUMNS = ["id", "time", "lon", "lat", "length_m", "width_m", "heading_deg", "score", "site", "status",
                   "mmsi", "match_distance_m", "match_confidence", "ais_method", "ais_evidence", "vessel",
-                  "identification_confidence", "probabilities", "reasons"]
+                  "identification_confidence", "probabilities", "reasons", "ais_ship"]
+# ``ais_ship``: the MMSI of the AIS ship a detection is (its match likelier than a ship without AIS), on the
+# watchlist or not; null for dark, no-ais and weak matches. The analysis keys a ship not on the watchlist by it.
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def fuse_detections(
         last_seen = _last_seen(positions, when, inputs.mmsi_vessel)
         located = {inputs.mmsi_vessel[int(m)] for m in ais["mmsi"] if int(m) in inputs.mmsi_vessel}
         matched_keys = {inputs.mmsi_vessel.get(int(m)) for m in matched["mmsi"].drop_nulls()}
-        vessel, conf, probs, reasons = [], [], [], []
+        vessel, conf, probs, reasons, ships = [], [], [], [], []
         for d, m in zip(group.iter_rows(named=True), matched.iter_rows(named=True), strict=True):
             if m["status"] == IDENTIFIED:
                 key = inputs.mmsi_vessel.get(int(m["mmsi"]))
@@ -93,13 +95,15 @@ def fuse_detections(
                     spread = max(cfg.length_sigma_min_m, cfg.length_sigma_frac * d["length_m"])
                     why += (f"; length {d['length_m']:.0f} m measured, {ais_len:.0f} m by AIS"
                             + (" (they disagree)" if abs(d["length_m"] - ais_len) > 2 * spread else ""))
-                if key and m["match_cost"] >= cfg.dark_cost:
+                weak = m["match_cost"] >= cfg.dark_cost
+                if weak:
                     # the assigned AIS ship, but less likely than a ship without AIS (a 400 m hull at a 141 m
                     # ship's position): said, not named. Only this pair against "dark" counts here: ships moored
                     # beside it lower the match confidence without making this ship any less the match
-                    why += (f"; not named {key}: the match (cost {m['match_cost']:.1f}) is weaker than a ship "
-                            f"without AIS ({cfg.dark_cost:g})")
+                    why += (f"; {f'not named {key}: ' if key else ''}the match (cost {m['match_cost']:.1f}) is "
+                            f"weaker than a ship without AIS ({cfg.dark_cost:g})")
                     key = None
+                ships.append(None if weak else int(m["mmsi"]))
                 vessel.append(key)
                 conf.append(m["match_confidence"] if key else None)
                 probs.append(json.dumps({inputs.mmsi_vessel.get(int(m["mmsi"])) or f"MMSI {m['mmsi']}":
@@ -111,13 +115,15 @@ def fuse_detections(
                 site=d["site"], vessels=inputs.vessels, routes=inputs.routes, sites=inputs.sites, last_seen=last_seen,
                 seen_elsewhere=(located | matched_keys) - {None}, config=icfg)
             vessel.append(ident.best)
+            ships.append(None)
             conf.append(ident.best_probability)
             probs.append(json.dumps({k: round(v, 4) for k, v in sorted(ident.probabilities.items(),
                                                                        key=lambda kv: -kv[1])}))
             reasons.append(json.dumps(ident.reasons))
         out.append(group.join(matched, on="id", how="left").with_columns(
             pl.Series("vessel", vessel, pl.String), pl.Series("identification_confidence", conf, pl.Float64),
-            pl.Series("probabilities", probs, pl.String), pl.Series("reasons", reasons, pl.String)))
+            pl.Series("probabilities", probs, pl.String), pl.Series("reasons", reasons, pl.String),
+            pl.Series("ais_ship", ships, pl.Int64)))
     if not out:
         return pl.DataFrame(schema={c: pl.String for c in RESULT_COLUMNS})
     return pl.concat(out, how="diagonal_relaxed").select(RESULT_COLUMNS + [c for c in ("evidence_ids", "look_id",
@@ -159,6 +165,8 @@ def fused_sightings(result: pl.DataFrame, source_kind: SourceKind = SourceKind.I
             identification_confidence=r["identification_confidence"], evidence_ids=(*base, ev.id),
             look_id=r.get("look_id"),  # the look of the detection: a look detected again takes it along
             simulated=bool(r.get("simulated") or False),  # a label on a simulated detection is simulated too
-            detail=f"{r['status']}; " + (r["probabilities"] or ""),
+            # an AIS ship not on the watchlist says so (the analysis keys its visits by the MMSI)
+            detail=f"{r['status']}; " + (f"MMSI {r['ais_ship']}; " if r.get("ais_ship") is not None
+                                         and r["vessel"] is None else "") + (r["probabilities"] or ""),
         ))
     return sightings, evidence
