@@ -725,6 +725,18 @@ def test_an_mmsi_written_as_a_whole_float_is_read(tmp_path):
     assert sorted(res.statics["mmsi"].to_list()) == [273210440, 273210441, 273210443]
 
 
+def test_a_header_repeated_in_another_column_order_refuses_the_file_at_its_line(tmp_path):
+    """Concatenated exports repeat their header: in the first one's order it is one bad row; in another order every
+    later row had been read into the wrong columns (longitude as latitude) without a word."""
+    head = "MMSI,BaseDateTime,LON,LAT\n"
+    same = ["1,2023-01-11T00:00:00,130.3,42.2", "MMSI,BaseDateTime,LON,LAT", "2,2023-01-11T00:00:01,130.4,42.3"]
+    _, res = _csv_rows(tmp_path / "same.csv", head, same)
+    assert sorted(res.positions["lon"].to_list()) == [130.3, 130.4] and res.report.bad_total == 1
+    swapped = ["1,2023-01-11T00:00:00,130.3,42.2", "MMSI,BaseDateTime,LAT,LON", "2,2023-01-11T00:00:01,42.3,130.4"]
+    with pytest.raises(ValueError, match=r"swapped\.csv: line 3: the header again, in another column order"):
+        _csv_rows(tmp_path / "swapped.csv", head, swapped)
+
+
 def test_imo_numbers_are_seven_digits_and_zero_sizes_are_unknown(tmp_path):
     """MarineCadastre writes IMO0000000 for none and sometimes longer digit runs: neither is an IMO number (cut
     to seven digits it would be a made-up one that could link the wrong ship); a length or width of 0 is not

@@ -485,6 +485,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
             texts = [k for k, v in wanted.items() if overrides[v] == pl.String and k not in ("timestamp", "nav_status")]
             bad = bad.with_columns(blank([*texts, "_raw"]).alias("_blank"))
         bad = bad.filter(~pl.col("_blank"))
+        _refuse_reordered_headers(path, data, bad, header, sep, mapping.source_columns()["timestamp"])
         if bad.height:
             report.bad["unparsable or out-of-range row"] = bad.height
         for row in bad.head(5).select("line", "mmsi", "_raw", "lon", "lat").iter_rows(named=True):
@@ -499,6 +500,25 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
                           some_bad)
     pool.shutdown(wait=False)
     return CsvResult(positions, report, statics)
+
+
+def _refuse_reordered_headers(path: Path, data: bytes | None, bad: pl.DataFrame, header: str, separator: str,
+                              time_column: str) -> None:
+    """Exports concatenated into one file repeat their header: one in the first header's order is one bad row, but
+    one in another order moves every later value into another column (longitude read as latitude), so the file is
+    refused at that line. Only bad rows whose time is the time column's name are looked at."""
+    wanted = set(bad.filter(pl.col("_raw").str.strip_chars() == time_column.strip())["line"].to_list())
+    if not wanted:
+        return
+    first = [f.strip() for f in header_fields(header, separator)]
+    text = (data.decode("utf-8", "replace").splitlines() if data is not None
+            else path.read_text(encoding="utf-8-sig", errors="replace").splitlines())
+    for n in sorted(wanted):
+        fields = [f.strip() for f in next(csv.reader([text[n - 1]], delimiter=separator), [])] if n <= len(text) else []
+        if sorted(fields) == sorted(first) and fields != first:
+            raise ValueError(f"{path}: line {n}: the header again, in another column order than line 1 "
+                             f"({separator.join(fields)}): the rows after it would be read into the wrong columns; "
+                             "split the file at this line and ingest the parts")
 
 
 def _times_have_zones(path: Path, data: bytes | None, column: str, separator: str = ",", rows: int = 200) -> bool:
