@@ -349,6 +349,13 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
             raise ValueError(f"{path}: line 1: " + ", ".join(f"column {v!r} ({k})" for k, v in absent)
                              + f" of mapping {mapping.name!r} not in the header (it has: "
                              + ", ".join(repr(n) for n in present) + ")")
+    fields = header_fields(header, sep)
+    for key, name in mapping.source_columns().items():  # a padded repeat (" LAT") yields to the exact spelling,
+        spelt = present.get(name.strip())  # but the same spelling twice leaves polars to pick one, silently
+        if spelt is not None and fields.count(spelt) > 1:
+            where = ", ".join(str(i + 1) for i, f in enumerate(fields) if f == spelt)
+            raise ValueError(f"{path}: line 1: column {spelt!r} ({key}) appears {fields.count(spelt)} times in the "
+                             f"header (fields {where}): which one to read is ambiguous; rename one")
     wanted = {k: present[v] for k, v in mapping.source_columns().items() if v in present}
     for key in ("mmsi", "timestamp", "lon", "lat"):
         if key not in wanted:
