@@ -205,6 +205,7 @@ def test_detect_optical_on_a_shared_port(shared_dir: Path, tmp_path: Path) -> No
     empty.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
     res = runner.invoke(app, ["evaluate", "detections", str(empty), "--truth", truth])
     assert res.exit_code == 0 and "n/a (no ship matched)" in res.output
+    assert "n/a (no detections)" in res.output  # precision is undefined without detections, not 0.000
 
 
 def _coco_size(port: Path) -> tuple[int, int]:

@@ -537,7 +537,10 @@ def register(app: typer.Typer) -> None:
         t.add_column("value", justify="right")
         radius = "200 m" if px else f"{max_px:g} px (no ground scale)"
         rows = [("truth ships", str(s.tp + s.fn)), ("detections", str(s.tp + s.fp)), ("hit radius", radius),
-                ("true positives", str(s.tp)), ("precision", f"{s.precision:.3f}"), ("recall", f"{s.recall:.3f}"),
+                ("true positives", str(s.tp)),
+                # undefined without detections (or without truth ships), not 0
+                ("precision", f"{s.precision:.3f}" if s.tp + s.fp else "n/a (no detections)"),
+                ("recall", f"{s.recall:.3f}" if s.tp + s.fn else "n/a (no truth ships)"),
                 ("F1", f"{s.f1:.3f}"),
                 ("F1 near shore (<= 2 km)", f"{s.f1_near_shore:.3f}" if s.f1_near_shore is not None else "n/a (no water mask or nothing near shore)"),
                 ("length MAE", f"{s.length_mae_m:.1f} m" if s.length_mae_m is not None else
