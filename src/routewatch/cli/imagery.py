@@ -114,6 +114,7 @@ def register(app: typer.Typer) -> None:
         from routewatch.cli.core import open_workspace
         from routewatch.sources.imagery.ingest import add_folder, date_only
         from routewatch.sources.imagery.local import SUFFIXES, has_time_of_day
+        from routewatch.sources.imagery.looks import is_sar
 
         if not folder.is_dir():
             console.print(f"[red]error:[/red] {folder}: not a folder")
@@ -126,13 +127,16 @@ def register(app: typer.Typer) -> None:
         result = add_folder(folder, store=store, bands=bands.split(",") if bands else None,
                             when=given, when_has_time=not when or has_time_of_day(when), sensor=sensor)
         table = Table("scene", "sensor", "time (UTC)", "pixel (m)", "bands", "note")
-        dated = 0
+        dated, unread = 0, []
         for s in result.scenes:
             alone = date_only(s)
             dated += alone
             notes = ["SIMULATED"] if s.simulated else []
             if alone:
                 notes.append("date only")
+            if not is_sar(s.sensor) and not {"blue", "green", "red"} <= set(s.attributes.get("bands", {})):
+                notes.append("no detector reads these bands")  # said now, not as a water-mask failure at detect
+                unread.append(Path(s.uri or "").name)
             table.add_row(Path(s.uri or "").name, s.sensor,
                           f"{s.acquired:%Y-%m-%d}" if alone else f"{s.acquired:%Y-%m-%d %H:%M}",
                           f"{s.resolution_m:.2f}", ",".join(s.attributes.get("bands", {})), ", ".join(notes))
@@ -141,6 +145,11 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]{dated} scene(s) give a date but no time of day (stored at 00:00 UTC): "
                           "enough for the coverage ledger, but `fuse` cannot match AIS to their ships; add them "
                           "again with --time YYYY-MM-DDTHH:MMZ to give the time[/yellow]")
+        if unread:
+            console.print(f"[yellow]{len(unread)} scene(s) ({', '.join(unread[:3])}{', ...' if len(unread) > 3 else ''}) "
+                          "have no blue, green and red bands for the optical detector, and are not SAR: `detect` "
+                          "will not find ships in them. Add them again with --sensor sentinel-1 (a SAR file) or "
+                          "--bands naming the file's bands in order (e.g. --bands blue,green,red,nir)[/yellow]")
         _failures(result.failures)
         again = len(result.scenes) - result.new
         console.print(f"{result.new} scenes added" + (f", {again} already in the store" if again else "")
