@@ -426,6 +426,29 @@ def test_band_files_named_as_downloads_are_one_scene_per_prefix(shared_dir: Path
 
 
 @pytest.mark.shared
+def test_a_blank_copy_added_first_gives_way_to_the_real_image_of_the_acquisition(tmp_path: Path) -> None:
+    """An export that failed (all no-data) of the same acquisition, added first (a folder read in name order), had
+    stood for it: the real image was refused as its copy and the day's look was unusable. The real image takes
+    its place; a blank copy added after the real one is refused as before."""
+    ws = Workspace.open(tmp_path / "ws").ensure()
+    store = open_store(ws)
+    when = datetime(2023, 10, 21, 1, 52, tzinfo=UTC)
+    rng = np.random.default_rng(0)
+    for name, data in (("a_blank", np.zeros((4, 60, 80), np.uint16)),
+                       ("b_real", rng.integers(100, 3000, (4, 60, 80)).astype(np.uint16))):
+        path = tmp_path / "in" / name / "scene.tif"
+        path.parent.mkdir(parents=True)
+        with rasterio.open(path, "w", driver="GTiff", width=80, height=60, count=4, dtype="uint16", crs=UTM52,
+                           transform=T, nodata=0) as ds:
+            ds.write(data)
+    res = add_folder(tmp_path / "in", store=store, when=when)
+    (kept,) = store.scenes()
+    assert "b_real" in kept.uri and res.moved and res.failures == []
+    again = add_folder(tmp_path / "in" / "a_blank", store=store, when=when)
+    assert again.new == 0 and "the same acquisition as scene" in again.failures[0][1]
+    assert [s.uri for s in store.scenes()] == [kept.uri]
+
+
 def test_the_same_acquisition_in_two_folders_is_added_once(shared_dir: Path, tmp_path: Path) -> None:
     """A second copy would be a second look at the same moment: coverage counted twice. A folder moved after it
     was added (its old files gone) is taken under its new place."""

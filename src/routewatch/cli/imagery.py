@@ -156,7 +156,8 @@ def register(app: typer.Typer) -> None:
                       + f", {len(result.failures)} skipped (scenes or files, listed above)")
         if result.moved:
             console.print(f"{len(result.moved)} stored scenes were the same acquisitions, read from files since "
-                          "moved or rewritten: replaced by these, their looks removed (run detect again)")
+                          "moved or rewritten, or holding no data: replaced by these, their looks removed (run "
+                          "detect again)")
         if result.redated:
             console.print(f"[yellow]{len(result.redated)} stored scenes are dated anew: their looks and detections, "
                           "made at the old time, are removed; run `routewatch detect --site` again[/yellow]")

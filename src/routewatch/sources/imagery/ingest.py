@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from shapely import wkt
 
 from routewatch.model import Evidence, EvidenceKind, Scene, Site, stable_id
@@ -160,6 +161,11 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
         for scene, ev in zip(result.scenes, result.evidence, strict=True):
             moved: list[Scene] = []
             twin = same_acquisition(store, scene, moved)
+            if twin is not None and holds_no_data(twin) and not holds_no_data(scene):
+                # the copy stored first is blank (an export that failed, all no-data): it would stand for this
+                # acquisition's real image, which had been refused as its copy; this one takes its place
+                moved.append(twin)
+                twin = None
             if twin is not None:  # a copy in another folder: a second look would double the coverage
                 result.failures.append((scene.uri or scene.id, f"the same acquisition as scene {twin.id} "
                                         f"({twin.uri}): {scene.sensor} at {scene.acquired.isoformat()} over the "
@@ -272,6 +278,29 @@ def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None)
             continue
         return other
     return None
+
+
+def holds_no_data(scene: Scene, side: int = 512) -> bool:
+    """Whether a scene's files hold nothing: every band, read at most ``side`` pixels a side (overviews when the
+    file has them), all no-data, not finite, or one value throughout. Files that cannot be read count as holding
+    something (their reading fails later, by name)."""
+    import rasterio
+
+    files = scene.attributes.get("files") or []
+    if not files:
+        return False
+    try:
+        for f in files:
+            with rasterio.open(f) as ds:
+                scale = max(1, int(np.ceil(max(ds.width, ds.height) / side)))
+                shape = (ds.count, max(1, ds.height // scale), max(1, ds.width // scale))
+                arr = ds.read(out_shape=shape, masked=True)
+            data = np.ma.masked_invalid(arr.astype(np.float64)).compressed()
+            if data.size and np.ptp(data) > 0:
+                return False
+    except (rasterio.errors.RasterioError, OSError):
+        return False
+    return True
 
 
 def date_only(scene: Scene) -> bool:
