@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import tomllib
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -423,8 +424,10 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
 
     def collect(lenient: bool) -> pl.DataFrame:
         timestamp = parse(pl.col("timestamp")).alias("timestamp")  # built now: `zoned` may have changed
-        return scan(lenient).with_columns(pl.col("timestamp").alias("_raw")).with_columns(timestamp, *exprs[1:]).collect(
-            engine="streaming")  # a batch of rows at a time
+        with warnings.catch_warnings():  # a quote inside a field makes polars warn of its row count estimate;
+            warnings.filterwarnings("ignore", message="CSV malformed")  # the records are checked below
+            return scan(lenient).with_columns(pl.col("timestamp").alias("_raw")).with_columns(
+                timestamp, *exprs[1:]).collect(engine="streaming")  # a batch of rows at a time
 
     # Most provider files are clean: read strictly, and only a file with a bad value, a ragged row or a byte
     # that is not UTF-8 is read again, leniently (a second read: about 1.7 times the time of one).
