@@ -87,12 +87,14 @@ def test_a_leading_iso_time_wins_over_a_trailing_number_and_a_long_clock_is_corr
     (a plausible 2024 time, stored without a word). Both decoding paths agree."""
     s = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
     lines = [f"2024-01-01T10:00:00Z {s},992570001", f"\\s:rx1,c:17041034400000*07\\{s}",
-             f"\\s:rx1,c:1704103440000*07\\{s}", f"{s},1704103500"]
+             f"\\s:rx1,c:1704103440000*07\\{s}", f"{s},1704103500", f"\\s:rx1,c:1704103560.5*07\\{s}",
+             f"\\c:1704103620 ,s:rx1*07\\{s}"]  # a fraction of a second, a blank: the clock all the same
     for fast in (True, False):
         res = read_nmea_lines(lines, fast=fast)
         got = dict(zip(res.positions["line"], res.positions["timestamp"], strict=True))
         assert got == {1: datetime(2024, 1, 1, 10, tzinfo=UTC), 3: datetime.fromtimestamp(1704103440, UTC),
-                       4: datetime.fromtimestamp(1704103500, UTC)}
+                       4: datetime.fromtimestamp(1704103500, UTC), 5: datetime.fromtimestamp(1704103560, UTC),
+                       6: datetime.fromtimestamp(1704103620, UTC)}
         assert res.report.bad == {"time out of range (before 1980 or after 2099)": 1}
         assert [e[0] for e in res.report.examples] == [2]
 

@@ -351,9 +351,9 @@ def test_a_cloud_cover_tag_that_is_not_a_number_is_unknown(tmp_path: Path) -> No
     res = add_folder(folder, store=open_store(ws))
     assert res.failures == []
     cloud = {Path(s.uri).name: s.cloud_cover for s in res.scenes}
-    # a percentage above 1 (Landsat, Sentinel-2), a fraction otherwise (Planet); out of range is unknown
+    # a percentage, as Landsat and Sentinel-2 write it (0.3 is 0.3 %, not 30 %); out of range is unknown
     assert cloud == {"na_20231001.tif": None, "blank_20231002.tif": None, "num_20231003.tif": 0.125,
-                     "plain_20231004.tif": None, "frac_20231005.tif": 0.3, "over_20231006.tif": None}
+                     "plain_20231004.tif": None, "frac_20231005.tif": 0.003, "over_20231006.tif": None}
 
 
 def test_band_files_that_do_not_line_up_are_refused(tmp_path: Path) -> None:

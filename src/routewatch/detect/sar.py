@@ -435,7 +435,8 @@ def detect_sar(
     img = to_single_band(image)
     if np.issubdtype(img.dtype, np.floating):
         sample = img[::7, ::7]
-        sample = sample[np.isfinite(sample)]
+        # a no-data fill (-9999, -32768) is no value: decibels of a real scene lie far above -1000
+        sample = sample[np.isfinite(sample) & (sample > -1000)]
         if sample.size and np.median(sample) < 0:  # linear amplitude and intensity are never negative
             raise ValueError("most values are negative: decibels? the CFAR reads linear amplitude or intensity "
                              "(intensity = 10 ** (dB / 10)); in dB every ship had scored 0")

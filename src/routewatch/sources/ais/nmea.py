@@ -127,7 +127,7 @@ def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) 
     parts = pl.col("body").str.split_exact(",", 7).struct
     # the clock's digits up to its end: a 14-digit c: is a corrupt clock (refused as out of range below), not
     # its first 13 digits read as milliseconds
-    clock = pl.col("tag").str.extract(r"(?:^|,)c:(\d{9,})(?:[,*]|$)", 1)
+    clock = pl.col("tag").str.extract(r"(?:^|,)c:\s*(\d{9,})(?:\.\d*)?\s*(?:[,*]|$)", 1)
     epoch = pl.when(clock.str.len_bytes() > 13).then(pl.lit(CORRUPT_CLOCK)).otherwise(clock.cast(pl.Int64, strict=False))
     trailing = pl.col("trailer").str.extract(_TRAILING_EPOCH, 1).cast(pl.Int64, strict=False)
     # a time written with a UTC offset (+02:00, -0500, +05) is moved to UTC; without one it is taken as UTC

@@ -168,16 +168,17 @@ def _check_readable(ds: Any, path: Path) -> None:
 
 
 def _cloud_cover(tag: str | None) -> float | None:
-    """The ``CLOUD_COVER`` tag as a fraction of the scene (``Scene.cloud_cover``), or None (unknown) when absent,
-    not a number ('n/a', '') or out of range. Above 1 it is a percentage (Landsat and Sentinel-2 write 0-100),
-    otherwise a fraction (Planet writes 0-1); it had been stored as written, 87 for 87 %."""
+    """The ``CLOUD_COVER`` tag, a percentage as Landsat and Sentinel-2 metadata write it, as a fraction of the
+    scene (``Scene.cloud_cover``), or None (unknown) when absent, not a number ('n/a', '') or outside 0-100. It had
+    been stored as written (87 for 87 %). A tag of 1 is 1 %: reading small values as fractions would make a clear
+    scene's 1 % a fully cloudy one."""
     try:
         value = float(tag) if tag is not None else None
     except ValueError:
         return None
     if value is None or not np.isfinite(value) or not 0 <= value <= 100:
         return None
-    return value / 100.0 if value > 1 else value
+    return value / 100.0
 
 
 def _default_names(count: int, sar: bool) -> list[str]:
