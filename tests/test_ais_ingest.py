@@ -707,6 +707,12 @@ def test_rows_ending_with_a_separator_the_header_lacks_are_read_and_a_shifted_ro
     assert res.report.bad == {} and sorted(res.positions["mmsi"].to_list()) == [1, 3]
     p.write_text(head + "\n".join(r.rstrip(",") for r in rows if "NAISHA" not in r and "NORTH" not in r) + "\n")
     assert read_provider_csv(p).report.bad == {}
+    # a last column that is blank in every row ends each row with the separator too, but with the header's count
+    # of fields: no trailing separator, so a stray comma there is still a ragged row (it had been read, shifted)
+    blank_last = ["1,2023-01-11T00:00:00,42.2,130.3,EAST,", "2,2023-01-11T00:00:01,42.2,130.3,MSC, NAISHA,",
+                  "3,2023-01-11T00:00:02,42.2,130.3,WEST,"]
+    _, res = _csv_rows(tmp_path / "blank_last.csv", head, blank_last)
+    assert res.report.bad == {"row with more fields than the header": 1} and res.report.examples[0][0] == 3
     # a header that ends with the separator too names an empty last column: rows like it are not ragged either
     p.write_text(head.replace("\n", ",\n") + "\n".join(rows[:1] + rows[2:3]) + "\n")
     assert read_provider_csv(p).report.bad == {}

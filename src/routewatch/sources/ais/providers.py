@@ -204,12 +204,17 @@ def rows_end_with_separator(head: bytes, separator: str = ",") -> bool:
     Judged on the first data lines of ``head`` (the file's first bytes): every one of them must end with the
     separator and the header must not.
     """
-    sep = separator.encode()
-    lines = [ln.rstrip(b"\r") for ln in head.split(b"\n")]
+    lines = [ln.rstrip("\r") for ln in head.decode("utf-8", "replace").lstrip("\ufeff").split("\n")]
     if len(head) >= 1 << 16:
         lines = lines[:-1]  # the last line may be cut by the head's end
-    header, rows = (lines[0], [ln for ln in lines[1:101] if ln.strip()]) if lines else (b"", [])
-    return bool(rows) and not header.endswith(sep) and all(ln.endswith(sep) for ln in rows)
+    header, rows = (lines[0], [ln for ln in lines[1:101] if ln.strip()]) if lines else ("", [])
+    if not rows or header.endswith(separator):
+        return False
+    n = len(header_fields(header, separator))
+    # every row has more fields than the header (a shifted row has more still), and rows have one more, an empty
+    # one: a row whose last column is merely blank ends with the separator too, but has the header's count
+    parsed = [next(csv.reader([ln], delimiter=separator), []) for ln in rows]
+    return all(len(f) > n for f in parsed) and any(len(f) == n + 1 and not f[-1].strip() for f in parsed)
 
 
 def ragged_lines(data: bytes, n_fields: int, delimiter: str = ",") -> list[int]:
@@ -521,10 +526,12 @@ def _refuse_reordered_headers(path: Path, data: bytes | None, bad: pl.DataFrame,
     if not wanted:
         return
     first = [f.strip() for f in header_fields(header, separator)]
-    text = (data.decode("utf-8", "replace").splitlines() if data is not None
-            else path.read_text(encoding="utf-8-sig", errors="replace").splitlines())
-    for n in sorted(wanted):
-        fields = [f.strip() for f in next(csv.reader([text[n - 1]], delimiter=separator), [])] if n <= len(text) else []
+    last = max(wanted)
+    with (io.BytesIO(data) if data is not None else path.open("rb")) as fh:  # up to the last such line only, and
+        text = {n: line for n, line in zip(range(1, last + 1), fh, strict=False) if n in wanted}  # split at \n only
+    for n in sorted(text):
+        line = text[n].decode("utf-8", "replace").rstrip("\r\n")
+        fields = [f.strip() for f in next(csv.reader([line], delimiter=separator), [])]
         if sorted(fields) == sorted(first) and fields != first:
             raise ValueError(f"{path}: line {n}: the header again, in another column order than line 1 "
                              f"({separator.join(fields)}): the rows after it would be read into the wrong columns; "
