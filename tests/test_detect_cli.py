@@ -579,6 +579,25 @@ def test_an_8_bit_geotiff_keeps_its_calm_zero_sea_and_drops_a_strip_of_fill(tmp_
     assert counts == [4, 4]
 
 
+def test_a_pixel_size_that_agrees_with_the_georeference_changes_no_length(tmp_path: Path) -> None:
+    """On a lon/lat grid at 60 N (pixels twice as tall as wide on the ground) a hull is measured in true metres
+    along its axis; giving the image's own mean pixel size as --pixel-size had skipped that (223 m became 334 m)."""
+    rng = np.random.default_rng(5)
+    img = (rng.gamma(4.0, 50.0, (300, 300)) + 1).astype(np.uint16)
+    img[149:152, 130:170] = 6000  # an east-west hull of 40 pixels
+    tif = _band_tif(tmp_path / "ll.tif", img, transform=Affine(1e-4, 0, 10.0, 0, -1e-4, 60.0), crs="EPSG:4326")
+    out = tmp_path / "x.geojson"
+    lengths = []
+    for extra in ([], None):
+        if extra is None:
+            extra = ["--pixel-size", str(json.loads(out.read_text())["routewatch"]["pixel_size_m"])]
+        res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out), "--water", "none", *extra])
+        assert res.exit_code == 0, res.output
+        (f,) = json.loads(out.read_text())["features"]
+        lengths.append(f["properties"]["length_m"])
+    assert lengths[0] == pytest.approx(lengths[1]) and lengths[0] < 260
+
+
 def test_sar_in_decibels_is_refused_by_name(tmp_path: Path) -> None:
     """A SAR image in dB (mostly negative) had given its ships a score of 0: refused, saying how to convert."""
     img = (10 * np.log10(sar_scene().astype(np.float32) / 1e4 + 1e-6)).astype(np.float32)

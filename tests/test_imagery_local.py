@@ -214,14 +214,14 @@ def test_scenes_add_on_a_folder_without_geotiffs_says_so(tmp_path: Path) -> None
 
 def test_scenes_add_says_when_no_detector_reads_a_scenes_bands(tmp_path: Path) -> None:
     """A one-band SAR file added without --sensor is stored as a panchromatic band, and a two-band file as band1,
-    band2: said at `scenes add` (it had come up at `detect` as an optical water-mask failure); as SAR, or with
-    its bands named, nothing is said."""
+    band2: said at `scenes add` (it had come up at `detect` as an optical water-mask failure); as SAR (by its
+    --sensor, or bands named by polarisation), or with colour bands, nothing is said."""
     ws = tmp_path / "ws"
     assert CliRunner().invoke(app, ["init", str(ws)]).exit_code == 0
     _tif(tmp_path / "one" / "s1_20240110T093000.tif", count=1)
     _tif(tmp_path / "two" / "x_20240111T093000.tif", count=2)
     for folder, extra, warned in (("one", [], True), ("two", [], True), ("one", ["--sensor", "sentinel-1"], False),
-                                  ("two", ["--bands", "red,nir"], True), ("two", ["--bands", "red,sar"], True)):
+                                  ("two", ["--bands", "red,nir"], True), ("two", ["--bands", "vv,vh"], False)):
         res = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / folder), "-w", str(ws), *extra])
         said = " ".join(res.output.split())
         assert ("no blue, green and red bands" in said) is warned, (folder, extra, said)

@@ -87,16 +87,19 @@ def _check_same_grid(path: Path, tr: Any, crs: Any, first: Path, tr0: Any, crs0:
         raise _fail(f"{path}: {why}; bands must be co-registered")
 
 
-def _pixel_size(path: Path, shape: tuple[int, int], transform: Any, crs: Any, given: float | None) -> float:
+def _pixel_size(path: Path, shape: tuple[int, int], transform: Any, crs: Any, given: float | None,
+                grid: Any = None) -> float:
+    """The ground pixel size: the image's own (affine, or a GCP grid's), else ``--pixel-size``; one given for a
+    georeferenced image must agree with it (within 10 %), and the image's own is used either way."""
     from routewatch.detect.measure import ground_pixel_size
 
     if given is not None and (not np.isfinite(given) or given <= 0):
         raise _fail(f"--pixel-size {given:g}: the ground pixel size must be a positive number of metres")
-    if transform is None or crs is None:
+    if grid is None and (transform is None or crs is None):
         if given is None:
             raise _fail(f"{path}: no georeference; give the ground pixel size with --pixel-size METRES")
         return given
-    own = float(np.mean(ground_pixel_size(transform, crs, shape)))
+    own = grid.ground_pixel_size_m() if grid is not None else float(np.mean(ground_pixel_size(transform, crs, shape)))
     if given is not None and abs(given - own) > 0.1 * own:  # it had silently scaled every length
         raise _fail(f"--pixel-size {given:g}: {path} is georeferenced with {own:.3g} m ground pixels; "
                     "--pixel-size is for images without georeference (leave it out)")
@@ -122,7 +125,7 @@ def _gcp_grid(path: Path) -> Any:
 
 
 def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any, chips: Path | None,
-           grid: Any = None, px_given: bool = False) -> None:
+           grid: Any = None) -> None:
     """Write the detections; on a georeferenced image (affine or GCPs) with lon/lat and headings turned from
     image-up to true north, as the site pipeline stores them."""
     from routewatch.detect.base import to_geojson
@@ -134,8 +137,8 @@ def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any
     if grid is not None:
         from routewatch.detect.measure import to_ground_sizes
 
-        if not px_given:  # measured with the grid's mean pixel: scaled along each ship's axis to true metres
-            dets = to_ground_sizes(dets, float(meta["pixel_size_m"]), grid.ground_pixel_sizes_m())
+        # measured with the grid's mean pixel: scaled along each ship's axis to true metres
+        dets = to_ground_sizes(dets, float(meta["pixel_size_m"]), grid.ground_pixel_sizes_m())
         dets = locate_detections(dets, grid)
     meta["heading"] = "degrees clockwise from true north" if grid is not None else "degrees clockwise from image-up"
     image = str(meta.get("image", ""))
@@ -392,8 +395,7 @@ def register(app: typer.Typer) -> None:
         arr, transform, crs, valid = _read_image(image, with_valid=water == "auto" and not model)
         grid = _gcp_grid(image) if transform is None and image.suffix.lower() not in _RENDERINGS \
             else None  # a Sentinel-1 GRD: located by its ground control points, in its own geometry
-        px = grid.ground_pixel_size_m() if grid is not None and pixel_size is None else \
-            _pixel_size(image, arr.shape[:2], transform, crs, pixel_size)  # a given size is checked either way
+        px = _pixel_size(image, arr.shape[:2], transform, crs, pixel_size, grid)  # a given size is checked too
         if global_mask:
             _check_near_sea(image, water, model, transform, crs)
         band = to_single_band(arr)
@@ -413,8 +415,7 @@ def register(app: typer.Typer) -> None:
         _write(dets, out, {"image": str(image), "width": band.shape[1], "height": band.shape[0], "pixel_size_m": px,
                            "detector": str(model) if model else "sar-cfar", "water": method,
                            "georeferenced": transform is not None or grid is not None,
-                           **({"geolocation": "gcps"} if grid is not None else {})}, transform, crs, chips, grid,
-               px_given=pixel_size is not None)
+                           **({"geolocation": "gcps"} if grid is not None else {})}, transform, crs, chips, grid)
 
     @detect.command("optical")
     def detect_optical_cmd(
@@ -479,8 +480,7 @@ def register(app: typer.Typer) -> None:
         _write(dets, out, {"image": str(first), "width": rgb.shape[1], "height": rgb.shape[0], "pixel_size_m": px,
                            "detector": str(model) if model else "optical-unet",
                            "bands": [b for b in BAND_ORDER if b in bands],
-                           "georeferenced": transform is not None}, transform, crs, chips,
-               px_given=pixel_size is not None)
+                           "georeferenced": transform is not None}, transform, crs, chips)
 
     @evaluate.command("detections")
     def evaluate_detections_cmd(

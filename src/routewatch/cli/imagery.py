@@ -134,7 +134,8 @@ def register(app: typer.Typer) -> None:
             notes = ["SIMULATED"] if s.simulated else []
             if alone:
                 notes.append("date only")
-            if not is_sar(s.sensor) and not {"blue", "green", "red"} <= set(s.attributes.get("bands", {})):
+            sar = s.attributes.get("kind") == "sar" or is_sar(s.sensor)  # as the detectors tell it (vv, hh bands too)
+            if not sar and not {"blue", "green", "red"} <= set(s.attributes.get("bands", {})):
                 notes.append("no detector reads these bands")  # said now, not as a water-mask failure at detect
                 unread.append(Path(s.uri or "").name)
             table.add_row(Path(s.uri or "").name, s.sensor,
