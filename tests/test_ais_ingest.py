@@ -729,6 +729,12 @@ def test_a_status_outside_the_codes_and_placeholder_names_are_none(tmp_path):
     assert status == {1: None, 2: 5, 3: None, 4: None}
     got = {r["mmsi"]: (r["name"], r["call_sign"]) for r in res.statics.iter_rows(named=True)}
     assert got == {1: ("EAST", None), 2: (None, "B2"), 4: ("WEST", "C4")}  # ship 3 names nothing
+    # placeholders written two ways, and an IMO number with and without its prefix, are one record, not two
+    rows = ["1,2023-01-11T00:00:00,42.2,130.3,EAST,Unknown,IMO9307839", "1,2023-01-11T01:00:00,42.2,130.3,EAST,N/A,"
+            "9307839"]
+    _, res = _csv_rows(tmp_path / "twice.csv", "MMSI,BaseDateTime,LAT,LON,VesselName,CallSign,IMO\n", rows)
+    (rec,) = res.statics.iter_rows(named=True)
+    assert (rec["call_sign"], rec["imo"], rec["first_seen"].hour, rec["last_seen"].hour) == (None, 9307839, 0, 1)
 
 
 def test_an_mmsi_written_as_a_whole_float_is_read(tmp_path):

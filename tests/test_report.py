@@ -225,6 +225,26 @@ def test_timeline_legend_shows_each_site_in_its_bars_colour(sample_store, tmp_pa
     assert set(swatches.values()) <= bars, (swatches, bars)
 
 
+def test_ships_that_ais_names_and_the_watchlist_does_not_share_one_timeline_row(sample_store, tmp_path: Path) -> None:
+    """A busy port's AIS visits of other ships (``mmsi:<n>``) had each made a row: 300 ships, a chart 126 inches
+    tall. They share one row."""
+    from dataclasses import replace as dc_replace
+    from datetime import timedelta
+
+    from routewatch.model import Visit
+    from routewatch.report.charts import OTHER_AIS_SHIPS, timeline_svg
+
+    view = gather(sample_store, AS_OF, workspace_root=tmp_path).views[0]
+    site = view.visits[0].site
+    others = [Visit(f"v{k}", site, f"mmsi:{273000000 + k}", AS_OF - timedelta(days=k % 40 + 2),
+                    AS_OF - timedelta(days=k % 40 + 1), 0.8, (f"s{k}",)) for k in range(300)]
+    base = timeline_svg(view, {})
+    svg = timeline_svg(dc_replace(view, visits=[*view.visits, *others]), {})
+    assert svg.count(OTHER_AIS_SHIPS) == 1 and "mmsi:" not in svg
+    height = float(re.search(r'height="([\d.]+)pt"', svg).group(1))
+    assert height < float(re.search(r'height="([\d.]+)pt"', base).group(1)) + 40
+
+
 def test_each_judgement_says_its_date_and_what_its_probability_is(sample_store, tmp_path: Path) -> None:
     """A page that follows the clock can show a judgement stored for an earlier day; and P means different
     things by status: both are said beside it."""

@@ -38,6 +38,19 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg"):]
 
 
+OTHER_AIS_SHIPS = "other ships (AIS)"
+
+
+def _row(v: Any) -> str:
+    """A visit's timeline row: its watchlist vessel, one row for all ships AIS names and the watchlist does not
+    (``mmsi:<n>``: one row each made a busy port's chart hundreds of rows tall), or its unidentified size class."""
+    from routewatch.analysis.visits import AIS_SHIP_PREFIX
+
+    if v.vessel is not None and v.vessel.startswith(AIS_SHIP_PREFIX):
+        return OTHER_AIS_SHIPS
+    return v.vessel or f"unidentified {v.size_class or ''}".strip()
+
+
 def timeline_svg(view: RouteView, vessel_names: dict[str, str] | None = None) -> str:
     """Visits per vessel as bars (coloured by site), every origin look as a tick (usable or not), quiet shaded.
 
@@ -45,7 +58,7 @@ def timeline_svg(view: RouteView, vessel_names: dict[str, str] | None = None) ->
     """
     names = vessel_names or {}
     as_of = view.quiet.end
-    rows = sorted({v.vessel or f"unidentified {v.size_class or ''}".strip() for v in view.visits})
+    rows = sorted({_row(v) for v in view.visits})
     sites = sorted({v.site for v in view.visits})
     colour = {s: SITE_COLOURS[i % len(SITE_COLOURS)] for i, s in enumerate(sites)}
     fig, ax = plt.subplots(figsize=(9.0, 0.9 + 0.42 * (len(rows) + 1)), dpi=96)
@@ -53,7 +66,7 @@ def timeline_svg(view: RouteView, vessel_names: dict[str, str] | None = None) ->
     start = min(times, default=as_of - timedelta(days=90)) - timedelta(days=2)
     for i, row in enumerate(rows, start=1):
         for v in view.visits:
-            if (v.vessel or f"unidentified {v.size_class or ''}".strip()) != row:
+            if _row(v) != row:
                 continue
             width = max((v.end - v.start).total_seconds() / 86400.0, 0.5)
             ax.barh(i, width, left=mdates.date2num(v.start), height=0.6, color=colour[v.site],

@@ -576,8 +576,7 @@ def _static_records(rows: pl.DataFrame, static_cols: list[str], check: bool = Fa
         .group_by("mmsi", *static_cols)
         .agg(pl.col("timestamp").min().alias("first_seen"), pl.col("timestamp").max().alias("last_seen"),
              pl.col("line").min())
-        .with_columns(pl.col("last_seen").alias("timestamp"),
-                      # an IMO number is exactly seven digits (IMO prefix allowed), never 0000000: a longer
+        .with_columns(# an IMO number is exactly seven digits (IMO prefix allowed), never 0000000: a longer
                       # run of digits cut to seven would make up a number that could link the wrong ship
                       *([pl.col("imo").str.extract(r"(?i)^\s*(?:IMO)?\s*(\d{7})(?:\.0+)?\s*$", 1)
                          .cast(pl.Int64, strict=False)
@@ -589,6 +588,10 @@ def _static_records(rows: pl.DataFrame, static_cols: list[str], check: bool = Fa
                       *(pl.when(pl.col(c) > 0).then(pl.col(c)).alias(c) for c in ("length_m", "beam_m")
                         if c in static_cols))
         .filter(pl.any_horizontal(pl.col(c).is_not_null() for c in static_cols))  # placeholders alone say nothing
+        # records that the cleaning made the same ("Unknown" and "N/A", "IMO9307839" and "9307839") are one
+        .group_by("mmsi", *static_cols)
+        .agg(pl.col("first_seen").min(), pl.col("last_seen").max(), pl.col("line").min())
+        .with_columns(pl.col("last_seen").alias("timestamp"))
         .sort("mmsi", "first_seen")
         .collect()
     )
