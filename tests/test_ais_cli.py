@@ -455,6 +455,13 @@ def test_a_column_mapping_with_a_misspelt_key_is_refused_by_name(tmp_path):
     out = _run("ais", "ingest", str(tmp_path / "g.csv"), "--mapping", str(tmp_path / "m.toml"), "-w", str(ws.root))
     assert "already" not in out and len(day_dirs(ws.ais_dir)) == 2
     assert "every row is bad" not in _run("failures", "-w", str(ws.root))
+    # no position but ships named (a vessel list): its registry records are read, and that is no failure
+    (tmp_path / "list.csv").write_text("a,b,c,d,nm\n273210443,2024-01-03T00:00:00,,,ANGARA\n")
+    (tmp_path / "named.toml").write_text('mmsi = "a"\ntimestamp = "b"\nlon = "c"\nlat = "d"\nsog_kn = "c"\n'
+                                         'name = "nm"\n')
+    out = _run("ais", "ingest", str(tmp_path / "list.csv"), "--mapping", str(tmp_path / "named.toml"), "-w",
+               str(ws.root))
+    assert "its 1 registry records" in out and "every row is bad" not in out
     # every row with a field too many: the hint is the separator and quoting, not the times
     (tmp_path / "h.csv").write_text("a,b,c,d\n273210442,2024-01-03T00:00:00,130,2,42.2\n")
     out = _run("ais", "ingest", str(tmp_path / "h.csv"), "--mapping", str(tmp_path / "m.toml"), "-w", str(ws.root),

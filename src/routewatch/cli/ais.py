@@ -162,7 +162,11 @@ def register(app: typer.Typer) -> None:
                                       s.report.bad.items(), key=lambda kv: -kv[1]))))
                 for line, reason, text in s.report.examples:  # the first five of each reason
                     console.print(f"  [yellow]{escape(f.name)}:{line}[/yellow] {escape(reason)}: {escape(text)}")
-                if s.unread:
+                if s.unread and s.report.statics and RAGGED not in s.report.bad:
+                    # no position, but ships named (a vessel list): what it gives, the registry has; not a failure
+                    console.print(f"  [yellow]{escape(f.name)}: no usable position in it; its {s.report.statics:,} "
+                                  "registry records (names, IMO numbers, call signs, sizes) were read[/yellow]")
+                elif s.unread:
                     shifted = max(s.report.bad, key=s.report.bad.get, default="") == RAGGED
                     check = ("the file's separator (a mapping's delimiter) and quoting" if shifted
                              else "the column mapping (its time_format, lon and lat)")
