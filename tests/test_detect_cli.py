@@ -558,27 +558,6 @@ def test_optical_without_nir_at_sentinel2_resolution_warns_and_records_the_bands
     assert res.exit_code == 0, res.output  # the same size: no contradiction
 
 
-def test_an_8_bit_geotiff_keeps_its_calm_zero_sea_and_drops_a_strip_of_fill(tmp_path: Path) -> None:
-    """An 8-bit image's zeros may be calm sea: zero areas at the edge that hold ships or speckle are sea, as the
-    same image as PNG reads them (every GeoTIFF's had been dropped as fill: 0 ships where the PNG gives 4); a
-    solid strip of zeros is still fill (the test above)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    img = np.zeros((400, 400), np.uint8)
-    img[:, 250:] = rng.integers(60, 140, (400, 150))  # land
-    img[:, :250] = np.where(rng.random((400, 250)) < 0.02, rng.integers(1, 12, (400, 250)), 0)  # calm sea
-    for r, c in [(60, 60), (150, 120), (250, 80), (330, 180)]:
-        img[r - 2:r + 3, c - 10:c + 11] = 220
-    Image.fromarray(img).save(tmp_path / "calm.png")
-    counts = []
-    for args in ([str(tmp_path / "calm.png"), "--pixel-size", "10"], [str(_band_tif(tmp_path / "calm.tif", img))]):
-        res = runner.invoke(app, ["detect", "sar", *args, "-o", str(tmp_path / "x.geojson")])
-        assert res.exit_code == 0, res.output
-        counts.append(len(json.loads((tmp_path / "x.geojson").read_text())["features"]))
-    assert counts == [4, 4]
-
-
 def test_a_pixel_size_that_agrees_with_the_georeference_changes_no_length(tmp_path: Path) -> None:
     """On a lon/lat grid at 60 N (pixels twice as tall as wide on the ground) a hull is measured in true metres
     along its axis; giving the image's own mean pixel size as --pixel-size had skipped that (223 m became 334 m)."""

@@ -215,37 +215,18 @@ def zeros_are_fill(image: np.ndarray) -> bool:
 
 def edge_zero_fill(image: np.ndarray, side: int = 5) -> np.ndarray:
     """Solid areas of exact zeros (``side`` x ``side`` squares and more) connected to the image edge: the fill
-    around a GRD swath, which some files do not tag as no-data. Sea clutter is never exactly 0 over such areas.
-    In an 8-bit image calm sea is 0 too: there an area that encloses anything not zero (a ship, speckle) is sea,
-    not fill (:func:`edge_zero_areas`)."""
-    return edge_zero_areas(image, side)[0]
-
-
-def edge_zero_areas(image: np.ndarray, side: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """(fill, calm sea): the solid zero areas connected to the image edge (:func:`edge_zero_fill`), split into
-    fill and, in an 8-bit image only, the areas that enclose a non-zero pixel, which a swath's fill never does and
-    calm sea rendered black around its ships and speckle does. An 8-bit strip of fill had been taken for calm sea
-    by the site pipeline (and the real sea then for land), and calm sea for fill by `detect sar`."""
-    arr = np.asarray(image)
-    zero = arr == 0
-    none = np.zeros(zero.shape, dtype=bool)
+    around a GRD swath, which some files do not tag as no-data. Sea clutter is never exactly 0 over such areas."""
+    zero = np.asarray(image) == 0
     if not zero.any():
-        return none, none
+        return zero
     solid = ndimage.binary_opening(zero, structure=np.ones((side, side), dtype=bool))
     labels, n = ndimage.label(solid)
     if n == 0:
-        return none, none
+        return solid
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     keep = np.zeros(n + 1, dtype=bool)
     keep[edge[edge > 0]] = True
-    areas = keep[labels]
-    if arr.dtype != np.uint8 or not areas.any():
-        return areas, none
-    # each area with its holes filled is one component of the filled mask: the areas holding data are sea
-    filled_labels, _ = ndimage.label(ndimage.binary_fill_holes(areas))
-    sea = np.unique(filled_labels[~zero & (filled_labels > 0)])
-    calm = areas & np.isin(filled_labels, sea)
-    return areas & ~calm, calm
+    return keep[labels]
 
 
 SAR_COARSE_ABOVE_PX = 16_000_000  # larger images (a whole GRD scene) get their water mask from block means

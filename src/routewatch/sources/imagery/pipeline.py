@@ -249,12 +249,12 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     note = f"water: {method}; usable {uf.fraction:.0%}"
     band = next(iter(raster.bands.values()))  # the band the water mask was derived from
     if raster.kind == "sar" and site_px.any():
-        from routewatch.detect.water import edge_zero_areas
+        from routewatch.detect.water import edge_zero_fill, zeros_are_fill
 
-        zeros = float(edge_zero_areas(band)[1][site_px].mean())  # 8-bit zeros around ships or speckle
-        if zeros > 0.05:  # calm water, or the fill of a reprojected rendering with data inside: said
-            note += (f"; 8-bit image: {zeros:.0%} of the site is zero out to the image's edge around data, counted "
-                     "as calm water (tag it as no-data if it is fill)")
+        zeros = 0.0 if zeros_are_fill(band) else float(edge_zero_fill(band)[site_px].mean())
+        if zeros > 0.05:  # calm water or the fill of a reprojected rendering: the file cannot say which
+            note += (f"; 8-bit image: {zeros:.0%} of the site is zero out to the image's edge, counted as calm water "
+                     "(tag it as no-data if it is fill)")
     fraction = uf.fraction
     if cloud is None and raster.kind == "optical":
         stated = scene.cloud_cover

@@ -218,11 +218,12 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
 
         valid &= ~optical_nodata(bands)
     if kind == "sar":  # the zero fill around a GRD swath, tagged as no-data or not, was never imaged; an 8-bit
-        # image's zeros around ships or speckle are calm water (edge_zero_fill tells them apart)
-        from routewatch.detect.water import edge_zero_fill
+        # rendering's zeros may be calm water (the rule the water mask uses too)
+        from routewatch.detect.water import edge_zero_fill, zeros_are_fill
 
         for arr in bands.values():
-            valid &= ~edge_zero_fill(arr)
+            if zeros_are_fill(arr):
+                valid &= ~edge_zero_fill(arr)
     return SceneRaster(bands=bands, valid=valid, georef=grid, pixel_size_m=grid.ground_pixel_size_m(), kind=kind,
                        scl=scl, path=str(scene.uri or first_path), window=window)
 
