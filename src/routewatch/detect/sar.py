@@ -434,9 +434,10 @@ def detect_sar(
         raise ValueError(f"pixel_size_m must be positive, got {pixel_size_m}")
     img = to_single_band(image)
     if np.issubdtype(img.dtype, np.floating):
-        sample = img[::7, ::7]
-        # a no-data fill (-9999, -32768) is no value: decibels of a real scene lie far above -1000
-        sample = sample[np.isfinite(sample) & (sample > -1000)]
+        # the water searched, when given, holds no no-data; and a fill (-999, -9999, -32768) is no value in any
+        # case: the decibels of a real scene lie above -100
+        sample = img[::7, ::7] if water is None else img[::7, ::7][np.asarray(water, bool)[::7, ::7]]
+        sample = sample[np.isfinite(sample) & (sample > -200)]
         if sample.size and np.median(sample) < 0:  # linear amplitude and intensity are never negative
             raise ValueError("most values are negative: decibels? the CFAR reads linear amplitude or intensity "
                              "(intensity = 10 ** (dB / 10)); in dB every ship had scored 0")
