@@ -530,7 +530,7 @@ def _refuse_reordered_headers(path: Path, data: bytes | None, bad: pl.DataFrame,
     with (io.BytesIO(data) if data is not None else path.open("rb")) as fh:  # up to the last such line only, and
         text = {n: line for n, line in zip(range(1, last + 1), fh, strict=False) if n in wanted}  # split at \n only
     for n in sorted(text):
-        line = text[n].decode("utf-8", "replace").rstrip("\r\n")
+        line = text[n].decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")  # `cat` of two Excel exports
         fields = [f.strip() for f in next(csv.reader([line], delimiter=separator), [])]
         if sorted(fields) == sorted(first) and fields != first:
             raise ValueError(f"{path}: line {n}: the header again, in another column order than line 1 "
