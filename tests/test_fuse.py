@@ -488,6 +488,22 @@ def test_a_vessel_with_two_mmsis_is_last_seen_at_the_later_of_them():
             assert (seen.time, seen.lon) == (T - timedelta(hours=1), 140.0)
 
 
+def test_one_watchlist_vessel_is_named_for_one_detection_of_an_image():
+    """Three 120 m hulls at a 120 m vessel's port in one image: each scored on its own had been named that vessel
+    at the same probability, so it stood in three places at once. The likeliest keeps the name; the others say
+    why they are not named."""
+    positions, _ = simulated_scene()
+    hulls = pl.DataFrame([{"id": f"h{k}", "lon": 130.28 + 0.01 * k, "lat": 42.23, "length_m": 120.0 + k,
+                           "width_m": 18.0, "heading_deg": 90.0, "site": "rajin", "time": T} for k in range(3)])
+    one = {"angara": VESSELS["angara"]}  # the only 120 m vessel of the watchlist
+    res = fuse_detections(hulls, positions, FusionInputs(one, ROUTES, {}, {}))
+    named = res.filter(pl.col("vessel").is_not_null())
+    assert named.height == 1 and named["vessel"][0] == "angara"
+    for r in res.filter(pl.col("vessel").is_null()).iter_rows(named=True):
+        assert "of the same image is likelier angara" in json.loads(r["reasons"])["angara"]
+        assert r["identification_confidence"] is None
+
+
 def test_a_labelled_detection_is_one_visit_and_stays_simulated(tmp_path):
     """`fuse` writes a labelled copy of each stored detection: the analysis reads the copy instead of the original
     (both at once were two visits of one ship), and a copy of a simulated detection is simulated too, so visits and
@@ -512,7 +528,10 @@ def test_a_labelled_detection_is_one_visit_and_stays_simulated(tmp_path):
     assert len(fused) == 2 and all(s.simulated for s in fused)
     after = analyze(store, wl, T + timedelta(days=1), persist=False)
     at_rajin = [v for v in after.visits if v.site == "rajin"]
-    assert len(at_rajin) == len([v for v in before.visits if v.site == "rajin"]) >= 1
+    assert len([v for v in before.visits if v.site == "rajin"]) == 1  # two unidentified 120 m hulls: one class
+    # fused, the likelier hull is named the 120 m watchlist vessel and the other is not (one ship, one place): two
+    # visits, each resting on a copy, none on an original
+    assert len(at_rajin) == 2 and sum(v.vessel is not None for v in at_rajin) == 1
     used = {i for v in at_rajin for i in v.sighting_ids}
     assert used and used <= {s.id for s in fused}  # the simulated copies: the report marks such visits simulated
     # fused again from a GeoJSON of the stored detections (rounded positions, evidence and mark as properties)

@@ -86,6 +86,7 @@ def fuse_detections(
         located = {inputs.mmsi_vessel[int(m)] for m in ais["mmsi"] if int(m) in inputs.mmsi_vessel}
         matched_keys = {inputs.mmsi_vessel.get(int(m)) for m in matched["mmsi"].drop_nulls()}
         vessel, conf, probs, reasons, ships = [], [], [], [], []
+        unmatched: list[int] = []  # the dark and no-ais detections, scored one by one against the watchlist
         for d, m in zip(group.iter_rows(named=True), matched.iter_rows(named=True), strict=True):
             if m["status"] == IDENTIFIED:
                 key = inputs.mmsi_vessel.get(int(m["mmsi"]))
@@ -120,6 +121,8 @@ def fuse_detections(
             probs.append(json.dumps({k: round(v, 4) for k, v in sorted(ident.probabilities.items(),
                                                                        key=lambda kv: -kv[1])}))
             reasons.append(json.dumps(ident.reasons))
+            unmatched.append(len(vessel) - 1)
+        _one_place_each(unmatched, list(group["id"]), vessel, conf, reasons)
         out.append(group.join(matched, on="id", how="left").with_columns(
             pl.Series("vessel", vessel, pl.String), pl.Series("identification_confidence", conf, pl.Float64),
             pl.Series("probabilities", probs, pl.String), pl.Series("reasons", reasons, pl.String),
@@ -129,6 +132,28 @@ def fuse_detections(
     return pl.concat(out, how="diagonal_relaxed").select(RESULT_COLUMNS + [c for c in ("evidence_ids", "look_id",
                                                                                      "simulated")
                                                                            if c in det.columns])
+
+
+def _one_place_each(rows: list[int], ids: list[str], vessel: list, conf: list, reasons: list) -> None:
+    """One ship is in one place: a watchlist vessel named for several detections of one image keeps its name on
+    the likeliest of them; the others are left unnamed, and their reasons say where it was named. (Each detection
+    is scored on its own, so three 90 m hulls at a 90 m vessel's port had all been named it, at 0.91 each.)"""
+    by_vessel: dict[str, list[int]] = {}
+    for i in rows:
+        if vessel[i]:
+            by_vessel.setdefault(vessel[i], []).append(i)
+    for key, idx in by_vessel.items():
+        if len(idx) < 2:
+            continue
+        keep = max(idx, key=lambda i: (conf[i] or 0.0, ids[i]))
+        for i in idx:
+            if i == keep:
+                continue
+            why = json.loads(reasons[i]) if reasons[i] else {}
+            why[key] = (str(why.get(key, "")) + f"; not named: detection {ids[keep]} of the same image is likelier "
+                        f"{key} ({conf[keep]:.2f} against {conf[i]:.2f}), and one ship is in one place").lstrip("; ")
+            reasons[i] = json.dumps(why)
+            vessel[i], conf[i] = None, None
 
 
 def _reasons(text: str | None) -> dict[str, str] | str | None:
