@@ -406,6 +406,8 @@ def test_a_ship_that_ais_names_and_the_watchlist_does_not_is_not_the_fleets_acti
     detections of its size it had restarted the route's clock at every call of any ship at a busy port (and made
     fleet trips at the origin). An image detection of that size without AIS still may be the fleet's ship, and a
     route without a fleet list counts the other ship as traffic."""
+    from dataclasses import replace
+
     from routewatch.analysis.trips import build_trips
     from routewatch.analysis.visits import build_visits
     from routewatch.model import Sighting, Vessel
@@ -442,6 +444,11 @@ def test_a_ship_that_ais_names_and_the_watchlist_does_not_is_not_the_fleets_acti
     assert judged(_route(), weak)[0] == T0 + timedelta(days=76)
     fleetless = Route("r", "A to B", origin=("a",), destination=("b",))
     assert judged(fleetless, other)[0] == T0 + timedelta(days=76)
+    # a route without a fleet list is any vessel's: the other ship's call at a and then at b is its trip
+    leg = [sighting("a", SourceKind.AIS, "MMSI 273111111; GFW-style level 4"),
+           replace(sighting("b", SourceKind.AIS, "MMSI 273111111; GFW-style level 4"), id="b2",
+                   time=at + timedelta(days=2), time_end=at + timedelta(days=3))]
+    assert judged(fleetless, leg)[1] == ["observed"] and judged(_route(), leg)[1] == []
 
 
 def test_fleet_size_classes_need_every_fleet_length_and_allow_the_length_error() -> None:

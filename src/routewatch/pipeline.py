@@ -16,7 +16,7 @@ import polars as pl
 
 from routewatch.analysis.activity import JudgementConfig, judge_route
 from routewatch.analysis.trips import build_trips
-from routewatch.analysis.visits import AIS_SHIP_PREFIX, build_visits_frame, frame_to_visits
+from routewatch.analysis.visits import build_visits_frame, frame_to_visits
 from routewatch.fuse.io import fused_expr, fused_id
 from routewatch.model import (
     Activity,
@@ -178,7 +178,7 @@ def analyze(
         mine = [v for k in (*route.origin, *route.destination) for v in by_site.get(k, ())]
         # A fleet vessel seen elsewhere (an anchorage, a shipyard) shows it left the origin: trips need those too.
         route_sites = {*route.origin, *route.destination}
-        fleet = route.vessels or tuple(k for k in by_vessel if not k.startswith(AIS_SHIP_PREFIX))  # watchlist's
+        fleet = route.vessels or tuple(by_vessel)  # without a fleet list: any vessel, AIS-named ships too
         elsewhere = [v for f in fleet for v in by_vessel.get(f, ()) if v.site not in route_sites]
         route_trips = build_trips(
             route, mine + elsewhere, as_of, vessels=watchlist.vessels, aggregates=aggs, sites=watchlist.sites

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 
 from routewatch.analysis.seadistance import min_transit_days, site_distance
-from routewatch.analysis.visits import size_class, vessel_map
+from routewatch.analysis.visits import AIS_SHIP_PREFIX, size_class, vessel_map
 from routewatch.model import (
     AggregateObservation,
     Evidence,
@@ -157,7 +157,9 @@ def build_trips(
     vmap = vessel_map(vessels)
     smap = dict(sites) if isinstance(sites, Mapping) else {s.key: s for s in sites}
     known = [v for v in visits if v.start <= as_of]
-    fleet = list(route.vessels) or sorted(vmap)
+    # a route without a fleet list is any vessel's: the watchlist's, and the ships AIS names (``mmsi:<n>`` keys)
+    fleet = list(route.vessels) or sorted(vmap) + sorted({v.vessel for v in known if v.vessel
+                                                          and v.vessel.startswith(AIS_SHIP_PREFIX)})
     cache: dict[tuple[str, str], _Leg] = {}
     trips: list[Trip] = []
 
