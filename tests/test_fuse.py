@@ -488,6 +488,17 @@ def test_a_vessel_with_two_mmsis_is_last_seen_at_the_later_of_them():
             assert (seen.time, seen.lon) == (T - timedelta(hours=1), 140.0)
 
 
+def test_an_out_file_in_a_missing_folder_is_refused_before_anything_is_stored(tmp_path):
+    """The result file had failed to write after the fused sightings were stored (an error, yet the store changed)."""
+    ws = _workspace(tmp_path / "ws")
+    det = tmp_path / "det.geojson"
+    det.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(130.28, 42.23, id="d1", time=T.isoformat(), length_m=120.0)]}))
+    out = _fuse("--detections", str(det), "-w", str(ws.root), "--out", str(tmp_path / "nowhere" / "f.geojson"), code=2)
+    assert "does not exist" in out
+    assert not [s for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")]
+
+
 def test_one_watchlist_vessel_is_named_for_one_detection_of_an_image():
     """Three 120 m hulls at a 120 m vessel's port in one image: each scored on its own had been named that vessel
     at the same probability, so it stood in three places at once. The likeliest keeps the name; the others say
