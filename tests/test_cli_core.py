@@ -50,6 +50,24 @@ def test_init_import_analyze_status(tmp_path: Path) -> None:
     assert "judged as of 2024-03-20 23:59 UTC" in res.stderr and "judged" not in res.stdout
 
 
+def test_export_judges_under_the_coverage_it_is_given_and_says_when_the_stored_one_differs(tmp_path: Path) -> None:
+    """`analyze -c near-daily` stores a paused judgement; `export` for that date judged on the ledger's looks
+    alone under the same id without a word. It now takes --coverage, and says when it judges otherwise."""
+    import csv as csv_module
+
+    ws = tmp_path / "case"
+    run("init", str(ws), "--example", "rajin")
+    run("import", "observations", str(ws / "observations.csv"), "-w", str(ws))
+    run("analyze", "--as-of", "2024-03-02", "--coverage", "near-daily", "-w", str(ws))
+    rows = {}
+    for name, extra in (("ledger", []), ("declared", ["--coverage", "near-daily"])):
+        out = run("export", "-f", "csv", "-o", str(tmp_path / name), "--as-of", "2024-03-02", "-w", str(ws), *extra)
+        assert ("made under a declared coverage" in out) is (name == "ledger"), out
+        with (tmp_path / name / "activities.csv").open() as fh:
+            rows[name] = next(csv_module.DictReader(fh))
+    assert rows["declared"]["status"] == "paused" and rows["declared"]["coverage"] != rows["ledger"]["coverage"]
+
+
 def test_bad_observation_file_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
     ws = tmp_path / "case"
     run("init", str(ws), "--example", "rajin")

@@ -118,16 +118,20 @@ def register(app: typer.Typer) -> None:
         fmt: Annotated[str, typer.Option("--format", "-f", help="geojson, kml (or .kmz output), gpkg or csv")],
         output: Annotated[Path, typer.Option("--output", "-o", help="file to write (a folder for csv)")],
         as_of: AsOfOpt = None,
+        coverage: CoverageOpt = None,
         workspace: WorkspaceOpt = None,
         db: DbOpt = None,
     ) -> None:
         """Export sites, detections and trips for QGIS (gpkg), Google Earth (kml/kmz), or as GeoJSON/CSV.
 
+        With --coverage the routes are judged under that declared schedule, as `analyze -c` does; without it,
+        under the looks in the coverage ledger.
+
         Example: routewatch export --format kml -o case.kmz -w demo-workspace
         """
         from routewatch.report import FORMATS, gather
         from routewatch.report import export as run
-        from routewatch.report.data import derive_as_of
+        from routewatch.report.data import declared_judgements, derive_as_of
 
         if fmt not in FORMATS:
             raise typer.BadParameter(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}", param_hint="--format")
@@ -142,10 +146,15 @@ def register(app: typer.Typer) -> None:
         when = parse_as_of(as_of)
         # the same records as `report --as-of` and `analyze --as-of` for this date: re-derived when the stored
         # analysis was made for another date
+        declared = resolve_coverage(coverage, watchlist) if coverage else None
         with console.status(f"deriving visits and trips as of {when:%Y-%m-%d}"):
-            analysis, note = derive_as_of(store, watchlist, when)
+            analysis, note = derive_as_of(store, watchlist, when, coverage=declared)
         if note:
             console.print(note)
+        if declared is None and declared_judgements(store, when):  # the same id, another judgement: said
+            console.print(f"[yellow]the judgements stored for {when:%Y-%m-%d %H:%M} UTC were made under a declared "
+                          "coverage (`analyze -c`); this export judges the routes on the looks in the coverage "
+                          "ledger: give the same --coverage to export those[/yellow]")
         data = gather(store, when, analysis=analysis, workspace_root=ws.root)
         try:
             path = run(data, fmt, output)

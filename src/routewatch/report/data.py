@@ -241,7 +241,7 @@ def derive_as_of(store: Any, watchlist: Any, as_of: datetime, coverage: Any = No
     derived = stored_as_of(store)
     if derived is None and watchlist is None:
         return None, ANALYZE_HINT
-    if derived == as_of and coverage is None and not _declared_judgements(store, as_of):
+    if derived == as_of and coverage is None and not declared_judgements(store, as_of):
         return None, None
     if watchlist is None:
         return None, (f"the stored visits and trips were derived as of {derived:%Y-%m-%d %H:%M} UTC and there is no "
@@ -252,7 +252,7 @@ def derive_as_of(store: Any, watchlist: Any, as_of: datetime, coverage: Any = No
     return analyze(store, watchlist, as_of, coverage=coverage, persist=False), None
 
 
-def _declared_judgements(store: Any, as_of: datetime) -> bool:
+def declared_judgements(store: Any, as_of: datetime) -> bool:
     """Whether the judgements stored for ``as_of`` were made under a declared coverage schedule (``analyze -c``):
     then they are not what the ledger says for that date, and the date is derived afresh."""
     reader = getattr(store, "activities", None)
