@@ -499,6 +499,24 @@ def test_an_out_file_in_a_missing_folder_is_refused_before_anything_is_stored(tm
     assert not [s for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")]
 
 
+def test_a_ship_detected_twice_in_one_image_takes_one_match_for_both():
+    """The same image fused from two files without ids, then exported and fused again: each ship is there twice.
+    In one assignment the second copy had lost the AIS match and been called dark (then named a watchlist vessel).
+    Both copies take the match; hulls moored alongside (centres 20 m apart) stay two ships."""
+    positions, det = simulated_scene()
+    lengths = {440000000 + k: 90.0 + 5 * k for k in range(5)}
+    inputs = FusionInputs(VESSELS, ROUTES, {}, lengths)
+    base = det.drop("truth").filter(pl.col("id").str.starts_with("det-44"))
+    twice = pl.concat([base, base.with_columns(pl.col("id") + "-again", pl.col("lon") + 3e-5)])  # 2-3 m apart
+    res = {r["id"]: r for r in fuse_detections(twice, positions, inputs).iter_rows(named=True)}
+    for r in base.iter_rows(named=True):
+        one, other = res[r["id"]], res[r["id"] + "-again"]
+        assert one["status"] == other["status"] == "identified" and one["mmsi"] == other["mmsi"], r["id"]
+    alongside = pl.concat([base.head(1), base.head(1).with_columns(pl.col("id") + "-b", pl.col("lat") + 20 / 110540)])
+    got = fuse_detections(alongside, positions, inputs)
+    assert sorted(got["status"].to_list()) == ["dark", "identified"] or got["mmsi"].n_unique() == 2
+
+
 def test_one_watchlist_vessel_is_named_for_one_detection_of_an_image():
     """Three 120 m hulls at a 120 m vessel's port in one image: each scored on its own had been named that vessel
     at the same probability, so it stood in three places at once. The likeliest keeps the name; the others say

@@ -44,6 +44,7 @@ class FuseConfig:
     length_sigma_min_m: float = 10.0  # ... but at least this (about one resolution cell of a 10 m sensor)
     heading_sigma_deg: float = 25.0
     dark_cost: float = 16.0  # cost (chi-square) at which "a vessel without AIS" is as likely as the match
+    same_ship_m: float = 10.0  # detections of one image this close (lengths agreeing) are one ship detected twice
     coverage_radius_m: float = 75_000.0  # an unmatched detection is dark only with an AIS position this close
 
 
@@ -151,6 +152,29 @@ def cost_matrix(det: pl.DataFrame, ais: pl.DataFrame, ais_length: dict[int, floa
     return np.where(gated, BIG, cost), dist
 
 
+def same_ship(det: pl.DataFrame, within_m: float) -> np.ndarray:
+    """For each detection of one image, the index of the first detection of the same ship: one whose centre lies
+    within ``within_m`` and whose length agrees (within a third, or unknown). Two hulls cannot overlap, so such a
+    pair is one ship detected twice."""
+    n = det.height
+    first = np.arange(n)
+    if n < 2 or within_m <= 0:
+        return first
+    from scipy.spatial import cKDTree
+
+    lat0 = float(np.nanmean(det["lat"].to_numpy()))
+    x = det["lon"].to_numpy().astype(np.float64) * 111_320.0 * math.cos(math.radians(lat0))
+    y = det["lat"].to_numpy().astype(np.float64) * 110_540.0
+    length = det["length_m"].to_numpy().astype(np.float64) if "length_m" in det.columns else np.full(n, np.nan)
+    for a, b in sorted(cKDTree(np.column_stack([x, y])).query_pairs(within_m)):
+        la, lb = length[a], length[b]
+        if np.isfinite(la) and np.isfinite(lb) and abs(la - lb) > max(la, lb) / 3:
+            continue
+        if first[b] == b:
+            first[b] = first[a]
+    return first
+
+
 def match_detections(
     det: pl.DataFrame, ais: pl.DataFrame, ais_length: dict[int, float], config: FuseConfig | None = None
 ) -> pl.DataFrame:
@@ -166,9 +190,16 @@ def match_detections(
     src: list[str | None] = [None] * n
     if n and ais.height:
         cost, dist = cost_matrix(det, ais, ais_length, cfg)
-        rows, cols = linear_sum_assignment(cost)
+        first = same_ship(det, cfg.same_ship_m)
+        reps = np.flatnonzero(first == np.arange(n))
+        rows, cols = linear_sum_assignment(cost[reps])
+        assigned = dict(zip(reps[rows].tolist(), cols.tolist(), strict=True))
+        # a ship detected twice in one image (two fusions of it, from files without ids, exported together) is
+        # matched once and both detections take that match: in one assignment the second had lost and been
+        # called dark, then named a watchlist vessel
+        pairs = [(i, assigned[int(first[i])]) for i in range(n) if int(first[i]) in assigned]
         like = np.where(cost < BIG, np.exp(-0.5 * cost), 0.0)
-        for i, j in zip(rows, cols, strict=True):
+        for i, j in pairs:
             if cost[i, j] >= BIG:
                 continue
             status[i] = "identified"
