@@ -449,6 +449,14 @@ def test_a_ship_that_ais_names_and_the_watchlist_does_not_is_not_the_fleets_acti
            replace(sighting("b", SourceKind.AIS, "MMSI 273111111; GFW-style level 4"), id="b2",
                    time=at + timedelta(days=2), time_end=at + timedelta(days=3))]
     assert judged(fleetless, leg)[1] == ["observed"] and judged(_route(), leg)[1] == []
+    # a tug with AIS moored at a while an unidentified hull calls at a and then b: the hull's fleet trip stands
+    # (the tug's visit had hidden every unidentified call at its site)
+    tug = replace(sighting("a", SourceKind.AIS, "MMSI 273999999; GFW-style level 4"), id="tug", length_m=30.0,
+                  time=at - timedelta(days=5), time_end=at + timedelta(days=5))
+    hull = [replace(sighting("a", SourceKind.IMAGE), id="h1"),
+            replace(sighting("b", SourceKind.IMAGE), id="h2", time=at + timedelta(days=2), time_end=None)]
+    fleet_trips = judged(Route("r", "A to B", origin=("a",), destination=("b",), vessels=("v1",)), [tug, *hull])[1]
+    assert judged(fleetless, [tug, *hull])[1].count("fleet") == fleet_trips.count("fleet") == 1
 
 
 def test_fleet_size_classes_need_every_fleet_length_and_allow_the_length_error() -> None:

@@ -157,16 +157,18 @@ def build_trips(
     vmap = vessel_map(vessels)
     smap = dict(sites) if isinstance(sites, Mapping) else {s.key: s for s in sites}
     known = [v for v in visits if v.start <= as_of]
-    # a route without a fleet list is any vessel's: the watchlist's, and the ships AIS names (``mmsi:<n>`` keys)
-    fleet = list(route.vessels) or sorted(vmap) + sorted({v.vessel for v in known if v.vessel
-                                                          and v.vessel.startswith(AIS_SHIP_PREFIX)})
+    fleet = list(route.vessels) or sorted(vmap)
+    # a route without a fleet list is any vessel's: the ships AIS names (``mmsi:<n>`` keys) make their own trips
+    # too; they are not the fleet whose identified visits hide an unidentified hull's fleet trip
+    movers = fleet + ([] if route.vessels else sorted({v.vessel for v in known if v.vessel
+                                                       and v.vessel.startswith(AIS_SHIP_PREFIX)}))
     cache: dict[tuple[str, str], _Leg] = {}
     trips: list[Trip] = []
 
     by_vessel: dict[str | None, list[Visit]] = {}
     for v in known:
         by_vessel.setdefault(v.vessel, []).append(v)
-    for vessel in fleet:
+    for vessel in movers:
         mine = sorted(by_vessel.get(vessel, []), key=lambda v: (v.start, v.id))
         origins = [v for v in mine if v.site in route.origin]
         dests = [v for v in mine if v.site in route.destination]

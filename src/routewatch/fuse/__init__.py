@@ -19,7 +19,7 @@ import polars as pl
 
 from routewatch.fuse.identify import UNKNOWN, IdentifyConfig, LastSeen, identify_dark
 from routewatch.fuse.io import FUSION_EVIDENCE_PREFIX, fused_id
-from routewatch.fuse.match import FuseConfig, ais_coverage, interpolate_ais, match_detections
+from routewatch.fuse.match import FuseConfig, ais_coverage, interpolate_ais, match_detections, same_ship
 from routewatch.model import Evidence, EvidenceKind, Route, Sighting, Site, SourceKind, Vessel, stable_id
 
 __all__ = ["DARK", "IDENTIFIED", "NO_AIS", "UNKNOWN", "FuseConfig", "IdentifyConfig", "fuse_detections",
@@ -122,7 +122,7 @@ def fuse_detections(
                                                                        key=lambda kv: -kv[1])}))
             reasons.append(json.dumps(ident.reasons))
             unmatched.append(len(vessel) - 1)
-        _one_place_each(unmatched, list(group["id"]), vessel, conf, reasons)
+        _one_place_each(unmatched, list(group["id"]), vessel, conf, reasons, same_ship(group, cfg.same_ship_m))
         out.append(group.join(matched, on="id", how="left").with_columns(
             pl.Series("vessel", vessel, pl.String), pl.Series("identification_confidence", conf, pl.Float64),
             pl.Series("probabilities", probs, pl.String), pl.Series("reasons", reasons, pl.String),
@@ -134,10 +134,12 @@ def fuse_detections(
                                                                            if c in det.columns])
 
 
-def _one_place_each(rows: list[int], ids: list[str], vessel: list, conf: list, reasons: list) -> None:
+def _one_place_each(rows: list[int], ids: list[str], vessel: list, conf: list, reasons: list,
+                    twins: list[list[int]]) -> None:
     """One ship is in one place: a watchlist vessel named for several detections of one image keeps its name on
-    the likeliest of them; the others are left unnamed, and their reasons say where it was named. (Each detection
-    is scored on its own, so three 90 m hulls at a 90 m vessel's port had all been named it, at 0.91 each.)"""
+    the likeliest of them and on that one's twins (the same ship detected twice, :func:`.match.same_ship`); the
+    others are left unnamed, and their reasons say where it was named. (Each detection is scored on its own, so
+    three 90 m hulls at a 90 m vessel's port had all been named it, at 0.91 each.)"""
     by_vessel: dict[str, list[int]] = {}
     for i in rows:
         if vessel[i]:
@@ -147,7 +149,7 @@ def _one_place_each(rows: list[int], ids: list[str], vessel: list, conf: list, r
             continue
         keep = max(idx, key=lambda i: (conf[i] or 0.0, ids[i]))
         for i in idx:
-            if i == keep:
+            if i == keep or i in twins[keep]:
                 continue
             why = json.loads(reasons[i]) if reasons[i] else {}
             why[key] = (str(why.get(key, "")) + f"; not named: detection {ids[keep]} of the same image is likelier "

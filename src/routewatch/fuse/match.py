@@ -152,27 +152,31 @@ def cost_matrix(det: pl.DataFrame, ais: pl.DataFrame, ais_length: dict[int, floa
     return np.where(gated, BIG, cost), dist
 
 
-def same_ship(det: pl.DataFrame, within_m: float) -> np.ndarray:
-    """For each detection of one image, the index of the first detection of the same ship: one whose centre lies
-    within ``within_m`` and whose length agrees (within a third, or unknown). Two hulls cannot overlap, so such a
-    pair is one ship detected twice."""
+def same_ship(det: pl.DataFrame, within_m: float) -> list[list[int]]:
+    """For each detection of one image, the other detections that are the same ship: centres within ``within_m``
+    and lengths agreeing (within a third, or unknown). Direct pairs only (no chains): two hulls cannot overlap."""
     n = det.height
-    first = np.arange(n)
+    out: list[list[int]] = [[] for _ in range(n)]
     if n < 2 or within_m <= 0:
-        return first
+        return out
     from scipy.spatial import cKDTree
 
-    lat0 = float(np.nanmean(det["lat"].to_numpy()))
-    x = det["lon"].to_numpy().astype(np.float64) * 111_320.0 * math.cos(math.radians(lat0))
-    y = det["lat"].to_numpy().astype(np.float64) * 110_540.0
+    lon, lat = det["lon"].to_numpy().astype(np.float64), det["lat"].to_numpy().astype(np.float64)
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    if ok.sum() < 2:
+        return out
+    idx = np.flatnonzero(ok)
+    cos = np.cos(np.radians(lat[idx]))
+    xy = np.column_stack([lon[idx] * 111_320.0 * cos, lat[idx] * 110_540.0])
     length = det["length_m"].to_numpy().astype(np.float64) if "length_m" in det.columns else np.full(n, np.nan)
-    for a, b in sorted(cKDTree(np.column_stack([x, y])).query_pairs(within_m)):
+    for a, b in cKDTree(xy).query_pairs(within_m):
+        a, b = int(idx[a]), int(idx[b])
         la, lb = length[a], length[b]
         if np.isfinite(la) and np.isfinite(lb) and abs(la - lb) > max(la, lb) / 3:
             continue
-        if first[b] == b:
-            first[b] = first[a]
-    return first
+        out[a].append(b)
+        out[b].append(a)
+    return out
 
 
 def match_detections(
@@ -190,18 +194,19 @@ def match_detections(
     src: list[str | None] = [None] * n
     if n and ais.height:
         cost, dist = cost_matrix(det, ais, ais_length, cfg)
-        first = same_ship(det, cfg.same_ship_m)
-        reps = np.flatnonzero(first == np.arange(n))
-        rows, cols = linear_sum_assignment(cost[reps])
-        assigned = dict(zip(reps[rows].tolist(), cols.tolist(), strict=True))
-        # a ship detected twice in one image (two fusions of it, from files without ids, exported together) is
-        # matched once and both detections take that match: in one assignment the second had lost and been
-        # called dark, then named a watchlist vessel
-        pairs = [(i, assigned[int(first[i])]) for i in range(n) if int(first[i]) in assigned]
+        rows, cols = linear_sum_assignment(cost)
+        pairs = [(int(i), int(j)) for i, j in zip(rows, cols, strict=True) if cost[i, j] < BIG]
+        # a ship detected twice in one image (two fusions of it, from files without ids, exported together): the
+        # copy that lost the assignment takes its twin's match, if that AIS ship is within its own gate (it had
+        # been called dark, then named a watchlist vessel)
+        matched = dict(pairs)
+        for i, twins in enumerate(same_ship(det, cfg.same_ship_m)):
+            if i not in matched:
+                j = next((matched[t] for t in twins if t in matched and cost[i, matched[t]] < BIG), None)
+                if j is not None:
+                    pairs.append((i, j))
         like = np.where(cost < BIG, np.exp(-0.5 * cost), 0.0)
         for i, j in pairs:
-            if cost[i, j] >= BIG:
-                continue
             status[i] = "identified"
             mmsi[i] = int(ais["mmsi"][int(j)])
             dist_out[i] = float(dist[i, j])
