@@ -762,6 +762,10 @@ def test_a_header_repeated_in_another_column_order_refuses_the_file_at_its_line(
     # two Excel exports joined with `cat`: the second header starts with its byte-order mark
     with pytest.raises(ValueError, match=r"bom\.csv: line 3: the header again, in another column order"):
         _csv_rows(tmp_path / "bom.csv", head, [swapped[0], "\ufeff" + swapped[1], swapped[2]])
+    time_first = "BaseDateTime,MMSI,LON,LAT\n"  # the mark ahead of the time column itself
+    with pytest.raises(ValueError, match=r"bom2\.csv: line 3: the header again, in another column order"):
+        _csv_rows(tmp_path / "bom2.csv", time_first, ["2023-01-11T00:00:00,1,130.3,42.2", "\ufeffBaseDateTime,MMSI,LAT,LON",
+                                                      "2023-01-11T00:00:01,2,42.3,130.4"])
     # a column the reader needs, named twice: ambiguous, refused (polars had read one of them without a word)
     with pytest.raises(ValueError, match=r"twice\.csv: line 1: column 'LON' \(lon\) appears 2 times .*fields 3, 5"):
         _csv_rows(tmp_path / "twice.csv", "MMSI,BaseDateTime,LON,LAT,LON\n", ["1,2023-01-11T00:00:00,130.3,42.2,0"])

@@ -66,6 +66,16 @@ def test_export_judges_under_the_coverage_it_is_given_and_says_when_the_stored_o
         with (tmp_path / name / "activities.csv").open() as fh:
             rows[name] = next(csv_module.DictReader(fh))
     assert rows["declared"]["status"] == "paused" and rows["declared"]["coverage"] != rows["ledger"]["coverage"]
+    # the store alone (no watchlist to judge with): its stored judgements are exported, without a word about a
+    # ledger judgement it does not make, and --coverage is refused rather than ignored
+    db = f"sqlite:///{ws / 'routewatch.sqlite'}"
+    (tmp_path / "bare").mkdir()
+    out = run("export", "-f", "csv", "-o", str(tmp_path / "stored"), "--as-of", "2024-03-02", "-w",
+              str(tmp_path / "bare"), "--db", db)
+    assert "made under a declared coverage" not in out
+    res = runner.invoke(app, ["export", "-f", "csv", "-o", str(tmp_path / "x"), "--as-of", "2024-03-02", "-w",
+                              str(tmp_path / "bare"), "--db", db, "--coverage", "near-daily"], env=ENV)
+    assert res.exit_code == 2 and "needs the workspace's watchlist" in " ".join(res.output.split())
 
 
 def test_bad_observation_file_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:

@@ -587,6 +587,12 @@ def test_sar_in_decibels_is_refused_by_name(tmp_path: Path) -> None:
     res = runner.invoke(app, ["detect", "sar", str(_band_tif(tmp_path / "lin.tif", lin)), "-o",
                               str(tmp_path / "x.geojson"), "--water", "none"])
     assert res.exit_code == 0, res.output
+    from routewatch.detect.sar import detect_sar
+
+    channel = np.zeros(img.shape, bool)
+    channel[150:153, :] = True  # water between the sampling grid's rows: the check still sees the decibels
+    with pytest.raises(ValueError, match="decibels"):
+        detect_sar(img, pixel_size_m=10.0, water=channel)
     for fill in (-9999, -999):  # and so is one whose no-data fill, a negative number, covers most of it
         filled = lin.copy()
         filled[:, : int(filled.shape[1] * 0.6)] = fill

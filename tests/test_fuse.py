@@ -495,7 +495,9 @@ def test_an_out_file_in_a_missing_folder_is_refused_before_anything_is_stored(tm
     det.write_text(json.dumps({"type": "FeatureCollection", "features": [
         _feature(130.28, 42.23, id="d1", time=T.isoformat(), length_m=120.0)]}))
     out = _fuse("--detections", str(det), "-w", str(ws.root), "--out", str(tmp_path / "nowhere" / "f.geojson"), code=2)
-    assert "does not exist" in out
+    assert "is not a folder" in out
+    assert "is a folder; name a file" in _fuse("--detections", str(det), "-w", str(ws.root), "--out", str(tmp_path),
+                                               code=2)
     assert not [s for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")]
 
 

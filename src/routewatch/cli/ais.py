@@ -332,8 +332,9 @@ def register(app: typer.Typer) -> None:
         from routewatch.sources.ais.partitions import scan_positions
         from routewatch.sources.imagery.local import has_time_of_day
 
-        if not out.resolve().parent.is_dir():  # said before anything is fused and stored, not after
-            console.print(f"[red]--out {out}: the folder {out.resolve().parent} does not exist[/red]")
+        if not out.resolve().parent.is_dir() or out.is_dir():  # said before anything is fused and stored, not after
+            why = "is a folder; name a file" if out.is_dir() else f"{out.resolve().parent} is not a folder"
+            console.print(f"[red]--out {out}: {why}[/red]")
             raise typer.Exit(2)
         ws, watchlist, store = open_workspace(workspace, db)
         if detections:

@@ -146,12 +146,16 @@ def register(app: typer.Typer) -> None:
         when = parse_as_of(as_of)
         # the same records as `report --as-of` and `analyze --as-of` for this date: re-derived when the stored
         # analysis was made for another date
+        if coverage and watchlist is None:
+            console.print("[red]--coverage needs the workspace's watchlist to judge the routes under it[/red] (this "
+                          "store has none here: export its stored judgements without --coverage)")
+            raise typer.Exit(2)
         declared = resolve_coverage(coverage, watchlist) if coverage else None
         with console.status(f"deriving visits and trips as of {when:%Y-%m-%d}"):
             analysis, note = derive_as_of(store, watchlist, when, coverage=declared)
         if note:
             console.print(note)
-        if declared is None and declared_judgements(store, when):  # the same id, another judgement: said
+        if analysis is not None and declared is None and declared_judgements(store, when):  # one id, two answers
             console.print(f"[yellow]the judgements stored for {when:%Y-%m-%d %H:%M} UTC were made under a declared "
                           "coverage (`analyze -c`); this export judges the routes on the looks in the coverage "
                           "ledger: give the same --coverage to export those[/yellow]")

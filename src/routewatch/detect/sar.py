@@ -436,7 +436,10 @@ def detect_sar(
     if np.issubdtype(img.dtype, np.floating):
         # the water searched, when given, holds no no-data; and a fill (-999, -9999, -32768) is no value in any
         # case: the decibels of a real scene lie above -100
-        sample = img[::7, ::7] if water is None else img[::7, ::7][np.asarray(water, bool)[::7, ::7]]
+        sample = img[::7, ::7]
+        if water is not None and np.shape(water) == img.shape:
+            wet = img[::7, ::7][np.asarray(water, bool)[::7, ::7]]
+            sample = wet if wet.size >= 100 else sample  # a channel narrower than the grid: the whole image
         sample = sample[np.isfinite(sample) & (sample > -200)]
         if sample.size and np.median(sample) < 0:  # linear amplitude and intensity are never negative
             raise ValueError("most values are negative: decibels? the CFAR reads linear amplitude or intensity "

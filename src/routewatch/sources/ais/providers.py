@@ -522,7 +522,8 @@ def _refuse_reordered_headers(path: Path, data: bytes | None, bad: pl.DataFrame,
     """Exports concatenated into one file repeat their header: one in the first header's order is one bad row, but
     one in another order moves every later value into another column (longitude read as latitude), so the file is
     refused at that line. Only bad rows whose time is the time column's name are looked at."""
-    wanted = set(bad.filter(pl.col("_raw").str.strip_chars() == time_column.strip())["line"].to_list())
+    raw = pl.col("_raw").str.strip_chars().str.strip_chars_start("\ufeff")  # a byte-order mark ahead of it too
+    wanted = set(bad.filter(raw == time_column.strip())["line"].to_list())
     if not wanted:
         return
     first = [f.strip() for f in header_fields(header, separator)]
