@@ -532,20 +532,25 @@ def _hulls(points: list[tuple[str, float, float, float | None]]) -> pl.DataFrame
 
 
 def test_twins_are_direct_pairs_and_each_ship_keeps_its_own_ais():
-    """Only a copy that lost the assignment takes its twin's match, and only from a direct twin: small craft
-    rafted 6 m apart, each with its own AIS, keep their own MMSIs; a chain a-b-c (8 m apart each) does not give
-    c the match of a, 16 m away, when c's own AIS ship lies on it."""
+    """Twins are copies within 3 m of the first copy of a ship: small craft rafted 6 m apart, each with its own
+    AIS, keep their own MMSIs; in a chain a-b-c (2 m apart each) b is a's copy but c, 4 m from a, is not, and
+    takes its own AIS ship lying on it."""
     m = 1 / 82000  # about a metre of longitude at 42 N
     rafted = fuse_detections(_hulls([("r1", 130.29, 42.23, 20.0), ("r2", 130.29 + 6 * m, 42.23, 20.0)]),
                              _ais_at([(1, 130.29, 42.23), (2, 130.29 + 6 * m, 42.23)]),
                              FusionInputs(VESSELS, ROUTES, {}, {1: 20.0, 2: 20.0}))
     assert dict(zip(rafted["id"], rafted["mmsi"], strict=True)) == {"r1": 1, "r2": 2}
-    chain = fuse_detections(_hulls([("a", 130.29, 42.23, 100.0), ("b", 130.29 + 8 * m, 42.23, 100.0),
-                                    ("c", 130.29 + 16 * m, 42.23, 100.0)]),
-                            _ais_at([(1, 130.29, 42.23), (3, 130.29 + 16 * m, 42.23)]),
+    chain = fuse_detections(_hulls([("a", 130.29, 42.23, 100.0), ("b", 130.29 + 2 * m, 42.23, 100.0),
+                                    ("c", 130.29 + 4 * m, 42.23, 100.0)]),
+                            _ais_at([(1, 130.29, 42.23), (3, 130.29 + 4 * m, 42.23)]),
                             FusionInputs(VESSELS, ROUTES, {}, {1: 100.0, 3: 100.0}))
-    got = dict(zip(chain["id"], chain["mmsi"], strict=True))
-    assert got["a"] == 1 and got["c"] == 3 and got["b"] in (1, 3)
+    assert dict(zip(chain["id"], chain["mmsi"], strict=True)) == {"a": 1, "b": 1, "c": 3}
+    # a copy 2 m north of the first, on a 130 E image: twins whatever the longitude (a point's own latitude had
+    # skewed the scale), and both take the one AIS ship, not a spare one 300 m off
+    ns = fuse_detections(_hulls([("n1", 130.29, 42.23, 100.0), ("n2", 130.29, 42.23 + 2 / 110540, 100.0)]),
+                         _ais_at([(1, 130.29, 42.23), (2, 130.29 + 300 * m, 42.23)]),
+                         FusionInputs(VESSELS, ROUTES, {}, {1: 100.0, 2: 100.0}))
+    assert ns["mmsi"].to_list() == [1, 1]
 
 
 def test_a_ship_detected_twice_without_ais_is_named_on_both_copies():
@@ -553,7 +558,7 @@ def test_a_ship_detected_twice_without_ais_is_named_on_both_copies():
     copy, 'likelier angara (0.98 against 0.98)', and the analysis then made a phantom unidentified visit)."""
     positions, _ = simulated_scene()
     one = {"angara": VESSELS["angara"]}
-    twice = _hulls([("c1", 130.285, 42.225, 120.0), ("c2", 130.285 + 3 / 82000, 42.225, 120.0)])
+    twice = _hulls([("c1", 130.285, 42.225, 120.0), ("c2", 130.285 + 1 / 82000, 42.225, 120.0)])
     res = fuse_detections(twice, positions, FusionInputs(one, ROUTES, {}, {}))
     assert res["vessel"].to_list() == ["angara", "angara"]
 

@@ -44,7 +44,7 @@ class FuseConfig:
     length_sigma_min_m: float = 10.0  # ... but at least this (about one resolution cell of a 10 m sensor)
     heading_sigma_deg: float = 25.0
     dark_cost: float = 16.0  # cost (chi-square) at which "a vessel without AIS" is as likely as the match
-    same_ship_m: float = 10.0  # detections of one image this close (lengths agreeing) are one ship detected twice
+    same_ship_m: float = 3.0  # detections of one image this close (lengths agreeing) are one ship detected twice
     coverage_radius_m: float = 75_000.0  # an unmatched detection is dark only with an AIS position this close
 
 
@@ -153,8 +153,10 @@ def cost_matrix(det: pl.DataFrame, ais: pl.DataFrame, ais_length: dict[int, floa
 
 
 def same_ship(det: pl.DataFrame, within_m: float) -> list[list[int]]:
-    """For each detection of one image, the other detections that are the same ship: centres within ``within_m``
-    and lengths agreeing (within a third, or unknown). Direct pairs only (no chains): two hulls cannot overlap."""
+    """For each detection of one image, the others that are the same ship detected twice: centres within
+    ``within_m`` and lengths agreeing (within a third, or unknown). Groups are formed around the first detection
+    of each ship and every member is a direct twin of it (no chains through a neighbour); each member's list
+    holds the rest of its group."""
     n = det.height
     out: list[list[int]] = [[] for _ in range(n)]
     if n < 2 or within_m <= 0:
@@ -166,16 +168,27 @@ def same_ship(det: pl.DataFrame, within_m: float) -> list[list[int]]:
     if ok.sum() < 2:
         return out
     idx = np.flatnonzero(ok)
-    cos = np.cos(np.radians(lat[idx]))
-    xy = np.column_stack([lon[idx] * 111_320.0 * cos, lat[idx] * 110_540.0])
+    lat0 = float(np.mean(lat[idx]))  # one scale for the image: a point's own latitude skews north-south pairs
+    xy = np.column_stack([lon[idx] * 111_320.0 * math.cos(math.radians(lat0)), lat[idx] * 110_540.0])
     length = det["length_m"].to_numpy().astype(np.float64) if "length_m" in det.columns else np.full(n, np.nan)
+    near: dict[int, set[int]] = {}
     for a, b in cKDTree(xy).query_pairs(within_m):
         a, b = int(idx[a]), int(idx[b])
         la, lb = length[a], length[b]
-        if np.isfinite(la) and np.isfinite(lb) and abs(la - lb) > max(la, lb) / 3:
-            continue
-        out[a].append(b)
-        out[b].append(a)
+        if not (np.isfinite(la) and np.isfinite(lb) and abs(la - lb) > max(la, lb) / 3):
+            near.setdefault(a, set()).add(b)
+            near.setdefault(b, set()).add(a)
+    group = list(range(n))
+    for a in range(n):  # in order: a detection joins the first earlier one it is a direct twin of, if that leads
+        leaders = sorted(t for t in near.get(a, ()) if t < a and group[t] == t)
+        if leaders:
+            group[a] = leaders[0]
+    members: dict[int, list[int]] = {}
+    for a, g in enumerate(group):
+        members.setdefault(g, []).append(a)
+    for items in members.values():
+        for a in items:
+            out[a] = [b for b in items if b != a]
     return out
 
 
@@ -194,17 +207,15 @@ def match_detections(
     src: list[str | None] = [None] * n
     if n and ais.height:
         cost, dist = cost_matrix(det, ais, ais_length, cfg)
-        rows, cols = linear_sum_assignment(cost)
-        pairs = [(int(i), int(j)) for i, j in zip(rows, cols, strict=True) if cost[i, j] < BIG]
-        # a ship detected twice in one image (two fusions of it, from files without ids, exported together): the
-        # copy that lost the assignment takes its twin's match, if that AIS ship is within its own gate (it had
-        # been called dark, then named a watchlist vessel)
-        matched = dict(pairs)
-        for i, twins in enumerate(same_ship(det, cfg.same_ship_m)):
-            if i not in matched:
-                j = next((matched[t] for t in twins if t in matched and cost[i, matched[t]] < BIG), None)
-                if j is not None:
-                    pairs.append((i, j))
+        # a ship detected twice in one image (two fusions of it, from files without ids, exported together) takes
+        # part in the assignment once, as its first copy, and every copy takes that match: assigned one by one,
+        # the second copy had lost, been called dark and then named a watchlist vessel
+        twins = same_ship(det, cfg.same_ship_m)
+        reps = np.asarray([i for i in range(n) if all(t > i for t in twins[i])], dtype=np.int64)
+        rows, cols = linear_sum_assignment(cost[reps])
+        pairs = []
+        for r, j in zip(reps[rows].tolist(), cols.tolist(), strict=True):
+            pairs += [(i, j) for i in (r, *twins[r]) if cost[i, j] < BIG]
         like = np.where(cost < BIG, np.exp(-0.5 * cost), 0.0)
         for i, j in pairs:
             status[i] = "identified"
