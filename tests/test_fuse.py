@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from routewatch.analysis.port_visits import haversine_m
 from routewatch.cli import app
-from routewatch.fuse import NO_AIS, FusionInputs, fuse_detections, fused_sightings
+from routewatch.fuse import NO_AIS, FuseConfig, FusionInputs, fuse_detections, fused_sightings
 from routewatch.fuse.identify import UNKNOWN, LastSeen, identify_dark
 from routewatch.fuse.io import assign_sites, detections_from_sightings, read_detections_geojson, write_result
 from routewatch.fuse.match import ais_coverage
@@ -551,6 +551,20 @@ def test_twins_are_direct_pairs_and_each_ship_keeps_its_own_ais():
                          _ais_at([(1, 130.29, 42.23), (2, 130.29 + 300 * m, 42.23)]),
                          FusionInputs(VESSELS, ROUTES, {}, {1: 100.0, 2: 100.0}))
     assert ns["mmsi"].to_list() == [1, 1]
+    # a detection between two rafted craft (2.5 m from each, listed first) is a copy of one of them at most: the
+    # craft keep their own ships (a group had taken in both, and r1 had been given r2's MMSI)
+    raft = fuse_detections(_hulls([("mid", 130.29 + 2.5 * m, 42.23, 10.0), ("r1", 130.29, 42.23, 10.0),
+                                   ("r2", 130.29 + 5 * m, 42.23, 10.0)]),
+                           _ais_at([(1, 130.29, 42.23), (2, 130.29 + 5 * m, 42.23)]),
+                           FusionInputs(VESSELS, ROUTES, {}, {1: 10.0, 2: 10.0}))
+    got = dict(zip(raft["id"], raft["mmsi"], strict=True))
+    assert (got["r1"], got["r2"]) == (1, 2)
+    # the first copy gated out of the one AIS ship its twin can reach: the twin still takes it, whatever other,
+    # unreachable ships sort before it
+    gated = fuse_detections(_hulls([("g1", 130.29, 42.23, 100.0), ("g2", 130.29 + 2 * m, 42.23, 100.0)]),
+                            _ais_at([(2, 130.29 + 12000 * m, 42.23), (9, 130.29 + 599.5 * m, 42.23)]),
+                            FusionInputs(VESSELS, ROUTES, {}, {2: 100.0, 9: 100.0}), FuseConfig(gate_m=600.0))
+    assert dict(zip(gated["id"], gated["mmsi"], strict=True))["g2"] == 9
 
 
 def test_a_ship_detected_twice_without_ais_is_named_on_both_copies():

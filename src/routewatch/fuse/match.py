@@ -178,14 +178,11 @@ def same_ship(det: pl.DataFrame, within_m: float) -> list[list[int]]:
         if not (np.isfinite(la) and np.isfinite(lb) and abs(la - lb) > max(la, lb) / 3):
             near.setdefault(a, set()).add(b)
             near.setdefault(b, set()).add(a)
-    group = list(range(n))
-    for a in range(n):  # in order: a detection joins the first earlier one it is a direct twin of, if that leads
-        leaders = sorted(t for t in near.get(a, ()) if t < a and group[t] == t)
-        if leaders:
-            group[a] = leaders[0]
     members: dict[int, list[int]] = {}
-    for a, g in enumerate(group):
-        members.setdefault(g, []).append(a)
+    for a in range(n):  # in order: a detection joins the first group all of whose members it is a twin of (one
+        mine = near.get(a, set())  # between two rafted craft is the copy of neither, and joins no group)
+        leader = next((g for g in sorted(members) if g < a and all(m in mine for m in members[g])), None)
+        members.setdefault(a if leader is None else leader, []).append(a)
     for items in members.values():
         for a in items:
             out[a] = [b for b in items if b != a]
@@ -211,11 +208,14 @@ def match_detections(
         # part in the assignment once, as its first copy, and every copy takes that match: assigned one by one,
         # the second copy had lost, been called dark and then named a watchlist vessel
         twins = same_ship(det, cfg.same_ship_m)
-        reps = np.asarray([i for i in range(n) if all(t > i for t in twins[i])], dtype=np.int64)
-        rows, cols = linear_sum_assignment(cost[reps])
+        reps = [i for i in range(n) if all(t > i for t in twins[i])]
+        # a ship's cost to each AIS ship is its likeliest copy's (a first copy gated out leaves the others theirs)
+        ship_cost = np.vstack([cost[[r, *twins[r]]].min(axis=0) for r in reps])
+        rows, cols = linear_sum_assignment(ship_cost)
         pairs = []
-        for r, j in zip(reps[rows].tolist(), cols.tolist(), strict=True):
-            pairs += [(i, j) for i in (r, *twins[r]) if cost[i, j] < BIG]
+        for k, j in zip(rows.tolist(), cols.tolist(), strict=True):
+            if ship_cost[k, j] < BIG:
+                pairs += [(i, j) for i in (reps[k], *twins[reps[k]]) if cost[i, j] < BIG]
         like = np.where(cost < BIG, np.exp(-0.5 * cost), 0.0)
         for i, j in pairs:
             status[i] = "identified"
