@@ -77,7 +77,8 @@ def fuse_detections(
         window = positions.filter(pl.col("timestamp").is_between(when - timedelta(minutes=cfg.window_min),
                                                                   when + timedelta(minutes=cfg.window_min)))
         ais = interpolate_ais(window, when, cfg)
-        matched = match_detections(group, ais, dict(inputs.ais_length), cfg)
+        twins = same_ship(group, cfg.same_ship_m)  # one ship detected twice: one match, one name
+        matched = match_detections(group, ais, dict(inputs.ais_length), cfg, twins)
         covered = pl.Series(ais_coverage(group, window, cfg.coverage_radius_m))
         matched = matched.with_columns(
             pl.when(pl.col("status").eq(DARK) & ~pl.lit(covered)).then(pl.lit(NO_AIS))
@@ -122,7 +123,7 @@ def fuse_detections(
                                                                        key=lambda kv: -kv[1])}))
             reasons.append(json.dumps(ident.reasons))
             unmatched.append(len(vessel) - 1)
-        _one_place_each(unmatched, list(group["id"]), vessel, conf, reasons, same_ship(group, cfg.same_ship_m))
+        _one_place_each(unmatched, list(group["id"]), vessel, conf, reasons, twins)
         out.append(group.join(matched, on="id", how="left").with_columns(
             pl.Series("vessel", vessel, pl.String), pl.Series("identification_confidence", conf, pl.Float64),
             pl.Series("probabilities", probs, pl.String), pl.Series("reasons", reasons, pl.String),

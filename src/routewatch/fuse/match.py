@@ -190,9 +190,11 @@ def same_ship(det: pl.DataFrame, within_m: float) -> list[list[int]]:
 
 
 def match_detections(
-    det: pl.DataFrame, ais: pl.DataFrame, ais_length: dict[int, float], config: FuseConfig | None = None
+    det: pl.DataFrame, ais: pl.DataFrame, ais_length: dict[int, float], config: FuseConfig | None = None,
+    twins: list[list[int]] | None = None,
 ) -> pl.DataFrame:
-    """One row per detection: status (identified/dark), mmsi, match_distance_m, cost, confidence."""
+    """One row per detection: status (identified/dark), mmsi, match_distance_m, cost, confidence. ``twins``:
+    :func:`same_ship` of ``det``, when the caller has it already."""
     cfg = config or FuseConfig()
     n = det.height
     status = ["dark"] * n
@@ -207,7 +209,7 @@ def match_detections(
         # a ship detected twice in one image (two fusions of it, from files without ids, exported together) takes
         # part in the assignment once, as its first copy, and every copy takes that match: assigned one by one,
         # the second copy had lost, been called dark and then named a watchlist vessel
-        twins = same_ship(det, cfg.same_ship_m)
+        twins = twins if twins is not None else same_ship(det, cfg.same_ship_m)
         reps = [i for i in range(n) if all(t > i for t in twins[i])]
         # a ship's cost to each AIS ship is its likeliest copy's (a first copy gated out leaves the others theirs)
         ship_cost = np.vstack([cost[[r, *twins[r]]].min(axis=0) for r in reps])
