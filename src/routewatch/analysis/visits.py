@@ -14,9 +14,9 @@ Why the rules are what they are:
   does: AIS that leaves and comes back within days is as often one bad position, or hours at an outer
   anchorage, as a voyage (either had made a trip that never happened);
 * a ship that AIS names but the watchlist does not is another ship, not an unidentified one: its AIS visits, and
-  the image detections fusion identified as it, are keyed by its MMSI (``mmsi:<n>``, :func:`visit_vessel`), so they never join the unidentified image detections of
-  its size that may be a fleet ship (a route with a fleet list ignores them; one without counts them as traffic),
-  and its departures bound only its own visits.
+  the image detections fusion identified as it, are keyed by its MMSI (``mmsi:<n>``, :func:`visit_vessel`), so
+  they never join the unidentified image detections of its size that may be a fleet ship (a route with a fleet
+  list ignores them; one without is any vessel's), and its departures bound only its own visits.
 
 Unidentified vessels are grouped by size class, because "a 115 m ship" seen on two days is most likely one ship.
 The size class of an identified vessel comes from the watchlist length (or the median measured length).
@@ -188,7 +188,7 @@ def build_visits(
         raise ValueError(f"max_gap_days must be positive, got {max_gap_days}")
     vmap = vessel_map(vessels)
     used = [
-        s if visit_vessel(s) == s.vessel else replace(s, vessel=visit_vessel(s))
+        s if s.vessel is not None or (ship := visit_vessel(s)) is None else replace(s, vessel=ship)
         for s in sightings if s.time <= as_of and s.site is not None and s.object_kind == "vessel"
     ]
     ref_len = reference_lengths(used, vmap)

@@ -201,8 +201,8 @@ def rows_end_with_separator(head: bytes, separator: str = ",") -> bool:
     """Whether a CSV's rows end with a separator that its header does not (some exports end every value with
     one): the empty field after the header's last is then the row's end, not a value that shifted the others.
 
-    Judged on the first data lines of ``head`` (the file's first bytes): every one of them must end with the
-    separator and the header must not.
+    Judged on the first 100 data lines of ``head`` (the file's first bytes): the header must not end with the
+    separator, every line must have more fields than the header, and some one more, an empty one.
     """
     lines = [ln.rstrip("\r") for ln in head.decode("utf-8", "replace").lstrip("\ufeff").split("\n")]
     if len(head) >= 1 << 16:
@@ -472,7 +472,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         frame = frame.with_columns(frame["timestamp"].scatter(idx, fixed))
     frame = frame.with_columns(valid.alias("_ok"))
     report = ReadReport(lines=file.records)
-    n_fields = len(header_fields(header, sep))
+    n_fields = len(fields)
     # Rows that all end with a separator the header lacks have one empty field more than the header: no shift
     trailing = rows_end_with_separator(data[: 1 << 16] if data is not None else head, sep)
     row_fields = n_fields + trailing
@@ -500,7 +500,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
             texts = [k for k, v in wanted.items() if overrides[v] == pl.String and k not in ("timestamp", "nav_status")]
             bad = bad.with_columns(blank([*texts, "_raw"]).alias("_blank"))
         bad = bad.filter(~pl.col("_blank"))
-        _refuse_reordered_headers(path, data, bad, header, sep, mapping.source_columns()["timestamp"])
+        _refuse_reordered_headers(path, data, bad, fields, sep, mapping.source_columns()["timestamp"])
         if bad.height:
             report.bad["unparsable or out-of-range row"] = bad.height
         for row in bad.head(5).select("line", "mmsi", "_raw", "lon", "lat").iter_rows(named=True):
@@ -517,7 +517,7 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
     return CsvResult(positions, report, statics)
 
 
-def _refuse_reordered_headers(path: Path, data: bytes | None, bad: pl.DataFrame, header: str, separator: str,
+def _refuse_reordered_headers(path: Path, data: bytes | None, bad: pl.DataFrame, header: list[str], separator: str,
                               time_column: str) -> None:
     """Exports concatenated into one file repeat their header: one in the first header's order is one bad row, but
     one in another order moves every later value into another column (longitude read as latitude), so the file is
@@ -526,7 +526,7 @@ def _refuse_reordered_headers(path: Path, data: bytes | None, bad: pl.DataFrame,
     wanted = set(bad.filter(raw == time_column.strip())["line"].to_list())
     if not wanted:
         return
-    first = [f.strip() for f in header_fields(header, separator)]
+    first = [f.strip() for f in header]  # the header's fields
     last = max(wanted)
     with (io.BytesIO(data) if data is not None else path.open("rb")) as fh:  # up to the last such line only, and
         text = {n: line for n, line in zip(range(1, last + 1), fh, strict=False) if n in wanted}  # split at \n only
