@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from routewatch.model import Trip
 from routewatch.report import export, gather
+from routewatch.report.export import EVIDENCE_FIELDS
 from routewatch.report.sample import AS_OF, ROUTE, write_sample
 from routewatch.report.sample import watchlist as sample_watchlist
 from routewatch.store import Store
@@ -54,7 +55,7 @@ def test_gpkg_opens_with_its_layers(data, tmp_path: Path) -> None:
 
     path = export(data, "gpkg", tmp_path / "x.gpkg")
     layers = {name: gtype for name, gtype in pyogrio.list_layers(path)}
-    assert set(layers) == {"sites", "detections", "trips", "trips_arrival_unknown"}
+    assert set(layers) == {"sites", "detections", "trips", "trips_arrival_unknown", "evidence"}
     info = pyogrio.read_info(path, layer="trips")
     assert info["features"] == len(data.trips) and "EPSG:4326" in info["crs"]
     meta, _, _geoms, fields = pyogrio.raw.read(path, layer="detections")
@@ -168,13 +169,15 @@ def test_origin_only_trip_is_a_point_at_its_origin(data, tmp_path: Path) -> None
 def test_gpkg_writes_empty_layers_with_their_columns(data, tmp_path: Path) -> None:
     import pyogrio
 
-    data.sightings, data.trips = [], []
+    data.sightings, data.trips, data.evidence = [], [], {}
     path = export(data, "gpkg", tmp_path / "x.gpkg")
     layers = {name for name, _ in pyogrio.list_layers(path)}
-    assert layers == {"sites", "detections", "trips", "trips_arrival_unknown"}
+    assert layers == {"sites", "detections", "trips", "trips_arrival_unknown", "evidence"}
     for layer in ("detections", "trips", "trips_arrival_unknown"):
         info = pyogrio.read_info(path, layer=layer)
         assert info["features"] == 0 and "id" in list(info["fields"]) and "evidence_ids" in list(info["fields"])
+    info = pyogrio.read_info(path, layer="evidence")
+    assert info["features"] == 0 and list(info["fields"]) == list(EVIDENCE_FIELDS)
 
 
 def test_csv_tables_carry_evidence_ids_and_judgement_numbers(data, tmp_path: Path) -> None:
@@ -329,3 +332,74 @@ def test_a_trip_that_arrived_at_a_port_it_does_not_name_has_a_known_arrival(data
     out = export(data, "csv", tmp_path / "csv")
     rows = list(csv.DictReader((out / "trips.csv").open()))
     assert next(r for r in rows if r["id"] == trip.id)["arrival_known"] == "True"
+
+
+def _fused_rows(data) -> list:
+    """Three detections as fusion labels them: an AIS ship off the watchlist, a watchlist vessel, a dark one."""
+    import polars as pl
+
+    from routewatch.fuse import fused_sightings
+
+    base = next(s for s in data.sightings if s.lon is not None)
+    rows = []
+    for k, (status, mmsi, vessel) in enumerate((("identified", 273000111, None), ("identified", 273000222, "v1"),
+                                               ("dark", None, None))):
+        rows.append({"id": f"det-{k}", "time": base.time, "status": status, "mmsi": mmsi,
+                     "match_distance_m": 40.0 if mmsi else None, "ais_evidence": None, "probabilities": "",
+                     "reasons": None, "evidence_ids": list(base.evidence_ids), "vessel": vessel, "site": base.site,
+                     "lon": base.lon, "lat": base.lat, "length_m": 100.0, "width_m": 15.0, "heading_deg": 10.0,
+                     "score": 0.9, "identification_confidence": 0.9 if vessel else None,
+                     "ais_ship": mmsi if vessel is None else None, "look_id": None, "simulated": False})
+    return fused_sightings(pl.DataFrame(rows))
+
+
+def test_exports_carry_the_ais_mmsi_and_an_evidence_table(data, tmp_path: Path) -> None:
+    """An identified detection gives the MMSI AIS matched (a ship off the watchlist was named by nothing else),
+    an AIS visit its own, a dark one none; and every evidence id the tables name is in the export's evidence."""
+    import pyogrio
+
+    from routewatch.model import Evidence, EvidenceKind, Sighting, SourceKind
+
+    sightings, evidence = _fused_rows(data)
+    ais_ev = Evidence(id="ais-1", kind=EvidenceKind.AIS, description="AIS MMSI 273000333 at x",
+                      attributes={"mmsi": 273000333, "first": ["feed.nmea:12"]})
+    visit = Sighting(id="aissight-1", time=AS_OF - timedelta(days=3), source_kind=SourceKind.AIS,
+                     site=sightings[0].site, event="ais_visit", detail="MMSI 273000333; GFW-style level 3",
+                     evidence_ids=(ais_ev.id,))
+    data.sightings = [*data.sightings, *sightings, visit]
+    data.evidence = {**data.evidence, **{e.id: e for e in [*evidence, ais_ev]}}
+    want = {sightings[0].id: "273000111", sightings[1].id: "273000222", sightings[2].id: "", visit.id: "273000333"}
+
+    folder = export(data, "csv", tmp_path / "csv")
+    with (folder / "sightings.csv").open() as fh:
+        got = {r["id"]: r["mmsi"] for r in csv.DictReader(fh)}
+    assert {k: got[k] for k in want} == want
+    with (folder / "evidence.csv").open() as fh:
+        ev_rows = {r["id"]: r for r in csv.DictReader(fh)}
+    named = set()
+    for table in ("looks", "sightings", "visits", "trips", "activities"):
+        with (folder / f"{table}.csv").open() as fh:
+            for r in csv.DictReader(fh):
+                named.update(r["evidence_ids"].split())
+    assert named and named <= set(ev_rows)
+    assert json.loads(ev_rows["ais-1"]["attributes"])["first"] == ["feed.nmea:12"]
+    assert ev_rows["ais-1"]["kind"] == "ais"
+
+    doc = json.loads(export(data, "geojson", tmp_path / "x.geojson").read_text())
+    det = {f["properties"]["id"]: f["properties"]["mmsi"] for f in doc["features"]
+           if f["properties"]["layer"] == "detections"}
+    assert det[sightings[0].id] == 273000111 and det[sightings[2].id] is None
+    ids = {e["id"] for e in doc["evidence"]}
+    assert {e for f in doc["features"] for e in str(f["properties"].get("evidence_ids") or "").split(",") if e} <= ids
+
+    path = export(data, "gpkg", tmp_path / "x.gpkg")
+    meta, _, _, fields = pyogrio.raw.read(path, layer="detections")
+    row = dict(zip(meta["fields"], fields, strict=True))
+    by_id = dict(zip(row["id"], row["mmsi"], strict=True))
+    assert by_id[sightings[0].id] == "273000111" and by_id[sightings[2].id] == ""
+    meta, _, _, fields = pyogrio.raw.read(path, layer="evidence")
+    assert set(dict(zip(meta["fields"], fields, strict=True))["id"]) == set(ev_rows)
+    root = ET.parse(export(data, "kml", tmp_path / "x.kml")).getroot()
+    marks = {m.find(f"{KML}ExtendedData/{KML}Data[@name='mmsi']").findtext(f"{KML}value")
+             for m in root.iter(f"{KML}Placemark") if m.find(f"{KML}ExtendedData/{KML}Data[@name='mmsi']") is not None}
+    assert {"273000111", "273000222", ""} <= marks

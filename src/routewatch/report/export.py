@@ -19,6 +19,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 from shapely.geometry import LineString, Point, mapping
 
+from routewatch.analysis.visits import AIS_DETAIL_MMSI
+from routewatch.fuse import IDENTIFIED
 from routewatch.fuse.io import is_fused_id
 from routewatch.model import Activity, Route, Sighting, Trip, Visit
 from routewatch.report.data import ReportData, chip_path
@@ -70,7 +72,8 @@ def features(data: ReportData) -> list[tuple[str, Any, dict[str, Any]]]:
             "heading_deg": s.heading_deg, "score": s.score, "confidence": s.confidence,
             "identification_confidence": s.identification_confidence, "fusion": fusion_status(s),
             "original_id": original_id(data, s), "look_id": s.look_id or "",
-            "simulated": bool(s.simulated), "evidence_ids": ",".join(s.evidence_ids)}))
+            "simulated": bool(s.simulated), "evidence_ids": ",".join(s.evidence_ids),
+            "mmsi": ais_mmsi(data, s)}))
     visits = {v.id: v for v in data.visits}
     sim_visits = simulated_visits(data)
     for t in data.trips:
@@ -105,6 +108,21 @@ def original_id(data: ReportData, s: Sighting) -> str:
         if ev is not None and ev.attributes.get("detection"):
             return str(ev.attributes["detection"])
     return ""
+
+
+def ais_mmsi(data: ReportData, s: Sighting) -> int | None:
+    """The MMSI AIS gives a sighting's ship: an AIS visit's, or that of the AIS position fusion matched to an
+    identified detection (a watchlist vessel's or another ship's); None for a dark, no-ais or unfused detection.
+    Without it an export named a ship off the watchlist only by "identified"."""
+    if str(s.source_kind) == "ais" or fusion_status(s) == IDENTIFIED:
+        for e in s.evidence_ids:
+            ev = data.evidence.get(e)
+            if ev is not None and (ev.attributes.get("detection") or str(ev.kind) == "ais") \
+                    and ev.attributes.get("mmsi") is not None:
+                return int(ev.attributes["mmsi"])
+        m = re.match(AIS_DETAIL_MMSI, s.detail or "")
+        return int(m.group(1)) if m else None
+    return None
 
 
 def fusion_status(s: Sighting) -> str:
@@ -145,10 +163,13 @@ def simulated_visits(data: ReportData) -> set[str]:
 
 
 def write_geojson(data: ReportData, path: Path) -> Path:
-    """One FeatureCollection; each feature's ``layer`` property says sites, detections or trips."""
+    """One FeatureCollection; each feature's ``layer`` property says sites, detections or trips. The evidence the
+    features name is a foreign member ``evidence`` (GIS readers pass it by; ``fuse --detections`` reads features)."""
     feats = [{"type": "Feature", "geometry": mapping(g), "properties": {"layer": layer, **props}}
              for layer, g, props in features(data)]
-    _atomic_text(path, json.dumps({"type": "FeatureCollection", "features": feats}, indent=1))
+    _atomic_text(path, json.dumps({"type": "FeatureCollection", "features": feats,
+                                   "evidence": [{**r, "attributes": json.loads(r["attributes"])}
+                                                for r in evidence_rows(data)]}, indent=1))
     return path
 
 
@@ -158,7 +179,7 @@ GPKG_LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sites": ("MultiPolygon", ("id", "name", "kind", "country", "notes")),
     "detections": ("Point", ("id", "time", "source_kind", "site", "vessel", "event", "length_m", "width_m",
                              "heading_deg", "score", "confidence", "identification_confidence", "fusion",
-                             "original_id", "look_id", "simulated", "evidence_ids", "date_only")),
+                             "original_id", "look_id", "simulated", "evidence_ids", "date_only", "mmsi")),
     "trips": ("LineString", TRIP_FIELDS),
     "trips_arrival_unknown": ("Point", TRIP_FIELDS),
 }
@@ -167,9 +188,22 @@ GPKG_FLOATS = {"length_m", "width_m", "heading_deg", "score", "confidence", "ide
 GPKG_BOOLS = {"simulated", "date_only", "arrival_known"}  # GeoPackage booleans, so a GIS filter on them works
 
 
+EVIDENCE_FIELDS = ("id", "kind", "description", "source", "uri", "observed_at", "attributes")
+
+
+def evidence_rows(data: ReportData) -> list[dict[str, Any]]:
+    """The evidence the exported records name (their ``evidence_ids``), one row each, ``attributes`` as JSON: the
+    report URL, the scene, the chip and the AIS message lines the ids stand for, inside the export itself."""
+    return [{"id": e.id, "kind": str(e.kind), "description": e.description, "source": e.source, "uri": e.uri or "",
+             "observed_at": _iso(e.observed_at) or "",
+             "attributes": json.dumps(e.attributes, default=str, sort_keys=True)}
+            for e in sorted(data.evidence.values(), key=lambda e: e.id)]
+
+
 def write_gpkg(data: ReportData, path: Path) -> Path:
     """GeoPackage layers sites, detections, trips (lines) and trips_arrival_unknown (points at the origin),
-    EPSG:4326, written with pyogrio; a layer with no features is still written with its columns."""
+    EPSG:4326, and the attribute table evidence, written with pyogrio; a layer with no features is still written
+    with its columns."""
     from pyogrio.raw import write
 
     tmp = path.with_name(path.stem + ".part.gpkg")  # GDAL wants the .gpkg extension on the file it writes
@@ -193,6 +227,9 @@ def write_gpkg(data: ReportData, path: Path) -> Path:
         geoms = np.array([g.wkb for g, _ in rows], dtype=object)
         write(str(tmp), geoms, cols, list(names), layer=layer, driver="GPKG", geometry_type=gtype,
               crs="EPSG:4326", append=i > 0, promote_to_multi=layer == "sites")
+    rows_ev = evidence_rows(data)  # an attribute table: the records' evidence ids resolve inside the file
+    write(str(tmp), None, [np.array([r[n] for r in rows_ev], dtype=object) for n in EVIDENCE_FIELDS],
+          list(EVIDENCE_FIELDS), layer="evidence", driver="GPKG", append=True)
     tmp.replace(path)
     return path
 
@@ -252,10 +289,11 @@ def write_csv(data: ReportData, folder: Path) -> Path:
                    for x in data.looks]),
         "sightings": (["id", "time", "time_end", "source_kind", "site", "vessel", "event", "lon", "lat", "length_m",
                        "confidence", "identification_confidence", "fusion", "original_id", "simulated",
-                       "evidence_ids", "date_only"],  # new columns go last: readers by position keep working
+                       "evidence_ids", "date_only", "mmsi"],  # new columns go last: readers by position keep working
                       [[x.id, _iso(x.time), _iso(x.time_end), x.source_kind, x.site, x.vessel, x.event, x.lon, x.lat,
                         x.length_m, x.confidence, x.identification_confidence, fusion_status(x),
-                        original_id(data, x), x.simulated, " ".join(x.evidence_ids), x.id in dateless]
+                        original_id(data, x), x.simulated, " ".join(x.evidence_ids), x.id in dateless,
+                        ais_mmsi(data, x)]
                        for x in data.sightings]),
         "visits": (["id", "site", "vessel", "start", "end", "confidence", "simulated", "sighting_ids",
                     "evidence_ids"],
@@ -266,6 +304,7 @@ def write_csv(data: ReportData, folder: Path) -> Path:
                   [trip_row(x, data.routes.get(x.route)) for x in data.trips]),
         "activities": ([*ACTIVITY_COLUMNS, "simulated"],
                        [[*activity_row(a), sim_route(a.route)] for a in data.activities.values()]),
+        "evidence": (list(EVIDENCE_FIELDS), [list(r.values()) for r in evidence_rows(data)]),
     }
     for name, (header, rows) in tables.items():
         tmp = folder / f"{name}.csv.part"
@@ -306,7 +345,7 @@ def kml_document(data: ReportData, chip_href: Callable[[str], str | None]) -> st
         sim = "SIMULATED: " if p["simulated"] else ""
         fused = "" if not p["fusion"] else f"fusion: {p['fusion']}" + (
             f" (identification {p['identification_confidence']:.2f})" if p["identification_confidence"] is not None
-            else "") + ", "
+            else "") + (f", AIS MMSI {p['mmsi']}" if p["mmsi"] is not None else "") + ", "
         desc = escape(f"{sim}{p['source_kind']} {p['event']} at {p['site']}, vessel {p['vessel'] or 'unidentified'}, "
                       f"{fused}length {p['length_m'] or '?'} m, evidence {p['evidence_ids']}")
         if p["id"] in chips_by_sighting:
@@ -315,6 +354,7 @@ def kml_document(data: ReportData, chip_href: Callable[[str], str | None]) -> st
                  + (" (simulated)" if p["simulated"] else ""))
         parts.append(f"<Placemark><name>{escape(label)}</name>"
                      f"<ExtendedData><Data name=\"simulated\"><value>{str(p['simulated']).lower()}</value></Data>"
+                     f"<Data name=\"mmsi\"><value>{'' if p['mmsi'] is None else p['mmsi']}</value></Data>"
                      f"</ExtendedData>"
                      f"<TimeStamp><when>{p['time'][:10] if p['date_only'] else p['time']}</when></TimeStamp>"
                      f"<description>{desc}</description>"
