@@ -283,6 +283,21 @@ def test_slowing_from_coverage_normalised_counts() -> None:
     assert act2.status is Status.ACTIVE
 
 
+def test_slowing_counts_a_look_day_by_how_much_of_the_site_it_saw() -> None:
+    """From week 21 six of seven daily looks saw 0.1 % of the site (cloud); calls were seen only on the clear days,
+    at the old rate per clear day. Counted as whole look-days the cloudy days had made a slowing out of the cloud."""
+    model = DetectionModel(l50_m=15.0, scale_m=4.0, p_max=0.97)
+    looks = [
+        Look(f"l{d}", "a", T0 + timedelta(days=d, hours=12), "planetscope", 1.0 if d < 140 or d % 7 == 0 else 0.001,
+             model, SourceKind.IMAGE)
+        for d in range(0, 210)
+    ]
+    calls = [_visit("a", float(d)) for d in range(0, 140, 3)] + [_visit("a", float(d)) for d in (147, 168, 189)]
+    act = judge_route(_route(), as_of=T0 + timedelta(days=190), visits=calls, trips=[], looks=looks,
+                      vessel_lengths={"v1": 120.0})
+    assert act.status is Status.ACTIVE, act.explanation
+
+
 def test_a_count_published_after_as_of_is_not_used() -> None:
     # The count's period ends 12 hours after as_of: as of then, nobody had published it.
     visits = _regular_visits(10, 5.0)

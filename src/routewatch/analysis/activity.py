@@ -24,7 +24,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -694,18 +694,22 @@ def _slowing(
         if 0 <= k < weeks:
             counts[k] += 1
     call_sites = {e.site for e in calls}
-    look_days = {
-        lk.time.date() for lk in looks if lk.usable and lk.site in call_sites and start <= lk.time <= as_of
-    }
-    for day in look_days:
+    # A look-day counts as much as its most usable look: a day whose only look saw 0.1 % of the berths (cloud,
+    # the swath's edge) had counted as a whole day watched with no call, and a few such weeks as a slowing.
+    look_days: dict[date, float] = {}
+    for lk in looks:
+        if lk.usable and lk.site in call_sites and start <= lk.time <= as_of:
+            day = lk.time.date()
+            look_days[day] = max(look_days.get(day, 0.0), min(lk.usable_fraction, 1.0))
+    for day, seen in look_days.items():
         k = int(_days(start, datetime.combine(day, datetime.min.time(), tzinfo=start.tzinfo)) // 7)
         if 0 <= k < weeks:
-            looked[k] += 1
+            looked[k] += seen
     if looked[-1] == 0:  # a partial last week with no look yet says nothing
         counts, looked, weeks = counts[:-1], looked[:-1], weeks - 1
     if np.any(looked == 0):
         return None
-    # Exposure: days with a usable look per week: a week with fewer could show fewer calls.
+    # Exposure: usable look-days per week: a week with fewer could show fewer calls.
     exposure = looked
     rate0 = float(counts.sum() / exposure.sum())
     if rate0 <= 0:
