@@ -328,7 +328,7 @@ def test_cli_scenes_add_marks_simulated(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "sim"), "--workspace", str(ws)])
     assert "0 scenes added, 1 already in the store" in " ".join(again.output.split())
     missing = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "nope"), "--workspace", str(ws)])
-    assert missing.exit_code == 2 and "not a folder" in " ".join(missing.output.split())
+    assert missing.exit_code == 2 and "no such file or folder" in " ".join(missing.output.split())
     # a folder with one good scene and one broken file: the good one goes in, and the exit status says a file
     # was skipped (a script sees it)
     simulate_scene(site, datetime(2023, 10, 2, 9, tzinfo=UTC), "simulated-sar", [], tmp_path / "mixed" / "s.tif")
@@ -565,3 +565,26 @@ def test_saturated_pixels_of_the_scene_classification_are_data_and_its_no_data_i
     (scene,) = scan_folder(folder).scenes
     raster = read_scene(scene)
     assert raster.scl is not None and raster.valid[10:14, 20:40].all() and not raster.valid[:, 70:].any()
+
+
+def test_cli_scenes_add_takes_files_and_a_band_file_brings_its_scene(tmp_path: Path) -> None:
+    """One GeoTIFF given by name is its scene; a band file brings its scene's other bands (not another scene's);
+    a file also reached through its folder is listed and stored once."""
+    one = _tif(tmp_path / "dl" / "planet_20231021T013000.tif", count=4)
+    for band in ("B02", "B03", "B04", "B08"):
+        _tif(tmp_path / "s2" / f"T52TFN_20231022T020000_{band}_10m.tif", count=1)
+        _tif(tmp_path / "s2" / f"T52TFN_20231101T020000_{band}_10m.tif", count=1)
+    ws = tmp_path / "ws"
+    assert CliRunner().invoke(app, ["init", str(ws)]).exit_code == 0
+    res = CliRunner().invoke(app, ["scenes", "add", str(one), str(tmp_path / "s2" / "T52TFN_20231022T020000_B04_10m.tif"),
+                                   str(tmp_path / "dl"), "-w", str(ws)])
+    assert res.exit_code == 0, res.output
+    assert "2 scenes added" in " ".join(res.output.split())
+    store = open_store(Workspace(ws))
+    scenes = store.scenes()
+    assert len(scenes) == 2
+    (s2,) = [s for s in scenes if "T52TFN" in str(s.attributes["bands"]["red"]["path"])]
+    paths = {Path(b["path"]).name for b in s2.attributes["bands"].values()}
+    assert paths == {f"T52TFN_20231022T020000_{b}_10m.tif" for b in ("B02", "B03", "B04", "B08")}
+    missing = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "nope.tif"), "-w", str(ws)])
+    assert missing.exit_code == 2 and "no such file or folder" in " ".join(missing.output.split())

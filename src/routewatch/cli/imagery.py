@@ -97,7 +97,8 @@ def register(app: typer.Typer) -> None:
 
     @scenes_app.command("add")
     def scenes_add_cmd(
-        folder: Annotated[Path, typer.Argument(help="folder of GeoTIFFs/COGs (searched recursively)")],
+        paths: Annotated[list[Path], typer.Argument(
+            help="folders of GeoTIFFs/COGs (searched recursively) or image files")],
         sensor: Annotated[str | None, typer.Option(
             "--sensor", help="sensor name: planetscope, skysat, maxar, sentinel-2, sentinel-1, ...")] = None,
         bands: Annotated[str | None, typer.Option(
@@ -110,22 +111,28 @@ def register(app: typer.Typer) -> None:
         """Add your own images (any CRS, any band layout) as scenes; bad files are reported and skipped.
 
         Example: routewatch scenes add ~/planet/rajin --sensor planetscope --bands blue,green,red,nir
+
+        A band file (B04.tif, scene_B04.tif) brings the other bands of its scene in its folder.
         """
         from routewatch.cli.core import open_workspace
         from routewatch.sources.imagery.ingest import add_folder, date_only
-        from routewatch.sources.imagery.local import SUFFIXES, has_time_of_day
+        from routewatch.sources.imagery.local import SUFFIXES, AddResult, has_time_of_day
         from routewatch.sources.imagery.looks import is_sar
 
-        if not folder.is_dir():
-            console.print(f"[red]error:[/red] {folder}: not a folder")
-            raise typer.Exit(2)
+        for path in paths:
+            if not path.is_dir() and not path.is_file():
+                console.print(f"[red]error:[/red] {path}: no such file or folder")
+                raise typer.Exit(2)
         ws, _, store = open_workspace(workspace, db)  # no workspace: says so and creates nothing
         ws.ensure()
         given = _day(when) if when else None
         if when and given is not None and not has_time_of_day(when):  # a date alone, however written: its 00:00 UTC
             given = given.replace(hour=0, minute=0, second=0, microsecond=0)
-        result = add_folder(folder, store=store, bands=bands.split(",") if bands else None,
-                            when=given, when_has_time=not when or has_time_of_day(when), sensor=sensor)
+        result = AddResult()
+        for path in paths:
+            part = add_folder(path, store=store, bands=bands.split(",") if bands else None,
+                              when=given, when_has_time=not when or has_time_of_day(when), sensor=sensor)
+            result.merge(part)
         table = Table("scene", "sensor", "time (UTC)", "pixel (m)", "bands", "note")
         dated, unread = 0, []
         for s in result.scenes:
@@ -163,7 +170,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]{len(result.redated)} stored scenes are dated anew: their looks and detections, "
                           "made at the old time, are removed; run `routewatch detect --site` again[/yellow]")
         if not result.scenes and not result.failures:  # nothing to read at all: say so (and fail a script)
-            console.print(f"[red]error:[/red] {folder}: no GeoTIFF in it or below it (files ending "
+            console.print(f"[red]error:[/red] {', '.join(map(str, paths))}: no GeoTIFF in it or below it (files ending "
                           f"{', '.join(SUFFIXES)})")
             raise typer.Exit(1)
         if result.failures:  # the others are in; a script still sees that something was skipped

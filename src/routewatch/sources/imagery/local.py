@@ -91,6 +91,19 @@ class AddResult:
     moved: list[str] = field(default_factory=list)  # scenes replaced: the same acquisition, their files gone
     redated: list[str] = field(default_factory=list)  # scenes stored before under another time: looks removed
 
+    def merge(self, other: AddResult) -> None:
+        """Add another path's result; a scene reached twice (a folder and a file in it) is listed once."""
+        seen = {s.id for s in self.scenes}
+        for scene, ev in zip(other.scenes, other.evidence, strict=True):
+            if scene.id not in seen:
+                self.scenes.append(scene)
+                self.evidence.append(ev)
+                seen.add(scene.id)
+        self.failures.extend(f for f in other.failures if f not in self.failures)
+        self.new += other.new
+        self.moved.extend(other.moved)
+        self.redated.extend(other.redated)
+
 
 def parse_time(text: str) -> datetime:
     """Parse an ISO time or a TIFF ``YYYY:MM:DD HH:MM:SS`` time; naive times are taken as UTC."""
@@ -145,7 +158,14 @@ def _time_from_tags(tags: dict[str, str], keys: tuple[str, ...]) -> tuple[dateti
 
 
 def group_files(folder: Path) -> list[list[Path]]:
-    """Scenes in a folder tree: band-named files of one directory together, any other GeoTIFF alone."""
+    """Scenes in a folder tree: band-named files of one directory together, any other GeoTIFF alone. A file given
+    itself is its scene; a band file brings the other bands of its scene (same folder and name prefix)."""
+    if folder.is_file():
+        band = band_of(folder.stem)
+        if band is None:
+            return [[folder]]
+        return [[p for p in sorted(folder.parent.iterdir()) if p.is_file() and p.suffix.lower() in SUFFIXES
+                  and not p.name.startswith(".") and (b := band_of(p.stem)) is not None and b[0] == band[0]]]
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
                    and not p.name.startswith("."))
     by_dir: dict[tuple[Path, str], list[Path]] = {}
@@ -311,11 +331,12 @@ def scene_evidence(scene: Scene) -> Evidence:
 def scan_folder(folder: str | Path, *, bands: list[str] | None = None, when: datetime | None = None,
                 when_has_time: bool = True,
                 sensor: str | None = None) -> AddResult:
-    """Describe every scene in a folder; bad files become failures (file and reason), the rest go on."""
+    """Describe every scene in a folder (or the one scene of a file); bad files become failures (file and reason),
+    the rest go on."""
     root = Path(folder)
     result = AddResult()
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: not a folder")
+    if not root.is_dir() and not root.is_file():
+        raise FileNotFoundError(f"{root}: no such file or folder")
     for group in group_files(root):
         try:
             with warnings.catch_warnings():  # a file without georeference is refused below, by name, not warned of
