@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from shapely.geometry import box
 
-from routewatch.analysis.seadistance import great_circle_nm, min_transit_days, site_distance
+from routewatch.analysis.seadistance import great_circle_nm, min_sailing_nm, min_transit_days, site_distance
 from routewatch.analysis.trips import (
     FLEET_FACTOR,
     MIN_TIMING_FACTOR,
@@ -62,7 +62,7 @@ def test_observed_trip_with_distance_and_timing() -> None:
     # never shorter than the straight line between the centroids
     assert t.distance_nm == pytest.approx(leg.nm) and leg.nm >= great_circle_nm(
         SMAP["rajin"].centroid_lonlat, SMAP["vostochny"].centroid_lonlat)
-    lo = min_transit_days(leg.nm, ROUTE.max_speed_kn)
+    lo = min_transit_days(min_sailing_nm(SMAP["rajin"], SMAP["vostochny"]), ROUTE.max_speed_kn)
     # transit = 7 - 4 = 3 days; timing = 1 - (1 - 0.5) * (3 - lo) / (10 - lo)
     timing = 1 - (1 - MIN_TIMING_FACTOR) * (3 - lo) / (ROUTE.max_transit_days - lo)
     assert t.kind == "observed" and t.vessel == "lady_r"
@@ -72,8 +72,8 @@ def test_observed_trip_with_distance_and_timing() -> None:
 
 
 def test_infeasibly_fast_or_too_slow_transit_is_not_a_trip() -> None:
-    lo = min_transit_days(site_distance(SMAP["rajin"], SMAP["vostochny"]).nm, ROUTE.max_speed_kn)
-    assert lo > 0.3  # more than 180 nm at 16 kn
+    lo = min_transit_days(min_sailing_nm(SMAP["rajin"], SMAP["vostochny"]), ROUTE.max_speed_kn)
+    assert lo > 0.3  # more than 120 nm at 16 kn
     fast = trips_of([visit("o", "rajin", 3, 4), visit("d", "vostochny", 4 + lo / 2, 6)])
     # too fast to be this voyage: no observed trip, but the ship did leave Rajin
     assert [t.kind for t in fast] == ["origin_only"]
@@ -150,3 +150,17 @@ def test_count_and_compare_with_published() -> None:
                                     evidence=[Evidence("ev-32", EvidenceKind.REPORT, "count", source="NK Pro")])
     assert cmp.text == "counted 3 (1 observed, 1 origin-only, 1 reported); published: at least 32 (NK Pro)"
     assert compare_with_published(trips, [published], ROUTE, day(20)) == []
+
+
+def test_a_transit_bounded_by_the_shortest_distance_not_the_sea_route_estimate() -> None:
+    """The sea distance overestimates (searoute's network is coarse): a voyage at the route's top speed over the
+    great-circle distance between the sites' edges is feasible, and one faster than that is not."""
+    a, b = SMAP["rajin"], SMAP["vostochny"]
+    bound = min_sailing_nm(a, b)
+    gc = great_circle_nm(a.centroid_lonlat, b.centroid_lonlat)
+    assert bound <= gc < site_distance(a, b).nm and bound > 0.95 * gc  # port polygons: a few km off the centres
+    hours = bound / ROUTE.max_speed_kn
+    legal = trips_of([visit("o", "rajin", 3, 4), visit("d", "vostochny", 4 + 1.05 * hours / 24, 6)])
+    assert [t.kind for t in legal] == ["observed"]
+    too_fast = trips_of([visit("o", "rajin", 3, 4), visit("d", "vostochny", 4 + 0.9 * hours / 24, 6)])
+    assert [t.kind for t in too_fast] == ["origin_only"]

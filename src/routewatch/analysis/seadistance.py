@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 from pyproj import Geod
 
 from routewatch.model import Site
@@ -90,6 +91,26 @@ def sea_distance(a: tuple[float, float], b: tuple[float, float]) -> SeaDistance:
 def site_distance(a: Site, b: Site) -> SeaDistance:
     """Sailing distance between the centroids of two sites."""
     return sea_distance(a.centroid_lonlat, b.centroid_lonlat)
+
+
+def site_radius_m(site: Site) -> float:
+    """The farthest vertex of a site from its centre, in metres (geodesic)."""
+    import shapely
+
+    xy = shapely.get_coordinates(site.geometry)
+    if xy.shape[0] == 0:
+        return 0.0
+    lon0, lat0 = site.centroid_lonlat
+    _, _, metres = _GEOD.inv(np.full(len(xy), lon0), np.full(len(xy), lat0), xy[:, 0], xy[:, 1])
+    return float(np.abs(metres).max())
+
+
+def min_sailing_nm(a: Site, b: Site) -> float:
+    """A hard lower bound on the sailing distance between two sites, in nautical miles: the great-circle distance
+    between their centres less both radii. It bounds how fast a trip can be; the sea distance cannot (searoute's
+    coarse network makes it an overestimate: a real 12-knot voyage had been refused under a 14-knot limit)."""
+    gc = great_circle_nm(a.centroid_lonlat, b.centroid_lonlat)
+    return max(gc - (site_radius_m(a) + site_radius_m(b)) / METRES_PER_NM, 0.0)
 
 
 def min_transit_days(distance_nm: float, max_speed_kn: float) -> float:

@@ -2,8 +2,8 @@
 
 Rules, and why:
 
-* the destination visit must start after the vessel was last seen at the origin plus the minimum transit (sea
-  distance / ``route.max_speed_kn``), and no later than ``route.max_transit_days`` after it; the origin visit's
+* the destination visit must start after the vessel was last seen at the origin plus the minimum transit (the
+  shortest possible distance, great-circle between the sites' edges, / ``route.max_speed_kn``), and no later than ``route.max_transit_days`` after it; the origin visit's
   *end* is used (not its start), because a destination visit that begins while the ship is still seen at the
   origin cannot be the same voyage. It must also come before the vessel's next origin visit;
 * an origin visit with no destination visit is an ``origin_only`` trip (a shipment left) only when something shows
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
 
-from routewatch.analysis.seadistance import min_transit_days, site_distance
+from routewatch.analysis.seadistance import min_sailing_nm, min_transit_days, site_distance
 from routewatch.analysis.visits import AIS_SHIP_PREFIX, size_class, vessel_map
 from routewatch.model import (
     AggregateObservation,
@@ -77,8 +77,9 @@ class _Leg:
 def _leg(route: Route, sites: Mapping[str, Site], a: str, b: str, cache: dict[tuple[str, str], _Leg]) -> _Leg:
     if (a, b) not in cache:
         if a in sites and b in sites:
-            d = site_distance(sites[a], sites[b]).nm
-            cache[(a, b)] = _Leg(d, min_transit_days(d, route.max_speed_kn))
+            d = site_distance(sites[a], sites[b]).nm  # the trip's distance, as sailed
+            # the fastest feasible transit is bounded by the shortest distance a ship could sail, not the estimate
+            cache[(a, b)] = _Leg(d, min_transit_days(min_sailing_nm(sites[a], sites[b]), route.max_speed_kn))
         else:
             cache[(a, b)] = _Leg(None, 0.0)  # unknown geometry: no lower bound on the transit
     return cache[(a, b)]
