@@ -239,3 +239,30 @@ def test_a_site_of_several_degrees_is_indexed_in_little_memory_with_exact_distan
     assert (dist[covered & (exact > 2000)] > 2000).all()
     assert dist[-3] == pytest.approx(990, abs=2) and dist[-2] == pytest.approx(1010, abs=2)
     assert found[-1] == -1
+
+
+def test_a_site_split_at_the_antimeridian_is_one_place_for_centre_cues_visits_and_fusion():
+    """Drawn as two boxes either side of 180 deg, a site had its centre at 0 deg and a radius of half the globe:
+    every gap on Earth could reach it. Its centre is on the antimeridian now; only gaps near it are cued, ships at
+    either half are inside, and fusion's distance to it is metres, not thousands of km."""
+    from shapely import wkt
+
+    from routewatch.analysis.port_visits import SiteIndex
+    from routewatch.fuse.identify import site_distances_m
+
+    split = Site("span", "split", SiteKind.ANCHORAGE, wkt.loads(
+        "MULTIPOLYGON(((179.9 50, 180 50, 180 50.05, 179.9 50.05, 179.9 50)),"
+        "((-180 50, -179.9 50, -179.9 50.05, -180 50.05, -180 50)))"))
+    lon0, lat0 = split.centroid_lonlat
+    assert abs(abs(lon0) - 180.0) < 1e-9 and lat0 == pytest.approx(50.025)
+    found, dist = SiteIndex({"span": split}, 2000).lookup(np.array([179.95, -179.95, -179.99, -179.88, 179.5]),
+                                                           np.array([50.02] * 5))
+    assert found.tolist()[:4] == [0, 0, 0, 0] and found[4] == -1
+    assert dist[3] == pytest.approx(0.02 * 111_320 * np.cos(np.radians(50.02)), rel=0.01)
+    assert site_distances_m(split.geometry, np.array([-179.95, 179.5]), np.array([50.02, 50.02])).tolist()[0] == 0.0
+    # dark 72 h off Korea (far beyond 72 h at 18 kn from 180 deg) and 10 h beside the site: only the second is cued
+    korea = Track(1).run(5, 129.5, 35.0, dlon=0.01, sog=10).silent(72).run(5, 129.9, 35.2, dlon=0.01, sog=10)
+    near = Track(2).run(5, 179.7, 50.1, dlon=0.01, sog=10).silent(10).run(5, -179.7, 50.1, dlon=0.01, sog=10)
+    _, gaps = visits_and_gaps([frame(korea, near)], {"span": split}, None, GapConfig(min_gap_h=6, max_speed_kn=18))
+    cues = cues_frame(gaps)
+    assert gaps.height == 2 and cues["mmsi"].to_list() == [2]

@@ -279,12 +279,12 @@ def test_detections_from_a_scene_with_a_date_alone_are_not_matched_to_ais_at_mid
             if f["properties"]["layer"] == "detections"}
     assert {k for k, p in dets.items() if p["date_only"]} == {f"img-scene-{s}-{i}" for s in ("dated", "legacy")
                                                                for i in range(2)}
-    # the CSV sightings table says so in its last column (readers by position keep theirs), KML writes the date
+    # the CSV sightings table says so after the older columns (readers by position keep theirs), KML writes the date
     for fmt, target in (("csv", tmp_path / "tables"), ("kml", tmp_path / "e.kml")):
         res = runner.invoke(app, ["export", "--format", fmt, "-o", str(target), "-w", str(ws.root)])
         assert res.exit_code == 0, res.output
     table = pl.read_csv(tmp_path / "tables" / "sightings.csv")
-    assert table.columns[-1] == "date_only"
+    assert table.columns[-2:] == ["date_only", "mmsi"]  # new columns go last
     assert set(table.filter(pl.col("date_only"))["id"]) == {k for k, p in dets.items() if p["date_only"]}
     assert table.height > 4  # the timed ones (as their fused copies) are there, not date-only
     kml = (tmp_path / "e.kml").read_text()

@@ -21,7 +21,24 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
 from shapely.geometry.base import BaseGeometry
+
+
+def lonlat_centre(geometry: BaseGeometry) -> tuple[float, float]:
+    """The centroid (lon, lat) of a WGS84 geometry. One drawn in parts either side of the antimeridian (a
+    MultiPolygon split at 180 deg) is centred there, not at 0 deg, half a world away, where distances, gap cues and
+    map points had put it: no watched site spans half the globe."""
+    minx, _, maxx, _ = geometry.bounds
+    if maxx - minx > 180.0:
+        from shapely import transform
+
+        east = transform(geometry, lambda c: np.column_stack([np.where(c[:, 0] < 0, c[:, 0] + 360.0, c[:, 0]),
+                                                               c[:, 1]]))
+        c = east.centroid
+        return (float(c.x - 360.0 if c.x > 180.0 else c.x), float(c.y))
+    c = geometry.centroid
+    return (float(c.x), float(c.y))
 
 
 def ensure_utc(value: datetime) -> datetime:
@@ -102,8 +119,7 @@ class Site:
 
     @property
     def centroid_lonlat(self) -> tuple[float, float]:
-        c = self.geometry.centroid
-        return (float(c.x), float(c.y))
+        return lonlat_centre(self.geometry)
 
 
 @dataclass(frozen=True, slots=True)

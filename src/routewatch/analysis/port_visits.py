@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import shapely
-from shapely.affinity import affine_transform
 
 from routewatch.model import Site
 
@@ -85,7 +84,7 @@ class SiteIndex:
     def _raster(self, key: str, site: Site, cell_m: float) -> _SiteRaster:
         lon0, lat0 = site.centroid_lonlat
         kx = EARTH_M_PER_DEG * math.cos(math.radians(lat0))
-        local = affine_transform(site.geometry, [kx, 0, 0, EARTH_M_PER_DEG, -lon0 * kx, -lat0 * EARTH_M_PER_DEG])
+        local = to_local_metres(site.geometry, lon0, lat0, kx)
         minx, miny, maxx, maxy = local.bounds
         cell = cell_m
         while True:
@@ -182,7 +181,7 @@ def _distance_at_latitude(r: _SiteRaster, lon: np.ndarray, lat: np.ndarray) -> n
         if poly is None:
             if len(r.bands) >= 64:  # a tall site: keep the cache bounded (a band is rebuilt in a millisecond or so)
                 r.bands.clear()
-            poly = affine_transform(r.geometry, [kx, 0, 0, EARTH_M_PER_DEG, -r.lon0 * kx, -r.lat0 * EARTH_M_PER_DEG])
+            poly = to_local_metres(r.geometry, r.lon0, r.lat0, kx)
             shapely.prepare(poly)
             r.bands[int(b)] = poly
         x = wrap_lon(lon[idx] - r.lon0) * kx
@@ -216,6 +215,13 @@ def _signed_distance(geom, x: np.ndarray, y: np.ndarray) -> np.ndarray:
             np.minimum(out, np.sqrt(ex * ex + ey * ey).min(axis=1), out=out)
     best[shapely.contains_xy(geom, x, y)] *= -1.0
     return best
+
+
+def to_local_metres(geometry: Any, lon0: float, lat0: float, kx: float) -> Any:
+    """A lon/lat geometry in equirectangular metres about (lon0, lat0), ``kx`` metres per degree east. Longitudes
+    are taken the short way from lon0, so a site split at the antimeridian is one place, as positions are."""
+    return shapely.transform(geometry, lambda c: np.column_stack(
+        [wrap_lon(c[:, 0] - lon0) * kx, (c[:, 1] - lat0) * EARTH_M_PER_DEG]))
 
 
 def wrap_lon(lon):

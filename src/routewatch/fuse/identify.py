@@ -32,13 +32,12 @@ from datetime import datetime
 
 import numpy as np
 import shapely
-from shapely.affinity import affine_transform
 from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 
-from routewatch.analysis.port_visits import EARTH_M_PER_DEG, haversine_m
+from routewatch.analysis.port_visits import EARTH_M_PER_DEG, haversine_m, to_local_metres
 from routewatch.analysis.seadistance import METRES_PER_NM
-from routewatch.model import Route, Site, Vessel
+from routewatch.model import Route, Site, Vessel, lonlat_centre
 
 UNKNOWN = "unknown vessel"
 
@@ -85,12 +84,12 @@ def _normal(x: float, mu: float, sigma: float) -> float:
 @functools.lru_cache(maxsize=1024)
 def _local_site(geometry: BaseGeometry) -> tuple[float, float, float, float, BaseGeometry]:
     """A site in local metres (equirectangular about its centroid), made once per site and run."""
-    c = geometry.centroid
-    kx = EARTH_M_PER_DEG * math.cos(math.radians(c.y))
-    local = affine_transform(geometry, [kx, 0, 0, EARTH_M_PER_DEG, -c.x * kx, -c.y * EARTH_M_PER_DEG])
+    cx, cy = lonlat_centre(geometry)
+    kx = EARTH_M_PER_DEG * math.cos(math.radians(cy))
+    local = to_local_metres(geometry, cx, cy, kx)
     shapely.prepare(local)
     radius = float(np.hypot(*shapely.get_coordinates(local).T).max()) if not local.is_empty else 0.0
-    return c.x, c.y, kx, radius, local
+    return cx, cy, kx, radius, local
 
 
 def site_distances_m(geometry: BaseGeometry, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
