@@ -392,7 +392,7 @@ def test_a_time_past_any_believable_date_is_a_bad_row_not_an_aborted_file(tmp_pa
     nmea = tmp_path / "clock.nmea"
     nmea.write_text(f"\\c:99999999999999*00\\{line}\n\\c:1704067200*00\\{line}\n")
     got = ingest_file(nmea, ais)
-    assert got.added == 1 and got.report.bad == {"time out of range (before 1980 or after 2099)": 1}
+    assert got.added == 1 and got.report.bad == {"time out of range (before 1980 or in the future)": 1}
     assert got.report.examples[0][0] == 1
     assert [d.isoformat() for d, _ in day_dirs(ais)] == ["2024-01-01"]
     # a static report with such a clock is a bad line too: it would be the ship's latest name until 2286
@@ -401,7 +401,7 @@ def test_a_time_past_any_believable_date_is_a_bad_row_not_an_aborted_file(tmp_pa
     names = tmp_path / "static.nmea"
     names.write_text("".join(f"\\c:99999999999999*00\\{part}\n" for part in static))
     got = ingest_file(names, ais)
-    assert got.report.bad == {"time out of range (before 1980 or after 2099)": 1} and got.statics_added == 0
+    assert got.report.bad == {"time out of range (before 1980 or in the future)": 1} and got.statics_added == 0
     # a mapping that fits no row (epoch seconds read as ISO times): the file is not marked as read, and the fixed
     # mapping then reads it without --force
     (tmp_path / "iso.toml").write_text('mmsi = "ship"\ntimestamp = "when"\nlon = "x"\nlat = "y"\n')
@@ -836,3 +836,27 @@ def test_the_manifest_names_a_file_by_its_absolute_path(tmp_path, monkeypatch):
     ingest_file(Path("d1/pos.csv"), tmp_path / "ais")
     (entry,) = read_manifest(tmp_path / "ais").values()
     assert entry["path"] == str(tmp_path / "d1" / "pos.csv")
+
+
+def test_a_position_dated_after_the_ingest_is_a_bad_row(tmp_path: Path) -> None:
+    """A row dated next month (a clock or a zone gone wrong) is refused with its line: it had made a day
+    partition, a visit and a gap of years cued to every site. An hour ago is read."""
+    from datetime import timedelta
+
+    from pyais import encode_dict
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    mc = tmp_path / "future.csv"
+    mc.write_text("MMSI,BaseDateTime,LAT,LON,SOG\n"
+                  f"273210441,{(now - timedelta(hours=1)).replace(tzinfo=None).isoformat()},42.23,130.29,0.1\n"
+                  f"273210441,{(now + timedelta(days=30)).replace(tzinfo=None).isoformat()},42.23,130.29,0.1\n")
+    got = ingest_file(mc, tmp_path / "ais")
+    assert got.added == 1 and got.report.bad == {"unparsable or out-of-range row": 1}
+    assert got.report.examples[0][0] == 3
+    assert [d for d, _ in day_dirs(tmp_path / "ais")] == [(now - timedelta(hours=1)).date()]
+    line = encode_dict({"type": 1, "mmsi": 273000001, "lon": 130.28, "lat": 42.23, "speed": 0.1},
+                       radio_channel="A", talker_id="AI")[0]
+    nmea = tmp_path / "future.nmea"
+    nmea.write_text(f"\\c:{int(now.timestamp()) - 60}*00\\{line}\n\\c:{int(now.timestamp()) + 30 * 86400}*00\\{line}\n")
+    got = ingest_file(nmea, tmp_path / "ais")
+    assert got.added == 1 and got.report.bad == {"time out of range (before 1980 or in the future)": 1}

@@ -24,13 +24,13 @@ from routewatch.model import ensure_utc
 from routewatch.sources.ais.schema import (
     BAD_TIME,
     POSITION_SCHEMA,
-    TIME_MAX,
     TIME_MIN,
     VALID_BELOW,
     ZONE,
     available,
     empty_positions,
     plausible_time,
+    time_max,
     utc_offset_us,
 )
 from routewatch.sources.ais.sixbit import POSITION_PAYLOAD_CHARS, decode_positions
@@ -105,7 +105,7 @@ def nmea_checksum_ok(bodies: pl.Series, checksums: pl.Series) -> np.ndarray:
     return xor.astype(np.int64) == expected
 
 
-CORRUPT_CLOCK = 10**15  # milliseconds: a time far past TIME_MAX, so the line is refused as `time out of range`
+CORRUPT_CLOCK = 10**15  # milliseconds: a time far in the future, so the line is refused as `time out of range`
 
 
 def _epoch_us(epoch: pl.Expr) -> pl.Expr:
@@ -221,7 +221,7 @@ def read_nmea_lines(
         report.add_bad_rows(BAD_TIME, np.arange(lines.size), lambda k: int(lines[k]),
                             lambda k: str(raw[int(lines[k]) - first_line]))
         timed = timed.filter(~odd)
-    lo, hi = (int(t.timestamp() * 1_000_000) for t in (TIME_MIN, TIME_MAX))
+    lo, hi = (int(t.timestamp() * 1_000_000) for t in (TIME_MIN, time_max()))
     kept = []  # a static report with such a clock would be the registry's latest record for its ship until 2286
     for r in statics:
         if r["t_us"] is None or lo <= r["t_us"] < hi:

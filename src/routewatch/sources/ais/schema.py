@@ -16,7 +16,7 @@ same file ingested twice.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
@@ -44,14 +44,21 @@ VALID_BELOW = {"sog_kn": 102.3 - 1e-3, "cog_deg": 360.0, "heading_deg": 360.0}
 # Times a position can have: AIS began around 2000, so a time outside these is a corrupt value (a millisecond epoch
 # read as seconds, a receiver clock at zero) that would make a day partition of 1970 or of the year 55969 (which
 # no datetime can even hold): a bad row, counted with its line, in every reader.
+# A time later than the ingest itself (plus a day for a receiver clock set ahead or a zone written wrong) is no
+# position yet: a 2030 row had made a day partition, a visit and a six-year gap cued to every site.
 TIME_MIN = datetime(1980, 1, 1, tzinfo=UTC)
-TIME_MAX = datetime(2100, 1, 1, tzinfo=UTC)
-BAD_TIME = "time out of range (before 1980 or after 2099)"
+FUTURE_SLACK = timedelta(days=1)
+BAD_TIME = "time out of range (before 1980 or in the future)"
+
+
+def time_max() -> datetime:
+    """The latest time a position can have now: the clock plus :data:`FUTURE_SLACK`."""
+    return datetime.now(UTC) + FUTURE_SLACK
 
 
 def plausible_time(column: str = "timestamp") -> pl.Expr:
-    """Whether a time lies in [:data:`TIME_MIN`, :data:`TIME_MAX`) (null for a null time)."""
-    return pl.col(column).is_between(TIME_MIN, TIME_MAX, closed="left")
+    """Whether a time lies in [:data:`TIME_MIN`, :func:`time_max`) (null for a null time)."""
+    return pl.col(column).is_between(TIME_MIN, time_max(), closed="left")
 
 
 def available(column: str) -> pl.Expr:
