@@ -588,3 +588,23 @@ def test_cli_scenes_add_takes_files_and_a_band_file_brings_its_scene(tmp_path: P
     assert paths == {f"T52TFN_20231022T020000_{b}_10m.tif" for b in ("B02", "B03", "B04", "B08")}
     missing = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "nope.tif"), "-w", str(ws)])
     assert missing.exit_code == 2 and "no such file or folder" in " ".join(missing.output.split())
+
+
+def test_a_scene_dated_in_the_future_is_refused_and_a_write_time_is_said(tmp_path: Path) -> None:
+    """A name that dates the image in 2030 is no acquisition time (its look would stand in every later judgement);
+    a file dated only by its write time is added, and the table and a warning say so (it had looked like any
+    other scene's time)."""
+    _tif(tmp_path / "a" / "casa_20300101T101010.tif", count=4)
+    bare = _tif(tmp_path / "b" / "casa_port_export.tif", count=4)
+    with rasterio.open(bare, "r+") as ds:
+        ds.update_tags(TIFFTAG_DATETIME="2024:11:20 09:15:00")
+    res = scan_folder(tmp_path / "a")
+    assert res.scenes == [] and len(res.failures) == 1
+    assert "2030-01-01 10:10 UTC, in the future" in res.failures[0][1] and "correct the name" in res.failures[0][1]
+    given = scan_folder(tmp_path / "b", when=datetime(2031, 4, 26, 11, tzinfo=UTC))
+    assert not given.scenes and "--time dates it 2031-04-26 11:00 UTC" in given.failures[0][1]
+    ws = tmp_path / "ws"
+    assert CliRunner().invoke(app, ["init", str(ws)]).exit_code == 0
+    out = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "b"), "-w", str(ws)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 0 and "dated by the time their file was written" in text

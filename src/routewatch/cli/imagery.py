@@ -134,13 +134,16 @@ def register(app: typer.Typer) -> None:
                               when=given, when_has_time=not when or has_time_of_day(when), sensor=sensor)
             result.merge(part)
         table = Table("scene", "sensor", "time (UTC)", "pixel (m)", "bands", "note")
-        dated, unread = 0, []
+        dated, unread, written = 0, [], 0
         for s in result.scenes:
             alone = date_only(s)
             dated += alone
             notes = ["SIMULATED"] if s.simulated else []
             if alone:
                 notes.append("date only")
+            if s.attributes.get("time_source") == "write time":
+                notes.append("write time")
+                written += 1
             sar = s.attributes.get("kind") == "sar" or is_sar(s.sensor)  # as the detectors tell it (vv, hh bands too)
             if not sar and not {"blue", "green", "red"} <= set(s.attributes.get("bands", {})):
                 notes.append("no detector reads these bands")  # said now, not as a water-mask failure at detect
@@ -153,6 +156,10 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]{dated} scene(s) give a date but no time of day (stored at 00:00 UTC): "
                           "enough for the coverage ledger, but `fuse` cannot match AIS to their ships; add them "
                           "again with --time YYYY-MM-DDTHH:MMZ to give the time[/yellow]")
+        if written:
+            console.print(f"[yellow]{written} scene(s) are dated by the time their file was written (no acquisition "
+                          "time in the name, tags or annotations): an export's time, not the image's, unless the "
+                          "provider wrote it so. Add them again with --time YYYY-MM-DDTHH:MMZ to date them[/yellow]")
         if unread:
             console.print(f"[yellow]{len(unread)} scene(s) ({', '.join(unread[:3])}{', ...' if len(unread) > 3 else ''}) "
                           "have no blue, green and red bands for the optical detector, and are not SAR: `detect` "

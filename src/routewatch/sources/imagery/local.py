@@ -26,7 +26,7 @@ import json
 import re
 import warnings
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +281,12 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
     if found is None:
         raise SceneReadError(f"{first}: no acquisition time in tags, file name or annotations; give --time")
     acquired, time_of_day = found
+    if acquired > datetime.now(UTC) + timedelta(days=1):  # a look in 2030 would stand in every later judgement
+        said, fix = {"files": ("its name or tags date it", "correct the name or the time tag"),
+                     "given": ("--time dates it", "check --time"),
+                     "write time": ("its write time dates it", "give --time")}[source or "files"]
+        raise SceneReadError(f"{first}: {said} {acquired:%Y-%m-%d %H:%M} UTC, in the future: not an acquisition "
+                             f"time; {fix}")
     if sensor:
         sensor_name = sensor
     elif tags.get("ROUTEWATCH_SENSOR"):
