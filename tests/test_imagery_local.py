@@ -608,3 +608,27 @@ def test_a_scene_dated_in_the_future_is_refused_and_a_write_time_is_said(tmp_pat
     out = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "b"), "-w", str(ws)])
     text = " ".join(out.output.split())
     assert out.exit_code == 0 and "dated by the time their file was written" in text
+
+
+def test_an_rgb_quicklook_beside_the_band_files_gives_way_to_them(tmp_path: Path) -> None:
+    """A download folder with the four band files and an RGB quicklook of the same acquisition: the quicklook's
+    name sorts first, and it had stood for the acquisition, the band set refused as its copy (no NIR, no ships)."""
+    rng = np.random.default_rng(3)
+
+    def noisy(path: Path, count: int) -> None:  # images, not blank fills (a one-valued file holds no data)
+        _tif(path, count=count)
+        with rasterio.open(path, "r+") as ds:
+            ds.write(rng.integers(100, 3000, (count, ds.height, ds.width)).astype(np.uint16))
+
+    for band in ("B02", "B03", "B04", "B08"):
+        noisy(tmp_path / "dl" / f"casa_20230426T111000_{band}.tif", 1)
+    noisy(tmp_path / "dl" / "casa_20230426T111000.tif", 3)
+    store = open_store(Workspace.open(tmp_path / "ws").ensure())
+    res = add_folder(tmp_path / "dl", store=store)
+    (scene,) = store.scenes()
+    assert set(scene.attributes["bands"]) == {"blue", "green", "red", "nir"}
+    assert len(res.failures) == 0 and len(res.moved) == 1
+    assert [s.id for s in res.scenes] == [scene.id]  # the quicklook, replaced in the same run, is not listed
+    again = add_folder(tmp_path / "dl", store=store)  # and again: the quicklook is the copy now
+    assert [s.id for s in store.scenes()] == [scene.id] and len(again.failures) == 1
+    assert "the same acquisition" in again.failures[0][1]

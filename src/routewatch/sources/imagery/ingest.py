@@ -151,6 +151,12 @@ def fetch_site(ws: Workspace, site: Site, start: datetime, end: datetime, sensor
     return result
 
 
+def _more_bands(scene: Scene, twin: Scene) -> bool:
+    """Whether ``scene`` holds every band ``twin`` does and more (the full product against its quicklook)."""
+    mine, theirs = set(scene.attributes.get("bands", {})), set(twin.attributes.get("bands", {}))
+    return mine > theirs
+
+
 def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str] | None = None,
                when: datetime | None = None, sensor: str | None = None, when_has_time: bool = True) -> AddResult:
     """`scenes add`: describe each scene in a folder and store it with its evidence; failures are recorded.
@@ -161,8 +167,10 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
         for scene, ev in zip(result.scenes, result.evidence, strict=True):
             moved: list[Scene] = []
             twin = same_acquisition(store, scene, moved)
-            if twin is not None and holds_no_data(twin) and not holds_no_data(scene):
-                # the copy stored first is blank (an export that failed, all no-data): it would stand for this
+            if twin is not None and (_more_bands(scene, twin)
+                                     or (holds_no_data(twin) and not holds_no_data(scene))):
+                # the copy stored first is blank (an export that failed, all no-data), or has fewer bands (an RGB
+                # quicklook beside the band files, found first by its name): it would stand for this
                 # acquisition's real image, which had been refused as its copy; this one takes its place
                 moved.append(twin)
                 twin = None
@@ -197,7 +205,9 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
                 result.moved.extend(m.id for m in moved)  # were rewritten: removed with the write
             kept_scenes.append(scene)
             kept_evidence.append(ev)
-        result.scenes, result.evidence = kept_scenes, kept_evidence
+        gone = set(result.moved)  # a scene of this run replaced by a later one of it (a quicklook) is not listed
+        kept = [(sc, ev) for sc, ev in zip(kept_scenes, kept_evidence, strict=True) if sc.id not in gone]
+        result.scenes, result.evidence = [sc for sc, _ in kept], [ev for _, ev in kept]
         for path, message in result.failures:  # at the absolute path, as the scene that fixes it will be
             store.record_failure("scenes add", str(Path(path).resolve()) if Path(path).exists() else path, message)
     return result
