@@ -632,3 +632,21 @@ def test_an_rgb_quicklook_beside_the_band_files_gives_way_to_them(tmp_path: Path
     again = add_folder(tmp_path / "dl", store=store)  # and again: the quicklook is the copy now
     assert [s.id for s in store.scenes()] == [scene.id] and len(again.failures) == 1
     assert "the same acquisition" in again.failures[0][1]
+
+
+def test_untagged_65535_in_every_band_is_fill_and_8_bit_white_is_not(tmp_path: Path) -> None:
+    """An export that filled the unimaged part with 65535 without a no-data tag: that part is not imaged (its
+    NDWI of 0 had made it land, the look 100 % usable with the ships of the rest lost). One band at 65535 is a
+    bright pixel, and 8-bit 255 in every band is a white deck, both data."""
+    from routewatch.detect.optical import optical_nodata
+
+    path = _tif(tmp_path / "a" / "casa_20230426T111000.tif", count=4, shape=(60, 80))
+    with rasterio.open(path, "r+") as ds:
+        arr = ds.read()
+        arr[:, :, 40:] = 65535
+        arr[2, 0, 0] = 65535
+        ds.write(arr)
+    raster = read_scene(scan_folder(tmp_path / "a").scenes[0])
+    assert raster.valid[:, 40:].sum() == 0 and raster.valid[:, :40].all()
+    white = {b: np.full((4, 4), 255, np.uint8) for b in ("blue", "green", "red", "nir")}
+    assert not optical_nodata(white).any()
