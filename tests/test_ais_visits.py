@@ -266,3 +266,38 @@ def test_a_site_split_at_the_antimeridian_is_one_place_for_centre_cues_visits_an
     _, gaps = visits_and_gaps([frame(korea, near)], {"span": split}, None, GapConfig(min_gap_h=6, max_speed_kn=18))
     cues = cues_frame(gaps)
     assert gaps.height == 2 and cues["mmsi"].to_list() == [2]
+
+
+def test_a_berth_inside_its_port_and_a_site_beside_a_port_each_keep_their_own_visits():
+    """The nearest site had taken each position: a berth inside its port got its visit or the port did, by the
+    watchlist's order, and a ship that left a port for a spot 2.2 km from it (1.1 km from another site) stayed in
+    the port for two days. Sites that can compete for a position are scanned apart."""
+    berth = Site("berth", "berth 1", SiteKind.BERTH, box(130.28, 42.225, 130.29, 42.232))
+    tr = Track(30).run(20, 130.31 + 5 * KM_LON, 42.23, dlon=-0.3 * KM_LON, sog=10.0)  # into the port from the east
+    tr.run(10, 130.30, 42.23, sog=3.0).run(80, 130.285, 42.228, sog=0.0)  # across the port, 8 h at the berth
+    tr.run(30, 130.30, 42.23, dlon=0.3 * KM_LON, sog=10.0)  # and out east
+    cols = ["site", "start", "end", "entry", "exit", "stop"]
+    one = port_visits([frame(tr)], {"rajin": SITES["rajin"], "berth": berth}).sort("site").select(cols)
+    other = port_visits([frame(tr)], {"berth": berth, "rajin": SITES["rajin"]}).sort("site").select(cols)
+    assert one.equals(other) and one["site"].to_list() == ["berth", "rajin"]
+    at_berth, at_port = one.row(0, named=True), one.row(1, named=True)
+    assert at_port["start"] < at_berth["start"] < at_berth["end"] < at_port["end"] and at_port["exit"]
+    assert at_berth["stop"] and at_port["stop"]
+
+    beyond = Site("beyond", "anchorage", SiteKind.ANCHORAGE,
+                  box(130.31 + 3.3 * KM_LON, 42.22, 130.31 + 3.5 * KM_LON, 42.24))
+    tr = Track(31).run(20, 130.31 + 0.5 * KM_LON, 42.23, sog=0.0)  # in the port, then 2.2 km east of it
+    tr.run(480, 130.31 + 2.2 * KM_LON, 42.23, sog=0.0).run(20, 130.31 + 20 * KM_LON, 42.23, sog=10.0)
+    alone = port_visits([frame(tr)], {"rajin": SITES["rajin"]})
+    both = port_visits([frame(tr)], {"rajin": SITES["rajin"], "beyond": beyond})
+    assert alone["end"].to_list() == both.filter(pl.col("site") == "rajin")["end"].to_list()
+    assert alone["end"][0] == T0 + timedelta(minutes=6 * 19)
+
+
+def test_a_gap_names_the_nearest_of_all_sites_when_they_are_scanned_in_layers():
+    beyond = Site("beyond", "anchorage", SiteKind.ANCHORAGE,
+                  box(130.31 + 3.3 * KM_LON, 42.22, 130.31 + 3.5 * KM_LON, 42.24))
+    tr = Track(32).run(20, 130.31 + 0.5 * KM_LON, 42.23, sog=0.0).run(5, 130.31 + 2.2 * KM_LON, 42.23, sog=0.0)
+    tr.silent(12).run(5, 130.31 + 0.5 * KM_LON, 42.23, sog=0.0)
+    _, gaps = visits_and_gaps([frame(tr)], {"rajin": SITES["rajin"], "beyond": beyond}, None, GapConfig(min_gap_h=6))
+    assert gaps.select("site_before", "site_after").rows() == [("beyond", "rajin")]

@@ -164,3 +164,22 @@ def test_a_transit_bounded_by_the_shortest_distance_not_the_sea_route_estimate()
     assert [t.kind for t in legal] == ["observed"]
     too_fast = trips_of([visit("o", "rajin", 3, 4), visit("d", "vostochny", 4 + 0.9 * hours / 24, 6)])
     assert [t.kind for t in too_fast] == ["origin_only"]
+
+
+def test_overlapping_visits_at_one_end_of_a_route_are_one_call() -> None:
+    """A berth inside its port, both in the route's origin, and the ship's visits at both (AIS at the port, an
+    image at the berth, or the two sites' own AIS visits): one call, one trip, departing when the last of them
+    ended. Each had made a trip, the port's an origin-only one beside the berth's observed one."""
+    berth = Site("rajin_berth", "Rajin berth", SiteKind.BERTH, box(130.28, 42.225, 130.29, 42.232))
+    route = Route("r", "Rajin to Russia", origin=("rajin", "rajin_berth"), destination=("dunai", "vostochny"),
+                  vessels=("lady_r",))
+    sites = {**SMAP, berth.key: berth}
+    visits = [visit("port", "rajin", 3, 4.5), visit("berth", "rajin_berth", 3.2, 4.3),
+              visit("d", "vostochny", 7, 8), visit("d2", "dunai", 7.05, 7.5)]
+    trips = build_trips(route, visits, day(40), vessels=VESSELS, sites=sites)
+    assert [(t.kind, t.origin_visit, t.destination_visit) for t in trips] == [("observed", "port", "d")]
+    assert trips[0].depart == day(4.5)
+    # calls that do not overlap stay two
+    apart = [visit("port", "rajin", 3, 4.5), visit("berth", "rajin_berth", 10, 11), visit("d", "vostochny", 7, 8),
+             visit("d2", "vostochny", 14, 15)]
+    assert len(build_trips(route, apart, day(40), vessels=VESSELS, sites=sites)) == 2

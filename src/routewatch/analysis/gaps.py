@@ -51,6 +51,7 @@ class GapDetector:
         self.sites = dict(sites)
         self.keys = list(sites)
         self._parts: list[pl.DataFrame] = []
+        self.index = None  # the index of every site, when the visit scan's sites come in several layers
 
     def feed(self, batch: Batch, vstart: np.ndarray, dt_h: np.ndarray, site: np.ndarray, dist) -> None:
         after = np.flatnonzero(~vstart & (dt_h > self.config.min_gap_h))
@@ -61,7 +62,11 @@ class GapDetector:
         (lon_b, lat_b), (lon_a, lat_a) = batch.lonlat(before), batch.lonlat(after)
         d_m = haversine_m(lon_b, lat_b, lon_a, lat_a)
         hours = dt_h[after]
-        near = [[self.keys[i] if i >= 0 else None for i in site[idx].tolist()] for idx in (before, after)]
+        if self.index is not None:  # the scan's layer holds some sites only: the nearest of all of them
+            site_b, site_a = self.index.lookup(lon_b, lat_b)[0], self.index.lookup(lon_a, lat_a)[0]
+        else:
+            site_b, site_a = site[before], site[after]
+        near = [[self.keys[i] if i >= 0 else None for i in idx.tolist()] for idx in (site_b, site_a)]
         src_b, line_b = batch.refs(before)
         src_a, line_a = batch.refs(after)
         self._parts.append(pl.DataFrame({

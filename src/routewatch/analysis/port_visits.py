@@ -349,11 +349,87 @@ def _empty_visits() -> pl.DataFrame:
     })
 
 
+def site_layers(sites: Mapping[str, Site], reach_m: float) -> list[dict[str, Site]]:
+    """The sites in layers within which no two lie within ``2 * reach_m`` of each other (greedy colouring, sites
+    in their given order). Each layer is scanned on its own: a position belongs to one site of a layer, so a
+    berth inside its port, or a port beside an anchorage, each get their visits, whatever the watchlist's order
+    (the nearest site had taken a position: the berth's visit went to the port listed first, and a ship that
+    left a port for a site 1.1 km beyond its exit distance stayed "in" the port for two days)."""
+    keys = list(sites)
+    if len(keys) <= 1:
+        return [dict(sites)]
+    centres = [sites[k].centroid_lonlat for k in keys]
+    # each site's cap of its radius plus 2 * reach_m, as a lon/lat box; a box past 180 deg has a copy 360 deg
+    # over, so that sites either side of the antimeridian meet
+    boxes, owner = [], []
+    for i, (k, (lon0, lat0)) in enumerate(zip(keys, centres, strict=True)):
+        r = _radius_m(sites[k], lon0, lat0) + 2 * reach_m
+        dlat = r / EARTH_M_PER_DEG
+        dlon = min(r / (EARTH_M_PER_DEG * max(math.cos(math.radians(min(abs(lat0) + dlat, 89.9))), 1e-6)), 180.0)
+        for shift in (0.0, -360.0, 360.0):
+            if shift == 0.0 or (lon0 + shift - dlon < 180.0 and lon0 + shift + dlon > -180.0):
+                boxes.append(shapely.box(lon0 + shift - dlon, lat0 - dlat, lon0 + shift + dlon, lat0 + dlat))
+                owner.append(i)
+    tree = shapely.STRtree(boxes)
+    first = {i: b for b, i in reversed(list(enumerate(owner)))}  # each site's own (unshifted) box
+    layer_of = np.full(len(keys), -1)
+    layers: list[dict[str, Site]] = []
+    for i, k in enumerate(keys):
+        rivals = sorted({owner[int(b)] for b in tree.query(boxes[first[i]])} - {i})
+        rivals = [j for j in rivals if layer_of[j] >= 0]
+        taken = set()
+        for j in rivals:  # close enough by their boxes: ask the polygons themselves
+            lon0, lat0 = centres[i]
+            kx = EARTH_M_PER_DEG * math.cos(math.radians(lat0))
+            if to_local_metres(sites[k].geometry, lon0, lat0, kx).distance(
+                    to_local_metres(sites[keys[j]].geometry, lon0, lat0, kx)) <= 2 * reach_m:
+                taken.add(int(layer_of[j]))
+        layer = next(n for n in range(len(layers) + 1) if n not in taken)
+        if layer == len(layers):
+            layers.append({})
+        layers[layer][k] = sites[k]
+        layer_of[i] = layer
+    return layers
+
+
+def _radius_m(site: Site, lon0: float, lat0: float) -> float:
+    xy = shapely.get_coordinates(site.geometry)
+    return float(haversine_m(lon0, lat0, xy[:, 0], xy[:, 1]).max()) if xy.size else 0.0
+
+
 class VisitScanner:
-    """Feed it batches (days) of positions sorted by (mmsi, timestamp), then ``finish()``; collects visits."""
+    """Feed it batches (days) of positions sorted by (mmsi, timestamp), then ``finish()``; collects visits.
+
+    The sites are scanned in layers (:func:`site_layers`) of sites that cannot compete for a position; with the
+    usual watchlist of separate ports that is one layer, one pass."""
 
     def __init__(self, sites: Mapping[str, Site], config: VisitConfig | None = None, gap_detector=None):
         self.config = config or VisitConfig()
+        reach = max(self.config.exit_m, self.config.entry_m)
+        self.layers = [_LayerScanner(layer, self.config, gap_detector if i == 0 else None)
+                       for i, layer in enumerate(site_layers(sites, reach) if sites else [{}])]
+        if gap_detector is not None and len(self.layers) > 1:  # a gap's nearest site is of all the sites
+            gap_detector.index = SiteIndex(sites, reach, self.config.cell_m)
+
+    @property
+    def positions(self) -> int:
+        return self.layers[0].positions
+
+    def feed(self, day: pl.DataFrame) -> None:
+        for layer in self.layers:
+            layer.feed(day)
+
+    def finish(self) -> pl.DataFrame:
+        """Close the visits still open (exit not seen) and return every visit as a frame (see ``_empty_visits``)."""
+        frames = [layer.finish() for layer in self.layers]
+        return frames[0] if len(frames) == 1 else pl.concat(frames).sort("mmsi", "start", "site")
+
+
+class _LayerScanner:
+    """The visit state machine over one layer of sites (see :class:`VisitScanner`)."""
+
+    def __init__(self, sites: Mapping[str, Site], config: VisitConfig, gap_detector=None):
+        self.config = config
         self.index = SiteIndex(sites, max(self.config.exit_m, self.config.entry_m), self.config.cell_m)
         self.carry = Carry(None, {})
         self.gap_detector = gap_detector  # optional: called with (frame, vessel_start, dt_h) on every batch

@@ -171,8 +171,8 @@ def build_trips(
         by_vessel.setdefault(v.vessel, []).append(v)
     for vessel in movers:
         mine = sorted(by_vessel.get(vessel, []), key=lambda v: (v.start, v.id))
-        origins = [v for v in mine if v.site in route.origin]
-        dests = [v for v in mine if v.site in route.destination]
+        origins = one_per_stay([v for v in mine if v.site in route.origin], by_end=True)
+        dests = one_per_stay([v for v in mine if v.site in route.destination], by_end=False)
         last_start = {v.site: v.start for v in mine}  # sorted by start: the last one wins
         for o, d, leg, timing in _pair(route, origins, dests, smap, cache):
             if d is not None and leg is not None:
@@ -183,6 +183,25 @@ def build_trips(
     trips.extend(_fleet_trips(route, by_vessel, fleet, vmap, smap, as_of, cache))
     trips.extend(_reported_trips(route, aggregates, trips, vmap, as_of))
     return sorted(trips, key=lambda t: (t.depart, t.kind, t.id))
+
+
+def one_per_stay(visits: Sequence[Visit], by_end: bool) -> list[Visit]:
+    """A vessel's visits at one end of a route that overlap in time are one stay (a berth inside its port, both
+    watched; AIS at the port and an image at the berth): it is one call, and stands as the visit that ends last
+    (``by_end``, at the origin: the departure) or that starts first (at the destination: the arrival). Each had
+    made a trip, one of them origin-only. Visits sorted by (start, id) come back so."""
+    stays: list[list[Visit]] = []
+    end = None
+    for v in sorted(visits, key=lambda v: (v.start, v.id)):
+        if stays and end is not None and v.start <= end:
+            stays[-1].append(v)
+            end = max(end, v.end)
+        else:
+            stays.append([v])
+            end = v.end
+    if by_end:
+        return [max(group, key=lambda v: (v.end, v.confidence)) for group in stays]
+    return [group[0] for group in stays]
 
 
 def _trip(
