@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -345,6 +346,21 @@ def test_one_call_seen_twice_counts_once() -> None:
     )
     assert act.expected_gap_days == pytest.approx(10.0)  # 5 calls over 40 days, not 10 calls
     assert act.details["cadence_basis"].startswith("5 calls")
+
+
+def test_one_vessels_overlapping_visits_at_two_origin_sites_are_one_call() -> None:
+    """A berth inside its port, both in the origin: the ship's visits at both (each site scanned for itself) are
+    one call, or the cadence doubles; two ships at the two sites at once are two calls."""
+    route = Route("r", "A to B", origin=("a", "a_berth"), destination=("b",), vessels=("v1", "v2"))
+    port = [_visit("a", float(d)) for d in range(0, 50, 10)]
+    berth = [replace(_visit("a_berth", d + 0.2), end=T0 + timedelta(days=d + 0.8)) for d in range(0, 50, 10)]
+    act = judge_route(route, as_of=T0 + timedelta(days=52), visits=port + berth, trips=[],
+                      vessel_lengths={"v1": 120.0, "v2": 120.0})
+    assert act.details["cadence_basis"].startswith("5 calls")
+    other = [_visit("a_berth", d + 0.2, vessel="v2") for d in range(0, 50, 10)]
+    act = judge_route(route, as_of=T0 + timedelta(days=52), visits=port + other, trips=[],
+                      vessel_lengths={"v1": 120.0, "v2": 120.0})
+    assert act.details["cadence_basis"].startswith("10 calls")
 
 
 def test_an_overdue_silence_is_not_hidden_by_an_earlier_resumption() -> None:

@@ -224,21 +224,21 @@ def _scope_matches(scope: str, route: Route) -> bool:
 
 def _origin_calls(events: Sequence[_Event]) -> list[_Event]:
     """Calls at the origin, one per port call: visits at the same site that overlap in time (one ship reported by
-    name and also detected unidentified in an image) are one call, not two."""
+    name and also detected unidentified in an image) are one call, not two; so are one vessel's overlapping visits
+    at two origin sites (a berth inside its port, both watched)."""
     merged: list[_Event] = []
-    for e in sorted((e for e in events if e.at_origin), key=lambda e: (e.site, e.start)):
-        last = merged[-1] if merged else None
-        if last is not None and last.site == e.site and e.start <= last.end:
-            merged[-1] = _Event(
-                start=last.start,
-                end=max(last.end, e.end),
-                site=last.site,
-                vessel=last.vessel or e.vessel,
-                evidence=last.evidence + e.evidence,
-                at_origin=True,
-            )
+    open_: list[int] = []  # merged calls that may still overlap the next visit (their end is not before its start)
+    for e in sorted((e for e in events if e.at_origin), key=lambda e: (e.start, e.site)):
+        open_ = [k for k in open_ if merged[k].end >= e.start]
+        for k in open_:
+            m = merged[k]
+            if m.site == e.site or (e.vessel is not None and e.vessel == m.vessel):
+                merged[k] = _Event(start=m.start, end=max(m.end, e.end), site=m.site, vessel=m.vessel or e.vessel,
+                                   evidence=m.evidence + e.evidence, at_origin=True)
+                break
         else:
             merged.append(e)
+            open_.append(len(merged) - 1)
     return sorted(merged, key=lambda e: e.start)
 
 
