@@ -301,3 +301,37 @@ def test_a_gap_names_the_nearest_of_all_sites_when_they_are_scanned_in_layers():
     tr.silent(12).run(5, 130.31 + 0.5 * KM_LON, 42.23, sog=0.0)
     _, gaps = visits_and_gaps([frame(tr)], {"rajin": SITES["rajin"], "beyond": beyond}, None, GapConfig(min_gap_h=6))
     assert gaps.select("site_before", "site_after").rows() == [("beyond", "rajin")]
+
+
+def test_a_visit_takes_the_identity_its_ship_broadcast_then_not_its_latest():
+    """MMSI 51 called as INNOCENT and only later broadcast GAMMA's IMO; MMSI 50 called as GAMMA and later took
+    another identity. The latest identity, applied to every visit, had made 51's call GAMMA's (and an origin-only
+    trip) and left 50's unnamed. Now each call has the identity of its time, and the other is said."""
+    from routewatch.model import Vessel
+    from routewatch.sources.ais.registry import STATIC_SCHEMA, mmsi_to_vessel
+
+    def rec(mmsi, name, imo, first, last):
+        return {"mmsi": mmsi, "name": name, "imo": imo, "call_sign": None, "length_m": None, "beam_m": None,
+                "ship_type": None, "first_seen": T0 + timedelta(days=first), "last_seen": T0 + timedelta(days=last),
+                "source": "x.csv", "line": 1}
+
+    statics = pl.DataFrame([rec(50, "GAMMA", 9179842, 9, 10), rec(50, "SEA STAR", 9999991, 12, 20),
+                            rec(51, "INNOCENT", 1234567, 9, 10), rec(51, "GAMMA", 9179842, 12, 20),
+                            {**rec(51, "GAMMA", None, 9.5, 9.6), "imo": None}], schema=STATIC_SCHEMA)
+    vessels = {"gamma": Vessel("gamma", "GAMMA", imo="9179842")}
+    reg = statics.sort("last_seen").group_by("mmsi").agg(
+        *(pl.col(f).drop_nulls().last() for f in ("name", "imo", "call_sign", "length_m", "beam_m", "ship_type")))
+    links = mmsi_to_vessel(vessels, reg, statics)
+    assert dict(links) == {51: "gamma"}  # the latest identities, as before
+    call = (T0 + timedelta(days=9.8), T0 + timedelta(days=10.2))
+    assert links.at(50, *call) == "gamma" and links.at(51, *call) is None
+    assert links.at(51, T0 + timedelta(days=15)) == "gamma" and links.at(50, T0 + timedelta(days=15)) is None
+    assert links.as_of(T0 + timedelta(days=10)) == {50: "gamma"} and links.as_of(T0 + timedelta(days=13)) == {51: "gamma"}
+    visits = pl.DataFrame({"mmsi": [50, 51], "site": ["rajin", "rajin"], "start": [call[0]] * 2, "end": [call[1]] * 2,
+                           "positions": [9, 9], "entry": [True] * 2, "exit": [True] * 2, "stop": [True] * 2,
+                           "gap": [False] * 2, "level": [4, 4], "confidence": [0.95] * 2,
+                           "first_source": ["x"] * 2, "first_line": [1] * 2, "last_source": ["x"] * 2,
+                           "last_line": [2] * 2})
+    _, sightings, _ = visit_records(visits, links)
+    assert [s.vessel for s in sightings] == ["gamma", None]
+    assert "broadcast the identity of gamma at other times" in sightings[1].detail

@@ -48,11 +48,11 @@ def _progress() -> Progress:
 
 
 def _mmsi_map(ws, watchlist):
-    from routewatch.sources.ais.registry import mmsi_to_vessel, vessel_registry
+    from routewatch.sources.ais.registry import mmsi_to_vessel, read_statics, vessel_registry
 
     reg = vessel_registry(ws.ais_dir)
     lengths = {int(m): float(v) for m, v in reg.select("mmsi", "length_m").drop_nulls().iter_rows()}
-    return mmsi_to_vessel(watchlist.vessels, reg), lengths
+    return mmsi_to_vessel(watchlist.vessels, reg, read_statics(ws.ais_dir)), lengths
 
 
 def _mmsis(ws) -> list[int]:

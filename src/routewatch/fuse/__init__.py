@@ -83,14 +83,17 @@ def fuse_detections(
         matched = matched.with_columns(
             pl.when(pl.col("status").eq(DARK) & ~pl.lit(covered)).then(pl.lit(NO_AIS))
             .otherwise(pl.col("status")).alias("status"))
-        last_seen = _last_seen(positions, when, inputs.mmsi_vessel)
-        located = {inputs.mmsi_vessel[int(m)] for m in ais["mmsi"] if int(m) in inputs.mmsi_vessel}
-        matched_keys = {inputs.mmsi_vessel.get(int(m)) for m in matched["mmsi"].drop_nulls()}
+        # the identities the ships broadcast at the image's time (a ship that took a watched ship's IMO later was
+        # not that ship then), where the links know their history
+        links = inputs.mmsi_vessel.as_of(when) if hasattr(inputs.mmsi_vessel, "as_of") else inputs.mmsi_vessel
+        last_seen = _last_seen(positions, when, links)
+        located = {links[int(m)] for m in ais["mmsi"] if int(m) in links}
+        matched_keys = {links.get(int(m)) for m in matched["mmsi"].drop_nulls()}
         vessel, conf, probs, reasons, ships = [], [], [], [], []
         unmatched: list[int] = []  # the dark and no-ais detections, scored one by one against the watchlist
         for d, m in zip(group.iter_rows(named=True), matched.iter_rows(named=True), strict=True):
             if m["status"] == IDENTIFIED:
-                key = inputs.mmsi_vessel.get(int(m["mmsi"]))
+                key = links.get(int(m["mmsi"]))
                 why = f"AIS MMSI {m['mmsi']} {m['match_distance_m']:.0f} m away ({m['ais_method']})"
                 ais_len = inputs.ais_length.get(int(m["mmsi"]))
                 if d["length_m"] is not None and ais_len is not None:  # what the size says, agreeing or not
@@ -108,7 +111,7 @@ def fuse_detections(
                 ships.append(None if weak else int(m["mmsi"]))
                 vessel.append(key)
                 conf.append(m["match_confidence"] if key else None)
-                probs.append(json.dumps({inputs.mmsi_vessel.get(int(m["mmsi"])) or f"MMSI {m['mmsi']}":
+                probs.append(json.dumps({links.get(int(m["mmsi"])) or f"MMSI {m['mmsi']}":
                                          round(m["match_confidence"], 4)}))
                 reasons.append(why)
                 continue

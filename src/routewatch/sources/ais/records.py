@@ -32,7 +32,10 @@ def visit_records(
     out_v, out_s, out_e = [], [], []
     for r in visits.iter_rows(named=True):
         mmsi = int(r["mmsi"])
-        vessel = mmsi_vessel.get(mmsi)
+        # the identity the ship broadcast at the visit, not the latest one (see VesselLinks.at)
+        vessel = mmsi_vessel.at(mmsi, r["start"], r["end"]) if hasattr(mmsi_vessel, "at") else mmsi_vessel.get(mmsi)
+        # a watched identity it claimed at other times is said, not linked: the analyst decides which hull it is
+        other = [k for k in mmsi_vessel.ever(mmsi) if k != vessel] if hasattr(mmsi_vessel, "ever") else []
         seen = [k for k in ("entry", "exit", "stop", "gap") if r[k]]
         ev = Evidence(
             id=stable_id("ais", mmsi, r["site"], r["start"], r["end"]), kind=EvidenceKind.AIS,
@@ -49,7 +52,8 @@ def visit_records(
             source_kind=SourceKind.AIS, site=r["site"], vessel=vessel, event="ais_visit",
             length_m=lengths.get(mmsi), confidence=float(r["confidence"]),
             identification_confidence=0.95 if vessel else None, evidence_ids=(ev.id,),
-            detail=f"MMSI {mmsi}; GFW-style level {r['level']}" + (f"; {DEPARTURE_SEEN}" if r["exit"] else ""),
+            detail=f"MMSI {mmsi}; GFW-style level {r['level']}" + (f"; {DEPARTURE_SEEN}" if r["exit"] else "")
+            + (f"; broadcast the identity of {', '.join(other)} at other times" if other else ""),
         )
         visit = Visit(
             id=stable_id("aisvisit", mmsi, r["site"], r["start"]), site=r["site"], vessel=vessel,
@@ -142,7 +146,8 @@ def gap_rows(gaps: pl.DataFrame, mmsi_vessel: Mapping[int, str]) -> tuple[list[d
         )
         evidence.append(ev)
         rows.append({
-            "id": stable_id("aisgap", mmsi, r["start"]), "mmsi": str(mmsi), "vessel": mmsi_vessel.get(mmsi),
+            "id": stable_id("aisgap", mmsi, r["start"]), "mmsi": str(mmsi),
+            "vessel": mmsi_vessel.at(mmsi, r["start"], r["end"]) if hasattr(mmsi_vessel, "at") else mmsi_vessel.get(mmsi),
             "start_time": r["start"], "end_time": r["end"], "lon_before": r["lon_before"],
             "lat_before": r["lat_before"], "lon_after": r["lon_after"], "lat_after": r["lat_after"],
             "distance_nm": r["distance_nm"], "implied_speed_kn": r["implied_speed_kn"],

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
-from routewatch.model import Vessel
+from routewatch.model import Vessel, ensure_utc
 
 REGISTRY_FILE = "vessels.parquet"
 STATIC_SCHEMA: dict[str, pl.DataType] = {
@@ -114,11 +115,77 @@ def link_watchlist(registry: pl.DataFrame, vessels: Mapping[str, Vessel]) -> pl.
     return registry.with_columns(pl.Series("vessel", keys, pl.String), pl.Series("link", links, pl.String))
 
 
-def mmsi_to_vessel(vessels: Mapping[str, Vessel], registry: pl.DataFrame | None = None) -> dict[int, str]:
-    """MMSI -> watchlist key from the watchlist itself and, where given, registry links by IMO or call sign."""
+class VesselLinks(dict):
+    """MMSI -> watchlist key: the watchlist's own MMSIs, and registry links by IMO or call sign from the identity
+    each MMSI broadcast last. :meth:`at` gives the identity it broadcast at a time: a ship that took a watched
+    ship's IMO only after a port call was not that ship at the call (the latest identity, applied to its whole
+    history, had made a watched vessel's call, and an origin-only trip, of another ship's visit)."""
+
+    def __init__(self, latest: Mapping[int, str], fixed: set[int] | None = None,
+                 spans: Mapping[int, list[tuple[int, int, str | None]]] | None = None):
+        super().__init__(latest)
+        self.fixed = set(fixed or ())  # MMSIs the watchlist names: theirs at every time
+        self.spans = dict(spans or {})  # MMSI -> (first, last heard in epoch us, key or None) of each identity
+
+    def at(self, mmsi: int, start: datetime, end: datetime | None = None) -> str | None:
+        """The watchlist key of ``mmsi`` over [start, end]: a watched vessel whose IMO or call sign the ship
+        broadcast in that time; else none when it broadcast another identity then; else the identity heard
+        nearest in time (the latest before, or the first after)."""
+        mmsi = int(mmsi)
+        if mmsi in self.fixed or mmsi not in self.spans:
+            return self.get(mmsi)
+        a = int(ensure_utc(start).timestamp() * 1_000_000)
+        b = int(ensure_utc(end or start).timestamp() * 1_000_000)
+        spans = self.spans[mmsi]
+        during = [sp for sp in spans if sp[0] <= b and sp[1] >= a]
+        if during:
+            keys = [sp[2] for sp in sorted(during) if sp[2] is not None]
+            return keys[-1] if keys else None
+        before = [sp for sp in spans if sp[1] < a]
+        if before:
+            return max(before, key=lambda sp: sp[1])[2]
+        return min(spans)[2]
+
+    def ever(self, mmsi: int) -> list[str]:
+        """Every watchlist key the MMSI's broadcast identity linked to at some time."""
+        keys = {sp[2] for sp in self.spans.get(int(mmsi), ()) if sp[2] is not None}
+        if int(mmsi) in self:
+            keys.add(self[int(mmsi)])
+        return sorted(keys)
+
+    def as_of(self, when: datetime) -> dict[int, str]:
+        """The links that hold at ``when``, as a plain mapping (fusion at an image's time)."""
+        out = {m: k for m, k in self.items() if m not in self.spans}
+        for m in self.spans:
+            key = self.at(m, when)
+            if key is not None:
+                out[m] = key
+        return out
+
+
+def mmsi_to_vessel(vessels: Mapping[str, Vessel], registry: pl.DataFrame | None = None,
+                   statics: pl.DataFrame | None = None) -> VesselLinks:
+    """MMSI -> watchlist key from the watchlist itself and, where given, registry links by IMO or call sign;
+    ``statics`` (every static record with the time it was heard, :func:`read_statics`) gives the identity over
+    time (:meth:`VesselLinks.at`)."""
     out = {int(_norm(v.mmsi)): k for k, v in vessels.items() if _norm(v.mmsi).isdigit()}
+    fixed = set(out)
     if registry is not None and registry.height:
         linked = link_watchlist(registry, vessels).filter(pl.col("vessel").is_not_null())
         for mmsi, key in linked.select("mmsi", "vessel").iter_rows():
             out.setdefault(int(mmsi), key)
-    return out
+    spans: dict[int, list[tuple[int, int, str | None]]] = {}
+    if statics is not None and statics.height:
+        # only the records that carry an IMO or a call sign say who the ship claimed to be (a name-only record,
+        # a type 24 part A, says nothing for or against a link); a record without a time holds at every time
+        ident = statics.filter(pl.col("imo").is_not_null() | pl.col("call_sign").is_not_null())
+        if ident.height:
+            linked = link_watchlist(ident, vessels)
+            lo, hi = -(2**62), 2**62
+            ever = linked.filter(pl.col("vessel").is_not_null())["mmsi"].unique()  # the others link at no time
+            for mmsi, first, last, key in linked.filter(pl.col("mmsi").is_in(ever.implode())).select(
+                    "mmsi", pl.col("first_seen").dt.epoch("us"), pl.col("last_seen").dt.epoch("us"),
+                    "vessel").iter_rows():
+                spans.setdefault(int(mmsi), []).append((lo if first is None else int(first),
+                                                        hi if last is None else int(last), key))
+    return VesselLinks(out, fixed, spans)
