@@ -488,3 +488,28 @@ def test_a_file_that_failed_and_was_fixed_leaves_the_failure_list(tmp_path, monk
     _run("ais", "ingest", str(gz), "-w", str(ws.root))
     assert Store.open(ws.db_url).failures("ais") == []
     assert sum(read_day(d).height for _, d in day_dirs(ws.ais_dir)) == len(fixes)
+
+
+def test_gaps_over_a_window_take_the_gaps_that_cross_its_edges(tmp_path):
+    """Run day by day, `ais gaps --since D --until D` had dropped every gap that began the day before (read from
+    the window's days alone, the gap's first end was not there): the 13 h silence across midnight is found from
+    either of its days, and stored once."""
+    ws = _init(tmp_path / "ws")
+    fixes = _write_track_csv(tmp_path / "track.csv")
+    late = [(t + timedelta(hours=18), lon, lat) for t, lon, lat in fixes]  # the same track, from 18:00
+    with (tmp_path / "track.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(MC_HEADER)
+        for t, lon, lat in late:
+            w.writerow([DARK_MMSI, f"{t:%Y-%m-%dT%H:%M:%S}", lat, lon, 10.0, 90.0, 90, "DARK ONE", "", "D1",
+                        70, 0, 150, 25, 8.0, 70, "A"])
+    fixes = late
+    _run("ais", "ingest", str(tmp_path / "track.csv"), "-w", str(ws.root))
+    first, last = fixes[6][0].date(), fixes[7][0].date()
+    assert first != last  # the silence crosses midnight
+    for day in (first, last):
+        out = _run("ais", "gaps", "-w", str(ws.root), "--since", str(day), "--until", str(day), "--min-gap-h", "6")
+        assert "1 gaps over 6 h, 1 cues" in out
+    with Store.open(ws.db_url).engine.connect() as conn:
+        gaps = list(conn.execute(select(schema.ais_gaps)))
+    assert len(gaps) == 1 and gaps[0].end_time - gaps[0].start_time == fixes[7][0] - fixes[6][0]

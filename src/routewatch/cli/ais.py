@@ -281,11 +281,26 @@ def register(app: typer.Typer) -> None:
             if not (value >= least if least is not None else value > 0) or not math.isfinite(value):
                 raise typer.BadParameter(f"{name} must be {'at least 0' if least is not None else 'positive'}, "
                                          f"got {value:g}")
-        _window(since, until)
+        s, u = _window(since, until)
         ws, watchlist, store = open_workspace(workspace, db)
         gen = _days(ws, since, until, "gaps")
+
+        def with_edges(progress):
+            """The window's days between each ship's last position before it and first after it: a gap that
+            crosses an edge of the window (one that only crossed midnight, run day by day) is the window's too
+            (read from the window alone, every such gap had been dropped without a word)."""
+            from routewatch.sources.ais.partitions import scan_positions
+
+            if s is not None:
+                before = scan_positions(ws.ais_dir, end=_day_start(s) - timedelta(microseconds=1))
+                yield before.sort("mmsi", "timestamp").group_by("mmsi").last().sort("mmsi").collect()
+            yield from gen(progress)
+            if u is not None:
+                after = scan_positions(ws.ais_dir, start=_day_start(u) + timedelta(days=1))
+                yield after.sort("mmsi", "timestamp").group_by("mmsi").first().sort("mmsi").collect()
+
         with _progress() as progress:
-            _, frame = visits_and_gaps(gen(progress), watchlist.sites, None,
+            _, frame = visits_and_gaps(with_edges(progress), watchlist.sites, None,
                                        GapConfig(min_gap_h, max_speed_kn, min_dwell_h))
         mmsi_vessel, _ = _mmsi_map(ws, watchlist)
         rows, evidence = gap_rows(frame, mmsi_vessel)
