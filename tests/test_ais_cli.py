@@ -367,10 +367,15 @@ def test_gaps_give_cues_for_reachable_sites_only(tmp_path):
     assert len(gaps) == 1 and gaps[0].mmsi == str(DARK_MMSI)
     assert [c["site"] for c in gaps[0].reachable_sites] == ["houston"]
     assert gaps[0].end_time - gaps[0].start_time == end - start
+    with Store.open(ws.db_url).engine.connect() as conn:
+        assert [e.id for e in conn.execute(select(schema.evidence))
+                if e.id.startswith("aisgap-ev")] == gaps[0].evidence_ids
     out = _run("ais", "gaps", "-w", str(ws.root), "--min-gap-h", "20")  # the 13 h gap is not one now
     assert "0 gaps over 20 h" in out
     with Store.open(ws.db_url).engine.connect() as conn:
         assert list(conn.execute(select(schema.ais_gaps))) == []
+        # and its evidence went with it (100 orphans had been left by a run at a lower threshold)
+        assert [e.id for e in conn.execute(select(schema.evidence)) if e.id.startswith("aisgap-ev")] == []
 
 
 def test_fuse_identifies_the_ais_ship_and_leaves_the_other_dark(tmp_path, monkeypatch):

@@ -227,6 +227,7 @@ def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
                 for k in range(0, len(keys), 500):
                     q = select(g.c.id).where(g.c.mmsi.in_(keys[k : k + 500]))
                     stale += [i for i in conn.execute(q).scalars() if i not in keep]
+                gone_evidence += _gap_evidence_of(conn, stale)  # a removed gap's evidence goes with it
                 for k in range(0, len(stale), 500):
                     conn.execute(delete(g).where(g.c.id.in_(stale[k : k + 500])))
         if remove:
@@ -236,7 +237,10 @@ def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
         gone_evidence += _ais_evidence_of(conn, [s.id for s in sightings])
         store.add_evidence(list(evidence), conn=conn)
         store.add_sightings(list(sightings), conn=conn)
-        _drop_unlinked(conn, gone_evidence)  # the AIS evidence of visits replaced, that nothing else cites
+        if gaps:  # a gap written again under its id (the same start) may end elsewhere: its old evidence goes
+            new_ev = {e for r in gaps for e in r["evidence_ids"]}
+            gone_evidence += [e for e in _gap_evidence_of(conn, [r["id"] for r in gaps]) if e not in new_ev]
+        _drop_unlinked(conn, gone_evidence)  # the AIS evidence of visits and gaps replaced, that nothing else cites
         if gaps:
             _replace(conn, schema.ais_gaps, list(gaps), "id")
         if vessels:
@@ -256,6 +260,20 @@ def _ais_evidence_of(conn: Any, sighting_ids: list[str]) -> list[str]:
         q = select(link.c.evidence_id).where(link.c.owner_kind == "sighting",
                                              link.c.owner_id.in_(sighting_ids[k : k + 500]))
         out += [e for e in conn.execute(q).scalars() if str(e).startswith("ais-")]
+    return out
+
+
+def _gap_evidence_of(conn: Any, gap_ids: list[str]) -> list[str]:
+    """The evidence the stored gaps of these ids cite (their ``evidence_ids``)."""
+    from sqlalchemy import select
+
+    from routewatch.store import schema
+
+    g = schema.ais_gaps
+    out: list[str] = []
+    for k in range(0, len(gap_ids), 500):
+        for ids in conn.execute(select(g.c.evidence_ids).where(g.c.id.in_(gap_ids[k : k + 500]))).scalars():
+            out += [str(e) for e in (ids or [])]
     return out
 
 
