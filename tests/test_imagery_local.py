@@ -650,3 +650,16 @@ def test_untagged_65535_in_every_band_is_fill_and_8_bit_white_is_not(tmp_path: P
     assert raster.valid[:, 40:].sum() == 0 and raster.valid[:, :40].all()
     white = {b: np.full((4, 4), 255, np.uint8) for b in ("blue", "green", "red", "nir")}
     assert not optical_nodata(white).any()
+
+
+def test_two_timed_copies_minutes_apart_are_one_pass(tmp_path: Path) -> None:
+    """An export of the same image dated 90 s later (a datatake's start against a tile's sensing time) had been a
+    second look and a second set of sightings; ten minutes apart, two images are two passes."""
+    _tif(tmp_path / "a" / "casa_20230426T111000.tif", count=4)
+    _tif(tmp_path / "b" / "casa_copy_20230426T111130.tif", count=4, shape=(60, 81))
+    _tif(tmp_path / "c" / "casa_next_20230426T112000.tif", count=4, shape=(60, 82))
+    store = open_store(Workspace.open(tmp_path / "ws").ensure())
+    assert len(add_folder(tmp_path / "a", store=store).scenes) == 1
+    copy = add_folder(tmp_path / "b", store=store)
+    assert copy.scenes == [] and "the same acquisition" in copy.failures[0][1]
+    assert len(add_folder(tmp_path / "c", store=store).scenes) == 1 and len(store.scenes()) == 2

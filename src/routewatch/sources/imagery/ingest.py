@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -237,16 +237,19 @@ def scene_paths(scene: Scene) -> list[str]:
     return list(dict.fromkeys(str(p) for p in [scene.uri, *paths] if p))
 
 
+SAME_PASS = timedelta(minutes=5)  # two timed copies of one place this close are one pass of one sensor
+
+
 def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None) -> Scene | None:
     """Another stored scene of the same acquisition under another id: the same images copied to another folder
-    or renamed. The same time to the second, or, when either scene has a date alone (no time of day: stored at
-    00:00 UTC) or the times differ, the same day and files of the same bytes; nine tenths of the same footprint, both real or both
+    or renamed. The same time to the second, or within :data:`SAME_PASS` (both timed), or, when either scene has
+    a date alone (no time of day: stored at 00:00 UTC) or the times differ more, the same day and files of the
+    same bytes; nine tenths of the same footprint, both real or both
     simulated, and the same sensor, unless one is an unnamed GeoTIFF (a true-colour picture of a Sentinel-2
     product); a copy whose files are gone (a folder moved), or that was read from these very files before they
     were rewritten, does not count (it goes to ``moved``, to be replaced, when the time is known to the second or
     the files are these). One indexed store query per scene:
     the scenes of this run are stored as they are added."""
-    from datetime import timedelta
 
     t = scene.acquired
     day = t.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -284,7 +287,10 @@ def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None)
             if moved is not None and not loose:  # its files are gone: the folder was moved (told by the time
                 moved.append(other)  # to the second; a date alone cannot tell a move from another image)
             continue
-        if loose and not _same_bytes(scene.attributes.get("files") or [], files):
+        # minutes apart, both timed: one pass over the place (a datatake's start and a tile's sensing time, two
+        # exports of one product); as two looks it doubles the coverage the judgement counts, and every ship
+        close = not date_only(scene) and not date_only(other) and abs(other.acquired - t) <= SAME_PASS
+        if loose and not close and not _same_bytes(scene.attributes.get("files") or [], files):
             continue
         return other
     return None
