@@ -238,6 +238,24 @@ def test_the_footprint_of_an_image_across_the_antimeridian_is_cut_there() -> Non
     assert grid.rasterize(west).sum() > 0.8 * west.area / fp.area * 1e6
 
 
+def test_a_lon_lat_image_that_runs_past_180_deg_finds_sites_on_both_sides() -> None:
+    """An EPSG:4326 image from 179.98 to 180.03 deg: a site at 179.99 W is at 180.01 on its grid (it had been
+    "not in this scene", an unreadable look and its ships lost), and what the image gives back is in [-180, 180)."""
+    from affine import Affine
+
+    from routewatch.sources.imagery.geo import site_window
+
+    grid = GridGeoref((500, 500), transform=Affine(0.0001, 0, 179.98, 0, -0.0001, 33.62),
+                      crs=rasterio.crs.CRS.from_epsg(4326))
+    east_of_180 = box(-179.995, 33.59, -179.985, 33.60)
+    win = site_window(grid, east_of_180, pad_px=0)
+    assert win is not None and (win.col_off, win.row_off, win.width, win.height) == (250, 200, 100, 100)
+    assert grid.rasterize(east_of_180).sum() == pytest.approx(100 * 100, rel=0.05)
+    lon, _ = grid.pixel_to_lonlat([250.0, 250.0], [100.0, 400.0])
+    assert lon[0] == pytest.approx(179.99) and lon[1] == pytest.approx(-179.98)
+    assert grid.footprint().intersects(east_of_180) and grid.footprint().intersects(box(179.985, 33.6, 179.99, 33.61))
+
+
 def test_the_calibration_scores_only_ships_a_look_at_the_site_searches() -> None:
     """The simulated scenes reach beyond the site, and a look keeps only the detections inside it: ships in that
     margin are not misses of the detector (they had pulled the SAR ceilings down at every length)."""

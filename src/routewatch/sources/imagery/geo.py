@@ -98,10 +98,10 @@ class GridGeoref:
             crs = self.crs
         xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
         tr = _to_wgs84(crs)
-        if tr is None:
-            return xs, ys
-        lon, lat = tr.transform(xs, ys)
-        return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+        lon, lat = (xs, ys) if tr is None else tr.transform(xs, ys)
+        # a lon/lat grid may run past 180 deg (179.98 to 180.03, or 0 to 360): longitudes come back in [-180, 180)
+        lon = np.asarray(lon, dtype=float)
+        return np.where(np.abs(lon) > 180.0, (lon + 180.0) % 360.0 - 180.0, lon), np.asarray(lat, dtype=float)
 
     def lonlat_to_pixel(self, lons: np.ndarray, lats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inverse of :meth:`pixel_to_lonlat`: fractional (row, col) in corner convention."""
@@ -114,6 +114,11 @@ class GridGeoref:
             rows, cols = self._gcp_tr.rowcol(np.asarray(xs), np.asarray(ys), op=lambda v: v)
             return np.asarray(rows, dtype=float), np.asarray(cols, dtype=float)
         assert self.transform is not None
+        if tr is None or (crs is not None and crs.is_geographic):
+            # a lon/lat grid that runs past 180 deg: a site at 179.99 W is at 180.01 on it
+            h, w = self.shape
+            cx = self.transform.c + self.transform.a * w / 2 + self.transform.b * h / 2
+            xs = np.asarray(xs) + 360.0 * np.round((cx - np.asarray(xs)) / 360.0)
         inv = ~self.transform
         cols = inv.a * np.asarray(xs) + inv.b * np.asarray(ys) + inv.c
         rows = inv.d * np.asarray(xs) + inv.e * np.asarray(ys) + inv.f
