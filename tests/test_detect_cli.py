@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,9 @@ def test_detect_site_calls_the_pipeline(tmp_path: Path, monkeypatch: pytest.Monk
                               "--workspace", str(tmp_path)])
     assert res.exit_code == 0, res.output
     ws, site, since, until, workers, scheduler = calls[0]
-    assert site == "rajin" and workers == 2 and until is None and scheduler is None
+    assert site == "rajin" and workers == 2 and scheduler is None
+    # without --until, now: a scene dated ahead of the clock is no look yet
+    assert until is not None and abs((datetime.now(UTC) - until).total_seconds()) < 60
     assert since.tzinfo is not None and since.year == 2023 and ws.root == tmp_path.resolve()
     assert "5 sightings" in res.output
     res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-08-01", "-w", str(tmp_path)])
