@@ -663,3 +663,27 @@ def test_two_timed_copies_minutes_apart_are_one_pass(tmp_path: Path) -> None:
     copy = add_folder(tmp_path / "b", store=store)
     assert copy.scenes == [] and "the same acquisition" in copy.failures[0][1]
     assert len(add_folder(tmp_path / "c", store=store).scenes) == 1 and len(store.scenes()) == 2
+
+
+def test_a_lon_lat_grid_at_60_n_is_read_on_square_ground_pixels(tmp_path: Path) -> None:
+    """0.0000899 deg pixels at 60 N are 5 m east-west by 10 m north-south: the detectors, which group and
+    measure in pixels, had split a 206 m hull in two. The scene is read on 10 m by 10 m pixels over the same
+    ground, a pixel with any no-data in it is no-data, and a bright 200 m hull keeps its place and size."""
+    deg = 0.0000899
+    h, w = 200, 400
+    arr = np.full((4, h, w), 300, np.uint16)
+    arr[:, 100:102, 100:180] = 3000  # a hull 80 columns (400 m / 2 = 200 m) long, east-west
+    arr[:, :, 399] = 0  # one column of no-data
+    path = tmp_path / "a" / "n60_20230426T111000.tif"
+    path.parent.mkdir(parents=True)
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=4, dtype="uint16", crs="EPSG:4326",
+                       transform=Affine(deg, 0, -6.7, 0, -deg, 60.0)) as ds:
+        ds.write(arr)
+    raster = read_scene(scan_folder(tmp_path / "a").scenes[0])
+    sr, sc = raster.georef.ground_pixel_sizes_m()
+    assert raster.georef.shape == (200, 200) and sr == pytest.approx(sc, rel=0.05) and sr == pytest.approx(10, rel=0.05)
+    assert raster.valid[:, :199].all() and not raster.valid[:, 199].any()
+    hull = np.argwhere(raster.bands["red"] > 1000)
+    assert {int(r) for r in hull[:, 0]} == {100, 101} and (hull[:, 1].min(), hull[:, 1].max()) == (50, 89)
+    lon, lat = raster.georef.pixel_to_lonlat([0.0, 200.0], [0.0, 200.0])
+    assert lon.tolist() == pytest.approx([-6.7, -6.7 + w * deg]) and lat.tolist() == pytest.approx([60.0, 60.0 - h * deg])

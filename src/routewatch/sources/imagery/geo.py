@@ -114,7 +114,7 @@ class GridGeoref:
             rows, cols = self._gcp_tr.rowcol(np.asarray(xs), np.asarray(ys), op=lambda v: v)
             return np.asarray(rows, dtype=float), np.asarray(cols, dtype=float)
         assert self.transform is not None
-        if tr is None or (crs is not None and crs.is_geographic):
+        if tr is None or CRS.from_user_input(crs).is_geographic:
             # a lon/lat grid that runs past 180 deg: a site at 179.99 W is at 180.01 on it
             h, w = self.shape
             cx = self.transform.c + self.transform.a * w / 2 + self.transform.b * h / 2

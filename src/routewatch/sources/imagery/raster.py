@@ -224,8 +224,52 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
         for arr in bands.values():
             if zeros_are_fill(arr):
                 valid &= ~edge_zero_fill(arr)
-    return SceneRaster(bands=bands, valid=valid, georef=grid, pixel_size_m=grid.ground_pixel_size_m(), kind=kind,
-                       scl=scl, path=str(scene.uri or first_path), window=window)
+    out = SceneRaster(bands=bands, valid=valid, georef=grid, pixel_size_m=grid.ground_pixel_size_m(), kind=kind,
+                      scl=scl, path=str(scene.uri or first_path), window=window)
+    return square_pixels(out)
+
+
+SQUARE_TOLERANCE = 1.15  # pixels whose sides differ on the ground by more than this are made square
+
+
+def square_pixels(raster: SceneRaster) -> SceneRaster:
+    """The raster on pixels of one ground size: a lon/lat grid away from the equator (5 m by 10 m at 60 N) is
+    stretched, and the detectors, which measure and group in pixels, had split one 206 m hull into two of 86 m
+    and cut a 305 m one to 100 m. The finer axis is averaged down to the coarser one (the image holds no more
+    detail than that across both axes, and the optical network was trained at Sentinel-2's scale: repeating the
+    coarse axis instead gave it ships of twice the pixels, and it cut them up); a pixel is data only when all it
+    averages is. The georeference follows, so positions and sizes come out of the new grid."""
+    from affine import Affine
+
+    grid = raster.georef
+    if grid.uses_gcps or grid.transform is None:
+        return raster
+    sr, sc = grid.ground_pixel_sizes_m()
+    if not (sr > 0 and sc > 0) or max(sr / sc, sc / sr) <= SQUARE_TOLERANCE:
+        return raster
+    h, w = grid.shape
+    shape = (max(1, round(h * min(sr / sc, 1.0))), max(1, round(w * min(sc / sr, 1.0))))
+    starts = [np.floor(np.arange(n) * (m / n)).astype(np.int64) for n, m in zip(shape, (h, w), strict=True)]
+
+    def mean(a: np.ndarray) -> np.ndarray:
+        out = np.add.reduceat(np.add.reduceat(a.astype(np.float64), starts[0], axis=0), starts[1], axis=1)
+        counts = np.add.reduceat(np.add.reduceat(np.ones((h, w)), starts[0], axis=0), starts[1], axis=1)
+        return out / counts
+
+    def middle(a: np.ndarray) -> np.ndarray:
+        ends = [np.append(st[1:], m) for st, m in zip(starts, (h, w), strict=True)]
+        return a[np.ix_((starts[0] + ends[0] - 1) // 2, (starts[1] + ends[1] - 1) // 2)]
+
+    valid = mean(raster.valid) >= 1.0 - 1e-9
+    bands = {}
+    for k, v in raster.bands.items():
+        m = mean(np.where(raster.valid, v, 0))  # no-data is not blended in: a pixel with any is no-data below
+        m = np.where(valid, m, middle(v))
+        bands[k] = (np.round(m) if np.issubdtype(v.dtype, np.integer) else m).astype(v.dtype)
+    new_grid = GridGeoref(shape, transform=grid.transform * Affine.scale(w / shape[1], h / shape[0]), crs=grid.crs)
+    return SceneRaster(bands=bands, valid=valid, georef=new_grid, pixel_size_m=new_grid.ground_pixel_size_m(),
+                       kind=raster.kind, scl=None if raster.scl is None else middle(raster.scl), path=raster.path,
+                       window=raster.window)
 
 
 def _read_resampled(ds: Any, idx: int, shape0: tuple[int, int], window: Window | None) -> np.ndarray:
