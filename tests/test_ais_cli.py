@@ -518,3 +518,28 @@ def test_gaps_over_a_window_take_the_gaps_that_cross_its_edges(tmp_path):
     with Store.open(ws.db_url).engine.connect() as conn:
         gaps = list(conn.execute(select(schema.ais_gaps)))
     assert len(gaps) == 1 and gaps[0].end_time - gaps[0].start_time == fixes[7][0] - fixes[6][0]
+
+
+def test_day_by_day_visits_see_a_call_that_began_below_min_level_the_day_before(tmp_path):
+    """In at 21:40 moving slowly, stopped after midnight: the first day's part was level 1, dropped by
+    --min-level 2 and stored by no run, so the next day's run had no stored visit to read back to and stored the
+    call from midnight, its entry unseen (level 3). The day before the window is read too: the call is whole."""
+    ws = _init(tmp_path / "ws")
+    t0 = datetime(2023, 1, 12, 21, 0, tzinfo=UTC)
+    track = [(t0 + timedelta(minutes=20 * i), -94.7 - 0.1 * i, 29.7, 10.0) for i in range(3)]  # sailing in
+    track += [(t0 + timedelta(minutes=40 + 10 * i), -95.0 - 0.001 * i, 29.7, 1.0) for i in range(12)]  # slow
+    track += [(track[-1][0] + timedelta(minutes=30 * i), -95.012, 29.7, 0.0) for i in range(1, 10)]  # stopped
+    track += [(track[-1][0] + timedelta(minutes=20 * i), -95.0 + 0.1 * i, 29.7, 10.0) for i in range(1, 5)]
+    path = tmp_path / "call.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(MC_HEADER)
+        for t, lon, lat, sog in track:
+            w.writerow([366000001, f"{t:%Y-%m-%dT%H:%M:%S}", lat, lon, sog, 90.0, 90, "SLOW IN", "", "S1",
+                        70, 0, 150, 25, 8.0, 70, "A"])
+    _run("ais", "ingest", str(path), "-w", str(ws.root))
+    for day in ("2023-01-12", "2023-01-13"):
+        _run("ais", "visits", "-w", str(ws.root), "--since", day, "--until", day)
+    whole = _stored_visits(ws.root)
+    _run("ais", "visits", "-w", str(ws.root))  # a run over all the AIS
+    assert _stored_visits(ws.root) == whole and len(whole) == 1 and whole[0][0] < datetime(2023, 1, 13, tzinfo=UTC)
