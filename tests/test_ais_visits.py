@@ -148,6 +148,14 @@ def test_dask_local_cluster_matches_single_machine(tmp_path):
     assert visits.height == 8
     assert visits.equals(local[0].sort("mmsi", "start"))
     assert gaps.drop("cues").equals(local[1].drop("cues"))
+    # a second receiver heard every position at the same instant, 20 m off: the evidence cited (file and line of
+    # a visit's first and last position) is the same with Dask as without (ties had been broken at random)
+    write_positions(tmp_path, df.with_columns(pl.col("lat") + 2e-4, pl.lit("rx2").alias("source")), "rx2")
+    local = visits_and_gaps((f for _, f in iter_days(tmp_path)), SITES)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        visits, _ = visits_and_gaps_dask(client, tmp_path, SITES, buckets=3)
+    assert visits.equals(local[0].sort("mmsi", "start"))
 
 
 @pytest.mark.parametrize("hours", [1, 5, 7])

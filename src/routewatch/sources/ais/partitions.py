@@ -60,8 +60,8 @@ def read_day(day_dir: Path, columns: list[str] | None = None) -> pl.DataFrame:
     if not files:
         return pl.DataFrame(schema={k: v for k, v in POSITION_SCHEMA.items() if columns is None or k in columns})
     frame = pl.read_parquet(files, columns=columns)
-    if len(files) > 1:
-        frame = frame.sort(["mmsi", "timestamp"])
+    if len(files) > 1:  # stable: ties (two receivers, one instant) keep the files' order, with Dask as without
+        frame = frame.sort(["mmsi", "timestamp"], maintain_order=True)
     return frame
 
 
