@@ -241,3 +241,22 @@ def test_the_clutter_level_that_scores_a_target_is_taken_over_the_water() -> Non
     open_sea = detect_sar(sea, pixel_size_m=10.0, water=np.ones(sea.shape, bool))[0].score
     (in_port,) = detect_sar(land, pixel_size_m=10.0, water=water)
     assert in_port.score == pytest.approx(open_sea, abs=0.02)
+
+
+def test_an_intensity_image_said_so_finds_what_its_amplitude_finds() -> None:
+    """sigma0 and gamma0 products are power: read as amplitude, their clutter tails (twice as heavy) made twice
+    the targets at a port. Said to be intensity, the square root is taken and the targets are the amplitude's."""
+    img = clutter((600, 700)).astype(np.float32)
+    for s in [(100, 100, 20, 4, True), (300, 350, 30, 5, False), (500, 600, 12, 3, True)]:
+        plant(img, *s)
+    power = (img / 1000.0) ** 2  # a calibrated coefficient: mostly below 1
+    def found(image, **kw):
+        return [(round(d.row), round(d.col), round(d.length_m), round(d.score, 3))
+                for d in detect_sar(image, pixel_size_m=10.0, **kw)]
+
+    amp = found(img)
+    assert len(amp) == 3
+    assert found(power, values="intensity") == amp
+    assert found(power) != amp  # read as amplitude, its contrast (and at a port its clutter) is another image's
+    with pytest.raises(ValueError, match="values must be one of amplitude, intensity"):
+        detect_sar(img, pixel_size_m=10.0, values="db")

@@ -687,3 +687,17 @@ def test_a_lon_lat_grid_at_60_n_is_read_on_square_ground_pixels(tmp_path: Path) 
     assert {int(r) for r in hull[:, 0]} == {100, 101} and (hull[:, 1].min(), hull[:, 1].max()) == (50, 89)
     lon, lat = raster.georef.pixel_to_lonlat([0.0, 200.0], [0.0, 200.0])
     assert lon.tolist() == pytest.approx([-6.7, -6.7 + w * deg]) and lat.tolist() == pytest.approx([60.0, 60.0 - h * deg])
+
+
+def test_scenes_add_records_that_sar_files_hold_intensity(tmp_path: Path) -> None:
+    """`--sar-values intensity` (sigma0, gamma0 products) is kept with the scene, for detect --site to take the
+    square root the CFAR's settings assume; optical scenes do not carry it, and another word is refused."""
+    _tif(tmp_path / "s1" / "s1_20230426T111000.tif", count=1)
+    res = scan_folder(tmp_path / "s1", sensor="sentinel-1", sar_values="intensity")
+    assert res.scenes[0].attributes["kind"] == "sar" and res.scenes[0].attributes["sar_values"] == "intensity"
+    _tif(tmp_path / "o" / "o_20230426T111000.tif", count=4)
+    assert "sar_values" not in scan_folder(tmp_path / "o", sar_values="intensity").scenes[0].attributes
+    ws = tmp_path / "ws"
+    assert CliRunner().invoke(app, ["init", str(ws)]).exit_code == 0
+    out = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "s1"), "--sar-values", "db", "-w", str(ws)])
+    assert out.exit_code == 2 and "amplitude or intensity" in " ".join(out.output.split())

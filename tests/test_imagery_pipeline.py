@@ -655,3 +655,31 @@ def test_a_pixel_mask_outlined_in_lon_lat_rasterizes_back_to_itself() -> None:
     east = GridGeoref((200, 200), transform=Affine(10.0, 0, 818000, 0, -10.0, 8130000), crs="EPSG:32760")
     whole = east.polygonize(np.ones((200, 200), bool))
     assert whole.geom_type == "MultiPolygon" and whole.symmetric_difference(east.footprint()).area < 1e-7
+
+
+def test_a_sar_scene_added_as_intensity_is_detected_as_its_amplitude(tmp_path: Path) -> None:
+    """A sigma0 (power) product added with --sar-values intensity gives the ships of the same image in amplitude
+    (the CFAR's settings are for amplitude); added without it, it is read as amplitude, as before."""
+    from affine import Affine
+
+    from routewatch.simulate.scenes import sea_clutter
+    from routewatch.sources.imagery.pipeline import process_scene
+
+    ws, store = _workspace(tmp_path)
+    amp = sea_clutter((400, 400), 7).astype(np.float32)
+    amp[99:102, 150:170] = 4000
+    amp[250:262, 300:303] = 4000
+    t = Affine(10.0, 0, 500000, 0, -10.0, 4675000)
+    outs = {}
+    for name, data, values in (("amp", amp, None), ("pow", (amp / 1000.0) ** 2, "intensity")):
+        folder = ws.root / name
+        folder.mkdir(parents=True)
+        with rasterio.open(folder / f"s1_2023100{len(outs) + 1}T093000_vv.tif", "w", driver="GTiff", width=400,
+                           height=400, count=1, dtype="float32", crs="EPSG:32652", transform=t) as ds:
+            ds.write(data, 1)
+        (scene,) = add_folder(folder, store=store, sensor="sentinel-1", sar_values=values).scenes
+        site = Site("box", "Box", SiteKind.PORT, scene.footprint.buffer(-0.0005))
+        outs[name] = process_scene(scene, site, site.geometry, str(ws.root / "chips"))
+    found = {k: sorted((round(s.lon, 5), round(s.lat, 5), round(s.length_m), round(s.score, 3))
+                       for s in o.sightings) for k, o in outs.items()}
+    assert len(found["amp"]) == 2 and found["pow"] == found["amp"]

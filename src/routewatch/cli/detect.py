@@ -385,6 +385,9 @@ def register(app: typer.Typer) -> None:
                                          help="keep the search within 3 km of the sea of the packaged 1 km global mask "
                                               "(optional extra routewatch\\[globalmask]): drops dark inland areas of a "
                                               "whole scene that the derived mask takes for water"),
+        values: str = typer.Option("amplitude", "--values",
+                                   help="amplitude (a GRD's digital numbers, a rendering) or intensity (power: "
+                                        "sigma0, gamma0 products)"),
     ) -> None:
         """Find ships in a SAR image with the CFAR detector (or your own ONNX model), inside a water mask.
 
@@ -393,8 +396,10 @@ def register(app: typer.Typer) -> None:
                  routewatch detect sar S1A_rajin_VV.tif --water harbour_water.tif -o det.geojson
         """
         from routewatch.detect.base import add_chips
-        from routewatch.detect.sar import detect_sar, to_single_band
+        from routewatch.detect.sar import SAR_VALUES, detect_sar, to_single_band
 
+        if values not in SAR_VALUES:
+            raise _fail(f"--values must be one of {', '.join(SAR_VALUES)}, got {values!r}")
         arr, transform, crs, valid = _read_image(image, with_valid=water == "auto" and not model)
         grid = _gcp_grid(image) if transform is None and image.suffix.lower() not in _RENDERINGS \
             else None  # a Sentinel-1 GRD: located by its ground control points, in its own geometry
@@ -410,7 +415,7 @@ def register(app: typer.Typer) -> None:
             if global_mask:
                 mask, method = _near_sea(mask, method, band.shape, transform, crs)
             try:
-                dets = detect_sar(band, pixel_size_m=px, water=mask)
+                dets = detect_sar(band, pixel_size_m=px, water=mask, values=values)
             except ValueError as exc:
                 raise _fail(f"{image}: {exc}") from None
         dets = add_chips(dets, band)

@@ -105,6 +105,9 @@ def register(app: typer.Typer) -> None:
             "--bands", help="band names in file order, e.g. red,green,blue,nir")] = None,
         when: Annotated[str | None, typer.Option(
             "--time", help="acquisition time (ISO, UTC) when the files do not say")] = None,
+        sar_values: Annotated[str | None, typer.Option(
+            "--sar-values", help="SAR files: amplitude (default: a GRD's digital numbers, a rendering) or "
+                                 "intensity (power: sigma0, gamma0 products)")] = None,
         workspace: WorkspaceOpt = None,
         db: DbOpt = None,
     ) -> None:
@@ -119,6 +122,9 @@ def register(app: typer.Typer) -> None:
         from routewatch.sources.imagery.local import SUFFIXES, AddResult, has_time_of_day
         from routewatch.sources.imagery.looks import is_sar
 
+        if sar_values not in (None, "amplitude", "intensity"):
+            console.print(f"[red]error:[/red] --sar-values must be amplitude or intensity, got {sar_values!r}")
+            raise typer.Exit(2)
         for path in paths:
             if not path.is_dir() and not path.is_file():
                 console.print(f"[red]error:[/red] {path}: no such file or folder")
@@ -131,7 +137,8 @@ def register(app: typer.Typer) -> None:
         result = AddResult()
         for path in paths:
             part = add_folder(path, store=store, bands=bands.split(",") if bands else None,
-                              when=given, when_has_time=not when or has_time_of_day(when), sensor=sensor)
+                              when=given, when_has_time=not when or has_time_of_day(when), sensor=sensor,
+                              sar_values=sar_values)
             result.merge(part)
         table = Table("scene", "sensor", "time (UTC)", "pixel (m)", "bands", "note")
         dated, unread, written = 0, [], 0

@@ -407,6 +407,9 @@ def clutter_level(image: np.ndarray, water: np.ndarray | None = None) -> float:
     return float(np.median(sample)) if sample.size else 1.0
 
 
+SAR_VALUES = ("amplitude", "intensity")
+
+
 def to_single_band(image: np.ndarray) -> np.ndarray:
     """Accept (H, W) or an RGB(A) rendering of a SAR image (H, W, 3|4) and return one band."""
     img = np.asarray(image)
@@ -424,12 +427,20 @@ def detect_sar(
     water: np.ndarray | None = None,
     params: CfarParams = CfarParams(),
     reference: bool = False,
+    values: str = "amplitude",
 ) -> list[Detection]:
     """Find ships in a SAR amplitude or intensity image (linear scale, any dtype) with the fast CFAR.
 
     ``pixel_size_m`` is the ground pixel size; ``water`` (bool, same shape) limits targets and background
     statistics to water. ``reference=True`` uses the full-resolution reference CFAR instead (slow).
+
+    ``values``: ``amplitude`` (a GRD's digital numbers, a rendering) or ``intensity`` (power: sigma0 and gamma0
+    products; its square root is taken, as the CFAR's settings are for amplitude: on intensity, with clutter
+    tails twice as heavy, it found twice the targets at a port). The values cannot tell which they are (an
+    amplitude scaled to 0-1 looks like a backscatter coefficient), so the caller says it.
     """
+    if values not in SAR_VALUES:
+        raise ValueError(f"values must be one of {', '.join(SAR_VALUES)}, got {values!r}")
     if pixel_size_m <= 0:
         raise ValueError(f"pixel_size_m must be positive, got {pixel_size_m}")
     img = to_single_band(image)
@@ -450,5 +461,7 @@ def detect_sar(
         finite = np.isfinite(img)
         water = finite if water is None else (np.asarray(water, bool) & finite)
         img = np.where(finite, img, 0).astype(img.dtype)
+    if values == "intensity":
+        img = np.sqrt(np.maximum(img.astype(np.float32), 0.0))
     hits = (cfar_hits_reference if reference else cfar_hits)(img, pixel_size_m=pixel_size_m, water=water, params=params)
     return targets_from_hits(img, hits[0], hits[1], pixel_size_m=pixel_size_m, params=params, water=water)

@@ -158,10 +158,12 @@ def _more_bands(scene: Scene, twin: Scene) -> bool:
 
 
 def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str] | None = None,
-               when: datetime | None = None, sensor: str | None = None, when_has_time: bool = True) -> AddResult:
+               when: datetime | None = None, sensor: str | None = None, when_has_time: bool = True,
+               sar_values: str | None = None) -> AddResult:
     """`scenes add`: describe each scene in a folder and store it with its evidence; failures are recorded.
     ``when_has_time`` False: ``when`` is a date alone (the scenes are marked so)."""
-    result = scan_folder(folder, bands=bands, when=when, when_has_time=when_has_time, sensor=sensor)
+    result = scan_folder(folder, bands=bands, when=when, when_has_time=when_has_time, sensor=sensor,
+                         sar_values=sar_values)
     if store is not None:
         kept_scenes, kept_evidence = [], []
         for scene, ev in zip(result.scenes, result.evidence, strict=True):

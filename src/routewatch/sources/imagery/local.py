@@ -215,7 +215,7 @@ def _default_names(count: int, sar: bool) -> list[str]:
 
 def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when: datetime | None = None,
                      when_has_time: bool = True,
-                     sensor: str | None = None) -> tuple[Scene, Evidence]:
+                     sensor: str | None = None, sar_values: str | None = None) -> tuple[Scene, Evidence]:
     """Check one scene's files and describe them as a Scene (+ its scene Evidence). Errors name the file."""
     refs: dict[str, dict[str, Any]] = {}
     tags: dict[str, str] = {}
@@ -301,6 +301,8 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                                   "files": [str(f.resolve()) for f in files], "source": "local"}
     if "scl" in refs:
         attributes["scl"] = refs["scl"]
+    if kind == "sar" and sar_values:  # amplitude or intensity, as the user says (else the detector's rule)
+        attributes["sar_values"] = sar_values
     # "day": stored as 00:00 UTC, right for the day's coverage, no time to match AIS at; always written, so that a
     # real 00:00:00 UTC time is told from a date alone
     attributes["time_precision"] = "second" if time_of_day else "day"
@@ -336,7 +338,7 @@ def scene_evidence(scene: Scene) -> Evidence:
 
 def scan_folder(folder: str | Path, *, bands: list[str] | None = None, when: datetime | None = None,
                 when_has_time: bool = True,
-                sensor: str | None = None) -> AddResult:
+                sensor: str | None = None, sar_values: str | None = None) -> AddResult:
     """Describe every scene in a folder (or the one scene of a file); bad files become failures (file and reason),
     the rest go on."""
     root = Path(folder)
@@ -348,7 +350,7 @@ def scan_folder(folder: str | Path, *, bands: list[str] | None = None, when: dat
             with warnings.catch_warnings():  # a file without georeference is refused below, by name, not warned of
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 scene, ev = scene_from_files(group, bands=bands, when=when, when_has_time=when_has_time,
-                                             sensor=sensor)
+                                             sensor=sensor, sar_values=sar_values)
         except SceneReadError as exc:
             whole = "" if len(group) == 1 else \
                 f" (so none of the scene's {len(group)} band files is added: {', '.join(f.name for f in group)})"

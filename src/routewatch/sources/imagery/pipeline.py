@@ -9,6 +9,7 @@ The main process writes each scene's records in one transaction and records fail
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -55,16 +56,18 @@ OPTICAL_SHORE_REACH_M = 30.0  # measured on the shared ports: see routewatch.det
 
 
 def default_detector(kind: str, bands: dict[str, np.ndarray], pixel_size_m: float, water: np.ndarray, *,
-                     sar_params: Any = None) -> list[Any]:
+                     sar_params: Any = None, sar_values: str = "amplitude") -> list[Any]:
     """The packaged detectors: CFAR for SAR (first polarisation), the optical model for blue/green/red(/nir).
     Without nir the model runs on red, green and blue alone, as ``detect optical`` does (the look's note carries
     the same warning). ``sar_params`` (a :class:`~routewatch.detect.sar.CfarParams`) replaces the packaged CFAR
-    settings, for studies."""
+    settings, for studies; ``sar_values`` says whether a SAR image is amplitude or intensity (see
+    :func:`~routewatch.detect.sar.detect_sar`; ``scenes add --sar-values``)."""
     if kind == "sar":
         from routewatch.detect.sar import CfarParams, detect_sar
 
         pol = next((p for p in ("vv", "hh", "sar", "vh", "hv") if p in bands), next(iter(bands)))
-        return detect_sar(bands[pol], pixel_size_m=pixel_size_m, water=water, params=sar_params or CfarParams())
+        return detect_sar(bands[pol], pixel_size_m=pixel_size_m, water=water, params=sar_params or CfarParams(),
+                          values=sar_values)
     from routewatch.detect.optical import detect_optical
 
     missing = {"blue", "green", "red"} - set(bands)
@@ -159,6 +162,8 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     whose look counts it (see :func:`shared_windows`): this look neither counts it as seen nor keeps the ships in
     it. ``seen``: return the part of the site this scene imaged with data (for the windows after it)."""
     detector = detector or default_detector
+    if detector is default_detector and scene.attributes.get("sar_values") == "intensity":
+        detector = functools.partial(default_detector, sar_values=scene.attributes["sar_values"])
     try:
         raster = read_scene(scene, site.geometry)
     except SceneReadError as exc:
