@@ -591,6 +591,8 @@ def test_one_watchlist_vessel_is_named_for_one_detection_of_an_image():
     for r in res.filter(pl.col("vessel").is_null()).iter_rows(named=True):
         assert "of the same image is likelier angara" in json.loads(r["reasons"])["angara"]
         assert r["identification_confidence"] is None
+        assert json.loads(r["probabilities"])["angara"] == 0.0  # its map no longer names the vessel there
+    assert json.loads(named["probabilities"][0])["angara"] > 0.5
 
 
 def test_a_labelled_detection_is_one_visit_and_stays_simulated(tmp_path):

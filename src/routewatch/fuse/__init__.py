@@ -126,7 +126,7 @@ def fuse_detections(
                                                                        key=lambda kv: -kv[1])}))
             reasons.append(json.dumps(ident.reasons))
             unmatched.append(len(vessel) - 1)
-        _one_place_each(unmatched, list(group["id"]), vessel, conf, reasons, twins)
+        _one_place_each(unmatched, list(group["id"]), vessel, conf, reasons, twins, probs)
         out.append(group.join(matched, on="id", how="left").with_columns(
             pl.Series("vessel", vessel, pl.String), pl.Series("identification_confidence", conf, pl.Float64),
             pl.Series("probabilities", probs, pl.String), pl.Series("reasons", reasons, pl.String),
@@ -139,11 +139,12 @@ def fuse_detections(
 
 
 def _one_place_each(rows: list[int], ids: list[str], vessel: list, conf: list, reasons: list,
-                    twins: list[list[int]]) -> None:
+                    twins: list[list[int]], probs: list | None = None) -> None:
     """One ship is in one place: a watchlist vessel named for several detections of one image keeps its name on
     the likeliest of them and on that one's twins (the same ship detected twice, :func:`.match.same_ship`); the
-    others are left unnamed, and their reasons say where it was named. (Each detection is scored on its own, so
-    three 90 m hulls at a 90 m vessel's port had all been named it, at 0.91 each.)"""
+    others are left unnamed, their reasons say where it was named, and their probability of being it is 0 (it
+    had stayed 0.91 in the map each carries, naming the vessel there still). (Each detection is scored on its
+    own, so three 90 m hulls at a 90 m vessel's port had all been named it, at 0.91 each.)"""
     by_vessel: dict[str, list[int]] = {}
     for i in rows:
         if vessel[i]:
@@ -160,6 +161,8 @@ def _one_place_each(rows: list[int], ids: list[str], vessel: list, conf: list, r
                         f"{key} ({conf[keep]:.2f} against {conf[i]:.2f}), and one ship is in one place").lstrip("; ")
             reasons[i] = json.dumps(why)
             vessel[i], conf[i] = None, None
+            if probs is not None and probs[i]:
+                probs[i] = json.dumps({**json.loads(probs[i]), key: 0.0})
 
 
 def _reasons(text: str | None) -> dict[str, str] | str | None:
