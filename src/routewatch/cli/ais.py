@@ -219,13 +219,14 @@ def register(app: typer.Typer) -> None:
         ws, watchlist, store = open_workspace(workspace, db)
         cfg = VisitConfig(entry_m=entry_m, exit_m=exit_m, min_level=min_level)
         s, u = _window(since, until)
+        _days(ws, since, until, "visits")  # no AIS in the window asked for: said of that window, not the one read
         if s is not None or u is not None:  # read on over the days of stored visits that reach the window's edges
             lo, hi = reach_stored_visits(store, watchlist.sites, s and _day_start(s),
                                          u and _day_start(u) + timedelta(days=1), timedelta(hours=cfg.split_h))
             # and over the day before the window: a call that began then below --min-level (entered at 21:46,
             # stopped after midnight) was stored by no run, so no stored visit reaches back to its entry
-            if lo is not None:
-                lo = min(lo, _day_start(lo) - timedelta(days=1))
+            if lo is not None and s is not None:
+                lo = min(lo, _day_start(s) - timedelta(days=1))
             since = lo.date().isoformat() if lo is not None else None
             until = (hi - timedelta(microseconds=1)).date().isoformat() if hi is not None else None
         gen = _days(ws, since, until, "visits")
