@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +98,8 @@ def test_detect_site_calls_the_pipeline(tmp_path: Path, monkeypatch: pytest.Monk
     assert res.exit_code == 0, res.output
     ws, site, since, until, workers, scheduler = calls[0]
     assert site == "rajin" and workers == 2 and scheduler is None
-    # without --until, now: a scene dated ahead of the clock is no look yet
-    assert until is not None and abs((datetime.now(UTC) - until).total_seconds()) < 60
+    # without --until, now and the day ahead `scenes add` allows (a local time read as UTC); later is no look
+    assert until is not None and abs((datetime.now(UTC) + timedelta(days=1) - until).total_seconds()) < 60
     assert since.tzinfo is not None and since.year == 2023 and ws.root == tmp_path.resolve()
     assert "5 sightings" in res.output
     res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-08-01", "-w", str(tmp_path)])
@@ -130,6 +130,8 @@ def test_detect_site_calls_the_pipeline(tmp_path: Path, monkeypatch: pytest.Monk
     res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2023-08-01", "--until", "2023-07-01",
                               "-w", str(tmp_path)])
     assert res.exit_code == 2 and "before --since" in said(res)
+    res = runner.invoke(app, ["detect", "--site", "rajin", "--since", "2031-01-01", "-w", str(tmp_path)])
+    assert res.exit_code == 2 and "--until now is before --since 2031-01-01" in said(res)  # not "None"
 
 
 def said(res: object) -> str:

@@ -443,7 +443,9 @@ def test_a_blank_copy_added_first_gives_way_to_the_real_image_of_the_acquisition
             ds.write(data)
     res = add_folder(tmp_path / "in", store=store, when=when)
     (kept,) = store.scenes()
-    assert "b_real" in kept.uri and res.moved and res.failures == []
+    assert "b_real" in kept.uri and res.moved and [s.id for s in res.scenes] == [kept.id] and res.new == 1
+    # the blank copy is said as the copy it is, as when added again (a run over the folder is the same each time)
+    assert len(res.failures) == 1 and "a_blank" in res.failures[0][0] and "not added twice" in res.failures[0][1]
     again = add_folder(tmp_path / "in" / "a_blank", store=store, when=when)
     assert again.new == 0 and "the same acquisition as scene" in again.failures[0][1]
     assert [s.uri for s in store.scenes()] == [kept.uri]
@@ -588,6 +590,10 @@ def test_cli_scenes_add_takes_files_and_a_band_file_brings_its_scene(tmp_path: P
     assert paths == {f"T52TFN_20231022T020000_{b}_10m.tif" for b in ("B02", "B03", "B04", "B08")}
     missing = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "nope.tif"), "-w", str(ws)])
     assert missing.exit_code == 2 and "no such file or folder" in " ".join(missing.output.split())
+    jp2 = tmp_path / "s2" / "T52TFN_20231022T020000_B04_10m.jp2"  # a band file of another format: named, no crash
+    jp2.write_bytes(b"\x00\x00\x00\x0cjP  ")
+    other = CliRunner().invoke(app, ["scenes", "add", str(jp2), "-w", str(ws)])
+    assert other.exit_code == 2 and "not a GeoTIFF" in " ".join(other.output.split())
 
 
 def test_a_scene_dated_in_the_future_is_refused_and_a_write_time_is_said(tmp_path: Path) -> None:
@@ -627,8 +633,9 @@ def test_an_rgb_quicklook_beside_the_band_files_gives_way_to_them(tmp_path: Path
     res = add_folder(tmp_path / "dl", store=store)
     (scene,) = store.scenes()
     assert set(scene.attributes["bands"]) == {"blue", "green", "red", "nir"}
-    assert len(res.failures) == 0 and len(res.moved) == 1
+    assert len(res.moved) == 1 and res.new == 1
     assert [s.id for s in res.scenes] == [scene.id]  # the quicklook, replaced in the same run, is not listed
+    assert len(res.failures) == 1 and res.failures[0][0].endswith("casa_20230426T111000.tif")  # but said
     again = add_folder(tmp_path / "dl", store=store)  # and again: the quicklook is the copy now
     assert [s.id for s in store.scenes()] == [scene.id] and len(again.failures) == 1
     assert "the same acquisition" in again.failures[0][1]
@@ -637,7 +644,8 @@ def test_an_rgb_quicklook_beside_the_band_files_gives_way_to_them(tmp_path: Path
 def test_untagged_65535_in_every_band_is_fill_and_8_bit_white_is_not(tmp_path: Path) -> None:
     """An export that filled the unimaged part with 65535 without a no-data tag: that part is not imaged (its
     NDWI of 0 had made it land, the look 100 % usable with the ships of the rest lost). One band at 65535 is a
-    bright pixel, and 8-bit 255 in every band is a white deck, both data."""
+    bright pixel, a few pixels at 65535 inside the data a saturated deck, and 8-bit 255 in every band is a white
+    deck: all data."""
     from routewatch.detect.optical import optical_nodata
 
     path = _tif(tmp_path / "a" / "casa_20230426T111000.tif", count=4, shape=(60, 80))
@@ -645,6 +653,7 @@ def test_untagged_65535_in_every_band_is_fill_and_8_bit_white_is_not(tmp_path: P
         arr = ds.read()
         arr[:, :, 40:] = 65535
         arr[2, 0, 0] = 65535
+        arr[:, 10:14, 10:14] = 65535  # a saturated deck inside the data (stretched exports have them)
         ds.write(arr)
     raster = read_scene(scan_folder(tmp_path / "a").scenes[0])
     assert raster.valid[:, 40:].sum() == 0 and raster.valid[:, :40].all()
@@ -663,6 +672,16 @@ def test_two_timed_copies_minutes_apart_are_one_pass(tmp_path: Path) -> None:
     copy = add_folder(tmp_path / "b", store=store)
     assert copy.scenes == [] and "the same acquisition" in copy.failures[0][1]
     assert len(add_folder(tmp_path / "c", store=store).scenes) == 1 and len(store.scenes()) == 2
+    # across midnight too; but not a SAR image, nor another band layout, minutes after an optical one
+    _tif(tmp_path / "d" / "casa_20230427T235900.tif", count=4)
+    _tif(tmp_path / "e" / "casa_copy_20230428T000100.tif", count=4, shape=(60, 81))
+    _tif(tmp_path / "f" / "casa_20230427T235700_vv.tif", count=1, shape=(60, 82))
+    _tif(tmp_path / "g" / "casa_rgb_20230427T235800.tif", count=3, shape=(60, 79))
+    assert len(add_folder(tmp_path / "d", store=store).scenes) == 1
+    assert add_folder(tmp_path / "e", store=store).scenes == []
+    assert len(add_folder(tmp_path / "f", store=store).scenes) == 1
+    rgb = add_folder(tmp_path / "g", store=store)
+    assert len(rgb.scenes) == 1 and rgb.moved == [] and len(store.scenes()) == 5
 
 
 def test_a_lon_lat_grid_at_60_n_is_read_on_square_ground_pixels(tmp_path: Path) -> None:
@@ -701,3 +720,31 @@ def test_scenes_add_records_that_sar_files_hold_intensity(tmp_path: Path) -> Non
     assert CliRunner().invoke(app, ["init", str(ws)]).exit_code == 0
     out = CliRunner().invoke(app, ["scenes", "add", str(tmp_path / "s1"), "--sar-values", "db", "-w", str(ws)])
     assert out.exit_code == 2 and "amplitude or intensity" in " ".join(out.output.split())
+
+
+def test_blank_band_files_do_not_replace_a_quicklook_that_holds_data_and_re_adding_changes_nothing(
+        tmp_path: Path) -> None:
+    """More bands with no data in them are no better image: the blank band set had replaced the good quicklook,
+    and every re-run swapped them back and forth, removing the looks each time."""
+    for band in ("B02", "B03", "B04", "B08"):
+        _tif(tmp_path / "dl" / f"casa_20230426T111000_{band}.tif", count=1)
+        with rasterio.open(tmp_path / "dl" / f"casa_20230426T111000_{band}.tif", "r+") as ds:
+            ds.write(np.zeros((1, ds.height, ds.width), np.uint16))
+    quick = _tif(tmp_path / "dl" / "casa_20230426T111000.tif", count=3)
+    with rasterio.open(quick, "r+") as ds:
+        ds.write(np.random.default_rng(1).integers(100, 3000, (3, ds.height, ds.width)).astype(np.uint16))
+    store = open_store(Workspace.open(tmp_path / "ws").ensure())
+    first = add_folder(tmp_path / "dl", store=store)
+    (kept,) = store.scenes()
+    assert kept.uri.endswith("casa_20230426T111000.tif") and first.moved == []
+    for _ in range(2):
+        again = add_folder(tmp_path / "dl", store=store)
+        assert again.moved == [] and again.new == 0 and [s.id for s in store.scenes()] == [kept.id]
+
+
+def test_sar_files_added_again_without_sar_values_keep_it(tmp_path: Path) -> None:
+    _tif(tmp_path / "s1" / "s1_20230426T111000.tif", count=1)
+    store = open_store(Workspace.open(tmp_path / "ws").ensure())
+    add_folder(tmp_path / "s1", store=store, sensor="sentinel-1", sar_values="intensity")
+    add_folder(tmp_path / "s1", store=store, sensor="sentinel-1")
+    assert [s.attributes.get("sar_values") for s in store.scenes()] == ["intensity"]

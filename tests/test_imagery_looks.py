@@ -254,6 +254,19 @@ def test_a_lon_lat_image_that_runs_past_180_deg_finds_sites_on_both_sides() -> N
     lon, _ = grid.pixel_to_lonlat([250.0, 250.0], [100.0, 400.0])
     assert lon[0] == pytest.approx(179.99) and lon[1] == pytest.approx(-179.98)
     assert grid.footprint().intersects(east_of_180) and grid.footprint().intersects(box(179.985, 33.6, 179.99, 33.61))
+    # a polygon is turned as one place: on a 0-360 grid one across 0 deg is not torn into the whole grid less
+    # itself (its half east of 0 is read); the two halves of a site split at 180 deg reach both edges of a
+    # global grid
+    from shapely import wkt
+
+    wgs84 = rasterio.crs.CRS.from_epsg(4326)
+    m = GridGeoref((1800, 3600), transform=Affine(0.1, 0, 0, 0, -0.1, 90), crs=wgs84).rasterize(
+        box(-0.3, 39.3, 0.3, 39.6))
+    assert m.sum() == 9 and set(np.nonzero(m)[1]) == {0, 1, 2}
+    split = wkt.loads("MULTIPOLYGON(((179.5 50, 180 50, 180 50.5, 179.5 50.5, 179.5 50)),"
+                      "((-180 50, -179.5 50, -179.5 50.5, -180 50.5, -180 50)))")
+    m = GridGeoref((1800, 3600), transform=Affine(0.1, 0, -180, 0, -0.1, 90), crs=wgs84).rasterize(split)
+    assert set(np.nonzero(m)[1]) == {0, 1, 2, 3, 4, 3595, 3596, 3597, 3598, 3599}
 
 
 def test_the_calibration_scores_only_ships_a_look_at_the_site_searches() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -348,10 +348,11 @@ def register(app: typer.Typer) -> None:
         from routewatch.sources.imagery.pipeline import detect_site
 
         s = _day(since)
-        # --until 2023-06-11 takes that day's scenes too; without it, now (a scene dated ahead is no look yet)
-        u = _day(until, end=True) if until else datetime.now(UTC)
-        if u is not None and u < s:
-            raise _fail(f"--until {until} is before --since {since}: no scene could be in that window")
+        # --until 2023-06-11 takes that day's scenes too; without it, now (and the day ahead `scenes add` allows
+        # for a local time read as UTC: a scene dated later is refused there)
+        u = _day(until, end=True) if until else datetime.now(UTC) + timedelta(days=1)
+        if u < s:
+            raise _fail(f"--until {until or 'now'} is before --since {since}: no scene could be in that window")
         ws, _, store = open_workspace(workspace, db)  # no workspace: says so and creates nothing
         try:
             resolve_site(ws, site, store)

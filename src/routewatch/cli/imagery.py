@@ -129,6 +129,10 @@ def register(app: typer.Typer) -> None:
             if not path.is_dir() and not path.is_file():
                 console.print(f"[red]error:[/red] {path}: no such file or folder")
                 raise typer.Exit(2)
+            if path.is_file() and path.suffix.lower() not in SUFFIXES:
+                console.print(f"[red]error:[/red] {path}: not a GeoTIFF (files ending {', '.join(SUFFIXES)}); "
+                              "convert it (gdal_translate -of COG) or give its folder")
+                raise typer.Exit(2)
         ws, _, store = open_workspace(workspace, db)  # no workspace: says so and creates nothing
         ws.ensure()
         given = _day(when) if when else None

@@ -62,9 +62,10 @@ def optical_nodata(bands: Mapping[str, np.ndarray], valid: np.ndarray | None = N
     """The optical no-data pixels, the one rule of the detector, ``detect optical`` and the site pipeline: outside
     ``valid`` (the file's no-data value or mask), or zero (or below) or not finite in every band. No product
     records a reflectance of exactly 0 in all bands: that is fill, tagged or not (the wedges a reprojection
-    leaves around a rotated image are zeros without a no-data tag). Nor does any record the largest value of a 16-
-    or 32-bit integer in every band (65535: the fill of many exports, untagged; it had been read as land, making a
-    look 100 % usable with its ships lost). An 8-bit 255 in every band is kept: a white ship's deck saturates so."""
+    leaves around a rotated image are zeros without a no-data tag). Nor is a solid area at the largest value of a
+    16- or 32-bit integer in every band that reaches the image's edge (65535: the fill of many exports, untagged;
+    it had been read as land, making a look 100 % usable with its ships lost); a few such pixels inside the data
+    are a saturated deck (stretched exports have them: the shared Busan crop 59), and 8-bit 255 is never fill."""
     arrs = [np.asarray(v) for v in bands.values()]
     if not arrs:
         raise ValueError("no bands given")
@@ -77,8 +78,10 @@ def optical_nodata(bands: Mapping[str, np.ndarray], valid: np.ndarray | None = N
         data |= (a > 0) & np.isfinite(a) if np.issubdtype(a.dtype, np.floating) else a > 0
         if top is not None:
             top &= a == np.iinfo(a.dtype).max
-    if top is not None:
-        data &= ~top
+    if top is not None and top.any():
+        from routewatch.detect.water import edge_solid
+
+        data &= ~edge_solid(top)
     if valid is not None:
         data &= np.asarray(valid, bool)
     return ~data

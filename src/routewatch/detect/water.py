@@ -216,7 +216,13 @@ def zeros_are_fill(image: np.ndarray) -> bool:
 def edge_zero_fill(image: np.ndarray, side: int = 5) -> np.ndarray:
     """Solid areas of exact zeros (``side`` x ``side`` squares and more) connected to the image edge: the fill
     around a GRD swath, which some files do not tag as no-data. Sea clutter is never exactly 0 over such areas."""
-    zero = np.asarray(image) == 0
+    return edge_solid(np.asarray(image) == 0, side)
+
+
+def edge_solid(mask: np.ndarray, side: int = 5) -> np.ndarray:
+    """The solid parts of ``mask`` (``side`` x ``side`` squares and more) connected to the image edge: a fill,
+    as opposed to a few pixels of the same value inside the data (a saturated deck, a calm patch)."""
+    zero = np.asarray(mask, bool)
     if not zero.any():
         return zero
     solid = ndimage.binary_opening(zero, structure=np.ones((side, side), dtype=bool))

@@ -7,6 +7,7 @@ hides the difference so the water mask, the usable fraction and the lon/lat of d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,11 @@ def _to_wgs84(crs: Any) -> Transformer | None:
     if src.equals(WGS84):
         return None
     return Transformer.from_crs(src, WGS84, always_xy=True)
+
+
+def wrap_to(lon: np.ndarray, centre: float) -> np.ndarray:
+    """Longitudes within 180 deg of ``centre`` (a geometry's vertices kept together across the antimeridian)."""
+    return centre + (np.asarray(lon, dtype=float) - centre + 180.0) % 360.0 - 180.0
 
 
 def _from_wgs84(crs: Any) -> Transformer | None:
@@ -115,10 +121,19 @@ class GridGeoref:
             return np.asarray(rows, dtype=float), np.asarray(cols, dtype=float)
         assert self.transform is not None
         if tr is None or CRS.from_user_input(crs).is_geographic:
-            # a lon/lat grid that runs past 180 deg: a site at 179.99 W is at 180.01 on it
+            # a lon/lat grid that runs past 180 deg: a site at 179.99 W is at 180.01 on it. One turn for all the
+            # points asked (those of one geometry): shifted one by one, a polygon across the meridian opposite the
+            # grid's centre was torn into one spanning the grid
             h, w = self.shape
             cx = self.transform.c + self.transform.a * w / 2 + self.transform.b * h / 2
-            xs = np.asarray(xs) + 360.0 * np.round((cx - np.asarray(xs)) / 360.0)
+            x = np.asarray(xs, dtype=float)
+            if x.size:
+                mean = math.degrees(math.atan2(np.sin(np.radians(x)).mean(), np.cos(np.radians(x)).mean()))
+                together = wrap_to(x, mean)
+                if np.ptp(together) < 180.0:  # one place (a site): one turn
+                    xs = together + 360.0 * round((cx - mean) / 360.0)
+                else:  # points all over a global grid: each its own
+                    xs = x + 360.0 * np.round((cx - x) / 360.0)
         inv = ~self.transform
         cols = inv.a * np.asarray(xs) + inv.b * np.asarray(ys) + inv.c
         rows = inv.d * np.asarray(xs) + inv.e * np.asarray(ys) + inv.f
@@ -194,10 +209,14 @@ class GridGeoref:
             rows, cols = self.lonlat_to_pixel(x, y)
             return cols, rows  # pixel space: x = col, y = row
 
-        pix = shapely.transform(geometry_wgs84, to_pixel, interleaved=False)
-        if pix.is_empty:
+        # part by part: each part is one place on a lon/lat grid (see lonlat_to_pixel), so the two halves of a
+        # site split at 180 deg land at the two edges of a global grid
+        parts = [shapely.transform(part, to_pixel, interleaved=False) for part in shapely.get_parts(geometry_wgs84)]
+        parts = [pt for pt in parts if not pt.is_empty]
+        if not parts:
             return np.zeros((h, w), dtype=bool)
-        out = rasterize([(mapping(pix), 1)], out_shape=(h, w), transform=Affine.identity(), fill=0, dtype="uint8")
+        out = rasterize([(mapping(pt), 1) for pt in parts], out_shape=(h, w), transform=Affine.identity(), fill=0,
+                        dtype="uint8")
         return out.astype(bool)
 
     def window(self, window: Window) -> GridGeoref:

@@ -6,6 +6,7 @@ Each scene lands with its scene Evidence in one transaction; a scene that fails 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -169,12 +170,13 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
         for scene, ev in zip(result.scenes, result.evidence, strict=True):
             moved: list[Scene] = []
             twin = same_acquisition(store, scene, moved)
-            if twin is not None and (_more_bands(scene, twin)
-                                     or (holds_no_data(twin) and not holds_no_data(scene))):
+            if twin is not None and ((_more_bands(scene, twin) or holds_no_data(twin))
+                                     and not holds_no_data(scene)):
                 # the copy stored first is blank (an export that failed, all no-data), or has fewer bands (an RGB
                 # quicklook beside the band files, found first by its name): it would stand for this
                 # acquisition's real image, which had been refused as its copy; this one takes its place
                 moved.append(twin)
+                result.replaced_by[twin.id] = f"{scene.id} ({scene.uri})"
                 twin = None
             if twin is not None:  # a copy in another folder: a second look would double the coverage
                 result.failures.append((scene.uri or scene.id, f"the same acquisition as scene {twin.id} "
@@ -182,6 +184,10 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
                                         "same footprint; not added twice"))
                 continue
             stored = store.scene(scene.id)
+            if stored is not None and "sar_values" not in scene.attributes and "sar_values" in stored.attributes \
+                    and scene.attributes.get("kind") == "sar":  # added again without --sar-values: it stays
+                scene = dataclasses.replace(scene, attributes={**scene.attributes,
+                                                               "sar_values": stored.attributes["sar_values"]})
             rewritten = stored is not None and stored.attributes.get("stamps") not in (
                 None, scene.attributes.get("stamps"))  # the same path and size, other bytes: another image
             if stored is not None and not rewritten and not date_only(stored) and (
@@ -198,8 +204,11 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
                 # the old time, or hang off a scene that is no longer theirs; they go, and `detect` makes them
                 # again
                 stale = store.scene_looks([scene.id])
-            result.new += write_together(store, evidence=[ev], scenes=[scene], remove_looks=stale,
-                                         remove_scenes=[m.id for m in moved])
+            added = write_together(store, evidence=[ev], scenes=[scene], remove_looks=stale,
+                                   remove_scenes=[m.id for m in moved])
+            result.new += added
+            if added:
+                result.added.add(scene.id)
             if stale:
                 result.redated.append(scene.id)
             store.clear_failures("scenes add", scene_paths(scene))  # a file refused before and fixed since
@@ -207,9 +216,8 @@ def add_folder(folder: str | Path, *, store: Any | None = None, bands: list[str]
                 result.moved.extend(m.id for m in moved)  # were rewritten: removed with the write
             kept_scenes.append(scene)
             kept_evidence.append(ev)
-        gone = set(result.moved)  # a scene of this run replaced by a later one of it (a quicklook) is not listed
-        kept = [(sc, ev) for sc, ev in zip(kept_scenes, kept_evidence, strict=True) if sc.id not in gone]
-        result.scenes, result.evidence = [sc for sc, _ in kept], [ev for _, ev in kept]
+        result.scenes, result.evidence = kept_scenes, kept_evidence
+        result.drop_replaced()
         for path, message in result.failures:  # at the absolute path, as the scene that fixes it will be
             store.record_failure("scenes add", str(Path(path).resolve()) if Path(path).exists() else path, message)
     return result
@@ -261,8 +269,8 @@ def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None)
                      if o.id != scene.id and files_now and sorted(o.attributes.get("files") or []) == files_now)
     # any scene of that day over this place may be it: to the second, or, with a date alone on either side or
     # another time given to the same files (two --time values for one image), when its files hold the same bytes
-    candidates = store.scenes(since=min(day, t - timedelta(seconds=1)),
-                              until=max(day + timedelta(days=1) - timedelta(microseconds=1), t + timedelta(seconds=1)),
+    candidates = store.scenes(since=min(day, t - SAME_PASS),
+                              until=max(day + timedelta(days=1) - timedelta(microseconds=1), t + SAME_PASS),
                               bbox=scene.footprint.bounds if scene.footprint is not None else None)
     for other in candidates:
         if other.id == scene.id or other.simulated != scene.simulated:
@@ -291,7 +299,12 @@ def same_acquisition(store: Any, scene: Scene, moved: list[Scene] | None = None)
             continue
         # minutes apart, both timed: one pass over the place (a datatake's start and a tile's sensing time, two
         # exports of one product); as two looks it doubles the coverage the judgement counts, and every ship
-        close = not date_only(scene) and not date_only(other) and abs(other.acquired - t) <= SAME_PASS
+        # (of one kind, one named sensor and the same bands: an unnamed optical GeoTIFF and a SAR one minutes
+        # apart, or two sensors' crops, are two looks)
+        close = (not date_only(scene) and not date_only(other) and abs(other.acquired - t) <= SAME_PASS
+                 and other.sensor == scene.sensor
+                 and other.attributes.get("kind") == scene.attributes.get("kind")
+                 and set(other.attributes.get("bands", {})) == set(scene.attributes.get("bands", {})))
         if loose and not close and not _same_bytes(scene.attributes.get("files") or [], files):
             continue
         return other

@@ -91,6 +91,9 @@ class AddResult:
     moved: list[str] = field(default_factory=list)  # scenes replaced: the same acquisition, their files gone
     redated: list[str] = field(default_factory=list)  # scenes stored before under another time: looks removed
 
+    replaced_by: dict[str, str] = field(default_factory=dict)  # a scene this run stored, then gave way: by what
+    added: set[str] = field(default_factory=set)  # the scenes this run stored that were not in the store before
+
     def merge(self, other: AddResult) -> None:
         """Add another path's result; a scene reached twice (a folder and a file in it) is listed once."""
         seen = {s.id for s in self.scenes}
@@ -101,8 +104,24 @@ class AddResult:
                 seen.add(scene.id)
         self.failures.extend(f for f in other.failures if f not in self.failures)
         self.new += other.new
+        self.added |= other.added
+        self.replaced_by.update(other.replaced_by)
         self.moved.extend(other.moved)
         self.redated.extend(other.redated)
+        self.drop_replaced()
+
+    def drop_replaced(self) -> None:
+        """A scene of this run that a later one of the same acquisition replaced (a quicklook, then its band
+        files) is not listed nor counted as added: it is said as a copy, as it is when added again."""
+        for scene in [s for s in self.scenes if s.id in self.replaced_by]:
+            self.failures.append((scene.uri or scene.id, f"the same acquisition as scene "
+                                  f"{self.replaced_by[scene.id]}, which has more bands or holds data; not added "
+                                  "twice"))
+            if scene.id in self.added:
+                self.added.discard(scene.id)
+                self.new -= 1
+        kept = [(sc, ev) for sc, ev in zip(self.scenes, self.evidence, strict=True) if sc.id not in self.replaced_by]
+        self.scenes, self.evidence = [sc for sc, _ in kept], [ev for _, ev in kept]
 
 
 def parse_time(text: str) -> datetime:
@@ -162,7 +181,7 @@ def group_files(folder: Path) -> list[list[Path]]:
     itself is its scene; a band file brings the other bands of its scene (same folder and name prefix)."""
     if folder.is_file():
         band = band_of(folder.stem)
-        if band is None:
+        if band is None or folder.suffix.lower() not in SUFFIXES:  # a file named: that file (refused if unread)
             return [[folder]]
         return [[p for p in sorted(folder.parent.iterdir()) if p.is_file() and p.suffix.lower() in SUFFIXES
                   and not p.name.startswith(".") and (b := band_of(p.stem)) is not None and b[0] == band[0]]]

@@ -197,9 +197,11 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     uf = usable_fraction(site_px, outside, water, raster.valid if elsewhere is None else raster.valid & ~elsewhere,
                          cloud, water_known_everywhere=water_geometry is not None, water_outside_px=water_outside_px)
     evid = scene_evidence_id(scene.id)
+    # the pixels the detector saw: a grid read on square pixels (square_pixels) is coarser than the file's mean
+    resolution = max(scene.resolution_m or 0.0, raster.pixel_size_m)
     model = automatic_detection_model(
-        detection_model_for(scene.sensor, scene.resolution_m or raster.pixel_size_m), raster.kind,
-        user_water=water_geometry is not None, resolution_m=scene.resolution_m or raster.pixel_size_m,
+        detection_model_for(scene.sensor, resolution), raster.kind,
+        user_water=water_geometry is not None, resolution_m=resolution,
     )
     if uf.fraction <= 0.0:
         empty_water = not (site_px & water).any() and (cloud is None or not (site_px & cloud).any())

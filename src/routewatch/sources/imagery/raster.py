@@ -251,16 +251,17 @@ def square_pixels(raster: SceneRaster) -> SceneRaster:
     shape = (max(1, round(h * min(sr / sc, 1.0))), max(1, round(w * min(sc / sr, 1.0))))
     starts = [np.floor(np.arange(n) * (m / n)).astype(np.int64) for n, m in zip(shape, (h, w), strict=True)]
 
+    counts = np.add.reduceat(np.add.reduceat(np.ones((h, w), np.float32), starts[0], axis=0), starts[1], axis=1)
+
     def mean(a: np.ndarray) -> np.ndarray:
-        out = np.add.reduceat(np.add.reduceat(a.astype(np.float64), starts[0], axis=0), starts[1], axis=1)
-        counts = np.add.reduceat(np.add.reduceat(np.ones((h, w)), starts[0], axis=0), starts[1], axis=1)
+        out = np.add.reduceat(np.add.reduceat(a.astype(np.float32), starts[0], axis=0), starts[1], axis=1)
         return out / counts
 
     def middle(a: np.ndarray) -> np.ndarray:
         ends = [np.append(st[1:], m) for st, m in zip(starts, (h, w), strict=True)]
         return a[np.ix_((starts[0] + ends[0] - 1) // 2, (starts[1] + ends[1] - 1) // 2)]
 
-    valid = mean(raster.valid) >= 1.0 - 1e-9
+    valid = mean(raster.valid) >= 1.0 - 1e-6
     bands = {}
     for k, v in raster.bands.items():
         m = mean(np.where(raster.valid, v, 0))  # no-data is not blended in: a pixel with any is no-data below
