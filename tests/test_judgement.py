@@ -297,6 +297,15 @@ def test_slowing_counts_a_look_day_by_how_much_of_the_site_it_saw() -> None:
     act = judge_route(_route(), as_of=T0 + timedelta(days=190), visits=calls, trips=[], looks=looks,
                       vessel_lengths={"v1": 120.0})
     assert act.status is Status.ACTIVE, act.explanation
+    # calls seen whatever the weather (AIS) every 3 days, under looks that saw 5 % of the site until day 140 and
+    # all of it after: the sky cleared, the calls did not drop (weighting the days by the fraction seen had made
+    # the cloudy weeks' rate huge, and the clear weeks a slowing)
+    cloudy_then_clear = [Look(f"c{d}", "a", T0 + timedelta(days=d, hours=12), "planetscope",
+                              0.05 if d < 140 else 1.0, model, SourceKind.IMAGE) for d in range(0, 200)]
+    steady = [_visit("a", float(d)) for d in range(0, 190, 3)]
+    act = judge_route(_route(), as_of=T0 + timedelta(days=189), visits=steady, trips=[], looks=cloudy_then_clear,
+                      vessel_lengths={"v1": 120.0})
+    assert act.status is not Status.SLOWING, act.explanation
 
 
 def test_a_count_published_after_as_of_is_not_used() -> None:

@@ -24,7 +24,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -666,6 +666,9 @@ def _resumption(
     return best
 
 
+WATCHED_FRACTION = 0.5  # a look that saw at least this much of the site makes its day a watched one (slowing)
+
+
 def _slowing(
     events: Sequence[_Event],
     looks: Sequence[Look],
@@ -694,17 +697,16 @@ def _slowing(
         if 0 <= k < weeks:
             counts[k] += 1
     call_sites = {e.site for e in calls}
-    # A look-day counts as much as its most usable look: a day whose only look saw 0.1 % of the berths (cloud,
-    # the swath's edge) had counted as a whole day watched with no call, and a few such weeks as a slowing.
-    look_days: dict[date, float] = {}
-    for lk in looks:
-        if lk.usable and lk.site in call_sites and start <= lk.time <= as_of:
-            day = lk.time.date()
-            look_days[day] = max(look_days.get(day, 0.0), min(lk.usable_fraction, 1.0))
-    for day, seen in look_days.items():
+    # A look-day is a day with a look that saw at least half the site (WATCHED_FRACTION): a day whose only look
+    # saw 0.1 % of the berths (cloud, the swath's edge) had counted as a whole day watched with no call, and a
+    # few such weeks as a slowing. Not weighted by the fraction: calls seen by AIS (whatever the weather) would
+    # then be counted against the cloud, and a clearing sky read as a drop in calls.
+    look_days = {lk.time.date() for lk in looks if lk.usable_fraction >= WATCHED_FRACTION and lk.site in call_sites
+                 and start <= lk.time <= as_of}
+    for day in look_days:
         k = int(_days(start, datetime.combine(day, datetime.min.time(), tzinfo=start.tzinfo)) // 7)
         if 0 <= k < weeks:
-            looked[k] += seen
+            looked[k] += 1
     if looked[-1] == 0:  # a partial last week with no look yet says nothing
         counts, looked, weeks = counts[:-1], looked[:-1], weeks - 1
     if np.any(looked == 0):
