@@ -342,4 +342,11 @@ def test_a_visit_takes_the_identity_its_ship_broadcast_then_not_its_latest():
                            "last_line": [2] * 2})
     _, sightings, _ = visit_records(visits, links)
     assert [s.vessel for s in sightings] == ["gamma", None]
-    assert "broadcast the identity of gamma at other times" in sightings[1].detail
+    # two identities heard with no time (or at one instant), one of them a watched ship's: no crash, that one
+    untimed = pl.DataFrame([{**rec(60, "GAMMA", 9179842, 0, 0), "first_seen": None, "last_seen": None},
+                            {**rec(60, "OTHER", 1234567, 0, 0), "first_seen": None, "last_seen": None},
+                            rec(61, "GAMMA", 9179842, 5, 5), rec(61, "OTHER", 1234567, 5, 5)], schema=STATIC_SCHEMA)
+    links = mmsi_to_vessel(vessels, None, untimed)
+    assert links.at(60, T0) == "gamma" and links.at(61, T0 + timedelta(days=5)) == "gamma"
+    assert links.at(61, T0) == "gamma" and links.as_of(T0) == {60: "gamma", 61: "gamma"}
+    assert "also broadcast the identity of gamma" in sightings[1].detail

@@ -256,7 +256,8 @@ def register(app: typer.Typer) -> None:
             shown.write_csv(out)
         table = Table("site", "visits", "identified", "mean confidence")
         for site, g in shown.group_by("site", maintain_order=True):
-            ident = sum(1 for m in g["mmsi"] if int(m) in mmsi_vessel)
+            ident = sum(1 for m, a, b in g.select("mmsi", "start", "end").iter_rows()  # as the records name them
+                        if (mmsi_vessel.at(int(m), a, b) if hasattr(mmsi_vessel, "at") else mmsi_vessel.get(int(m))))
             table.add_row(str(site[0]), str(g.height), str(ident), f"{g['confidence'].mean():.2f}")
         console.print(table)
         note = "" if len(sightings) == frame.height else \
@@ -317,7 +318,7 @@ def register(app: typer.Typer) -> None:
             cues.write_csv(out)
         table = Table("mmsi", "vessel", "site", "window start (UTC)", "window end (UTC)")
         for r in cues.head(30).iter_rows(named=True):
-            table.add_row(str(r["mmsi"]), mmsi_vessel.get(int(r["mmsi"]), "-"), r["site"],
+            table.add_row(str(r["mmsi"]), mmsi_vessel.at(int(r["mmsi"]), r["gap_start"], r["gap_end"]) or "-", r["site"],
                           f"{r['window_start']:%Y-%m-%d %H:%M}", f"{r['window_end']:%Y-%m-%d %H:%M}")
         console.print(table)
         console.print(f"{frame.height} gaps over {min_gap_h:g} h, {cues.height} cues stored in ais_gaps.")

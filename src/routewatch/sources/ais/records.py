@@ -34,7 +34,7 @@ def visit_records(
         mmsi = int(r["mmsi"])
         # the identity the ship broadcast at the visit, not the latest one (see VesselLinks.at)
         vessel = mmsi_vessel.at(mmsi, r["start"], r["end"]) if hasattr(mmsi_vessel, "at") else mmsi_vessel.get(mmsi)
-        # a watched identity it claimed at other times is said, not linked: the analyst decides which hull it is
+        # another watched identity it claimed is said, not linked: the analyst decides which hull it is
         other = [k for k in mmsi_vessel.ever(mmsi) if k != vessel] if hasattr(mmsi_vessel, "ever") else []
         seen = [k for k in ("entry", "exit", "stop", "gap") if r[k]]
         ev = Evidence(
@@ -53,7 +53,7 @@ def visit_records(
             length_m=lengths.get(mmsi), confidence=float(r["confidence"]),
             identification_confidence=0.95 if vessel else None, evidence_ids=(ev.id,),
             detail=f"MMSI {mmsi}; GFW-style level {r['level']}" + (f"; {DEPARTURE_SEEN}" if r["exit"] else "")
-            + (f"; broadcast the identity of {', '.join(other)} at other times" if other else ""),
+            + (f"; also broadcast the identity of {', '.join(other)}" if other else ""),
         )
         visit = Visit(
             id=stable_id("aisvisit", mmsi, r["site"], r["start"]), site=r["site"], vessel=vessel,

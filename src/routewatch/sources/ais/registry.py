@@ -138,13 +138,13 @@ class VesselLinks(dict):
         b = int(ensure_utc(end or start).timestamp() * 1_000_000)
         spans = self.spans[mmsi]
         during = [sp for sp in spans if sp[0] <= b and sp[1] >= a]
-        if during:
-            keys = [sp[2] for sp in sorted(during) if sp[2] is not None]
+        if during:  # ordered by time alone (a key may be None: tuples with it do not compare)
+            keys = [sp[2] for sp in sorted(during, key=lambda sp: (sp[0], sp[1])) if sp[2] is not None]
             return keys[-1] if keys else None
         before = [sp for sp in spans if sp[1] < a]
         if before:
             return max(before, key=lambda sp: sp[1])[2]
-        return min(spans)[2]
+        return min(spans, key=lambda sp: (sp[0], sp[1]))[2]
 
     def ever(self, mmsi: int) -> list[str]:
         """Every watchlist key the MMSI's broadcast identity linked to at some time."""
