@@ -350,3 +350,29 @@ def test_a_visit_takes_the_identity_its_ship_broadcast_then_not_its_latest():
     assert links.at(60, T0) == "gamma" and links.at(61, T0 + timedelta(days=5)) == "gamma"
     assert links.at(61, T0) == "gamma" and links.as_of(T0) == {60: "gamma", 61: "gamma"}
     assert "also broadcast the identity of gamma" in sightings[1].detail
+
+
+def test_layers_scan_only_the_ships_near_them_and_give_what_each_site_alone_gives():
+    """The extra layers (a port's berths) scan only the ships near their sites, carrying the others' last
+    positions: over days, with many ships far away, a ship stopped outside the port the day before it comes in,
+    and calls across midnight, the visits are those each site gives scanned alone."""
+    berths = {f"b{k}": Site(f"b{k}", f"berth {k}", SiteKind.BERTH,
+                            box(130.27 + 0.008 * k, 42.222, 130.275 + 0.008 * k, 42.226)) for k in range(4)}
+    sites = {"rajin": SITES["rajin"], **berths, "vostochny": SITES["vostochny"]}
+    tracks = [Track(100 + k).run(300, 140.0 + 0.01 * k, 30.0, dlon=0.001, sog=12.0, every_min=20) for k in range(40)]
+    waits = Track(7, T0 + timedelta(hours=20)).run(30, 130.31 + 5 * KM_LON, 42.23, sog=0.1)  # stopped outside
+    waits.run(10, 130.31 + 2 * KM_LON, 42.225, dlon=-0.8 * KM_LON, sog=6.0)  # in, across midnight
+    waits.run(60, 130.2725, 42.224, sog=0.0).run(20, 130.29, 42.23, dlon=0.8 * KM_LON, sog=8.0)
+    hopper = Track(8, T0 + timedelta(hours=30)).run(20, 130.2775 + 0.008, 42.224, sog=0.0)
+    hopper.run(20, 130.2775 + 0.016, 42.224, sog=0.0).silent(30).run(20, 133.05, 42.73, sog=0.0)
+    # seen far off (another grid cell) late on day 1, next inside a berth after midnight: its entry is seen
+    jumper = Track(9, T0 + timedelta(hours=22)).run(5, 131.0, 42.23, sog=10.0).silent(2)
+    jumper.run(30, 130.2725, 42.224, sog=0.0).run(10, 131.0, 42.23, sog=10.0)
+    batches = by_day(frame(*tracks, waits, hopper, jumper))
+    assert len(batches) >= 3
+    cols = ["mmsi", "site", "start", "end", "entry", "exit", "stop", "gap", "level"]
+    together = port_visits(batches, sites, VisitConfig(min_level=1)).select(cols).sort("mmsi", "site", "start")
+    alone = pl.concat([port_visits(batches, {k: s}, VisitConfig(min_level=1)) for k, s in sites.items()])
+    assert together.height >= 6 and together.equals(alone.select(cols).sort("mmsi", "site", "start"))
+    assert {"b0", "b1", "b2", "rajin", "vostochny"} <= set(together["site"])
+    assert together.filter((pl.col("mmsi") == 9) & (pl.col("site") == "b0"))["entry"].to_list() == [True]

@@ -51,7 +51,7 @@ class GapDetector:
         self.sites = dict(sites)
         self.keys = list(sites)
         self._parts: list[pl.DataFrame] = []
-        self.index = None  # the index of every site, when the visit scan's sites come in several layers
+        self.layer_indexes: list = []  # the visit scan's site indexes, when its sites come in several layers
 
     def feed(self, batch: Batch, vstart: np.ndarray, dt_h: np.ndarray, site: np.ndarray, dist) -> None:
         after = np.flatnonzero(~vstart & (dt_h > self.config.min_gap_h))
@@ -62,11 +62,10 @@ class GapDetector:
         (lon_b, lat_b), (lon_a, lat_a) = batch.lonlat(before), batch.lonlat(after)
         d_m = haversine_m(lon_b, lat_b, lon_a, lat_a)
         hours = dt_h[after]
-        if self.index is not None:  # the scan's layer holds some sites only: the nearest of all of them
-            site_b, site_a = self.index.lookup(lon_b, lat_b)[0], self.index.lookup(lon_a, lat_a)[0]
+        if self.layer_indexes:  # the scan's layer holds some sites only: the nearest of all of them
+            near = [self._nearest(lon_b, lat_b), self._nearest(lon_a, lat_a)]
         else:
-            site_b, site_a = site[before], site[after]
-        near = [[self.keys[i] if i >= 0 else None for i in idx.tolist()] for idx in (site_b, site_a)]
+            near = [[self.keys[i] if i >= 0 else None for i in idx.tolist()] for idx in (site[before], site[after])]
         src_b, line_b = batch.refs(before)
         src_a, line_a = batch.refs(after)
         self._parts.append(pl.DataFrame({
@@ -79,6 +78,16 @@ class GapDetector:
             "source_before": pl.Series(src_b.tolist(), dtype=pl.String), "line_before": line_b,
             "source_after": pl.Series(src_a.tolist(), dtype=pl.String), "line_after": line_a,
         }))
+
+    def _nearest(self, lon: np.ndarray, lat: np.ndarray) -> list[str | None]:
+        """The nearest site (key) of each position over every layer's index, or None beyond their reach."""
+        best = np.full(lon.size, np.inf)
+        keys: list[str | None] = [None] * lon.size
+        for index in self.layer_indexes:
+            site, dist = index.lookup(lon, lat)
+            for i in np.flatnonzero((site >= 0) & (dist < best)):
+                best[i], keys[i] = dist[i], index.keys[site[i]]
+        return keys
 
     def finish(self) -> pl.DataFrame:
         """Every gap with ``reachable`` (list of site keys) and ``cues`` (site, window start, window end)."""

@@ -68,16 +68,23 @@ class SiteIndex:
         self.max_distance_m = float(max_distance_m)
         self.max_cells = int(max_cells)
         self.rasters = [self._raster(k, s, cell_m) for k, s in sites.items()]
-        # columns wrap at the antimeridian: a site near 180 deg E also owns the cells just past 180 deg W
-        self.grid = np.full((round(180 / GRID_DEG) + 1, round(360 / GRID_DEG)), -1, np.int16)
-        for i, r in enumerate(self.rasters):
+        # columns wrap at the antimeridian: a site near 180 deg E also owns the cells just past 180 deg W. Rows
+        # only over the band of latitudes the sites reach (row0 on): the sites of one port, scanned as a layer of
+        # their own (site_layers), need a strip of the globe, not 13 MB of it each
+        n_rows, n_cols = round(180 / GRID_DEG) + 1, round(360 / GRID_DEG)
+        spans = []
+        for r in self.rasters:
             ny, nx = r.dist.shape
             lon_a, lon_b = r.lon0 + r.x0 / r.kx, r.lon0 + (r.x0 + nx * r.cell_m) / r.kx
             lat_a, lat_b = r.lat0 + r.y0 / EARTH_M_PER_DEG, r.lat0 + (r.y0 + ny * r.cell_m) / EARTH_M_PER_DEG
-            rows = np.arange(max(int((lat_a + 90) / GRID_DEG), 0),
-                             min(int((lat_b + 90) / GRID_DEG) + 1, self.grid.shape[0]))
+            spans.append((max(int((lat_a + 90) / GRID_DEG), 0), min(int((lat_b + 90) / GRID_DEG) + 1, n_rows),
+                          lon_a, lon_b))
+        self.row0 = min((a for a, _, _, _ in spans), default=0)
+        self.grid = np.full((max((b for _, b, _, _ in spans), default=1) - self.row0, n_cols), -1, np.int16)
+        for i, (row_a, row_b, lon_a, lon_b) in enumerate(spans):
+            rows = np.arange(row_a, row_b) - self.row0
             cols = np.arange(math.floor((lon_a + 180) / GRID_DEG), math.floor((lon_b + 180) / GRID_DEG) + 1)
-            cells = np.ix_(rows, np.unique(cols % self.grid.shape[1]))
+            cells = np.ix_(rows, np.unique(cols % n_cols))
             block = self.grid[cells]
             self.grid[cells] = np.where(block == -1, i, -2)  # -2: several sites near this cell
 
@@ -113,6 +120,18 @@ class SiteIndex:
         return _SiteRaster(key, lon0, lat0, kx, x0, y0, cell, dist, local if exact else None, exact,
                            site.geometry if exact else None, error)
 
+    def candidates(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """Each position's candidate site from the grid: its index, -2 (several near its cell) or -1 (none)."""
+        r_idx = ((lat + 90.0) * (1 / GRID_DEG)).astype(np.int32) - self.row0
+        c_idx = ((lon + 180.0) * (1 / GRID_DEG)).astype(np.int32)
+        c_idx %= self.grid.shape[1]  # 180 deg E is 180 deg W
+        outside = (r_idx < 0) | (r_idx >= self.grid.shape[0])
+        np.clip(r_idx, 0, self.grid.shape[0] - 1, out=r_idx)
+        cand = self.grid[r_idx, c_idx]
+        if outside.any():
+            cand = np.where(outside, np.int16(-1), cand)
+        return cand
+
     def lookup(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(site index or -1, distance in metres or inf) of each position to its nearest site."""
         n = lon.shape[0]
@@ -120,11 +139,7 @@ class SiteIndex:
         dist = np.full(n, np.inf, np.float32)
         if not self.rasters or n == 0:
             return site, dist
-        r_idx = ((lat + 90.0) * (1 / GRID_DEG)).astype(np.int32)
-        c_idx = ((lon + 180.0) * (1 / GRID_DEG)).astype(np.int32)
-        np.clip(r_idx, 0, self.grid.shape[0] - 1, out=r_idx)
-        c_idx %= self.grid.shape[1]  # 180 deg E is 180 deg W
-        cand = self.grid[r_idx, c_idx]
+        cand = self.candidates(lon, lat)
         near = np.flatnonzero(cand != -1)
         if near.size == 0:
             return site, dist
@@ -397,6 +412,19 @@ def _radius_m(site: Site, lon0: float, lat0: float) -> float:
     return float(haversine_m(lon0, lat0, xy[:, 0], xy[:, 1]).max()) if xy.size else 0.0
 
 
+def _union_grid(indexes: list[SiteIndex]) -> SiteIndex:
+    """A candidate grid (``candidates`` only: 0 where any of ``indexes`` has a candidate, else -1) over several
+    site indexes, in one latitude band."""
+    out = SiteIndex.__new__(SiteIndex)
+    out.row0 = min(ix.row0 for ix in indexes)
+    top = max(ix.row0 + ix.grid.shape[0] for ix in indexes)
+    out.grid = np.full((top - out.row0, indexes[0].grid.shape[1]), -1, np.int16)
+    for ix in indexes:
+        rows = slice(ix.row0 - out.row0, ix.row0 - out.row0 + ix.grid.shape[0])
+        out.grid[rows][ix.grid != -1] = 0
+    return out
+
+
 class VisitScanner:
     """Feed it batches (days) of positions sorted by (mmsi, timestamp), then ``finish()``; collects visits.
 
@@ -409,15 +437,47 @@ class VisitScanner:
         self.layers = [_LayerScanner(layer, self.config, gap_detector if i == 0 else None)
                        for i, layer in enumerate(site_layers(sites, reach) if sites else [{}])]
         if gap_detector is not None and len(self.layers) > 1:  # a gap's nearest site is of all the sites
-            gap_detector.index = SiteIndex(sites, reach, self.config.cell_m)
+            gap_detector.layer_indexes = [layer.index for layer in self.layers]
+        if len(self.layers) > 1:  # one grid of the extra layers' sites: which positions any of them may want
+            self._extra = _union_grid([layer.index for layer in self.layers[1:]])
 
     @property
     def positions(self) -> int:
         return self.layers[0].positions
 
     def feed(self, day: pl.DataFrame) -> None:
-        for layer in self.layers:
-            layer.feed(day)
+        self.layers[0].feed(day)
+        if len(self.layers) == 1 or day.height == 0:
+            return
+        # The other layers (a port's berths) scan only the ships that come near their sites or are in one of them:
+        # each layer scanning every position had made 40 berths of one port 60 times slower. The others' last
+        # positions still go to the layer's carry (outside, moving or not), so a ship's first day near the sites
+        # starts from where it really was.
+        if not bool(np.all(day["mmsi"].to_numpy()[1:] >= day["mmsi"].to_numpy()[:-1])):
+            day = day.sort("mmsi", "timestamp")
+        mmsi = day["mmsi"].to_numpy()
+        lon, lat = day["lon"].to_numpy(), day["lat"].to_numpy()
+        last = np.flatnonzero(np.append(mmsi[1:] != mmsi[:-1], True))
+        last_rows = day[last]  # each ship's last position, for the layers that do not scan it
+        # the positions in a grid cell of any extra layer's sites, found once; each layer then measures those
+        # alone, and takes the ships that came within reach of one of its sites
+        sub = np.flatnonzero(self._extra.candidates(lon, lat) != -1)
+        reach = max(self.config.exit_m, self.config.entry_m)
+        for layer in self.layers[1:]:
+            site, dist = layer.index.lookup(lon[sub], lat[sub])
+            near = np.unique(mmsi[sub][(site >= 0) & (dist <= reach)])
+            rows = layer.carry.rows
+            if rows is not None and rows["mmsi"].size:
+                near = np.union1d(near, rows["mmsi"][rows["state"] >= 0])  # in a site: its exit is to be seen
+            if near.size * 2 > last.size:  # most ships: scan them all
+                layer.feed(day)
+                continue
+            a, b = np.searchsorted(mmsi, near, "left"), np.searchsorted(mmsi, near, "right")  # rows by ship
+            take = np.concatenate([np.arange(i, j) for i, j in zip(a, b, strict=True)]) if near.size else a
+            layer.feed(day[take] if take.size else day.clear())
+            far = ~np.isin(mmsi[last], near)
+            if far.any():
+                layer.carry_outside(last_rows.filter(pl.Series(far)))
 
     def finish(self) -> pl.DataFrame:
         """Close the visits still open (exit not seen) and return every visit as a frame (see ``_empty_visits``)."""
@@ -435,6 +495,28 @@ class _LayerScanner:
         self.gap_detector = gap_detector  # optional: called with (frame, vessel_start, dt_h) on every batch
         self._out: list[dict] = []
         self.positions = 0
+
+    def carry_outside(self, rows: pl.DataFrame) -> None:
+        """Carry ``rows`` (ships' last positions, far from this layer's sites, so outside them) as those ships'
+        last state, in place of what was carried for them."""
+        cfg = self.config
+        n = rows.height
+        sog = rows["sog_kn"].to_numpy()
+        new = {"mmsi": rows["mmsi"].to_numpy(),
+               "t": rows["timestamp"].dt.cast_time_unit("us").to_physical().to_numpy(), "sog": sog,
+               "site": np.full(n, -1, np.int16), "dist": np.full(n, np.inf, np.float32),
+               "lon": rows["lon"].to_numpy(), "lat": rows["lat"].to_numpy(), "state": np.full(n, -1, np.int16),
+               "stop": np.where(np.nan_to_num(sog, nan=cfg.restart_kn + 1) < cfg.stop_kn, 1, 0).astype(np.int8),
+               "source": rows["source"].to_numpy().astype(object), "line": rows["line"].to_numpy()}
+        old = self.carry.rows
+        if old is None or old["mmsi"].size == 0:
+            self.carry.rows = new
+            return
+        keep = ~np.isin(old["mmsi"], new["mmsi"])
+        merged = {k: np.concatenate([np.asarray(old[k])[keep], np.asarray(new[k]).astype(np.asarray(old[k]).dtype)])
+                  for k in old}
+        order = np.argsort(merged["mmsi"], kind="stable")
+        self.carry.rows = {k: v[order] for k, v in merged.items()}
 
     def feed(self, day: pl.DataFrame) -> None:
         cfg = self.config
