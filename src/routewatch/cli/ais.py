@@ -292,18 +292,44 @@ def register(app: typer.Typer) -> None:
         gen = _days(ws, since, until, "gaps")
 
         def with_edges(progress):
-            """The window's days between each ship's last position before it and first after it: a gap that
-            crosses an edge of the window (one that only crossed midnight, run day by day) is the window's too
-            (read from the window alone, every such gap had been dropped without a word)."""
-            from routewatch.sources.ais.partitions import scan_positions
+            """The window's days between each of its ships' last position before it and first after it: a gap
+            that crosses an edge of the window (one that only crossed midnight, run day by day) is the window's
+            too (read from the window alone, every such gap had been dropped without a word). The days beyond
+            are read one at a time, only until every ship of the window is found (a silence that spans the whole
+            window is reported by the window that holds one of its ends)."""
+            import polars as pl
 
-            if s is not None:
-                before = scan_positions(ws.ais_dir, end=_day_start(s) - timedelta(microseconds=1))
-                yield before.sort("mmsi", "timestamp").group_by("mmsi").last().sort("mmsi").collect()
+            from routewatch.sources.ais.partitions import day_dirs, read_day, scan_positions
+
+            if s is None and u is None:
+                yield from gen(progress)
+                return
+            ships = scan_positions(ws.ais_dir, s and _day_start(s),
+                                   u and _day_start(u) + timedelta(days=1) - timedelta(microseconds=1)
+                                   ).select("mmsi").unique().collect()["mmsi"]
+
+            def edge(days, first: bool) -> pl.DataFrame | None:
+                pending, found = ships, []
+                for _, ddir in days:
+                    if pending.len() == 0:
+                        break
+                    part = read_day(ddir).filter(pl.col("mmsi").is_in(pending.implode()))
+                    if part.height:
+                        part = part.group_by("mmsi", maintain_order=True).first() if first else \
+                            part.group_by("mmsi", maintain_order=True).last()
+                        found.append(part)
+                        pending = pending.filter(~pending.is_in(part["mmsi"].implode()))
+                return pl.concat(found).sort("mmsi") if found else None
+
+            if s is not None:  # days before the window, latest first; each ship's last position there
+                prior = edge(reversed(day_dirs(ws.ais_dir, None, (_day_start(s) - timedelta(days=1)).date())), False)
+                if prior is not None:
+                    yield prior
             yield from gen(progress)
-            if u is not None:
-                after = scan_positions(ws.ais_dir, start=_day_start(u) + timedelta(days=1))
-                yield after.sort("mmsi", "timestamp").group_by("mmsi").first().sort("mmsi").collect()
+            if u is not None:  # days after it, earliest first; each ship's first position there
+                later = edge(day_dirs(ws.ais_dir, (_day_start(u) + timedelta(days=1)).date(), None), True)
+                if later is not None:
+                    yield later
 
         with _progress() as progress:
             _, frame = visits_and_gaps(with_edges(progress), watchlist.sites, None,
