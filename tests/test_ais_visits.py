@@ -376,3 +376,22 @@ def test_layers_scan_only_the_ships_near_them_and_give_what_each_site_alone_give
     assert together.height >= 6 and together.equals(alone.select(cols).sort("mmsi", "site", "start"))
     assert {"b0", "b1", "b2", "rajin", "vostochny"} <= set(together["site"])
     assert together.filter((pl.col("mmsi") == 9) & (pl.col("site") == "b0"))["entry"].to_list() == [True]
+
+
+def test_fusion_places_a_detection_against_the_true_centre_of_a_site_split_at_180_deg():
+    """A route from a site split at the antimeridian: its corridor ran from 0 deg (the raw centroid), so a hull
+    inland in Siberia was "between" the route's ports instead of away from them."""
+    from shapely import wkt
+
+    from routewatch.fuse.identify import IdentifyConfig, _place
+    from routewatch.model import Route
+
+    split = Site("span", "split", SiteKind.PORT, wkt.loads(
+        "MULTIPOLYGON(((179.9 50, 180 50, 180 50.05, 179.9 50.05, 179.9 50)),"
+        "((-180 50, -179.9 50, -179.9 50.05, -180 50.05, -180 50)))"))
+    other = Site("other", "other", SiteKind.PORT, box(179.0, 50.3, 179.05, 50.35))
+    routes = {"r": Route("r", "span to other", origin=("span",), destination=("other",), vessels=("v",))}
+    where, _ = _place("v", 100.0, 60.0, None, routes, {"span": split, "other": other}, IdentifyConfig())
+    assert where == "away"
+    where, _ = _place("v", 179.5, 50.2, None, routes, {"span": split, "other": other}, IdentifyConfig())
+    assert where == "between"

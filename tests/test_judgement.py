@@ -359,17 +359,32 @@ def test_one_call_seen_twice_counts_once() -> None:
 
 def test_one_vessels_overlapping_visits_at_two_origin_sites_are_one_call() -> None:
     """A berth inside its port, both in the origin: the ship's visits at both (each site scanned for itself) are
-    one call, or the cadence doubles; two ships at the two sites at once are two calls."""
-    route = Route("r", "A to B", origin=("a", "a_berth"), destination=("b",), vessels=("v1", "v2"))
+    one call, or the cadence doubles; two ships at the two sites at once are two calls, and so is one name at two
+    ports 150 km apart at once (two hulls). An unidentified detection at the berth joins the call too."""
+    from shapely.geometry import box
+
+    from routewatch.model import Site, SiteKind
+
+    sites = {"a": Site("a", "port", SiteKind.PORT, box(130.265, 42.215, 130.31, 42.25)),
+             "a_berth": Site("a_berth", "berth", SiteKind.BERTH, box(130.28, 42.225, 130.29, 42.232)),
+             "far": Site("far", "far port", SiteKind.PORT, box(132.3, 42.86, 132.37, 42.9)),
+             "b": Site("b", "destination", SiteKind.PORT, box(133.02, 42.71, 133.1, 42.76))}
+    route = Route("r", "A to B", origin=("a", "a_berth", "far"), destination=("b",), vessels=("v1", "v2"))
+    lengths = {"v1": 120.0, "v2": 120.0}
+
+    def calls(visits: list[Visit]) -> str:
+        act = judge_route(route, as_of=T0 + timedelta(days=52), visits=visits, trips=[], vessel_lengths=lengths,
+                          sites=sites)
+        return act.details["cadence_basis"].split(" calls")[0]
+
     port = [_visit("a", float(d)) for d in range(0, 50, 10)]
     berth = [replace(_visit("a_berth", d + 0.2), end=T0 + timedelta(days=d + 0.8)) for d in range(0, 50, 10)]
-    act = judge_route(route, as_of=T0 + timedelta(days=52), visits=port + berth, trips=[],
-                      vessel_lengths={"v1": 120.0, "v2": 120.0})
-    assert act.details["cadence_basis"].startswith("5 calls")
-    other = [_visit("a_berth", d + 0.2, vessel="v2") for d in range(0, 50, 10)]
-    act = judge_route(route, as_of=T0 + timedelta(days=52), visits=port + other, trips=[],
-                      vessel_lengths={"v1": 120.0, "v2": 120.0})
-    assert act.details["cadence_basis"].startswith("10 calls")
+    assert calls(port + berth) == "5"
+    unnamed = [replace(_visit("a_berth", d + 0.3, vessel=None), end=T0 + timedelta(days=d + 0.7))
+               for d in range(0, 50, 10)]
+    assert calls(port + berth + unnamed) == "5"
+    assert calls(port + [_visit("a_berth", d + 0.2, vessel="v2") for d in range(0, 50, 10)]) == "10"
+    assert calls(port + [_visit("far", float(d)) for d in range(0, 50, 10)]) == "10"
 
 
 def test_an_overdue_silence_is_not_hidden_by_an_earlier_resumption() -> None:

@@ -178,7 +178,18 @@ def test_overlapping_visits_at_one_end_of_a_route_are_one_call() -> None:
               visit("d", "vostochny", 7, 8), visit("d2", "dunai", 7.05, 7.5)]
     trips = build_trips(route, visits, day(40), vessels=VESSELS, sites=sites)
     assert [(t.kind, t.origin_visit, t.destination_visit) for t in trips] == [("observed", "port", "d")]
-    assert trips[0].depart == day(4.5)
+    assert trips[0].depart == day(4.5) and {"e-port", "e-berth"} <= set(trips[0].evidence_ids)
+    # the berth's visit ends last: it stands for the call, with the port's better confidence and evidence
+    late = [visit("port", "rajin", 3, 4.3, conf=0.95), visit("berth", "rajin_berth", 3.2, 4.5, conf=0.5),
+            visit("d", "vostochny", 7, 8)]
+    (t,) = build_trips(route, late, day(40), vessels=VESSELS, sites=sites)
+    assert (t.origin_visit, t.depart) == ("berth", day(4.5)) and "e-port" in t.evidence_ids
+    assert t.confidence > 0.5 * 0.9 * 0.6
+    # one name at two ports 300 km apart at once is two hulls: not one call
+    two_ports = Route("r2", "Rajin or Vladivostok to Russia", origin=("rajin", "vladivostok_anchorage"),
+                      destination=("dunai", "vostochny"), vessels=("lady_r",))
+    both = [visit("p1", "rajin", 3, 4.5, end_bound=5), visit("p2", "vladivostok_anchorage", 3.2, 4.3, end_bound=5)]
+    assert len(build_trips(two_ports, both, day(40), vessels=VESSELS, sites=SMAP)) == 2
     # calls that do not overlap stay two
     apart = [visit("port", "rajin", 3, 4.5), visit("berth", "rajin_berth", 10, 11), visit("d", "vostochny", 7, 8),
              visit("d2", "vostochny", 14, 15)]

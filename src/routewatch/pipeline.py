@@ -199,6 +199,7 @@ def analyze(
             vessel_lengths=lengths,
             coverage=coverage,
             config=config,
+            sites=watchlist.sites,
         )
         estimates[route.key] = route_estimates(route, route_trips, aggs, aggregates, watchlist, as_of)
     if persist:

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 
+from routewatch.analysis.port_visits import site_places
 from routewatch.analysis.silence import (
     DAY_S,
     PAUSE_LEVEL,
@@ -44,6 +45,7 @@ from routewatch.model import (
     CoverageAssumption,
     Look,
     Route,
+    Site,
     Status,
     Trip,
     Visit,
@@ -90,6 +92,7 @@ class _Event:
     vessel: str | None
     evidence: tuple[str, ...]
     at_origin: bool
+    place: str = ""  # sites within reach of each other (a berth and its port) share one (site_places)
 
 
 def _seed(*parts: object) -> int:
@@ -184,7 +187,7 @@ def fleet_size_classes(route: Route, vessel_lengths: dict[str, float]) -> set[st
 
 
 def _events(route: Route, visits: Sequence[Visit], as_of: datetime,
-            classes: set[str] | None = None) -> list[_Event]:
+            classes: set[str] | None = None, places: Mapping[str, str] | None = None) -> list[_Event]:
     """The route's visits as events; with ``classes`` (:func:`fleet_size_classes`) an unidentified ship of another
     size (a 340 m hull where the fleet is 150 m ships, or a recurring false alarm of that size) is other traffic."""
     fleet = set(route.vessels)
@@ -207,6 +210,7 @@ def _events(route: Route, visits: Sequence[Visit], as_of: datetime,
                 vessel=v.vessel,
                 evidence=v.evidence_ids or v.sighting_ids,
                 at_origin=v.site in route.origin,
+                place=(places or {}).get(v.site, v.site),
             )
         )
     return sorted(out, key=lambda e: (e.end, e.start))
@@ -225,21 +229,37 @@ def _scope_matches(scope: str, route: Route) -> bool:
 def _origin_calls(events: Sequence[_Event]) -> list[_Event]:
     """Calls at the origin, one per port call: visits at the same site that overlap in time (one ship reported by
     name and also detected unidentified in an image) are one call, not two; so are one vessel's overlapping visits
-    at two origin sites (a berth inside its port, both watched)."""
-    merged: list[_Event] = []
+    at two origin sites of one place (a berth inside its port, both watched; not two ports far apart, where one
+    name at once is two hulls). A call keeps every site and vessel it holds, so a third visit joins it by any."""
+    merged: list[_Event | None] = []
+    sites: list[set[str]] = []
+    ships: list[set[str]] = []
     open_: list[int] = []  # merged calls that may still overlap the next visit (their end is not before its start)
     for e in sorted((e for e in events if e.at_origin), key=lambda e: (e.start, e.site)):
-        open_ = [k for k in open_ if merged[k].end >= e.start]
-        for k in open_:
-            m = merged[k]
-            if m.site == e.site or (e.vessel is not None and e.vessel == m.vessel):
-                merged[k] = _Event(start=m.start, end=max(m.end, e.end), site=m.site, vessel=m.vessel or e.vessel,
-                                   evidence=m.evidence + e.evidence, at_origin=True)
-                break
-        else:
+        open_ = [k for k in open_ if (m := merged[k]) is not None and m.end >= e.start]
+        joins = [k for k in open_ if e.site in sites[k]
+                 or (e.vessel is not None and e.vessel in ships[k] and merged[k].place == e.place)]  # type: ignore[union-attr]
+        if not joins:
             merged.append(e)
+            sites.append({e.site})
+            ships.append({e.vessel} if e.vessel else set())
             open_.append(len(merged) - 1)
-    return sorted(merged, key=lambda e: e.start)
+            continue
+        parts = [m for j in joins if (m := merged[j]) is not None]
+        base = parts[0]
+        k = joins[0]
+        merged[k] = _Event(start=min(m.start for m in parts), end=max(e.end, *(m.end for m in parts)),
+                           site=base.site, vessel=next((m.vessel for m in parts if m.vessel), e.vessel),
+                           evidence=tuple(x for m in parts for x in m.evidence) + e.evidence, at_origin=True,
+                           place=base.place)
+        for j in joins[1:]:  # the calls this visit links are one
+            sites[k] |= sites[j]
+            ships[k] |= ships[j]
+            merged[j] = None
+        sites[k].add(e.site)
+        if e.vessel:
+            ships[k].add(e.vessel)
+    return sorted((m for m in merged if m is not None), key=lambda e: e.start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,8 +446,12 @@ def judge_route(
     config: JudgementConfig | None = None,
     check_resumption: bool = True,
     known_events: Sequence[_Event] | None = None,
+    sites: Mapping[str, Site] | None = None,
 ) -> Activity:
     """Judge one route as of ``as_of`` (UTC), using only evidence up to then.
+
+    ``sites``: the watchlist's sites, to tell which origin sites are one place (a berth in its port: one ship's
+    overlapping visits there are one call); without them each site is a place of its own.
 
     ``coverage``: a declared schedule for the quiet period instead of the coverage ledger (stated in the output).
     ``vessel_lengths``: watchlist vessel lengths in metres (the smallest route vessel sets the detection chance).
@@ -445,8 +469,9 @@ def judge_route(
     )
     # ``known_events``: the route's events already built for a later date (the resumption check re-judges the
     # same route as of earlier dates); only what had started by ``as_of`` is kept, cut at ``as_of``.
+    places = site_places(sites, route.origin) if sites else None
     events = (
-        _events(route, visits, as_of, fleet_size_classes(route, vessel_lengths or {}))
+        _events(route, visits, as_of, fleet_size_classes(route, vessel_lengths or {}), places)
         if known_events is None
         else sorted(
             (e if e.end <= as_of else replace(e, end=as_of) for e in known_events if e.start <= as_of),

@@ -407,6 +407,29 @@ def site_layers(sites: Mapping[str, Site], reach_m: float) -> list[dict[str, Sit
     return layers
 
 
+def site_places(sites: Mapping[str, Site], keys: Iterable[str], reach_m: float = 2000.0) -> dict[str, str]:
+    """Each of ``keys`` -> the first key of its place: sites within ``2 * reach_m`` of each other (a berth and
+    its port, an anchorage beside it; by chains) are one place, where one ship's visits that overlap in time are
+    one call. A key without geometry is a place of its own."""
+    keys = list(dict.fromkeys(keys))
+    place = {k: k for k in keys}
+
+    def root(k: str) -> str:
+        while place[k] != k:
+            k = place[k]
+        return k
+
+    known = [k for k in keys if k in sites]
+    for i, a in enumerate(known):
+        lon0, lat0 = sites[a].centroid_lonlat
+        kx = EARTH_M_PER_DEG * math.cos(math.radians(lat0))
+        ga = to_local_metres(sites[a].geometry, lon0, lat0, kx)
+        for b in known[i + 1:]:
+            if root(a) != root(b) and ga.distance(to_local_metres(sites[b].geometry, lon0, lat0, kx)) <= 2 * reach_m:
+                place[root(b)] = root(a)
+    return {k: root(k) for k in keys}
+
+
 def _radius_m(site: Site, lon0: float, lat0: float) -> float:
     xy = shapely.get_coordinates(site.geometry)
     return float(haversine_m(lon0, lat0, xy[:, 0], xy[:, 1]).max()) if xy.size else 0.0
@@ -622,7 +645,7 @@ class _LayerScanner:
             pl.col("start", "end").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
             pl.col("mmsi").cast(pl.Int32),
         )
-        frame = frame.filter(pl.col("level") >= self.config.min_level).sort("mmsi", "start")
+        frame = frame.filter(pl.col("level") >= self.config.min_level).sort("mmsi", "start", "site")
         return frame.select(_empty_visits().columns)
 
 

@@ -105,12 +105,16 @@ def site_radius_m(site: Site) -> float:
     return float(np.abs(metres).max())
 
 
-def min_sailing_nm(a: Site, b: Site) -> float:
-    """A hard lower bound on the sailing distance between two sites, in nautical miles: the great-circle distance
-    between their centres less both radii. It bounds how fast a trip can be; the sea distance cannot (searoute's
-    coarse network makes it an overestimate: a real 12-knot voyage had been refused under a 14-knot limit)."""
+VISIT_REACH_M = 3000.0  # an AIS visit ends up to its exit distance (2 km) out and starts up to its entry one (1 km)
+
+
+def min_sailing_nm(a: Site, b: Site, reach_m: float = VISIT_REACH_M) -> float:
+    """A hard lower bound on the sailing distance between two sites' visits, in nautical miles: the great-circle
+    distance between their centres less both radii and ``reach_m`` (how far outside its polygon a visit's first
+    and last positions may lie). It bounds how fast a trip can be; the sea distance cannot (searoute's coarse
+    network makes it an overestimate: a real 12-knot voyage had been refused under a 14-knot limit)."""
     gc = great_circle_nm(a.centroid_lonlat, b.centroid_lonlat)
-    return max(gc - (site_radius_m(a) + site_radius_m(b)) / METRES_PER_NM, 0.0)
+    return max(gc - (site_radius_m(a) + site_radius_m(b) + reach_m) / METRES_PER_NM, 0.0)
 
 
 def min_transit_days(distance_nm: float, max_speed_kn: float) -> float:

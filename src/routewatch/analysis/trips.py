@@ -23,10 +23,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import islice
 
+from routewatch.analysis.port_visits import site_places
 from routewatch.analysis.seadistance import min_sailing_nm, min_transit_days, site_distance
 from routewatch.analysis.visits import AIS_SHIP_PREFIX, size_class, vessel_map
 from routewatch.model import (
@@ -165,14 +166,15 @@ def build_trips(
                                                        and v.vessel.startswith(AIS_SHIP_PREFIX)}))
     cache: dict[tuple[str, str], _Leg] = {}
     trips: list[Trip] = []
+    places = {**site_places(smap, route.origin), **site_places(smap, route.destination)} if smap else {}
 
     by_vessel: dict[str | None, list[Visit]] = {}
     for v in known:
         by_vessel.setdefault(v.vessel, []).append(v)
     for vessel in movers:
         mine = sorted(by_vessel.get(vessel, []), key=lambda v: (v.start, v.id))
-        origins = one_per_stay([v for v in mine if v.site in route.origin], by_end=True)
-        dests = one_per_stay([v for v in mine if v.site in route.destination], by_end=False)
+        origins = one_per_stay([v for v in mine if v.site in route.origin], by_end=True, places=places)
+        dests = one_per_stay([v for v in mine if v.site in route.destination], by_end=False, places=places)
         last_start = {v.site: v.start for v in mine}  # sorted by start: the last one wins
         for o, d, leg, timing in _pair(route, origins, dests, smap, cache):
             if d is not None and leg is not None:
@@ -185,23 +187,35 @@ def build_trips(
     return sorted(trips, key=lambda t: (t.depart, t.kind, t.id))
 
 
-def one_per_stay(visits: Sequence[Visit], by_end: bool) -> list[Visit]:
-    """A vessel's visits at one end of a route that overlap in time are one stay (a berth inside its port, both
-    watched; AIS at the port and an image at the berth): it is one call, and stands as the visit that ends last
-    (``by_end``, at the origin: the departure) or that starts first (at the destination: the arrival). Each had
-    made a trip, one of them origin-only. Visits sorted by (start, id) come back so."""
+def one_per_stay(visits: Sequence[Visit], by_end: bool, places: Mapping[str, str] | None = None) -> list[Visit]:
+    """A vessel's visits at one end of a route that overlap in time at one place (a berth inside its port, both
+    watched; AIS at the port and an image at the berth: :func:`~routewatch.analysis.port_visits.site_places`) are
+    one call: it stands as the visit that ends last (``by_end``, at the origin: the departure) or that starts first
+    (at the destination: the arrival), with the best confidence and the evidence of all of them. Each had made a
+    trip, one of them origin-only. Visits at two places far apart at once are two hulls under one name: kept.
+    Without ``places`` each site is a place of its own. Visits sorted by (start, id) come back so."""
+    places = places or {}
     stays: list[list[Visit]] = []
-    end = None
+    open_: list[tuple[int, datetime, str]] = []  # (stay, its end, its place)
     for v in sorted(visits, key=lambda v: (v.start, v.id)):
-        if stays and end is not None and v.start <= end:
-            stays[-1].append(v)
-            end = max(end, v.end)
-        else:
+        place = places.get(v.site, v.site)
+        open_ = [(k, end, pl) for k, end, pl in open_ if end >= v.start]
+        k = next((k for k, _end, pl in open_ if pl == place), None)
+        if k is None:
             stays.append([v])
-            end = v.end
-    if by_end:
-        return [max(group, key=lambda v: (v.end, v.confidence)) for group in stays]
-    return [group[0] for group in stays]
+            open_.append((len(stays) - 1, v.end, place))
+        else:
+            stays[k].append(v)
+            open_ = [(j, max(end, v.end) if j == k else end, pl) for j, end, pl in open_]
+    out = []
+    for group in stays:
+        rep = max(group, key=lambda v: (v.end, v.confidence)) if by_end else group[0]
+        if len(group) > 1:
+            rep = replace(rep, confidence=max(v.confidence for v in group),
+                          evidence_ids=_merge(rep.evidence_ids, *(v.evidence_ids for v in group)),
+                          sighting_ids=_merge(rep.sighting_ids, *(v.sighting_ids for v in group)))
+        out.append(rep)
+    return sorted(out, key=lambda v: (v.start, v.id))
 
 
 def _trip(

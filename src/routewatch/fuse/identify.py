@@ -130,8 +130,8 @@ def _place(key: str, lon: float, lat: float, site: str | None, routes: Mapping[s
     for r in mine:
         for o in (s for s in r.origin if s in sites):
             for d in (s for s in r.destination if s in sites):
-                co, cd = sites[o].geometry.centroid, sites[d].geometry.centroid
-                direct = float(haversine_m(co.x, co.y, cd.x, cd.y))
+                co, cd = sites[o].centroid_lonlat, sites[d].centroid_lonlat  # on 180 deg for a split site
+                direct = float(haversine_m(co[0], co[1], cd[0], cd[1]))
                 if dist[o] + dist[d] <= cfg.corridor_detour * direct + 2 * cfg.near_site_m:
                     return "between", f"between {o} and {d} on route {r.key}"
     return "away", (f"{dist[nearest] / 1000:.0f} km from {nearest}, the nearest site of its routes, and off "

@@ -43,6 +43,6 @@ def visits_and_gaps_dask(client, ais_dir: Path, sites: Mapping[str, Site], bucke
     futures = [client.submit(bucket_visits_and_gaps, str(ais_dir), dict(sites), b, n, visit_config, gap_config,
                              pure=False) for b in range(n)]
     results = client.gather(futures)
-    visits = pl.concat([r[0] for r in results], how="vertical").sort("mmsi", "start")
+    visits = pl.concat([r[0] for r in results], how="vertical").sort("mmsi", "start", "site")  # as one machine
     gaps = pl.concat([r[1] for r in results], how="vertical").sort("mmsi", "start")
     return visits, gaps
