@@ -507,7 +507,7 @@ def test_ragged_rows_stray_bytes_and_blank_lines_do_not_stop_a_file(tmp_path):
 def test_a_file_that_is_not_csv_at_all_is_named(tmp_path):
     p = tmp_path / "broken.csv"
     p.write_text('MMSI,BaseDateTime,LAT,LON\n273210440,2023-01-11T00:00:00,42.2,130.3\n1,"2023,3,4\n')
-    with pytest.raises(ValueError, match=r"broken\.csv: cannot be read as CSV"):
+    with pytest.raises(ValueError, match=r"broken\.csv: line 3: a quote opened there is not closed .* cannot be read as CSV"):
         read_provider_csv(p)
     p.write_bytes(b"\xef\xbb\xbf\xef\xbb\xbfMMSI,BaseDateTime,LAT,LON\n1,2023-01-11T00:00:00,1,1\n")  # two marks
     with pytest.raises(ValueError, match=r"broken\.csv: "):
@@ -860,3 +860,23 @@ def test_a_position_dated_after_the_ingest_is_a_bad_row(tmp_path: Path) -> None:
     nmea.write_text(f"\\c:{int(now.timestamp()) - 60}*00\\{line}\n\\c:{int(now.timestamp()) + 30 * 86400}*00\\{line}\n")
     got = ingest_file(nmea, tmp_path / "ais")
     assert got.added == 1 and got.report.bad == {"time out of range (before 1980 or in the future)": 1}
+
+
+def test_a_stray_quote_beside_a_field_quoted_over_two_lines_costs_nothing(tmp_path):
+    """polars cannot get past a quote inside an unquoted name once another field is quoted over two lines: the
+    whole file had been refused. The csv module reads it (the stray quote is text), every row keeps its line, and
+    a quote never closed is refused by the line it opens on."""
+    p = tmp_path / "q.csv"
+    p.write_text('MMSI,BaseDateTime,LAT,LON,SOG,COG,Heading,VesselName\n'
+                 '273210441,2024-01-01T00:00:00,42.23,130.29,0.1,0,0,"OK NAME"\n'
+                 '273210442,2024-01-01T00:01:00,42.23,130.29,0.1,0,0,BAD "QUOTE\n'
+                 '273210443,2024-01-01T00:02:00,42.23,130.29,0.1,0,0,"MULTI\nLINE"\n'
+                 '273210444,2024-01-01T00:03:00,42.23,130.29,0.1,0,0,FINE\n')
+    res = read_provider_csv(p)
+    assert res.positions.sort("line")["line"].to_list() == [2, 3, 4, 6] and res.report.bad == {}
+    assert sorted(res.statics["name"].to_list()) == ['BAD "QUOTE', "FINE", "MULTI\nLINE", "OK NAME"]
+    never = tmp_path / "never.csv"
+    never.write_text(p.read_text().replace('"OK NAME"', '"OK NAME') + "".join(
+        f"27321045{i},2024-01-01T00:0{i}:00,42.23,130.29,0.1,0,0,X\n" for i in range(8)))
+    with pytest.raises(ValueError, match=r"never\.csv: line 2: a quote opened there is not closed"):
+        read_provider_csv(never)

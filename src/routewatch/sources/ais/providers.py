@@ -194,6 +194,30 @@ def record_lines(data: bytes, delimiter: str = ",") -> np.ndarray:
     return np.asarray(starts[1:], dtype=np.int64)
 
 
+MAX_RECORD_LINES = 5  # a quoted field over more lines than this is a quote never closed, not an address
+
+
+def recoded_csv(path: Path, data: bytes, delimiter: str, why: str) -> bytes:
+    """``data`` read by the csv module (a quote inside an unquoted field is text; a quoted field may span lines)
+    and written out again with regular quoting, each record on the lines it had, so that line numbers hold. A
+    record over more than :data:`MAX_RECORD_LINES` lines is a quote never closed: refused by its line."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline=""), delimiter=delimiter, strict=True)
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    done = 0
+    try:
+        for row in reader:
+            if reader.line_num - done > MAX_RECORD_LINES:
+                raise ValueError(f"{path}: line {done + 1}: a quote opened there is not closed within "
+                                 f"{MAX_RECORD_LINES} lines; the file cannot be read as CSV ({why})")
+            writer.writerow(row)
+            done = reader.line_num
+    except csv.Error as exc:  # a quote that opens a field on the record's first line and closes nowhere right
+        raise ValueError(f"{path}: line {done + 1}: a quote opened there is not closed ({exc} at line "
+                         f"{reader.line_num}); the file cannot be read as CSV ({why})") from None
+    return out.getvalue().encode("utf-8")
+
+
 RAGGED = "row with more fields than the header"
 
 
@@ -455,7 +479,14 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
             frame = read(lenient=True)
         except pl.exceptions.PolarsError as exc:  # e.g. a quote never closed: the file cannot be read as CSV
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"{path}: cannot be read as CSV ({first})") from None
+            # a stray quote that polars cannot get past (beside a field quoted over two lines): written out again
+            # by the csv module, which reads such a quote as text, and read once more; a quote that swallows
+            # many lines is refused there by line
+            data = recoded_csv(path, data if data is not None else path.read_bytes(), sep, first)
+            try:
+                frame = read(lenient=True)
+            except pl.exceptions.PolarsError:
+                raise ValueError(f"{path}: cannot be read as CSV ({first})") from None
     file = FileShape.of([data], sep) if data is not None else shape() if shape else \
         FileShape.of(_file_blocks(path), sep)
     if file.quoted and file.records != frame.height + 1:  # a quoted field spans lines: rows are not lines
