@@ -546,3 +546,27 @@ def test_day_by_day_visits_see_a_call_that_began_below_min_level_the_day_before(
     whole = _stored_visits(ws.root)
     _run("ais", "visits", "-w", str(ws.root))  # a run over all the AIS
     assert _stored_visits(ws.root) == whole and len(whole) == 1 and whole[0][0] < datetime(2023, 1, 13, tzinfo=UTC)
+
+
+def test_gaps_over_a_window_read_a_bounded_number_of_days_beyond_it(tmp_path, monkeypatch):
+    """A ship new in the window is found on no day before it: the walk had read every day of the archive on
+    each windowed run (quadratic, run day by day). It stops at 31 days each way."""
+    from routewatch.sources.ais import partitions
+
+    ws = _init(tmp_path / "ws")
+    path = tmp_path / "days.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(MC_HEADER)
+        for d in range(80):
+            t = datetime(2023, 1, 1, 12, tzinfo=UTC) + timedelta(days=d)
+            w.writerow([366000002, f"{t:%Y-%m-%dT%H:%M:%S}", 27.0, -90.0, 10.0, 90.0, 90, "OLD", "", "O1",
+                        70, 0, 150, 25, 8.0, 70, "A"])
+        w.writerow([366000003, "2023-02-10T12:00:00", 27.5, -90.0, 10.0, 90.0, 90, "NEW", "", "N1",
+                    70, 0, 150, 25, 8.0, 70, "A"])
+    _run("ais", "ingest", str(path), "-w", str(ws.root))
+    read = []
+    real = partitions.read_day
+    monkeypatch.setattr(partitions, "read_day", lambda d, columns=None: read.append(d) or real(d, columns))
+    _run("ais", "gaps", "-w", str(ws.root), "--since", "2023-02-10", "--until", "2023-02-10")
+    assert len(read) <= 2 * 31 + 1  # and the window's own day (80 days had been read)

@@ -880,3 +880,22 @@ def test_a_stray_quote_beside_a_field_quoted_over_two_lines_costs_nothing(tmp_pa
         f"27321045{i},2024-01-01T00:0{i}:00,42.23,130.29,0.1,0,0,X\n" for i in range(8)))
     with pytest.raises(ValueError, match=r"never\.csv: line 2: a quote opened there is not closed"):
         read_provider_csv(never)
+
+
+def test_a_carriage_return_alone_in_a_name_keeps_every_line_number(tmp_path):
+    """Read through the csv module (a stray quote forced it), a bare carriage return in a name had ended the
+    record there: an invented bad row, and every later line number one off. And in the first 100 lines it had
+    crashed the separator check, aborting the whole ingest."""
+    p = tmp_path / "cr.csv"
+    p.write_bytes(b'MMSI,BaseDateTime,LAT,LON,SOG,COG,Heading,VesselName\n'
+                  b'273210441,2024-01-01T00:00:00,42.23,130.29,0.1,0,0,"OK NAME"\n'
+                  b'273210442,2024-01-01T00:01:00,42.23,130.29,0.1,0,0,BAD "QUOTE\n'
+                  b'273210443,2024-01-01T00:02:00,42.23,130.29,0.1,0,0,"MULTI\nLINE"\n'
+                  b'273210445,2024-01-01T00:04:00,42.23,130.29,0.1,0,0,CR\rIN NAME\n'
+                  b'273210446,not a time,42.23,130.29,0.1,0,0,BAD ROW\n'
+                  b'273210447,2024-01-01T00:06:00,42.23,130.29,0.1,0,0,LAST\n')
+    res = read_provider_csv(p)
+    assert res.positions.sort("line")["line"].to_list() == [2, 3, 4, 6, 8]
+    assert sum(res.report.bad.values()) == 1 and [e[0] for e in res.report.examples] == [7]
+    got = ingest_file(p, tmp_path / "ais")
+    assert got.added == 5

@@ -395,3 +395,28 @@ def test_fusion_places_a_detection_against_the_true_centre_of_a_site_split_at_18
     assert where == "away"
     where, _ = _place("v", 179.5, 50.2, None, routes, {"span": split, "other": other}, IdentifyConfig())
     assert where == "between"
+
+
+def test_waiting_in_another_sites_band_is_outside_the_site_left_and_a_skipped_ships_stop_is_carried():
+    """A and B 4.5 km apart (one layer): a ship that left A and waits 1.5 km off B, between B's entry and exit
+    distances, had stayed "in" A (the band kept whatever state came before). And a ship a berth layer did not
+    scan on its day of waiting stopped (0.1 kn, then 0.3 kn) keeps its stop when it lies at the berth next day
+    with no speed reported, as the full scan keeps it."""
+    a = Site("A", "port A", SiteKind.PORT, box(130.265, 42.215, 130.31, 42.25))
+    b = Site("B", "anchorage B", SiteKind.ANCHORAGE, box(130.31 + 6 * KM_LON, 42.22, 130.31 + 6.5 * KM_LON, 42.24))
+    tr = Track(1).run(10, 130.29, 42.23, sog=0.0).run(60, 130.31 + 4.5 * KM_LON, 42.23, sog=0.0)
+    together = port_visits([frame(tr)], {"A": a, "B": b}, VisitConfig(min_level=1)).filter(pl.col("site") == "A")
+    alone = port_visits([frame(tr)], {"A": a}, VisitConfig(min_level=1))
+    assert together["end"].to_list() == alone["end"].to_list() == [T0 + timedelta(minutes=6 * 9)]
+
+    berth = Site("b0", "berth", SiteKind.BERTH, box(130.27, 42.222, 130.275, 42.226))
+    w = Track(7, T0 + timedelta(hours=20)).run(10, 130.45, 42.23, sog=0.1, every_min=10)
+    w.run(1, 130.45, 42.23, sog=0.3).silent(2)
+    w.rows += [{"mmsi": 7, "timestamp": w.t + timedelta(hours=k), "lon": 130.2725, "lat": 42.224,
+                "sog_kn": float("nan"), "source": "hand", "line": 100 + k} for k in range(3)]
+    far = [Track(100 + k).run(60, 140.0 + k, 30.0, sog=10.0, every_min=60) for k in range(4)]
+    days = by_day(frame(w, *far))
+    cols = ["site", "start", "end", "stop", "level"]
+    layered = port_visits(days, {"A": a, "b0": berth}, VisitConfig(min_level=1)).filter(pl.col("site") == "b0")
+    single = port_visits(days, {"b0": berth}, VisitConfig(min_level=1))
+    assert layered.select(cols).equals(single.select(cols)) and single["stop"].to_list() == [True]

@@ -385,6 +385,15 @@ def test_one_vessels_overlapping_visits_at_two_origin_sites_are_one_call() -> No
     assert calls(port + berth + unnamed) == "5"
     assert calls(port + [_visit("a_berth", d + 0.2, vessel="v2") for d in range(0, 50, 10)]) == "10"
     assert calls(port + [_visit("far", float(d)) for d in range(0, 50, 10)]) == "10"
+    # two named ships at once are two calls: at one port, or each at its berth (AIS gives each a visit at the
+    # port and at both berths within its entry distance), whatever unnamed detection lies between them
+    other = [_visit("a", d + 0.1, vessel="v2") for d in range(0, 50, 10)]
+    assert calls(port + other) == "10"
+    both = [v for d in range(0, 50, 10) for v in (
+        replace(_visit("a_berth", d + 0.2), end=T0 + timedelta(days=d + 0.6)),
+        replace(_visit("a_berth", d + 0.3, vessel="v2"), end=T0 + timedelta(days=d + 0.7)),
+        replace(_visit("a_berth", d + 0.25, vessel=None), end=T0 + timedelta(days=d + 0.65)))]
+    assert calls(port + other + both) == "10"
 
 
 def test_an_overdue_silence_is_not_hidden_by_an_earlier_resumption() -> None:

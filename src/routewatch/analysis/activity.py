@@ -227,18 +227,25 @@ def _scope_matches(scope: str, route: Route) -> bool:
 
 
 def _origin_calls(events: Sequence[_Event]) -> list[_Event]:
-    """Calls at the origin, one per port call: visits at the same site that overlap in time (one ship reported by
-    name and also detected unidentified in an image) are one call, not two; so are one vessel's overlapping visits
-    at two origin sites of one place (a berth inside its port, both watched; not two ports far apart, where one
-    name at once is two hulls). A call keeps every site and vessel it holds, so a third visit joins it by any."""
+    """Calls at the origin, one per port call: an unnamed visit overlapping a visit at the same site (one ship
+    reported by name and also detected unidentified in an image) is one call with it, not two; so are one vessel's
+    overlapping visits at sites of one place (a berth inside its port, both watched; not two ports far apart,
+    where one name at once is two hulls). A call never holds two named ships: two at one port at once are two
+    calls."""
     merged: list[_Event | None] = []
     sites: list[set[str]] = []
     ships: list[set[str]] = []
     open_: list[int] = []  # merged calls that may still overlap the next visit (their end is not before its start)
     for e in sorted((e for e in events if e.at_origin), key=lambda e: (e.start, e.site)):
         open_ = [k for k in open_ if (m := merged[k]) is not None and m.end >= e.start]
-        joins = [k for k in open_ if e.site in sites[k]
-                 or (e.vessel is not None and e.vessel in ships[k] and merged[k].place == e.place)]  # type: ignore[union-attr]
+        # a call never holds two named ships (two fleet ships at neighbouring berths at once are two calls): a
+        # named visit joins the calls of its own ship at its place, or an unnamed call at its site; an unnamed
+        # visit joins one call at its site, and links no two
+        if e.vessel is not None:
+            joins = [k for k in open_ if ships[k] == {e.vessel} and merged[k].place == e.place]  # type: ignore[union-attr]
+            joins = joins or [k for k in open_ if not ships[k] and e.site in sites[k]][:1]
+        else:
+            joins = [k for k in open_ if e.site in sites[k]][:1]
         if not joins:
             merged.append(e)
             sites.append({e.site})

@@ -482,6 +482,16 @@ class VisitScanner:
         lon, lat = day["lon"].to_numpy(), day["lat"].to_numpy()
         last = np.flatnonzero(np.append(mmsi[1:] != mmsi[:-1], True))
         last_rows = day[last]  # each ship's last position, for the layers that do not scan it
+        # and its stop state then: its last speed under the stop or over the restart speed (-1: none that day)
+        sog = day["sog_kn"].to_numpy()
+        with np.errstate(invalid="ignore"):
+            decisive = np.flatnonzero((sog < self.config.stop_kn) | (sog > self.config.restart_kn))
+        pos = np.full(mmsi.size, -1, np.int64)
+        pos[decisive] = decisive
+        np.maximum.accumulate(pos, out=pos)
+        first = np.concatenate([[0], last[:-1] + 1])
+        at = pos[last]
+        last_stop = np.where(at >= first, (sog[np.maximum(at, 0)] < self.config.stop_kn).astype(np.int8), -1)
         # the positions in a grid cell of any extra layer's sites, found once; each layer then measures those
         # alone, and takes the ships that came within reach of one of its sites
         sub = np.flatnonzero(self._extra.candidates(lon, lat) != -1)
@@ -500,7 +510,7 @@ class VisitScanner:
             layer.feed(day[take] if take.size else day.clear())
             far = ~np.isin(mmsi[last], near)
             if far.any():
-                layer.carry_outside(last_rows.filter(pl.Series(far)))
+                layer.carry_outside(last_rows.filter(pl.Series(far)), last_stop[far])
 
     def finish(self) -> pl.DataFrame:
         """Close the visits still open (exit not seen) and return every visit as a frame (see ``_empty_visits``)."""
@@ -519,19 +529,23 @@ class _LayerScanner:
         self._out: list[dict] = []
         self.positions = 0
 
-    def carry_outside(self, rows: pl.DataFrame) -> None:
+    def carry_outside(self, rows: pl.DataFrame, stops: np.ndarray) -> None:
         """Carry ``rows`` (ships' last positions, far from this layer's sites, so outside them) as those ships'
-        last state, in place of what was carried for them."""
-        cfg = self.config
+        last state, in place of what was carried for them; ``stops``: each one's stop state from its day's last
+        decisive speed, -1 for none (then the state carried before stays, as the full scan keeps it)."""
         n = rows.height
-        sog = rows["sog_kn"].to_numpy()
-        new = {"mmsi": rows["mmsi"].to_numpy(),
-               "t": rows["timestamp"].dt.cast_time_unit("us").to_physical().to_numpy(), "sog": sog,
-               "site": np.full(n, -1, np.int16), "dist": np.full(n, np.inf, np.float32),
-               "lon": rows["lon"].to_numpy(), "lat": rows["lat"].to_numpy(), "state": np.full(n, -1, np.int16),
-               "stop": np.where(np.nan_to_num(sog, nan=cfg.restart_kn + 1) < cfg.stop_kn, 1, 0).astype(np.int8),
-               "source": rows["source"].to_numpy().astype(object), "line": rows["line"].to_numpy()}
+        mmsi = rows["mmsi"].to_numpy()
         old = self.carry.rows
+        stop = np.where(stops >= 0, stops, 0).astype(np.int8)
+        if old is not None and old["mmsi"].size and (stops < 0).any():
+            j = np.clip(np.searchsorted(old["mmsi"], mmsi), 0, old["mmsi"].size - 1)
+            had = (old["mmsi"][j] == mmsi) & (stops < 0)
+            stop[had] = old["stop"][j[had]]
+        new = {"mmsi": mmsi, "t": rows["timestamp"].dt.cast_time_unit("us").to_physical().to_numpy(),
+               "sog": rows["sog_kn"].to_numpy(), "site": np.full(n, -1, np.int16),
+               "dist": np.full(n, np.inf, np.float32), "lon": rows["lon"].to_numpy(), "lat": rows["lat"].to_numpy(),
+               "state": np.full(n, -1, np.int16), "stop": stop,
+               "source": rows["source"].to_numpy().astype(object), "line": rows["line"].to_numpy()}
         if old is None or old["mmsi"].size == 0:
             self.carry.rows = new
             return
@@ -559,6 +573,14 @@ class _LayerScanner:
         if b.carry is not None:
             ev[b.carry_pos] = b.carry["state"]
         ev[(vstart | reset) & (ev == NONE)] = -1
+        # Between the entry and exit distances of its nearest site a position keeps the state only when that is
+        # this site: the sites of a layer lie over twice the exit distance apart, so a ship in another's band is
+        # beyond the exit of the one it was in (it had stayed "in" port A while waiting 1.5 km off anchorage B,
+        # 4.5 km from A). A second pass: the band positions after another site's state become exits.
+        band = ev == NONE
+        if band.any():
+            before = _ffill(ev)
+            ev[band & (before != site) & (before >= 0)] = -1
         state = _ffill(ev)
         sog = b.sog
         sev = np.where(sog < cfg.stop_kn, 1, np.where(sog > cfg.restart_kn, 0, NONE)).astype(np.int8)

@@ -27,6 +27,9 @@ def _time(text: str | None, name: str) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
+EDGE_DAYS = 31  # `ais gaps` over a window reads at most this many days each side of it for the gaps' other ends
+
+
 def _window(since: str | None, until: str | None, days: bool = True) -> tuple[datetime | None, datetime | None]:
     """``--since`` and ``--until`` as UTC times; an empty window (until before since: by day for the AIS
     commands, whose windows are whole days; to the time with ``days=False``) is refused, not read as "no AIS" or
@@ -295,8 +298,9 @@ def register(app: typer.Typer) -> None:
             """The window's days between each of its ships' last position before it and first after it: a gap
             that crosses an edge of the window (one that only crossed midnight, run day by day) is the window's
             too (read from the window alone, every such gap had been dropped without a word). The days beyond
-            are read one at a time, only until every ship of the window is found (a silence that spans the whole
-            window is reported by the window that holds one of its ends)."""
+            are read one at a time, only until every ship of the window is found, and at most EDGE_DAYS each way
+            (a ship new in the window would have them all read: quadratic day by day); a longer silence across
+            an edge, or one that spans the whole window, is reported by a run over all the AIS."""
             import polars as pl
 
             from routewatch.sources.ais.partitions import day_dirs, read_day, scan_positions
@@ -322,12 +326,14 @@ def register(app: typer.Typer) -> None:
                 return pl.concat(found).sort("mmsi") if found else None
 
             if s is not None:  # days before the window, latest first; each ship's last position there
-                prior = edge(reversed(day_dirs(ws.ais_dir, None, (_day_start(s) - timedelta(days=1)).date())), False)
+                prior = edge(reversed(day_dirs(ws.ais_dir, (_day_start(s) - timedelta(days=EDGE_DAYS)).date(),
+                                               (_day_start(s) - timedelta(days=1)).date())), False)
                 if prior is not None:
                     yield prior
             yield from gen(progress)
             if u is not None:  # days after it, earliest first; each ship's first position there
-                later = edge(day_dirs(ws.ais_dir, (_day_start(u) + timedelta(days=1)).date(), None), True)
+                later = edge(day_dirs(ws.ais_dir, (_day_start(u) + timedelta(days=1)).date(),
+                                      (_day_start(u) + timedelta(days=EDGE_DAYS)).date()), True)
                 if later is not None:
                     yield later
 

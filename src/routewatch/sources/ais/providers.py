@@ -201,7 +201,10 @@ def recoded_csv(path: Path, data: bytes, delimiter: str, why: str) -> bytes:
     """``data`` read by the csv module (a quote inside an unquoted field is text; a quoted field may span lines)
     and written out again with regular quoting, each record on the lines it had, so that line numbers hold. A
     record over more than :data:`MAX_RECORD_LINES` lines is a quote never closed: refused by its line."""
-    reader = csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline=""), delimiter=delimiter, strict=True)
+    # a carriage return alone inside a field is a blank here: the csv module would end the record there, where
+    # polars and the line count do not (every later line number had been off by one)
+    text = data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", " ")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     out = io.StringIO()
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
     done = 0
@@ -237,7 +240,10 @@ def rows_end_with_separator(head: bytes, separator: str = ",") -> bool:
     n = len(header_fields(header, separator))
     # every row has more fields than the header (a shifted row has more still), and rows have one more, an empty
     # one: a row whose last column is merely blank ends with the separator too, but has the header's count
-    parsed = [next(csv.reader([ln], delimiter=separator), []) for ln in rows]
+    try:  # a carriage return alone inside a line: no row shape to judge (the read reports the file)
+        parsed = [next(csv.reader([ln], delimiter=separator), []) for ln in rows]
+    except csv.Error:
+        return False
     return all(len(f) > n for f in parsed) and any(len(f) == n + 1 and not f[-1].strip() for f in parsed)
 
 
