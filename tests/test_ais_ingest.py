@@ -899,3 +899,21 @@ def test_a_carriage_return_alone_in_a_name_keeps_every_line_number(tmp_path):
     assert sum(res.report.bad.values()) == 1 and [e[0] for e in res.report.examples] == [7]
     got = ingest_file(p, tmp_path / "ais")
     assert got.added == 5
+
+
+def test_a_carriage_return_alone_in_a_ragged_row_or_beside_a_multi_line_field_is_read(tmp_path):
+    """The csv module ends a record at a bare carriage return, polars and the line count do not: a ragged row
+    with one had crashed the ingest, and a quoted field over two lines beside one had refused the file."""
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_bytes(b"MMSI,BaseDateTime,LAT,LON,SOG,COG,Heading,VesselName\n"
+                       b"273210441,2024-01-01T00:00:00,42.23,130.29,0.1,0,0,A\n"
+                       b"273210442,2024-01-01T00:01:00,42.23,130.29,0.1,0,0,MSC, NAI\rSHA\n"
+                       b"273210443,2024-01-01T00:02:00,42.23,130.29,0.1,0,0,LAST\n")
+    res = read_provider_csv(ragged)
+    assert res.positions.sort("line")["line"].to_list() == [2, 4] and [e[0] for e in res.report.examples] == [3]
+    multi = tmp_path / "multi.csv"
+    multi.write_bytes(b"MMSI,BaseDateTime,LAT,LON,SOG,COG,Heading,VesselName\n"
+                      b'273210441,2024-01-01T00:00:00,42.23,130.29,0.1,0,0,"TWO\nLINES"\n'
+                      b"273210442,2024-01-01T00:01:00,42.23,130.29,0.1,0,0,CR\rIN\n"
+                      b"273210443,2024-01-01T00:02:00,42.23,130.29,0.1,0,0,LAST\n")
+    assert read_provider_csv(multi).positions.sort("line")["line"].to_list() == [2, 4, 5]

@@ -420,3 +420,15 @@ def test_waiting_in_another_sites_band_is_outside_the_site_left_and_a_skipped_sh
     layered = port_visits(days, {"A": a, "b0": berth}, VisitConfig(min_level=1)).filter(pl.col("site") == "b0")
     single = port_visits(days, {"b0": berth}, VisitConfig(min_level=1))
     assert layered.select(cols).equals(single.select(cols)) and single["stop"].to_list() == [True]
+    # but not across a silence over split_h: the full scan starts the ship "not stopped" again
+    r = Track(8, T0 + timedelta(hours=2)).run(5, 130.45, 42.23, sog=0.1).silent(96)
+    r.rows.append({"mmsi": 8, "timestamp": r.t, "lon": 130.6, "lat": 42.3, "sog_kn": float("nan"), "source": "hand",
+                   "line": 50})
+    r.t += timedelta(hours=24)  # the next day: the day of the lone report is one the berth layer skips
+    r.rows += [{"mmsi": 8, "timestamp": r.t + timedelta(hours=k), "lon": 130.2725, "lat": 42.224,
+                "sog_kn": float("nan"), "source": "hand", "line": 60 + k} for k in range(3)]
+    far = [Track(100 + k).run(150, 140.0 + k, 30.0, sog=10.0, every_min=60) for k in range(4)]
+    days = by_day(frame(r, *far))
+    layered = port_visits(days, {"A": a, "b0": berth}, VisitConfig(min_level=1)).filter(pl.col("site") == "b0")
+    single = port_visits(days, {"b0": berth}, VisitConfig(min_level=1))
+    assert layered.select(cols).equals(single.select(cols)) and single["stop"].to_list() == [False]

@@ -394,6 +394,12 @@ def test_one_vessels_overlapping_visits_at_two_origin_sites_are_one_call() -> No
         replace(_visit("a_berth", d + 0.3, vessel="v2"), end=T0 + timedelta(days=d + 0.7)),
         replace(_visit("a_berth", d + 0.25, vessel=None), end=T0 + timedelta(days=d + 0.65)))]
     assert calls(port + other + both) == "10"
+    # an image visit at the berth that began before the ship's AIS visits (grouped over days, or the ship dark on
+    # arrival) joins its call: its port visit had come first and the unnamed call stayed apart (10 calls)
+    early = [replace(_visit("a_berth", d - 0.5, vessel=None), end=T0 + timedelta(days=d + 0.5))
+             for d in range(0, 50, 10)]
+    late_berth = [replace(_visit("a_berth", d + 0.05), end=T0 + timedelta(days=d + 0.4)) for d in range(0, 50, 10)]
+    assert calls(early + port + late_berth) == "5"
 
 
 def test_an_overdue_silence_is_not_hidden_by_an_earlier_resumption() -> None:

@@ -239,11 +239,11 @@ def _origin_calls(events: Sequence[_Event]) -> list[_Event]:
     for e in sorted((e for e in events if e.at_origin), key=lambda e: (e.start, e.site)):
         open_ = [k for k in open_ if (m := merged[k]) is not None and m.end >= e.start]
         # a call never holds two named ships (two fleet ships at neighbouring berths at once are two calls): a
-        # named visit joins the calls of its own ship at its place, or an unnamed call at its site; an unnamed
+        # named visit joins the calls of its own ship at its place and an unnamed call at its site; an unnamed
         # visit joins one call at its site, and links no two
         if e.vessel is not None:
             joins = [k for k in open_ if ships[k] == {e.vessel} and merged[k].place == e.place]  # type: ignore[union-attr]
-            joins = joins or [k for k in open_ if not ships[k] and e.site in sites[k]][:1]
+            joins = joins + [k for k in open_ if not ships[k] and e.site in sites[k]][:1]
         else:
             joins = [k for k in open_ if e.site in sites[k]][:1]
         if not joins:

@@ -491,7 +491,18 @@ class VisitScanner:
         np.maximum.accumulate(pos, out=pos)
         first = np.concatenate([[0], last[:-1] + 1])
         at = pos[last]
-        last_stop = np.where(at >= first, (sog[np.maximum(at, 0)] < self.config.stop_kn).astype(np.int8), -1)
+        # a silence over split_h resets it (the full scan starts such a ship "not stopped" when its speed says
+        # neither): the last reset of each ship's day, and its first time, against the carried one
+        t = day["timestamp"].dt.cast_time_unit("us").to_physical().to_numpy()
+        gap = np.zeros(mmsi.size, bool)
+        gap[1:] = (np.diff(t) > self.config.split_h * US_PER_H) & (mmsi[1:] == mmsi[:-1])
+        rpos = np.where(gap, np.arange(mmsi.size), -1)
+        np.maximum.accumulate(rpos, out=rpos)
+        reset_at = rpos[last]
+        last_stop = np.where((at >= first) & (at >= reset_at),
+                             (sog[np.maximum(at, 0)] < self.config.stop_kn).astype(np.int8),
+                             np.where(reset_at >= first, 0, -1)).astype(np.int8)
+        first_t = t[first]
         # the positions in a grid cell of any extra layer's sites, found once; each layer then measures those
         # alone, and takes the ships that came within reach of one of its sites
         sub = np.flatnonzero(self._extra.candidates(lon, lat) != -1)
@@ -510,7 +521,7 @@ class VisitScanner:
             layer.feed(day[take] if take.size else day.clear())
             far = ~np.isin(mmsi[last], near)
             if far.any():
-                layer.carry_outside(last_rows.filter(pl.Series(far)), last_stop[far])
+                layer.carry_outside(last_rows.filter(pl.Series(far)), last_stop[far], first_t[far])
 
     def finish(self) -> pl.DataFrame:
         """Close the visits still open (exit not seen) and return every visit as a frame (see ``_empty_visits``)."""
@@ -529,17 +540,18 @@ class _LayerScanner:
         self._out: list[dict] = []
         self.positions = 0
 
-    def carry_outside(self, rows: pl.DataFrame, stops: np.ndarray) -> None:
+    def carry_outside(self, rows: pl.DataFrame, stops: np.ndarray, first_t: np.ndarray) -> None:
         """Carry ``rows`` (ships' last positions, far from this layer's sites, so outside them) as those ships'
         last state, in place of what was carried for them; ``stops``: each one's stop state from its day's last
-        decisive speed, -1 for none (then the state carried before stays, as the full scan keeps it)."""
+        decisive speed or reset, -1 for neither (then the state carried before stays, as the full scan keeps it,
+        unless the day's first position, ``first_t``, comes over split_h after the carried one: a reset)."""
         n = rows.height
         mmsi = rows["mmsi"].to_numpy()
         old = self.carry.rows
         stop = np.where(stops >= 0, stops, 0).astype(np.int8)
         if old is not None and old["mmsi"].size and (stops < 0).any():
             j = np.clip(np.searchsorted(old["mmsi"], mmsi), 0, old["mmsi"].size - 1)
-            had = (old["mmsi"][j] == mmsi) & (stops < 0)
+            had = (old["mmsi"][j] == mmsi) & (stops < 0) & (first_t - old["t"][j] <= self.config.split_h * US_PER_H)
             stop[had] = old["stop"][j[had]]
         new = {"mmsi": mmsi, "t": rows["timestamp"].dt.cast_time_unit("us").to_physical().to_numpy(),
                "sog": rows["sog_kn"].to_numpy(), "site": np.full(n, -1, np.int16),

@@ -185,7 +185,9 @@ def record_lines(data: bytes, delimiter: str = ",") -> np.ndarray:
     only quotes that open a field can hide a newline. Only called for the rare file whose record count differs
     from its line count; a blank line is a record here as it is a (null) row for polars.
     """
-    reader = csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline="\n"), delimiter=delimiter)
+    # a carriage return alone is no line end for polars nor the line count: a blank here
+    text = data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", " ")
+    reader = csv.reader(io.StringIO(text, newline="\n"), delimiter=delimiter)
     starts, done = [], 0
     with contextlib.suppress(csv.Error):  # a quote never closed: polars has refused the file already
         for _ in reader:
@@ -231,7 +233,7 @@ def rows_end_with_separator(head: bytes, separator: str = ",") -> bool:
     Judged on the first 100 data lines of ``head`` (the file's first bytes): the header must not end with the
     separator, every line must have more fields than the header, and some one more, an empty one.
     """
-    lines = [ln.rstrip("\r") for ln in head.decode("utf-8", "replace").lstrip("\ufeff").split("\n")]
+    lines = [ln.rstrip("\r").replace("\r", " ") for ln in head.decode("utf-8", "replace").lstrip("\ufeff").split("\n")]
     if len(head) >= 1 << 16:
         lines = lines[:-1]  # the last line may be cut by the head's end
     header, rows = (lines[0], [ln for ln in lines[1:101] if ln.strip()]) if lines else ("", [])
@@ -266,7 +268,7 @@ def ragged_lines(data: bytes, n_fields: int, delimiter: str = ",") -> list[int]:
             continue  # the header
         start = newlines[i - 1] + 1
         end = newlines[i] if i < len(newlines) else len(buf)
-        text = bytes(buf[start:end]).decode("utf-8", "replace").rstrip("\r")
+        text = bytes(buf[start:end]).decode("utf-8", "replace").rstrip("\r").replace("\r", " ")  # as polars reads
         if len(next(csv.reader([text], delimiter=delimiter), [])) > n_fields:
             out.append(int(i) + 1)
     return out
