@@ -917,3 +917,14 @@ def test_a_carriage_return_alone_in_a_ragged_row_or_beside_a_multi_line_field_is
                       b"273210442,2024-01-01T00:01:00,42.23,130.29,0.1,0,0,CR\rIN\n"
                       b"273210443,2024-01-01T00:02:00,42.23,130.29,0.1,0,0,LAST\n")
     assert read_provider_csv(multi).positions.sort("line")["line"].to_list() == [2, 4, 5]
+    # and through the csv-module read (a stray quote forces it), names as polars reads them: a quoted name with a
+    # carriage return before the separator had made the file refused, and a CRLF inside quotes is kept
+    both = tmp_path / "both.csv"
+    both.write_bytes(b"MMSI,BaseDateTime,LAT,LON,SOG,VesselName,CallSign\n"
+                     b'273210441,2024-01-01T00:00:00,42.23,130.29,0.1,BAD "QUOTE,A\n'
+                     b'273210442,2024-01-01T00:01:00,42.23,130.29,0.1,"MULTI\r\nLINE",B\n'
+                     b'273210443,2024-01-01T00:02:00,42.23,130.29,0.1,"KOTA"\r,C\n'
+                     b"273210444,2024-01-01T00:03:00,42.23,130.29,0.1,KO\rTA,D\n")
+    res = read_provider_csv(both)
+    assert res.positions.sort("line")["line"].to_list() == [2, 3, 5, 6]
+    assert sorted(res.statics["name"].to_list()) == ['BAD "QUOTE', "KO\rTA", "KOTA", "MULTI\r\nLINE"]

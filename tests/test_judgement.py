@@ -400,6 +400,15 @@ def test_one_vessels_overlapping_visits_at_two_origin_sites_are_one_call() -> No
              for d in range(0, 50, 10)]
     late_berth = [replace(_visit("a_berth", d + 0.05), end=T0 + timedelta(days=d + 0.4)) for d in range(0, 50, 10)]
     assert calls(early + port + late_berth) == "5"
+    # the calls do not hang on the order the visits come in (two ships named from one image tie on everything)
+    from routewatch.analysis.activity import _Event, _origin_calls
+
+    def ev(vessel: str | None, h0: float, h1: float) -> _Event:
+        return _Event(T0 + timedelta(hours=h0), T0 + timedelta(hours=h1), "a", vessel, (), True, "a")
+
+    tied = [ev("v1", 0, 10), ev("v2", 0, 10), ev(None, 5, 30), ev("v1", 25, 35)]
+    swapped = [tied[1], tied[0], *tied[2:]]
+    assert len(_origin_calls(tied)) == len(_origin_calls(swapped)) == 2
 
 
 def test_an_overdue_silence_is_not_hidden_by_an_earlier_resumption() -> None:

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import gzip
 import io
+import re
 import tomllib
 import warnings
 import zlib
@@ -197,15 +198,19 @@ def record_lines(data: bytes, delimiter: str = ",") -> np.ndarray:
 
 
 MAX_RECORD_LINES = 5  # a quoted field over more lines than this is a quote never closed, not an address
+CR_MARK = "\x00"  # a carriage return inside a field, while the csv module reads the file
 
 
 def recoded_csv(path: Path, data: bytes, delimiter: str, why: str) -> bytes:
     """``data`` read by the csv module (a quote inside an unquoted field is text; a quoted field may span lines)
     and written out again with regular quoting, each record on the lines it had, so that line numbers hold. A
     record over more than :data:`MAX_RECORD_LINES` lines is a quote never closed: refused by its line."""
-    # a carriage return alone inside a field is a blank here: the csv module would end the record there, where
-    # polars and the line count do not (every later line number had been off by one)
-    text = data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", " ")
+    # A carriage return alone is no record end for polars nor the line count, where the csv module would end the
+    # record (every later line number had been off by one): one just before a separator or a line end is dropped,
+    # as polars drops it, and any other is kept through a placeholder, put back in the fields written.
+    text = data.decode("utf-8", "replace")
+    text = re.sub("\r(?=" + re.escape(delimiter) + ")", "", text)
+    text = re.sub("\r(?!\n)", CR_MARK, text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     out = io.StringIO()
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
@@ -215,7 +220,7 @@ def recoded_csv(path: Path, data: bytes, delimiter: str, why: str) -> bytes:
             if reader.line_num - done > MAX_RECORD_LINES:
                 raise ValueError(f"{path}: line {done + 1}: a quote opened there is not closed within "
                                  f"{MAX_RECORD_LINES} lines; the file cannot be read as CSV ({why})")
-            writer.writerow(row)
+            writer.writerow([f.replace(CR_MARK, "\r") for f in row])
             done = reader.line_num
     except csv.Error as exc:  # a quote that opens a field on the record's first line and closes nowhere right
         raise ValueError(f"{path}: line {done + 1}: a quote opened there is not closed ({exc} at line "
