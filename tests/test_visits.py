@@ -240,3 +240,22 @@ def test_one_observation_fused_twice_counts_once_in_a_visits_confidence() -> Non
         (col,) = frame_to_visits(build_visits_frame(sightings_to_frame(members), looks_to_frame([]), day(40),
                                                     vessels=[SHIP]))
         assert rec.confidence == pytest.approx(want) and col.confidence == pytest.approx(want)
+
+
+def test_an_ais_visits_level_counts_its_exit_only_once_the_exit_is_known() -> None:
+    """The level (and confidence) of an AIS visit counts an exit that, as of a date within 72 h of the visit's
+    end, had not been seen yet: an as-of judgement then depended on AIS that came later. Before the exit is known
+    the visit counts as a level without it (4 -> 0.8); after, as stored (0.95); in both visit paths."""
+    def ais(detail: str, conf: float) -> Sighting:
+        return Sighting(id="a1", time=day(1), time_end=day(3), source_kind=SourceKind.AIS, site="rajin",
+                        vessel="lady_r", event="ais_visit", confidence=conf, identification_confidence=1.0,
+                        evidence_ids=("ais-1",), detail=detail)
+
+    left = f"MMSI 1; GFW-style level 4; {DEPARTURE_SEEN}"
+    for detail, conf, as_of, want in ((left, 0.95, day(4), 0.8), (left, 0.95, day(7), 0.95),
+                                      ("MMSI 1; GFW-style level 3", 0.8, day(4), 0.8),
+                                      (f"MMSI 1; GFW-style level 3; {DEPARTURE_SEEN}", 0.8, day(4), 0.6)):
+        (visit,) = build_visits([ais(detail, conf)], [], as_of, vessels=[SHIP])
+        (same,) = frame_to_visits(build_visits_frame(sightings_to_frame([ais(detail, conf)]), looks_to_frame([]),
+                                                     as_of, vessels=[SHIP]))
+        assert visit.confidence == pytest.approx(want) and same.confidence == pytest.approx(want), (detail, as_of)

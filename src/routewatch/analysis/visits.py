@@ -127,9 +127,22 @@ def reference_lengths(sightings: Iterable[Sighting], vessels: Mapping[str, Vesse
     return out
 
 
-def sighting_confidence(s: Sighting) -> float:
-    """Probability the sighting is right and, when identified, that the identification is right."""
+# An AIS visit's confidence is its GFW-style level's (port_visits.LEVEL_CONFIDENCE), which counts an exit seen
+# after the visit's end: as of a date before that exit was known (DEPARTURE_KNOWN_AFTER) it is the level without it,
+# so that a judgement as of that date is the same whatever AIS arrived later.
+AIS_LEVEL = r"GFW-style level (\d)"
+LEVEL_WITHOUT_EXIT = {3: 0.6, 4: 0.8}  # levels 3 and 4 with one end less: 2 and 3 (port_visits.LEVEL_CONFIDENCE)
+
+
+def sighting_confidence(s: Sighting, as_of: datetime | None = None) -> float:
+    """Probability the sighting is right and, when identified, that the identification is right; as of
+    ``as_of``, an AIS visit whose exit was not yet known counts without it."""
     c = float(s.confidence)
+    if as_of is not None and str(s.source_kind) == "ais" and DEPARTURE_SEEN in (s.detail or "") \
+            and s.end + DEPARTURE_KNOWN_AFTER > as_of:
+        m = re.search(AIS_LEVEL, s.detail or "")
+        if m and int(m.group(1)) in LEVEL_WITHOUT_EXIT:
+            c = min(c, LEVEL_WITHOUT_EXIT[int(m.group(1))])
     if s.vessel is not None and s.identification_confidence is not None:
         c *= float(s.identification_confidence)
     return min(max(c, 0.0), 1.0)
@@ -143,14 +156,14 @@ def combine_confidence(values: Iterable[float]) -> float:
     return 1.0 - miss
 
 
-def visit_confidence(members: Iterable[Sighting]) -> float:
+def visit_confidence(members: Iterable[Sighting], as_of: datetime | None = None) -> float:
     """:func:`combine_confidence` over independent observations: sightings of one source kind at one instant (one
     image's detection fused twice, from the store and from a file; two reports of one moment) are one observation,
     which counts with its best confidence, not as two chances to be right."""
     best: dict[tuple[str, datetime], float] = {}
     for s in members:
         key = (str(s.source_kind), s.time)
-        best[key] = max(best.get(key, 0.0), sighting_confidence(s))
+        best[key] = max(best.get(key, 0.0), sighting_confidence(s, as_of))
     return combine_confidence(best.values())
 
 
@@ -263,7 +276,7 @@ def _make_visit(
         vessel=vessel,
         start=start,
         end=end,
-        confidence=visit_confidence(members),
+        confidence=visit_confidence(members, as_of),
         sighting_ids=tuple(s.id for s in members),
         evidence_ids=tuple(sorted(evidence)),
         size_class=label,
@@ -441,7 +454,14 @@ def build_visits_frame(
             & pl.col("detail").fill_null("").str.contains(DEPARTURE_SEEN, literal=True)
             & (pl.coalesce("time_end", "time") + DEPARTURE_KNOWN_AFTER <= as_of_lit),
             conf=(
-                pl.col("confidence")
+                pl.when((pl.col("source_kind") == "ais")
+                        & pl.col("detail").fill_null("").str.contains(DEPARTURE_SEEN, literal=True)
+                        & (pl.coalesce("time_end", "time") + DEPARTURE_KNOWN_AFTER > as_of_lit))
+                .then(pl.min_horizontal(pl.col("confidence"), pl.col("detail").str.extract(AIS_LEVEL, 1)
+                                        .cast(pl.Int64, strict=False).replace_strict(
+                                            LEVEL_WITHOUT_EXIT, default=None, return_dtype=pl.Float64)
+                                        .fill_null(pl.col("confidence"))))
+                .otherwise(pl.col("confidence"))
                 * pl.when(pl.col("vessel").is_not_null())
                 .then(pl.col("identification_confidence").fill_null(1.0))
                 .otherwise(1.0)
