@@ -928,3 +928,13 @@ def test_a_carriage_return_alone_in_a_ragged_row_or_beside_a_multi_line_field_is
     res = read_provider_csv(both)
     assert res.positions.sort("line")["line"].to_list() == [2, 3, 5, 6]
     assert sorted(res.statics["name"].to_list()) == ['BAD "QUOTE', "KO\rTA", "KOTA", "MULTI\r\nLINE"]
+    # a carriage return ending a field, and a NUL byte, come back as polars reads them (the first had been
+    # written bare and read as a line end, the second taken for the placeholder of a carriage return)
+    ends = tmp_path / "ends.csv"
+    ends.write_bytes(b"MMSI,BaseDateTime,LAT,LON,SOG,VesselName,CallSign\n"
+                     b'273210441,2024-01-01T00:00:00,42.23,130.29,0.1,BAD "QUOTE,A\n'
+                     b"273210442,2024-01-01T00:01:00,42.23,130.29,0.1,NUL\x00NAME,C4\r\r\n")
+    res = read_provider_csv(ends)
+    assert dict(zip(res.statics["mmsi"].to_list(), zip(res.statics["name"].to_list(),
+                                                        res.statics["call_sign"].to_list(), strict=True),
+                    strict=True))[273210442] == ("NUL\x00NAME", "C4\r")

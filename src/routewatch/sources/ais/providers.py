@@ -198,7 +198,6 @@ def record_lines(data: bytes, delimiter: str = ",") -> np.ndarray:
 
 
 MAX_RECORD_LINES = 5  # a quoted field over more lines than this is a quote never closed, not an address
-CR_MARK = "\x00"  # a carriage return inside a field, while the csv module reads the file
 
 
 def recoded_csv(path: Path, data: bytes, delimiter: str, why: str) -> bytes:
@@ -209,18 +208,24 @@ def recoded_csv(path: Path, data: bytes, delimiter: str, why: str) -> bytes:
     # record (every later line number had been off by one): one just before a separator or a line end is dropped,
     # as polars drops it, and any other is kept through a placeholder, put back in the fields written.
     text = data.decode("utf-8", "replace")
+    mark = next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)  # a private-use character, unused
     text = re.sub("\r(?=" + re.escape(delimiter) + ")", "", text)
-    text = re.sub("\r(?!\n)", CR_MARK, text)
+    text = re.sub("\r(?!\n)", mark, text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     out = io.StringIO()
-    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    special = (delimiter, '"', "\n", "\r")
+
+    def field(value: str) -> str:  # quoted when it holds a carriage return too (csv.writer leaves those bare)
+        value = value.replace(mark, "\r")
+        return '"' + value.replace('"', '""') + '"' if any(c in value for c in special) else value
+
     done = 0
     try:
         for row in reader:
             if reader.line_num - done > MAX_RECORD_LINES:
                 raise ValueError(f"{path}: line {done + 1}: a quote opened there is not closed within "
                                  f"{MAX_RECORD_LINES} lines; the file cannot be read as CSV ({why})")
-            writer.writerow([f.replace(CR_MARK, "\r") for f in row])
+            out.write(delimiter.join(field(f) for f in row) + "\n")
             done = reader.line_num
     except csv.Error as exc:  # a quote that opens a field on the record's first line and closes nowhere right
         raise ValueError(f"{path}: line {done + 1}: a quote opened there is not closed ({exc} at line "
