@@ -933,6 +933,7 @@ def test_a_carriage_return_alone_in_a_ragged_row_or_beside_a_multi_line_field_is
     ends = tmp_path / "ends.csv"
     ends.write_bytes(b"MMSI,BaseDateTime,LAT,LON,SOG,VesselName,CallSign\n"
                      b'273210441,2024-01-01T00:00:00,42.23,130.29,0.1,BAD "QUOTE,A\n'
+                     b'273210443,2024-01-01T00:00:30,42.23,130.29,0.1,"TWO\nLINES",B\n'
                      b"273210442,2024-01-01T00:01:00,42.23,130.29,0.1,NUL\x00NAME,C4\r\r\n")
     res = read_provider_csv(ends)
     assert dict(zip(res.statics["mmsi"].to_list(), zip(res.statics["name"].to_list(),
