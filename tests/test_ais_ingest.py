@@ -901,40 +901,39 @@ def test_a_carriage_return_alone_in_a_name_keeps_every_line_number(tmp_path):
     assert got.added == 5
 
 
+def _rows(path: Path, header: bytes, *rows: bytes) -> Path:
+    """A CSV of ``header`` and ``rows`` as given, bytes and line ends untouched."""
+    path.write_bytes(header + b"".join(rows))
+    return path
+
+
 def test_a_carriage_return_alone_in_a_ragged_row_or_beside_a_multi_line_field_is_read(tmp_path):
     """The csv module ends a record at a bare carriage return, polars and the line count do not: a ragged row
     with one had crashed the ingest, and a quoted field over two lines beside one had refused the file."""
-    ragged = tmp_path / "ragged.csv"
-    ragged.write_bytes(b"MMSI,BaseDateTime,LAT,LON,SOG,COG,Heading,VesselName\n"
-                       b"273210441,2024-01-01T00:00:00,42.23,130.29,0.1,0,0,A\n"
-                       b"273210442,2024-01-01T00:01:00,42.23,130.29,0.1,0,0,MSC, NAI\rSHA\n"
-                       b"273210443,2024-01-01T00:02:00,42.23,130.29,0.1,0,0,LAST\n")
+    head = b"MMSI,BaseDateTime,LAT,LON,SOG,COG,Heading,VesselName\n"
+    ragged = _rows(tmp_path / "ragged.csv", head, b"273210441,2024-01-01T00:00:00,42.23,130.29,0.1,0,0,A\n",
+                   b"273210442,2024-01-01T00:01:00,42.23,130.29,0.1,0,0,MSC, NAI\rSHA\n",
+                   b"273210443,2024-01-01T00:02:00,42.23,130.29,0.1,0,0,LAST\n")
     res = read_provider_csv(ragged)
     assert res.positions.sort("line")["line"].to_list() == [2, 4] and [e[0] for e in res.report.examples] == [3]
-    multi = tmp_path / "multi.csv"
-    multi.write_bytes(b"MMSI,BaseDateTime,LAT,LON,SOG,COG,Heading,VesselName\n"
-                      b'273210441,2024-01-01T00:00:00,42.23,130.29,0.1,0,0,"TWO\nLINES"\n'
-                      b"273210442,2024-01-01T00:01:00,42.23,130.29,0.1,0,0,CR\rIN\n"
-                      b"273210443,2024-01-01T00:02:00,42.23,130.29,0.1,0,0,LAST\n")
+    multi = _rows(tmp_path / "multi.csv", head, b'273210441,2024-01-01T00:00:00,42.23,130.29,0.1,0,0,"TWO\nLINES"\n',
+                  b"273210442,2024-01-01T00:01:00,42.23,130.29,0.1,0,0,CR\rIN\n",
+                  b"273210443,2024-01-01T00:02:00,42.23,130.29,0.1,0,0,LAST\n")
     assert read_provider_csv(multi).positions.sort("line")["line"].to_list() == [2, 4, 5]
     # and through the csv-module read (a stray quote forces it), names as polars reads them: a quoted name with a
     # carriage return before the separator had made the file refused, and a CRLF inside quotes is kept
-    both = tmp_path / "both.csv"
-    both.write_bytes(b"MMSI,BaseDateTime,LAT,LON,SOG,VesselName,CallSign\n"
-                     b'273210441,2024-01-01T00:00:00,42.23,130.29,0.1,BAD "QUOTE,A\n'
-                     b'273210442,2024-01-01T00:01:00,42.23,130.29,0.1,"MULTI\r\nLINE",B\n'
-                     b'273210443,2024-01-01T00:02:00,42.23,130.29,0.1,"KOTA"\r,C\n'
-                     b"273210444,2024-01-01T00:03:00,42.23,130.29,0.1,KO\rTA,D\n")
+    head = b"MMSI,BaseDateTime,LAT,LON,SOG,VesselName,CallSign\n"
+    stray = b'273210441,2024-01-01T00:00:00,42.23,130.29,0.1,BAD "QUOTE,A\n'
+    both = _rows(tmp_path / "both.csv", head, stray, b'273210442,2024-01-01T00:01:00,42.23,130.29,0.1,"MULTI\r\nLINE",B\n',
+                 b'273210443,2024-01-01T00:02:00,42.23,130.29,0.1,"KOTA"\r,C\n',
+                 b"273210444,2024-01-01T00:03:00,42.23,130.29,0.1,KO\rTA,D\n")
     res = read_provider_csv(both)
     assert res.positions.sort("line")["line"].to_list() == [2, 3, 5, 6]
     assert sorted(res.statics["name"].to_list()) == ['BAD "QUOTE', "KO\rTA", "KOTA", "MULTI\r\nLINE"]
     # a carriage return ending a field, and a NUL byte, come back as polars reads them (the first had been
     # written bare and read as a line end, the second taken for the placeholder of a carriage return)
-    ends = tmp_path / "ends.csv"
-    ends.write_bytes(b"MMSI,BaseDateTime,LAT,LON,SOG,VesselName,CallSign\n"
-                     b'273210441,2024-01-01T00:00:00,42.23,130.29,0.1,BAD "QUOTE,A\n'
-                     b'273210443,2024-01-01T00:00:30,42.23,130.29,0.1,"TWO\nLINES",B\n'
-                     b"273210442,2024-01-01T00:01:00,42.23,130.29,0.1,NUL\x00NAME,C4\r\r\n")
+    ends = _rows(tmp_path / "ends.csv", head, stray, b'273210443,2024-01-01T00:00:30,42.23,130.29,0.1,"TWO\nLINES",B\n',
+                 b"273210442,2024-01-01T00:01:00,42.23,130.29,0.1,NUL\x00NAME,C4\r\r\n")
     res = read_provider_csv(ends)
     assert dict(zip(res.statics["mmsi"].to_list(), zip(res.statics["name"].to_list(),
                                                         res.statics["call_sign"].to_list(), strict=True),
