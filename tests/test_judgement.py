@@ -409,6 +409,9 @@ def test_one_vessels_overlapping_visits_at_two_origin_sites_are_one_call() -> No
     tied = [ev("v1", 0, 10), ev("v2", 0, 10), ev(None, 5, 30), ev("v1", 25, 35)]
     swapped = [tied[1], tied[0], *tied[2:]]
     assert len(_origin_calls(tied)) == len(_origin_calls(swapped)) == 2
+    # nor their evidence: two unnamed ships of one image tie on everything but what they rest on
+    twins = [replace(ev(None, 0, 10), evidence=("img-100m",)), replace(ev(None, 0, 10), evidence=("img-60m",))]
+    assert _origin_calls(twins) == _origin_calls(twins[::-1])
 
 
 def test_an_overdue_silence_is_not_hidden_by_an_earlier_resumption() -> None:

@@ -237,7 +237,8 @@ def _origin_calls(events: Sequence[_Event]) -> list[_Event]:
     ships: list[set[str]] = []
     open_: list[int] = []  # merged calls that may still overlap the next visit (their end is not before its start)
     # ordered by all they hold, so that the calls do not hang on the order visits came in (ties: one image)
-    for e in sorted((e for e in events if e.at_origin), key=lambda e: (e.start, e.site, e.vessel or "", e.end)):
+    for e in sorted((e for e in events if e.at_origin),
+                    key=lambda e: (e.start, e.site, e.vessel or "", e.end, e.evidence)):
         open_ = [k for k in open_ if (m := merged[k]) is not None and m.end >= e.start]
         # a call never holds two named ships (two fleet ships at neighbouring berths at once are two calls): a
         # named visit joins the calls of its own ship at its place and an unnamed call at its site; an unnamed
