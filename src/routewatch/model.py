@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -39,6 +39,17 @@ def lonlat_centre(geometry: BaseGeometry) -> tuple[float, float]:
         return (float(c.x - 360.0 if c.x > 180.0 else c.x), float(c.y))
     c = geometry.centroid
     return (float(c.x), float(c.y))
+
+
+# An observation dated later than now plus a day (a receiver clock set ahead, a local time read as UTC) is no
+# observation yet: an AIS position so dated is a bad row, a scene so dated is refused, and `detect --site` reads
+# scenes up to this bound. One rule for both sources.
+FUTURE_SLACK = timedelta(days=1)
+
+
+def latest_observation_time() -> datetime:
+    """The latest time an observation can have now: the clock plus :data:`FUTURE_SLACK`."""
+    return datetime.now(UTC) + FUTURE_SLACK
 
 
 def ensure_utc(value: datetime) -> datetime:

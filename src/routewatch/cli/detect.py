@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -344,13 +343,14 @@ def register(app: typer.Typer) -> None:
         from routewatch.cli.core import open_workspace
         from routewatch.cli.imagery import _day
         from routewatch.detect.water import WaterMaskError
+        from routewatch.model import latest_observation_time
         from routewatch.sources.imagery.ingest import resolve_site
         from routewatch.sources.imagery.pipeline import detect_site
 
         s = _day(since)
-        # --until 2023-06-11 takes that day's scenes too; without it, now (and the day ahead `scenes add` allows
-        # for a local time read as UTC: a scene dated later is refused there)
-        u = _day(until, end=True) if until else datetime.now(UTC) + timedelta(days=1)
+        # --until 2023-06-11 takes that day's scenes too; without it, the latest time `scenes add` allows (now and a
+        # day, for a local time read as UTC: a scene dated later is refused there)
+        u = _day(until, end=True) if until else latest_observation_time()
         if u < s:
             raise _fail(f"--until {until or 'now'} is before --since {since}: no scene could be in that window")
         ws, _, store = open_workspace(workspace, db)  # no workspace: says so and creates nothing

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 from pyais import decode as pyais_decode
 
-from routewatch.model import ensure_utc
+from routewatch.model import ensure_utc, latest_observation_time
 from routewatch.sources.ais.schema import (
     BAD_TIME,
     POSITION_SCHEMA,
@@ -30,7 +30,6 @@ from routewatch.sources.ais.schema import (
     available,
     empty_positions,
     plausible_time,
-    time_max,
     utc_offset_us,
 )
 from routewatch.sources.ais.sixbit import POSITION_PAYLOAD_CHARS, decode_positions
@@ -221,7 +220,7 @@ def read_nmea_lines(
         report.add_bad_rows(BAD_TIME, np.arange(lines.size), lambda k: int(lines[k]),
                             lambda k: str(raw[int(lines[k]) - first_line]))
         timed = timed.filter(~odd)
-    lo, hi = (int(t.timestamp() * 1_000_000) for t in (TIME_MIN, time_max()))
+    lo, hi = (int(t.timestamp() * 1_000_000) for t in (TIME_MIN, latest_observation_time()))
     kept = []  # a static report with such a clock would be the registry's latest record for its ship until 2286
     for r in statics:
         if r["t_us"] is None or lo <= r["t_us"] < hi:

@@ -16,9 +16,11 @@ same file ingested twice.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import polars as pl
+
+from routewatch.model import latest_observation_time
 
 POSITION_SCHEMA: dict[str, pl.DataType] = {
     "mmsi": pl.Int32(),
@@ -47,18 +49,13 @@ VALID_BELOW = {"sog_kn": 102.3 - 1e-3, "cog_deg": 360.0, "heading_deg": 360.0}
 # A time later than the ingest itself (plus a day for a receiver clock set ahead or a zone written wrong) is no
 # position yet: a 2030 row had made a day partition, a visit and a six-year gap cued to every site.
 TIME_MIN = datetime(1980, 1, 1, tzinfo=UTC)
-FUTURE_SLACK = timedelta(days=1)
 BAD_TIME = "time out of range (before 1980 or in the future)"
 
 
-def time_max() -> datetime:
-    """The latest time a position can have now: the clock plus :data:`FUTURE_SLACK`."""
-    return datetime.now(UTC) + FUTURE_SLACK
-
-
 def plausible_time(column: str = "timestamp") -> pl.Expr:
-    """Whether a time lies in [:data:`TIME_MIN`, :func:`time_max`) (null for a null time)."""
-    return pl.col(column).is_between(TIME_MIN, time_max(), closed="left")
+    """Whether a time lies in [:data:`TIME_MIN`, :func:`~routewatch.model.latest_observation_time`) (null for a
+    null time)."""
+    return pl.col(column).is_between(TIME_MIN, latest_observation_time(), closed="left")
 
 
 def available(column: str) -> pl.Expr:

@@ -26,7 +26,7 @@ import json
 import re
 import warnings
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,15 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from routewatch.model import TIME_OF_DAY_MARK, Evidence, EvidenceKind, Scene, ensure_utc, stable_id
+from routewatch.model import (
+    TIME_OF_DAY_MARK,
+    Evidence,
+    EvidenceKind,
+    Scene,
+    ensure_utc,
+    latest_observation_time,
+    stable_id,
+)
 from routewatch.sources.imagery.looks import is_sar
 from routewatch.sources.imagery.raster import (
     Grid,
@@ -300,7 +308,7 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
     if found is None:
         raise SceneReadError(f"{first}: no acquisition time in tags, file name or annotations; give --time")
     acquired, time_of_day = found
-    if acquired > datetime.now(UTC) + timedelta(days=1):  # a look in 2030 would stand in every later judgement
+    if acquired > latest_observation_time():  # a look in 2030 would stand in every later judgement
         said, fix = {"files": ("its name or tags date it", "correct the name or the time tag"),
                      "given": ("--time dates it", "check --time"),
                      "write time": ("its write time dates it", "give --time")}[source or "files"]
