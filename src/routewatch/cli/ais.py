@@ -237,6 +237,7 @@ def register(app: typer.Typer) -> None:
             frame = port_visits(gen(progress), watchlist.sites, cfg)
         mmsi_vessel, lengths = _mmsi_map(ws, watchlist)
         _, sightings, evidence = visit_records(frame, mmsi_vessel, lengths)
+        named = pl.Series([sg.vessel is not None for sg in sightings], dtype=pl.Boolean)  # a record a frame row
         # a run over all the AIS replaces the earlier visits at the watched sites; one over some days adds to
         # them, and a visit it cut at the window's edge does not replace what a run that saw more stored
         whole = since is None and until is None
@@ -250,18 +251,16 @@ def register(app: typer.Typer) -> None:
                   mmsis=_mmsis(ws) if whole else None, vessels=registry_rows(linked))
         # what the window asked for: the days read on past its edges complete the visits that cross them, but a
         # visit wholly outside it is not part of the answer (it had been printed and written once stored)
-        shown = frame
+        shown = frame.with_columns(named.alias("_named"))
         if s is not None:
             shown = shown.filter(pl.col("end") >= _day_start(s))
         if u is not None:
             shown = shown.filter(pl.col("start") < _day_start(u) + timedelta(days=1))
         if out:
-            shown.write_csv(out)
+            shown.drop("_named").write_csv(out)
         table = Table("site", "visits", "identified", "mean confidence")
-        for site, g in shown.group_by("site", maintain_order=True):
-            ident = sum(1 for m, a, b in g.select("mmsi", "start", "end").iter_rows()  # as the records name them
-                        if (mmsi_vessel.at(int(m), a, b) if hasattr(mmsi_vessel, "at") else mmsi_vessel.get(int(m))))
-            table.add_row(str(site[0]), str(g.height), str(ident), f"{g['confidence'].mean():.2f}")
+        for site, g in shown.group_by("site", maintain_order=True):  # identified as the records name them
+            table.add_row(str(site[0]), str(g.height), str(int(g["_named"].sum())), f"{g['confidence'].mean():.2f}")
         console.print(table)
         note = "" if len(sightings) == frame.height else \
             f" ({frame.height - len(sightings)} cut at the window's edge, already stored whole)"
@@ -284,6 +283,7 @@ def register(app: typer.Typer) -> None:
         """
         from routewatch.analysis.gaps import GapConfig, cues_frame, visits_and_gaps
         from routewatch.sources.ais.records import gap_rows, store_ais
+        from routewatch.sources.ais.registry import vessel_at
 
         for name, value, least in (("--min-gap-h", min_gap_h, None), ("--max-speed-kn", max_speed_kn, None),
                                    ("--min-dwell-h", min_dwell_h, 0.0)):
@@ -350,7 +350,8 @@ def register(app: typer.Typer) -> None:
             cues.write_csv(out)
         table = Table("mmsi", "vessel", "site", "window start (UTC)", "window end (UTC)")
         for r in cues.head(30).iter_rows(named=True):
-            table.add_row(str(r["mmsi"]), mmsi_vessel.at(int(r["mmsi"]), r["gap_start"], r["gap_end"]) or "-", r["site"],
+            table.add_row(str(r["mmsi"]), vessel_at(mmsi_vessel, r["mmsi"], r["gap_start"], r["gap_end"]) or "-",
+                          r["site"],
                           f"{r['window_start']:%Y-%m-%d %H:%M}", f"{r['window_end']:%Y-%m-%d %H:%M}")
         console.print(table)
         console.print(f"{frame.height} gaps over {min_gap_h:g} h, {cues.height} cues stored in ais_gaps.")

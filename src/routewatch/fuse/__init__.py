@@ -21,6 +21,7 @@ from routewatch.fuse.identify import UNKNOWN, IdentifyConfig, LastSeen, identify
 from routewatch.fuse.io import FUSION_EVIDENCE_PREFIX, fused_id
 from routewatch.fuse.match import FuseConfig, ais_coverage, interpolate_ais, match_detections, same_ship
 from routewatch.model import Evidence, EvidenceKind, Route, Sighting, Site, SourceKind, Vessel, stable_id
+from routewatch.sources.ais.registry import links_at
 
 __all__ = ["DARK", "IDENTIFIED", "NO_AIS", "UNKNOWN", "FuseConfig", "IdentifyConfig", "fuse_detections",
            "fused_sightings"]
@@ -85,7 +86,7 @@ def fuse_detections(
             .otherwise(pl.col("status")).alias("status"))
         # the identities the ships broadcast at the image's time (a ship that took a watched ship's IMO later was
         # not that ship then), where the links know their history
-        links = inputs.mmsi_vessel.as_of(when) if hasattr(inputs.mmsi_vessel, "as_of") else inputs.mmsi_vessel
+        links = links_at(inputs.mmsi_vessel, when)
         last_seen = _last_seen(positions, when, links)
         located = {links[int(m)] for m in ais["mmsi"] if int(m) in links}
         matched_keys = {links.get(int(m)) for m in matched["mmsi"].drop_nulls()}

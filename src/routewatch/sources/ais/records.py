@@ -18,6 +18,7 @@ from sqlalchemy import delete
 
 from routewatch.analysis.visits import DEPARTURE_SEEN
 from routewatch.model import Evidence, EvidenceKind, Sighting, SourceKind, Visit, stable_id
+from routewatch.sources.ais.registry import also_claimed, vessel_at
 
 
 def _lines(src: str, line: int) -> str:
@@ -33,9 +34,9 @@ def visit_records(
     for r in visits.iter_rows(named=True):
         mmsi = int(r["mmsi"])
         # the identity the ship broadcast at the visit, not the latest one (see VesselLinks.at)
-        vessel = mmsi_vessel.at(mmsi, r["start"], r["end"]) if hasattr(mmsi_vessel, "at") else mmsi_vessel.get(mmsi)
+        vessel = vessel_at(mmsi_vessel, mmsi, r["start"], r["end"])
         # another watched identity it claimed is said, not linked: the analyst decides which hull it is
-        other = [k for k in mmsi_vessel.ever(mmsi) if k != vessel] if hasattr(mmsi_vessel, "ever") else []
+        other = also_claimed(mmsi_vessel, mmsi, vessel)
         seen = [k for k in ("entry", "exit", "stop", "gap") if r[k]]
         ev = Evidence(
             id=stable_id("ais", mmsi, r["site"], r["start"], r["end"]), kind=EvidenceKind.AIS,
@@ -147,7 +148,7 @@ def gap_rows(gaps: pl.DataFrame, mmsi_vessel: Mapping[int, str]) -> tuple[list[d
         evidence.append(ev)
         rows.append({
             "id": stable_id("aisgap", mmsi, r["start"]), "mmsi": str(mmsi),
-            "vessel": mmsi_vessel.at(mmsi, r["start"], r["end"]) if hasattr(mmsi_vessel, "at") else mmsi_vessel.get(mmsi),
+            "vessel": vessel_at(mmsi_vessel, mmsi, r["start"], r["end"]),
             "start_time": r["start"], "end_time": r["end"], "lon_before": r["lon_before"],
             "lat_before": r["lat_before"], "lon_after": r["lon_after"], "lat_after": r["lat_after"],
             "distance_nm": r["distance_nm"], "implied_speed_kn": r["implied_speed_kn"],

@@ -163,6 +163,21 @@ class VesselLinks(dict):
         return out
 
 
+def vessel_at(links: Mapping[int, str], mmsi: int, start: datetime, end: datetime | None = None) -> str | None:
+    """The watchlist key of ``mmsi`` over [start, end] (:meth:`VesselLinks.at`); a plain mapping knows no history."""
+    return links.at(mmsi, start, end) if isinstance(links, VesselLinks) else links.get(int(mmsi))
+
+
+def links_at(links: Mapping[int, str], when: datetime) -> Mapping[int, str]:
+    """The links that hold at ``when`` (:meth:`VesselLinks.as_of`); a plain mapping holds at every time."""
+    return links.as_of(when) if isinstance(links, VesselLinks) else links
+
+
+def also_claimed(links: Mapping[int, str], mmsi: int, key: str | None) -> list[str]:
+    """The other watchlist keys ``mmsi`` linked to at some time (:meth:`VesselLinks.ever`), besides ``key``."""
+    return [k for k in links.ever(mmsi) if k != key] if isinstance(links, VesselLinks) else []
+
+
 def mmsi_to_vessel(vessels: Mapping[str, Vessel], registry: pl.DataFrame | None = None,
                    statics: pl.DataFrame | None = None) -> VesselLinks:
     """MMSI -> watchlist key from the watchlist itself and, where given, registry links by IMO or call sign;
