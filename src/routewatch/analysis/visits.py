@@ -40,6 +40,7 @@ from typing import Any
 
 import polars as pl
 
+from routewatch.analysis.port_visits import LEVEL_CONFIDENCE
 from routewatch.model import Look, Sighting, Vessel, Visit, ensure_utc, stable_id
 
 # (lower edge m, upper edge m, label); the lower edge is also the length used for detection probabilities:
@@ -80,11 +81,15 @@ def visit_vessel(s: Sighting) -> str | None:
     return AIS_SHIP_PREFIX + m.group(1) if m else None
 
 
+def _left(s: Sighting) -> bool:
+    """An AIS visit whose ship was seen leaving at its end (see :data:`DEPARTURE_SEEN`)."""
+    return str(s.source_kind) == "ais" and DEPARTURE_SEEN in (s.detail or "")
+
+
 def departed(s: Sighting, as_of: datetime) -> bool:
     """Whether a sighting shows a watchlist vessel leaving the site at its end (an AIS visit with the exit seen),
     known by ``as_of``."""
-    return (str(s.source_kind) == "ais" and s.vessel is not None and DEPARTURE_SEEN in (s.detail or "")
-            and s.end + DEPARTURE_KNOWN_AFTER <= as_of)
+    return s.vessel is not None and _left(s) and s.end + DEPARTURE_KNOWN_AFTER <= as_of
 
 
 def size_class(length_m: float | None) -> str:
@@ -131,15 +136,14 @@ def reference_lengths(sightings: Iterable[Sighting], vessels: Mapping[str, Vesse
 # after the visit's end: as of a date before that exit was known (DEPARTURE_KNOWN_AFTER) it is the level without it,
 # so that a judgement as of that date is the same whatever AIS arrived later.
 AIS_LEVEL = r"GFW-style level (\d)"
-LEVEL_WITHOUT_EXIT = {3: 0.6, 4: 0.8}  # levels 3 and 4 with one end less: 2 and 3 (port_visits.LEVEL_CONFIDENCE)
+LEVEL_WITHOUT_EXIT = {lvl: LEVEL_CONFIDENCE[lvl - 1] for lvl in (3, 4)}  # levels 3 and 4 with one end less
 
 
 def sighting_confidence(s: Sighting, as_of: datetime | None = None) -> float:
     """Probability the sighting is right and, when identified, that the identification is right; as of
     ``as_of``, an AIS visit whose exit was not yet known counts without it."""
     c = float(s.confidence)
-    if as_of is not None and str(s.source_kind) == "ais" and DEPARTURE_SEEN in (s.detail or "") \
-            and s.end + DEPARTURE_KNOWN_AFTER > as_of:
+    if as_of is not None and _left(s) and s.end + DEPARTURE_KNOWN_AFTER > as_of:
         m = re.search(AIS_LEVEL, s.detail or "")
         if m and int(m.group(1)) in LEVEL_WITHOUT_EXIT:
             c = min(c, LEVEL_WITHOUT_EXIT[int(m.group(1))])
@@ -449,14 +453,16 @@ def build_visits_frame(
             .then(pl.col("ref_len"))
             .otherwise(_class_length_expr(pl.col("size_class"))),
             end=pl.max_horizontal(pl.min_horizontal(pl.coalesce("time_end", "time"), as_of_lit), pl.col("time")),
-            # a watchlist vessel's AIS visit whose ship was seen leaving, known by as_of (see DEPARTURE_SEEN)
-            departed=(pl.col("source_kind") == "ais") & pl.col("vessel").is_not_null()
-            & pl.col("detail").fill_null("").str.contains(DEPARTURE_SEEN, literal=True)
-            & (pl.coalesce("time_end", "time") + DEPARTURE_KNOWN_AFTER <= as_of_lit),
+            # an AIS visit whose ship was seen leaving (see DEPARTURE_SEEN), and whether that is known by as_of
+            _left=(pl.col("source_kind") == "ais") & pl.col("detail").fill_null("").str.contains(DEPARTURE_SEEN,
+                                                                                                   literal=True),
+            _exit_known=pl.coalesce("time_end", "time") + DEPARTURE_KNOWN_AFTER <= as_of_lit,
+        )
+        .with_columns(
+            # a watchlist vessel's AIS visit whose ship was seen leaving, known by as_of
+            departed=pl.col("_left") & pl.col("vessel").is_not_null() & pl.col("_exit_known"),
             conf=(
-                pl.when((pl.col("source_kind") == "ais")
-                        & pl.col("detail").fill_null("").str.contains(DEPARTURE_SEEN, literal=True)
-                        & (pl.coalesce("time_end", "time") + DEPARTURE_KNOWN_AFTER > as_of_lit))
+                pl.when(pl.col("_left") & ~pl.col("_exit_known"))
                 .then(pl.min_horizontal(pl.col("confidence"), pl.col("detail").str.extract(AIS_LEVEL, 1)
                                         .cast(pl.Int64, strict=False).replace_strict(
                                             LEVEL_WITHOUT_EXIT, default=None, return_dtype=pl.Float64)
