@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 import shapely
 
+from routewatch.analysis.seadistance import site_radius_m
 from routewatch.model import Site
 
 EARTH_M_PER_DEG = 111_320.0
@@ -378,7 +379,7 @@ def site_layers(sites: Mapping[str, Site], reach_m: float) -> list[dict[str, Sit
     # over, so that sites either side of the antimeridian meet
     boxes, owner = [], []
     for i, (k, (lon0, lat0)) in enumerate(zip(keys, centres, strict=True)):
-        r = _radius_m(sites[k], lon0, lat0) + 2 * reach_m
+        r = site_radius_m(sites[k]) + 2 * reach_m
         dlat = r / EARTH_M_PER_DEG
         dlon = min(r / (EARTH_M_PER_DEG * max(math.cos(math.radians(min(abs(lat0) + dlat, 89.9))), 1e-6)), 180.0)
         for shift in (0.0, -360.0, 360.0):
@@ -394,10 +395,7 @@ def site_layers(sites: Mapping[str, Site], reach_m: float) -> list[dict[str, Sit
         rivals = [j for j in rivals if layer_of[j] >= 0]
         taken = set()
         for j in rivals:  # close enough by their boxes: ask the polygons themselves
-            lon0, lat0 = centres[i]
-            kx = EARTH_M_PER_DEG * math.cos(math.radians(lat0))
-            if to_local_metres(sites[k].geometry, lon0, lat0, kx).distance(
-                    to_local_metres(sites[keys[j]].geometry, lon0, lat0, kx)) <= 2 * reach_m:
+            if _within(sites[k], sites[keys[j]], 2 * reach_m):
                 taken.add(int(layer_of[j]))
         layer = next(n for n in range(len(layers) + 1) if n not in taken)
         if layer == len(layers):
@@ -421,18 +419,18 @@ def site_places(sites: Mapping[str, Site], keys: Iterable[str], reach_m: float =
 
     known = [k for k in keys if k in sites]
     for i, a in enumerate(known):
-        lon0, lat0 = sites[a].centroid_lonlat
-        kx = EARTH_M_PER_DEG * math.cos(math.radians(lat0))
-        ga = to_local_metres(sites[a].geometry, lon0, lat0, kx)
         for b in known[i + 1:]:
-            if root(a) != root(b) and ga.distance(to_local_metres(sites[b].geometry, lon0, lat0, kx)) <= 2 * reach_m:
+            if root(a) != root(b) and _within(sites[a], sites[b], 2 * reach_m):
                 place[root(b)] = root(a)
     return {k: root(k) for k in keys}
 
 
-def _radius_m(site: Site, lon0: float, lat0: float) -> float:
-    xy = shapely.get_coordinates(site.geometry)
-    return float(haversine_m(lon0, lat0, xy[:, 0], xy[:, 1]).max()) if xy.size else 0.0
+def _within(a: Site, b: Site, metres: float) -> bool:
+    """Whether two sites' polygons lie within ``metres`` of each other (in local metres about ``a``'s centre)."""
+    lon0, lat0 = a.centroid_lonlat
+    kx = EARTH_M_PER_DEG * math.cos(math.radians(lat0))
+    return bool(to_local_metres(a.geometry, lon0, lat0, kx).distance(to_local_metres(b.geometry, lon0, lat0, kx))
+                <= metres)
 
 
 def _union_grid(indexes: list[SiteIndex]) -> SiteIndex:
@@ -456,9 +454,9 @@ class VisitScanner:
 
     def __init__(self, sites: Mapping[str, Site], config: VisitConfig | None = None, gap_detector=None):
         self.config = config or VisitConfig()
-        reach = max(self.config.exit_m, self.config.entry_m)
+        self.reach = max(self.config.exit_m, self.config.entry_m)  # the farthest a position may be from its site
         self.layers = [_LayerScanner(layer, self.config, gap_detector if i == 0 else None)
-                       for i, layer in enumerate(site_layers(sites, reach) if sites else [{}])]
+                       for i, layer in enumerate(site_layers(sites, self.reach) if sites else [{}])]
         if gap_detector is not None and len(self.layers) > 1:  # a gap's nearest site is of all the sites
             gap_detector.layer_indexes = [layer.index for layer in self.layers]
         if len(self.layers) > 1:  # one grid of the extra layers' sites: which positions any of them may want
@@ -506,10 +504,9 @@ class VisitScanner:
         # the positions in a grid cell of any extra layer's sites, found once; each layer then measures those
         # alone, and takes the ships that came within reach of one of its sites
         sub = np.flatnonzero(self._extra.candidates(lon, lat) != -1)
-        reach = max(self.config.exit_m, self.config.entry_m)
         for layer in self.layers[1:]:
             site, dist = layer.index.lookup(lon[sub], lat[sub])
-            near = np.unique(mmsi[sub][(site >= 0) & (dist <= reach)])
+            near = np.unique(mmsi[sub][(site >= 0) & (dist <= self.reach)])
             rows = layer.carry.rows
             if rows is not None and rows["mmsi"].size:
                 near = np.union1d(near, rows["mmsi"][rows["state"] >= 0])  # in a site: its exit is to be seen
