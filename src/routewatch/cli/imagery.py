@@ -118,12 +118,13 @@ def register(app: typer.Typer) -> None:
         A band file (B04.tif, scene_B04.tif) brings the other bands of its scene in its folder.
         """
         from routewatch.cli.core import open_workspace
+        from routewatch.detect.sar import SAR_VALUES
         from routewatch.sources.imagery.ingest import add_folder, date_only
         from routewatch.sources.imagery.local import SUFFIXES, AddResult, has_time_of_day
         from routewatch.sources.imagery.looks import is_sar
 
-        if sar_values not in (None, "amplitude", "intensity"):
-            console.print(f"[red]error:[/red] --sar-values must be amplitude or intensity, got {sar_values!r}")
+        if sar_values is not None and sar_values not in SAR_VALUES:
+            console.print(f"[red]error:[/red] --sar-values must be {' or '.join(SAR_VALUES)}, got {sar_values!r}")
             raise typer.Exit(2)
         for path in paths:
             if not path.is_dir() and not path.is_file():

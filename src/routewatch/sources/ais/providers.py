@@ -233,6 +233,12 @@ def recoded_csv(path: Path, data: bytes, delimiter: str, why: str) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
+def _as_polars_reads(line: str) -> str:
+    """One line of a CSV (split at newlines) for the csv module: its line-end carriage return dropped and any other
+    a blank, since polars and the line count end no record there (the csv module would)."""
+    return line.rstrip("\r").replace("\r", " ")
+
+
 RAGGED = "row with more fields than the header"
 
 
@@ -243,7 +249,7 @@ def rows_end_with_separator(head: bytes, separator: str = ",") -> bool:
     Judged on the first 100 data lines of ``head`` (the file's first bytes): the header must not end with the
     separator, every line must have more fields than the header, and some one more, an empty one.
     """
-    lines = [ln.rstrip("\r").replace("\r", " ") for ln in head.decode("utf-8", "replace").lstrip("\ufeff").split("\n")]
+    lines = [_as_polars_reads(ln) for ln in head.decode("utf-8", "replace").lstrip("\ufeff").split("\n")]
     if len(head) >= 1 << 16:
         lines = lines[:-1]  # the last line may be cut by the head's end
     header, rows = (lines[0], [ln for ln in lines[1:101] if ln.strip()]) if lines else ("", [])
@@ -278,7 +284,7 @@ def ragged_lines(data: bytes, n_fields: int, delimiter: str = ",") -> list[int]:
             continue  # the header
         start = newlines[i - 1] + 1
         end = newlines[i] if i < len(newlines) else len(buf)
-        text = bytes(buf[start:end]).decode("utf-8", "replace").rstrip("\r").replace("\r", " ")  # as polars reads
+        text = _as_polars_reads(bytes(buf[start:end]).decode("utf-8", "replace"))
         if len(next(csv.reader([text], delimiter=delimiter), [])) > n_fields:
             out.append(int(i) + 1)
     return out

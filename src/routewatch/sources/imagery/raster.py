@@ -250,16 +250,16 @@ def square_pixels(raster: SceneRaster) -> SceneRaster:
     h, w = grid.shape
     shape = (max(1, round(h * min(sr / sc, 1.0))), max(1, round(w * min(sc / sr, 1.0))))
     starts = [np.floor(np.arange(n) * (m / n)).astype(np.int64) for n, m in zip(shape, (h, w), strict=True)]
-
-    counts = np.add.reduceat(np.add.reduceat(np.ones((h, w), np.float32), starts[0], axis=0), starts[1], axis=1)
+    ends = [np.append(st[1:], m) for st, m in zip(starts, (h, w), strict=True)]
+    counts = np.outer(ends[0] - starts[0], ends[1] - starts[1]).astype(np.float32)  # source pixels in each
+    centre = np.ix_((starts[0] + ends[0] - 1) // 2, (starts[1] + ends[1] - 1) // 2)
 
     def mean(a: np.ndarray) -> np.ndarray:
         out = np.add.reduceat(np.add.reduceat(a.astype(np.float32), starts[0], axis=0), starts[1], axis=1)
         return out / counts
 
     def middle(a: np.ndarray) -> np.ndarray:
-        ends = [np.append(st[1:], m) for st, m in zip(starts, (h, w), strict=True)]
-        return a[np.ix_((starts[0] + ends[0] - 1) // 2, (starts[1] + ends[1] - 1) // 2)]
+        return a[centre]
 
     valid = mean(raster.valid) >= 1.0 - 1e-6
     bands = {}
