@@ -367,6 +367,9 @@ def register(app: typer.Typer) -> None:
         until: Annotated[str | None, typer.Option(help="Store sightings until this time")] = None,
         lookback_days: Annotated[float, typer.Option(min=0.0, help="AIS days before an image used for "
                                                                    "reachability")] = 3.0,
+        position_sigma: Annotated[float, typer.Option(min=1.0, help="Image georeference and AIS position error "
+                                                                  "together, 1 sigma (m); raise it for images "
+                                                                  "located to worse than 150 m")] = 150.0,
         out: Annotated[Path, typer.Option(help="Result file: .geojson or .csv")] = Path("fused.geojson"),
     ) -> None:
         """Match ship detections to AIS (identified, dark, or no-ais where no AIS is received near them) and score
@@ -427,9 +430,10 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]{len(moved)} detections named a site that is not a watched site within 1 km of "
                           f"their point (e.g. {moved[0]}): given the site the point lies in or at, or none[/yellow]")
         t0, t1 = det["time"].min(), det["time"].max()
-        positions = scan_positions(ws.ais_dir, t0 - timedelta(days=lookback_days), t1 + timedelta(hours=1)).collect()
+        # a day after the last image too: a watchlist vessel's first AIS position after an image can rule it out
+        positions = scan_positions(ws.ais_dir, t0 - timedelta(days=lookback_days), t1 + timedelta(days=1)).collect()
         mmsi_vessel, lengths = _mmsi_map(ws, watchlist)
-        cfg = FuseConfig()
+        cfg = FuseConfig(position_sigma_m=position_sigma)
         result = fuse_detections(det, positions, FusionInputs(watchlist.vessels, watchlist.routes, mmsi_vessel, lengths,
                                                               watchlist.sites), cfg)
         sightings, evidence = fused_sightings(result)

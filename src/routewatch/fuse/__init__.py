@@ -19,15 +19,25 @@ import polars as pl
 
 from routewatch.fuse.identify import UNKNOWN, IdentifyConfig, LastSeen, identify_dark
 from routewatch.fuse.io import FUSION_EVIDENCE_PREFIX, fused_id
-from routewatch.fuse.match import FuseConfig, ais_coverage, interpolate_ais, match_detections, same_ship
+from routewatch.fuse.match import (
+    FuseConfig,
+    ais_coverage,
+    could_be_here,
+    interpolate_ais,
+    match_detections,
+    same_ship,
+)
 from routewatch.model import Evidence, EvidenceKind, Route, Sighting, Site, SourceKind, Vessel, stable_id
 from routewatch.sources.ais.registry import links_at
 
-__all__ = ["DARK", "IDENTIFIED", "NO_AIS", "UNKNOWN", "FuseConfig", "IdentifyConfig", "fuse_detections",
-           "fused_sightings"]
+__all__ = ["DARK", "IDENTIFIED", "NO_AIS", "UNKNOWN", "UNRESOLVED", "FuseConfig", "IdentifyConfig",
+           "fuse_detections", "fused_sightings"]
 
 IDENTIFIED, DARK = "identified", "dark"
 NO_AIS = "no-ais"  # no AIS position of any ship near the detection around the image time: dark or not is unknown
+# an AIS ship heard around the image time, which AIS cannot place at that time, could be this one: not dark
+UNRESOLVED = "unresolved"
+SAME_IMAGE_S = 60.0  # detections this close in time are one image (per-line acquisition times differ by seconds)
 
 RESULT_COLUMNS = ["id", "time", "lon", "lat", "length_m", "width_m", "heading_deg", "score", "site", "status",
                   "mmsi", "match_distance_m", "match_confidence", "ais_method", "ais_evidence", "vessel",
@@ -45,16 +55,36 @@ class FusionInputs:
     sites: Mapping[str, Site] = field(default_factory=dict)  # the watchlist's: where the vessels' routes call
 
 
-def _last_seen(positions: pl.DataFrame, when, mmsi_vessel: Mapping[int, str]) -> dict[str, LastSeen]:
+def _last_seen(positions: pl.DataFrame, when, mmsi_vessel: Mapping[int, str],
+               after: bool = False) -> dict[str, LastSeen]:
+    """Each watchlist vessel's AIS position nearest before (or at) ``when``; with ``after``, the first after it."""
     wanted = list(mmsi_vessel)
     if not wanted or positions.height == 0:
         return {}
-    last = (positions.filter(pl.col("mmsi").is_in(wanted) & (pl.col("timestamp") <= when))
-            .sort("timestamp").group_by("mmsi").agg(pl.all().last()))
+    near = (positions.filter(pl.col("mmsi").is_in(wanted)
+                             & ((pl.col("timestamp") > when) if after else (pl.col("timestamp") <= when)))
+            .sort("timestamp").group_by("mmsi").agg(pl.all().first() if after else pl.all().last()))
     out: dict[str, LastSeen] = {}
-    for r in last.sort("timestamp", "mmsi").iter_rows(named=True):  # a vessel with several MMSIs (a reflag):
-        out[mmsi_vessel[int(r["mmsi"])]] = LastSeen(r["timestamp"], r["lon"], r["lat"])  # the latest of them
+    # a vessel with several MMSIs (a reflag): the nearest in time of them
+    for r in near.sort("timestamp", "mmsi", descending=after).iter_rows(named=True):
+        out[mmsi_vessel[int(r["mmsi"])]] = LastSeen(r["timestamp"], r["lon"], r["lat"])
     return out
+
+
+def _images(det: pl.DataFrame, within_s: float = SAME_IMAGE_S) -> list[tuple[object, pl.DataFrame]]:
+    """The detections split into images: times within ``within_s`` of an image's first are that image (a
+    scene's detections can carry their own line times, seconds apart; fused as separate images, one AIS ship had
+    been matched to two hulls and one watchlist vessel named twice). Each image is fused at the middle of its
+    times."""
+    order = det.with_row_index("_k").sort("time", "_k")
+    times = order["time"].to_list()
+    groups, start = [], 0
+    for i in range(1, len(times) + 1):
+        if i == len(times) or (times[i] - times[start]).total_seconds() > within_s:
+            part = order.slice(start, i - start).sort("_k").drop("_k")
+            groups.append((times[start] + (times[i - 1] - times[start]) / 2, part))
+            start = i
+    return groups
 
 
 def fuse_detections(
@@ -74,21 +104,28 @@ def fuse_detections(
         if col not in det.columns:
             det = det.with_columns(pl.lit(None, pl.String if col == "site" else pl.Float64).alias(col))
     out: list[pl.DataFrame] = []
-    for (when,), group in det.partition_by("time", as_dict=True, maintain_order=True).items():
+    for when, group in _images(det):
         window = positions.filter(pl.col("timestamp").is_between(when - timedelta(minutes=cfg.window_min),
                                                                   when + timedelta(minutes=cfg.window_min)))
         ais = interpolate_ais(window, when, cfg)
         twins = same_ship(group, cfg.same_ship_m)  # one ship detected twice: one match, one name
         matched = match_detections(group, ais, dict(inputs.ais_length), cfg, twins)
         covered = pl.Series(ais_coverage(group, window, cfg.coverage_radius_m))
+        maybe = could_be_here(group, window, {int(m) for m in ais["mmsi"]}, when, cfg)
+        unplaced = pl.Series([bool(c) for c in maybe], dtype=pl.Boolean)
         matched = matched.with_columns(
-            pl.when(pl.col("status").eq(DARK) & ~pl.lit(covered)).then(pl.lit(NO_AIS))
+            pl.when(pl.col("status").eq(DARK) & pl.lit(unplaced)).then(pl.lit(UNRESOLVED))
+            .when(pl.col("status").eq(DARK) & ~pl.lit(covered)).then(pl.lit(NO_AIS))
             .otherwise(pl.col("status")).alias("status"))
         # the identities the ships broadcast at the image's time (a ship that took a watched ship's IMO later was
         # not that ship then), where the links know their history
         links = links_at(inputs.mmsi_vessel, when)
         last_seen = _last_seen(positions, when, links)
-        located = {links[int(m)] for m in ais["mmsi"] if int(m) in links}
+        next_seen = _last_seen(positions, when, links, after=True)
+        # a vessel placed by AIS at the image time is there, not here; one whose MMSI carries two transmitters
+        # (conflicting positions) is placed nowhere for sure
+        conflicting = {int(m) for m in ais.filter(pl.col("method") == "conflicting")["mmsi"]}
+        located = {links[int(m)] for m in ais["mmsi"] if int(m) in links and int(m) not in conflicting}
         matched_keys = {links.get(int(m)) for m in matched["mmsi"].drop_nulls()}
         vessel, conf, probs, reasons, ships = [], [], [], [], []
         unmatched: list[int] = []  # the dark and no-ais detections, scored one by one against the watchlist
@@ -119,13 +156,24 @@ def fuse_detections(
             ident = identify_dark(
                 length_m=d["length_m"], width_m=d["width_m"], lon=d["lon"], lat=d["lat"], time=when,
                 site=d["site"], vessels=inputs.vessels, routes=inputs.routes, sites=inputs.sites, last_seen=last_seen,
-                seen_elsewhere=(located | matched_keys) - {None}, config=icfg)
-            vessel.append(ident.best)
+                next_seen=next_seen, seen_elsewhere=(located | matched_keys) - {None}, config=icfg)
+            why = dict(ident.reasons)
+            best, best_p = ident.best, ident.best_probability
+            if m["ais_note"]:
+                why["nearest AIS ship"] = m["ais_note"]
+            k = len(vessel)
+            if maybe[k]:  # AIS ships that could be here: a watchlist name only when it is one of them
+                others = [(mm, w) for mm, w in maybe[k] if links.get(mm) != best]
+                why["AIS ships that could be here"] = "; ".join(w for _, w in maybe[k])
+                if best is not None and others:
+                    why[best] = (why.get(best, "") + f"; not named: {others[0][1]}").lstrip("; ")
+                    best, best_p = None, None
+            vessel.append(best)
             ships.append(None)
-            conf.append(ident.best_probability)
+            conf.append(best_p)
             probs.append(json.dumps({k: round(v, 4) for k, v in sorted(ident.probabilities.items(),
                                                                        key=lambda kv: -kv[1])}))
-            reasons.append(json.dumps(ident.reasons))
+            reasons.append(json.dumps(why))
             unmatched.append(len(vessel) - 1)
         _one_place_each(unmatched, list(group["id"]), vessel, conf, reasons, twins, probs)
         out.append(group.join(matched, on="id", how="left").with_columns(
@@ -162,8 +210,11 @@ def _one_place_each(rows: list[int], ids: list[str], vessel: list, conf: list, r
                         f"{key} ({conf[keep]:.2f} against {conf[i]:.2f}), and one ship is in one place").lstrip("; ")
             reasons[i] = json.dumps(why)
             vessel[i], conf[i] = None, None
-            if probs is not None and probs[i]:
-                probs[i] = json.dumps({**json.loads(probs[i]), key: 0.0})
+            if probs is not None and probs[i]:  # 0 for it, and the others' shares made to sum to 1 again
+                rest = {k: v for k, v in json.loads(probs[i]).items() if k != key}
+                total = sum(rest.values())
+                rest = {k: round(v / total, 4) for k, v in rest.items()} if total > 0 else {UNKNOWN: 1.0}
+                probs[i] = json.dumps({**dict(sorted(rest.items(), key=lambda kv: -kv[1])), key: 0.0})
 
 
 def _reasons(text: str | None) -> dict[str, str] | str | None:

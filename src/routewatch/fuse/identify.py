@@ -1,18 +1,20 @@
 """Which watchlist vessel a dark detection probably is, with an explicit "unknown vessel" alternative.
 
-For each watchlist vessel v with a known length, the posterior is proportional to prior(v) x size likelihood:
+For each watchlist vessel v, the posterior is proportional to prior(v) x size likelihood:
 
 * size: Normal(length_det; L_v, sigma_L) x Normal(width_det; B_v, sigma_B), with sigma from the detection's
   measurement error (a share of the length, at least about one resolution cell); a vessel without a known beam
-  gets the flat width density of "unknown vessel" instead (its beam marginalised over the same range), so that a
-  missing beam neither favours nor penalises it;
-* prior from place: the watchlist's share ``1 - unknown_prior`` is split evenly over the N candidates, and each
-  candidate keeps the part of its share that its place allows: all of it at or near (``near_site_m``) a site of
-  one of its routes; ``1 / route_weight`` of it between the sites of one of its routes (the corridor of
-  ``corridor_detour`` times the direct distance), where it could have sailed (at ``max_speed_kn``) from an AIS
-  position of the last ``recent_ais_h`` hours, or where nothing places it (no route with a located site, no AIS); ``away_weight`` of it far
-  from every site of its routes and off them. A vessel whose last AIS position could not have reached the
-  detection gets zero, and so does one whose AIS places it elsewhere at the image time (it was identified there);
+  (or length) gets the flat density of "unknown vessel" for it instead (marginalised over the same range), so that
+  a missing size neither favours nor penalises it: a vessel without a length is scored by its place alone;
+* prior from place: the watchlist's share ``1 - unknown_prior`` is split evenly over the candidates that could be
+  here, and each keeps the part of its share that its place allows: all of it at or near (``near_site_m``) a site
+  of one of its routes; ``1 / route_weight`` of it between the sites of one of its routes (the corridor of
+  ``corridor_detour`` times the direct distance), where it could have sailed (at ``max_speed_kn``) from or to an
+  AIS position within ``recent_ais_h`` hours of the image, or where nothing places it (no route with a located
+  site, no AIS). A vessel far from every site of its routes and off them keeps ``away_weight`` of an even share of
+  all the candidates: vessels of other routes do not dilute the ones that sail here. A vessel whose AIS position
+  before or after the image is out of reach of the detection gets zero, and so does one whose AIS places it
+  elsewhere at the image time (it was identified there);
 * "unknown vessel" has the rest of the prior mass (at least ``unknown_prior``) and a flat size density over the
   lengths and widths of merchant ships (10-400 m, 2-65 m): any ship not on the watchlist.
 
@@ -150,47 +152,56 @@ def identify_dark(
     routes: Mapping[str, Route] | None = None,
     sites: Mapping[str, Site] | None = None,
     last_seen: Mapping[str, LastSeen] | None = None,
+    next_seen: Mapping[str, LastSeen] | None = None,
     seen_elsewhere: set[str] | frozenset[str] = frozenset(),
     config: IdentifyConfig | None = None,
 ) -> Identification:
     """Probabilities over the watchlist vessels and "unknown vessel" for one dark detection. ``sites`` (the
     watchlist's) locates the sites of the vessels' routes; without it only the detection's own ``site`` is
-    compared with them."""
+    compared with them. ``last_seen`` and ``next_seen``: each vessel's AIS position nearest before and after the
+    image (one it could not have sailed from, or to, rules it out)."""
     cfg = config or IdentifyConfig()
     routes = routes or {}
     sites = sites or {}
     last_seen = last_seen or {}
+    next_seen = next_seen or {}
     likes: dict[str, float] = {}
     place: dict[str, float] = {}
     reasons: dict[str, str] = {}
     for key, v in vessels.items():
-        if v.length_m is None:
-            reasons[key] = "no length on the watchlist: cannot be compared by size"
-            continue
         if key in seen_elsewhere:
             likes[key], place[key] = 0.0, 0.0
             reasons[key] = "AIS places it elsewhere at the image time"
             continue
         where, why_place = _place(key, lon, lat, site, routes, sites, cfg)
         why = [why_place]
-        ls = last_seen.get(key)
-        if ls is not None:
-            hours = (time - ls.time).total_seconds() / 3600.0
-            dist_nm = float(haversine_m(ls.lon, ls.lat, lon, lat)) / METRES_PER_NM
-            if hours >= 0 and dist_nm > cfg.max_speed_kn * hours:
-                likes[key], place[key] = 0.0, 0.0
-                reasons[key] = (f"last AIS {dist_nm:.0f} nm away {hours:.1f} h before: "
-                                f"unreachable at {cfg.max_speed_kn:g} kn")
+        unreachable = None
+        for seen, word in ((last_seen.get(key), "before"), (next_seen.get(key), "after")):
+            if seen is None:
                 continue
-            why.append(f"last AIS {dist_nm:.0f} nm away {hours:.1f} h before: reachable")
+            hours = abs((time - seen.time).total_seconds()) / 3600.0
+            dist_nm = float(haversine_m(seen.lon, seen.lat, lon, lat)) / METRES_PER_NM
+            if dist_nm > cfg.max_speed_kn * hours:
+                unreachable = (f"{'last' if word == 'before' else 'next'} AIS {dist_nm:.0f} nm away {hours:.1f} h "
+                               f"{word}: unreachable at {cfg.max_speed_kn:g} kn")
+                break
+            why.append(f"{'last' if word == 'before' else 'next'} AIS {dist_nm:.0f} nm away {hours:.1f} h {word}: "
+                       "reachable")
             if where in ("away", "unplaced") and hours <= cfg.recent_ais_h:
-                # sailing here from a recent AIS position: possible, not expected (an old one reaches anywhere,
-                # so says nothing of the place)
+                # sailing here from (or on to) a recent AIS position: possible, not expected (an old one reaches
+                # anywhere, so says nothing of the place)
                 where = "between"
-                why.append(f"within {cfg.recent_ais_h:g} h of its last AIS: possible here")
+                why.append(f"within {cfg.recent_ais_h:g} h of its AIS: possible here")
+        if unreachable:
+            likes[key], place[key] = 0.0, 0.0
+            reasons[key] = unreachable
+            continue
         place[key] = {"site": 1.0, "away": cfg.away_weight}.get(where, 1.0 / cfg.route_weight)
         like = 1.0
-        if length_m is not None:
+        if length_m is not None and v.length_m is None:  # no length to compare: the place alone speaks for it
+            like /= cfg.length_range_m[1] - cfg.length_range_m[0]
+            why.append(f"length {length_m:.0f} m, no length on the watchlist: size not compared")
+        elif length_m is not None and v.length_m is not None:
             like *= _normal(length_m, v.length_m, max(cfg.length_sigma_min_m, cfg.length_sigma_frac * length_m))
             why.append(f"length {length_m:.0f} m vs {v.length_m:.0f} m")
         if width_m is not None and v.beam_m is not None:
@@ -201,16 +212,21 @@ def identify_dark(
             why.append(f"width {width_m:.0f} m, beam unknown: width not compared")
         likes[key] = like
         reasons[key] = "; ".join(why)
-    # the watchlist's prior mass split over the candidates still possible; each keeps what its place allows
-    n = sum(1 for k in likes if place[k] > 0) or 1
-    priors = {k: (1 - cfg.unknown_prior) * place[k] / n for k in likes}
+    # The watchlist's prior mass is split over the candidates that could be here (at or between their routes'
+    # sites, or placed nowhere); each keeps what its place allows. A vessel whose routes lie far from here keeps
+    # ``away_weight`` of an even share of all candidates, so that a long watchlist of other routes' ships does
+    # not dilute the ships of this one (split over all, 100 unrelated vessels had taken a port's own ship from
+    # 0.97 to 0.14), and the mass it leaves goes to "unknown vessel".
+    near = [k for k in likes if place[k] > cfg.away_weight]
+    n_near, n_all = len(near) or 1, sum(1 for k in likes if place[k] > 0) or 1
+    priors = {k: (1 - cfg.unknown_prior) * (place[k] / n_near if k in near else place[k] / n_all) for k in likes}
     flat = 1.0
     if length_m is not None:
         flat /= cfg.length_range_m[1] - cfg.length_range_m[0]
     if width_m is not None:
         flat /= cfg.width_range_m[1] - cfg.width_range_m[0]
     scores = {k: priors[k] * likes[k] for k in likes}
-    unknown_prior = 1.0 - sum(priors.values())
+    unknown_prior = max(1.0 - sum(priors.values()), cfg.unknown_prior)
     scores[UNKNOWN] = unknown_prior * flat
     reasons[UNKNOWN] = f"any ship not on the watchlist (prior {unknown_prior:.2f}, flat size density)"
     z = sum(scores.values())

@@ -6,8 +6,9 @@ The cost of pairing detection i with vessel j is a chi-square-like sum of normal
 
 where sigma_pos grows with the time between the image and the nearest AIS message (a ship at 12 kn moves 370 m a
 minute), the length and heading terms are used only when both sides know them, and headings are compared as
-axes (an image often cannot tell bow from stern). Pairs farther than the gate are never matched; a detection left
-unmatched is dark. Each match gets an identification confidence: its likelihood against every other candidate
+axes (an image often cannot tell bow from stern). Pairs farther than the gate are never matched, and "a vessel
+without AIS" is an alternative in the assignment itself at ``dark_cost``: a pair costlier than that is no match, and
+a detection left unmatched is dark. Each match gets an identification confidence: its likelihood against every other candidate
 and against the detection being a vessel without AIS.
 
 "Dark" needs AIS coverage: :func:`ais_coverage` tells which detections have an AIS position (any ship) within
@@ -44,15 +45,22 @@ class FuseConfig:
     length_sigma_min_m: float = 10.0  # ... but at least this (about one resolution cell of a 10 m sensor)
     heading_sigma_deg: float = 25.0
     dark_cost: float = 16.0  # cost (chi-square) at which "a vessel without AIS" is as likely as the match
+    stationary_kn: float = 0.5  # a ship reporting this speed or less holds its place for the whole window
+    max_plausible_kn: float = 50.0  # two messages of one MMSI farther apart than this speed are two transmitters
     same_ship_m: float = 3.0  # detections of one image this close (lengths agreeing) are one ship detected twice
     coverage_radius_m: float = 75_000.0  # an unmatched detection is dark only with an AIS position this close
 
 
 def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig | None = None) -> pl.DataFrame:
     """Each MMSI's position at ``when``: linear between the messages around it, or dead-reckoned from SOG/COG for
-    at most ``max_extrapolate_min``. Columns: mmsi, lon, lat, sog_kn, cog_deg, heading_deg, dt_s (seconds to
-    the nearest message), method ("exact" for a message at the image time, "interpolated" or "extrapolated"),
-    source, line."""
+    at most ``max_extrapolate_min`` (a ship reporting ``stationary_kn`` or less holds its place for the whole
+    window: satellite AIS often hears a moored ship once or twice an hour). Columns: mmsi, lon, lat, sog_kn,
+    cog_deg, heading_deg, dt_s (seconds to the nearest message), motion_kn (the speed the position's uncertainty
+    grows with: between two messages the fastest of their speeds and the speed the leg implies, so that a ship
+    that slowed down at a berth is not placed to within the still ship's metres), method ("exact" for a message
+    at the image time, "interpolated" or "extrapolated"; "conflicting" when the messages around the image are
+    farther apart than ``max_plausible_kn`` allows: two transmitters on one MMSI, each message then a position
+    of its own), source, line."""
     cfg = config or FuseConfig()
     cols = ["mmsi", "timestamp", "lon", "lat", "sog_kn", "cog_deg", "heading_deg", "source", "line"]
     p = positions.select(cols).sort("mmsi", "timestamp")
@@ -67,32 +75,54 @@ def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig 
     j = j.with_columns(dtb.alias("dtb"), dta.alias("dta"), frac.alias("frac"), both.alias("both"))
     rows = []
     lim = cfg.max_extrapolate_min * 60
+
+    def one_side(r: dict, side: str, dt_s: float | None, sign: float, method: str = "") -> None:
+        """Dead reckoning from one message, when it is recent enough (or the ship was still)."""
+        sog, cog = r["sog_kn" + side], r["cog_deg" + side]
+        still = sog is not None and sog <= cfg.stationary_kn
+        if dt_s is None or (dt_s > lim and not still):
+            return
+        lon, lat = r["lon" + side], r["lat" + side]
+        if sog is not None and cog is not None and not still:
+            d = sign * sog * KN_TO_MS * dt_s
+            lat = lat + d * math.cos(math.radians(cog)) / EARTH_M_PER_DEG
+            lon = lon + d * math.sin(math.radians(cog)) / (EARTH_M_PER_DEG * max(math.cos(math.radians(lat)), 1e-6))
+            lon = wrap_lon(lon)
+        # a still ship may drift or warp along its berth: its place is uncertain as a slow ship's is
+        motion = max(sog, cfg.stationary_kn) if sog is not None else None
+        rows.append((r["mmsi"], lon, lat, sog, cog, r["heading_deg" + side], dt_s, motion,
+                     method or ("exact" if dt_s == 0 else "extrapolated"), r["source" + side], r["line" + side]))
+
     for r in j.iter_rows(named=True):
         if r["both"]:
+            span_s = r["dtb"] + r["dta"]
+            leg_m = float(haversine_m(r["lon"], r["lat"], r["lon_a"], r["lat_a"]))
+            implied_kn = leg_m / span_s / KN_TO_MS if span_s > 0 else 0.0
+            if implied_kn > cfg.max_plausible_kn and leg_m > 2 * cfg.gate_m:
+                # no ship sails this leg: two transmitters share the MMSI (or one spoofs it). A point between them
+                # is where neither is; each message stands for itself, as far as it reaches
+                one_side(r, "", r["dtb"], 1.0, "conflicting")
+                one_side(r, "_a", r["dta"], -1.0, "conflicting")
+                continue
             f = r["frac"]
             # across the antimeridian the short way: 179.99 to -179.99 passes 180, not 0
             lon = wrap_lon(r["lon"] + f * wrap_lon(r["lon_a"] - r["lon"]))
             lat = r["lat"] + f * (r["lat_a"] - r["lat"])
             near = "" if r["dtb"] <= r["dta"] else "_a"
+            motion = max([v for v in (r["sog_kn"], r["sog_kn_a"], implied_kn) if v is not None])
             rows.append((r["mmsi"], lon, lat, r["sog_kn" + near], r["cog_deg" + near], r["heading_deg" + near],
-                         min(r["dtb"], r["dta"]), "exact" if min(r["dtb"], r["dta"]) == 0 else "interpolated",
+                         min(r["dtb"], r["dta"]), motion,
+                         "exact" if min(r["dtb"], r["dta"]) == 0 else "interpolated",
                          r["source" + near], r["line" + near]))
             continue
-        side, dt_s, sign = ("", r["dtb"], 1.0) if r["timestamp"] is not None else ("_a", r["dta"], -1.0)
-        if dt_s is None or dt_s > lim:
-            continue
-        sog, cog = r["sog_kn" + side], r["cog_deg" + side]
-        lon, lat = r["lon" + side], r["lat" + side]
-        if sog is not None and cog is not None:
-            d = sign * sog * KN_TO_MS * dt_s
-            lat = lat + d * math.cos(math.radians(cog)) / EARTH_M_PER_DEG
-            lon = lon + d * math.sin(math.radians(cog)) / (EARTH_M_PER_DEG * max(math.cos(math.radians(lat)), 1e-6))
-            lon = wrap_lon(lon)
-        rows.append((r["mmsi"], lon, lat, sog, cog, r["heading_deg" + side], dt_s,
-                     "exact" if dt_s == 0 else "extrapolated", r["source" + side], r["line" + side]))
+        if r["timestamp"] is not None:
+            one_side(r, "", r["dtb"], 1.0)
+        else:
+            one_side(r, "_a", r["dta"], -1.0)
     return pl.DataFrame(rows, schema={
         "mmsi": pl.Int32, "lon": pl.Float64, "lat": pl.Float64, "sog_kn": pl.Float32, "cog_deg": pl.Float32,
-        "heading_deg": pl.Float32, "dt_s": pl.Float64, "method": pl.String, "source": pl.String, "line": pl.Int64,
+        "heading_deg": pl.Float32, "dt_s": pl.Float64, "motion_kn": pl.Float64, "method": pl.String,
+        "source": pl.String, "line": pl.Int64,
     }, orient="row")
 
 
@@ -133,7 +163,8 @@ def cost_matrix(det: pl.DataFrame, ais: pl.DataFrame, ais_length: dict[int, floa
     al, aa = ais["lon"].to_numpy()[None, :], ais["lat"].to_numpy()[None, :]
     dist = haversine_m(dl, da, al, aa)
     sog = np.nan_to_num(ais["sog_kn"].to_numpy().astype(float), nan=10.0)
-    moved = sog * KN_TO_MS * ais["dt_s"].to_numpy()
+    motion = ais["motion_kn"].to_numpy().astype(float) if "motion_kn" in ais.columns else sog
+    moved = np.nan_to_num(motion, nan=10.0) * KN_TO_MS * ais["dt_s"].to_numpy()
     sigma = np.sqrt(cfg.position_sigma_m**2 + (cfg.motion_sigma_frac * moved) ** 2)[None, :]
     cost = (dist / sigma) ** 2
     length = det["length_m"].to_numpy().astype(float)[:, None] if "length_m" in det.columns else None
@@ -189,6 +220,46 @@ def same_ship(det: pl.DataFrame, within_m: float) -> list[list[int]]:
     return out
 
 
+def could_be_here(det: pl.DataFrame, window: pl.DataFrame, positioned: set[int], when: datetime,
+                  cfg: FuseConfig) -> list[list[tuple[int, str]]]:
+    """For each detection, the AIS ships heard in the window but not placed at the image time (a moving ship's
+    messages too far from it to dead-reckon) that could have reached it: (mmsi, why). Such a detection is not
+    dark: AIS cannot say the ship there was silent. The reach from each message around the image is the fastest
+    speed the ship showed (its reports, the leg between them) plus a quarter and 2 kn, over the time to the
+    image, plus the match gate."""
+    out: list[list[tuple[int, str]]] = [[] for _ in range(det.height)]
+    rest = window.filter(~pl.col("mmsi").is_in(list(positioned))) if positioned else window
+    if det.height == 0 or rest.height == 0:
+        return out
+    p = rest.select("mmsi", "timestamp", "lon", "lat", "sog_kn").sort("mmsi", "timestamp")
+    before = p.filter(pl.col("timestamp") <= when).group_by("mmsi").agg(pl.all().last())
+    after = p.filter(pl.col("timestamp") > when).group_by("mmsi").agg(pl.all().first())
+    j = before.join(after, on="mmsi", how="full", coalesce=True, suffix="_a")
+    dlon, dlat = det["lon"].to_numpy().astype(float), det["lat"].to_numpy().astype(float)
+    for r in j.iter_rows(named=True):
+        sides = [(r["timestamp" + k], r["lon" + k], r["lat" + k]) for k in ("", "_a") if r["timestamp" + k] is not None]
+        speeds = [v for v in (r["sog_kn"], r["sog_kn_a"]) if v is not None]
+        if len(sides) == 2:
+            span = (sides[1][0] - sides[0][0]).total_seconds()
+            leg = float(haversine_m(sides[0][1], sides[0][2], sides[1][1], sides[1][2]))
+            if span > 0 and leg / span / KN_TO_MS > cfg.max_plausible_kn:
+                continue  # two transmitters: each message was placed on its own where it could be
+            speeds.append(leg / span / KN_TO_MS if span > 0 else 0.0)
+        v_kn = max(speeds, default=12.0) * 1.25 + 2.0
+        ok = np.ones(det.height, bool)
+        whys = []
+        for t_m, lon, lat, in sides:
+            dt_s = abs((t_m - when).total_seconds())
+            d = haversine_m(dlon, dlat, lon, lat)
+            ok &= d <= v_kn * KN_TO_MS * dt_s + cfg.gate_m
+            whys.append((dt_s, t_m <= when))
+        dt_s, earlier = min(whys)
+        for i in np.flatnonzero(ok):
+            out[int(i)].append((int(r["mmsi"]), f"AIS MMSI {int(r['mmsi'])} was heard {dt_s / 60:.0f} min "
+                                                f"{'before' if earlier else 'after'} the image and could be this ship"))
+    return out
+
+
 def match_detections(
     det: pl.DataFrame, ais: pl.DataFrame, ais_length: dict[int, float], config: FuseConfig | None = None,
     twins: list[list[int]] | None = None,
@@ -204,6 +275,7 @@ def match_detections(
     conf: list[float | None] = [None] * n
     method: list[str | None] = [None] * n
     src: list[str | None] = [None] * n
+    note: list[str | None] = [None] * n  # an unmatched detection's likeliest AIS ship, and why it is no match
     if n and ais.height:
         cost, dist = cost_matrix(det, ais, ais_length, cfg)
         # a ship detected twice in one image (two fusions of it, from files without ids, exported together) takes
@@ -213,10 +285,15 @@ def match_detections(
         reps = [i for i in range(n) if all(t > i for t in twins[i])]
         # a ship's cost to each AIS ship is its likeliest copy's (a first copy gated out leaves the others theirs)
         ship_cost = np.vstack([cost[[r, *twins[r]]].min(axis=0) for r in reps])
-        rows, cols = linear_sum_assignment(ship_cost)
+        # "a ship without AIS" is an alternative inside the assignment (a column of its own for each ship, at
+        # the dark cost): chosen after the pairs, a ship's AIS match had been given to another hull beside it
+        # (the better match then lost to the swap) and a weak match had hidden a dark ship from the watchlist
+        none = np.full((len(reps), len(reps)), BIG)
+        np.fill_diagonal(none, cfg.dark_cost)
+        rows, cols = linear_sum_assignment(np.hstack([ship_cost, none]))
         pairs = []
         for k, j in zip(rows.tolist(), cols.tolist(), strict=True):
-            if ship_cost[k, j] < BIG:
+            if j < ship_cost.shape[1] and ship_cost[k, j] < BIG:
                 pairs += [(i, j) for i in (reps[k], *twins[reps[k]]) if cost[i, j] < BIG]
         like = np.where(cost < BIG, np.exp(-0.5 * cost), 0.0)
         for i, j in pairs:
@@ -227,9 +304,15 @@ def match_detections(
             conf[i] = float(like[i, j] / (like[i].sum() + math.exp(-0.5 * cfg.dark_cost)))
             method[i] = ais["method"][int(j)]
             src[i] = f"{ais['source'][int(j)]}:{ais['line'][int(j)]}"
+        for i in range(n):
+            j = int(np.argmin(cost[i]))
+            if status[i] == "dark" and cost[i, j] < BIG:
+                note[i] = (f"AIS MMSI {int(ais['mmsi'][j])} {dist[i, j]:.0f} m away (cost {cost[i, j]:.1f}) is a "
+                           f"weaker explanation than a ship without AIS ({cfg.dark_cost:g})"
+                           + (" or is another hull's match" if cost[i, j] < cfg.dark_cost else ""))
     return det.select("id").with_columns(
         pl.Series("status", status, pl.String), pl.Series("mmsi", mmsi, pl.Int32),
         pl.Series("match_distance_m", dist_out, pl.Float64), pl.Series("match_cost", cost_out, pl.Float64),
         pl.Series("match_confidence", conf, pl.Float64), pl.Series("ais_method", method, pl.String),
-        pl.Series("ais_evidence", src, pl.String),
+        pl.Series("ais_evidence", src, pl.String), pl.Series("ais_note", note, pl.String),
     )
