@@ -200,7 +200,7 @@ def test_untimed_positions_are_reported_and_a_truncated_or_foreign_file_does_not
     out = _run("ais", "ingest", str(cut), str(foreign), str(nmea), "-w", "ws", code=1)
     assert "cut.nmea.gz: truncated or corrupt gzip" in out
     assert "tracks.geojson: no AIS sentence in" in out and "not an NMEA file" in out
-    assert "positions carry no time and were left out" in out
+    assert "positions and static reports carry no time and were left out" in out
     assert {Path(f.path).name for f in Store.open(ws.db_url).failures("ais")} >= {"cut.nmea.gz", "tracks.geojson"}
     assert all(Path(f.path).is_absolute() for f in Store.open(ws.db_url).failures("ais"))  # as the manifest
     assert read_manifest(ws.ais_dir) == {} and day_dirs(ws.ais_dir) == [] and _no_tmp_files(ws)

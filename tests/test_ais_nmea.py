@@ -319,3 +319,39 @@ def test_a_position_at_exactly_0_n_0_e_is_not_available_on_both_paths(tmp_path):
     assert res.positions["line"].to_list() == [3] and res.report.bad_total == 2
     # a row without a position still names its ship in the registry
     assert res.statics.select("mmsi", "name").rows() == [(273210441, "NO FIX")]
+
+
+def test_a_static_report_without_a_time_is_held_back_like_a_position(tmp_path):
+    """One type 5 with no time claiming a watched ship's IMO had gone into the registry with no first or last time,
+    which holds at every time: every call of that MMSI was named the watched ship. It is counted as untimed, not
+    kept, and the file is not marked as ingested, so that --default-time reads it later."""
+    from routewatch.sources.ais.ingest import ingest_file
+    from routewatch.sources.ais.registry import vessel_registry
+
+    res = read_nmea_lines(_static_sentences())
+    assert res.statics == [] and res.report.untimed == 1 and res.report.statics == 1
+    timed = read_nmea_lines(_static_sentences(), default_time=T0)
+    assert len(timed.statics) == 1 and timed.statics[0]["t_us"] == int(T0.timestamp() * 1_000_000)
+    f = tmp_path / "untimed.nmea"
+    f.write_text("\n".join(_static_sentences()) + "\n")
+    ais = tmp_path / "ais"
+    first = ingest_file(f, ais)
+    assert first.report.untimed == 1 and vessel_registry(ais).height == 0
+    again = ingest_file(f, ais, default_time=T0)  # not marked as read: the default time reads it now
+    assert not again.skipped and again.statics_added == 1
+    assert vessel_registry(ais)["imo"].to_list() == [9179842]
+
+
+def test_a_trailing_nine_digit_number_is_a_station_id_not_a_time():
+    """``...*hh,366999999`` (an MMSI or station id after the sentence) had been read as Unix seconds: a position
+    of 1981 over --default-time, or one refused as before 1980. Ten digits (seconds) or thirteen (milliseconds)
+    are a time; nine are not, on both decoding paths."""
+    s = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    lines = [f"{s},366999999", f"{s},257123450", f"{s},1704103500", f"{s},1704103500123"]
+    for fast in (True, False):
+        res = read_nmea_lines(lines, default_time=T0, fast=fast)
+        got = dict(zip(res.positions["line"], res.positions["timestamp"], strict=True))
+        assert got == {1: T0, 2: T0, 3: datetime.fromtimestamp(1704103500, UTC),
+                       4: datetime.fromtimestamp(1704103500.123, UTC)}
+        assert not res.report.bad
+        assert read_nmea_lines(lines[:2], fast=fast).report.untimed == 2

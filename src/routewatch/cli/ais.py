@@ -179,8 +179,8 @@ def register(app: typer.Typer) -> None:
                     store.record_failure("ais", str(Path(f).resolve()), "every row is bad: " + ", ".join(
                         f"{reason}: {n:,}" for reason, n in s.report.bad.items()))
                 if s.report.untimed:
-                    console.print(f"  [yellow]{f.name}: {s.report.untimed:,} positions carry no time and were left "
-                                  "out; run again with --default-time (UTC) to add them (the file is not marked "
+                    console.print(f"  [yellow]{f.name}: {s.report.untimed:,} positions and static reports carry no "
+                                  "time and were left out; run again with --default-time (UTC) to add them (the file is not marked "
                                   "as ingested)[/yellow]")
         console.print(table)
         linked = link_watchlist(vessel_registry(ws.ais_dir), watchlist.vessels)

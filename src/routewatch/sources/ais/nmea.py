@@ -37,7 +37,9 @@ from routewatch.sources.ais.sixbit import POSITION_PAYLOAD_CHARS, decode_positio
 _SENTENCE = r"!([A-Z]{2}VD[MO],[^*!\\]*)\*([0-9A-Fa-f]{2})"
 _ISO_PREFIX = r"^\s*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*" + ZONE + "?"
 _ARMOUR = r"^[0-W`-w]*$"  # the six-bit armour alphabet: a payload with any other character is not AIS
-_TRAILING_EPOCH = r"^,(?:[^,]*,)*\s*(\d{9,13})(?:\.\d+)?\s*$"
+# a receiver's time after the sentence: Unix seconds (ten digits, 2001-2286) or milliseconds (thirteen); a nine-digit
+# number there is a station id or an MMSI (as seconds it would be a time before 2001, before AIS was in use)
+_TRAILING_EPOCH = r"^,(?:[^,]*,)*\s*(\d{10}|\d{13})(?:\.\d+)?\s*$"
 POSITION_TYPES_SLOW = {1, 2, 3, 18, 19, 27}
 STATIC_TYPES = {5, 19, 24}
 MAX_EXAMPLES = 5
@@ -52,7 +54,7 @@ class ReadReport:
     positions: int = 0
     statics: int = 0
     fast_path: int = 0
-    untimed: int = 0  # decoded positions without any time (give a default time to keep them)
+    untimed: int = 0  # decoded positions and static reports without any time (give a default time to keep them)
     bad: dict[str, int] = field(default_factory=dict)
     examples: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, text)
 
@@ -167,7 +169,8 @@ def read_nmea_lines(
     """Decode NMEA lines; ``fast=False`` sends every message through pyais (the reference the tests compare to).
 
     ``default_time`` (UTC) is given to messages that carry no time of their own; without it they are decoded and
-    counted as ``untimed`` but not returned as positions, because a position without a time cannot be placed.
+    counted as ``untimed`` but not returned, because a position without a time cannot be placed, and a static
+    report without one would link its identity to the ship at every time.
     """
     lines = list(lines)
     report = ReadReport(lines=len(lines))
@@ -223,7 +226,9 @@ def read_nmea_lines(
     lo, hi = (int(t.timestamp() * 1_000_000) for t in (TIME_MIN, latest_observation_time()))
     kept = []  # a static report with such a clock would be the registry's latest record for its ship until 2286
     for r in statics:
-        if r["t_us"] is None or lo <= r["t_us"] < hi:
+        if r["t_us"] is None:  # untimed, as a position is: an identity without a time would hold at every time
+            report.untimed += 1  # (one line claiming a watched ship's IMO had named that ship for every call)
+        elif lo <= r["t_us"] < hi:
             kept.append(r)
         else:
             report.add_bad(BAD_TIME, int(r["line"]), str(raw[int(r["line"]) - first_line]))
