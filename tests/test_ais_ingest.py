@@ -938,3 +938,34 @@ def test_a_carriage_return_alone_in_a_ragged_row_or_beside_a_multi_line_field_is
     assert dict(zip(res.statics["mmsi"].to_list(), zip(res.statics["name"].to_list(),
                                                         res.statics["call_sign"].to_list(), strict=True),
                     strict=True))[273210442] == ("NUL\x00NAME", "C4\r")
+
+
+def test_interleaved_multipart_messages_are_read_whole_whatever_the_chunking(tmp_path):
+    """Two receivers' type 5 messages interleaved (A1 B1 A2 B2): the chunker had cut at the last first fragment it
+    saw (B1), whose second fragment was already in the block, splitting A into an incomplete message and an
+    orphan, at every chunk boundary and at the end of every file: the registry depended on the chunk size (199,
+    195, 180, 150 of 200 ships)."""
+    from pyais import encode_dict
+
+    from routewatch.sources.ais.registry import read_statics
+
+    out, k = [], 0
+    t0 = 1_700_000_000
+    for i in range(40):
+        for j in range(6):
+            out.append(f"\\c:{t0 + len(out)}\\" + encode_dict({"type": 1, "mmsi": 300000000 + j, "lon": 10 + j / 100,
+                                                               "lat": 55 + i / 1000})[0])
+        a = encode_dict({"type": 5, "mmsi": 240000000 + k, "shipname": f"SHIP{k}", "imo": 1000000 + k},
+                        seq_id=k % 10, radio_channel="A")
+        b = encode_dict({"type": 5, "mmsi": 240000001 + k, "shipname": f"SHIP{k + 1}", "imo": 1000001 + k},
+                        seq_id=(k + 1) % 10, radio_channel="B")
+        k += 2
+        tag = f"\\c:{t0 + len(out)}\\"
+        out += [tag + a[0], tag + b[0], tag + a[1], tag + b[1]]
+    f = tmp_path / "interleaved.nmea"
+    f.write_text("\n".join(out) + "\n")
+    for n in (1_000_000, 200, 50, 21, 20):
+        ais = tmp_path / f"ais{n}"
+        s = ingest_file(f, ais, chunk_lines=n)
+        assert not s.report.bad and s.report.statics == 80, n
+        assert read_statics(ais).height == 80, n

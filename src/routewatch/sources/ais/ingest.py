@@ -42,7 +42,7 @@ from routewatch.sources.ais.providers import (
 from routewatch.sources.ais.registry import merge_statics, statics_frame
 
 CHUNK_LINES = 1_000_000
-_FRAGMENT = re.compile(r"!..VD[MO],(\d),(\d),(\d*),")
+_FRAGMENT = re.compile(r"!..VD[MO],(\d),(\d),(\d*),([^,]*),")  # count, index, sequence id, channel
 Progress = Callable[[str, int], None]  # (file name, lines done in this step)
 
 
@@ -162,34 +162,50 @@ def _starts_with_nmea(path: Path, lines: int = 5) -> bool:
 
 
 def nmea_chunks(path: Path, chunk_lines: int = CHUNK_LINES) -> Iterator[tuple[int, list[str]]]:
-    """(first line number, lines) chunks; trailing fragments of an unfinished multipart message move on."""
+    """(first line number, lines) chunks; the fragments of multipart messages still unfinished at a chunk's end
+    move on to the next chunk (the last chunk keeps all it has: there is none to move them to)."""
     carry: list[str] = []
     first = 1
     with _open_text(path) as fh:
-        while True:
-            block = carry + [ln.rstrip("\r\n") for _, ln in zip(range(chunk_lines), fh, strict=False)]
-            if len(block) == len(carry):
-                if carry:
-                    yield first, carry
-                return
-            cut = len(block)
-            for i in range(len(block) - 1, max(len(block) - 10, -1), -1):
-                m = _FRAGMENT.search(block[i])
-                if m and int(m.group(2)) < int(m.group(1)):
-                    # an unfinished message: carry it from its first fragment (a message of three or more
-                    # fragments has more than one before the cut)
-                    cut = i
-                    for j in range(i, max(i - 9, -1), -1):
-                        f = _FRAGMENT.search(block[j])
-                        if f and f.group(1) == m.group(1) and f.group(3) == m.group(3) and f.group(2) == "1":
-                            cut = j
-                            break
-                    break
-            if cut == 0 or len(block) - cut > 18:
-                cut = len(block)
+        lines = (ln.rstrip("\r\n") for ln in fh)
+        ahead = next(lines, None)
+        while ahead is not None:
+            block = [*carry, ahead, *(ln for _, ln in zip(range(chunk_lines - 1), lines, strict=False))]
+            ahead = next(lines, None)
+            cut = len(block) if ahead is None else _unfinished_from(block)
             yield first, block[:cut]
             first += cut
             carry = block[cut:]
+        if carry:
+            yield first, carry
+
+
+def _unfinished_from(block: list[str], look_back: int = 20) -> int:
+    """Where the block can be cut so that no multipart message has fragments on both sides: before the first
+    fragment of each message still unfinished at the block's end, and of each message that another such cut
+    would split (two receivers' messages interleaved: A1 B1 A2 B2). A message is known by its fragment count,
+    sequence id and channel, and finished by its last fragment. Only the last ``look_back`` lines are looked at,
+    and at most 18 lines move on (the block's length when nothing needs to)."""
+    spans: list[list[int]] = []  # [first fragment's index, last fragment's index or the block's length]
+    open_: dict[tuple[str, str, str], list[int]] = {}
+    for i in range(max(len(block) - look_back, 0), len(block)):
+        m = _FRAGMENT.search(block[i])
+        if not m or m.group(1) == "1":
+            continue
+        key = (m.group(1), m.group(3), m.group(4))
+        if m.group(2) == "1":
+            open_[key] = [i, len(block)]
+            spans.append(open_[key])
+        elif m.group(2) == m.group(1) and key in open_:
+            open_.pop(key)[1] = i
+    cut = len(block)
+    moved = True
+    while moved:
+        moved = False
+        for start, end in spans:
+            if start < cut <= end:
+                cut, moved = start, True
+    return len(block) if cut == 0 or len(block) - cut > 18 else cut
 
 
 def ingest_file(
