@@ -210,7 +210,7 @@ def test_a_mapping_given_for_a_command_leaves_nmea_and_known_layouts_alone(tmp_p
     mc = tmp_path / "mc.csv"
     mc.write_text("MMSI,BaseDateTime,LAT,LON,SOG\n273210441,2024-01-01T00:00:00,42.23,130.29,0.1\n")
     nmea = tmp_path / "a.nmea"
-    nmea.write_text("\\c:1704067200*00\\!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C\n")
+    nmea.write_text("\\c:1704067200\\!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C\n")
     other = tmp_path / "other.csv"
     other.write_text("vessel,t,x,y\n273210442,2024-01-01T00:00:00,130.29,42.23\n")
     mapping = load_mapping(tmp_path / "mine.toml")
@@ -222,9 +222,9 @@ def test_a_mapping_given_for_a_command_leaves_nmea_and_known_layouts_alone(tmp_p
     assert again.skipped and again.kind == "marinecadastre"
     # NMEA after a blank line or a banner, with or without the mapping, and an NMEA log named .csv: NMEA all
     late = tmp_path / "late.nmea"
-    late.write_text("\nreceiver log\n\\c:1704067260*00\\!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C\n")
+    late.write_text("\nreceiver log\n\\c:1704067260\\!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C\n")
     named = tmp_path / "log.csv"
-    named.write_text("\\c:1704067320*00\\!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C\n")
+    named.write_text("\\c:1704067320\\!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C\n")
     assert (ingest_file(late, tmp_path / "ais", mapping=mapping).kind, ingest_file(named, tmp_path / "ais").kind) \
         == ("nmea", "nmea")
     # a provider file with another name and no mapping: read as NMEA, it is told that a mapping would read it
@@ -339,7 +339,7 @@ def _position_lines(n: int, t0: datetime) -> list[str]:
         msg = {"type": 1, "mmsi": 273_000_000 + i % 5, "lon": 131.0 + i * 1e-3, "lat": 42.0, "speed": 5.0,
                "course": 90.0, "heading": 90}
         sentence = encode_dict(msg, radio_channel="A", talker_id="AI")[0]
-        out.append(f"\\c:{int(t0.timestamp()) + 60 * i}*00\\{sentence}")
+        out.append(f"\\c:{int(t0.timestamp()) + 60 * i}\\{sentence}")
     return out
 
 
@@ -390,7 +390,7 @@ def test_a_time_past_any_believable_date_is_a_bad_row_not_an_aborted_file(tmp_pa
     line = encode_dict({"type": 1, "mmsi": 273000001, "lon": 130.28, "lat": 42.23, "speed": 0.1},
                        radio_channel="A", talker_id="AI")[0]
     nmea = tmp_path / "clock.nmea"
-    nmea.write_text(f"\\c:99999999999999*00\\{line}\n\\c:1704067200*00\\{line}\n")
+    nmea.write_text(f"\\c:99999999999999\\{line}\n\\c:1704067200\\{line}\n")
     got = ingest_file(nmea, ais)
     assert got.added == 1 and got.report.bad == {"time out of range (before 1980 or in the future)": 1}
     assert got.report.examples[0][0] == 1
@@ -399,7 +399,7 @@ def test_a_time_past_any_believable_date_is_a_bad_row_not_an_aborted_file(tmp_pa
     static = encode_dict({"type": 5, "mmsi": 273000002, "shipname": "WRONG CLOCK", "imo": 9000001},
                          radio_channel="A", talker_id="AI")
     names = tmp_path / "static.nmea"
-    names.write_text("".join(f"\\c:99999999999999*00\\{part}\n" for part in static))
+    names.write_text("".join(f"\\c:99999999999999\\{part}\n" for part in static))
     got = ingest_file(names, ais)
     assert got.report.bad == {"time out of range (before 1980 or in the future)": 1} and got.statics_added == 0
     # a mapping that fits no row (epoch seconds read as ISO times): the file is not marked as read, and the fixed
@@ -434,7 +434,7 @@ def test_nmea_file_read_in_chunks_lands_whole_or_not_at_all(tmp_path, monkeypatc
     lines = _position_lines(30, t0)
     static = encode_dict({"type": 24, "mmsi": 273_000_001, "partno": 0, "shipname": "NORTH STAR"},
                          radio_channel="A", talker_id="AI")[0]
-    lines[0] = f"\\c:{int(t0.timestamp())}*00\\{static}"  # a static report in the first chunk
+    lines[0] = f"\\c:{int(t0.timestamp())}\\{static}"  # a static report in the first chunk
     path = tmp_path / "feed.nmea"
     path.write_text("\n".join(lines + lines[:5]) + "\n")  # the last chunk repeats the first five reports
     ais = tmp_path / "ais"
@@ -810,7 +810,7 @@ def test_a_message_of_three_fragments_cut_by_a_chunk_boundary_is_read_whole(tmp_
     pos = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
     whole = [pos] * (5 - cut_after) + frags + [pos]
     path = tmp_path / "feed.nmea"
-    path.write_text("\n".join(f"\\c:{1_700_000_000 + i}*00\\{s}" if not s.startswith("!AIVDM,3,2")
+    path.write_text("\n".join(f"\\c:{1_700_000_000 + i}\\{s}" if not s.startswith("!AIVDM,3,2")
                               and not s.startswith("!AIVDM,3,3") else s for i, s in enumerate(whole)) + "\n")
     done = ingest_file(path, tmp_path / "ais", chunk_lines=5)  # the boundary falls after fragment `cut_after`
     assert done.report.bad == {} and done.report.statics == 1 and done.statics_added == 1
@@ -857,7 +857,7 @@ def test_a_position_dated_after_the_ingest_is_a_bad_row(tmp_path: Path) -> None:
     line = encode_dict({"type": 1, "mmsi": 273000001, "lon": 130.28, "lat": 42.23, "speed": 0.1},
                        radio_channel="A", talker_id="AI")[0]
     nmea = tmp_path / "future.nmea"
-    nmea.write_text(f"\\c:{int(now.timestamp()) - 60}*00\\{line}\n\\c:{int(now.timestamp()) + 30 * 86400}*00\\{line}\n")
+    nmea.write_text(f"\\c:{int(now.timestamp()) - 60}\\{line}\n\\c:{int(now.timestamp()) + 30 * 86400}\\{line}\n")
     got = ingest_file(nmea, tmp_path / "ais")
     assert got.added == 1 and got.report.bad == {"time out of range (before 1980 or in the future)": 1}
 

@@ -72,7 +72,7 @@ def test_fast_path_equals_pyais_path():
 
 def test_times_from_tag_block_trailing_epoch_and_iso_prefix_and_untimed():
     s = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
-    lines = [f"\\s:rx1,c:1700000000*00\\{s}", f"{s},1700000060", f"2023-11-14 22:15:00 {s}", s]
+    lines = [f"\\s:rx1,c:1700000000\\{s}", f"{s},1700000060", f"2023-11-14 22:15:00 {s}", s]
     res = read_nmea_lines(lines)
     assert res.report.untimed == 1
     got = dict(zip(res.positions["line"], res.positions["timestamp"], strict=True))
@@ -86,9 +86,9 @@ def test_a_leading_iso_time_wins_over_a_trailing_number_and_a_long_clock_is_corr
     message to 2001); a c: of 14 digits is a corrupt clock, refused, not its first 13 digits read as milliseconds
     (a plausible 2024 time, stored without a word). Both decoding paths agree."""
     s = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
-    lines = [f"2024-01-01T10:00:00Z {s},992570001", f"\\s:rx1,c:17041034400000*07\\{s}",
-             f"\\s:rx1,c:1704103440000*07\\{s}", f"{s},1704103500", f"\\s:rx1,c:1704103560.5*07\\{s}",
-             f"\\c:1704103620 ,s:rx1*07\\{s}"]  # a fraction of a second, a blank: the clock all the same
+    lines = [f"2024-01-01T10:00:00Z {s},992570001", f"\\s:rx1,c:17041034400000\\{s}",
+             f"\\s:rx1,c:1704103440000\\{s}", f"{s},1704103500", f"\\s:rx1,c:1704103560.5\\{s}",
+             f"\\c:1704103620 ,s:rx1\\{s}"]  # a fraction of a second, a blank: the clock all the same
     for fast in (True, False):
         res = read_nmea_lines(lines, fast=fast)
         got = dict(zip(res.positions["line"], res.positions["timestamp"], strict=True))
@@ -190,7 +190,7 @@ def test_a_file_whose_lines_end_with_a_carriage_return_alone_is_read_whole(tmp_p
 
     good = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
     p = tmp_path / "cr.nmea"
-    p.write_bytes(("\r".join(f"\\c:{1704067200 + 60 * i}*00\\{good}" for i in range(3)) + "\r").encode())
+    p.write_bytes(("\r".join(f"\\c:{1704067200 + 60 * i}\\{good}" for i in range(3)) + "\r").encode())
     summary = ingest_file(p, tmp_path / "ais")
     assert summary.report.lines == 3 and summary.report.messages == 3 and summary.added == 3
 
@@ -355,3 +355,15 @@ def test_a_trailing_nine_digit_number_is_a_station_id_not_a_time():
                        4: datetime.fromtimestamp(1704103500.123, UTC)}
         assert not res.report.bad
         assert read_nmea_lines(lines[:2], fast=fast).report.untimed == 2
+
+
+def test_a_tag_block_with_a_wrong_checksum_is_a_bad_line():
+    """NMEA 4 tag blocks carry their own checksum: one digit of ``c:`` corrupted had moved a position by three
+    months without a word. A tag block without a checksum is read as it is."""
+    s = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    good = _tag("s:R1,c:1700000000")
+    corrupt = good.replace("1700000000", "1709000000")
+    for fast in (True, False):
+        res = read_nmea_lines([good + s, corrupt + s, "\\s:R1,c:1700000060\\" + s], fast=fast)
+        assert res.positions["line"].to_list() == [1, 3]
+        assert res.report.bad == {"tag block checksum mismatch": 1} and res.report.examples[0][0] == 2
