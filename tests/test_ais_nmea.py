@@ -367,3 +367,20 @@ def test_a_tag_block_with_a_wrong_checksum_is_a_bad_line():
         res = read_nmea_lines([good + s, corrupt + s, "\\s:R1,c:1700000060\\" + s], fast=fast)
         assert res.positions["line"].to_list() == [1, 3]
         assert res.report.bad == {"tag block checksum mismatch": 1} and res.report.examples[0][0] == 2
+
+
+def test_a_group_id_is_unique_within_its_station_only():
+    """Two receivers that both number a message group 17 (same channel and sequence id): the key had been the
+    group alone, so one receiver's second fragment was spliced onto the other's message and a type 5 lost. And a
+    grouped first fragment followed by an untagged second one is one message."""
+    a = encode_dict({"type": 5, "mmsi": 211111111, "shipname": "ALPHA", "imo": 9000001}, radio_channel="A",
+                    talker_id="AI", seq_id=3)
+    b = encode_dict({"type": 5, "mmsi": 222222222, "shipname": "BRAVO", "imo": 9000002}, radio_channel="A",
+                    talker_id="AI", seq_id=3)
+    lines = [_tag("s:R1,g:1-2-17,c:1700000000") + a[0], _tag("s:R2,g:1-2-17,c:1700000000") + b[0],
+             _tag("s:R1,g:2-2-17") + a[1], _tag("s:R2,g:2-2-17") + b[1]]
+    res = read_nmea_lines(lines)
+    assert not res.report.bad and sorted(r["mmsi"] for r in res.statics) == [211111111, 222222222]
+    assert {r["mmsi"]: r["name"] for r in res.statics} == {211111111: "ALPHA", 222222222: "BRAVO"}
+    half = read_nmea_lines([_tag("s:R1,g:1-2-18,c:1700000000") + a[0], a[1]])
+    assert not half.report.bad and [r["name"] for r in half.statics] == ["ALPHA"]

@@ -294,8 +294,8 @@ def _slow_path(
     cache: dict[str, Any] = {}
     cols = [df[c].to_list() for c in ("line", "raw", "body", "cs", "count", "index", "seq", "channel", "station",
                                       "group", "own_time", "t_us")]
-    stations: dict[tuple, list[tuple]] = {}  # (channel, seq, count) -> keys of pending messages, for fragments
-    # that do not name their station (some feeds tag the first fragment only)
+    loose: dict[tuple, list[tuple]] = {}  # (channel, seq, count) -> keys of pending messages, for fragments that
+    # do not name their station or group (some feeds tag the first fragment only)
 
     def emit(line: int, t_us: int | None, sentences: list[str], raw: str) -> None:
         key = "\n".join(sentences)
@@ -313,7 +313,7 @@ def _slow_path(
 
     def drop(key: tuple) -> None:
         del pending[key]
-        same = stations.get(key[1:])
+        same = loose.get(key[2:])
         if same and key in same:
             same.remove(key)
 
@@ -322,20 +322,23 @@ def _slow_path(
         if count == 1:
             emit(line, t_us, [sentence], raw)
             continue
-        # a tag-block group id ties the fragments together whatever else they carry; otherwise (station, channel,
-        # sequence id, fragment count), and a fragment without a station joins the one such message pending
-        key = ("g", group, channel, seq, count) if group else (station, channel, seq, count)
-        if not group and station is None and index > 1 and key not in pending:
-            same = stations.get(key[1:], [])
-            if len(same) == 1:
-                key = same[0]
+        # (station, tag-block group, channel, sequence id, fragment count): a group id is unique within its station
+        # only (two receivers' group 17 had been spliced together). A later fragment that names no station, or no
+        # group, joins the one pending message it fits (a feed may tag the first fragment only); with several
+        # it is not guessed
+        key = (station, group, channel, seq, count)
+        if index > 1 and key not in pending and (station is None or group is None):
+            fits = [k for k in loose.get(key[2:], []) if (station is None or k[0] == station)
+                    and (group is None or k[1] == group)]
+            if len(fits) == 1:
+                key = fits[0]
         frags = pending.get(key)
         if index == 1:
             if frags:
                 report.add_bad("incomplete multipart message", frags[0][0], frags[0][2])
                 drop(key)
             pending[key] = [(line, t_us if own_time else None, raw, sentence, t_us)]
-            stations.setdefault(key[1:], []).append(key)
+            loose.setdefault(key[2:], []).append(key)
             continue
         mine = t_us if own_time else None  # a default time given to untimed lines says nothing of staleness
         stale = frags is not None and (
