@@ -384,3 +384,29 @@ def test_a_group_id_is_unique_within_its_station_only():
     assert {r["mmsi"]: r["name"] for r in res.statics} == {211111111: "ALPHA", 222222222: "BRAVO"}
     half = read_nmea_lines([_tag("s:R1,g:1-2-18,c:1700000000") + a[0], a[1]])
     assert not half.report.bad and [r["name"] for r in half.statics] == ["ALPHA"]
+
+
+def test_a_renamed_ship_keeps_none_of_its_former_identity_in_the_registry(tmp_path):
+    """A type 5 as LADY R (IMO 9161003, 120 m) in January, then one as FU HAI 8 with IMO "not available" in
+    March: the registry row had read FU HAI 8, IMO 9161003 (each field's latest value taken on its own). A class B
+    ship's nameless part B still completes its part A."""
+    from routewatch.sources.ais.ingest import ingest_file
+    from routewatch.sources.ais.registry import vessel_registry
+
+    jan = encode_dict({"type": 5, "mmsi": 412000002, "shipname": "LADY R", "imo": 9161003, "callsign": "UBLR",
+                       "to_bow": 100, "to_stern": 20}, radio_channel="A", talker_id="AI", seq_id=1)
+    mar = encode_dict({"type": 5, "mmsi": 412000002, "shipname": "FU HAI 8", "imo": 0, "callsign": "BXYZ9",
+                       "to_bow": 30, "to_stern": 10}, radio_channel="A", talker_id="AI", seq_id=2)
+    part_a = encode_dict({"type": 24, "mmsi": 244270489, "partno": 0, "shipname": "SMALL ONE"}, radio_channel="A",
+                         talker_id="AI")[0]
+    part_b = encode_dict({"type": 24, "mmsi": 244270489, "partno": 1, "ship_type": 37, "callsign": "PB1",
+                          "to_bow": 8, "to_stern": 4}, radio_channel="A", talker_id="AI")[0]
+    f = tmp_path / "ids.nmea"
+    f.write_text("\n".join([*(_tag("c:1704067200") + s for s in jan), *(_tag("c:1709251200") + s for s in mar),
+                            _tag("c:1709251300") + part_a, _tag("c:1709251400") + part_b]) + "\n")
+    ingest_file(f, tmp_path / "ais")
+    reg = {r["mmsi"]: r for r in vessel_registry(tmp_path / "ais").iter_rows(named=True)}
+    ship = reg[412000002]
+    assert (ship["name"], ship["imo"], ship["call_sign"], ship["length_m"]) == ("FU HAI 8", None, "BXYZ9", 40)
+    small = reg[244270489]
+    assert (small["name"], small["call_sign"], small["length_m"]) == ("SMALL ONE", "PB1", 12)

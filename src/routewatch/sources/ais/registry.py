@@ -74,10 +74,15 @@ def read_statics(ais_dir: Path) -> pl.DataFrame:
 
 
 def vessel_registry(ais_dir: Path) -> pl.DataFrame:
-    """One row per MMSI: the most recently heard non-null value of each static field."""
+    """One row per MMSI: its latest name, and the most recently heard non-null value of each other static field
+    among the records heard under that name or under none (a class B ship's part B carries no name).
+
+    A ship that renamed itself keeps none of its former identity's fields: a type 5 as LADY R (IMO 9161003) and a
+    later one as FU HAI 8 with IMO "not available" had made a row FU HAI 8, IMO 9161003."""
     statics = read_statics(ais_dir).sort("last_seen", nulls_last=False)
+    current = pl.col("name").is_null() | (pl.col("name") == pl.col("name").drop_nulls().last())
     return statics.group_by("mmsi").agg(
-        *(pl.col(f).drop_nulls().last().alias(f) for f in FIELDS),
+        *(pl.col(f).filter(current).drop_nulls().last().alias(f) for f in FIELDS),
         pl.col("first_seen").min(), pl.col("last_seen").max(),
         pl.struct("source", "line").first().alias("evidence"),
     ).sort("mmsi")
