@@ -10,8 +10,8 @@ Columns (one row per position report):
 * ``source`` the input file name and ``line`` its 1-based line number, so that any derived claim can be walked
   back to the message it rests on.
 
-Duplicates are rows with the same (mmsi, timestamp, lon, lat): the same message heard by two receivers or the
-same file ingested twice.
+Duplicates are rows with the same (mmsi, timestamp, lon, lat): the same file ingested twice, or one message heard
+by two receivers that stamp it with the same time. Receivers whose clocks differ give one row each (docs/ais.md).
 """
 
 from __future__ import annotations
