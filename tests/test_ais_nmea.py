@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyais import decode, encode_dict
 
-from routewatch.sources.ais.nmea import read_nmea_lines
+from routewatch.sources.ais.nmea import GLUED, read_nmea_lines
 
 SHARED = Path(os.environ.get("ROUTEWATCH_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 SAMPLE = SHARED / "data" / "ais" / "pyais_nmea_data_sample.txt"
@@ -410,3 +410,18 @@ def test_a_renamed_ship_keeps_none_of_its_former_identity_in_the_registry(tmp_pa
     assert (ship["name"], ship["imo"], ship["call_sign"], ship["length_m"]) == ("FU HAI 8", None, "BXYZ9", 40)
     small = reg[244270489]
     assert (small["name"], small["call_sign"], small["length_m"]) == ("SMALL ONE", "PB1", 12)
+
+
+def test_sentences_run_together_and_a_file_of_bad_sentences_are_said_for_what_they_are(tmp_path):
+    """Two sentences on one line (a lost newline): the second had vanished without a count. A file whose AIS
+    sentences all fail their checksums had been refused as "not an NMEA file, give a column mapping"."""
+    from routewatch.sources.ais.ingest import ingest_file
+
+    s = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
+    res = read_nmea_lines([s + s, s], default_time=T0)
+    assert res.positions.height == 2 and res.report.bad == {GLUED: 1} and "not read" in GLUED
+    assert res.report.examples[0][0] == 1
+    f = tmp_path / "bad.nmea"
+    f.write_text("\n".join([s.replace("*6C", "*6D")] * 3) + "\n")
+    with pytest.raises(ValueError, match=r"no AIS message decoded in 3 lines \(checksum mismatch: 3\)"):
+        ingest_file(f, tmp_path / "ais", default_time=T0)

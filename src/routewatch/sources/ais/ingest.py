@@ -313,6 +313,11 @@ def _ingest_file(
                 _merge_reports(total, res.report)
                 if progress:
                     progress(path.name, len(lines))
+            sentences = total.bad_total - total.bad.get("no AIS sentence", 0)
+            if total.lines and not total.messages and sentences:  # AIS sentences, none decoded: say why
+                raise ValueError(f"{path}: no AIS message decoded in {total.lines:,} lines ("
+                                 + ", ".join(f"{reason}: {n:,}" for reason, n in total.bad.items()) + ")"
+                                 + (f"; line {total.examples[0][0]}: {total.examples[0][2]}" if total.examples else ""))
             if total.lines and not total.messages:
                 first = read_header(path)
                 hint = ("; if it is a provider CSV, give a column mapping (--mapping) with its delimiter"

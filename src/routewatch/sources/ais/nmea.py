@@ -106,6 +106,7 @@ def nmea_checksum_ok(bodies: pl.Series, checksums: pl.Series) -> np.ndarray:
     return xor.astype(np.int64) == expected
 
 
+GLUED = "another sentence on the line (not read; the first one is)"
 CORRUPT_CLOCK = 10**15  # milliseconds: a time far in the future, so the line is refused as `time out of range`
 
 
@@ -159,7 +160,9 @@ def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) 
     # station and group untrusted (a bit flipped in c: had moved a position by three months without a word)
     tag_bad = df["tag_cs"].is_not_null().to_numpy() & ~nmea_checksum_ok(df["tag_body"], df["tag_cs"])
     return df.drop("tag", "trailer", "iso", "iso_zone", "_iso", "_own", "tag_body", "tag_cs").with_columns(
-        pl.Series("tag_bad", tag_bad, pl.Boolean))
+        pl.Series("tag_bad", tag_bad, pl.Boolean),
+        # two sentences run together (a lost newline): the first is read, the second is said, not lost in silence
+        (pl.col("raw").str.count_matches(r"![A-Z]{2}VD[MO],") > 1).alias("glued"))
 
 
 def read_nmea_lines(
@@ -202,6 +205,8 @@ def read_nmea_lines(
         (ok_cs & well_formed & ~nonempty, "empty payload"),
     ):
         report.add_bad_rows(reason, np.flatnonzero(mask), lambda i: i + first_line, raw.__getitem__)
+    glued = df["glued"].to_numpy() & ok_cs
+    report.add_bad_rows(GLUED, np.flatnonzero(glued), lambda i: i + first_line, raw.__getitem__)
     good = ok_cs & well_formed & nonempty
     frames: list[pl.DataFrame] = []
     fast_mask = np.zeros(len(df), bool)
