@@ -756,3 +756,81 @@ def test_detections_of_a_simulated_image_carry_its_time_and_mark_into_fusion(tmp
     fc3 = json.loads(out3.read_text())
     assert "acquired" not in fc3["routewatch"] and all("time" not in f["properties"] for f in fc3["features"])
     assert read_detections_geojson(out3, when)["time"].to_list() == [when] * len(fc3["features"])
+
+
+def _grd_with_ship(tmp_path: Path, name: str = "S1A_IW_GRDH_20231012T090000_vv.tif") -> tuple[Path, tuple]:
+    """A GRD-like uint16 image located by GCPs alone, one 20-pixel hull at its centre; (path, grid)."""
+    from rasterio.control import GroundControlPoint
+
+    h, w = 300, 300
+    lon0, lat0, dlon, dlat = 130.20, 42.10, 1.2e-4, 0.9e-4
+    rng = np.random.default_rng(3)
+    img = (rng.gamma(1.0, 60.0, (h, w)) + 1).astype(np.uint16)
+    img[140:160, 149:151] = 4000
+    gcps = [GroundControlPoint(row=r, col=c, x=lon0 + c * dlon, y=lat0 + r * dlat)
+            for r in np.linspace(0, h, 5) for c in np.linspace(0, w, 5)]
+    path = tmp_path / name
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint16") as ds:
+        ds.write(img, 1)
+        ds.gcps = (gcps, rasterio.crs.CRS.from_epsg(4326))
+    return path, (lon0, lat0, dlon, dlat)
+
+
+def test_detect_sar_trusts_the_gcps_over_an_affine_beside_them(tmp_path: Path) -> None:
+    """A VRT can carry a GeoTransform beside the GCPs; the affine had been used, placing ships kilometres off."""
+    path, (lon0, lat0, dlon, dlat) = _grd_with_ship(tmp_path)
+    text = (f'<VRTDataset rasterXSize="300" rasterYSize="300"><SRS>EPSG:4326</SRS>'
+            f'<GeoTransform>130.3, 0.0002, 0.0, 42.3, 0.0, -0.0002</GeoTransform>'
+            f'<GCPList Projection="EPSG:4326">'
+            + "".join(f'<GCP Id="{k}" Pixel="{c}" Line="{r}" X="{lon0 + c * dlon}" Y="{lat0 + r * dlat}"/>'
+                      for k, (r, c) in enumerate((r, c) for r in (0, 150, 300) for c in (0, 150, 300)))
+            + f'</GCPList><VRTRasterBand dataType="UInt16" band="1"><SimpleSource><SourceFilename relativeToVRT="1">'
+            f'{path.name}</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>')
+    vrt = tmp_path / "both.vrt"
+    vrt.write_text(text)
+    with rasterio.open(vrt) as ds:
+        assert ds.crs is not None and len(ds.gcps[0]) == 9  # the affine is there, beside the GCPs
+    out = tmp_path / "det.geojson"
+    res = runner.invoke(app, ["detect", "sar", str(vrt), "-o", str(out), "--water", "none"])
+    assert res.exit_code == 0, res.output
+    fc = json.loads(out.read_text())
+    (f,) = fc["features"]
+    lon, lat = f["geometry"]["coordinates"]
+    assert fc["routewatch"]["geolocation"] == "gcps"
+    assert lon == pytest.approx(lon0 + 150 * dlon, abs=3 * dlon) and lat == pytest.approx(lat0 + 150 * dlat, abs=3 * dlat)
+
+
+def test_detect_sar_keeps_no_data_out_without_a_derived_mask_and_picks_the_co_polarised_band(tmp_path: Path) -> None:
+    """A float image whose swath fill is -9999, tagged: with --water none (or the user's mask) the fill had gone
+    into the CFAR rings and every ship was lost. A VH+VV file had been searched in its first band (VH) silently."""
+    rng = np.random.default_rng(5)
+    h, w = 600, 600
+    img = rng.gamma(1.0, 0.05, (h, w)).astype(np.float32)
+    for r in (150, 300, 450):
+        img[r - 10:r + 10, 400:402] = 3.0
+    img[:, :200] = -9999.0
+    path = tmp_path / "sigma0.tif"
+    profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="float32", nodata=-9999.0,
+                   crs="EPSG:32652", transform=Affine(10, 0, 500000, 0, -10, 4700000))
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(img, 1)
+    out = tmp_path / "det.geojson"
+    res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(out), "--water", "none", "--values", "intensity"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(out.read_text())["features"]) == 3
+    two = tmp_path / "vh_vv.tif"
+    with rasterio.open(two, "w", **{**profile, "count": 2, "nodata": None}) as ds:
+        ds.write(np.where(img < 0, 0.0, img * 0.05).astype(np.float32), 1)  # VH: ships barely above clutter
+        ds.write(np.where(img < 0, 0.0, img).astype(np.float32), 2)
+        ds.set_band_description(1, "VH")
+        ds.set_band_description(2, "VV")
+    res = runner.invoke(app, ["detect", "sar", str(two), "-o", str(out), "--water", "none", "--values", "intensity"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(out.read_text())["features"]) == 3
+    with rasterio.open(two, "r+") as ds:
+        ds.set_band_description(2, "other")
+    res = runner.invoke(app, ["detect", "sar", str(two), "-o", str(out), "--water", "none"])
+    assert res.exit_code == 2 and "say which to search with --band N" in said(res)
+    res = runner.invoke(app, ["detect", "sar", str(two), "-o", str(out), "--water", "none", "--band", "2",
+                              "--values", "intensity"])
+    assert res.exit_code == 0 and len(json.loads(out.read_text())["features"]) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,34 @@ def _pixel_size(path: Path, shape: tuple[int, int], transform: Any, crs: Any, gi
         raise _fail(f"--pixel-size {given:g}: {path} is georeferenced with {own:.3g} m ground pixels; "
                     "--pixel-size is for images without georeference (leave it out)")
     return own
+
+
+def _sar_band(path: Path) -> int:
+    """The band ``detect sar`` searches when none is given: the only one, or the co-polarised one (VV or HH,
+    where ships stand out best) that the band descriptions name; a file of several bands that says neither is
+    refused (a VH band taken silently had found no ship)."""
+    if path.suffix.lower() in _RENDERINGS or not path.is_file():
+        return 1
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                count, names = ds.count, [str(d or "") for d in ds.descriptions]
+    except (RasterioIOError, OSError):
+        return 1  # the read that follows says what is wrong with the file
+    if count == 1:
+        return 1
+    co = [i + 1 for i, d in enumerate(names) if re.search(r"(?i)(?<![A-Z])(VV|HH)(?![A-Z])", d)]
+    if len(co) == 1:
+        return co[0]
+    said = ", ".join(f"{i + 1}: {d or 'unnamed'}" for i, d in enumerate(names))
+    raise _fail(f"{path}: {count} bands ({said}); say which to search with --band N (1-based): ships stand out "
+                "best in the co-polarised band (VV or HH)")
 
 
 def _gcp_grid(path: Path) -> Any:
@@ -245,8 +274,8 @@ def _sar_water(image: Path, band: np.ndarray, valid: np.ndarray | None, water: s
     non-zero = water, its no-data not water, the image's size and georeference)."""
     from routewatch.detect.water import WaterMaskError, sar_water
 
-    if water == "none":
-        return None, "none"
+    if water == "none":  # no water mask, but the file's no-data stays out of the search and of every ring
+        return valid, "none"
     if water == "auto":
         rendering = image.suffix.lower() in _RENDERINGS
         try:  # sar_water leaves non-finite pixels out itself
@@ -299,7 +328,8 @@ def _sar_water(image: Path, band: np.ndarray, valid: np.ndarray | None, water: s
             raise _fail(f"--water {path}: its georeference differs from {image}'s; give a mask on the image's grid")
     if mask.shape != band.shape:
         raise _fail(f"--water {path}: size {mask.shape} differs from the image's {band.shape}")
-    return (mask != 0) & ok, str(path)
+    # the image's own no-data is no water either (a -9999 swath fill in the rings had hidden every ship)
+    return (mask != 0) & ok & (True if valid is None else valid), str(path)
 
 
 def _user_model(model: Path, data: Any, px: float) -> list:
@@ -379,6 +409,9 @@ def register(app: typer.Typer) -> None:
         pixel_size: float = typer.Option(None, "--pixel-size", help="ground pixel size in metres (needed without georeference)"),
         chips: Path = typer.Option(None, "--chips", help="folder for PNG chips around each ship"),
         model: Path = typer.Option(None, "--model", help="your own ONNX detector instead of the CFAR"),
+        band_index: int = typer.Option(None, "--band", min=1,
+                                       help="band to search (1-based) in a file of several; by default the one band, "
+                                            "or the co-polarised band (VV or HH) its band descriptions name"),
         water: str = typer.Option("auto", "--water",
                                   help="auto (derive from the image), none, or a one-band raster or grey image of the same size "
                                        "(non-zero, non-black = water)"),
@@ -401,9 +434,15 @@ def register(app: typer.Typer) -> None:
 
         if values not in SAR_VALUES:
             raise _fail(f"--values must be one of {', '.join(SAR_VALUES)}, got {values!r}")
-        arr, transform, crs, valid = _read_image(image, with_valid=water == "auto" and not model)
-        grid = _gcp_grid(image) if transform is None and image.suffix.lower() not in _RENDERINGS \
-            else None  # a Sentinel-1 GRD: located by its ground control points, in its own geometry
+        arr, transform, crs, valid = _read_image(image, with_valid=not model,
+                                                 index=band_index or _sar_band(image))
+        if valid is None and np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            valid = np.isfinite(arr)  # NaN fill without a no-data tag: no data all the same
+        # a Sentinel-1 GRD: located by its ground control points, in its own geometry; an affine transform the
+        # file also advertises (a VRT can carry both) is not trusted (it had placed ships 5-11 km off)
+        grid = _gcp_grid(image) if image.suffix.lower() not in _RENDERINGS else None
+        if grid is not None:
+            transform, crs = None, None
         px = _pixel_size(image, arr.shape[:2], transform, crs, pixel_size, grid)  # a given size is checked too
         if global_mask:
             _check_near_sea(image, water, model, transform, crs)
