@@ -11,6 +11,7 @@ from scipy import ndimage
 from routewatch.detect.evaluate import Scores, load_gray, load_voc, sar_chips, score
 from routewatch.detect.sar import (
     CfarParams,
+    censored_hits,
     cfar_hits,
     cfar_hits_reference,
     cluster_hits,
@@ -117,7 +118,8 @@ def _chip_scores(shared: Path, reference: bool, block_path: bool = False) -> Sco
         img = load_gray(img_path)
         water = sar_water(img, pixel_size_m=10.0)
         if block_path:
-            hits = cfar_hits(img, pixel_size_m=10.0, water=water, small_image_reference=False)
+            hits = censored_hits(img, lambda im, **kw: cfar_hits(im, small_image_reference=False, **kw),
+                                 pixel_size_m=10.0, water=water)
             dets = targets_from_hits(img, *hits, pixel_size_m=10.0)
         else:
             dets = detect_sar(img, pixel_size_m=10.0, water=water, reference=reference)
@@ -260,3 +262,26 @@ def test_an_intensity_image_said_so_finds_what_its_amplitude_finds() -> None:
     assert found(power) != amp  # read as amplitude, its contrast (and at a port its clutter) is another image's
     with pytest.raises(ValueError, match="values must be one of amplitude, intensity"):
         detect_sar(img, pixel_size_m=10.0, values="db")
+
+
+def test_a_loud_ship_in_the_ring_does_not_hide_a_fainter_one_in_open_water() -> None:
+    """A 300 m tanker 1 km from a 100 m ship lies in the ship's background ring (800-1200 m): uncensored, its echo
+    raised the ship's threshold above the ship (none of such ships had been found on simulated anchorages).
+    Censoring the loud targets of a first pass finds both, on the fast path and the reference alike; on pure
+    clutter it changes nothing."""
+    img = clutter((900, 900), seed=8).astype(np.float64)
+    level = float(np.median(img))
+    ships = [(200, 200), (200, 650), (650, 200), (650, 650)]
+    for r, c in ships:
+        plant(img, r, c, 10, 2, True, value=int(6 * level))  # 100 m, 15 dB over the sea
+        plant(img, r, c + 100, 30, 5, False, value=int(60 * level))  # 300 m tanker, 35 dB, 1 km east
+    img = img.astype(np.uint16)
+    for reference in (False, True):
+        dets = detect_sar(img, pixel_size_m=10.0, reference=reference)
+        found = [min(np.hypot(d.row - r, d.col - c) for d in dets) < 4 for r, c in ships]
+        assert all(found), (reference, found)
+        plain = targets_from_hits(img, *(cfar_hits_reference(img, pixel_size_m=10.0)), pixel_size_m=10.0)
+        assert sum(min(np.hypot(d.row - r, d.col - c) for d in plain) < 4 for r, c in ships) < 4  # the masking
+    sea = clutter((1024, 1024), seed=21)
+    assert len(detect_sar(sea, pixel_size_m=10.0)) == len(targets_from_hits(
+        sea, *cfar_hits(sea, pixel_size_m=10.0), pixel_size_m=10.0))

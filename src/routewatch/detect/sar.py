@@ -32,7 +32,9 @@ Two implementations share the clustering and measurement:
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -304,6 +306,88 @@ def cfar_hits(
     return rows[keep], cols[keep]
 
 
+CENSOR_M = 20.0  # around a target's hits, the blur of its resolution cell: censored with it
+CENSOR_ENERGY = 0.25  # a target is censored when its echo energy is this share of a ring's clutter energy
+CENSOR_OPEN_WATER = 0.95  # censoring only where the crop around the targets is open water (see censored_hits)
+
+
+def censored_hits(
+    image: np.ndarray, hits: Callable[..., tuple[np.ndarray, np.ndarray]], *, pixel_size_m: float,
+    water: np.ndarray | None = None, params: CfarParams = CfarParams(),
+    crop_hits: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None, grouped: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """CFAR hits with every target of a first pass censored out of the other pixels' background rings.
+
+    The ring's mean and spread take no account of what lies in it: a 300 m tanker 1 km from a 100 m ship (inside
+    its ring) raised the ship's threshold above it, and no ship 10 dB fainter than a neighbour in its ring was
+    found (0 of 30 on simulated anchorages, 30 of 30 without the tankers). So ``hits`` (:func:`cfar_hits` or
+    :func:`cfar_hits_reference`, called as ``hits(image, pixel_size_m=, water=, params=)``) runs once; the
+    pixels of the targets it finds, and ``CENSOR_M`` around them, are taken out of the background, and the test
+    runs again where a ring can hold them: on crops around each group of targets, reaching the ring's half-size
+    beyond them (whose pixels' rings then lie inside the crop). A pixel is a hit when either pass says so (a
+    target's own pixels are hits of the first). Away from targets nothing changes, and the cost grows with the
+    area around targets, not with the image. ``crop_hits`` (default ``hits``) runs the crops; ``grouped``: both
+    return the hits of targets only (:func:`cfar_hits`), so they need no grouping again.
+
+    Only loud targets are censored (echo energy at least ``CENSOR_ENERGY`` of the ring's clutter energy: enough to
+    about double its variance), and only where the crop is open water (``CENSOR_OPEN_WATER``): near a coast the
+    censored statistics expose the bright fringe that any water mask leaves along the land (on the shared chips,
+    censoring there added 9-22 false targets, all coastal; in open water it added none). Near a coast a loud ship
+    can still hide a faint one in its ring.
+    """
+    img = np.asarray(image)
+    r1, c1 = hits(img, pixel_size_m=pixel_size_m, water=water, params=params)
+    # only what makes targets is kept and censored (not speckle hits): the same for either ``hits``, whether it
+    # returns the hits of targets only (the fast path) or every pixel over the threshold (the reference)
+    if grouped:
+        labels = cluster_hits(r1, c1, params.cluster_gap_px)
+    else:
+        r1, c1, labels = group_hits(r1, c1, params)
+    rows, cols = r1, c1
+    g, b = params.window_px(pixel_size_m)
+    if rows.size:  # and only targets whose echo is a large share of a ring's: those raise its statistics much
+        energy = np.bincount(labels, img[rows, cols].astype(np.float64) ** 2)
+        ring = ((2 * b + 1) ** 2 - (2 * g + 1) ** 2) * clutter_level(img, water) ** 2
+        loud = energy[labels] >= CENSOR_ENERGY * ring
+        rows, cols = rows[loud], cols[loud]
+    if rows.size == 0:
+        return r1, c1
+    h, w = img.shape
+    d = max(1, round(CENSOR_M / pixel_size_m))
+    reach = b + d  # a pixel this far from every censored one has no censored pixel in its ring
+    cell = max(1, reach)
+    occupied = np.zeros((h // cell + 1, w // cell + 1), bool)
+    occupied[rows // cell, cols // cell] = True
+    regions = ndimage.label(ndimage.binary_dilation(occupied, np.ones((5, 5), bool)))[0]  # targets within ~2 rings
+    region = regions[rows // cell, cols // cell]
+    found_r, found_c = [r1], [c1]
+    for k in np.unique(region):
+        rr, cc = rows[region == k], cols[region == k]
+        # inner: pixels whose ring can hold a censored pixel; crop: their rings too
+        ir0, ir1 = max(0, int(rr.min()) - reach), min(h, int(rr.max()) + reach + 1)
+        ic0, ic1 = max(0, int(cc.min()) - reach), min(w, int(cc.max()) + reach + 1)
+        r0, r1_ = max(0, ir0 - b), min(h, ir1 + b)
+        c0, c1_ = max(0, ic0 - b), min(w, ic1 + b)
+        sub = img[r0:r1_, c0:c1_]
+        if water is not None and np.asarray(water, bool)[r0:r1_, c0:c1_].mean() < CENSOR_OPEN_WATER:
+            continue
+        censor = np.zeros(sub.shape, bool)  # the hits and d pixels around them (set sparsely: a dilation of the
+        off = np.arange(-d, d + 1)  # whole crop had cost more than the crop's CFAR)
+        cr = np.clip((rr - r0)[:, None, None] + off[None, :, None], 0, sub.shape[0] - 1)
+        cc_ = np.clip((cc - c0)[:, None, None] + off[None, None, :], 0, sub.shape[1] - 1)
+        censor[np.broadcast_to(cr, (rr.size, off.size, off.size)), np.broadcast_to(cc_, (rr.size, off.size, off.size))] = True
+        background = ~censor if water is None else (np.asarray(water, bool)[r0:r1_, c0:c1_] & ~censor)
+        r2, c2 = (crop_hits or hits)(sub, pixel_size_m=pixel_size_m, water=background, params=params)
+        if not grouped:
+            r2, c2, _ = group_hits(r2, c2, params)
+        r2, c2 = r2 + r0, c2 + c0
+        keep = (r2 >= ir0) & (r2 < ir1) & (c2 >= ic0) & (c2 < ic1)
+        found_r.append(r2[keep])
+        found_c.append(c2[keep])
+    key = np.unique(np.concatenate(found_r).astype(np.int64) * w + np.concatenate(found_c))
+    return (key // w).astype(np.intp), (key % w).astype(np.intp)
+
+
 def cluster_hits(rows: np.ndarray, cols: np.ndarray, gap: int = 2) -> np.ndarray:
     """Label sparse hit pixels into targets: hits within ``gap`` pixels (Chebyshev) share a label.
 
@@ -463,5 +547,10 @@ def detect_sar(
         img = np.where(finite, img, 0).astype(img.dtype)
     if values == "intensity":
         img = np.sqrt(np.maximum(img.astype(np.float32), 0.0))
-    hits = (cfar_hits_reference if reference else cfar_hits)(img, pixel_size_m=pixel_size_m, water=water, params=params)
+    # crops around loud targets take the block path: a few times the window's area, where the reference filters
+    # cost more than the screen (300 crops had taken 2.6 s of a scene's 5)
+    hits = censored_hits(img, cfar_hits_reference if reference else cfar_hits, pixel_size_m=pixel_size_m,
+                         water=water, params=params,
+                         crop_hits=None if reference else functools.partial(cfar_hits, small_image_reference=False),
+                         grouped=not reference)
     return targets_from_hits(img, hits[0], hits[1], pixel_size_m=pixel_size_m, params=params, water=water)
