@@ -60,9 +60,12 @@ def run(rows: int, cols: int) -> dict[str, float]:
     rss_input = peak_rss_gb()
     npx = rows * cols
     fast_times = []
+    # inside a water mask, as the pipeline searches (over open sea the derived mask is all water): loud ships are
+    # censored out of the rings only where a mask says the water is open
+    sea = np.ones(scene.shape, bool)
     for _ in range(3):
         t = time.perf_counter()
-        dets = detect_sar(scene, pixel_size_m=PIXEL_M)
+        dets = detect_sar(scene, pixel_size_m=PIXEL_M, water=sea)
         fast_times.append(time.perf_counter() - t)
     fast_s = min(fast_times)
     rss_fast = peak_rss_gb()
@@ -78,11 +81,12 @@ def run(rows: int, cols: int) -> dict[str, float]:
     fast_sub_s = time.perf_counter() - t
 
     window = np.ascontiguousarray(scene[:2000, :2000])
-    detect_sar(window, pixel_size_m=PIXEL_M)
+    window_sea = np.ones(window.shape, bool)
+    detect_sar(window, pixel_size_m=PIXEL_M, water=window_sea)
     wts = []
     for _ in range(5):
         t = time.perf_counter()
-        detect_sar(window, pixel_size_m=PIXEL_M)
+        detect_sar(window, pixel_size_m=PIXEL_M, water=window_sea)
         wts.append(time.perf_counter() - t)
     return {
         "rows": rows, "cols": cols, "generate_s": gen_s, "fast_s": fast_s, "fast_mpx_s": npx / fast_s / 1e6,
@@ -102,7 +106,7 @@ k = {p.k}, guard {p.guard_m:.0f} m, background {p.background_m:.0f} m, 2 threads
 
 | path | time | throughput |
 |---|---|---|
-| fast tiled CFAR + clustering + measurement, whole scene | {res['fast_s']:.2f} s | {res['fast_mpx_s']:.0f} Mpx/s |
+| fast tiled CFAR + censoring + clustering + measurement, whole scene in an all-sea water mask | {res['fast_s']:.2f} s | {res['fast_mpx_s']:.0f} Mpx/s |
 | fast CFAR hits, 2,048 x 2,048 subset | | {res['fast_subset_mpx_s']:.0f} Mpx/s |
 | reference scipy ring-window CFAR, 2,048 x 2,048 subset | {res['ref_subset_s']:.2f} s | {res['ref_mpx_s']:.1f} Mpx/s |
 | reference, whole scene (extrapolated per pixel) | {res['ref_scene_s_extrapolated']:.0f} s | |

@@ -274,3 +274,17 @@ def test_dilate_cross_is_scipys_binary_dilation() -> None:
         n = int(rng.integers(0, 4))
         assert (dilate_cross(m, n) == ndimage.binary_dilation(m, iterations=n)).all() if n else \
             (dilate_cross(m, 0) == m).all()
+
+
+def test_the_coast_test_is_in_decibels_for_amplitude_and_intensity_alike() -> None:
+    """Land 4 dB brighter than the sea: the modes of smoothed log10 amplitude are 0.2 apart, those of intensity
+    0.4; the coast test (2.5 dB) had been 0.25 in log10 of the values as stored, a 5 dB test on amplitude (the
+    default), so the land was searched as water and its buildings reported as ships."""
+    from routewatch.detect.water import sar_water
+
+    rng = np.random.default_rng(4)
+    inten = rng.gamma(4.4, 1 / 4.4, (400, 400)) * 0.05
+    inten[:, 200:] *= 10 ** 0.4  # land: 4 dB brighter
+    for values, img in (("amplitude", np.sqrt(inten)), ("intensity", inten)):
+        water = sar_water(img.astype(np.float32), pixel_size_m=10.0, values=values)
+        assert water[:, 210:].mean() < 0.05 and water[:, :190].mean() > 0.9, values

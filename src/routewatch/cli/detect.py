@@ -269,7 +269,7 @@ def _near_sea(mask: np.ndarray | None, method: str, shape: tuple[int, int], tran
 
 
 def _sar_water(image: Path, band: np.ndarray, valid: np.ndarray | None, water: str, px: float, transform: Any,
-               crs: Any) -> tuple[np.ndarray | None, str]:
+               crs: Any, values: str = "amplitude") -> tuple[np.ndarray | None, str]:
     """The water mask the CFAR searches: derived from the image (``auto``), none, or the user's mask (one band,
     non-zero = water, its no-data not water, the image's size and georeference)."""
     from routewatch.detect.water import WaterMaskError, sar_water
@@ -280,7 +280,7 @@ def _sar_water(image: Path, band: np.ndarray, valid: np.ndarray | None, water: s
         rendering = image.suffix.lower() in _RENDERINGS
         try:  # sar_water leaves non-finite pixels out itself
             # a raster product's solid zero fill at the edge is no-data even untagged; a rendering's zeros are sea
-            return (sar_water(band, valid, pixel_size_m=px, zero_is_fill=not rendering),
+            return (sar_water(band, valid, pixel_size_m=px, zero_is_fill=not rendering, values=values),
                     "derived from the image (sar-otsu)")
         except WaterMaskError as exc:
             raise _fail(f"{image}: {exc}") from exc
@@ -451,7 +451,7 @@ def register(app: typer.Typer) -> None:
         if model:
             dets, method = _user_model(model, band, px), "not used (own model)"
         else:
-            mask, method = _sar_water(image, band, valid, water, px, transform, crs)
+            mask, method = _sar_water(image, band, valid, water, px, transform, crs, values)
             if global_mask:
                 mask, method = _near_sea(mask, method, band.shape, transform, crs)
             try:

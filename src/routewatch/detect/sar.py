@@ -91,7 +91,8 @@ def _as_water(water: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | 
     w = np.asarray(water, dtype=bool)
     if w.shape != shape:
         raise ValueError(f"water mask shape {w.shape} differs from image shape {shape}")
-    return w
+    # all water (open sea, as the derived mask gives it): the same as no mask, without its weights in every sum
+    return None if w.all() else w
 
 
 def cfar_hits_reference(
@@ -330,13 +331,16 @@ def censored_hits(
     return the hits of targets only (:func:`cfar_hits`), so they need no grouping again.
 
     Only loud targets are censored (echo energy at least ``CENSOR_ENERGY`` of the ring's clutter energy: enough to
-    about double its variance), and only where the crop is open water (``CENSOR_OPEN_WATER``): near a coast the
+    about double its variance), and only where the water mask says the crop is open water (``CENSOR_OPEN_WATER``;
+    without a mask nothing is censored): near a coast the
     censored statistics expose the bright fringe that any water mask leaves along the land (on the shared chips,
     censoring there added 9-22 false targets, all coastal; in open water it added none). Near a coast a loud ship
     can still hide a faint one in its ring.
     """
     img = np.asarray(image)
     r1, c1 = hits(img, pixel_size_m=pixel_size_m, water=water, params=params)
+    if water is None:  # no mask, so no telling open water from a coast: nothing is censored
+        return r1, c1
     # only what makes targets is kept and censored (not speckle hits): the same for either ``hits``, whether it
     # returns the hits of targets only (the fast path) or every pixel over the threshold (the reference)
     if grouped:
@@ -358,7 +362,7 @@ def censored_hits(
     cell = max(1, reach)
     occupied = np.zeros((h // cell + 1, w // cell + 1), bool)
     occupied[rows // cell, cols // cell] = True
-    regions = ndimage.label(ndimage.binary_dilation(occupied, np.ones((5, 5), bool)))[0]  # targets within ~2 rings
+    regions = ndimage.label(ndimage.binary_dilation(occupied, np.ones((3, 3), bool)))[0]  # targets a ring apart
     region = regions[rows // cell, cols // cell]
     found_r, found_c = [r1], [c1]
     for k in np.unique(region):
@@ -369,14 +373,14 @@ def censored_hits(
         r0, r1_ = max(0, ir0 - b), min(h, ir1 + b)
         c0, c1_ = max(0, ic0 - b), min(w, ic1 + b)
         sub = img[r0:r1_, c0:c1_]
-        if water is not None and np.asarray(water, bool)[r0:r1_, c0:c1_].mean() < CENSOR_OPEN_WATER:
+        if np.asarray(water, bool)[r0:r1_, c0:c1_].mean() < CENSOR_OPEN_WATER:
             continue
         censor = np.zeros(sub.shape, bool)  # the hits and d pixels around them (set sparsely: a dilation of the
         off = np.arange(-d, d + 1)  # whole crop had cost more than the crop's CFAR)
         cr = np.clip((rr - r0)[:, None, None] + off[None, :, None], 0, sub.shape[0] - 1)
         cc_ = np.clip((cc - c0)[:, None, None] + off[None, None, :], 0, sub.shape[1] - 1)
         censor[np.broadcast_to(cr, (rr.size, off.size, off.size)), np.broadcast_to(cc_, (rr.size, off.size, off.size))] = True
-        background = ~censor if water is None else (np.asarray(water, bool)[r0:r1_, c0:c1_] & ~censor)
+        background = np.asarray(water, bool)[r0:r1_, c0:c1_] & ~censor
         r2, c2 = (crop_hits or hits)(sub, pixel_size_m=pixel_size_m, water=background, params=params)
         if not grouped:
             r2, c2, _ = group_hits(r2, c2, params)

@@ -267,10 +267,13 @@ def _block_means(image: np.ndarray, ok: np.ndarray | None, f: int) -> tuple[np.n
     return means, has
 
 
+COAST_GAP_DB = 2.5  # modes of smoothed backscatter closer than this (dB): no coast in view
+
+
 def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int = 5,
               min_area_px: int = 200, pixel_size_m: float = 10.0, max_ship_m: float = 500.0,
               zero_is_fill: bool | None = None, coarse_above_px: int = SAR_COARSE_ABOVE_PX,
-              open_px: int | None = None) -> np.ndarray:
+              open_px: int | None = None, values: str = "amplitude") -> np.ndarray:
     """Water in a SAR intensity/amplitude image: the dark mode of smoothed log backscatter (Otsu), cleaned.
 
     Smoothing first averages speckle down so the two modes (sea clutter, land) separate; ships are bright
@@ -282,7 +285,8 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
     left out, uint8 arrays are taken for renderings. ``valid`` adds the reader's own no-data mask. Images over
     ``coarse_above_px`` pixels (whole scenes) are done on 2 x 2 block means, so the mask's edges are a pixel
     coarser there; site windows are done at full resolution. ``open_px`` overrides the land opening's side
-    (default :func:`open_px_for` the pixel size).
+    (default :func:`open_px_for` the pixel size). ``values`` (amplitude or intensity) says what the pixels hold:
+    the test for a coast in view is in decibels, which are twice the log of an amplitude.
     """
     arr = np.asarray(image)
     if zero_is_fill is None:
@@ -297,7 +301,7 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
         # window stays centred
         coarse = sar_water(means, has, max(3, 2 * (smooth_px // (2 * f)) + 1), max(1, min_area_px // (f * f)),
                            pixel_size_m * f, max_ship_m, zero_is_fill, coarse_above_px=np.iinfo(np.int64).max,
-                           open_px=max(1, (open_px or open_px_for(pixel_size_m)) // f))
+                           open_px=max(1, (open_px or open_px_for(pixel_size_m)) // f), values=values)
         # one more block of guard off the land: the blocks blur pier tips, which would otherwise be searched
         coarse &= ~dilate_cross(~coarse, 1)
         full = np.repeat(np.repeat(coarse, f, 0), f, 1)[: arr.shape[0], : arr.shape[1]]
@@ -324,7 +328,11 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
     t = otsu_threshold(smooth[ok])
     # a unimodal image (all sea or all land) has no real split: check the modes are well separated
     lo, hi = smooth[ok & (smooth <= t)], smooth[ok & (smooth > t)]
-    if not lo.size or not hi.size or (hi.mean() - lo.mean()) < 0.25:
+    # the modes' gap in decibels of backscatter (10 log10 of intensity, 20 log10 of amplitude): taken as log10
+    # of the values alone, the 2.5 dB test had been a 5 dB one on amplitude, the default, and land 4 dB brighter
+    # than the sea was searched as water (38 of 40 detections buildings)
+    gap_db = (hi.mean() - lo.mean()) * (20.0 if values == "amplitude" else 10.0) if lo.size and hi.size else 0.0
+    if gap_db < COAST_GAP_DB:
         # modes under 2.5 dB apart: no coast in view. Watched sites are water-bound, so an unsplit image is
         # taken as all sea (open anchorage); the CFAR still rejects clutter there.
         return ok.copy()
@@ -340,7 +348,7 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
 
 def image_water(bands: dict[str, np.ndarray], kind: str, valid: np.ndarray | None = None,
                 scl: np.ndarray | None = None, pixel_size_m: float = 10.0,
-                fill_in_valid: bool = False) -> tuple[np.ndarray, str]:
+                fill_in_valid: bool = False, sar_values: str = "amplitude") -> tuple[np.ndarray, str]:
     """Derive water from the image itself; returns (mask, method) with method scl, ndwi or sar-otsu.
 
     ``fill_in_valid``: ``valid`` already leaves out a SAR swath's edge zero fill (the scene reader's mask does),
@@ -355,7 +363,7 @@ def image_water(bands: dict[str, np.ndarray], kind: str, valid: np.ndarray | Non
         return (mask & valid if valid is not None else mask), "ndwi"
     image = next(iter(bands.values()))
     fill = zeros_are_fill(image) and not (fill_in_valid and valid is not None)
-    return sar_water(image, valid, pixel_size_m=pixel_size_m, zero_is_fill=fill), "sar-otsu"
+    return sar_water(image, valid, pixel_size_m=pixel_size_m, zero_is_fill=fill, values=sar_values), "sar-otsu"
 
 
 # ---- the packaged coarse global mask (optional extra) -----------------------------------------------------------

@@ -186,7 +186,8 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
             water, method = raster.georef.rasterize(water_geometry), "user polygons"
         else:
             water, method = image_water(raster.bands, raster.kind, raster.valid, raster.scl,
-                                        raster.pixel_size_m, fill_in_valid=True)
+                                        raster.pixel_size_m, fill_in_valid=True,
+                                        sar_values=scene.attributes.get("sar_values") or "amplitude")
     except WaterMaskError as exc:
         msg = f"{path}: {exc}"
         return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg))
