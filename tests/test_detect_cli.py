@@ -779,9 +779,9 @@ def _grd_with_ship(tmp_path: Path, name: str = "S1A_IW_GRDH_20231012T090000_vv.t
 def test_detect_sar_trusts_the_gcps_over_an_affine_beside_them(tmp_path: Path) -> None:
     """A VRT can carry a GeoTransform beside the GCPs; the affine had been used, placing ships kilometres off."""
     path, (lon0, lat0, dlon, dlat) = _grd_with_ship(tmp_path)
-    text = (f'<VRTDataset rasterXSize="300" rasterYSize="300"><SRS>EPSG:4326</SRS>'
-            f'<GeoTransform>130.3, 0.0002, 0.0, 42.3, 0.0, -0.0002</GeoTransform>'
-            f'<GCPList Projection="EPSG:4326">'
+    text = ('<VRTDataset rasterXSize="300" rasterYSize="300"><SRS>EPSG:4326</SRS>'
+            '<GeoTransform>130.3, 0.0002, 0.0, 42.3, 0.0, -0.0002</GeoTransform>'
+            '<GCPList Projection="EPSG:4326">'
             + "".join(f'<GCP Id="{k}" Pixel="{c}" Line="{r}" X="{lon0 + c * dlon}" Y="{lat0 + r * dlat}"/>'
                       for k, (r, c) in enumerate((r, c) for r in (0, 150, 300) for c in (0, 150, 300)))
             + f'</GCPList><VRTRasterBand dataType="UInt16" band="1"><SimpleSource><SourceFilename relativeToVRT="1">'

@@ -987,3 +987,30 @@ def test_detections_of_one_image_seconds_apart_are_fused_as_one_image():
     assert res.filter(pl.col("mmsi") == 412000001).height == 1
     assert res.filter(pl.col("vessel") == "angara").height <= 1
     assert res["time"].to_list() == times  # each keeps its own time
+
+
+def test_fusing_a_file_again_with_a_corrected_time_replaces_its_labels(tmp_path):
+    """Detections without ids or times fused with --time 10:52 (a local time taken as UTC), then again with the
+    right 01:52Z: their ids had held the time, so the store kept four labels for two detections (a 9 h visit
+    and confidences doubled from one image). The time given is the user's claim: the second run replaces."""
+    runner.invoke(app, ["init", str(tmp_path / "ws")])
+    ws = Workspace.open(tmp_path / "ws")
+    ws.watchlist_path.write_text(GHOST_WATCHLIST)
+    src = tmp_path / "det.geojson"
+    src.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(130.29, 42.23, length_m=150, width_m=22), _feature(130.28, 42.22, length_m=60, width_m=10)]}))
+    for when in (T.replace(hour=10), T):
+        _fuse("--detections", str(src), "--time", when.isoformat(), "-w", str(ws.root),
+              "--out", str(tmp_path / "fused.geojson"))
+    fused = [s for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")]
+    assert len(fused) == 2 and {s.time for s in fused} == {T}
+
+
+def test_a_detection_of_negative_or_zero_size_is_refused_by_feature(tmp_path):
+    bad = tmp_path / "bad.geojson"
+    for value in (-120, 0, "long"):
+        bad.write_text(json.dumps({"type": "FeatureCollection", "features": [
+            _feature(130.29, 42.23, time=T.isoformat(), length_m=120),
+            _feature(130.29, 42.23, time=T.isoformat(), length_m=value)]}))
+        with pytest.raises(ValueError, match=r"feature 1: length_m .* is not a positive number of metres"):
+            read_detections_geojson(bad)

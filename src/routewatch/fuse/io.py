@@ -128,8 +128,22 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
         given = props.get("id")
         if given is None or isinstance(given, int | float) or str(given).isdigit():
             # no id, or the index of the feature in its file (detect writes 0, 1, ...): two images' files share
-            # those, so the image time and the point make it an id (the same detection keeps it in any file)
-            given = stable_id("det", ensure_utc(when), lon, lat, given)
+            # those, so the image time and the point make it an id (the same detection keeps it in any file).
+            # A time the command gave (--time, for a feature without one or with a date alone) is the user's
+            # claim, not the detection's: the file's name stands for it, so that fusing the file again with a
+            # corrected --time replaces the earlier labels (they had stayed beside the new ones, a 9 h visit and
+            # doubled confidences made of one image)
+            own = props.get("time") not in (None, "") and when != time
+            given = stable_id("det", ensure_utc(when), lon, lat, given) if own else \
+                stable_id("det", "time given", Path(path).name, lon, lat, given)
+        for k in ("length_m", "width_m"):  # a size is a positive number of metres (a negative one had been scored)
+            v = props.get(k)
+            try:
+                ok = v is None or (not isinstance(v, bool) and math.isfinite(float(v)) and float(v) > 0)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"{path}: feature {i}: {k} {v!r} is not a positive number of metres")
         rows.append({"id": str(given),
                      "time": ensure_utc(when), "lon": float(lon), "lat": float(lat),
                      **{k: (None if props.get(k) is None else float(props[k]))
