@@ -683,3 +683,31 @@ def test_a_sar_scene_added_as_intensity_is_detected_as_its_amplitude(tmp_path: P
     found = {k: sorted((round(s.lon, 5), round(s.lat, 5), round(s.length_m), round(s.score, 3))
                        for s in o.sightings) for k, o in outs.items()}
     assert len(found["amp"]) == 2 and found["pow"] == found["amp"]
+
+
+def test_an_anchorage_split_by_a_wind_front_is_not_a_whole_look(tmp_path: Path) -> None:
+    """Open sea whose one half is a low-wind patch 10 dB darker: the mask derived from the image takes the windier
+    half for land, so its ships are not searched, and the look had still been 100 % usable (the water expected was
+    the same mask's). An anchorage is water throughout: the look is about half usable and says why. A port keeps
+    the derived mask's judgement (its land is land)."""
+    from affine import Affine
+
+    from routewatch.sources.imagery.pipeline import process_scene
+
+    ws, store = _workspace(tmp_path)
+    folder = ws.root / "incoming"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    inten = rng.gamma(4.4, 1 / 4.4, (400, 400))
+    inten[:, :200] *= 0.1  # calm half, 10 dB darker
+    img = np.clip(np.sqrt(inten) * 400, 1, 65535).astype(np.uint16)
+    with rasterio.open(folder / "s1_20231002T093000_vv.tif", "w", driver="GTiff", width=400, height=400, count=1,
+                       dtype="uint16", crs="EPSG:32652", transform=Affine(10.0, 0, 600000.0, 0, -10.0, 4680000.0)) as ds:
+        ds.write(img, 1)
+    (scene,) = add_folder(folder, store=store, sensor="sentinel-1").scenes
+    area = scene.footprint.buffer(-0.0005)
+    anchorage = process_scene(scene, Site("anch", "Anchorage", SiteKind.ANCHORAGE, area), None, str(ws.root / "c"))
+    assert anchorage.look.usable_fraction == pytest.approx(0.5, abs=0.08), anchorage.look.note
+    assert "of the anchorage out (not searched" in anchorage.look.note
+    port = process_scene(scene, Site("port", "Port", SiteKind.PORT, area), None, str(ws.root / "c"))
+    assert port.look.usable_fraction > 0.95

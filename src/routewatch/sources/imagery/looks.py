@@ -144,14 +144,17 @@ class UsableFraction:
 
 def usable_fraction(site_in_grid: np.ndarray, site_outside_fraction: float, water: np.ndarray, valid: np.ndarray,
                     cloud: np.ndarray | None = None, water_known_everywhere: bool = False,
-                    water_outside_px: float | None = None) -> UsableFraction:
+                    water_outside_px: float | None = None, expected_water: np.ndarray | None = None
+                    ) -> UsableFraction:
     """Share of the site's water imaged clear of cloud and no-data.
 
     ``site_in_grid``: site pixels inside the image grid; ``site_outside_fraction``: share of the site area outside
     the grid (0..1); ``water``: water mask; ``valid``: pixel has data; ``cloud``: cloud/shadow mask or None.
     ``water_known_everywhere``: the water mask comes from polygons, so water under cloud/no-data is known;
     ``water_outside_px``: with polygons, the site's water outside the grid in pixel units (known exactly from the
-    polygons; otherwise the share inside is taken for the part outside too).
+    polygons; otherwise the share inside is taken for the part outside too). ``expected_water``: the water the
+    site holds when that is known apart from ``water`` (an anchorage is water throughout): ``water`` is then only
+    what was searched, and water it leaves out is not imaged.
     """
     cloud = np.zeros_like(valid) if cloud is None else cloud
     site_in_grid = site_in_grid.astype(bool)
@@ -163,7 +166,10 @@ def usable_fraction(site_in_grid: np.ndarray, site_outside_fraction: float, wate
     nodata_px = int((site_in_grid & ~valid).sum())
     if n_site == 0:
         return UsableFraction(0.0, 0.0, 0, 0, 0, 1.0, "site is not in the image")
-    if water_known_everywhere:
+    if expected_water is not None:
+        water_in_grid = float((site_in_grid & expected_water).sum())
+        share_out = water_in_grid / n_site
+    elif water_known_everywhere:
         water_in_grid = float((site_in_grid & water).sum())
         share_out = water_in_grid / n_site if n_site else 0.0
     else:
@@ -173,7 +179,7 @@ def usable_fraction(site_in_grid: np.ndarray, site_outside_fraction: float, wate
     outside = min(max(site_outside_fraction, 0.0), 1.0)
     # site pixels outside the grid, in pixel units, with the same water share
     outside_px = n_site * outside / max(1.0 - outside, 1e-9) if outside < 1.0 else 0.0
-    if water_known_everywhere and water_outside_px is not None:
+    if expected_water is None and water_known_everywhere and water_outside_px is not None:
         expected = water_in_grid + max(water_outside_px, 0.0)
     else:
         expected = water_in_grid + share_out * outside_px

@@ -35,6 +35,7 @@ from routewatch.model import (
     Scene,
     Sighting,
     Site,
+    SiteKind,
     SourceKind,
     ensure_utc,
     stable_id,
@@ -195,8 +196,13 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     if water_geometry is not None and outside > 0 and imaged > 0:  # the polygons say how much water lies outside
         beyond = site.geometry.intersection(water_geometry).difference(footprint).area
         water_outside_px = beyond * int(site_px.sum()) / imaged
+    # an anchorage is water throughout: what a mask derived from the image leaves out of it (a low-wind patch
+    # of sea darker than the rest is split off as "land") was not searched, and the look says so (it had been
+    # 100 % usable with half the anchorage unsearched)
+    open_water = water_geometry is None and site.kind == SiteKind.ANCHORAGE
     uf = usable_fraction(site_px, outside, water, raster.valid if elsewhere is None else raster.valid & ~elsewhere,
-                         cloud, water_known_everywhere=water_geometry is not None, water_outside_px=water_outside_px)
+                         cloud, water_known_everywhere=water_geometry is not None, water_outside_px=water_outside_px,
+                         expected_water=site_px if open_water else None)
     evid = scene_evidence_id(scene.id)
     # the pixels the detector saw: a grid read on square pixels (square_pixels) is coarser than the file's mean
     resolution = max(scene.resolution_m or 0.0, raster.pixel_size_m)
@@ -255,6 +261,9 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
             detail=f"{label}{scene.sensor} detection: {d.length_m:.0f} m x {d.width_m:.0f} m, heading "
                    f"{d.heading_deg:.0f} deg, score {d.score:.2f}, pixel ({d.row:.1f}, {d.col:.1f})"))
     note = f"water: {method}; usable {uf.fraction:.0%}"
+    if open_water and (site_px & ~water).any():
+        note += (f"; the mask leaves {int((site_px & ~water).sum()) / max(int(site_px.sum()), 1):.0%} of the "
+                 "anchorage out (not searched: draw water polygons if it is sea)")
     band = next(iter(raster.bands.values()))  # the band the water mask was derived from
     if raster.kind == "sar" and site_px.any():
         from routewatch.detect.water import edge_zero_fill, zeros_are_fill
