@@ -593,8 +593,20 @@ def test_one_watchlist_vessel_is_named_for_one_detection_of_an_image():
     for r in res.filter(pl.col("vessel").is_null()).iter_rows(named=True):
         assert "of the same image is likelier angara" in json.loads(r["reasons"])["angara"]
         assert r["identification_confidence"] is None
-        assert json.loads(r["probabilities"])["angara"] == 0.0  # its map no longer names the vessel there
+        probs = json.loads(r["probabilities"])
+        assert probs["angara"] == 0.0  # its map no longer names the vessel there
+        # its share went to an unknown ship: given to another vessel, it could pass the name threshold unnamed
+        assert abs(sum(probs.values()) - 1) < 1e-3 and max(probs, key=probs.get) == UNKNOWN
     assert json.loads(named["probabilities"][0])["angara"] > 0.5
+    # a 132 m hull loses ANGARA to a 120 m one; its share, given to a 150 m BIGGER, had made BIGGER 0.90 unnamed
+    bigger = {**one, "bigger": Vessel("bigger", "BIGGER", length_m=150.0, beam_m=22.0)}
+    two = pl.DataFrame([{"id": i, "lon": lon, "lat": 42.23, "length_m": length, "width_m": 18.0, "heading_deg": None,
+                         "site": "rajin", "time": T} for i, lon, length in (("h1", 130.29, 120.0), ("h2", 130.30, 132.0))])
+    res = fuse_detections(two, positions.clear(), FusionInputs(bigger, ROUTES, {}, {}))
+    assert res.filter(pl.col("vessel") == "angara")["id"].to_list() == ["h1"]
+    for r in res.iter_rows(named=True):
+        top = max(json.loads(r["probabilities"]).items(), key=lambda kv: kv[1])
+        assert r["vessel"] == (top[0] if top[1] > 0.5 and top[0] != UNKNOWN else None), r
 
 
 def test_a_labelled_detection_is_one_visit_and_stays_simulated(tmp_path):
@@ -935,6 +947,17 @@ def test_two_transmitters_on_one_mmsi_are_not_blended():
     inputs = FusionInputs(VESSELS, ROUTES, {273210440: "angara"}, {273210440: 120.0})
     r = fuse_detections(_image(("d", *BERTH, 120.0)), _track(273210440, pts), inputs).row(0, named=True)
     assert r["status"] == "identified" and r["mmsi"] == 273210440 and r["ais_method"] == "conflicting"
+    # a hull at each place: both are that MMSI's, neither is named ANGARA (it had been named at both, 0.9997 each)
+    both = fuse_detections(_image(("d", *BERTH, 120.0), ("e", *far, 120.0)), _track(273210440, pts), inputs)
+    assert both["mmsi"].to_list() == [273210440] * 2 and both["vessel"].is_null().all()
+    assert all("heard from two places" in w for w in both["reasons"])
+    # neither message placed (both moving, 15 min from the image): the spoof 100 km on does not rule ANGARA out,
+    # and its own message 2.5 km off makes the hull unresolved, not dark and named another vessel
+    e = 2500 / M_PER_DEG_LON
+    moving = _track(273210440, [(-15, BERTH[0] - e, BERTH[1], 10.0), (15, *far, 10.0)])
+    r = fuse_detections(_image(("d", *BERTH, 120.0)), moving, inputs).row(0, named=True)
+    assert r["status"] == "unresolved" and r["vessel"] in (None, "angara")
+    assert json.loads(r["probabilities"])["angara"] > 0
 
 
 def test_ais_after_the_image_rules_a_vessel_out_too():
@@ -987,6 +1010,12 @@ def test_detections_of_one_image_seconds_apart_are_fused_as_one_image():
     assert res.filter(pl.col("mmsi") == 412000001).height == 1
     assert res.filter(pl.col("vessel") == "angara").height <= 1
     assert res["time"].to_list() == times  # each keeps its own time
+    # times chained a second apart across 60 s from the first are still one image (anchored on the first time,
+    # the image had been split between 59.5 s and 60.5 s and the AIS ship matched twice)
+    chained = [T, T + timedelta(seconds=59.5), T + timedelta(seconds=60.5), T + timedelta(seconds=61)]
+    det = _image(("a", BERTH[0] - 8 * e, BERTH[1], 120.0), ("c", *BERTH, 120.0), ("d", BERTH[0] + e, BERTH[1], 120.0),
+                 ("b", BERTH[0] - 16 * e, BERTH[1], 120.0), times=chained)
+    assert fuse_detections(det, ais, inputs).filter(pl.col("mmsi") == 412000001).height == 1
 
 
 def test_fusing_a_file_again_with_a_corrected_time_replaces_its_labels(tmp_path):
@@ -1004,6 +1033,17 @@ def test_fusing_a_file_again_with_a_corrected_time_replaces_its_labels(tmp_path)
               "--out", str(tmp_path / "fused.geojson"))
     fused = [s for s in Store.open(ws.db_url).sightings() if s.id.startswith("fused-")]
     assert len(fused) == 2 and {s.time for s in fused} == {T}
+    # another image's file of the same name elsewhere, a detection at the same point: another detection
+    other = tmp_path / "next" / "det.geojson"
+    other.parent.mkdir()
+    other.write_text(src.read_text())
+    ids = {read_detections_geojson(f, T + timedelta(days=1))["id"][0] for f in (src, other)}
+    assert len(ids) == 2
+    # a feature with its own time keeps one id whatever --time says (equal to its own or not)
+    timed = tmp_path / "timed.geojson"
+    timed.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(130.29, 42.23, time=T.isoformat(), length_m=150)]}))
+    assert len({read_detections_geojson(timed, t)["id"][0] for t in (None, T, T.replace(hour=5))}) == 1
 
 
 def test_a_detection_of_negative_or_zero_size_is_refused_by_feature(tmp_path):

@@ -372,8 +372,9 @@ def register(app: typer.Typer) -> None:
                                                                   "located to worse than 150 m")] = 150.0,
         out: Annotated[Path, typer.Option(help="Result file: .geojson or .csv")] = Path("fused.geojson"),
     ) -> None:
-        """Match ship detections to AIS (identified, dark, or no-ais where no AIS is received near them) and score
-        the unidentified ships against the watchlist.
+        """Match ship detections to AIS (identified, dark, unresolved where a ship AIS heard but cannot place
+        could be the detection, or no-ais where no AIS is received near them) and score the unidentified ships
+        against the watchlist.
 
         Example: routewatch fuse --detections rajin-2023-10-21.geojson --time 2023-10-21T01:52Z -w rajin-case
         """

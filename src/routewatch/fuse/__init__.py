@@ -26,6 +26,7 @@ from routewatch.fuse.match import (
     interpolate_ais,
     match_detections,
     same_ship,
+    two_transmitters,
 )
 from routewatch.model import Evidence, EvidenceKind, Route, Sighting, Site, SourceKind, Vessel, stable_id
 from routewatch.sources.ais.registry import links_at
@@ -71,16 +72,19 @@ def _last_seen(positions: pl.DataFrame, when, mmsi_vessel: Mapping[int, str],
     return out
 
 
-def _images(det: pl.DataFrame, within_s: float = SAME_IMAGE_S) -> list[tuple[object, pl.DataFrame]]:
-    """The detections split into images: times within ``within_s`` of an image's first are that image (a
+def _images(det: pl.DataFrame, within_s: float = SAME_IMAGE_S,
+            longest_s: float = 5 * SAME_IMAGE_S) -> list[tuple[object, pl.DataFrame]]:
+    """The detections split into images: times less than ``within_s`` after the one before are the same image (a
     scene's detections can carry their own line times, seconds apart; fused as separate images, one AIS ship had
-    been matched to two hulls and one watchlist vessel named twice). Each image is fused at the middle of its
-    times."""
+    been matched to two hulls and one watchlist vessel named twice), up to ``longest_s`` in all (a Sentinel-1
+    slice is acquired in about 25 s). Each image is fused at the middle of its times; the rows keep their order
+    within it."""
     order = det.with_row_index("_k").sort("time", "_k")
     times = order["time"].to_list()
     groups, start = [], 0
     for i in range(1, len(times) + 1):
-        if i == len(times) or (times[i] - times[start]).total_seconds() > within_s:
+        if i == len(times) or (times[i] - times[i - 1]).total_seconds() > within_s \
+                or (times[i] - times[start]).total_seconds() > longest_s:
             part = order.slice(start, i - start).sort("_k").drop("_k")
             groups.append((times[start] + (times[i - 1] - times[start]) / 2, part))
             start = i
@@ -94,7 +98,7 @@ def fuse_detections(
     config: FuseConfig | None = None,
     identify: IdentifyConfig | None = None,
 ) -> pl.DataFrame:
-    """Label every detection identified, dark or no-ais (see RESULT_COLUMNS); ``positions`` should cover each
+    """Label every detection identified, dark, unresolved or no-ais (see RESULT_COLUMNS); ``positions`` should cover each
     image time +- ``window_min`` (and, for reachability, some days before). Dark and no-ais detections are both
     scored against the watchlist."""
     cfg = config or FuseConfig()
@@ -120,12 +124,14 @@ def fuse_detections(
         # the identities the ships broadcast at the image's time (a ship that took a watched ship's IMO later was
         # not that ship then), where the links know their history
         links = links_at(inputs.mmsi_vessel, when)
-        last_seen = _last_seen(positions, when, links)
-        next_seen = _last_seen(positions, when, links, after=True)
         # a vessel placed by AIS at the image time is there, not here; one whose MMSI carries two transmitters
-        # (conflicting positions) is placed nowhere for sure
-        conflicting = {int(m) for m in ais.filter(pl.col("method") == "conflicting")["mmsi"]}
-        located = {links[int(m)] for m in ais["mmsi"] if int(m) in links and int(m) not in conflicting}
+        # (messages around the image no ship could sail between) is placed nowhere for sure, and neither its
+        # last nor its next position rules it out
+        conflicting = two_transmitters(window, when, cfg)
+        trusted = {m: v for m, v in links.items() if m not in conflicting}
+        last_seen = _last_seen(positions, when, trusted)
+        next_seen = _last_seen(positions, when, trusted, after=True)
+        located = {links[int(m)] for m in ais["mmsi"] if int(m) in trusted}
         matched_keys = {links.get(int(m)) for m in matched["mmsi"].drop_nulls()}
         vessel, conf, probs, reasons, ships = [], [], [], [], []
         unmatched: list[int] = []  # the dark and no-ais detections, scored one by one against the watchlist
@@ -138,6 +144,11 @@ def fuse_detections(
                     spread = max(cfg.length_sigma_min_m, cfg.length_sigma_frac * d["length_m"])
                     why += (f"; length {d['length_m']:.0f} m measured, {ais_len:.0f} m by AIS"
                             + (" (they disagree)" if abs(d["length_m"] - ais_len) > 2 * spread else ""))
+                if int(m["mmsi"]) in conflicting and key:  # which of its transmitters is the watched ship is
+                    # unknown: it had been named at two places at once, 0.9997 each
+                    why += (f"; not named {key}: MMSI {m['mmsi']} was heard from two places no ship could sail "
+                            "between around the image time")
+                    key = None
                 weak = m["match_cost"] >= cfg.dark_cost
                 if weak:
                     # the assigned AIS ship, but less likely than a ship without AIS (a 400 m hull at a 141 m
@@ -210,11 +221,12 @@ def _one_place_each(rows: list[int], ids: list[str], vessel: list, conf: list, r
                         f"{key} ({conf[keep]:.2f} against {conf[i]:.2f}), and one ship is in one place").lstrip("; ")
             reasons[i] = json.dumps(why)
             vessel[i], conf[i] = None, None
-            if probs is not None and probs[i]:  # 0 for it, and the others' shares made to sum to 1 again
-                rest = {k: v for k, v in json.loads(probs[i]).items() if k != key}
-                total = sum(rest.values())
-                rest = {k: round(v / total, 4) for k, v in rest.items()} if total > 0 else {UNKNOWN: 1.0}
-                probs[i] = json.dumps({**dict(sorted(rest.items(), key=lambda kv: -kv[1])), key: 0.0})
+            if probs is not None and probs[i]:  # 0 for it; its share goes to an unknown ship (given to the other
+                # vessels, it could make one of them likelier than the name threshold without naming it)
+                rest = json.loads(probs[i])
+                rest[UNKNOWN] = round(rest.get(UNKNOWN, 0.0) + rest.get(key, 0.0), 4)
+                rest[key] = 0.0
+                probs[i] = json.dumps(dict(sorted(rest.items(), key=lambda kv: -kv[1])))
 
 
 def _reasons(text: str | None) -> dict[str, str] | str | None:

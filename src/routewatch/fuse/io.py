@@ -88,6 +88,8 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
     out, its id added to ``left_out``: fused as well, a ship would be matched a second time, as another ship.
     A feature dated to the day alone is left out without ``time`` (``--time``) or with a ``time`` that is a date
     alone too (``time_has_clock`` False), its id (or index) added to ``dateless``."""
+    from routewatch.sources.imagery.local import has_time_of_day
+
     data = json.loads(Path(path).read_text())
     meta = data.get("routewatch") if isinstance(data, dict) else None
     if isinstance(meta, dict) and meta.get("georeferenced") is False:
@@ -130,12 +132,14 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
             # no id, or the index of the feature in its file (detect writes 0, 1, ...): two images' files share
             # those, so the image time and the point make it an id (the same detection keeps it in any file).
             # A time the command gave (--time, for a feature without one or with a date alone) is the user's
-            # claim, not the detection's: the file's name stands for it, so that fusing the file again with a
+            # claim, not the detection's: the file (its full path) stands for it, so that fusing it again with a
             # corrected --time replaces the earlier labels (they had stayed beside the new ones, a 9 h visit and
             # doubled confidences made of one image)
-            own = props.get("time") not in (None, "") and when != time
+            written = props.get("time")
+            own = written not in (None, "") and has_time_of_day(str(written).strip()) and \
+                str(props.get("date_only")).strip().lower() not in ("true", "1", "yes")
             given = stable_id("det", ensure_utc(when), lon, lat, given) if own else \
-                stable_id("det", "time given", Path(path).name, lon, lat, given)
+                stable_id("det", "time given", str(Path(path).resolve()), lon, lat, given)
         for k in ("length_m", "width_m"):  # a size is a positive number of metres (a negative one had been scored)
             v = props.get(k)
             try:

@@ -220,6 +220,31 @@ def same_ship(det: pl.DataFrame, within_m: float) -> list[list[int]]:
     return out
 
 
+def _around(window: pl.DataFrame, when: datetime) -> pl.DataFrame:
+    """Each MMSI's last message at or before ``when`` and first after it (suffix ``_a``), in one row."""
+    p = window.select("mmsi", "timestamp", "lon", "lat", "sog_kn").sort("mmsi", "timestamp")
+    before = p.filter(pl.col("timestamp") <= when).group_by("mmsi").agg(pl.all().last())
+    after = p.filter(pl.col("timestamp") > when).group_by("mmsi").agg(pl.all().first())
+    return before.join(after, on="mmsi", how="full", coalesce=True, suffix="_a")
+
+
+def _impossible(r: dict, cfg: FuseConfig) -> bool:
+    """Whether the messages either side of the image (a row of :func:`_around`) are too far apart for one ship."""
+    if r["timestamp"] is None or r["timestamp_a"] is None:
+        return False
+    span = (r["timestamp_a"] - r["timestamp"]).total_seconds()
+    leg = float(haversine_m(r["lon"], r["lat"], r["lon_a"], r["lat_a"]))
+    return span > 0 and leg > 2 * cfg.gate_m and leg / span / KN_TO_MS > cfg.max_plausible_kn
+
+
+def two_transmitters(window: pl.DataFrame, when: datetime, cfg: FuseConfig) -> set[int]:
+    """MMSIs whose messages either side of the image no ship could have sailed between (two transmitters on one
+    MMSI, or a spoofed one): placed or not, their positions say nothing sure of where the ship is."""
+    if window.height == 0:
+        return set()
+    return {int(r["mmsi"]) for r in _around(window, when).iter_rows(named=True) if _impossible(r, cfg)}
+
+
 def could_be_here(det: pl.DataFrame, window: pl.DataFrame, positioned: set[int], when: datetime,
                   cfg: FuseConfig) -> list[list[tuple[int, str]]]:
     """For each detection, the AIS ships heard in the window but not placed at the image time (a moving ship's
@@ -231,27 +256,23 @@ def could_be_here(det: pl.DataFrame, window: pl.DataFrame, positioned: set[int],
     rest = window.filter(~pl.col("mmsi").is_in(list(positioned))) if positioned else window
     if det.height == 0 or rest.height == 0:
         return out
-    p = rest.select("mmsi", "timestamp", "lon", "lat", "sog_kn").sort("mmsi", "timestamp")
-    before = p.filter(pl.col("timestamp") <= when).group_by("mmsi").agg(pl.all().last())
-    after = p.filter(pl.col("timestamp") > when).group_by("mmsi").agg(pl.all().first())
-    j = before.join(after, on="mmsi", how="full", coalesce=True, suffix="_a")
     dlon, dlat = det["lon"].to_numpy().astype(float), det["lat"].to_numpy().astype(float)
-    for r in j.iter_rows(named=True):
-        sides = [(r["timestamp" + k], r["lon" + k], r["lat" + k]) for k in ("", "_a") if r["timestamp" + k] is not None]
-        speeds = [v for v in (r["sog_kn"], r["sog_kn_a"]) if v is not None]
-        if len(sides) == 2:
+    for r in _around(rest, when).iter_rows(named=True):
+        sides = [(r["timestamp" + k], r["lon" + k], r["lat" + k], r["sog_kn" + k]) for k in ("", "_a")
+                 if r["timestamp" + k] is not None]
+        speeds = [v for *_, v in sides if v is not None]
+        apart = _impossible(r, cfg)  # two transmitters: either could be the ship, each from its own message
+        if len(sides) == 2 and not apart:
             span = (sides[1][0] - sides[0][0]).total_seconds()
             leg = float(haversine_m(sides[0][1], sides[0][2], sides[1][1], sides[1][2]))
-            if span > 0 and leg / span / KN_TO_MS > cfg.max_plausible_kn:
-                continue  # two transmitters: each message was placed on its own where it could be
             speeds.append(leg / span / KN_TO_MS if span > 0 else 0.0)
-        v_kn = max(speeds, default=12.0) * 1.25 + 2.0
-        ok = np.ones(det.height, bool)
+        ok = np.zeros(det.height, bool) if apart else np.ones(det.height, bool)
         whys = []
-        for t_m, lon, lat, in sides:
+        for t_m, lon, lat, sog in sides:
+            v_kn = (sog if apart and sog is not None else max(speeds, default=12.0)) * 1.25 + 2.0
             dt_s = abs((t_m - when).total_seconds())
-            d = haversine_m(dlon, dlat, lon, lat)
-            ok &= d <= v_kn * KN_TO_MS * dt_s + cfg.gate_m
+            near = haversine_m(dlon, dlat, lon, lat) <= v_kn * KN_TO_MS * dt_s + cfg.gate_m
+            ok = (ok | near) if apart else (ok & near)
             whys.append((dt_s, t_m <= when))
         dt_s, earlier = min(whys)
         for i in np.flatnonzero(ok):

@@ -126,7 +126,7 @@ def ais_mmsi(data: ReportData, s: Sighting) -> int | None:
 
 
 def fusion_status(s: Sighting) -> str:
-    """What fusion said of a detection: identified (AIS explains it), dark, or no-ais; empty when not fused. The
+    """What fusion said of a detection: identified (AIS explains it), dark, unresolved or no-ais; empty when not fused. The
     reasons and the AIS message are in its fusion evidence (``evidence_ids``)."""
     if not is_fused_id(s.id) or not s.detail:
         return ""
