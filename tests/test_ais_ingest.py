@@ -969,3 +969,47 @@ def test_interleaved_multipart_messages_are_read_whole_whatever_the_chunking(tmp
         s = ingest_file(f, ais, chunk_lines=n)
         assert not s.report.bad and s.report.statics == 80, n
         assert read_statics(ais).height == 80, n
+
+
+def test_three_receivers_interleaved_give_the_same_registry_at_any_chunk_size(tmp_path):
+    """Random interleavings of three receivers' feeds (positions and two-part type 5s with random sequence ids and
+    channels, so keys repeat across receivers) and a lost first fragment: the messages read must not depend on
+    how the file is cut into chunks (spans keyed without the station had chained, and an orphan near a boundary
+    had made the chunker cut nowhere)."""
+    import random
+
+    from pyais import encode_dict
+
+    from routewatch.sources.ais.registry import read_statics
+
+    for seed in range(3):
+        rng = random.Random(seed)
+        streams, k = [], 0
+        for st in range(3):
+            lines = []
+            for i in range(30):
+                if rng.random() < 0.5:
+                    lines.append((st, encode_dict({"type": 1, "mmsi": 300000000 + st * 100 + i, "lon": 10 + i / 100,
+                                                   "lat": 55 + st / 100})[0]))
+                else:
+                    parts = encode_dict({"type": 5, "mmsi": 240000000 + k, "shipname": f"SHIP{k}", "imo": 1000000 + k},
+                                        seq_id=rng.randrange(3), radio_channel=rng.choice("AB"))
+                    k += 1
+                    lines += [(st, p) for p in parts]
+            streams.append(lines)
+        streams[0].insert(5, (0, encode_dict({"type": 5, "mmsi": 251000000, "shipname": "LOST"}, seq_id=9,
+                                             radio_channel="A")[0]))  # its second fragment never came
+        out, pos = [], [0, 0, 0]
+        while any(pos[i] < len(streams[i]) for i in range(3)):
+            i = rng.choice([i for i in range(3) if pos[i] < len(streams[i])])
+            st, sentence = streams[i][pos[i]]
+            pos[i] += 1
+            out.append(f"\\s:r{st},c:{1_700_000_000 + len(out)}\\{sentence}")
+        f = tmp_path / f"feed{seed}.nmea"
+        f.write_text("\n".join(out) + "\n")
+        got = {}
+        for n in (1_000_000, 13, 37):
+            ais = tmp_path / f"ais{seed}-{n}"
+            s = ingest_file(f, ais, chunk_lines=n)
+            got[n] = (sorted(read_statics(ais)["mmsi"].to_list()), s.added)
+        assert got[13] == got[1_000_000] == got[37], seed

@@ -410,6 +410,22 @@ def test_a_renamed_ship_keeps_none_of_its_former_identity_in_the_registry(tmp_pa
     assert (ship["name"], ship["imo"], ship["call_sign"], ship["length_m"]) == ("FU HAI 8", None, "BXYZ9", 40)
     small = reg[244270489]
     assert (small["name"], small["call_sign"], small["length_m"]) == ("SMALL ONE", "PB1", 12)
+    # a nameless record before the rename (a type 5 with a blank name, a class B part B) is the former identity's
+    blank = encode_dict({"type": 5, "mmsi": 412000003, "shipname": "", "imo": 9161003, "callsign": "UBLR"},
+                        radio_channel="A", talker_id="AI", seq_id=3)
+    named = encode_dict({"type": 5, "mmsi": 412000003, "shipname": "FU HAI 9", "imo": 0}, radio_channel="A",
+                        talker_id="AI", seq_id=4)
+    old_b = encode_dict({"type": 24, "mmsi": 244270490, "partno": 1, "callsign": "OLDCS", "to_bow": 8, "to_stern": 4},
+                        radio_channel="A", talker_id="AI")[0]
+    new_a = encode_dict({"type": 24, "mmsi": 244270490, "partno": 0, "shipname": "NEW"}, radio_channel="A",
+                        talker_id="AI")[0]
+    g = tmp_path / "ids2.nmea"
+    g.write_text("\n".join([*(_tag("c:1704067200") + s for s in blank), *(_tag("c:1709251200") + s for s in named),
+                            _tag("c:1704067200") + old_b, _tag("c:1709251300") + new_a]) + "\n")
+    ingest_file(g, tmp_path / "ais")
+    reg = {r["mmsi"]: r for r in vessel_registry(tmp_path / "ais").iter_rows(named=True)}
+    assert (reg[412000003]["name"], reg[412000003]["imo"], reg[412000003]["call_sign"]) == ("FU HAI 9", None, None)
+    assert (reg[244270490]["name"], reg[244270490]["call_sign"], reg[244270490]["length_m"]) == ("NEW", None, None)
 
 
 def test_sentences_run_together_and_a_file_of_bad_sentences_are_said_for_what_they_are(tmp_path):
@@ -425,3 +441,10 @@ def test_sentences_run_together_and_a_file_of_bad_sentences_are_said_for_what_th
     f.write_text("\n".join([s.replace("*6C", "*6D")] * 3) + "\n")
     with pytest.raises(ValueError, match=r"no AIS message decoded in 3 lines \(checksum mismatch: 3\)"):
         ingest_file(f, tmp_path / "ais", default_time=T0)
+
+
+def test_an_untimed_type_19_is_one_untimed_message():
+    t19 = encode_dict({"type": 19, "mmsi": 244270491, "lon": 10.5, "lat": 55.1, "speed": 3.0, "course": 90.0,
+                       "shipname": "EXTENDED B", "to_bow": 10, "to_stern": 5}, radio_channel="A", talker_id="AI")
+    res = read_nmea_lines(t19)
+    assert res.report.untimed == 1 and res.statics == [] and res.positions.height == 0

@@ -43,6 +43,7 @@ from routewatch.sources.ais.registry import merge_statics, statics_frame
 
 CHUNK_LINES = 1_000_000
 _FRAGMENT = re.compile(r"!..VD[MO],(\d),(\d),(\d*),([^,]*),")  # count, index, sequence id, channel
+_STATION = re.compile(r"^[^!]*\\[^\\]*?\bs:([^,*\\]*)")  # a tag block's source station
 Progress = Callable[[str, int], None]  # (file name, lines done in this step)
 
 
@@ -173,39 +174,57 @@ def nmea_chunks(path: Path, chunk_lines: int = CHUNK_LINES) -> Iterator[tuple[in
             block = [*carry, ahead, *(ln for _, ln in zip(range(chunk_lines - 1), lines, strict=False))]
             ahead = next(lines, None)
             cut = len(block) if ahead is None else _unfinished_from(block)
-            yield first, block[:cut]
-            first += cut
+            if cut:
+                yield first, block[:cut]
+                first += cut
             carry = block[cut:]
         if carry:
             yield first, carry
 
 
-def _unfinished_from(block: list[str], look_back: int = 20) -> int:
+def _unfinished_from(block: list[str], look_back: int = 200) -> int:
     """Where the block can be cut so that no multipart message has fragments on both sides: before the first
     fragment of each message still unfinished at the block's end, and of each message that another such cut
     would split (two receivers' messages interleaved: A1 B1 A2 B2). A message is known by its fragment count,
-    sequence id and channel, and finished by its last fragment. Only the last ``look_back`` lines are looked at,
-    and at most 18 lines move on (the block's length when nothing needs to)."""
+    sequence id, channel and tag-block station (a later fragment naming no station closes the one open message it
+    fits), and finished by its last fragment. At most ``look_back`` lines move on (the reader's own limit for a
+    message's fragments): beyond that, the first fragments never finished (their partners lost) are given up.
+    Returns the block's length when nothing needs to move on, and 0 when all of it does (a short chunk)."""
     spans: list[list[int]] = []  # [first fragment's index, last fragment's index or the block's length]
-    open_: dict[tuple[str, str, str], list[int]] = {}
+    open_: dict[tuple[str, str, str, str | None], list[int]] = {}
     for i in range(max(len(block) - look_back, 0), len(block)):
         m = _FRAGMENT.search(block[i])
         if not m or m.group(1) == "1":
             continue
-        key = (m.group(1), m.group(3), m.group(4))
+        st = _STATION.search(block[i])
+        key = (m.group(1), m.group(3), m.group(4), st.group(1) if st else None)
         if m.group(2) == "1":
+            if key in open_:  # a new message on the same key: the reader gives the open one up here
+                open_[key][1] = i
             open_[key] = [i, len(block)]
             spans.append(open_[key])
-        elif m.group(2) == m.group(1) and key in open_:
-            open_.pop(key)[1] = i
-    cut = len(block)
-    moved = True
-    while moved:
-        moved = False
-        for start, end in spans:
-            if start < cut <= end:
-                cut, moved = start, True
-    return len(block) if cut == 0 or len(block) - cut > 18 else cut
+        elif m.group(2) == m.group(1):
+            if key not in open_ and key[3] is None:
+                fits = [k for k in open_ if k[:3] == key[:3]]
+                key = fits[0] if len(fits) == 1 else key
+            if key in open_:
+                open_.pop(key)[1] = i
+    while True:
+        cut = len(block)
+        moved = True
+        while moved:
+            moved = False
+            for start, end in spans:
+                if start < cut <= end:
+                    cut, moved = start, True
+        if len(block) - cut <= look_back:
+            return cut  # 0: the whole block moves on, to be read with the next lines
+        # more would move on than a message's fragments may lie apart: the earliest message never finished is a
+        # lost one; give it up
+        lost = min((sp for sp in spans if sp[1] == len(block)), key=lambda sp: sp[0], default=None)
+        if lost is None:
+            return len(block)
+        spans.remove(lost)
 
 
 def ingest_file(

@@ -241,7 +241,9 @@ def read_nmea_lines(
     kept = []  # a static report with such a clock would be the registry's latest record for its ship until 2286
     for r in statics:
         if r["t_us"] is None:  # untimed, as a position is: an identity without a time would hold at every time
-            report.untimed += 1  # (one line claiming a watched ship's IMO had named that ship for every call)
+            # (one line claiming a watched ship's IMO had named that ship for every call); a type 19 is counted
+            # once, as the position it also is
+            report.untimed += 0 if r.get("msg_type") == 19 else 1
         elif lo <= r["t_us"] < hi:
             kept.append(r)
         else:

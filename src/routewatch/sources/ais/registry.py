@@ -75,12 +75,19 @@ def read_statics(ais_dir: Path) -> pl.DataFrame:
 
 def vessel_registry(ais_dir: Path) -> pl.DataFrame:
     """One row per MMSI: its latest name, and the most recently heard non-null value of each other static field
-    among the records heard under that name or under none (a class B ship's part B carries no name).
+    among the records heard under that name, or under none since that name was first heard (a class B ship's part
+    B carries no name).
 
     A ship that renamed itself keeps none of its former identity's fields: a type 5 as LADY R (IMO 9161003) and a
     later one as FU HAI 8 with IMO "not available" had made a row FU HAI 8, IMO 9161003."""
-    statics = read_statics(ais_dir).sort("last_seen", nulls_last=False)
-    current = pl.col("name").is_null() | (pl.col("name") == pl.col("name").drop_nulls().last())
+    # a stable order for records heard last at the same time (which name is the latest must not vary by run)
+    statics = read_statics(ais_dir).sort("last_seen", "first_seen", "source", "line", "name", nulls_last=False)
+    latest = pl.col("name").drop_nulls().last()
+    since = pl.col("first_seen").filter(pl.col("name") == latest).min()
+    # records under the latest name, and nameless ones heard since it was first heard (a class B part B, a type 5
+    # with a blank name): a nameless record from before the rename belongs to the former identity
+    current = (pl.col("name") == latest).fill_null(False) | (
+        pl.col("name").is_null() & (latest.is_null() | (pl.col("last_seen") >= since)).fill_null(True))
     return statics.group_by("mmsi").agg(
         *(pl.col(f).filter(current).drop_nulls().last().alias(f) for f in FIELDS),
         pl.col("first_seen").min(), pl.col("last_seen").max(),
