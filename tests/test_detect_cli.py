@@ -834,3 +834,20 @@ def test_detect_sar_keeps_no_data_out_without_a_derived_mask_and_picks_the_co_po
     res = runner.invoke(app, ["detect", "sar", str(two), "-o", str(out), "--water", "none", "--band", "2",
                               "--values", "intensity"])
     assert res.exit_code == 0 and len(json.loads(out.read_text())["features"]) == 3
+    # a band and its alpha (gdalwarp -dstalpha): the alpha is the mask, not a second band to choose from
+    from rasterio.enums import ColorInterp
+
+    alpha = tmp_path / "alpha.tif"
+    with rasterio.open(alpha, "w", **{**profile, "count": 2, "nodata": None}) as ds:
+        ds.write(np.where(img < 0, 0.0, img).astype(np.float32), 1)
+        ds.write(np.where(img < 0, 0.0, 255.0).astype(np.float32), 2)
+        ds.colorinterp = [ColorInterp.gray, ColorInterp.alpha]
+    res = runner.invoke(app, ["detect", "sar", str(alpha), "-o", str(out), "--water", "none", "--values", "intensity"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(out.read_text())["features"]) == 3
+    # a ratio band names VV too, but is no co-polarised band
+    with rasterio.open(two, "r+") as ds:
+        ds.set_band_description(1, "VV/VH")
+        ds.set_band_description(2, "VV")
+    res = runner.invoke(app, ["detect", "sar", str(two), "-o", str(out), "--water", "none", "--values", "intensity"])
+    assert res.exit_code == 0 and len(json.loads(out.read_text())["features"]) == 3

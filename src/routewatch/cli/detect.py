@@ -37,7 +37,8 @@ def _read_image(path: Path, with_valid: bool, index: int | None = 1) -> tuple[np
         from PIL import Image
 
         if index not in (None, 1):
-            raise _fail(f"{path}: a plain image is read as one grey band; FILE:N picks bands of a GeoTIFF")
+            raise _fail(f"{path}: a plain image is read as one grey band; FILE:N (detect optical) or --band N "
+                        "(detect sar) picks bands of a GeoTIFF")
         try:
             with Image.open(path) as im:
                 arr = np.asarray(im.convert("L") if im.mode not in ("L", "I;16", "I") else im)
@@ -122,16 +123,23 @@ def _sar_band(path: Path) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as ds:
-                count, names = ds.count, [str(d or "") for d in ds.descriptions]
+                from rasterio.enums import ColorInterp
+
+                # an alpha band (gdalwarp -dstalpha) is the mask, not a band to search
+                bands = [(i + 1, str(d or "")) for i, (d, ci) in enumerate(zip(ds.descriptions, ds.colorinterp,
+                                                                               strict=True))
+                         if ci != ColorInterp.alpha]
     except (RasterioIOError, OSError):
         return 1  # the read that follows says what is wrong with the file
-    if count == 1:
-        return 1
-    co = [i + 1 for i, d in enumerate(names) if re.search(r"(?i)(?<![A-Z])(VV|HH)(?![A-Z])", d)]
+    if len(bands) <= 1:
+        return bands[0][0] if bands else 1
+    # VV or HH named alone (not a ratio such as VV/VH or HH_HV_ratio, nor a cross-polarised band)
+    co = [i for i, d in bands if re.search(r"(?i)(?<![A-Z])(VV|HH)(?![A-Z])", d)
+          and not re.search(r"(?i)(?<![A-Z])(VH|HV)(?![A-Z])|ratio|/", d)]
     if len(co) == 1:
         return co[0]
-    said = ", ".join(f"{i + 1}: {d or 'unnamed'}" for i, d in enumerate(names))
-    raise _fail(f"{path}: {count} bands ({said}); say which to search with --band N (1-based): ships stand out "
+    said = ", ".join(f"{i}: {d or 'unnamed'}" for i, d in bands)
+    raise _fail(f"{path}: {len(bands)} bands ({said}); say which to search with --band N (1-based): ships stand out "
                 "best in the co-polarised band (VV or HH)")
 
 
@@ -455,7 +463,8 @@ def register(app: typer.Typer) -> None:
             if global_mask:
                 mask, method = _near_sea(mask, method, band.shape, transform, crs)
             try:
-                dets = detect_sar(band, pixel_size_m=px, water=mask, values=values)
+                # --water none: the mask is the file's no-data only, which says nothing of open sea (no censoring)
+                dets = detect_sar(band, pixel_size_m=px, water=mask, values=values, censor=water != "none")
             except ValueError as exc:
                 raise _fail(f"{image}: {exc}") from None
         dets = add_chips(dets, band)

@@ -335,7 +335,7 @@ CENSOR_OPEN_WATER = 0.95  # censoring only where the crop around the targets is 
 def censored_hits(
     image: np.ndarray, hits: Callable[..., tuple[np.ndarray, np.ndarray]], *, pixel_size_m: float,
     water: np.ndarray | None = None, params: CfarParams = CfarParams(),
-    crop_hits: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None, grouped: bool = False,
+    crop_hits: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None, censor: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """CFAR hits with every target of a first pass censored out of the other pixels' background rings.
 
@@ -347,8 +347,8 @@ def censored_hits(
     runs again where a ring can hold them: on crops around each group of targets, reaching the ring's half-size
     beyond them (whose pixels' rings then lie inside the crop). A pixel is a hit when either pass says so (a
     target's own pixels are hits of the first). Away from targets nothing changes, and the cost grows with the
-    area around targets, not with the image. ``crop_hits`` (default ``hits``) runs the crops; ``grouped``: both
-    return the hits of targets only (:func:`cfar_hits`), so they need no grouping again.
+    area around targets, not with the image. ``crop_hits`` (default ``hits``) runs the crops; ``censor=False``
+    (a ``water`` that only says where the data is, not where the sea is) runs the first pass alone.
 
     Only loud targets are censored (echo energy at least ``CENSOR_ENERGY`` of the ring's clutter energy: enough to
     about double its variance), and only where the water mask says the crop is open water (``CENSOR_OPEN_WATER``;
@@ -359,14 +359,11 @@ def censored_hits(
     """
     img = np.asarray(image)
     r1, c1 = hits(img, pixel_size_m=pixel_size_m, water=water, params=params)
-    if water is None:  # no mask, so no telling open water from a coast: nothing is censored
+    if water is None or not censor:  # no water mask, so no telling open water from a coast: nothing is censored
         return r1, c1
     # only what makes targets is kept and censored (not speckle hits): the same for either ``hits``, whether it
     # returns the hits of targets only (the fast path) or every pixel over the threshold (the reference)
-    if grouped:
-        labels = cluster_hits(r1, c1, params.cluster_gap_px)
-    else:
-        r1, c1, labels = group_hits(r1, c1, params)
+    r1, c1, labels = group_hits(r1, c1, params)
     rows, cols = r1, c1
     g, b = params.window_px(pixel_size_m)
     if rows.size:  # and only targets whose echo is a large share of a ring's: those raise its statistics much
@@ -402,8 +399,7 @@ def censored_hits(
         censor[np.broadcast_to(cr, (rr.size, off.size, off.size)), np.broadcast_to(cc_, (rr.size, off.size, off.size))] = True
         background = np.asarray(water, bool)[r0:r1_, c0:c1_] & ~censor
         r2, c2 = (crop_hits or hits)(sub, pixel_size_m=pixel_size_m, water=background, params=params)
-        if not grouped:
-            r2, c2, _ = group_hits(r2, c2, params)
+        r2, c2, _ = group_hits(r2, c2, params)
         r2, c2 = r2 + r0, c2 + c0
         keep = (r2 >= ir0) & (r2 < ir1) & (c2 >= ic0) & (c2 < ic1)
         found_r.append(r2[keep])
@@ -540,6 +536,7 @@ def detect_sar(
     params: CfarParams = CfarParams(),
     reference: bool = False,
     values: str = "amplitude",
+    censor: bool | None = None,
 ) -> list[Detection]:
     """Find ships in a SAR amplitude or intensity image (linear scale, any dtype) with the fast CFAR.
 
@@ -550,7 +547,13 @@ def detect_sar(
     products; its square root is taken, as the CFAR's settings are for amplitude: on intensity, with clutter
     tails twice as heavy, it found twice the targets at a port). The values cannot tell which they are (an
     amplitude scaled to 0-1 looks like a backscatter coefficient), so the caller says it.
+
+    ``censor``: whether loud targets may be censored out of the rings where ``water`` says the sea is open
+    (:func:`censored_hits`); by default when a water mask is given. A ``water`` that marks only the image's valid
+    pixels (no water mask: ``detect sar --water none``) is no such mask: give ``censor=False``.
     """
+    if censor is None:
+        censor = water is not None  # decided before NaN no-data makes a mask of its own
     if values not in SAR_VALUES:
         raise ValueError(f"values must be one of {', '.join(SAR_VALUES)}, got {values!r}")
     if pixel_size_m <= 0:
@@ -581,5 +584,5 @@ def detect_sar(
     hits = censored_hits(img, cfar_hits_reference if reference else cfar_hits, pixel_size_m=pixel_size_m,
                          water=water, params=params,
                          crop_hits=None if reference else functools.partial(cfar_hits, small_image_reference=False),
-                         grouped=not reference)
+                         censor=censor)
     return targets_from_hits(img, hits[0], hits[1], pixel_size_m=pixel_size_m, params=params, water=water)
