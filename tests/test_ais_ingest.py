@@ -1013,3 +1013,32 @@ def test_three_receivers_interleaved_give_the_same_registry_at_any_chunk_size(tm
             s = ingest_file(f, ais, chunk_lines=n)
             got[n] = (sorted(read_statics(ais)["mmsi"].to_list()), s.added)
         assert got[13] == got[1_000_000] == got[37], seed
+
+
+def test_messages_told_apart_by_their_group_are_not_split_by_the_chunker(tmp_path):
+    """Two messages on one sequence id and channel, told apart only by their NMEA 4 group (A1 B1 A2 B2, no
+    station): the reader joins them by group; the chunker, keyed without it, had taken B1 for a new message on
+    A's key and cut between A1 and A2 (one type 5 lost at 13-line chunks)."""
+    from pyais import encode_dict
+
+    from routewatch.sources.ais.registry import read_statics
+
+    def tag(fields: str) -> str:
+        cs = 0
+        for ch in fields:
+            cs ^= ord(ch)
+        return f"\\{fields}*{cs:02X}\\"
+
+    a = encode_dict({"type": 5, "mmsi": 240000001, "shipname": "ALPHA", "imo": 1000001}, seq_id=1, radio_channel="A")
+    b = encode_dict({"type": 5, "mmsi": 240000002, "shipname": "BRAVO", "imo": 1000002}, seq_id=1, radio_channel="A")
+    pos = [encode_dict({"type": 1, "mmsi": 300000000 + i, "lon": 10 + i / 100, "lat": 55.0})[0] for i in range(10)]
+    t = 1_700_000_000
+    lines = [tag(f"c:{t + i}") + p for i, p in enumerate(pos)]
+    lines += [tag(f"g:1-2-17,c:{t + 20}") + a[0], tag(f"g:1-2-18,c:{t + 20}") + b[0], tag("g:2-2-17") + a[1],
+              tag("g:2-2-18") + b[1]]
+    lines += [tag(f"c:{t + 30 + i}") + p for i, p in enumerate(pos)]
+    f = tmp_path / "feed.nmea"
+    f.write_text("\n".join(lines) + "\n")
+    for n in (1_000_000, 13):
+        s = ingest_file(f, tmp_path / f"ais{n}", chunk_lines=n)
+        assert sorted(read_statics(tmp_path / f"ais{n}")["name"].to_list()) == ["ALPHA", "BRAVO"] and not s.report.bad

@@ -448,3 +448,10 @@ def test_an_untimed_type_19_is_one_untimed_message():
                        "shipname": "EXTENDED B", "to_bow": 10, "to_stern": 5}, radio_channel="A", talker_id="AI")
     res = read_nmea_lines(t19)
     assert res.report.untimed == 1 and res.statics == [] and res.positions.height == 0
+
+
+def test_an_untimed_type_19_without_a_position_is_still_untimed():
+    t19 = encode_dict({"type": 19, "mmsi": 244270492, "lon": 181.0, "lat": 91.0, "shipname": "NO FIX"},
+                      radio_channel="A", talker_id="AI")
+    res = read_nmea_lines(t19)
+    assert res.report.untimed == 1 and res.statics == []

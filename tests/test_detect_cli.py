@@ -845,9 +845,11 @@ def test_detect_sar_keeps_no_data_out_without_a_derived_mask_and_picks_the_co_po
     res = runner.invoke(app, ["detect", "sar", str(alpha), "-o", str(out), "--water", "none", "--values", "intensity"])
     assert res.exit_code == 0, res.output
     assert len(json.loads(out.read_text())["features"]) == 3
-    # a ratio band names VV too, but is no co-polarised band
-    with rasterio.open(two, "r+") as ds:
-        ds.set_band_description(1, "VV/VH")
-        ds.set_band_description(2, "VV")
-    res = runner.invoke(app, ["detect", "sar", str(two), "-o", str(out), "--water", "none", "--values", "intensity"])
-    assert res.exit_code == 0 and len(json.loads(out.read_text())["features"]) == 3
+    # a ratio band names VV too, but is no co-polarised band; words that hold "ratio" are no ratio
+    for first, second in (("VV/VH", "VV"), ("VH_VV_ratio", "Sigma0_VV calibration"), ("VH", "Sigma0_VV/linear")):
+        with rasterio.open(two, "r+") as ds:
+            ds.set_band_description(1, first)
+            ds.set_band_description(2, second)
+        res = runner.invoke(app, ["detect", "sar", str(two), "-o", str(out), "--water", "none", "--values",
+                                  "intensity"])
+        assert res.exit_code == 0 and len(json.loads(out.read_text())["features"]) == 3, (first, second)

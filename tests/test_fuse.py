@@ -1010,12 +1010,17 @@ def test_detections_of_one_image_seconds_apart_are_fused_as_one_image():
     assert res.filter(pl.col("mmsi") == 412000001).height == 1
     assert res.filter(pl.col("vessel") == "angara").height <= 1
     assert res["time"].to_list() == times  # each keeps its own time
-    # times chained a second apart across 60 s from the first are still one image (anchored on the first time,
-    # the image had been split between 59.5 s and 60.5 s and the AIS ship matched twice)
-    chained = [T, T + timedelta(seconds=59.5), T + timedelta(seconds=60.5), T + timedelta(seconds=61)]
-    det = _image(("a", BERTH[0] - 8 * e, BERTH[1], 120.0), ("c", *BERTH, 120.0), ("d", BERTH[0] + e, BERTH[1], 120.0),
-                 ("b", BERTH[0] - 16 * e, BERTH[1], 120.0), times=chained)
-    assert fuse_detections(det, ais, inputs).filter(pl.col("mmsi") == 412000001).height == 1
+    # an image is at most a minute long: a moving ship seen at the last of times 50 s apart over 200 s is matched
+    # at its own time (chained into one image fused at the middle, its AIS had been placed 100 s off its hull)
+    moving = _track(412000002, [(m, BERTH[0] + 15 * 1852 / 60 * m / M_PER_DEG_LON, BERTH[1], 15.0)
+                                for m in range(-10, 11)])
+    late = T + timedelta(seconds=200)
+    hull = BERTH[0] + 15 * 1852 / 3600 * 200 / M_PER_DEG_LON
+    spread = [T, T + timedelta(seconds=50), T + timedelta(seconds=100), T + timedelta(seconds=150), late]
+    det = _image(*[(f"x{k}", BERTH[0] - (20 + 8 * k) * e, BERTH[1] + 0.01, 60.0) for k in range(4)],
+                 ("ship", hull, BERTH[1], 120.0), times=spread)
+    got = fuse_detections(det, moving, FusionInputs(VESSELS, ROUTES, {}, {412000002: 120.0}))
+    assert got.filter(pl.col("id") == "ship")["mmsi"].to_list() == [412000002]
 
 
 def test_fusing_a_file_again_with_a_corrected_time_replaces_its_labels(tmp_path):

@@ -711,3 +711,13 @@ def test_an_anchorage_split_by_a_wind_front_is_not_a_whole_look(tmp_path: Path) 
     assert "of the anchorage out (not searched" in anchorage.look.note
     port = process_scene(scene, Site("port", "Port", SiteKind.PORT, area), None, str(ws.root / "c"))
     assert port.look.usable_fraction > 0.95
+    # uniform sea with a no-data strip: the strip is not imaged, and not blamed on the water mask
+    sea = np.clip(np.sqrt(rng.gamma(4.4, 1 / 4.4, (400, 400))) * 400, 1, 65535).astype(np.uint16)
+    sea[:, :160] = 0
+    with rasterio.open(folder / "s1_20231003T093000_vv.tif", "w", driver="GTiff", width=400, height=400, count=1,
+                       dtype="uint16", nodata=0, crs="EPSG:32652",
+                       transform=Affine(10.0, 0, 600000.0, 0, -10.0, 4680000.0)) as ds:
+        ds.write(sea, 1)
+    holed = next(s for s in add_folder(folder, store=store, sensor="sentinel-1").scenes if "1003" in s.uri)
+    out = process_scene(holed, Site("anch", "Anchorage", SiteKind.ANCHORAGE, area), None, str(ws.root / "c"))
+    assert out.look.usable_fraction == pytest.approx(0.6, abs=0.08) and "anchorage out" not in out.look.note

@@ -72,19 +72,17 @@ def _last_seen(positions: pl.DataFrame, when, mmsi_vessel: Mapping[int, str],
     return out
 
 
-def _images(det: pl.DataFrame, within_s: float = SAME_IMAGE_S,
-            longest_s: float = 5 * SAME_IMAGE_S) -> list[tuple[object, pl.DataFrame]]:
-    """The detections split into images: times less than ``within_s`` after the one before are the same image (a
-    scene's detections can carry their own line times, seconds apart; fused as separate images, one AIS ship had
-    been matched to two hulls and one watchlist vessel named twice), up to ``longest_s`` in all (a Sentinel-1
-    slice is acquired in about 25 s). Each image is fused at the middle of its times; the rows keep their order
-    within it."""
+def _images(det: pl.DataFrame, within_s: float = SAME_IMAGE_S) -> list[tuple[object, pl.DataFrame]]:
+    """The detections split into images: times within ``within_s`` of an image's first are that image (a scene's
+    detections can carry their own line times, seconds apart; fused as separate images, one AIS ship had been
+    matched to two hulls and one watchlist vessel named twice; a Sentinel-1 slice takes about 25 s). Each image is
+    fused at the middle of its times, at most 30 s from any of them (chained over minutes, a moving ship's AIS
+    had been placed 150 s off its hull); the rows keep their order within it."""
     order = det.with_row_index("_k").sort("time", "_k")
     times = order["time"].to_list()
     groups, start = [], 0
     for i in range(1, len(times) + 1):
-        if i == len(times) or (times[i] - times[i - 1]).total_seconds() > within_s \
-                or (times[i] - times[start]).total_seconds() > longest_s:
+        if i == len(times) or (times[i] - times[start]).total_seconds() > within_s:
             part = order.slice(start, i - start).sort("_k").drop("_k")
             groups.append((times[start] + (times[i - 1] - times[start]) / 2, part))
             start = i

@@ -44,6 +44,7 @@ from routewatch.sources.ais.registry import merge_statics, statics_frame
 CHUNK_LINES = 1_000_000
 _FRAGMENT = re.compile(r"!..VD[MO],(\d),(\d),(\d*),([^,]*),")  # count, index, sequence id, channel
 _STATION = re.compile(r"^[^!]*\\[^\\]*?\bs:([^,*\\]*)")  # a tag block's source station
+_GROUP = re.compile(r"^[^!]*\\[^\\]*?\bg:\d+-\d+-([^,*\\]+)")  # its sentence group id (NMEA 4)
 Progress = Callable[[str, int], None]  # (file name, lines done in this step)
 
 
@@ -186,45 +187,39 @@ def _unfinished_from(block: list[str], look_back: int = 200) -> int:
     """Where the block can be cut so that no multipart message has fragments on both sides: before the first
     fragment of each message still unfinished at the block's end, and of each message that another such cut
     would split (two receivers' messages interleaved: A1 B1 A2 B2). A message is known by its fragment count,
-    sequence id, channel and tag-block station (a later fragment naming no station closes the one open message it
-    fits), and finished by its last fragment. At most ``look_back`` lines move on (the reader's own limit for a
-    message's fragments): beyond that, the first fragments never finished (their partners lost) are given up.
-    Returns the block's length when nothing needs to move on, and 0 when all of it does (a short chunk)."""
+    sequence id, channel, tag-block station and group (a later fragment naming no station or group closes the one
+    open message it fits), and finished by its last fragment or by a new message on its key (the reader gives it
+    up there). Only messages begun in the last ``look_back`` lines are looked at (the reader's own limit for a
+    message's fragments), so at most that many lines move on. Returns the block's length when nothing needs to
+    move on, and 0 when all of it does (a short chunk)."""
     spans: list[list[int]] = []  # [first fragment's index, last fragment's index or the block's length]
-    open_: dict[tuple[str, str, str, str | None], list[int]] = {}
+    open_: dict[tuple[str, str, str, str | None, str | None], list[int]] = {}
     for i in range(max(len(block) - look_back, 0), len(block)):
         m = _FRAGMENT.search(block[i])
         if not m or m.group(1) == "1":
             continue
-        st = _STATION.search(block[i])
-        key = (m.group(1), m.group(3), m.group(4), st.group(1) if st else None)
+        st, gr = _STATION.search(block[i]), _GROUP.search(block[i])
+        key = (m.group(1), m.group(3), m.group(4), st.group(1) if st else None, gr.group(1) if gr else None)
         if m.group(2) == "1":
             if key in open_:  # a new message on the same key: the reader gives the open one up here
                 open_[key][1] = i
             open_[key] = [i, len(block)]
             spans.append(open_[key])
         elif m.group(2) == m.group(1):
-            if key not in open_ and key[3] is None:
-                fits = [k for k in open_ if k[:3] == key[:3]]
+            if key not in open_ and (key[3] is None or key[4] is None):  # names no station or no group: the
+                fits = [k for k in open_ if k[:3] == key[:3] and key[3] in (None, k[3])  # one open message it fits
+                        and key[4] in (None, k[4])]
                 key = fits[0] if len(fits) == 1 else key
             if key in open_:
                 open_.pop(key)[1] = i
-    while True:
-        cut = len(block)
-        moved = True
-        while moved:
-            moved = False
-            for start, end in spans:
-                if start < cut <= end:
-                    cut, moved = start, True
-        if len(block) - cut <= look_back:
-            return cut  # 0: the whole block moves on, to be read with the next lines
-        # more would move on than a message's fragments may lie apart: the earliest message never finished is a
-        # lost one; give it up
-        lost = min((sp for sp in spans if sp[1] == len(block)), key=lambda sp: sp[0], default=None)
-        if lost is None:
-            return len(block)
-        spans.remove(lost)
+    cut = len(block)
+    moved = True
+    while moved:
+        moved = False
+        for start, end in spans:
+            if start < cut <= end:
+                cut, moved = start, True
+    return cut  # 0: the whole block moves on, to be read with the next lines
 
 
 def ingest_file(

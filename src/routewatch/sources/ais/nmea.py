@@ -239,11 +239,12 @@ def read_nmea_lines(
         timed = timed.filter(~odd)
     lo, hi = (int(t.timestamp() * 1_000_000) for t in (TIME_MIN, latest_observation_time()))
     kept = []  # a static report with such a clock would be the registry's latest record for its ship until 2286
+    untimed_lines = set(positions.filter(pl.col("timestamp").is_null())["line"].to_list()) if statics else set()
     for r in statics:
         if r["t_us"] is None:  # untimed, as a position is: an identity without a time would hold at every time
             # (one line claiming a watched ship's IMO had named that ship for every call); a type 19 is counted
-            # once, as the position it also is
-            report.untimed += 0 if r.get("msg_type") == 19 else 1
+            # once, as the position it also is when it gave one
+            report.untimed += 0 if r.get("msg_type") == 19 and int(r["line"]) in untimed_lines else 1
         elif lo <= r["t_us"] < hi:
             kept.append(r)
         else:

@@ -261,8 +261,9 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
             detail=f"{label}{scene.sensor} detection: {d.length_m:.0f} m x {d.width_m:.0f} m, heading "
                    f"{d.heading_deg:.0f} deg, score {d.score:.2f}, pixel ({d.row:.1f}, {d.col:.1f})"))
     note = f"water: {method}; usable {uf.fraction:.0%}"
-    if open_water and (site_px & ~water).any():
-        note += (f"; the mask leaves {int((site_px & ~water).sum()) / max(int(site_px.sum()), 1):.0%} of the "
+    left_out = site_px & raster.valid & ~water & (~cloud if cloud is not None else True)  # seen, not water
+    if open_water and left_out.any():
+        note += (f"; the mask leaves {int(left_out.sum()) / max(int(site_px.sum()), 1):.0%} of the "
                  "anchorage out (not searched: draw water polygons if it is sea)")
     band = next(iter(raster.bands.values()))  # the band the water mask was derived from
     if raster.kind == "sar" and site_px.any():
