@@ -585,6 +585,7 @@ def detect_sar(
     # cost more than the screen (300 crops had taken 2.6 s of a scene's 5)
     hits = censored_hits(img, cfar_hits_reference if reference else cfar_hits, pixel_size_m=pixel_size_m,
                          water=water, params=params,
-                         crop_hits=None if reference else functools.partial(cfar_hits, small_image_reference=False),
+                         crop_hits=None if reference else functools.partial(cfar_hits, small_image_reference=False,
+                                                                            threads=1),
                          censor=censor)
     return targets_from_hits(img, hits[0], hits[1], pixel_size_m=pixel_size_m, params=params, water=water)
