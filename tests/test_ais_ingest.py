@@ -1042,3 +1042,34 @@ def test_messages_told_apart_by_their_group_are_not_split_by_the_chunker(tmp_pat
     for n in (1_000_000, 13):
         s = ingest_file(f, tmp_path / f"ais{n}", chunk_lines=n)
         assert sorted(read_statics(tmp_path / f"ais{n}")["name"].to_list()) == ["ALPHA", "BRAVO"] and not s.report.bad
+
+
+def test_a_message_of_three_fragments_150_lines_apart_is_read_whatever_the_chunking(tmp_path):
+    """The reader joins fragments up to 200 lines apart; the chunker had looked only at messages begun in a
+    block's last 200 lines, so a cut 100 lines after the second of three fragments split the message."""
+    from pyais import encode_dict
+
+    two = encode_dict({"type": 5, "mmsi": 273210440, "imo": 9179842, "shipname": "ANGARA"}, talker_id="AI", seq_id=4)
+    payload = "".join(s.split(",")[5] for s in two)
+    fill = two[-1].split(",")[6].split("*")[0]
+
+    def sentence(body: str) -> str:
+        cs = 0
+        for ch in body:
+            cs ^= ord(ch)
+        return f"!{body}*{cs:02X}"
+
+    parts = [payload[:24], payload[24:48], payload[48:]]
+    frags = [sentence(f"AIVDM,3,{i + 1},4,A,{p},{fill if i == 2 else 0}") for i, p in enumerate(parts)]
+
+    def pos(i: int) -> str:
+        return f"\\c:{1_700_000_000 + i}\\" + encode_dict({"type": 1, "mmsi": 300000000 + i % 50, "lon": 10.0,
+                                                         "lat": 55.0})[0]
+
+    lines = ([pos(i) for i in range(10)] + ["\\c:1700000010\\" + frags[0]] + [pos(i) for i in range(150)] + [frags[1]]
+             + [pos(i) for i in range(150)] + [frags[2]] + [pos(i) for i in range(20)])
+    f = tmp_path / "f.nmea"
+    f.write_text("\n".join(lines) + "\n")
+    for n in (1_000_000, 260):
+        s = ingest_file(f, tmp_path / f"ais{n}", chunk_lines=n)
+        assert s.report.statics == 1 and not s.report.bad, n

@@ -315,6 +315,13 @@ def test_a_bright_ships_length_is_measured_on_its_strong_returns() -> None:
     near = np.hypot(rows - 155, cols - 200) < 15
     assert measure_pixels(rows[near], cols[near], 10.0).length_m > 125  # every hit: the blur counts
     assert 90 <= d.length_m <= 122
+    # a wider blur, brighter: the same 100 m (a core on 0.6 of the median had kept the blur: 140 m)
+    img = clutter((400, 400), seed=6).astype(np.float64)
+    hull = np.zeros_like(img)
+    hull[150:160, 199:201] = 160 * np.median(img)
+    img = np.clip(img + ndimage.gaussian_filter(hull, 2.0), 0, 65535).astype(np.uint16)
+    (d,) = [d for d in detect_sar(img, pixel_size_m=10.0) if np.hypot(d.row - 155, d.col - 200) < 10]
+    assert d.length_m <= 125
     # a bright bridge (a tenth of the hull, five times brighter) does not leave the rest of the hull out: measured
     # on the returns above a high percentile, a 200 m hull had come out 30 m long and turned across
     img = clutter((400, 400), seed=6).astype(np.float64)

@@ -52,7 +52,8 @@ SMALL_IMAGE_PX = 512 * 512  # above this the block path wins even when the windo
 PRESCREEN = 0.8  # the block-level screen uses 0.8 k: generous, so it passes (nearly) every pixel the exact test keeps
 
 
-MEASURE_FRACTION = 0.6  # a target is measured on its hits of at least this share of its median value
+MEASURE_FRACTION = 0.5  # a target is measured on its hits of at least this share of its 90th-percentile value
+MEASURE_MIN_SHARE = 0.3  # ...when they are at least this share of its hits (else on every hit)
 REFERENCE_PIXEL_M = 10.0  # the pixel size the grouping rules (pixel counts) were chosen at
 
 
@@ -477,12 +478,13 @@ def targets_from_hits(
         every = measure_pixels(rr, cc, pixel_size_m)
         if not params.min_length_m <= every.length_m <= params.max_length_m:
             continue  # the size filter takes every hit (its core must not decide whether a ship is kept)
-        # measured on its returns of at least 0.6 of its median: every hit includes the blur of the resolution cell
-        # around the hull, the more the brighter the ship (a 100 m ship at 25 dB over the sea had measured 147 m);
-        # the median, not a high percentile, so that a bright bridge does not leave the hull out; and only when
-        # most hits are in it (a small core would turn the axis)
-        core = vals >= MEASURE_FRACTION * np.median(vals)
-        shape = measure_pixels(rr[core], cc[core], pixel_size_m) if core.sum() >= max(3, idx.size // 2) else every
+        # measured on its returns of at least half its 90th percentile: every hit includes the blur of the
+        # resolution cell around the hull, the more the brighter the ship (a 100 m ship at 25 dB over the sea had
+        # measured 147 m, 129 m now); only when they are a good share of its hits, so that a bright bridge, which
+        # alone can be that strong, does not leave the hull out (a 200 m hull had measured 30 m, turned across)
+        core = vals >= MEASURE_FRACTION * np.percentile(vals, 90)
+        use = core.sum() >= max(3, MEASURE_MIN_SHARE * idx.size)
+        shape = measure_pixels(rr[core], cc[core], pixel_size_m) if use else every
         wsum = vals.sum() or 1.0
         # size, times brightness against the sea: a hull 32 times the clutter's median scores 1 (10 times: 0.67),
         # the same in any pixel type or calibration (it had been the share of the type's range: 0.09 for a uint16

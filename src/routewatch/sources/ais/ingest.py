@@ -183,15 +183,15 @@ def nmea_chunks(path: Path, chunk_lines: int = CHUNK_LINES) -> Iterator[tuple[in
             yield first, carry
 
 
-def _unfinished_from(block: list[str], look_back: int = 200) -> int:
+def _unfinished_from(block: list[str], look_back: int = 1600) -> int:
     """Where the block can be cut so that no multipart message has fragments on both sides: before the first
     fragment of each message still unfinished at the block's end, and of each message that another such cut
     would split (two receivers' messages interleaved: A1 B1 A2 B2). A message is known by its fragment count,
     sequence id, channel, tag-block station and group (a later fragment naming no station or group closes the one
     open message it fits), and finished by its last fragment or by a new message on its key (the reader gives it
-    up there). Only messages begun in the last ``look_back`` lines are looked at (the reader's own limit for a
-    message's fragments), so at most that many lines move on. Returns the block's length when nothing needs to
-    move on, and 0 when all of it does (a short chunk)."""
+    up there). Only messages begun in the last ``look_back`` lines are looked at: the reader joins fragments up to
+    200 lines apart, and a message has at most 9 (8 gaps), so at most that many lines move on. Returns the
+    block's length when nothing needs to move on, and 0 when all of it does (a short chunk)."""
     spans: list[list[int]] = []  # [first fragment's index, last fragment's index or the block's length]
     open_: dict[tuple[str, str, str, str | None, str | None], list[int]] = {}
     for i in range(max(len(block) - look_back, 0), len(block)):

@@ -262,6 +262,8 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
                    f"{d.heading_deg:.0f} deg, score {d.score:.2f}, pixel ({d.row:.1f}, {d.col:.1f})"))
     note = f"water: {method}; usable {uf.fraction:.0%}"
     left_out = site_px & raster.valid & ~water & (~cloud if cloud is not None else True)  # seen, not water
+    if elsewhere is not None:  # the part another window's look counts is not this look's to search
+        left_out &= ~elsewhere
     if open_water and left_out.any():
         note += (f"; the mask leaves {int(left_out.sum()) / max(int(site_px.sum()), 1):.0%} of the "
                  "anchorage out (not searched: draw water polygons if it is sea)")
