@@ -1059,3 +1059,20 @@ def test_a_detection_of_negative_or_zero_size_is_refused_by_feature(tmp_path):
             _feature(130.29, 42.23, time=T.isoformat(), length_m=value)]}))
         with pytest.raises(ValueError, match=r"feature 1: length_m .* is not a positive number of metres"):
             read_detections_geojson(bad)
+
+
+def test_images_are_cut_at_their_widest_gaps():
+    """Times 0, 59 and 61 s: cut at a fixed 60 s from the first, the detections 2 s apart had been two images;
+    a run too long is cut at its widest gap."""
+    from routewatch.fuse import _images
+
+    def ids(seconds: list[float]) -> list[list[str]]:
+        det = pl.DataFrame({"id": [f"d{k}" for k in range(len(seconds))],
+                            "time": [T + timedelta(seconds=x) for x in seconds]})
+        return [g["id"].to_list() for _, g in _images(det)]
+
+    assert ids([0, 59, 61]) == [["d0"], ["d1", "d2"]]
+    assert ids([61, 0, 59]) == [["d1"], ["d0", "d2"]]  # rows keep their input order within an image
+    assert ids([0, 10, 20, 200, 205]) == [["d0", "d1", "d2"], ["d3", "d4"]]
+    assert ids([0, 30, 60, 90, 120]) == [["d0", "d1"], ["d2", "d3", "d4"]]  # even spacing: cut in the middle
+    assert ids([5]) == [["d0"]] and ids([]) == []

@@ -73,19 +73,29 @@ def _last_seen(positions: pl.DataFrame, when, mmsi_vessel: Mapping[int, str],
 
 
 def _images(det: pl.DataFrame, within_s: float = SAME_IMAGE_S) -> list[tuple[object, pl.DataFrame]]:
-    """The detections split into images: times within ``within_s`` of an image's first are that image (a scene's
-    detections can carry their own line times, seconds apart; fused as separate images, one AIS ship had been
-    matched to two hulls and one watchlist vessel named twice; a Sentinel-1 slice takes about 25 s). Each image is
-    fused at the middle of its times, at most 30 s from any of them (chained over minutes, a moving ship's AIS
-    had been placed 150 s off its hull); the rows keep their order within it."""
+    """The detections split into images of at most ``within_s`` (a scene's detections can carry their own line
+    times, seconds apart; fused as separate images, one AIS ship had been matched to two hulls and one watchlist
+    vessel named twice; a Sentinel-1 slice takes about 25 s). Times are cut where they are more than ``within_s``
+    apart, and a run longer than that is cut at its widest gaps until every part is short enough (cut at a fixed
+    time, detections a second apart had fallen into two images). Each image is fused at the middle of its times,
+    at most 30 s from any of them (chained over minutes, a moving ship's AIS had been placed 150 s off its hull);
+    the rows keep their order within it."""
     order = det.with_row_index("_k").sort("time", "_k")
     times = order["time"].to_list()
-    groups, start = [], 0
-    for i in range(1, len(times) + 1):
-        if i == len(times) or (times[i] - times[start]).total_seconds() > within_s:
-            part = order.slice(start, i - start).sort("_k").drop("_k")
-            groups.append((times[start] + (times[i - 1] - times[start]) / 2, part))
-            start = i
+    if not times:
+        return []
+
+    def parts(lo: int, hi: int) -> list[tuple[int, int]]:  # [lo, hi) as runs of at most within_s
+        if (times[hi - 1] - times[lo]).total_seconds() <= within_s:
+            return [(lo, hi)]
+        mid = (lo + hi) / 2  # of equal gaps, the middle one (even spacing gives even parts)
+        cut = max(range(lo + 1, hi), key=lambda i: (times[i] - times[i - 1], -abs(i - mid), -i))
+        return parts(lo, cut) + parts(cut, hi)
+
+    groups = []
+    for lo, hi in parts(0, len(times)):
+        part = order.slice(lo, hi - lo).sort("_k").drop("_k")
+        groups.append((times[lo] + (times[hi - 1] - times[lo]) / 2, part))
     return groups
 
 
