@@ -22,6 +22,7 @@ from routewatch.fuse.io import FUSION_EVIDENCE_PREFIX, fused_id
 from routewatch.fuse.match import (
     FuseConfig,
     ais_coverage,
+    around_image,
     could_be_here,
     interpolate_ais,
     match_detections,
@@ -119,11 +120,12 @@ def fuse_detections(
     for when, group in _images(det):
         window = positions.filter(pl.col("timestamp").is_between(when - timedelta(minutes=cfg.window_min),
                                                                   when + timedelta(minutes=cfg.window_min)))
-        ais = interpolate_ais(window, when, cfg)
+        around = around_image(window, when)  # each ship's messages either side of the image, read three ways
+        ais = interpolate_ais(window, when, cfg, around=around)
         twins = same_ship(group, cfg.same_ship_m)  # one ship detected twice: one match, one name
         matched = match_detections(group, ais, dict(inputs.ais_length), cfg, twins)
         covered = pl.Series(ais_coverage(group, window, cfg.coverage_radius_m))
-        maybe = could_be_here(group, window, {int(m) for m in ais["mmsi"]}, when, cfg)
+        maybe = could_be_here(group, around, {int(m) for m in ais["mmsi"]}, when, cfg)
         unplaced = pl.Series([bool(c) for c in maybe], dtype=pl.Boolean)
         matched = matched.with_columns(
             pl.when(pl.col("status").eq(DARK) & pl.lit(unplaced)).then(pl.lit(UNRESOLVED))
@@ -135,7 +137,7 @@ def fuse_detections(
         # a vessel placed by AIS at the image time is there, not here; one whose MMSI carries two transmitters
         # (messages around the image no ship could sail between) is placed nowhere for sure, and neither its
         # last nor its next position rules it out
-        conflicting = two_transmitters(window, when, cfg)
+        conflicting = two_transmitters(around, cfg)
         trusted = {m: v for m, v in links.items() if m not in conflicting}
         last_seen = _last_seen(positions, when, trusted)
         next_seen = _last_seen(positions, when, trusted, after=True)

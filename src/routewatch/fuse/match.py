@@ -51,7 +51,8 @@ class FuseConfig:
     coverage_radius_m: float = 75_000.0  # an unmatched detection is dark only with an AIS position this close
 
 
-def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig | None = None) -> pl.DataFrame:
+def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig | None = None,
+                    around: pl.DataFrame | None = None) -> pl.DataFrame:
     """Each MMSI's position at ``when``: linear between the messages around it, or dead-reckoned from SOG/COG for
     at most ``max_extrapolate_min`` (a ship reporting ``stationary_kn`` or less holds its place for the whole
     window: satellite AIS often hears a moored ship once or twice an hour). Columns: mmsi, lon, lat, sog_kn,
@@ -60,13 +61,9 @@ def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig 
     that slowed down at a berth is not placed to within the still ship's metres), method ("exact" for a message
     at the image time, "interpolated" or "extrapolated"; "conflicting" when the messages around the image are
     farther apart than ``max_plausible_kn`` allows: two transmitters on one MMSI, each message then a position
-    of its own), source, line."""
+    of its own), source, line. ``around``: :func:`around_image` of ``positions``, when the caller has it."""
     cfg = config or FuseConfig()
-    cols = ["mmsi", "timestamp", "lon", "lat", "sog_kn", "cog_deg", "heading_deg", "source", "line"]
-    p = positions.select(cols).sort("mmsi", "timestamp")
-    before = p.filter(pl.col("timestamp") <= when).group_by("mmsi").agg(pl.all().last())
-    after = p.filter(pl.col("timestamp") > when).group_by("mmsi").agg(pl.all().first())
-    j = before.join(after, on="mmsi", how="full", coalesce=True, suffix="_a")
+    j = around_image(positions, when) if around is None else around
     t = pl.lit(when).cast(pl.Datetime("us", "UTC"))
     dtb = (t - pl.col("timestamp")).dt.total_microseconds() / 1e6
     dta = (pl.col("timestamp_a") - t).dt.total_microseconds() / 1e6
@@ -95,10 +92,7 @@ def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig 
 
     for r in j.iter_rows(named=True):
         if r["both"]:
-            span_s = r["dtb"] + r["dta"]
-            leg_m = float(haversine_m(r["lon"], r["lat"], r["lon_a"], r["lat_a"]))
-            implied_kn = leg_m / span_s / KN_TO_MS if span_s > 0 else 0.0
-            if implied_kn > cfg.max_plausible_kn and leg_m > 2 * cfg.gate_m:
+            if _impossible(r, cfg):
                 # no ship sails this leg: two transmitters share the MMSI (or one spoofs it). A point between them
                 # is where neither is; each message stands for itself, as far as it reaches
                 one_side(r, "", r["dtb"], 1.0, "conflicting")
@@ -109,7 +103,7 @@ def interpolate_ais(positions: pl.DataFrame, when: datetime, config: FuseConfig 
             lon = wrap_lon(r["lon"] + f * wrap_lon(r["lon_a"] - r["lon"]))
             lat = r["lat"] + f * (r["lat_a"] - r["lat"])
             near = "" if r["dtb"] <= r["dta"] else "_a"
-            motion = max([v for v in (r["sog_kn"], r["sog_kn_a"], implied_kn) if v is not None])
+            motion = max([v for v in (r["sog_kn"], r["sog_kn_a"], _leg_kn(r)) if v is not None])
             rows.append((r["mmsi"], lon, lat, r["sog_kn" + near], r["cog_deg" + near], r["heading_deg" + near],
                          min(r["dtb"], r["dta"]), motion,
                          "exact" if min(r["dtb"], r["dta"]) == 0 else "interpolated",
@@ -220,52 +214,57 @@ def same_ship(det: pl.DataFrame, within_m: float) -> list[list[int]]:
     return out
 
 
-def _around(window: pl.DataFrame, when: datetime) -> pl.DataFrame:
-    """Each MMSI's last message at or before ``when`` and first after it (suffix ``_a``), in one row."""
-    p = window.select("mmsi", "timestamp", "lon", "lat", "sog_kn").sort("mmsi", "timestamp")
+def around_image(positions: pl.DataFrame, when: datetime) -> pl.DataFrame:
+    """Each MMSI's last message at or before ``when`` and its first after it (columns suffixed ``_a``), in one
+    row: what interpolation, the two-transmitter test and the reach of ships not placed all read."""
+    cols = ["mmsi", "timestamp", "lon", "lat", "sog_kn", "cog_deg", "heading_deg", "source", "line"]
+    p = positions.select(cols).sort("mmsi", "timestamp")
     before = p.filter(pl.col("timestamp") <= when).group_by("mmsi").agg(pl.all().last())
     after = p.filter(pl.col("timestamp") > when).group_by("mmsi").agg(pl.all().first())
     return before.join(after, on="mmsi", how="full", coalesce=True, suffix="_a")
 
 
+def _leg_kn(r: dict) -> float:
+    """The speed the leg between the messages either side of the image (a row of :func:`around_image`) implies."""
+    span = (r["timestamp_a"] - r["timestamp"]).total_seconds()
+    return float(haversine_m(r["lon"], r["lat"], r["lon_a"], r["lat_a"])) / span / KN_TO_MS if span > 0 else 0.0
+
+
 def _impossible(r: dict, cfg: FuseConfig) -> bool:
-    """Whether the messages either side of the image (a row of :func:`_around`) are too far apart for one ship."""
+    """Whether the messages either side of the image (a row of :func:`around_image`) are too far apart for one
+    ship."""
     if r["timestamp"] is None or r["timestamp_a"] is None:
         return False
-    span = (r["timestamp_a"] - r["timestamp"]).total_seconds()
     leg = float(haversine_m(r["lon"], r["lat"], r["lon_a"], r["lat_a"]))
-    return span > 0 and leg > 2 * cfg.gate_m and leg / span / KN_TO_MS > cfg.max_plausible_kn
+    return leg > 2 * cfg.gate_m and _leg_kn(r) > cfg.max_plausible_kn
 
 
-def two_transmitters(window: pl.DataFrame, when: datetime, cfg: FuseConfig) -> set[int]:
-    """MMSIs whose messages either side of the image no ship could have sailed between (two transmitters on one
-    MMSI, or a spoofed one): placed or not, their positions say nothing sure of where the ship is."""
-    if window.height == 0:
-        return set()
-    return {int(r["mmsi"]) for r in _around(window, when).iter_rows(named=True) if _impossible(r, cfg)}
+def two_transmitters(around: pl.DataFrame, cfg: FuseConfig) -> set[int]:
+    """MMSIs (of :func:`around_image`) whose messages either side of the image no ship could have sailed between
+    (two transmitters on one MMSI, or a spoofed one): placed or not, their positions say nothing sure of where the
+    ship is."""
+    return {int(r["mmsi"]) for r in around.iter_rows(named=True) if _impossible(r, cfg)}
 
 
-def could_be_here(det: pl.DataFrame, window: pl.DataFrame, positioned: set[int], when: datetime,
+def could_be_here(det: pl.DataFrame, around: pl.DataFrame, positioned: set[int], when: datetime,
                   cfg: FuseConfig) -> list[list[tuple[int, str]]]:
-    """For each detection, the AIS ships heard in the window but not placed at the image time (a moving ship's
-    messages too far from it to dead-reckon) that could have reached it: (mmsi, why). Such a detection is not
-    dark: AIS cannot say the ship there was silent. The reach from each message around the image is the fastest
-    speed the ship showed (its reports, the leg between them) plus a quarter and 2 kn, over the time to the
-    image, plus the match gate."""
+    """For each detection, the AIS ships heard in the window (:func:`around_image`) but not placed at the image
+    time (a moving ship's messages too far from it to dead-reckon) that could have reached it: (mmsi, why). Such a
+    detection is not dark: AIS cannot say the ship there was silent. The reach from each message around the image
+    is the fastest speed the ship showed (its reports, the leg between them) plus a quarter and 2 kn, over the
+    time to the image, plus the match gate."""
     out: list[list[tuple[int, str]]] = [[] for _ in range(det.height)]
-    rest = window.filter(~pl.col("mmsi").is_in(list(positioned))) if positioned else window
+    rest = around.filter(~pl.col("mmsi").is_in(list(positioned))) if positioned else around
     if det.height == 0 or rest.height == 0:
         return out
     dlon, dlat = det["lon"].to_numpy().astype(float), det["lat"].to_numpy().astype(float)
-    for r in _around(rest, when).iter_rows(named=True):
+    for r in rest.iter_rows(named=True):
         sides = [(r["timestamp" + k], r["lon" + k], r["lat" + k], r["sog_kn" + k]) for k in ("", "_a")
                  if r["timestamp" + k] is not None]
         speeds = [v for *_, v in sides if v is not None]
         apart = _impossible(r, cfg)  # two transmitters: either could be the ship, each from its own message
         if len(sides) == 2 and not apart:
-            span = (sides[1][0] - sides[0][0]).total_seconds()
-            leg = float(haversine_m(sides[0][1], sides[0][2], sides[1][1], sides[1][2]))
-            speeds.append(leg / span / KN_TO_MS if span > 0 else 0.0)
+            speeds.append(_leg_kn(r))
         ok = np.zeros(det.height, bool) if apart else np.ones(det.height, bool)
         whys = []
         for t_m, lon, lat, sog in sides:
