@@ -23,7 +23,14 @@ from typing import Any
 import polars as pl
 import xxhash
 
-from routewatch.sources.ais.nmea import ReadReport, read_nmea_lines
+from routewatch.sources.ais.nmea import (
+    TAG_BLOCK,
+    TAG_GROUP,
+    TAG_STATION,
+    ReadReport,
+    fitting_message,
+    read_nmea_lines,
+)
 from routewatch.sources.ais.partitions import (
     discard,
     publish,
@@ -43,8 +50,7 @@ from routewatch.sources.ais.registry import merge_statics, statics_frame
 
 CHUNK_LINES = 1_000_000
 _FRAGMENT = re.compile(r"!..VD[MO],(\d),(\d),(\d*),([^,]*),")  # count, index, sequence id, channel
-_STATION = re.compile(r"^[^!]*\\[^\\]*?\bs:([^,*\\]*)")  # a tag block's source station
-_GROUP = re.compile(r"^[^!]*\\[^\\]*?\bg:\d+-\d+-([^,*\\]+)")  # its sentence group id (NMEA 4)
+_TAG, _STATION, _GROUP = re.compile(TAG_BLOCK), re.compile(TAG_STATION), re.compile(TAG_GROUP)  # as the reader
 Progress = Callable[[str, int], None]  # (file name, lines done in this step)
 
 
@@ -193,23 +199,22 @@ def _unfinished_from(block: list[str], look_back: int = 1600) -> int:
     200 lines apart, and a message has at most 9 (8 gaps), so at most that many lines move on. Returns the
     block's length when nothing needs to move on, and 0 when all of it does (a short chunk)."""
     spans: list[list[int]] = []  # [first fragment's index, last fragment's index or the block's length]
-    open_: dict[tuple[str, str, str, str | None, str | None], list[int]] = {}
+    open_: dict[tuple, list[int]] = {}  # the reader's key: (station, group, channel, sequence id, count)
     for i in range(max(len(block) - look_back, 0), len(block)):
         m = _FRAGMENT.search(block[i])
         if not m or m.group(1) == "1":
             continue
-        st, gr = _STATION.search(block[i]), _GROUP.search(block[i])
-        key = (m.group(1), m.group(3), m.group(4), st.group(1) if st else None, gr.group(1) if gr else None)
+        tag = _TAG.search(block[i])
+        st, gr = (_STATION.search(tag.group(1)), _GROUP.search(tag.group(1))) if tag else (None, None)
+        key = (st.group(1) if st else None, gr.group(1) if gr else None, m.group(4), m.group(3), m.group(1))
         if m.group(2) == "1":
             if key in open_:  # a new message on the same key: the reader gives the open one up here
                 open_[key][1] = i
             open_[key] = [i, len(block)]
             spans.append(open_[key])
         elif m.group(2) == m.group(1):
-            if key not in open_ and (key[3] is None or key[4] is None):  # names no station or no group: the
-                fits = [k for k in open_ if k[:3] == key[:3] and key[3] in (None, k[3])  # one open message it fits
-                        and key[4] in (None, k[4])]
-                key = fits[0] if len(fits) == 1 else key
+            if key not in open_ and (key[0] is None or key[1] is None):  # names no station or no group
+                key = fitting_message(key, open_) or key
             if key in open_:
                 open_.pop(key)[1] = i
     cut = len(block)

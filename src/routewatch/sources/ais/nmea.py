@@ -40,6 +40,20 @@ _ARMOUR = r"^[0-W`-w]*$"  # the six-bit armour alphabet: a payload with any othe
 # a receiver's time after the sentence: Unix seconds (ten digits, 2001-2286) or milliseconds (thirteen); a nine-digit
 # number there is a station id or an MMSI (as seconds it would be a time before 2001, before AIS was in use)
 _TRAILING_EPOCH = r"^,(?:[^,]*,)*\s*(\d{10}|\d{13})(?:\.\d+)?\s*$"
+# An NMEA 4 tag block and the fields of it that key a multipart message: the reader and the ingest's chunker
+# (which must cut a file only where the reader would not join fragments) read them alike
+TAG_BLOCK = r"\\([^\\]*)\\"
+TAG_STATION = r"(?:^|,)s:([^,*]*)"
+TAG_GROUP = r"(?:^|,)g:\d+-\d+-([^,*]+)"  # sentence grouping (g:fragment-count-group)
+
+
+def fitting_message(key: tuple, pending: Iterable[tuple]) -> tuple | None:
+    """The one pending message a later fragment joins when it names no station or no group (some feeds tag the
+    first fragment only): keys are (station, group, channel, sequence id, fragment count); it fits a pending key
+    with its channel, sequence id and count whose station and group agree where it names them. None when no
+    pending key, or more than one, fits: then it is not guessed."""
+    fits = [k for k in pending if k[2:] == key[2:] and key[0] in (None, k[0]) and key[1] in (None, k[1])]
+    return fits[0] if len(fits) == 1 else None
 POSITION_TYPES_SLOW = {1, 2, 3, 18, 19, 27}
 STATIC_TYPES = {5, 19, 24}
 MAX_EXAMPLES = 5
@@ -122,7 +136,7 @@ def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) 
     df = df.with_columns(
         sent.struct.field("1").alias("body"),
         sent.struct.field("2").alias("cs"),
-        pl.col("raw").str.extract(r"\\([^\\]*)\\", 1).alias("tag"),
+        pl.col("raw").str.extract(TAG_BLOCK, 1).alias("tag"),
         pl.col("raw").str.extract(r"\*[0-9A-Fa-f]{2}(,.*)$", 1).alias("trailer"),
         pl.col("raw").str.extract_groups(_ISO_PREFIX).alias("_iso"),
     ).with_columns(pl.col("_iso").struct.field("1").alias("iso"), pl.col("_iso").struct.field("2").alias("iso_zone"))
@@ -146,9 +160,9 @@ def _parse_lines(lines: list[str], default_us: int | None, first_line: int = 1) 
         parts.field("field_5").alias("payload"),
         parts.field("field_6").cast(pl.Int32, strict=False).alias("fill"),
         parts.field("field_7").alias("extra"),
-        pl.col("tag").str.extract(r"(?:^|,)s:([^,*]*)", 1).alias("station"),
-        # NMEA 4 sentence grouping (g:fragment-count-group): often only the first fragment names its station
-        pl.col("tag").str.extract(r"(?:^|,)g:\d+-\d+-([^,*]+)", 1).alias("group"),
+        pl.col("tag").str.extract(TAG_STATION, 1).alias("station"),
+        # often only the first fragment of a group names its station
+        pl.col("tag").str.extract(TAG_GROUP, 1).alias("group"),
         epoch_us.alias("_own"),
         pl.col("tag").str.extract(r"^(.*)\*([0-9A-Fa-f]{2})$", 1).alias("tag_body"),
         pl.col("tag").str.extract(r"^(.*)\*([0-9A-Fa-f]{2})$", 2).alias("tag_cs"),
@@ -336,10 +350,7 @@ def _slow_path(
         # it is not guessed
         key = (station, group, channel, seq, count)
         if index > 1 and key not in pending and (station is None or group is None):
-            fits = [k for k in loose.get(key[2:], []) if (station is None or k[0] == station)
-                    and (group is None or k[1] == group)]
-            if len(fits) == 1:
-                key = fits[0]
+            key = fitting_message(key, loose.get(key[2:], [])) or key
         frags = pending.get(key)
         if index == 1:
             if frags:
