@@ -375,9 +375,9 @@ def censored_hits(
     if rows.size == 0:
         return r1, c1
     h, w = img.shape
+    wet = np.asarray(water, bool)
     d = max(1, round(CENSOR_M / pixel_size_m))
-    reach = b + d  # a pixel this far from every censored one has no censored pixel in its ring
-    cell = max(1, reach)
+    reach = cell = b + d  # a pixel this far from every censored one has no censored pixel in its ring
     occupied = np.zeros((h // cell + 1, w // cell + 1), bool)
     occupied[rows // cell, cols // cell] = True
     regions = ndimage.label(ndimage.binary_dilation(occupied, np.ones((3, 3), bool)))[0]  # targets a ring apart
@@ -391,14 +391,14 @@ def censored_hits(
         r0, r1_ = max(0, ir0 - b), min(h, ir1 + b)
         c0, c1_ = max(0, ic0 - b), min(w, ic1 + b)
         sub = img[r0:r1_, c0:c1_]
-        if np.asarray(water, bool)[r0:r1_, c0:c1_].mean() < CENSOR_OPEN_WATER:
+        if wet[r0:r1_, c0:c1_].mean() < CENSOR_OPEN_WATER:
             continue
         censor = np.zeros(sub.shape, bool)  # the hits and d pixels around them (set sparsely: a dilation of the
         off = np.arange(-d, d + 1)  # whole crop had cost more than the crop's CFAR)
         cr = np.clip((rr - r0)[:, None, None] + off[None, :, None], 0, sub.shape[0] - 1)
         cc_ = np.clip((cc - c0)[:, None, None] + off[None, None, :], 0, sub.shape[1] - 1)
         censor[np.broadcast_to(cr, (rr.size, off.size, off.size)), np.broadcast_to(cc_, (rr.size, off.size, off.size))] = True
-        background = np.asarray(water, bool)[r0:r1_, c0:c1_] & ~censor
+        background = wet[r0:r1_, c0:c1_] & ~censor
         r2, c2 = (crop_hits or hits)(sub, pixel_size_m=pixel_size_m, water=background, params=params)
         r2, c2, _ = group_hits(r2, c2, params)
         r2, c2 = r2 + r0, c2 + c0

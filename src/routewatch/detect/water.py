@@ -26,6 +26,8 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
+from routewatch.detect.sar import SAR_VALUES
+
 SCL_WATER = 6
 
 
@@ -288,8 +290,8 @@ def sar_water(image: np.ndarray, valid: np.ndarray | None = None, smooth_px: int
     (default :func:`open_px_for` the pixel size). ``values`` (amplitude or intensity) says what the pixels hold:
     the test for a coast in view is in decibels, which are twice the log of an amplitude.
     """
-    if values not in ("amplitude", "intensity"):
-        raise ValueError(f"values must be amplitude or intensity, got {values!r}")
+    if values not in SAR_VALUES:
+        raise ValueError(f"values must be one of {', '.join(SAR_VALUES)}, got {values!r}")
     arr = np.asarray(image)
     if zero_is_fill is None:
         zero_is_fill = zeros_are_fill(arr)
