@@ -134,9 +134,11 @@ def _sar_band(path: Path) -> int:
     if len(bands) <= 1:
         return bands[0][0] if bands else 1
     # VV or HH named alone (not a ratio such as VV/VH or HH_HV_ratio, nor a cross-polarised band)
-    pol = r"(?<![A-Z])(VV|HH|VH|HV)(?![A-Z])"
-    co = [i for i, d in bands if re.search(r"(?i)(?<![A-Z])(VV|HH)(?![A-Z])", d)
-          and len(re.findall("(?i)" + pol, d)) == 1 and not re.search(r"(?i)(?<![A-Z])ratio(?![A-Z])", d)]
+    def polarisations(text: str) -> list[str]:
+        return [p.upper() for p in re.findall(r"(?i)(?<![A-Z])(VV|HH|VH|HV)(?![A-Z])", text)]
+
+    co = [i for i, d in bands if polarisations(d) in (["VV"], ["HH"])
+          and not re.search(r"(?i)(?<![A-Z])ratio(?![A-Z])", d)]
     if len(co) == 1:
         return co[0]
     said = ", ".join(f"{i}: {d or 'unnamed'}" for i, d in bands)
