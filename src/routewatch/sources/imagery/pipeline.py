@@ -261,12 +261,13 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
             detail=f"{label}{scene.sensor} detection: {d.length_m:.0f} m x {d.width_m:.0f} m, heading "
                    f"{d.heading_deg:.0f} deg, score {d.score:.2f}, pixel ({d.row:.1f}, {d.col:.1f})"))
     note = f"water: {method}; usable {uf.fraction:.0%}"
-    left_out = site_px & raster.valid & ~water & (~cloud if cloud is not None else True)  # seen, not water
-    if elsewhere is not None:  # the part another window's look counts is not this look's to search
-        left_out &= ~elsewhere
-    if open_water and left_out.any():
-        note += (f"; the mask leaves {int(left_out.sum()) / max(int(site_px.sum()), 1):.0%} of the "
-                 "anchorage out (not searched: draw water polygons if it is sea)")
+    if open_water:  # what the mask left out of the anchorage: seen, not water, and not another window's part
+        left_out = site_px & raster.valid & ~water & (~cloud if cloud is not None else True)
+        if elsewhere is not None:
+            left_out &= ~elsewhere
+        if left_out.any():
+            note += (f"; the mask leaves {int(left_out.sum()) / max(int(site_px.sum()), 1):.0%} of the "
+                     "anchorage out (not searched: draw water polygons if it is sea)")
     band = next(iter(raster.bands.values()))  # the band the water mask was derived from
     if raster.kind == "sar" and site_px.any():
         from routewatch.detect.water import edge_zero_fill, zeros_are_fill
