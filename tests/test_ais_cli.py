@@ -570,3 +570,20 @@ def test_gaps_over_a_window_read_a_bounded_number_of_days_beyond_it(tmp_path, mo
     monkeypatch.setattr(partitions, "read_day", lambda d, columns=None: read.append(d) or real(d, columns))
     _run("ais", "gaps", "-w", str(ws.root), "--since", "2023-02-10", "--until", "2023-02-10")
     assert len(read) <= 2 * 31 + 1  # and the window's own day (80 days had been read)
+
+
+def test_ingest_says_how_many_positions_were_dead_reckoned_and_which_lines_had_no_fix(tmp_path, monkeypatch):
+    from pyais import encode_dict
+
+    ws = _init(tmp_path / "ws")
+    monkeypatch.chdir(tmp_path)
+    lines = []
+    for k, second in enumerate((10, 62, 62, 63)):
+        msg = {"type": 1, "mmsi": 273000200 + k, "lon": 131.9, "lat": 42.8, "speed": 3.0, "second": second}
+        lines.append(f"{encode_dict(msg, radio_channel='A', talker_id='AI')[0]},{1700000000 + k}")
+    Path("feed.nmea").write_text("\n".join(lines) + "\n")
+    out = _run("ais", "ingest", "feed.nmea", "-w", "ws")
+    assert "feed.nmea: 2 positions are the ships' own dead-reckoning estimates" in out
+    assert "feed.nmea:4 positioning system inoperative (AIS time stamp 63)" in out
+    stored = sorted(m for _, d in day_dirs(ws.ais_dir) for m in read_day(d)["mmsi"].to_list())
+    assert stored == [273000200, 273000201, 273000202]  # the fixed and the estimated positions, not the unfixed

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyais import decode, encode_dict
 
-from routewatch.sources.ais.nmea import GLUED, read_nmea_lines
+from routewatch.sources.ais.nmea import GLUED, NOT_A_FIX, read_nmea_lines
 
 SHARED = Path(os.environ.get("ROUTEWATCH_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 SAMPLE = SHARED / "data" / "ais" / "pyais_nmea_data_sample.txt"
@@ -153,6 +153,7 @@ position = st.fixed_dictionaries({
     "speed": st.integers(0, 1022).map(lambda v: v / 10),
     "course": st.integers(0, 3599).map(lambda v: v / 10),
     "heading": st.integers(0, 359),
+    "second": st.integers(0, 63),
 })
 
 
@@ -176,6 +177,9 @@ def test_reader_never_crashes_and_never_loses_a_valid_message(messages, garbage,
         ref = decode(text).asdict()
         if ref["lon"] == 0 and ref["lat"] == 0:  # 0 N 0 E exactly: a transponder's default, reported as such
             assert lineno not in got and res.report.bad.get("position not available", 0) >= 1
+            continue
+        if ref["second"] in NOT_A_FIX:  # typed by hand or no fix: no observation, counted as bad
+            assert lineno not in got and res.report.bad.get(NOT_A_FIX[ref["second"]], 0) >= 1
             continue
         assert lineno in got, f"lost valid message on line {lineno}: {text}"
         assert got[lineno]["mmsi"] == ref["mmsi"]
@@ -455,3 +459,29 @@ def test_an_untimed_type_19_without_a_position_is_still_untimed():
                       radio_channel="A", talker_id="AI")
     res = read_nmea_lines(t19)
     assert res.report.untimed == 1 and res.statics == []
+
+
+def test_typed_and_unfixed_positions_are_bad_and_dead_reckoning_is_kept_and_counted():
+    """The time stamp field says whether a position was measured: 61 (typed by hand) and 63 (no fix) are no
+    observation of where the ship is and are counted as bad with their line; 62 (dead reckoning) is kept and
+    counted; 60 (no time) and an ordinary second are positions. Class A and B alike, on both decoding paths (the
+    fast path reads the field itself: checked against pyais's reading of the same sentences)."""
+    lines, expect = [], {}
+    for k, second in enumerate((12, 60, 61, 62, 63)):
+        for mtype in (1, 18):
+            msg = {"type": mtype, "mmsi": 273000100 + k, "lon": 131.0 + k / 100, "lat": 42.0, "speed": 5.0,
+                   "course": 90.0, "heading": 90, "second": second}
+            sentence = encode_dict(msg, radio_channel="A", talker_id="AI")[0]
+            assert decode(sentence).asdict()["second"] == second
+            lines.append(f"{sentence},{1700000000 + len(lines)}")
+            expect[len(lines)] = second
+    for fast in (True, False):
+        res = read_nmea_lines(lines, fast=fast)
+        kept = sorted(line for line, s in expect.items() if s in (12, 60, 62))
+        assert sorted(res.positions["line"].to_list()) == kept
+        assert res.report.bad == {"manual position input (AIS time stamp 61)": 2,
+                                  "positioning system inoperative (AIS time stamp 63)": 2}
+        assert sorted(e[0] for e in res.report.examples) == sorted(
+            line for line, s in expect.items() if s in (61, 63))
+        assert res.report.dead_reckoning == 2
+        assert res.report.fast_path == (10 if fast else 0)

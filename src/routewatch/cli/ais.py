@@ -178,6 +178,9 @@ def register(app: typer.Typer) -> None:
                     failed += 1  # nothing read: a script must see it, as it sees an unreadable file
                     store.record_failure("ais", str(Path(f).resolve()), "every row is bad: " + ", ".join(
                         f"{reason}: {n:,}" for reason, n in s.report.bad.items()))
+                if s.report.dead_reckoning:
+                    console.print(f"  {escape(f.name)}: {s.report.dead_reckoning:,} positions are the ships' own "
+                                  "dead-reckoning estimates (AIS time stamp 62: no GNSS fix), kept")
                 if s.report.untimed:
                     console.print(f"  [yellow]{f.name}: {s.report.untimed:,} positions and static reports carry no "
                                   "time and were left out; run again with --default-time (UTC) to add them (the file is not marked "

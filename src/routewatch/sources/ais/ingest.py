@@ -372,7 +372,7 @@ def _ingest_file(
 
 
 def _merge_reports(total: ReadReport, part: ReadReport) -> None:
-    for name in ("lines", "messages", "positions", "statics", "fast_path", "untimed"):
+    for name in ("lines", "messages", "positions", "statics", "fast_path", "untimed", "dead_reckoning"):
         setattr(total, name, getattr(total, name) + getattr(part, name))
     for reason, n in part.bad.items():
         total.bad[reason] = total.bad.get(reason, 0) + n

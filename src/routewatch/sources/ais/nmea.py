@@ -57,6 +57,14 @@ def fitting_message(key: tuple, pending: Iterable[tuple]) -> tuple | None:
 POSITION_TYPES_SLOW = {1, 2, 3, 18, 19, 27}
 STATIC_TYPES = {5, 19, 24}
 MAX_EXAMPLES = 5
+# The time stamp field (UTC second of the fix) of a position report also says whether the position was measured
+# (ITU-R M.1371): 60 no time, 61 typed in by hand (manual input mode), 62 estimated (dead reckoning), 63 no fix
+# (positioning system inoperative). A typed or unfixed position is no observation of where the ship is (a stale
+# position typed at the last port, a transponder's last fix repeated): it is counted as bad, with its line. A
+# dead-reckoning position is the ship's own estimate through a GNSS outage (jamming included) and is kept; the
+# report counts them.
+NOT_A_FIX = {61: "manual position input (AIS time stamp 61)", 63: "positioning system inoperative (AIS time stamp 63)"}
+DEAD_RECKONING = 62
 
 
 @dataclass
@@ -69,6 +77,7 @@ class ReadReport:
     statics: int = 0
     fast_path: int = 0
     untimed: int = 0  # decoded positions and static reports without any time (give a default time to keep them)
+    dead_reckoning: int = 0  # positions kept that the ship estimated by dead reckoning (time stamp 62)
     bad: dict[str, int] = field(default_factory=dict)
     examples: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, text)
 
@@ -284,6 +293,12 @@ def _fast_positions(df: pl.DataFrame, source: str, report: ReadReport) -> pl.Dat
     has_pos = ok & ~np.isnan(dec["lon"]) & ~np.isnan(dec["lat"]) & ~((dec["lon"] == 0) & (dec["lat"] == 0))
     report.add_bad_rows("position not available", np.flatnonzero(ok & ~has_pos), lambda i: int(df["line"][i]),
                         df["raw"].__getitem__)
+    second = dec["second"]
+    for code, reason in NOT_A_FIX.items():
+        unfixed = has_pos & (second == code)
+        report.add_bad_rows(reason, np.flatnonzero(unfixed), lambda i: int(df["line"][i]), df["raw"].__getitem__)
+        has_pos &= ~unfixed
+    report.dead_reckoning += int((has_pos & (second == DEAD_RECKONING)).sum())
     nav = dec["nav_status"]
     out = pl.DataFrame({
         "mmsi": dec["mmsi"], "timestamp": df["t_us"], "lon": dec["lon"], "lat": dec["lat"],
@@ -398,9 +413,13 @@ def _collect(msg: dict[str, Any], line: int, t_us: int | None, rows: list, stati
     mtype = int(msg.get("msg_type", 0))
     if mtype in POSITION_TYPES_SLOW:
         lon, lat = msg.get("lon"), msg.get("lat")
+        second = msg.get("second")  # type 27 has none
         if lon is None or lat is None or abs(lon) > 180 or abs(lat) > 90 or (lon == 0 and lat == 0):
             report.add_bad("position not available", line, raw)
+        elif second in NOT_A_FIX:
+            report.add_bad(NOT_A_FIX[second], line, raw)
         else:
+            report.dead_reckoning += second == DEAD_RECKONING
             status = msg.get("status")
             heading = msg.get("heading")  # 511 (not available) and anything else past 360 is no heading
             # "not available": 102.3 kn and 360 deg in types 1-3, 18, 19; 63 kn and 511 deg in type 27 (long range,

@@ -19,9 +19,9 @@ POSITION_TYPES = (1, 2, 3, 18)
 
 # (start bit, width, signed) per field; class A (types 1-3) and class B (type 18) differ after the MMSI.
 _CLASS_A = {"status": (38, 4, False), "sog": (50, 10, False), "lon": (61, 28, True), "lat": (89, 27, True),
-            "cog": (116, 12, False), "heading": (128, 9, False)}
+            "cog": (116, 12, False), "heading": (128, 9, False), "second": (137, 6, False)}
 _CLASS_B = {"sog": (46, 10, False), "lon": (57, 28, True), "lat": (85, 27, True),
-            "cog": (112, 12, False), "heading": (124, 9, False)}
+            "cog": (112, 12, False), "heading": (124, 9, False), "second": (133, 6, False)}
 
 
 def sixbit_values(payload: np.ndarray) -> np.ndarray:
@@ -49,7 +49,8 @@ def decode_positions(payload: np.ndarray) -> dict[str, np.ndarray]:
     """Decode an (n, 28) uint8 array of payload characters of types 1, 2, 3 or 18.
 
     Returns columns ``ok`` (the row was a decodable position report), ``msg_type``, ``mmsi``, ``nav_status``
-    (-1 when absent), ``lon``, ``lat`` (degrees, NaN when not available), ``sog_kn``, ``cog_deg``, ``heading_deg``.
+    (-1 when absent), ``lon``, ``lat`` (degrees, NaN when not available), ``sog_kn``, ``cog_deg``, ``heading_deg``,
+    ``second`` (the UTC second of the fix; 60-63 are codes: not available, manual input, dead reckoning, no fix).
     """
     n = payload.shape[0]
     values = sixbit_values(payload)
@@ -61,7 +62,7 @@ def decode_positions(payload: np.ndarray) -> dict[str, np.ndarray]:
     is_b = msg_type == 18
     out: dict[str, np.ndarray] = {"ok": ok, "msg_type": msg_type.astype(np.int8), "mmsi": mmsi.astype(np.int32)}
     fields: dict[str, np.ndarray] = {}
-    for name in ("sog", "lon", "lat", "cog", "heading"):
+    for name in ("sog", "lon", "lat", "cog", "heading", "second"):
         a = _field(cols, *_CLASS_A[name])
         b = _field(cols, *_CLASS_B[name])
         fields[name] = np.where(is_b, b, a)
@@ -74,4 +75,5 @@ def decode_positions(payload: np.ndarray) -> dict[str, np.ndarray]:
     out["sog_kn"] = np.where(fields["sog"] == 1023, np.nan, fields["sog"] / 10.0).astype(np.float32)
     out["cog_deg"] = np.where(fields["cog"] >= 3600, np.nan, fields["cog"] / 10.0).astype(np.float32)
     out["heading_deg"] = np.where(fields["heading"] >= 360, np.nan, fields["heading"]).astype(np.float32)
+    out["second"] = fields["second"].astype(np.int8)
     return out
