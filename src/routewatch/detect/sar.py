@@ -44,7 +44,7 @@ from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
 from routewatch.detect.base import Detection
-from routewatch.detect.measure import measure_pixels
+from routewatch.detect.measure import Shape, measure_pixels
 
 BLOCK = 16  # pixels per block side for background statistics
 STEP = 4  # decimation of the background sample inside a block
@@ -459,12 +459,121 @@ def group_hits(rows: np.ndarray, cols: np.ndarray, params: CfarParams) -> tuple[
     return rows, cols, labels
 
 
+# Ships moored side by side (a berth's nested ships, a row at a quay) merge into one target: the blur of each hull
+# and the grouping gap bridge the water between them. A target at least SPLIT_MIN_WIDTH_M wide is cut where the
+# mean return across it falls to SPLIT_VALLEY of the weaker side's peak (both above the sea's level), when every
+# piece is ship-shaped (at least SPLIT_ELONGATION times as long as wide) and lies along the cut (within
+# SPLIT_PARALLEL_DEG): the pieces are hulls side by side, not a hull cut across or a hull and its bridge. A target
+# nearly as wide as long (SPLIT_SQUARE) is also tried across its other axis: three hulls in a row are wider than
+# long. Simulated 10 m pairs of 120 x 20 m hulls 50-80 m apart: one target each before, two now; single hulls of
+# 30-60 m beam are never cut (tests/test_detect_sar.py). The valley was set so that the shared chips, whose
+# finer pixels resolve a hull's own structure, lose nothing (0.5 had cut one hull in two there).
+SPLIT_MIN_WIDTH_M = 35.0
+SPLIT_VALLEY = 0.3
+SPLIT_ELONGATION = 2.0
+SPLIT_PARALLEL_DEG = 20.0
+SPLIT_SQUARE = 1.6
+SPLIT_DEPTH = 4  # at most 2 ** 4 hulls from one target
+
+
+def _valleys(img: np.ndarray, y: np.ndarray, x: np.ndarray, ux: float, uy: float, clutter: float
+             ) -> list[tuple[float, float, np.ndarray, float]]:
+    """Cuts parallel to the axis (ux, uy) (columns, rows) through the target's pixels (y, x): for each local minimum
+    of the mean image value across the axis (over the middle 80 % of the target's extent along it, the sea's level
+    taken off) that is at most SPLIT_VALLEY of the lower of the highest values either side, (depth, position across,
+    every hit's position across, the cut's heading in degrees clockwise from image-up)."""
+    my, mx = float(y.mean()), float(x.mean())
+    along = (x - mx) * ux + (y - my) * uy
+    across = -(x - mx) * uy + (y - my) * ux
+    r0, r1 = max(int(y.min()) - 2, 0), min(int(y.max()) + 3, img.shape[0])
+    c0, c1 = max(int(x.min()) - 2, 0), min(int(x.max()) + 3, img.shape[1])
+    gy, gx = np.mgrid[r0:r1, c0:c1]
+    g_along = (gx - mx) * ux + (gy - my) * uy
+    g_across = -(gx - mx) * uy + (gy - my) * ux
+    lo, hi = np.percentile(along, [10, 90])
+    a0 = float(across.min())
+    inside = (g_along >= lo) & (g_along <= hi) & (g_across >= a0 - 1) & (g_across <= across.max() + 1)
+    bins = np.round(g_across[inside] - a0 + 1).astype(np.intp)
+    n = np.bincount(bins)
+    total = np.bincount(bins, img[r0:r1, c0:c1][inside].astype(np.float64))
+    profile = np.where(n > 0, total / np.maximum(n, 1), 0.0) - clutter
+    top = float(profile.max())
+    heading = math.degrees(math.atan2(ux, -uy)) % 180.0
+    out = []
+    for v in range(1, profile.size - 1):
+        low = min(float(profile[:v].max()), float(profile[v + 1:].max()))
+        if low < 0.25 * top or low <= 0.5 * clutter:  # both sides must be hulls, well above the sea
+            continue
+        if profile[v] <= SPLIT_VALLEY * low and profile[v] <= min(profile[v - 1], profile[v + 1]):
+            out.append((float(profile[v]) / low, v + a0 - 1, across, heading))
+    return out
+
+
+def _hull_shape(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, pixel_size_m: float) -> Shape:
+    """A target's size, on its strong returns when they are a good share of its hits (else on every hit): every hit
+    includes the blur of the resolution cell around the hull, the more the brighter the ship (a 100 m ship at 25 dB
+    over the sea had measured 147 m, 129 m now); the share guard keeps a bright bridge, which alone can be that
+    strong, from leaving the hull out (a 200 m hull had measured 30 m, turned across)."""
+    vals = img[rr, cc].astype(np.float64)
+    core = vals >= MEASURE_FRACTION * np.percentile(vals, 90)
+    if core.sum() >= max(3, MEASURE_MIN_SHARE * rr.size):
+        return measure_pixels(rr[core], cc[core], pixel_size_m)
+    return measure_pixels(rr, cc, pixel_size_m)
+
+
+def _hull_along(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, pixel_size_m: float, params: CfarParams,
+                heading: float) -> bool:
+    """Whether a piece of a cut target is a hull lying along the cut."""
+    if rr.size < params.min_pixels:
+        return False
+    shape = _hull_shape(img, rr, cc, pixel_size_m)
+    off = abs(shape.heading_deg - heading) % 180.0
+    return (shape.length_m >= max(params.min_length_m, SPLIT_ELONGATION * shape.width_m)
+            and min(off, 180.0 - off) <= SPLIT_PARALLEL_DEG)
+
+
+def split_side_by_side(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, *, clutter: float, pixel_size_m: float,
+                       params: CfarParams = CfarParams(), _depth: int = 0, _heading: float | None = None
+                       ) -> list[np.ndarray]:
+    """The hulls of one target (indices into ``rr``/``cc``): the target itself, or the ships side by side that
+    merged into it (see SPLIT_VALLEY)."""
+    whole = [np.arange(rr.size)]
+    if _depth >= SPLIT_DEPTH or rr.size < 2 * params.min_pixels:
+        return whole
+    shape = measure_pixels(rr, cc, pixel_size_m)
+    if shape.width_m < SPLIT_MIN_WIDTH_M:
+        return whole
+    y, x = rr.astype(np.float64), cc.astype(np.float64)
+    headings = [shape.heading_deg] if _heading is None else [_heading]  # pieces are cut along the first cut
+    if _heading is None and shape.length_m < SPLIT_SQUARE * shape.width_m:
+        # nearly square: the axis of its hits says little (a pair of hulls abreast had come out at 52 degrees to
+        # them), so every direction is tried
+        headings = [(shape.heading_deg + a) % 180.0 for a in range(0, 180, 15)]
+    cuts = sorted((c for h in headings for c in _valleys(img, y, x, math.sin(math.radians(h)),
+                                                         -math.cos(math.radians(h)), clutter)),
+                  key=lambda c: c[0])
+    for _, at, across, heading in cuts[:3]:  # the deepest first; a shallower one may give hull-shaped pieces
+        pieces: list[np.ndarray] = []
+        for side in (np.flatnonzero(across < at), np.flatnonzero(across >= at)):
+            if side.size < params.min_pixels:
+                break
+            inner = split_side_by_side(img, rr[side], cc[side], clutter=clutter, pixel_size_m=pixel_size_m,
+                                       params=params, _depth=_depth + 1, _heading=heading)
+            hulls = [side[i] for i in inner]
+            if not all(_hull_along(img, rr[h], cc[h], pixel_size_m, params, heading) for h in hulls):
+                break
+            pieces.extend(hulls)
+        else:
+            return pieces
+    return whole
+
+
 def targets_from_hits(
     image: np.ndarray, rows: np.ndarray, cols: np.ndarray, *, pixel_size_m: float, params: CfarParams = CfarParams(),
     water: np.ndarray | None = None,
 ) -> list[Detection]:
-    """Cluster hits, discard clusters of the wrong size, measure the rest; ``water`` (when given) is where the
-    clutter level that scores them is taken."""
+    """Cluster hits, discard clusters of the wrong size, split ships side by side, measure the rest; ``water``
+    (when given) is where the clutter level that scores them is taken."""
     rows, cols, labels = group_hits(rows, cols, params)
     if labels.size == 0:
         return []
@@ -472,20 +581,18 @@ def targets_from_hits(
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
     img = np.asarray(image)
     clutter = clutter_level(img, water)
-    out: list[Detection] = []
+    hulls: list[np.ndarray] = []
     for idx in np.split(order, bounds):  # group_hits kept only targets of at least min_pixels hits
-        rr, cc = rows[idx], cols[idx]
-        vals = img[rr, cc].astype(np.float64)
-        every = measure_pixels(rr, cc, pixel_size_m)
+        every = measure_pixels(rows[idx], cols[idx], pixel_size_m)
         if not params.min_length_m <= every.length_m <= params.max_length_m:
             continue  # the size filter takes every hit (its core must not decide whether a ship is kept)
-        # measured on its returns of at least half its 90th percentile: every hit includes the blur of the
-        # resolution cell around the hull, the more the brighter the ship (a 100 m ship at 25 dB over the sea had
-        # measured 147 m, 129 m now); only when they are a good share of its hits, so that a bright bridge, which
-        # alone can be that strong, does not leave the hull out (a 200 m hull had measured 30 m, turned across)
-        core = vals >= MEASURE_FRACTION * np.percentile(vals, 90)
-        use = core.sum() >= max(3, MEASURE_MIN_SHARE * idx.size)
-        shape = measure_pixels(rr[core], cc[core], pixel_size_m) if use else every
+        hulls.extend(idx[part] for part in split_side_by_side(img, rows[idx], cols[idx], clutter=clutter,
+                                                              pixel_size_m=pixel_size_m, params=params))
+    out: list[Detection] = []
+    for idx in hulls:
+        rr, cc = rows[idx], cols[idx]
+        vals = img[rr, cc].astype(np.float64)
+        shape = _hull_shape(img, rr, cc, pixel_size_m)
         wsum = vals.sum() or 1.0
         # size, times brightness against the sea: a hull 32 times the clutter's median scores 1 (10 times: 0.67),
         # the same in any pixel type or calibration (it had been the share of the type's range: 0.09 for a uint16
