@@ -373,6 +373,9 @@ def register(app: typer.Typer) -> None:
         position_sigma: Annotated[float, typer.Option(min=1.0, help="Image georeference and AIS position error "
                                                                   "together, 1 sigma (m); raise it for images "
                                                                   "located to worse than 150 m")] = 150.0,
+        ais_false_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of a watchlist vessel's prior "
+                                                      "kept where its AIS places it elsewhere (AIS positions can be "
+                                                      "false: spoofing); raise it for a fleet known to spoof")] = 0.02,
         out: Annotated[Path, typer.Option(help="Result file: .geojson or .csv")] = Path("fused.geojson"),
     ) -> None:
         """Match ship detections to AIS (identified, dark, unresolved where a ship AIS heard but cannot place
@@ -383,7 +386,14 @@ def register(app: typer.Typer) -> None:
         """
         import polars as pl
 
-        from routewatch.fuse import NO_AIS, FuseConfig, FusionInputs, fuse_detections, fused_sightings
+        from routewatch.fuse import (
+            NO_AIS,
+            FuseConfig,
+            FusionInputs,
+            IdentifyConfig,
+            fuse_detections,
+            fused_sightings,
+        )
         from routewatch.fuse.io import (
             assign_sites,
             detections_from_sightings,
@@ -439,7 +449,8 @@ def register(app: typer.Typer) -> None:
         mmsi_vessel, lengths = _mmsi_map(ws, watchlist)
         cfg = FuseConfig(position_sigma_m=position_sigma)
         result = fuse_detections(det, positions, FusionInputs(watchlist.vessels, watchlist.routes, mmsi_vessel, lengths,
-                                                              watchlist.sites), cfg)
+                                                              watchlist.sites), cfg,
+                                 IdentifyConfig(ais_false_rate=ais_false_rate))
         sightings, evidence = fused_sightings(result)
         with store.transaction() as conn:
             store.add_evidence(evidence, conn=conn)

@@ -15,9 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import numpy as np
 import polars as pl
 
-from routewatch.fuse.identify import UNKNOWN, IdentifyConfig, LastSeen, identify_dark
+from routewatch.fuse.identify import (
+    UNKNOWN,
+    Identification,
+    IdentifyConfig,
+    LastSeen,
+    identify_dark,
+    share_among_hulls,
+)
 from routewatch.fuse.io import FUSION_EVIDENCE_PREFIX, fused_id
 from routewatch.fuse.match import (
     FuseConfig,
@@ -144,6 +152,7 @@ def fuse_detections(
         located = {links[int(m)] for m in ais["mmsi"] if int(m) in trusted}
         matched_keys = {links.get(int(m)) for m in matched["mmsi"].drop_nulls()}
         vessel, conf, probs, reasons, ships = [], [], [], [], []
+        idents: dict[int, Identification] = {}  # the dark and no-ais detections' own scores, by row
         unmatched: list[int] = []  # the dark and no-ais detections, scored one by one against the watchlist
         for d, m in zip(group.iter_rows(named=True), matched.iter_rows(named=True), strict=True):
             if m["status"] == IDENTIFIED:
@@ -174,28 +183,36 @@ def fuse_detections(
                                          round(m["match_confidence"], 4)}))
                 reasons.append(why)
                 continue
-            ident = identify_dark(
+            idents[len(vessel)] = identify_dark(
                 length_m=d["length_m"], width_m=d["width_m"], lon=d["lon"], lat=d["lat"], time=when,
                 site=d["site"], vessels=inputs.vessels, routes=inputs.routes, sites=inputs.sites, last_seen=last_seen,
-                next_seen=next_seen, seen_elsewhere=(located | matched_keys) - {None}, config=icfg)
+                next_seen=next_seen, seen_elsewhere=located - matched_keys - {None},
+                matched_elsewhere=matched_keys - {None}, config=icfg)
+            for column in (vessel, ships, conf, probs, reasons):
+                column.append(None)  # filled below, once every hull of the image is scored
+            unmatched.append(len(vessel) - 1)
+        shared = _shared_at_sites(idents, list(group["site"]), twins, icfg)
+        for k, ident in idents.items():
+            m = matched.row(k, named=True)
+            probabilities = shared.get(k, (ident.probabilities, None))[0]
             why = dict(ident.reasons)
-            best, best_p = ident.best, ident.best_probability
+            if shared.get(k, (None, None))[1]:
+                why["hulls at the site"] = shared[k][1]
+            best = max(probabilities, key=lambda v: probabilities[v])
+            best_p: float | None = probabilities[best]
+            if best == UNKNOWN or probabilities[best] <= icfg.min_probability:
+                best, best_p = None, None
             if m["ais_note"]:
                 why["nearest AIS ship"] = m["ais_note"]
-            k = len(vessel)
             if maybe[k]:  # AIS ships that could be here: a watchlist name only when it is one of them
                 others = [(mm, w) for mm, w in maybe[k] if links.get(mm) != best]
                 why["AIS ships that could be here"] = "; ".join(w for _, w in maybe[k])
                 if best is not None and others:
                     why[best] = (why.get(best, "") + f"; not named: {others[0][1]}").lstrip("; ")
                     best, best_p = None, None
-            vessel.append(best)
-            ships.append(None)
-            conf.append(best_p)
-            probs.append(json.dumps({k: round(v, 4) for k, v in sorted(ident.probabilities.items(),
-                                                                       key=lambda kv: -kv[1])}))
-            reasons.append(json.dumps(why))
-            unmatched.append(len(vessel) - 1)
+            vessel[k], conf[k] = best, best_p
+            probs[k] = json.dumps({v: round(p, 4) for v, p in sorted(probabilities.items(), key=lambda kv: -kv[1])})
+            reasons[k] = json.dumps(why)
         _one_place_each(unmatched, list(group["id"]), vessel, conf, reasons, twins, probs)
         out.append(group.join(matched, on="id", how="left").with_columns(
             pl.Series("vessel", vessel, pl.String), pl.Series("identification_confidence", conf, pl.Float64),
@@ -206,6 +223,41 @@ def fuse_detections(
     return pl.concat(out, how="diagonal_relaxed").select(RESULT_COLUMNS + [c for c in ("evidence_ids", "look_id",
                                                                                      "simulated")
                                                                            if c in det.columns])
+
+
+def _shared_at_sites(idents: Mapping[int, Identification], sites: list[str | None], twins: list[list[int]],
+                     cfg: IdentifyConfig) -> dict[int, tuple[dict[str, float], str]]:
+    """Probabilities of the dark hulls of one image at one site, each watchlist vessel being at most one of them
+    (:func:`~routewatch.fuse.identify.share_among_hulls`), and a reason; hulls alone at their site (or at none)
+    keep their own. The same ship detected twice (``twins``) is one hull."""
+    by_site: dict[str, list[list[int]]] = {}
+    seen: set[int] = set()
+    for i in sorted(idents):
+        if sites[i] is None or i in seen:
+            continue
+        ship = [i] + [t for t in twins[i] if t in idents]
+        seen.update(ship)
+        by_site.setdefault(sites[i], []).append(ship)
+    out: dict[int, tuple[dict[str, float], str]] = {}
+    for site, hulls in by_site.items():
+        if len(hulls) < 2:
+            continue
+        keys = sorted({v for ship in hulls for i in ship for v in idents[i].probabilities} - {UNKNOWN})
+        odds = np.array([[float(np.mean([idents[i].probabilities.get(v, 0.0) / idents[i].probabilities[UNKNOWN]
+                                         for i in ship])) for v in keys] for ship in hulls])
+        p, p_unknown = share_among_hulls(odds)
+        present = p.sum(axis=0)
+        for h, ship in enumerate(hulls):
+            probabilities = {v: float(p[h, j]) for j, v in enumerate(keys)}
+            probabilities[UNKNOWN] = float(p_unknown[h])
+            likeliest = [j for j in np.argsort(-present) if present[j] >= 0.05][:3]
+            why = (f"{len(hulls)} hulls without an AIS match at {site} in this image, each watchlist vessel at most "
+                   "one of them: "
+                   + ("; ".join(f"{keys[j]} {present[j]:.2f} likely one of them, {p[h, j]:.2f} this one"
+                                for j in likeliest) or "no watchlist vessel likely among them"))
+            for i in ship:
+                out[i] = (probabilities, why)
+    return out
 
 
 def _one_place_each(rows: list[int], ids: list[str], vessel: list, conf: list, reasons: list,

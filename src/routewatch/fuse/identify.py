@@ -13,8 +13,11 @@ For each watchlist vessel v, the posterior is proportional to prior(v) x size li
   AIS position within ``recent_ais_h`` hours of the image, or where nothing places it (no route with a located
   site, no AIS). A vessel far from every site of its routes and off them keeps ``away_weight`` of an even share of
   all the candidates: vessels of other routes do not dilute the ones that sail here. A vessel whose AIS position
-  before or after the image is out of reach of the detection gets zero, and so does one whose AIS places it
-  elsewhere at the image time (it was identified there);
+  before or after the image is out of reach of the detection, or whose AIS places it elsewhere at the image
+  time, keeps ``ais_false_rate`` of its prior: AIS positions can be false (spoofed, a second transmitter on its
+  MMSI, a wrong GNSS fix), and a sanctioned ship hiding at a port behind a false position is the case to catch;
+  when its size fits and only its AIS speaks against it, the reasons say so. A vessel matched to a hull of the
+  same image elsewhere gets zero (the image itself places it there);
 * "unknown vessel" has the rest of the prior mass (at least ``unknown_prior``) and a flat size density over the
   lengths and widths of merchant ships (10-400 m, 2-65 m): any ship not on the watchlist.
 
@@ -60,6 +63,8 @@ class IdentifyConfig:
     corridor_detour: float = 1.5  # between a route's sites: origin -> detection -> destination within this x direct
     away_weight: float = 0.01  # share of a vessel's prior kept far from every site of its routes and off them
     recent_ais_h: float = 12.0  # a last AIS position this recent makes a place it could reach possible
+    ais_false_rate: float = 0.02  # share of a vessel's prior kept when AIS places it elsewhere (a false position)
+    spoof_check_odds: float = 10.0  # size odds (vessel against an unknown ship) above which that is pointed out
 
 
 @dataclass(frozen=True)
@@ -154,12 +159,15 @@ def identify_dark(
     last_seen: Mapping[str, LastSeen] | None = None,
     next_seen: Mapping[str, LastSeen] | None = None,
     seen_elsewhere: set[str] | frozenset[str] = frozenset(),
+    matched_elsewhere: set[str] | frozenset[str] = frozenset(),
     config: IdentifyConfig | None = None,
 ) -> Identification:
     """Probabilities over the watchlist vessels and "unknown vessel" for one dark detection. ``sites`` (the
     watchlist's) locates the sites of the vessels' routes; without it only the detection's own ``site`` is
     compared with them. ``last_seen`` and ``next_seen``: each vessel's AIS position nearest before and after the
-    image (one it could not have sailed from, or to, rules it out)."""
+    image (one it could not have sailed from, or to, makes it unlikely: ``ais_false_rate``). ``seen_elsewhere``:
+    vessels whose AIS places them elsewhere at the image time (unlikely, as above); ``matched_elsewhere``: vessels
+    whose AIS was matched to another hull of the same image (ruled out)."""
     cfg = config or IdentifyConfig()
     routes = routes or {}
     sites = sites or {}
@@ -168,23 +176,25 @@ def identify_dark(
     likes: dict[str, float] = {}
     place: dict[str, float] = {}
     reasons: dict[str, str] = {}
+    against: dict[str, str] = {}  # vessels whose AIS speaks against them, and what it says
     for key, v in vessels.items():
-        if key in seen_elsewhere:
+        if key in matched_elsewhere:
             likes[key], place[key] = 0.0, 0.0
-            reasons[key] = "AIS places it elsewhere at the image time"
+            reasons[key] = "its AIS matches another hull of this image"
             continue
         where, why_place = _place(key, lon, lat, site, routes, sites, cfg)
         why = [why_place]
-        unreachable = None
+        if key in seen_elsewhere:
+            against[key] = "AIS places it elsewhere at the image time"
         for seen, word in ((last_seen.get(key), "before"), (next_seen.get(key), "after")):
-            if seen is None:
+            if seen is None or key in against:
                 continue
             hours = abs((time - seen.time).total_seconds()) / 3600.0
             dist_nm = float(haversine_m(seen.lon, seen.lat, lon, lat)) / METRES_PER_NM
             if dist_nm > cfg.max_speed_kn * hours:
-                unreachable = (f"{'last' if word == 'before' else 'next'} AIS {dist_nm:.0f} nm away {hours:.1f} h "
-                               f"{word}: unreachable at {cfg.max_speed_kn:g} kn")
-                break
+                against[key] = (f"{'last' if word == 'before' else 'next'} AIS {dist_nm:.0f} nm away {hours:.1f} h "
+                                f"{word}: unreachable at {cfg.max_speed_kn:g} kn")
+                continue
             why.append(f"{'last' if word == 'before' else 'next'} AIS {dist_nm:.0f} nm away {hours:.1f} h {word}: "
                        "reachable")
             if where in ("away", "unplaced") and hours <= cfg.recent_ais_h:
@@ -192,11 +202,9 @@ def identify_dark(
                 # anywhere, so says nothing of the place)
                 where = "between"
                 why.append(f"within {cfg.recent_ais_h:g} h of its AIS: possible here")
-        if unreachable:
-            likes[key], place[key] = 0.0, 0.0
-            reasons[key] = unreachable
-            continue
         place[key] = {"site": 1.0, "away": cfg.away_weight}.get(where, 1.0 / cfg.route_weight)
+        if key in against:
+            why.insert(0, f"{against[key]} (prior x {cfg.ais_false_rate:g}: AIS positions can be false)")
         like = 1.0
         if length_m is not None and v.length_m is None:  # no length to compare: the place alone speaks for it
             like /= cfg.length_range_m[1] - cfg.length_range_m[0]
@@ -211,15 +219,26 @@ def identify_dark(
             like /= cfg.width_range_m[1] - cfg.width_range_m[0]
             why.append(f"width {width_m:.0f} m, beam unknown: width not compared")
         likes[key] = like
+        if key in against and where == "site" and length_m is not None and v.length_m is not None:
+            flat_size = 1.0 / (cfg.length_range_m[1] - cfg.length_range_m[0])
+            if width_m is not None:
+                flat_size /= cfg.width_range_m[1] - cfg.width_range_m[0]
+            if like / flat_size >= cfg.spoof_check_odds:  # a hull of its size at its port, its AIS elsewhere
+                why.append(f"its size fits (odds {like / flat_size:.0f} against an unknown ship) at a site of its "
+                           "routes and only its AIS speaks against it: check for a spoofed position")
         reasons[key] = "; ".join(why)
     # The watchlist's prior mass is split over the candidates that could be here (at or between their routes'
     # sites, or placed nowhere); each keeps what its place allows. A vessel whose routes lie far from here keeps
     # ``away_weight`` of an even share of all candidates, so that a long watchlist of other routes' ships does
     # not dilute the ships of this one (split over all, 100 unrelated vessels had taken a port's own ship from
     # 0.97 to 0.14), and the mass it leaves goes to "unknown vessel".
-    near = [k for k in likes if place[k] > cfg.away_weight]
-    n_near, n_all = len(near) or 1, sum(1 for k in likes if place[k] > 0) or 1
-    priors = {k: (1 - cfg.unknown_prior) * (place[k] / n_near if k in near else place[k] / n_all) for k in likes}
+    # A vessel that AIS places elsewhere is no candidate here: the others share the watchlist's mass as if it were
+    # not on the list, and it keeps ais_false_rate of the share it would have had beside them.
+    free = [k for k in likes if place[k] > 0 and k not in against]
+    near = [k for k in free if place[k] > cfg.away_weight]
+    n_near, n_all = len(near) or 1, len(free) or 1
+    priors = {k: (1 - cfg.unknown_prior) * (place[k] / n_near if place[k] > cfg.away_weight else place[k] / n_all)
+              * (cfg.ais_false_rate if k in against else 1.0) for k in likes}
     flat = 1.0
     if length_m is not None:
         flat /= cfg.length_range_m[1] - cfg.length_range_m[0]
@@ -236,3 +255,69 @@ def identify_dark(
     # a coin toss between it and an unknown ship, not a name
     named = best if best != UNKNOWN and probs[best] > cfg.min_probability else None
     return Identification(probs, reasons, named, probs[best] if named else None)
+
+
+EXACT_VESSELS = 10  # vessels whose share among the hulls of a site is worked out exactly (2 ** 10 states per hull)
+
+
+def share_among_hulls(odds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities that each of ``n`` dark hulls seen together at one site is each watchlist vessel, or an
+    unknown ship, when every vessel is at most one of them.
+
+    ``odds[i, k]`` is hull i's odds of being vessel k against an unknown ship when it is scored alone
+    (:func:`identify_dark`'s probabilities over its "unknown vessel" one). Alone, each hull at a busy port of
+    ships of a watchlist vessel's size had been that vessel at 0.9 or more, and one of them named by a tie-break.
+    Jointly: a vessel is at the site among the hulls with the odds one hull alone gives it, and then equally
+    likely any of them a priori, so each hull's odds for it are divided by ``n``; an assignment of vessels to
+    distinct hulls (the others unknown ships) weighs the product of its hulls' odds, and the probabilities are
+    its marginals, summed exactly over every assignment (forward and backward over the hulls, the state the set
+    of vessels already placed). One hull gives back its own probabilities. Past ``EXACT_VESSELS`` vessels, the
+    least likely ones are treated as an unknown ship's kind (their share is what they would have without the
+    one-place constraint, a small overstatement).
+
+    Returns (``p[i, k]``, ``p_unknown[i]``); each hull's row and its unknown share sum to 1."""
+    odds = np.asarray(odds, np.float64)
+    n, k_all = odds.shape
+    if n == 0:
+        return np.zeros((0, k_all)), np.zeros(0)
+    w = odds / n
+    exact = [k for k in np.argsort(-w.max(axis=0), kind="stable")[:EXACT_VESSELS] if w[:, k].max() > 0]
+    rest = [k for k in range(k_all) if k not in exact]
+    w_other = 1.0 + w[:, rest].sum(axis=1)  # an unknown ship, or a vessel outside the exact set
+    m = len(exact)
+    states = np.arange(1 << m)
+    has = [(states >> j) & 1 == 1 for j in range(m)]
+    forward, f_log = [np.zeros(1 << m)], [0.0]
+    forward[0][0] = 1.0
+    for i in range(n):  # forward[i][S]: hulls before i, placing exactly the vessels in S
+        f = forward[i]
+        nxt = f * w_other[i]
+        for j, k in enumerate(exact):
+            nxt[has[j]] += f[states[has[j]] ^ (1 << j)] * w[i, k]
+        scale = nxt.max()
+        forward.append(nxt / scale)
+        f_log.append(f_log[i] + math.log(scale))
+    backward, b_log = [np.ones(1 << m)], [0.0]
+    for i in range(n - 1, -1, -1):  # backward[S]: hulls from i on, the vessels in S already placed
+        b = backward[0]
+        prev = b * w_other[i]
+        for j, k in enumerate(exact):
+            free = ~has[j]
+            prev[free] += w[i, k] * b[states[free] | (1 << j)]
+        scale = prev.max()
+        backward.insert(0, prev / scale)
+        b_log.insert(0, b_log[0] + math.log(scale))
+    z_log = math.log(backward[0][0]) + b_log[0]
+    p = np.zeros((n, k_all))
+    p_other = np.zeros(n)
+    for i in range(n):
+        f, b = forward[i], backward[i + 1]
+        norm = math.exp(f_log[i] + b_log[i + 1] - z_log)
+        for j, k in enumerate(exact):
+            free = ~has[j]
+            p[i, k] = float((f[free] * b[states[free] | (1 << j)]).sum()) * w[i, k] * norm
+        p_other[i] = float((f * b).sum()) * w_other[i] * norm
+    p_unknown = p_other / w_other
+    if rest:
+        p[:, rest] = p_other[:, None] * w[:, rest] / w_other[:, None]
+    return p, p_unknown
