@@ -411,15 +411,19 @@ def register(app: typer.Typer) -> None:
         if detections:
             copies: list[str] = []
             day_only: list[str] = []
+            ghosts: list[str] = []
             try:
                 det = read_detections_geojson(detections, _time(time, "--time"), left_out=copies, dateless=day_only,
-                                              time_has_clock=not time or has_time_of_day(time))
+                                              time_has_clock=not time or has_time_of_day(time), ghosts=ghosts)
             except (OSError, ValueError, KeyError) as exc:
                 console.print(f"[red]{detections}: {exc}[/red]")
                 raise typer.Exit(2) from None
             if copies:
                 console.print(f"[yellow]{len(copies)} features are fusion's own results (ids fused-...) whose "
                               "detections are in the file too, or not named: left out[/yellow]")
+            if ghosts:
+                console.print(f"[yellow]{len(ghosts)} detections left out: `detect sar` took them for azimuth "
+                              "ambiguities (property `ambiguity`)[/yellow]")
             if day_only:
                 console.print(f"[yellow]{len(day_only)} detections left out: their time is a date alone, and AIS "
                               "cannot be matched at an unknown time of day (give the image time of day with --time)"

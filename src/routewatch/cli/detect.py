@@ -164,6 +164,26 @@ def _gcp_grid(path: Path) -> Any:
         return None
 
 
+def _mark_ambiguities(dets: list, band: np.ndarray, values: str, along: str, grid: Any, transform: Any, crs: Any,
+                      px: float) -> list:
+    """The detections with the azimuth ambiguities among them marked (``detect.ambiguity``), the image's
+    ``along`` axis (rows or cols) taken as the track."""
+    from dataclasses import replace
+
+    from routewatch.detect.ambiguity import array_reader, find_ambiguities, mark_ambiguities
+    from routewatch.sources.imagery.geo import GridGeoref
+
+    if grid is None and transform is not None and crs is not None:
+        grid = GridGeoref(band.shape[:2], transform=transform, crs=crs)
+    sizes = grid.ground_pixel_sizes_m() if grid is not None else (px, px)
+    if along == "rows":
+        found = find_ambiguities(dets, array_reader(band), azimuth_pixel_m=float(sizes[0]), values=values)
+    else:  # the track along the columns: the same search on the transposed image
+        flipped = [replace(d, row=d.col, col=d.row) for d in dets]
+        found = find_ambiguities(flipped, array_reader(band.T), azimuth_pixel_m=float(sizes[1]), values=values)
+    return mark_ambiguities(dets, found)
+
+
 def _write(dets: list, out: Path, meta: dict[str, Any], transform: Any, crs: Any, chips: Path | None,
            grid: Any = None) -> None:
     """Write the detections; on a georeferenced image (affine or GCPs) with lon/lat and headings turned from
@@ -433,6 +453,10 @@ def register(app: typer.Typer) -> None:
         values: str = typer.Option("amplitude", "--values",
                                    help="amplitude (a GRD's digital numbers, a rendering) or intensity (power: "
                                         "sigma0, gamma0 products)"),
+        azimuth: str = typer.Option("auto", "--azimuth",
+                                    help="the image axis along track, to mark Sentinel-1 IW azimuth ambiguities "
+                                         "(ghosts 4.5-7 km along track of a return 15 dB brighter): rows, cols, none, "
+                                         "or auto (rows for a GRD located by ground control points, else none)"),
     ) -> None:
         """Find ships in a SAR image with the CFAR detector (or your own ONNX model), inside a water mask.
 
@@ -445,6 +469,8 @@ def register(app: typer.Typer) -> None:
 
         if values not in SAR_VALUES:
             raise _fail(f"--values must be one of {', '.join(SAR_VALUES)}, got {values!r}")
+        if azimuth not in ("auto", "rows", "cols", "none"):
+            raise _fail(f"--azimuth must be auto, rows, cols or none, got {azimuth!r}")
         arr, transform, crs, valid = _read_image(image, with_valid=not model,
                                                  index=band_index or _sar_band(image))
         if valid is None and np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
@@ -470,11 +496,20 @@ def register(app: typer.Typer) -> None:
                 dets = detect_sar(band, pixel_size_m=px, water=mask, values=values, censor=water != "none")
             except ValueError as exc:
                 raise _fail(f"{image}: {exc}") from None
+        along = ("rows" if grid is not None else "none") if azimuth == "auto" else azimuth
+        if along != "none" and dets:
+            dets = _mark_ambiguities(dets, band, values, along, grid, transform, crs, px)
         dets = add_chips(dets, band)
         _write(dets, out, {"image": str(image), "width": band.shape[1], "height": band.shape[0], "pixel_size_m": px,
                            "detector": str(model) if model else "sar-cfar", "water": method,
                            "georeferenced": transform is not None or grid is not None,
+                           "azimuth_ambiguities": f"checked along {along}" if along != "none" else "not checked",
                            **({"geolocation": "gcps"} if grid is not None else {})}, transform, crs, chips, grid)
+        ghosts = sum(1 for d in dets if d.ambiguity)
+        if ghosts:
+            console.print(f"[yellow]{ghosts} of them taken for azimuth ambiguities (ghosts of a return at least 15 dB "
+                          "brighter 4.5-7 km along track): kept in the file with an `ambiguity` property; `fuse` "
+                          "leaves them out[/yellow]")
 
     @detect.command("optical")
     def detect_optical_cmd(

@@ -20,7 +20,8 @@ class Detection:
     ``row``/``col`` are the target centroid in pixel coordinates of the input image (fractional, pixel centres at
     ``.5`` offsets are *not* added: row 0.0 is the centre of the first row). Lengths are true ground metres,
     ``heading_deg`` is the long-axis direction clockwise from image-up (grid north for north-up rasters), in
-    [0, 180) because a silhouette cannot tell bow from stern. ``score`` is in [0, 1].
+    [0, 180) because a silhouette cannot tell bow from stern. ``score`` is in [0, 1]. ``ambiguity`` says why the
+    detection is taken for a SAR azimuth ambiguity (a ghost of a brighter return along track), when it is one.
     """
 
     row: float
@@ -32,6 +33,7 @@ class Detection:
     lon: float | None = None
     lat: float | None = None
     chip_png: bytes | None = None
+    ambiguity: str | None = None
 
 
 def pixel_to_lonlat(
@@ -105,6 +107,8 @@ def to_geojson(detections: Sequence[Detection], meta: dict[str, Any] | None = No
             "id": i, "row": round(d.row, 2), "col": round(d.col, 2), "length_m": round(d.length_m, 1),
             "width_m": round(d.width_m, 1), "heading_deg": round(d.heading_deg, 1), "score": round(d.score, 4),
         }
+        if d.ambiguity:
+            props["ambiguity"] = d.ambiguity
         if georef:
             geom = {"type": "Point", "coordinates": [round(float(d.lon), 7), round(float(d.lat), 7)]}  # type: ignore[arg-type]
         else:
@@ -125,7 +129,7 @@ def read_geojson(data: dict[str, Any], source: str = "<geojson>") -> tuple[list[
             out.append(Detection(
                 row=float(p["row"]), col=float(p["col"]), length_m=float(p.get("length_m", 0.0)),
                 width_m=float(p.get("width_m", 0.0)), heading_deg=float(p.get("heading_deg", 0.0)),
-                score=float(p.get("score", 1.0)),
+                score=float(p.get("score", 1.0)), ambiguity=p.get("ambiguity") or None,
             ))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: feature {i} lacks numeric 'row'/'col' properties ({exc})") from exc

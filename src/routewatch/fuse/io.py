@@ -80,14 +80,16 @@ def _feature_time(path: Path, i: int, written: Any, given: datetime | None,
 
 def read_detections_geojson(path: Path, time: datetime | None = None, site: str | None = None,
                             left_out: list[str] | None = None, dateless: list[str] | None = None,
-                            time_has_clock: bool = True) -> pl.DataFrame:
+                            time_has_clock: bool = True, ghosts: list[str] | None = None) -> pl.DataFrame:
     """Image detections of a GeoJSON (``detect``'s, an ``export``'s detections layer, or the user's own).
 
     A feature fusion wrote (id ``fused-...``) is read as the detection it labels when it names it
     (``original_id``, as ``export`` writes it) and that detection is not in the file too; otherwise it is left
     out, its id added to ``left_out``: fused as well, a ship would be matched a second time, as another ship.
     A feature dated to the day alone is left out without ``time`` (``--time``) or with a ``time`` that is a date
-    alone too (``time_has_clock`` False), its id (or index) added to ``dateless``."""
+    alone too (``time_has_clock`` False), its id (or index) added to ``dateless``. A feature ``detect sar`` took
+    for an azimuth ambiguity (an ``ambiguity`` property: a ghost of a brighter return along track, no ship) is
+    left out, its id (or index) added to ``ghosts``."""
     from routewatch.sources.imagery.local import has_time_of_day
 
     data = json.loads(Path(path).read_text())
@@ -105,6 +107,10 @@ def read_detections_geojson(path: Path, time: datetime | None = None, site: str 
         geom = f.get("geometry") or {}
         if props.get("layer") not in (None, "detections"):
             continue  # an `export` GeoJSON: its sites and trips are not detections
+        if props.get("ambiguity"):
+            if ghosts is not None:
+                ghosts.append(str(props.get("id", i)))
+            continue
         if is_fused_id(props.get("id") or ""):  # fusion's labelled copy of a detection
             if not props.get("original_id") or str(props["original_id"]) in listed:
                 if left_out is not None:  # its detection is beside it, or unknown: not fused a second time

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
 from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
@@ -47,7 +50,14 @@ from routewatch.sources.imagery.looks import (
     scl_cloud,
     usable_fraction,
 )
-from routewatch.sources.imagery.raster import SceneRaster, SceneReadError, no_information, read_scene
+from routewatch.sources.imagery.raster import (
+    SceneRaster,
+    SceneReadError,
+    band_refs,
+    error_text,
+    no_information,
+    read_scene,
+)
 from routewatch.sources.imagery.sentinel1 import locate_detections
 from routewatch.workspace import Workspace
 
@@ -235,6 +245,20 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     mine = clear if elsewhere is None else clear & ~elsewhere
     h, w = clear.shape
     found = [d for d in found if mine[min(max(round(d.row), 0), h - 1), min(max(round(d.col), 0), w - 1)]]
+    ghosts: list[Any] = []
+    if raster.kind == "sar" and found and raster.georef.uses_gcps and "sentinel-1" in scene.sensor.lower():
+        # a Sentinel-1 GRD in its own geometry (rows along track): ghosts of bright returns, at a port mostly on
+        # land 5-6.5 km up or down track, are no ships; the file is read beyond the window for their sources
+        try:
+            marked = _azimuth_ambiguities(scene, raster, found)
+        except (OSError, RasterioError) as exc:
+            note_ambiguity = f"; azimuth ambiguities not checked ({error_text(exc)})"
+        else:
+            ghosts = [d for d in marked if d.ambiguity]
+            found = [d for d in marked if not d.ambiguity]
+            note_ambiguity = ""
+    else:
+        note_ambiguity = ""
     found = to_ground_sizes(found, raster.pixel_size_m, raster.georef.ground_pixel_sizes_m())
     located = locate_detections(found, raster.georef)
     inside = [d for d in located if site.geometry.covers(Point(d.lon, d.lat))]
@@ -260,7 +284,12 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
             look_id=look_id, evidence_ids=(evid, chip_ev.id), simulated=scene.simulated,
             detail=f"{label}{scene.sensor} detection: {d.length_m:.0f} m x {d.width_m:.0f} m, heading "
                    f"{d.heading_deg:.0f} deg, score {d.score:.2f}, pixel ({d.row:.1f}, {d.col:.1f})"))
-    note = f"water: {method}; usable {uf.fraction:.0%}"
+    note = f"water: {method}; usable {uf.fraction:.0%}" + note_ambiguity
+    ghosts_here = [d for d in locate_detections(ghosts, raster.georef) if site.geometry.covers(Point(d.lon, d.lat))]
+    if ghosts_here:
+        note += (f"; {len(ghosts_here)} detection{'s' if len(ghosts_here) > 1 else ''} taken for azimuth ambiguities "
+                 "(ghosts of returns at least 15 dB brighter 4.5-7 km along track), not stored: "
+                 + ", ".join(f"{d.lon:.5f} {d.lat:.5f}" for d in ghosts_here[:5]))
     if open_water:  # what the mask left out of the anchorage: seen, not water, and not another window's part
         left_out = site_px & raster.valid & ~water & (~cloud if cloud is not None else True)
         if elsewhere is not None:
@@ -300,6 +329,30 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
                 vessels_seen=len(sightings), simulated=scene.simulated, note=note)
     imaged = raster.georef.polygonize(site_px & raster.valid) if seen else None
     return SceneOutcome(scene.id, look, sightings, evidence, seen=imaged)
+
+
+def _azimuth_ambiguities(scene: Scene, raster: SceneRaster, found: list[Any]) -> list[Any]:
+    """The detections of a Sentinel-1 GRD window with its azimuth ambiguities marked (``detect.ambiguity``): their
+    sources are looked for in the band file itself, beyond the window that was read."""
+    from routewatch.detect.ambiguity import find_ambiguities, mark_ambiguities
+
+    refs = band_refs(scene)
+    pol = next((p for p in ("vv", "hh", "sar", "vh", "hv") if p in refs), next(iter(refs)))  # as the detector
+    ref = refs[pol]
+    offset = (int(raster.window.row_off), int(raster.window.col_off)) if raster.window is not None else (0, 0)
+    with rasterio.open(str(ref["path"])) as ds:
+        idx = int(ref.get("index", 1))
+
+        def read(r0: int, r1: int, c0: int, c1: int) -> np.ndarray | None:
+            r0, r1, c0, c1 = max(r0, 0), min(r1, ds.height), max(c0, 0), min(c1, ds.width)
+            if r1 <= r0 or c1 <= c0:
+                return None
+            return ds.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0))
+
+        row_m = raster.georef.ground_pixel_sizes_m()[0]
+        ghosts = find_ambiguities(found, read, azimuth_pixel_m=row_m, offset=offset,
+                                  values=scene.attributes.get("sar_values") or "amplitude")
+    return mark_ambiguities(found, ghosts)
 
 
 def site_water_geometry(ws: Workspace, site_key: str, water: str | Path | None = None) -> BaseGeometry | None:

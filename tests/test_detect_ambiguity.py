@@ -1,0 +1,168 @@
+"""SAR azimuth ambiguities: a ghost of a bright return 4.5-7 km along track is marked, kept out of fusion and of
+the stored sightings; real ships beside it are not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from routewatch.cli import app
+from routewatch.detect.ambiguity import SENTINEL1_IW, array_reader, find_ambiguities, mark_ambiguities
+from routewatch.detect.sar import detect_sar
+from routewatch.simulate.scenes import sea_clutter
+
+runner = CliRunner()
+
+SOURCE = (200, 150)  # a bright structure on land (a crane, a bridge): 2.5 km of land from row 150 to 250
+GHOST = (760, 150)  # its first ambiguity: 5.6 km along track (10 m rows), 23 dB fainter, on the water
+BESIDE = (760, 250)  # a real ship at the ghost's distance along track, 1 km across: not in the source's column
+FAR = (1250, 150)  # a real ship in the source's column, 10.5 km along track: beyond the first ambiguities
+BRIGHT = (1150, 60)  # a real ship 5.6 km along track of another bright ship only 9 dB brighter than itself
+BRIGHT_SOURCE = (590, 60)
+
+
+def _scene() -> tuple[np.ndarray, np.ndarray]:
+    """A 1,400 x 300 GRD-like amplitude image (rows along track, 10 m) and its water mask."""
+    img = sea_clutter((1400, 300), seed=11).astype(np.float64)
+    sea = float(np.median(img))
+    water = np.ones(img.shape, bool)
+    water[150:250, :] = False
+    img[150:250, :] = 3 * sea  # land, brighter than the sea
+    r, c = SOURCE
+    img[r - 1:r + 2, c - 1:c + 2] = 300 * sea  # 50 dB over the sea
+    for (r, c), amp in ((GHOST, 300 * sea / 14), (BESIDE, 20 * sea), (FAR, 20 * sea), (BRIGHT, 20 * sea),
+                        (BRIGHT_SOURCE, 60 * sea)):
+        img[r - 6:r + 6, c - 1:c + 1] = amp  # 120 x 20 m hulls
+    return np.clip(img, 0, 65535).astype(np.uint16), water
+
+
+def _at(dets: list, where: tuple[int, int]) -> list:
+    return [d for d in dets if np.hypot(d.row - where[0], d.col - where[1]) < 8]
+
+
+def test_a_ghost_of_a_bright_return_on_land_is_marked_and_real_ships_are_not() -> None:
+    img, water = _scene()
+    dets = detect_sar(img, pixel_size_m=10.0, water=water)
+    for where in (GHOST, BESIDE, FAR, BRIGHT, BRIGHT_SOURCE):
+        assert len(_at(dets, where)) == 1, where  # the CFAR finds the ghost as readily as the ships
+    found = find_ambiguities(dets, array_reader(img), azimuth_pixel_m=10.0)
+    marked = mark_ambiguities(dets, found)
+    ghosts = [d for d in marked if d.ambiguity]
+    assert len(ghosts) == 1 and _at(ghosts, GHOST)
+    (g,) = (found[i] for i in found)
+    assert abs(g.source_row - SOURCE[0]) <= 1 and abs(g.source_col - SOURCE[1]) <= 1  # its 3 x 3 pixels
+    assert 5500 <= g.offset_m <= 5700 and 20 < g.ratio_db < 26
+    assert "azimuth ambiguity" in ghosts[0].ambiguity and "5.6 km along track" in ghosts[0].ambiguity
+    # read as intensity the same ratio is half the decibels: 11.5 dB, under the 15 dB a ghost needs
+    assert not find_ambiguities(dets, array_reader(img), azimuth_pixel_m=10.0, values="intensity")
+    # on 20 m rows the same rows are 11 km apart: no ambiguity
+    assert not find_ambiguities(dets, array_reader(img), azimuth_pixel_m=20.0)
+    # a detection's pixels given in a window of the file: the offset moves them to the reader's
+    window = [d.__class__(**{**d.__dict__, "row": d.row - 100, "col": d.col - 20}) for d in dets]
+    again = find_ambiguities(window, array_reader(img), azimuth_pixel_m=10.0, offset=(100, 20))
+    assert set(again) == set(found) and again[next(iter(again))].source_row == g.source_row - 100
+    with pytest.raises(ValueError, match="azimuth_pixel_m"):
+        find_ambiguities(dets, array_reader(img), azimuth_pixel_m=0.0)
+    assert SENTINEL1_IW.offset_m == (4500.0, 7000.0)
+
+
+def _grd(tmp_path: Path, img: np.ndarray, name: str = "S1A_IW_GRDH_20231012T090000_vv.tif") -> Path:
+    """The image as a GRD located by GCPs alone (about 10 m pixels, rows northward)."""
+    from rasterio.control import GroundControlPoint
+
+    h, w = img.shape
+    lon0, lat0, dlon, dlat = 130.20, 42.10, 1.2e-4, 0.9e-4
+    gcps = [GroundControlPoint(row=r, col=c, x=lon0 + c * dlon, y=lat0 + r * dlat)
+            for r in np.linspace(0, h, 5) for c in np.linspace(0, w, 5)]
+    path = tmp_path / name
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint16") as ds:
+        ds.write(img, 1)
+        ds.gcps = (gcps, rasterio.crs.CRS.from_epsg(4326))
+    return path
+
+
+def test_detect_sar_marks_ghosts_on_a_grd_and_fuse_leaves_them_out(tmp_path: Path) -> None:
+    img, water = _scene()
+    path = _grd(tmp_path, img)
+    mask = tmp_path / "water.png"
+    from PIL import Image
+
+    Image.fromarray((water * 255).astype(np.uint8)).save(mask)
+    out = tmp_path / "det.geojson"
+    res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(out), "--water", str(mask)])
+    assert res.exit_code == 0, res.output
+    assert "1 of them taken for azimuth ambiguities" in " ".join(res.output.split())
+    fc = json.loads(out.read_text())
+    assert fc["routewatch"]["azimuth_ambiguities"] == "checked along rows"
+    ghosts = [f for f in fc["features"] if f["properties"].get("ambiguity")]
+    assert len(ghosts) == 1 and abs(ghosts[0]["properties"]["row"] - GHOST[0]) < 8
+    assert len(fc["features"]) == 5  # the ghost and four ships, nothing on the land
+    # not checked on request, nor on a file without GCPs (its rows need not run along track)
+    res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(out), "--water", str(mask), "--azimuth", "none"])
+    assert res.exit_code == 0 and not any(f["properties"].get("ambiguity") for f in json.loads(out.read_text())["features"])
+    # the track along the columns: the transposed image, --azimuth cols
+    flipped = _grd(tmp_path, np.ascontiguousarray(img.T), "S1A_IW_GRDH_20231012T090000_flipped_vv.tif")
+    Image.fromarray((water.T * 255).astype(np.uint8)).save(tmp_path / "water_t.png")
+    out_t = tmp_path / "det_t.geojson"
+    res = runner.invoke(app, ["detect", "sar", str(flipped), "-o", str(out_t), "--water", str(tmp_path / "water_t.png"),
+                              "--azimuth", "cols"])
+    assert res.exit_code == 0, res.output
+    ghosts_t = [f for f in json.loads(out_t.read_text())["features"] if f["properties"].get("ambiguity")]
+    assert len(ghosts_t) == 1 and abs(ghosts_t[0]["properties"]["col"] - GHOST[0]) < 8
+    res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(out), "--azimuth", "diagonal"])
+    assert res.exit_code == 2 and "--azimuth" in res.output
+    # fusion reads the file without the ghost, and says so
+    res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(out), "--water", str(mask)])
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["init", str(ws)]).exit_code == 0
+    res = runner.invoke(app, ["fuse", "--detections", str(out), "--time", "2023-10-12T09:00:00Z", "-w", str(ws),
+                              "--out", str(tmp_path / "fused.geojson")])
+    assert res.exit_code == 0, res.output
+    assert "1 detections left out: `detect sar` took them for azimuth ambiguities" in " ".join(res.output.split())
+    assert len(json.loads((tmp_path / "fused.geojson").read_text())["features"]) == 4
+
+
+def test_a_site_scene_reads_beyond_its_window_for_the_source_and_stores_no_ghost(tmp_path: Path) -> None:
+    """`detect --site` on a Sentinel-1 GRD reads only the window over the site; the ghost's source lies 5.6 km
+    along track, outside it, on land. The file is read there: the ghost is no sighting, the look says so, and the
+    ships of the site are stored."""
+    from datetime import UTC, datetime
+
+    from shapely.geometry import box
+
+    from routewatch.model import Site, SiteKind
+    from routewatch.sources.imagery.ingest import add_folder, open_store
+    from routewatch.sources.imagery.pipeline import detect_site
+    from routewatch.watchlist import Watchlist
+    from routewatch.workspace import Workspace
+
+    img, _ = _scene()
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    _grd(folder, img)
+    lon0, lat0, dlon, dlat = 130.20, 42.10, 1.2e-4, 0.9e-4
+    site = Site("harbour", "Harbour", SiteKind.ANCHORAGE,
+                box(lon0, lat0 + 600 * dlat, lon0 + 300 * dlon, lat0 + 1300 * dlat))  # rows 600-1300: all sea
+    ws = Workspace.open(tmp_path / "ws").ensure()
+    store = open_store(ws)
+    store.upsert_watchlist(Watchlist(sites={"harbour": site}))
+    added = add_folder(folder, store=store, sensor="sentinel-1", when=datetime(2023, 10, 12, 9, tzinfo=UTC))
+    assert added.failures == [] and len(added.scenes) == 1
+    sea = tmp_path / "sea.geojson"  # the harbour is all water (single-look clutter fools the derived mask)
+    sea.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": box(*site.geometry.buffer(0.01).bounds).__geo_interface__}]}))
+    result = detect_site(ws, "harbour", datetime(2023, 10, 1, tzinfo=UTC), progress=False, processes=False,
+                         water=sea)
+    assert result.looks == 1 and result.errors == []
+    sightings = store.sightings(site="harbour")
+    pixels = sorted(((s.lat - lat0) / dlat, (s.lon - lon0) / dlon) for s in sightings)
+    assert len(pixels) == 3, pixels
+    for (r, c), ship in zip(pixels, sorted([BESIDE, BRIGHT, FAR]), strict=True):  # the ghost is not among them
+        assert abs(r - ship[0]) < 2 and abs(c - ship[1]) < 2, pixels
+    (look,) = store.looks(site="harbour")
+    assert "1 detection taken for azimuth ambiguities" in look.note and look.vessels_seen == 3
