@@ -490,23 +490,26 @@ def _valleys(img: np.ndarray, y: np.ndarray, x: np.ndarray, ux: float, uy: float
     gy, gx = np.mgrid[r0:r1, c0:c1]
     g_along = (gx - mx) * ux + (gy - my) * uy
     g_across = -(gx - mx) * uy + (gy - my) * ux
-    lo, hi = np.percentile(along, [10, 90])
+    a_min, a_max = float(along.min()), float(along.max())
+    lo, hi = a_min + 0.1 * (a_max - a_min), a_max - 0.1 * (a_max - a_min)
     a0 = float(across.min())
     inside = (g_along >= lo) & (g_along <= hi) & (g_across >= a0 - 1) & (g_across <= across.max() + 1)
     bins = np.round(g_across[inside] - a0 + 1).astype(np.intp)
     n = np.bincount(bins)
     total = np.bincount(bins, img[r0:r1, c0:c1][inside].astype(np.float64))
     profile = np.where(n > 0, total / np.maximum(n, 1), 0.0) - clutter
+    if profile.size < 3:
+        return []
     top = float(profile.max())
+    left = np.maximum.accumulate(profile)[:-2]  # the highest value before each interior bin
+    right = np.maximum.accumulate(profile[::-1])[::-1][2:]  # and after it
+    low = np.minimum(left, right)
+    mid, before, after = profile[1:-1], profile[:-2], profile[2:]
+    # both sides must be hulls, well above the sea; the bin a local minimum at most SPLIT_VALLEY of the lower side
+    cut = ((low >= 0.25 * top) & (low > 0.5 * clutter) & (mid <= SPLIT_VALLEY * low)
+           & (mid <= before) & (mid <= after))
     heading = math.degrees(math.atan2(ux, -uy)) % 180.0
-    out = []
-    for v in range(1, profile.size - 1):
-        low = min(float(profile[:v].max()), float(profile[v + 1:].max()))
-        if low < 0.25 * top or low <= 0.5 * clutter:  # both sides must be hulls, well above the sea
-            continue
-        if profile[v] <= SPLIT_VALLEY * low and profile[v] <= min(profile[v - 1], profile[v + 1]):
-            out.append((float(profile[v]) / low, v + a0 - 1, across, heading))
-    return out
+    return [(float(mid[v]) / float(low[v]), v + 1 + a0 - 1, across, heading) for v in np.flatnonzero(cut)]
 
 
 def _hull_shape(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, pixel_size_m: float) -> Shape:
@@ -533,14 +536,14 @@ def _hull_along(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, pixel_size_m: f
 
 
 def split_side_by_side(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, *, clutter: float, pixel_size_m: float,
-                       params: CfarParams = CfarParams(), _depth: int = 0, _heading: float | None = None
-                       ) -> list[np.ndarray]:
+                       params: CfarParams = CfarParams(), shape: Shape | None = None, _depth: int = 0,
+                       _heading: float | None = None) -> list[np.ndarray]:
     """The hulls of one target (indices into ``rr``/``cc``): the target itself, or the ships side by side that
-    merged into it (see SPLIT_VALLEY)."""
+    merged into it (see SPLIT_VALLEY). ``shape``: the target measured on every hit, when the caller has it."""
     whole = [np.arange(rr.size)]
     if _depth >= SPLIT_DEPTH or rr.size < 2 * params.min_pixels:
         return whole
-    shape = measure_pixels(rr, cc, pixel_size_m)
+    shape = shape or measure_pixels(rr, cc, pixel_size_m)
     if shape.width_m < SPLIT_MIN_WIDTH_M:
         return whole
     y, x = rr.astype(np.float64), cc.astype(np.float64)
@@ -587,7 +590,7 @@ def targets_from_hits(
         if not params.min_length_m <= every.length_m <= params.max_length_m:
             continue  # the size filter takes every hit (its core must not decide whether a ship is kept)
         hulls.extend(idx[part] for part in split_side_by_side(img, rows[idx], cols[idx], clutter=clutter,
-                                                              pixel_size_m=pixel_size_m, params=params))
+                                                              pixel_size_m=pixel_size_m, params=params, shape=every))
     out: list[Detection] = []
     for idx in hulls:
         rr, cc = rows[idx], cols[idx]
