@@ -475,8 +475,12 @@ def test_typed_and_unfixed_positions_are_bad_and_dead_reckoning_is_kept_and_coun
             assert decode(sentence).asdict()["second"] == second
             lines.append(f"{sentence},{1700000000 + len(lines)}")
             expect[len(lines)] = second
+    # an estimated position without a time is left out, and not counted as kept
+    lines.append(encode_dict({"type": 1, "mmsi": 273000199, "lon": 131.5, "lat": 42.0, "second": 62},
+                             radio_channel="A", talker_id="AI")[0])
     for fast in (True, False):
         res = read_nmea_lines(lines, fast=fast)
+        assert res.report.untimed == 1
         kept = sorted(line for line, s in expect.items() if s in (12, 60, 62))
         assert sorted(res.positions["line"].to_list()) == kept
         assert res.report.bad == {"manual position input (AIS time stamp 61)": 2,
@@ -484,4 +488,4 @@ def test_typed_and_unfixed_positions_are_bad_and_dead_reckoning_is_kept_and_coun
         assert sorted(e[0] for e in res.report.examples) == sorted(
             line for line, s in expect.items() if s in (61, 63))
         assert res.report.dead_reckoning == 2
-        assert res.report.fast_path == (10 if fast else 0)
+        assert res.report.fast_path == (11 if fast else 0)

@@ -1150,3 +1150,61 @@ def test_fuse_ais_false_rate_option(tmp_path):
             assert props.get("vessel") != "angara" and "check for a spoofed position" in json.dumps(props["reasons"])
     assert p["0.02"] < 0.1 < 0.5 < p["1"]
     _fuse("--detections", str(det), "-w", str(ws.root), "--ais-false-rate", "2", code=2)
+
+
+def test_the_false_position_prior_is_a_mixture_and_its_rate_of_one_ignores_ais():
+    """Placed elsewhere by AIS, a vessel keeps ais_false_rate of its share among all: the watchlist's mass stays
+    1 - unknown_prior however many are placed elsewhere (100 of them had taken a free vessel from 0.98 to 0.33),
+    and at a rate of 1 the result is the one without AIS."""
+    from routewatch.fuse.identify import IdentifyConfig
+
+    base = dict(length_m=120.0, width_m=18.0, lon=BERTH[0], lat=BERTH[1], time=T, site="rajin", routes=ROUTES)
+    many = {f"v{k}": Vessel(f"v{k}", f"V{k}", length_m=120.0, beam_m=18.0) for k in range(100)}
+    alone = identify_dark(**base, vessels={"v0": many["v0"]})
+    r = identify_dark(**base, vessels=many, seen_elsewhere=set(many) - {"v0"})
+    assert r.probabilities["v0"] == pytest.approx(alone.probabilities["v0"], abs=0.03)
+    assert sum(p for k, p in r.probabilities.items() if k not in ("v0", UNKNOWN)) < 0.05
+    every = identify_dark(**base, vessels=many, seen_elsewhere=set(many))
+    free = identify_dark(**base, vessels=many)
+    assert every.probabilities[UNKNOWN] > free.probabilities[UNKNOWN] + 0.5  # 0.69 against 0.02
+    ignored = identify_dark(**base, vessels=VESSELS, seen_elsewhere={"angara"}, config=IdentifyConfig(ais_false_rate=1.0))
+    plain = identify_dark(**base, vessels=VESSELS)
+    assert ignored.probabilities == pytest.approx(plain.probabilities, abs=1e-9)
+
+
+def test_a_vessel_matched_through_an_mmsi_heard_from_two_places_is_not_ruled_out_elsewhere():
+    """ANGARA's MMSI heard from two places around the image, one of them on a hull at A (matched, not named): the
+    image does not place ANGARA there, so a hull of its size at its berth keeps its chance of being it (it had
+    been given 0, "its AIS matches another hull of this image", and LADY R named instead)."""
+    a = (130.10, 42.10)
+    ais = _track(273210440, [(-5, *a, 0.0), (-1, *a, 0.0), (1, a[0] + 1.5, a[1], 0.0), (5, a[0] + 1.5, a[1], 0.0)])
+    det = pl.DataFrame([{"id": i, "time": T, "lon": lon, "lat": lat, "length_m": 120.0, "width_m": 18.0,
+                         "heading_deg": None, "site": s} for i, lon, lat, s in (("at_a", *a, None),
+                                                                               ("berth", *BERTH, "rajin"))])
+    inputs = FusionInputs(VESSELS, ROUTES, {273210440: "angara"}, {273210440: 120.0})
+    res = {r["id"]: r for r in fuse_detections(det, ais, inputs).iter_rows(named=True)}
+    alone = fuse_detections(det.filter(pl.col("id") == "berth"), ais, inputs).row(0, named=True)
+    assert res["at_a"]["mmsi"] == 273210440 and res["at_a"]["vessel"] is None
+    p = json.loads(res["berth"]["probabilities"])["angara"]
+    assert p == pytest.approx(json.loads(alone["probabilities"])["angara"], abs=1e-3) and p > 0.3
+
+
+def test_past_ten_vessels_each_is_still_at_most_one_hull_and_unlabelled_hulls_near_a_site_share():
+    """Twelve vessels of about 120 m and twenty 120 m hulls at their port: the two vessels past the exact ten had
+    been each hull's likeliest, 1.74 hulls each in all. And hulls without a site label within 25 km of a watched
+    site share its vessels with the labelled ones (a third hull beside two at Rajin had kept ANGARA at 0.98)."""
+    positions, _ = simulated_scene()
+    twelve = {f"v{k}": Vessel(f"v{k}", f"V{k}", length_m=120.0 + k * 0.5, beam_m=18.0) for k in range(12)}
+    hulls = pl.DataFrame([{"id": f"h{k}", "lon": 130.27 + 0.002 * k, "lat": 42.23, "length_m": 120.0, "width_m": 18.0,
+                           "heading_deg": 90.0, "site": "rajin", "time": T} for k in range(20)])
+    res = fuse_detections(hulls, positions, FusionInputs(twelve, ROUTES, {}, {}))
+    probs = [json.loads(r) for r in res["probabilities"]]
+    for k in range(12):
+        assert sum(p[f"v{k}"] for p in probs) <= 1.0 + 1e-6
+    assert sum(p["v0"] for p in probs) >= sum(p["v11"] for p in probs)  # the better fit is no less likely
+    three = pl.DataFrame([{"id": f"h{k}", "lon": 130.28 + 0.01 * k, "lat": 42.23, "length_m": 120.0, "width_m": 18.0,
+                           "heading_deg": 90.0, "site": s, "time": T} for k, s in enumerate(("rajin", "rajin", None))])
+    one = {"angara": VESSELS["angara"]}
+    res = fuse_detections(three, positions, FusionInputs(one, ROUTES, {}, {}, SITES))
+    p = [json.loads(r)["angara"] for r in res["probabilities"]]
+    assert all(x < 0.4 for x in p) and sum(p) <= 1.0 + 1e-6 and res["vessel"].null_count() == 3

@@ -25,6 +25,7 @@ from routewatch.fuse.identify import (
     LastSeen,
     identify_dark,
     share_among_hulls,
+    site_distances_m,
 )
 from routewatch.fuse.io import FUSION_EVIDENCE_PREFIX, fused_id
 from routewatch.fuse.match import (
@@ -150,7 +151,11 @@ def fuse_detections(
         last_seen = _last_seen(positions, when, trusted)
         next_seen = _last_seen(positions, when, trusted, after=True)
         located = {links[int(m)] for m in ais["mmsi"] if int(m) in trusted}
-        matched_keys = {links.get(int(m)) for m in matched["mmsi"].drop_nulls()}
+        # a vessel is placed by the image itself where its AIS is matched to a hull, and the match is no weaker
+        # than a ship without AIS and its MMSI not heard from two places (either hull could be another ship's)
+        matched_keys = {links.get(int(m["mmsi"])) for m in matched.iter_rows(named=True)
+                        if m["status"] == IDENTIFIED and m["mmsi"] is not None and m["match_cost"] < cfg.dark_cost
+                        and int(m["mmsi"]) not in conflicting}
         vessel, conf, probs, reasons, ships = [], [], [], [], []
         idents: dict[int, Identification] = {}  # the dark and no-ais detections' own scores, by row
         unmatched: list[int] = []  # the dark and no-ais detections, scored one by one against the watchlist
@@ -191,7 +196,7 @@ def fuse_detections(
             for column in (vessel, ships, conf, probs, reasons):
                 column.append(None)  # filled below, once every hull of the image is scored
             unmatched.append(len(vessel) - 1)
-        shared = _shared_at_sites(idents, list(group["site"]), twins, icfg)
+        shared = _shared_at_sites(idents, _sites_of(group, inputs.sites, icfg.near_site_m), twins, icfg)
         for k, ident in idents.items():
             m = matched.row(k, named=True)
             probabilities = shared.get(k, (ident.probabilities, None))[0]
@@ -225,16 +230,35 @@ def fuse_detections(
                                                                            if c in det.columns])
 
 
+def _sites_of(group: pl.DataFrame, sites: Mapping[str, Site], near_m: float) -> list[str | None]:
+    """Each detection's site, for sharing the watchlist among the hulls there: its own, else the nearest watched
+    site within ``near_m`` (where the prior takes it to be at that site: an anchorage outside the polygon)."""
+    out: list[str | None] = list(group["site"])
+    todo = [i for i, s in enumerate(out) if s is None and group["lon"][i] is not None and group["lat"][i] is not None]
+    if not todo or not sites:
+        return out
+    lon = np.array([group["lon"][i] for i in todo], float)
+    lat = np.array([group["lat"][i] for i in todo], float)
+    dist = np.column_stack([site_distances_m(site.geometry, lon, lat) for site in sites.values()])
+    keys = list(sites)
+    for j, i in enumerate(todo):
+        k = int(np.argmin(dist[j]))
+        if dist[j, k] <= near_m:
+            out[i] = keys[k]
+    return out
+
+
 def _shared_at_sites(idents: Mapping[int, Identification], sites: list[str | None], twins: list[list[int]],
                      cfg: IdentifyConfig) -> dict[int, tuple[dict[str, float], str]]:
     """Probabilities of the dark hulls of one image at one site, each watchlist vessel being at most one of them
     (:func:`~routewatch.fuse.identify.share_among_hulls`), and a reason; hulls alone at their site (or at none)
-    keep their own. The same ship detected twice (``twins``) is one hull."""
+    keep their own. The same ship detected twice (``twins``) is one hull. ``sites``: each detection's site
+    (:func:`_sites_of`)."""
     by_site: dict[str, list[list[int]]] = {}
     seen: set[int] = set()
     for i in sorted(idents):
-        if sites[i] is None or i in seen:
-            continue
+        if sites[i] is None or i in seen or idents[i].probabilities.get(UNKNOWN, 0.0) <= 0.0:
+            continue  # a hull certain to be a watchlist vessel (no unknown ship left) has no odds to share
         ship = [i] + [t for t in twins[i] if t in idents]
         seen.update(ship)
         by_site.setdefault(sites[i], []).append(ship)

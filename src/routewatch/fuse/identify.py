@@ -12,11 +12,13 @@ For each watchlist vessel v, the posterior is proportional to prior(v) x size li
   ``corridor_detour`` times the direct distance), where it could have sailed (at ``max_speed_kn``) from or to an
   AIS position within ``recent_ais_h`` hours of the image, or where nothing places it (no route with a located
   site, no AIS). A vessel far from every site of its routes and off them keeps ``away_weight`` of an even share of
-  all the candidates: vessels of other routes do not dilute the ones that sail here. A vessel whose AIS position
-  before or after the image is out of reach of the detection, or whose AIS places it elsewhere at the image
-  time, keeps ``ais_false_rate`` of its prior: AIS positions can be false (spoofed, a second transmitter on its
-  MMSI, a wrong GNSS fix), and a sanctioned ship hiding at a port behind a false position is the case to catch;
-  when its size fits and only its AIS speaks against it, the reasons say so. A vessel matched to a hull of the
+  all the candidates: vessels of other routes do not dilute the ones that sail here. Where AIS places vessels
+  elsewhere at the image time, or out of reach of the detection before or after it, the prior is a mixture: with
+  ``1 - ais_false_rate`` the AIS is right (those vessels are no candidates, the others share the watchlist's mass
+  without them), with ``ais_false_rate`` it is false (every vessel shares it as if there were no AIS). AIS
+  positions can be false (spoofed, a second transmitter on its MMSI, a wrong GNSS fix), and a sanctioned ship
+  hiding at a port behind a false position is the case to catch; when its size fits and only its AIS speaks
+  against it, the reasons say so. A vessel matched to a hull of the
   same image elsewhere gets zero (the image itself places it there);
 * "unknown vessel" has the rest of the prior mass (at least ``unknown_prior``) and a flat size density over the
   lengths and widths of merchant ships (10-400 m, 2-65 m): any ship not on the watchlist.
@@ -204,7 +206,8 @@ def identify_dark(
                 why.append(f"within {cfg.recent_ais_h:g} h of its AIS: possible here")
         place[key] = {"site": 1.0, "away": cfg.away_weight}.get(where, 1.0 / cfg.route_weight)
         if key in against:
-            why.insert(0, f"{against[key]} (prior x {cfg.ais_false_rate:g}: AIS positions can be false)")
+            why.insert(0, f"{against[key]} (AIS positions can be false: it keeps {cfg.ais_false_rate:g} of its "
+                          "share of the prior)")
         like = 1.0
         if length_m is not None and v.length_m is None:  # no length to compare: the place alone speaks for it
             like /= cfg.length_range_m[1] - cfg.length_range_m[0]
@@ -232,13 +235,25 @@ def identify_dark(
     # ``away_weight`` of an even share of all candidates, so that a long watchlist of other routes' ships does
     # not dilute the ships of this one (split over all, 100 unrelated vessels had taken a port's own ship from
     # 0.97 to 0.14), and the mass it leaves goes to "unknown vessel".
-    # A vessel that AIS places elsewhere is no candidate here: the others share the watchlist's mass as if it were
-    # not on the list, and it keeps ais_false_rate of the share it would have had beside them.
-    free = [k for k in likes if place[k] > 0 and k not in against]
-    near = [k for k in free if place[k] > cfg.away_weight]
-    n_near, n_all = len(near) or 1, len(free) or 1
-    priors = {k: (1 - cfg.unknown_prior) * (place[k] / n_near if place[k] > cfg.away_weight else place[k] / n_all)
-              * (cfg.ais_false_rate if k in against else 1.0) for k in likes}
+    # Where AIS places vessels elsewhere the prior is a mixture: with 1 - ais_false_rate the AIS is right, those
+    # vessels are no candidates and the others share the watchlist's mass as if they were not on the list; with
+    # ais_false_rate it is false and every vessel shares it as if there were no AIS. So such a vessel keeps
+    # ais_false_rate of its share among all, the watchlist's mass stays 1 - unknown_prior, and at a rate of 1 the
+    # AIS is ignored.
+    def shares(keys: list[str]) -> dict[str, float]:
+        near = [k for k in keys if place[k] > cfg.away_weight]
+        n_near, n_all = len(near) or 1, len(keys) or 1
+        return {k: (1 - cfg.unknown_prior) * (place[k] / n_near if place[k] > cfg.away_weight else place[k] / n_all)
+                for k in keys}
+
+    candidates = [k for k in likes if place[k] > 0]
+    if against:
+        r = cfg.ais_false_rate
+        trusted, ignored = shares([k for k in candidates if k not in against]), shares(candidates)
+        priors = {k: (1 - r) * trusted.get(k, 0.0) + r * ignored.get(k, 0.0) for k in likes}
+    else:
+        alone = shares(candidates)
+        priors = {k: alone.get(k, 0.0) for k in likes}
     flat = 1.0
     if length_m is not None:
         flat /= cfg.length_range_m[1] - cfg.length_range_m[0]
@@ -258,6 +273,45 @@ def identify_dark(
 
 
 EXACT_VESSELS = 10  # vessels whose share among the hulls of a site is worked out exactly (2 ** 10 states per hull)
+MAX_ODDS = 1e6  # a hull's odds of being a vessel are capped here (beyond, certainty all the same)
+
+
+def _marginals(w: np.ndarray, w_other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact marginals of assigning the columns of ``w`` (vessels) to distinct rows (hulls), each row taking at
+    most one, a row without a vessel weighing ``w_other``: (p[i, k], p_other[i]). Forward and backward over the
+    rows, the state the set of vessels already placed; each step is scaled, and each row's marginals are
+    normalised to sum to 1 (they do exactly), so no product of weights is ever formed."""
+    n, m = w.shape
+    states = np.arange(1 << m)
+    has = [(states >> j) & 1 == 1 for j in range(m)]
+    forward = [np.zeros(1 << m)]
+    forward[0][0] = 1.0
+    for i in range(n):  # forward[i][S]: rows before i, placing exactly the vessels in S
+        f = forward[i]
+        nxt = f * w_other[i]
+        for j in range(m):
+            nxt[has[j]] += f[states[has[j]] ^ (1 << j)] * w[i, j]
+        forward.append(nxt / nxt.max())
+    backward = [np.ones(1 << m)]
+    for i in range(n - 1, -1, -1):  # backward[S]: rows from i on, the vessels in S already placed
+        b = backward[0]
+        prev = b * w_other[i]
+        for j in range(m):
+            free = ~has[j]
+            prev[free] += w[i, j] * b[states[free] | (1 << j)]
+        backward.insert(0, prev / prev.max())
+    p = np.zeros((n, m))
+    p_other = np.zeros(n)
+    for i in range(n):
+        f, b = forward[i], backward[i + 1]
+        for j in range(m):
+            free = ~has[j]
+            p[i, j] = float((f[free] * b[states[free] | (1 << j)]).sum()) * w[i, j]
+        p_other[i] = float((f * b).sum()) * w_other[i]
+        total = p[i].sum() + p_other[i]
+        p[i] /= total
+        p_other[i] /= total
+    return p, p_other
 
 
 def share_among_hulls(odds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -270,54 +324,31 @@ def share_among_hulls(odds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Jointly: a vessel is at the site among the hulls with the odds one hull alone gives it, and then equally
     likely any of them a priori, so each hull's odds for it are divided by ``n``; an assignment of vessels to
     distinct hulls (the others unknown ships) weighs the product of its hulls' odds, and the probabilities are
-    its marginals, summed exactly over every assignment (forward and backward over the hulls, the state the set
-    of vessels already placed). One hull gives back its own probabilities. Past ``EXACT_VESSELS`` vessels, the
-    least likely ones are treated as an unknown ship's kind (their share is what they would have without the
-    one-place constraint, a small overstatement).
+    its marginals, summed exactly over every assignment (:func:`_marginals`). One hull gives back its own
+    probabilities. Past ``EXACT_VESSELS`` vessels (by their summed odds), the rest are placed one at a time on
+    the hulls the exact ones leave: each is at most one of them (its odds shrunk by one plus its summed odds over
+    those hulls), and they share each hull with an unknown ship in proportion.
 
     Returns (``p[i, k]``, ``p_unknown[i]``); each hull's row and its unknown share sum to 1."""
     odds = np.asarray(odds, np.float64)
     n, k_all = odds.shape
     if n == 0:
         return np.zeros((0, k_all)), np.zeros(0)
-    w = odds / n
-    exact = [k for k in np.argsort(-w.max(axis=0), kind="stable")[:EXACT_VESSELS] if w[:, k].max() > 0]
-    rest = [k for k in range(k_all) if k not in exact]
-    w_other = 1.0 + w[:, rest].sum(axis=1)  # an unknown ship, or a vessel outside the exact set
-    m = len(exact)
-    states = np.arange(1 << m)
-    has = [(states >> j) & 1 == 1 for j in range(m)]
-    forward, f_log = [np.zeros(1 << m)], [0.0]
-    forward[0][0] = 1.0
-    for i in range(n):  # forward[i][S]: hulls before i, placing exactly the vessels in S
-        f = forward[i]
-        nxt = f * w_other[i]
-        for j, k in enumerate(exact):
-            nxt[has[j]] += f[states[has[j]] ^ (1 << j)] * w[i, k]
-        scale = nxt.max()
-        forward.append(nxt / scale)
-        f_log.append(f_log[i] + math.log(scale))
-    backward, b_log = [np.ones(1 << m)], [0.0]
-    for i in range(n - 1, -1, -1):  # backward[S]: hulls from i on, the vessels in S already placed
-        b = backward[0]
-        prev = b * w_other[i]
-        for j, k in enumerate(exact):
-            free = ~has[j]
-            prev[free] += w[i, k] * b[states[free] | (1 << j)]
-        scale = prev.max()
-        backward.insert(0, prev / scale)
-        b_log.insert(0, b_log[0] + math.log(scale))
-    z_log = math.log(backward[0][0]) + b_log[0]
+    # odds past a million are certainty all the same; capped, no state of the sums below underflows
+    w = np.minimum(np.nan_to_num(odds, nan=0.0, posinf=MAX_ODDS), MAX_ODDS) / n
+    order = [int(k) for k in np.argsort(-w.sum(axis=0), kind="stable")]
+    exact = [k for k in order[:EXACT_VESSELS] if w[:, k].max() > 0]
+    rest = [k for k in range(k_all) if k not in exact and w[:, k].max() > 0]
     p = np.zeros((n, k_all))
-    p_other = np.zeros(n)
-    for i in range(n):
-        f, b = forward[i], backward[i + 1]
-        norm = math.exp(f_log[i] + b_log[i + 1] - z_log)
-        for j, k in enumerate(exact):
-            free = ~has[j]
-            p[i, k] = float((f[free] * b[states[free] | (1 << j)]).sum()) * w[i, k] * norm
-        p_other[i] = float((f * b).sum()) * w_other[i] * norm
-    p_unknown = p_other / w_other
+    w_rest = np.zeros(n)
     if rest:
-        p[:, rest] = p_other[:, None] * w[:, rest] / w_other[:, None]
+        # first the hulls the exact vessels leave free, then each other vessel shrunk to at most one of them
+        _, free = _marginals(w[:, exact], np.ones(n))
+        shrink = 1.0 / (1.0 + (free[:, None] * w[:, rest]).sum(axis=0))
+        w_rest = (w[:, rest] * shrink).sum(axis=1)
+    p_exact, p_other = _marginals(w[:, exact], 1.0 + w_rest)
+    p[:, exact] = p_exact
+    p_unknown = p_other / (1.0 + w_rest)
+    if rest:
+        p[:, rest] = (p_other / (1.0 + w_rest))[:, None] * w[:, rest] * shrink
     return p, p_unknown

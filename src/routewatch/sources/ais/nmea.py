@@ -78,6 +78,8 @@ class ReadReport:
     fast_path: int = 0
     untimed: int = 0  # decoded positions and static reports without any time (give a default time to keep them)
     dead_reckoning: int = 0  # positions kept that the ship estimated by dead reckoning (time stamp 62)
+    # lines of such positions while a block is read (counted once the untimed and bad clocks are left out)
+    dead_reckoning_lines: list[int] = field(default_factory=list, repr=False, compare=False)
     bad: dict[str, int] = field(default_factory=dict)
     examples: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, text)
 
@@ -274,6 +276,9 @@ def read_nmea_lines(
             report.add_bad(BAD_TIME, int(r["line"]), str(raw[int(r["line"]) - first_line]))
     statics = kept
     report.positions = timed.height
+    if report.dead_reckoning_lines:  # the estimated positions kept, not those left out for want of a time
+        report.dead_reckoning += int(timed["line"].is_in(report.dead_reckoning_lines).sum())
+        report.dead_reckoning_lines.clear()
     return NmeaResult(timed, statics, report)
 
 
@@ -298,7 +303,7 @@ def _fast_positions(df: pl.DataFrame, source: str, report: ReadReport) -> pl.Dat
         unfixed = has_pos & (second == code)
         report.add_bad_rows(reason, np.flatnonzero(unfixed), lambda i: int(df["line"][i]), df["raw"].__getitem__)
         has_pos &= ~unfixed
-    report.dead_reckoning += int((has_pos & (second == DEAD_RECKONING)).sum())
+    report.dead_reckoning_lines.extend(df["line"].filter(pl.Series(has_pos & (second == DEAD_RECKONING))).to_list())
     nav = dec["nav_status"]
     out = pl.DataFrame({
         "mmsi": dec["mmsi"], "timestamp": df["t_us"], "lon": dec["lon"], "lat": dec["lat"],
@@ -419,7 +424,8 @@ def _collect(msg: dict[str, Any], line: int, t_us: int | None, rows: list, stati
         elif second in NOT_A_FIX:
             report.add_bad(NOT_A_FIX[second], line, raw)
         else:
-            report.dead_reckoning += second == DEAD_RECKONING
+            if second == DEAD_RECKONING:
+                report.dead_reckoning_lines.append(line)
             status = msg.get("status")
             heading = msg.get("heading")  # 511 (not available) and anything else past 360 is no heading
             # "not available": 102.3 kn and 360 deg in types 1-3, 18, 19; 63 kn and 511 deg in type 27 (long range,
