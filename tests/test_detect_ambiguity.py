@@ -68,7 +68,7 @@ def test_a_ghost_of_a_bright_return_on_land_is_marked_and_real_ships_are_not() -
     assert set(again) == set(found) and again[next(iter(again))].source_row == g.source_row - 100
     with pytest.raises(ValueError, match="azimuth_pixel_m"):
         find_ambiguities(dets, array_reader(img), azimuth_pixel_m=0.0)
-    assert SENTINEL1_IW.offset_m == (4500.0, 7000.0)
+    assert SENTINEL1_IW.offset_m == (4200.0, 6200.0)
 
 
 def _grd(tmp_path: Path, img: np.ndarray, name: str = "S1A_IW_GRDH_20231012T090000_vv.tif") -> Path:
@@ -98,7 +98,7 @@ def test_detect_sar_marks_ghosts_on_a_grd_and_fuse_leaves_them_out(tmp_path: Pat
     assert res.exit_code == 0, res.output
     assert "1 of them taken for azimuth ambiguities" in " ".join(res.output.split())
     fc = json.loads(out.read_text())
-    assert fc["routewatch"]["azimuth_ambiguities"] == "checked along rows"
+    assert fc["routewatch"]["azimuth_ambiguities"] == "checked along rows (Sentinel-1 IW geometry)"
     ghosts = [f for f in fc["features"] if f["properties"].get("ambiguity")]
     assert len(ghosts) == 1 and abs(ghosts[0]["properties"]["row"] - GHOST[0]) < 8
     assert len(fc["features"]) == 5  # the ghost and four ships, nothing on the land
@@ -114,6 +114,9 @@ def test_detect_sar_marks_ghosts_on_a_grd_and_fuse_leaves_them_out(tmp_path: Pat
     assert res.exit_code == 0, res.output
     ghosts_t = [f for f in json.loads(out_t.read_text())["features"] if f["properties"].get("ambiguity")]
     assert len(ghosts_t) == 1 and abs(ghosts_t[0]["properties"]["col"] - GHOST[0]) < 8
+    # the source named in the file's own pixels (row, col), not the transposed search's
+    src = ghosts_t[0]["properties"]["ambiguity"].split("(pixel ")[1].rstrip(")").split(", ")
+    assert abs(int(src[0]) - SOURCE[1]) <= 1 and abs(int(src[1]) - SOURCE[0]) <= 1
     res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(out), "--azimuth", "diagonal"])
     assert res.exit_code == 2 and "--azimuth" in res.output
     # fusion reads the file without the ghost, and says so
@@ -166,3 +169,72 @@ def test_a_site_scene_reads_beyond_its_window_for_the_source_and_stores_no_ghost
         assert abs(r - ship[0]) < 2 and abs(c - ship[1]) < 2, pixels
     (look,) = store.looks(site="harbour")
     assert "1 detection taken for azimuth ambiguities" in look.note and look.vessels_seen == 3
+
+
+def test_a_long_hull_whose_centre_is_its_dim_deck_is_no_ghost() -> None:
+    """A 300 m tanker along track, deck 8 times the sea and bridge 60 times, 5.7 km along track of a crane 250
+    times the sea: measured at its centroid (the deck) it had been 30 dB under the crane and marked a ghost; its
+    own footprint's brightest pixel (the bridge) is 12 dB under it, which no ghost is."""
+    img = sea_clutter((1400, 300), seed=12).astype(np.float64)
+    sea = float(np.median(img))
+    img[100:103, 149:152] = 250 * sea  # the crane
+    img[655:685, 149:151] = 8 * sea  # the tanker's deck, rows 655-684 (300 m), its centre 5.7 km along track
+    img[680:684, 149:151] = 60 * sea  # its bridge, at the stern
+    img = np.clip(img, 0, 65535).astype(np.uint16)
+    (d,) = [d for d in detect_sar(img, pixel_size_m=10.0) if abs(d.row - 670) < 20 and abs(d.col - 150) < 5]
+    assert d.length_m > 250
+    assert not find_ambiguities([d], array_reader(img), azimuth_pixel_m=10.0)
+    small = d.__class__(**{**d.__dict__, "length_m": 0.0, "width_m": 0.0})  # the 5 x 5 box at its centre alone
+    assert find_ambiguities([small], array_reader(img), azimuth_pixel_m=10.0)
+
+
+def test_no_data_along_track_and_an_image_cut_short_are_said_not_checked(tmp_path: Path) -> None:
+    """A float GRD whose strips along track are all NaN (a swath's fill) had crashed `detect sar` and the whole
+    site run; and a file holding only the site's window (as `fetch` caches it) had been "checked" without a row
+    to check. Both are now said: not checked."""
+    img, water = _scene()
+    f = img.astype(np.float32)
+    f[:500] = np.nan  # the source's rows and everything up to the ghost's search strip above it
+    f[1000:] = np.nan
+    dets = detect_sar(f, pixel_size_m=10.0, water=water)
+    unchecked: list[int] = []
+    assert not find_ambiguities(dets, array_reader(f), azimuth_pixel_m=10.0, unchecked=unchecked)
+    assert any(abs(dets[i].row - GHOST[0]) < 8 for i in unchecked)
+    # a window of 300 rows around the ghost: nothing of either strip in it
+    window = img[610:910]
+    dets = [d.__class__(**{**d.__dict__, "row": d.row - 610}) for d in detect_sar(img, pixel_size_m=10.0, water=water)
+            if 610 <= d.row < 910]
+    unchecked = []
+    assert not find_ambiguities(dets, array_reader(window), azimuth_pixel_m=10.0, unchecked=unchecked)
+    assert unchecked == list(range(len(dets))) and dets
+    path = tmp_path / "S1A_IW_GRDH_20231012T090000_vv.tif"
+    from rasterio.control import GroundControlPoint
+
+    h, w = f.shape
+    gcps = [GroundControlPoint(row=r, col=c, x=130.2 + c * 1.2e-4, y=42.1 + r * 0.9e-4)
+            for r in np.linspace(0, h, 5) for c in np.linspace(0, w, 5)]
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="float32") as ds:
+        ds.write(f, 1)
+        ds.gcps = (gcps, rasterio.crs.CRS.from_epsg(4326))
+    res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(tmp_path / "d.geojson"), "--water", "none"])
+    assert res.exit_code == 0, res.output
+    assert "not checked for azimuth ambiguities" in " ".join(res.output.split())
+
+
+def test_auto_checks_only_a_file_named_as_a_sentinel1_iw_product(tmp_path: Path) -> None:
+    """The Sentinel-1 IW distances are no other sensor's or mode's: a GCP-located ICEYE or Sentinel-1 EW file is
+    not checked unless asked (--azimuth rows), and the command says so."""
+    from routewatch.detect.ambiguity import sentinel1_mode
+
+    assert [sentinel1_mode(n) for n in ("S1A_IW_GRDH_1SDV_x_vv.tif", "s1b-ew-grd-hh-001.tiff", "ICEYE_X7_SM.tif")] \
+        == ["IW", "EW", None]
+    img, _ = _scene()
+    for name in ("ICEYE_X7_GRD_SM_20231012.tif", "S1B_EW_GRDM_20231012T090000_hh.tif"):
+        path = _grd(tmp_path, img, name)
+        out = tmp_path / f"{name}.geojson"
+        res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(out), "--water", "none"])
+        assert res.exit_code == 0, res.output
+        assert "azimuth ambiguities not checked" in " ".join(res.output.split())
+        assert not any(f["properties"].get("ambiguity") for f in json.loads(out.read_text())["features"])
+    res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(out), "--water", "none", "--azimuth", "rows"])
+    assert res.exit_code == 0 and any(f["properties"].get("ambiguity") for f in json.loads(out.read_text())["features"])

@@ -409,3 +409,32 @@ def test_three_ships_in_a_row_are_three_and_a_hull_is_not_cut_from_its_bridge() 
     hull[206:210, 199:203] = 40 * np.median(img)
     img = np.clip(img + ndimage.gaussian_filter(hull, 1.0), 0, 65535).astype(np.uint16)
     assert len(_ships_found(img, (200, 200))) == 1
+
+
+def test_rows_of_four_to_six_abreast_are_cut_and_grids_and_fine_hulls_are_not() -> None:
+    """Four hulls abreast or more are wider than long: the cut across the measured axis finds them (they had been
+    one target). A grid of small returns (fish-farm cages 20 m across, 50-60 m apart) has sea across every row
+    too: not hulls abreast (each row had been a 150-280 m "ship"). On 2.5 m pixels a 40 m beam hull with bright
+    sides and a dim deck is one ship, not its two sides (200 x 10 m each: too slender for a hull)."""
+    for n in (4, 6):
+        row = [(200, 200 + 6 * (k - (n - 1) / 2), 12, 2, 0) for k in range(n)]
+        assert len(_ships_found(_hulls_scene(row, 8.0, 2), (200, 200))) == n
+    for n, gap in ((3, 5), (5, 5), (6, 6)):
+        img = clutter((400, 400), seed=3).astype(np.float64)
+        sea = np.median(img)
+        for i in range(n):
+            for j in range(n):
+                r, c = 200 + gap * (i - n // 2), 200 + gap * (j - n // 2)
+                img[r - 1:r + 1, c - 1:c + 1] = 30 * sea
+        img = np.clip(ndimage.gaussian_filter(img, 0.7), 0, 65535).astype(np.uint16)
+        found = detect_sar(img, pixel_size_m=10.0, water=np.ones(img.shape, bool))
+        assert len([d for d in found if np.hypot(d.row - 200, d.col - 200) < gap * n]) <= 1, (n, gap)
+    img = clutter((800, 800), seed=1).astype(np.float64)
+    sea = np.median(img)
+    hull = np.zeros_like(img)
+    hull[320:400, 392:408] = 3 * sea  # 200 x 40 m at 2.5 m
+    hull[320:400, 392:394] = hull[320:400, 406:408] = 20 * sea
+    img = np.clip(img + ndimage.gaussian_filter(hull, 1.0), 0, 65535).astype(np.uint16)
+    found = [d for d in detect_sar(img, pixel_size_m=2.5, water=np.ones(img.shape, bool))
+             if abs(d.row - 360) < 40 and abs(d.col - 400) < 16]
+    assert len(found) == 1 and found[0].width_m > 25

@@ -165,9 +165,9 @@ def _gcp_grid(path: Path) -> Any:
 
 
 def _mark_ambiguities(dets: list, band: np.ndarray, values: str, along: str, grid: Any, transform: Any, crs: Any,
-                      px: float) -> list:
+                      px: float, unchecked: list[int] | None = None) -> list:
     """The detections with the azimuth ambiguities among them marked (``detect.ambiguity``), the image's
-    ``along`` axis (rows or cols) taken as the track."""
+    ``along`` axis (rows or cols) taken as the track; ``unchecked`` gets those that could not be checked."""
     from dataclasses import replace
 
     from routewatch.detect.ambiguity import array_reader, find_ambiguities, mark_ambiguities
@@ -177,10 +177,13 @@ def _mark_ambiguities(dets: list, band: np.ndarray, values: str, along: str, gri
         grid = GridGeoref(band.shape[:2], transform=transform, crs=crs)
     sizes = grid.ground_pixel_sizes_m() if grid is not None else (px, px)
     if along == "rows":
-        found = find_ambiguities(dets, array_reader(band), azimuth_pixel_m=float(sizes[0]), values=values)
-    else:  # the track along the columns: the same search on the transposed image
-        flipped = [replace(d, row=d.col, col=d.row) for d in dets]
-        found = find_ambiguities(flipped, array_reader(band.T), azimuth_pixel_m=float(sizes[1]), values=values)
+        found = find_ambiguities(dets, array_reader(band), azimuth_pixel_m=float(sizes[0]), values=values,
+                                 pixel_m=px, unchecked=unchecked)
+    else:  # the track along the columns: the same search on the transposed image, its pixels turned back
+        flipped = [replace(d, row=d.col, col=d.row, heading_deg=(90.0 - d.heading_deg) % 180.0) for d in dets]
+        found = {i: replace(a, source_row=a.source_col, source_col=a.source_row) for i, a in find_ambiguities(
+            flipped, array_reader(band.T), azimuth_pixel_m=float(sizes[1]), values=values, pixel_m=px,
+            unchecked=unchecked).items()}
     return mark_ambiguities(dets, found)
 
 
@@ -455,8 +458,9 @@ def register(app: typer.Typer) -> None:
                                         "sigma0, gamma0 products)"),
         azimuth: str = typer.Option("auto", "--azimuth",
                                     help="the image axis along track, to mark Sentinel-1 IW azimuth ambiguities "
-                                         "(ghosts 4.5-7 km along track of a return 15 dB brighter): rows, cols, none, "
-                                         "or auto (rows for a GRD located by ground control points, else none)"),
+                                         "(ghosts 4.2-6.2 km along track of a return 15 dB brighter): rows, cols, "
+                                         "none, or auto (rows for a Sentinel-1 IW GRD located by ground control "
+                                         "points, else none)"),
     ) -> None:
         """Find ships in a SAR image with the CFAR detector (or your own ONNX model), inside a water mask.
 
@@ -464,6 +468,7 @@ def register(app: typer.Typer) -> None:
                  routewatch detect sar chip.jpg --pixel-size 10 -o det.geojson
                  routewatch detect sar S1A_rajin_VV.tif --water harbour_water.tif -o det.geojson
         """
+        from routewatch.detect.ambiguity import sentinel1_mode
         from routewatch.detect.base import add_chips
         from routewatch.detect.sar import SAR_VALUES, detect_sar, to_single_band
 
@@ -496,20 +501,34 @@ def register(app: typer.Typer) -> None:
                 dets = detect_sar(band, pixel_size_m=px, water=mask, values=values, censor=water != "none")
             except ValueError as exc:
                 raise _fail(f"{image}: {exc}") from None
-        along = ("rows" if grid is not None else "none") if azimuth == "auto" else azimuth
+        # auto: a Sentinel-1 IW GRD in its own geometry (located by its GCPs, named as ESA names it); the IW
+        # geometry is no other sensor's or mode's
+        along = azimuth
+        if azimuth == "auto":
+            along = "rows" if grid is not None and sentinel1_mode(str(image)) == "IW" else "none"
+        unchecked: list[int] = []
         if along != "none" and dets:
-            dets = _mark_ambiguities(dets, band, values, along, grid, transform, crs, px)
+            dets = _mark_ambiguities(dets, band, values, along, grid, transform, crs, px, unchecked)
         dets = add_chips(dets, band)
         _write(dets, out, {"image": str(image), "width": band.shape[1], "height": band.shape[0], "pixel_size_m": px,
                            "detector": str(model) if model else "sar-cfar", "water": method,
                            "georeferenced": transform is not None or grid is not None,
-                           "azimuth_ambiguities": f"checked along {along}" if along != "none" else "not checked",
+                           "azimuth_ambiguities": (f"checked along {along} (Sentinel-1 IW geometry)"
+                                                   + (f"; {len(unchecked)} detections not checked (the image ends "
+                                                      "within the search distance)" if unchecked else "")
+                                                   if along != "none" else "not checked"),
                            **({"geolocation": "gcps"} if grid is not None else {})}, transform, crs, chips, grid)
         ghosts = sum(1 for d in dets if d.ambiguity)
         if ghosts:
             console.print(f"[yellow]{ghosts} of them taken for azimuth ambiguities (ghosts of a return at least 15 dB "
-                          "brighter 4.5-7 km along track): kept in the file with an `ambiguity` property; `fuse` "
+                          "brighter 4.2-6.2 km along track): kept in the file with an `ambiguity` property; `fuse` "
                           "leaves them out[/yellow]")
+        if unchecked:
+            console.print(f"[yellow]{len(unchecked)} detections not checked for azimuth ambiguities: the image ends "
+                          "within 6.2 km of them along track[/yellow]")
+        if azimuth == "auto" and along == "none" and grid is not None:
+            console.print("azimuth ambiguities not checked: the file is not named as a Sentinel-1 IW product "
+                          "(--azimuth rows checks it with the Sentinel-1 IW geometry)")
 
     @detect.command("optical")
     def detect_optical_cmd(

@@ -5,26 +5,31 @@ band folds back as a faint copy of every bright target displaced along track (az
 
     dx = lambda * R * PRF / (2 * V)
 
-(wavelength, slant range, platform speed). For Sentinel-1 IW (C band, 5.55 cm; slant range 800-1000 km; PRF
-1,450-1,720 Hz by sub-swath; about 7.1 km/s effective speed) that is 5.0-6.5 km, on either side, at the same
-range, about 20-25 dB below the target (the mission's azimuth-ambiguity-to-signal ratio is specified at -22 dB or
-better). A loud ship, a port's cranes or a bridge on land thus put ghosts on the water 5-6.5 km up and down
-track: at a port they are the classic false ship, and a false ship makes a false call.
+(wavelength, slant range, the satellite's orbital speed: the Doppler rate's effective speed squared is about
+the orbital speed times the ground speed, and the ghost moves at ground speed). For Sentinel-1 IW (C band,
+5.55 cm; slant range about 800-950 km; PRF 1,717, 1,452 and 1,686 Hz in sub-swaths 1-3; 7.5 km/s) that is about
+5.0-5.3 km in IW1, 4.5-4.8 km in IW2 and 5.6-5.9 km in IW3, on either side, at the same range, about 20-25 dB
+below the target (the mission's azimuth-ambiguity-to-signal ratio is specified at -22 dB or better). A loud ship,
+a port's cranes or a bridge on land thus put ghosts on the water 4.5-6 km up and down track: at a port they are
+the classic false ship, and a false ship makes a false call.
 
 The check works in the image's own geometry, where rows are azimuth lines (a GRD located by its ground control
 points; a terrain-corrected, north-up product turns the track by the orbit's heading and is not checked). A
-detection is taken for an ambiguity when the image holds, 4.5-7 km along its column either way (within a few
-pixels across), a return at least ``min_ratio_db`` brighter than the detection's own peak: a real ship 15 dB
-fainter than something exactly one ambiguity distance along track is rare, a ghost is never brighter than 15 dB
-below its source. The source may be on land (it usually is at a port), so the image itself is read, not the list
-of detections.
+detection is taken for an ambiguity when the image holds, 4.2-6.2 km along its column either way (within a few
+pixels across; the sub-swath of a column is not known here, so the window spans all three), a return at least
+``min_ratio_db`` brighter than the brightest pixel of the detection's own footprint (its length, width and
+heading): a real ship 15 dB fainter than something exactly one ambiguity distance along track is rare, a ghost
+is never brighter than 15 dB below its source. The source may be on land (it usually is at a port), so the image
+itself is read, not the list of detections.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,8 +48,8 @@ class AmbiguityGeometry:
     across_px: int = 3  # search half-width across track, pixels (range migration, the source's own extent)
 
 
-#: Sentinel-1 IW: 5.0-6.5 km computed for its three sub-swaths, searched with a margin.
-SENTINEL1_IW = AmbiguityGeometry("Sentinel-1 IW", (4500.0, 7000.0))
+#: Sentinel-1 IW: 4.5-5.9 km computed for its three sub-swaths, searched with a margin.
+SENTINEL1_IW = AmbiguityGeometry("Sentinel-1 IW", (4200.0, 6200.0))
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,17 @@ class Ambiguity:
                 f"track (pixel {self.source_row}, {self.source_col})")
 
 
+_S1_MODE = re.compile(r"(?i)(?:^|[^a-z0-9])s1[abcd]?(?:[^a-z0-9]+[a-z0-9]*)*?[^a-z0-9](iw|ew|sm|s[1-6]|wv)(?:[^a-z0-9]|$)")
+
+
+def sentinel1_mode(name: str) -> str | None:
+    """The Sentinel-1 acquisition mode a product or file name states (``S1A_IW_GRDH_...``,
+    ``s1a-iw-grd-vv-...``): ``IW``, ``EW``, ``SM`` (or ``S1``-``S6``) or ``WV``; None when the name is not one of a
+    Sentinel-1 product."""
+    m = _S1_MODE.search(Path(name).name) or _S1_MODE.search(str(name))
+    return m.group(1).upper() if m else None
+
+
 def array_reader(image: np.ndarray) -> Reader:
     """A :data:`Reader` over an array held in memory."""
     img = np.asarray(image)
@@ -73,14 +89,41 @@ def array_reader(image: np.ndarray) -> Reader:
     return read
 
 
+def _footprint_peak(d: Any, read: Reader, r: int, c: int, pixel_m: float) -> float | None:
+    """The brightest finite value of a detection's footprint: its oriented rectangle (length, width, heading from
+    image-up) around its centre, at least the 5 x 5 pixels about it (the centroid of a long hull can be its dim
+    deck, and a tanker had been taken for the ghost of a crane 12 dB brighter than its bridge)."""
+    half_l = max(float(getattr(d, "length_m", 0.0) or 0.0) / 2.0 / pixel_m, 2.0)
+    half_w = max(float(getattr(d, "width_m", 0.0) or 0.0) / 2.0 / pixel_m, 2.0)
+    t = math.radians(float(getattr(d, "heading_deg", 0.0) or 0.0))
+    reach = math.ceil(max(half_l, half_w)) + 1
+    box = read(r - reach, r + reach + 1, c - reach, c + reach + 1)
+    if box is None or box.size == 0:
+        return None
+    r0, c0 = max(r - reach, 0), max(c - reach, 0)
+    gy, gx = np.mgrid[r0:r0 + box.shape[0], c0:c0 + box.shape[1]]
+    dx, dy = gx - c, -(gy - r)  # east (right) and north (up) of the centre
+    along = dx * math.sin(t) + dy * math.cos(t)
+    across = dx * math.cos(t) - dy * math.sin(t)
+    inside = ((np.abs(along) <= half_l + 0.5) & (np.abs(across) <= half_w + 0.5)) | (
+        (np.abs(gy - r) <= 2) & (np.abs(gx - c) <= 2))
+    vals = box.astype(np.float64)[inside]
+    vals = vals[np.isfinite(vals)]
+    return float(vals.max()) if vals.size else None
+
+
 def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m: float,
                      geometry: AmbiguityGeometry = SENTINEL1_IW, values: str = "amplitude",
-                     offset: tuple[int, int] = (0, 0)) -> dict[int, Ambiguity]:
+                     offset: tuple[int, int] = (0, 0), pixel_m: float | None = None,
+                     unchecked: list[int] | None = None) -> dict[int, Ambiguity]:
     """The detections (by index) that are azimuth ambiguities of a brighter return along their column.
 
     ``read`` gives the image's values (rows are azimuth lines, ``azimuth_pixel_m`` apart); detection pixels are
     ``offset`` (rows, cols) from the reader's (a window of a file read on its own). ``values``: ``amplitude`` or
-    ``intensity`` (power), for the dB of the ratio."""
+    ``intensity`` (power), for the dB of the ratio. ``pixel_m``: the ground pixel the detections' lengths were
+    measured on (their footprints), ``azimuth_pixel_m`` when not given. ``unchecked`` (when given) gets the
+    detections that could not be checked: the image holds less than half of both search strips (a file cut to
+    the site's window, a detection near its end), or no value of their own."""
     if azimuth_pixel_m <= 0:
         raise ValueError(f"azimuth_pixel_m must be positive, got {azimuth_pixel_m}")
     per_db = 20.0 if values == "amplitude" else 10.0
@@ -89,20 +132,25 @@ def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m
     out: dict[int, Ambiguity] = {}
     for i, d in enumerate(detections):
         r, c = round(d.row) + offset[0], round(d.col) + offset[1]
-        own = read(r - 2, r + 3, c - 2, c + 3)
-        if own is None or own.size == 0:
-            continue
-        peak = float(np.nanmax(own.astype(np.float64)))
-        if not peak > 0:
+        peak = _footprint_peak(d, read, r, c, pixel_m or azimuth_pixel_m)
+        if peak is None or not peak > 0:
+            if unchecked is not None:
+                unchecked.append(i)
             continue
         best: Ambiguity | None = None
+        seen = 0
         for sign in (-1, 1):
             r0, r1 = (r - far, r - near + 1) if sign < 0 else (r + near, r + far + 1)
             strip = read(r0, r1, c - a, c + a + 1)
             if strip is None or strip.size == 0:
                 continue
             s = strip.astype(np.float64)
-            k = int(np.nanargmax(s))
+            finite = np.isfinite(s)
+            if 2 * int(finite.any(axis=1).sum()) >= r1 - r0:
+                seen += 1
+            if not finite.any():  # no data there (a swath's NaN fill)
+                continue
+            k = int(np.argmax(np.where(finite, s, -np.inf)))
             top = float(s.flat[k])
             if not top > peak:
                 continue
@@ -117,6 +165,8 @@ def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m
                 best = cand
         if best is not None:
             out[i] = best
+        elif not seen and unchecked is not None:
+            unchecked.append(i)
     return out
 
 

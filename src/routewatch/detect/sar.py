@@ -471,6 +471,7 @@ def group_hits(rows: np.ndarray, cols: np.ndarray, params: CfarParams) -> tuple[
 SPLIT_MIN_WIDTH_M = 35.0
 SPLIT_VALLEY = 0.3
 SPLIT_ELONGATION = 2.0
+SPLIT_MAX_ELONGATION = 10.0  # ...and at most this: a hull's side alone on fine pixels is no hull (200 x 5 m at 1 m)
 SPLIT_PARALLEL_DEG = 20.0
 SPLIT_SQUARE = 1.6
 SPLIT_DEPTH = 4  # at most 2 ** 4 hulls from one target
@@ -531,8 +532,8 @@ def _hull_along(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, pixel_size_m: f
         return False
     shape = _hull_shape(img, rr, cc, pixel_size_m)
     off = abs(shape.heading_deg - heading) % 180.0
-    return (shape.length_m >= max(params.min_length_m, SPLIT_ELONGATION * shape.width_m)
-            and min(off, 180.0 - off) <= SPLIT_PARALLEL_DEG)
+    return (max(params.min_length_m, SPLIT_ELONGATION * shape.width_m) <= shape.length_m
+            <= SPLIT_MAX_ELONGATION * shape.width_m and min(off, 180.0 - off) <= SPLIT_PARALLEL_DEG)
 
 
 def split_side_by_side(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, *, clutter: float, pixel_size_m: float,
@@ -547,15 +548,22 @@ def split_side_by_side(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, *, clutt
     if shape.width_m < SPLIT_MIN_WIDTH_M:
         return whole
     y, x = rr.astype(np.float64), cc.astype(np.float64)
-    headings = [shape.heading_deg] if _heading is None else [_heading]  # pieces are cut along the first cut
+    # along its axis and across it (four hulls abreast or more are wider than long: the cut runs across the axis)
+    headings = [shape.heading_deg, (shape.heading_deg + 90.0) % 180.0] if _heading is None else [_heading]
     if _heading is None and shape.length_m < SPLIT_SQUARE * shape.width_m:
         # nearly square: the axis of its hits says little (a pair of hulls abreast had come out at 52 degrees to
         # them), so every direction is tried
         headings = [(shape.heading_deg + a) % 180.0 for a in range(0, 180, 15)]
-    cuts = sorted((c for h in headings for c in _valleys(img, y, x, math.sin(math.radians(h)),
-                                                         -math.cos(math.radians(h)), clutter)),
-                  key=lambda c: c[0])
+
+    def valleys(h: float) -> list[tuple[float, float, np.ndarray, float]]:
+        return _valleys(img, y, x, math.sin(math.radians(h)), -math.cos(math.radians(h)), clutter)
+
+    cuts = sorted((c for h in headings for c in valleys(h)), key=lambda c: c[0])
     for _, at, across, heading in cuts[:3]:  # the deepest first; a shallower one may give hull-shaped pieces
+        if _heading is None and valleys((heading + 90.0) % 180.0):
+            # sea across the cut's pieces too: a grid of small returns (fish-farm cages, buoys), not hulls abreast
+            # (cut, each row of a 3 x 3 grid had been a 150 m "ship")
+            continue
         pieces: list[np.ndarray] = []
         for side in (np.flatnonzero(across < at), np.flatnonzero(across >= at)):
             if side.size < params.min_pixels:

@@ -94,6 +94,7 @@ def scene_from_fetch(cand: SceneCandidate, site: Site, folder: Path, manifest: d
         "kind": "sar" if cand.sensor == "sentinel-1" else "optical", "bands": bands, "source": "stac",
         "item_id": cand.item_id, "site": site.key, "window": manifest.get("window"),
         "geolocation": manifest.get("geolocation"), "platform": cand.properties.get("platform"),
+        "instrument_mode": cand.properties.get("sar:instrument_mode"),
         "time_precision": "second",  # a STAC item's datetime is the acquisition's
     }
     if "scl" in manifest["bands"]:

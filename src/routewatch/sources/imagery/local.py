@@ -339,6 +339,12 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
     attributes["stamps"] = [[st.st_size, st.st_mtime_ns] for st in stats]
     if georef.uses_gcps:
         attributes["geolocation"] = "gcps"
+    if kind == "sar":  # the Sentinel-1 mode its name states (IW, EW, ...): which ambiguity geometry applies
+        from routewatch.detect.ambiguity import sentinel1_mode
+
+        mode = next((m for m in (sentinel1_mode(str(f)) for f in files) if m), None)
+        if mode:
+            attributes["instrument_mode"] = mode
     cloud = _cloud_cover(tags.get("CLOUD_COVER"))
     key_parts = [f"{f.resolve()}:{st.st_size}" for f, st in zip(files, stats, strict=True)]
     scene_id = stable_id("scene", "local", *key_parts)

@@ -246,19 +246,25 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     h, w = clear.shape
     found = [d for d in found if mine[min(max(round(d.row), 0), h - 1), min(max(round(d.col), 0), w - 1)]]
     ghosts: list[Any] = []
+    note_ambiguity = ""
+    mode = str(scene.attributes.get("instrument_mode") or "IW").upper()  # coastal Sentinel-1 is IW unless said
     if raster.kind == "sar" and found and raster.georef.uses_gcps and "sentinel-1" in scene.sensor.lower():
         # a Sentinel-1 GRD in its own geometry (rows along track): ghosts of bright returns, at a port mostly on
-        # land 5-6.5 km up or down track, are no ships; the file is read beyond the window for their sources
-        try:
-            marked = _azimuth_ambiguities(scene, raster, found)
-        except (OSError, RasterioError) as exc:
-            note_ambiguity = f"; azimuth ambiguities not checked ({error_text(exc)})"
+        # land 4.5-6 km up or down track, are no ships; the file is read beyond the window for their sources
+        if mode != "IW":
+            note_ambiguity = f"; azimuth ambiguities not checked (mode {mode}: the IW geometry does not apply)"
         else:
-            ghosts = [d for d in marked if d.ambiguity]
-            found = [d for d in marked if not d.ambiguity]
-            note_ambiguity = ""
-    else:
-        note_ambiguity = ""
+            try:
+                marked, unchecked = _azimuth_ambiguities(scene, raster, found)
+            except (OSError, RasterioError, ValueError) as exc:
+                note_ambiguity = f"; azimuth ambiguities not checked ({error_text(exc)})"
+            else:
+                ghosts = [d for d in marked if d.ambiguity]
+                found = [d for d in marked if not d.ambiguity]
+                if unchecked:
+                    note_ambiguity = (f"; azimuth ambiguities not checked for {unchecked} of {len(marked)} "
+                                      "detections: the file ends within 6.2 km of them along track (a fetched "
+                                      "window holds only the site)")
     found = to_ground_sizes(found, raster.pixel_size_m, raster.georef.ground_pixel_sizes_m())
     located = locate_detections(found, raster.georef)
     inside = [d for d in located if site.geometry.covers(Point(d.lon, d.lat))]
@@ -288,7 +294,7 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     ghosts_here = [d for d in locate_detections(ghosts, raster.georef) if site.geometry.covers(Point(d.lon, d.lat))]
     if ghosts_here:
         note += (f"; {len(ghosts_here)} detection{'s' if len(ghosts_here) > 1 else ''} taken for azimuth ambiguities "
-                 "(ghosts of returns at least 15 dB brighter 4.5-7 km along track), not stored: "
+                 "(ghosts of returns at least 15 dB brighter 4.2-6.2 km along track), not stored: "
                  + ", ".join(f"{d.lon:.5f} {d.lat:.5f}" for d in ghosts_here[:5]))
     if open_water:  # what the mask left out of the anchorage: seen, not water, and not another window's part
         left_out = site_px & raster.valid & ~water & (~cloud if cloud is not None else True)
@@ -331,9 +337,10 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     return SceneOutcome(scene.id, look, sightings, evidence, seen=imaged)
 
 
-def _azimuth_ambiguities(scene: Scene, raster: SceneRaster, found: list[Any]) -> list[Any]:
-    """The detections of a Sentinel-1 GRD window with its azimuth ambiguities marked (``detect.ambiguity``): their
-    sources are looked for in the band file itself, beyond the window that was read."""
+def _azimuth_ambiguities(scene: Scene, raster: SceneRaster, found: list[Any]) -> tuple[list[Any], int]:
+    """The detections of a Sentinel-1 GRD window with its azimuth ambiguities marked (``detect.ambiguity``), and
+    how many could not be checked: their sources are looked for in the band file itself, beyond the window that
+    was read (a fetched scene's file is the window alone)."""
     from routewatch.detect.ambiguity import find_ambiguities, mark_ambiguities
 
     refs = band_refs(scene)
@@ -350,9 +357,10 @@ def _azimuth_ambiguities(scene: Scene, raster: SceneRaster, found: list[Any]) ->
             return ds.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0))
 
         row_m = raster.georef.ground_pixel_sizes_m()[0]
-        ghosts = find_ambiguities(found, read, azimuth_pixel_m=row_m, offset=offset,
-                                  values=scene.attributes.get("sar_values") or "amplitude")
-    return mark_ambiguities(found, ghosts)
+        unchecked: list[int] = []
+        ghosts = find_ambiguities(found, read, azimuth_pixel_m=row_m, offset=offset, pixel_m=raster.pixel_size_m,
+                                  values=scene.attributes.get("sar_values") or "amplitude", unchecked=unchecked)
+    return mark_ambiguities(found, ghosts), len(unchecked)
 
 
 def site_water_geometry(ws: Workspace, site_key: str, water: str | Path | None = None) -> BaseGeometry | None:
