@@ -853,3 +853,42 @@ def test_detect_sar_keeps_no_data_out_without_a_derived_mask_and_picks_the_co_po
         res = runner.invoke(app, ["detect", "sar", str(two), "-o", str(out), "--water", "none", "--values",
                                   "intensity"])
         assert res.exit_code == 0 and len(json.loads(out.read_text())["features"]) == 3, (first, second)
+
+
+def test_global_mask_on_a_grd_located_by_its_ground_control_points(tmp_path: Path) -> None:
+    """A Sentinel-1 GRD has GCPs and no affine: `--global-mask` had refused it ("needs a georeferenced image").
+    The GCP grid places the coarse samples: the same lake and sea as the UTM scene above, from GCPs alone, the
+    lake's "ship" dropped and the one at sea kept."""
+    pytest.importorskip("global_land_mask", reason="the globalmask extra (installed with the dev extra)")
+    from pyproj import Transformer
+    from rasterio.control import GroundControlPoint
+
+    from routewatch.detect.water import global_ocean
+
+    tr = Affine(20.0, 0.0, 590000.0, 0.0, -20.0, 4_700_000.0)
+    to_ll = Transformer.from_crs("EPSG:32652", "EPSG:4326", always_xy=True)
+    gcps = []
+    for r in np.linspace(0, 2000, 6):
+        for c in np.linspace(0, 2000, 6):
+            lon, lat = to_ll.transform(*(tr * (c, r)))
+            gcps.append(GroundControlPoint(row=r, col=c, x=lon, y=lat))
+    sea = global_ocean(tr, "EPSG:32652", (2000, 2000))
+    sea = sea[1].expand(sea[0])
+    rng = np.random.default_rng(7)
+    amp = np.sqrt(rng.standard_exponential((2000, 2000))) * np.where(sea, 150.0, 1500.0)
+    rr, cc = np.mgrid[:2000, :2000]
+    lake = (rr - 375) ** 2 + (cc - 375) ** 2 < 100**2
+    amp[lake] = np.sqrt(rng.standard_exponential(int(lake.sum()))) * 150.0
+    for r, c in ((375, 375), (1700, 1700)):
+        amp[r - 7 : r + 8, c - 1 : c + 2] = 6000.0
+    tif = tmp_path / "S1A_IW_GRDH_20231012T090000_vv.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=2000, height=2000, count=1, dtype="uint16") as ds:
+        ds.write(np.clip(amp, 1, 65535).astype(np.uint16), 1)
+        ds.gcps = (gcps, rasterio.crs.CRS.from_epsg(4326))
+    out = tmp_path / "det.geojson"
+    for extra, want in (((), [375, 1700]), (("--global-mask",), [1700])):
+        res = runner.invoke(app, ["detect", "sar", str(tif), "-o", str(out), *extra])
+        assert res.exit_code == 0, res.output
+        fc = json.loads(out.read_text())
+        assert sorted(round(f["properties"]["row"]) for f in fc["features"]) == want
+    assert "global mask" in fc["routewatch"]["water"] and fc["routewatch"]["geolocation"] == "gcps"

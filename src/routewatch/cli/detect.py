@@ -277,7 +277,7 @@ def _read_valid(ds: Any, band: np.ndarray | None = None, index: int = 1) -> np.n
     return ds.read_masks(index) > 0
 
 
-def _check_near_sea(image: Path, water: str, model: Path | None, transform: Any, crs: Any) -> None:
+def _check_near_sea(image: Path, water: str, model: Path | None, transform: Any, crs: Any, grid: Any = None) -> None:
     """``--global-mask`` problems found before any mask is derived (that takes a minute on a whole scene)."""
     from routewatch.detect.water import WaterMaskError, check_global_mask
 
@@ -286,17 +286,18 @@ def _check_near_sea(image: Path, water: str, model: Path | None, transform: Any,
     if water not in ("auto", "none"):
         raise _fail(f"--global-mask narrows a derived mask; your water mask {water} is taken as it is: drop one")
     try:
-        check_global_mask(transform, crs)
+        check_global_mask(transform, crs, grid)
     except WaterMaskError as exc:
         raise _fail(f"{image}: {exc}") from exc
 
 
-def _near_sea(mask: np.ndarray | None, method: str, shape: tuple[int, int], transform: Any, crs: Any
-              ) -> tuple[np.ndarray, str]:
-    """Narrow a derived mask (or none) to the packaged global mask's coastal zone (``--global-mask``)."""
+def _near_sea(mask: np.ndarray | None, method: str, shape: tuple[int, int], transform: Any, crs: Any,
+              grid: Any = None) -> tuple[np.ndarray, str]:
+    """Narrow a derived mask (or none) to the packaged global mask's coastal zone (``--global-mask``); ``grid``
+    places a file located by ground control points."""
     from routewatch.detect.water import GLOBAL_MARGIN_M, near_global_sea
 
-    near = near_global_sea(transform, crs, shape)
+    near = near_global_sea(transform, crs, shape, georef=grid)
     if mask is not None:
         near &= mask
     return near, f"{method}, within {GLOBAL_MARGIN_M / 1000:.0f} km of the global mask's sea (GLOBE, 1 km)"
@@ -487,7 +488,7 @@ def register(app: typer.Typer) -> None:
             transform, crs = None, None
         px = _pixel_size(image, arr.shape[:2], transform, crs, pixel_size, grid)  # a given size is checked too
         if global_mask:
-            _check_near_sea(image, water, model, transform, crs)
+            _check_near_sea(image, water, model, transform, crs, grid)
         band = to_single_band(arr)
         _check_information(image, {"sar": band}, valid)
         if model:
@@ -495,7 +496,7 @@ def register(app: typer.Typer) -> None:
         else:
             mask, method = _sar_water(image, band, valid, water, px, transform, crs, values)
             if global_mask:
-                mask, method = _near_sea(mask, method, band.shape, transform, crs)
+                mask, method = _near_sea(mask, method, band.shape, transform, crs, grid)
             try:
                 # --water none: the mask is the file's no-data only, which says nothing of open sea (no censoring)
                 dets = detect_sar(band, pixel_size_m=px, water=mask, values=values, censor=water != "none")

@@ -386,12 +386,14 @@ def _globe():  # type: ignore[no-untyped-def]
     return globe
 
 
-def check_global_mask(transform, crs) -> None:  # type: ignore[no-untyped-def]
-    """Fail early (before any mask is derived) when the global mask cannot be used for this image."""
+def check_global_mask(transform, crs, georef=None) -> None:  # type: ignore[no-untyped-def]
+    """Fail early (before any mask is derived) when the global mask cannot be used for this image (``georef``: a
+    :class:`~routewatch.sources.imagery.geo.GridGeoref`, for an image located by ground control points)."""
     import importlib.util
 
-    if transform is None or crs is None:
-        raise WaterMaskError("the global mask needs a georeferenced image (a CRS and a geotransform)")
+    if georef is None and (transform is None or crs is None):
+        raise WaterMaskError("the global mask needs a georeferenced image (a CRS and a geotransform, or ground "
+                             "control points)")
     try:
         found = importlib.util.find_spec("global_land_mask") is not None
     except ValueError:  # a module entry of None (how a test hides it)
@@ -417,10 +419,12 @@ class CoarseGrid:
 
 
 def global_ocean(transform, crs, shape: tuple[int, int], sample_m: float = 250.0,  # type: ignore[no-untyped-def]
-                 pad_m: float = 0.0) -> tuple[np.ndarray, CoarseGrid]:
+                 pad_m: float = 0.0, georef=None) -> tuple[np.ndarray, CoarseGrid]:
     """Sea per the GLOBE 1 km land mask (the optional ``globalmask`` extra, package ``global-land-mask``, which
     carries the mask in its wheel: nothing is downloaded), sampled every ``sample_m`` metres over the image and
-    ``pad_m`` beyond its edges; ``grid.expand`` gives it at the image's pixels.
+    ``pad_m`` beyond its edges; ``grid.expand`` gives it at the image's pixels. ``georef`` (a
+    :class:`~routewatch.sources.imagery.geo.GridGeoref`) places the pixels instead of ``transform`` and ``crs``:
+    a Sentinel-1 GRD located by its ground control points.
 
     At 1 km the mask knows where the open sea is, not where a quay is: use it to keep an image-derived mask away
     from dark inland areas, never to find berths (docs/imagery.md measures it on the labelled ports).
@@ -428,10 +432,10 @@ def global_ocean(transform, crs, shape: tuple[int, int], sample_m: float = 250.0
     from routewatch.detect.base import pixel_to_lonlat
     from routewatch.detect.measure import ground_pixel_size
 
-    check_global_mask(transform, crs)
+    check_global_mask(transform, crs, georef)
     globe = _globe()
     h, w = shape
-    d_row, d_col = ground_pixel_size(transform, crs, shape)
+    d_row, d_col = georef.ground_pixel_sizes_m() if georef is not None else ground_pixel_size(transform, crs, shape)
     sr, sc = max(1, int(sample_m // max(d_row, 1e-6))), max(1, int(sample_m // max(d_col, 1e-6)))
     pad = int(np.ceil(pad_m / max(min(sr * d_row, sc * d_col), 1e-6)))
     # sample centres: one per step-sized cell, the last, partial cell included, plus the padding (as pixel
@@ -439,17 +443,21 @@ def global_ocean(transform, crs, shape: tuple[int, int], sample_m: float = 250.0
     rows = (np.arange(-pad, -(-h // sr) + pad) + 0.5) * sr - 0.5
     cols = (np.arange(-pad, -(-w // sc) + pad) + 0.5) * sc - 0.5
     cc, rr = np.meshgrid(cols, rows)
-    lon, lat = pixel_to_lonlat(rr, cc, transform, crs)
+    if georef is not None:  # its convention is the pixel's corner: + 0.5 for the centre, as pixel_to_lonlat adds
+        lon, lat = georef.pixel_to_lonlat(rr.ravel() + 0.5, cc.ravel() + 0.5)
+    else:
+        lon, lat = pixel_to_lonlat(rr, cc, transform, crs)
     lon = (np.asarray(lon) + 180.0) % 360.0 - 180.0
     ocean = np.asarray(globe.is_ocean(np.clip(np.asarray(lat), -90.0, 90.0), lon), bool).reshape(rr.shape)
     return ocean, CoarseGrid((sr, sc), pad, (h, w), (sr * d_row, sc * d_col))
 
 
 def near_global_sea(transform, crs, shape: tuple[int, int],  # type: ignore[no-untyped-def]
-                    margin_m: float = GLOBAL_MARGIN_M, sample_m: float = 250.0) -> np.ndarray:
+                    margin_m: float = GLOBAL_MARGIN_M, sample_m: float = 250.0, georef=None) -> np.ndarray:
     """Pixels within ``margin_m`` of the global mask's sea, inside the image or beyond its edge: where a port's
-    water can be. With no global-mask sea within that reach at all, the image is left whole (a lake port)."""
-    ocean, grid = global_ocean(transform, crs, shape, sample_m, pad_m=margin_m)
+    water can be. With no global-mask sea within that reach at all, the image is left whole (a lake port).
+    ``georef``: see :func:`global_ocean`."""
+    ocean, grid = global_ocean(transform, crs, shape, sample_m, pad_m=margin_m, georef=georef)
     if not ocean.any():
         return np.ones(shape, bool)
     dist = ndimage.distance_transform_edt(~ocean, sampling=grid.spacing_m)  # metres on the coarse grid
