@@ -810,7 +810,7 @@ def test_a_message_of_three_fragments_cut_by_a_chunk_boundary_is_read_whole(tmp_
     pos = "!AIVDM,1,1,,A,13RlIW?04F1beOVEFLB9bRvH0L0L,0*6C"
     whole = [pos] * (5 - cut_after) + frags + [pos]
     path = tmp_path / "feed.nmea"
-    path.write_text("\n".join(f"\\c:{1_700_000_000 + i}\\{s}" if not s.startswith("!AIVDM,3,2")
+    path.write_text("\n".join(f"\\c:{1_700_000_000 + 10 * i}\\{s}" if not s.startswith("!AIVDM,3,2")
                               and not s.startswith("!AIVDM,3,3") else s for i, s in enumerate(whole)) + "\n")
     done = ingest_file(path, tmp_path / "ais", chunk_lines=5)  # the boundary falls after fragment `cut_after`
     assert done.report.bad == {} and done.report.statics == 1 and done.statics_added == 1
@@ -1073,3 +1073,38 @@ def test_a_message_of_three_fragments_150_lines_apart_is_read_whatever_the_chunk
     for n in (1_000_000, 260):
         s = ingest_file(f, tmp_path / f"ais{n}", chunk_lines=n)
         assert s.report.statics == 1 and not s.report.bad, n
+
+
+def test_one_message_heard_by_two_receivers_whose_clocks_differ_is_stored_once(tmp_path):
+    """Two receivers stamp the same message a second apart: it had been stored twice (the repeat key holds the
+    time), a moving ship's track stepping back and forth. The same ship at the same point within 2 s is one
+    message, in one file or across files; a ship that keeps its point is heard every few minutes and stays."""
+    from pyais import encode_dict
+
+    def line(mmsi: int, lon: float, t: int, station: str) -> str:
+        s = encode_dict({"type": 1, "mmsi": mmsi, "lon": lon, "lat": 42.2, "speed": 12.0, "course": 90.0},
+                        radio_channel="A", talker_id="AI")[0]
+        tag = f"s:{station},c:{t}"
+        cs = 0
+        for ch in tag:
+            cs ^= ord(ch)
+        return f"\\{tag}*{cs:02X}\\{s}"
+
+    moving = [(273000301, 130.30 + 0.001 * k, 1_700_000_000 + 10 * k) for k in range(6)]
+    moored = [(273000302, 130.25, 1_700_000_000 + 180 * k) for k in range(4)]  # every 3 min, the same point
+    a = tmp_path / "rx_a.nmea"
+    b = tmp_path / "rx_b.nmea"
+    both = tmp_path / "both.nmea"
+    a.write_text("\n".join(line(m, x, t, "rxa") for m, x, t in moving + moored) + "\n")
+    b.write_text("\n".join(line(m, x, t + 1, "rxb") for m, x, t in moving + moored) + "\n")  # a second late
+    both.write_text(a.read_text() + b.read_text())
+    one = ingest_file(both, tmp_path / "ais1")
+    assert one.added == 10 and one.duplicates == 10
+    first = ingest_file(a, tmp_path / "ais2")
+    second = ingest_file(b, tmp_path / "ais2")
+    assert (first.added, second.added, second.duplicates) == (10, 0, 10)
+    stored = pl.concat([read_day(d) for _, d in day_dirs(tmp_path / "ais2")])
+    assert stored.height == 10 and set(stored["source"]) == {"rx_a.nmea"}
+    late = tmp_path / "rx_c.nmea"  # three seconds late: another message, as far as the stamps can tell
+    late.write_text("\n".join(line(m, x, t + 3, "rxc") for m, x, t in moving) + "\n")
+    assert ingest_file(late, tmp_path / "ais2").added == 6

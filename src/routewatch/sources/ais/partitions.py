@@ -1,15 +1,17 @@
 """AIS positions as Parquet partitioned by UTC day: ``<ais_dir>/positions/day=YYYY-MM-DD/part-<id>.parquet``.
 
 Each part is sorted by (mmsi, timestamp) so that readers can stream a day and prune row groups by MMSI. Writes are
-idempotent: rows already present in a day (same mmsi, timestamp, lon, lat) are dropped before writing, parts are
-written under a temporary name and renamed only once every day of the batch is written, so a failed ingest leaves
-nothing half-written that a reader would see.
+idempotent: rows already present in a day (same mmsi, timestamp, lon, lat) are dropped before writing, and so are
+copies of one message heard by receivers whose clocks differ (same mmsi and point, at most SAME_MESSAGE_S apart);
+parts are written under a temporary name and renamed only once every day of the batch is written, so a failed
+ingest leaves nothing half-written that a reader would see.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ from routewatch.sources.ais.schema import DEDUPE_KEY, POSITION_SCHEMA
 
 POSITIONS = "positions"
 MANIFEST = "manifest.json"
+SAME_MESSAGE_S = 2.0  # one message heard by two receivers: stamped at most this far apart by their clocks
 
 
 @dataclass
@@ -107,6 +110,35 @@ def _sorted_unique(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(pl.Series(keep))
 
 
+def _heard_again(frame: pl.DataFrame) -> np.ndarray:
+    """Rows of a (mmsi, timestamp)-sorted frame that repeat the row before them: the same ship at the same point
+    (to the 0.1 m a report gives) at most SAME_MESSAGE_S later. That is one message heard by two receivers whose
+    clocks differ: a ship reports at most every 2 s, and a ship that keeps its point reports every 3 minutes."""
+    if frame.height < 2:
+        return np.zeros(frame.height, bool)
+    mmsi = frame["mmsi"].to_numpy()
+    t = frame["timestamp"].dt.epoch("us").to_numpy()
+    lon, lat = frame["lon"].to_numpy(), frame["lat"].to_numpy()
+    again = np.zeros(frame.height, bool)
+    again[1:] = ((mmsi[1:] == mmsi[:-1]) & (lon[1:] == lon[:-1]) & (lat[1:] == lat[:-1])
+                 & (t[1:] - t[:-1] <= int(SAME_MESSAGE_S * 1e6)))
+    return again
+
+
+def _heard_before(part: pl.DataFrame, stored: pl.DataFrame) -> np.ndarray:
+    """Rows of ``part`` (sorted by mmsi and time) that another receiver's copy of the same message, already
+    stored (``stored``: its keys), stands for: the same ship and point at most SAME_MESSAGE_S apart."""
+    if part.height == 0 or stored.height == 0:
+        return np.zeros(part.height, bool)
+    stored = stored.sort("mmsi", "timestamp").with_columns(pl.col("timestamp").alias("_t"))
+    with warnings.catch_warnings():  # sorted within each (mmsi, lon, lat) group, which is all the join needs
+        warnings.filterwarnings("ignore", message="Sortedness of columns cannot be checked")
+        near = part.select(list(DEDUPE_KEY)).join_asof(
+            stored, on="timestamp", by=["mmsi", "lon", "lat"], strategy="nearest",
+            tolerance=f"{int(SAME_MESSAGE_S * 1e6)}us", check_sortedness=False)
+    return near["_t"].is_not_null().to_numpy()
+
+
 def _by_day(frame: pl.DataFrame) -> list[tuple[date, pl.DataFrame]]:
     """Split a sorted frame into UTC days (order kept); a one-day batch, the usual case, is not copied."""
     day = frame["timestamp"].dt.epoch("us") // DAY_US
@@ -147,6 +179,9 @@ def write_positions(
     if constant_source:  # moving one repeated string through the sort costs more than the sort itself
         frame = frame.drop("source")
     frame = _sorted_unique(frame)
+    again = _heard_again(frame)
+    if again.any():
+        frame = frame.filter(pl.Series(~again))
     mine: list[tuple[Path, Path]] = []
     try:
         for day, part in _by_day(frame):
@@ -155,6 +190,9 @@ def write_positions(
             if existing:
                 keys = pl.read_parquet(existing, columns=list(DEDUPE_KEY))
                 part = part.join(keys, on=list(DEDUPE_KEY), how="anti", nulls_equal=True, maintain_order="left")
+                before = _heard_before(part, keys)
+                if before.any():
+                    part = part.filter(pl.Series(~before))
             if part.height == 0:
                 continue
             if constant_source:

@@ -11,7 +11,9 @@ Columns (one row per position report):
   back to the message it rests on.
 
 Duplicates are rows with the same (mmsi, timestamp, lon, lat): the same file ingested twice, or one message heard
-by two receivers that stamp it with the same time. Receivers whose clocks differ give one row each (docs/ais.md).
+by two receivers that stamp it with the same time; and one message heard by receivers whose clocks differ by up
+to 2 s (the same mmsi and point; :mod:`.partitions`). Receivers whose clocks differ by more give one row each
+(docs/ais.md).
 """
 
 from __future__ import annotations
