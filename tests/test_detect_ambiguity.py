@@ -1,4 +1,4 @@
-"""SAR azimuth ambiguities: a ghost of a bright return 4.5-7 km along track is marked, kept out of fusion and of
+"""SAR azimuth ambiguities: a ghost of a bright return 4.2-6.2 km along track is marked, kept out of fusion and of
 the stored sightings; real ships beside it are not."""
 
 from __future__ import annotations
@@ -98,7 +98,10 @@ def test_detect_sar_marks_ghosts_on_a_grd_and_fuse_leaves_them_out(tmp_path: Pat
     assert res.exit_code == 0, res.output
     assert "1 of them taken for azimuth ambiguities" in " ".join(res.output.split())
     fc = json.loads(out.read_text())
-    assert fc["routewatch"]["azimuth_ambiguities"] == "checked along rows (Sentinel-1 IW geometry)"
+    # the two ships within 6.2 km of the image's end (rows 1150 and 1250 of 1400) cannot be checked on that side
+    assert fc["routewatch"]["azimuth_ambiguities"] == ("checked along rows (Sentinel-1 IW geometry); 2 detections not "
+                                                       "checked (the image ends, or holds no data, within the search "
+                                                       "distance)")
     ghosts = [f for f in fc["features"] if f["properties"].get("ambiguity")]
     assert len(ghosts) == 1 and abs(ghosts[0]["properties"]["row"] - GHOST[0]) < 8
     assert len(fc["features"]) == 5  # the ghost and four ships, nothing on the land
@@ -207,6 +210,14 @@ def test_no_data_along_track_and_an_image_cut_short_are_said_not_checked(tmp_pat
     unchecked = []
     assert not find_ambiguities(dets, array_reader(window), azimuth_pixel_m=10.0, unchecked=unchecked)
     assert unchecked == list(range(len(dets))) and dets
+    # cut at row 400: the source (row 200) is gone, the other side of the ghost is there; the ghost is not
+    # marked, and not taken as checked either (it had been)
+    rest = img[400:]
+    dets = [d.__class__(**{**d.__dict__, "row": d.row - 400}) for d in detect_sar(img, pixel_size_m=10.0, water=water)
+            if d.row >= 400]
+    unchecked = []
+    assert not find_ambiguities(dets, array_reader(rest), azimuth_pixel_m=10.0, unchecked=unchecked)
+    assert any(abs(dets[i].row + 400 - GHOST[0]) < 8 for i in unchecked)
     path = tmp_path / "S1A_IW_GRDH_20231012T090000_vv.tif"
     from rasterio.control import GroundControlPoint
 

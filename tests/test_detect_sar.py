@@ -438,3 +438,20 @@ def test_rows_of_four_to_six_abreast_are_cut_and_grids_and_fine_hulls_are_not() 
     found = [d for d in detect_sar(img, pixel_size_m=2.5, water=np.ones(img.shape, bool))
              if abs(d.row - 360) < 40 and abs(d.col - 400) < 16]
     assert len(found) == 1 and found[0].width_m > 25
+
+
+def test_tankers_with_a_bright_bow_and_bridge_side_by_side_are_two() -> None:
+    """Two 250 x 44 m tankers 80 m apart, deck 3-4 times the sea, bow and bridge 20-60 times: a rule that took the
+    dim deck between bow and bridge for water (a grid's sign) had kept them one 282 m target."""
+    for deck, bow, bridge in ((3.0, 20.0, 40.0), (4.0, 40.0, 60.0)):
+        for seed in range(3):
+            img = clutter((400, 400), seed=seed).astype(np.float64)
+            sea = np.median(img)
+            hull = np.zeros_like(img)
+            for c in (196, 204):  # 25 rows (250 m) by 4 columns (44 m with the blur), 80 m between centres
+                hull[188:213, c - 2:c + 2] = deck * sea
+                hull[188:192, c - 2:c + 2] = bow * sea
+                hull[208:213, c - 2:c + 2] = bridge * sea
+            img = np.clip(img + ndimage.gaussian_filter(hull, 1.0), 0, 65535).astype(np.uint16)
+            found = _ships_found(img, (200, 200))
+            assert len(found) == 2 and all(200 <= d.length_m <= 320 for d in found), (deck, seed, found)

@@ -1208,3 +1208,23 @@ def test_past_ten_vessels_each_is_still_at_most_one_hull_and_unlabelled_hulls_ne
     res = fuse_detections(three, positions, FusionInputs(one, ROUTES, {}, {}, SITES))
     p = [json.loads(r)["angara"] for r in res["probabilities"]]
     assert all(x < 0.4 for x in p) and sum(p) <= 1.0 + 1e-6 and res["vessel"].null_count() == 3
+
+
+def test_hulls_share_only_at_places_of_ships_and_certain_hulls_share_too():
+    """An unlabelled hull 7 km from a port but nearer an airfield is at the port for its prior: it had been
+    grouped at the airfield, alone, and the vessel counted at the port's two hulls and at it (1.96 in all). And
+    hulls whose unknown-ship share is 0 (a prior of 0 for unknown ships) still share the vessel (both had been it
+    at 1.0)."""
+    from routewatch.fuse import _sites_of
+    from routewatch.fuse.identify import IdentifyConfig
+
+    sites = {**SITES, "airfield": Site("airfield", "Airfield", SiteKind.AIRFIELD, box(130.33, 42.2, 130.35, 42.22))}
+    group = pl.DataFrame({"site": ["rajin", None, None], "lon": [130.29, 130.328, 131.5], "lat": [42.23, 42.23, 42.0]})
+    assert _sites_of(group, sites, 25_000.0) == ["rajin", "rajin", None]
+    positions, _ = simulated_scene()
+    two = pl.DataFrame([{"id": f"h{k}", "lon": 130.28 + 0.01 * k, "lat": 42.23, "length_m": 120.0, "width_m": 18.0,
+                         "heading_deg": 90.0, "site": "rajin", "time": T} for k in range(2)])
+    res = fuse_detections(two, positions, FusionInputs({"angara": VESSELS["angara"]}, ROUTES, {}, {}),
+                          identify=IdentifyConfig(unknown_prior=0.0))
+    p = [json.loads(r)["angara"] for r in res["probabilities"]]
+    assert sum(p) <= 1.0 + 1e-6 and res["vessel"].null_count() == 2

@@ -515,8 +515,9 @@ def register(app: typer.Typer) -> None:
                            "detector": str(model) if model else "sar-cfar", "water": method,
                            "georeferenced": transform is not None or grid is not None,
                            "azimuth_ambiguities": (f"checked along {along} (Sentinel-1 IW geometry)"
-                                                   + (f"; {len(unchecked)} detections not checked (the image ends "
-                                                      "within the search distance)" if unchecked else "")
+                                                   + (f"; {len(unchecked)} detections not checked (the image ends, "
+                                                      "or holds no data, within the search distance)"
+                                                      if unchecked else "")
                                                    if along != "none" else "not checked"),
                            **({"geolocation": "gcps"} if grid is not None else {})}, transform, crs, chips, grid)
         ghosts = sum(1 for d in dets if d.ambiguity)
@@ -525,8 +526,8 @@ def register(app: typer.Typer) -> None:
                           "brighter 4.2-6.2 km along track): kept in the file with an `ambiguity` property; `fuse` "
                           "leaves them out[/yellow]")
         if unchecked:
-            console.print(f"[yellow]{len(unchecked)} detections not checked for azimuth ambiguities: the image ends "
-                          "within 6.2 km of them along track[/yellow]")
+            console.print(f"[yellow]{len(unchecked)} detections not checked for azimuth ambiguities: the image ends, "
+                          "or holds no data, within 6.2 km of them along track on one side at least[/yellow]")
         if azimuth == "auto" and along == "none" and grid is not None:
             console.print("azimuth ambiguities not checked: the file is not named as a Sentinel-1 IW product "
                           "(--azimuth rows checks it with the Sentinel-1 IW geometry)")

@@ -66,15 +66,22 @@ class Ambiguity:
                 f"track (pixel {self.source_row}, {self.source_col})")
 
 
-_S1_MODE = re.compile(r"(?i)(?:^|[^a-z0-9])s1[abcd]?(?:[^a-z0-9]+[a-z0-9]*)*?[^a-z0-9](iw|ew|sm|s[1-6]|wv)(?:[^a-z0-9]|$)")
+_S1_MODES = {"iw", "ew", "sm", "wv", "s1", "s2", "s3", "s4", "s5", "s6"}
 
 
 def sentinel1_mode(name: str) -> str | None:
     """The Sentinel-1 acquisition mode a product or file name states (``S1A_IW_GRDH_...``,
-    ``s1a-iw-grd-vv-...``): ``IW``, ``EW``, ``SM`` (or ``S1``-``S6``) or ``WV``; None when the name is not one of a
-    Sentinel-1 product."""
-    m = _S1_MODE.search(Path(name).name) or _S1_MODE.search(str(name))
-    return m.group(1).upper() if m else None
+    ``s1a-iw-grd-vv-...``): ``IW``, ``EW``, ``SM`` (or ``S1``-``S6``) or ``WV``, the first mode word after a
+    mission word (``s1``, ``s1a``-``s1d``); None when the name is not one of a Sentinel-1 product. The file's own
+    name first, then its folders (a SAFE product's measurement file)."""
+    for text in (Path(name).name, str(name)):
+        words = [w for w in re.split(r"[^a-z0-9]+", text.lower()) if w]
+        for k, w in enumerate(words):
+            if w in ("s1", "s1a", "s1b", "s1c", "s1d"):
+                mode = next((m for m in words[k + 1:] if m in _S1_MODES), None)
+                if mode:
+                    return mode.upper()
+    return None
 
 
 def array_reader(image: np.ndarray) -> Reader:
@@ -122,8 +129,9 @@ def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m
     ``offset`` (rows, cols) from the reader's (a window of a file read on its own). ``values``: ``amplitude`` or
     ``intensity`` (power), for the dB of the ratio. ``pixel_m``: the ground pixel the detections' lengths were
     measured on (their footprints), ``azimuth_pixel_m`` when not given. ``unchecked`` (when given) gets the
-    detections that could not be checked: the image holds less than half of both search strips (a file cut to
-    the site's window, a detection near its end), or no value of their own."""
+    detections without a ghost's source found that could not be checked on both sides: the image holds less than
+    half of a search strip with data there (a file cut to the site's window, a detection near its end, a swath's
+    no-data), or no value of their own."""
     if azimuth_pixel_m <= 0:
         raise ValueError(f"azimuth_pixel_m must be positive, got {azimuth_pixel_m}")
     per_db = 20.0 if values == "amplitude" else 10.0
@@ -147,7 +155,7 @@ def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m
             s = strip.astype(np.float64)
             finite = np.isfinite(s)
             if 2 * int(finite.any(axis=1).sum()) >= r1 - r0:
-                seen += 1
+                seen += 1  # this side's strip is (at least half) in the image, with data
             if not finite.any():  # no data there (a swath's NaN fill)
                 continue
             k = int(np.argmax(np.where(finite, s, -np.inf)))
@@ -165,7 +173,7 @@ def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m
                 best = cand
         if best is not None:
             out[i] = best
-        elif not seen and unchecked is not None:
+        elif seen < 2 and unchecked is not None:  # the source may lie on the side the image does not hold
             unchecked.append(i)
     return out
 

@@ -536,6 +536,65 @@ def _hull_along(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, pixel_size_m: f
             <= SPLIT_MAX_ELONGATION * shape.width_m and min(off, 180.0 - off) <= SPLIT_PARALLEL_DEG)
 
 
+SEA_GAP = 0.5  # a piece's mean return along its length down to this share of the sea's level above the sea: water
+STRONG_RETURN = 0.5  # ...and a strong return along it one above this share of its strongest
+
+
+def _broken(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, heading: float, clutter: float,
+            pixel_size_m: float) -> bool:
+    """Whether a piece of a cut target is broken along its length: its mean return across it falls to the sea's
+    (within SEA_GAP of its level) for a resolution cell (10 m) or more between returns, or it holds three strong
+    returns or more, apart. A row of a grid of small returns (fish-farm cages, buoys)
+    is; a hull is not, its deck however dim beside a bright bow and bridge (a rule that took a dim deck for sea
+    had kept a pair of tankers one target; without any, each row of a 3 x 3 grid of cages had been a 150 m
+    "ship")."""
+    t = math.radians(heading)
+    ux, uy = math.sin(t), -math.cos(t)  # along the piece, in (columns, rows)
+    y, x = rr.astype(np.float64), cc.astype(np.float64)
+    my, mx = float(y.mean()), float(x.mean())
+    along = (x - mx) * ux + (y - my) * uy
+    across = -(x - mx) * uy + (y - my) * ux
+    r0, r1 = max(int(y.min()) - 1, 0), min(int(y.max()) + 2, img.shape[0])
+    c0, c1 = max(int(x.min()) - 1, 0), min(int(x.max()) + 2, img.shape[1])
+    gy, gx = np.mgrid[r0:r1, c0:c1]
+    g_along = (gx - mx) * ux + (gy - my) * uy
+    g_across = -(gx - mx) * uy + (gy - my) * ux
+    a0 = float(along.min())
+    values = img[r0:r1, c0:c1].astype(np.float64)
+
+    def profile_along(inside: np.ndarray) -> np.ndarray:
+        bins = np.round(g_along[inside] - a0).astype(np.intp)
+        n = np.bincount(bins, minlength=round(float(along.max()) - a0) + 1)
+        total = np.bincount(bins, values[inside], minlength=n.size)
+        return np.where(n > 0, total / np.maximum(n, 1), np.inf) - clutter
+
+    length = (g_along >= a0) & (g_along <= along.max())
+    # water is looked for along its keel, the middle of its width (its edges are the blur of the resolution cell,
+    # as faint as water beside a dim deck); strong returns over its whole width (less speckle)
+    keel, half = float(np.median(across)), max(0.75, 0.25 * float(across.max() - across.min()))
+    profile = profile_along(length & (np.abs(g_across - keel) <= half))
+    whole = profile_along(length & (g_across >= across.min()) & (g_across <= across.max()))
+    sea = profile <= SEA_GAP * clutter
+    run = max(1, round(REFERENCE_PIXEL_M / pixel_size_m))
+    # a run of sea bins of at least a resolution cell, with returns on both sides of it
+    above = np.flatnonzero(~sea)
+    if above.size < 2:
+        return False
+    inner = sea[above[0]:above[-1] + 1]
+    if inner.any():
+        edges = np.diff(np.concatenate([[0], inner.astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        if ((ends - starts) >= run).any():
+            return True
+    # or three strong returns or more in a row (above half the strongest): at 10 m the blur fills the 30 m of water
+    # between cages 50 m apart, but a hull has two such returns at most (a bow and a bridge, its dim deck between,
+    # whose speckle a lower level had cut into returns of their own)
+    p = whole[above[0]:above[-1] + 1]
+    p = np.where(np.isfinite(p), p, 0.0)
+    strong = np.concatenate([[0], (p > STRONG_RETURN * p.max()).astype(np.int8), [0]])
+    return bool((np.diff(strong) == 1).sum() >= 3)
+
+
 def split_side_by_side(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, *, clutter: float, pixel_size_m: float,
                        params: CfarParams = CfarParams(), shape: Shape | None = None, _depth: int = 0,
                        _heading: float | None = None) -> list[np.ndarray]:
@@ -560,10 +619,6 @@ def split_side_by_side(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, *, clutt
 
     cuts = sorted((c for h in headings for c in valleys(h)), key=lambda c: c[0])
     for _, at, across, heading in cuts[:3]:  # the deepest first; a shallower one may give hull-shaped pieces
-        if _heading is None and valleys((heading + 90.0) % 180.0):
-            # sea across the cut's pieces too: a grid of small returns (fish-farm cages, buoys), not hulls abreast
-            # (cut, each row of a 3 x 3 grid had been a 150 m "ship")
-            continue
         pieces: list[np.ndarray] = []
         for side in (np.flatnonzero(across < at), np.flatnonzero(across >= at)):
             if side.size < params.min_pixels:
@@ -571,7 +626,8 @@ def split_side_by_side(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, *, clutt
             inner = split_side_by_side(img, rr[side], cc[side], clutter=clutter, pixel_size_m=pixel_size_m,
                                        params=params, _depth=_depth + 1, _heading=heading)
             hulls = [side[i] for i in inner]
-            if not all(_hull_along(img, rr[h], cc[h], pixel_size_m, params, heading) for h in hulls):
+            if not all(_hull_along(img, rr[h], cc[h], pixel_size_m, params, heading)
+                       and not _broken(img, rr[h], cc[h], heading, clutter, pixel_size_m) for h in hulls):
                 break
             pieces.extend(hulls)
         else:

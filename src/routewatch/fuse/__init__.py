@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from routewatch.fuse.identify import (
+    MAX_ODDS,
     UNKNOWN,
     Identification,
     IdentifyConfig,
@@ -38,7 +39,17 @@ from routewatch.fuse.match import (
     same_ship,
     two_transmitters,
 )
-from routewatch.model import Evidence, EvidenceKind, Route, Sighting, Site, SourceKind, Vessel, stable_id
+from routewatch.model import (
+    Evidence,
+    EvidenceKind,
+    Route,
+    Sighting,
+    Site,
+    SiteKind,
+    SourceKind,
+    Vessel,
+    stable_id,
+)
 from routewatch.sources.ais.registry import links_at
 
 __all__ = ["DARK", "IDENTIFIED", "NO_AIS", "UNKNOWN", "UNRESOLVED", "FuseConfig", "IdentifyConfig",
@@ -230,11 +241,16 @@ def fuse_detections(
                                                                            if c in det.columns])
 
 
+MARITIME = (SiteKind.PORT, SiteKind.BERTH, SiteKind.ANCHORAGE, SiteKind.SHIPYARD)
+
+
 def _sites_of(group: pl.DataFrame, sites: Mapping[str, Site], near_m: float) -> list[str | None]:
     """Each detection's site, for sharing the watchlist among the hulls there: its own, else the nearest watched
-    site within ``near_m`` (where the prior takes it to be at that site: an anchorage outside the polygon)."""
+    port, berth, anchorage or shipyard within ``near_m`` (where the prior takes a ship to be at that site: an
+    anchorage outside the polygon; an airfield or rail yard nearer it is no place of ships)."""
     out: list[str | None] = list(group["site"])
     todo = [i for i, s in enumerate(out) if s is None and group["lon"][i] is not None and group["lat"][i] is not None]
+    sites = {k: s for k, s in sites.items() if s.kind in MARITIME}
     if not todo or not sites:
         return out
     lon = np.array([group["lon"][i] for i in todo], float)
@@ -248,6 +264,11 @@ def _sites_of(group: pl.DataFrame, sites: Mapping[str, Site], near_m: float) -> 
     return out
 
 
+def _odds(probabilities: Mapping[str, float], vessel: str) -> float:
+    p = probabilities.get(vessel, 0.0)
+    return p / max(probabilities.get(UNKNOWN, 0.0), p / MAX_ODDS, 1e-300)
+
+
 def _shared_at_sites(idents: Mapping[int, Identification], sites: list[str | None], twins: list[list[int]],
                      cfg: IdentifyConfig) -> dict[int, tuple[dict[str, float], str]]:
     """Probabilities of the dark hulls of one image at one site, each watchlist vessel being at most one of them
@@ -257,8 +278,8 @@ def _shared_at_sites(idents: Mapping[int, Identification], sites: list[str | Non
     by_site: dict[str, list[list[int]]] = {}
     seen: set[int] = set()
     for i in sorted(idents):
-        if sites[i] is None or i in seen or idents[i].probabilities.get(UNKNOWN, 0.0) <= 0.0:
-            continue  # a hull certain to be a watchlist vessel (no unknown ship left) has no odds to share
+        if sites[i] is None or i in seen:
+            continue
         ship = [i] + [t for t in twins[i] if t in idents]
         seen.update(ship)
         by_site.setdefault(sites[i], []).append(ship)
@@ -267,8 +288,9 @@ def _shared_at_sites(idents: Mapping[int, Identification], sites: list[str | Non
         if len(hulls) < 2:
             continue
         keys = sorted({v for ship in hulls for i in ship for v in idents[i].probabilities} - {UNKNOWN})
-        odds = np.array([[float(np.mean([idents[i].probabilities.get(v, 0.0) / idents[i].probabilities[UNKNOWN]
-                                         for i in ship])) for v in keys] for ship in hulls])
+        # odds against an unknown ship; a hull certain of a vessel (no unknown ship left) has them at the cap
+        odds = np.array([[float(np.mean([_odds(idents[i].probabilities, v) for i in ship])) for v in keys]
+                         for ship in hulls])
         p, p_unknown = share_among_hulls(odds)
         present = p.sum(axis=0)
         for h, ship in enumerate(hulls):

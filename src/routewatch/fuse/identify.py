@@ -222,7 +222,8 @@ def identify_dark(
             like /= cfg.width_range_m[1] - cfg.width_range_m[0]
             why.append(f"width {width_m:.0f} m, beam unknown: width not compared")
         likes[key] = like
-        if key in against and where == "site" and length_m is not None and v.length_m is not None:
+        if key in against and cfg.ais_false_rate > 0 and where == "site" and length_m is not None \
+                and v.length_m is not None:
             flat_size = 1.0 / (cfg.length_range_m[1] - cfg.length_range_m[0])
             if width_m is not None:
                 flat_size /= cfg.width_range_m[1] - cfg.width_range_m[0]
@@ -325,9 +326,11 @@ def share_among_hulls(odds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     likely any of them a priori, so each hull's odds for it are divided by ``n``; an assignment of vessels to
     distinct hulls (the others unknown ships) weighs the product of its hulls' odds, and the probabilities are
     its marginals, summed exactly over every assignment (:func:`_marginals`). One hull gives back its own
-    probabilities. Past ``EXACT_VESSELS`` vessels (by their summed odds), the rest are placed one at a time on
-    the hulls the exact ones leave: each is at most one of them (its odds shrunk by one plus its summed odds over
-    those hulls), and they share each hull with an unknown ship in proportion.
+    probabilities (exactly, up to ``EXACT_VESSELS`` vessels). Past ``EXACT_VESSELS`` vessels (by their summed
+    odds), the rest are placed one at a time on the hulls the exact ones leave: each is at most one of them (its
+    odds shrunk by one plus its summed odds over those hulls), and they share each hull with an unknown ship in
+    proportion. The shrink errs low: on 2 hulls and 12 like vessels the last two get 0.075 where 0.083 is exact,
+    a vessel that fits one hull alone 0.15 where 0.18 is.
 
     Returns (``p[i, k]``, ``p_unknown[i]``); each hull's row and its unknown share sum to 1."""
     odds = np.asarray(odds, np.float64)
