@@ -98,8 +98,8 @@ def test_detect_sar_marks_ghosts_on_a_grd_and_fuse_leaves_them_out(tmp_path: Pat
     assert res.exit_code == 0, res.output
     assert "1 of them taken for azimuth ambiguities" in " ".join(res.output.split())
     fc = json.loads(out.read_text())
-    # the two ships within 6.2 km of the image's end (rows 1150 and 1250 of 1400) cannot be checked on that side
-    assert fc["routewatch"]["azimuth_ambiguities"] == ("checked along rows (Sentinel-1 IW geometry); 2 detections not "
+    # the three ships within 6.2 km of the image's ends (rows 590, 1150 and 1250 of 1400) cannot be checked there
+    assert fc["routewatch"]["azimuth_ambiguities"] == ("checked along rows (Sentinel-1 IW geometry); 3 detections not "
                                                        "checked (the image ends, or holds no data, within the search "
                                                        "distance)")
     ghosts = [f for f in fc["features"] if f["properties"].get("ambiguity")]
@@ -249,3 +249,23 @@ def test_auto_checks_only_a_file_named_as_a_sentinel1_iw_product(tmp_path: Path)
         assert not any(f["properties"].get("ambiguity") for f in json.loads(out.read_text())["features"])
     res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(out), "--water", "none", "--azimuth", "rows"])
     assert res.exit_code == 0 and any(f["properties"].get("ambiguity") for f in json.loads(out.read_text())["features"])
+
+
+def test_a_grd_fill_of_zeros_is_no_data_for_the_check() -> None:
+    """A Sentinel-1 GRD's fill beyond its swath is 0 (uint16, untagged): a strip of it had counted as data seen,
+    and a detection whose source side was fill had been called checked."""
+    img, water = _scene()
+    dets = _at(detect_sar(img, pixel_size_m=10.0, water=water), BESIDE)
+    filled = img.copy()
+    filled[1100:] = 0
+    unchecked: list[int] = []
+    assert not find_ambiguities(dets, array_reader(filled), azimuth_pixel_m=10.0, unchecked=unchecked)
+    assert unchecked == [0]
+    unchecked = []
+    assert not find_ambiguities(dets, array_reader(img), azimuth_pixel_m=10.0, unchecked=unchecked) and not unchecked
+    # a tagged no-data (the file's mask) reads the same
+    valid = np.ones(img.shape, bool)
+    valid[1100:] = False
+    unchecked = []
+    find_ambiguities(dets, array_reader(img, valid), azimuth_pixel_m=10.0, unchecked=unchecked)
+    assert unchecked == [0]

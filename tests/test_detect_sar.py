@@ -411,14 +411,26 @@ def test_three_ships_in_a_row_are_three_and_a_hull_is_not_cut_from_its_bridge() 
     assert len(_ships_found(img, (200, 200))) == 1
 
 
-def test_rows_of_four_to_six_abreast_are_cut_and_grids_and_fine_hulls_are_not() -> None:
-    """Four hulls abreast or more are wider than long: the cut across the measured axis finds them (they had been
-    one target). A grid of small returns (fish-farm cages 20 m across, 50-60 m apart) has sea across every row
-    too: not hulls abreast (each row had been a 150-280 m "ship"). On 2.5 m pixels a 40 m beam hull with bright
-    sides and a dim deck is one ship, not its two sides (200 x 10 m each: too slender for a hull)."""
-    for n in (4, 6):
-        row = [(200, 200 + 6 * (k - (n - 1) / 2), 12, 2, 0) for k in range(n)]
-        assert len(_ships_found(_hulls_scene(row, 8.0, 2), (200, 200))) == n
+def test_grids_fine_hulls_and_bands_across_hulls_are_not_cut() -> None:
+    """A grid of small returns (fish-farm cages 20 m across, 50-60 m apart) is no row of hulls (each row had been
+    a 150-280 m "ship"). On 2.5 m pixels a 40 m beam hull with bright sides and a dim deck is one ship, not its two
+    sides (200 x 10 m each: too slender for a hull). And two tankers abreast with a bright bow, manifold and
+    bridge are never cut across into the bands those make (three 120 m "ships" turned 90 degrees); four hulls
+    abreast or more, wider than long, stay one target (a cut across the axis is what made the bands)."""
+    for seed in range(3):
+        img = clutter((400, 400), seed=seed).astype(np.float64)
+        sea = np.median(img)
+        hull = np.zeros_like(img)
+        for c in (196, 204):
+            hull[188:213, c - 2:c + 2] = 3 * sea
+            hull[188:192, c - 2:c + 2] = 20 * sea
+            hull[199:202, c - 2:c + 2] = 30 * sea  # the manifold
+            hull[208:213, c - 2:c + 2] = 40 * sea
+        img = np.clip(img + ndimage.gaussian_filter(hull, 1.0), 0, 65535).astype(np.uint16)
+        found = _ships_found(img, (200, 200))
+        assert 1 <= len(found) <= 2 and all(d.length_m >= 200 for d in found), (seed, found)
+    row = [(200, 200 + 6 * (k - 1.5), 12, 2, 0) for k in range(4)]
+    assert len(_ships_found(_hulls_scene(row, 8.0, 2), (200, 200))) == 1
     for n, gap in ((3, 5), (5, 5), (6, 6)):
         img = clutter((400, 400), seed=3).astype(np.float64)
         sea = np.median(img)

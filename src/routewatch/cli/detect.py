@@ -165,9 +165,10 @@ def _gcp_grid(path: Path) -> Any:
 
 
 def _mark_ambiguities(dets: list, band: np.ndarray, values: str, along: str, grid: Any, transform: Any, crs: Any,
-                      px: float, unchecked: list[int] | None = None) -> list:
+                      px: float, unchecked: list[int] | None = None, valid: np.ndarray | None = None) -> list:
     """The detections with the azimuth ambiguities among them marked (``detect.ambiguity``), the image's
-    ``along`` axis (rows or cols) taken as the track; ``unchecked`` gets those that could not be checked."""
+    ``along`` axis (rows or cols) taken as the track; ``unchecked`` gets those that could not be checked;
+    ``valid``: the file's data (its no-data tag)."""
     from dataclasses import replace
 
     from routewatch.detect.ambiguity import array_reader, find_ambiguities, mark_ambiguities
@@ -177,12 +178,13 @@ def _mark_ambiguities(dets: list, band: np.ndarray, values: str, along: str, gri
         grid = GridGeoref(band.shape[:2], transform=transform, crs=crs)
     sizes = grid.ground_pixel_sizes_m() if grid is not None else (px, px)
     if along == "rows":
-        found = find_ambiguities(dets, array_reader(band), azimuth_pixel_m=float(sizes[0]), values=values,
+        found = find_ambiguities(dets, array_reader(band, valid), azimuth_pixel_m=float(sizes[0]), values=values,
                                  pixel_m=px, unchecked=unchecked)
     else:  # the track along the columns: the same search on the transposed image, its pixels turned back
         flipped = [replace(d, row=d.col, col=d.row, heading_deg=(90.0 - d.heading_deg) % 180.0) for d in dets]
         found = {i: replace(a, source_row=a.source_col, source_col=a.source_row) for i, a in find_ambiguities(
-            flipped, array_reader(band.T), azimuth_pixel_m=float(sizes[1]), values=values, pixel_m=px,
+            flipped, array_reader(band.T, None if valid is None else valid.T), azimuth_pixel_m=float(sizes[1]),
+            values=values, pixel_m=px,
             unchecked=unchecked).items()}
     return mark_ambiguities(dets, found)
 
@@ -509,7 +511,7 @@ def register(app: typer.Typer) -> None:
             along = "rows" if grid is not None and sentinel1_mode(str(image)) == "IW" else "none"
         unchecked: list[int] = []
         if along != "none" and dets:
-            dets = _mark_ambiguities(dets, band, values, along, grid, transform, crs, px, unchecked)
+            dets = _mark_ambiguities(dets, band, values, along, grid, transform, crs, px, unchecked, valid)
         dets = add_chips(dets, band)
         _write(dets, out, {"image": str(image), "width": band.shape[1], "height": band.shape[0], "pixel_size_m": px,
                            "detector": str(model) if model else "sar-cfar", "water": method,

@@ -71,27 +71,31 @@ _S1_MODES = {"iw", "ew", "sm", "wv", "s1", "s2", "s3", "s4", "s5", "s6"}
 
 def sentinel1_mode(name: str) -> str | None:
     """The Sentinel-1 acquisition mode a product or file name states (``S1A_IW_GRDH_...``,
-    ``s1a-iw-grd-vv-...``): ``IW``, ``EW``, ``SM`` (or ``S1``-``S6``) or ``WV``, the first mode word after a
-    mission word (``s1``, ``s1a``-``s1d``); None when the name is not one of a Sentinel-1 product. The file's own
+    ``s1a-iw-grd-vv-...``): ``IW``, ``EW``, ``SM`` (or ``S1``-``S6``) or ``WV``, the word right after a mission
+    word (``s1``, ``s1a``-``s1d``); None when the name is not one of a Sentinel-1 product. The file's own
     name first, then its folders (a SAFE product's measurement file)."""
     for text in (Path(name).name, str(name)):
         words = [w for w in re.split(r"[^a-z0-9]+", text.lower()) if w]
         for k, w in enumerate(words):
-            if w in ("s1", "s1a", "s1b", "s1c", "s1d"):
-                mode = next((m for m in words[k + 1:] if m in _S1_MODES), None)
-                if mode:
-                    return mode.upper()
+            if w in ("s1", "s1a", "s1b", "s1c", "s1d") and k + 1 < len(words) and words[k + 1] in _S1_MODES:
+                return words[k + 1].upper()
     return None
 
 
-def array_reader(image: np.ndarray) -> Reader:
-    """A :data:`Reader` over an array held in memory."""
+def array_reader(image: np.ndarray, valid: np.ndarray | None = None) -> Reader:
+    """A :data:`Reader` over an array held in memory; ``valid`` (same shape) marks its data (the rest reads as
+    NaN: a file's tagged no-data)."""
     img = np.asarray(image)
     h, w = img.shape[:2]
 
     def read(r0: int, r1: int, c0: int, c1: int) -> np.ndarray | None:
         r0, r1, c0, c1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
-        return img[r0:r1, c0:c1] if r1 > r0 and c1 > c0 else None
+        if r1 <= r0 or c1 <= c0:
+            return None
+        part = img[r0:r1, c0:c1]
+        if valid is None:
+            return part
+        return np.where(valid[r0:r1, c0:c1], part.astype(np.float64), np.nan)
 
     return read
 
@@ -115,7 +119,7 @@ def _footprint_peak(d: Any, read: Reader, r: int, c: int, pixel_m: float) -> flo
     inside = ((np.abs(along) <= half_l + 0.5) & (np.abs(across) <= half_w + 0.5)) | (
         (np.abs(gy - r) <= 2) & (np.abs(gx - c) <= 2))
     vals = box.astype(np.float64)[inside]
-    vals = vals[np.isfinite(vals)]
+    vals = vals[np.isfinite(vals) & (vals > 0)]
     return float(vals.max()) if vals.size else None
 
 
@@ -129,9 +133,9 @@ def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m
     ``offset`` (rows, cols) from the reader's (a window of a file read on its own). ``values``: ``amplitude`` or
     ``intensity`` (power), for the dB of the ratio. ``pixel_m``: the ground pixel the detections' lengths were
     measured on (their footprints), ``azimuth_pixel_m`` when not given. ``unchecked`` (when given) gets the
-    detections without a ghost's source found that could not be checked on both sides: the image holds less than
-    half of a search strip with data there (a file cut to the site's window, a detection near its end, a swath's
-    no-data), or no value of their own."""
+    detections without a ghost's source found that could not be checked on both sides: the image does not hold a
+    whole search strip with data in every line (a file cut to the site's window, a detection within 6.2 km of its
+    end, a swath's no-data: NaN, or 0 as a GRD's fill), or no value of their own."""
     if azimuth_pixel_m <= 0:
         raise ValueError(f"azimuth_pixel_m must be positive, got {azimuth_pixel_m}")
     per_db = 20.0 if values == "amplitude" else 10.0
@@ -153,9 +157,9 @@ def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m
             if strip is None or strip.size == 0:
                 continue
             s = strip.astype(np.float64)
-            finite = np.isfinite(s)
-            if 2 * int(finite.any(axis=1).sum()) >= r1 - r0:
-                seen += 1  # this side's strip is (at least half) in the image, with data
+            finite = np.isfinite(s) & (s > 0)  # NaN, and 0: a GRD's fill beyond its swath (uint16, untagged)
+            if int(finite.any(axis=1).sum()) >= r1 - r0:
+                seen += 1  # this side's whole strip is in the image, with data in every line
             if not finite.any():  # no data there (a swath's NaN fill)
                 continue
             k = int(np.argmax(np.where(finite, s, -np.inf)))

@@ -589,6 +589,8 @@ def _broken(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, heading: float, clu
     # or three strong returns or more in a row (above half the strongest): at 10 m the blur fills the 30 m of water
     # between cages 50 m apart, but a hull has two such returns at most (a bow and a bridge, its dim deck between,
     # whose speckle a lower level had cut into returns of their own)
+    # (at 10 m a bulk carrier's hatch cranes or a tanker's manifold look the same: such hulls abreast stay one
+    # target, as they were before any cut; a grid cut into rows would be several ships that are not there)
     p = whole[above[0]:above[-1] + 1]
     p = np.where(np.isfinite(p), p, 0.0)
     strong = np.concatenate([[0], (p > STRONG_RETURN * p.max()).astype(np.int8), [0]])
@@ -607,8 +609,10 @@ def split_side_by_side(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, *, clutt
     if shape.width_m < SPLIT_MIN_WIDTH_M:
         return whole
     y, x = rr.astype(np.float64), cc.astype(np.float64)
-    # along its axis and across it (four hulls abreast or more are wider than long: the cut runs across the axis)
-    headings = [shape.heading_deg, (shape.heading_deg + 90.0) % 180.0] if _heading is None else [_heading]
+    # along its axis only: a cut across it would part bands of bright returns that run across hulls abreast (bows,
+    # manifolds, bridges), and such bands had been taken for hulls (two tankers 80 m apart cut into three 120 m
+    # "ships" turned 90 degrees); so four hulls abreast or more, wider than long, stay one target
+    headings = [shape.heading_deg] if _heading is None else [_heading]
     if _heading is None and shape.length_m < SPLIT_SQUARE * shape.width_m:
         # nearly square: the axis of its hits says little (a pair of hulls abreast had come out at 52 degrees to
         # them), so every direction is tried
@@ -618,6 +622,9 @@ def split_side_by_side(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, *, clutt
         return _valleys(img, y, x, math.sin(math.radians(h)), -math.cos(math.radians(h)), clutter)
 
     cuts = sorted((c for h in headings for c in valleys(h)), key=lambda c: c[0])
+    # the deepest cut's direction alone: when its pieces are no hulls, a cut in another direction would part the
+    # target along its bands of bright returns instead (see above); another place along it may do
+    cuts = [c for c in cuts if c[3] == cuts[0][3]] if cuts else cuts
     for _, at, across, heading in cuts[:3]:  # the deepest first; a shallower one may give hull-shaped pieces
         pieces: list[np.ndarray] = []
         for side in (np.flatnonzero(across < at), np.flatnonzero(across >= at)):

@@ -207,7 +207,8 @@ def identify_dark(
         place[key] = {"site": 1.0, "away": cfg.away_weight}.get(where, 1.0 / cfg.route_weight)
         if key in against:
             why.insert(0, f"{against[key]} (AIS positions can be false: it keeps {cfg.ais_false_rate:g} of its "
-                          "share of the prior)")
+                          "share of the prior)" if cfg.ais_false_rate > 0 else
+                          f"{against[key]} (ruled out: AIS positions taken as true, --ais-false-rate 0)")
         like = 1.0
         if length_m is not None and v.length_m is None:  # no length to compare: the place alone speaks for it
             like /= cfg.length_range_m[1] - cfg.length_range_m[0]
