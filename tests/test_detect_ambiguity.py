@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 from typer.testing import CliRunner
 
 from routewatch.cli import app
@@ -73,17 +72,9 @@ def test_a_ghost_of_a_bright_return_on_land_is_marked_and_real_ships_are_not() -
 
 def _grd(tmp_path: Path, img: np.ndarray, name: str = "S1A_IW_GRDH_20231012T090000_vv.tif") -> Path:
     """The image as a GRD located by GCPs alone (about 10 m pixels, rows northward)."""
-    from rasterio.control import GroundControlPoint
+    from test_detect_cli import write_gcp_grd
 
-    h, w = img.shape
-    lon0, lat0, dlon, dlat = 130.20, 42.10, 1.2e-4, 0.9e-4
-    gcps = [GroundControlPoint(row=r, col=c, x=lon0 + c * dlon, y=lat0 + r * dlat)
-            for r in np.linspace(0, h, 5) for c in np.linspace(0, w, 5)]
-    path = tmp_path / name
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint16") as ds:
-        ds.write(img, 1)
-        ds.gcps = (gcps, rasterio.crs.CRS.from_epsg(4326))
-    return path
+    return write_gcp_grd(tmp_path / name, img)
 
 
 def test_detect_sar_marks_ghosts_on_a_grd_and_fuse_leaves_them_out(tmp_path: Path) -> None:
@@ -218,15 +209,7 @@ def test_no_data_along_track_and_an_image_cut_short_are_said_not_checked(tmp_pat
     unchecked = []
     assert not find_ambiguities(dets, array_reader(rest), azimuth_pixel_m=10.0, unchecked=unchecked)
     assert any(abs(dets[i].row + 400 - GHOST[0]) < 8 for i in unchecked)
-    path = tmp_path / "S1A_IW_GRDH_20231012T090000_vv.tif"
-    from rasterio.control import GroundControlPoint
-
-    h, w = f.shape
-    gcps = [GroundControlPoint(row=r, col=c, x=130.2 + c * 1.2e-4, y=42.1 + r * 0.9e-4)
-            for r in np.linspace(0, h, 5) for c in np.linspace(0, w, 5)]
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="float32") as ds:
-        ds.write(f, 1)
-        ds.gcps = (gcps, rasterio.crs.CRS.from_epsg(4326))
+    path = _grd(tmp_path, f)
     res = runner.invoke(app, ["detect", "sar", str(path), "-o", str(tmp_path / "d.geojson"), "--water", "none"])
     assert res.exit_code == 0, res.output
     assert "not checked for azimuth ambiguities" in " ".join(res.output.split())

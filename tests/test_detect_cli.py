@@ -760,20 +760,28 @@ def test_detections_of_a_simulated_image_carry_its_time_and_mark_into_fusion(tmp
 
 def _grd_with_ship(tmp_path: Path, name: str = "S1A_IW_GRDH_20231012T090000_vv.tif") -> tuple[Path, tuple]:
     """A GRD-like uint16 image located by GCPs alone, one 20-pixel hull at its centre; (path, grid)."""
+
+    rng = np.random.default_rng(3)
+    img = (rng.gamma(1.0, 60.0, (300, 300)) + 1).astype(np.uint16)
+    img[140:160, 149:151] = 4000
+    return write_gcp_grd(tmp_path / name, img), GRD_GRID
+
+
+GRD_GRID = (130.20, 42.10, 1.2e-4, 0.9e-4)  # lon, lat of pixel (0, 0) and degrees per column and row: ~10 m
+
+
+def write_gcp_grd(path: Path, img: np.ndarray) -> Path:
+    """``img`` as a GRD-like GeoTIFF located by ground control points alone (GRD_GRID, rows northward)."""
     from rasterio.control import GroundControlPoint
 
-    h, w = 300, 300
-    lon0, lat0, dlon, dlat = 130.20, 42.10, 1.2e-4, 0.9e-4
-    rng = np.random.default_rng(3)
-    img = (rng.gamma(1.0, 60.0, (h, w)) + 1).astype(np.uint16)
-    img[140:160, 149:151] = 4000
+    h, w = img.shape
+    lon0, lat0, dlon, dlat = GRD_GRID
     gcps = [GroundControlPoint(row=r, col=c, x=lon0 + c * dlon, y=lat0 + r * dlat)
             for r in np.linspace(0, h, 5) for c in np.linspace(0, w, 5)]
-    path = tmp_path / name
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint16") as ds:
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype=img.dtype.name) as ds:
         ds.write(img, 1)
         ds.gcps = (gcps, rasterio.crs.CRS.from_epsg(4326))
-    return path, (lon0, lat0, dlon, dlat)
+    return path
 
 
 def test_detect_sar_trusts_the_gcps_over_an_affine_beside_them(tmp_path: Path) -> None:

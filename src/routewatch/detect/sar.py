@@ -477,27 +477,34 @@ SPLIT_SQUARE = 1.6
 SPLIT_DEPTH = 4  # at most 2 ** 4 hulls from one target
 
 
+def _turned(img: np.ndarray, y: np.ndarray, x: np.ndarray, ux: float, uy: float, pad: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A target's pixels (y, x) and the image around them (``pad`` pixels beyond) in its own frame: positions along
+    the axis (ux, uy) (columns, rows) and across it, from the pixels' centre: (along, across, the crop's along, the
+    crop's across, the crop)."""
+    my, mx = float(y.mean()), float(x.mean())
+    along = (x - mx) * ux + (y - my) * uy
+    across = -(x - mx) * uy + (y - my) * ux
+    r0, r1 = max(int(y.min()) - pad, 0), min(int(y.max()) + pad + 1, img.shape[0])
+    c0, c1 = max(int(x.min()) - pad, 0), min(int(x.max()) + pad + 1, img.shape[1])
+    gy, gx = np.mgrid[r0:r1, c0:c1]
+    return along, across, (gx - mx) * ux + (gy - my) * uy, -(gx - mx) * uy + (gy - my) * ux, img[r0:r1, c0:c1]
+
+
 def _valleys(img: np.ndarray, y: np.ndarray, x: np.ndarray, ux: float, uy: float, clutter: float
              ) -> list[tuple[float, float, np.ndarray, float]]:
     """Cuts parallel to the axis (ux, uy) (columns, rows) through the target's pixels (y, x): for each local minimum
     of the mean image value across the axis (over the middle 80 % of the target's extent along it, the sea's level
     taken off) that is at most SPLIT_VALLEY of the lower of the highest values either side, (depth, position across,
     every hit's position across, the cut's heading in degrees clockwise from image-up)."""
-    my, mx = float(y.mean()), float(x.mean())
-    along = (x - mx) * ux + (y - my) * uy
-    across = -(x - mx) * uy + (y - my) * ux
-    r0, r1 = max(int(y.min()) - 2, 0), min(int(y.max()) + 3, img.shape[0])
-    c0, c1 = max(int(x.min()) - 2, 0), min(int(x.max()) + 3, img.shape[1])
-    gy, gx = np.mgrid[r0:r1, c0:c1]
-    g_along = (gx - mx) * ux + (gy - my) * uy
-    g_across = -(gx - mx) * uy + (gy - my) * ux
+    along, across, g_along, g_across, crop = _turned(img, y, x, ux, uy, 2)
     a_min, a_max = float(along.min()), float(along.max())
     lo, hi = a_min + 0.1 * (a_max - a_min), a_max - 0.1 * (a_max - a_min)
     a0 = float(across.min())
     inside = (g_along >= lo) & (g_along <= hi) & (g_across >= a0 - 1) & (g_across <= across.max() + 1)
     bins = np.round(g_across[inside] - a0 + 1).astype(np.intp)
     n = np.bincount(bins)
-    total = np.bincount(bins, img[r0:r1, c0:c1][inside].astype(np.float64))
+    total = np.bincount(bins, crop[inside].astype(np.float64))
     profile = np.where(n > 0, total / np.maximum(n, 1), 0.0) - clutter
     if profile.size < 3:
         return []
@@ -550,17 +557,9 @@ def _broken(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, heading: float, clu
     "ship")."""
     t = math.radians(heading)
     ux, uy = math.sin(t), -math.cos(t)  # along the piece, in (columns, rows)
-    y, x = rr.astype(np.float64), cc.astype(np.float64)
-    my, mx = float(y.mean()), float(x.mean())
-    along = (x - mx) * ux + (y - my) * uy
-    across = -(x - mx) * uy + (y - my) * ux
-    r0, r1 = max(int(y.min()) - 1, 0), min(int(y.max()) + 2, img.shape[0])
-    c0, c1 = max(int(x.min()) - 1, 0), min(int(x.max()) + 2, img.shape[1])
-    gy, gx = np.mgrid[r0:r1, c0:c1]
-    g_along = (gx - mx) * ux + (gy - my) * uy
-    g_across = -(gx - mx) * uy + (gy - my) * ux
+    along, across, g_along, g_across, crop = _turned(img, rr.astype(np.float64), cc.astype(np.float64), ux, uy, 1)
     a0 = float(along.min())
-    values = img[r0:r1, c0:c1].astype(np.float64)
+    values = crop.astype(np.float64)
 
     def profile_along(inside: np.ndarray) -> np.ndarray:
         bins = np.round(g_along[inside] - a0).astype(np.intp)
