@@ -252,3 +252,20 @@ def test_a_grd_fill_of_zeros_is_no_data_for_the_check() -> None:
     unchecked = []
     find_ambiguities(dets, array_reader(img, valid), azimuth_pixel_m=10.0, unchecked=unchecked)
     assert unchecked == [0]
+
+
+def test_a_seam_line_or_clipped_calm_water_leaves_a_detection_checked_but_fill_at_its_column_does_not() -> None:
+    """A whole strip with data in every line had been needed: one zero seam line, or calm water clipped to 0 in a
+    noise-subtracted product, made a mid-scene detection unchecked. Fill covering the detection's own column
+    (where the source would be) still makes it unchecked, even with data beside it."""
+    img, water = _scene()
+    dets = _at(detect_sar(img, pixel_size_m=10.0, water=water), BESIDE)
+    seam = img.copy()
+    seam[1250] = 0
+    unchecked: list[int] = []
+    find_ambiguities(dets, array_reader(seam), azimuth_pixel_m=10.0, unchecked=unchecked)
+    assert unchecked == []
+    valid = np.ones(img.shape, bool)
+    valid[1100:1300, BESIDE[1] - 2:] = False  # fill from just left of its column to the image's edge
+    find_ambiguities(dets, array_reader(img, valid), azimuth_pixel_m=10.0, unchecked=unchecked)
+    assert unchecked == [0]

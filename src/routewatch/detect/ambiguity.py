@@ -100,6 +100,9 @@ def array_reader(image: np.ndarray, valid: np.ndarray | None = None) -> Reader:
     return read
 
 
+SEEN_LINES = 0.9  # share of a search strip's lines with data (about the detection's column) for the side to count
+
+
 def _footprint_peak(d: Any, read: Reader, r: int, c: int, pixel_m: float) -> float | None:
     """The brightest finite value of a detection's footprint: its oriented rectangle (length, width, heading from
     image-up) around its centre, at least the 5 x 5 pixels about it (the centroid of a long hull can be its dim
@@ -158,8 +161,13 @@ def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m
                 continue
             s = strip.astype(np.float64)
             finite = np.isfinite(s) & (s > 0)  # NaN, and 0: a GRD's fill beyond its swath (uint16, untagged)
-            if int(finite.any(axis=1).sum()) >= r1 - r0:
-                seen += 1  # this side's whole strip is in the image, with data in every line
+            # this side is seen when its whole strip lies in the image and nearly every line holds data about the
+            # detection's own column (a seam line, or calm water clipped to 0 in a noise-subtracted product, is
+            # no reason to call a mid-scene detection unchecked; fill beside the column is)
+            cs = c - max(c - a, 0)  # the detection's column in the strip
+            own = finite[:, max(cs - 1, 0):cs + 2]
+            if r0 >= 0 and strip.shape[0] == r1 - r0 and own.size and own.any(axis=1).mean() >= SEEN_LINES:
+                seen += 1
             if not finite.any():  # no data there (a swath's NaN fill)
                 continue
             k = int(np.argmax(np.where(finite, s, -np.inf)))

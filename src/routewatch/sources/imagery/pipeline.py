@@ -350,14 +350,18 @@ def _azimuth_ambiguities(scene: Scene, raster: SceneRaster, found: list[Any]) ->
     with rasterio.open(str(ref["path"])) as ds:
         idx = int(ref.get("index", 1))
 
-        nodata = ds.nodatavals[idx - 1] if scene.attributes.get("nodata") is None else scene.attributes["nodata"]
+        nodata = scene.attributes.get("nodata")  # one the user gave for the scene; the file's own: its mask
 
         def read(r0: int, r1: int, c0: int, c1: int) -> np.ndarray | None:
             r0, r1, c0, c1 = max(r0, 0), min(r1, ds.height), max(c0, 0), min(c1, ds.width)
             if r1 <= r0 or c1 <= c0:
                 return None
-            part = ds.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0)).astype(np.float64)
-            return part if nodata is None else np.where(part == nodata, np.nan, part)  # 0 fill: the reader
+            window = Window(c0, r0, c1 - c0, r1 - r0)
+            part = ds.read(idx, window=window).astype(np.float64)
+            part[ds.read_masks(idx, window=window) == 0] = np.nan  # its no-data value or mask band
+            if nodata is not None:
+                part[part == nodata] = np.nan
+            return part  # an untagged 0 fill is no data to find_ambiguities itself
 
         row_m = raster.georef.ground_pixel_sizes_m()[0]
         unchecked: list[int] = []
