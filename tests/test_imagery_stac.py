@@ -250,6 +250,11 @@ def test_sentinel1_window_keeps_gcps(server: StacServer, stac_assets: dict, tmp_
         full = ds.read(1, window=Window(col0, row0, w, h))
     with rasterio.open(scene.attributes["bands"]["vv"]["path"]) as ds:
         assert np.array_equal(ds.read(1), full)
+    # along track (its rows) the window reaches 6.3 km beyond the site, for the azimuth ambiguity check: here the
+    # whole 600-row image (6 km at 10 m), where the site spans about 250 rows; across track only the site and 32 px
+    rows, cols = stac_assets["s1_grid"].lonlat_to_pixel(*np.array(stac_assets["site"].geometry.exterior.coords).T)
+    assert (row0, h) == (0, 600) and rows.max() - rows.min() < 400
+    assert col0 >= np.floor(cols.min()) - 33 and col0 + w <= np.ceil(cols.max()) + 33
 
 
 def test_cli_fetch_against_the_local_api(server: StacServer, stac_assets: dict, tmp_path: Path) -> None:

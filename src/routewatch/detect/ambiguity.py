@@ -50,6 +50,8 @@ class AmbiguityGeometry:
 
 #: Sentinel-1 IW: 4.5-5.9 km computed for its three sub-swaths, searched with a margin.
 SENTINEL1_IW = AmbiguityGeometry("Sentinel-1 IW", (4200.0, 6200.0))
+#: How far along track beyond a site an image must reach for its detections to be checked (a fetched window).
+AMBIGUITY_REACH_M = SENTINEL1_IW.offset_m[1] + 100.0
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ A scene already complete is not touched again, so a second fetch makes no data r
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -78,12 +79,16 @@ def _write_npy_atomic(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def reference_grid(href: str, geometry: BaseGeometry, pad_px: int = 32) -> TargetGrid:
-    """Open the reference band and find the pixel window over the site (GCPs win over an affine)."""
+def reference_grid(href: str, geometry: BaseGeometry, pad_px: int = 32, along_track_m: float = 0.0) -> TargetGrid:
+    """Open the reference band and find the pixel window over the site (GCPs win over an affine); an image in
+    radar geometry (located by GCPs, rows along track) is read ``along_track_m`` further up and down its rows."""
     try:
         with rasterio.Env(**GDAL_HTTP_ENV), rasterio.open(_gdal_path(href)) as ds:
             georef = georef_of(ds, _public(href))
-            win = site_window(georef, geometry, pad_px)
+            pad_rows = 0
+            if along_track_m > 0 and georef.uses_gcps:
+                pad_rows = math.ceil(along_track_m / max(georef.ground_pixel_sizes_m()[0], 1e-6))
+            win = site_window(georef, geometry, pad_px, pad_rows)
             shape = (ds.height, ds.width)
     except (RasterioError, OSError) as exc:
         raise FetchError(f"{_public(href)}: cannot open: {exc}") from exc
@@ -183,8 +188,9 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
 
 def fetch_scene_window(hrefs: dict[str, str], geometry: BaseGeometry, folder: Path, manifest: dict[str, Any], *,
                        strip_rows: int = 256, on_strip: Callable[[int], None] | None = None,
-                       on_plan: Callable[[int], None] | None = None) -> SceneFetch:
-    """Fetch every band's site window into ``folder`` (reference band first), then write the manifest last."""
+                       on_plan: Callable[[int], None] | None = None, along_track_m: float = 0.0) -> SceneFetch:
+    """Fetch every band's site window into ``folder`` (reference band first), then write the manifest last.
+    ``along_track_m``: how much further along track a radar-geometry window reaches (see :func:`reference_grid`)."""
     existing = read_manifest(folder)
     if existing is not None:
         bands = {b: folder / f"{b}.tif" for b in existing.get("bands", {})}
@@ -192,7 +198,7 @@ def fetch_scene_window(hrefs: dict[str, str], geometry: BaseGeometry, folder: Pa
             return SceneFetch(folder, bands, existing, cached=True)
     folder.mkdir(parents=True, exist_ok=True)
     order = sorted(hrefs, key=lambda b: (b == "scl", b))  # a 10 m band first; SCL is resampled onto it
-    grid = reference_grid(hrefs[order[0]], geometry)
+    grid = reference_grid(hrefs[order[0]], geometry, along_track_m=along_track_m)
     n_strips = (int(grid.window.height) + strip_rows - 1) // strip_rows
     if on_plan:
         on_plan(n_strips * len(order))

@@ -233,8 +233,10 @@ class GridGeoref:
         return GridGeoref(shape, transform=window_transform(window, self.transform), crs=self.crs)
 
 
-def site_window(grid: GridGeoref, geometry_wgs84: BaseGeometry, pad_px: int = 16) -> Window | None:
-    """The pixel window (clipped to the grid, padded) that covers a WGS84 geometry, or None when disjoint."""
+def site_window(grid: GridGeoref, geometry_wgs84: BaseGeometry, pad_px: int = 16, pad_rows: int = 0
+                ) -> Window | None:
+    """The pixel window (clipped to the grid, padded; rows by ``pad_rows`` more) that covers a WGS84 geometry, or
+    None when disjoint."""
     minx, miny, maxx, maxy = geometry_wgs84.bounds
     n = 16
     xs = np.concatenate([np.linspace(minx, maxx, n)] * 2 + [np.full(n, minx), np.full(n, maxx)])
@@ -243,8 +245,8 @@ def site_window(grid: GridGeoref, geometry_wgs84: BaseGeometry, pad_px: int = 16
     if not (np.all(np.isfinite(rows)) and np.all(np.isfinite(cols))):
         return None
     h, w = grid.shape
-    r0 = max(int(np.floor(rows.min())) - pad_px, 0)
-    r1 = min(int(np.ceil(rows.max())) + pad_px, h)
+    r0 = max(int(np.floor(rows.min())) - pad_px - pad_rows, 0)
+    r1 = min(int(np.ceil(rows.max())) + pad_px + pad_rows, h)
     c0 = max(int(np.floor(cols.min())) - pad_px, 0)
     c1 = min(int(np.ceil(cols.max())) + pad_px, w)
     if r1 <= r0 or c1 <= c0:

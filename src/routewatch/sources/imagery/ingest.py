@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from shapely import wkt
 
+from routewatch.detect.ambiguity import AMBIGUITY_REACH_M
 from routewatch.model import Evidence, EvidenceKind, Scene, Site, stable_id
 from routewatch.sources.imagery.fetch import FetchError, fetch_scene_window
 from routewatch.sources.imagery.local import AddResult, scan_folder
@@ -137,8 +138,11 @@ def fetch_site(ws: Workspace, site: Site, start: datetime, end: datetime, sensor
             base = {"item_id": cand.item_id, "collection": cand.collection, "site": site.key,
                     "acquired": cand.acquired.isoformat()}
             try:
+                # a Sentinel-1 GRD window reaches the ghosts' distance along track beyond the site, so that its
+                # azimuth ambiguities can be checked against their sources (docs/detection.md)
+                reach = AMBIGUITY_REACH_M if cand.sensor == "sentinel-1" else 0.0
                 got = fetch_scene_window(cand.hrefs, site.geometry, folder, base, strip_rows=strip_rows,
-                                         on_strip=step, on_plan=plan)
+                                         on_strip=step, on_plan=plan, along_track_m=reach)
             except FetchError as exc:
                 result.failures.append((cand.self_href or cand.item_id, str(exc)))
                 if store is not None:

@@ -264,7 +264,7 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
                 if unchecked:
                     note_ambiguity = (f"; azimuth ambiguities not checked for {unchecked} of {len(marked)} "
                                       "detections: the file ends, or holds no data, within 6.2 km of them along "
-                                      "track on one side at least (a fetched window holds only the site)")
+                                      "track on one side at least)")
     found = to_ground_sizes(found, raster.pixel_size_m, raster.georef.ground_pixel_sizes_m())
     located = locate_detections(found, raster.georef)
     inside = [d for d in located if site.geometry.covers(Point(d.lon, d.lat))]
