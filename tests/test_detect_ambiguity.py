@@ -269,3 +269,15 @@ def test_a_seam_line_or_clipped_calm_water_leaves_a_detection_checked_but_fill_a
     valid[1100:1300, BESIDE[1] - 2:] = False  # fill from just left of its column to the image's edge
     find_ambiguities(dets, array_reader(img, valid), azimuth_pixel_m=10.0, unchecked=unchecked)
     assert unchecked == [0]
+
+
+def test_a_long_gap_in_a_strip_is_no_strip_seen() -> None:
+    """Ten lines (100 m) without data at the far end of a strip are few of its 200 lines, but a source could lie
+    in them: the side is not seen."""
+    img, water = _scene()
+    dets = _at(detect_sar(img, pixel_size_m=10.0, water=water), BESIDE)
+    gap = img.copy()
+    gap[BESIDE[0] + 600:BESIDE[0] + 610] = 0
+    unchecked: list[int] = []
+    find_ambiguities(dets, array_reader(gap), azimuth_pixel_m=10.0, unchecked=unchecked)
+    assert unchecked == [0]

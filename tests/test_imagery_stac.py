@@ -255,6 +255,18 @@ def test_sentinel1_window_keeps_gcps(server: StacServer, stac_assets: dict, tmp_
     rows, cols = stac_assets["s1_grid"].lonlat_to_pixel(*np.array(stac_assets["site"].geometry.exterior.coords).T)
     assert (row0, h) == (0, 600) and rows.max() - rows.min() < 400
     assert col0 >= np.floor(cols.min()) - 33 and col0 + w <= np.ceil(cols.max()) + 33
+    # ...but the scene's footprint is the site's own window: the reach along track claims no neighbouring site
+    held = GridGeoref((h, w), gcps=list(gcps), gcps_crs=rasterio.crs.CRS.from_epsg(4326)).footprint()
+    assert scene.footprint.area < 0.75 * held.area and scene.footprint.covers(stac_assets["site"].geometry.centroid)
+    # a band file left from another window (a fetch killed before the reach, resumed after it) is fetched again
+    from routewatch.sources.imagery.fetch import fetch_band, reference_grid
+
+    path = Path(scene.attributes["bands"]["vv"]["path"])
+    grid = reference_grid(str(stac_assets["files"]["s1_vv.tif"]), stac_assets["site"].geometry)  # no reach
+    assert int(grid.window.height) < h
+    again = fetch_band(str(stac_assets["files"]["s1_vv.tif"]), grid, path)
+    with rasterio.open(again.path) as ds:
+        assert (ds.height, ds.width) == (int(grid.window.height), int(grid.window.width)) and again.strips_read
 
 
 def test_cli_fetch_against_the_local_api(server: StacServer, stac_assets: dict, tmp_path: Path) -> None:

@@ -103,6 +103,14 @@ def array_reader(image: np.ndarray, valid: np.ndarray | None = None) -> Reader:
 
 
 SEEN_LINES = 0.9  # share of a search strip's lines with data (about the detection's column) for the side to count
+SEEN_GAP_LINES = 5  # ...with no more lines without data in a row than this (a source could hide in a longer gap)
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    if not flags.any():
+        return 0
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
 
 
 def _footprint_peak(d: Any, read: Reader, r: int, c: int, pixel_m: float) -> float | None:
@@ -138,9 +146,10 @@ def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m
     ``offset`` (rows, cols) from the reader's (a window of a file read on its own). ``values``: ``amplitude`` or
     ``intensity`` (power), for the dB of the ratio. ``pixel_m``: the ground pixel the detections' lengths were
     measured on (their footprints), ``azimuth_pixel_m`` when not given. ``unchecked`` (when given) gets the
-    detections without a ghost's source found that could not be checked on both sides: the image does not hold a
-    whole search strip with data in every line (a file cut to the site's window, a detection within 6.2 km of its
-    end, a swath's no-data: NaN, or 0 as a GRD's fill), or no value of their own."""
+    detections without a ghost's source found that could not be checked on both sides: a search strip does not lie
+    wholly in the image (a file cut to the site's window, a detection within 6.2 km of its end), or fewer than
+    SEEN_LINES of its lines hold data about the detection's column, or more than SEEN_GAP_LINES in a row do not
+    (a swath's no-data: NaN, or 0 as a GRD's fill); or the detection has no value of its own."""
     if azimuth_pixel_m <= 0:
         raise ValueError(f"azimuth_pixel_m must be positive, got {azimuth_pixel_m}")
     per_db = 20.0 if values == "amplitude" else 10.0
@@ -167,8 +176,9 @@ def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m
             # detection's own column (a seam line, or calm water clipped to 0 in a noise-subtracted product, is
             # no reason to call a mid-scene detection unchecked; fill beside the column is)
             cs = c - max(c - a, 0)  # the detection's column in the strip
-            own = finite[:, max(cs - 1, 0):cs + 2]
-            if r0 >= 0 and strip.shape[0] == r1 - r0 and own.size and own.any(axis=1).mean() >= SEEN_LINES:
+            lines = finite[:, max(cs - 1, 0):cs + 2].any(axis=1)
+            if r0 >= 0 and strip.shape[0] == r1 - r0 and lines.size and lines.mean() >= SEEN_LINES \
+                    and _longest_run(~lines) <= SEEN_GAP_LINES:
                 seen += 1
             if not finite.any():  # no data there (a swath's NaN fill)
                 continue

@@ -61,6 +61,7 @@ class TargetGrid:
     window: Window
     georef: GridGeoref
     source_shape: tuple[int, int]
+    site_window: Window | None = None  # the site's own window when ``window`` reaches further (along track)
 
 
 @dataclass
@@ -89,12 +90,13 @@ def reference_grid(href: str, geometry: BaseGeometry, pad_px: int = 32, along_tr
             if along_track_m > 0 and georef.uses_gcps:
                 pad_rows = math.ceil(along_track_m / max(georef.ground_pixel_sizes_m()[0], 1e-6))
             win = site_window(georef, geometry, pad_px, pad_rows)
+            own = site_window(georef, geometry, pad_px) if pad_rows else win
             shape = (ds.height, ds.width)
     except (RasterioError, OSError) as exc:
         raise FetchError(f"{_public(href)}: cannot open: {exc}") from exc
     if win is None:
         raise FetchError(f"{_public(href)}: the site does not intersect this image")
-    return TargetGrid(win, georef.window(win), shape)
+    return TargetGrid(win, georef.window(win), shape, own)
 
 
 def fetch_band(href: str, grid: TargetGrid, dest: Path, *, strip_rows: int = 256, resampling: str = "nearest",
@@ -102,8 +104,19 @@ def fetch_band(href: str, grid: TargetGrid, dest: Path, *, strip_rows: int = 256
     """Read ``grid``'s window of one asset into ``dest`` (a COG), strip by strip, resuming finished strips."""
     partial = dest.with_suffix(".partial")
     if dest.exists():  # written atomically; strips left by a run killed just after writing it are clutter
-        shutil.rmtree(partial, ignore_errors=True)
-        return BandFetch(dest, 0, 0)
+        whole = grid is None
+        if not whole:
+            try:
+                with rasterio.open(dest) as done:
+                    whole = (done.height, done.width) == (int(grid.window.height), int(grid.window.width))
+            except RasterioError:  # not a raster after all: fetched again
+                whole = False
+        if whole:
+            shutil.rmtree(partial, ignore_errors=True)
+            return BandFetch(dest, 0, 0)
+        # a band finished on another window (a fetch killed before the window's rule changed, resumed after it):
+        # fetched again, or the scene's bands would not line up
+        dest.unlink()
     partial.mkdir(parents=True, exist_ok=True)
     marker = partial / "source.json"
     key = {"href": _public(href), "window": [grid.window.col_off, grid.window.row_off, grid.window.width,
@@ -213,7 +226,12 @@ def fetch_scene_window(hrefs: dict[str, str], geometry: BaseGeometry, folder: Pa
             "window": [grid.window.col_off, grid.window.row_off, grid.window.width, grid.window.height],
             "geolocation": "gcps" if grid.georef.uses_gcps else "affine",
             "pixel_size_m": grid.georef.ground_pixel_size_m(),
-            "footprint_wkt": grid.georef.footprint().wkt}
+            # the site's own window: a Sentinel-1 window's reach along track is for ambiguity checks, not a claim
+            # to cover the sites around it (a neighbour had been processed from it, its own window dropped)
+            "footprint_wkt": (grid.georef.window(Window(grid.site_window.col_off - grid.window.col_off,
+                                                         grid.site_window.row_off - grid.window.row_off,
+                                                         grid.site_window.width, grid.site_window.height))
+                              if grid.site_window is not None else grid.georef).footprint().wkt}
     tmp = folder / ".scene.json.tmp"
     tmp.write_text(json.dumps(full, indent=1, default=str))
     os.replace(tmp, manifest_path(folder))

@@ -340,7 +340,7 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
 def _azimuth_ambiguities(scene: Scene, raster: SceneRaster, found: list[Any]) -> tuple[list[Any], int]:
     """The detections of a Sentinel-1 GRD window with its azimuth ambiguities marked (``detect.ambiguity``), and
     how many could not be checked: their sources are looked for in the band file itself, beyond the window that
-    was read (a fetched scene's file is the window alone)."""
+    was read (a fetched scene's file reaches 6.3 km along track beyond its site)."""
     from routewatch.detect.ambiguity import find_ambiguities, mark_ambiguities
 
     refs = band_refs(scene)
