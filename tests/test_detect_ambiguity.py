@@ -272,12 +272,18 @@ def test_a_seam_line_or_clipped_calm_water_leaves_a_detection_checked_but_fill_a
 
 
 def test_a_long_gap_in_a_strip_is_no_strip_seen() -> None:
-    """Ten lines (100 m) without data at the far end of a strip are few of its 200 lines, but a source could lie
-    in them: the side is not seen."""
+    """Ten lines (100 m) of no-data at the far end of a strip are few of its 200 lines, but a source could lie in
+    them: the side is not seen."""
     img, water = _scene()
     dets = _at(detect_sar(img, pixel_size_m=10.0, water=water), BESIDE)
-    gap = img.copy()
-    gap[BESIDE[0] + 600:BESIDE[0] + 610] = 0
+    valid = np.ones(img.shape, bool)
+    valid[BESIDE[0] + 600:BESIDE[0] + 610] = False
     unchecked: list[int] = []
-    find_ambiguities(dets, array_reader(gap), azimuth_pixel_m=10.0, unchecked=unchecked)
+    find_ambiguities(dets, array_reader(img, valid), azimuth_pixel_m=10.0, unchecked=unchecked)
     assert unchecked == [0]
+    # a patch of calm sea clipped to 0 (60 m x 50 m) hides no source: still checked
+    calm = img.copy()
+    calm[BESIDE[0] + 500:BESIDE[0] + 506, BESIDE[1] - 2:BESIDE[1] + 3] = 0
+    unchecked = []
+    find_ambiguities(dets, array_reader(calm), azimuth_pixel_m=10.0, unchecked=unchecked)
+    assert unchecked == []

@@ -103,7 +103,7 @@ def array_reader(image: np.ndarray, valid: np.ndarray | None = None) -> Reader:
 
 
 SEEN_LINES = 0.9  # share of a search strip's lines with data (about the detection's column) for the side to count
-SEEN_GAP_LINES = 5  # ...with no more lines without data in a row than this (a source could hide in a longer gap)
+SEEN_GAP_LINES = 5  # ...with no more lines of no-data in a row than this (a source could hide in a longer gap)
 
 
 def _longest_run(flags: np.ndarray) -> int:
@@ -148,8 +148,9 @@ def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m
     measured on (their footprints), ``azimuth_pixel_m`` when not given. ``unchecked`` (when given) gets the
     detections without a ghost's source found that could not be checked on both sides: a search strip does not lie
     wholly in the image (a file cut to the site's window, a detection within 6.2 km of its end), or fewer than
-    SEEN_LINES of its lines hold data about the detection's column, or more than SEEN_GAP_LINES in a row do not
-    (a swath's no-data: NaN, or 0 as a GRD's fill); or the detection has no value of its own."""
+    SEEN_LINES of its lines hold data about the detection's column (a swath's no-data: NaN, or 0 as a GRD's fill),
+    or more than SEEN_GAP_LINES in a row are no-data (NaN: a patch of calm sea clipped to 0 hides no source); or
+    the detection has no value of its own."""
     if azimuth_pixel_m <= 0:
         raise ValueError(f"azimuth_pixel_m must be positive, got {azimuth_pixel_m}")
     per_db = 20.0 if values == "amplitude" else 10.0
@@ -171,14 +172,16 @@ def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m
             if strip is None or strip.size == 0:
                 continue
             s = strip.astype(np.float64)
-            finite = np.isfinite(s) & (s > 0)  # NaN, and 0: a GRD's fill beyond its swath (uint16, untagged)
+            known = np.isfinite(s)  # NaN: the file's no-data (tagged, or a float fill)
+            finite = known & (s > 0)  # and 0: a GRD's fill beyond its swath (uint16, untagged), or clipped calm sea
             # this side is seen when its whole strip lies in the image and nearly every line holds data about the
             # detection's own column (a seam line, or calm water clipped to 0 in a noise-subtracted product, is
             # no reason to call a mid-scene detection unchecked; fill beside the column is)
             cs = c - max(c - a, 0)  # the detection's column in the strip
             lines = finite[:, max(cs - 1, 0):cs + 2].any(axis=1)
+            tagged_gap = ~known[:, max(cs - 1, 0):cs + 2].any(axis=1)  # a patch of calm sea at 0 hides no source
             if r0 >= 0 and strip.shape[0] == r1 - r0 and lines.size and lines.mean() >= SEEN_LINES \
-                    and _longest_run(~lines) <= SEEN_GAP_LINES:
+                    and _longest_run(tagged_gap) <= SEEN_GAP_LINES:
                 seen += 1
             if not finite.any():  # no data there (a swath's NaN fill)
                 continue

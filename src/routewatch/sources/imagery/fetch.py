@@ -116,7 +116,7 @@ def fetch_band(href: str, grid: TargetGrid, dest: Path, *, strip_rows: int = 256
             return BandFetch(dest, 0, 0)
         # a band finished on another window (a fetch killed before the window's rule changed, resumed after it):
         # fetched again, or the scene's bands would not line up
-        dest.unlink()
+        dest.unlink(missing_ok=True)  # another run resuming the same folder may have got there first
     partial.mkdir(parents=True, exist_ok=True)
     marker = partial / "source.json"
     key = {"href": _public(href), "window": [grid.window.col_off, grid.window.row_off, grid.window.width,

@@ -89,7 +89,8 @@ class FetchResult:
 
 def scene_from_fetch(cand: SceneCandidate, site: Site, folder: Path, manifest: dict[str, Any]
                      ) -> tuple[Scene, Evidence]:
-    """The stored Scene for a fetched window (footprint = the window actually held, not the whole product)."""
+    """The stored Scene for a fetched window (footprint = the site's window, not the whole product, nor the reach
+    along track a Sentinel-1 window also holds)."""
     bands = {b: {"path": str(folder / f), "index": 1} for b, f in manifest["bands"].items() if b != "scl"}
     attrs: dict[str, Any] = {
         "kind": "sar" if cand.sensor == "sentinel-1" else "optical", "bands": bands, "source": "stac",
