@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from routewatch.detect.sar import true_runs
+
 # (r0, r1, c0, c1) -> the image's values in rows r0..r1-1, columns c0..c1-1, clipped to the image (None: nothing)
 Reader = Callable[[int, int, int, int], np.ndarray | None]
 
@@ -106,13 +108,6 @@ SEEN_LINES = 0.9  # share of a search strip's lines with data (about the detecti
 SEEN_GAP_LINES = 5  # ...with no more lines of no-data in a row than this (a source could hide in a longer gap)
 
 
-def _longest_run(flags: np.ndarray) -> int:
-    if not flags.any():
-        return 0
-    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
-    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
-
-
 def _footprint_peak(d: Any, read: Reader, r: int, c: int, pixel_m: float) -> float | None:
     """The brightest finite value of a detection's footprint: its oriented rectangle (length, width, heading from
     image-up) around its centre, at least the 5 x 5 pixels about it (the centroid of a long hull can be its dim
@@ -181,7 +176,7 @@ def find_ambiguities(detections: Sequence[Any], read: Reader, *, azimuth_pixel_m
             lines = finite[:, max(cs - 1, 0):cs + 2].any(axis=1)
             tagged_gap = ~known[:, max(cs - 1, 0):cs + 2].any(axis=1)  # a patch of calm sea at 0 hides no source
             if r0 >= 0 and strip.shape[0] == r1 - r0 and lines.size and lines.mean() >= SEEN_LINES \
-                    and _longest_run(tagged_gap) <= SEEN_GAP_LINES:
+                    and not (true_runs(tagged_gap) > SEEN_GAP_LINES).any():
                 seen += 1
             if not finite.any():  # no data there (a swath's NaN fill)
                 continue

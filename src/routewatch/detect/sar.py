@@ -462,12 +462,13 @@ def group_hits(rows: np.ndarray, cols: np.ndarray, params: CfarParams) -> tuple[
 # Ships moored side by side (a berth's nested ships, a row at a quay) merge into one target: the blur of each hull
 # and the grouping gap bridge the water between them. A target at least SPLIT_MIN_WIDTH_M wide is cut where the
 # mean return across it falls to SPLIT_VALLEY of the weaker side's peak (both above the sea's level), when every
-# piece is ship-shaped (at least SPLIT_ELONGATION times as long as wide) and lies along the cut (within
-# SPLIT_PARALLEL_DEG): the pieces are hulls side by side, not a hull cut across or a hull and its bridge. A target
-# nearly as wide as long (SPLIT_SQUARE) is also tried across its other axis: three hulls in a row are wider than
-# long. Simulated 10 m pairs of 120 x 20 m hulls 50-80 m apart: one target each before, two now; single hulls of
-# 30-60 m beam are never cut (tests/test_detect_sar.py). The valley was set so that the shared chips, whose
-# finer pixels resolve a hull's own structure, lose nothing (0.5 had cut one hull in two there).
+# piece is ship-shaped (SPLIT_ELONGATION to SPLIT_MAX_ELONGATION times as long as wide), lies along the cut (within
+# SPLIT_PARALLEL_DEG) and is not broken along its length (:func:`_broken`): the pieces are hulls side by side, not
+# a hull cut across, a hull and its bridge, or the rows of a grid. Cuts run along the target's axis; a target
+# nearly as wide as long (SPLIT_SQUARE) is tried in every direction. Simulated 10 m pairs of 120 x 20 m hulls
+# 50-80 m apart: one target each before, two now; single hulls of 30-60 m beam are never cut
+# (tests/test_detect_sar.py). The valley was set so that the shared chips, whose finer pixels resolve a hull's own
+# structure, lose nothing (0.5 had cut one hull in two there).
 SPLIT_MIN_WIDTH_M = 35.0
 SPLIT_VALLEY = 0.3
 SPLIT_ELONGATION = 2.0
@@ -475,6 +476,12 @@ SPLIT_MAX_ELONGATION = 10.0  # ...and at most this: a hull's side alone on fine 
 SPLIT_PARALLEL_DEG = 20.0
 SPLIT_SQUARE = 1.6
 SPLIT_DEPTH = 4  # at most 2 ** 4 hulls from one target
+
+
+def true_runs(flags: np.ndarray) -> np.ndarray:
+    """The lengths of the runs of True in a 1-D boolean array, in order."""
+    edges = np.diff(np.concatenate([[0], np.asarray(flags, np.int8), [0]]))
+    return np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
 
 
 def _turned(img: np.ndarray, y: np.ndarray, x: np.ndarray, ux: float, uy: float, pad: int
@@ -579,12 +586,8 @@ def _broken(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, heading: float, clu
     above = np.flatnonzero(~sea)
     if above.size < 2:
         return False
-    inner = sea[above[0]:above[-1] + 1]
-    if inner.any():
-        edges = np.diff(np.concatenate([[0], inner.astype(np.int8), [0]]))
-        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-        if ((ends - starts) >= run).any():
-            return True
+    if (true_runs(sea[above[0]:above[-1] + 1]) >= run).any():
+        return True
     # or three strong returns or more in a row (above half the strongest): at 10 m the blur fills the 30 m of water
     # between cages 50 m apart, but a hull has two such returns at most (a bow and a bridge, its dim deck between,
     # whose speckle a lower level had cut into returns of their own)
@@ -592,8 +595,7 @@ def _broken(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, heading: float, clu
     # target, as they were before any cut; a grid cut into rows would be several ships that are not there)
     p = whole[above[0]:above[-1] + 1]
     p = np.where(np.isfinite(p), p, 0.0)
-    strong = np.concatenate([[0], (p > STRONG_RETURN * p.max()).astype(np.int8), [0]])
-    return bool((np.diff(strong) == 1).sum() >= 3)
+    return true_runs(p > STRONG_RETURN * p.max()).size >= 3
 
 
 def split_side_by_side(img: np.ndarray, rr: np.ndarray, cc: np.ndarray, *, clutter: float, pixel_size_m: float,
