@@ -25,6 +25,7 @@ from routewatch.fuse.identify import (
     IdentifyConfig,
     LastSeen,
     identify_dark,
+    named,
     share_among_hulls,
     site_distances_m,
 )
@@ -210,14 +211,12 @@ def fuse_detections(
         shared = _shared_at_sites(idents, _sites_of(group, inputs.sites, icfg.near_site_m), twins, icfg)
         for k, ident in idents.items():
             m = matched.row(k, named=True)
-            probabilities = shared.get(k, (ident.probabilities, None))[0]
+            probabilities, at_site = shared.get(k, (ident.probabilities, None))
             why = dict(ident.reasons)
-            if shared.get(k, (None, None))[1]:
-                why["hulls at the site"] = shared[k][1]
-            best = max(probabilities, key=lambda v: probabilities[v])
-            best_p: float | None = probabilities[best]
-            if best == UNKNOWN or probabilities[best] <= icfg.min_probability:
-                best, best_p = None, None
+            if at_site:
+                why["hulls at the site"] = at_site
+            best = named(probabilities, icfg.min_probability)
+            best_p = probabilities[best] if best else None
             if m["ais_note"]:
                 why["nearest AIS ship"] = m["ais_note"]
             if maybe[k]:  # AIS ships that could be here: a watchlist name only when it is one of them
@@ -270,7 +269,7 @@ def _odds(probabilities: Mapping[str, float], vessel: str) -> float:
 
 
 def _shared_at_sites(idents: Mapping[int, Identification], sites: list[str | None], twins: list[list[int]],
-                     cfg: IdentifyConfig) -> dict[int, tuple[dict[str, float], str]]:
+                     cfg: IdentifyConfig) -> dict[int, tuple[dict[str, float], str | None]]:
     """Probabilities of the dark hulls of one image at one site, each watchlist vessel being at most one of them
     (:func:`~routewatch.fuse.identify.share_among_hulls`), and a reason; hulls alone at their site (or at none)
     keep their own. The same ship detected twice (``twins``) is one hull. ``sites``: each detection's site
@@ -283,7 +282,7 @@ def _shared_at_sites(idents: Mapping[int, Identification], sites: list[str | Non
         ship = [i] + [t for t in twins[i] if t in idents]
         seen.update(ship)
         by_site.setdefault(sites[i], []).append(ship)
-    out: dict[int, tuple[dict[str, float], str]] = {}
+    out: dict[int, tuple[dict[str, float], str | None]] = {}
     for site, hulls in by_site.items():
         if len(hulls) < 2:
             continue

@@ -179,6 +179,11 @@ def identify_dark(
     place: dict[str, float] = {}
     reasons: dict[str, str] = {}
     against: dict[str, str] = {}  # vessels whose AIS speaks against them, and what it says
+    flat = 1.0  # the size density of "unknown vessel": flat over the lengths and widths of merchant ships
+    if length_m is not None:
+        flat /= cfg.length_range_m[1] - cfg.length_range_m[0]
+    if width_m is not None:
+        flat /= cfg.width_range_m[1] - cfg.width_range_m[0]
     for key, v in vessels.items():
         if key in matched_elsewhere:
             likes[key], place[key] = 0.0, 0.0
@@ -223,14 +228,11 @@ def identify_dark(
             like /= cfg.width_range_m[1] - cfg.width_range_m[0]
             why.append(f"width {width_m:.0f} m, beam unknown: width not compared")
         likes[key] = like
+        # a hull of its size at its port, its AIS elsewhere
         if key in against and cfg.ais_false_rate > 0 and where == "site" and length_m is not None \
-                and v.length_m is not None:
-            flat_size = 1.0 / (cfg.length_range_m[1] - cfg.length_range_m[0])
-            if width_m is not None:
-                flat_size /= cfg.width_range_m[1] - cfg.width_range_m[0]
-            if like / flat_size >= cfg.spoof_check_odds:  # a hull of its size at its port, its AIS elsewhere
-                why.append(f"its size fits (odds {like / flat_size:.0f} against an unknown ship) at a site of its "
-                           "routes and only its AIS speaks against it: check for a spoofed position")
+                and v.length_m is not None and like / flat >= cfg.spoof_check_odds:
+            why.append(f"its size fits (odds {like / flat:.0f} against an unknown ship) at a site of its "
+                       "routes and only its AIS speaks against it: check for a spoofed position")
         reasons[key] = "; ".join(why)
     # The watchlist's prior mass is split over the candidates that could be here (at or between their routes'
     # sites, or placed nowhere); each keeps what its place allows. A vessel whose routes lie far from here keeps
@@ -256,22 +258,22 @@ def identify_dark(
     else:
         alone = shares(candidates)
         priors = {k: alone.get(k, 0.0) for k in likes}
-    flat = 1.0
-    if length_m is not None:
-        flat /= cfg.length_range_m[1] - cfg.length_range_m[0]
-    if width_m is not None:
-        flat /= cfg.width_range_m[1] - cfg.width_range_m[0]
     scores = {k: priors[k] * likes[k] for k in likes}
     unknown_prior = max(1.0 - sum(priors.values()), cfg.unknown_prior)
     scores[UNKNOWN] = unknown_prior * flat
     reasons[UNKNOWN] = f"any ship not on the watchlist (prior {unknown_prior:.2f}, flat size density)"
     z = sum(scores.values())
     probs = {k: s / z for k, s in scores.items()} if z > 0 else {UNKNOWN: 1.0}
-    best = max(probs, key=lambda k: probs[k])
-    # above, not at: a size-less detection at a one-vessel route's port is 0.5 that vessel on the prior alone,
-    # a coin toss between it and an unknown ship, not a name
-    named = best if best != UNKNOWN and probs[best] > cfg.min_probability else None
-    return Identification(probs, reasons, named, probs[best] if named else None)
+    best = named(probs, cfg.min_probability)
+    return Identification(probs, reasons, best, probs[best] if best else None)
+
+
+def named(probabilities: Mapping[str, float], min_probability: float) -> str | None:
+    """The watchlist vessel to name from a distribution: the likeliest, when it is a vessel and its probability is
+    above ``min_probability`` (above, not at: a size-less detection at a one-vessel route's port is 0.5 that vessel
+    on the prior alone, a coin toss between it and an unknown ship, not a name)."""
+    best = max(probabilities, key=lambda k: probabilities[k])
+    return best if best != UNKNOWN and probabilities[best] > min_probability else None
 
 
 EXACT_VESSELS = 10  # vessels whose share among the hulls of a site is worked out exactly (2 ** 10 states per hull)
