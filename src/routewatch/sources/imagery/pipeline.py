@@ -14,7 +14,7 @@ import io
 import math
 import os
 import time as _time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +66,12 @@ CHIP_PX = 64
 OPTICAL_SHORE_REACH_M = 30.0  # measured on the shared ports: see routewatch.detect.water.ship_zone
 
 
+def sar_band(names: Iterable[str]) -> str:
+    """The band a SAR scene is searched in: co-polarised first (ships are brighter there), else the first."""
+    names = list(names)
+    return next((p for p in ("vv", "hh", "sar", "vh", "hv") if p in names), names[0])
+
+
 def default_detector(kind: str, bands: dict[str, np.ndarray], pixel_size_m: float, water: np.ndarray, *,
                      sar_params: Any = None, sar_values: str = "amplitude") -> list[Any]:
     """The packaged detectors: CFAR for SAR (first polarisation), the optical model for blue/green/red(/nir).
@@ -76,7 +82,7 @@ def default_detector(kind: str, bands: dict[str, np.ndarray], pixel_size_m: floa
     if kind == "sar":
         from routewatch.detect.sar import CfarParams, detect_sar
 
-        pol = next((p for p in ("vv", "hh", "sar", "vh", "hv") if p in bands), next(iter(bands)))
+        pol = sar_band(bands)
         return detect_sar(bands[pol], pixel_size_m=pixel_size_m, water=water, params=sar_params or CfarParams(),
                           values=sar_values)
     from routewatch.detect.optical import detect_optical
@@ -344,8 +350,7 @@ def _azimuth_ambiguities(scene: Scene, raster: SceneRaster, found: list[Any]) ->
     from routewatch.detect.ambiguity import find_ambiguities, mark_ambiguities
 
     refs = band_refs(scene)
-    pol = next((p for p in ("vv", "hh", "sar", "vh", "hv") if p in refs), next(iter(refs)))  # as the detector
-    ref = refs[pol]
+    ref = refs[sar_band(refs)]  # the band the detector searched
     offset = (int(raster.window.row_off), int(raster.window.col_off)) if raster.window is not None else (0, 0)
     with rasterio.open(str(ref["path"])) as ds:
         idx = int(ref.get("index", 1))
