@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from routewatch.detect import sar
 from routewatch.detect.evaluate import Scores, load_gray, load_voc, sar_chips, score
 from routewatch.detect.sar import (
     CfarParams,
@@ -19,6 +20,7 @@ from routewatch.detect.sar import (
     group_hits,
     ring_threshold_at,
     targets_from_hits,
+    with_neighbour,
 )
 from routewatch.detect.water import sar_water
 from routewatch.simulate.scenes import sea_clutter
@@ -89,6 +91,66 @@ def test_fast_path_is_independent_of_tiling_and_threads() -> None:
     a = cfar_hits(img, pixel_size_m=10.0, tile_rows=64, threads=2)
     b = cfar_hits(img, pixel_size_m=10.0, tile_rows=4096, threads=1)
     assert sorted(zip(*a, strict=True)) == sorted(zip(*b, strict=True))
+
+
+def test_a_ship_across_a_tile_edge_keeps_the_pixel_whose_only_neighbour_is_in_the_next_tile() -> None:
+    """Lone candidates are dropped inside each tile; the rows just outside the tile count as neighbours."""
+    img = clutter((700, 500), seed=9)
+    img[63, 100] = 3000  # its only bright neighbour, (64, 101), lies in the next 64-row tile
+    img[64:77, 101] = 3000
+    a = set(zip(*cfar_hits(img, pixel_size_m=10.0, tile_rows=64, threads=2), strict=True))
+    b = set(zip(*cfar_hits(img, pixel_size_m=10.0, tile_rows=4096, threads=1), strict=True))
+    assert (63, 100) in b
+    assert a == b
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_with_neighbour_keeps_exactly_the_candidates_with_a_neighbour(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    full = rng.random((42, 37)) > 0.9
+    full[:, 0] |= rng.random(42) > 0.5  # crowded edges
+    full[-1] |= rng.random(37) > 0.5
+    full[8:12, 3:9] = False
+    full[10, 5] = full[9, 6] = True  # a pair across the strip's top edge below
+    near = ndimage.convolve(full.astype(int), np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]]), mode="constant") > 0
+    want = full & near
+    assert np.array_equal(with_neighbour(full), want)
+    # a strip of the middle rows, told the rows just outside it
+    assert np.array_equal(with_neighbour(full[10:30], full[9], full[30]), want[10:30])
+    assert want[10, 5] and not with_neighbour(full[10:30])[0, 5]  # the row outside does matter
+
+
+@pytest.mark.parametrize("shape", [(16 * 7 + 5, 16 * 9 + 3), (16 * 7, 16 * 9)])  # ragged (padded blocks), whole
+def test_block_sums_by_strips_and_threads_equal_one_sum_over_each_block(
+        monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 4000, shape).astype(np.uint16)
+    water = rng.random(img.shape) > 0.3
+    monkeypatch.setattr(sar, "STRIP_BLOCKS", 2)
+    step, block = sar.STEP, sar.BLOCK
+    for wet in (None, water):
+        got = sar._block_sums(img, wet, threads=2)
+        assert all(np.array_equal(x, y) for x, y in zip(got, sar._block_sums(img, wet, threads=1), strict=True))
+        sample = img[step // 2 :: step, step // 2 :: step].astype(np.float64)
+        wt = np.ones(sample.shape) if wet is None else wet[step // 2 :: step, step // 2 :: step].astype(np.float64)
+        spb = block // step
+        for bi in range(got[0].shape[0]):
+            for bj in range(got[0].shape[1]):
+                box = np.s_[bi * spb : (bi + 1) * spb, bj * spb : (bj + 1) * spb]
+                want = [wt[box].sum(), (sample[box] * wt[box]).sum(), (sample[box] ** 2 * wt[box]).sum()]
+                assert [x[bi, bj] for x in got] == pytest.approx(want, rel=1e-6)
+
+
+def test_small_and_large_hit_lists_are_labelled_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(6)
+    rows, cols = rng.integers(0, 300, 2500), rng.integers(0, 400, 2500)
+    for gap in (1, 3):
+        small = cluster_hits(rows, cols, gap)
+        monkeypatch.setattr(sar, "SMALL_GRAPH", 0)  # scipy's csgraph for every size
+        large = cluster_hits(rows, cols, gap)
+        monkeypatch.undo()
+        assert np.array_equal(small, large)
+        assert len(set(small)) < rows.size  # the random hits do join
 
 
 def test_cluster_hits_equals_8_connected_labels_for_gap_1() -> None:
