@@ -1108,3 +1108,24 @@ def test_one_message_heard_by_two_receivers_whose_clocks_differ_is_stored_once(t
     late = tmp_path / "rx_c.nmea"  # three seconds late: another message, as far as the stamps can tell
     late.write_text("\n".join(line(m, x, t + 3, "rxc") for m, x, t in moving) + "\n")
     assert ingest_file(late, tmp_path / "ais2").added == 6
+
+    # across midnight: one receiver's clock puts the copy on the day before, the other's on the day after
+    midnight = 1_700_006_400  # 2023-11-15 00:00:00 UTC
+    assert midnight % 86_400 == 0
+    early = tmp_path / "rx_early.nmea"
+    later = tmp_path / "rx_later.nmea"
+    ships = [(273000303, 130.40, midnight - 1), (273000304, 130.41, midnight)]  # copies stamped 2 s apart:
+    # 23:59:58 and 00:00:00, 23:59:59 and 00:00:01
+    early.write_text("\n".join(line(m, x, t - 1, "rxe") for m, x, t in ships) + "\n")
+    later.write_text("\n".join(line(m, x, t + 1, "rxl") for m, x, t in ships) + "\n")
+    for order in ((early, later), (later, early)):
+        where = tmp_path / f"ais-{order[0].stem}"
+        assert ingest_file(order[0], where).added == 2
+        assert ingest_file(order[1], where).added == 0, order[0].name
+        assert sum(read_day(d).height for _, d in day_dirs(where)) == 2
+    feed = tmp_path / "rx_both.nmea"  # one file read in chunks: a chunk's staged part of the day before counts
+    feed.write_text(early.read_text() + later.read_text())
+    assert ingest_file(feed, tmp_path / "ais-chunks", chunk_lines=2).added == 2
+    moved = tmp_path / "rx_moved.nmea"  # the ship a second later but elsewhere: its next report, kept
+    moved.write_text("\n".join(line(m, x + 0.001, t + 1, "rxm") for m, x, t in ships) + "\n")
+    assert ingest_file(moved, tmp_path / "ais-rx_early").added == 2

@@ -139,6 +139,33 @@ def _heard_before(part: pl.DataFrame, stored: pl.DataFrame) -> np.ndarray:
     return near["_t"].is_not_null().to_numpy()
 
 
+def _heard_next_door(ais_dir: Path, day: date, part: pl.DataFrame,
+                     staged: list[tuple[Path, Path]] | None) -> np.ndarray:
+    """Rows of one day's ``part`` within SAME_MESSAGE_S of midnight whose copy another receiver's clock put on the
+    neighbouring day, already stored there (or staged by this file's earlier chunks): the same message, which the
+    day's own check cannot see (a 23:59:59.5 and a 00:00:00.8 copy had both been stored). Only the minutes near
+    midnight of the neighbour's time column are read."""
+    out = np.zeros(part.height, bool)
+    if part.height == 0:
+        return out
+    reach = int(SAME_MESSAGE_S * 1e6)
+    start = (day.toordinal() - date(1970, 1, 1).toordinal()) * DAY_US
+    t = part["timestamp"].dt.epoch("us").to_numpy()
+    for offset, near in ((-1, t < start + reach), (1, t >= start + DAY_US - reach)):
+        if not near.any():
+            continue
+        ddir = positions_dir(ais_dir) / f"day={date.fromordinal(day.toordinal() + offset).isoformat()}"
+        files = part_files(ddir) + [tmp for tmp, _final in (staged or ()) if tmp.parent == ddir]
+        if not files:
+            continue
+        edge = start if offset < 0 else start + DAY_US  # the midnight between the two days
+        window = (pl.col("timestamp").dt.epoch("us") - edge).abs() <= reach
+        keys = pl.scan_parquet(files).select(list(DEDUPE_KEY)).filter(window).collect()
+        if keys.height:
+            out[near] = _heard_before(part.filter(pl.Series(near)), keys)
+    return out
+
+
 def _by_day(frame: pl.DataFrame) -> list[tuple[date, pl.DataFrame]]:
     """Split a sorted frame into UTC days (order kept); a one-day batch, the usual case, is not copied."""
     day = frame["timestamp"].dt.epoch("us") // DAY_US
@@ -193,6 +220,9 @@ def write_positions(
                 before = _heard_before(part, keys)
                 if before.any():
                     part = part.filter(pl.Series(~before))
+            before = _heard_next_door(ais_dir, day, part, staged)
+            if before.any():
+                part = part.filter(pl.Series(~before))
             if part.height == 0:
                 continue
             if constant_source:
