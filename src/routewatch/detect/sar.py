@@ -246,6 +246,10 @@ def ring_threshold_at(
     key = (rows // cell) * (w // cell + 1) + cols // cell
     order = np.argsort(key, kind="stable")
     bounds = np.flatnonzero(np.diff(key[order])) + 1
+    if (bounds.size + 1) * (cell + 2 * b + 1) ** 2 > SAT_WORTH * h * w and h * w <= SAT_MAX_PX:
+        # the squares' neighbourhoods would read the image many times over (a window wider than the image, as at
+        # metre pixels): one summed-area table of the whole image answers every box at once
+        return _ring_thresholds_by_table(image, water, rows, cols, g, b, k)
     for idx in np.split(order, bounds):
         r, c = rows[idx], cols[idx]
         r0, c0 = int(r.min()) - b, int(c.min()) - b
@@ -278,6 +282,63 @@ def ring_threshold_at(
         mean, std = _ring_stats(*sums)
         out[idx] = mean + k * std
     return out
+
+
+SAT_WORTH = 4  # a summed-area table costs about this many passes over the image...
+SAT_MAX_PX = 64_000_000  # ...and 8 bytes a pixel, twice (the table and a layer): images of up to 64 Mpx
+
+
+def _ring_thresholds_by_table(image: np.ndarray, water: np.ndarray | None, rows: np.ndarray, cols: np.ndarray,
+                              g: int, b: int, k: float) -> np.ndarray:
+    """:func:`ring_threshold_at` from one summed-area table of the image.
+
+    scipy's ``reflect`` extension repeats the image and its mirror images with a period of twice its size, so a box
+    sum over the extension, however far it reaches past the edges, is a sum of whole periods (counted by
+    multiplication) and of parts of one period, each read from the image's own table (a mirrored part is a whole
+    run of the image less its reflection). Exact like the squares' path; its cost grows with the image, not with
+    the window.
+    """
+    h, w = image.shape
+    r, c = rows.astype(np.int64), cols.astype(np.int64)
+    table = np.zeros((h + 1, w + 1))
+
+    def fold(x: np.ndarray, n: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """Whole periods before ``x`` on an axis of ``n``, and the (weight, table index) pairs that sum the rest:
+        the first ``x mod 2n`` of a period is the image's first rows, or all of them and the mirrored rest."""
+        q, rest = np.divmod(x, 2 * n)
+        inside = rest <= n
+        return q, [(np.where(inside, 1.0, 2.0), np.where(inside, rest, n)),
+                   (np.where(inside, 0.0, -1.0), np.where(inside, 0, 2 * n - rest))]
+
+    def box_sums(layer: np.ndarray) -> np.ndarray:
+        table[1:, 1:] = layer
+        np.cumsum(table, 0, out=table)
+        np.cumsum(table, 1, out=table)
+        period = 4.0 * table[h, w]
+
+        def upto(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # the sum over the extension's [0, x) x [0, y)
+            qx, xs = fold(x, h)
+            qy, ys = fold(y, w)
+            part = sum(a * b_ * table[i, j] for a, i in xs for b_, j in ys)
+            along_x = sum(a * 2.0 * table[i, w] for a, i in xs)  # the rest of the rows, every column of a period
+            along_y = sum(b_ * 2.0 * table[h, j] for b_, j in ys)
+            return qx * qy * period + qx * along_y + qy * along_x + part
+
+        def box(q: int) -> np.ndarray:
+            return upto(r + q + 1, c + q + 1) - upto(r - q, c + q + 1) - upto(r + q + 1, c - q) + upto(r - q, c - q)
+
+        return box(b) - box(g)
+
+    x = np.asarray(image, dtype=np.float64)
+    if water is None:
+        sums = [np.full(r.size, float((2 * b + 1) ** 2 - (2 * g + 1) ** 2))]
+        layers: list[Callable[[], np.ndarray]] = [lambda: x, lambda: x * x]
+    else:
+        wt = np.asarray(water, dtype=np.float64)
+        sums, layers = [], [lambda: wt, lambda: x * wt, lambda: x * x * wt]
+    sums += [box_sums(layer()) for layer in layers]  # one layer made at a time
+    mean, std = _ring_stats(*sums)
+    return mean + k * std
 
 
 def cfar_hits(
@@ -481,6 +542,10 @@ def cluster_hits(rows: np.ndarray, cols: np.ndarray, gap: int = 2) -> np.ndarray
         return np.empty(0, np.int64)
     r = rows.astype(np.int64)
     c = cols.astype(np.int64)
+    offsets_n = gap + gap * (2 * gap + 1)
+    area = (int(r.max() - r.min()) + 2 * gap + 1) * (int(c.max() - c.min()) + 2 * gap + 1)
+    if area <= DENSE_MAX_PX and DENSE_WORTH * area < n * offsets_n:
+        return _clusters_on_raster(r, c, gap)
     width = int(c.max()) + 2 * gap + 2
     key = r * width + c
     order = np.argsort(key)
@@ -502,6 +567,28 @@ def cluster_hits(rows: np.ndarray, cols: np.ndarray, gap: int = 2) -> np.ndarray
     graph = sparse.coo_matrix((np.ones(s.size, np.int8), (s, d)), shape=(n, n))
     _, labels = csgraph.connected_components(graph, directed=False)
     return labels
+
+
+DENSE_WORTH = 8  # a raster of the hits' box costs about this many look-ups per pixel...
+DENSE_MAX_PX = 16_000_000  # ...and is drawn only up to this size
+
+
+def _clusters_on_raster(r: np.ndarray, c: np.ndarray, gap: int) -> np.ndarray:
+    """:func:`cluster_hits` by drawing the hits on a raster of their box: a square of side ``gap`` at each hit
+    (the same corner for all) touches another hit's square, 8-connected, exactly when the two hits are at most
+    ``gap`` apart in rows and in columns, so the squares' connected regions are the clusters. Used where the
+    neighbour look-ups would be many (a wide gap: 30 px at 1 m pixels is 1,860 offsets for each hit); labels
+    numbered as csgraph numbers them (in the order of each cluster's first hit)."""
+    r0, c0 = int(r.min()) - gap, int(c.min()) - gap
+    raster = np.zeros((int(r.max()) - r0 + gap + 1, int(c.max()) - c0 + gap + 1), np.uint8)
+    raster[r - r0, c - c0] = 1
+    squares = ndimage.maximum_filter(raster, size=gap, mode="constant")
+    regions, _ = ndimage.label(squares, structure=np.ones((3, 3), bool))
+    at = regions[r - r0, c - c0]
+    _, first, inverse = np.unique(at, return_index=True, return_inverse=True)
+    rank = np.empty(first.size, np.int64)
+    rank[np.argsort(first)] = np.arange(first.size)
+    return rank[inverse.ravel()]
 
 
 SMALL_GRAPH = 20_000  # hits below this are labelled by :func:`_components`, above by scipy's csgraph
