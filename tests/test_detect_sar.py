@@ -98,9 +98,11 @@ def test_a_ship_across_a_tile_edge_keeps_the_pixel_whose_only_neighbour_is_in_th
     img = clutter((700, 500), seed=9)
     img[63, 100] = 3000  # its only bright neighbour, (64, 101), lies in the next 64-row tile
     img[64:77, 101] = 3000
+    img[128, 300] = 3000  # its only bright neighbour, (127, 301), lies in the tile before
+    img[115:128, 301] = 3000
     a = set(zip(*cfar_hits(img, pixel_size_m=10.0, tile_rows=64, threads=2), strict=True))
     b = set(zip(*cfar_hits(img, pixel_size_m=10.0, tile_rows=4096, threads=1), strict=True))
-    assert (63, 100) in b
+    assert (63, 100) in b and (128, 300) in b
     assert a == b
 
 
