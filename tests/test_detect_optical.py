@@ -347,3 +347,65 @@ def test_optical_nodata_rule() -> None:
     for k in ("green", "red", "nir"):
         f[k][2, 2] = 0
     assert optical_nodata(f)[2, 2]
+
+
+def test_fine_pixels_are_averaged_to_the_networks_scale() -> None:
+    from routewatch.detect.optical import NETWORK_PIXEL_M, block_means, network_factors
+
+    assert network_factors(10.0) == network_factors(3.0) == (1, 1)
+    assert network_factors(0.5) == (16, 16) and network_factors((1.0, 0.5)) == (8, 16)
+    assert network_factors(2.9) == (3, 3) and round(NETWORK_PIXEL_M / 2.9) == 3
+    rng = np.random.default_rng(1)
+    b = {"red": rng.integers(1, 1000, (10, 7)).astype(np.uint16)}
+    nodata = np.zeros((10, 7), bool)
+    nodata[:4, :3] = True  # the first block (4 x 3) all no-data; the second mostly
+    nodata[:3, 3:6] = True
+    water = np.zeros((10, 7), bool)
+    water[4:, :] = True
+    out, wet = block_means(b, nodata, water, 4, 3)
+    assert out["red"].shape == (3, 3) and wet is not None and wet.shape == (3, 3)
+    assert out["red"][0, 0] == 0 and out["red"][0, 1] == 0  # mostly no-data: no-data (0)
+    assert out["red"][1, 1] == pytest.approx(b["red"][4:8, 3:6].mean())
+    assert out["red"][0, 2] == pytest.approx(b["red"][:4, 6][~nodata[:4, 6]].mean())  # a partial block, 4 x 1
+    assert out["red"][2, 2] == pytest.approx(b["red"][8:, 6].mean())  # the 2 x 1 corner
+    assert wet.tolist() == [[False, False, False], [True, True, True], [True, True, True]]
+
+
+@pytest.mark.shared
+def test_a_sentinel_2_port_upsampled_to_metre_pixels_gives_the_same_ships(shared_dir: Path) -> None:
+    """Casablanca repeated 8 x 8 to 1 m-scale pixels: averaged back for the network, it gives the ships found at
+    10 m, at the same places in the fine image's pixels, measured alike. Given the fine pixels as they are, the
+    network (trained on ships of 10-40 pixels) had fired on texture."""
+    from routewatch.detect.evaluate import load_sen2ships_port
+
+    port = load_sen2ships_port(shared_dir / "data" / "sen2ships" / "casablanca")
+    k = 8
+    fine = {n: np.repeat(np.repeat(v, k, 0), k, 1) for n, v in port.bands.items()}
+    coarse_px = 8.0  # what a fine pixel of NETWORK_PIXEL_M / 8 is averaged back to
+    at_10 = detect_optical(port.bands, pixel_size_m=coarse_px)
+    at_1 = detect_optical(fine, pixel_size_m=coarse_px / k)
+    assert len(at_10) >= 5
+    want = np.array([((d.row + 0.5) * k - 0.5, (d.col + 0.5) * k - 0.5, d.length_m, d.score) for d in at_10])
+    got = np.array([(d.row, d.col, d.length_m, d.score) for d in at_1])
+    assert got.shape == want.shape and np.allclose(got, want, rtol=1e-6, atol=1e-3)
+
+
+def test_a_chip_on_fine_pixels_shows_the_whole_ship() -> None:
+    """48 pixels at 0.5 m had shown 24 m of a 200 m ship: the cut spans 1.5 times the ship, shrunk to 128 px."""
+    import io
+
+    from PIL import Image
+
+    from routewatch.detect.base import Detection, add_chips
+
+    img = np.zeros((1200, 1200), np.float32)
+    img[595:605, 400:800] = 1000.0  # a 200 m x 5 m hull at 0.5 m, along the rows
+    ship = Detection(row=600.0, col=600.0, length_m=200.0, width_m=5.0, heading_deg=90.0, score=0.9)
+    (fine,) = add_chips([ship], img, pixel_size_m=0.5)
+    chip = np.asarray(Image.open(io.BytesIO(fine.chip_png)))
+    assert chip.shape == (128, 128)
+    lit = np.flatnonzero(chip.max(axis=0) > 100)
+    assert lit.size and lit[-1] - lit[0] >= 0.6 * 128  # the hull spans two thirds of the chip: both ends show
+    assert chip[:, : lit[0]].max() < 50 and chip[:, lit[-1] + 1 :].max() < 50  # with water beyond them
+    (coarse,) = add_chips([ship], img, pixel_size_m=10.0)  # at 10 m a 200 m ship is 20 px: the usual 48 px chip
+    assert Image.open(io.BytesIO(coarse.chip_png)).size == (48, 48)

@@ -512,7 +512,7 @@ def register(app: typer.Typer) -> None:
         unchecked: list[int] = []
         if along != "none" and dets:
             dets = _mark_ambiguities(dets, band, values, along, grid, transform, crs, px, unchecked, valid)
-        dets = add_chips(dets, band)
+        dets = add_chips(dets, band, pixel_size_m=px)
         _write(dets, out, {"image": str(image), "width": band.shape[1], "height": band.shape[0], "pixel_size_m": px,
                            "detector": str(model) if model else "sar-cfar", "water": method,
                            "georeferenced": transform is not None or grid is not None,
@@ -593,7 +593,7 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise _fail(str(exc)) from exc
         rgb = np.stack([data[b] for b in ("red", "green", "blue")], axis=-1).astype(np.float32)
-        dets = add_chips(dets, rgb)
+        dets = add_chips(dets, rgb, pixel_size_m=px)
         _write(dets, out, {"image": str(first), "width": rgb.shape[1], "height": rgb.shape[0], "pixel_size_m": px,
                            "detector": str(model) if model else "optical-unet",
                            "bands": [b for b in BAND_ORDER if b in bands],

@@ -65,8 +65,35 @@ def attach_lonlat(detections: Sequence[Detection], transform: Any, crs: Any) -> 
     return [replace(d, lon=float(x), lat=float(y)) for d, x, y in zip(detections, lon, lat, strict=True)]
 
 
+CHIP_SHOWS = 1.5  # a chip spans this many times the ship's length, so that the whole hull and water around show
+CHIP_CUT_MAX_PX = 2048  # ...at most this many pixels of the image (a 1 km ship at 0.75 m)
+CHIP_WRITTEN_MAX_PX = 128  # a wider cut is shrunk to this (fine pixels: a 200 m ship at 0.5 m is cut 600 px wide)
+
+
+def chip_side_px(length_m: float, pixel_size_m: float | tuple[float, float] | None, least: int) -> int:
+    """The side, in image pixels, of the square cut for a ship's chip: ``least`` (the chip of a 10 m image), or
+    wider on fine pixels, where ``least`` pixels had shown 24 m of a 200 m ship."""
+    if pixel_size_m is None:
+        return least
+    px = float(np.min(pixel_size_m))
+    if not np.isfinite(px) or px <= 0 or not np.isfinite(length_m):
+        return least
+    return int(max(least, min(CHIP_CUT_MAX_PX, np.ceil(CHIP_SHOWS * length_m / px))))
+
+
+def shrunk_chip(chip: np.ndarray) -> np.ndarray:
+    """An 8-bit chip cut wider than ``CHIP_WRITTEN_MAX_PX`` brought down to it (area averaging)."""
+    if chip.shape[0] <= CHIP_WRITTEN_MAX_PX:
+        return chip
+    from PIL import Image
+
+    side = CHIP_WRITTEN_MAX_PX
+    return np.asarray(Image.fromarray(chip).resize((side, side), Image.Resampling.BOX))
+
+
 def chip_png(image: np.ndarray, row: float, col: float, size: int = 48) -> bytes:
-    """An 8-bit PNG of ``size`` x ``size`` pixels centred on (row, col), contrast-stretched on its own pixels.
+    """An 8-bit PNG of ``size`` x ``size`` pixels centred on (row, col), contrast-stretched on its own pixels
+    (shrunk to ``CHIP_WRITTEN_MAX_PX`` when wider).
 
     ``image`` is (H, W) or (H, W, 3); edges are padded with black so every chip has the same size.
     """
@@ -85,13 +112,16 @@ def chip_png(image: np.ndarray, row: float, col: float, size: int = 48) -> bytes
     lo, hi = np.percentile(out, [1, 99.5]) if out.any() else (0.0, 1.0)
     u8 = np.clip((out - lo) / max(float(hi - lo), 1e-6) * 255, 0, 255).astype(np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(u8).save(buf, format="PNG", optimize=True)
+    Image.fromarray(shrunk_chip(u8)).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 
-def add_chips(detections: Sequence[Detection], image: np.ndarray, size: int = 48) -> list[Detection]:
-    """Copies of ``detections`` with ``chip_png`` cut from ``image`` (a band, or an RGB rendering)."""
-    return [replace(d, chip_png=chip_png(image, d.row, d.col, size)) for d in detections]
+def add_chips(detections: Sequence[Detection], image: np.ndarray, size: int = 48,
+              pixel_size_m: float | tuple[float, float] | None = None) -> list[Detection]:
+    """Copies of ``detections`` with ``chip_png`` cut from ``image`` (a band, or an RGB rendering): ``size``
+    pixels square, or wider to show the whole ship when ``pixel_size_m`` says the pixels are fine."""
+    return [replace(d, chip_png=chip_png(image, d.row, d.col, chip_side_px(d.length_m, pixel_size_m, size)))
+            for d in detections]
 
 
 def to_geojson(detections: Sequence[Detection], meta: dict[str, Any] | None = None) -> dict[str, Any]:

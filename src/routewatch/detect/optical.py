@@ -20,7 +20,7 @@ image's edge anyway, and could not be measured).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,16 +46,19 @@ class OpticalParams:
     nodata_guard_px: int = 1  # a region whose outline comes this close to no-data is the data/no-data step
 
 
-NIR_NEEDED_ABOVE_M = 3.0  # coarser pixels than this: the packaged optical model needs the nir band
+RESAMPLE_BELOW_M = 3.0  # finer ground pixels are averaged to about NETWORK_PIXEL_M before the network sees them
+NETWORK_PIXEL_M = 8.0  # the ground pixel of the ports it learned from: 10 m Web Mercator, 5.8-9.4 m on the ground
 
 
 def missing_nir_warning(bands: Mapping[str, object], pixel_size_m: float) -> str | None:
-    """The warning for optical bands without ``nir`` at a ground pixel coarser than 3 m, or None: the packaged
-    model then finds far fewer ships (measured on the labelled Sentinel-2 ports, see docs/detection.md)."""
-    if "nir" in bands or pixel_size_m <= NIR_NEEDED_ABOVE_M:
+    """The warning for optical bands without ``nir``, or None: the packaged model then finds far fewer ships
+    (measured on the labelled Sentinel-2 ports, see docs/detection.md). Finer images are averaged to the
+    network's scale first (:func:`network_factors`), where the same holds."""
+    if "nir" in bands:
         return None
-    return (f"no nir band at {pixel_size_m:.1f} m pixels: from blue, green and red alone the packaged model finds "
-            "far fewer ships (F1 0.24 against 0.74 with nir on the labelled Sentinel-2 ports)")
+    scale = f" (averaged to about {NETWORK_PIXEL_M:.0f} m for the network)" if pixel_size_m < RESAMPLE_BELOW_M else ""
+    return (f"no nir band at {pixel_size_m:.1f} m pixels{scale}: from blue, green and red alone the packaged model "
+            "finds far fewer ships (F1 0.24 against 0.74 with nir on the labelled Sentinel-2 ports)")
 
 
 def optical_nodata(bands: Mapping[str, np.ndarray], valid: np.ndarray | None = None) -> np.ndarray:
@@ -268,6 +271,44 @@ def detections_from_probability(
     return out
 
 
+def network_factors(pixel_size_m: float | tuple[float, float]) -> tuple[int, int]:
+    """How many pixels (rows, columns) of an image are averaged into one pixel for the network: 1 at Sentinel-2
+    scale, about ``NETWORK_PIXEL_M`` over the pixel size below ``RESAMPLE_BELOW_M`` (a 0.5 m image: 16 x 16)."""
+    dy, dx = (pixel_size_m, pixel_size_m) if np.isscalar(pixel_size_m) else pixel_size_m  # type: ignore[misc]
+    dy, dx = float(dy), float(dx)
+    if max(dy, dx) >= RESAMPLE_BELOW_M:
+        return 1, 1
+    return max(1, round(NETWORK_PIXEL_M / dy)), max(1, round(NETWORK_PIXEL_M / dx))
+
+
+def block_means(bands: Mapping[str, np.ndarray], nodata: np.ndarray, water: np.ndarray | None, fy: int, fx: int
+                ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The bands averaged over blocks of ``fy`` x ``fx`` pixels (float32; no-data pixels left out of each mean; a
+    block that is mostly no-data is no-data, 0 in every band), and the water mask as the blocks mostly water.
+    The last block of a row or column may be partial."""
+    h, w = nodata.shape
+    hh, ww = -(-h // fy), -(-w // fx)
+
+    def sums(a: np.ndarray) -> np.ndarray:
+        padded = np.zeros((hh * fy, ww * fx), np.float32)
+        padded[:h, :w] = a
+        return padded.reshape(hh, fy, ww, fx).sum(axis=(1, 3), dtype=np.float64)
+
+    data = ~np.asarray(nodata, bool)
+    count = sums(data)
+    full = np.full((hh, ww), float(fy * fx))  # pixels a block holds inside the image
+    full[-1, :] = (h - (hh - 1) * fy) * fx
+    full[:, -1] = full[:, -1] / fx * (w - (ww - 1) * fx)
+    kept = count >= 0.5 * full
+    out = {}
+    for name, band in bands.items():
+        a = np.asarray(band, np.float32)
+        total = sums(np.where(data, np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0), 0.0))
+        out[name] = np.where(kept, total / np.maximum(count, 1.0), 0.0).astype(np.float32)
+    wet = None if water is None else sums(np.asarray(water, bool)) >= 0.5 * full
+    return out, wet
+
+
 def detect_optical(
     bands: Mapping[str, np.ndarray],
     *,
@@ -281,8 +322,25 @@ def detect_optical(
 
     ``pixel_size_m`` is the ground pixel size (for EPSG:3857 Sentinel-2 crops: 10 m x cos(latitude)).
     ``valid``: the pixels the file says are data; no-data (:func:`optical_nodata`) and a rim along it give no ship.
+
+    The network learned ships of 10-40 pixels on 6-9 m pixels; on finer images (under ``RESAMPLE_BELOW_M``: Planet
+    SkySat, Maxar, aerial) a ship spans hundreds of pixels and it fired on texture, so such images are averaged to
+    about ``NETWORK_PIXEL_M`` first (:func:`network_factors`), and the ships found there are given back in the
+    input's pixels. Lengths are then measured on the averaged pixels (to about 8 m).
     """
     bands = without_nodata(bands, valid)
+    fy, fx = network_factors(pixel_size_m)
+    if (fy, fx) != (1, 1):
+        dy, dx = (pixel_size_m, pixel_size_m) if np.isscalar(pixel_size_m) else pixel_size_m  # type: ignore[misc]
+        shapes = {np.shape(v) for v in bands.values()}
+        if len(shapes) != 1:
+            raise ValueError(f"band arrays differ in size: { {k: np.shape(v) for k, v in bands.items()} }")
+        if water is not None and np.shape(water) != next(iter(shapes)):
+            raise ValueError(f"water mask shape {np.shape(water)} differs from image shape {next(iter(shapes))}")
+        coarse, wet = block_means(bands, optical_nodata(bands), water, fy, fx)
+        found = detect_optical(coarse, pixel_size_m=(float(dy) * fy, float(dx) * fx), water=wet,
+                               model_path=model_path, params=params)
+        return [replace(d, row=(d.row + 0.5) * fy - 0.5, col=(d.col + 0.5) * fx - 0.5) for d in found]
     feats = optical_features(bands)
     prob = probability_map(feats, model_path)
     return detections_from_probability(prob, pixel_size_m=pixel_size_m, water=water, params=params,

@@ -28,6 +28,7 @@ from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
+from routewatch.detect.base import chip_side_px, shrunk_chip
 from routewatch.detect.measure import to_ground_sizes
 from routewatch.detect.water import WaterMaskError, image_water, load_water_polygons, ship_zone
 from routewatch.fuse.io import fused_id
@@ -141,7 +142,8 @@ def _display(raster: SceneRaster) -> np.ndarray:
 
 
 def make_chip(display: np.ndarray, row: float, col: float, size: int = CHIP_PX) -> bytes:
-    """A PNG of ``size`` x ``size`` pixels centred on (row, col), padded black at the image edge."""
+    """A PNG of ``size`` x ``size`` pixels centred on (row, col), padded black at the image edge (shrunk to
+    ``CHIP_WRITTEN_MAX_PX`` when wider)."""
     from PIL import Image
 
     h, w = display.shape[:2]
@@ -152,7 +154,7 @@ def make_chip(display: np.ndarray, row: float, col: float, size: int = CHIP_PX) 
     if re > rs and ce > cs:
         chip[rs - r0:re - r0, cs - c0:ce - c0] = display[rs:re, cs:ce]
     buf = io.BytesIO()
-    Image.fromarray(chip).save(buf, format="PNG")
+    Image.fromarray(shrunk_chip(chip)).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -281,7 +283,8 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
     label = "simulated " if scene.simulated else ""
     for d in inside:
         sid = stable_id("sighting", look_id, f"{d.lon:.6f}", f"{d.lat:.6f}")
-        png = d.chip_png if d.chip_png is not None else make_chip(display, d.row, d.col)  # type: ignore[arg-type]
+        png = d.chip_png if d.chip_png is not None else make_chip(  # type: ignore[arg-type]
+            display, d.row, d.col, chip_side_px(d.length_m, raster.pixel_size_m, CHIP_PX))
         chip_path = Path(chips_dir) / f"{sid}.png"
         _write_atomic(chip_path, png)
         chip_ev = Evidence(id=stable_id("chip", sid), kind=EvidenceKind.CHIP,
