@@ -308,9 +308,9 @@ def test_a_windowed_run_shows_only_the_visits_of_its_window(tmp_path):
 
 
 def test_runs_day_after_day_store_a_port_call_over_midnight_once(tmp_path):
-    """Run each day as it comes (--until day 1, then --since day 2), or the other way round: the second run reads
-    back (or on) over the day of the stored part, finds the whole call, and it replaces the part (one visit, of
-    the level of the whole call), as a run over all the AIS would store it."""
+    """Run each day as it comes (--until day 1, then --since day 2), or the other way round: a window reads the
+    day after it and the days before it too, so the first run finds the whole call, and the second finds it again
+    and leaves it as stored (one visit, of the level of the whole call), as a run over all the AIS would store it."""
     csv_path = _write_houston_call(tmp_path / "visit.csv", datetime(2023, 1, 11, 20, 0, tzinfo=UTC), 30, 222000333)
 
     stored = _stored_visits
@@ -325,17 +325,50 @@ def test_runs_day_after_day_store_a_port_call_over_midnight_once(tmp_path):
         _run("ais", "ingest", str(csv_path), "-w", str(ws.root))
         _run("ais", "visits", "-w", str(ws.root), *order[:2])
         (part,) = stored(ws.root)
-        if order[0] == "--until":
-            assert part[1] - part[0] < whole[1] - whole[0] and part[2] < whole[2]  # cut at midnight: a lower level
-        else:  # a window reads the day before it too: the call is whole at once
-            assert part == whole
+        assert part == whole  # read on (or back) past the window: the call is whole at once
         out = _run("ais", "visits", "-w", str(ws.root), *order[2:])
         assert stored(ws.root) == [whole], order
-        assert "1 AIS visits stored" in out
+        assert "already stored whole" in out or "1 AIS visits stored" in out
         # the part it replaced leaves no evidence behind that nothing cites
         with Store.open(Workspace.open(ws.root).db_url).engine.connect() as conn:
             ais_ev = [r.id for r in conn.execute(select(schema.evidence)) if r.id.startswith("ais-")]
         assert len(ais_ev) == 1
+
+
+def test_a_call_longer_than_the_days_read_is_stored_cut_then_replaced_whole(tmp_path):
+    """A 55 h call: the run of its first day reads one day on and stores it cut (no departure seen, a lower
+    level); the run two days later reads back over the stored part and replaces it with the whole call."""
+    csv_path = _write_houston_call(tmp_path / "long.csv", datetime(2023, 1, 11, 20, 0, tzinfo=UTC), 110, 222000334)
+    whole_ws = _init(tmp_path / "whole")
+    _run("ais", "ingest", str(csv_path), "-w", str(whole_ws.root))
+    _run("ais", "visits", "-w", str(whole_ws.root))
+    (whole,) = _stored_visits(whole_ws.root)
+    ws = _init(tmp_path / "days")
+    _run("ais", "ingest", str(csv_path), "-w", str(ws.root))
+    _run("ais", "visits", "-w", str(ws.root), "--until", "2023-01-11")
+    (part,) = _stored_visits(ws.root)
+    assert part[0] == whole[0] and part[1] < whole[1] and part[2] < whole[2]
+    out = _run("ais", "visits", "-w", str(ws.root), "--since", "2023-01-14")
+    assert _stored_visits(ws.root) == [whole] and "1 AIS visits stored" in out
+
+
+def test_a_later_days_run_never_stores_a_call_again_a_level_lower(tmp_path):
+    """A call entered just after midnight, stored whole by its day's run; the next day's run reads back over it
+    from the day before its first position inside (read from that position, the entry had been lost and the call
+    stored again at confidence 0.8), and a run that saw less leaves the stored call as it is."""
+    call = _write_houston_call(tmp_path / "call.csv", datetime(2023, 1, 11, 23, 30, tzinfo=UTC), 4, 222000335)
+    other = _write_houston_call(tmp_path / "other.csv", datetime(2023, 1, 13, 10, 0, tzinfo=UTC), 4, 222000336)
+    whole_ws = _init(tmp_path / "whole")
+    ws = _init(tmp_path / "days")
+    for w in (whole_ws, ws):
+        _run("ais", "ingest", str(call), str(other), "-w", str(w.root))
+    _run("ais", "visits", "-w", str(whole_ws.root))
+    whole = _stored_visits(whole_ws.root)
+    assert len(whole) == 2 and whole[0][0].day == 12 and whole[0][2] >= 0.95
+    _run("ais", "visits", "-w", str(ws.root), "--since", "2023-01-12", "--until", "2023-01-12")
+    assert _stored_visits(ws.root) == whole[:1]
+    _run("ais", "visits", "-w", str(ws.root), "--since", "2023-01-13", "--until", "2023-01-13")
+    assert _stored_visits(ws.root) == whole
 
 
 def test_visit_and_gap_options_out_of_range_are_refused_before_anything_is_replaced(tmp_path):
@@ -587,3 +620,47 @@ def test_ingest_says_how_many_positions_were_dead_reckoned_and_which_lines_had_n
     assert "feed.nmea:4 positioning system inoperative (AIS time stamp 63)" in out
     stored = sorted(m for _, d in day_dirs(ws.ais_dir) for m in read_day(d)["mmsi"].to_list())
     assert stored == [273000200, 273000201, 273000202]  # the fixed and the estimated positions, not the unfixed
+
+
+def _write_rows(path: Path, mmsi: int, times: list[datetime], lon: float = -90.0, lat: float = 25.0) -> Path:
+    """A ship at sea (far from the watched port), heard at the given times."""
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(MC_HEADER)
+        for k, t in enumerate(times):
+            w.writerow([mmsi, f"{t:%Y-%m-%dT%H:%M:%S}", lat, lon + 0.01 * k, 10.0, 90.0, 90, "AT SEA", "", "T3",
+                        70, 0, 150, 25, 8.0, 70, "A"])
+    return path
+
+
+def test_a_gap_another_receiver_fills_is_removed_by_the_runs_of_its_days(tmp_path):
+    """A 12 h silence across midnight, stored by the runs of its two days; a second receiver's file then fills
+    it: the same runs again find no gap, and the stored one goes (it had stayed, the runs saying 0 stored)."""
+    ws = _init(tmp_path / "ws")
+    t0 = datetime(2023, 1, 11, 12, 0, tzinfo=UTC)
+    heard = [t0 + timedelta(hours=h) for h in range(9)] + [t0 + timedelta(hours=20 + h) for h in range(6)]
+    _run("ais", "ingest", str(_write_rows(tmp_path / "a.csv", 222000340, heard)), "-w", str(ws.root))
+    for day in ("2023-01-11", "2023-01-12"):
+        _run("ais", "gaps", "-w", str(ws.root), "--since", day, "--until", day)
+
+    def stored() -> list:
+        with Store.open(Workspace.open(ws.root).db_url).engine.connect() as conn:
+            return [(r.start_time, r.end_time) for r in conn.execute(select(schema.ais_gaps))]
+
+    assert stored() == [(t0 + timedelta(hours=8), t0 + timedelta(hours=20))]
+    filled = [t0 + timedelta(hours=8, minutes=30 + 60 * h) for h in range(12)]
+    _run("ais", "ingest", str(_write_rows(tmp_path / "b.csv", 222000340, filled)), "-w", str(ws.root))
+    for day in ("2023-01-11", "2023-01-12"):
+        _run("ais", "gaps", "-w", str(ws.root), "--since", day, "--until", day)
+    assert stored() == []
+
+
+def test_an_out_file_that_cannot_be_written_is_refused_before_visits_or_gaps_are_stored(tmp_path):
+    ws = _init(tmp_path / "ws")
+    csv_path = _write_houston_call(tmp_path / "call.csv", datetime(2023, 1, 11, 20, 0, tzinfo=UTC), 4, 222000341)
+    _run("ais", "ingest", str(csv_path), "-w", str(ws.root))
+    for cmd in ("visits", "gaps"):
+        for bad in (tmp_path / "no-such-folder" / "x.csv", tmp_path):
+            out = _run("ais", cmd, "-w", str(ws.root), "--out", str(bad), code=2)
+            assert "--out" in out and "Traceback" not in out
+    assert _stored_visits(ws.root) == []

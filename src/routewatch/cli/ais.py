@@ -45,6 +45,15 @@ def _day_start(t: datetime) -> datetime:
     return datetime(t.year, t.month, t.day, tzinfo=UTC)
 
 
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be written (a folder, or in a folder that is not there) before a command
+    reads and stores anything: said after, it had ended the command with a traceback, its results stored."""
+    if not out.resolve().parent.is_dir() or out.is_dir():
+        why = "is a folder; name a file" if out.is_dir() else f"{out.resolve().parent} is not a folder"
+        console.print(f"[red]--out {out}: {why}[/red]")
+        raise typer.Exit(2)
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=True)
@@ -226,18 +235,35 @@ def register(app: typer.Typer) -> None:
         cfg = VisitConfig(entry_m=entry_m, exit_m=exit_m, min_level=min_level)
         s, u = _window(since, until)
         _days(ws, since, until, "visits")  # no AIS in the window asked for: said of that window, not the one read
+        if out is not None:
+            _check_out(out)  # said before anything is read and stored
         if s is not None or u is not None:  # read on over the days of stored visits that reach the window's edges
             lo, hi = reach_stored_visits(store, watchlist.sites, s and _day_start(s),
                                          u and _day_start(u) + timedelta(days=1), timedelta(hours=cfg.split_h))
-            # and over the day before the window: a call that began then below --min-level (entered at 21:46,
-            # stopped after midnight) was stored by no run, so no stored visit reaches back to its entry
+            # and over the silence a call may hold (split_h) before the window: a call that began then below
+            # --min-level (entered at 21:46, silent at its berth for 29 h) was stored by no run, so no stored
+            # visit reaches back to its entry (one day back had lost entries older than that)
             if lo is not None and s is not None:
-                lo = min(lo, _day_start(s) - timedelta(days=1))
+                lo = min(lo, _day_start(s) - timedelta(hours=cfg.split_h))
+            # a day past a stored visit's ends: its approach and its departure, which make its level, lie
+            # outside it (read from its first position inside, a run had lost the entry and stored the call
+            # again a level lower)
+            if lo is not None:
+                lo = _day_start(lo) - timedelta(days=1)
+            if hi is not None:
+                hi = _day_start(hi - timedelta(microseconds=1)) + timedelta(days=2)
             since = lo.date().isoformat() if lo is not None else None
             until = (hi - timedelta(microseconds=1)).date().isoformat() if hi is not None else None
         gen = _days(ws, since, until, "visits")
         with _progress() as progress:
             frame = port_visits(gen(progress), watchlist.sites, cfg)
+        # what the window asked for: the days read past its edges complete the visits that cross them, but a
+        # visit wholly outside it is not part of the answer: neither printed, written nor stored (a run had
+        # stored, and rewritten, visits of days it was not asked about)
+        if s is not None:
+            frame = frame.filter(pl.col("end") >= _day_start(s))
+        if u is not None:
+            frame = frame.filter(pl.col("start") < _day_start(u) + timedelta(days=1))
         mmsi_vessel, lengths = _mmsi_map(ws, watchlist)
         _, sightings, evidence = visit_records(frame, mmsi_vessel, lengths)
         named = pl.Series([sg.vessel is not None for sg in sightings], dtype=pl.Boolean)  # a record a frame row
@@ -252,13 +278,7 @@ def register(app: typer.Typer) -> None:
         store_ais(store, sightings=sightings, evidence=evidence,
                   replace=("visits", watchlist.sites) if whole else None, remove=remove,
                   mmsis=_mmsis(ws) if whole else None, vessels=registry_rows(linked))
-        # what the window asked for: the days read on past its edges complete the visits that cross them, but a
-        # visit wholly outside it is not part of the answer (it had been printed and written once stored)
         shown = frame.with_columns(named.alias("_named"))
-        if s is not None:
-            shown = shown.filter(pl.col("end") >= _day_start(s))
-        if u is not None:
-            shown = shown.filter(pl.col("start") < _day_start(u) + timedelta(days=1))
         if out:
             shown.drop("_named").write_csv(out)
         table = Table("site", "visits", "identified", "mean confidence")
@@ -293,6 +313,8 @@ def register(app: typer.Typer) -> None:
             if not (value >= least if least is not None else value > 0) or not math.isfinite(value):
                 raise typer.BadParameter(f"{name} must be {'at least 0' if least is not None else 'positive'}, "
                                          f"got {value:g}")
+        if out is not None:
+            _check_out(out)  # said before anything is read and stored
         s, u = _window(since, until)
         ws, watchlist, store = open_workspace(workspace, db)
         gen = _days(ws, since, until, "gaps")
@@ -346,8 +368,13 @@ def register(app: typer.Typer) -> None:
         mmsi_vessel, _ = _mmsi_map(ws, watchlist)
         rows, evidence = gap_rows(frame, mmsi_vessel)
         whole = since is None and until is None  # as for visits: only a run over all the AIS replaces
-        mmsis = _mmsis(ws) if whole else ()
-        store_ais(store, evidence=evidence, gaps=rows, replace=("gaps", mmsis) if whole else None)
+        mmsis = _mmsis(ws)
+        # a run over some days replaces the gaps with an end in them: it read all their positions
+        read = None if whole else (
+            _day_start(s) if s else datetime(1000, 1, 1, tzinfo=UTC),
+            _day_start(u) + timedelta(days=1) if u else datetime(9999, 1, 1, tzinfo=UTC),
+            timedelta(days=EDGE_DAYS), mmsis)
+        store_ais(store, evidence=evidence, gaps=rows, replace=("gaps", mmsis) if whole else None, gaps_read=read)
         cues = cues_frame(frame)
         if out:
             cues.write_csv(out)
@@ -403,10 +430,7 @@ def register(app: typer.Typer) -> None:
         from routewatch.sources.ais.partitions import scan_positions
         from routewatch.sources.imagery.local import has_time_of_day
 
-        if not out.resolve().parent.is_dir() or out.is_dir():  # said before anything is fused and stored, not after
-            why = "is a folder; name a file" if out.is_dir() else f"{out.resolve().parent} is not a folder"
-            console.print(f"[red]--out {out}: {why}[/red]")
-            raise typer.Exit(2)
+        _check_out(out)  # said before anything is fused and stored, not after
         ws, watchlist, store = open_workspace(workspace, db)
         if detections:
             copies: list[str] = []

@@ -74,11 +74,17 @@ def windowed_visits(store: Any, sightings: list[Sighting], evidence: list[Eviden
 
     Each new visit is compared with the stored AIS visits of the same ship (MMSI, from their evidence) at the
     same site that overlap it: when a stored one is at least as long, the new one is left out; otherwise the
-    stored ones it overlaps are removed and the new one written. Returns (sightings, their evidence, ids of
-    stored sightings to remove).
+    stored ones it overlaps are removed and the new one written. The same visit read again (the same span) is
+    written only when it saw more (a higher level, or more of entry, exit, stop and in-port gap): a run that read
+    less of its approach or departure had stored it again a level lower. Returns (sightings, their evidence, ids
+    of stored sightings to remove).
     """
     if not sightings:
         return [], [], []
+    new_ev = {e.id: e for e in evidence}
+
+    def saw(attrs: Mapping[str, Any] | None) -> tuple[int, int]:
+        return (int(attrs.get("level", 0)), len(attrs.get("seen", ()))) if attrs else (0, 0)
     t0 = min(s.time for s in sightings)
     t1 = max(s.time_end or s.time for s in sightings)
     stored: dict[tuple[str | None, int], list[Sighting]] = {}
@@ -86,10 +92,12 @@ def windowed_visits(store: Any, sightings: list[Sighting], evidence: list[Eviden
             for w in store.sightings(site=site, since=t0, until=t1)
             if w.event == "ais_visit" and w.source_kind == SourceKind.AIS]
     ev = store.evidence([e for w in olds for e in w.evidence_ids])
+    stored_saw: dict[str, tuple[int, int]] = {}
     for w in olds:
         mmsi = next((ev[e].attributes.get("mmsi") for e in w.evidence_ids if e in ev), None)
         if mmsi is not None:
             stored.setdefault((w.site, int(mmsi)), []).append(w)
+            stored_saw[w.id] = max((saw(ev[e].attributes) for e in w.evidence_ids if e in ev), default=(0, 0))
     keep: list[Sighting] = []
     remove: set[str] = set()
     for s, mmsi in zip(sightings, mmsis, strict=True):
@@ -99,6 +107,10 @@ def windowed_visits(store: Any, sightings: list[Sighting], evidence: list[Eviden
         if any((w.time_end or w.time) - w.time >= end - s.time and (w.id != s.id or (w.time_end or w.time) > end)
                for w in overlapping):
             continue  # a stored visit saw at least as much of it
+        mine = max((saw(new_ev[e].attributes) for e in s.evidence_ids if e in new_ev), default=(0, 0))
+        if any(w.time == s.time and (w.time_end or w.time) == end and stored_saw.get(w.id, (0, 0)) >= mine
+               for w in overlapping):
+            continue  # the same visit, stored by a run that saw as much of its approach and departure
         remove.update(w.id for w in overlapping if w.id != s.id)
         keep.append(s)
     wanted = {e for s in keep for e in s.evidence_ids}
@@ -188,7 +200,8 @@ def _visit_mmsi(detail: str | None) -> int | None:
 
 
 def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
-              replace: tuple[str, Any] | None = None, remove: Any = (), mmsis: Any = None) -> dict[str, int]:
+              replace: tuple[str, Any] | None = None, remove: Any = (), mmsis: Any = None,
+              gaps_read: tuple[datetime, datetime, timedelta, Any] | None = None) -> dict[str, int]:
     """Write AIS records in one transaction, so a failure leaves the store as it was.
 
     ``replace`` = ("visits", site keys) or ("gaps", MMSIs): the run read all the AIS there is, so the AIS visits
@@ -196,7 +209,11 @@ def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
     first; a second run with other settings replaces the first instead of adding to it. Records of other sites
     or ships (another workspace's, on a shared store) are left alone. ``remove``: sighting ids to remove in the
     same transaction (see :func:`windowed_visits`). ``mmsis`` (with ``replace=("visits", ...)``): only those ships'
-    visits may go, so that workspaces watching one site on a shared store keep each other's.
+    visits may go, so that workspaces watching one site on a shared store keep each other's. ``gaps_read`` =
+    (start, end, reach, MMSIs): a run of ``ais gaps`` over the days [start, end) read every position of them and
+    each ship's last position before them and first after (at most ``reach`` away), so a stored gap of those ships
+    with an end inside the days (and its other end within reach) that the run did not find again is gone: another
+    receiver's file filled it, or the run's threshold is longer.
     """
     from sqlalchemy import select
 
@@ -231,6 +248,20 @@ def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
                 gone_evidence += _gap_evidence_of(conn, stale)  # a removed gap's evidence goes with it
                 for k in range(0, len(stale), 500):
                     conn.execute(delete(g).where(g.c.id.in_(stale[k : k + 500])))
+        if gaps_read is not None:
+            g = schema.ais_gaps
+            t0, t1, reach, ships = gaps_read
+            ships = sorted({str(m) for m in ships})
+            keep = {r["id"] for r in gaps}
+            refuted: list[str] = []
+            starts = (g.c.start_time >= t0) & (g.c.start_time < t1) & (g.c.end_time <= t1 + reach)
+            ends = (g.c.end_time >= t0) & (g.c.end_time < t1) & (g.c.start_time >= t0 - reach)
+            for k in range(0, len(ships), 500):
+                q = select(g.c.id).where(g.c.mmsi.in_(ships[k : k + 500]), starts | ends)
+                refuted += [i for i in conn.execute(q).scalars() if i not in keep]
+            gone_evidence += _gap_evidence_of(conn, refuted)
+            for k in range(0, len(refuted), 500):
+                conn.execute(delete(g).where(g.c.id.in_(refuted[k : k + 500])))
         if remove:
             gone_evidence += _ais_evidence_of(conn, list(remove))
             store.remove_sightings(list(remove), conn=conn)
