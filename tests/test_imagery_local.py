@@ -748,3 +748,84 @@ def test_sar_files_added_again_without_sar_values_keep_it(tmp_path: Path) -> Non
     add_folder(tmp_path / "s1", store=store, sensor="sentinel-1", sar_values="intensity")
     add_folder(tmp_path / "s1", store=store, sensor="sentinel-1")
     assert [s.attributes.get("sar_values") for s in store.scenes()] == ["intensity"]
+
+
+def test_a_file_that_cannot_be_placed_on_the_earth_is_a_failure_and_the_others_are_added(tmp_path: Path) -> None:
+    """A local engineering CRS (no way to WGS84) had ended `scenes add` in a traceback, the good file beside it
+    never added."""
+    from rasterio.crs import CRS
+
+    local = CRS.from_wkt('LOCAL_CS["arbitrary",LOCAL_DATUM["x",0],UNIT["metre",1],AXIS["Easting",EAST],'
+                         'AXIS["Northing",NORTH]]')
+    _tif(tmp_path / "in" / "a_local_20231205T013000.tif", crs=local)
+    _tif(tmp_path / "in" / "b_good_20231206T013000.tif")
+    result = scan_folder(tmp_path / "in")
+    assert [Path(s.uri).name for s in result.scenes] == ["b_good_20231206T013000.tif"]
+    assert len(result.failures) == 1 and result.failures[0][0].endswith("a_local_20231205T013000.tif")
+    assert "cannot be placed on the Earth" in result.failures[0][1]
+
+
+def test_a_polar_scene_over_the_pole_covers_it() -> None:
+    """A polar stereographic image around the North Pole: its outline winds round the pole; the footprint had been
+    a band of latitudes without the pole or anything near it, and a site at Svalbard got no look."""
+    from shapely.geometry import Point
+
+    from routewatch.sources.imagery.geo import GridGeoref
+
+    grid = GridGeoref((3000, 3000), transform=Affine(1000.0, 0, -1_500_000.0, 0, -1000.0, 1_500_000.0),
+                      crs=rasterio.crs.CRS.from_epsg(3413))
+    fp = grid.footprint()
+    assert fp.geom_type in ("Polygon", "MultiPolygon")
+    for lon, lat in ((15.6, 78.2), (0.0, 89.9), (-150.0, 80.0), (179.9, 85.0), (-179.9, 85.0)):
+        assert fp.covers(Point(lon, lat)), (lon, lat)
+    assert not fp.covers(Point(15.6, 60.0))
+
+
+def test_rgba_exports_and_alpha_bands_are_read_by_their_colours(tmp_path: Path) -> None:
+    """An 8-bit RGBA export (GDAL's default for four byte bands) had been read by its count as blue, green, red
+    and near-infrared: red and blue swapped, its alpha taken for the near-infrared. Its alpha is the mask."""
+    from rasterio.enums import ColorInterp
+
+    from routewatch.sources.imagery.local import _names_by_colour
+
+    ci = ColorInterp
+    assert _names_by_colour([ci.red, ci.green, ci.blue, ci.alpha], False) == ["red", "green", "blue", None]
+    assert _names_by_colour([ci.red, ci.green, ci.blue, ci.undefined], False) == ["red", "green", "blue", "nir"]
+    assert _names_by_colour([ci.gray, ci.undefined, ci.undefined, ci.undefined], False) == \
+        ["blue", "green", "red", "nir"]
+    assert _names_by_colour([ci.gray, ci.alpha], True) == ["sar", None]
+    path = tmp_path / "in" / "rgba_20231014T013000.tif"
+    path.parent.mkdir()
+    data = np.full((4, 60, 80), 120, np.uint8)
+    data[3, :, 40:] = 0  # transparent right half
+    with rasterio.open(path, "w", driver="GTiff", width=80, height=60, count=4, dtype="uint8", crs=UTM52,
+                       transform=T) as ds:
+        ds.write(data)
+        assert [c.name for c in ds.colorinterp] == ["red", "green", "blue", "alpha"]
+    (scene,) = scan_folder(path.parent).scenes
+    assert {k: v["index"] for k, v in scene.attributes["bands"].items()} == {"red": 1, "green": 2, "blue": 3}
+    raster = read_scene(scene)
+    assert raster.valid[:, :38].all() and not raster.valid[:, 42:].any()  # the alpha band is the mask
+
+
+def test_the_files_own_mask_is_no_data(tmp_path: Path) -> None:
+    """An internal mask band says where there is no data as a no-data value does (it had been read as data)."""
+    path = _tif(tmp_path / "m" / "masked_20231014T013000.tif")
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "r+") as ds:
+        m = np.full((60, 80), 255, np.uint8)
+        m[:, 40:] = 0
+        ds.write_mask(m)
+    (scene,) = scan_folder(path.parent).scenes
+    raster = read_scene(scene)
+    assert raster.valid[:, :38].all() and not raster.valid[:, 42:].any()
+
+
+def test_a_site_window_too_large_to_read_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A centimetre orthomosaic of a port: reading the site's window had ended the run in a MemoryError."""
+    from routewatch.sources.imagery import raster as raster_module
+
+    path = _tif(tmp_path / "big" / "ortho_20231014T013000.tif")
+    (scene,) = scan_folder(path.parent).scenes
+    monkeypatch.setattr(raster_module, "MAX_READ_PX", 1000)
+    with pytest.raises(SceneReadError, match=r"ortho_20231014T013000.tif: the site covers .* resample the image"):
+        read_scene(scene)

@@ -614,6 +614,20 @@ def test_a_scene_without_a_cloud_mask_that_states_its_cloud_is_not_a_clear_look(
     detect_site(ws, "casablanca", datetime(2023, 5, 1, tzinfo=UTC), progress=False)
     (look,) = store.looks(site="casablanca")
     assert look.usable_fraction == pytest.approx(0.13, abs=0.01) and "states 87% cloud" in look.note
+    assert look.vessels_seen is not None and look.vessels_seen >= 1  # its clear part's ships are kept
+
+
+@pytest.mark.shared
+def test_a_scene_without_a_cloud_mask_that_states_it_is_all_cloud_is_unusable(shared_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    """CLOUD_COVER=100 and no mask: the look had been 0 % usable yet kept the ships found (on cloud tops, as far
+    as the product says), with no failure recorded."""
+    ws, store, _, _ = _casablanca_scene(shared_dir, tmp_path, ("B02", "B03", "B04", "B08"),
+                                        tags={"CLOUD_COVER": "100"})
+    result = detect_site(ws, "casablanca", datetime(2023, 5, 1, tzinfo=UTC), progress=False)
+    (look,) = store.looks(site="casablanca")
+    assert look.usable_fraction == 0.0 and not look.vessels_seen and store.sightings(site="casablanca") == []
+    assert result.failures and "states 100% cloud" in result.failures[0][1]
 
 
 @pytest.mark.shared

@@ -58,8 +58,8 @@ def _split_at_antimeridian(poly: BaseGeometry) -> BaseGeometry:
     parts = []
     for k in (-1, 0, 1):  # the outline shifted by -360, 0 and +360 degrees, each cut to the map
         part = affinity.translate(poly, xoff=360.0 * k).intersection(box(-180.0, -90.0, 180.0, 90.0))
-        if not part.is_empty:
-            parts.append(part)
+        # the areas only: a cut along the map's edge also leaves lines and points
+        parts += [g for g in getattr(part, "geoms", [part]) if g.geom_type in ("Polygon", "MultiPolygon")]
     return shapely.union_all(parts)
 
 
@@ -166,7 +166,14 @@ class GridGeoref:
         left = [(h * (n - i) / n, 0.0) for i in range(n)]
         pts = top + right + bottom + left
         lon, lat = self.pixel_to_lonlat([p[0] for p in pts], [p[1] for p in pts])
-        return _split_at_antimeridian(Polygon(zip(np.unwrap(lon, period=360.0), lat, strict=True)).buffer(0))
+        ring = np.unwrap(np.append(lon, lon[0]), period=360.0)
+        if abs(ring[-1] - ring[0]) > 180.0:  # the outline winds around a pole (a polar stereographic scene over
+            # it): closed through that pole, not across the globe (it had made a band of latitudes with the pole
+            # and everything near it left out, and no look of a site there)
+            pole = 90.0 if np.mean(lat) > 0 else -90.0
+            closed = [*zip(ring, np.append(lat, lat[0]), strict=True), (ring[-1], pole), (ring[0], pole)]
+            return _split_at_antimeridian(Polygon(closed).buffer(0))
+        return _split_at_antimeridian(Polygon(zip(ring[:-1], lat, strict=True)).buffer(0))
 
     def polygonize(self, mask: np.ndarray) -> BaseGeometry:
         """The WGS84 outline of a boolean pixel mask (inverse of :meth:`rasterize`; staircase edges simplified by

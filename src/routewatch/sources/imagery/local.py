@@ -240,6 +240,26 @@ def _default_names(count: int, sar: bool) -> list[str]:
     return [f"band{i}" for i in range(1, count + 1)]
 
 
+def _names_by_colour(colours: Any, sar: bool) -> list[str | None]:
+    """Band names of a file whose descriptions name none: by its colour interpretation when it says red, green and
+    blue (an RGBA export: red and blue had been swapped and its alpha read as the near-infrared, a clean look
+    with no ship), else by the count of its bands (``_default_names``); an alpha band gets None (it is the mask)."""
+    from rasterio.enums import ColorInterp
+
+    colours = list(colours)
+    data = [i for i, c in enumerate(colours) if c != ColorInterp.alpha]
+    rgb = {ColorInterp.red, ColorInterp.green, ColorInterp.blue}
+    names: list[str | None] = [None] * len(colours)
+    if not sar and rgb <= set(colours):
+        rest = [i for i in data if colours[i] not in rgb]
+        for i in data:
+            names[i] = colours[i].name if colours[i] in rgb else ("nir" if len(rest) == 1 else f"band{i + 1}")
+        return names
+    for i, n in zip(data, _default_names(len(data), sar), strict=True):
+        names[i] = n
+    return names
+
+
 def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when: datetime | None = None,
                      when_has_time: bool = True,
                      sensor: str | None = None, sar_values: str | None = None) -> tuple[Scene, Evidence]:
@@ -288,9 +308,13 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                         and DETECTOR_BANDS & named:  # descriptions that name bands ("Band 1" does not; nor
                     names = [BAND_ALIASES.get(d, d) for d in descs]  # "b8, nir": one band twice)
                 else:
-                    names = _default_names(ds.count, is_sar(sensor_hint))
+                    names = _names_by_colour(ds.colorinterp, is_sar(sensor_hint))
+                from rasterio.enums import ColorInterp
+
                 for i, n in enumerate(names, start=1):
-                    refs[n] = {"path": str(f.resolve()), "index": i}
+                    # an alpha band is the mask (read with the bands), not a band of data, unless --bands names it
+                    if n is not None and (bands or ds.colorinterp[i - 1] != ColorInterp.alpha):
+                        refs[n] = {"path": str(f.resolve()), "index": i}
         except SceneReadError:
             raise
         except (RasterioError, OSError) as exc:
@@ -384,9 +408,13 @@ def scan_folder(folder: str | Path, *, bands: list[str] | None = None, when: dat
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 scene, ev = scene_from_files(group, bands=bands, when=when, when_has_time=when_has_time,
                                              sensor=sensor, sar_values=sar_values)
-        except SceneReadError as exc:
+        except Exception as exc:  # one file's failure, whatever it is, is that file's and is said
             whole = "" if len(group) == 1 else \
                 f" (so none of the scene's {len(group)} band files is added: {', '.join(f.name for f in group)})"
+            if not isinstance(exc, SceneReadError):  # a georeference that cannot be placed on the Earth (a local
+                # CRS, a geostationary disk's corners off the globe, too few GCPs) had ended the whole run
+                exc = SceneReadError(f"{group[0]}: cannot be placed on the Earth or read ({type(exc).__name__}: "
+                                     f"{error_text(exc) if isinstance(exc, RasterioError) else exc})")
             result.failures.append((str(group[0]), f"{exc}{whole}"))
             continue
         result.scenes.append(scene)

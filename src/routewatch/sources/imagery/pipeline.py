@@ -233,6 +233,13 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
         what = f"empty water mask over site {site.key} ({method})" if empty_water else uf.reason
         msg = f"{path}: {what}; look recorded as unusable"
         return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg))
+    stated = scene.cloud_cover
+    if cloud is None and raster.kind == "optical" and stated is not None and stated >= 1.0:
+        # no mask, and the product says it is all cloud: whatever the detector found is on cloud tops (it had
+        # stored ships from a look it counted 0 % usable, and recorded no failure)
+        msg = (f"{path}: the product states {stated:.0%} cloud over the scene and carries no cloud mask; look recorded "
+               "as unusable")
+        return SceneOutcome(scene.id, _unusable(scene, site, msg), failure=(path, msg))
     clear = raster.valid & (~cloud if cloud is not None else True)
     # hulls at a berth lie just outside an image-derived water mask: search a shore rim for them (optical only:
     # in SAR the rim is bright quay returns, see docs/imagery.md); user polygons already include berths

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
@@ -148,6 +149,9 @@ def georef_of(ds: Any, path: str, gcps_only: bool = False) -> GridGeoref:
     return GridGeoref((ds.height, ds.width), transform=ds.transform, crs=ds.crs)
 
 
+MAX_READ_PX = 400_000_000  # pixels of a site window read per band (a 20,000 x 20,000 window, 0.8 GB as uint16)
+
+
 def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: int = 32) -> SceneRaster:
     """Read the scene's bands (only the site window when a site is given) with validity and SCL."""
     refs = band_refs(scene)
@@ -181,6 +185,12 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
                         window = site_window(georef, site_geometry, pad_px)
                         if window is None:
                             raise SceneReadError(f"{path}: the site does not intersect this scene")
+                    size = int(window.height * window.width) if window is not None else ds.height * ds.width
+                    if size > MAX_READ_PX:  # said by name, where reading it had ended the run in a MemoryError
+                        raise SceneReadError(
+                            f"{path}: the site covers {size / 1e6:,.0f} Mpx of this image at its resolution, more "
+                            f"than the {MAX_READ_PX / 1e6:,.0f} Mpx read at once; resample the image (about 0.5 m "
+                            "pixels are plenty for ships) and add it again")
                 elif (ds.height, ds.width) != shape0 and name != "__scl__":
                     raise SceneReadError(
                         f"{path}: band {name!r} is {ds.width} x {ds.height} px but {first_path} is "
@@ -197,6 +207,11 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
                     continue
                 arr = ds.read(idx, window=window)
                 nod = ds.nodatavals[idx - 1] if nodata_attr is None else nodata_attr
+                # the file's own mask (an internal mask band, or an alpha band) says where there is no data as
+                # much as its no-data value does (it had been read as data: masked halves made 100 % usable looks)
+                flags = ds.mask_flag_enums[idx - 1]
+                masked = ds.read_masks(idx, window=window) == 0 \
+                    if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags else None
         except SceneReadError:
             raise
         except (RasterioError, OSError, ValueError) as exc:
@@ -207,6 +222,8 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
         ok = np.ones(arr.shape, dtype=bool) if nod is None else arr != nod
         if np.issubdtype(arr.dtype, np.floating):
             ok &= np.isfinite(arr)
+        if masked is not None:
+            ok &= ~masked
         valid = ok if valid is None else valid & ok
         bands[name] = arr
     assert georef is not None and valid is not None
