@@ -288,6 +288,29 @@ def test_padded_times_parse_and_bad_times_are_counted_by_line(tmp_path):
     assert res.report.bad == {"unparsable or out-of-range row": 1} and res.report.examples[0][0] == 4
 
 
+def test_a_bad_csv_row_is_said_field_by_field_under_the_files_own_column_names(tmp_path):
+    """The examples had listed the row's values only ("mmsi=None time=... lat=91.0"), not which was refused."""
+    p = tmp_path / "mc.csv"
+    p.write_text("MMSI,BaseDateTime,LAT,LON,SOG\n"
+                 "273210440,2023-01-11T00:00:00,91.0,130.3,1\n"  # line 2: latitude past the pole
+                 "273210441,2023-01-11T00:00:01,42.2,181.0,1\n"
+                 "273210442,2023-01-11T00:00:02,0,0,1\n"
+                 "x7,2023-01-11T00:00:03,42.2,130.3,1\n"
+                 "273210444,2023-13-11T00:00:04,42.2,130.3,1\n"
+                 "273210445,1970-01-01T00:00:00,42.2,130.3,1\n")
+    said = {line: text for line, _, text in read_provider_csv(p).report.examples}
+    assert said[2].startswith("LAT 91.0 out of range (-90 to 90)")
+    assert said[3].startswith("LON 181.0 out of range (-180 to 180)")
+    assert said[4].startswith("LON, LAT 0, 0: the default of a transponder without a position fix")
+    assert said[5].startswith("MMSI missing or not a number")
+    assert said[6].startswith("BaseDateTime '2023-13-11T00:00:04' not read as %Y-%m-%dT%H:%M:%S")
+    assert len(said) == 5  # the first five examples of the reason
+    assert read_provider_csv(p).report.bad == {"unparsable or out-of-range row": 6}
+    p.write_text("MMSI,BaseDateTime,LAT,LON,SOG\n273210445,1970-01-01T00:00:00,42.2,130.3,1\n")
+    (example,) = read_provider_csv(p).report.examples
+    assert example[2].startswith("BaseDateTime 1970-01-01 00:00 out of range (before 1980 or in the future)")
+
+
 def test_csv_line_numbers_hold_across_the_readers_batches(tmp_path):
     """The reader parses a large file in batches on several threads; every position must still carry the line
     it came from (the evidence link), including a bad row deep in the file."""

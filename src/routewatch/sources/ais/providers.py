@@ -16,10 +16,12 @@ import re
 import tomllib
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -558,9 +560,14 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
         _refuse_reordered_headers(path, data, bad, fields, sep, mapping.source_columns()["timestamp"])
         if bad.height:
             report.bad["unparsable or out-of-range row"] = bad.height
-        for row in bad.head(5).select("line", "mmsi", "_raw", "lon", "lat").iter_rows(named=True):
+        columns = mapping.source_columns()
+        for row in bad.head(5).select(  # times as numbers and text: a year past 9999 is no Python datetime
+                "line", "mmsi", pl.col("timestamp").dt.epoch("us").alias("t_us"),
+                pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M").alias("t_text"), "_raw", "lon", "lat",
+        ).iter_rows(named=True):
             report.examples.append((int(row["line"]), "unparsable or out-of-range row",  # the time as written
-                                    f"mmsi={row['mmsi']} time={row['_raw']!r} lon={row['lon']} lat={row['lat']}"))
+                                    "; ".join(_row_faults(row, columns, mapping.time_format))
+                                    + f" (mmsi={row['mmsi']} time={row['_raw']!r} lon={row['lon']} lat={row['lat']})"))
         frame = frame.filter(pl.col("_ok"))
     frame = frame.drop("_raw", *(["_blank"] if "_blank" in frame.columns else []))
     positions = conform(frame)
@@ -570,6 +577,38 @@ def read_provider_csv(path: Path, mapping: ColumnMapping | None = None, source: 
                           some_bad)
     pool.shutdown(wait=False)
     return CsvResult(positions, report, statics)
+
+
+def _epoch_us(t: datetime) -> int:
+    return round(t.timestamp() * 1_000_000)
+
+
+def _row_faults(row: Mapping[str, Any], columns: Mapping[str, str], time_format: str | None) -> list[str]:
+    """What is wrong with a bad row, field by field under the file's own column names (the example had only
+    listed the values, leaving the reader to find which one was refused)."""
+    from routewatch.model import latest_observation_time
+    from routewatch.sources.ais.schema import TIME_MIN
+
+    out = []
+    mmsi, t, raw, lon, lat = row["mmsi"], row["t_us"], row["_raw"], row["lon"], row["lat"]
+    if mmsi is None:
+        out.append(f"{columns['mmsi']} missing or not a number")
+    elif not 1 <= mmsi <= 999_999_999:
+        out.append(f"{columns['mmsi']} {mmsi} is not an MMSI (1-999999999)")
+    if t is None:
+        out.append(f"{columns['timestamp']} missing" if raw is None or not str(raw).strip() else
+                   f"{columns['timestamp']} {raw!r} not read as {time_format or 'an ISO 8601 time with a time of day'}")
+    elif not _epoch_us(TIME_MIN) <= t < _epoch_us(latest_observation_time()):
+        out.append(f"{columns['timestamp']} {row['t_text']} out of range (before {TIME_MIN:%Y} or in the future)")
+    for key, limit in (("lon", 180), ("lat", 90)):
+        value = row[key]
+        if value is None:
+            out.append(f"{columns[key]} missing or not a number")
+        elif not -limit <= value <= limit:
+            out.append(f"{columns[key]} {value} out of range (-{limit} to {limit})")
+    if lon == 0 and lat == 0:
+        out.append(f"{columns['lon']}, {columns['lat']} 0, 0: the default of a transponder without a position fix")
+    return out or ["refused"]
 
 
 def _refuse_reordered_headers(path: Path, data: bytes | None, bad: pl.DataFrame, header: list[str], separator: str,
