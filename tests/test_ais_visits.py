@@ -70,6 +70,28 @@ def test_one_call_with_entry_stop_exit_is_level_four_with_known_times():
     assert r["end"] == last_in["timestamp"]
 
 
+def test_a_lone_impossible_fix_does_not_end_or_start_a_call():
+    """A moored ship with one fix 500 km off (3,000 kn there and back: spoofed or garbled) had made two level-4
+    calls, each "departure seen"; one fix inside a port while the ship is at sea had made a call. A ship that
+    alternates between two places (two transmitters on one MMSI) is not taken for lone fixes."""
+    moored = Track(11).run(40, 130.29, 42.23)
+    moored.run(1, 128.0, 38.0).run(40, 130.29, 42.23)
+    v = port_visits([frame(moored)], SITES)
+    assert v.height == 1 and v["positions"][0] == 81
+    at_sea = Track(12).run(20, 131.5, 42.0, sog=12.0).run(1, 130.29, 42.23, sog=0.0).run(20, 131.5, 42.0, sog=12.0)
+    assert port_visits([frame(at_sea)], SITES).height == 0
+    jitter = Track(13).run(20, 130.29, 42.23)  # a fix 3 km off for a minute: jitter, below JUMP_M, not removed
+    jitter.run(1, 130.29 + 3 * KM_LON, 42.23, every_min=1).run(20, 130.29, 42.23)
+    assert port_visits([frame(jitter)], SITES).height == 1
+    alternating = Track(14)
+    for _ in range(20):
+        alternating.run(1, 130.29, 42.23, every_min=5).run(1, 133.5, 42.23, every_min=5)
+    assert port_visits([frame(alternating)], SITES).height > 1  # not hidden: each transmitter's fixes stay
+    # the gaps see every fix: one in a silence still shows the transponder was on
+    visits, gaps = visits_and_gaps([frame(moored)], SITES, VisitConfig(), GapConfig(min_gap_h=0.15))  # 9 min
+    assert gaps.height == 0 and visits.height == 1
+
+
 def test_hysteresis_keeps_one_visit_when_swinging_between_entry_and_exit_distance():
     tr = Track(2).run(10, 130.31 + 0.5 * KM_LON, 42.23, sog=0.1)
     for _ in range(5):  # 1.5 km: outside entry, inside exit -> still in port

@@ -264,6 +264,47 @@ class VisitConfig:
     split_h: float = 72.0
     min_level: int = 1
     cell_m: float = 50.0
+    jump_kn: float = 50.0  # a lone position this far off its neighbours' track (and over JUMP_M) is no place
+
+
+JUMP_M = 4000.0  # ...nor is one closer than this (GNSS jitter over seconds between reports is no jump)
+
+
+def lone_jumps(b: Batch, vstart: np.ndarray, jump_kn: float) -> np.ndarray:
+    """Positions a ship could not have reached from the one before it nor left for the one after it (faster than
+    ``jump_kn`` both ways, over ``JUMP_M``), where those two lie within reach of each other: a single spoofed or
+    garbled fix. They say nothing of where the ship is, so the visit state passes over them (one fix 500 km off
+    a moored ship had made two calls, each "departure seen"). A ship's first and last position of a batch have
+    one neighbour only and are kept; so are runs of such positions (two transmitters on one MMSI)."""
+    n = b.n
+    out = np.zeros(n, bool)
+    if n < 3:
+        return out
+    lon, lat = b.day_lon, b.day_lat
+    if b.carry is not None:  # the carried rows merged in front of their ships', as Batch merges the others
+        ins = b.carry_pos - np.arange(b.carry_pos.size)
+        lon, lat = np.insert(lon, ins, b.carry["lon"]), np.insert(lat, ins, b.carry["lat"])
+    # Steps of JUMP_M or more move at least 0.025 deg in latitude or longitude: only those are measured (a day's
+    # millions of steps through the haversine had cost visits and gaps half their time again)
+    dlon = np.abs(np.diff(lon))
+    far = ((np.abs(np.diff(lat)) > 0.025) | (np.minimum(dlon, 360.0 - dlon) > 0.025)) & ~vstart[1:]
+    mid = np.flatnonzero(far[:-1] & far[1:]) + 1  # far in and far out
+    if mid.size == 0:
+        return out
+
+    def too_fast(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        d = haversine_m(lon[i], lat[i], lon[j], lat[j])
+        return (d > JUMP_M) & (d / np.maximum(b.t[j] - b.t[i], 1) * US_PER_H / 1852.0 > jump_kn)
+
+    both = np.zeros(n, bool)
+    both[mid] = too_fast(mid - 1, mid) & too_fast(mid, mid + 1)
+    lone = both.copy()  # ...with neighbours that are not so themselves (alternating transmitters make runs)
+    lone[1:] &= ~both[:-1]
+    lone[:-1] &= ~both[1:]
+    cand = np.flatnonzero(lone)
+    if cand.size:
+        out[cand[~too_fast(cand - 1, cand + 1)]] = True  # the fixes either side agree with each other
+    return out
 
 
 LEVEL_CONFIDENCE = {1: 0.35, 2: 0.6, 3: 0.8, 4: 0.95}
@@ -579,6 +620,8 @@ class _LayerScanner:
         dt_h[vstart] = np.inf
         reset = dt_h > cfg.split_h
         ev = np.where(dist <= cfg.entry_m, site, np.where(dist > cfg.exit_m, -1, NONE)).astype(np.int16)
+        jumps = lone_jumps(b, vstart, cfg.jump_kn)
+        ev[jumps] = NONE  # a lone impossible fix moves the ship nowhere (nor ends a stop, below)
         if b.carry is not None:
             ev[b.carry_pos] = b.carry["state"]
         ev[(vstart | reset) & (ev == NONE)] = -1
@@ -586,7 +629,7 @@ class _LayerScanner:
         # this site: the sites of a layer lie over twice the exit distance apart, so a ship in another's band is
         # beyond the exit of the one it was in (it had stayed "in" port A while waiting 1.5 km off anchorage B,
         # 4.5 km from A). A second pass: the band positions after another site's state become exits.
-        band = ev == NONE
+        band = (ev == NONE) & ~jumps
         if band.any():
             before = _ffill(ev)
             ev[band & (before != site) & (before >= 0)] = -1
@@ -594,6 +637,7 @@ class _LayerScanner:
         sog = b.sog
         sev = np.where(sog < cfg.stop_kn, 1, np.where(sog > cfg.restart_kn, 0, NONE)).astype(np.int8)
         sev[np.isnan(sog)] = NONE
+        sev[jumps] = NONE
         if b.carry is not None:
             sev[b.carry_pos] = b.carry["stop"]
         sev[(vstart | reset) & (sev == NONE)] = 0
