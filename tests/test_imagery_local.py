@@ -829,3 +829,16 @@ def test_a_site_window_too_large_to_read_is_refused_by_name(tmp_path: Path, monk
     monkeypatch.setattr(raster_module, "MAX_READ_PX", 1000)
     with pytest.raises(SceneReadError, match=r"ortho_20231014T013000.tif: the site covers .* resample the image"):
         read_scene(scene)
+
+
+def test_a_band_given_twice_and_a_link_to_nothing_are_said(tmp_path: Path) -> None:
+    """B08.tif beside nir.tif: the last had silently won; a .tif link to a file gone had been skipped unsaid."""
+    folder = tmp_path / "s2"
+    for name in ("B02", "B03", "B04", "B08", "nir"):
+        _tif(folder / f"{name}.tif", count=1)
+    (folder / "old.tif").symlink_to(tmp_path / "gone.tif")
+    result = scan_folder(folder)
+    assert result.scenes == []
+    said = dict(result.failures)
+    assert any("band nir twice in one scene (B08.tif and nir.tif)" in v for v in said.values()), said
+    assert "a link to nothing" in said[str(folder / "old.tif")]

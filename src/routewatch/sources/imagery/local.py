@@ -23,6 +23,7 @@ Any CRS, any band layout. How a folder becomes scenes:
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -290,7 +291,11 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                 _check_readable(ds, f)
                 sensor_hint = sensor or tags.get("ROUTEWATCH_SENSOR") or ""
                 if len(files) > 1:
-                    refs[BAND_ALIASES[code]] = {"path": str(f.resolve()), "index": 1}
+                    name = BAND_ALIASES[code]
+                    if name in refs:  # B08.tif and nir.tif in one folder: which is the band? (the last had won)
+                        raise SceneReadError(f"{f}: band {name} twice in one scene ({Path(refs[name]['path']).name} "
+                                             f"and {f.name}); keep one of them in the folder")
+                    refs[name] = {"path": str(f.resolve()), "index": 1}
                     continue
                 descs = [(d or "").strip().lower() for d in ds.descriptions]
                 if bands:
@@ -402,6 +407,11 @@ def scan_folder(folder: str | Path, *, bands: list[str] | None = None, when: dat
     result = AddResult()
     if not root.is_dir() and not root.is_file():
         raise FileNotFoundError(f"{root}: no such file or folder")
+    if root.is_dir():  # a link to nothing has no content to add, but it was meant to be read: said, not skipped
+        for p in sorted(root.rglob("*")):
+            if p.is_symlink() and not p.exists() and p.suffix.lower() in SUFFIXES:
+                result.failures.append((str(p), f"{p}: a link to nothing (its target {os.readlink(p)} is gone, or "
+                                                "the link loops)"))
     for group in group_files(root):
         try:
             with warnings.catch_warnings():  # a file without georeference is refused below, by name, not warned of
