@@ -664,3 +664,22 @@ def test_an_out_file_that_cannot_be_written_is_refused_before_visits_or_gaps_are
             out = _run("ais", cmd, "-w", str(ws.root), "--out", str(bad), code=2)
             assert "--out" in out and "Traceback" not in out
     assert _stored_visits(ws.root) == []
+
+
+def test_a_gap_ending_past_the_days_a_windowed_run_reads_is_kept(tmp_path):
+    """A windowed `ais gaps` reads at most 31 days past its window for a gap's other end: a gap ending exactly then
+    was not read, so it is not refuted (review: it had been removed)."""
+    ws = _init(tmp_path / "ws")
+    t0 = datetime(2023, 1, 11, 6, 0, tzinfo=UTC)
+    heard = [t0 + timedelta(hours=h) for h in range(5)] + [datetime(2023, 2, 12, tzinfo=UTC)]
+    _run("ais", "ingest", str(_write_rows(tmp_path / "a.csv", 222000342, heard)), "-w", str(ws.root))
+    _run("ais", "gaps", "-w", str(ws.root))
+
+    def stored() -> list:
+        with Store.open(Workspace.open(ws.root).db_url).engine.connect() as conn:
+            return [(r.start_time, r.end_time) for r in conn.execute(select(schema.ais_gaps))]
+
+    whole = stored()
+    assert whole == [(t0 + timedelta(hours=4), datetime(2023, 2, 12, tzinfo=UTC))]
+    _run("ais", "gaps", "-w", str(ws.root), "--since", "2023-01-11", "--until", "2023-01-11")
+    assert stored() == whole

@@ -168,7 +168,7 @@ def test_hits_drawn_on_a_raster_cluster_as_the_neighbour_look_ups_do(gap: int,
     raster = sar._clusters_on_raster(rows.astype(np.int64), cols.astype(np.int64), gap)
     monkeypatch.setattr(sar, "DENSE_MAX_PX", 0)
     looked_up = cluster_hits(rows, cols, gap)
-    assert np.array_equal(raster, looked_up)
+    assert np.array_equal(raster, looked_up) and raster.dtype == looked_up.dtype
     assert raster[-4] == raster[-3] and raster[-2] != raster[-1]
 
 

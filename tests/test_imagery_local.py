@@ -797,6 +797,7 @@ def test_rgba_exports_and_alpha_bands_are_read_by_their_colours(tmp_path: Path) 
     path = tmp_path / "in" / "rgba_20231014T013000.tif"
     path.parent.mkdir()
     data = np.full((4, 60, 80), 120, np.uint8)
+    data[3] = 255
     data[3, :, 40:] = 0  # transparent right half
     with rasterio.open(path, "w", driver="GTiff", width=80, height=60, count=4, dtype="uint8", crs=UTM52,
                        transform=T) as ds:
@@ -806,6 +807,37 @@ def test_rgba_exports_and_alpha_bands_are_read_by_their_colours(tmp_path: Path) 
     assert {k: v["index"] for k, v in scene.attributes["bands"].items()} == {"red": 1, "green": 2, "blue": 3}
     raster = read_scene(scene)
     assert raster.valid[:, :38].all() and not raster.valid[:, 42:].any()  # the alpha band is the mask
+
+    # GDAL tags four byte bands so by default, also a user's blue, green, red, near-infrared export: a fourth band
+    # whose values are no mask's is data, the file named by its count, and its dark water no "transparent" half
+    bgrn = tmp_path / "bgrn" / "bgrn_20231014T013000.tif"
+    bgrn.parent.mkdir()
+    data = np.random.default_rng(3).integers(1, 250, (4, 60, 80)).astype(np.uint8)
+    data[3, :, 40:] = 0  # no near-infrared over the water
+    with rasterio.open(bgrn, "w", driver="GTiff", width=80, height=60, count=4, dtype="uint8", crs=UTM52,
+                       transform=T) as ds:
+        ds.write(data)
+        assert ds.colorinterp[3] == ColorInterp.alpha
+    for given in (None, ["blue", "green", "red", "nir"]):
+        (scene,) = scan_folder(bgrn.parent, bands=given).scenes
+        assert {k: v["index"] for k, v in scene.attributes["bands"].items()} == \
+            {"blue": 1, "green": 2, "red": 3, "nir": 4}, given
+        assert read_scene(scene).valid.all(), given
+
+    # five bands, red, green, blue, near-infrared and alpha: GDAL shows no mask for them; the alpha is read
+    five = tmp_path / "five" / "rgbna_20231014T013000.tif"
+    five.parent.mkdir()
+    data = np.full((5, 60, 80), 120, np.uint8)
+    data[4] = 255
+    data[4, :, 40:] = 0
+    with rasterio.open(five, "w", driver="GTiff", width=80, height=60, count=5, dtype="uint8", crs=UTM52,
+                       transform=T, photometric="RGB") as ds:
+        ds.colorinterp = [ci.red, ci.green, ci.blue, ci.undefined, ci.alpha]  # (before the data, or GDAL drops it)
+        ds.write(data)
+    (scene,) = scan_folder(five.parent).scenes
+    assert set(scene.attributes["bands"]) == {"red", "green", "blue", "nir"}
+    raster = read_scene(scene)
+    assert raster.valid[:, :38].all() and not raster.valid[:, 42:].any()
 
 
 def test_the_files_own_mask_is_no_data(tmp_path: Path) -> None:

@@ -285,7 +285,7 @@ def ring_threshold_at(
 
 
 SAT_WORTH = 4  # a summed-area table costs about this many passes over the image...
-SAT_MAX_PX = 64_000_000  # ...and 8 bytes a pixel, twice (the table and a layer): images of up to 64 Mpx
+SAT_MAX_PX = 64_000_000  # ...and 24-32 bytes a pixel (the table, a layer, the image as float): up to 64 Mpx, 2 GB
 
 
 def _ring_thresholds_by_table(image: np.ndarray, water: np.ndarray | None, rows: np.ndarray, cols: np.ndarray,
@@ -586,7 +586,7 @@ def _clusters_on_raster(r: np.ndarray, c: np.ndarray, gap: int) -> np.ndarray:
     regions, _ = ndimage.label(squares, structure=np.ones((3, 3), bool))
     at = regions[r - r0, c - c0]
     _, first, inverse = np.unique(at, return_index=True, return_inverse=True)
-    rank = np.empty(first.size, np.int64)
+    rank = np.empty(first.size, np.int32)  # the dtype csgraph gives
     rank[np.argsort(first)] = np.arange(first.size)
     return rank[inverse.ravel()]
 

@@ -254,7 +254,7 @@ def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
             ships = sorted({str(m) for m in ships})
             keep = {r["id"] for r in gaps}
             refuted: list[str] = []
-            starts = (g.c.start_time >= t0) & (g.c.start_time < t1) & (g.c.end_time <= t1 + reach)
+            starts = (g.c.start_time >= t0) & (g.c.start_time < t1) & (g.c.end_time < t1 + reach)  # days read
             ends = (g.c.end_time >= t0) & (g.c.end_time < t1) & (g.c.start_time >= t0 - reach)
             for k in range(0, len(ships), 500):
                 q = select(g.c.id).where(g.c.mmsi.in_(ships[k : k + 500]), starts | ends)

@@ -241,13 +241,30 @@ def _default_names(count: int, sar: bool) -> list[str]:
     return [f"band{i}" for i in range(1, count + 1)]
 
 
-def _names_by_colour(colours: Any, sar: bool) -> list[str | None]:
+def is_alpha(ds: Any, index: int) -> bool:
+    """Whether band ``index`` (1-based) of an open file holds a mask's values: 0 and the type's top (255) and little
+    else. GDAL tags the fourth of four byte bands as alpha by default, also when a user's export holds blue,
+    green, red and near-infrared there: such a band is data, and its zeros no mask."""
+    from rasterio.enums import Resampling
+
+    scale = max(1, int(np.ceil(max(ds.height, ds.width) / 512)))
+    sample = ds.read(index, out_shape=(max(1, ds.height // scale), max(1, ds.width // scale)),
+                     resampling=Resampling.nearest)
+    top = np.iinfo(sample.dtype).max if np.issubdtype(sample.dtype, np.integer) else 1.0
+    return float(np.mean((sample != 0) & (sample != top))) <= 0.01
+
+
+def _names_by_colour(colours: Any, sar: bool, ds: Any = None) -> list[str | None]:
     """Band names of a file whose descriptions name none: by its colour interpretation when it says red, green and
     blue (an RGBA export: red and blue had been swapped and its alpha read as the near-infrared, a clean look
-    with no ship), else by the count of its bands (``_default_names``); an alpha band gets None (it is the mask)."""
+    with no ship), else by the count of its bands (``_default_names``); an alpha band gets None (it is the mask).
+    A band tagged alpha whose values are no mask's (``is_alpha``, read from ``ds`` when given) makes the tags
+    untrustworthy: the file is named by its count."""
     from rasterio.enums import ColorInterp
 
     colours = list(colours)
+    if ds is not None and any(c == ColorInterp.alpha and not is_alpha(ds, i + 1) for i, c in enumerate(colours)):
+        return list(_default_names(len(colours), sar))
     data = [i for i, c in enumerate(colours) if c != ColorInterp.alpha]
     rgb = {ColorInterp.red, ColorInterp.green, ColorInterp.blue}
     names: list[str | None] = [None] * len(colours)
@@ -266,6 +283,7 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                      sensor: str | None = None, sar_values: str | None = None) -> tuple[Scene, Evidence]:
     """Check one scene's files and describe them as a Scene (+ its scene Evidence). Errors name the file."""
     refs: dict[str, dict[str, Any]] = {}
+    alpha: dict[str, Any] | None = None  # the file's alpha band: its mask
     tags: dict[str, str] = {}
     shape0: tuple[int, int] | None = None
     grid0: Grid | None = None
@@ -313,13 +331,16 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                         and DETECTOR_BANDS & named:  # descriptions that name bands ("Band 1" does not; nor
                     names = [BAND_ALIASES.get(d, d) for d in descs]  # "b8, nir": one band twice)
                 else:
-                    names = _names_by_colour(ds.colorinterp, is_sar(sensor_hint))
+                    names = _names_by_colour(ds.colorinterp, is_sar(sensor_hint), ds)
                 from rasterio.enums import ColorInterp
 
                 for i, n in enumerate(names, start=1):
                     # an alpha band is the mask (read with the bands), not a band of data, unless --bands names it
-                    if n is not None and (bands or ds.colorinterp[i - 1] != ColorInterp.alpha):
+                    if n is not None and (bands or ds.colorinterp[i - 1] != ColorInterp.alpha
+                                          or not is_alpha(ds, i)):
                         refs[n] = {"path": str(f.resolve()), "index": i}
+                    elif n is None or not bands:
+                        alpha = {"path": str(f.resolve()), "index": i}
         except SceneReadError:
             raise
         except (RasterioError, OSError) as exc:
@@ -357,6 +378,8 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                                   "files": [str(f.resolve()) for f in files], "source": "local"}
     if "scl" in refs:
         attributes["scl"] = refs["scl"]
+    if alpha is not None:
+        attributes["alpha"] = alpha
     if kind == "sar" and sar_values:  # amplitude or intensity, as the user says (else the detector's rule)
         attributes["sar_values"] = sar_values
     # "day": stored as 00:00 UTC, right for the day's coverage, no time to match AIS at; always written, so that a

@@ -207,11 +207,13 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
                     continue
                 arr = ds.read(idx, window=window)
                 nod = ds.nodatavals[idx - 1] if nodata_attr is None else nodata_attr
-                # the file's own mask (an internal mask band, or an alpha band) says where there is no data as
-                # much as its no-data value does (it had been read as data: masked halves made 100 % usable looks)
+                # the file's own mask (an internal mask band) says where there is no data as much as its no-data
+                # value does (it had been read as data: masked halves made 100 % usable looks); an alpha band is
+                # read below, as the scene records it (GDAL shows one as a mask only in files of 2 or 4 bands, and
+                # also where the band it tags alpha is data)
                 flags = ds.mask_flag_enums[idx - 1]
                 masked = ds.read_masks(idx, window=window) == 0 \
-                    if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags else None
+                    if MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags else None
         except SceneReadError:
             raise
         except (RasterioError, OSError, ValueError) as exc:
@@ -227,6 +229,13 @@ def read_scene(scene: Scene, site_geometry: BaseGeometry | None = None, pad_px: 
         valid = ok if valid is None else valid & ok
         bands[name] = arr
     assert georef is not None and valid is not None
+    alpha = scene.attributes.get("alpha")
+    if alpha:  # the file's alpha band: transparent is no data
+        try:
+            with rasterio.open(str(alpha["path"])) as ds:
+                valid &= ds.read(int(alpha["index"]), window=window) != 0
+        except (RasterioError, OSError, ValueError) as exc:
+            raise SceneReadError(f"{alpha['path']}: cannot read its alpha band: {error_text(exc)}") from exc
     grid = georef.window(window) if window is not None else georef
     if scl is not None:
         valid &= ~np.isin(scl, SCL_NODATA)
