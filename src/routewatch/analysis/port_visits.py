@@ -280,10 +280,7 @@ def lone_jumps(b: Batch, vstart: np.ndarray, jump_kn: float) -> np.ndarray:
     out = np.zeros(n, bool)
     if n < 3:
         return out
-    lon, lat = b.day_lon, b.day_lat
-    if b.carry is not None:  # the carried rows merged in front of their ships', as Batch merges the others
-        ins = b.carry_pos - np.arange(b.carry_pos.size)
-        lon, lat = np.insert(lon, ins, b.carry["lon"]), np.insert(lat, ins, b.carry["lat"])
+    lon, lat = b.lon, b.lat
     # Steps of JUMP_M or more move at least 0.025 deg in latitude or longitude: only those are measured (a day's
     # millions of steps through the haversine had cost visits and gaps half their time again)
     dlon = np.abs(np.diff(lon))
@@ -337,11 +334,11 @@ class Carry:
 
 
 class Batch:
-    """One batch as numpy arrays (mmsi, t in epoch microseconds, sog, nearest site and its distance), with the
-    previous batch's last row of each vessel merged in front of that vessel's rows.
+    """One batch as numpy arrays (mmsi, t in epoch microseconds, sog, nearest site and its distance, lon, lat),
+    with the previous batch's last row of each vessel merged in front of that vessel's rows.
 
-    Only five narrow arrays are merged; positions, sources and line numbers are looked up for the few rows that
-    become evidence or gaps, so a day's strings are never copied.
+    Only seven narrow arrays are merged (the positions for the lone-jump test, :func:`lone_jumps`); sources and
+    line numbers are looked up for the few rows that become evidence or gaps, so a day's strings are never copied.
     """
 
     def __init__(self, day: pl.DataFrame, carry: dict[str, np.ndarray] | None, index: SiteIndex):
@@ -350,10 +347,10 @@ class Batch:
             day = day.sort("mmsi", "timestamp")
             mmsi = day["mmsi"].to_numpy()
         self.day = day
-        self.day_lon, self.day_lat = day["lon"].to_numpy(), day["lat"].to_numpy()
-        site, dist = index.lookup(self.day_lon, self.day_lat)
+        lon, lat = day["lon"].to_numpy(), day["lat"].to_numpy()
+        site, dist = index.lookup(lon, lat)
         arr = {"mmsi": mmsi, "t": day["timestamp"].dt.cast_time_unit("us").to_physical().to_numpy(),
-               "sog": day["sog_kn"].to_numpy(), "site": site, "dist": dist}
+               "sog": day["sog_kn"].to_numpy(), "site": site, "dist": dist, "lon": lon, "lat": lat}
         self.carry = carry if carry is not None and carry["mmsi"].size else None
         self.carry_pos = np.zeros(0, np.int64)
         if self.carry is not None:
@@ -361,7 +358,8 @@ class Batch:
             for k in arr:
                 arr[k] = np.insert(arr[k], ins, self.carry[k])
             self.carry_pos = ins + np.arange(ins.size)
-        self.mmsi, self.t, self.sog, self.site, self.dist = (arr[k] for k in ("mmsi", "t", "sog", "site", "dist"))
+        self.mmsi, self.t, self.sog, self.site, self.dist, self.lon, self.lat = (
+            arr[k] for k in ("mmsi", "t", "sog", "site", "dist", "lon", "lat"))
         self.n = self.mmsi.size
 
     def origin(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -374,12 +372,7 @@ class Batch:
         return is_carry, np.where(is_carry, j, idx - j)
 
     def lonlat(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        c, o = self.origin(idx)
-        if self.carry is None:
-            return self.day_lon[o], self.day_lat[o]
-        oc, od = np.where(c, o, 0), np.where(c, 0, o)
-        return (np.where(c, self.carry["lon"][oc], self.day_lon[od]),
-                np.where(c, self.carry["lat"][oc], self.day_lat[od]))
+        return self.lon[idx], self.lat[idx]
 
     def refs(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(source file, line) of merged rows ``idx``."""

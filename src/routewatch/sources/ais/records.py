@@ -240,28 +240,13 @@ def store_ais(store, *, sightings=(), evidence=(), gaps=(), vessels=(),
                 gone_evidence = _ais_evidence_of(conn, stale)
                 store.remove_sightings(stale, conn=conn)
             else:
-                g = schema.ais_gaps
-                keep = {r["id"] for r in gaps}
-                for k in range(0, len(keys), 500):
-                    q = select(g.c.id).where(g.c.mmsi.in_(keys[k : k + 500]))
-                    stale += [i for i in conn.execute(q).scalars() if i not in keep]
-                gone_evidence += _gap_evidence_of(conn, stale)  # a removed gap's evidence goes with it
-                for k in range(0, len(stale), 500):
-                    conn.execute(delete(g).where(g.c.id.in_(stale[k : k + 500])))
+                gone_evidence += _drop_gaps_not_found(conn, keys, gaps)
         if gaps_read is not None:
             g = schema.ais_gaps
             t0, t1, reach, ships = gaps_read
-            ships = sorted({str(m) for m in ships})
-            keep = {r["id"] for r in gaps}
-            refuted: list[str] = []
             starts = (g.c.start_time >= t0) & (g.c.start_time < t1) & (g.c.end_time < t1 + reach)  # days read
             ends = (g.c.end_time >= t0) & (g.c.end_time < t1) & (g.c.start_time >= t0 - reach)
-            for k in range(0, len(ships), 500):
-                q = select(g.c.id).where(g.c.mmsi.in_(ships[k : k + 500]), starts | ends)
-                refuted += [i for i in conn.execute(q).scalars() if i not in keep]
-            gone_evidence += _gap_evidence_of(conn, refuted)
-            for k in range(0, len(refuted), 500):
-                conn.execute(delete(g).where(g.c.id.in_(refuted[k : k + 500])))
+            gone_evidence += _drop_gaps_not_found(conn, ships, gaps, starts | ends)
         if remove:
             gone_evidence += _ais_evidence_of(conn, list(remove))
             store.remove_sightings(list(remove), conn=conn)
@@ -293,6 +278,27 @@ def _ais_evidence_of(conn: Any, sighting_ids: list[str]) -> list[str]:
                                              link.c.owner_id.in_(sighting_ids[k : k + 500]))
         out += [e for e in conn.execute(q).scalars() if str(e).startswith("ais-")]
     return out
+
+
+def _drop_gaps_not_found(conn: Any, mmsis: Iterable[Any], found: Any, where: Any = None) -> list[str]:
+    """Remove the stored gaps of ``mmsis`` (those matching ``where`` too, when given) that are not among ``found``
+    (the gap rows a run wrote); returns their evidence ids, which go with them unless something else cites them."""
+    from sqlalchemy import select
+
+    from routewatch.store import schema
+
+    g = schema.ais_gaps
+    ships = sorted({str(m) for m in mmsis})
+    keep = {r["id"] for r in found}
+    stale: list[str] = []
+    for k in range(0, len(ships), 500):
+        q = select(g.c.id).where(g.c.mmsi.in_(ships[k : k + 500]))
+        q = q.where(where) if where is not None else q
+        stale += [i for i in conn.execute(q).scalars() if i not in keep]
+    gone = _gap_evidence_of(conn, stale)
+    for k in range(0, len(stale), 500):
+        conn.execute(delete(g).where(g.c.id.in_(stale[k : k + 500])))
+    return gone
 
 
 def _gap_evidence_of(conn: Any, gap_ids: list[str]) -> list[str]:

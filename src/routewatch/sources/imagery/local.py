@@ -254,16 +254,16 @@ def is_alpha(ds: Any, index: int) -> bool:
     return float(np.mean((sample != 0) & (sample != top))) <= 0.01
 
 
-def _names_by_colour(colours: Any, sar: bool, ds: Any = None) -> list[str | None]:
+def _names_by_colour(colours: Any, sar: bool, tags_hold: bool = True) -> list[str | None]:
     """Band names of a file whose descriptions name none: by its colour interpretation when it says red, green and
     blue (an RGBA export: red and blue had been swapped and its alpha read as the near-infrared, a clean look
     with no ship), else by the count of its bands (``_default_names``); an alpha band gets None (it is the mask).
-    A band tagged alpha whose values are no mask's (``is_alpha``, read from ``ds`` when given) makes the tags
-    untrustworthy: the file is named by its count."""
+    ``tags_hold=False`` (a band tagged alpha whose values are no mask's, see ``is_alpha``): the tags are not to
+    be trusted, and the file is named by its count."""
     from rasterio.enums import ColorInterp
 
     colours = list(colours)
-    if ds is not None and any(c == ColorInterp.alpha and not is_alpha(ds, i + 1) for i, c in enumerate(colours)):
+    if not tags_hold:
         return list(_default_names(len(colours), sar))
     data = [i for i, c in enumerate(colours) if c != ColorInterp.alpha]
     rgb = {ColorInterp.red, ColorInterp.green, ColorInterp.blue}
@@ -316,6 +316,11 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                     refs[name] = {"path": str(f.resolve()), "index": 1}
                     continue
                 descs = [(d or "").strip().lower() for d in ds.descriptions]
+                from rasterio.enums import ColorInterp
+
+                tagged = [i for i, c in enumerate(ds.colorinterp, start=1) if c == ColorInterp.alpha]
+                # each such band read once (a decimated sample); --bands names every band as data
+                masks = set() if bands else {i for i in tagged if is_alpha(ds, i)}
                 if bands:
                     if len(bands) != ds.count:
                         raise SceneReadError(f"{f}: --bands names {len(bands)} bands but the file has {ds.count}")
@@ -331,15 +336,12 @@ def scene_from_files(files: list[Path], *, bands: list[str] | None = None, when:
                         and DETECTOR_BANDS & named:  # descriptions that name bands ("Band 1" does not; nor
                     names = [BAND_ALIASES.get(d, d) for d in descs]  # "b8, nir": one band twice)
                 else:
-                    names = _names_by_colour(ds.colorinterp, is_sar(sensor_hint), ds)
-                from rasterio.enums import ColorInterp
-
+                    names = _names_by_colour(ds.colorinterp, is_sar(sensor_hint), len(masks) == len(tagged))
                 for i, n in enumerate(names, start=1):
                     # an alpha band is the mask (read with the bands), not a band of data, unless --bands names it
-                    if n is not None and (bands or ds.colorinterp[i - 1] != ColorInterp.alpha
-                                          or not is_alpha(ds, i)):
+                    if n is not None and (bands or i not in masks):
                         refs[n] = {"path": str(f.resolve()), "index": i}
-                    elif n is None or not bands:
+                    elif i in masks:
                         alpha = {"path": str(f.resolve()), "index": i}
         except SceneReadError:
             raise

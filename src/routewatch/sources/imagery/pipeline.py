@@ -329,7 +329,6 @@ def process_scene(scene: Scene, site: Site, water_geometry: BaseGeometry | None,
                      "(tag it as no-data if it is fill)")
     fraction = uf.fraction
     if cloud is None and raster.kind == "optical":
-        stated = scene.cloud_cover
         if stated is not None and math.isfinite(stated) and 0 < stated <= 1:
             # no mask, but the product states the scene's cloud: where over the scene it lies is unknown, so the
             # site is taken to be as cloudy as the scene (a scene called 87 % cloudy had made a fully clear look)
