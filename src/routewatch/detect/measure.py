@@ -25,6 +25,12 @@ class Shape:
     heading_deg: float
 
 
+def pixel_sides(pixel_size_m: float | tuple[float, float]) -> tuple[float, float]:
+    """(row size, column size) in metres of a pixel given as one size or as the two."""
+    dy, dx = (pixel_size_m, pixel_size_m) if np.isscalar(pixel_size_m) else pixel_size_m  # type: ignore[misc]
+    return float(dy), float(dx)
+
+
 def measure_pixels(
     rows: np.ndarray, cols: np.ndarray, pixel_size_m: float | tuple[float, float], weights: np.ndarray | None = None
 ) -> Shape:
@@ -33,9 +39,9 @@ def measure_pixels(
     ``pixel_size_m`` is the ground size of a pixel, or (row size, column size) when pixels are not square.
     Measuring in metres (not pixels) keeps the axis right when pixels are not square.
     """
-    dy, dx = (pixel_size_m, pixel_size_m) if np.isscalar(pixel_size_m) else pixel_size_m  # type: ignore[misc]
-    y = np.asarray(rows, dtype=float) * float(dy)
-    x = np.asarray(cols, dtype=float) * float(dx)
+    dy, dx = pixel_sides(pixel_size_m)
+    y = np.asarray(rows, dtype=float) * dy
+    x = np.asarray(cols, dtype=float) * dx
     if y.size == 0:
         raise ValueError("cannot measure a target with no pixels")
     w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)

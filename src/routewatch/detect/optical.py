@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from routewatch.detect.base import Detection
-from routewatch.detect.measure import measure_pixels
+from routewatch.detect.measure import measure_pixels, pixel_sides
 
 BAND_ORDER = ("blue", "green", "red", "nir")
 MODEL_DIR = Path(__file__).with_name("models")
@@ -120,15 +120,21 @@ def reflectance_scale(bands: Mapping[str, np.ndarray]) -> float:
     return REFLECTANCE_SCALE if median <= 1.0 and top <= 10.0 else 1.0
 
 
+def band_shape(bands: Mapping[str, np.ndarray]) -> tuple[int, ...]:
+    """The shape the bands share; a ValueError naming each band's when they differ."""
+    shapes = {k: np.shape(v) for k, v in bands.items()}
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"band arrays differ in size: {shapes}")
+    return next(iter(shapes.values()))
+
+
 def optical_features(bands: Mapping[str, np.ndarray], valid: np.ndarray | None = None) -> np.ndarray:
     """Stack bands into the network input (5, H, W) float32: 4 log bands relative to the image median, NDWI.
     ``valid``: the pixels the file says are data (no-data by :func:`optical_nodata` is left out either way)."""
     missing = [b for b in ("blue", "green", "red") if b not in bands]
     if missing:
         raise ValueError(f"optical detection needs bands blue, green, red (and ideally nir); missing {missing}")
-    shapes = {k: np.shape(v) for k, v in bands.items()}
-    if len(set(shapes.values())) != 1:
-        raise ValueError(f"band arrays differ in size: {shapes}")
+    band_shape(bands)
     arrs = [np.asarray(bands[b], dtype=np.float32) for b in BAND_ORDER if b in bands]
     scale = reflectance_scale(bands)
     if scale != 1.0:
@@ -274,8 +280,7 @@ def detections_from_probability(
 def network_factors(pixel_size_m: float | tuple[float, float]) -> tuple[int, int]:
     """How many pixels (rows, columns) of an image are averaged into one pixel for the network: 1 at Sentinel-2
     scale, about ``NETWORK_PIXEL_M`` over the pixel size below ``RESAMPLE_BELOW_M`` (a 0.5 m image: 16 x 16)."""
-    dy, dx = (pixel_size_m, pixel_size_m) if np.isscalar(pixel_size_m) else pixel_size_m  # type: ignore[misc]
-    dy, dx = float(dy), float(dx)
+    dy, dx = pixel_sides(pixel_size_m)
     if max(dy, dx) >= RESAMPLE_BELOW_M:
         return 1, 1
     return max(1, round(NETWORK_PIXEL_M / dy)), max(1, round(NETWORK_PIXEL_M / dx))
@@ -296,9 +301,8 @@ def block_means(bands: Mapping[str, np.ndarray], nodata: np.ndarray, water: np.n
 
     data = ~np.asarray(nodata, bool)
     count = sums(data)
-    full = np.full((hh, ww), float(fy * fx))  # pixels a block holds inside the image
-    full[-1, :] = (h - (hh - 1) * fy) * fx
-    full[:, -1] = full[:, -1] / fx * (w - (ww - 1) * fx)
+    # pixels each block holds inside the image (the last row and column of blocks may be partial)
+    full = np.outer(np.minimum(fy, h - np.arange(hh) * fy), np.minimum(fx, w - np.arange(ww) * fx)).astype(float)
     kept = count >= 0.5 * full
     out = {}
     for name, band in bands.items():
@@ -331,14 +335,12 @@ def detect_optical(
     bands = without_nodata(bands, valid)
     fy, fx = network_factors(pixel_size_m)
     if (fy, fx) != (1, 1):
-        dy, dx = (pixel_size_m, pixel_size_m) if np.isscalar(pixel_size_m) else pixel_size_m  # type: ignore[misc]
-        shapes = {np.shape(v) for v in bands.values()}
-        if len(shapes) != 1:
-            raise ValueError(f"band arrays differ in size: { {k: np.shape(v) for k, v in bands.items()} }")
-        if water is not None and np.shape(water) != next(iter(shapes)):
-            raise ValueError(f"water mask shape {np.shape(water)} differs from image shape {next(iter(shapes))}")
+        dy, dx = pixel_sides(pixel_size_m)
+        shape = band_shape(bands)  # checked on the image given, not on its averages
+        if water is not None and np.shape(water) != shape:
+            raise ValueError(f"water mask shape {np.shape(water)} differs from image shape {shape}")
         coarse, wet = block_means(bands, optical_nodata(bands), water, fy, fx)
-        found = detect_optical(coarse, pixel_size_m=(float(dy) * fy, float(dx) * fx), water=wet,
+        found = detect_optical(coarse, pixel_size_m=(dy * fy, dx * fx), water=wet,
                                model_path=model_path, params=params)
         return [replace(d, row=(d.row + 0.5) * fy - 0.5, col=(d.col + 0.5) * fx - 0.5) for d in found]
     feats = optical_features(bands)
