@@ -27,6 +27,36 @@ def score_map_model(path: Path) -> Path:
     return path
 
 
+def outline_and_centre_model(path: Path) -> Path:
+    """logit = 8 * (channels 0 and 1 of a 5-channel input): a two-output network like ``train --centres``'s."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 5, "h", "w"])
+    y = helper.make_tensor_value_info("logit", TensorProto.FLOAT, [1, 2, "h", "w"])
+    inits = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("s", 0), ("e", 2), ("ax", 1))]
+    inits.append(helper.make_tensor("gain", TensorProto.FLOAT, [], [8.0]))
+    nodes = [helper.make_node("Slice", ["input", "s", "e", "ax"], ["two"]),
+             helper.make_node("Mul", ["two", "gain"], ["logit"])]
+    model = helper.make_model(helper.make_graph(nodes, "two", [x], [y], initializer=inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_a_two_map_model_is_decoded_by_its_centres_and_read_as_logits_by_its_name(tmp_path: Path) -> None:
+    """A score map with a centre map (``train --centres``) gives a ship a centre peak, so two hulls side by side
+    in one score region are two ships; an output named ``logit`` is read as logits without being told."""
+    feats = np.full((5, 60, 60), -1.0, np.float32)
+    feats[0, 10:40, 20:28] = 1.0  # one region of the score map, two 30 x 4 px hulls
+    feats[1, 24, 21] = feats[1, 24, 26] = 1.0  # their centres
+    detector = OnnxDetector(outline_and_centre_model(tmp_path / "two.onnx"), preprocess=lambda d: d)  # type: ignore[arg-type, return-value]
+    assert detector.logits is True
+    dets = sorted(detector(feats, pixel_size_m=10.0), key=lambda d: d.col)
+    assert [(round(d.col, 1), round(d.length_m), round(d.width_m)) for d in dets] == [(21.5, 300, 40), (25.5, 300, 40)]
+    feats[1] = -1.0  # no centre: no ship, however strong the score map
+    assert detector(feats, pixel_size_m=10.0) == []
+    assert OnnxDetector(outline_and_centre_model(tmp_path / "two.onnx"), logits=False).logits is False
+
+
 def boxes_model(path: Path, boxes: np.ndarray) -> Path:
     """Ignores the image and returns fixed boxes (x0, y0, x1, y1, score): tests the box convention."""
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, "h", "w"])

@@ -210,7 +210,7 @@ def test_shore_crops_centre_on_the_waters_edge() -> None:
     feats[4, :, 150:] = 0.5
     edge = water_edge(feats)
     assert set(np.unravel_index(edge, (300, 300))[1]) == {150}  # the first water column; not the image border
-    t, w = np.zeros((300, 300), np.float32), np.ones((300, 300), np.float32)
+    t, w = np.zeros((1, 300, 300), np.float32), np.ones((300, 300), np.float32)  # targets: (channels, h, w)
     ship = [(150, 280)]  # in open water, far from the quay
 
     def two_sided(shore: float, crop: int) -> float:
@@ -234,6 +234,8 @@ def test_shore_crops_centre_on_the_waters_edge() -> None:
             train_net([], 1, shore=0.5)
         with pytest.raises(ValueError, match="multiple of 4"):
             train_net([], 1, crop=66)
+        with pytest.raises(ValueError, match="--paste and --centres"):
+            train_net([], 1, paste=0.5, centres=True)
 
 
 @pytest.mark.shared
@@ -409,3 +411,79 @@ def test_a_chip_on_fine_pixels_shows_the_whole_ship() -> None:
     assert chip[:, : lit[0]].max() < 50 and chip[:, lit[-1] + 1 :].max() < 50  # with water beyond them
     (coarse,) = add_chips([ship], img, pixel_size_m=10.0)  # at 10 m a 200 m ship is 20 px: the usual 48 px chip
     assert Image.open(io.BytesIO(coarse.chip_png)).size == (48, 48)
+
+
+def _port_with_ships(shape: tuple[int, int], masks: list[np.ndarray]):  # type: ignore[no-untyped-def]
+    from routewatch.detect.evaluate import LabelledPort, TruthObject
+
+    truth = []
+    for m in masks:
+        rr, cc = np.nonzero(m)
+        truth.append(TruthObject(row=float(rr.mean()), col=float(cc.mean()),
+                                 bbox=(float(cc.min()), float(rr.min()), float(np.ptp(cc) + 1), float(np.ptp(rr) + 1)),
+                                 mask_rows=rr, mask_cols=cc))
+    return LabelledPort("test", {"red": np.zeros(shape, np.uint16)}, None, None, (10.0, 10.0), truth)
+
+
+def test_centre_targets_give_one_peak_a_ship_even_side_by_side() -> None:
+    """``train --centres``: a ship-centre heat map with exactly one peak (1.0) at each labelled ship, ships moored
+    side by side included (their outlines touch, so the outline map alone joins them), longer along the hull."""
+    from routewatch.detect.train import centre_targets
+
+    a, b = np.zeros((60, 60), bool), np.zeros((60, 60), bool)
+    a[10:40, 20:24] = True  # two 30 x 4 px hulls, touching along their length
+    b[10:40, 24:28] = True
+    heat = centre_targets(_port_with_ships((60, 60), [a, b]))
+    peaks = np.argwhere(heat >= 0.999)
+    assert sorted(map(tuple, peaks)) == [(24, 22), (24, 26)]  # the pixels nearest each centre (24.5, 21.5/25.5)
+    assert heat[24, 24] < 0.5  # the seam between them is low
+    assert heat[18, 22] > heat[24, 18]  # the map reaches further along the hull than across it
+    assert heat.max() == 1.0 and heat.min() == 0.0
+
+
+def test_centre_decoding_cuts_ships_side_by_side_apart() -> None:
+    """A network with a centre output: each centre peak on the outline map is a ship, measured on the part of the
+    shared outline region nearest to it; a peak off any outline, or a flat top, does not make extra ships."""
+    from routewatch.detect.optical import detections_from_centres
+
+    prob = np.zeros((80, 80), np.float32)
+    prob[10:40, 20:28] = 0.8  # two 30 x 4 px hulls that the outline map joins into one region
+    centre = np.zeros_like(prob)
+    centre[24, 21] = centre[24, 26] = 0.9  # peaks 5 px apart: the cut falls between columns 23 and 24
+    centre[23:26, 20:23] = np.maximum(centre[23:26, 20:23], 0.5)
+    centre[60:62, 60:62] = 0.7  # a flat-topped peak where the outline map has nothing: no ship
+    prob[60:70, 10:14] = 0.8  # a 10 x 4 px outline with a flat-topped centre peak: one ship
+    centre[64:66, 11:13] = 0.6
+    params = OpticalParams(centre_threshold=0.3, min_pixels=4)
+    dets = sorted(detections_from_centres(prob, centre, pixel_size_m=10.0, params=params), key=lambda d: (d.row, d.col))
+    assert len(dets) == 3
+    assert [round(d.col, 1) for d in dets[:2]] == [21.5, 25.5]
+    assert all(d.length_m == pytest.approx(300.0) and d.width_m == pytest.approx(40.0) for d in dets[:2])
+    assert dets[0].score == pytest.approx(0.9) and dets[2].length_m == pytest.approx(100.0)
+    merged = detections_from_probability(prob, pixel_size_m=10.0, params=OpticalParams(threshold=0.5, min_pixels=4))
+    assert len(merged) == 2  # the outline map alone gives one wide ship for the pair
+    assert detections_from_centres(prob, centre, pixel_size_m=10.0, params=OpticalParams(centre_threshold=0.95)) == []
+    water = np.zeros((80, 80), bool)
+    water[50:, :] = True
+    assert len(detections_from_centres(prob, centre, pixel_size_m=10.0, params=params, water=water)) == 1
+
+
+def test_a_network_with_a_centre_output_is_tiled_and_decoded_by_its_centres(tmp_path: Path) -> None:
+    """``network_maps`` keeps every output of the network through the tiling, and ``detect_optical`` decodes a
+    two-output network (``train --centres``) by its centre map."""
+    pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the test model")
+    from routewatch.detect.optical import network_maps
+    from test_detect_onnx import outline_and_centre_model
+
+    path = outline_and_centre_model(tmp_path / "two.onnx")
+    feats = np.random.default_rng(3).normal(size=(5, 70, 90)).astype(np.float32)
+    maps = network_maps(feats, path, tile=32)
+    assert maps.shape == (2, 70, 90)
+    np.testing.assert_allclose(maps, 1 / (1 + np.exp(-8 * feats[:2])), rtol=1e-5, atol=1e-6)
+    from routewatch.detect import optical
+
+    seen = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(optical, "detections_from_centres", lambda p, c, **kw: seen.append((p.shape, c.shape)) or [])
+        detect_optical(bands(), pixel_size_m=10.0, model_path=path)
+    assert seen == [((64, 80), (64, 80))]

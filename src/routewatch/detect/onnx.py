@@ -2,8 +2,11 @@
 
 Two output conventions are accepted, recognised from the model's first output:
 
-* a score map ``(1, 1, H, W)`` (probabilities, or logits with ``logits=True``): ships are the connected
-  regions above the threshold, measured like the packaged optical detector;
+* a score map ``(1, 1, H, W)`` (probabilities, or logits with ``logits=True``; by default an output named
+  ``logit`` or ``logits``, as ``python -m routewatch.detect.train`` names it, is read as logits): ships are the
+  connected regions above the threshold, measured like the packaged optical detector;
+* a score map and a ship-centre map ``(1, 2, H, W)`` (``train --centres``): ships are the centre peaks on the
+  score map above the threshold (:func:`~routewatch.detect.optical.detections_from_centres`);
 * boxes ``(N, 5)`` or ``(1, N, 5)``: ``x0, y0, x1, y1, score`` in input pixels; length and width come from the
   box sides (heading 0 or 90 degrees, since an axis-aligned box cannot say more).
 
@@ -23,6 +26,7 @@ import numpy as np
 from routewatch.detect.base import Detection
 from routewatch.detect.optical import (
     OpticalParams,
+    detections_from_centres,
     detections_from_probability,
     onnx_session,
     optical_features,
@@ -50,7 +54,7 @@ class OnnxDetector:
 
     model_path: Path
     preprocess: Preprocess = default_preprocess
-    logits: bool = False
+    logits: bool | None = None  # None: by the output's name (logit, logits)
     threshold: float = 0.5
     params: OpticalParams = field(default_factory=lambda: OpticalParams(threshold=0.5, min_pixels=2,
                                                                        measure_threshold=None))
@@ -59,6 +63,8 @@ class OnnxDetector:
         self.model_path = Path(self.model_path)
         self._sess = onnx_session(self.model_path, threads=None)
         self._input = self._sess.get_inputs()[0].name  # type: ignore[attr-defined]
+        if self.logits is None:
+            self.logits = self._sess.get_outputs()[0].name.lower() in ("logit", "logits")  # type: ignore[attr-defined]
 
     def __call__(
         self, data: np.ndarray | dict[str, np.ndarray], *, pixel_size_m: float, water: np.ndarray | None = None
@@ -69,13 +75,17 @@ class OnnxDetector:
         out = np.asarray(self._sess.run(None, {self._input: x})[0])  # type: ignore[attr-defined]
         h, w = x.shape[2], x.shape[3]
         if out.ndim == 4:
-            prob = out[0, 0]
+            maps = out[0]
             if self.logits:
-                prob = 1.0 / (1.0 + np.exp(-prob))
-            if prob.shape != (h, w):
-                raise ValueError(f"{self.model_path}: score map {prob.shape} does not match the input {(h, w)}")
+                maps = 1.0 / (1.0 + np.exp(-maps))
+            if maps.shape[1:] != (h, w) or maps.shape[0] not in (1, 2):
+                raise ValueError(f"{self.model_path}: score map {out.shape} does not match the input {(h, w)}: "
+                                 "expected (1, 1, H, W), or (1, 2, H, W) with a centre map")
             params = replace(self.params, threshold=self.threshold)
-            return detections_from_probability(prob, pixel_size_m=pixel_size_m, water=water, params=params)
+            if len(maps) == 2:
+                return detections_from_centres(maps[0], maps[1], pixel_size_m=pixel_size_m, water=water,
+                                               params=params)
+            return detections_from_probability(maps[0], pixel_size_m=pixel_size_m, water=water, params=params)
         boxes = out.reshape(-1, out.shape[-1])
         if boxes.shape[-1] < 5:
             raise ValueError(f"{self.model_path}: output shape {out.shape} is neither a score map nor (N, 5) boxes")

@@ -44,6 +44,7 @@ class OpticalParams:
     min_length_m: float = 15.0
     max_length_m: float = 500.0
     nodata_guard_px: int = 1  # a region whose outline comes this close to no-data is the data/no-data step
+    centre_threshold: float = 0.3  # networks with a centre output: a ship is a local peak of it above this
 
 
 RESAMPLE_BELOW_M = 3.0  # finer ground pixels are averaged to about NETWORK_PIXEL_M before the network sees them
@@ -185,10 +186,16 @@ def onnx_session(model_path: Path | str, *, threads: int | None = 2, hint: str =
 
 def probability_map(features: np.ndarray, model_path: Path | str = DEFAULT_MODEL, tile: int = 1024) -> np.ndarray:
     """Per-pixel ship probability (H, W) from the ONNX network, tiled with overlap for large images."""
+    return network_maps(features, model_path, tile)[0]
+
+
+def network_maps(features: np.ndarray, model_path: Path | str = DEFAULT_MODEL, tile: int = 1024) -> np.ndarray:
+    """The network's probability maps (outputs, H, W), tiled with overlap for large images: the ship outline, and
+    the ship centres for a network trained with them (``train --centres``)."""
     sess = onnx_session(model_path, hint="; train it with python -m routewatch.detect.train")
     _, h, w = features.shape
     pad = 48  # margin for the network's receptive field (about 45 px), a multiple of its downsampling (4)
-    prob = np.zeros((h, w), np.float32)
+    prob: np.ndarray | None = None
     for r0 in range(0, h, tile):
         for c0 in range(0, w, tile):
             r1, c1 = min(h, r0 + tile), min(w, c0 + tile)
@@ -197,9 +204,12 @@ def probability_map(features: np.ndarray, model_path: Path | str = DEFAULT_MODEL
             x = features[:, a0:a1, b0:b1]
             ph, pw = (-x.shape[1]) % 4, (-x.shape[2]) % 4
             x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(x.shape[1:]) > 4 else "edge")
-            logit = sess.run(None, {"input": x[None]})[0][0, 0]  # type: ignore[attr-defined]
-            p = 1.0 / (1.0 + np.exp(-logit[: a1 - a0, : b1 - b0]))
-            prob[r0:r1, c0:c1] = p[r0 - a0 : r1 - a0, c0 - b0 : c1 - b0]
+            logit = sess.run(None, {"input": x[None]})[0][0]  # type: ignore[attr-defined]
+            if prob is None:
+                prob = np.zeros((logit.shape[0], h, w), np.float32)
+            p = 1.0 / (1.0 + np.exp(-logit[:, : a1 - a0, : b1 - b0]))
+            prob[:, r0:r1, c0:c1] = p[:, r0 - a0 : r1 - a0, c0 - b0 : c1 - b0]
+    assert prob is not None
     return prob
 
 
@@ -233,20 +243,7 @@ def detections_from_probability(
         # Number of cores inside each low region.
         first = ndimage.labeled_comprehension(low_labels, labels, np.arange(1, n + 1), np.max, np.int64, 0)
         cores_per_low = np.bincount(first, minlength=n_low + 1)
-    near_water = None
-    if water is not None:
-        w = np.asarray(water, bool)
-        if w.shape != prob.shape:
-            raise ValueError(f"water mask shape {w.shape} differs from image shape {prob.shape}")
-        near_water = ndimage.binary_dilation(w, iterations=3)  # berthed ships overlap the mask's quay edge
-    near_nodata = None
-    if nodata is not None:
-        nd = np.asarray(nodata, bool)
-        if nd.shape != prob.shape:
-            raise ValueError(f"no-data mask shape {nd.shape} differs from image shape {prob.shape}")
-        if nd.any():
-            g = params.nodata_guard_px
-            near_nodata = ndimage.binary_dilation(nd, eight, iterations=g) if g > 0 else nd
+    near_water, near_nodata = _ship_filter(prob.shape, water, nodata, params)
     out = []
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
@@ -274,6 +271,85 @@ def detections_from_probability(
             continue
         out.append(Detection(row=r, col=c, length_m=shape.length_m, width_m=shape.width_m,
                              heading_deg=shape.heading_deg, score=round(float(prob[rr, cc].max()), 4)))
+    return out
+
+
+def _ship_filter(shape: tuple[int, ...], water: np.ndarray | None, nodata: np.ndarray | None,
+                 params: OpticalParams) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The zones that rule a region out: far from ``water`` (dilated 3 pixels: berthed ships overlap the quay
+    edge), and within ``params.nodata_guard_px`` of no-data; each None when not given."""
+    near_water = None
+    if water is not None:
+        w = np.asarray(water, bool)
+        if w.shape != shape:
+            raise ValueError(f"water mask shape {w.shape} differs from image shape {shape}")
+        near_water = ndimage.binary_dilation(w, iterations=3)
+    near_nodata = None
+    if nodata is not None:
+        nd = np.asarray(nodata, bool)
+        if nd.shape != shape:
+            raise ValueError(f"no-data mask shape {nd.shape} differs from image shape {shape}")
+        if nd.any():
+            g = params.nodata_guard_px
+            near_nodata = ndimage.binary_dilation(nd, np.ones((3, 3), bool), iterations=g) if g > 0 else nd
+    return near_water, near_nodata
+
+
+def detections_from_centres(
+    prob: np.ndarray,
+    centre: np.ndarray,
+    *,
+    pixel_size_m: float | tuple[float, float],
+    water: np.ndarray | None = None,
+    params: OpticalParams = OpticalParams(),
+    nodata: np.ndarray | None = None,
+) -> list[Detection]:
+    """Ships from a network with a centre output: each local peak of ``centre`` above ``params.centre_threshold``
+    (3 x 3 neighbourhood; a flat top counts once) that lies on the outline map above ``measure_threshold`` is a
+    ship, measured on the outline pixels of its region nearest to it (ships moored side by side share a region
+    and are cut apart half-way between their centres), scored by its centre peak."""
+    eight = np.ones((3, 3), bool)
+    top = (centre >= ndimage.maximum_filter(centre, size=3)) & (centre > params.centre_threshold)
+    flat, n_top = ndimage.label(top, structure=eight)
+    if n_top == 0:
+        return []
+    # one peak a flat top: its pixel of highest outline probability
+    pk = np.array(ndimage.maximum_position(prob, flat, np.arange(1, n_top + 1)), dtype=np.int64).reshape(-1, 2)
+    low_t = params.measure_threshold if params.measure_threshold is not None else params.threshold
+    low, _ = ndimage.label(prob > low_t, structure=eight)
+    region = low[pk[:, 0], pk[:, 1]]
+    keep = region > 0
+    pk, region = pk[keep], region[keep]
+    if not len(pk):
+        return []
+    seeds = np.zeros(prob.shape, bool)
+    seeds[pk[:, 0], pk[:, 1]] = True
+    index = np.full(prob.shape, -1, np.int64)
+    index[pk[:, 0], pk[:, 1]] = np.arange(len(pk))
+    _, (ir, ic) = ndimage.distance_transform_edt(~seeds, return_indices=True)
+    owner = index[ir, ic]  # the nearest peak of every pixel
+    owner = np.where(low > 0, owner, -1)
+    owner = np.where((owner >= 0) & (low == region[np.maximum(owner, 0)]), owner, -1)  # ... in its own region
+    near_water, near_nodata = _ship_filter(prob.shape, water, nodata, params)
+    order = np.argsort(owner, axis=None, kind="stable")
+    sorted_owner = owner.ravel()[order]
+    starts = np.searchsorted(sorted_owner, np.arange(len(pk) + 1))
+    out = []
+    for j, (r, c) in enumerate(pk):
+        flat_idx = order[starts[j] : starts[j + 1]]
+        if flat_idx.size < params.min_pixels:
+            continue
+        if near_water is not None and not near_water[r, c]:
+            continue
+        mr, mc = np.divmod(flat_idx, prob.shape[1])
+        if near_nodata is not None and near_nodata[mr, mc].any():
+            continue
+        shape = measure_pixels(mr, mc, pixel_size_m)
+        if not params.min_length_m <= shape.length_m <= params.max_length_m:
+            continue
+        out.append(Detection(row=float(mr.mean()), col=float(mc.mean()), length_m=shape.length_m,
+                             width_m=shape.width_m, heading_deg=shape.heading_deg,
+                             score=round(float(centre[r, c]), 4)))
     return out
 
 
@@ -343,7 +419,9 @@ def detect_optical(
         found = detect_optical(coarse, pixel_size_m=(dy * fy, dx * fx), water=wet,
                                model_path=model_path, params=params)
         return [replace(d, row=(d.row + 0.5) * fy - 0.5, col=(d.col + 0.5) * fx - 0.5) for d in found]
-    feats = optical_features(bands)
-    prob = probability_map(feats, model_path)
-    return detections_from_probability(prob, pixel_size_m=pixel_size_m, water=water, params=params,
+    maps = network_maps(optical_features(bands), model_path)
+    if len(maps) > 1:
+        return detections_from_centres(maps[0], maps[1], pixel_size_m=pixel_size_m, water=water, params=params,
+                                       nodata=optical_nodata(bands))
+    return detections_from_probability(maps[0], pixel_size_m=pixel_size_m, water=water, params=params,
                                        nodata=optical_nodata(bands))

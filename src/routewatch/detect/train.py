@@ -63,8 +63,54 @@ def port_targets(port: LabelledPort) -> tuple[np.ndarray, np.ndarray]:
     return target, weight
 
 
-def build_net(in_ch: int = 5, width: int = 16):  # type: ignore[no-untyped-def]
-    """A small U-Net (about 60 k weights): two poolings, dilated middle for quay-scale context."""
+def centre_targets(port: LabelledPort) -> np.ndarray:
+    """The ship-centre heat map (H, W) of the ``--centres`` head: 1 at the pixel nearest each labelled ship's
+    centre, falling off as a Gaussian along and across the hull (spreads of 0.4 times the outline's own spread
+    along each principal axis, at least a pixel), the largest value where two ships' maps overlap. One peak a ship,
+    however ships lie against each other: ships moored in a row, which merge in the outline map, stay apart here.
+    """
+    h, w = port.bands["red"].shape
+    heat = np.zeros((h, w), np.float32)
+    for t in port.truth:
+        if t.mask_rows is not None and len(t.mask_rows) >= 2:
+            pts = np.stack([np.asarray(t.mask_rows, float), np.asarray(t.mask_cols, float)], 1)
+            centre = pts.mean(0)
+            var, vec = np.linalg.eigh(np.cov(pts.T) + 1e-6 * np.eye(2))
+        else:
+            x, y, bw, bh = t.bbox
+            centre = np.array([y + bh / 2 - 0.5, x + bw / 2 - 0.5])
+            var, vec = np.array([bh, bw], float) ** 2 / 12.0, np.eye(2)
+        sd = np.maximum(1.0, 0.4 * np.sqrt(np.maximum(var, 0.0)))
+        reach = int(np.ceil(3 * sd.max()))
+        r0, c0 = (round(float(v)) for v in centre)
+        rs = np.arange(max(0, r0 - reach), min(h, r0 + reach + 1))
+        cs = np.arange(max(0, c0 - reach), min(w, c0 + reach + 1))
+        if not rs.size or not cs.size:
+            continue
+        d = np.stack(np.meshgrid(rs - centre[0], cs - centre[1], indexing="ij"), -1) @ vec  # principal axes
+        g = np.exp(-0.5 * ((d[..., 0] / sd[0]) ** 2 + (d[..., 1] / sd[1]) ** 2)).astype(np.float32)
+        block = heat[rs[0] : rs[-1] + 1, cs[0] : cs[-1] + 1]
+        np.maximum(block, g, out=block)
+        if 0 <= r0 < h and 0 <= c0 < w:
+            heat[r0, c0] = 1.0
+    return heat
+
+
+def centre_loss(logit, heat):  # type: ignore[no-untyped-def]
+    """CenterNet's penalty-reduced focal loss (alpha 2, beta 4) per ship: the peak pixels (heat 1) pulled up,
+    the rest pushed down less the nearer they are to a peak."""
+    import torch
+
+    p = torch.sigmoid(logit).clamp(1e-4, 1 - 1e-4)
+    peak = heat >= 0.999
+    pos = ((1 - p) ** 2 * torch.log(p))[peak].sum()
+    neg = ((1 - heat) ** 4 * p**2 * torch.log(1 - p))[~peak].sum()
+    return -(pos + neg) / peak.sum().clamp(min=1)
+
+
+def build_net(in_ch: int = 5, width: int = 16, outputs: int = 1):  # type: ignore[no-untyped-def]
+    """A small U-Net (about 60 k weights): two poolings, dilated middle for quay-scale context. ``outputs``: the
+    ship-outline logit, and with 2 also the ship-centre logit (``--centres``)."""
     import torch
     from torch import nn
 
@@ -81,7 +127,10 @@ def build_net(in_ch: int = 5, width: int = 16):  # type: ignore[no-untyped-def]
             self.mid = nn.Sequential(conv(2 * w, 3 * w), conv(3 * w, 3 * w, 2), conv(3 * w, 3 * w, 4))
             self.d2 = conv(5 * w, 2 * w)
             self.d1 = conv(3 * w, w)
-            self.head = nn.Conv2d(w, 1, 1)
+            self.head = nn.Conv2d(w, outputs, 1)
+            if outputs > 1:
+                with torch.no_grad():
+                    self.head.bias[1:] = -4.0  # centres are rare: start near their share (CenterNet's prior)
             self.pool = nn.MaxPool2d(2)
             self.up = nn.Upsample(scale_factor=2, mode="nearest")
 
@@ -162,8 +211,11 @@ def _paste(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, w: np.ndarray
     return True
 
 
-def check_recipe(crop: int, shore: float) -> None:
-    """Refuse a crop the network cannot take or a share of quay crops beyond what the ship crops leave."""
+def check_recipe(crop: int, shore: float, paste: float = 0.0, centres: bool = False) -> None:
+    """Refuse a crop the network cannot take, a share of quay crops beyond what the ship crops leave, or pasted
+    ships with the centre head (the pasted outlines carry no centre map)."""
+    if paste > 0 and centres:
+        raise ValueError("--paste and --centres cannot be combined: pasted ships carry no centre map")
     if not 0.0 <= shore <= 0.4:
         raise ValueError(f"shore is a share of all training crops (60 % are centred on ships): 0 to 0.4, not {shore}")
     if crop < 16 or crop % 4:
@@ -189,7 +241,7 @@ def _corner_near(rng: np.random.Generator, centre: tuple[int, int], jitter: int,
 def _sample(rng: np.random.Generator, data: list[tuple[np.ndarray, np.ndarray, np.ndarray, list, np.ndarray]],
             cutouts: list[ShipCutout] | None = None, paste: float = 0.0, crop: int = CROP,
             shore: float = 0.0) -> tuple:
-    """One augmented batch: crops centred near a ship (60 % of the crops), on the water's edge (a share ``shore``
+    """One augmented batch (inputs, targets with the channels of ``data``'s targets, weights): crops centred near a ship (60 % of the crops), on the water's edge (a share ``shore``
     of at most 0.4: quays, where the false alarms are) or anywhere, with a chance ``paste`` of one or two ships
     from elsewhere pasted beside the crop's quays, random dihedral flips, gain jitter."""
     xs, ys, ws = [], [], []
@@ -206,29 +258,33 @@ def _sample(rng: np.random.Generator, data: list[tuple[np.ndarray, np.ndarray, n
         else:
             r0, c0 = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, wd - crop + 1))
         sl = (slice(r0, r0 + crop), slice(c0, c0 + crop))
-        x, y, ww = f[:, sl[0], sl[1]].copy(), t[sl].copy(), w[sl].copy()
+        x, y, ww = f[:, sl[0], sl[1]].copy(), t[:, sl[0], sl[1]].copy(), w[sl].copy()
         if cutouts and rng.random() < paste:
             for _ in range(int(rng.integers(1, 3))):
-                _paste(rng, x, y, ww, cutouts[rng.integers(len(cutouts))])
+                _paste(rng, x, y[0], ww, cutouts[rng.integers(len(cutouts))])
         x[:4] += rng.normal(0, 0.15)  # product-to-product gain
         k = int(rng.integers(4))
-        x, y, ww = np.rot90(x, k, (1, 2)), np.rot90(y, k), np.rot90(ww, k)
+        x, y, ww = np.rot90(x, k, (1, 2)), np.rot90(y, k, (1, 2)), np.rot90(ww, k)
         if rng.random() < 0.5:
-            x, y, ww = x[:, :, ::-1], y[:, ::-1], ww[:, ::-1]
+            x, y, ww = x[:, :, ::-1], y[:, :, ::-1], ww[:, ::-1]
         xs.append(np.ascontiguousarray(x))
         ys.append(np.ascontiguousarray(y))
         ws.append(np.ascontiguousarray(ww))
-    return np.stack(xs), np.stack(ys)[:, None], np.stack(ws)[:, None]
+    return np.stack(xs), np.stack(ys), np.stack(ws)[:, None]
 
 
 def train_net(ports: list[LabelledPort], steps: int = STEPS, seed: int = SEED, progress: bool = True,
               threads: int = 2, device: str = "cpu", width: int = 16,
-              paste: float = 0.0, crop: int = CROP, shore: float = 0.0):  # type: ignore[no-untyped-def]
+              paste: float = 0.0, crop: int = CROP, shore: float = 0.0,
+              centres: bool = False):  # type: ignore[no-untyped-def]
     """Fit the network on the given ports; returns the torch module (on the CPU) in eval mode.
+
+    ``centres``: a second output learns a heat map of ship centres (:func:`centre_targets`, :func:`centre_loss`)
+    beside the outline map.
 
     ``device="cuda"`` only speeds up validation runs; the shipped weights are trained on the CPU.
     """
-    check_recipe(crop, shore)  # before torch: the recipe's errors need no training extra
+    check_recipe(crop, shore, paste, centres)  # before torch: the recipe's errors need no training extra
     small = [p.name for p in ports if min(p.bands["red"].shape) < crop]
     if small:
         raise ValueError(f"crop {crop} px is larger than the image of port(s) {', '.join(small)}")
@@ -240,24 +296,28 @@ def train_net(ports: list[LabelledPort], steps: int = STEPS, seed: int = SEED, p
     data, cutouts = [], []
     for port in ports:
         t, w = port_targets(port)
+        t = np.stack([t, centre_targets(port)]) if centres else t[None]
         feats = optical_features(port.bands)
         edge = water_edge(feats) if shore > 0 else np.zeros(0, np.int64)
         data.append((feats, t, w, [(round(o.row), round(o.col)) for o in port.truth], edge))
         if paste > 0:
             cutouts.extend(ship_cutouts(feats, port))
-    net = build_net(width=width).to(device)
+    net = build_net(width=width, outputs=2 if centres else 1).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     net.train()
     t0 = time.perf_counter()
     for step in range(steps):
         x, y, w = (torch.from_numpy(a).to(device) for a in _sample(rng, data, cutouts, paste, crop, shore))
-        logit = net(x)
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, y, weight=w,
+        out = net(x)
+        logit, y1 = out[:, :1], y[:, :1]
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, y1, weight=w,
                                                                   pos_weight=torch.tensor(2.0, device=device))
         p = torch.sigmoid(logit)
-        dice = 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
+        dice = 1 - (2 * (p * y1).sum() + 1) / (p.sum() + y1.sum() + 1)
         loss = bce + 0.5 * dice
+        if centres:
+            loss = loss + centre_loss(out[:, 1:], y[:, 1:])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -281,14 +341,23 @@ def export_onnx(net, path: Path) -> None:  # type: ignore[no-untyped-def]
 
 def evaluate_port(port: LabelledPort, model_path: Path, save_map: Path | None = None,
                   params: OpticalParams = OpticalParams()) -> Scores:
-    """Score the detector on one labelled port (lengths in ground metres, 200 m hit radius)."""
-    from routewatch.detect.optical import probability_map
+    """Score the detector on one labelled port (lengths in ground metres, 200 m hit radius), decoded as
+    :func:`~routewatch.detect.optical.detect_optical` decodes it: by its centre map when the network has one
+    (``--centres``; that map is saved beside the outline map as ``<port>.centre.npy``)."""
+    from routewatch.detect.evaluate import score
+    from routewatch.detect.optical import detections_from_centres, network_maps
 
-    prob = probability_map(optical_features(port.bands), model_path)
+    maps = network_maps(optical_features(port.bands), model_path)
     if save_map is not None:
         save_map.mkdir(parents=True, exist_ok=True)
-        np.save(save_map / f"{port.name}.npy", prob.astype(np.float16))
-    return score_probability(port, prob, params)
+        np.save(save_map / f"{port.name}.npy", maps[0].astype(np.float16))
+        if len(maps) > 1:
+            np.save(save_map / f"{port.name}.centre.npy", maps[1].astype(np.float16))
+    if len(maps) == 1:
+        return score_probability(port, maps[0], params)
+    dets = detections_from_centres(maps[0], maps[1], pixel_size_m=port.pixel_size_m, params=params)
+    return score(dets, port.truth, pixel_size_m=float(np.mean(port.pixel_size_m)),
+                 shore_distance_px=port_shore_distance(port))
 
 
 _SHORE: dict[str, np.ndarray] = {}
@@ -572,6 +641,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--crop", type=int, default=CROP, help=f"training crop side in pixels (shipped: {CROP})")
     ap.add_argument("--shore", type=float, default=0.0,
                     help="share of training crops centred on the water's edge, where quays fire: 0-0.4 (shipped: 0)")
+    ap.add_argument("--centres", action="store_true",
+                    help="a second output that learns ship centres, so ships side by side come apart (shipped: off)")
+    ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--report", type=Path, default=None, help="write the scores as JSON here")
     ap.add_argument("--cache", type=Path, default=None, help="read the ports from this pickle instead of ../shared")
     ap.add_argument("--jobs", type=int, default=1, help="folds trained at once (--lopo), one thread each when > 1")
@@ -584,10 +656,11 @@ def main(argv: list[str] | None = None) -> None:
                     help="fit detection probability by vessel length to the held-out maps here")
     args = ap.parse_args(argv)
     try:
-        check_recipe(args.crop, args.shore)
+        check_recipe(args.crop, args.shore, args.paste, args.centres)
     except ValueError as exc:
         ap.error(str(exc))
-    recipe = {"steps": args.steps, "width": args.width, "paste": args.paste, "crop": args.crop, "shore": args.shore}
+    recipe = {"steps": args.steps, "width": args.width, "paste": args.paste, "crop": args.crop, "shore": args.shore,
+              "centres": args.centres, "seed": args.seed}
     results: dict[str, dict] = {}
     if args.select_post is not None:
         results = select_postprocessing(args.select_post, args.cache)
