@@ -57,6 +57,23 @@ def test_a_two_map_model_is_decoded_by_its_centres_and_read_as_logits_by_its_nam
     assert OnnxDetector(outline_and_centre_model(tmp_path / "two.onnx"), logits=False).logits is False
 
 
+def test_probabilities_under_a_logit_name_are_read_as_probabilities_with_a_warning(tmp_path: Path) -> None:
+    """An output named ``logits`` whose values all lie in [0, 1] holds probabilities: through the sigmoid again
+    every pixel would pass 0.5 and the image become one region too long for a ship, with no word why."""
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, "h", "w"])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, "h", "w"])
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["logits"])], "probs", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "p.onnx")
+    img = np.full((64, 64), 77, np.uint8)  # sea at probability 0.3
+    img[10:30, 20:23] = 255  # a 20 x 3 px ship at probability 1
+    with pytest.warns(UserWarning, match="read as probabilities"):
+        dets = OnnxDetector(tmp_path / "p.onnx")(img, pixel_size_m=10.0)
+    assert [round(d.length_m) for d in dets] == [200]
+    assert OnnxDetector(tmp_path / "p.onnx", logits=True)(img, pixel_size_m=10.0) == []  # told: read as logits
+
+
 def boxes_model(path: Path, boxes: np.ndarray) -> Path:
     """Ignores the image and returns fixed boxes (x0, y0, x1, y1, score): tests the box convention."""
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, "h", "w"])

@@ -487,3 +487,76 @@ def test_a_network_with_a_centre_output_is_tiled_and_decoded_by_its_centres(tmp_
         mp.setattr(optical, "detections_from_centres", lambda p, c, **kw: seen.append((p.shape, c.shape)) or [])
         detect_optical(bands(), pixel_size_m=10.0, model_path=path)
     assert seen == [((64, 80), (64, 80))]
+
+
+def test_a_neighbouring_regions_peak_takes_no_pixels_of_a_ship() -> None:
+    """Centre decoding cuts a region only among its own peaks: a boat moored off a ship's end, in a region of its
+    own, leaves the ship its whole hull (the nearest peak of the whole image had taken the ship's end)."""
+    from routewatch.detect.optical import detections_from_centres
+
+    prob, centre = np.zeros((64, 64), np.float32), np.zeros((64, 64), np.float32)
+    prob[10:50, 20:24] = 0.95  # a 400 m ship, 40 x 4 px
+    centre[29, 21] = 0.9
+    prob[44:50, 26:29] = 0.95  # a boat two pixels off its stern, a region of its own
+    centre[46, 27] = 0.9
+    dets = sorted(detections_from_centres(prob, centre, pixel_size_m=10.0, params=OpticalParams(min_pixels=4)),
+                  key=lambda d: d.length_m)
+    assert len(dets) == 2
+    assert dets[1].length_m == pytest.approx(400.0) and dets[1].row == pytest.approx(29.5)
+
+
+def test_an_empty_image_gives_no_ships_and_three_maps_are_refused(tmp_path: Path) -> None:
+    from routewatch.detect.optical import network_maps
+
+    assert network_maps(np.zeros((5, 0, 7), np.float32)).shape == (1, 0, 7)
+    assert detect_optical(bands(shape=(0, 5)), pixel_size_m=10.0) == []
+    onnx = pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the test model")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 5, "h", "w"])
+    y = helper.make_tensor_value_info("logit", TensorProto.FLOAT, [1, 3, "h", "w"])
+    inits = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("s", 0), ("e", 3), ("ax", 1))]
+    graph = helper.make_graph([helper.make_node("Slice", ["input", "s", "e", "ax"], ["logit"])], "three", [x], [y],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "three.onnx")
+    assert network_maps(np.zeros((5, 0, 7), np.float32), tmp_path / "three.onnx").shape == (3, 0, 7)
+    with pytest.raises(ValueError, match="3 maps"):
+        detect_optical(bands(), pixel_size_m=10.0, model_path=tmp_path / "three.onnx")
+
+
+def test_select_post_chooses_the_centre_decoding_for_centre_maps(tmp_path: Path) -> None:
+    """``--select-post`` on the held-out maps of a ``--centres`` network grids the centre threshold and size (the
+    centre maps lie beside the outline maps); on outline maps alone, the outline threshold and size."""
+    import lzma
+    import pickle
+
+    from routewatch.detect.train import select_postprocessing
+
+    ports, maps = [], tmp_path / "maps"
+    maps.mkdir()
+    for i in range(3):
+        m = np.zeros((64, 64), bool)
+        m[10 + 5 * i : 30 + 5 * i, 20:23] = True  # a 20 x 3 px ship
+        port = _port_with_ships((64, 64), [m])
+        port.name = f"port{i}"
+        port.bands = {k: np.full((64, 64), 1000, np.uint16) for k in ("blue", "green", "red", "nir")}
+        ports.append(port)
+        prob = np.where(m, 0.95, 0.0).astype(np.float32)
+        prob[50:54, 40:60] = 0.95  # a quay the outline map fires on, with a weak centre
+        centre = np.zeros((64, 64), np.float32)
+        centre[20 + 5 * i, 21] = 0.7
+        centre[52, 50] = 0.25
+        np.save(maps / f"port{i}.npy", prob.astype(np.float16))
+        np.save(maps / f"port{i}.centre.npy", centre.astype(np.float16))
+    cache = tmp_path / "ports.pkl.xz"
+    with lzma.open(cache, "wb") as f:
+        pickle.dump(ports, f)
+    got = select_postprocessing(maps, cache)
+    assert got["held_out"]["f1"] == pytest.approx(1.0)  # the quay's weak centre is under every chosen threshold
+    assert got["chosen_on_all"]["centre_threshold"] >= 0.3
+    for i in range(3):
+        (maps / f"port{i}.centre.npy").unlink()
+    outline = select_postprocessing(maps, cache)
+    assert outline["held_out"]["fp"] == 3  # the outline map alone cannot tell the quay from a ship

@@ -3,10 +3,12 @@
 Two output conventions are accepted, recognised from the model's first output:
 
 * a score map ``(1, 1, H, W)`` (probabilities, or logits with ``logits=True``; by default an output named
-  ``logit`` or ``logits``, as ``python -m routewatch.detect.train`` names it, is read as logits): ships are the
-  connected regions above the threshold, measured like the packaged optical detector;
-* a score map and a ship-centre map ``(1, 2, H, W)`` (``train --centres``): ships are the centre peaks on the
-  score map above the threshold (:func:`~routewatch.detect.optical.detections_from_centres`);
+  ``logit`` or ``logits``, as ``python -m routewatch.detect.train`` names it, is read as logits, unless all its
+  values lie in [0, 1]: then it is read as probabilities, with a warning): ships are the connected regions above
+  the threshold, measured like the packaged optical detector;
+* a score map and a ship-centre map ``(1, 2, H, W)`` (``train --centres``): ships are the centre peaks (above
+  0.3) on the score map above the threshold, with at least ``min_pixels`` of it their own
+  (:func:`~routewatch.detect.optical.detections_from_centres`);
 * boxes ``(N, 5)`` or ``(1, N, 5)``: ``x0, y0, x1, y1, score`` in input pixels; length and width come from the
   box sides (heading 0 or 90 degrees, since an axis-aligned box cannot say more).
 
@@ -17,6 +19,7 @@ for a band dictionary). onnxruntime is a dependency; the model is the user's, no
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -63,8 +66,10 @@ class OnnxDetector:
         self.model_path = Path(self.model_path)
         self._sess = onnx_session(self.model_path, threads=None)
         self._input = self._sess.get_inputs()[0].name  # type: ignore[attr-defined]
+        self._output = self._sess.get_outputs()[0].name  # type: ignore[attr-defined]
+        self._by_name = self.logits is None
         if self.logits is None:
-            self.logits = self._sess.get_outputs()[0].name.lower() in ("logit", "logits")  # type: ignore[attr-defined]
+            self.logits = self._output.lower() in ("logit", "logits")
 
     def __call__(
         self, data: np.ndarray | dict[str, np.ndarray], *, pixel_size_m: float, water: np.ndarray | None = None
@@ -76,7 +81,14 @@ class OnnxDetector:
         h, w = x.shape[2], x.shape[3]
         if out.ndim == 4:
             maps = out[0]
-            if self.logits:
+            as_logits = self.logits
+            if as_logits and self._by_name and maps.size and np.nanmin(maps) >= 0.0 and np.nanmax(maps) <= 1.0:
+                # named as logits but shaped like probabilities: read twice through the sigmoid, every pixel would be
+                # over 0.5 and the image one region too long for a ship (no ships, and no word why)
+                warnings.warn(f"{self.model_path}: output {self._output!r} is named as logits but every value lies "
+                              "in [0, 1]: read as probabilities (give logits=True to read it as logits)", stacklevel=2)
+                as_logits = False
+            if as_logits:
                 maps = 1.0 / (1.0 + np.exp(-maps))
             if maps.shape[1:] != (h, w) or maps.shape[0] not in (1, 2):
                 raise ValueError(f"{self.model_path}: score map {out.shape} does not match the input {(h, w)}: "

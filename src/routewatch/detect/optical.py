@@ -44,7 +44,9 @@ class OpticalParams:
     min_length_m: float = 15.0
     max_length_m: float = 500.0
     nodata_guard_px: int = 1  # a region whose outline comes this close to no-data is the data/no-data step
-    centre_threshold: float = 0.3  # networks with a centre output: a ship is a local peak of it above this
+    # networks with a centre output (detections_from_centres): a ship is a local peak of it above this, on the
+    # outline map above measure_threshold, with at least min_pixels of that outline its own
+    centre_threshold: float = 0.3
 
 
 RESAMPLE_BELOW_M = 3.0  # finer ground pixels are averaged to about NETWORK_PIXEL_M before the network sees them
@@ -196,6 +198,9 @@ def network_maps(features: np.ndarray, model_path: Path | str = DEFAULT_MODEL, t
     _, h, w = features.shape
     pad = 48  # margin for the network's receptive field (about 45 px), a multiple of its downsampling (4)
     prob: np.ndarray | None = None
+    if h == 0 or w == 0:  # no tile to run: as many empty maps as the network says it gives
+        outputs = sess.get_outputs()[0].shape  # type: ignore[attr-defined]
+        return np.zeros((outputs[1] if len(outputs) == 4 and isinstance(outputs[1], int) else 1, h, w), np.float32)
     for r0 in range(0, h, tile):
         for c0 in range(0, w, tile):
             r1, c1 = min(h, r0 + tile), min(w, c0 + tile)
@@ -306,8 +311,10 @@ def detections_from_centres(
 ) -> list[Detection]:
     """Ships from a network with a centre output: each local peak of ``centre`` above ``params.centre_threshold``
     (3 x 3 neighbourhood; a flat top counts once) that lies on the outline map above ``measure_threshold`` is a
-    ship, measured on the outline pixels of its region nearest to it (ships moored side by side share a region
-    and are cut apart half-way between their centres), scored by its centre peak."""
+    ship, measured on the pixels of its outline region nearer to it than to the region's other peaks (ships moored
+    side by side share a region and are cut apart half-way between their centres; a pixel as near to two goes to
+    one of them), scored by its centre peak. ``min_pixels`` counts those pixels; ``threshold`` stands in only for
+    a ``measure_threshold`` of None (the outline level)."""
     eight = np.ones((3, 3), bool)
     top = (centre >= ndimage.maximum_filter(centre, size=3)) & (centre > params.centre_threshold)
     flat, n_top = ndimage.label(top, structure=eight)
@@ -322,34 +329,41 @@ def detections_from_centres(
     pk, region = pk[keep], region[keep]
     if not len(pk):
         return []
-    seeds = np.zeros(prob.shape, bool)
-    seeds[pk[:, 0], pk[:, 1]] = True
-    index = np.full(prob.shape, -1, np.int64)
-    index[pk[:, 0], pk[:, 1]] = np.arange(len(pk))
-    _, (ir, ic) = ndimage.distance_transform_edt(~seeds, return_indices=True)
-    owner = index[ir, ic]  # the nearest peak of every pixel
-    owner = np.where(low > 0, owner, -1)
-    owner = np.where((owner >= 0) & (low == region[np.maximum(owner, 0)]), owner, -1)  # ... in its own region
     near_water, near_nodata = _ship_filter(prob.shape, water, nodata, params)
-    order = np.argsort(owner, axis=None, kind="stable")
-    sorted_owner = owner.ravel()[order]
-    starts = np.searchsorted(sorted_owner, np.arange(len(pk) + 1))
+    boxes = ndimage.find_objects(low)
     out = []
-    for j, (r, c) in enumerate(pk):
-        flat_idx = order[starts[j] : starts[j + 1]]
-        if flat_idx.size < params.min_pixels:
-            continue
-        if near_water is not None and not near_water[r, c]:
-            continue
-        mr, mc = np.divmod(flat_idx, prob.shape[1])
-        if near_nodata is not None and near_nodata[mr, mc].any():
-            continue
-        shape = measure_pixels(mr, mc, pixel_size_m)
-        if not params.min_length_m <= shape.length_m <= params.max_length_m:
-            continue
-        out.append(Detection(row=float(mr.mean()), col=float(mc.mean()), length_m=shape.length_m,
-                             width_m=shape.width_m, heading_deg=shape.heading_deg,
-                             score=round(float(centre[r, c]), 4)))
+    by_region = np.argsort(region, kind="stable")
+    for group in np.split(by_region, np.flatnonzero(np.diff(region[by_region])) + 1):
+        reg = int(region[group[0]])
+        sl = boxes[reg - 1]
+        assert sl is not None  # a region under a peak has pixels
+        rr, cc = np.nonzero(low[sl] == reg)
+        peaks = pk[group] - (sl[0].start, sl[1].start)
+        if len(group) == 1:
+            owner = np.zeros(rr.size, np.int64)
+        else:  # the region's own peaks only: a neighbouring region's peak takes none of its pixels
+            seeds = np.ones(low[sl].shape, bool)
+            seeds[peaks[:, 0], peaks[:, 1]] = False
+            index = np.zeros(seeds.shape, np.int64)
+            index[peaks[:, 0], peaks[:, 1]] = np.arange(len(group))
+            _, (ir, ic) = ndimage.distance_transform_edt(seeds, return_indices=True)
+            owner = index[ir[rr, cc], ic[rr, cc]]
+        for k, j in enumerate(group):
+            r, c = (int(v) for v in pk[j])
+            mine = owner == k
+            if int(mine.sum()) < params.min_pixels:
+                continue
+            if near_water is not None and not near_water[r, c]:
+                continue
+            mr, mc = rr[mine] + sl[0].start, cc[mine] + sl[1].start
+            if near_nodata is not None and near_nodata[mr, mc].any():
+                continue
+            shape = measure_pixels(mr, mc, pixel_size_m)
+            if not params.min_length_m <= shape.length_m <= params.max_length_m:
+                continue
+            out.append(Detection(row=float(mr.mean()), col=float(mc.mean()), length_m=shape.length_m,
+                                 width_m=shape.width_m, heading_deg=shape.heading_deg,
+                                 score=round(float(centre[r, c]), 4)))
     return out
 
 
@@ -420,7 +434,10 @@ def detect_optical(
                                model_path=model_path, params=params)
         return [replace(d, row=(d.row + 0.5) * fy - 0.5, col=(d.col + 0.5) * fx - 0.5) for d in found]
     maps = network_maps(optical_features(bands), model_path)
-    if len(maps) > 1:
+    if len(maps) > 2:
+        raise ValueError(f"{model_path}: the network gives {len(maps)} maps; expected 1 (ship outline) or 2 "
+                         "(outline and ship centres)")
+    if len(maps) == 2:
         return detections_from_centres(maps[0], maps[1], pixel_size_m=pixel_size_m, water=water, params=params,
                                        nodata=optical_nodata(bands))
     return detections_from_probability(maps[0], pixel_size_m=pixel_size_m, water=water, params=params,

@@ -130,7 +130,7 @@ def build_net(in_ch: int = 5, width: int = 16, outputs: int = 1):  # type: ignor
             self.head = nn.Conv2d(w, outputs, 1)
             if outputs > 1:
                 with torch.no_grad():
-                    self.head.bias[1:] = -4.0  # centres are rare: start near their share (CenterNet's prior)
+                    self.head.bias[1:] = -4.0  # centres are rare: start at about 2 % (CenterNet starts at 10 %)
             self.pool = nn.MaxPool2d(2)
             self.up = nn.Upsample(scale_factor=2, mode="nearest")
 
@@ -344,8 +344,7 @@ def evaluate_port(port: LabelledPort, model_path: Path, save_map: Path | None = 
     """Score the detector on one labelled port (lengths in ground metres, 200 m hit radius), decoded as
     :func:`~routewatch.detect.optical.detect_optical` decodes it: by its centre map when the network has one
     (``--centres``; that map is saved beside the outline map as ``<port>.centre.npy``)."""
-    from routewatch.detect.evaluate import score
-    from routewatch.detect.optical import detections_from_centres, network_maps
+    from routewatch.detect.optical import network_maps
 
     maps = network_maps(optical_features(port.bands), model_path)
     if save_map is not None:
@@ -355,9 +354,7 @@ def evaluate_port(port: LabelledPort, model_path: Path, save_map: Path | None = 
             np.save(save_map / f"{port.name}.centre.npy", maps[1].astype(np.float16))
     if len(maps) == 1:
         return score_probability(port, maps[0], params)
-    dets = detections_from_centres(maps[0], maps[1], pixel_size_m=port.pixel_size_m, params=params)
-    return score(dets, port.truth, pixel_size_m=float(np.mean(port.pixel_size_m)),
-                 shore_distance_px=port_shore_distance(port))
+    return score_centres(port, maps[0], maps[1], params)
 
 
 _SHORE: dict[str, np.ndarray] = {}
@@ -375,6 +372,16 @@ def port_shore_distance(port: LabelledPort) -> np.ndarray:
 def score_probability(port: LabelledPort, prob: np.ndarray, params: OpticalParams = OpticalParams()) -> Scores:
     """Score a probability map of a labelled port with the given post-processing."""
     dets = detections_from_probability(prob, pixel_size_m=port.pixel_size_m, params=params)
+    px = float(np.mean(port.pixel_size_m))
+    return score(dets, port.truth, pixel_size_m=px, shore_distance_px=port_shore_distance(port))
+
+
+def score_centres(port: LabelledPort, prob: np.ndarray, centre: np.ndarray,
+                  params: OpticalParams = OpticalParams()) -> Scores:
+    """Score the outline and centre maps of a labelled port, decoded by their centres (``--centres`` networks)."""
+    from routewatch.detect.optical import detections_from_centres
+
+    dets = detections_from_centres(prob, centre, pixel_size_m=port.pixel_size_m, params=params)
     px = float(np.mean(port.pixel_size_m))
     return score(dets, port.truth, pixel_size_m=px, shore_distance_px=port_shore_distance(port))
 
@@ -397,7 +404,7 @@ def load_ports(cache: Path | None = None) -> list[LabelledPort]:
 def _fold(args: tuple[Path | None, int, int, Path | None, str, dict]) -> tuple[str, dict]:
     """Train without one port and score the held-out port (one process per fold). With ``maps``, the fold's
     network is kept there too (``<port>.onnx``), so inference-side changes can be scored held out later.
-    ``recipe`` holds :func:`train_net`'s recipe keywords (steps, width, paste, crop, shore)."""
+    ``recipe`` holds :func:`train_net`'s recipe keywords (steps, width, paste, crop, shore, centres, seed)."""
     import tempfile
 
     cache, held_index, threads, maps, device, recipe = args
@@ -515,10 +522,13 @@ def load_maps(maps: Path, ports: list[LabelledPort]) -> dict[str, np.ndarray]:
 
 
 POST_GRID = {"threshold": (0.5, 0.7, 0.8, 0.9, 0.95, 0.97), "min_pixels": (2, 4, 8, 12, 16)}
+CENTRE_POST_GRID = {"centre_threshold": (0.2, 0.3, 0.4, 0.5, 0.6), "min_pixels": (1, 3, 6, 8)}
 
 
 def select_postprocessing(maps: Path, cache: Path | None = None) -> dict:
-    """Choose the probability threshold and minimum size on held-out maps (from ``--lopo --maps``).
+    """Choose the probability threshold and minimum size on held-out maps (from ``--lopo --maps``); for the maps
+    of a network with a centre output (``--centres``, whose ``<port>.centre.npy`` lie beside them), the centre
+    threshold and minimum size of :func:`~routewatch.detect.optical.detections_from_centres` instead.
 
     Nested leave-one-port-out: for each port, the grid point best on the other ports' held-out maps is scored on
     it, which estimates the whole recipe on an unseen port; the point best on all maps is the shipped setting.
@@ -526,9 +536,15 @@ def select_postprocessing(maps: Path, cache: Path | None = None) -> dict:
     import itertools
 
     ports = load_ports(cache)
-    grid = [OpticalParams(threshold=t, min_pixels=m) for t, m in itertools.product(*POST_GRID.values())]
     probs = load_maps(maps, ports)
-    table = [[score_probability(p, probs[p.name], g) for p in ports] for g in grid]
+    if all((maps / f"{p.name}.centre.npy").is_file() for p in ports):
+        centres = {p.name: np.load(maps / f"{p.name}.centre.npy").astype(np.float32) for p in ports}
+        grid = [OpticalParams(centre_threshold=t, min_pixels=m)
+                for t, m in itertools.product(*CENTRE_POST_GRID.values())]
+        table = [[score_centres(p, probs[p.name], centres[p.name], g) for p in ports] for g in grid]
+    else:
+        grid = [OpticalParams(threshold=t, min_pixels=m) for t, m in itertools.product(*POST_GRID.values())]
+        table = [[score_probability(p, probs[p.name], g) for p in ports] for g in grid]
 
     def best(exclude: int | None) -> int:
         pooled = [sum((row[i] for i in range(len(ports)) if i != exclude), Scores(0, 0, 0)).f1 for row in table]
