@@ -874,3 +874,24 @@ def test_a_band_given_twice_and_a_link_to_nothing_are_said(tmp_path: Path) -> No
     said = dict(result.failures)
     assert any("band nir twice in one scene (B08.tif and nir.tif)" in v for v in said.values()), said
     assert "a link to nothing" in said[str(folder / "old.tif")]
+
+
+def test_a_folder_that_cannot_be_read_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sub-folder the user may not list (another account's, a mount gone stale) had been passed over unsaid,
+    its scenes missing from the ledger with no word; the readable scenes are still added."""
+    import os
+
+    _tif(tmp_path / "ok" / "port_20231014T013000.tif")
+    _tif(tmp_path / "locked" / "port_20231015T013000.tif")
+    real = os.scandir
+
+    def scandir(path: object = ".") -> object:  # the tests run as any user, root included: refuse by name
+        if Path(os.fsdecode(path)).name == "locked":  # type: ignore[arg-type]
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))  # type: ignore[arg-type]
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = scan_folder(tmp_path)
+    assert [Path(s.uri or "").name for s in result.scenes] == ["port_20231014T013000.tif"]
+    said = dict(result.failures)
+    assert "a folder that cannot be read (Permission denied)" in said[str(tmp_path / "locked")], said

@@ -433,6 +433,12 @@ def scan_folder(folder: str | Path, *, bands: list[str] | None = None, when: dat
     if not root.is_dir() and not root.is_file():
         raise FileNotFoundError(f"{root}: no such file or folder")
     if root.is_dir():  # a link to nothing has no content to add, but it was meant to be read: said, not skipped
+        def unreadable(err: OSError) -> None:  # pathlib's walk passes over a folder it may not list, unsaid
+            result.failures.append((str(err.filename), f"{err.filename}: a folder that cannot be read "
+                                                       f"({err.strerror or type(err).__name__}): its files are not added"))
+
+        for _ in os.walk(root, onerror=unreadable):
+            pass
         for p in sorted(root.rglob("*")):
             if p.is_symlink() and not p.exists() and p.suffix.lower() in SUFFIXES:
                 result.failures.append((str(p), f"{p}: a link to nothing (its target {os.readlink(p)} is gone, or "
