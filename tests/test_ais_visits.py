@@ -92,6 +92,27 @@ def test_a_lone_impossible_fix_does_not_end_or_start_a_call():
     assert gaps.height == 0 and visits.height == 1
 
 
+def test_a_lone_impossible_fix_that_ends_a_day_does_not_end_the_call():
+    """The day batches of a scan: a jump as a ship's last fix of a day has no next fix in its batch to agree with
+    the one before, and it had closed the call ("departure seen") and opened another the next day. A ship that
+    really moves on (a run of fixes there) still leaves."""
+    day1_end = T0.replace(hour=23, minute=0)
+    moored = Track(21, day1_end - timedelta(hours=4)).run(40, 130.29, 42.23)  # to 23:00
+    moored.run(1, 128.0, 38.0, every_min=60)  # 23:00, 500 km off: the day's last fix
+    moored.run(40, 130.29, 42.23)  # from midnight on, moored as before
+    one_batch = port_visits([frame(moored)], SITES)
+    days = by_day(frame(moored))
+    assert len(days) == 2 and days[0]["lon"][-1] == 128.0  # the jump is the first day's last fix
+    by_days = port_visits(days, SITES)
+    assert by_days.height == 1 and by_days.equals(one_batch)
+    assert by_days["positions"][0] == 81 and not by_days["exit"][0]
+    gone = Track(22, day1_end - timedelta(hours=4)).run(40, 130.29, 42.23)
+    gone.run(1, 128.0, 38.0, every_min=60).run(5, 128.0, 38.0)  # the first fix of a run: the ship is there now
+    v = port_visits(by_day(frame(gone)), SITES)
+    assert v.height == 1 and v["positions"][0] == 41  # left one fix later than a whole scan says (40)
+    assert port_visits([frame(gone)], SITES)["positions"][0] == 40
+
+
 def test_hysteresis_keeps_one_visit_when_swinging_between_entry_and_exit_distance():
     tr = Track(2).run(10, 130.31 + 0.5 * KM_LON, 42.23, sog=0.1)
     for _ in range(5):  # 1.5 km: outside entry, inside exit -> still in port

@@ -270,28 +270,47 @@ class VisitConfig:
 JUMP_M = 4000.0  # ...nor is one closer than this (GNSS jitter over seconds between reports is no jump)
 
 
-def lone_jumps(b: Batch, vstart: np.ndarray, jump_kn: float) -> np.ndarray:
+def lone_jumps(b: Batch, vstart: np.ndarray, jump_kn: float, open_end: bool = False) -> np.ndarray:
     """Positions a ship could not have reached from the one before it nor left for the one after it (faster than
     ``jump_kn`` both ways, over ``JUMP_M``), where those two lie within reach of each other: a single spoofed or
     garbled fix. They say nothing of where the ship is, so the visit state passes over them (one fix 500 km off
-    a moored ship had made two calls, each "departure seen"). A ship's first and last position of a batch have
-    one neighbour only and are kept; so are runs of such positions (two transmitters on one MMSI)."""
+    a moored ship had made two calls, each "departure seen"). A ship's first position of a batch has one
+    neighbour only and is kept; so are runs of such positions (two transmitters on one MMSI).
+
+    ``open_end``: a ship's last position of the batch, whose next fix lies in the next batch, is passed over too
+    when it could not have been reached from the one before it and that one was reached (not a run): the day
+    batches of a scan had let a jump that ended a day close the call it broke off. When it was the first fix of
+    a run the next batch shows, the state changes one fix later than a scan of both days at once would have it."""
     n = b.n
     out = np.zeros(n, bool)
-    if n < 3:
+    if n < 2:
         return out
     lon, lat = b.lon, b.lat
     # Steps of JUMP_M or more move at least 0.025 deg in latitude or longitude: only those are measured (a day's
     # millions of steps through the haversine had cost visits and gaps half their time again)
     dlon = np.abs(np.diff(lon))
     far = ((np.abs(np.diff(lat)) > 0.025) | (np.minimum(dlon, 360.0 - dlon) > 0.025)) & ~vstart[1:]
-    mid = np.flatnonzero(far[:-1] & far[1:]) + 1  # far in and far out
-    if mid.size == 0:
-        return out
 
     def too_fast(i: np.ndarray, j: np.ndarray) -> np.ndarray:
         d = haversine_m(lon[i], lat[i], lon[j], lat[j])
         return (d > JUMP_M) & (d / np.maximum(b.t[j] - b.t[i], 1) * US_PER_H / 1852.0 > jump_kn)
+
+    if open_end:
+        end = np.flatnonzero(np.append(vstart[1:], True))  # each ship's last position
+        end = end[(end >= 1) & ~vstart[end]]
+        end = end[far[end - 1]]  # far from the one before
+        if end.size:
+            jumped = too_fast(end - 1, end)
+            prev = end - 1
+            has_prev = (prev >= 1) & ~vstart[np.maximum(prev, 0)]  # ... which had a fix before it too
+            run = np.zeros(end.size, bool)
+            k = np.flatnonzero(jumped & has_prev)
+            if k.size:
+                run[k] = far[prev[k] - 1] & too_fast(prev[k] - 1, prev[k])  # ... and was itself a jump: a run
+            out[end[jumped & ~run]] = True
+    mid = np.flatnonzero(far[:-1] & far[1:]) + 1  # far in and far out
+    if mid.size == 0:
+        return out
 
     both = np.zeros(n, bool)
     both[mid] = too_fast(mid - 1, mid) & too_fast(mid, mid + 1)
@@ -613,7 +632,7 @@ class _LayerScanner:
         dt_h[vstart] = np.inf
         reset = dt_h > cfg.split_h
         ev = np.where(dist <= cfg.entry_m, site, np.where(dist > cfg.exit_m, -1, NONE)).astype(np.int16)
-        jumps = lone_jumps(b, vstart, cfg.jump_kn)
+        jumps = lone_jumps(b, vstart, cfg.jump_kn, open_end=True)
         ev[jumps] = NONE  # a lone impossible fix moves the ship nowhere (nor ends a stop, below)
         if b.carry is not None:
             ev[b.carry_pos] = b.carry["state"]
