@@ -270,14 +270,14 @@ class VisitConfig:
 JUMP_M = 4000.0  # ...nor is one closer than this (GNSS jitter over seconds between reports is no jump)
 
 
-def lone_jumps(b: Batch, vstart: np.ndarray, jump_kn: float, open_end: bool = False) -> np.ndarray:
+def lone_jumps(b: Batch, vstart: np.ndarray, jump_kn: float, ends: np.ndarray | None = None) -> np.ndarray:
     """Positions a ship could not have reached from the one before it nor left for the one after it (faster than
     ``jump_kn`` both ways, over ``JUMP_M``), where those two lie within reach of each other: a single spoofed or
     garbled fix. They say nothing of where the ship is, so the visit state passes over them (one fix 500 km off
     a moored ship had made two calls, each "departure seen"). A ship's first position of a batch has one
     neighbour only and is kept; so are runs of such positions (two transmitters on one MMSI).
 
-    ``open_end``: a ship's last position of the batch, whose next fix lies in the next batch, is passed over too
+    ``ends`` (each ship's last position of the batch, whose next fix lies in the next batch): passed over too
     when it could not have been reached from the one before it and that one was reached (not a run): the day
     batches of a scan had let a jump that ended a day close the call it broke off. When it was the first fix of
     a run the next batch shows, the state changes one fix later than a scan of both days at once would have it."""
@@ -295,9 +295,8 @@ def lone_jumps(b: Batch, vstart: np.ndarray, jump_kn: float, open_end: bool = Fa
         d = haversine_m(lon[i], lat[i], lon[j], lat[j])
         return (d > JUMP_M) & (d / np.maximum(b.t[j] - b.t[i], 1) * US_PER_H / 1852.0 > jump_kn)
 
-    if open_end:
-        end = np.flatnonzero(np.append(vstart[1:], True))  # each ship's last position
-        end = end[(end >= 1) & ~vstart[end]]
+    if ends is not None:
+        end = ends[(ends >= 1) & ~vstart[ends]]
         end = end[far[end - 1]]  # far from the one before
         if end.size:
             jumped = too_fast(end - 1, end)
@@ -632,7 +631,8 @@ class _LayerScanner:
         dt_h[vstart] = np.inf
         reset = dt_h > cfg.split_h
         ev = np.where(dist <= cfg.entry_m, site, np.where(dist > cfg.exit_m, -1, NONE)).astype(np.int16)
-        jumps = lone_jumps(b, vstart, cfg.jump_kn, open_end=True)
+        last = np.flatnonzero(np.append(vstart[1:], True))  # each ship's last row: carried to the next batch
+        jumps = lone_jumps(b, vstart, cfg.jump_kn, ends=last)
         ev[jumps] = NONE  # a lone impossible fix moves the ship nowhere (nor ends a stop, below)
         if b.carry is not None:
             ev[b.carry_pos] = b.carry["state"]
@@ -657,7 +657,6 @@ class _LayerScanner:
         if self.gap_detector is not None:
             self.gap_detector.feed(b, vstart, dt_h, site, dist)
         self._runs(b, state, stop, vstart, dt_h, reset, final=False)
-        last = np.flatnonzero(np.append(vstart[1:], True))
         src, line = b.refs(last)
         lon, lat = b.lonlat(last)
         self.carry.rows = {"mmsi": mmsi[last], "t": t[last], "sog": b.sog[last], "site": site[last],

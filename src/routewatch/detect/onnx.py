@@ -1,6 +1,6 @@
 """Plug-in hook: run a user's own ONNX ship detector and get the same :class:`Detection` records.
 
-Two output conventions are accepted, recognised from the model's first output:
+Three output conventions are accepted, recognised from the model's first output:
 
 * a score map ``(1, 1, H, W)`` (probabilities, or logits with ``logits=True``; by default an output named
   ``logit`` or ``logits``, as ``python -m routewatch.detect.train`` names it, is read as logits, unless all its
@@ -29,8 +29,7 @@ import numpy as np
 from routewatch.detect.base import Detection
 from routewatch.detect.optical import (
     OpticalParams,
-    detections_from_centres,
-    detections_from_probability,
+    detections_from_maps,
     onnx_session,
     optical_features,
 )
@@ -94,10 +93,7 @@ class OnnxDetector:
                 raise ValueError(f"{self.model_path}: score map {out.shape} does not match the input {(h, w)}: "
                                  "expected (1, 1, H, W), or (1, 2, H, W) with a centre map")
             params = replace(self.params, threshold=self.threshold)
-            if len(maps) == 2:
-                return detections_from_centres(maps[0], maps[1], pixel_size_m=pixel_size_m, water=water,
-                                               params=params)
-            return detections_from_probability(maps[0], pixel_size_m=pixel_size_m, water=water, params=params)
+            return detections_from_maps(maps, pixel_size_m=pixel_size_m, water=water, params=params)
         boxes = out.reshape(-1, out.shape[-1])
         if boxes.shape[-1] < 5:
             raise ValueError(f"{self.model_path}: output shape {out.shape} is neither a score map nor (N, 5) boxes")

@@ -367,6 +367,25 @@ def detections_from_centres(
     return out
 
 
+def detections_from_maps(
+    maps: np.ndarray,
+    *,
+    pixel_size_m: float | tuple[float, float],
+    water: np.ndarray | None = None,
+    params: OpticalParams = OpticalParams(),
+    nodata: np.ndarray | None = None,
+) -> list[Detection]:
+    """Ships from a network's probability maps (1 or 2, H, W): by the centre map when there is one
+    (:func:`detections_from_centres`), else by the outline map's regions (:func:`detections_from_probability`)."""
+    if len(maps) == 2:
+        return detections_from_centres(maps[0], maps[1], pixel_size_m=pixel_size_m, water=water, params=params,
+                                       nodata=nodata)
+    if len(maps) != 1:
+        raise ValueError(f"{len(maps)} probability maps; expected 1 (ship outline) or 2 (outline and ship centres)")
+    return detections_from_probability(maps[0], pixel_size_m=pixel_size_m, water=water, params=params,
+                                       nodata=nodata)
+
+
 def network_factors(pixel_size_m: float | tuple[float, float]) -> tuple[int, int]:
     """How many pixels (rows, columns) of an image are averaged into one pixel for the network: 1 at Sentinel-2
     scale, about ``NETWORK_PIXEL_M`` over the pixel size below ``RESAMPLE_BELOW_M`` (a 0.5 m image: 16 x 16)."""
@@ -437,8 +456,5 @@ def detect_optical(
     if len(maps) > 2:
         raise ValueError(f"{model_path}: the network gives {len(maps)} maps; expected 1 (ship outline) or 2 "
                          "(outline and ship centres)")
-    if len(maps) == 2:
-        return detections_from_centres(maps[0], maps[1], pixel_size_m=pixel_size_m, water=water, params=params,
-                                       nodata=optical_nodata(bands))
-    return detections_from_probability(maps[0], pixel_size_m=pixel_size_m, water=water, params=params,
-                                       nodata=optical_nodata(bands))
+    return detections_from_maps(maps, pixel_size_m=pixel_size_m, water=water, params=params,
+                                nodata=optical_nodata(bands))

@@ -352,9 +352,7 @@ def evaluate_port(port: LabelledPort, model_path: Path, save_map: Path | None = 
         np.save(save_map / f"{port.name}.npy", maps[0].astype(np.float16))
         if len(maps) > 1:
             np.save(save_map / f"{port.name}.centre.npy", maps[1].astype(np.float16))
-    if len(maps) == 1:
-        return score_probability(port, maps[0], params)
-    return score_centres(port, maps[0], maps[1], params)
+    return score_maps(port, maps, params)
 
 
 _SHORE: dict[str, np.ndarray] = {}
@@ -371,17 +369,20 @@ def port_shore_distance(port: LabelledPort) -> np.ndarray:
 
 def score_probability(port: LabelledPort, prob: np.ndarray, params: OpticalParams = OpticalParams()) -> Scores:
     """Score a probability map of a labelled port with the given post-processing."""
-    dets = detections_from_probability(prob, pixel_size_m=port.pixel_size_m, params=params)
-    px = float(np.mean(port.pixel_size_m))
-    return score(dets, port.truth, pixel_size_m=px, shore_distance_px=port_shore_distance(port))
+    return score_maps(port, prob[None], params)
 
 
 def score_centres(port: LabelledPort, prob: np.ndarray, centre: np.ndarray,
                   params: OpticalParams = OpticalParams()) -> Scores:
     """Score the outline and centre maps of a labelled port, decoded by their centres (``--centres`` networks)."""
-    from routewatch.detect.optical import detections_from_centres
+    return score_maps(port, np.stack([prob, centre]), params)
 
-    dets = detections_from_centres(prob, centre, pixel_size_m=port.pixel_size_m, params=params)
+
+def score_maps(port: LabelledPort, maps: np.ndarray, params: OpticalParams = OpticalParams()) -> Scores:
+    """Score a network's maps (1 or 2, H, W) of a labelled port, decoded as the detector decodes them."""
+    from routewatch.detect.optical import detections_from_maps
+
+    dets = detections_from_maps(maps, pixel_size_m=port.pixel_size_m, params=params)
     px = float(np.mean(port.pixel_size_m))
     return score(dets, port.truth, pixel_size_m=px, shore_distance_px=port_shore_distance(port))
 
